@@ -1,0 +1,125 @@
+/* "list": every thread of the process, merged from /proc/self/task (all
+ * threads, however created) and the registry (what the shim knows). */
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "ks.h"
+#include "procfs.h"
+#include "registry.h"
+
+struct ks_snap {
+    pid_t tid;
+    int role;
+    int locks_held;
+    int wait_kind;
+    uint64_t id;
+    void *start;
+    void *wait_obj;
+};
+
+static int ks_snap_cmp(const void *a, const void *b)
+{
+    pid_t x = ((const struct ks_snap *)a)->tid, y = ((const struct ks_snap *)b)->tid;
+    return (x > y) - (x < y);
+}
+
+/* Copies the registry under its lock; nothing slow happens while it is held,
+ * so pthread_create never waits on a client. */
+static struct ks_snap *ks_snapshot(int *n)
+{
+    ks_registry_lock();
+    int cap = ks_registry_count();
+    struct ks_snap *s = calloc((size_t)cap + 1, sizeof *s);
+    int k = 0;
+    for (struct ks_thread *t = ks_registry_first(); s && t && k < cap; t = t->next, k++) {
+        s[k].tid = t->tid;
+        s[k].role = t->role;
+        s[k].id = t->id;
+        s[k].start = t->start_routine;
+        s[k].locks_held = t->locks_held;
+        s[k].wait_kind = atomic_load_explicit(&t->wait_kind, memory_order_relaxed);
+        s[k].wait_obj = atomic_load_explicit(&t->wait_obj, memory_order_relaxed);
+    }
+    ks_registry_unlock();
+    if (s)
+        qsort(s, (size_t)k, sizeof *s, ks_snap_cmp);
+    *n = k;
+    return s;
+}
+
+static const char *ks_role_name(const struct ks_snap *s)
+{
+    if (!s)
+        return "foreign";   /* before the shim loaded, or a raw clone */
+    switch (s->role) {
+    case KS_ROLE_MAIN: return "main";
+    case KS_ROLE_SHIM: return "shim";
+    default: return "app";
+    }
+}
+
+static void ks_list_one(struct ks_out *out, pid_t tid, const struct ks_snap *s,
+                        unsigned long long uptime_ms, long hz)
+{
+    struct ks_taskstat st;
+    if (ks_read_task_stat(0, tid, &st) != 0)
+        return;   /* exited while we listed: not a thread any more */
+    ks_out_word(out, "thread");
+    ks_out_i64(out, "tid", tid);
+    ks_out_str(out, "name", st.comm);
+    ks_out_str(out, "role", ks_role_name(s));
+    ks_out_i64(out, "registered", s && s->role != KS_ROLE_SHIM);
+    ks_out_fmt(out, "state", "%c", st.state);
+    ks_out_i64(out, "cpu_ms", (int64_t)((st.utime + st.stime) * 1000 / (unsigned long long)hz));
+    unsigned long long born = st.starttime * 1000 / (unsigned long long)hz;
+    ks_out_i64(out, "age_ms", uptime_ms > born ? (int64_t)(uptime_ms - born) : 0);
+    if (s) {
+        ks_out_i64(out, "id", (int64_t)s->id);
+        if (s->start)
+            ks_out_hex(out, "start", (uint64_t)(uintptr_t)s->start);
+        ks_out_i64(out, "locks", s->locks_held);
+        if (s->wait_kind == KS_WAIT_MUTEX && s->wait_obj)
+            ks_out_hex(out, "wait_mutex", (uint64_t)(uintptr_t)s->wait_obj);
+    }
+    ks_out_eol(out);
+}
+
+void ks_cmd_list(const struct ks_msg *req, struct ks_out *out)
+{
+    (void)req;
+    int n = 0;
+    struct ks_snap *snap = ks_snapshot(&n);
+    if (!snap) {
+        ks_out_err(out, "internal", "out of memory");
+        return;
+    }
+    DIR *d = opendir("/proc/self/task");
+    if (!d) {
+        free(snap);
+        ks_out_err(out, "internal", "cannot read /proc/self/task");
+        return;
+    }
+    long hz = sysconf(_SC_CLK_TCK);
+    if (hz <= 0)
+        hz = 100;
+    unsigned long long up = ks_uptime_ms();
+    int count = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        struct ks_snap key = {.tid = (pid_t)atoi(e->d_name)};
+        const struct ks_snap *s = bsearch(&key, snap, (size_t)n, sizeof *snap, ks_snap_cmp);
+        size_t before = out->len;
+        ks_list_one(out, key.tid, s, up, hz);
+        count += out->len != before;
+    }
+    closedir(d);
+    free(snap);
+    ks_out_word(out, "ok");
+    ks_out_i64(out, "count", count);
+    ks_out_eol(out);
+}

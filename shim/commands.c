@@ -1,0 +1,44 @@
+/* The verb table: the one place that says what the protocol offers. */
+#include "commands.h"
+
+#include <string.h>
+
+#include "ks.h"
+#include "version.h"
+
+const struct ks_command ks_commands[] = {
+    {"hello", ks_cmd_hello, "hello: protocol version, pid and shim version"},
+    {"help", ks_cmd_help, "help: one 'verb' line per request this shim understands"},
+    {"list", ks_cmd_list, "list: one 'thread' line per thread of the process"},
+    {NULL, NULL, NULL},
+};
+
+const struct ks_command *ks_command_find(const char *verb)
+{
+    for (const struct ks_command *c = ks_commands; c->verb; c++)
+        if (strcmp(c->verb, verb) == 0)
+            return c;
+    return NULL;
+}
+
+void ks_cmd_hello(const struct ks_msg *req, struct ks_out *out)
+{
+    (void)req;
+    ks_out_word(out, "ok");
+    ks_out_i64(out, "proto", KS_PROTO_VERSION);
+    ks_out_i64(out, "pid", ks_pid);
+    ks_out_str(out, "version", KILLSHIM_VERSION);
+    ks_out_eol(out);
+}
+
+void ks_cmd_help(const struct ks_msg *req, struct ks_out *out)
+{
+    (void)req;
+    for (const struct ks_command *c = ks_commands; c->verb; c++) {
+        ks_out_word(out, "verb");
+        ks_out_str(out, "name", c->verb);
+        ks_out_str(out, "usage", c->usage);
+        ks_out_eol(out);
+    }
+    ks_out_ok(out);
+}

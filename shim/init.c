@@ -1,0 +1,45 @@
+/* The one place that starts the shim, once per process (and again in a fork
+ * child). */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ks.h"
+#include "registry.h"
+#include "server.h"
+
+pid_t ks_pid;
+static pthread_once_t ks_once = PTHREAD_ONCE_INIT;
+
+static void ks_after_fork_child(void)
+{
+    ks_pid = getpid();
+    ks_registry_reset_after_fork();
+    ks_server_after_fork_child();
+}
+
+static void ks_at_exit(void) { ks_server_cleanup(); }
+
+static void ks_init_once(void)
+{
+    const char *dbg = getenv("KILLSHIM_DEBUG");
+    ks_debug_enabled = dbg && *dbg && strcmp(dbg, "0") != 0;
+    ks_resolve_all();
+    ks_pid = getpid();
+    if (ks_gettid() == ks_pid)
+        ks_registry_add_self(KS_ROLE_MAIN, NULL);
+    const char *off = getenv("KILLSHIM_DISABLE");
+    if (off && *off && strcmp(off, "0") != 0) {
+        ks_debug("KILLSHIM_DISABLE is set: no control socket");
+        return;
+    }
+    pthread_atfork(NULL, NULL, ks_after_fork_child);
+    atexit(ks_at_exit);
+    ks_server_start();
+}
+
+void ks_init(void) { pthread_once(&ks_once, ks_init_once); }
+
+__attribute__((constructor)) static void ks_constructor(void) { ks_init(); }
+__attribute__((destructor)) static void ks_destructor(void) { ks_server_cleanup(); }

@@ -1,0 +1,54 @@
+/* Internal header of libkillshim: what every shim file shares.
+ *
+ * Naming: the public API (killshim.h) uses killshim_*; everything internal
+ * uses ks_* and has hidden visibility (the library is built with
+ * -fvisibility=hidden, so only KS_EXPORT symbols leave the .so). */
+#ifndef KS_H
+#define KS_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define KS_EXPORT __attribute__((visibility("default")))
+#define KS_LIKELY(x) __builtin_expect(!!(x), 1)
+#define KS_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---- Real functions (resolve.c) ----------------------------------------
+ * One typed pointer per interposed function, filled eagerly by ks_init and
+ * lazily by a hook that runs before ks_init (another library's constructor
+ * may create threads first). Never copied into thread-local storage. */
+struct ks_real {
+    int (*pthread_create)(pthread_t *, const pthread_attr_t *,
+                          void *(*)(void *), void *);
+    int (*pthread_mutex_lock)(pthread_mutex_t *);
+    int (*pthread_mutex_trylock)(pthread_mutex_t *);
+    int (*pthread_mutex_timedlock)(pthread_mutex_t *, const struct timespec *);
+    int (*pthread_mutex_unlock)(pthread_mutex_t *);
+};
+extern struct ks_real ks_real;
+
+/* Resolves NAME in the objects loaded after the shim, preferring VERSION
+ * (NULL: default version). Returns NULL if absent. */
+void *ks_resolve(const char *name, const char *version);
+/* Fills ks_real. Idempotent and thread-safe; called from ks_init and lazily. */
+void ks_resolve_all(void);
+
+/* ---- Logging (log.c) -----------------------------------------------------
+ * The shim never writes to stdout. It writes to stderr only when
+ * KILLSHIM_DEBUG=1, except ks_warn, which reports a failure that disables
+ * part of the shim, once per distinct message site. */
+void ks_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void ks_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+extern int ks_debug_enabled;
+
+/* ---- Time and small helpers (util.c) ------------------------------------ */
+uint64_t ks_now_ns(void);           /* CLOCK_MONOTONIC */
+pid_t ks_gettid(void);
+
+/* ---- Life cycle (init.c) ------------------------------------------------ */
+void ks_init(void);                 /* runs once; safe to call from any hook */
+extern pid_t ks_pid;                /* getpid() as of init or the last fork */
+
+#endif

@@ -1,0 +1,125 @@
+/* Thread registry: see registry.h for the invariants. */
+#include "registry.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "ks.h"
+
+/* initial-exec: the shim is preloaded, so its TLS is static and reaching it
+ * never allocates, not even from a signal handler. */
+static __thread struct ks_thread ks_self_rec
+    __attribute__((tls_model("initial-exec")));
+
+/* A plain mutex taken through the real function: the shim's own locking must
+ * not be counted as the program's (interpose_lock.c). Static initializer, so
+ * it works before ks_init. */
+static pthread_mutex_t ks_reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct ks_thread *ks_head;
+static int ks_count;
+static _Atomic uint64_t ks_next_id = 1;
+
+struct ks_thread *ks_self(void) { return &ks_self_rec; }
+
+void ks_registry_lock(void)
+{
+    if (KS_UNLIKELY(!ks_real.pthread_mutex_lock))
+        ks_resolve_all();
+    ks_real.pthread_mutex_lock(&ks_reg_mu);
+}
+
+void ks_registry_unlock(void) { ks_real.pthread_mutex_unlock(&ks_reg_mu); }
+
+struct ks_thread *ks_registry_first(void) { return ks_head; }
+int ks_registry_count(void) { return ks_count; }
+
+struct ks_thread *ks_registry_find(pid_t tid)
+{
+    for (struct ks_thread *t = ks_head; t; t = t->next)
+        if (t->tid == tid)
+            return t;
+    return NULL;
+}
+
+void ks_registry_add_self(enum ks_role role, void *start)
+{
+    struct ks_thread *t = &ks_self_rec;
+    if (t->linked)
+        return;
+    t->tid = ks_gettid();
+    t->role = (uint8_t)role;
+    t->handle = pthread_self();
+    t->start_routine = start;
+    t->id = atomic_fetch_add(&ks_next_id, 1);
+    t->created_ns = ks_now_ns();
+    ks_registry_lock();
+    t->prev = NULL;
+    t->next = ks_head;
+    if (ks_head)
+        ks_head->prev = t;
+    ks_head = t;
+    ks_count++;
+    t->linked = 1;
+    ks_registry_unlock();
+}
+
+static void ks_unlink(struct ks_thread *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        ks_head = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    t->next = t->prev = NULL;
+    t->linked = 0;
+    ks_count--;
+}
+
+void ks_registry_remove_self(void)
+{
+    struct ks_thread *t = &ks_self_rec;
+    if (!t->linked)
+        return;
+    ks_registry_lock();
+    ks_unlink(t);
+    ks_registry_unlock();
+}
+
+/* In the child of fork only the calling thread exists; the others' records
+ * point into TLS blocks that the child still maps but whose threads are gone.
+ * The lock may have been held by a parent thread at fork time: reinitialize
+ * it rather than take it. */
+void ks_registry_reset_after_fork(void)
+{
+    struct ks_thread *self = &ks_self_rec;
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    ks_reg_mu = fresh;
+    int was_linked = self->linked;
+    ks_head = NULL;
+    ks_count = 0;
+    self->next = self->prev = NULL;
+    self->linked = 0;
+    if (was_linked) {
+        self->tid = ks_gettid();
+        self->id = atomic_fetch_add(&ks_next_id, 1);
+        ks_head = self;
+        ks_count = 1;
+        self->linked = 1;
+    }
+}
+
+int ks_registry_signal(pid_t tid, uint64_t id, int sig)
+{
+    int rc = 0;
+    ks_registry_lock();
+    struct ks_thread *t = ks_registry_find(tid);
+    if (!t || (id && t->id != id))
+        rc = ESRCH;
+    else if (syscall(SYS_tgkill, ks_pid, tid, sig) != 0)
+        rc = errno;
+    ks_registry_unlock();
+    return rc;
+}

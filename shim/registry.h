@@ -1,0 +1,81 @@
+/* The thread registry: one record per thread of the program, kept in that
+ * thread's own static TLS (no allocation on pthread_create), linked into one
+ * list under ks_registry_lock.
+ *
+ * Invariants:
+ * - A record is linked from just before the start routine runs until the
+ *   thread's exit path unlinks it (return, pthread_exit, cancellation, abort).
+ *   The unlink takes ks_registry_lock, so any code that finds a record while
+ *   holding that lock knows its thread is alive and its tid is not recycled:
+ *   signal a thread only under the lock (ks_registry_signal).
+ * - Fields marked "owner" are written only by the thread itself; others read
+ *   them racily (they are hints for listings) or under the lock. */
+#ifndef KS_REGISTRY_H
+#define KS_REGISTRY_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum ks_role {
+    KS_ROLE_MAIN = 0,   /* the process's main thread, registered at load */
+    KS_ROLE_APP = 1,    /* created through pthread_create after the shim loaded */
+    KS_ROLE_SHIM = 2,   /* the shim's own threads: never a target */
+};
+
+/* What a thread is blocked in, as far as the shim's wrappers know. */
+enum ks_wait_kind {
+    KS_WAIT_NONE = 0,
+    KS_WAIT_MUTEX = 1,  /* pthread_mutex_lock / timedlock: wait_obj is the mutex */
+    KS_WAIT_RWLOCK = 2, /* rwlock rd/wr lock: wait_obj is the rwlock */
+};
+
+struct ks_thread {
+    /* Identity: set before linking, immutable while linked. */
+    pid_t tid;
+    uint8_t role;
+    pthread_t handle;
+    void *start_routine;      /* NULL for the main thread */
+    uint64_t id;              /* unique in this process; never reused */
+    uint64_t created_ns;      /* CLOCK_MONOTONIC at registration */
+
+    /* Lock tracking (owner writes; see interpose_lock.c). */
+    int locks_held;           /* pthread mutexes and rwlocks it holds */
+    _Atomic int wait_kind;    /* enum ks_wait_kind */
+    void *_Atomic wait_obj;
+
+    /* Requests from the control thread (see deliver*.c). */
+    _Atomic int stop_requested;
+
+    /* Registry links, under ks_registry_lock. */
+    struct ks_thread *next, *prev;
+    int linked;
+};
+
+/* The calling thread's record (never NULL; unlinked threads have tid 0). */
+struct ks_thread *ks_self(void);
+
+/* Links the calling thread's record with ROLE and START. Idempotent. */
+void ks_registry_add_self(enum ks_role role, void *start);
+/* Unlinks the calling thread's record. Idempotent. */
+void ks_registry_remove_self(void);
+/* Unlinks every record but the caller's (after fork, in the child). */
+void ks_registry_reset_after_fork(void);
+
+void ks_registry_lock(void);
+void ks_registry_unlock(void);
+/* First record, or NULL; iterate with ->next. Caller holds the lock. */
+struct ks_thread *ks_registry_first(void);
+/* The linked record of TID, or NULL. Caller holds the lock. */
+struct ks_thread *ks_registry_find(pid_t tid);
+/* Number of linked records. Caller holds the lock. */
+int ks_registry_count(void);
+
+/* Sends SIG to TID if and only if TID is linked with id ID (0: any id).
+ * Takes the lock, so a recycled tid is never signalled. Returns 0, ESRCH if
+ * the thread is gone (or was replaced), or the errno of tgkill. */
+int ks_registry_signal(pid_t tid, uint64_t id, int sig);
+
+#endif

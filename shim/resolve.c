@@ -1,0 +1,47 @@
+/* One place that finds the real functions behind the shim's hooks. */
+#include <dlfcn.h>
+#include <stdatomic.h>
+
+#include "ks.h"
+
+struct ks_real ks_real;
+
+void *ks_resolve(const char *name, const char *version)
+{
+    void *p = NULL;
+    if (version)
+        p = dlvsym(RTLD_NEXT, name, version);
+    if (!p)
+        p = dlsym(RTLD_NEXT, name);
+    return p;
+}
+
+/* glibc 2.34 moved libpthread into libc and gave pthread_create a new
+ * version; the old GLIBC_2.2.5 one is kept for old binaries. Ask for the
+ * newest first so the program gets what it would get without the shim. */
+static void *ks_resolve_versioned(const char *name)
+{
+    static const char *const versions[] = {"GLIBC_2.34", "GLIBC_2.2.5", NULL};
+    for (int i = 0; versions[i]; i++) {
+        void *p = dlvsym(RTLD_NEXT, name, versions[i]);
+        if (p)
+            return p;
+    }
+    return dlsym(RTLD_NEXT, name);
+}
+
+/* dlsym may allocate (its error buffer), but the shim does not interpose the
+ * allocator, so resolving cannot recurse into a hook. Two threads resolving
+ * at once store the same pointers: the race is benign, and each pointer is
+ * published with a release store so a reader never sees a torn value. */
+void ks_resolve_all(void)
+{
+#define KS_SET(field, expr) \
+    __atomic_store_n(&ks_real.field, (__typeof__(ks_real.field))(expr), __ATOMIC_RELEASE)
+    KS_SET(pthread_create, ks_resolve_versioned("pthread_create"));
+    KS_SET(pthread_mutex_lock, ks_resolve_versioned("pthread_mutex_lock"));
+    KS_SET(pthread_mutex_trylock, ks_resolve_versioned("pthread_mutex_trylock"));
+    KS_SET(pthread_mutex_timedlock, ks_resolve_versioned("pthread_mutex_timedlock"));
+    KS_SET(pthread_mutex_unlock, ks_resolve_versioned("pthread_mutex_unlock"));
+#undef KS_SET
+}

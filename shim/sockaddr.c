@@ -1,0 +1,37 @@
+#include "sockaddr.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *ks_socket_dir(void)
+{
+    const char *d = getenv("KILLSHIM_SOCKET_DIR");
+    return d && *d ? d : NULL;
+}
+
+int ks_sockaddr_is_file(void) { return ks_socket_dir() != NULL; }
+
+int ks_sockaddr_for_pid(pid_t pid, struct sockaddr_un *addr, socklen_t *len,
+                        char *display, size_t display_cap)
+{
+    memset(addr, 0, sizeof *addr);
+    addr->sun_family = AF_UNIX;
+    const char *dir = ks_socket_dir();
+    int n;
+    if (dir) {
+        n = snprintf(addr->sun_path, sizeof addr->sun_path, "%s/killshim-%d.sock", dir, (int)pid);
+        if (n < 0 || (size_t)n >= sizeof addr->sun_path) { errno = ENAMETOOLONG; return -1; }
+        *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)n + 1);
+        if (display) snprintf(display, display_cap, "%s", addr->sun_path);
+    } else {
+        /* sun_path[0] == '\0' marks the abstract namespace; the length,
+         * not a NUL, ends the name. */
+        n = snprintf(addr->sun_path + 1, sizeof addr->sun_path - 1, "killshim-%d", (int)pid);
+        *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+        if (display) snprintf(display, display_cap, "@%s", addr->sun_path + 1);
+    }
+    return 0;
+}

@@ -1,0 +1,32 @@
+/* Where a process's control socket lives; shared by the shim (bind) and the
+ * injector (connect), so both sides always agree.
+ *
+ * Default: the abstract Unix socket "@killshim-PID". It has no file, so no
+ * file can be stale, world-connectable or left behind; the kernel frees the
+ * name when the process's socket closes (exit, crash, exec with CLOEXEC).
+ * Abstract names live in the network namespace: an injector in another one
+ * (a container) uses KILLSHIM_SOCKET_DIR instead.
+ *
+ * KILLSHIM_SOCKET_DIR=DIR (both sides): the socket file DIR/killshim-PID.sock. */
+#ifndef KS_SOCKADDR_H
+#define KS_SOCKADDR_H
+
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/un.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Fills *ADDR and *LEN for PID. DISPLAY gets a printable form ("@killshim-42"
+ * or the path). Returns 0, or -1 with errno ENAMETOOLONG. */
+int ks_sockaddr_for_pid(pid_t pid, struct sockaddr_un *addr, socklen_t *len,
+                        char *display, size_t display_cap);
+/* 1 if the address is a file (KILLSHIM_SOCKET_DIR is set), else 0. */
+int ks_sockaddr_is_file(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,14 @@
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ks.h"
+
+uint64_t ks_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+pid_t ks_gettid(void) { return (pid_t)syscall(SYS_gettid); }
