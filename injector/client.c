@@ -1,0 +1,206 @@
+#include "client.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "injector.h"
+#include "shim/procfs.h"
+#include "shim/sockaddr.h"
+
+#define KSI_REPLY_TIMEOUT_S 30
+
+static void ksi_comm(pid_t pid, char *buf, size_t cap)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+    if (ks_read_small_file(path, buf, cap) <= 0)
+        snprintf(buf, cap, "?");
+    buf[strcspn(buf, "\n")] = '\0';
+}
+
+/* Does PID map libkillshim.so? Tells "not preloaded" from "socket failed". */
+static int ksi_maps_shim(pid_t pid)
+{
+    char path[64], line[4096];
+    snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, "libkillshim.so") != NULL;
+    fclose(f);
+    return found;
+}
+
+static int ksi_read_line(struct ksi_client *c, struct ks_msg *m)
+{
+    for (;;) {
+        char *nl = memchr(c->rbuf, '\n', c->rlen);
+        if (nl) {
+            size_t len = (size_t)(nl - c->rbuf);
+            const char *err = NULL;
+            int rc = ks_proto_parse(c->rbuf, len, m, &err);
+            c->rlen -= len + 1;
+            memmove(c->rbuf, nl + 1, c->rlen);
+            if (rc != 0) {
+                ksi_err("malformed reply from process %d: %s", (int)c->pid, err);
+                return KSI_EXIT_PROTOCOL;
+            }
+            return KSI_EXIT_OK;
+        }
+        if (c->rlen > KS_PROTO_MAX_LINE) {
+            ksi_err("malformed reply from process %d: line too long", (int)c->pid);
+            return KSI_EXIT_PROTOCOL;
+        }
+        ssize_t r = read(c->fd, c->rbuf + c->rlen, sizeof c->rbuf - 1 - c->rlen);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            ksi_err("process %d did not answer within %d s", (int)c->pid, KSI_REPLY_TIMEOUT_S);
+            return KSI_EXIT_ERROR;
+        }
+        if (r <= 0) {
+            ksi_err("process %d closed the connection%s", (int)c->pid,
+                    kill(c->pid, 0) != 0 && errno == ESRCH ? " (it exited)" : "");
+            return KSI_EXIT_ERROR;
+        }
+        c->rlen += (size_t)r;
+    }
+}
+
+int ksi_reply_error(const struct ks_msg *final)
+{
+    const char *code = ks_msg_get(final, "code");
+    const char *msg = ks_msg_get(final, "msg");
+    if (!code) code = "?";
+    ksi_err("%s", msg ? msg : code);
+    if (strcmp(code, "permission") == 0) return KSI_EXIT_PERMISSION;
+    if (strcmp(code, "no-thread") == 0) return KSI_EXIT_NO_THREAD;
+    if (strcmp(code, "refused") == 0) return KSI_EXIT_REFUSED;
+    if (strcmp(code, "unknown-verb") == 0 || strcmp(code, "proto") == 0) return KSI_EXIT_PROTOCOL;
+    return KSI_EXIT_ERROR;
+}
+
+int ksi_connect(pid_t pid, struct ksi_client *c)
+{
+    memset(c, 0, sizeof *c);
+    c->fd = -1;
+    c->pid = pid;
+    if (kill(pid, 0) != 0 && errno == ESRCH) {
+        ksi_err("no such process: %d", (int)pid);
+        return KSI_EXIT_NO_PROCESS;
+    }
+    char comm[64];
+    ksi_comm(pid, comm, sizeof comm);
+
+    struct sockaddr_un addr;
+    socklen_t alen;
+    char where[128];
+    if (ks_sockaddr_for_pid(pid, &addr, &alen, where, sizeof where) != 0) {
+        ksi_err("socket path for process %d is too long (KILLSHIM_SOCKET_DIR)", (int)pid);
+        return KSI_EXIT_ERROR;
+    }
+    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        ksi_err("socket: %s", strerror(errno));
+        return KSI_EXIT_ERROR;
+    }
+    if (connect(c->fd, (struct sockaddr *)&addr, alen) != 0) {
+        int e = errno;
+        ksi_close(c);
+        if (e == EACCES || e == EPERM) {
+            ksi_err("permission denied: cannot connect to %s of process %d (%s)", where, (int)pid, comm);
+            return KSI_EXIT_PERMISSION;
+        }
+        if (ksi_maps_shim(pid))
+            ksi_err("process %d (%s) loaded libkillshim.so but does not serve %s "
+                    "(its stderr says why; or KILLSHIM_SOCKET_DIR differs)", (int)pid, comm, where);
+        else
+            ksi_err("process %d (%s) does not run the killshim shim; start it with "
+                    "'killshim run -- CMD' or LD_PRELOAD=/path/to/libkillshim.so CMD", (int)pid, comm);
+        return KSI_EXIT_NO_SHIM;
+    }
+    /* Anyone can bind an abstract name: make sure the target itself answers. */
+    struct ucred cr;
+    socklen_t crl = sizeof cr;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cr, &crl) == 0 && cr.pid != pid) {
+        ksi_err("%s is served by process %d, not by %d: refusing to talk to it", where,
+                (int)cr.pid, (int)pid);
+        ksi_close(c);
+        return KSI_EXIT_PROTOCOL;
+    }
+    struct timeval tv = {KSI_REPLY_TIMEOUT_S, 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+
+    struct ks_msg m;
+    int rc = ksi_read_line(c, &m);
+    if (rc != KSI_EXIT_OK) {
+        ksi_close(c);
+        return rc;
+    }
+    if (strcmp(m.verb, "err") == 0) {
+        rc = ksi_reply_error(&m);
+        ksi_close(c);
+        return rc;
+    }
+    int64_t proto = 0;
+    if (strcmp(m.verb, "killshim") != 0 || ks_msg_get_i64(&m, "proto", 0, 1 << 30, &proto) != 0) {
+        ksi_err("process %d answered on %s with something that is not killshim", (int)pid, where);
+        ksi_close(c);
+        return KSI_EXIT_PROTOCOL;
+    }
+    if (proto != KS_PROTO_VERSION) {
+        ksi_err("protocol version mismatch: process %d speaks %lld, this injector speaks %d; "
+                "use the killshim-inject that matches its libkillshim.so", (int)pid,
+                (long long)proto, KS_PROTO_VERSION);
+        ksi_close(c);
+        return KSI_EXIT_PROTOCOL;
+    }
+    return KSI_EXIT_OK;
+}
+
+void ksi_close(struct ksi_client *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+}
+
+int ksi_request(struct ksi_client *c, const char *line, ksi_record_fn *fn, void *ctx,
+                struct ks_msg *final)
+{
+    char buf[KS_PROTO_MAX_LINE + 1];
+    int n = snprintf(buf, sizeof buf, "%s\n", line);
+    if (n < 0 || (size_t)n >= sizeof buf) {
+        ksi_err("request too long");
+        return KSI_EXIT_USAGE;
+    }
+    for (int off = 0; off < n;) {
+        ssize_t w = send(c->fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            ksi_err("cannot send to process %d: %s", (int)c->pid, strerror(errno));
+            return KSI_EXIT_ERROR;
+        }
+        off += (int)w;
+    }
+    int stop = 0;
+    for (;;) {
+        int rc = ksi_read_line(c, final);
+        if (rc != KSI_EXIT_OK)
+            return rc;
+        if (strcmp(final->verb, "ok") == 0 || strcmp(final->verb, "err") == 0)
+            return KSI_EXIT_OK;
+        if (fn && !stop)
+            stop = fn(final, ctx);
+    }
+}

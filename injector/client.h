@@ -1,0 +1,35 @@
+/* A connection to a target's shim: connect by pid, check who answers and in
+ * which protocol version, send requests, read replies. */
+#ifndef KSI_CLIENT_H
+#define KSI_CLIENT_H
+
+#include <sys/types.h>
+
+#include "shim/proto.h"
+
+struct ksi_client {
+    int fd;
+    pid_t pid;
+    char rbuf[KS_PROTO_MAX_LINE + 2];
+    size_t rlen;
+};
+
+/* Connects to PID's shim. Returns KSI_EXIT_OK, or an exit code after
+ * printing a one-line error that says what to do. */
+int ksi_connect(pid_t pid, struct ksi_client *c);
+void ksi_close(struct ksi_client *c);
+
+/* Called for every record line of a reply; return nonzero to stop early. */
+typedef int ksi_record_fn(const struct ks_msg *rec, void *ctx);
+
+/* Sends LINE (no '\n') and reads the reply: each record goes to FN, the
+ * final line into *FINAL (verb "ok" or "err"). Returns KSI_EXIT_OK or an
+ * exit code (after printing an error) if the connection failed or the reply
+ * was malformed. An "err" reply is not a failure here: look at FINAL. */
+int ksi_request(struct ksi_client *c, const char *line, ksi_record_fn *fn, void *ctx,
+                struct ks_msg *final);
+
+/* Maps an "err" final line to an exit code and prints its message. */
+int ksi_reply_error(const struct ks_msg *final);
+
+#endif

@@ -1,0 +1,47 @@
+/* killshim-inject: the pieces of the CLI and the contract between them. */
+#ifndef KSI_INJECTOR_H
+#define KSI_INJECTOR_H
+
+#include <stdio.h>
+#include <sys/types.h>
+
+/* Exit codes: documented in --help, the README and killshim-inject(1).
+ * Scripts rely on them: never renumber. */
+enum ksi_exit {
+    KSI_EXIT_OK = 0,
+    KSI_EXIT_ERROR = 1,        /* anything not listed below */
+    KSI_EXIT_USAGE = 2,        /* bad command line */
+    KSI_EXIT_PENDING = 3,      /* the thread is still alive at --timeout */
+    KSI_EXIT_NO_PROCESS = 4,   /* no such process */
+    KSI_EXIT_NO_SHIM = 5,      /* the process does not run the shim */
+    KSI_EXIT_PERMISSION = 6,   /* not the process's user, nor root */
+    KSI_EXIT_PROTOCOL = 7,     /* protocol version mismatch or malformed reply */
+    KSI_EXIT_NO_THREAD = 8,    /* no such thread in the process */
+    KSI_EXIT_REFUSED = 9,      /* the shim refused: the action cannot be safe */
+};
+
+enum ksi_mode { KSI_MODE_AUTO, KSI_MODE_FLAG, KSI_MODE_CANCEL, KSI_MODE_ABORT };
+
+struct ksi_opts {
+    pid_t pid;
+    pid_t tid;               /* 0: none given */
+    int json;
+    int all;                 /* list the shim's own threads too */
+    int stack;               /* --stack */
+    enum ksi_mode mode;
+    double grace_s;          /* --grace */
+    double timeout_s;        /* --timeout */
+    int force;
+    const char *flag_symbol; /* --flag-symbol NAME[=VALUE] */
+    int color;               /* stdout is a terminal and NO_COLOR is unset */
+};
+
+/* The actions; each returns an exit code and prints its own errors. */
+int ksi_do_list(const struct ksi_opts *o);
+int ksi_do_stack(const struct ksi_opts *o);
+int ksi_do_end(const struct ksi_opts *o);
+
+/* One-line error on stderr: "killshim-inject: ...". */
+void ksi_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,161 @@
+/* killshim-inject PID: one row per thread. */
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "injector.h"
+#include "symbolize.h"
+
+struct ksi_row {
+    long long tid, cpu_ms, age_ms, locks;
+    char name[64], role[16], state[4], start[256];
+    unsigned long long start_addr, wait_mutex;
+    int registered;
+};
+
+struct ksi_rows {
+    struct ksi_row *v;
+    size_t n, cap;
+    struct ksi_sym *sym;
+};
+
+static int ksi_row_cmp(const void *a, const void *b)
+{
+    long long x = ((const struct ksi_row *)a)->tid, y = ((const struct ksi_row *)b)->tid;
+    return (x > y) - (x < y);
+}
+
+static int ksi_collect(const struct ks_msg *m, void *ctx)
+{
+    struct ksi_rows *rs = ctx;
+    if (strcmp(m->verb, "thread") != 0)
+        return 0;   /* newer shims may send more record types: skip them */
+    if (rs->n == rs->cap) {
+        size_t cap = rs->cap ? rs->cap * 2 : 64;
+        struct ksi_row *v = realloc(rs->v, cap * sizeof *v);
+        if (!v)
+            return 1;
+        rs->v = v;
+        rs->cap = cap;
+    }
+    struct ksi_row *r = &rs->v[rs->n++];
+    memset(r, 0, sizeof *r);
+    int64_t x;
+    uint64_t u;
+    if (ks_msg_get_i64(m, "tid", 1, 1LL << 31, &x) == 0) r->tid = x;
+    if (ks_msg_get_i64(m, "cpu_ms", 0, INT64_MAX, &x) == 0) r->cpu_ms = x;
+    if (ks_msg_get_i64(m, "age_ms", 0, INT64_MAX, &x) == 0) r->age_ms = x;
+    if (ks_msg_get_i64(m, "locks", 0, INT64_MAX, &x) == 0) r->locks = x;
+    if (ks_msg_get_i64(m, "registered", 0, 1, &x) == 0) r->registered = (int)x;
+    if (ks_msg_get_u64(m, "start", &u) == 0) r->start_addr = u;
+    if (ks_msg_get_u64(m, "wait_mutex", &u) == 0) r->wait_mutex = u;
+    const char *s;
+    snprintf(r->name, sizeof r->name, "%s", (s = ks_msg_get(m, "name")) ? s : "?");
+    snprintf(r->role, sizeof r->role, "%s", (s = ks_msg_get(m, "role")) ? s : "?");
+    snprintf(r->state, sizeof r->state, "%s", (s = ks_msg_get(m, "state")) ? s : "?");
+    if (strcmp(r->role, "main") == 0) {
+        snprintf(r->start, sizeof r->start, "main");
+    } else if (r->start_addr) {
+        struct ksi_symbol sy;
+        if (rs->sym && ksi_sym_lookup(rs->sym, r->start_addr, 0, &sy) == 0)
+            snprintf(r->start, sizeof r->start, "%s", sy.name);
+        else
+            snprintf(r->start, sizeof r->start, "0x%llx", r->start_addr);
+    }
+    return 0;
+}
+
+static void ksi_fmt_secs(char *buf, size_t cap, long long ms)
+{
+    if (ms < 60 * 1000)
+        snprintf(buf, cap, "%.2fs", (double)ms / 1000.0);
+    else if (ms < 3600 * 1000)
+        snprintf(buf, cap, "%lldm%02llds", ms / 60000, ms / 1000 % 60);
+    else
+        snprintf(buf, cap, "%lldh%02lldm", ms / 3600000, ms / 60000 % 60);
+}
+
+static void ksi_print_table(const struct ksi_opts *o, const struct ksi_rows *rs)
+{
+    size_t shown = 0, hidden = 0;
+    for (size_t i = 0; i < rs->n; i++) {
+        if (!o->all && strcmp(rs->v[i].role, "shim") == 0) hidden++;
+        else shown++;
+    }
+    printf("process %d: %zu thread%s", (int)o->pid, shown, shown == 1 ? "" : "s");
+    if (hidden)
+        printf(" (+%zu killshim thread%s hidden; --all shows them)", hidden, hidden == 1 ? "" : "s");
+    printf("\n%-8s %-16s %-24s %-5s %9s %9s  %-10s %s\n", "TID", "NAME", "START", "STATE",
+           "CPU", "AGE", "KIND", "NOTE");
+    for (size_t i = 0; i < rs->n; i++) {
+        const struct ksi_row *r = &rs->v[i];
+        if (!o->all && strcmp(r->role, "shim") == 0)
+            continue;
+        char cpu[32], age[32], note[128] = "";
+        ksi_fmt_secs(cpu, sizeof cpu, r->cpu_ms);
+        ksi_fmt_secs(age, sizeof age, r->age_ms);
+        size_t nl = 0;
+        if (r->locks)
+            nl += (size_t)snprintf(note + nl, sizeof note - nl, "holds %lld lock%s ", r->locks,
+                                   r->locks == 1 ? "" : "s");
+        if (r->wait_mutex && nl < sizeof note)
+            snprintf(note + nl, sizeof note - nl, "waits for mutex 0x%llx", r->wait_mutex);
+        const char *kind = strcmp(r->role, "foreign") == 0 ? "unregistered" : r->role;
+        printf("%-8lld %-16s %-24.24s %-5s %9s %9s  %-10s %s\n", r->tid, r->name,
+               r->start[0] ? r->start : "?", r->state, cpu, age, kind, note);
+    }
+}
+
+static void ksi_print_json(const struct ksi_opts *o, const struct ksi_rows *rs)
+{
+    json_object *root = json_object_new_object();
+    json_object_object_add(root, "pid", json_object_new_int(o->pid));
+    json_object *arr = json_object_new_array();
+    for (size_t i = 0; i < rs->n; i++) {
+        const struct ksi_row *r = &rs->v[i];
+        json_object *t = json_object_new_object();
+        json_object_object_add(t, "tid", json_object_new_int64(r->tid));
+        json_object_object_add(t, "name", json_object_new_string(r->name));
+        json_object_object_add(t, "role", json_object_new_string(r->role));
+        json_object_object_add(t, "registered", json_object_new_boolean(r->registered));
+        json_object_object_add(t, "state", json_object_new_string(r->state));
+        json_object_object_add(t, "cpu_ms", json_object_new_int64(r->cpu_ms));
+        json_object_object_add(t, "age_ms", json_object_new_int64(r->age_ms));
+        json_object_object_add(t, "start", r->start[0] ? json_object_new_string(r->start) : NULL);
+        json_object_object_add(t, "locks_held", json_object_new_int64(r->locks));
+        char hex[32];
+        snprintf(hex, sizeof hex, "0x%llx", r->wait_mutex);
+        json_object_object_add(t, "waiting_for_mutex", r->wait_mutex ? json_object_new_string(hex) : NULL);
+        json_object_array_add(arr, t);
+    }
+    json_object_object_add(root, "threads", arr);
+    puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(root);
+}
+
+int ksi_do_list(const struct ksi_opts *o)
+{
+    struct ksi_client c;
+    int rc = ksi_connect(o->pid, &c);
+    if (rc != KSI_EXIT_OK)
+        return rc;
+    struct ksi_rows rs = {0};
+    rs.sym = ksi_sym_open(o->pid);
+    struct ks_msg final;
+    rc = ksi_request(&c, "list", ksi_collect, &rs, &final);
+    ksi_close(&c);
+    if (rc == KSI_EXIT_OK && strcmp(final.verb, "err") == 0)
+        rc = ksi_reply_error(&final);
+    if (rc == KSI_EXIT_OK) {
+        qsort(rs.v, rs.n, sizeof *rs.v, ksi_row_cmp);
+        if (o->json)
+            ksi_print_json(o, &rs);
+        else
+            ksi_print_table(o, &rs);
+    }
+    ksi_sym_close(rs.sym);
+    free(rs.v);
+    return rc;
+}

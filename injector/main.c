@@ -1,0 +1,159 @@
+/* killshim-inject: the command line. Parses options, then hands over to one
+ * action: list (list.c), stack (stack.c) or end a thread (end.c). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "injector.h"
+#include "shim/proto.h"
+#include "shim/version.h"
+
+static const char ksi_usage[] =
+"Usage: killshim-inject [OPTIONS] PID            list the threads of PID\n"
+"       killshim-inject --stack [OPTIONS] PID [TID]  stacks, blocked-on, deadlocks\n"
+"       killshim-inject [OPTIONS] PID TID        end thread TID, wait, report\n"
+"\n"
+"PID must run under the shim: 'killshim run -- CMD' or\n"
+"LD_PRELOAD=/path/to/libkillshim.so CMD. Only PID's own user or root may control it.\n"
+"\n"
+"Options:\n"
+"  -j, --json               machine-readable JSON on stdout (stable field names)\n"
+"  -a, --all                also list the shim's own threads\n"
+"  -s, --stack              print every thread's stack (or TID's), what it is\n"
+"                           blocked on, and any deadlock cycle\n"
+"  -m, --mode MODE          how to end TID: auto (default), flag, cancel, abort\n"
+"                             flag    set the thread's stop flag, wake it once\n"
+"                             cancel  POSIX pthread_cancel, honouring cancel state\n"
+"                             abort   leave at the next safe point, cleanups run\n"
+"                             auto    flag, then cancel, then abort, --grace apart\n"
+"  -g, --grace SECONDS      wait between the steps of auto (default 1)\n"
+"  -t, --timeout SECONDS    how long to wait for the thread to end (default 10)\n"
+"  -f, --force              abort at once even where it is not safe (a held lock);\n"
+"                           the report says what was left behind\n"
+"      --flag-symbol NAME[=VALUE]\n"
+"                           flag mode: write VALUE (default 1) into the program's\n"
+"                           own stop variable NAME (global or thread-local)\n"
+"  -h, --help               this help\n"
+"  -V, --version            version and protocol version\n"
+"\n"
+"Exit codes:\n"
+"  0 done (the thread is gone)    1 other error          2 bad command line\n"
+"  3 still alive at --timeout     4 no such process      5 process not under the shim\n"
+"  6 permission denied            7 protocol mismatch    8 no such thread\n"
+"  9 refused: the action could not be made safe\n"
+"\n"
+"Examples:\n"
+"  killshim-inject 4242                    what are the threads of 4242 doing?\n"
+"  killshim-inject --stack 4242            all stacks and deadlocks\n"
+"  killshim-inject 4242 4250               end thread 4250 the gentlest way that works\n"
+"  killshim-inject -m abort -t 5 4242 4250 force it out of a CPU loop\n"
+"  killshim-inject --json 4242 | jq '.threads[] | select(.state==\"R\")'\n";
+
+void ksi_err(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("killshim-inject: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static int ksi_parse_id(const char *s, const char *what, pid_t *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v <= 0 || v > (1L << 30)) {
+        ksi_err("%s must be a positive number, not '%s' (see --help)", what, s);
+        return -1;
+    }
+    *out = (pid_t)v;
+    return 0;
+}
+
+static int ksi_parse_secs(const char *s, const char *opt, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !(v >= 0) || v > 86400) {
+        ksi_err("%s takes seconds (0 to 86400), not '%s'", opt, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct ksi_opts o = {.mode = KSI_MODE_AUTO, .grace_s = 1.0, .timeout_s = 10.0};
+    enum { OPT_FLAG_SYMBOL = 256 };
+    static const struct option longopts[] = {
+        {"json", no_argument, NULL, 'j'},
+        {"all", no_argument, NULL, 'a'},
+        {"stack", no_argument, NULL, 's'},
+        {"mode", required_argument, NULL, 'm'},
+        {"grace", required_argument, NULL, 'g'},
+        {"timeout", required_argument, NULL, 't'},
+        {"force", no_argument, NULL, 'f'},
+        {"flag-symbol", required_argument, NULL, OPT_FLAG_SYMBOL},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    int mode_set = 0, c;
+    while ((c = getopt_long(argc, argv, "jasm:g:t:fhV", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'j': o.json = 1; break;
+        case 'a': o.all = 1; break;
+        case 's': o.stack = 1; break;
+        case 'f': o.force = 1; break;
+        case 'm':
+            mode_set = 1;
+            if (strcmp(optarg, "auto") == 0) o.mode = KSI_MODE_AUTO;
+            else if (strcmp(optarg, "flag") == 0) o.mode = KSI_MODE_FLAG;
+            else if (strcmp(optarg, "cancel") == 0) o.mode = KSI_MODE_CANCEL;
+            else if (strcmp(optarg, "abort") == 0) o.mode = KSI_MODE_ABORT;
+            else {
+                ksi_err("unknown mode '%s': use auto, flag, cancel or abort", optarg);
+                return KSI_EXIT_USAGE;
+            }
+            break;
+        case 'g': if (ksi_parse_secs(optarg, "--grace", &o.grace_s)) return KSI_EXIT_USAGE; break;
+        case 't': if (ksi_parse_secs(optarg, "--timeout", &o.timeout_s)) return KSI_EXIT_USAGE; break;
+        case OPT_FLAG_SYMBOL: o.flag_symbol = optarg; break;
+        case 'h': fputs(ksi_usage, stdout); return KSI_EXIT_OK;
+        case 'V':
+            printf("killshim-inject %s (protocol %d)\n", KILLSHIM_VERSION, KS_PROTO_VERSION);
+            return KSI_EXIT_OK;
+        default:
+            fputs("Try 'killshim-inject --help'.\n", stderr);
+            return KSI_EXIT_USAGE;
+        }
+    }
+    int nargs = argc - optind;
+    if (nargs < 1 || nargs > 2) {
+        ksi_err(nargs < 1 ? "missing PID" : "too many arguments");
+        fputs("Try 'killshim-inject --help'.\n", stderr);
+        return KSI_EXIT_USAGE;
+    }
+    if (ksi_parse_id(argv[optind], "PID", &o.pid))
+        return KSI_EXIT_USAGE;
+    if (nargs == 2 && ksi_parse_id(argv[optind + 1], "TID", &o.tid))
+        return KSI_EXIT_USAGE;
+    o.color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
+    if (o.stack)
+        return ksi_do_stack(&o);
+    if ((mode_set || o.force || o.flag_symbol) && !o.tid) {
+        ksi_err("--mode, --force and --flag-symbol need a TID to end");
+        return KSI_EXIT_USAGE;
+    }
+    if (o.tid)
+        return ksi_do_end(&o);
+    return ksi_do_list(&o);
+}

@@ -1,0 +1,121 @@
+#include "symbolize.h"
+
+#include <elfutils/libdwfl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* libstdc++'s demangler: C++ frames read as the user wrote them. */
+extern char *__cxa_demangle(const char *mangled, char *out, size_t *len, int *status);
+
+struct ksi_sym {
+    Dwfl *dwfl;
+};
+
+static char *ksi_debuginfo_path;
+static const Dwfl_Callbacks ksi_callbacks = {
+    .find_elf = dwfl_linux_proc_find_elf,
+    .find_debuginfo = dwfl_standard_find_debuginfo,
+    .debuginfo_path = &ksi_debuginfo_path,
+};
+
+struct ksi_sym *ksi_sym_open(pid_t pid)
+{
+    struct ksi_sym *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->dwfl = dwfl_begin(&ksi_callbacks);
+    if (!s->dwfl || dwfl_linux_proc_report(s->dwfl, pid) != 0 ||
+        dwfl_report_end(s->dwfl, NULL, NULL) != 0) {
+        ksi_sym_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+void ksi_sym_close(struct ksi_sym *s)
+{
+    if (!s)
+        return;
+    if (s->dwfl)
+        dwfl_end(s->dwfl);
+    free(s);
+}
+
+static void ksi_copy(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+int ksi_sym_lookup(struct ksi_sym *s, uint64_t addr, int want_line, struct ksi_symbol *out)
+{
+    memset(out, 0, sizeof *out);
+    Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, (Dwarf_Addr)addr);
+    if (!mod)
+        return -1;
+    const char *mname = dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+    const char *base = mname ? strrchr(mname, '/') : NULL;
+    ksi_copy(out->module, sizeof out->module, base ? base + 1 : mname);
+    GElf_Off off = 0;
+    GElf_Sym sym;
+    const char *name = dwfl_module_addrinfo(mod, (GElf_Addr)addr, &off, &sym, NULL, NULL, NULL);
+    if (want_line) {
+        Dwfl_Line *l = dwfl_module_getsrc(mod, (Dwarf_Addr)addr);
+        int line = 0;
+        const char *file = l ? dwfl_lineinfo(l, NULL, &line, NULL, NULL, NULL) : NULL;
+        if (file) {
+            ksi_copy(out->file, sizeof out->file, file);
+            out->line = line;
+        }
+    }
+    if (!name)
+        return -1;
+    int status = -1;
+    char *dem = name[0] == '_' && name[1] == 'Z' ? __cxa_demangle(name, NULL, NULL, &status) : NULL;
+    ksi_copy(out->name, sizeof out->name, status == 0 && dem ? dem : name);
+    free(dem);
+    out->offset = off;
+    return 0;
+}
+
+struct ksi_find_ctx {
+    const char *name;
+    struct ksi_symdef *out;
+    int found;
+};
+
+static int ksi_find_in_module(Dwfl_Module *mod, void **ud, const char *mname, Dwarf_Addr start,
+                              void *arg)
+{
+    (void)ud;
+    struct ksi_find_ctx *f = arg;
+    int n = dwfl_module_getsymtab(mod);
+    for (int i = 1; i < n; i++) {
+        GElf_Sym sym;
+        GElf_Addr addr;
+        const char *nm = dwfl_module_getsym_info(mod, i, &sym, &addr, NULL, NULL, NULL);
+        if (!nm || strcmp(nm, f->name) != 0 || sym.st_shndx == SHN_UNDEF)
+            continue;
+        int type = GELF_ST_TYPE(sym.st_info);
+        if (type != STT_OBJECT && type != STT_TLS)
+            continue;
+        f->out->is_tls = type == STT_TLS;
+        f->out->addr = f->out->is_tls ? sym.st_value : addr;
+        f->out->size = sym.st_size;
+        f->out->module_base = start;
+        const char *path = NULL;
+        dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, &path, NULL);
+        ksi_copy(f->out->module_path, sizeof f->out->module_path, path ? path : mname);
+        f->found = 1;
+        return DWARF_CB_ABORT;
+    }
+    return DWARF_CB_OK;
+}
+
+int ksi_sym_find(struct ksi_sym *s, const char *name, struct ksi_symdef *out)
+{
+    struct ksi_find_ctx f = {name, out, 0};
+    memset(out, 0, sizeof *out);
+    dwfl_getmodules(s->dwfl, ksi_find_in_module, &f, 0);
+    return f.found ? 0 : -1;
+}
