@@ -40,8 +40,8 @@ static struct ks_snap *ks_snapshot(int *n)
         s[k].id = t->id;
         s[k].start = t->start_routine;
         s[k].locks_held = t->locks_held;
-        s[k].wait_kind = atomic_load_explicit(&t->wait_kind, memory_order_relaxed);
-        s[k].wait_obj = atomic_load_explicit(&t->wait_obj, memory_order_relaxed);
+        s[k].wait_kind = __atomic_load_n(&t->wait_kind, __ATOMIC_RELAXED);
+        s[k].wait_obj = __atomic_load_n(&t->wait_obj, __ATOMIC_RELAXED);
     }
     ks_registry_unlock();
     if (s)

@@ -9,7 +9,7 @@
 #include "registry.h"
 #include "server.h"
 
-pid_t ks_pid;
+
 static pthread_once_t ks_once = PTHREAD_ONCE_INIT;
 
 static void ks_after_fork_child(void)

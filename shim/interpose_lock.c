@@ -16,8 +16,8 @@ __attribute__((weak)) void ks_on_locks_released(struct ks_thread *self) { (void)
 
 static inline void ks_lock_acquired(struct ks_thread *self, int rc)
 {
-    atomic_store_explicit(&self->wait_kind, KS_WAIT_NONE, memory_order_relaxed);
-    atomic_store_explicit(&self->wait_obj, NULL, memory_order_relaxed);
+    __atomic_store_n(&self->wait_kind, KS_WAIT_NONE, __ATOMIC_RELAXED);
+    __atomic_store_n(&self->wait_obj, NULL, __ATOMIC_RELAXED);
     if (rc == 0)
         self->locks_held++;
 }
@@ -27,8 +27,8 @@ KS_EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
     if (KS_UNLIKELY(!ks_real.pthread_mutex_lock))
         ks_resolve_all();
     struct ks_thread *self = ks_self();
-    atomic_store_explicit(&self->wait_obj, (void *)m, memory_order_relaxed);
-    atomic_store_explicit(&self->wait_kind, KS_WAIT_MUTEX, memory_order_relaxed);
+    __atomic_store_n(&self->wait_obj, (void *)m, __ATOMIC_RELAXED);
+    __atomic_store_n(&self->wait_kind, KS_WAIT_MUTEX, __ATOMIC_RELAXED);
     int rc = ks_real.pthread_mutex_lock(m);
     ks_lock_acquired(self, rc);
     return rc;
@@ -39,8 +39,8 @@ KS_EXPORT int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec 
     if (KS_UNLIKELY(!ks_real.pthread_mutex_timedlock))
         ks_resolve_all();
     struct ks_thread *self = ks_self();
-    atomic_store_explicit(&self->wait_obj, (void *)m, memory_order_relaxed);
-    atomic_store_explicit(&self->wait_kind, KS_WAIT_MUTEX, memory_order_relaxed);
+    __atomic_store_n(&self->wait_obj, (void *)m, __ATOMIC_RELAXED);
+    __atomic_store_n(&self->wait_kind, KS_WAIT_MUTEX, __ATOMIC_RELAXED);
     int rc = ks_real.pthread_mutex_timedlock(m, abstime);
     ks_lock_acquired(self, rc);
     return rc;

@@ -11,6 +11,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define KS_EXPORT __attribute__((visibility("default")))
 #define KS_LIKELY(x) __builtin_expect(!!(x), 1)
 #define KS_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -50,5 +54,9 @@ pid_t ks_gettid(void);
 /* ---- Life cycle (init.c) ------------------------------------------------ */
 void ks_init(void);                 /* runs once; safe to call from any hook */
 extern pid_t ks_pid;                /* getpid() as of init or the last fork */
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

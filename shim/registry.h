@@ -15,9 +15,12 @@
 
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 enum ks_role {
     KS_ROLE_MAIN = 0,   /* the process's main thread, registered at load */
@@ -41,13 +44,15 @@ struct ks_thread {
     uint64_t id;              /* unique in this process; never reused */
     uint64_t created_ns;      /* CLOCK_MONOTONIC at registration */
 
-    /* Lock tracking (owner writes; see interpose_lock.c). */
+    /* Lock tracking (owner writes; see interpose_lock.c). Fields shared
+     * between threads are accessed with __atomic builtins (the header is
+     * also C++'s, which has no _Atomic). */
     int locks_held;           /* pthread mutexes and rwlocks it holds */
-    _Atomic int wait_kind;    /* enum ks_wait_kind */
-    void *_Atomic wait_obj;
+    int wait_kind;            /* enum ks_wait_kind */
+    void *wait_obj;
 
     /* Requests from the control thread (see deliver*.c). */
-    _Atomic int stop_requested;
+    int stop_requested;
 
     /* Registry links, under ks_registry_lock. */
     struct ks_thread *next, *prev;
@@ -77,5 +82,9 @@ int ks_registry_count(void);
  * Takes the lock, so a recycled tid is never signalled. Returns 0, ESRCH if
  * the thread is gone (or was replaced), or the errno of tgkill. */
 int ks_registry_signal(pid_t tid, uint64_t id, int sig);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -21,7 +21,6 @@
 #include "sockaddr.h"
 
 #define KS_MAX_CONNS 64          /* connection threads at once; more get "busy" */
-#define KS_IDLE_TIMEOUT_S 10     /* a silent client is dropped after this */
 #define KS_CONN_STACK (256 * 1024)
 
 static int ks_listen_fd = -1;
@@ -29,6 +28,7 @@ static char ks_sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* file m
 static pid_t ks_sock_owner;      /* pid that created ks_sock_path */
 static _Atomic int ks_conns;
 static uint64_t ks_generation;   /* bumped at fork: an old accept loop quits */
+static int ks_idle_ms = 10000;   /* a silent client is dropped after this; KILLSHIM_IDLE_TIMEOUT_MS */
 
 struct ks_spawn {
     void *(*fn)(void *);
@@ -135,7 +135,7 @@ static int ks_serve_line(int fd, const char *line, size_t len)
 static void *ks_conn_main(void *p)
 {
     int fd = (int)(intptr_t)p;
-    struct timeval tv = {KS_IDLE_TIMEOUT_S, 0};
+    struct timeval tv = {ks_idle_ms / 1000, (ks_idle_ms % 1000) * 1000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 
@@ -164,7 +164,7 @@ static void *ks_conn_main(void *p)
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            ks_send_err(fd, "timeout", "no complete request line in 10 s; closing");
+            ks_send_err(fd, "timeout", "no complete request line in time; closing");
             break;
         }
         if (r <= 0) {
@@ -287,6 +287,9 @@ static int ks_listen(char *display, size_t cap)
 
 void ks_server_start(void)
 {
+    const char *idle = getenv("KILLSHIM_IDLE_TIMEOUT_MS");
+    if (idle && atoi(idle) > 0)
+        ks_idle_ms = atoi(idle);
     char display[128] = "";
     int rc = ks_listen(display, sizeof display);
     if (rc) {

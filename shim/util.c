@@ -12,3 +12,5 @@ uint64_t ks_now_ns(void)
 }
 
 pid_t ks_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+
+pid_t ks_pid;

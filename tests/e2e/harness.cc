@@ -1,0 +1,336 @@
+#include "tests/e2e/harness.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "shim/proto.h"
+#include "shim/sockaddr.h"
+
+namespace ks {
+
+// A test must fail with a message, not die of SIGPIPE writing to a program
+// that has exited.
+static const bool kIgnoreSigpipe = [] {
+  signal(SIGPIPE, SIG_IGN);
+  return true;
+}();
+
+static long NowMs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+std::string Runfile(const std::string& rel) {
+  const char* srcdir = getenv("TEST_SRCDIR");
+  const char* ws = getenv("TEST_WORKSPACE");
+  std::string base = srcdir ? std::string(srcdir) + "/" + (ws ? ws : "killshim") : ".";
+  std::string p = base + "/" + rel;
+  char real[PATH_MAX];
+  if (realpath(p.c_str(), real)) return real;
+  return p;
+}
+
+std::string ShimPath() { return Runfile("shim/libkillshim.so"); }
+std::string InjectorPath() { return Runfile("injector/killshim-inject"); }
+std::string ProgPath(const std::string& name) { return Runfile("tests/progs/" + name); }
+
+static std::vector<char*> CStrings(const std::vector<std::string>& v) {
+  std::vector<char*> out;
+  for (const auto& s : v) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+Target::Target(const std::string& prog, const std::vector<std::string>& args,
+               const std::vector<std::string>& env, bool preload, bool hold) {
+  int in[2], out[2], h[2];
+  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(h, O_CLOEXEC) != 0)
+    throw std::runtime_error("pipe");
+  char tmpl[] = "/tmp/ks-target-err-XXXXXX";
+  int efd = mkstemp(tmpl);
+  err_path_ = tmpl;
+  std::vector<std::string> argv = {prog};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::vector<std::string> envv;
+  for (char** e = environ; *e; e++)
+    if (strncmp(*e, "LD_PRELOAD=", 11) != 0) envv.push_back(*e);
+  if (preload) envv.push_back("LD_PRELOAD=" + ShimPath());
+  envv.insert(envv.end(), env.begin(), env.end());
+  auto cargv = CStrings(argv);
+  auto cenv = CStrings(envv);
+  pid_ = fork();
+  if (pid_ == 0) {
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    dup2(efd, 2);
+    if (hold) {
+      close(h[1]);
+      char b;
+      while (read(h[0], &b, 1) < 0 && errno == EINTR) {
+      }
+    }
+    execve(prog.c_str(), cargv.data(), cenv.data());
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  close(efd);
+  close(h[0]);
+  hold_ = h[1];
+  if (!hold) Release();
+  in_ = in[1];
+  out_ = out[0];
+}
+
+void Target::Release() {
+  if (hold_ >= 0) {
+    ssize_t w = write(hold_, "g", 1);
+    (void)w;
+    close(hold_);
+    hold_ = -1;
+  }
+}
+
+Target::~Target() {
+  Release();
+  if (pid_ > 0 && status_ == -1) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  if (in_ >= 0) close(in_);
+  if (out_ >= 0) close(out_);
+  unlink(err_path_.c_str());
+}
+
+std::string Target::ReadLine(int timeout_ms) {
+  long deadline = NowMs() + timeout_ms;
+  for (;;) {
+    size_t nl = buf_.find('\n');
+    if (nl != std::string::npos) {
+      std::string line = buf_.substr(0, nl);
+      buf_.erase(0, nl + 1);
+      return line;
+    }
+    long left = deadline - NowMs();
+    if (left <= 0) return "";
+    struct pollfd p = {out_, POLLIN, 0};
+    if (poll(&p, 1, (int)left) <= 0) continue;
+    char tmp[4096];
+    ssize_t r = read(out_, tmp, sizeof tmp);
+    if (r <= 0) return "";
+    buf_.append(tmp, (size_t)r);
+  }
+}
+
+std::string Target::WaitFor(const std::string& prefix, int timeout_ms) {
+  long deadline = NowMs() + timeout_ms;
+  for (;;) {
+    long left = deadline - NowMs();
+    if (left <= 0) return "";
+    std::string l = ReadLine((int)left);
+    if (l.compare(0, prefix.size(), prefix) == 0) return l;
+    if (l.empty() && NowMs() >= deadline) return "";
+  }
+}
+
+void Target::Send(const std::string& line) {
+  std::string s = line + "\n";
+  ssize_t w = write(in_, s.data(), s.size());
+  (void)w;
+}
+
+int Target::Wait(int timeout_ms) {
+  if (status_ != -1) return status_;
+  long deadline = NowMs() + timeout_ms;
+  do {
+    int st;
+    pid_t r = waitpid(pid_, &st, WNOHANG);
+    if (r == pid_) {
+      status_ = st;
+      return st;
+    }
+    usleep(5000);
+  } while (NowMs() < deadline);
+  return -1;
+}
+
+bool Target::Alive() { return Wait(0) == -1; }
+
+bool Target::WaitSocket(int timeout_ms) {
+  long deadline = NowMs() + timeout_ms;
+  while (NowMs() < deadline) {
+    RawClient c(pid_);
+    if (c.ok() && c.ReadLine(1000).rfind("killshim", 0) == 0) return true;
+    usleep(10000);
+  }
+  return false;
+}
+
+std::string Target::Stderr() const {
+  std::ifstream f(err_path_);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+static std::string Slurp(int fd) {
+  std::string s;
+  char tmp[65536];
+  ssize_t r;
+  while ((r = read(fd, tmp, sizeof tmp)) > 0) s.append(tmp, (size_t)r);
+  return s;
+}
+
+Result Run(const std::vector<std::string>& argv, int timeout_ms,
+           const std::vector<std::string>& env) {
+  Result res;
+  char o[] = "/tmp/ks-run-out-XXXXXX", e[] = "/tmp/ks-run-err-XXXXXX";
+  int ofd = mkstemp(o), efd = mkstemp(e);
+  std::vector<std::string> envv;
+  for (char** p = environ; *p; p++)
+    if (strncmp(*p, "LD_PRELOAD=", 11) != 0) envv.push_back(*p);
+  envv.insert(envv.end(), env.begin(), env.end());
+  auto cargv = CStrings(argv);
+  auto cenv = CStrings(envv);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int null = open("/dev/null", O_RDONLY);
+    dup2(null, 0);
+    dup2(ofd, 1);
+    dup2(efd, 2);
+    execve(argv[0].c_str(), cargv.data(), cenv.data());
+    _exit(127);
+  }
+  long deadline = NowMs() + timeout_ms;
+  int st = 0;
+  for (;;) {
+    pid_t r = waitpid(pid, &st, WNOHANG);
+    if (r == pid) break;
+    if (NowMs() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &st, 0);
+      res.err = "[harness: timed out]\n";
+      break;
+    }
+    usleep(2000);
+  }
+  res.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  lseek(ofd, 0, SEEK_SET);
+  lseek(efd, 0, SEEK_SET);
+  res.out = Slurp(ofd);
+  res.err += Slurp(efd);
+  close(ofd);
+  close(efd);
+  unlink(o);
+  unlink(e);
+  return res;
+}
+
+Result Inject(const std::vector<std::string>& args, int timeout_ms,
+              const std::vector<std::string>& env) {
+  std::vector<std::string> argv = {InjectorPath()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return Run(argv, timeout_ms, env);
+}
+
+RawClient::RawClient(pid_t pid) {
+  struct sockaddr_un addr;
+  socklen_t len;
+  if (ks_sockaddr_for_pid(pid, &addr, &len, nullptr, 0) != 0) return;
+  fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ >= 0 && connect(fd_, (struct sockaddr*)&addr, len) != 0) {
+    close(fd_);
+    fd_ = -1;
+  }
+}
+
+RawClient::~RawClient() {
+  if (fd_ >= 0) close(fd_);
+}
+
+void RawClient::SendRaw(const std::string& bytes) {
+  ssize_t w = send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  (void)w;
+}
+
+void RawClient::ShutdownWrite() { shutdown(fd_, SHUT_WR); }
+
+std::string RawClient::ReadLine(int timeout_ms) {
+  long deadline = NowMs() + timeout_ms;
+  for (;;) {
+    size_t nl = buf_.find('\n');
+    if (nl != std::string::npos) {
+      std::string line = buf_.substr(0, nl);
+      buf_.erase(0, nl + 1);
+      return line;
+    }
+    long left = deadline - NowMs();
+    if (left <= 0 || fd_ < 0) return "";
+    struct pollfd p = {fd_, POLLIN, 0};
+    if (poll(&p, 1, (int)left) <= 0) continue;
+    char tmp[65536];
+    ssize_t r = read(fd_, tmp, sizeof tmp);
+    if (r <= 0) return "";
+    buf_.append(tmp, (size_t)r);
+  }
+}
+
+std::vector<std::string> RawClient::Request(const std::string& line, int timeout_ms) {
+  SendRaw(line + "\n");
+  std::vector<std::string> out;
+  for (;;) {
+    std::string l = ReadLine(timeout_ms);
+    if (l.empty()) break;
+    out.push_back(l);
+    if (l.rfind("ok", 0) == 0 || l.rfind("err", 0) == 0) break;
+  }
+  return out;
+}
+
+std::map<std::string, std::string> ParseLine(const std::string& line) {
+  std::map<std::string, std::string> m;
+  struct ks_msg msg;
+  const char* err = nullptr;
+  if (ks_proto_parse(line.data(), line.size(), &msg, &err) != 0) {
+    m["parse_error"] = err ? err : "?";
+    return m;
+  }
+  m["verb"] = msg.verb;
+  for (int i = 0; i < msg.nfields; i++) m[msg.f[i].key] = msg.f[i].val;
+  return m;
+}
+
+std::vector<pid_t> Tasks(pid_t pid) {
+  std::vector<pid_t> v;
+  std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = opendir(dir.c_str());
+  if (!d) return v;
+  while (struct dirent* e = readdir(d))
+    if (e->d_name[0] >= '0' && e->d_name[0] <= '9') v.push_back(atoi(e->d_name));
+  closedir(d);
+  return v;
+}
+
+bool TaskExists(pid_t pid, pid_t tid) {
+  struct stat st;
+  std::string p = "/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid);
+  return stat(p.c_str(), &st) == 0;
+}
+
+}  // namespace ks

@@ -1,0 +1,94 @@
+// End-to-end test harness: starts real programs under the built shim and runs
+// the built injector, as a user would.
+#ifndef KS_TESTS_HARNESS_H
+#define KS_TESTS_HARNESS_H
+
+#include <sys/types.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace ks {
+
+// Absolute path of a file in the runfiles tree, e.g. "shim/libkillshim.so".
+std::string Runfile(const std::string& rel);
+std::string ShimPath();
+std::string InjectorPath();
+std::string ProgPath(const std::string& name);  // tests/progs/NAME
+
+// A program started under LD_PRELOAD=libkillshim.so, with pipes on its
+// stdin and stdout; stderr goes to a file (Stderr() reads it).
+class Target {
+ public:
+  // HOLD: the child waits before exec until Release(), so a test can prepare
+  // something that depends on its pid.
+  explicit Target(const std::string& prog, const std::vector<std::string>& args = {},
+                  const std::vector<std::string>& env = {}, bool preload = true,
+                  bool hold = false);
+  void Release();
+  ~Target();
+  Target(const Target&) = delete;
+  Target& operator=(const Target&) = delete;
+
+  pid_t pid() const { return pid_; }
+  // Next line of its stdout (without '\n'); "" on timeout or EOF.
+  std::string ReadLine(int timeout_ms = 10000);
+  // Reads lines until one starts with PREFIX; returns it ("" on timeout).
+  std::string WaitFor(const std::string& prefix, int timeout_ms = 10000);
+  void Send(const std::string& line);  // a line to its stdin
+  // Exit status as from waitpid, or -1 if still running after TIMEOUT_MS.
+  int Wait(int timeout_ms = 10000);
+  bool Alive();
+  // Waits until the control socket answers.
+  bool WaitSocket(int timeout_ms = 5000);
+  std::string Stderr() const;
+
+ private:
+  pid_t pid_ = -1;
+  int in_ = -1, out_ = -1, hold_ = -1;
+  std::string buf_, err_path_;
+  int status_ = -1;
+};
+
+struct Result {
+  int code = -1;  // exit code, or 128+signal
+  std::string out, err;
+};
+
+// Runs killshim-inject ARGS, with extra environment ENV ("K=V").
+Result Inject(const std::vector<std::string>& args, int timeout_ms = 60000,
+              const std::vector<std::string>& env = {});
+// Runs any command (argv[0] is a path) the same way.
+Result Run(const std::vector<std::string>& argv, int timeout_ms = 60000,
+           const std::vector<std::string>& env = {});
+
+// A raw protocol client for tests of the socket itself.
+class RawClient {
+ public:
+  explicit RawClient(pid_t pid);
+  ~RawClient();
+  bool ok() const { return fd_ >= 0; }
+  int fd() const { return fd_; }
+  void SendRaw(const std::string& bytes);
+  void ShutdownWrite();
+  std::string ReadLine(int timeout_ms = 5000);  // "" on timeout or EOF
+  // Sends LINE+'\n' and returns every line of the reply, the last being
+  // "ok ..." or "err ...".
+  std::vector<std::string> Request(const std::string& line, int timeout_ms = 10000);
+
+ private:
+  int fd_ = -1;
+  std::string buf_;
+};
+
+// key=value fields of one protocol line (values unescaped); "verb" holds the verb.
+std::map<std::string, std::string> ParseLine(const std::string& line);
+
+// Tids of PID from /proc/PID/task.
+std::vector<pid_t> Tasks(pid_t pid);
+bool TaskExists(pid_t pid, pid_t tid);
+
+}  // namespace ks
+
+#endif

@@ -1,0 +1,199 @@
+// killshim-inject PID: the listing, end to end.
+#include <gtest/gtest.h>
+#include <json-c/json.h>
+#include <unistd.h>
+
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "tests/e2e/harness.h"
+
+namespace {
+
+using ks::Inject;
+using ks::Target;
+
+pid_t TidFrom(const std::string& line) {
+  size_t p = line.find("tid=");
+  return p == std::string::npos ? 0 : atoi(line.c_str() + p + 4);
+}
+
+// tid -> row of the JSON listing.
+std::map<pid_t, std::map<std::string, std::string>> JsonThreads(const std::string& out) {
+  std::map<pid_t, std::map<std::string, std::string>> rows;
+  json_object* root = json_tokener_parse(out.c_str());
+  if (!root) return rows;
+  json_object* arr;
+  if (json_object_object_get_ex(root, "threads", &arr)) {
+    for (size_t i = 0; i < json_object_array_length(arr); i++) {
+      json_object* t = json_object_array_get_idx(arr, i);
+      std::map<std::string, std::string> row;
+      json_object_object_foreach(t, k, v) { row[k] = v ? json_object_get_string(v) : "null"; }
+      rows[atoi(row["tid"].c_str())] = row;
+    }
+  }
+  json_object_put(root);
+  return rows;
+}
+
+struct Basic {
+  Target t;
+  pid_t main_tid = 0;
+  std::vector<pid_t> workers;
+  explicit Basic(int n) : t(ks::ProgPath("threads_basic"), {std::to_string(n)}) {
+    main_tid = TidFrom(t.WaitFor("main "));
+    workers.resize(n);
+    for (int i = 0; i < n; i++) {
+      std::string l = t.WaitFor("worker ");
+      int idx = atoi(l.c_str() + 7);
+      if (idx >= 0 && idx < n) workers[idx] = TidFrom(l);
+    }
+    EXPECT_EQ(t.WaitFor("ready"), "ready");
+    EXPECT_TRUE(t.WaitSocket());
+  }
+};
+
+TEST(List, MainAndWorkersWithStartRoutines) {
+  Basic b(4);
+  ASSERT_EQ(b.main_tid, b.t.pid());
+  ks::Result r = Inject({"--json", std::to_string(b.t.pid())});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto rows = JsonThreads(r.out);
+  ASSERT_TRUE(rows.count(b.main_tid)) << r.out;
+  EXPECT_EQ(rows[b.main_tid]["role"], "main");
+  EXPECT_EQ(rows[b.main_tid]["start"], "main");
+  EXPECT_EQ(rows[b.main_tid]["registered"], "true");
+  for (size_t i = 0; i < b.workers.size(); i++) {
+    pid_t w = b.workers[i];
+    ASSERT_TRUE(rows.count(w)) << "worker " << w << " missing:\n" << r.out;
+    EXPECT_EQ(rows[w]["start"], "worker_main");
+    EXPECT_EQ(rows[w]["role"], "app");
+    EXPECT_EQ(rows[w]["registered"], "true");
+    EXPECT_EQ(rows[w]["name"], "worker-" + std::to_string(i));
+    EXPECT_EQ(rows[w]["state"], "S");
+  }
+  // Exactly the program's threads, plus the shim's own, marked as such.
+  int shim = 0;
+  for (auto& [tid, row] : rows) {
+    if (row["role"] == "shim") {
+      shim++;
+      EXPECT_EQ(row["registered"], "false");
+    }
+  }
+  EXPECT_GE(shim, 1);
+  EXPECT_EQ(rows.size(), 1 + b.workers.size() + shim);
+}
+
+TEST(List, TableHidesShimThreadsAndNamesStartRoutines) {
+  Basic b(2);
+  ks::Result r = Inject({std::to_string(b.t.pid())});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("process " + std::to_string(b.t.pid()) + ": 3 threads"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("killshim thread"), std::string::npos);
+  EXPECT_EQ(r.out.find("killshim-ctl"), std::string::npos);
+  for (pid_t w : b.workers) {
+    std::string row = std::to_string(w) + " ";
+    size_t p = r.out.find("\n" + row);
+    ASSERT_NE(p, std::string::npos) << r.out;
+    std::string line = r.out.substr(p + 1, r.out.find('\n', p + 1) - p - 1);
+    EXPECT_NE(line.find("worker_main"), std::string::npos) << line;
+  }
+  ks::Result all = Inject({"--all", std::to_string(b.t.pid())});
+  EXPECT_NE(all.out.find("killshim-ctl"), std::string::npos) << all.out;
+}
+
+TEST(List, ExitedThreadsAreGone) {
+  Basic b(3);
+  b.t.Send("exit 1");
+  ASSERT_EQ(b.t.WaitFor("exited 1"), "exited 1");
+  auto rows = JsonThreads(Inject({"--json", std::to_string(b.t.pid())}).out);
+  EXPECT_TRUE(rows.count(b.workers[0]));
+  EXPECT_FALSE(rows.count(b.workers[1]));
+  EXPECT_TRUE(rows.count(b.workers[2]));
+}
+
+// 1,000 threads created and joined concurrently while another client lists
+// in a loop: every listing succeeds, lists only live threads of the right
+// kind, and the program finishes with the right count.
+TEST(List, ChurnWhileListing) {
+  Target t(ks::ProgPath("churn"), {"1000", "4"});
+  ASSERT_EQ(t.WaitFor("ready"), "ready");
+  ASSERT_TRUE(t.WaitSocket());
+  t.Send("go");
+  std::atomic<bool> done{false};
+  int listings = 0, failures = 0;
+  std::string bad;
+  std::thread lister([&] {
+    while (!done) {
+      ks::Result r = Inject({"--json", std::to_string(t.pid())});
+      listings++;
+      if (r.code != 0) {
+        failures++;
+        bad = r.err;
+        continue;
+      }
+      for (auto& [tid, row] : JsonThreads(r.out)) {
+        if (row["role"] == "app" && row["start"] != "churn_worker" && row["start"] != "churn_creator") {
+          failures++;
+          bad = "unexpected start routine " + row["start"];
+        }
+      }
+    }
+  });
+  std::string d = t.WaitFor("done", 120000);
+  done = true;
+  lister.join();
+  EXPECT_EQ(d, "done 1000");
+  EXPECT_GT(listings, 0);
+  EXPECT_EQ(failures, 0) << bad;
+  // Afterwards only the main thread (and the shim's) remain.
+  auto rows = JsonThreads(Inject({"--json", std::to_string(t.pid())}).out);
+  int app = 0;
+  for (auto& [tid, row] : rows) app += row["role"] == "app";
+  EXPECT_EQ(app, 0);
+  EXPECT_TRUE(t.Alive());
+  t.Send("quit");
+  EXPECT_EQ(t.Wait(), 0);
+}
+
+TEST(List, ErrorsHaveDistinctExitCodes) {
+  ks::Result r = Inject({"99999999999"});
+  EXPECT_EQ(r.code, 2) << r.err;  // not a valid pid number range
+  r = Inject({"4194300"});
+  EXPECT_EQ(r.code, 4) << r.err;
+  EXPECT_NE(r.err.find("no such process"), std::string::npos);
+  Target plain(ks::ProgPath("threads_basic"), {"1"}, {}, /*preload=*/false);
+  ASSERT_EQ(plain.WaitFor("ready"), "ready");
+  r = Inject({std::to_string(plain.pid())});
+  EXPECT_EQ(r.code, 5) << r.err;
+  EXPECT_NE(r.err.find("does not run the killshim shim"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("LD_PRELOAD"), std::string::npos) << r.err;
+  r = Inject({});
+  EXPECT_EQ(r.code, 2);
+  r = Inject({"--bogus", "1"});
+  EXPECT_EQ(r.code, 2);
+  r = Inject({"--help"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("Exit codes"), std::string::npos);
+  r = Inject({"--version"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("protocol 1"), std::string::npos);
+}
+
+TEST(List, ShimNeverWritesToStdout) {
+  // threads_basic prints only its own lines; anything else on stdout would
+  // come from the shim.
+  Basic b(1);
+  Inject({std::to_string(b.t.pid())});
+  b.t.Send("quit");
+  std::string rest;
+  for (std::string l; !(l = b.t.ReadLine(2000)).empty();) rest += l + "\n";
+  EXPECT_EQ(rest, "");
+  EXPECT_EQ(b.t.Wait(), 0);
+  EXPECT_EQ(b.t.Stderr(), "");
+}
+
+}  // namespace

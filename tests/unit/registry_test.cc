@@ -1,0 +1,105 @@
+// The thread registry, through its C header (linked directly, not preloaded).
+#include "shim/registry.h"
+
+#include <gtest/gtest.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "shim/ks.h"
+
+namespace {
+
+int LinkedCount() {
+  ks_registry_lock();
+  int n = ks_registry_count();
+  ks_registry_unlock();
+  return n;
+}
+
+TEST(Registry, AddAndRemoveSelf) {
+  int before = LinkedCount();
+  std::thread t([&] {
+    ks_registry_add_self(KS_ROLE_APP, (void*)&LinkedCount);
+    ks_registry_add_self(KS_ROLE_APP, nullptr);  // idempotent
+    EXPECT_EQ(LinkedCount(), before + 1);
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    ks_registry_lock();
+    ks_thread* r = ks_registry_find(tid);
+    ASSERT_NE(r, nullptr);
+    EXPECT_EQ(r, ks_self());
+    EXPECT_EQ(r->role, KS_ROLE_APP);
+    EXPECT_EQ(r->start_routine, (void*)&LinkedCount);
+    ks_registry_unlock();
+    ks_registry_remove_self();
+    ks_registry_remove_self();  // idempotent
+    EXPECT_EQ(LinkedCount(), before);
+  });
+  t.join();
+  EXPECT_EQ(LinkedCount(), before);
+}
+
+TEST(Registry, IdsAreUniqueAcrossThreads) {
+  std::vector<std::thread> ts;
+  std::mutex mu;
+  std::set<uint64_t> ids;
+  for (int i = 0; i < 64; i++)
+    ts.emplace_back([&] {
+      ks_registry_add_self(KS_ROLE_APP, nullptr);
+      uint64_t id = ks_self()->id;
+      ks_registry_remove_self();
+      std::lock_guard<std::mutex> g(mu);
+      ids.insert(id);
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(ids.size(), 64u);
+}
+
+// A record found under the lock is alive: signalling an unlinked thread, or
+// a linked tid with another id (a recycled tid), must not send anything.
+TEST(Registry, SignalOnlyLinkedThreadWithMatchingId) {
+  ks_resolve_all();
+  ks_pid = getpid();
+  static std::atomic<int> hits{0};
+  struct sigaction sa = {};
+  sa.sa_handler = [](int) { hits++; };
+  sigaction(SIGUSR2, &sa, nullptr);
+
+  std::atomic<bool> go{false}, done{false};
+  std::atomic<pid_t> tid{0};
+  std::atomic<uint64_t> id{0};
+  std::thread t([&] {
+    ks_registry_add_self(KS_ROLE_APP, nullptr);
+    tid = (pid_t)syscall(SYS_gettid);
+    id = ks_self()->id;
+    while (!go) usleep(1000);
+    ks_registry_remove_self();
+    done = true;
+    while (go) usleep(1000);
+  });
+  while (!tid) usleep(1000);
+  EXPECT_EQ(ks_registry_signal(tid, id + 1000, SIGUSR2), ESRCH);
+  EXPECT_EQ(ks_registry_signal(tid, id, SIGUSR2), 0);
+  for (int i = 0; i < 1000 && hits == 0; i++) usleep(1000);
+  EXPECT_EQ(hits.load(), 1);
+  go = true;
+  while (!done) usleep(1000);
+  EXPECT_EQ(ks_registry_signal(tid, id, SIGUSR2), ESRCH);
+  EXPECT_EQ(ks_registry_signal(tid, 0, SIGUSR2), ESRCH);
+  go = false;
+  t.join();
+  EXPECT_EQ(hits.load(), 1);
+}
+
+TEST(Registry, RecordIsSmall) {
+  // "A few hundred bytes per thread" at most.
+  EXPECT_LE(sizeof(ks_thread), 256u);
+}
+
+}  // namespace
