@@ -8,6 +8,7 @@
 #include "ks.h"
 #include "registry.h"
 #include "server.h"
+#include "signals.h"
 
 
 static pthread_once_t ks_once = PTHREAD_ONCE_INIT;
@@ -34,6 +35,10 @@ static void ks_init_once(void)
         ks_debug("KILLSHIM_DISABLE is set: no control socket");
         return;
     }
+    int rc = ks_signals_install();
+    if (rc)
+        ks_warn("cannot install the shim's signal handlers (%s): stacks and aborts will not work",
+                strerror(rc));
     pthread_atfork(NULL, NULL, ks_after_fork_child);
     atexit(ks_at_exit);
     ks_server_start();

@@ -51,8 +51,11 @@ struct ks_thread {
     int wait_kind;            /* enum ks_wait_kind */
     void *wait_obj;
 
-    /* Requests from the control thread (see deliver*.c). */
-    int stop_requested;
+    /* Ending the thread (see deliver*.c). Written by the control thread
+     * under the registry lock, read by the owner. */
+    int stop_requested;       /* flag mode; killshim_stop_requested() reads it */
+    int cancel_requested;     /* cancel mode was used on it */
+    int abort_requested;      /* abort mode: see deliver_abort.c */
 
     /* Registry links, under ks_registry_lock. */
     struct ks_thread *next, *prev;

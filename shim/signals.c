@@ -1,0 +1,228 @@
+/* See signals.h. */
+#include "signals.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "ks.h"
+#include "registry.h"
+
+#define KS_SIG_COOKIE 0x6b736873   /* "kshs" */
+
+static int ks_signos[KS_SIG_COUNT];
+static int ks_installed;
+static ks_sig_fn *ks_handlers[KS_SIG_COUNT];
+/* The action the program believes it installed on our numbers. Read in
+ * signal context, so updated under a lock with our signals blocked. */
+static struct sigaction ks_prog_act[KS_SIG_COUNT];
+static pthread_mutex_t ks_act_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
+static int (*real_sigprocmask)(int, const sigset_t *, sigset_t *);
+static int (*real_pthread_sigmask)(int, const sigset_t *, sigset_t *);
+
+static void ks_resolve_signals(void)
+{
+    if (!real_sigaction)
+        __atomic_store_n(&real_sigaction, ks_resolve("sigaction", NULL), __ATOMIC_RELEASE);
+    if (!real_sigprocmask)
+        __atomic_store_n(&real_sigprocmask, ks_resolve("sigprocmask", NULL), __ATOMIC_RELEASE);
+    if (!real_pthread_sigmask)
+        __atomic_store_n(&real_pthread_sigmask, ks_resolve("pthread_sigmask", NULL), __ATOMIC_RELEASE);
+}
+
+int ks_signo(enum ks_sig_kind k) { return ks_signos[k]; }
+
+static int ks_kind_of(int signo)
+{
+    if (!__atomic_load_n(&ks_installed, __ATOMIC_ACQUIRE))
+        return -1;
+    for (int k = 0; k < KS_SIG_COUNT; k++)
+        if (ks_signos[k] == signo)
+            return k;
+    return -1;
+}
+
+int ks_is_shim_signal(int signo) { return ks_kind_of(signo) >= 0; }
+
+void ks_signals_set_handler(enum ks_sig_kind k, ks_sig_fn *fn)
+{
+    __atomic_store_n(&ks_handlers[k], fn, __ATOMIC_RELEASE);
+}
+
+/* A signal on our number that we did not send: do what the program asked. */
+static void ks_chain(int k, int signo, siginfo_t *si, void *uc)
+{
+    struct sigaction a = ks_prog_act[k];
+    if (a.sa_flags & SA_SIGINFO) {
+        if (a.sa_sigaction)
+            a.sa_sigaction(signo, si, uc);
+        return;
+    }
+    if (a.sa_handler == SIG_IGN)
+        return;
+    if (a.sa_handler == SIG_DFL) {
+        /* The default action of a real-time signal ends the process: do
+         * exactly that, as the program would without the shim. */
+        struct sigaction dfl = {.sa_handler = SIG_DFL};
+        real_sigaction(signo, &dfl, NULL);
+        syscall(SYS_tgkill, getpid(), ks_gettid(), signo);
+        return;
+    }
+    a.sa_handler(signo);
+}
+
+static void ks_sig_entry(int signo, siginfo_t *si, void *uc)
+{
+    int saved = errno;
+    int k = ks_kind_of(signo);
+    if (k >= 0) {
+        if (si && si->si_code == SI_QUEUE && si->si_pid == ks_pid &&
+            si->si_value.sival_int == KS_SIG_COOKIE) {
+            ks_sig_fn *fn = __atomic_load_n(&ks_handlers[k], __ATOMIC_ACQUIRE);
+            if (fn)
+                fn(signo, si, (ucontext_t *)uc);
+        } else {
+            ks_chain(k, signo, si, uc);
+        }
+    }
+    errno = saved;
+}
+
+static int ks_pick_signals(void)
+{
+    int base = SIGRTMAX - 3;
+    const char *env = getenv("KILLSHIM_SIGNAL");
+    if (env && *env) {
+        int v = atoi(env);
+        if (v < SIGRTMIN || v + 1 > SIGRTMAX) {
+            ks_warn("KILLSHIM_SIGNAL=%s is outside %d..%d; using %d", env, SIGRTMIN, SIGRTMAX - 1, base);
+        } else {
+            base = v;
+        }
+    }
+    ks_signos[KS_SIG_DUMP] = base;
+    ks_signos[KS_SIG_ACT] = base + 1;
+    return 0;
+}
+
+int ks_signals_install(void)
+{
+    ks_resolve_signals();
+    if (!real_sigaction)
+        return ENOSYS;
+    ks_pick_signals();
+    for (int k = 0; k < KS_SIG_COUNT; k++) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = ks_sig_entry;
+        sa.sa_flags = SA_SIGINFO | (k == KS_SIG_DUMP ? SA_RESTART : 0);
+        sigfillset(&sa.sa_mask);   /* nothing of the program's runs inside ours */
+        /* Keep what the program (or a library) had there, to chain to it. */
+        if (real_sigaction(ks_signos[k], &sa, &ks_prog_act[k]) != 0)
+            return errno;
+    }
+    __atomic_store_n(&ks_installed, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+int ks_signal_thread(pid_t tid, uint64_t id, enum ks_sig_kind k)
+{
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    si.si_signo = ks_signos[k];
+    si.si_code = SI_QUEUE;
+    si.si_pid = ks_pid;
+    si.si_uid = getuid();
+    si.si_value.sival_int = KS_SIG_COOKIE;
+    int rc = 0;
+    ks_registry_lock();
+    struct ks_thread *t = ks_registry_find(tid);
+    if (!t || (id && t->id != id))
+        rc = ESRCH;
+    else if (syscall(SYS_rt_tgsigqueueinfo, ks_pid, tid, ks_signos[k], &si) != 0)
+        rc = errno;
+    ks_registry_unlock();
+    return rc;
+}
+
+/* ---- What the program sees -------------------------------------------- */
+
+KS_EXPORT int sigaction(int signo, const struct sigaction *act, struct sigaction *old)
+{
+    ks_resolve_signals();
+    int k = ks_kind_of(signo);
+    if (k < 0)
+        return real_sigaction(signo, act, old);
+    sigset_t all, prev;
+    sigfillset(&all);
+    real_pthread_sigmask(SIG_BLOCK, &all, &prev);
+    ks_real.pthread_mutex_lock(&ks_act_mu);
+    if (old)
+        *old = ks_prog_act[k];
+    if (act)
+        ks_prog_act[k] = *act;
+    ks_real.pthread_mutex_unlock(&ks_act_mu);
+    real_pthread_sigmask(SIG_SETMASK, &prev, NULL);
+    return 0;
+}
+
+static sighandler_t ks_signal_common(int signo, sighandler_t h, int flags)
+{
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = h;
+    sa.sa_flags = flags;
+    sigemptyset(&sa.sa_mask);
+    if (!(flags & SA_NODEFER))
+        sigaddset(&sa.sa_mask, signo);
+    if (sigaction(signo, &sa, &old) != 0)
+        return SIG_ERR;
+    return old.sa_handler;
+}
+
+/* glibc's signal() calls its internal sigaction, which would go around the
+ * interposed one: the BSD and System V flavours are spelled out here. */
+KS_EXPORT sighandler_t signal(int signo, sighandler_t h)
+{
+    return ks_signal_common(signo, h, SA_RESTART);
+}
+
+KS_EXPORT sighandler_t bsd_signal(int signo, sighandler_t h)
+{
+    return ks_signal_common(signo, h, SA_RESTART);
+}
+
+KS_EXPORT sighandler_t sysv_signal(int signo, sighandler_t h)
+{
+    return ks_signal_common(signo, h, SA_RESETHAND | SA_NODEFER);
+}
+
+/* Returns SET, or COPY without our signals if SET would block them. */
+static const sigset_t *ks_unblockable(int how, const sigset_t *set, sigset_t *copy)
+{
+    if (!set || how == SIG_UNBLOCK || !__atomic_load_n(&ks_installed, __ATOMIC_ACQUIRE))
+        return set;
+    *copy = *set;
+    for (int k = 0; k < KS_SIG_COUNT; k++)
+        sigdelset(copy, ks_signos[k]);
+    return copy;
+}
+
+KS_EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
+{
+    ks_resolve_signals();
+    sigset_t copy;
+    return real_sigprocmask(how, ks_unblockable(how, set, &copy), old);
+}
+
+KS_EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
+{
+    ks_resolve_signals();
+    sigset_t copy;
+    return real_pthread_sigmask(how, ks_unblockable(how, set, &copy), old);
+}

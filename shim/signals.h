@@ -1,0 +1,49 @@
+/* The shim's two signals, and living with the program's own use of them.
+ *
+ * KS_SIG_DUMP (default SIGRTMAX-3, 61) asks a thread to capture its stack;
+ * installed with SA_RESTART. KS_SIG_ACT (default SIGRTMAX-2, 62) asks a
+ * thread to act on a request in its record (wake, abort); installed without
+ * SA_RESTART, so a blocking call returns EINTR and the thread can move.
+ * KILLSHIM_SIGNAL=N moves them to N and N+1 (within SIGRTMIN..SIGRTMAX).
+ * glibc's own SIGCANCEL and SIGSETXID (32, 33) are never touched.
+ *
+ * Our signals carry SI_QUEUE, our pid and a cookie; anything else arriving on
+ * the same numbers is the program's and goes to the handler the program
+ * installed (sigaction and signal are interposed: the program sees and sets
+ * its own action, the kernel keeps ours). Masks the program sets never block
+ * our signals (as glibc does for SIGCANCEL). */
+#ifndef KS_SIGNALS_H
+#define KS_SIGNALS_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <ucontext.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum ks_sig_kind { KS_SIG_DUMP = 0, KS_SIG_ACT = 1, KS_SIG_COUNT = 2 };
+
+/* Runs inside the target thread, in signal context: async-signal-safe only. */
+typedef void ks_sig_fn(int signo, siginfo_t *si, ucontext_t *uc);
+
+/* Registers the handler for K (stack.c for DUMP, deliver*.c for ACT). Call
+ * before ks_signals_install or at any time after; NULL ignores K. */
+void ks_signals_set_handler(enum ks_sig_kind k, ks_sig_fn *fn);
+/* Installs the kernel handlers. Returns 0 or an errno (reported by caller). */
+int ks_signals_install(void);
+/* The signal number of K. */
+int ks_signo(enum ks_sig_kind k);
+/* 1 if SIGNO is one of the shim's (after install). */
+int ks_is_shim_signal(int signo);
+
+/* Sends K to TID if, under the registry lock, TID is linked with ID (0: any).
+ * Returns 0, ESRCH (gone or recycled), or the errno of the send. */
+int ks_signal_thread(pid_t tid, uint64_t id, enum ks_sig_kind k);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
