@@ -35,6 +35,14 @@ enum ks_wait_kind {
     KS_WAIT_RWLOCK = 2, /* rwlock rd/wr lock: wait_obj is the rwlock */
 };
 
+/* The abort's progress in a thread (deliver_abort.c owns these fields). */
+struct ks_abort_slot {
+    int state;                /* enum ks_abort_state (deliver.h) */
+    int force;
+    uintptr_t site;           /* IP of the application frame it left from */
+    char reason[120];         /* why it is pending, or why it was refused */
+};
+
 struct ks_thread {
     /* Identity: set before linking, immutable while linked. */
     pid_t tid;
@@ -55,7 +63,8 @@ struct ks_thread {
      * under the registry lock, read by the owner. */
     int stop_requested;       /* flag mode; killshim_stop_requested() reads it */
     int cancel_requested;     /* cancel mode was used on it */
-    int abort_requested;      /* abort mode: see deliver_abort.c */
+    struct ks_abort_slot abort;
+    int end_how;              /* enum ks_end_how, set on the way out */
 
     /* Registry links, under ks_registry_lock. */
     struct ks_thread *next, *prev;
