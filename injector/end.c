@@ -1,9 +1,355 @@
-/* killshim-inject PID TID: placeholder until thread ending lands (issue 3). */
+/* killshim-inject PID TID: end one thread, wait until it is really gone,
+ * report how. The ladder (--mode auto): flag, then cancel after --grace, then
+ * abort after another --grace, stopping at the first that works. "Gone"
+ * means both: the shim's graveyard says how it ended, and the kernel no
+ * longer has the task (or only as a zombie). */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "end.h"
 #include "injector.h"
+#include "shim/procfs.h"
+#include "symbolize.h"
+
+#define KSI_POLL_MS 20
+#define KSI_PROGRESS_S 1.0
+
+struct ksi_end {
+    const struct ksi_opts *o;
+    struct ksi_client c;
+    char flag_fields[512];    /* the flag_* fields of --flag-symbol, or "" */
+    double t0;                /* when the first request went out */
+    double last_progress;
+    struct ksi_end_result r;
+};
+
+static double ksi_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void ksi_copy(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+/* The kernel's view: 1 while TID is a live task of PID. A zombie (the main
+ * thread after pthread_exit) has ended. */
+static int ksi_task_alive(pid_t pid, pid_t tid)
+{
+    struct ks_taskstat st;
+    if (ks_read_task_stat(pid, tid, &st) != 0)
+        return 0;
+    return st.state != 'Z' && st.state != 'X';
+}
+
+static int ksi_process_gone(pid_t pid) { return kill(pid, 0) != 0 && errno == ESRCH; }
+
+/* Copies an "ended" status line into the result. */
+static void ksi_take_grave(struct ksi_end_result *r, const struct ks_msg *m)
+{
+    int64_t x;
+    uint64_t u;
+    ksi_copy(r->how, sizeof r->how, ks_msg_get(m, "how"));
+    ksi_copy(r->requested, sizeof r->requested, ks_msg_get(m, "requested"));
+    r->site = ks_msg_get_u64(m, "site", &u) == 0 ? u : 0;
+    r->start = ks_msg_get_u64(m, "start", &u) == 0 ? u : 0;
+    r->locks_left = ks_msg_get_i64(m, "locks_left", 0, INT32_MAX, &x) == 0 ? (int)x : 0;
+}
+
+/* Asks "status" once. Returns 1 if the thread has ended (graveyard), 0 if it
+ * is alive (R->pending updated), or -(exit code) on a failure. */
+static int ksi_poll_status(struct ksi_end *e)
+{
+    char line[128];
+    struct ks_msg m;
+    snprintf(line, sizeof line, "status tid=%d id=%" PRIu64, (int)e->r.tid, e->r.id);
+    int rc = ksi_request(&e->c, line, NULL, NULL, &m);
+    if (rc != KSI_EXIT_OK)
+        return -rc;
+    if (strcmp(m.verb, "err") == 0) {
+        const char *code = ks_msg_get(&m, "code");
+        if (code && strcmp(code, "no-thread") == 0) {
+            /* Linked no more and out of the graveyard's ring: gone, how unknown. */
+            e->r.how[0] = '\0';
+            return 1;
+        }
+        return -ksi_reply_error(&m);
+    }
+    const char *state = ks_msg_get(&m, "state");
+    if (state && strcmp(state, "ended") == 0) {
+        ksi_take_grave(&e->r, &m);
+        return 1;
+    }
+    ksi_copy(e->r.pending, sizeof e->r.pending, ks_msg_get(&m, "pending"));
+    return 0;
+}
+
+static void ksi_progress(struct ksi_end *e, const char *mode, int force)
+{
+    double now = ksi_now();
+    if (!force && now - e->last_progress < KSI_PROGRESS_S)
+        return;
+    e->last_progress = now;
+    fprintf(stderr, "killshim-inject: [%.1fs] thread %d: %s: %s\n", now - e->t0, (int)e->r.tid,
+            mode, e->r.pending[0] ? e->r.pending : "requested");
+}
+
+/* Waits until the thread is gone or UNTIL passes. Returns 1 gone, 0 not yet,
+ * or -(exit code). The /proc check comes after the graveyard's: the grave is
+ * written on the thread's way out, the task disappears a moment later. */
+static int ksi_wait_gone(struct ksi_end *e, double until, const char *mode)
+{
+    int ended = 0;
+    for (;;) {
+        if (ksi_process_gone(e->r.pid)) {
+            e->r.process_exited = 1;
+            return 1;
+        }
+        if (!ended) {
+            int rc = ksi_poll_status(e);
+            if (rc < 0) {
+                if (ksi_process_gone(e->r.pid)) {
+                    e->r.process_exited = 1;
+                    return 1;
+                }
+                return rc;
+            }
+            ended = rc;
+        }
+        if (ended && !ksi_task_alive(e->r.pid, e->r.tid))
+            return 1;
+        if (ksi_now() >= until)
+            return 0;
+        if (!ended)
+            ksi_progress(e, mode, 0);
+        usleep(KSI_POLL_MS * 1000);
+    }
+}
+
+/* Sends one step. Returns 1 if the answer already says the thread ended, 0
+ * otherwise (the step records whether it was accepted), or -(exit code). */
+static int ksi_send_step(struct ksi_end *e, const char *mode)
+{
+    struct ksi_step *s = &e->r.steps[e->r.nsteps++];
+    s->mode = mode;
+    s->at_s = e->r.nsteps == 1 ? 0 : ksi_now() - e->t0;
+    char line[1024];
+    snprintf(line, sizeof line, "end tid=%d id=%" PRIu64 " mode=%s%s%s", (int)e->r.tid, e->r.id,
+             mode, strcmp(mode, "abort") == 0 && e->o->force ? " force=1" : "",
+             strcmp(mode, "flag") == 0 ? e->flag_fields : "");
+    struct ks_msg m;
+    int rc = ksi_request(&e->c, line, NULL, NULL, &m);
+    if (rc != KSI_EXIT_OK)
+        return -rc;
+    if (strcmp(m.verb, "err") == 0) {
+        const char *code = ks_msg_get(&m, "code");
+        const char *msg = ks_msg_get(&m, "msg");
+        if (code && strcmp(code, "no-thread") == 0) {
+            e->r.how[0] = '\0';
+            return 1;
+        }
+        if (!code || (strcmp(code, "refused") != 0 && strcmp(code, "unsupported") != 0))
+            return -ksi_reply_error(&m);
+        s->accepted = 0;
+        ksi_copy(s->message, sizeof s->message, msg ? msg : code);
+        fprintf(stderr, "killshim-inject: [%.1fs] thread %d: %s refused: %s\n", s->at_s,
+                (int)e->r.tid, mode, s->message);
+        return 0;
+    }
+    s->accepted = 1;
+    const char *state = ks_msg_get(&m, "state");
+    if (state && strcmp(state, "ended") == 0) {
+        ksi_take_grave(&e->r, &m);
+        return 1;
+    }
+    ksi_copy(e->r.pending, sizeof e->r.pending, ks_msg_get(&m, "pending"));
+    ksi_copy(s->message, sizeof s->message, e->r.pending);
+    ksi_progress(e, mode, 1);
+    return 0;
+}
+
+/* The flag_* fields for --flag-symbol NAME[=VALUE]. Returns an exit code. */
+static int ksi_flag_fields(struct ksi_end *e)
+{
+    const char *spec = e->o->flag_symbol;
+    char name[256];
+    long long value = 1;
+    const char *eq = strchr(spec, '=');
+    size_t nl = eq ? (size_t)(eq - spec) : strlen(spec);
+    if (nl == 0 || nl >= sizeof name) {
+        ksi_err("--flag-symbol takes NAME[=VALUE], not '%s'", spec);
+        return KSI_EXIT_USAGE;
+    }
+    memcpy(name, spec, nl);
+    name[nl] = '\0';
+    if (eq) {
+        char *end;
+        errno = 0;
+        value = strtoll(eq + 1, &end, 0);
+        if (errno || *end || end == eq + 1) {
+            ksi_err("--flag-symbol %s: VALUE must be an integer, not '%s'", name, eq + 1);
+            return KSI_EXIT_USAGE;
+        }
+    }
+    struct ksi_sym *sym = ksi_sym_open(e->r.pid);
+    struct ksi_symdef d;
+    int found = sym && ksi_sym_find(sym, name, &d) == 0;
+    ksi_sym_close(sym);
+    if (!found) {
+        ksi_err("no variable '%s' in process %d: looked for a data or thread-local symbol in "
+                "the symbol tables (.symtab, .dynsym) of every object it maps; a stripped "
+                "program has no .symtab", name, (int)e->r.pid);
+        return KSI_EXIT_ERROR;
+    }
+    if (d.size != 1 && d.size != 2 && d.size != 4 && d.size != 8) {
+        ksi_err("variable '%s' is %" PRIu64 " bytes: --flag-symbol writes only 1, 2, 4 or "
+                "8-byte integers (int, bool, atomics of those)", name, d.size);
+        return KSI_EXIT_ERROR;
+    }
+    if (d.size < 8) {
+        long long lo = -(1LL << (8 * d.size - 1)), hi = (1LL << (8 * d.size)) - 1;
+        if (value < lo || value > hi) {
+            ksi_err("--flag-symbol %s: %lld does not fit in %" PRIu64 " bytes", name, value, d.size);
+            return KSI_EXIT_USAGE;
+        }
+    }
+    int n = snprintf(e->flag_fields, sizeof e->flag_fields,
+                     " flag_name=%s flag_addr=0x%" PRIx64 " flag_size=%" PRIu64 " flag_value=%lld",
+                     name, d.addr, d.size, value);
+    if (d.is_tls)
+        snprintf(e->flag_fields + n, sizeof e->flag_fields - (size_t)n,
+                 " flag_tls=1 flag_module=0x%" PRIx64, d.module_base);
+    return KSI_EXIT_OK;
+}
+
+static int ksi_check_opts(const struct ksi_opts *o)
+{
+    if (o->flag_symbol && o->mode != KSI_MODE_FLAG && o->mode != KSI_MODE_AUTO) {
+        ksi_err("--flag-symbol belongs to --mode flag (or auto, whose first step is flag)");
+        return KSI_EXIT_USAGE;
+    }
+    if (o->force && o->mode != KSI_MODE_ABORT && o->mode != KSI_MODE_AUTO) {
+        ksi_err("--force belongs to --mode abort (or auto, whose last step is abort)");
+        return KSI_EXIT_USAGE;
+    }
+    return KSI_EXIT_OK;
+}
+
+/* First contact: the thread's id (so a recycled tid is never hit) and name.
+ * Returns an exit code. */
+static int ksi_find_thread(struct ksi_end *e)
+{
+    char line[64], path[96];
+    struct ks_msg m;
+    snprintf(line, sizeof line, "status tid=%d", (int)e->r.tid);
+    int rc = ksi_request(&e->c, line, NULL, NULL, &m);
+    if (rc != KSI_EXIT_OK)
+        return rc;
+    if (strcmp(m.verb, "err") == 0)
+        return ksi_reply_error(&m);
+    const char *state = ks_msg_get(&m, "state");
+    if (!state || strcmp(state, "alive") != 0) {
+        const char *how = ks_msg_get(&m, "how"), *ago = ks_msg_get(&m, "ended_ms_ago");
+        ksi_err("no such thread: %d in process %d (a thread with that tid ended %s ms ago: %s)",
+                (int)e->r.tid, (int)e->r.pid, ago ? ago : "?", how ? how : "?");
+        return KSI_EXIT_NO_THREAD;
+    }
+    if (ks_msg_get_u64(&m, "id", &e->r.id) != 0) {
+        ksi_err("malformed status reply from process %d (no id)", (int)e->r.pid);
+        return KSI_EXIT_PROTOCOL;
+    }
+    snprintf(path, sizeof path, "/proc/%d/task/%d/comm", (int)e->r.pid, (int)e->r.tid);
+    if (ks_read_small_file(path, e->r.name, sizeof e->r.name) <= 0)
+        ksi_copy(e->r.name, sizeof e->r.name, "?");
+    e->r.name[strcspn(e->r.name, "\n")] = '\0';
+    return KSI_EXIT_OK;
+}
+
+/* Runs the steps; fills e->r.outcome. Returns an exit code for failures
+ * that are not outcomes (connection lost, protocol). */
+static int ksi_run_ladder(struct ksi_end *e)
+{
+    static const char *const all[] = {"flag", "cancel", "abort"};
+    const char *const *steps = all;
+    int nsteps = 3;
+    switch (e->o->mode) {
+    case KSI_MODE_FLAG: steps = &all[0]; nsteps = 1; break;
+    case KSI_MODE_CANCEL: steps = &all[1]; nsteps = 1; break;
+    case KSI_MODE_ABORT: steps = &all[2]; nsteps = 1; break;
+    default: break;
+    }
+    e->t0 = ksi_now();
+    double deadline = e->t0 + e->o->timeout_s;
+    int accepted = 0;
+    for (int i = 0; i < nsteps; i++) {
+        int rc = ksi_send_step(e, steps[i]);
+        if (rc < 0)
+            return -rc;
+        double until = deadline;
+        if (rc == 0) {
+            const struct ksi_step *s = &e->r.steps[e->r.nsteps - 1];
+            accepted += s->accepted;
+            if (i < nsteps - 1)   /* refused: on to the next step at once */
+                until = s->accepted ? ksi_now() + e->o->grace_s : ksi_now();
+            else if (!accepted)   /* nothing in flight: nothing to wait for */
+                until = ksi_now();
+            if (until > deadline)
+                until = deadline;
+        }
+        rc = ksi_wait_gone(e, until, steps[i]);
+        if (rc < 0)
+            return -rc;
+        if (rc == 1) {
+            e->r.outcome = KSI_GONE;
+            e->r.elapsed_s = ksi_now() - e->t0;
+            return KSI_EXIT_OK;
+        }
+        if (ksi_now() >= deadline)
+            break;
+    }
+    e->r.elapsed_s = ksi_now() - e->t0;
+    e->r.outcome = accepted ? KSI_PENDING : KSI_REFUSED;
+    return KSI_EXIT_OK;
+}
 
 int ksi_do_end(const struct ksi_opts *o)
 {
-    (void)o;
-    ksi_err("ending threads is not available in this build yet");
-    return KSI_EXIT_ERROR;
+    int rc = ksi_check_opts(o);
+    if (rc != KSI_EXIT_OK)
+        return rc;
+    struct ksi_end *e = calloc(1, sizeof *e);
+    if (!e) {
+        ksi_err("out of memory");
+        return KSI_EXIT_ERROR;
+    }
+    e->o = o;
+    e->r.pid = o->pid;
+    e->r.tid = o->tid;
+    rc = ksi_connect(o->pid, &e->c);
+    if (rc != KSI_EXIT_OK)
+        goto out;
+    rc = ksi_find_thread(e);
+    if (rc == KSI_EXIT_OK && o->flag_symbol)
+        rc = ksi_flag_fields(e);
+    if (rc == KSI_EXIT_OK)
+        rc = ksi_run_ladder(e);
+    ksi_close(&e->c);
+    if (rc != KSI_EXIT_OK)
+        goto out;
+    ksi_end_report(o, &e->r);
+    rc = e->r.outcome == KSI_GONE ? KSI_EXIT_OK
+         : e->r.outcome == KSI_PENDING ? KSI_EXIT_PENDING : KSI_EXIT_REFUSED;
+out:
+    free(e);
+    return rc;
 }

@@ -10,6 +10,11 @@ const struct ks_command ks_commands[] = {
     {"hello", ks_cmd_hello, "hello: protocol version, pid and shim version"},
     {"help", ks_cmd_help, "help: one 'verb' line per request this shim understands"},
     {"list", ks_cmd_list, "list: one 'thread' line per thread of the process"},
+    {"end", ks_cmd_end, "end tid=N [id=M] mode=flag|cancel|abort [force=1] [flag_addr=A "
+                        "flag_size=S [flag_value=V] [flag_tls=1 flag_module=B] [flag_name=X]]: "
+                        "ask thread N to end"},
+    {"status", ks_cmd_status, "status tid=N [id=M]: alive (and why, if asked to end) or "
+                              "ended (how, where, locks left)"},
     {NULL, NULL, NULL},
 };
 

@@ -22,5 +22,7 @@ const struct ks_command *ks_command_find(const char *verb);
 ks_cmd_fn ks_cmd_hello;
 ks_cmd_fn ks_cmd_help;
 ks_cmd_fn ks_cmd_list;
+ks_cmd_fn ks_cmd_end;
+ks_cmd_fn ks_cmd_status;
 
 #endif

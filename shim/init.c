@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "deliver.h"
+#include "graveyard.h"
 #include "ks.h"
 #include "registry.h"
 #include "server.h"
@@ -17,6 +19,7 @@ static void ks_after_fork_child(void)
 {
     ks_pid = getpid();
     ks_registry_reset_after_fork();
+    ks_graveyard_after_fork();
     ks_server_after_fork_child();
 }
 
@@ -35,6 +38,7 @@ static void ks_init_once(void)
         ks_debug("KILLSHIM_DISABLE is set: no control socket");
         return;
     }
+    ks_deliver_init();
     int rc = ks_signals_install();
     if (rc)
         ks_warn("cannot install the shim's signal handlers (%s): stacks and aborts will not work",

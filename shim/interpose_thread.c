@@ -1,9 +1,13 @@
-/* pthread_create interposition: every thread the program creates is
- * registered before its start routine runs and unregistered however it ends. */
+/* pthread_create and pthread_exit interposition: every thread the program
+ * creates is registered before its start routine runs, and unregistered
+ * however it ends, leaving a grave (graveyard.h) that says how. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <unistd.h>
 
+#include "deliver.h"
+#include "graveyard.h"
 #include "ks.h"
 #include "registry.h"
 
@@ -12,13 +16,32 @@ struct ks_start {
     void *arg;
 };
 
-/* Runs on return, pthread_exit and cancellation (and the shim's abort, which
- * unwinds the same way): the record is unlinked before the TLS it lives in is
- * released. */
-static void ks_thread_cleanup(void *unused)
+static void (*real_pthread_exit)(void *);
+
+/* The grave goes in before the record goes out (graveyard.h), and the
+ * eventfd is closed only once no control thread can find the record. */
+static void ks_thread_ended(struct ks_thread *t, int how, uintptr_t site)
+{
+    t->end_how = how;
+    ks_grave_bury(t, how, site);
+    ks_registry_remove_self();
+    ks_flag_release(t);
+}
+
+/* Runs while the thread unwinds: pthread_exit, cancellation or the shim's
+ * abort (which leaves the same way). The abort marks itself FIRING before it
+ * unwinds and pthread_exit marks the record, so what is left is
+ * cancellation, whoever asked for it. */
+static void ks_thread_unwound(void *unused)
 {
     (void)unused;
-    ks_registry_remove_self();
+    struct ks_thread *t = ks_self();
+    if (__atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) == KS_ABORT_FIRING)
+        ks_thread_ended(t, KS_END_ABORTED, t->abort.site);
+    else if (t->end_how == KS_END_EXITED)
+        ks_thread_ended(t, KS_END_EXITED, t->exit_site);
+    else
+        ks_thread_ended(t, KS_END_CANCELLED, __atomic_load_n(&t->cancel_site, __ATOMIC_RELAXED));
 }
 
 static void *ks_thread_start(void *p)
@@ -27,9 +50,10 @@ static void *ks_thread_start(void *p)
     free(p);
     ks_registry_add_self(KS_ROLE_APP, (void *)s.fn);
     void *ret;
-    pthread_cleanup_push(ks_thread_cleanup, NULL);
+    pthread_cleanup_push(ks_thread_unwound, NULL);
     ret = s.fn(s.arg);
-    pthread_cleanup_pop(1);
+    pthread_cleanup_pop(0);
+    ks_thread_ended(ks_self(), KS_END_RETURNED, (uintptr_t)s.fn);
     return ret;
 }
 
@@ -48,4 +72,30 @@ KS_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
     if (rc != 0)
         free(s);
     return rc;
+}
+
+/* Marks the record so the exit path tells pthread_exit from cancellation,
+ * and remembers the call site. The abort's exit routine may itself call
+ * pthread_exit: a FIRING abort keeps its own account. The main thread has no
+ * trampoline to unwind into: its record ends here. */
+KS_EXPORT void pthread_exit(void *ret)
+{
+    struct ks_thread *t = ks_self();
+    if (__atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) != KS_ABORT_FIRING) {
+        t->end_how = KS_END_EXITED;
+        t->exit_site = (uintptr_t)__builtin_return_address(0) - 1;   /* inside the call */
+        if (t->linked && t->role == KS_ROLE_MAIN)
+            ks_thread_ended(t, KS_END_EXITED, t->exit_site);
+    }
+    if (KS_UNLIKELY(!__atomic_load_n(&real_pthread_exit, __ATOMIC_ACQUIRE))) {
+        void *p = ks_resolve("pthread_exit", "GLIBC_2.34");
+        __atomic_store_n(&real_pthread_exit, p ? p : ks_resolve("pthread_exit", NULL),
+                         __ATOMIC_RELEASE);
+    }
+    if (real_pthread_exit)
+        real_pthread_exit(ret);
+    /* pthread_exit must not return, and without libc's there is no way out
+     * that keeps the process alive: park the thread. */
+    for (;;)
+        pause();
 }

@@ -66,6 +66,16 @@ struct ks_thread {
     struct ks_abort_slot abort;
     int end_how;              /* enum ks_end_how, set on the way out */
 
+    /* Flag and cancel modes (deliver_flag.c, deliver_cancel.c). */
+    int stop_fd;              /* eventfd of killshim_stop_fd(), valid if has_stop_fd;
+                                 both under the lock (the control side writes it) */
+    int has_stop_fd;
+    int cancel_disabled;      /* owner: as set through pthread_setcancelstate */
+    int cancel_async;         /* owner: as set through pthread_setcanceltype */
+    uintptr_t cancel_site;    /* user PC of the syscall it was blocked in when
+                                 cancel mode was asked; 0 if it was not blocked */
+    uintptr_t exit_site;      /* owner: the call to pthread_exit, if it made one */
+
     /* Registry links, under ks_registry_lock. */
     struct ks_thread *next, *prev;
     int linked;

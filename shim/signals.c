@@ -130,7 +130,7 @@ int ks_signals_install(void)
     return 0;
 }
 
-int ks_signal_thread(pid_t tid, uint64_t id, enum ks_sig_kind k)
+int ks_signal_thread_locked(const struct ks_thread *t, enum ks_sig_kind k)
 {
     siginfo_t si;
     memset(&si, 0, sizeof si);
@@ -139,13 +139,20 @@ int ks_signal_thread(pid_t tid, uint64_t id, enum ks_sig_kind k)
     si.si_pid = ks_pid;
     si.si_uid = getuid();
     si.si_value.sival_int = KS_SIG_COOKIE;
-    int rc = 0;
+    if (syscall(SYS_rt_tgsigqueueinfo, ks_pid, t->tid, ks_signos[k], &si) != 0)
+        return errno;
+    return 0;
+}
+
+int ks_signal_thread(pid_t tid, uint64_t id, enum ks_sig_kind k)
+{
+    int rc;
     ks_registry_lock();
     struct ks_thread *t = ks_registry_find(tid);
     if (!t || (id && t->id != id))
         rc = ESRCH;
-    else if (syscall(SYS_rt_tgsigqueueinfo, ks_pid, tid, ks_signos[k], &si) != 0)
-        rc = errno;
+    else
+        rc = ks_signal_thread_locked(t, k);
     ks_registry_unlock();
     return rc;
 }

@@ -42,6 +42,10 @@ int ks_is_shim_signal(int signo);
 /* Sends K to TID if, under the registry lock, TID is linked with ID (0: any).
  * Returns 0, ESRCH (gone or recycled), or the errno of the send. */
 int ks_signal_thread(pid_t tid, uint64_t id, enum ks_sig_kind k);
+/* Same, for a caller that holds the registry lock and found T linked (so T's
+ * tid is its own). Returns 0 or the errno of the send. */
+struct ks_thread;
+int ks_signal_thread_locked(const struct ks_thread *t, enum ks_sig_kind k);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,52 @@
+/* killshim-inject PID TID: what the end action learns, shared between the
+ * driver (end.c: the ladder and the wait) and the report (end_report.c). */
+#ifndef KSI_END_H
+#define KSI_END_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "injector.h"
+#include "shim/proto.h"
+
+#define KSI_MAX_STEPS 3
+
+struct ksi_step {
+    const char *mode;         /* "flag", "cancel", "abort" */
+    double at_s;              /* sent this long after the first request */
+    int accepted;             /* 0: refused (message says why) */
+    char message[300];        /* the refusal, or the pending reason it answered */
+};
+
+enum ksi_outcome {
+    KSI_GONE,                 /* the thread is gone (graveyard and /proc agree) */
+    KSI_PENDING,              /* still alive at --timeout */
+    KSI_REFUSED,              /* every step was refused */
+};
+
+struct ksi_end_result {
+    pid_t pid, tid;
+    uint64_t id;
+    char name[64];            /* its comm, read before anything was asked */
+    enum ksi_outcome outcome;
+    double elapsed_s;         /* from the first request to "gone" (or timeout) */
+    struct ksi_step steps[KSI_MAX_STEPS];
+    int nsteps;
+    /* When gone (from the graveyard; how "" if the process itself exited): */
+    char how[16];             /* returned, exited, cancelled, aborted */
+    char requested[32];       /* modes asked of it, e.g. "flag,cancel" */
+    uint64_t site;            /* where it left; 0 unknown */
+    uint64_t start;           /* its start routine */
+    int locks_left;
+    int process_exited;
+    /* When pending: */
+    char pending[300];
+};
+
+/* Prints the report (text or JSON) on stdout. PID must still be readable for
+ * symbols; without it addresses are printed raw. */
+void ksi_end_report(const struct ksi_opts *o, const struct ksi_end_result *r);
+/* The mode that ended the thread, judged from how it ended and what was asked. */
+const char *ksi_end_mode_that_worked(const struct ksi_end_result *r);
+
+#endif

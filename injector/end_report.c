@@ -1,0 +1,183 @@
+/* The report of killshim-inject PID TID: text or JSON on stdout. */
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "end.h"
+#include "symbolize.h"
+
+const char *ksi_end_mode_that_worked(const struct ksi_end_result *r)
+{
+    if (r->outcome != KSI_GONE)
+        return NULL;
+    if (r->process_exited)
+        return "none: the process exited";
+    if (strcmp(r->how, "aborted") == 0)
+        return "abort";
+    if (strcmp(r->how, "cancelled") == 0)
+        return strstr(r->requested, "cancel") ? "cancel" : "none: the program cancelled it";
+    if (strcmp(r->how, "returned") == 0 || strcmp(r->how, "exited") == 0)
+        return strstr(r->requested, "flag") ? "flag" : "none: it ended by itself";
+    return "unknown: it ended long ago (out of the graveyard)";
+}
+
+/* What pthread_join on the thread returns, by how it ended. */
+static const char *ksi_join_value(const struct ksi_end_result *r)
+{
+    if (strcmp(r->how, "cancelled") == 0 || strcmp(r->how, "aborted") == 0)
+        return "PTHREAD_CANCELED";
+    if (strcmp(r->how, "returned") == 0)
+        return "what its start routine returned";
+    if (strcmp(r->how, "exited") == 0)
+        return "the value it passed to pthread_exit";
+    return "unknown";
+}
+
+static const char *ksi_site_kind(const struct ksi_end_result *r)
+{
+    if (strcmp(r->how, "returned") == 0)
+        return "returned from its start routine";
+    if (strcmp(r->how, "exited") == 0)
+        return "called pthread_exit";
+    if (strcmp(r->how, "cancelled") == 0)
+        return "cancelled in this blocking call";
+    if (strcmp(r->how, "aborted") == 0)
+        return "aborted here";
+    return "";
+}
+
+struct ksi_site {
+    int known;
+    struct ksi_symbol sy;
+    int have_sym;
+};
+
+static void ksi_symbolize_site(pid_t pid, uint64_t addr, struct ksi_site *s)
+{
+    memset(s, 0, sizeof *s);
+    if (!addr)
+        return;
+    s->known = 1;
+    struct ksi_sym *sym = ksi_sym_open(pid);
+    if (sym)
+        s->have_sym = ksi_sym_lookup(sym, addr, 1, &s->sy) == 0;
+    ksi_sym_close(sym);
+}
+
+static void ksi_fmt_site(const struct ksi_site *s, uint64_t addr, char *buf, size_t cap)
+{
+    if (!s->known) {
+        snprintf(buf, cap, "unknown");
+        return;
+    }
+    size_t n = 0;
+    if (s->have_sym)
+        n = (size_t)snprintf(buf, cap, "%s+0x%" PRIx64 " (%s)", s->sy.name, s->sy.offset,
+                             s->sy.module);
+    else
+        n = (size_t)snprintf(buf, cap, "0x%" PRIx64, addr);
+    if (s->have_sym && s->sy.file[0] && n < cap)
+        snprintf(buf + n, cap - n, " at %s:%d", s->sy.file, s->sy.line);
+}
+
+static void ksi_report_text(const struct ksi_end_result *r, const struct ksi_site *site)
+{
+    printf("thread %d (%s) of process %d: ", (int)r->tid, r->name, (int)r->pid);
+    if (r->outcome == KSI_GONE) {
+        const char *mode = ksi_end_mode_that_worked(r);
+        if (r->process_exited)
+            printf("gone: the whole process exited, %.2f s after the first request\n", r->elapsed_s);
+        else
+            printf("gone: %s (mode %s) after %.2f s\n", r->how[0] ? r->how : "ended", mode,
+                   r->elapsed_s);
+    } else if (r->outcome == KSI_PENDING) {
+        printf("still alive after %.2f s: %s\n", r->elapsed_s,
+               r->pending[0] ? r->pending : "no reason known");
+        printf("  the request stays pending: it may still end later\n");
+    } else {
+        printf("refused: nothing was done to it\n");
+    }
+    printf("  steps:       ");
+    for (int i = 0; i < r->nsteps; i++)
+        printf("%s%s at %.2f s%s", i ? ", " : "", r->steps[i].mode, r->steps[i].at_s,
+               r->steps[i].accepted ? "" : " (refused)");
+    printf("\n");
+    for (int i = 0; i < r->nsteps; i++)
+        if (!r->steps[i].accepted)
+            printf("  %s refused: %s\n", r->steps[i].mode, r->steps[i].message);
+    if (r->outcome != KSI_GONE || r->process_exited || !r->how[0])
+        return;
+    char where[800];
+    ksi_fmt_site(site, r->site, where, sizeof where);
+    printf("  left from:   %s%s%s\n", where, site->known ? ", " : "",
+           site->known ? ksi_site_kind(r) : "");
+    if (r->locks_left)
+        printf("  left behind: %d pthread mutex/rwlock lock%s still held (other threads that "
+               "wait for %s block forever)\n", r->locks_left, r->locks_left == 1 ? "" : "s",
+               r->locks_left == 1 ? "it" : "them");
+    else
+        printf("  left behind: no locks (it held no pthread mutex or rwlock)\n");
+    printf("  pthread_join returns: %s\n", ksi_join_value(r));
+}
+
+static json_object *ksi_json_str(const char *s) { return s && *s ? json_object_new_string(s) : NULL; }
+
+static void ksi_report_json(const struct ksi_end_result *r, const struct ksi_site *site)
+{
+    static const char *const outcome[] = {"gone", "pending", "refused"};
+    char hex[32];
+    json_object *root = json_object_new_object();
+    json_object_object_add(root, "pid", json_object_new_int(r->pid));
+    json_object_object_add(root, "tid", json_object_new_int(r->tid));
+    json_object_object_add(root, "id", json_object_new_int64((int64_t)r->id));
+    json_object_object_add(root, "name", json_object_new_string(r->name));
+    json_object_object_add(root, "result", json_object_new_string(outcome[r->outcome]));
+    json_object_object_add(root, "elapsed_ms", json_object_new_int64((int64_t)(r->elapsed_s * 1000)));
+    json_object *steps = json_object_new_array();
+    for (int i = 0; i < r->nsteps; i++) {
+        json_object *s = json_object_new_object();
+        json_object_object_add(s, "mode", json_object_new_string(r->steps[i].mode));
+        json_object_object_add(s, "at_ms", json_object_new_int64((int64_t)(r->steps[i].at_s * 1000)));
+        json_object_object_add(s, "accepted", json_object_new_boolean(r->steps[i].accepted));
+        json_object_object_add(s, "message", ksi_json_str(r->steps[i].message));
+        json_object_array_add(steps, s);
+    }
+    json_object_object_add(root, "steps", steps);
+    int gone = r->outcome == KSI_GONE;
+    json_object_object_add(root, "mode", gone ? ksi_json_str(ksi_end_mode_that_worked(r)) : NULL);
+    json_object_object_add(root, "how", gone ? ksi_json_str(r->how) : NULL);
+    json_object_object_add(root, "process_exited", json_object_new_boolean(r->process_exited));
+    json_object_object_add(root, "pending", gone ? NULL : ksi_json_str(r->pending));
+    json_object *js = NULL;
+    if (gone && site->known) {
+        js = json_object_new_object();
+        snprintf(hex, sizeof hex, "0x%" PRIx64, r->site);
+        json_object_object_add(js, "address", json_object_new_string(hex));
+        json_object_object_add(js, "kind", json_object_new_string(ksi_site_kind(r)));
+        if (site->have_sym) {
+            json_object_object_add(js, "symbol", ksi_json_str(site->sy.name));
+            json_object_object_add(js, "offset", json_object_new_int64((int64_t)site->sy.offset));
+            json_object_object_add(js, "module", ksi_json_str(site->sy.module));
+            json_object_object_add(js, "file", ksi_json_str(site->sy.file));
+            json_object_object_add(js, "line", site->sy.line ? json_object_new_int(site->sy.line) : NULL);
+        }
+    }
+    json_object_object_add(root, "left_from", js);
+    json_object_object_add(root, "locks_left", gone && r->how[0] ? json_object_new_int(r->locks_left) : NULL);
+    json_object_object_add(root, "join_value", gone && r->how[0] ? ksi_json_str(ksi_join_value(r)) : NULL);
+    puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(root);
+}
+
+void ksi_end_report(const struct ksi_opts *o, const struct ksi_end_result *r)
+{
+    struct ksi_site site;
+    memset(&site, 0, sizeof site);
+    if (r->outcome == KSI_GONE && !r->process_exited)
+        ksi_symbolize_site(r->pid, r->site, &site);
+    if (o->json)
+        ksi_report_json(r, &site);
+    else
+        ksi_report_text(r, &site);
+}

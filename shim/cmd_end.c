@@ -1,0 +1,292 @@
+/* "end" and "status": ask a thread to end, and learn how it is going (or
+ * how it went: the graveyard remembers). See docs/PROTOCOL.md.
+ *
+ * Nothing slow and no allocation happens under the registry lock: the
+ * answer is copied out under it and formatted after, so pthread_create and
+ * the exit path never wait on a client. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "commands.h"
+#include "deliver.h"
+#include "graveyard.h"
+#include "ks.h"
+#include "registry.h"
+
+/* What the answer says about a thread, copied under the lock. */
+struct ks_view {
+    int found;                /* 1 alive (linked), 2 ended (a grave) */
+    pid_t tid;
+    uint64_t id;
+    int role;
+    int locks_held;
+    int requested;            /* enum ks_req_bits */
+    int cancel_disabled;
+    char pending[200];
+    struct ks_grave grave;
+};
+
+static const char *ks_role_word(int role)
+{
+    return role == KS_ROLE_MAIN ? "main" : role == KS_ROLE_SHIM ? "shim" : "app";
+}
+
+static void ks_requested_str(int bits, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s%s%s%s", bits & KS_REQ_FLAG ? "flag," : "",
+             bits & KS_REQ_CANCEL ? "cancel," : "", bits & KS_REQ_ABORT ? "abort," : "",
+             bits ? "" : "none");
+    size_t n = strlen(buf);
+    if (n && buf[n - 1] == ',')
+        buf[n - 1] = '\0';
+}
+
+/* Caller holds the registry lock. A record whose grave is already written
+ * is on its way out: it counts as ended. */
+static void ks_view_of(pid_t tid, uint64_t id, struct ks_view *v)
+{
+    memset(v, 0, sizeof *v);
+    v->tid = tid;
+    struct ks_thread *t = ks_registry_find(tid);
+    if (t && (!id || t->id == id)) {
+        if (ks_grave_find(tid, t->id, &v->grave) == 0) {
+            v->found = 2;
+            v->id = t->id;
+            return;
+        }
+        v->found = 1;
+        v->id = t->id;
+        v->role = t->role;
+        v->locks_held = t->locks_held;
+        v->cancel_disabled = __atomic_load_n(&t->cancel_disabled, __ATOMIC_RELAXED);
+        v->requested = (t->stop_requested ? KS_REQ_FLAG : 0) |
+                       (t->cancel_requested ? KS_REQ_CANCEL : 0) |
+                       (__atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) ? KS_REQ_ABORT : 0);
+        ks_pending_reason(t, v->pending, sizeof v->pending);
+        return;
+    }
+    if (ks_grave_find(tid, id, &v->grave) == 0) {
+        v->found = 2;
+        v->id = v->grave.id;
+    }
+}
+
+static void ks_answer_view(struct ks_out *out, const struct ks_view *v)
+{
+    char req[32];
+    ks_out_word(out, "ok");
+    ks_out_i64(out, "tid", v->tid);
+    ks_out_i64(out, "id", (int64_t)v->id);
+    if (v->found == 1) {
+        ks_requested_str(v->requested, req, sizeof req);
+        ks_out_str(out, "state", "alive");
+        ks_out_str(out, "role", ks_role_word(v->role));
+        ks_out_str(out, "requested", req);
+        if (v->pending[0])
+            ks_out_str(out, "pending", v->pending);
+        ks_out_str(out, "cancel", v->cancel_disabled ? "disabled" : "enabled");
+        ks_out_i64(out, "locks", v->locks_held);
+    } else {
+        const struct ks_grave *g = &v->grave;
+        uint64_t now = ks_now_ns();
+        ks_requested_str(g->requested, req, sizeof req);
+        ks_out_str(out, "state", "ended");
+        ks_out_str(out, "role", ks_role_word(g->role));
+        ks_out_str(out, "how", ks_end_how_name(g->how));
+        ks_out_str(out, "requested", req);
+        if (g->site)
+            ks_out_hex(out, "site", g->site);
+        if (g->start_routine)
+            ks_out_hex(out, "start", (uint64_t)(uintptr_t)g->start_routine);
+        ks_out_i64(out, "locks_left", g->locks_held);
+        ks_out_i64(out, "lived_ms", (int64_t)((g->ended_ns - g->created_ns) / 1000000));
+        ks_out_i64(out, "ended_ms_ago", (int64_t)((now - g->ended_ns) / 1000000));
+    }
+    ks_out_eol(out);
+}
+
+static int ks_task_exists(pid_t tid)
+{
+    char path[64];
+    struct stat st;
+    snprintf(path, sizeof path, "/proc/self/task/%d", (int)tid);
+    return stat(path, &st) == 0;
+}
+
+/* TID is neither alive in the registry nor in the graveyard. */
+static void ks_answer_unknown(struct ks_out *out, pid_t tid, uint64_t id)
+{
+    if (id)
+        ks_out_err(out, "no-thread", "no thread %d with id %llu in process %d (it may have "
+                   "ended long ago: the graveyard keeps the last %d)", (int)tid,
+                   (unsigned long long)id, (int)ks_pid, KS_GRAVES);
+    else if (ks_task_exists(tid))
+        ks_out_err(out, "refused", "thread %d of process %d was not started through "
+                   "pthread_create after the shim loaded (or is starting right now): "
+                   "killshim does not track it and will not end it", (int)tid, (int)ks_pid);
+    else
+        ks_out_err(out, "no-thread", "no thread %d in process %d", (int)tid, (int)ks_pid);
+}
+
+/* tid= (required) and id= (optional, 0: any). Answers bad-request itself. */
+static int ks_get_target(const struct ks_msg *req, struct ks_out *out, pid_t *tid, uint64_t *id)
+{
+    int64_t x;
+    if (ks_msg_get_i64(req, "tid", 1, 1 << 30, &x) != 0) {
+        ks_out_err(out, "bad-request", "tid=N (a thread id of this process) is required");
+        return -1;
+    }
+    *tid = (pid_t)x;
+    *id = 0;
+    int rc = ks_msg_get_u64(req, "id", id);
+    if (rc == EINVAL) {
+        ks_out_err(out, "bad-request", "id= must be a thread's id from list or status");
+        return -1;
+    }
+    return 0;
+}
+
+void ks_cmd_status(const struct ks_msg *req, struct ks_out *out)
+{
+    pid_t tid;
+    uint64_t id;
+    if (ks_get_target(req, out, &tid, &id) != 0)
+        return;
+    struct ks_view v;
+    ks_registry_lock();
+    ks_view_of(tid, id, &v);
+    ks_registry_unlock();
+    if (v.found)
+        ks_answer_view(out, &v);
+    else
+        ks_answer_unknown(out, tid, id);
+}
+
+/* The flag_* fields of an "end mode=flag" request (--flag-symbol). */
+static int ks_get_flag_var(const struct ks_msg *req, struct ks_out *out, struct ks_flag_var *v)
+{
+    memset(v, 0, sizeof *v);
+    if (!ks_msg_get(req, "flag_addr"))
+        return 0;
+    int64_t size = 0, tls = 0, sval;
+    uint64_t uval = 1;
+    const char *name = ks_msg_get(req, "flag_name");
+    snprintf(v->name, sizeof v->name, "%s", name ? name : "the stop variable");
+    if (ks_msg_get_u64(req, "flag_addr", &v->addr) != 0 ||
+        ks_msg_get_i64(req, "flag_size", 1, 8, &size) != 0 ||
+        ks_msg_get_i64(req, "flag_tls", 0, 1, &tls) == EINVAL) {
+        ks_out_err(out, "bad-request", "flag_addr=ADDR flag_size=1|2|4|8 [flag_value=V] "
+                   "[flag_tls=1 flag_module=ADDR] describe the stop variable");
+        return -1;
+    }
+    if (ks_msg_get(req, "flag_value") &&
+        ks_msg_get_i64(req, "flag_value", INT64_MIN, INT64_MAX, &sval) == 0)
+        uval = (uint64_t)sval;
+    else if (ks_msg_get(req, "flag_value") && ks_msg_get_u64(req, "flag_value", &uval) != 0) {
+        ks_out_err(out, "bad-request", "flag_value= must be an integer");
+        return -1;
+    }
+    v->is_tls = (int)tls;
+    if (v->is_tls && ks_msg_get_u64(req, "flag_module", &v->module_base) != 0) {
+        ks_out_err(out, "bad-request", "flag_tls=1 needs flag_module=ADDR (an address inside "
+                   "the module whose thread-local block holds the variable)");
+        return -1;
+    }
+    v->set = 1;
+    v->size = (int)size;
+    v->value = uval;
+    return 0;
+}
+
+enum ks_end_mode { KS_MODE_FLAG, KS_MODE_CANCEL, KS_MODE_ABORT };
+
+static int ks_get_mode(const struct ks_msg *req, struct ks_out *out, enum ks_end_mode *m)
+{
+    const char *s = ks_msg_get(req, "mode");
+    if (s && strcmp(s, "flag") == 0) *m = KS_MODE_FLAG;
+    else if (s && strcmp(s, "cancel") == 0) *m = KS_MODE_CANCEL;
+    else if (s && strcmp(s, "abort") == 0) *m = KS_MODE_ABORT;
+    else {
+        ks_out_err(out, "bad-request", "mode=flag|cancel|abort is required");
+        return -1;
+    }
+    return 0;
+}
+
+/* Policy, before any mechanism: what is never a target. */
+static int ks_refuse(const struct ks_thread *t, enum ks_end_mode m, char *why, size_t cap)
+{
+    if (t->role == KS_ROLE_SHIM) {
+        snprintf(why, cap, "thread %d is one of killshim's own threads; it is never a target",
+                 (int)t->tid);
+        return 1;
+    }
+    if (t->role == KS_ROLE_MAIN && m != KS_MODE_FLAG) {
+        snprintf(why, cap, "thread %d is the main thread: its tid stays a zombie until the "
+                 "process exits, so it cannot be seen to end; end the process instead, or "
+                 "ask it to stop with mode=flag", (int)t->tid);
+        return 1;
+    }
+    return 0;
+}
+
+void ks_cmd_end(const struct ks_msg *req, struct ks_out *out)
+{
+    pid_t tid;
+    uint64_t id;
+    enum ks_end_mode mode;
+    struct ks_flag_var var;
+    char why[256] = "";
+    int64_t force = 0;
+    if (ks_get_target(req, out, &tid, &id) != 0 || ks_get_mode(req, out, &mode) != 0)
+        return;
+    if (ks_msg_get_i64(req, "force", 0, 1, &force) == EINVAL) {
+        ks_out_err(out, "bad-request", "force=0|1");
+        return;
+    }
+    if (mode == KS_MODE_FLAG && ks_get_flag_var(req, out, &var) != 0)
+        return;
+    if (mode == KS_MODE_FLAG && ks_flag_prepare(&var, why, sizeof why) != 0) {
+        ks_out_err(out, "refused", "%s", why);
+        return;
+    }
+    if (mode == KS_MODE_ABORT && !ks_abort_request) {
+        ks_out_err(out, "unsupported", "this shim was built without the abort mode");
+        return;
+    }
+    struct ks_view v;
+    int rc = 0, refused = 0;
+    ks_registry_lock();
+    struct ks_thread *t = ks_registry_find(tid);
+    if (t && (!id || t->id == id)) {
+        if (ks_refuse(t, mode, why, sizeof why))
+            refused = 1;
+        else if (mode == KS_MODE_FLAG)
+            rc = ks_flag_request(t, &var, why, sizeof why);
+        else if (mode == KS_MODE_CANCEL)
+            rc = ks_cancel_request(t, why, sizeof why);
+        else
+            rc = ks_abort_request(t, (int)force, why, sizeof why);
+        if (!rc && !refused && mode == KS_MODE_ABORT &&
+            __atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) == KS_ABORT_REFUSED) {
+            refused = 1;
+            ks_pending_reason(t, why, sizeof why);
+        }
+    }
+    /* Without an id, a grave of TID may be an older thread's: only the
+     * linked thread is "the thread TID". With one, a thread that ended while
+     * the request was on its way is answered with how it ended. */
+    if (t || id)
+        ks_view_of(tid, id, &v);
+    else
+        v.found = 0;
+    ks_registry_unlock();
+    if (refused || rc)
+        ks_out_err(out, "refused", "%s", why[0] ? why : strerror(rc));
+    else if (v.found)
+        ks_answer_view(out, &v);
+    else
+        ks_answer_unknown(out, tid, id);
+}

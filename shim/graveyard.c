@@ -1,0 +1,82 @@
+/* See graveyard.h. */
+#include "graveyard.h"
+
+#include <errno.h>
+#include <pthread.h>
+
+#include "deliver.h"
+#include "ks.h"
+
+/* Taken through the real function: the shim's own locking is not the
+ * program's (interpose_lock.c counts only the program's). */
+static pthread_mutex_t ks_grave_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct ks_grave ks_graves[KS_GRAVES];
+static uint64_t ks_grave_next;   /* total buried; ring slot = next % KS_GRAVES */
+
+static void ks_grave_lock(void)
+{
+    if (KS_UNLIKELY(!ks_real.pthread_mutex_lock))
+        ks_resolve_all();
+    ks_real.pthread_mutex_lock(&ks_grave_mu);
+}
+
+static void ks_grave_unlock(void) { ks_real.pthread_mutex_unlock(&ks_grave_mu); }
+
+void ks_grave_bury(const struct ks_thread *t, int how, uintptr_t site)
+{
+    struct ks_grave g = {
+        .tid = t->tid,
+        .id = t->id,
+        .how = how,
+        .locks_held = t->locks_held,
+        .role = t->role,
+        .site = site,
+        .start_routine = t->start_routine,
+        .created_ns = t->created_ns,
+        .ended_ns = ks_now_ns(),
+    };
+    if (__atomic_load_n(&t->stop_requested, __ATOMIC_ACQUIRE))
+        g.requested |= KS_REQ_FLAG;
+    if (__atomic_load_n(&t->cancel_requested, __ATOMIC_ACQUIRE))
+        g.requested |= KS_REQ_CANCEL;
+    if (__atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) != KS_ABORT_NONE)
+        g.requested |= KS_REQ_ABORT;
+    ks_grave_lock();
+    ks_graves[ks_grave_next % KS_GRAVES] = g;
+    ks_grave_next++;
+    ks_grave_unlock();
+}
+
+int ks_grave_find(pid_t tid, uint64_t id, struct ks_grave *out)
+{
+    int rc = ENOENT;
+    ks_grave_lock();
+    uint64_t n = ks_grave_next < KS_GRAVES ? ks_grave_next : KS_GRAVES;
+    for (uint64_t k = 1; k <= n; k++) {   /* newest first */
+        const struct ks_grave *g = &ks_graves[(ks_grave_next - k) % KS_GRAVES];
+        if (g->tid == tid && (id == 0 || g->id == id)) {
+            *out = *g;
+            rc = 0;
+            break;
+        }
+    }
+    ks_grave_unlock();
+    return rc;
+}
+
+void ks_graveyard_after_fork(void)
+{
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    ks_grave_mu = fresh;
+}
+
+const char *ks_end_how_name(int how)
+{
+    switch (how) {
+    case KS_END_RETURNED: return "returned";
+    case KS_END_EXITED: return "exited";
+    case KS_END_CANCELLED: return "cancelled";
+    case KS_END_ABORTED: return "aborted";
+    default: return "alive";
+    }
+}

@@ -1,0 +1,53 @@
+/* The graveyard: a bounded ring of the threads that ended most recently, so
+ * that a client asking after a thread is gone still learns how it ended,
+ * where it left and what it left behind.
+ *
+ * Invariant: a thread's exit path writes its grave BEFORE it unlinks its
+ * record. So a client that holds the registry lock and does not find a
+ * (tid, id) linked finds it here, unless the ring has since overwritten it
+ * (KS_GRAVES newer endings). Lock order: registry lock, then graveyard lock. */
+#ifndef KS_GRAVEYARD_H
+#define KS_GRAVEYARD_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "registry.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KS_GRAVES 512
+
+/* What had been asked of a thread when it ended (bits). */
+enum ks_req_bits { KS_REQ_FLAG = 1, KS_REQ_CANCEL = 2, KS_REQ_ABORT = 4 };
+
+struct ks_grave {
+    pid_t tid;
+    uint64_t id;
+    int how;                  /* enum ks_end_how */
+    int requested;            /* enum ks_req_bits */
+    int locks_held;           /* pthread mutexes/rwlocks it still held */
+    int role;                 /* enum ks_role */
+    uintptr_t site;           /* where it left (see ks_grave_bury); 0 unknown */
+    void *start_routine;
+    uint64_t created_ns, ended_ns;   /* CLOCK_MONOTONIC */
+};
+
+/* Called by T itself on its way out, before it unlinks. SITE: the caller
+ * of pthread_exit, the abort's site, the blocked call that was cancelled or
+ * the start routine it returned from. */
+void ks_grave_bury(const struct ks_thread *t, int how, uintptr_t site);
+/* The grave of (TID, ID), or with ID 0 the most recent grave of TID. Returns
+ * 0 and fills OUT, or ENOENT. */
+int ks_grave_find(pid_t tid, uint64_t id, struct ks_grave *out);
+/* In a fork child: the parent's graves stay, the lock is made fresh. */
+void ks_graveyard_after_fork(void);
+/* "returned", "exited", "cancelled", "aborted" or "alive". */
+const char *ks_end_how_name(int how);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,435 @@
+// killshim-inject PID TID: ending threads with the flag and cancel modes and
+// the auto ladder, end to end. Every test that ends a thread then checks that
+// the program's other threads run, its heap is sound and its locks are free
+// (end_victims' "check").
+#include <gtest/gtest.h>
+#include <json-c/json.h>
+#include <unistd.h>
+
+#include <map>
+#include <string>
+
+#include "tests/e2e/harness.h"
+
+namespace {
+
+using ks::Inject;
+using ks::RawClient;
+using ks::Target;
+
+pid_t TidFrom(const std::string& line) {
+  size_t p = line.find("tid=");
+  return p == std::string::npos ? 0 : atoi(line.c_str() + p + 4);
+}
+
+bool StartsWith(const std::string& s, const std::string& prefix) {
+  return s.compare(0, prefix.size(), prefix) == 0;
+}
+
+// Flattened JSON report of `killshim-inject --json PID TID`: top-level keys,
+// "left_from.KEY" and "steps.N.KEY"; null values are absent.
+std::map<std::string, std::string> Report(const std::string& out) {
+  std::map<std::string, std::string> m;
+  json_object* root = json_tokener_parse(out.c_str());
+  if (!root) return m;
+  json_object_object_foreach(root, k, v) {
+    if (!v) continue;
+    if (std::string(k) == "left_from") {
+      json_object_object_foreach(v, k2, v2) {
+        if (v2) m[std::string("left_from.") + k2] = json_object_get_string(v2);
+      }
+    } else if (std::string(k) == "steps") {
+      m["steps"] = std::to_string(json_object_array_length(v));
+      for (size_t i = 0; i < json_object_array_length(v); i++) {
+        json_object_object_foreach(json_object_array_get_idx(v, i), k2, v2) {
+          if (v2) m["steps." + std::to_string(i) + "." + k2] = json_object_get_string(v2);
+        }
+      }
+    } else {
+      m[k] = json_object_get_string(v);
+    }
+  }
+  json_object_put(root);
+  return m;
+}
+
+// end_victims under the shim, with helpers for its commands.
+struct Victims {
+  Target t;
+  int spawned = 0;
+  explicit Victims(bool preload = true) : t(ks::ProgPath("end_victims"), {}, {}, preload) {
+    EXPECT_TRUE(StartsWith(t.WaitFor("main "), "main tid="));
+    EXPECT_EQ(t.WaitFor("ready"), "ready");
+    if (preload) EXPECT_TRUE(t.WaitSocket());
+  }
+  std::string pid() const { return std::to_string(t.pid()); }
+  // Starts a thread of KIND; returns its "started" line.
+  std::string SpawnLine(const std::string& kind, bool detached = false) {
+    int i = spawned++;
+    t.Send("spawn " + kind + (detached ? " detached" : ""));
+    return t.WaitFor("started " + std::to_string(i) + " " + kind);
+  }
+  pid_t Spawn(const std::string& kind, bool detached = false) {
+    return TidFrom(SpawnLine(kind, detached));
+  }
+  std::string Join(int i) {
+    t.Send("join " + std::to_string(i));
+    return t.WaitFor("joined " + std::to_string(i) + " ");
+  }
+  // The program's other threads, heap and locks.
+  void ExpectHealthy() {
+    t.Send("check");
+    std::string c = t.WaitFor("check ", 20000);
+    EXPECT_TRUE(StartsWith(c, "check ok")) << c << "\n" << t.Stderr();
+    EXPECT_TRUE(t.Alive());
+  }
+  ks::Result End(pid_t tid, std::vector<std::string> args) {
+    args.push_back(pid());
+    args.push_back(std::to_string(tid));
+    return Inject(args);
+  }
+};
+
+// Tasks of PID that are not the shim's own (whose names start "killshim-").
+size_t AppTasks(pid_t pid) {
+  size_t n = 0;
+  for (pid_t tid : ks::Tasks(pid)) {
+    char path[96], comm[32] = "";
+    snprintf(path, sizeof path, "/proc/%d/task/%d/comm", (int)pid, (int)tid);
+    FILE* f = fopen(path, "r");
+    if (!f) continue;
+    if (!fgets(comm, sizeof comm, f)) comm[0] = '\0';
+    fclose(f);
+    n += strncmp(comm, "killshim-", 9) != 0;
+  }
+  return n;
+}
+
+// "status tid=TID" over the raw protocol.
+std::map<std::string, std::string> Status(pid_t pid, pid_t tid) {
+  RawClient c(pid);
+  c.ReadLine();
+  auto r = c.Request("status tid=" + std::to_string(tid));
+  return r.empty() ? std::map<std::string, std::string>{} : ks::ParseLine(r.back());
+}
+
+// ---- Flag mode ------------------------------------------------------------
+
+TEST(Flag, HeaderApiLoopStopsAndReturnsItsValue) {
+  Victims v;
+  std::string line = v.SpawnLine("api");
+  EXPECT_NE(line.find("requested=0"), std::string::npos) << line;
+  EXPECT_EQ(line.find("fd=-1"), std::string::npos) << line;  // the shim made an eventfd
+  pid_t tid = TidFrom(line);
+  ks::Result r = v.End(tid, {"--json", "--mode", "flag", "--timeout", "30"});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  auto rep = Report(r.out);
+  EXPECT_EQ(rep["result"], "gone");
+  EXPECT_EQ(rep["mode"], "flag");
+  EXPECT_EQ(rep["how"], "returned");
+  EXPECT_EQ(rep["left_from.symbol"], "victim_main");
+  EXPECT_EQ(rep["locks_left"], "0");
+  EXPECT_EQ(rep["join_value"], "what its start routine returned");
+  EXPECT_FALSE(ks::TaskExists(v.t.pid(), tid));
+  EXPECT_EQ(v.Join(0), "joined 0 value=0x1234");
+  v.ExpectHealthy();
+}
+
+TEST(Flag, EventfdWakesAPollLoop) {
+  Victims v;
+  pid_t tid = v.Spawn("fd");
+  ks::Result r = v.End(tid, {"--json", "-m", "flag", "-t", "30"});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  auto rep = Report(r.out);
+  EXPECT_EQ(rep["how"], "exited");
+  EXPECT_EQ(rep["mode"], "flag");
+  // The site of pthread_exit is the caller's: the program's own function.
+  EXPECT_EQ(rep["left_from.symbol"], "run_fd") << r.out;
+  EXPECT_EQ(rep["left_from.module"], "end_victims");
+  EXPECT_EQ(v.Join(0), "joined 0 value=0x5678");
+  v.ExpectHealthy();
+}
+
+TEST(Flag, WithoutTheShimTheHeaderSaysNeverRequested) {
+  Victims v(/*preload=*/false);
+  std::string line = v.SpawnLine("api");
+  EXPECT_NE(line.find("fd=-1 requested=0"), std::string::npos) << line;
+  v.ExpectHealthy();
+}
+
+TEST(Flag, SymbolNonExportedStaticGlobal) {
+  Victims v;
+  pid_t tid = v.Spawn("global");
+  ks::Result r = v.End(tid, {"--json", "-m", "flag", "--flag-symbol", "stop_global", "-t", "30"});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_EQ(Report(r.out)["how"], "returned");
+  EXPECT_EQ(v.Join(0), "joined 0 value=0x77");
+  v.ExpectHealthy();
+}
+
+TEST(Flag, SymbolThreadLocalWritesOnlyTheTargetsCopy) {
+  Victims v;
+  pid_t first = v.Spawn("tls");
+  pid_t second = v.Spawn("tls");
+  ks::Result r = v.End(first, {"-m", "flag", "--flag-symbol", "stop_tls", "-t", "30"});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_EQ(v.Join(0), "joined 0 value=0x78");
+  v.ExpectHealthy();  // takes a while: the second thread had time to notice
+  EXPECT_TRUE(ks::TaskExists(v.t.pid(), second)) << "the other thread's copy was written";
+  EXPECT_EQ(Status(v.t.pid(), second)["state"], "alive");
+  r = v.End(second, {"-m", "flag", "--flag-symbol", "stop_tls", "-t", "30"});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_EQ(v.Join(1), "joined 1 value=0x78");
+  v.ExpectHealthy();
+}
+
+TEST(Flag, SymbolWithValueAndOneByteSize) {
+  Victims v;
+  pid_t tid = v.Spawn("running");
+  ks::Result r = v.End(tid, {"-m", "flag", "--flag-symbol", "keep_running=0", "-t", "30"});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("gone: returned (mode flag)"), std::string::npos) << r.out;
+  EXPECT_EQ(v.Join(0), "joined 0 value=0x79");
+  v.ExpectHealthy();
+}
+
+TEST(Flag, UnknownSymbolChangesNothing) {
+  Victims v;
+  pid_t tid = v.Spawn("api");
+  ks::Result r = v.End(tid, {"-m", "flag", "--flag-symbol", "no_such_variable"});
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("no variable 'no_such_variable'"), std::string::npos) << r.err;
+  auto st = Status(v.t.pid(), tid);
+  EXPECT_EQ(st["state"], "alive");
+  EXPECT_EQ(st["requested"], "none");
+  v.ExpectHealthy();
+}
+
+// A wrong address is an error answered by the shim, never a fault in the
+// program: unmapped, and read-only (the program's own code).
+TEST(Flag, BadAddressIsRefusedNotACrash) {
+  Victims v;
+  pid_t tid = v.Spawn("api");
+  RawClient c(v.t.pid());
+  c.ReadLine();
+  std::string start;
+  for (const auto& l : c.Request("list"))
+    if (ks::ParseLine(l)["tid"] == std::to_string(tid)) start = ks::ParseLine(l)["start"];
+  ASSERT_FALSE(start.empty());
+  for (const std::string& addr : {std::string("0x10"), start}) {
+    auto r = c.Request("end tid=" + std::to_string(tid) + " mode=flag flag_name=bogus flag_addr=" +
+                       addr + " flag_size=4");
+    ASSERT_FALSE(r.empty());
+    auto m = ks::ParseLine(r.back());
+    EXPECT_EQ(m["code"], "refused") << r.back();
+    EXPECT_NE(m["msg"].find("cannot write bogus"), std::string::npos) << r.back();
+  }
+  auto st = Status(v.t.pid(), tid);
+  EXPECT_EQ(st["state"], "alive");
+  EXPECT_EQ(st["requested"], "none");  // refused before anything was done
+  v.ExpectHealthy();
+}
+
+TEST(Flag, UncooperativeThreadIsPendingAtTimeoutWithTheReason) {
+  Victims v;
+  pid_t tid = v.Spawn("read");
+  ks::Result r = v.End(tid, {"-m", "flag", "-t", "0.5"});
+  EXPECT_EQ(r.code, 3) << r.out << r.err;
+  EXPECT_NE(r.out.find("still alive"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("stop flag set; waiting for the thread to notice"), std::string::npos);
+  EXPECT_NE(r.err.find("waiting for the thread to notice"), std::string::npos) << r.err;
+  EXPECT_TRUE(ks::TaskExists(v.t.pid(), tid));
+  v.ExpectHealthy();
+}
+
+// ---- Cancel mode ----------------------------------------------------------
+
+TEST(Cancel, ThreadsBlockedInCancellationPoints) {
+  Victims v;
+  const char* kinds[] = {"read", "accept", "poll", "cond", "sleep"};
+  for (int i = 0; i < 5; i++) {
+    SCOPED_TRACE(kinds[i]);
+    pid_t tid = v.Spawn(kinds[i]);
+    ks::Result r = v.End(tid, {"--json", "-m", "cancel", "-t", "30"});
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    auto rep = Report(r.out);
+    EXPECT_EQ(rep["result"], "gone");
+    EXPECT_EQ(rep["mode"], "cancel");
+    EXPECT_EQ(rep["how"], "cancelled");
+    EXPECT_EQ(rep["locks_left"], "0");  // cond's cleanup handler unlocked its mutex
+    EXPECT_EQ(rep["join_value"], "PTHREAD_CANCELED");
+    EXPECT_EQ(rep["left_from.module"], "libc.so.6") << r.out;
+    EXPECT_FALSE(ks::TaskExists(v.t.pid(), tid));
+    EXPECT_EQ(v.Join(i), "joined " + std::to_string(i) + " canceled");
+    v.ExpectHealthy();  // also locks cond's mutex
+  }
+}
+
+TEST(Cancel, DisabledCancellationIsReportedAndActsWhenReenabled) {
+  Victims v;
+  pid_t tid = v.Spawn("nocancel");
+  ks::Result r = v.End(tid, {"-m", "cancel", "-t", "0.5"});
+  EXPECT_EQ(r.code, 3) << r.out << r.err;
+  EXPECT_NE(r.out.find("cancellation disabled by the thread; pending until it re-enables"),
+            std::string::npos)
+      << r.out;
+  auto st = Status(v.t.pid(), tid);
+  EXPECT_EQ(st["cancel"], "disabled");
+  EXPECT_EQ(st["requested"], "cancel");
+  v.ExpectHealthy();
+  v.t.Send("reenable 0");
+  EXPECT_EQ(v.Join(0), "joined 0 canceled");
+  st = Status(v.t.pid(), tid);
+  EXPECT_EQ(st["state"], "ended");
+  EXPECT_EQ(st["how"], "cancelled");
+  v.ExpectHealthy();
+}
+
+TEST(Cancel, ALockHeldAtCancellationIsReportedLeftBehind) {
+  Victims v;
+  pid_t tid = v.Spawn("holder");
+  ks::Result r = v.End(tid, {"--json", "-m", "cancel", "-t", "30"});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_EQ(Report(r.out)["locks_left"], "1");
+  v.ExpectHealthy();
+}
+
+TEST(Cancel, DetachedVictimIsGone) {
+  Victims v;
+  size_t before = AppTasks(v.t.pid());
+  pid_t tid = v.Spawn("read", /*detached=*/true);
+  EXPECT_EQ(AppTasks(v.t.pid()), before + 1);
+  ks::Result r = v.End(tid, {"-m", "cancel", "-t", "30"});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_FALSE(ks::TaskExists(v.t.pid(), tid));
+  EXPECT_EQ(AppTasks(v.t.pid()), before);
+  v.ExpectHealthy();
+}
+
+// ---- The ladder -----------------------------------------------------------
+
+TEST(Auto, CooperativeThreadStopsAtFlag) {
+  Victims v;
+  pid_t tid = v.Spawn("api");
+  ks::Result r = v.End(tid, {"--json", "--grace", "30", "-t", "60"});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  auto rep = Report(r.out);
+  EXPECT_EQ(rep["mode"], "flag");
+  EXPECT_EQ(rep["steps"], "1");
+  EXPECT_EQ(v.Join(0), "joined 0 value=0x1234");
+  v.ExpectHealthy();
+}
+
+TEST(Auto, BlockedUncooperativeThreadStopsAtCancel) {
+  Victims v;
+  pid_t tid = v.Spawn("read");
+  ks::Result r = v.End(tid, {"--json", "--grace", "0.3", "-t", "30"});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  auto rep = Report(r.out);
+  EXPECT_EQ(rep["mode"], "cancel");
+  EXPECT_EQ(rep["steps"], "2");
+  EXPECT_EQ(rep["steps.0.mode"], "flag");
+  EXPECT_EQ(rep["steps.1.mode"], "cancel");
+  EXPECT_EQ(v.Join(0), "joined 0 canceled");
+  v.ExpectHealthy();
+}
+
+// mode=abort reaches the shim as asked (with force=1): either the abort
+// mode is built in and ends the thread, or the shim says it is not.
+TEST(Auto, AbortIsPassedThrough) {
+  Victims v;
+  pid_t tid = v.Spawn("read");
+  ks::Result r = v.End(tid, {"--json", "-m", "abort", "--force", "-t", "30"});
+  if (r.code == 9) {
+    EXPECT_NE(r.out.find("built without the abort mode"), std::string::npos) << r.out;
+  } else {
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_EQ(Report(r.out)["how"], "aborted");
+  }
+  v.ExpectHealthy();
+}
+
+// ---- Targets that are refused or absent -----------------------------------
+
+TEST(Refused, ShimThreadMainThreadAndUnknownThread) {
+  Victims v;
+  pid_t shim = 0;
+  RawClient c(v.t.pid());
+  c.ReadLine();
+  for (const auto& l : c.Request("list"))
+    if (ks::ParseLine(l)["role"] == "shim" && ks::ParseLine(l)["name"] == "killshim-ctl")
+      shim = atoi(ks::ParseLine(l)["tid"].c_str());
+  ASSERT_NE(shim, 0);
+  for (const char* mode : {"auto", "flag", "cancel"}) {
+    ks::Result r = v.End(shim, {"-m", mode, "-t", "5"});
+    EXPECT_EQ(r.code, 9) << mode << r.out << r.err;
+    EXPECT_NE(r.out.find("killshim's own threads"), std::string::npos) << r.out;
+  }
+  ks::Result r = v.End(v.t.pid(), {"-m", "cancel"});
+  EXPECT_EQ(r.code, 9) << r.out << r.err;
+  EXPECT_NE(r.out.find("main thread"), std::string::npos) << r.out;
+  r = v.End(getpid(), {});  // a thread of another process
+  EXPECT_EQ(r.code, 8) << r.out << r.err;
+  EXPECT_NE(r.err.find("no thread"), std::string::npos) << r.err;
+  v.ExpectHealthy();
+}
+
+// The victim returns by itself while the request is on its way: every
+// outcome is a clean answer (gone, or no such thread), never an error.
+TEST(Race, ThreadExitingAtTheSameMomentIsAnsweredCleanly) {
+  Victims v;
+  int gone = 0, absent = 0;
+  for (int i = 0; i < 20; i++) {
+    pid_t tid = v.Spawn("racer");
+    v.t.Send("release " + std::to_string(i));
+    ks::Result r = v.End(tid, {"--json", "-m", "cancel", "-t", "30"});
+    if (r.code == 0) {
+      gone++;
+      std::string how = Report(r.out)["how"];
+      EXPECT_TRUE(how == "returned" || how == "cancelled") << r.out;
+    } else {
+      absent++;
+      EXPECT_EQ(r.code, 8) << r.out << r.err;
+      EXPECT_NE(r.err.find("no such thread"), std::string::npos) << r.err;
+    }
+    std::string j = v.Join(i);
+    EXPECT_TRUE(j == "joined " + std::to_string(i) + " value=(nil)" ||
+                j == "joined " + std::to_string(i) + " canceled")
+        << j;
+  }
+  EXPECT_EQ(gone + absent, 20);
+  v.ExpectHealthy();
+}
+
+TEST(Protocol, StatusOfAnEndedThreadComesFromTheGraveyard) {
+  Victims v;
+  pid_t tid = v.Spawn("holder");
+  RawClient c(v.t.pid());
+  c.ReadLine();
+  auto alive = ks::ParseLine(c.Request("status tid=" + std::to_string(tid)).back());
+  ASSERT_EQ(alive["state"], "alive");
+  EXPECT_EQ(alive["locks"], "1");
+  std::string id = alive["id"];
+  auto end = ks::ParseLine(
+      c.Request("end tid=" + std::to_string(tid) + " id=" + id + " mode=cancel").back());
+  EXPECT_EQ(end["verb"], "ok");
+  EXPECT_EQ(v.Join(0), "joined 0 canceled");
+  auto st = ks::ParseLine(c.Request("status tid=" + std::to_string(tid) + " id=" + id).back());
+  EXPECT_EQ(st["state"], "ended");
+  EXPECT_EQ(st["how"], "cancelled");
+  EXPECT_EQ(st["requested"], "cancel");
+  EXPECT_EQ(st["locks_left"], "1");
+  EXPECT_FALSE(st["site"].empty());
+  // A request with the old id is answered from the graveyard too.
+  auto again = ks::ParseLine(
+      c.Request("end tid=" + std::to_string(tid) + " id=" + id + " mode=flag").back());
+  EXPECT_EQ(again["state"], "ended");
+  for (const char* bad : {"end", "end tid=1", "end tid=x mode=flag", "end tid=1 mode=kill",
+                          "status", "end tid=1 mode=flag flag_addr=0x10"}) {
+    auto m = ks::ParseLine(c.Request(bad).back());
+    EXPECT_EQ(m["code"], "bad-request") << bad;
+  }
+  v.ExpectHealthy();
+}
+
+}  // namespace
