@@ -72,9 +72,11 @@ static void ksi_fmt_site(const struct ksi_site *s, uint64_t addr, char *buf, siz
         return;
     }
     size_t n = 0;
-    if (s->have_sym)
+    if (s->have_sym && s->sy.offset)
         n = (size_t)snprintf(buf, cap, "%s+0x%" PRIx64 " (%s)", s->sy.name, s->sy.offset,
                              s->sy.module);
+    else if (s->have_sym)
+        n = (size_t)snprintf(buf, cap, "%s (%s)", s->sy.name, s->sy.module);
     else
         n = (size_t)snprintf(buf, cap, "0x%" PRIx64, addr);
     if (s->have_sym && s->sy.file[0] && n < cap)

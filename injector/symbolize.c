@@ -84,6 +84,19 @@ struct ksi_find_ctx {
     int found;
 };
 
+/* A C++ variable is found by the name the user wrote (app::running), not
+ * only by its mangled one. */
+static int ksi_demangled_is(const char *mangled, const char *name)
+{
+    if (mangled[0] != '_' || mangled[1] != 'Z' || !strstr(name, "::"))
+        return 0;
+    int status = -1;
+    char *dem = __cxa_demangle(mangled, NULL, NULL, &status);
+    int same = status == 0 && dem && strcmp(dem, name) == 0;
+    free(dem);
+    return same;
+}
+
 static int ksi_find_in_module(Dwfl_Module *mod, void **ud, const char *mname, Dwarf_Addr start,
                               void *arg)
 {
@@ -94,10 +107,12 @@ static int ksi_find_in_module(Dwfl_Module *mod, void **ud, const char *mname, Dw
         GElf_Sym sym;
         GElf_Addr addr;
         const char *nm = dwfl_module_getsym_info(mod, i, &sym, &addr, NULL, NULL, NULL);
-        if (!nm || strcmp(nm, f->name) != 0 || sym.st_shndx == SHN_UNDEF)
+        if (!nm || sym.st_shndx == SHN_UNDEF)
             continue;
         int type = GELF_ST_TYPE(sym.st_info);
         if (type != STT_OBJECT && type != STT_TLS)
+            continue;
+        if (strcmp(nm, f->name) != 0 && !ksi_demangled_is(nm, f->name))
             continue;
         f->out->is_tls = type == STT_TLS;
         f->out->addr = f->out->is_tls ? sym.st_value : addr;

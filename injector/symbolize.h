@@ -25,7 +25,8 @@ void ksi_sym_close(struct ksi_sym *s);
  * was found. WANT_LINE: also look up file:line (slower). */
 int ksi_sym_lookup(struct ksi_sym *s, uint64_t addr, int want_line, struct ksi_symbol *out);
 
-/* Finds a symbol by NAME (data or TLS) in every object PID maps. */
+/* Finds a symbol by NAME (data or TLS) in every object PID maps; a C++ NAME
+ * with "::" (app::running) also matches its mangled form. */
 struct ksi_symdef {
     uint64_t addr;        /* run-time address (for TLS: offset in the module's block) */
     uint64_t size;

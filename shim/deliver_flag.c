@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -24,21 +25,20 @@ KS_EXPORT int killshim_stop_requested_v1(void)
     return __atomic_load_n(&ks_self()->stop_requested, __ATOMIC_ACQUIRE) != 0;
 }
 
-/* Only the owner creates its eventfd, so it reads has_stop_fd without the
- * lock; it publishes the fd under the lock, where the control side reads it.
- * A stop requested before the fd existed is carried over, so the fd is
+/* Only the owner creates its eventfd, so it reads stop_fd without the lock;
+ * it publishes the fd under the lock, where the control side reads it. A
+ * stop requested before the fd existed is carried over, so the fd is
  * readable whenever the flag is set. */
 KS_EXPORT int killshim_stop_fd_v1(void)
 {
     struct ks_thread *t = ks_self();
-    if (t->has_stop_fd)
-        return t->stop_fd;
+    if (t->stop_fd)
+        return t->stop_fd - 1;
     int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (fd < 0)
         return -1;
     ks_registry_lock();
-    t->stop_fd = fd;
-    t->has_stop_fd = 1;
+    t->stop_fd = fd + 1;
     if (__atomic_load_n(&t->stop_requested, __ATOMIC_ACQUIRE))
         eventfd_write(fd, 1);
     ks_registry_unlock();
@@ -47,10 +47,13 @@ KS_EXPORT int killshim_stop_fd_v1(void)
 
 void ks_flag_release(struct ks_thread *t)
 {
-    /* T is unlinked: no control thread can reach its fd any more. */
-    if (t->has_stop_fd) {
-        close(t->stop_fd);
-        t->has_stop_fd = 0;
+    /* T is unlinked: no control thread can reach its fd any more. The raw
+     * system call, because close() is a cancellation point: a cancel that
+     * arrives while T returns must not turn its return into a cancellation
+     * after its grave said "returned". */
+    if (t->stop_fd) {
+        syscall(SYS_close, t->stop_fd - 1);
+        t->stop_fd = 0;
     }
 }
 
@@ -171,8 +174,8 @@ int ks_flag_request(struct ks_thread *t, const struct ks_flag_var *v, char *why,
         }
     }
     __atomic_store_n(&t->stop_requested, 1, __ATOMIC_RELEASE);
-    if (t->has_stop_fd)
-        eventfd_write(t->stop_fd, 1);
+    if (t->stop_fd)
+        eventfd_write(t->stop_fd - 1, 1);
     /* A failed wake still leaves the flag set: the thread notices it at its
      * next check, so the request stands. */
     int rc = ks_signal_thread_locked(t, KS_SIG_ACT);

@@ -67,11 +67,11 @@ struct ks_thread {
     int end_how;              /* enum ks_end_how, set on the way out */
 
     /* Flag and cancel modes (deliver_flag.c, deliver_cancel.c). */
-    int stop_fd;              /* eventfd of killshim_stop_fd(), valid if has_stop_fd;
-                                 both under the lock (the control side writes it) */
-    int has_stop_fd;
-    int cancel_disabled;      /* owner: as set through pthread_setcancelstate */
-    int cancel_async;         /* owner: as set through pthread_setcanceltype */
+    int stop_fd;              /* eventfd of killshim_stop_fd() plus 1, 0 if none
+                                 (TLS starts zeroed); set under the lock, where
+                                 the control side reads it */
+    uint8_t cancel_disabled;  /* owner: as set through pthread_setcancelstate */
+    uint8_t cancel_async;     /* owner: as set through pthread_setcanceltype */
     uintptr_t cancel_site;    /* user PC of the syscall it was blocked in when
                                  cancel mode was asked; 0 if it was not blocked */
     uintptr_t exit_site;      /* owner: the call to pthread_exit, if it made one */

@@ -57,7 +57,8 @@ std::map<std::string, std::string> Report(const std::string& out) {
 struct Victims {
   Target t;
   int spawned = 0;
-  explicit Victims(bool preload = true) : t(ks::ProgPath("end_victims"), {}, {}, preload) {
+  explicit Victims(bool preload = true, const std::string& prog = "end_victims")
+      : t(ks::ProgPath(prog), {}, {}, preload) {
     EXPECT_TRUE(StartsWith(t.WaitFor("main "), "main tid="));
     EXPECT_EQ(t.WaitFor("ready"), "ready");
     if (preload) EXPECT_TRUE(t.WaitSocket());
@@ -74,7 +75,7 @@ struct Victims {
   }
   std::string Join(int i) {
     t.Send("join " + std::to_string(i));
-    return t.WaitFor("joined " + std::to_string(i) + " ");
+    return t.WaitFor("joined " + std::to_string(i));
   }
   // The program's other threads, heap and locks.
   void ExpectHealthy() {
@@ -303,6 +304,39 @@ TEST(Cancel, DetachedVictimIsGone) {
   ASSERT_EQ(r.code, 0) << r.out << r.err;
   EXPECT_FALSE(ks::TaskExists(v.t.pid(), tid));
   EXPECT_EQ(AppTasks(v.t.pid()), before);
+  v.ExpectHealthy();
+}
+
+// ---- C++ -------------------------------------------------------------------
+
+TEST(Cxx, CancelRunsTheDestructorsOfAStdThread) {
+  Victims v(true, "end_cxx");
+  const char* kinds[] = {"read", "sleep"};
+  for (int i = 0; i < 2; i++) {
+    SCOPED_TRACE(kinds[i]);
+    pid_t tid = v.Spawn(kinds[i]);
+    ks::Result r = v.End(tid, {"-m", "cancel", "-t", "30"});
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("gone: cancelled (mode cancel)"), std::string::npos) << r.out;
+    EXPECT_EQ(v.t.WaitFor("dtor " + std::to_string(i)), "dtor " + std::to_string(i));
+    EXPECT_EQ(v.Join(i), "joined " + std::to_string(i));
+    v.ExpectHealthy();
+  }
+}
+
+TEST(Cxx, FlagThroughTheHeaderAndANamespacedAtomic) {
+  Victims v(true, "end_cxx");
+  pid_t tid = v.Spawn("api");
+  ks::Result r = v.End(tid, {"-m", "flag", "-t", "30"});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_EQ(v.t.WaitFor("dtor 0"), "dtor 0");
+  tid = v.Spawn("atomic");
+  r = v.End(tid, {"-m", "flag", "--flag-symbol", "app::keep_going=0", "-t", "30"});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("gone: returned (mode flag)"), std::string::npos) << r.out;
+  EXPECT_EQ(v.t.WaitFor("dtor 1"), "dtor 1");
+  EXPECT_EQ(v.Join(0), "joined 0");
+  EXPECT_EQ(v.Join(1), "joined 1");
   v.ExpectHealthy();
 }
 
