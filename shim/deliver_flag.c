@@ -97,6 +97,10 @@ static int ks_tls_module_cb(struct dl_phdr_info *info, size_t size, void *arg)
  * so a block inside the calling thread's stack block is static, and the
  * target's copy is at the same offset from the target's thread pointer,
  * which in glibc is its pthread_t. */
+#define KS_DYNAMIC_TLS_MSG                                                            \
+    "%s lives in dynamic TLS (%s was loaded with dlopen): only static TLS (the "      \
+    "program and the libraries loaded at startup) can be written"
+
 int ks_flag_prepare(struct ks_flag_var *v, char *why, size_t cap)
 {
     if (!v->set)
@@ -119,9 +123,10 @@ int ks_flag_prepare(struct ks_flag_var *v, char *why, size_t cap)
         snprintf(why, cap, "%s is not inside the thread-local block of %s", v->name, f.name);
         return EINVAL;
     }
+    /* No block for the calling thread: the module's TLS is dynamic, and
+     * allocated per thread on first use (never in the shim's threads). */
     if (!f.data) {
-        snprintf(why, cap, "%s lives in dynamic TLS (%s was loaded with dlopen) that is not "
-                 "allocated yet; only static TLS can be written", v->name, f.name);
+        snprintf(why, cap, KS_DYNAMIC_TLS_MSG, v->name, f.name);
         return ENOTSUP;
     }
     pthread_attr_t attr;
@@ -136,8 +141,7 @@ int ks_flag_prepare(struct ks_flag_var *v, char *why, size_t cap)
     uintptr_t tp = (uintptr_t)pthread_self();
     uintptr_t lo = (uintptr_t)stack, data = (uintptr_t)f.data;
     if (data < lo || data + f.memsz > tp) {
-        snprintf(why, cap, "%s lives in dynamic TLS (%s was loaded with dlopen); only static "
-                 "TLS can be written", v->name, f.name);
+        snprintf(why, cap, KS_DYNAMIC_TLS_MSG, v->name, f.name);
         return ENOTSUP;
     }
     v->tls_from_tp = (intptr_t)(data - tp);

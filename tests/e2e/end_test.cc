@@ -58,10 +58,12 @@ struct Victims {
   Target t;
   int spawned = 0;
   explicit Victims(bool preload = true, const std::string& prog = "end_victims")
-      : t(ks::ProgPath(prog), {}, {}, preload) {
+      : t(ks::ProgPath(prog), {}, {"KS_DYNTLS_LIB=" + ks::ProgPath("libdyntls.so")}, preload) {
     EXPECT_TRUE(StartsWith(t.WaitFor("main "), "main tid="));
     EXPECT_EQ(t.WaitFor("ready"), "ready");
-    if (preload) EXPECT_TRUE(t.WaitSocket());
+    if (preload) {
+      EXPECT_TRUE(t.WaitSocket());
+    }
   }
   std::string pid() const { return std::to_string(t.pid()); }
   // Starts a thread of KIND; returns its "started" line.
@@ -191,6 +193,20 @@ TEST(Flag, SymbolWithValueAndOneByteSize) {
   ASSERT_EQ(r.code, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("gone: returned (mode flag)"), std::string::npos) << r.out;
   EXPECT_EQ(v.Join(0), "joined 0 value=0x79");
+  v.ExpectHealthy();
+}
+
+// A thread-local variable of a library loaded with dlopen lives in dynamic
+// TLS: refused with the reason, and nothing is done to the thread.
+TEST(Flag, SymbolInDynamicTlsIsRefused) {
+  Victims v;
+  pid_t tid = v.Spawn("dyntls");
+  ks::Result r = v.End(tid, {"-m", "flag", "--flag-symbol", "dyn_stop", "-t", "5"});
+  EXPECT_EQ(r.code, 9) << r.out << r.err;
+  EXPECT_NE(r.out.find("dynamic TLS"), std::string::npos) << r.out;
+  auto st = Status(v.t.pid(), tid);
+  EXPECT_EQ(st["state"], "alive");
+  EXPECT_EQ(st["requested"], "none");
   v.ExpectHealthy();
 }
 

@@ -23,7 +23,9 @@
  *   nocancel  cancellation disabled until "reenable I" (prints "reenabling I"),
  *             then sleeps in a loop
  *   holder    locks held_mu, then blocks in read: leaves a lock behind
- *   racer     waits for "release I", then returns */
+ *   racer     waits for "release I", then returns
+ *   dyntls    dlopens $KS_DYNTLS_LIB, loops until its thread-local dyn_stop */
+#include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
 #include <poll.h>
@@ -198,6 +200,17 @@ static void *victim_main(void *p)
         say("reenabling %d", a->idx);   /* write is a cancellation point: before */
         pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
         for (;;)
+            nap_ms(2);
+    } else if (strcmp(a->kind, "dyntls") == 0) {
+        const char *lib = getenv("KS_DYNTLS_LIB");
+        void *h = lib ? dlopen(lib, RTLD_NOW) : NULL;
+        int (*stop)(void) = h ? (int (*)(void))dlsym(h, "dyntls_stop_requested") : NULL;
+        if (!stop) {
+            say("dyntls FAIL %s", dlerror());
+            return NULL;
+        }
+        started(a);
+        while (!stop())
             nap_ms(2);
     } else if (strcmp(a->kind, "racer") == 0) {
         started(a);
