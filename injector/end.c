@@ -347,8 +347,11 @@ int ksi_do_end(const struct ksi_opts *o)
     if (rc != KSI_EXIT_OK)
         goto out;
     ksi_end_report(o, &e->r);
-    rc = e->r.outcome == KSI_GONE ? KSI_EXIT_OK
-         : e->r.outcome == KSI_PENDING ? KSI_EXIT_PENDING : KSI_EXIT_REFUSED;
+    /* The whole process gone is not "the thread ended and the rest runs on". */
+    if (e->r.outcome == KSI_GONE)
+        rc = e->r.process_exited ? KSI_EXIT_ERROR : KSI_EXIT_OK;
+    else
+        rc = e->r.outcome == KSI_PENDING ? KSI_EXIT_PENDING : KSI_EXIT_REFUSED;
 out:
     free(e);
     return rc;
