@@ -26,11 +26,12 @@ struct ksi_opts {
     pid_t pid;
     pid_t tid;               /* 0: none given */
     int json;
-    int all;                 /* list the shim's own threads too */
+    int all;                 /* list the shim's own threads too; --stack: its frames */
     int stack;               /* --stack */
     enum ksi_mode mode;
     double grace_s;          /* --grace */
     double timeout_s;        /* --timeout */
+    int timeout_set;         /* --timeout was given */
     int force;
     const char *flag_symbol; /* --flag-symbol NAME[=VALUE] */
     int color;               /* stdout is a terminal and NO_COLOR is unset */

@@ -7,11 +7,14 @@
 #include "client.h"
 #include "injector.h"
 #include "symbolize.h"
+#include "syscalls.h"
+#include "waitgraph.h"
 
 struct ksi_row {
     long long tid, cpu_ms, age_ms, locks;
     char name[64], role[16], state[4], start[256];
     unsigned long long start_addr, wait_mutex;
+    long long wait_owner, syscall;   /* 0 / -1: none */
     int registered;
 };
 
@@ -51,6 +54,8 @@ static int ksi_collect(const struct ks_msg *m, void *ctx)
     if (ks_msg_get_i64(m, "registered", 0, 1, &x) == 0) r->registered = (int)x;
     if (ks_msg_get_u64(m, "start", &u) == 0) r->start_addr = u;
     if (ks_msg_get_u64(m, "wait_mutex", &u) == 0) r->wait_mutex = u;
+    if (ks_msg_get_i64(m, "wait_owner", 0, 1LL << 31, &x) == 0) r->wait_owner = x;
+    r->syscall = ks_msg_get_i64(m, "syscall", 0, 100000, &x) == 0 ? x : -1;
     const char *s;
     snprintf(r->name, sizeof r->name, "%s", (s = ks_msg_get(m, "name")) ? s : "?");
     snprintf(r->role, sizeof r->role, "%s", (s = ks_msg_get(m, "role")) ? s : "?");
@@ -77,7 +82,27 @@ static void ksi_fmt_secs(char *buf, size_t cap, long long ms)
         snprintf(buf, cap, "%lldh%02lldm", ms / 3600000, ms / 60000 % 60);
 }
 
-static void ksi_print_table(const struct ksi_opts *o, const struct ksi_rows *rs)
+/* The deadlock cycles among the rows' mutex waits. Returns how many (*OUT
+ * and *EDGES malloc'd), or -1. */
+static int ksi_list_cycles(const struct ksi_rows *rs, struct ksi_wait_edge **edges,
+                           struct ksi_cycle **out)
+{
+    *edges = calloc(rs->n ? rs->n : 1, sizeof **edges);
+    *out = NULL;
+    if (!*edges)
+        return -1;
+    int n = 0;
+    for (size_t i = 0; i < rs->n; i++) {
+        const struct ksi_row *r = &rs->v[i];
+        if (r->wait_mutex && r->wait_owner > 0)
+            (*edges)[n++] = (struct ksi_wait_edge){(long)r->tid, (long)r->wait_owner, "mutex",
+                                                   r->wait_mutex};
+    }
+    return ksi_find_cycles(*edges, n, out);
+}
+
+static void ksi_print_table(const struct ksi_opts *o, const struct ksi_rows *rs,
+                            const struct ksi_wait_edge *edges, const struct ksi_cycle *cyc, int ncyc)
 {
     size_t shown = 0, hidden = 0;
     for (size_t i = 0; i < rs->n; i++) {
@@ -101,14 +126,24 @@ static void ksi_print_table(const struct ksi_opts *o, const struct ksi_rows *rs)
             nl += (size_t)snprintf(note + nl, sizeof note - nl, "holds %lld lock%s ", r->locks,
                                    r->locks == 1 ? "" : "s");
         if (r->wait_mutex && nl < sizeof note)
-            snprintf(note + nl, sizeof note - nl, "waits for mutex 0x%llx", r->wait_mutex);
+            nl += (size_t)snprintf(note + nl, sizeof note - nl, "waits for mutex 0x%llx ", r->wait_mutex);
+        if (r->wait_mutex && r->wait_owner > 0 && nl < sizeof note)
+            nl += (size_t)snprintf(note + nl, sizeof note - nl, "held by %lld ", r->wait_owner);
+        else if (r->syscall >= 0 && ksi_syscall_name(r->syscall) && nl < sizeof note)
+            nl += (size_t)snprintf(note + nl, sizeof note - nl, "in %s ", ksi_syscall_name(r->syscall));
         const char *kind = strcmp(r->role, "foreign") == 0 ? "unregistered" : r->role;
         printf("%-8lld %-16s %-24.24s %-5s %9s %9s  %-10s %s\n", r->tid, r->name,
                r->start[0] ? r->start : "?", r->state, cpu, age, kind, note);
     }
+    for (int i = 0; i < ncyc; i++) {
+        char buf[4096];
+        ksi_cycle_text(edges, &cyc[i], buf, sizeof buf);
+        printf("%s\n", buf);
+    }
 }
 
-static void ksi_print_json(const struct ksi_opts *o, const struct ksi_rows *rs)
+static void ksi_print_json(const struct ksi_opts *o, const struct ksi_rows *rs,
+                           const struct ksi_wait_edge *edges, const struct ksi_cycle *cyc, int ncyc)
 {
     json_object *root = json_object_new_object();
     json_object_object_add(root, "pid", json_object_new_int(o->pid));
@@ -128,9 +163,25 @@ static void ksi_print_json(const struct ksi_opts *o, const struct ksi_rows *rs)
         char hex[32];
         snprintf(hex, sizeof hex, "0x%llx", r->wait_mutex);
         json_object_object_add(t, "waiting_for_mutex", r->wait_mutex ? json_object_new_string(hex) : NULL);
+        json_object_object_add(t, "waiting_for_owner",
+                               r->wait_mutex && r->wait_owner > 0 ? json_object_new_int64(r->wait_owner) : NULL);
+        const char *sc = r->syscall >= 0 ? ksi_syscall_name(r->syscall) : NULL;
+        json_object_object_add(t, "syscall", sc ? json_object_new_string(sc) : NULL);
         json_object_array_add(arr, t);
     }
     json_object_object_add(root, "threads", arr);
+    json_object *dl = json_object_new_array();
+    for (int i = 0; i < ncyc; i++) {
+        json_object *c = json_object_new_object(), *tids = json_object_new_array();
+        for (int k = 0; k < cyc[i].n; k++)
+            json_object_array_add(tids, json_object_new_int64(edges[cyc[i].idx[k]].tid));
+        char buf[4096];
+        ksi_cycle_text(edges, &cyc[i], buf, sizeof buf);
+        json_object_object_add(c, "tids", tids);
+        json_object_object_add(c, "text", json_object_new_string(buf));
+        json_object_array_add(dl, c);
+    }
+    json_object_object_add(root, "deadlocks", dl);
     puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(root);
 }
@@ -148,13 +199,23 @@ int ksi_do_list(const struct ksi_opts *o)
     ksi_close(&c);
     if (rc == KSI_EXIT_OK && strcmp(final.verb, "err") == 0)
         rc = ksi_reply_error(&final);
+    struct ksi_wait_edge *edges = NULL;
+    struct ksi_cycle *cyc = NULL;
+    int ncyc = 0;
     if (rc == KSI_EXIT_OK) {
         qsort(rs.v, rs.n, sizeof *rs.v, ksi_row_cmp);
-        if (o->json)
-            ksi_print_json(o, &rs);
-        else
-            ksi_print_table(o, &rs);
+        ncyc = ksi_list_cycles(&rs, &edges, &cyc);
+        if (ncyc < 0) {
+            ksi_err("out of memory building the wait-for graph");
+            rc = KSI_EXIT_ERROR;
+        } else if (o->json) {
+            ksi_print_json(o, &rs, edges, cyc, ncyc);
+        } else {
+            ksi_print_table(o, &rs, edges, cyc, ncyc);
+        }
     }
+    ksi_cycles_free(cyc, ncyc > 0 ? ncyc : 0);
+    free(edges);
     ksi_sym_close(rs.sym);
     free(rs.v);
     return rc;

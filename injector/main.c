@@ -22,9 +22,11 @@ static const char ksi_usage[] =
 "\n"
 "Options:\n"
 "  -j, --json               machine-readable JSON on stdout (stable field names)\n"
-"  -a, --all                also list the shim's own threads\n"
+"  -a, --all                also list the shim's own threads (--stack: show the\n"
+"                           shim's own frames)\n"
 "  -s, --stack              print every thread's stack (or TID's), what it is\n"
-"                           blocked on, and any deadlock cycle\n"
+"                           blocked on, and any deadlock cycle; --timeout bounds\n"
+"                           how long a thread may take to answer (default 1 s)\n"
 "  -m, --mode MODE          how to end TID: auto (default), flag, cancel, abort\n"
 "                             flag    set the thread's stop flag, wake it once\n"
 "                             cancel  POSIX pthread_cancel, honouring cancel state\n"
@@ -125,7 +127,10 @@ int main(int argc, char **argv)
             }
             break;
         case 'g': if (ksi_parse_secs(optarg, "--grace", &o.grace_s)) return KSI_EXIT_USAGE; break;
-        case 't': if (ksi_parse_secs(optarg, "--timeout", &o.timeout_s)) return KSI_EXIT_USAGE; break;
+        case 't':
+            if (ksi_parse_secs(optarg, "--timeout", &o.timeout_s)) return KSI_EXIT_USAGE;
+            o.timeout_set = 1;
+            break;
         case OPT_FLAG_SYMBOL: o.flag_symbol = optarg; break;
         case 'h': fputs(ksi_usage, stdout); return KSI_EXIT_OK;
         case 'V':

@@ -9,6 +9,7 @@
 #include "ks.h"
 #include "procfs.h"
 #include "registry.h"
+#include "waitinfo.h"
 
 struct ks_snap {
     pid_t tid;
@@ -81,9 +82,16 @@ static void ks_list_one(struct ks_out *out, pid_t tid, const struct ks_snap *s,
         if (s->start)
             ks_out_hex(out, "start", (uint64_t)(uintptr_t)s->start);
         ks_out_i64(out, "locks", s->locks_held);
-        if (s->wait_kind == KS_WAIT_MUTEX && s->wait_obj)
+        if (s->wait_kind == KS_WAIT_MUTEX && s->wait_obj) {
             ks_out_hex(out, "wait_mutex", (uint64_t)(uintptr_t)s->wait_obj);
+            pid_t owner = ks_wait_owner(s->wait_kind, s->wait_obj);
+            if (owner != KS_OWNER_UNKNOWN)
+                ks_out_i64(out, "wait_owner", owner);
+        }
     }
+    struct ks_syscall sc;
+    if (ks_read_task_syscall(tid, &sc) == 0 && sc.nr >= 0)
+        ks_out_i64(out, "syscall", sc.nr);
     ks_out_eol(out);
 }
 

@@ -15,6 +15,8 @@ const struct ks_command ks_commands[] = {
                         "ask thread N to end"},
     {"status", ks_cmd_status, "status tid=N [id=M]: alive (and why, if asked to end) or "
                               "ended (how, where, locks left)"},
+    {"stack", ks_cmd_stack,
+     "stack [tid=N] [answer_ms=MS]: one 'stack' line per thread: frames, blocked-on, lock owner"},
     {NULL, NULL, NULL},
 };
 

@@ -24,5 +24,6 @@ ks_cmd_fn ks_cmd_help;
 ks_cmd_fn ks_cmd_list;
 ks_cmd_fn ks_cmd_end;
 ks_cmd_fn ks_cmd_status;
+ks_cmd_fn ks_cmd_stack;
 
 #endif

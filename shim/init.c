@@ -11,6 +11,7 @@
 #include "registry.h"
 #include "server.h"
 #include "signals.h"
+#include "stack_capture.h"
 
 
 static pthread_once_t ks_once = PTHREAD_ONCE_INIT;
@@ -20,6 +21,7 @@ static void ks_after_fork_child(void)
     ks_pid = getpid();
     ks_registry_reset_after_fork();
     ks_graveyard_after_fork();
+    ks_stack_after_fork_child();
     ks_server_after_fork_child();
 }
 
@@ -30,6 +32,7 @@ static void ks_init_once(void)
     const char *dbg = getenv("KILLSHIM_DEBUG");
     ks_debug_enabled = dbg && *dbg && strcmp(dbg, "0") != 0;
     ks_resolve_all();
+    ks_block_resolve();
     ks_pid = getpid();
     if (ks_gettid() == ks_pid)
         ks_registry_add_self(KS_ROLE_MAIN, NULL);
@@ -43,6 +46,8 @@ static void ks_init_once(void)
     if (rc)
         ks_warn("cannot install the shim's signal handlers (%s): stacks and aborts will not work",
                 strerror(rc));
+    else
+        ks_stack_init();
     pthread_atfork(NULL, NULL, ks_after_fork_child);
     atexit(ks_at_exit);
     ks_server_start();

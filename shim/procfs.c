@@ -87,3 +87,95 @@ unsigned long long ks_uptime_ms(void)
         return 0;
     return (unsigned long long)(strtod(buf, NULL) * 1000.0);
 }
+
+/* "running", "-1 SP PC" or "NR A1 A2 A3 A4 A5 A6 SP PC" (arguments and
+ * pointers in 0x hex, the number in decimal). */
+int ks_parse_syscall(const char *buf, struct ks_syscall *out)
+{
+    memset(out, 0, sizeof *out);
+    if (strncmp(buf, "running", 7) == 0) {
+        out->nr = KS_SYSCALL_RUNNING;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long nr = strtol(buf, &end, 10);
+    if (end == buf || errno)
+        return -1;
+    unsigned long long v[8];
+    int want = nr == -1 ? 2 : nr >= 0 ? 8 : -1;
+    if (want < 0)
+        return -1;
+    for (int i = 0; i < want; i++) {
+        const char *p = end;
+        v[i] = strtoull(p, &end, 16);
+        if (end == p)
+            return -1;
+    }
+    out->nr = nr;
+    if (want == 8)
+        memcpy(out->args, v, sizeof out->args);
+    out->sp = v[want - 2];
+    out->pc = v[want - 1];
+    return 0;
+}
+
+int ks_read_task_syscall(pid_t tid, struct ks_syscall *out)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
+    if (ks_read_small_file(path, buf, sizeof buf) <= 0)
+        return -1;
+    if (ks_parse_syscall(buf, out) != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    return 0;
+}
+
+/* Finds "KEY:\t" at the start of a line; returns what follows, or NULL. */
+static const char *ks_status_field(const char *buf, const char *key)
+{
+    size_t kl = strlen(key);
+    for (const char *p = buf; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        if (strncmp(p, key, kl) == 0 && p[kl] == ':') {
+            p += kl + 1;
+            while (*p == ' ' || *p == '\t')
+                p++;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+int ks_parse_status(const char *buf, struct ks_taskstatus *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *name = ks_status_field(buf, "Name");
+    const char *state = ks_status_field(buf, "State");
+    const char *blk = ks_status_field(buf, "SigBlk");
+    const char *pnd = ks_status_field(buf, "SigPnd");
+    if (!name || !state || !blk || !pnd || !*state)
+        return -1;
+    size_t n = strcspn(name, "\n");
+    if (n >= sizeof out->name)
+        n = sizeof out->name - 1;
+    memcpy(out->name, name, n);
+    out->state = state[0];
+    out->sigblk = strtoull(blk, NULL, 16);
+    out->sigpnd = strtoull(pnd, NULL, 16);
+    return 0;
+}
+
+int ks_read_task_status(pid_t tid, struct ks_taskstatus *out)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
+    if (ks_read_small_file(path, buf, sizeof buf) <= 0)
+        return -1;
+    if (ks_parse_status(buf, out) != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    return 0;
+}

@@ -29,6 +29,31 @@ int ks_read_task_stat(pid_t pid, pid_t tid, struct ks_taskstat *out);
 /* Milliseconds since boot, from /proc/uptime; 0 if unreadable. */
 unsigned long long ks_uptime_ms(void);
 
+/* /proc/PID/task/TID/syscall: the system call a blocked thread is in. */
+#define KS_SYSCALL_NONE (-1L)      /* blocked, but not in a system call */
+#define KS_SYSCALL_RUNNING (-2L)   /* running: the kernel shows nothing */
+struct ks_syscall {
+    long nr;                       /* number, or KS_SYSCALL_NONE / _RUNNING */
+    unsigned long long args[6];    /* valid when nr >= 0 */
+    unsigned long long sp, pc;     /* user stack and instruction pointers (nr != RUNNING) */
+};
+/* Parses the contents of that file. Returns 0 or -1. */
+int ks_parse_syscall(const char *buf, struct ks_syscall *out);
+/* Reads it for TID of the calling process. Returns 0 or -1 (errno set). */
+int ks_read_task_syscall(pid_t tid, struct ks_syscall *out);
+
+/* The lines of /proc/PID/task/TID/status that the stack dump uses. */
+struct ks_taskstatus {
+    char name[64];                 /* as the kernel escapes it */
+    char state;                    /* R, S, D, T, t, Z, X, I */
+    unsigned long long sigblk;     /* blocked signals: bit N-1 is signal N */
+    unsigned long long sigpnd;     /* signals pending for this thread alone */
+};
+/* Parses the contents of that file. Returns 0, or -1 if a field is missing. */
+int ks_parse_status(const char *buf, struct ks_taskstatus *out);
+/* Reads it for TID of the calling process. Returns 0 or -1 (errno set). */
+int ks_read_task_status(pid_t tid, struct ks_taskstatus *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "blocking.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -75,6 +77,15 @@ struct ks_thread {
     uintptr_t cancel_site;    /* user PC of the syscall it was blocked in when
                                  cancel mode was asked; 0 if it was not blocked */
     uintptr_t exit_site;      /* owner: the call to pthread_exit, if it made one */
+    /* Stack dumps (blocking.h, stack_capture.c). block: see blocking.h.
+     * shim_depth: nonzero while shim code runs on this thread inside a
+     * signal handler; the lock hooks then pass straight through, so what the
+     * handler locks (libunwind's own locks) never shows as the program's.
+     * stack_lo/hi: the thread's stack, filled once by a dump under the
+     * registry lock (0: not known yet). */
+    struct ks_block block;
+    int shim_depth;
+    uintptr_t stack_lo, stack_hi;
 
     /* Registry links, under ks_registry_lock. */
     struct ks_thread *next, *prev;

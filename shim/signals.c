@@ -130,7 +130,7 @@ int ks_signals_install(void)
     return 0;
 }
 
-int ks_signal_thread_locked(const struct ks_thread *t, enum ks_sig_kind k)
+int ks_signal_tid(pid_t tid, enum ks_sig_kind k)
 {
     siginfo_t si;
     memset(&si, 0, sizeof si);
@@ -139,9 +139,14 @@ int ks_signal_thread_locked(const struct ks_thread *t, enum ks_sig_kind k)
     si.si_pid = ks_pid;
     si.si_uid = getuid();
     si.si_value.sival_int = KS_SIG_COOKIE;
-    if (syscall(SYS_rt_tgsigqueueinfo, ks_pid, t->tid, ks_signos[k], &si) != 0)
+    if (syscall(SYS_rt_tgsigqueueinfo, ks_pid, tid, ks_signos[k], &si) != 0)
         return errno;
     return 0;
+}
+
+int ks_signal_thread_locked(const struct ks_thread *t, enum ks_sig_kind k)
+{
+    return ks_signal_tid(t->tid, k);
 }
 
 int ks_signal_thread(pid_t tid, uint64_t id, enum ks_sig_kind k)
@@ -152,9 +157,17 @@ int ks_signal_thread(pid_t tid, uint64_t id, enum ks_sig_kind k)
     if (!t || (id && t->id != id))
         rc = ESRCH;
     else
-        rc = ks_signal_thread_locked(t, k);
+        rc = ks_signal_tid(tid, k);
     ks_registry_unlock();
     return rc;
+}
+
+static uintptr_t ks_pass_lo, ks_pass_hi;
+
+void ks_signals_pass_mask_from(uintptr_t lo, uintptr_t hi)
+{
+    ks_pass_lo = lo;
+    __atomic_store_n(&ks_pass_hi, hi, __ATOMIC_RELEASE);
 }
 
 /* ---- What the program sees -------------------------------------------- */
@@ -209,10 +222,14 @@ KS_EXPORT sighandler_t sysv_signal(int signo, sighandler_t h)
     return ks_signal_common(signo, h, SA_RESETHAND | SA_NODEFER);
 }
 
-/* Returns SET, or COPY without our signals if SET would block them. */
-static const sigset_t *ks_unblockable(int how, const sigset_t *set, sigset_t *copy)
+/* Returns SET, or COPY without our signals if SET would block them. CALLER:
+ * the return address of the hook. */
+static const sigset_t *ks_unblockable(int how, const sigset_t *set, sigset_t *copy,
+                                      uintptr_t caller)
 {
     if (!set || how == SIG_UNBLOCK || !__atomic_load_n(&ks_installed, __ATOMIC_ACQUIRE))
+        return set;
+    if (caller >= ks_pass_lo && caller < __atomic_load_n(&ks_pass_hi, __ATOMIC_ACQUIRE))
         return set;
     *copy = *set;
     for (int k = 0; k < KS_SIG_COUNT; k++)
@@ -224,12 +241,14 @@ KS_EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
 {
     ks_resolve_signals();
     sigset_t copy;
-    return real_sigprocmask(how, ks_unblockable(how, set, &copy), old);
+    return real_sigprocmask(how, ks_unblockable(how, set, &copy,
+                                                (uintptr_t)__builtin_return_address(0)), old);
 }
 
 KS_EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
 {
     ks_resolve_signals();
     sigset_t copy;
-    return real_pthread_sigmask(how, ks_unblockable(how, set, &copy), old);
+    return real_pthread_sigmask(how, ks_unblockable(how, set, &copy,
+                                                    (uintptr_t)__builtin_return_address(0)), old);
 }

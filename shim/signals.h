@@ -47,6 +47,19 @@ int ks_signal_thread(pid_t tid, uint64_t id, enum ks_sig_kind k);
 struct ks_thread;
 int ks_signal_thread_locked(const struct ks_thread *t, enum ks_sig_kind k);
 
+/* Sends K to TID of this process without looking at the registry: the
+ * caller holds the registry lock with TID linked, or has reasoned why a
+ * recycled tid receiving K is harmless (cmd_stack.c, unregistered threads).
+ * Returns 0 or the errno of the send. */
+int ks_signal_tid(pid_t tid, enum ks_sig_kind k);
+
+/* sigprocmask/pthread_sigmask called from code in [LO, HI) may block the
+ * shim's signals like any other: libunwind blocks every signal around its
+ * internal locks, and a dump handler that then unwound on that thread would
+ * wait for a lock its own thread holds. Such a thread reports "signals
+ * blocked" instead. Set once at init. */
+void ks_signals_pass_mask_from(uintptr_t lo, uintptr_t hi);
+
 #ifdef __cplusplus
 }
 #endif
