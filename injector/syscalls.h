@@ -2,7 +2,15 @@
 #ifndef KSI_SYSCALLS_H
 #define KSI_SYSCALLS_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* The name of system call NR ("futex"), or NULL if unknown. */
 const char *ksi_syscall_name(long nr);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

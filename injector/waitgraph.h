@@ -4,6 +4,10 @@
 #ifndef KSI_WAITGRAPH_H
 #define KSI_WAITGRAPH_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #include <stddef.h>
 
 struct ksi_wait_edge {
@@ -31,5 +35,9 @@ void ksi_cycles_free(struct ksi_cycle *c, int n);
  * 0x5650)" into BUF (truncated to CAP). */
 void ksi_cycle_text(const struct ksi_wait_edge *edges, const struct ksi_cycle *c, char *buf,
                     size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -55,8 +55,10 @@ struct ks_target {
                                  * checking it is still linked with this id, or while
                                  * the thread is held by its reader flag */
     int held;                   /* we set rec->block.reader */
-    /* From /proc. */
-    int have_status, have_syscall;
+    /* From /proc: stat for every thread, syscall for the selected ones,
+     * status (signal masks) only for those about to be signalled. */
+    int have_syscall;
+    struct ks_taskstat stat;
     struct ks_taskstatus st;
     struct ks_syscall sc;
     /* The capture. */
@@ -245,8 +247,10 @@ static int ks_syscall_restarts(const struct ks_syscall *sc)
 }
 
 /* NULL if T may be signalled, else why not. */
-static const char *ks_why_not_signal(const struct ks_target *t)
+static const char *ks_why_not_signal(struct ks_target *t)
 {
+    if (ks_read_task_status(t->tid, &t->st) != 0)
+        return "exited";
     switch (t->st.state) {
     case 'Z':
     case 'X': return "exited";
@@ -269,19 +273,26 @@ static const char *ks_why_not_signal(const struct ks_target *t)
  * invisible. Returns how many were signalled. */
 static int ks_signal_all(struct ks_targets *ts)
 {
-    int sent = 0;
-    ks_registry_lock();
+    /* /proc first, outside the registry lock (pthread_create and thread
+     * exits wait for that lock). */
     for (int i = 0; i < ts->n; i++) {
         struct ks_target *t = &ts->v[i];
         if (!t->selected || t->gone || t->via == KS_VIA_CALL)
             continue;
-        struct ks_thread *r = NULL;
-        if (t->registered && !(r = ks_live_rec(t))) {
-            t->gone = 1;
-            continue;
-        }
         t->why = ks_why_not_signal(t);
-        if (t->why) {
+        if (t->why && strcmp(t->why, "exited") == 0 && t->st.state != 'Z')
+            t->gone = 1;   /* its status vanished: it has exited since it was listed */
+    }
+    int sent = 0;
+    ks_registry_lock();
+    for (int i = 0; i < ts->n; i++) {
+        struct ks_target *t = &ts->v[i];
+        if (!t->selected || t->via == KS_VIA_CALL)
+            continue;
+        struct ks_thread *r = t->registered ? ks_live_rec(t) : NULL;
+        if (t->registered && !r)
+            t->gone = 1;
+        if (t->gone || t->why) {
             if (r && t->held) {
                 ks_release(r);
                 t->held = 0;
@@ -390,10 +401,9 @@ static void ks_out_target(struct ks_out *out, const struct ks_target *t)
 {
     ks_out_word(out, "stack");
     ks_out_i64(out, "tid", t->tid);
-    ks_out_str(out, "name", t->have_status ? t->st.name : "?");
+    ks_out_str(out, "name", t->stat.comm);
     ks_out_str(out, "role", ks_role_of(t));
-    if (t->have_status)
-        ks_out_fmt(out, "state", "%c", t->st.state);
+    ks_out_fmt(out, "state", "%c", t->stat.state);
     if (!t->selected) {
         ks_out_i64(out, "selected", 0);
     } else {
@@ -430,16 +440,15 @@ static void ks_out_target(struct ks_out *out, const struct ks_target *t)
     ks_out_eol(out);
 }
 
-/* Reads /proc for the selected threads; a thread whose status is gone has
- * exited since the directory was read. */
+/* Reads /proc for every thread; one whose stat is gone has exited since the
+ * directory was read. */
 static void ks_read_proc(struct ks_targets *ts)
 {
     for (int i = 0; i < ts->n; i++) {
         struct ks_target *t = &ts->v[i];
         if (t->gone)
             continue;
-        t->have_status = ks_read_task_status(t->tid, &t->st) == 0;
-        if (!t->have_status) {
+        if (ks_read_task_stat(0, t->tid, &t->stat) != 0) {
             t->gone = 1;
             continue;
         }
@@ -472,13 +481,17 @@ static void ks_dump_into(struct ks_targets *ts, int answer_ms, uint64_t t0, stru
         ks_out_err(out, "internal", "out of memory");
         return;
     }
+    uint64_t t1 = ks_now_ns();
     ks_dump_publish(d);
     ks_hold_all(ts);
     ks_unwind_held_calls(ts);
+    uint64_t t2 = ks_now_ns();
     int sent = ks_signal_all(ts);
+    uint64_t t3 = ks_now_ns();
     if (sent)
         ks_wait_answers(ts, d, sent, answer_ms);
     ks_finish(ts);
+    uint64_t t4 = ks_now_ns();
     int count = 0;
     for (int i = 0; i < ts->n; i++) {
         struct ks_target *t = &ts->v[i];
@@ -490,6 +503,10 @@ static void ks_dump_into(struct ks_targets *ts, int answer_ms, uint64_t t0, stru
         count += t->selected;
     }
     ks_dump_release(d);
+    ks_debug("stack: %d threads (%d signalled): listing %llu us, calls %llu us, signals %llu us, "
+             "answers %llu us, output %llu us", count, sent, (unsigned long long)(t1 - t0) / 1000,
+             (unsigned long long)(t2 - t1) / 1000, (unsigned long long)(t3 - t2) / 1000,
+             (unsigned long long)(t4 - t3) / 1000, (unsigned long long)(ks_now_ns() - t4) / 1000);
     ks_out_word(out, "ok");
     ks_out_i64(out, "threads", count);
     ks_out_i64(out, "us", (int64_t)((ks_now_ns() - t0) / 1000u));

@@ -1,6 +1,7 @@
 /* N threads parked in a mix of ways, for dumps at scale: a quarter each in
  * pthread_cond_wait, sleep (a wrapped call), read on a pipe, epoll_wait, and
- * two in a busy loop. stdout: "ready" once all are parked.
+ * SPIN (default 0) of the sleepers in a busy loop instead.
+ * Usage: many N [SPIN]. stdout: "ready" once all are parked.
  * stdin: "release" wakes every one of them and prints "released N" when all
  * have returned; "quit" exits 0. */
 #include <pthread.h>
@@ -14,7 +15,7 @@
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static atomic_int parked, finished, released;
-static int pipe_fd[2], ep;
+static int pipe_fd[2], ep, spinners;
 
 __attribute__((noinline)) void many_cond(void)
 {
@@ -60,7 +61,7 @@ void *many_main(void *arg)
     long i = (long)arg;
     switch (i % 4) {
     case 0: many_cond(); break;
-    case 1: i < 8 ? many_spin() : many_sleep(); break;
+    case 1: i / 4 < spinners ? many_spin() : many_sleep(); break;
     case 2: many_read(); break;
     default: many_epoll(); break;
     }
@@ -71,6 +72,7 @@ void *many_main(void *arg)
 int main(int argc, char **argv)
 {
     int n = argc > 1 ? atoi(argv[1]) : 1000;
+    spinners = argc > 2 ? atoi(argv[2]) : 0;
     if (pipe(pipe_fd) || (ep = epoll_create1(0)) < 0)
         return 1;
     pthread_attr_t attr;

@@ -33,3 +33,45 @@ TEST(Procfs, ReadsOwnMainThread) {
   EXPECT_EQ(st.state, 'R');
   EXPECT_GT(ks_uptime_ms(), 0u);
 }
+
+TEST(Procfs, ParsesSyscallLines) {
+  ks_syscall sc;
+  ASSERT_EQ(ks_parse_syscall("202 0x55d0c0 0x80 0x2 0x0 0x0 0x0 0x7ffc1000 0x7f00aa12\n", &sc), 0);
+  EXPECT_EQ(sc.nr, 202);
+  EXPECT_EQ(sc.args[0], 0x55d0c0u);
+  EXPECT_EQ(sc.args[2], 2u);
+  EXPECT_EQ(sc.sp, 0x7ffc1000u);
+  EXPECT_EQ(sc.pc, 0x7f00aa12u);
+  ASSERT_EQ(ks_parse_syscall("-1 0x7ffc2000 0x401000\n", &sc), 0);
+  EXPECT_EQ(sc.nr, KS_SYSCALL_NONE);
+  EXPECT_EQ(sc.sp, 0x7ffc2000u);
+  EXPECT_EQ(sc.pc, 0x401000u);
+  ASSERT_EQ(ks_parse_syscall("running\n", &sc), 0);
+  EXPECT_EQ(sc.nr, KS_SYSCALL_RUNNING);
+  for (const char* bad : {"", "x", "202 0x1 0x2", "-1 0x1", "-7 0x1 0x2"})
+    EXPECT_EQ(ks_parse_syscall(bad, &sc), -1) << bad;
+}
+
+TEST(Procfs, ParsesStatusMasks) {
+  const char* s =
+      "Name:\tworker 1\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t10\n"
+      "SigQ:\t0/1000\nSigPnd:\t0000000000000001\nShdPnd:\t0000000000000000\n"
+      "SigBlk:\tfffffffe7ffbfeff\nSigIgn:\t0000000000000000\n";
+  ks_taskstatus st;
+  ASSERT_EQ(ks_parse_status(s, &st), 0);
+  EXPECT_STREQ(st.name, "worker 1");
+  EXPECT_EQ(st.state, 'S');
+  EXPECT_EQ(st.sigblk, 0xfffffffe7ffbfeffull);
+  EXPECT_EQ(st.sigpnd, 1u);
+  EXPECT_EQ(ks_parse_status("Name:\tx\nState:\tR (running)\n", &st), -1);
+}
+
+TEST(Procfs, ReadsOwnSyscallAndStatus) {
+  ks_taskstatus st;
+  ASSERT_EQ(ks_read_task_status(gettid(), &st), 0);
+  EXPECT_EQ(st.state, 'R');
+  ks_syscall sc;
+  // The calling thread reads its own file while running the read itself.
+  ASSERT_EQ(ks_read_task_syscall(gettid(), &sc), 0);
+  EXPECT_EQ(sc.nr, 0);   // read
+}

@@ -1,0 +1,559 @@
+// killshim-inject --stack, end to end: stacks of threads parked in known
+// places, blocked-on and lock owners, deadlock cycles, calls that must not be
+// cut short by a dump, threads that cannot or do not answer, and dumps racing
+// with threads that come and go.
+#include <gtest/gtest.h>
+#include <json-c/json.h>
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "tests/e2e/harness.h"
+
+namespace {
+
+using ks::Inject;
+using ks::Target;
+
+struct Frame {
+  std::string symbol, module;
+  bool exact = false;
+};
+
+struct Thr {
+  pid_t tid = 0;
+  std::string name, role, state, captured, reason, in_call, syscall, wait_kind, wait_obj;
+  long owner = -1;
+  std::vector<Frame> frames;
+};
+
+struct Cycle {
+  std::vector<pid_t> tids;
+  std::vector<std::pair<pid_t, pid_t>> waits;  // tid, waits_for
+  std::vector<std::string> objects;
+  std::string text;
+};
+
+struct Dump {
+  bool parsed = false;
+  std::map<pid_t, Thr> threads;
+  std::vector<Cycle> deadlocks;
+};
+
+std::string Str(json_object* o, const char* key) {
+  json_object* v;
+  if (!json_object_object_get_ex(o, key, &v) || !v) return "";
+  return json_object_get_string(v);
+}
+
+Dump ParseDump(const std::string& text) {
+  Dump d;
+  json_object* root = json_tokener_parse(text.c_str());
+  if (!root) return d;
+  json_object *arr, *dl;
+  if (json_object_object_get_ex(root, "threads", &arr) &&
+      json_object_object_get_ex(root, "deadlocks", &dl)) {
+    d.parsed = true;
+    for (size_t i = 0; i < json_object_array_length(arr); i++) {
+      json_object* j = json_object_array_get_idx(arr, i);
+      Thr t;
+      t.tid = atoi(Str(j, "tid").c_str());
+      t.name = Str(j, "name");
+      t.role = Str(j, "role");
+      t.state = Str(j, "state");
+      t.captured = Str(j, "captured");
+      t.reason = Str(j, "reason");
+      t.in_call = Str(j, "in_call");
+      json_object *sc, *w, *frames;
+      if (json_object_object_get_ex(j, "syscall", &sc) && sc) t.syscall = Str(sc, "name");
+      if (json_object_object_get_ex(j, "waits_for", &w) && w) {
+        t.wait_kind = Str(w, "kind");
+        t.wait_obj = Str(w, "object");
+        std::string o = Str(w, "owner");
+        if (!o.empty()) t.owner = atol(o.c_str());
+      }
+      if (json_object_object_get_ex(j, "frames", &frames)) {
+        for (size_t k = 0; k < json_object_array_length(frames); k++) {
+          json_object* f = json_object_array_get_idx(frames, k);
+          t.frames.push_back({Str(f, "symbol"), Str(f, "module"), Str(f, "exact") == "true"});
+        }
+      }
+      d.threads[t.tid] = t;
+    }
+    for (size_t i = 0; i < json_object_array_length(dl); i++) {
+      json_object* j = json_object_array_get_idx(dl, i);
+      Cycle c;
+      c.text = Str(j, "text");
+      json_object *tids, *edges;
+      if (json_object_object_get_ex(j, "tids", &tids))
+        for (size_t k = 0; k < json_object_array_length(tids); k++)
+          c.tids.push_back(json_object_get_int(json_object_array_get_idx(tids, k)));
+      if (json_object_object_get_ex(j, "edges", &edges))
+        for (size_t k = 0; k < json_object_array_length(edges); k++) {
+          json_object* e = json_object_array_get_idx(edges, k);
+          c.waits.push_back({atoi(Str(e, "tid").c_str()), atoi(Str(e, "waits_for").c_str())});
+          c.objects.push_back(Str(e, "object"));
+        }
+      d.deadlocks.push_back(c);
+    }
+  }
+  json_object_put(root);
+  return d;
+}
+
+bool HasFrame(const Thr& t, const std::string& symbol) {
+  for (const Frame& f : t.frames)
+    if (f.symbol.find(symbol) != std::string::npos) return true;
+  return false;
+}
+
+std::string Frames(const Thr& t) {
+  std::string s;
+  for (const Frame& f : t.frames) s += "  " + f.symbol + " (" + f.module + ")\n";
+  return s;
+}
+
+// The program's own lines: a word, then words and key=value pairs.
+std::map<std::string, std::string> Fields(const std::string& line) {
+  std::map<std::string, std::string> m;
+  size_t i = 0;
+  while (i < line.size()) {
+    size_t j = line.find(' ', i);
+    if (j == std::string::npos) j = line.size();
+    std::string w = line.substr(i, j - i);
+    size_t eq = w.find('=');
+    if (eq != std::string::npos) m[w.substr(0, eq)] = w.substr(eq + 1);
+    else if (!m.count("verb")) m["verb"] = w;
+    else m["arg"] = w;
+    i = j + 1;
+  }
+  return m;
+}
+
+// killshim-inject --stack --json PID EXTRA... (getopt takes options after
+// the PID too).
+Dump StackJson(pid_t pid, std::vector<std::string> extra = {}, int timeout_ms = 60000,
+               ks::Result* res = nullptr) {
+  std::vector<std::string> args = {"--stack", "--json", std::to_string(pid)};
+  args.insert(args.end(), extra.begin(), extra.end());
+  ks::Result r = Inject(args, timeout_ms);
+  if (res) *res = r;
+  EXPECT_EQ(r.code, 0) << r.err;
+  Dump d = ParseDump(r.out);
+  EXPECT_TRUE(d.parsed) << r.out;
+  return d;
+}
+
+long NowMs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+// Reads the target's lines into LINES until DONE(lines) or the timeout.
+bool ReadUntil(Target& t, std::vector<std::string>& lines,
+               const std::function<bool(const std::vector<std::string>&)>& done,
+               int timeout_ms = 20000) {
+  long end = NowMs() + timeout_ms;
+  while (!done(lines)) {
+    long left = end - NowMs();
+    if (left <= 0) return false;
+    std::string l = t.ReadLine((int)left);
+    if (!l.empty()) lines.push_back(l);
+  }
+  return true;
+}
+
+bool HasLine(const std::vector<std::string>& lines, const std::string& prefix) {
+  for (const auto& l : lines)
+    if (l.compare(0, prefix.size(), prefix) == 0) return true;
+  return false;
+}
+
+// tests/progs/parked: a thread in each known place.
+struct Parked {
+  Target t;
+  pid_t main = 0, spin = 0, read = 0, cond = 0, mutex = 0, blocked = 0;
+  std::string mutex_addr;
+  Parked() : t(ks::ProgPath("parked")) {
+    auto tids = Fields(t.WaitFor("tids "));
+    main = atoi(tids["main"].c_str());
+    spin = atoi(tids["spin"].c_str());
+    read = atoi(tids["read"].c_str());
+    cond = atoi(tids["cond"].c_str());
+    mutex = atoi(tids["mutex"].c_str());
+    blocked = atoi(tids["blocked"].c_str());
+    mutex_addr = Fields(t.WaitFor("mutex="))["mutex"];
+    EXPECT_EQ(t.WaitFor("ready"), "ready");
+    EXPECT_TRUE(t.WaitSocket());
+  }
+  // Every parked thread takes its next step; the program ends cleanly with
+  // its heap intact.
+  void ReleaseAndQuit() {
+    t.Send("release");
+    std::vector<std::string> lines;
+    EXPECT_TRUE(ReadUntil(t, lines, [](auto& l) { return HasLine(l, "released"); }));
+    for (const char* d : {"done spin", "done read x", "done cond", "done mutex", "done blocked"})
+      EXPECT_TRUE(HasLine(lines, d)) << d;
+    t.Send("quit");
+    EXPECT_EQ(t.WaitFor("bye"), "bye");
+    EXPECT_EQ(t.Wait(), 0);
+    EXPECT_EQ(t.Stderr(), "");
+  }
+  long Progress() {
+    t.Send("progress");
+    return atol(Fields(t.WaitFor("progress "))["spin"].c_str());
+  }
+};
+
+TEST(Stack, ParkedThreadsShowWhereTheyAre) {
+  Parked p;
+  Dump d = StackJson(p.t.pid());
+  ASSERT_EQ(d.threads.size(), 6u);
+  const Thr &spin = d.threads[p.spin], &rd = d.threads[p.read], &cond = d.threads[p.cond],
+             &mx = d.threads[p.mutex], &bl = d.threads[p.blocked], &mn = d.threads[p.main];
+  EXPECT_EQ(spin.captured, "signal");
+  EXPECT_TRUE(HasFrame(spin, "park_spin")) << Frames(spin);
+  EXPECT_TRUE(spin.frames.at(0).exact);
+  EXPECT_TRUE(HasFrame(rd, "park_read")) << Frames(rd);
+  EXPECT_EQ(rd.syscall, "read");
+  EXPECT_TRUE(HasFrame(cond, "park_cond")) << Frames(cond);
+  EXPECT_TRUE(HasFrame(cond, "pthread_cond_wait")) << Frames(cond);
+  EXPECT_EQ(cond.syscall, "futex");
+  EXPECT_TRUE(HasFrame(mx, "park_mutex")) << Frames(mx);
+  EXPECT_EQ(mx.wait_kind, "mutex");
+  EXPECT_EQ(mx.wait_obj, p.mutex_addr);
+  EXPECT_EQ(mx.owner, p.main);
+  EXPECT_TRUE(HasFrame(mn, "main")) << Frames(mn);
+  EXPECT_EQ(mn.role, "main");
+  // Blocks every signal: reported with its system call, not waited for.
+  EXPECT_EQ(bl.captured, "none");
+  EXPECT_EQ(bl.reason, "signals-blocked");
+  EXPECT_EQ(bl.syscall, "nanosleep");
+  for (auto& [tid, t] : d.threads)
+    for (const Frame& f : t.frames) EXPECT_NE(f.module, "libkillshim.so") << tid;
+  EXPECT_TRUE(d.deadlocks.empty());
+
+  // The text form and the plain listing say the same in short.
+  ks::Result text = Inject({"--stack", std::to_string(p.t.pid())});
+  ASSERT_EQ(text.code, 0) << text.err;
+  std::string held = "waits for mutex " + p.mutex_addr + " held by " + std::to_string(p.main);
+  EXPECT_NE(text.out.find(held), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("park_spin+0x"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("no stack: it blocks every signal"), std::string::npos) << text.out;
+  ks::Result list = Inject({std::to_string(p.t.pid())});
+  ASSERT_EQ(list.code, 0) << list.err;
+  EXPECT_NE(list.out.find(held), std::string::npos) << list.out;
+  EXPECT_EQ(list.out.find("deadlock:"), std::string::npos) << list.out;
+
+  // The busy thread was signalled and keeps counting; all threads go on.
+  long a = p.Progress();
+  long b = p.Progress();
+  while (b == a && p.t.Alive()) b = p.Progress();
+  EXPECT_GT(b, a);
+  p.ReleaseAndQuit();
+}
+
+TEST(Stack, OneThreadAndNoSuchThread) {
+  Parked p;
+  Dump d = StackJson(p.t.pid(), {std::to_string(p.cond)});
+  ASSERT_EQ(d.threads.size(), 1u);
+  EXPECT_TRUE(HasFrame(d.threads[p.cond], "park_cond"));
+  ks::Result r = Inject({"--stack", std::to_string(p.t.pid()), "4194300"});
+  EXPECT_EQ(r.code, 8) << r.err;
+  p.ReleaseAndQuit();
+}
+
+// A thread that blocks every signal must not make the dump wait, whatever
+// the answer timeout: with 30 s allowed, the run finishes long before the
+// harness's 20 s limit.
+TEST(Stack, ThreadBlockingSignalsIsNotWaitedFor) {
+  Parked p;
+  ks::Result r;
+  Dump d = StackJson(p.t.pid(), {"--timeout", "30"}, 20000, &r);
+  EXPECT_EQ(r.err.find("timed out"), std::string::npos) << r.err;
+  EXPECT_EQ(d.threads[p.blocked].reason, "signals-blocked");
+  EXPECT_EQ(d.threads[p.spin].captured, "signal");
+  p.ReleaseAndQuit();
+}
+
+// A traced thread takes the dump signal into a ptrace stop and never
+// answers: it is reported as such when the answer time is up, the others
+// are dumped, and when the tracer lets the signal through late, the thread
+// shrugs it off and keeps working.
+TEST(Stack, ThreadThatDoesNotAnswerIsReported) {
+  Parked p;
+  ASSERT_EQ(ptrace(PTRACE_SEIZE, p.spin, nullptr, nullptr), 0) << strerror(errno);
+  ks::Result r;
+  Dump d = StackJson(p.t.pid(), {"--timeout", "0.5"}, 20000, &r);
+  EXPECT_EQ(d.threads[p.spin].captured, "none");
+  EXPECT_EQ(d.threads[p.spin].reason, "no-answer");
+  EXPECT_TRUE(HasFrame(d.threads[p.cond], "park_cond"));
+  int st = 0;
+  ASSERT_EQ(waitpid(p.spin, &st, __WALL), p.spin);
+  ASSERT_TRUE(WIFSTOPPED(st));
+  int sig = WSTOPSIG(st);
+  EXPECT_GE(sig, SIGRTMIN);
+  // While it sits in the stop, a dump says so instead of signalling again.
+  Dump stopped = StackJson(p.t.pid(), {std::to_string(p.spin)});
+  EXPECT_EQ(stopped.threads[p.spin].captured, "none");
+  EXPECT_EQ(stopped.threads[p.spin].reason, "stopped");
+  ASSERT_EQ(ptrace(PTRACE_DETACH, p.spin, nullptr, (void*)(long)sig), 0) << strerror(errno);
+  long a = p.Progress(), b = p.Progress();
+  while (b == a && p.t.Alive()) b = p.Progress();
+  EXPECT_GT(b, a);
+  Dump again = StackJson(p.t.pid(), {std::to_string(p.spin)});
+  EXPECT_EQ(again.threads[p.spin].captured, "signal");
+  EXPECT_TRUE(HasFrame(again.threads[p.spin], "park_spin"));
+  p.ReleaseAndQuit();
+}
+
+// Calls that a signal handler would cut short (signal(7)) are not: threads
+// in them are read from the registers their wrapper saved, dump after dump,
+// and each call lasts its full time and returns as it would have.
+TEST(Stack, BlockingCallsAreNotCutShort) {
+  Parked p;
+  struct Call {
+    const char *cmd, *in_call;
+    long ms;
+  };
+  const std::vector<Call> calls = {
+      {"sleep 3", "sleep", 3000},         {"usleep 2000", "usleep", 2000},
+      {"nanosleep 2000", "nanosleep", 2000}, {"clock 2000", "clock_nanosleep", 2000},
+      {"poll 2000", "poll", 2000},        {"ppoll 2000", "ppoll", 2000},
+      {"select 2000", "select", 2000},    {"pselect 2000", "pselect", 2000},
+      {"epoll 2000", "epoll_wait", 2000},
+  };
+  std::vector<std::string> lines;
+  for (const Call& c : calls) p.t.Send(c.cmd);
+  p.t.Send("pause");
+  ASSERT_TRUE(ReadUntil(p.t, lines, [&](auto& l) {
+    int n = 0;
+    for (auto& x : l) n += x.rfind("timed ", 0) == 0 || x.rfind("paused ", 0) == 0;
+    return n == (int)calls.size() + 1;
+  }));
+  std::map<std::string, pid_t> tid_of;
+  for (auto& l : lines) {
+    auto m = Fields(l);
+    if (m["verb"] == "timed") tid_of[m["arg"]] = atoi(m["tid"].c_str());
+    if (m["verb"] == "paused") tid_of["pause"] = atoi(m["tid"].c_str());
+  }
+  ASSERT_EQ(tid_of.size(), calls.size() + 1);
+
+  // Each thread is seen inside its call (it prints before it calls).
+  ks::RawClient c(p.t.pid());
+  ASSERT_TRUE(c.ok());
+  c.ReadLine();
+  auto in_calls = [&](const std::vector<std::string>& reply) {
+    int n = 0;
+    for (auto& l : reply) {
+      auto m = ks::ParseLine(l);
+      for (auto& [name, tid] : tid_of)
+        if (m["tid"] == std::to_string(tid)) n += m["via"] == "call";
+    }
+    return n;
+  };
+  std::vector<std::string> reply;
+  long end = NowMs() + 1500;
+  do reply = c.Request("stack");
+  while (in_calls(reply) < (int)tid_of.size() && NowMs() < end);
+  ASSERT_EQ(in_calls(reply), (int)tid_of.size()) << ::testing::PrintToString(reply);
+
+  // Twenty dumps while they wait, and one through the injector.
+  for (int i = 0; i < 20; i++) {
+    reply = c.Request("stack");
+    ASSERT_FALSE(reply.empty());
+    EXPECT_EQ(reply.back().rfind("ok threads=", 0), 0u) << reply.back();
+  }
+  Dump d = StackJson(p.t.pid());
+  for (const Call& call : calls) {
+    std::string name = std::string(call.cmd).substr(0, std::string(call.cmd).find(' '));
+    const Thr& t = d.threads[tid_of[name]];
+    if (t.captured == "call") {   // unless the call is already over
+      EXPECT_EQ(t.in_call, call.in_call);
+      EXPECT_TRUE(HasFrame(t, "park_timed")) << name << "\n" << Frames(t);
+    }
+  }
+  EXPECT_TRUE(HasFrame(d.threads[tid_of["pause"]], "park_pause"));
+  EXPECT_EQ(d.threads[tid_of["pause"]].in_call, "pause");
+
+  ASSERT_TRUE(ReadUntil(p.t, lines, [&](auto& l) {
+    int n = 0;
+    for (auto& x : l) n += x.rfind("result ", 0) == 0;
+    return n == (int)calls.size();
+  }));
+  for (const Call& call : calls) {
+    std::string name = std::string(call.cmd).substr(0, std::string(call.cmd).find(' '));
+    std::map<std::string, std::string> res;
+    for (auto& l : lines)
+      if (l.rfind("result " + name + " ", 0) == 0) res = Fields(l);
+    ASSERT_FALSE(res.empty()) << name;
+    EXPECT_EQ(res["rc"], "0") << name << " was cut short: errno=" << res["errno"];
+    EXPECT_EQ(res["errno"], "0") << name;
+    EXPECT_GE(atol(res["ms"].c_str()), call.ms) << name;
+  }
+  // pause() is still waiting; only the program's own signal ends it.
+  EXPECT_FALSE(HasLine(lines, "pause returned"));
+  p.t.Send("wake-pause");
+  EXPECT_EQ(p.t.WaitFor("pause returned"), "pause returned rc=-1 errno=4");
+  p.ReleaseAndQuit();
+}
+
+std::vector<std::map<std::string, std::string>> Lockers(Target& t, int n) {
+  std::vector<std::map<std::string, std::string>> v;
+  for (int i = 0; i < n; i++) v.push_back(Fields(t.WaitFor("locker ")));
+  EXPECT_EQ(t.WaitFor("ready"), "ready");
+  EXPECT_TRUE(t.WaitSocket());
+  return v;
+}
+
+void ExpectDeadlockNamed(int n) {
+  Target t(ks::ProgPath("deadlock"), {std::to_string(n)});
+  auto lockers = Lockers(t, n);
+  std::map<pid_t, std::string> wants;
+  std::map<std::string, pid_t> holder;
+  std::vector<pid_t> tids;
+  for (auto& l : lockers) {
+    pid_t tid = atoi(l["tid"].c_str());
+    tids.push_back(tid);
+    wants[tid] = l["wants"];
+    holder[l["holds"]] = tid;
+  }
+  std::sort(tids.begin(), tids.end());
+  // The threads reach their second lock right after "ready": dump until the
+  // whole cycle shows.
+  Dump d;
+  long end = NowMs() + 15000;
+  do d = StackJson(t.pid());
+  while (d.deadlocks.empty() && NowMs() < end);
+  ASSERT_EQ(d.deadlocks.size(), 1u);
+  const Cycle& c = d.deadlocks[0];
+  std::vector<pid_t> got = c.tids;
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, tids);
+  EXPECT_EQ(c.tids[0], tids[0]);   // named from its smallest tid
+  ASSERT_EQ(c.waits.size(), (size_t)n);
+  std::string expect_text = "deadlock:";
+  for (size_t i = 0; i < c.waits.size(); i++) {
+    auto [tid, owner] = c.waits[i];
+    EXPECT_EQ(c.objects[i], wants[tid]);
+    EXPECT_EQ(owner, holder[wants[tid]]);
+    EXPECT_EQ(d.threads[tid].owner, owner);
+    EXPECT_TRUE(HasFrame(d.threads[tid], "take_second")) << Frames(d.threads[tid]);
+    expect_text += std::string(i ? "," : "") + " " + std::to_string(tid) + " waits for " +
+                   std::to_string(owner) + " (mutex " + wants[tid] + ")";
+    if (i + 1 < c.waits.size()) {
+      EXPECT_EQ(owner, c.waits[i + 1].first);
+    }
+  }
+  EXPECT_EQ(c.waits.back().second, c.waits.front().first);
+  EXPECT_EQ(c.text, expect_text);
+  ks::Result text = Inject({"--stack", std::to_string(t.pid())});
+  EXPECT_NE(text.out.find("\n" + expect_text + "\n"), std::string::npos) << text.out;
+  ks::Result list = Inject({std::to_string(t.pid())});
+  EXPECT_NE(list.out.find("\n" + expect_text + "\n"), std::string::npos) << list.out;
+  // One thread's dump names the cycle it is part of.
+  Dump one = StackJson(t.pid(), {std::to_string(tids.back())});
+  ASSERT_EQ(one.deadlocks.size(), 1u);
+  EXPECT_EQ(one.deadlocks[0].text, expect_text);
+  t.Send("quit");
+  EXPECT_EQ(t.Wait(), 0);
+}
+
+TEST(Stack, TwoThreadDeadlockIsNamed) { ExpectDeadlockNamed(2); }
+TEST(Stack, ThreeThreadDeadlockIsNamed) { ExpectDeadlockNamed(3); }
+TEST(Stack, SelfDeadlockIsNamed) { ExpectDeadlockNamed(1); }
+
+// Dumps while threads are created and exit as fast as the program can:
+// every dump is answered, and the program finishes its work.
+TEST(Stack, DumpsRaceWithExitingThreads) {
+  Target t(ks::ProgPath("churn"), {"20000", "4"});
+  ASSERT_EQ(t.WaitFor("ready"), "ready");
+  ASSERT_TRUE(t.WaitSocket());
+  t.Send("go");
+  int dumps = 0;
+  std::string done;
+  std::set<std::string> seen;
+  while (done.empty() && dumps < 15 && t.Alive()) {
+    ks::Result r;
+    Dump d = StackJson(t.pid(), {}, 30000, &r);
+    if (!d.parsed) break;
+    dumps++;
+    for (auto& [tid, th] : d.threads) {
+      seen.insert(th.captured);
+      if (th.captured != "none") {
+        EXPECT_FALSE(th.frames.empty()) << tid;
+      }
+    }
+    done = t.WaitFor("done", 1);
+  }
+  if (done.empty()) done = t.WaitFor("done", 120000);
+  EXPECT_EQ(done, "done 20000");
+  EXPECT_GT(dumps, 0);
+  EXPECT_TRUE(seen.count("signal"));
+  t.Send("quit");
+  EXPECT_EQ(t.Wait(), 0);
+  EXPECT_EQ(t.Stderr(), "");
+}
+
+// Hundreds of threads: every one is dumped, from a signal or from its call,
+// and all of them still work afterwards.
+TEST(Stack, HundredsOfThreads) {
+  const int n = 400;
+  Target t(ks::ProgPath("many"), {std::to_string(n)});
+  ASSERT_EQ(t.WaitFor("ready", 30000), "ready");
+  ASSERT_TRUE(t.WaitSocket());
+  Dump d = StackJson(t.pid());
+  ASSERT_EQ(d.threads.size(), (size_t)n + 1);
+  std::map<std::string, int> by;
+  for (auto& [tid, th] : d.threads) {
+    by[th.captured]++;
+    if (th.role == "main") continue;
+    bool known = HasFrame(th, "many_cond") || HasFrame(th, "many_sleep") ||
+                 HasFrame(th, "many_read") || HasFrame(th, "many_epoll");
+    EXPECT_TRUE(known) << tid << "\n" << Frames(th);
+  }
+  EXPECT_EQ(by["none"], 0);
+  EXPECT_GE(by["call"], n / 4);   // sleepers and epoll waiters between two calls
+  EXPECT_GE(by["signal"], n / 2);
+  t.Send("release");
+  EXPECT_EQ(t.WaitFor("released", 30000), "released " + std::to_string(n));
+  t.Send("quit");
+  EXPECT_EQ(t.Wait(), 0);
+}
+
+// libunwind.so.8, which the shim needs, also defines _Unwind_*: none of
+// those may bind to it, or C++ exceptions and pthread_cancel in the program
+// would run through the wrong unwinder.
+TEST(Stack, UnwindFunctionsStayLibgccs) {
+  ks::Result r = ks::Run({ks::ProgPath("threads_basic"), "2"}, 30000,
+                         {"LD_PRELOAD=" + ks::ShimPath(), "LD_BIND_NOW=1", "LD_DEBUG=bindings"});
+  EXPECT_EQ(r.code, 0);
+  size_t to_libgcc = 0, to_libunwind = 0;
+  size_t pos = 0;
+  while ((pos = r.err.find('\n', pos + 1)) != std::string::npos) {
+    size_t start = r.err.rfind('\n', pos - 1);
+    std::string line = r.err.substr(start + 1, pos - start - 1);
+    if (line.find("`_Unwind_") == std::string::npos) continue;
+    if (line.find("to /") == std::string::npos) continue;
+    std::string target = line.substr(line.find("to /"));
+    if (target.find("libunwind.so") != std::string::npos) {
+      to_libunwind++;
+      ADD_FAILURE() << line;
+    }
+    if (target.find("libgcc_s.so") != std::string::npos) to_libgcc++;
+  }
+  EXPECT_GT(to_libgcc, 0u);
+  EXPECT_EQ(to_libunwind, 0u);
+}
+
+}  // namespace
