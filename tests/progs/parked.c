@@ -132,7 +132,7 @@ __attribute__((noinline)) void park_blocked(void)
     sigfillset(&all);
     /* Raw: the shim keeps its own signals out of masks set through libc. */
     syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all, NULL, sizeof(long));
-    struct timespec ms = {0, 1000000};
+    struct timespec ms = {0, 20 * 1000000};
     while (!atomic_load(&released))
         syscall(SYS_nanosleep, &ms, NULL);
 }
