@@ -164,10 +164,16 @@ static void ks_release(struct ks_thread *r)
 
 /* Holds every selected registered thread (reader flag, blocking.h). A thread
  * found inside a wrapped call has its registers copied and stays held until
- * it is unwound; the others stay held until they answer or are given up. */
+ * it is unwound; the others stay held until they answer or are given up.
+ * From here to ks_finish the dumper does not allocate, and takes no lock
+ * but the registry's and the loader's (libunwind's dl_iterate_phdr; dlopen
+ * holds it only while it links a library into the list). */
 static void ks_hold_all(struct ks_targets *ts)
 {
     ks_registry_lock();
+    /* Stack bounds first: pthread_getattr_np allocates, and nothing may
+     * allocate while a thread is held. A held thread may be in a signal
+     * handler that interrupted malloc with the arena lock taken. */
     for (int i = 0; i < ts->n; i++) {
         struct ks_target *t = &ts->v[i];
         struct ks_thread *r = t->selected && !t->gone ? ks_live_rec(t) : NULL;
@@ -176,6 +182,12 @@ static void ks_hold_all(struct ks_targets *ts)
         ks_stack_bounds(r);
         t->e->stack_lo = r->stack_lo;
         t->e->stack_hi = r->stack_hi;
+    }
+    for (int i = 0; i < ts->n; i++) {
+        struct ks_target *t = &ts->v[i];
+        struct ks_thread *r = t->selected && !t->gone ? ks_live_rec(t) : NULL;
+        if (!r)
+            continue;
         __atomic_store_n(&r->block.reader, 1, __ATOMIC_SEQ_CST);
         t->held = 1;
         if (__atomic_load_n(&r->block.in_call, __ATOMIC_SEQ_CST)) {

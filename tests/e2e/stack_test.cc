@@ -274,6 +274,21 @@ TEST(Stack, OneThreadAndNoSuchThread) {
   p.ReleaseAndQuit();
 }
 
+// A thread the shim did not see start is found in /proc/self/task and
+// signalled by its tid.
+TEST(Stack, ForeignThreadIsDumped) {
+  Parked p;
+  p.t.Send("foreign");
+  pid_t foreign = atoi(Fields(p.t.WaitFor("foreign "))["tid"].c_str());
+  ASSERT_GT(foreign, 0);
+  Dump d = StackJson(p.t.pid());
+  const Thr& f = d.threads[foreign];
+  EXPECT_EQ(f.role, "foreign");
+  EXPECT_EQ(f.captured, "signal");
+  EXPECT_TRUE(HasFrame(f, "park_foreign")) << Frames(f);
+  p.ReleaseAndQuit();
+}
+
 // A thread that blocks every signal must not make the dump wait, whatever
 // the answer timeout: with 30 s allowed, the run finishes long before the
 // harness's 20 s limit.

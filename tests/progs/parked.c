@@ -20,6 +20,9 @@
  *                 "paused tid=T", and "pause returned rc=R errno=E" when it
  *                 returns; "wake-pause" sends it SIGUSR1 (a handler without
  *                 SA_RESTART), which is the only thing that should end it
+ *   "foreign"     a thread the shim does not see start (glibc's SIGEV_THREAD
+ *                 timer thread) unblocks signals, prints "foreign tid=T" and
+ *                 spins in park_foreign until "release"
  *   "quit"        checks the heap and exits 0 */
 #include <errno.h>
 #include <poll.h>
@@ -211,6 +214,36 @@ void *timed_main(void *a)
     return NULL;
 }
 
+__attribute__((noinline)) void park_foreign(void)
+{
+    while (!atomic_load_explicit(&released, memory_order_relaxed)) {
+    }
+}
+
+/* glibc starts timer threads itself, not through pthread_create, with every
+ * signal blocked. */
+static void foreign_main(union sigval v)
+{
+    (void)v;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_UNBLOCK, &all, NULL);
+    say("foreign tid=%d", gettid());
+    park_foreign();
+}
+
+static void start_foreign(void)
+{
+    struct sigevent ev;
+    memset(&ev, 0, sizeof ev);
+    ev.sigev_notify = SIGEV_THREAD;
+    ev.sigev_notify_function = foreign_main;
+    timer_t timer;
+    struct itimerspec once = {{0, 0}, {0, 1000000}};
+    if (timer_create(CLOCK_MONOTONIC, &ev, &timer) != 0 || timer_settime(timer, 0, &once, NULL) != 0)
+        say("foreign failed");
+}
+
 static void on_usr1(int s) { (void)s; }
 
 __attribute__((noinline)) int park_pause(void)
@@ -292,6 +325,8 @@ int main(void)
             pthread_kill(pauser, SIGUSR1);
             pthread_join(pauser, NULL);
             pauser = 0;
+        } else if (strncmp(line, "foreign", 7) == 0) {
+            start_foreign();
         } else if (strncmp(line, "pause", 5) == 0) {
             spawn(pause_main, NULL, &pauser);
         } else if (sscanf(line, "%15s %ld", name, &arg) == 2) {

@@ -205,6 +205,37 @@ TEST(Block, ReaderHoldsTheThreadInItsCall) {
   EXPECT_TRUE(returned);
 }
 
+// Cancelled inside a wrapped call, the thread leaves through the wrapper's
+// cleanup, which also waits for a dump that holds it: its stack is not
+// unwound away under the reader.
+TEST(Block, CancellationRunsTheWrappersCleanup) {
+  std::atomic<ks_thread*> rec{nullptr};
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, nullptr, [](void* p) -> void* {
+    static_cast<std::atomic<ks_thread*>*>(p)->store(ks_self());
+    sleep(30);
+    return nullptr;
+  }, &rec), 0);
+  while (!rec.load() || !__atomic_load_n(&rec.load()->block.in_call, __ATOMIC_SEQ_CST)) usleep(100);
+  ks_block* b = &rec.load()->block;
+  __atomic_store_n(&b->reader, 1, __ATOMIC_SEQ_CST);
+  ASSERT_EQ(pthread_cancel(th), 0);
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_nsec += 300 * 1000000L;
+  if (until.tv_nsec >= 1000000000L) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000L;
+  }
+  void* ret = nullptr;
+  EXPECT_EQ(pthread_timedjoin_np(th, &ret, &until), ETIMEDOUT);   // held in the cleanup
+  EXPECT_EQ(__atomic_load_n(&b->in_call, __ATOMIC_SEQ_CST), 0);
+  __atomic_store_n(&b->reader, 0, __ATOMIC_SEQ_CST);
+  syscall(SYS_futex, &b->reader, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  ASSERT_EQ(pthread_join(th, &ret), 0);
+  EXPECT_EQ(ret, PTHREAD_CANCELED);
+}
+
 // A handler that jumps out of a wrapped call abandons it: nothing is
 // offered to dumps any more.
 sigjmp_buf jump_env;
