@@ -71,7 +71,8 @@ struct ks_regs {
  * (rip: the return address, rsp: the caller's stack pointer). */
 void ks_save_regs(struct ks_regs *r);
 
-/* Per thread, in its registry record (struct ks_thread.block). */
+/* Per thread, beside its registry record (registry.h: ks_block_self,
+ * ks_block_of). */
 struct ks_block {
     int depth;           /* owner only: wrapped calls nested through signal handlers */
     int call;            /* owner writes before in_call: enum ks_call of the outer call */
@@ -79,6 +80,8 @@ struct ks_block {
     int reader;          /* a dump reads regs, or awaits this thread's answer */
     unsigned dumps;      /* times the dump handler ran on this thread (EINTR retry) */
     struct ks_regs regs; /* owner writes before in_call */
+    uintptr_t stack_lo, stack_hi;   /* the thread's stack, found once by a dump
+                                     * under the registry lock; 0: not yet */
 };
 
 #ifdef __cplusplus

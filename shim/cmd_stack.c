@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "blocking.h"
 #include "ks.h"
 #include "procfs.h"
 #include "registry.h"
@@ -54,7 +55,7 @@ struct ks_target {
     struct ks_thread *rec;      /* dereferenced only under the registry lock, after
                                  * checking it is still linked with this id, or while
                                  * the thread is held by its reader flag */
-    int held;                   /* we set rec->block.reader */
+    int held;                   /* we set its reader flag (blocking.h) */
     /* From /proc: stat for every thread, syscall for the selected ones,
      * status (signal masks) only for those about to be signalled. */
     int have_syscall;
@@ -142,7 +143,8 @@ static struct ks_thread *ks_live_rec(const struct ks_target *t)
  * Registry lock held, R linked. */
 static void ks_stack_bounds(struct ks_thread *r)
 {
-    if (r->stack_hi)
+    struct ks_block *b = ks_block_of(r);
+    if (b->stack_hi)
         return;
     pthread_attr_t attr;
     void *addr;
@@ -150,16 +152,17 @@ static void ks_stack_bounds(struct ks_thread *r)
     if (pthread_getattr_np(r->handle, &attr) != 0)
         return;
     if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
-        r->stack_lo = (uintptr_t)addr;
-        r->stack_hi = (uintptr_t)addr + size;
+        b->stack_lo = (uintptr_t)addr;
+        b->stack_hi = (uintptr_t)addr + size;
     }
     pthread_attr_destroy(&attr);
 }
 
 static void ks_release(struct ks_thread *r)
 {
-    __atomic_store_n(&r->block.reader, 0, __ATOMIC_SEQ_CST);
-    syscall(SYS_futex, &r->block.reader, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    struct ks_block *b = ks_block_of(r);
+    __atomic_store_n(&b->reader, 0, __ATOMIC_SEQ_CST);
+    syscall(SYS_futex, &b->reader, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
 /* Holds every selected registered thread (reader flag, blocking.h). A thread
@@ -180,20 +183,21 @@ static void ks_hold_all(struct ks_targets *ts)
         if (!r)
             continue;
         ks_stack_bounds(r);
-        t->e->stack_lo = r->stack_lo;
-        t->e->stack_hi = r->stack_hi;
+        t->e->stack_lo = ks_block_of(r)->stack_lo;
+        t->e->stack_hi = ks_block_of(r)->stack_hi;
     }
     for (int i = 0; i < ts->n; i++) {
         struct ks_target *t = &ts->v[i];
         struct ks_thread *r = t->selected && !t->gone ? ks_live_rec(t) : NULL;
         if (!r)
             continue;
-        __atomic_store_n(&r->block.reader, 1, __ATOMIC_SEQ_CST);
+        struct ks_block *b = ks_block_of(r);
+        __atomic_store_n(&b->reader, 1, __ATOMIC_SEQ_CST);
         t->held = 1;
-        if (__atomic_load_n(&r->block.in_call, __ATOMIC_SEQ_CST)) {
+        if (__atomic_load_n(&b->in_call, __ATOMIC_SEQ_CST)) {
             t->via = KS_VIA_CALL;
-            t->call = r->block.call;
-            t->regs = r->block.regs;
+            t->call = b->call;
+            t->regs = b->regs;
         }
     }
     ks_registry_unlock();
@@ -539,7 +543,7 @@ void ks_cmd_stack(const struct ks_msg *req, struct ks_out *out)
         return;
     }
     if (!__atomic_load_n(&ks_stack_ready, __ATOMIC_ACQUIRE)) {
-        ks_out_err(out, "unavailable", "stack capture is not set up in this process (see its stderr)");
+        ks_out_err(out, "unsupported", "stack capture is not set up in this process (see its stderr)");
         return;
     }
     uint64_t t0 = ks_now_ns();

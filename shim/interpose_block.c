@@ -179,19 +179,18 @@ static __attribute__((noinline)) void ks_block_wait_reader(struct ks_block *b)
  * frame, which stays live until the wrapper returns. depth goes up before the
  * registers are written, so a wrapped call made by a signal handler that
  * interrupts this one counts as nested and never overwrites them. */
-static inline __attribute__((always_inline)) struct ks_thread *ks_block_enter(int call)
+static inline __attribute__((always_inline)) struct ks_block *ks_block_enter(int call)
 {
-    struct ks_thread *self = ks_self();
-    struct ks_block *b = &self->block;
+    struct ks_block *b = ks_block_self();
     if (b->depth++ > 0)
-        return self;
+        return b;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     ks_save_regs(&b->regs);
     b->call = call;
     __atomic_store_n(&b->in_call, 1, __ATOMIC_SEQ_CST);
     if (KS_UNLIKELY(__atomic_load_n(&b->reader, __ATOMIC_SEQ_CST)))
         ks_block_wait_reader(b);
-    return self;
+    return b;
 }
 
 /* Drops in_call and waits out a reader before anything above this frame can
@@ -206,9 +205,9 @@ static void ks_block_drop(struct ks_block *b)
 }
 
 /* Runs when the wrapper's scope ends: return, cancellation, forced unwind. */
-static void ks_block_leave(struct ks_thread **selfp)
+static void ks_block_leave(struct ks_block **bp)
 {
-    struct ks_block *b = &(*selfp)->block;
+    struct ks_block *b = *bp;
     if (b->depth > 1)
         b->depth--;
     else if (b->depth == 1)
@@ -217,16 +216,16 @@ static void ks_block_leave(struct ks_thread **selfp)
 }
 
 #define KS_BLOCK_ENTER(self, call) \
-    struct ks_thread *self __attribute__((cleanup(ks_block_leave))) = ks_block_enter(call)
+    struct ks_block *self __attribute__((cleanup(ks_block_leave))) = ks_block_enter(call)
 
-static inline unsigned ks_dumps(struct ks_thread *self)
+static inline unsigned ks_dumps(struct ks_block *self)
 {
-    return __atomic_load_n(&self->block.dumps, __ATOMIC_SEQ_CST);
+    return __atomic_load_n(&self->dumps, __ATOMIC_SEQ_CST);
 }
 
 /* After a failed call: was it cut short by a dump signal (and not only by
  * the program's)? Updates *SEEN for the next round. */
-static inline int ks_cut_by_dump(struct ks_thread *self, unsigned *seen)
+static inline int ks_cut_by_dump(struct ks_block *self, unsigned *seen)
 {
     if (errno != EINTR)
         return 0;
@@ -605,7 +604,7 @@ KS_EXPORT int semtimedop(int id, struct sembuf *ops, size_t n, const struct time
  * other, and its wrapper resumes it if cut short). */
 static void ks_block_abandon(void)
 {
-    struct ks_block *b = &ks_self()->block;
+    struct ks_block *b = ks_block_self();
     if (KS_UNLIKELY(b->depth > 0))
         ks_block_drop(b);
 }

@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "blocking.h"
 #include "ks.h"
 
 /* initial-exec: the shim is preloaded, so its TLS is static and reaching it
@@ -22,7 +23,24 @@ static struct ks_thread *ks_head;
 static int ks_count;
 static _Atomic uint64_t ks_next_id = 1;
 
+static __thread struct ks_block ks_self_block __attribute__((tls_model("initial-exec")));
+
 struct ks_thread *ks_self(void) { return &ks_self_rec; }
+struct ks_block *ks_block_self(void) { return &ks_self_block; }
+
+/* Both variables live in this module's TLS block, whose layout is the same in
+ * every thread (the block is a copy of one template): the distance from a
+ * thread's record to its block state is the same for all threads. */
+struct ks_block *ks_block_of(struct ks_thread *t)
+{
+    /* Each address is materialized whole (thread pointer included): folded
+     * into one "t + off(block) - off(rec)", GCC emits a sub from the GOT that
+     * the linker's TLS relaxation in an executable gets wrong. */
+    char *blk = (char *)&ks_self_block, *rec = (char *)&ks_self_rec;
+    __asm__("" : "+r"(blk));
+    __asm__("" : "+r"(rec));
+    return (struct ks_block *)((char *)t + (blk - rec));
+}
 
 void ks_registry_lock(void)
 {

@@ -18,8 +18,6 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "blocking.h"
-
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -77,23 +75,28 @@ struct ks_thread {
     uintptr_t cancel_site;    /* user PC of the syscall it was blocked in when
                                  cancel mode was asked; 0 if it was not blocked */
     uintptr_t exit_site;      /* owner: the call to pthread_exit, if it made one */
-    /* Stack dumps (blocking.h, stack_capture.c). block: see blocking.h.
-     * shim_depth: nonzero while shim code runs on this thread inside a
-     * signal handler; the lock hooks then pass straight through, so what the
-     * handler locks (libunwind's own locks) never shows as the program's.
-     * stack_lo/hi: the thread's stack, filled once by a dump under the
-     * registry lock (0: not known yet). */
-    struct ks_block block;
-    int shim_depth;
-    uintptr_t stack_lo, stack_hi;
-
     /* Registry links, under ks_registry_lock. */
     struct ks_thread *next, *prev;
     int linked;
+
+    /* Owner only: nonzero while shim code runs on this thread inside a signal
+     * handler (stack_capture.c). The lock hooks then pass straight through,
+     * so what the handler locks (libunwind's own locks) never shows as the
+     * program's. (In the tail padding: the record stays 256 bytes.) */
+    int shim_depth;
 };
 
 /* The calling thread's record (never NULL; unlinked threads have tid 0). */
 struct ks_thread *ks_self(void);
+
+/* A thread's stack-dump state (blocking.h) lives beside its record in the
+ * same thread's TLS, not inside it. ks_block_self: the caller's. ks_block_of:
+ * the state of the thread whose record is T, valid as long as T is (under the
+ * registry lock with T linked, or while T's thread is held in a wrapped
+ * call). */
+struct ks_block;
+struct ks_block *ks_block_self(void);
+struct ks_block *ks_block_of(struct ks_thread *t);
 
 /* Links the calling thread's record with ROLE and START. Idempotent. */
 void ks_registry_add_self(enum ks_role role, void *start);

@@ -17,6 +17,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "blocking.h"
 #include "ks.h"
 #include "registry.h"
 #include "signals.h"
@@ -129,7 +130,8 @@ static void ks_dump_handler(int signo, siginfo_t *si, ucontext_t *uc)
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     /* Counted first, whatever happens next: a wrapped call that this signal
      * cut short retries on seeing the count change (interpose_block.c). */
-    __atomic_add_fetch(&self->block.dumps, 1, __ATOMIC_SEQ_CST);
+    struct ks_block *b = ks_block_self();
+    __atomic_add_fetch(&b->dumps, 1, __ATOMIC_SEQ_CST);
     /* Announce before looking: ks_dump_release clears ks_dump_cur, then waits
      * for ks_dump_active to drain; one of us sees the other's store. */
     __atomic_add_fetch(&ks_dump_active, 1, __ATOMIC_SEQ_CST);
@@ -146,7 +148,7 @@ static void ks_dump_handler(int signo, siginfo_t *si, ucontext_t *uc)
          * outside any wrapped call); answered, we may now enter one. If this
          * handler interrupted that very wait, the wrapper re-checks the flag
          * when its futex wait returns: no wake needed. */
-        __atomic_store_n(&self->block.reader, 0, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&b->reader, 0, __ATOMIC_SEQ_CST);
     }
     __atomic_sub_fetch(&ks_dump_active, 1, __ATOMIC_SEQ_CST);
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
@@ -272,5 +274,5 @@ void ks_stack_after_fork_child(void)
     ks_dump_active = 0;
     /* A dump in the parent may have held this thread's flag; the child has
      * no dumper to clear it. */
-    ks_self()->block.reader = 0;
+    ks_block_self()->reader = 0;
 }

@@ -27,7 +27,7 @@ const int kDumpSig = SIGRTMIN + 3;   // stands in for KS_SIG_DUMP
 const int kProgSig = SIGUSR1;        // the program's own signal
 
 // What the shim's dump handler does first: count its run on this thread.
-void FakeDumpHandler(int) { __atomic_add_fetch(&ks_self()->block.dumps, 1, __ATOMIC_SEQ_CST); }
+void FakeDumpHandler(int) { __atomic_add_fetch(&ks_block_self()->dumps, 1, __ATOMIC_SEQ_CST); }
 void ProgramHandler(int) {}
 
 void Install(int sig, void (*fn)(int)) {
@@ -187,8 +187,8 @@ TEST(Block, ReaderHoldsTheThreadInItsCall) {
     usleep(50 * 1000);
     returned = true;
   });
-  while (!rec.load() || !__atomic_load_n(&rec.load()->block.in_call, __ATOMIC_SEQ_CST)) usleep(100);
-  ks_block* b = &rec.load()->block;
+  while (!rec.load() || !__atomic_load_n(&ks_block_of(rec.load())->in_call, __ATOMIC_SEQ_CST)) usleep(100);
+  ks_block* b = ks_block_of(rec.load());
   __atomic_store_n(&b->reader, 1, __ATOMIC_SEQ_CST);
   EXPECT_EQ(b->call, KS_CALL_USLEEP);
   EXPECT_STREQ(ks_call_name(b->call), "usleep");
@@ -216,8 +216,8 @@ TEST(Block, CancellationRunsTheWrappersCleanup) {
     sleep(30);
     return nullptr;
   }, &rec), 0);
-  while (!rec.load() || !__atomic_load_n(&rec.load()->block.in_call, __ATOMIC_SEQ_CST)) usleep(100);
-  ks_block* b = &rec.load()->block;
+  while (!rec.load() || !__atomic_load_n(&ks_block_of(rec.load())->in_call, __ATOMIC_SEQ_CST)) usleep(100);
+  ks_block* b = ks_block_of(rec.load());
   __atomic_store_n(&b->reader, 1, __ATOMIC_SEQ_CST);
   ASSERT_EQ(pthread_cancel(th), 0);
   struct timespec until;
@@ -250,10 +250,10 @@ TEST(Block, LongjmpOutOfAWrappedCallDropsIt) {
     self = pthread_self();
     rec = ks_self();
     if (sigsetjmp(jump_env, 1) == 0) pause();
-    after_in_call = __atomic_load_n(&ks_self()->block.in_call, __ATOMIC_SEQ_CST);
-    after_depth = ks_self()->block.depth;
+    after_in_call = __atomic_load_n(&ks_block_self()->in_call, __ATOMIC_SEQ_CST);
+    after_depth = ks_block_self()->depth;
   });
-  while (!rec.load() || !__atomic_load_n(&rec.load()->block.in_call, __ATOMIC_SEQ_CST)) usleep(100);
+  while (!rec.load() || !__atomic_load_n(&ks_block_of(rec.load())->in_call, __ATOMIC_SEQ_CST)) usleep(100);
   pthread_kill(self, SIGUSR2);
   t.join();
   EXPECT_EQ(after_in_call, 0);

@@ -98,10 +98,8 @@ TEST(Registry, SignalOnlyLinkedThreadWithMatchingId) {
 }
 
 TEST(Registry, RecordIsSmall) {
-  // "A few hundred bytes per thread" at most: identity and lock tracking,
-  // the abort slot (its reason text is most of it), and the stack dump's
-  // state (the registers a blocking-call wrapper saves, 64 bytes).
-  EXPECT_LE(sizeof(ks_thread), 384u);
+  // "A few hundred bytes per thread" at most.
+  EXPECT_LE(sizeof(ks_thread), 256u);
 }
 
 }  // namespace
