@@ -425,10 +425,10 @@ static void ks_out_target(struct ks_out *out, const struct ks_target *t)
     } else {
         const struct ks_dump_entry *e = t->e;
         const char *why = t->why;
-        int frames = t->via != KS_VIA_NONE && e->state == KS_ENTRY_DONE;
-        if (frames && !why)
+        int frames = t->via != KS_VIA_NONE && e->state == KS_ENTRY_DONE && e->nframes > 0;
+        if (t->via != KS_VIA_NONE && e->state == KS_ENTRY_DONE && !why)
             why = ks_capture_why(e->why);
-        ks_out_str(out, "via", t->via == KS_VIA_CALL ? "call" : t->via == KS_VIA_SIGNAL ? "signal" : "none");
+        ks_out_str(out, "via", !frames ? "none" : t->via == KS_VIA_CALL ? "call" : "signal");
         if (why)
             ks_out_str(out, "why", why);
         if (t->via == KS_VIA_CALL)

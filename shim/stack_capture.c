@@ -10,6 +10,7 @@
 #include <libunwind.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -22,9 +23,9 @@
 #include "registry.h"
 #include "signals.h"
 
-/* Measured: the handler, libunwind's step and the loader's
- * dl_iterate_phdr use well under 8 KiB below the kernel's signal frame. A
- * thread with less than this left is not unwound. */
+/* Measured: a dump uses about 6.5 KiB below the interrupted frame (the
+ * kernel's signal frame, the handler, libunwind's step, the loader's
+ * dl_iterate_phdr). A thread with less than this left is not unwound. */
 #define KS_STACK_MARGIN (16 * 1024)
 
 _Static_assert(sizeof(unw_context_t) == sizeof(ucontext_t),
@@ -109,12 +110,17 @@ static struct ks_dump_entry *ks_dump_find(struct ks_dump *d, pid_t tid)
     return NULL;
 }
 
+/* Unwinds here unless the stack could overflow: on the thread's alternate
+ * signal stack (often a few KiB), or near the end of its own. Any other stack
+ * (a coroutine's, or a thread whose bounds are unknown) is unwound. */
 static void ks_capture_here(ucontext_t *uc, struct ks_dump_entry *e)
 {
     uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
-    if (e->stack_lo && (sp < e->stack_lo || sp > e->stack_hi))
+    stack_t ss;
+    if (sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK))
         e->why = KS_CAPTURE_ALTSTACK;
-    else if (e->stack_lo && sp - e->stack_lo < KS_STACK_MARGIN)
+    else if (e->stack_lo && sp >= e->stack_lo && sp < e->stack_hi &&
+             sp - e->stack_lo < KS_STACK_MARGIN)
         e->why = KS_CAPTURE_LOWSTACK;
     else
         ks_unwind(uc, e);

@@ -289,6 +289,20 @@ TEST(Stack, ForeignThreadIsDumped) {
   p.ReleaseAndQuit();
 }
 
+// A thread running a handler of its own on its alternate signal stack is
+// not unwound there (such stacks are small); the dump says so.
+TEST(Stack, ThreadOnItsAlternateStackIsReported) {
+  Parked p;
+  p.t.Send("altstack");
+  pid_t tid = atoi(Fields(p.t.WaitFor("onstack "))["tid"].c_str());
+  ASSERT_GT(tid, 0);
+  Dump d = StackJson(p.t.pid());
+  EXPECT_EQ(d.threads[tid].captured, "none");
+  EXPECT_EQ(d.threads[tid].reason, "altstack");
+  EXPECT_TRUE(HasFrame(d.threads[p.cond], "park_cond"));
+  p.ReleaseAndQuit();
+}
+
 // A thread that blocks every signal must not make the dump wait, whatever
 // the answer timeout: with 30 s allowed, the run finishes long before the
 // harness's 20 s limit.

@@ -20,6 +20,9 @@
  *                 "paused tid=T", and "pause returned rc=R errno=E" when it
  *                 returns; "wake-pause" sends it SIGUSR1 (a handler without
  *                 SA_RESTART), which is the only thing that should end it
+ *   "altstack"    a new thread takes SIGUSR2 on its alternate signal stack
+ *                 and spins in the handler (park_onstack), after printing
+ *                 "onstack tid=T", until "release"
  *   "foreign"     a thread the shim does not see start (glibc's SIGEV_THREAD
  *                 timer thread) unblocks signals, prints "foreign tid=T" and
  *                 spins in park_foreign until "release"
@@ -246,6 +249,24 @@ static void start_foreign(void)
 
 static void on_usr1(int s) { (void)s; }
 
+__attribute__((noinline)) void park_onstack(int s)
+{
+    (void)s;
+    say("onstack tid=%d", gettid());
+    while (!atomic_load_explicit(&released, memory_order_relaxed)) {
+    }
+}
+
+void *altstack_main(void *a)
+{
+    (void)a;
+    stack_t ss = {.ss_sp = malloc(64 * 1024), .ss_size = 64 * 1024};
+    if (!ss.ss_sp || sigaltstack(&ss, NULL) != 0)
+        say("altstack failed");
+    pthread_kill(pthread_self(), SIGUSR2);
+    return NULL;   /* the alternate stack stays: glibc may still run on it */
+}
+
 __attribute__((noinline)) int park_pause(void)
 {
     int rc = pause();
@@ -290,6 +311,8 @@ int main(void)
 {
     struct sigaction sa = {.sa_handler = on_usr1};
     sigaction(SIGUSR1, &sa, NULL);
+    struct sigaction onstack = {.sa_handler = park_onstack, .sa_flags = SA_ONSTACK};
+    sigaction(SIGUSR2, &onstack, NULL);
     if (pipe(pipe_fd) || pipe(empty_fd))
         return 1;
     atomic_store(&tids[0], gettid());
@@ -325,6 +348,8 @@ int main(void)
             pthread_kill(pauser, SIGUSR1);
             pthread_join(pauser, NULL);
             pauser = 0;
+        } else if (strncmp(line, "altstack", 8) == 0) {
+            spawn(altstack_main, NULL, NULL);
         } else if (strncmp(line, "foreign", 7) == 0) {
             start_foreign();
         } else if (strncmp(line, "pause", 5) == 0) {
