@@ -438,6 +438,37 @@ TEST(Stack, BlockingCallsAreNotCutShort) {
   p.ReleaseAndQuit();
 }
 
+// Thousands of short timed waits, entered and left while dumps come one
+// after another: none returns early or fails, whichever way each dump took
+// each thread (held in its call, signalled between calls, or racing the
+// entry or exit of a wrapper).
+TEST(Stack, ShortWaitsUnderContinuousDumps) {
+  Target t(ks::ProgPath("sleepers"), {"8", "150"});
+  ASSERT_EQ(t.WaitFor("ready"), "ready");
+  ASSERT_TRUE(t.WaitSocket());
+  ks::RawClient c(t.pid());
+  ASSERT_TRUE(c.ok());
+  c.ReadLine();
+  int dumps = 0, in_call = 0;
+  std::string result;
+  while (result.empty()) {
+    auto reply = c.Request("stack");
+    ASSERT_FALSE(reply.empty());
+    ASSERT_EQ(reply.back().rfind("ok threads=", 0), 0u) << reply.back();
+    dumps++;
+    for (auto& l : reply) in_call += l.find(" via=call ") != std::string::npos;
+    result = t.WaitFor("sleepers ", 1);
+  }
+  auto m = Fields(result);
+  EXPECT_EQ(m["early"], "0") << result;
+  EXPECT_EQ(m["errors"], "0") << result;
+  EXPECT_EQ(m["calls"], std::to_string(8 * 150 * 6));
+  EXPECT_GT(dumps, 10);
+  EXPECT_GT(in_call, 0);
+  t.Send("quit");
+  EXPECT_EQ(t.Wait(), 0);
+}
+
 std::vector<std::map<std::string, std::string>> Lockers(Target& t, int n) {
   std::vector<std::map<std::string, std::string>> v;
   for (int i = 0; i < n; i++) v.push_back(Fields(t.WaitFor("locker ")));

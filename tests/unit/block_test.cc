@@ -205,6 +205,34 @@ TEST(Block, ReaderHoldsTheThreadInItsCall) {
   EXPECT_TRUE(returned);
 }
 
+// A thread that a dump is about to signal (reader set while it was outside
+// any wrapped call) enters its next call only once the dump lets it go, so
+// the dump's signal cannot land inside that call.
+TEST(Block, ThreadHeldBeforeItsCallWaitsAtTheEntry) {
+  std::atomic<ks_thread*> rec{nullptr};
+  std::atomic<bool> go{false}, returned{false};
+  std::thread t([&] {
+    rec = ks_self();
+    while (!go) {
+    }
+    usleep(1);
+    returned = true;
+  });
+  while (!rec.load()) usleep(100);
+  ks_block* b = ks_block_of(rec.load());
+  __atomic_store_n(&b->reader, 1, __ATOMIC_SEQ_CST);
+  go = true;
+  usleep(300 * 1000);
+  // Held at the entry: the call is announced (its registers are readable)
+  // but a 1 us sleep has not begun. (Held at the exit, in_call would be 0.)
+  EXPECT_EQ(__atomic_load_n(&b->in_call, __ATOMIC_SEQ_CST), 1);
+  EXPECT_FALSE(returned);
+  __atomic_store_n(&b->reader, 0, __ATOMIC_SEQ_CST);
+  syscall(SYS_futex, &b->reader, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  t.join();
+  EXPECT_TRUE(returned);
+}
+
 // Cancelled inside a wrapped call, the thread leaves through the wrapper's
 // cleanup, which also waits for a dump that holds it: its stack is not
 // unwound away under the reader.

@@ -1,0 +1,94 @@
+/* Threads that do nothing but short timed waits, to be dumped while they do:
+ * each of THREADS threads (default 8) makes ROUNDS (default 300) rounds of
+ * poll 4 ms, nanosleep 3 ms, usleep 2 ms, epoll_wait 4 ms, select 3 ms and
+ * pselect 2 ms (the waits on an empty pipe), and counts every call that
+ * returned early or failed. stdout: "ready", then "sleepers early=E
+ * errors=F calls=C" when all are done. Exits 0 after "quit". */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <time.h>
+#include <unistd.h>
+
+static int rounds = 300, empty[2];
+static atomic_long early, errors, calls;
+
+static long now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000L + ts.tv_nsec / 1000L;
+}
+
+/* RC as the call returned, WANT_RC what a full wait returns; MS how long it
+ * should have lasted at least. */
+static void check(long t0, long ms, int rc, int want_rc)
+{
+    atomic_fetch_add(&calls, 1);
+    if (rc != want_rc)
+        atomic_fetch_add(&errors, 1);
+    else if (now_us() - t0 < ms * 1000)
+        atomic_fetch_add(&early, 1);
+}
+
+void *sleeper_main(void *arg)
+{
+    (void)arg;
+    int ep = epoll_create1(0);
+    struct epoll_event ev = {.events = EPOLLIN};
+    epoll_ctl(ep, EPOLL_CTL_ADD, empty[0], &ev);
+    for (int i = 0; i < rounds; i++) {
+        struct pollfd p = {empty[0], POLLIN, 0};
+        long t0 = now_us();
+        check(t0, 4, poll(&p, 1, 4), 0);
+        struct timespec ts = {0, 3000000};
+        t0 = now_us();
+        check(t0, 3, nanosleep(&ts, NULL), 0);
+        t0 = now_us();
+        check(t0, 2, usleep(2000), 0);
+        t0 = now_us();
+        check(t0, 4, epoll_wait(ep, &ev, 1, 4), 0);
+        fd_set r;
+        FD_ZERO(&r);
+        FD_SET(empty[0], &r);
+        struct timeval tv = {0, 3000};
+        t0 = now_us();
+        check(t0, 3, select(empty[0] + 1, &r, NULL, NULL, &tv), 0);
+        FD_ZERO(&r);
+        FD_SET(empty[0], &r);
+        struct timespec pts = {0, 2000000};
+        t0 = now_us();
+        check(t0, 2, pselect(empty[0] + 1, &r, NULL, NULL, &pts, NULL), 0);
+    }
+    close(ep);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    int n = argc > 1 ? atoi(argv[1]) : 8;
+    rounds = argc > 2 ? atoi(argv[2]) : 300;
+    if (pipe(empty))
+        return 1;
+    pthread_t *th = calloc((size_t)n, sizeof *th);
+    printf("ready\n");
+    fflush(stdout);
+    for (int i = 0; i < n; i++)
+        pthread_create(&th[i], NULL, sleeper_main, NULL);
+    for (int i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+    printf("sleepers early=%ld errors=%ld calls=%ld\n", atomic_load(&early), atomic_load(&errors),
+           atomic_load(&calls));
+    fflush(stdout);
+    char line[64];
+    while (fgets(line, sizeof line, stdin))
+        if (strncmp(line, "quit", 4) == 0)
+            break;
+    return 0;
+}
