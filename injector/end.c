@@ -54,6 +54,20 @@ static int ksi_task_alive(pid_t pid, pid_t tid)
 
 static int ksi_process_gone(pid_t pid) { return kill(pid, 0) != 0 && errno == ESRCH; }
 
+/* "0x1,0x2" into OUT (at most MAX). Returns how many. */
+static int ksi_addr_list(const char *s, uint64_t *out, int max)
+{
+    int n = 0;
+    while (s && *s && n < max) {
+        char *end;
+        out[n++] = strtoull(s, &end, 0);
+        if (end == s)
+            break;
+        s = *end == ',' ? end + 1 : end;
+    }
+    return n;
+}
+
 /* Copies an "ended" status line into the result. */
 static void ksi_take_grave(struct ksi_end_result *r, const struct ks_msg *m)
 {
@@ -64,10 +78,40 @@ static void ksi_take_grave(struct ksi_end_result *r, const struct ks_msg *m)
     r->site = ks_msg_get_u64(m, "site", &u) == 0 ? u : 0;
     r->start = ks_msg_get_u64(m, "start", &u) == 0 ? u : 0;
     r->locks_left = ks_msg_get_i64(m, "locks_left", 0, INT32_MAX, &x) == 0 ? (int)x : 0;
+    ksi_copy(r->abort_how, sizeof r->abort_how, ks_msg_get(m, "abort_how"));
+    ksi_copy(r->abort_note, sizeof r->abort_note, ks_msg_get(m, "abort_note"));
+    r->ncleanup = ksi_addr_list(ks_msg_get(m, "cleanup"), r->cleanup, 8);
+    r->nleft = ksi_addr_list(ks_msg_get(m, "left"), r->left, 4);
+}
+
+/* An abort's reason names code as module+offset (the shim has no symbols in
+ * a signal handler): add the function's name. */
+static void ksi_name_where(struct ksi_end *e)
+{
+    /* The injector waits on one thread: one cached name (polls are 20 ms). */
+    static uint64_t cached;
+    static char name[256];
+    if (!e->r.abort_where || !e->r.pending[0])
+        return;
+    if (e->r.abort_where != cached) {
+        cached = e->r.abort_where;
+        name[0] = '\0';
+        struct ksi_sym *sym = ksi_sym_open(e->r.pid);
+        struct ksi_symbol sy;
+        if (sym && ksi_sym_lookup(sym, cached, 0, &sy) == 0)
+            snprintf(name, sizeof name, "%s", sy.name);
+        ksi_sym_close(sym);
+    }
+    if (name[0]) {
+        size_t n = strlen(e->r.pending);
+        snprintf(e->r.pending + n, sizeof e->r.pending - n, " [in %s]", name);
+    }
 }
 
 /* Asks "status" once. Returns 1 if the thread has ended (graveyard), 0 if it
- * is alive (R->pending updated), or -(exit code) on a failure. */
+ * is alive (R->pending updated), 2 if it is alive and its abort was refused
+ * (the thread is untouched; R->pending says why), or -(exit code) on a
+ * failure. */
 static int ksi_poll_status(struct ksi_end *e)
 {
     char line[128];
@@ -91,7 +135,11 @@ static int ksi_poll_status(struct ksi_end *e)
         return 1;
     }
     ksi_copy(e->r.pending, sizeof e->r.pending, ks_msg_get(&m, "pending"));
-    return 0;
+    uint64_t where = 0;
+    e->r.abort_where = ks_msg_get_u64(&m, "abort_where", &where) == 0 ? where : 0;
+    ksi_name_where(e);
+    const char *abort = ks_msg_get(&m, "abort");
+    return abort && strcmp(abort, "refused") == 0 ? 2 : 0;
 }
 
 static void ksi_progress(struct ksi_end *e, const char *mode, int force)
@@ -105,7 +153,8 @@ static void ksi_progress(struct ksi_end *e, const char *mode, int force)
 }
 
 /* Waits until the thread is gone or UNTIL passes. Returns 1 gone, 0 not yet,
- * or -(exit code). The /proc check comes after the graveyard's: the grave is
+ * 2 the abort step was refused after it was accepted (the shim found no safe
+ * way out once the thread looked at its stack), or -(exit code). The /proc check comes after the graveyard's: the grave is
  * written on the thread's way out, the task disappears a moment later. */
 static int ksi_wait_gone(struct ksi_end *e, double until, const char *mode)
 {
@@ -124,7 +173,9 @@ static int ksi_wait_gone(struct ksi_end *e, double until, const char *mode)
                 }
                 return rc;
             }
-            ended = rc;
+            if (rc == 2 && strcmp(mode, "abort") == 0)
+                return 2;
+            ended = rc == 1;
         }
         if (ended && !ksi_task_alive(e->r.pid, e->r.tid))
             return 1;
@@ -309,6 +360,19 @@ static int ksi_run_ladder(struct ksi_end *e)
         rc = ksi_wait_gone(e, until, steps[i]);
         if (rc < 0)
             return -rc;
+        if (rc == 2) {
+            /* Refused by the thread itself: nothing was done to it. */
+            struct ksi_step *s = &e->r.steps[e->r.nsteps - 1];
+            accepted -= s->accepted;
+            s->accepted = 0;
+            const char *msg = e->r.pending;
+            if (strncmp(msg, "abort refused: ", 15) == 0)
+                msg += 15;
+            ksi_copy(s->message, sizeof s->message, msg);
+            fprintf(stderr, "killshim-inject: [%.1fs] thread %d: abort refused: %s\n",
+                    ksi_now() - e->t0, (int)e->r.tid, s->message);
+            continue;
+        }
         if (rc == 1) {
             e->r.outcome = KSI_GONE;
             e->r.elapsed_s = ksi_now() - e->t0;

@@ -39,8 +39,17 @@ struct ksi_end_result {
     uint64_t start;           /* its start routine */
     int locks_left;
     int process_exited;
+    /* Aborted: how it left, the frames whose cleanups ran, the locks it left
+     * held (addresses) and a note (e.g. a cond's mutex the shim unlocked). */
+    char abort_how[24];
+    uint64_t cleanup[8];
+    int ncleanup;
+    uint64_t left[4];
+    int nleft;
+    char abort_note[128];
     /* When pending: */
     char pending[300];
+    uint64_t abort_where;     /* the code an abort's pending or refusal reason is about */
 };
 
 /* Prints the report (text or JSON) on stdout. PID must still be readable for

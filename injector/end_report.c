@@ -47,6 +47,41 @@ static const char *ksi_site_kind(const struct ksi_end_result *r)
     return "";
 }
 
+/* What the shim's abort_how words mean (docs/abort.md). */
+static const char *ksi_abort_how_text(const char *how)
+{
+    static const char *const m[][2] = {
+        {"frame", "from a frame without cleanups"},
+        {"call", "at a call of the program, as if the callee had thrown"},
+        {"return", "as a library call returned, as if it had thrown"},
+        {"unlock", "at the unlock that released its last lock"},
+        {"cond", "from pthread_cond_wait, its mutex re-acquired"},
+        {"forced", "--force: from where it was"},
+        {"discarded", "--force: one frame's cleanups skipped"},
+    };
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        if (strcmp(how, m[i][0]) == 0)
+            return m[i][1];
+    return "?";
+}
+
+/* "symbol+0xoff (module)" for ADDR in PID, or the bare address. */
+static void ksi_fmt_addr(pid_t pid, uint64_t addr, int code, char *buf, size_t cap)
+{
+    struct ksi_symbol sy;
+    struct ksi_sym *sym = ksi_sym_open(pid);
+    int ok = sym && ksi_sym_lookup(sym, addr, 0, &sy) == 0 && sy.name[0];
+    ksi_sym_close(sym);
+    if (!ok)
+        snprintf(buf, cap, "0x%" PRIx64, addr);
+    else if (sy.offset && code)
+        snprintf(buf, cap, "%s+0x%" PRIx64, sy.name, sy.offset);
+    else if (sy.offset)
+        snprintf(buf, cap, "%s+%" PRIu64 " (0x%" PRIx64 ")", sy.name, sy.offset, addr);
+    else
+        snprintf(buf, cap, "%s (0x%" PRIx64 ")", sy.name, addr);
+}
+
 struct ksi_site {
     int known;
     struct ksi_symbol sy;
@@ -114,12 +149,32 @@ static void ksi_report_text(const struct ksi_end_result *r, const struct ksi_sit
     ksi_fmt_site(site, r->site, where, sizeof where);
     printf("  left from:   %s%s%s\n", where, site->known ? ", " : "",
            site->known ? ksi_site_kind(r) : "");
-    if (r->locks_left)
+    if (r->abort_how[0])
+        printf("  abort:       %s (%s)\n", r->abort_how, ksi_abort_how_text(r->abort_how));
+    if (r->ncleanup) {
+        printf("  cleanups in:");
+        for (int i = 0; i < r->ncleanup; i++) {
+            char name[300];
+            ksi_fmt_addr(r->pid, r->cleanup[i], 1, name, sizeof name);
+            printf("%s %s", i ? "," : "", name);
+        }
+        printf("\n");
+    }
+    if (r->locks_left) {
         printf("  left behind: %d pthread mutex/rwlock lock%s still held (other threads that "
-               "wait for %s block forever)\n", r->locks_left, r->locks_left == 1 ? "" : "s",
+               "wait for %s block forever)", r->locks_left, r->locks_left == 1 ? "" : "s",
                r->locks_left == 1 ? "it" : "them");
-    else
+        for (int i = 0; i < r->nleft; i++) {
+            char name[300];
+            ksi_fmt_addr(r->pid, r->left[i], 0, name, sizeof name);
+            printf("%s %s", i ? "," : ":", name);
+        }
+        printf("\n");
+    } else {
         printf("  left behind: no locks (it held no pthread mutex or rwlock)\n");
+    }
+    if (r->abort_note[0])
+        printf("  note:        %s\n", r->abort_note);
     printf("  pthread_join returns: %s\n", ksi_join_value(r));
 }
 
@@ -168,6 +223,25 @@ static void ksi_report_json(const struct ksi_end_result *r, const struct ksi_sit
     json_object_object_add(root, "left_from", js);
     json_object_object_add(root, "locks_left", gone && r->how[0] ? json_object_new_int(r->locks_left) : NULL);
     json_object_object_add(root, "join_value", gone && r->how[0] ? ksi_json_str(ksi_join_value(r)) : NULL);
+    if (gone && r->abort_how[0]) {
+        json_object *ab = json_object_new_object();
+        json_object_object_add(ab, "how", json_object_new_string(r->abort_how));
+        json_object *cl = json_object_new_array(), *lf = json_object_new_array();
+        for (int i = 0; i < r->ncleanup; i++) {
+            char name[300];
+            ksi_fmt_addr(r->pid, r->cleanup[i], 1, name, sizeof name);
+            json_object_array_add(cl, json_object_new_string(name));
+        }
+        for (int i = 0; i < r->nleft; i++) {
+            char name[300];
+            ksi_fmt_addr(r->pid, r->left[i], 0, name, sizeof name);
+            json_object_array_add(lf, json_object_new_string(name));
+        }
+        json_object_object_add(ab, "cleanups", cl);
+        json_object_object_add(ab, "locks_left", lf);
+        json_object_object_add(ab, "note", ksi_json_str(r->abort_note));
+        json_object_object_add(root, "abort", ab);
+    }
     puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(root);
 }

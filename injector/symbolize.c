@@ -1,6 +1,7 @@
 #include "symbolize.h"
 
 #include <elfutils/libdwfl.h>
+#include <gelf.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,10 +48,46 @@ static void ksi_copy(char *dst, size_t cap, const char *src)
     snprintf(dst, cap, "%s", src ? src : "");
 }
 
+struct ksi_bss_ctx {
+    Dwarf_Addr addr;
+    Dwfl_Module *found;
+};
+
+/* The module whose loaded segments (PT_LOAD, bss included) hold ctx->addr. */
+static int ksi_bss_module(Dwfl_Module *mod, void **userdata, const char *name, Dwarf_Addr start,
+                          void *arg)
+{
+    (void)userdata;
+    (void)name;
+    (void)start;
+    struct ksi_bss_ctx *c = arg;
+    GElf_Addr bias = 0;
+    Elf *elf = dwfl_module_getelf(mod, &bias);
+    size_t n = 0;
+    if (!elf || elf_getphdrnum(elf, &n) != 0)
+        return DWARF_CB_OK;
+    for (size_t i = 0; i < n; i++) {
+        GElf_Phdr ph;
+        if (gelf_getphdr(elf, (int)i, &ph) && ph.p_type == PT_LOAD &&
+            c->addr >= bias + ph.p_vaddr && c->addr < bias + ph.p_vaddr + ph.p_memsz) {
+            c->found = mod;
+            return DWARF_CB_ABORT;
+        }
+    }
+    return DWARF_CB_OK;
+}
+
 int ksi_sym_lookup(struct ksi_sym *s, uint64_t addr, int want_line, struct ksi_symbol *out)
 {
     memset(out, 0, sizeof *out);
     Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, (Dwarf_Addr)addr);
+    if (!mod) {
+        /* /proc/PID/maps shows a module's bss past its last file page as an
+         * anonymous mapping: a lock in .bss is found through the segments. */
+        struct ksi_bss_ctx c = {.addr = (Dwarf_Addr)addr, .found = NULL};
+        dwfl_getmodules(s->dwfl, ksi_bss_module, &c, 0);
+        mod = c.found;
+    }
     if (!mod)
         return -1;
     const char *mname = dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, NULL, NULL);

@@ -25,6 +25,7 @@ struct ks_view {
     int requested;            /* enum ks_req_bits */
     int cancel_disabled;
     char pending[200];
+    struct ks_abort_report abort;
     struct ks_grave grave;
 };
 
@@ -65,12 +66,31 @@ static void ks_view_of(pid_t tid, uint64_t id, struct ks_view *v)
                        (t->cancel_requested ? KS_REQ_CANCEL : 0) |
                        (__atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) ? KS_REQ_ABORT : 0);
         ks_pending_reason(t, v->pending, sizeof v->pending);
+        ks_abort_snapshot(t, &v->abort);
         return;
     }
     if (ks_grave_find(tid, id, &v->grave) == 0) {
         v->found = 2;
         v->id = v->grave.id;
     }
+}
+
+static void ks_out_addrs(struct ks_out *out, const char *key, const uintptr_t *a, int n)
+{
+    char buf[256];
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < n && len + 20 < sizeof buf; i++)
+        len += (size_t)snprintf(buf + len, sizeof buf - len, "%s0x%lx", i ? "," : "",
+                                (unsigned long)a[i]);
+    if (n > 0)
+        ks_out_str(out, key, buf);
+}
+
+static const char *ks_abort_state_word(int st)
+{
+    return st == KS_ABORT_PENDING ? "pending" : st == KS_ABORT_REFUSED ? "refused"
+         : st == KS_ABORT_FIRING ? "firing" : "none";
 }
 
 static void ks_answer_view(struct ks_out *out, const struct ks_view *v)
@@ -88,6 +108,14 @@ static void ks_answer_view(struct ks_out *out, const struct ks_view *v)
             ks_out_str(out, "pending", v->pending);
         ks_out_str(out, "cancel", v->cancel_disabled ? "disabled" : "enabled");
         ks_out_i64(out, "locks", v->locks_held);
+        if (v->abort.state != KS_ABORT_NONE) {
+            ks_out_str(out, "abort", ks_abort_state_word(v->abort.state));
+            ks_out_str(out, "abort_how", ks_abort_how_name(v->abort.how));
+            if (v->abort.where)
+                ks_out_hex(out, "abort_where", v->abort.where);
+            if (v->abort.steps)
+                ks_out_i64(out, "abort_steps", v->abort.steps);
+        }
     } else {
         const struct ks_grave *g = &v->grave;
         uint64_t now = ks_now_ns();
@@ -101,6 +129,13 @@ static void ks_answer_view(struct ks_out *out, const struct ks_view *v)
         if (g->start_routine)
             ks_out_hex(out, "start", (uint64_t)(uintptr_t)g->start_routine);
         ks_out_i64(out, "locks_left", g->locks_held);
+        if (g->how == KS_END_ABORTED) {
+            ks_out_str(out, "abort_how", ks_abort_how_name(g->abort_how));
+            ks_out_addrs(out, "cleanup", g->cleanup, g->ncleanup);
+            ks_out_addrs(out, "left", g->left, g->nleft);
+            if (g->abort_note[0])
+                ks_out_str(out, "abort_note", g->abort_note);
+        }
         ks_out_i64(out, "lived_ms", (int64_t)((g->ended_ns - g->created_ns) / 1000000));
         ks_out_i64(out, "ended_ms_ago", (int64_t)((now - g->ended_ns) / 1000000));
     }
@@ -155,7 +190,18 @@ void ks_cmd_status(const struct ks_msg *req, struct ks_out *out)
     if (ks_get_target(req, out, &tid, &id) != 0)
         return;
     struct ks_view v;
+    char why[200];
+    if (ks_abort_request)
+        ks_abort_prepare();
     ks_registry_lock();
+    /* A pending abort is retried at each look (ks_abort_request, rate
+     * limited): the waits it sits in (a cond wait woken too early, a patched
+     * return the thread jumped past, a frame with no call boundary) are
+     * tried again as the client polls. */
+    struct ks_thread *t = ks_registry_find(tid);
+    if (t && (!id || t->id == id) &&
+        __atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) == KS_ABORT_PENDING && ks_abort_request)
+        ks_abort_request(t, __atomic_load_n(&t->abort.force, __ATOMIC_RELAXED), why, sizeof why);
     ks_view_of(tid, id, &v);
     ks_registry_unlock();
     if (v.found)
@@ -256,6 +302,8 @@ void ks_cmd_end(const struct ks_msg *req, struct ks_out *out)
         ks_out_err(out, "unsupported", "this shim was built without the abort mode");
         return;
     }
+    if (mode == KS_MODE_ABORT)
+        ks_abort_prepare();
     struct ks_view v;
     int rc = 0, refused = 0;
     ks_registry_lock();

@@ -24,12 +24,12 @@ void ks_deliver_init(void) { ks_signals_set_handler(KS_SIG_ACT, ks_act_dispatch)
 
 void ks_pending_reason(const struct ks_thread *t, char *buf, size_t cap)
 {
-    /* The abort's reason may be rewritten while we read it: copy it bounded,
-     * so a torn read is at worst a garbled message, never an overrun. */
-    char reason[sizeof t->abort.reason];
-    memcpy(reason, t->abort.reason, sizeof reason);
-    reason[sizeof reason - 1] = '\0';
-    switch (__atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE)) {
+    /* The abort's target rewrites its report without a lock: take a
+     * consistent copy. */
+    struct ks_abort_report ab;
+    ks_abort_snapshot(t, &ab);
+    const char *reason = ab.reason;
+    switch (ab.state) {
     case KS_ABORT_PENDING:
         snprintf(buf, cap, "abort pending: %s", reason[0] ? reason : "waiting for a safe point");
         return;

@@ -38,10 +38,31 @@ enum ks_abort_state {
     KS_ABORT_FIRING,     /* unwinding now */
 };
 
+/* How an abort left, or what it waits for (ks_abort_report.how). */
+enum ks_abort_how {
+    KS_ABORT_HOW_NONE = 0,
+    KS_ABORT_HOW_SIGNALLED,     /* request sent; the thread has not run yet */
+    KS_ABORT_HOW_AT_UNLOCK,     /* waits for its lock count to drop to zero */
+    KS_ABORT_HOW_COND_WAIT,     /* blocked in pthread_cond_*wait; woken to leave */
+    KS_ABORT_HOW_LOCK_WAIT,     /* blocked acquiring a lock (deadlock?) */
+    KS_ABORT_HOW_STEPPING,      /* single-stepping to a safe point */
+    KS_ABORT_HOW_ARMED,         /* return address patched: leaves when a runtime call returns */
+    KS_ABORT_HOW_NO_BOUNDARY,   /* no call boundary reached in a frame with cleanups */
+    KS_ABORT_HOW_INSIDE_RUNTIME,/* inside libc (or the loader...) and not coming out */
+    /* How it left (state FIRING): */
+    KS_ABORT_HOW_FRAME,         /* from a frame without cleanups, at any instruction */
+    KS_ABORT_HOW_CALL,          /* at a call instruction of the application */
+    KS_ABORT_HOW_RETURN,        /* as a runtime call returned to the application */
+    KS_ABORT_HOW_UNLOCK,        /* from the unlock that released its last lock */
+    KS_ABORT_HOW_COND,          /* from pthread_cond_*wait, with its mutex re-acquired */
+    KS_ABORT_HOW_FORCED,        /* --force: from where it was, see left[] */
+    KS_ABORT_HOW_DISCARDED,     /* --force: one frame's cleanups skipped (where) */
+};
+
 /* Asks the abort of T. Caller holds the registry lock and T is linked.
  * FORCE: end it at once even where it is not safe (held locks, inside libc);
  * the graveyard then says what was left behind. Returns 0 if the request is
- * in flight (T->abort says how it goes), or an errno with WHY filled in
+ * in flight (ks_abort_snapshot says how it goes), or an errno with WHY filled in
  * (refused before anything was done to the thread). */
 int ks_abort_request(struct ks_thread *t, int force, char *why, size_t cap)
     __attribute__((weak));
@@ -50,6 +71,55 @@ int ks_abort_request(struct ks_thread *t, int force, char *why, size_t cap)
  * to NULL, and the "is it built in?" test would pass. Once deliver_abort.c
  * defines these (hidden, like every ks_ symbol), the references bind
  * locally at link time. */
+
+/* What ks_abort_request needs that is slow or takes other locks (the module
+ * table, the SIGTRAP handler, whether the process is traced): call it
+ * before taking the registry lock. Process-wide; cheap when nothing
+ * changed. */
+void ks_abort_prepare(void);
+
+/* Calling ks_abort_request again while T->abort.state is KS_ABORT_PENDING
+ * is the way to retry: it re-sends the signal (at most every 200 ms), wakes
+ * a condition-variable wait again, and upgrades to FORCE. A waiting verb
+ * should call it every few hundred milliseconds while the abort is pending.
+ * Once the thread refused (KS_ABORT_REFUSED: the thread runs on untouched),
+ * the next call returns ECANCELED with the reason in WHY and clears the
+ * state, so the call after that is a new request. */
+
+#define KS_ABORT_MAX_CLEANUP 8 /* frames with cleanups remembered per abort */
+#define KS_ABORT_MAX_LEFT 4    /* locks left held remembered per abort */
+
+/* What an abort request did or waits for: a consistent copy, since the
+ * target writes it without a lock, often in a signal handler. */
+struct ks_abort_report {
+    int state;                /* enum ks_abort_state */
+    int force;
+    int how;                  /* enum ks_abort_how */
+    int steps;                /* instructions single-stepped (last run) */
+    uintptr_t site;           /* FIRING: where it left (the application frame) */
+    uintptr_t where;          /* the code REASON is about, 0 if none */
+    int ncleanup;             /* frames whose cleanups run on the way out */
+    uintptr_t cleanup[KS_ABORT_MAX_CLEANUP];
+    int nleft;                /* locks it still held when it left (--force) */
+    uintptr_t left[KS_ABORT_MAX_LEFT];
+    char reason[120];         /* why it waits, why it was refused, what it left */
+};
+
+/* Fills OUT for T (all zero if no abort was asked). Caller holds the
+ * registry lock and T is linked, or T is the calling thread. */
+void ks_abort_snapshot(const struct ks_thread *t, struct ks_abort_report *out);
+
+/* A short name for HOW ("frame", "call", "at-unlock"...). */
+const char *ks_abort_how_name(int how);
+
+/* Loads and primes what the abort needs (libunwind, libgcc_s, the module
+ * table, the SIGTRAP handler). Called once by ks_init, before the signals are
+ * installed. Returns 0 or an errno: the abort mode is then unavailable. */
+int ks_abort_init(void);
+/* On T's way out, after it is unlinked: gives its abort block back. */
+void ks_abort_release(struct ks_thread *t);
+/* In the child of fork: no abort asked in the parent applies. */
+void ks_abort_after_fork_child(void);
 
 /* ---- The ACT signal (deliver.c) ----------------------------------------
  * KS_SIG_ACT has one handler, the dispatcher in deliver.c: a flag or cancel

@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "deliver.h"
 #include "ks.h"
@@ -41,6 +43,17 @@ void ks_grave_bury(const struct ks_thread *t, int how, uintptr_t site)
         g.requested |= KS_REQ_CANCEL;
     if (__atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) != KS_ABORT_NONE)
         g.requested |= KS_REQ_ABORT;
+    if (how == KS_END_ABORTED) {
+        struct ks_abort_report ab;
+        ks_abort_snapshot(t, &ab);
+        g.abort_how = ab.how;
+        g.ncleanup = ab.ncleanup;
+        memcpy(g.cleanup, ab.cleanup, sizeof g.cleanup);
+        g.nleft = ab.nleft;
+        memcpy(g.left, ab.left, sizeof g.left);
+        memcpy(g.abort_note, ab.reason, sizeof g.abort_note - 1);   /* truncated */
+        g.abort_note[sizeof g.abort_note - 1] = '\0';
+    }
     ks_grave_lock();
     ks_graves[ks_grave_next % KS_GRAVES] = g;
     ks_grave_next++;

@@ -8,6 +8,7 @@
 #include "deliver.h"
 #include "graveyard.h"
 #include "ks.h"
+#include "deliver.h"
 #include "registry.h"
 #include "server.h"
 #include "signals.h"
@@ -20,6 +21,7 @@ static void ks_after_fork_child(void)
 {
     ks_pid = getpid();
     ks_registry_reset_after_fork();
+    ks_abort_after_fork_child();
     ks_graveyard_after_fork();
     ks_stack_after_fork_child();
     ks_server_after_fork_child();
@@ -42,7 +44,10 @@ static void ks_init_once(void)
         return;
     }
     ks_deliver_init();
-    int rc = ks_signals_install();
+    int rc = ks_abort_init();
+    if (rc)
+        ks_debug("abort mode unavailable (%s)", strerror(rc));
+    rc = ks_signals_install();
     if (rc)
         ks_warn("cannot install the shim's signal handlers (%s): stacks and aborts will not work",
                 strerror(rc));

@@ -1,92 +1,198 @@
-/* Mutex interposition: counts the pthread mutexes each thread holds (an abort
- * never fires while the count is above zero) and records which mutex a thread
- * is blocked on (for the wait-for graph). The hot path adds two TLS stores
- * and one increment to the real call.
+/* Lock interposition: counts the pthread mutexes and rwlocks each thread
+ * holds, and remembers the first few (an abort never fires while the count is
+ * above zero, and --force reports which it left locked), and records what a
+ * thread is blocked on (for the wait-for graph). The hot path adds a few TLS
+ * stores and one increment to the real call.
  *
- * Only locks taken through the dynamic symbol are seen: libc's internal
- * locks are not, which is right, since an abort never fires inside libc. */
+ * Only locks taken through the dynamic symbols are seen: libc's internal
+ * locks are not, which is right, since an abort never fires inside libc.
+ * Locks the shim takes for itself while it runs on a program thread
+ * (shim_depth: libunwind's during a stack dump or an abort's walk) are not
+ * the program's: the hooks pass straight through. */
 #include <pthread.h>
 
 #include "ks.h"
 #include "registry.h"
 
-/* Hook for the abort path (deliver_abort.c): called by the owner thread when
+/* Hook for the abort path (abort_exit.c): called by the owner thread when
  * its count drops to zero. A weak default keeps this file independent. */
 __attribute__((weak)) void ks_on_locks_released(struct ks_thread *self) { (void)self; }
+
+static inline void ks_held_add(struct ks_thread *self, void *obj)
+{
+    int n = self->locks_held;
+    if (n >= 0 && n < KS_HELD_MAX)
+        self->held[n] = obj;
+    self->locks_held = n + 1;
+}
+
+static inline void ks_held_remove(struct ks_thread *self, void *obj)
+{
+    int n = self->locks_held;
+    /* A lock taken before the shim loaded is released without having been
+     * counted: never go below zero. */
+    if (n <= 0)
+        return;
+    int lim = n < KS_HELD_MAX ? n : KS_HELD_MAX;
+    for (int i = 0; i < lim; i++)
+        if (self->held[i] == obj) {
+            self->held[i] = self->held[lim - 1];
+            break;
+        }
+    self->locks_held = n - 1;
+    if (n == 1)
+        ks_on_locks_released(self);
+}
 
 /* What the thread waited for before this lock call: a program signal
  * handler may lock while its thread is blocked on another mutex, and the
  * outer wait must still show when the handler returns. */
-struct ks_prev_wait {
+struct ks_wait {
+    struct ks_thread *self;
     int kind;
     void *obj;
 };
 
-static inline struct ks_prev_wait ks_lock_waiting(struct ks_thread *self, void *m)
+static inline struct ks_wait ks_wait_begin(int kind, void *obj)
 {
-    struct ks_prev_wait p = {__atomic_load_n(&self->wait_kind, __ATOMIC_RELAXED),
-                             __atomic_load_n(&self->wait_obj, __ATOMIC_RELAXED)};
-    __atomic_store_n(&self->wait_obj, m, __ATOMIC_RELAXED);
-    __atomic_store_n(&self->wait_kind, KS_WAIT_MUTEX, __ATOMIC_RELAXED);
-    return p;
+    struct ks_thread *self = ks_self();
+    struct ks_wait w = {self, KS_WAIT_NONE, NULL};
+    if (KS_UNLIKELY(self->shim_depth))
+        return w;
+    w.kind = __atomic_load_n(&self->wait_kind, __ATOMIC_RELAXED);
+    w.obj = __atomic_load_n(&self->wait_obj, __ATOMIC_RELAXED);
+    __atomic_store_n(&self->wait_obj, obj, __ATOMIC_RELAXED);
+    __atomic_store_n(&self->wait_kind, kind, __ATOMIC_RELAXED);
+    return w;
 }
 
-static inline void ks_lock_acquired(struct ks_thread *self, struct ks_prev_wait p, int rc)
+static inline int ks_acquired(struct ks_wait w, void *obj, int rc)
 {
-    __atomic_store_n(&self->wait_kind, p.kind, __ATOMIC_RELAXED);
-    __atomic_store_n(&self->wait_obj, p.obj, __ATOMIC_RELAXED);
+    struct ks_thread *self = w.self;
+    if (KS_UNLIKELY(self->shim_depth))
+        return rc;
+    __atomic_store_n(&self->wait_kind, w.kind, __ATOMIC_RELAXED);
+    __atomic_store_n(&self->wait_obj, w.obj, __ATOMIC_RELAXED);
     if (rc == 0)
-        self->locks_held++;
+        ks_held_add(self, obj);
+    return rc;
 }
+
+static inline int ks_tried(void *obj, int rc)
+{
+    struct ks_thread *self = ks_self();
+    if (rc == 0 && !self->shim_depth)
+        ks_held_add(self, obj);
+    return rc;
+}
+
+static inline int ks_released(void *obj, int rc)
+{
+    struct ks_thread *self = ks_self();
+    if (rc == 0 && !self->shim_depth)
+        ks_held_remove(self, obj);
+    return rc;
+}
+
+#define KS_RESOLVE(fn)                          \
+    do {                                        \
+        if (KS_UNLIKELY(!ks_real.fn))           \
+            ks_resolve_all();                   \
+    } while (0)
+
+/* ---- Mutexes ---------------------------------------------------------- */
 
 KS_EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
 {
-    if (KS_UNLIKELY(!ks_real.pthread_mutex_lock))
-        ks_resolve_all();
-    struct ks_thread *self = ks_self();
-    if (KS_UNLIKELY(self->shim_depth))
-        return ks_real.pthread_mutex_lock(m);
-    struct ks_prev_wait p = ks_lock_waiting(self, m);
-    int rc = ks_real.pthread_mutex_lock(m);
-    ks_lock_acquired(self, p, rc);
-    return rc;
+    KS_RESOLVE(pthread_mutex_lock);
+    struct ks_wait w = ks_wait_begin(KS_WAIT_MUTEX, m);
+    return ks_acquired(w, m, ks_real.pthread_mutex_lock(m));
 }
 
 KS_EXPORT int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *abstime)
 {
-    if (KS_UNLIKELY(!ks_real.pthread_mutex_timedlock))
-        ks_resolve_all();
-    struct ks_thread *self = ks_self();
-    if (KS_UNLIKELY(self->shim_depth))
-        return ks_real.pthread_mutex_timedlock(m, abstime);
-    struct ks_prev_wait p = ks_lock_waiting(self, m);
-    int rc = ks_real.pthread_mutex_timedlock(m, abstime);
-    ks_lock_acquired(self, p, rc);
-    return rc;
+    KS_RESOLVE(pthread_mutex_timedlock);
+    struct ks_wait w = ks_wait_begin(KS_WAIT_MUTEX, m);
+    return ks_acquired(w, m, ks_real.pthread_mutex_timedlock(m, abstime));
+}
+
+KS_EXPORT int pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t clk, const struct timespec *abstime)
+{
+    KS_RESOLVE(pthread_mutex_clocklock);
+    struct ks_wait w = ks_wait_begin(KS_WAIT_MUTEX, m);
+    return ks_acquired(w, m, ks_real.pthread_mutex_clocklock(m, clk, abstime));
 }
 
 KS_EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
 {
-    if (KS_UNLIKELY(!ks_real.pthread_mutex_trylock))
-        ks_resolve_all();
-    int rc = ks_real.pthread_mutex_trylock(m);
-    struct ks_thread *self = ks_self();
-    if (rc == 0 && !self->shim_depth)
-        self->locks_held++;
-    return rc;
+    KS_RESOLVE(pthread_mutex_trylock);
+    return ks_tried(m, ks_real.pthread_mutex_trylock(m));
 }
 
 KS_EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
 {
-    if (KS_UNLIKELY(!ks_real.pthread_mutex_unlock))
-        ks_resolve_all();
-    int rc = ks_real.pthread_mutex_unlock(m);
-    if (rc == 0 && !ks_self()->shim_depth) {
-        struct ks_thread *self = ks_self();
-        /* A mutex locked before the shim loaded is unlocked without having
-         * been counted: never go below zero. */
-        if (self->locks_held > 0 && --self->locks_held == 0)
-            ks_on_locks_released(self);
-    }
-    return rc;
+    KS_RESOLVE(pthread_mutex_unlock);
+    return ks_released(m, ks_real.pthread_mutex_unlock(m));
+}
+
+/* ---- Read-write locks (each read lock counts: they nest) ------------- */
+
+KS_EXPORT int pthread_rwlock_rdlock(pthread_rwlock_t *l)
+{
+    KS_RESOLVE(pthread_rwlock_rdlock);
+    struct ks_wait w = ks_wait_begin(KS_WAIT_RWLOCK, l);
+    return ks_acquired(w, l, ks_real.pthread_rwlock_rdlock(l));
+}
+
+KS_EXPORT int pthread_rwlock_wrlock(pthread_rwlock_t *l)
+{
+    KS_RESOLVE(pthread_rwlock_wrlock);
+    struct ks_wait w = ks_wait_begin(KS_WAIT_RWLOCK, l);
+    return ks_acquired(w, l, ks_real.pthread_rwlock_wrlock(l));
+}
+
+KS_EXPORT int pthread_rwlock_timedrdlock(pthread_rwlock_t *l, const struct timespec *t)
+{
+    KS_RESOLVE(pthread_rwlock_timedrdlock);
+    struct ks_wait w = ks_wait_begin(KS_WAIT_RWLOCK, l);
+    return ks_acquired(w, l, ks_real.pthread_rwlock_timedrdlock(l, t));
+}
+
+KS_EXPORT int pthread_rwlock_timedwrlock(pthread_rwlock_t *l, const struct timespec *t)
+{
+    KS_RESOLVE(pthread_rwlock_timedwrlock);
+    struct ks_wait w = ks_wait_begin(KS_WAIT_RWLOCK, l);
+    return ks_acquired(w, l, ks_real.pthread_rwlock_timedwrlock(l, t));
+}
+
+KS_EXPORT int pthread_rwlock_clockrdlock(pthread_rwlock_t *l, clockid_t c, const struct timespec *t)
+{
+    KS_RESOLVE(pthread_rwlock_clockrdlock);
+    struct ks_wait w = ks_wait_begin(KS_WAIT_RWLOCK, l);
+    return ks_acquired(w, l, ks_real.pthread_rwlock_clockrdlock(l, c, t));
+}
+
+KS_EXPORT int pthread_rwlock_clockwrlock(pthread_rwlock_t *l, clockid_t c, const struct timespec *t)
+{
+    KS_RESOLVE(pthread_rwlock_clockwrlock);
+    struct ks_wait w = ks_wait_begin(KS_WAIT_RWLOCK, l);
+    return ks_acquired(w, l, ks_real.pthread_rwlock_clockwrlock(l, c, t));
+}
+
+KS_EXPORT int pthread_rwlock_tryrdlock(pthread_rwlock_t *l)
+{
+    KS_RESOLVE(pthread_rwlock_tryrdlock);
+    return ks_tried(l, ks_real.pthread_rwlock_tryrdlock(l));
+}
+
+KS_EXPORT int pthread_rwlock_trywrlock(pthread_rwlock_t *l)
+{
+    KS_RESOLVE(pthread_rwlock_trywrlock);
+    return ks_tried(l, ks_real.pthread_rwlock_trywrlock(l));
+}
+
+KS_EXPORT int pthread_rwlock_unlock(pthread_rwlock_t *l)
+{
+    KS_RESOLVE(pthread_rwlock_unlock);
+    return ks_released(l, ks_real.pthread_rwlock_unlock(l));
 }

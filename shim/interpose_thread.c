@@ -20,12 +20,17 @@ static void (*real_pthread_exit)(void *);
 
 /* The grave goes in before the record goes out (graveyard.h), and the
  * eventfd is closed only once no control thread can find the record. */
+/* The abort's last word on a thread that ends (abort_exit.c). */
+__attribute__((weak)) void ks_abort_on_exit(struct ks_thread *self) { (void)self; }
+
 static void ks_thread_ended(struct ks_thread *t, int how, uintptr_t site)
 {
     t->end_how = how;
+    ks_abort_on_exit(t);
     ks_grave_bury(t, how, site);
     ks_registry_remove_self();
     ks_flag_release(t);
+    ks_abort_release(t);
 }
 
 /* Runs while the thread unwinds: pthread_exit, cancellation or the shim's
@@ -56,6 +61,9 @@ static void *ks_thread_start(void *p)
     ks_thread_ended(ks_self(), KS_END_RETURNED, (uintptr_t)s.fn);
     return ret;
 }
+
+/* Where an unwind of an application thread ends (prewalk.c). */
+uintptr_t ks_thread_start_addr(void) { return (uintptr_t)ks_thread_start; }
 
 KS_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
                              void *(*fn)(void *), void *arg)

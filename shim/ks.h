@@ -30,6 +30,20 @@ struct ks_real {
     int (*pthread_mutex_trylock)(pthread_mutex_t *);
     int (*pthread_mutex_timedlock)(pthread_mutex_t *, const struct timespec *);
     int (*pthread_mutex_unlock)(pthread_mutex_t *);
+    int (*pthread_mutex_clocklock)(pthread_mutex_t *, clockid_t, const struct timespec *);
+    int (*pthread_rwlock_rdlock)(pthread_rwlock_t *);
+    int (*pthread_rwlock_wrlock)(pthread_rwlock_t *);
+    int (*pthread_rwlock_tryrdlock)(pthread_rwlock_t *);
+    int (*pthread_rwlock_trywrlock)(pthread_rwlock_t *);
+    int (*pthread_rwlock_timedrdlock)(pthread_rwlock_t *, const struct timespec *);
+    int (*pthread_rwlock_timedwrlock)(pthread_rwlock_t *, const struct timespec *);
+    int (*pthread_rwlock_clockrdlock)(pthread_rwlock_t *, clockid_t, const struct timespec *);
+    int (*pthread_rwlock_clockwrlock)(pthread_rwlock_t *, clockid_t, const struct timespec *);
+    int (*pthread_rwlock_unlock)(pthread_rwlock_t *);
+    int (*pthread_cond_wait)(pthread_cond_t *, pthread_mutex_t *);
+    int (*pthread_cond_timedwait)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *);
+    int (*pthread_cond_clockwait)(pthread_cond_t *, pthread_mutex_t *, clockid_t,
+                                  const struct timespec *);
 };
 extern struct ks_real ks_real;
 

@@ -33,14 +33,23 @@ enum ks_wait_kind {
     KS_WAIT_NONE = 0,
     KS_WAIT_MUTEX = 1,  /* pthread_mutex_lock / timedlock: wait_obj is the mutex */
     KS_WAIT_RWLOCK = 2, /* rwlock rd/wr lock: wait_obj is the rwlock */
+    KS_WAIT_COND = 3,   /* pthread_cond_*wait: wait_obj is the cond, wait_mutex its mutex */
 };
 
-/* The abort's progress in a thread (deliver_abort.c owns these fields). */
+#define KS_HELD_MAX 4          /* lock addresses remembered per thread */
+
+/* An abort request on a thread (deliver_abort.c). The record keeps what the
+ * dispatcher and the lock hooks test on every call; everything else (the
+ * progress report and the thread's search state) lives in a block from a
+ * static pool, taken by the first request and given back when the thread
+ * ends, so a thread never asked to abort costs no more than this. */
+struct ks_abort_info;
 struct ks_abort_slot {
     int state;                /* enum ks_abort_state (deliver.h) */
-    int force;
+    int force;                /* written by the control side */
     uintptr_t site;           /* IP of the application frame it left from */
-    char reason[120];         /* why it is pending, or why it was refused */
+    struct ks_abort_info *info;   /* set under the registry lock before the
+                                     first signal; stays until the thread ends */
 };
 
 struct ks_thread {
@@ -56,8 +65,12 @@ struct ks_thread {
      * between threads are accessed with __atomic builtins (the header is
      * also C++'s, which has no _Atomic). */
     int locks_held;           /* pthread mutexes and rwlocks it holds */
+    void *held[KS_HELD_MAX];  /* the first KS_HELD_MAX of them, in no order */
     int wait_kind;            /* enum ks_wait_kind */
     void *wait_obj;
+    void *wait_mutex;         /* KS_WAIT_COND: the mutex the wait releases */
+    int wait_lock;            /* spinlock: while the control side holds it, a
+                                 KS_WAIT_COND wait_obj stays valid (interpose_cond.c) */
 
     /* Ending the thread (see deliver*.c). Written by the control thread
      * under the registry lock, read by the owner. */
@@ -79,10 +92,10 @@ struct ks_thread {
     struct ks_thread *next, *prev;
     int linked;
 
-    /* Owner only: nonzero while shim code runs on this thread inside a signal
-     * handler (stack_capture.c). The lock hooks then pass straight through,
-     * so what the handler locks (libunwind's own locks) never shows as the
-     * program's. (In the tail padding: the record stays 256 bytes.) */
+    /* Owner only: nonzero while shim code runs on this thread in a signal
+     * handler (stack_capture.c, the abort's) or in an abort's exit path. The
+     * lock and cond hooks then pass straight through, so what that code
+     * locks (libunwind's own locks) never shows as the program's. */
     int shim_depth;
 };
 

@@ -43,5 +43,20 @@ void ks_resolve_all(void)
     KS_SET(pthread_mutex_trylock, ks_resolve_versioned("pthread_mutex_trylock"));
     KS_SET(pthread_mutex_timedlock, ks_resolve_versioned("pthread_mutex_timedlock"));
     KS_SET(pthread_mutex_unlock, ks_resolve_versioned("pthread_mutex_unlock"));
+    KS_SET(pthread_mutex_clocklock, ks_resolve_versioned("pthread_mutex_clocklock"));
+    KS_SET(pthread_rwlock_rdlock, ks_resolve_versioned("pthread_rwlock_rdlock"));
+    KS_SET(pthread_rwlock_wrlock, ks_resolve_versioned("pthread_rwlock_wrlock"));
+    KS_SET(pthread_rwlock_tryrdlock, ks_resolve_versioned("pthread_rwlock_tryrdlock"));
+    KS_SET(pthread_rwlock_trywrlock, ks_resolve_versioned("pthread_rwlock_trywrlock"));
+    KS_SET(pthread_rwlock_timedrdlock, ks_resolve_versioned("pthread_rwlock_timedrdlock"));
+    KS_SET(pthread_rwlock_timedwrlock, ks_resolve_versioned("pthread_rwlock_timedwrlock"));
+    KS_SET(pthread_rwlock_clockrdlock, ks_resolve_versioned("pthread_rwlock_clockrdlock"));
+    KS_SET(pthread_rwlock_clockwrlock, ks_resolve_versioned("pthread_rwlock_clockwrlock"));
+    KS_SET(pthread_rwlock_unlock, ks_resolve_versioned("pthread_rwlock_unlock"));
+    /* pthread_cond_* have two versions since glibc 2.3.2; the default (new)
+     * one is what a program built today binds to. */
+    KS_SET(pthread_cond_wait, ks_resolve("pthread_cond_wait", "GLIBC_2.3.2"));
+    KS_SET(pthread_cond_timedwait, ks_resolve("pthread_cond_timedwait", "GLIBC_2.3.2"));
+    KS_SET(pthread_cond_clockwait, ks_resolve_versioned("pthread_cond_clockwait"));
 #undef KS_SET
 }

@@ -1,0 +1,305 @@
+/* The abort mode, control side: loading what it needs at init, the request
+ * (under the registry lock) and reading its progress. How the thread finds
+ * its safe point is in abort_decide.c; the ways out are in abort_exit.c;
+ * docs/abort.md says why it is built this way. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "abort_internal.h"
+#include "asfmt.h"
+#include "ks.h"
+#include "safepoint.h"
+#include "signals.h"
+#include "unwind.h"
+#include "x86_step.h"
+
+#define KS_KICK_NS (200ull * 1000 * 1000)
+
+void (*ks_real_pthread_exit)(void *) __attribute__((noreturn));
+static int ks_abort_ok;
+/* From the last ks_abort_prepare: single-stepping is not possible (a tracer
+ * would get the traps, or SIGTRAP could not be installed). */
+static int ks_no_step;
+static char ks_abort_off_why[96];
+
+/* ---- Init ------------------------------------------------------------- */
+
+static void ks_prime_cleanup(void *arg) { *(volatile int *)arg = 1; }
+
+static void *ks_prime_thread(void *arg)
+{
+    pthread_cleanup_push(ks_prime_cleanup, arg);
+    ks_real_pthread_exit(NULL);
+    pthread_cleanup_pop(0);
+    return NULL;
+}
+
+/* One forced unwind in a throwaway thread: glibc dlopens libgcc_s for
+ * pthread_exit the first time, and binds its unwinder then. Done here, it
+ * never happens inside a thread being aborted. */
+static int ks_prime_forced_unwind(void)
+{
+    volatile int ran = 0;
+    pthread_t th;
+    if (ks_real.pthread_create(&th, NULL, ks_prime_thread, (void *)&ran) != 0)
+        return EAGAIN;
+    pthread_join(th, NULL);
+    return ran ? 0 : EINVAL;
+}
+
+static int ks_abort_off(const char *why)
+{
+    snprintf(ks_abort_off_why, sizeof ks_abort_off_why, "%s", why);
+    ks_debug("abort mode unavailable: %s", why);
+    return ENOSYS;
+}
+
+int ks_abort_init(void)
+{
+    uint64_t t0 = ks_now_ns();
+    if (ks_unw_load() != 0)
+        return ks_abort_off("libunwind.so.8 could not be loaded");
+    /* The unwinder glibc's pthread_exit uses, and libgcc's C personality. */
+    void *gcc = dlopen("libgcc_s.so.1", RTLD_NOW);
+    if (!gcc)
+        return ks_abort_off("libgcc_s.so.1 could not be loaded");
+    ks_prewalk_init(gcc);
+    ks_real_pthread_exit = (__typeof__(ks_real_pthread_exit))ks_resolve("pthread_exit", NULL);
+    if (!ks_real_pthread_exit)
+        return ks_abort_off("pthread_exit not found");
+    ks_safepoint_refresh();
+    ks_step_set_callback(ks_abort_on_trap);
+    if (ks_step_install() != 0)
+        return ks_abort_off("cannot install a SIGTRAP handler");
+    if (ks_prime_forced_unwind() != 0)
+        return ks_abort_off("a test forced unwind failed");
+    ks_abort_ok = 1;
+    ks_debug("abort mode ready in %llu us", (unsigned long long)((ks_now_ns() - t0) / 1000));
+    return 0;
+}
+
+/* ---- The slot --------------------------------------------------------- */
+
+void ks_slot_begin(struct ks_thread *t)
+{
+    struct ks_abort_info *a = t->abort.info;
+    __atomic_store_n(&a->seq, a->seq + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+void ks_slot_end(struct ks_thread *t)
+{
+    struct ks_abort_info *a = t->abort.info;
+    __atomic_store_n(&a->seq, a->seq + 1, __ATOMIC_RELEASE);
+}
+
+void ks_slot_set(struct ks_thread *t, int state, int how, uintptr_t where, const char *reason)
+{
+    struct ks_abort_info *a = t->abort.info;
+    ks_slot_begin(t);
+    a->how = how;
+    a->where = where;
+    struct ks_sb b;
+    ks_sb_init(&b, a->reason, sizeof a->reason);
+    ks_sb_str(&b, reason);
+    ks_slot_end(t);
+    __atomic_store_n(&t->abort.state, state, __ATOMIC_RELEASE);
+}
+
+void ks_abort_snapshot(const struct ks_thread *t, struct ks_abort_report *out)
+{
+    memset(out, 0, sizeof *out);
+    const struct ks_abort_info *a = t->abort.info;
+    if (!a)
+        return;
+    for (int tries = 0; tries < 100000; tries++) {
+        unsigned s = __atomic_load_n(&a->seq, __ATOMIC_ACQUIRE);
+        if (!(s & 1)) {
+            out->how = a->how;
+            out->steps = a->steps;
+            out->where = a->where;
+            out->ncleanup = a->ncleanup;
+            memcpy(out->cleanup, a->cleanup, sizeof out->cleanup);
+            out->nleft = a->nleft;
+            memcpy(out->left, a->left, sizeof out->left);
+            memcpy(out->reason, a->reason, sizeof out->reason);
+            __atomic_thread_fence(__ATOMIC_ACQUIRE);
+            if (__atomic_load_n(&a->seq, __ATOMIC_RELAXED) == s)
+                break;
+        }
+        sched_yield();
+    }
+    out->reason[sizeof out->reason - 1] = 0;
+    if (out->ncleanup < 0 || out->ncleanup > KS_ABORT_MAX_CLEANUP)
+        out->ncleanup = 0;
+    if (out->nleft < 0 || out->nleft > KS_ABORT_MAX_LEFT)
+        out->nleft = 0;
+    out->state = __atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE);
+    out->force = __atomic_load_n(&t->abort.force, __ATOMIC_RELAXED);
+    out->site = t->abort.site;
+    /* Waiting for the unlock: say how many it holds now, not when it looked. */
+    int held = __atomic_load_n(&t->locks_held, __ATOMIC_RELAXED);
+    if (out->state == KS_ABORT_PENDING && out->how == KS_ABORT_HOW_AT_UNLOCK && held > 0)
+        snprintf(out->reason, sizeof out->reason, "holds %d lock%s; will abort at unlock", held,
+                 held == 1 ? "" : "s");
+}
+
+/* ---- The pool of blocks ------------------------------------------------ */
+
+#define KS_ABORT_POOL 128
+static struct ks_abort_info ks_pool[KS_ABORT_POOL];
+static uint64_t ks_pool_used[KS_ABORT_POOL / 64];
+
+static struct ks_abort_info *ks_pool_take(void)
+{
+    for (int w = 0; w < KS_ABORT_POOL / 64; w++) {
+        uint64_t u = __atomic_load_n(&ks_pool_used[w], __ATOMIC_RELAXED);
+        while (~u) {
+            int b = __builtin_ctzll(~u);
+            if (__atomic_compare_exchange_n(&ks_pool_used[w], &u, u | (1ull << b), 0,
+                                            __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+                struct ks_abort_info *a = &ks_pool[w * 64 + b];
+                memset(a, 0, sizeof *a);
+                return a;
+            }
+        }
+    }
+    return NULL;
+}
+
+void ks_abort_after_fork_child(void)
+{
+    /* Only the forking thread lives on. A request aimed at it was aimed at
+     * the parent's thread: forget it. A return it has patched still returns
+     * through its trampoline, which then carries on: that slot stays taken. */
+    struct ks_thread *self = ks_self();
+    struct ks_abort_info *a = self->abort.info;
+    __atomic_store_n(&self->abort.state, KS_ABORT_NONE, __ATOMIC_RELEASE);
+    memset(ks_pool_used, 0, sizeof ks_pool_used);
+    if (a) {
+        size_t i = (size_t)(a - ks_pool);
+        ks_pool_used[i / 64] |= 1ull << (i % 64);
+        a->stepping = 0;
+    }
+    ks_abort_tramp_after_fork(a && a->armed ? a->armed_k : -1);
+}
+
+void ks_abort_release(struct ks_thread *t)
+{
+    struct ks_abort_info *a = t->abort.info;
+    if (!a)
+        return;
+    t->abort.info = NULL;
+    size_t i = (size_t)(a - ks_pool);
+    __atomic_fetch_and(&ks_pool_used[i / 64], ~(1ull << (i % 64)), __ATOMIC_RELEASE);
+}
+
+const char *ks_abort_how_name(int how)
+{
+    static const char *const names[] = {
+        "none", "signalled", "at-unlock", "cond-wait", "lock-wait", "stepping", "armed",
+        "no-call-boundary", "inside-runtime", "frame", "call", "return", "unlock", "cond",
+        "forced", "discarded"};
+    return how >= 0 && how <= KS_ABORT_HOW_DISCARDED ? names[how] : "?";
+}
+
+/* ---- The request ------------------------------------------------------ */
+
+void ks_abort_prepare(void)
+{
+    if (!ks_abort_ok)
+        return;
+    ks_safepoint_refresh();
+    int no_step = ks_step_install() != 0 || ks_step_tracer() != 0;
+    __atomic_store_n(&ks_no_step, no_step, __ATOMIC_RELAXED);
+}
+
+/* Wakes T if it sleeps in pthread_cond_*wait (a spurious wakeup for the
+ * cond's other waiters, which POSIX allows). T's wait_lock keeps the cond
+ * alive: T clears it under the same lock before it returns. */
+static void ks_abort_wake_cond(struct ks_thread *t)
+{
+    ks_spin_lock(&t->wait_lock);
+    if (__atomic_load_n(&t->wait_kind, __ATOMIC_RELAXED) == KS_WAIT_COND && t->wait_obj)
+        pthread_cond_broadcast((pthread_cond_t *)t->wait_obj);
+    ks_spin_unlock(&t->wait_lock);
+}
+
+static int ks_refuse(char *why, size_t cap, int rc, const char *msg)
+{
+    if (cap)
+        snprintf(why, cap, "%s", msg);
+    return rc;
+}
+
+/* A new request: the thread is not acting on one (NONE, or REFUSED). */
+static void ks_abort_fresh(struct ks_thread *t, int force, int no_step, uint64_t now)
+{
+    struct ks_abort_info *a = t->abort.info;
+    unsigned seq = a->seq;
+    int armed = a->armed, armed_k = a->armed_k;
+    uintptr_t armed_slot = a->armed_slot;
+    memset(a, 0, sizeof *a);
+    a->seq = seq;
+    a->armed = armed;   /* a patch left from before stays the thread's to drop */
+    a->armed_k = armed_k;
+    a->armed_slot = armed_slot;
+    a->no_step = no_step;
+    a->requested_ns = now;
+    a->how = KS_ABORT_HOW_SIGNALLED;
+    snprintf(a->reason, sizeof a->reason, "signalled; waiting for the thread to run");
+    t->abort.site = 0;
+    __atomic_store_n(&t->abort.force, force, __ATOMIC_RELEASE);
+    __atomic_store_n(&t->abort.state, KS_ABORT_PENDING, __ATOMIC_RELEASE);
+}
+
+int ks_abort_request(struct ks_thread *t, int force, char *why, size_t cap)
+{
+    if (!ks_abort_ok) {
+        if (cap)
+            snprintf(why, cap, "abort mode unavailable: %s",
+                     ks_abort_off_why[0] ? ks_abort_off_why : "not initialized");
+        return ENOSYS;
+    }
+    if (t->role == KS_ROLE_MAIN)
+        return ks_refuse(why, cap, EPERM,
+                         "the main thread is not aborted: pthread_exit there leaves the process "
+                         "running under a zombie leader; use flag or cancel mode");
+    if (t->role != KS_ROLE_APP)
+        return ks_refuse(why, cap, EPERM, "not an application thread");
+    if (!t->abort.info && !(t->abort.info = ks_pool_take()))
+        return ks_refuse(why, cap, EBUSY, "too many aborts in flight in this process");
+    int no_step = __atomic_load_n(&ks_no_step, __ATOMIC_RELAXED);
+    uint64_t now = ks_now_ns();
+    struct ks_abort_info *a = t->abort.info;
+    int st = __atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE);
+    if (st == KS_ABORT_FIRING)
+        return 0;
+    if (st == KS_ABORT_REFUSED) {
+        /* The answer to the last request: give it once, then forget it so
+         * that the next request starts afresh. */
+        struct ks_abort_report snap;
+        ks_abort_snapshot(t, &snap);
+        if (cap)
+            snprintf(why, cap, "%s", snap.reason);
+        __atomic_store_n(&t->abort.state, KS_ABORT_NONE, __ATOMIC_RELEASE);
+        return ECANCELED;
+    }
+    if (st != KS_ABORT_PENDING) {
+        ks_abort_fresh(t, force, no_step, now);
+    } else if (force && !__atomic_load_n(&t->abort.force, __ATOMIC_RELAXED)) {
+        __atomic_store_n(&t->abort.force, 1, __ATOMIC_RELEASE);
+    } else if (now - a->kicked_ns < KS_KICK_NS) {
+        return 0;
+    }
+    a->kicked_ns = now;
+    ks_abort_wake_cond(t);
+    int rc = ks_signal_thread_locked(t, KS_SIG_ACT);
+    if (rc && cap)
+        snprintf(why, cap, "cannot signal thread %d: %s", (int)t->tid, strerror(rc));
+    return rc;
+}

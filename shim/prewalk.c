@@ -1,0 +1,198 @@
+/* See prewalk.h. */
+#include "prewalk.h"
+
+#include <dlfcn.h>
+#include <string.h>
+
+#include "asfmt.h"
+#include "ks.h"
+#include "lsda.h"
+#include "safepoint.h"
+#include "unwind.h"
+
+#define KS_WALK_MAX_FRAMES 1024
+
+static uintptr_t ks_gcc_personality;
+static uintptr_t ks_forced_unwind_ti;
+uintptr_t ks_thread_start_addr(void);   /* interpose_thread.c */
+
+void ks_prewalk_init(void *libgcc)
+{
+    if (libgcc)
+        ks_gcc_personality = (uintptr_t)dlsym(libgcc, "__gcc_personality_v0");
+    ks_forced_unwind_ti = (uintptr_t)dlsym(RTLD_DEFAULT, "_ZTIN10__cxxabiv115__forced_unwindE");
+}
+
+void ks_sb_where(struct ks_sb *b, uintptr_t addr)
+{
+    struct ks_pc_info pi;
+    if (ks_safepoint_lookup(addr, &pi) == KS_MOD_NONE) {
+        ks_sb_hex(b, addr);
+        return;
+    }
+    ks_sb_str(b, pi.name);
+    ks_sb_ch(b, '+');
+    ks_sb_hex(b, addr - pi.bias);
+}
+
+/* The LSDA's catch-type callback: is it abi::__forced_unwind? Every pointer
+ * is checked to lie in a loaded segment before it is read. */
+static int ks_is_forced_unwind(uint64_t ptr, int indirect, void *arg)
+{
+    (void)arg;
+    if (indirect) {
+        if (!ks_safepoint_readable(ptr, sizeof(uintptr_t)))
+            return 0;
+        ptr = *(const uintptr_t *)ptr;
+    }
+    if (ks_forced_unwind_ti && ptr == ks_forced_unwind_ti)
+        return 1;
+    /* A copy of the type_info in a statically linked runtime: compare names.
+     * Itanium ABI: { vtable, const char *name }. */
+    if (!ks_safepoint_readable(ptr, 2 * sizeof(uintptr_t)))
+        return 0;
+    const char *name = ((const char *const *)ptr)[1];
+    static const char want[] = "N10__cxxabiv115__forced_unwindE";
+    if (!ks_safepoint_readable((uintptr_t)name, sizeof want + 1))
+        return 0;
+    if (*name == '*')
+        name++;
+    return memcmp(name, want, sizeof want) == 0;
+}
+
+static void ks_walk_set(struct ks_walk *w, int verdict, uintptr_t where, const char *what,
+                        const char *tail)
+{
+    struct ks_sb b;
+    ks_sb_init(&b, w->reason, sizeof w->reason);
+    w->verdict = verdict;
+    w->where = where;
+    ks_sb_str(&b, what);
+    if (where) {
+        ks_sb_ch(&b, ' ');
+        ks_sb_where(&b, where);
+    }
+    ks_sb_str(&b, tail);
+}
+
+/* Evaluates one frame's LSDA. Returns 0 or sets a verdict in W. FIRST: the
+ * frame it would leave from. Leaving there would call std::terminate, but
+ * the thread is inside that function and will return from it (a destructor,
+ * a noexcept helper): not now rather than never. */
+static int ks_walk_lsda(struct ks_walk *w, const unw_proc_info_t *pi, uintptr_t ip, int exact,
+                        int first)
+{
+    struct ks_pc_info seg;
+    ks_safepoint_lookup(pi->lsda, &seg);
+    if (seg.seg_hi <= pi->lsda) {
+        ks_walk_set(w, KS_WALK_REFUSED, ip, "exception table outside any module for", "");
+        return -1;
+    }
+    struct ks_lsda_in in = {
+        .buf = (const uint8_t *)pi->lsda,
+        .len = seg.seg_hi - pi->lsda,
+        .addr = pi->lsda,
+        .func_start = pi->start_ip,
+        .ip = exact ? ip : ip - 1,
+        .c_personality = ks_gcc_personality && pi->handler == ks_gcc_personality,
+        .is_forced_unwind = ks_is_forced_unwind,
+    };
+    struct ks_lsda_out out;
+    switch (ks_lsda_eval(&in, &out)) {
+    case KS_LSDA_NOTHING:
+        return 0;
+    case KS_LSDA_CLEANUP:
+    case KS_LSDA_RETHROWS:
+        if (w->ncleanup < KS_ABORT_MAX_CLEANUP)
+            w->cleanup[w->ncleanup++] = ip;
+        return 0;
+    case KS_LSDA_CATCH_ALL:
+        ks_walk_set(w, KS_WALK_REFUSED, ip, "catch (...) in",
+                    " would catch the unwind (the process aborts unless it rethrows)");
+        return -1;
+    case KS_LSDA_TERMINATE:
+        if (first) {
+            ks_walk_set(w, KS_WALK_TRANSIENT, ip, "inside noexcept code at",
+                        "; leaving there would call std::terminate, waits for it to return");
+            w->obstacle = KS_OBST_NOEXCEPT;
+        }
+        else
+            ks_walk_set(w, KS_WALK_REFUSED, ip, "would call std::terminate:",
+                        " is noexcept (no handler entry for this call)");
+        return -1;
+    default:
+        ks_walk_set(w, KS_WALK_REFUSED, ip, "unreadable exception table in", "");
+        return -1;
+    }
+}
+
+void ks_prewalk(ucontext_t *ctx, int exact, int flags, struct ks_walk *w)
+{
+    memset(w, 0, sizeof *w);
+    unw_cursor_t cur;
+    if (!ks_unw_ready() ||
+        ks_unw.init_local2(&cur, (unw_context_t *)ctx, exact ? UNW_INIT_SIGNAL_FRAME : 0) != 0) {
+        ks_walk_set(w, KS_WALK_REFUSED, 0, "cannot start unwinding", "");
+        return;
+    }
+    uintptr_t start = ks_thread_start_addr();
+    int top = 1;
+    for (int n = 0; n < KS_WALK_MAX_FRAMES; n++, exact = 0) {
+        unw_word_t ip = 0, sp = 0;
+        ks_unw.get_reg(&cur, UNW_REG_IP, &ip);
+        ks_unw.get_reg(&cur, UNW_REG_SP, &sp);
+        w->frames = n + 1;
+        if (ks_unw.is_signal_frame(&cur) > 0) {
+            ks_walk_set(w, KS_WALK_TRANSIENT, 0, "running a signal handler", "");
+            w->obstacle = KS_OBST_SIGNAL;
+            w->transient_sp = sp;
+            return;
+        }
+        int kind = ks_safepoint_lookup(exact ? ip : ip - 1, &(struct ks_pc_info){0});
+        unw_proc_info_t pi;
+        memset(&pi, 0, sizeof pi);
+        int pirc = ks_unw.get_proc_info(&cur, &pi);
+        if (kind == KS_MOD_SHIM && pirc == 0 && pi.start_ip == start) {
+            w->verdict = KS_WALK_OK;
+            return;
+        }
+        if (kind == KS_MOD_SHIM && top && (flags & KS_WALK_SKIP_SHIM_TOP)) {
+            /* the exit path's own frames */
+        } else if (kind != KS_MOD_APP && kind != KS_MOD_CXXRT) {
+            if (!(top && (flags & KS_WALK_RUNTIME_TOP))) {
+                ks_walk_set(w, KS_WALK_TRANSIENT, ip, "would unwind through", "");
+                w->obstacle = KS_OBST_RUNTIME;
+                w->transient_sp = sp;
+                return;
+            }
+        } else {
+            if (pirc != 0 || pi.format != UNW_INFO_FORMAT_TABLE) {
+                ks_walk_set(w, KS_WALK_REFUSED, ip, "no unwind information for", "");
+                return;
+            }
+            int first = top;
+            if (top) {
+                top = 0;
+                w->exit_ip = ip;
+            }
+            if (pi.lsda && ks_walk_lsda(w, &pi, ip, exact, first) != 0) {
+                /* Not before that function returned: its CFA is the caller's SP. */
+                unw_word_t csp = 0;
+                if (w->verdict == KS_WALK_TRANSIENT && ks_unw.step(&cur) > 0 &&
+                    ks_unw.get_reg(&cur, UNW_REG_SP, &csp) == 0)
+                    w->transient_sp = csp;
+                return;
+            }
+        }
+        int rc = ks_unw.step(&cur);
+        if (rc == 0) {
+            ks_walk_set(w, KS_WALK_REFUSED, ip, "the stack ends at", " before the thread's start");
+            return;
+        }
+        if (rc < 0) {
+            ks_walk_set(w, KS_WALK_REFUSED, ip, "cannot unwind past", "");
+            return;
+        }
+    }
+    ks_walk_set(w, KS_WALK_REFUSED, 0, "stack deeper than 1024 frames", "");
+}

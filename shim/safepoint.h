@@ -1,0 +1,55 @@
+/* Where a PC is: the modules of the process, classified once at init and
+ * refreshed on demand by the control side (dl_iterate_phdr takes the loader's
+ * lock, so never in a signal handler); looked up from signal handlers through
+ * a sequence lock, without locking or allocating.
+ *
+ * "Runtime" modules are where an abort never fires: libc and the rest of
+ * glibc, the dynamic loader, libgcc_s and libunwind, the C++ runtime, the
+ * vDSO and the shim itself. Everything else is the application. */
+#ifndef KS_SAFEPOINT_H
+#define KS_SAFEPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum ks_mod_kind {
+    KS_MOD_APP = 0,      /* the program and its own libraries */
+    KS_MOD_LIBC,         /* libc.so.6, libm, libpthread... (glibc) */
+    KS_MOD_LOADER,       /* ld-linux-x86-64.so.2 */
+    KS_MOD_UNWINDER,     /* libgcc_s.so.1, libunwind */
+    KS_MOD_CXXRT,        /* libstdc++.so.6 */
+    KS_MOD_SHIM,         /* libkillshim.so */
+    KS_MOD_VDSO,
+    KS_MOD_NONE,         /* in no module known (JIT code, or loaded since) */
+};
+
+struct ks_pc_info {
+    int kind;            /* enum ks_mod_kind */
+    uintptr_t bias;      /* load address (dlpi_addr) */
+    uintptr_t seg_lo, seg_hi;   /* the loaded segment that holds the address */
+    char name[40];       /* basename, truncated */
+};
+
+/* Rebuilds the table if a module was loaded or unloaded since the last time.
+ * Not in signal context. Returns 0 or an errno. */
+int ks_safepoint_refresh(void);
+
+/* Fills OUT for ADDR. Async-signal-safe. Returns OUT->kind. */
+int ks_safepoint_lookup(uintptr_t addr, struct ks_pc_info *out);
+
+/* 1 if [ADDR, ADDR+LEN) lies inside one loaded segment. Async-signal-safe. */
+int ks_safepoint_readable(uintptr_t addr, size_t len);
+
+/* 1 for the kinds an abort never fires in. */
+static inline int ks_mod_is_runtime(int kind) { return kind != KS_MOD_APP; }
+
+const char *ks_mod_kind_name(int kind);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

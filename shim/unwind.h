@@ -1,0 +1,47 @@
+/* The shim's private binding to libunwind (local unwinding only).
+ *
+ * Why not link -lunwind: libunwind.so.8 also defines _Unwind_RaiseException,
+ * _Unwind_Resume and the rest of the C++ ABI unwinder. As a dependency of a
+ * preloaded library it lands in the global scope ahead of libgcc_s, and then
+ * a plain C program that calls pthread_exit crashes (glibc's forced unwind
+ * runs in libgcc_s, the landing pads' _Unwind_Resume in libunwind). So the
+ * library is opened RTLD_LOCAL at init and reached only through this table.
+ *
+ * Everything here is loaded and primed at init (ks_unw_load): nothing is
+ * resolved or loaded later, inside a thread being stopped. */
+#ifndef KS_UNWIND_H
+#define KS_UNWIND_H
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct ks_unw {
+    int (*init_local2)(unw_cursor_t *, unw_context_t *, int);
+    int (*step)(unw_cursor_t *);
+    int (*get_reg)(unw_cursor_t *, unw_regnum_t, unw_word_t *);
+    int (*get_proc_info)(unw_cursor_t *, unw_proc_info_t *);
+    int (*get_proc_info_by_ip)(unw_addr_space_t, unw_word_t, unw_proc_info_t *, void *);
+    int (*is_signal_frame)(unw_cursor_t *);
+    int (*getcontext)(unw_context_t *);
+    unw_addr_space_t as;   /* the local address space */
+};
+
+/* Filled by ks_unw_load; all NULL if libunwind could not be loaded. */
+extern struct ks_unw ks_unw;
+
+/* Opens libunwind privately, resolves the table, turns its caches off (no
+ * lock is then taken while stepping, so a signal handler may unwind) and
+ * walks one stack to prime it. Returns 0 or an errno; call once, at init. */
+int ks_unw_load(void);
+
+/* 1 if ks_unw is usable. */
+static inline int ks_unw_ready(void) { return ks_unw.step != 0; }
+
+#ifdef __cplusplus
+}
+#endif
+#endif

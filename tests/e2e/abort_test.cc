@@ -1,0 +1,303 @@
+// The abort mode, end to end: real C and C++ programs under the built shim,
+// driven through the control protocol ("abort tid=N [force=1]", which asks
+// or retries the abort and answers with its progress). After every abort the
+// program's other threads, heap and locks are checked by the program itself.
+#include <gtest/gtest.h>
+#include <json-c/json.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "tests/e2e/abort_util.h"
+#include "tests/e2e/harness.h"
+
+namespace {
+
+using namespace ks::abort_test;
+
+// Each kind, and the system call it sleeps in ("" for those that run).
+struct Kind {
+  const char* name;
+  const char* syscall;
+};
+std::ostream& operator<<(std::ostream& o, const Kind& k) { return o << k.name; }
+
+class CVictim : public ::testing::TestWithParam<Kind> {};
+
+TEST_P(CVictim, AbortedWithCleanupAndJoinable) {
+  Prog p("abort_victims");
+  std::string kind = GetParam().name;
+  pid_t tid = p.Start(kind);
+  ASSERT_GT(tid, 0);
+  ASSERT_TRUE(WaitSettled(p.t().pid(), tid, GetParam().syscall)) << SyscallOf(p.t().pid(), tid);
+  Fields last;
+  ASSERT_TRUE(p.AbortUntilGone(tid, false, &last)) << kind << ": " << last["state"] << " "
+                                                   << last["reason"];
+  EXPECT_EQ(p.WaitFor("cleanup " + std::to_string(p.last())), "cleanup 0 " + kind);
+  EXPECT_EQ(p.Join(0), "joined 0 canceled");
+  p.ExpectHealthy();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Kinds, CVictim,
+    ::testing::Values(Kind{"spin", ""}, Kind{"calls", ""}, Kind{"printf", ""}, Kind{"malloc", ""},
+                      Kind{"read", "0"}, Kind{"accept", "43"}, Kind{"poll", "7"},
+                      Kind{"cond", "202"}, Kind{"cond_nocleanup", "202"}, Kind{"sleep", "230"},
+                      Kind{"nocancel", ""}, Kind{"storm", ""}),
+    [](const ::testing::TestParamInfo<Kind>& i) { return std::string(i.param.name); });
+
+TEST(AbortC, HoldingAMutexWaitsForTheUnlock) {
+  Prog p("abort_victims");
+  pid_t tid = p.Start("lockspin");
+  ASSERT_TRUE(WaitSettled(p.t().pid(), tid, ""));
+  // While it prints its first line it holds two: its own and the output's.
+  Fields f = p.AbortUntil(tid, [](Fields& f) {
+    return f["pending"] == "abort pending: holds 1 lock; will abort at unlock";
+  });
+  EXPECT_EQ(f["abort"], "pending") << p.History();
+  EXPECT_EQ(f["abort_how"], "at-unlock");
+  // It stays pending while it spins with the lock.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_TRUE(ks::TaskExists(p.t().pid(), tid));
+  EXPECT_EQ(p.Status(tid)["abort_how"], "at-unlock");
+  p.t().Send("release");
+  Fields last;
+  ASSERT_TRUE(p.AbortUntilGone(tid, false, &last)) << last["reason"];
+  // It left at the unlock: the line after the unlock never printed.
+  std::string l = p.WaitFor("cleanup 0");
+  EXPECT_EQ(l, "cleanup 0 lockspin");
+  EXPECT_EQ(p.Join(0), "joined 0 canceled");
+  p.t().Send("trylock spin_mu");
+  EXPECT_EQ(p.WaitFor("trylock"), "trylock spin_mu free");
+  p.ExpectHealthy();
+}
+
+// A fork child of a thread whose abort is pending is not aborted: the
+// request was for the parent's thread, which still leaves at its unlock.
+TEST(AbortC, AForkChildDoesNotInheritThePendingAbort) {
+  Prog p("abort_victims");
+  pid_t tid = p.Start("forker");
+  Fields f = p.AbortUntil(tid, [](Fields& f) {
+    return f["pending"] == "abort pending: holds 1 lock; will abort at unlock";
+  });
+  ASSERT_EQ(f["abort_how"], "at-unlock") << p.History();
+  p.t().Send("release");
+  EXPECT_EQ(p.WaitFor("child of"), "child of 0 alive");
+  EXPECT_EQ(p.WaitFor("forked"), "forked 0 child status 7");
+  ASSERT_TRUE(p.AbortUntilGone(tid, false, nullptr));
+  EXPECT_EQ(p.WaitFor("cleanup 0"), "cleanup 0 forker");
+  EXPECT_EQ(p.History().find("unlocked 0"), std::string::npos);
+  EXPECT_EQ(p.Join(0), "joined 0 canceled");
+  p.ExpectHealthy();
+}
+
+TEST(AbortC, HoldingAnRwlockWaitsForTheUnlock) {
+  Prog p("abort_victims");
+  pid_t tid = p.Start("rwspin");
+  Fields f = p.AbortUntil(tid, [](Fields& f) {
+    return f["pending"] == "abort pending: holds 1 lock; will abort at unlock";
+  });
+  EXPECT_EQ(f["abort_how"], "at-unlock") << p.History();
+  p.t().Send("release");
+  ASSERT_TRUE(p.AbortUntilGone(tid, false, nullptr));
+  EXPECT_EQ(p.WaitFor("cleanup 0"), "cleanup 0 rwspin");
+  EXPECT_EQ(p.Join(0), "joined 0 canceled");
+  p.ExpectHealthy();
+}
+
+TEST(AbortC, ForceLeavesAtOnceAndSaysWhichLockItLeft) {
+  Prog p("abort_victims");
+  pid_t tid = p.Start("lockspin");
+  ASSERT_TRUE(WaitSettled(p.t().pid(), tid, ""));
+  // Without --force it waits for the unlock: pending at the timeout.
+  Report r = InjectAbort(p.t().pid(), tid, {"--timeout", "0.5"});
+  EXPECT_EQ(r.code, 3) << r.raw;
+  EXPECT_EQ(r.top["result"], "pending");
+  EXPECT_NE(r.top["pending"].find("will abort at unlock"), std::string::npos) << r.raw;
+  r = InjectAbort(p.t().pid(), tid, {"--force"});
+  ASSERT_EQ(r.code, 0) << r.raw;
+  EXPECT_EQ(r.top["how"], "aborted");
+  EXPECT_EQ(r.top["locks_left"], "1");
+  EXPECT_EQ(r.abort["how"], "forced");
+  ASSERT_EQ(r.locks_left.size(), 1u) << r.raw;
+  EXPECT_EQ(r.locks_left[0].rfind("spin_mu (0x", 0), 0u) << r.locks_left[0];
+  EXPECT_EQ(p.WaitFor("cleanup 0"), "cleanup 0 lockspin");
+  EXPECT_EQ(p.Join(0), "joined 0 canceled");
+  // As reported: the mutex stays locked; everything else is fine.
+  p.t().Send("trylock spin_mu");
+  EXPECT_EQ(p.WaitFor("trylock"), "trylock spin_mu busy");
+  p.ExpectHealthy("spin_mu");
+}
+
+TEST(AbortC, BlockedOnAMutexIsPendingUntilForced) {
+  Prog p("abort_victims");
+  std::string dead_mu = Field(p.ready(), "dead_mu");
+  pid_t tid = p.Start("deadlock");
+  ASSERT_TRUE(WaitSettled(p.t().pid(), tid, "202"));
+  Fields f = p.AbortUntil(tid, [](Fields& f) { return f["abort_how"] == "lock-wait"; });
+  EXPECT_EQ(f["abort"], "pending") << p.History();
+  EXPECT_EQ(f["pending"], "abort pending: blocked acquiring mutex " + dead_mu +
+                              " held by thread " + std::to_string(p.t().pid()) + "; --force ends it");
+  ASSERT_TRUE(p.AbortUntilGone(tid, true, nullptr));
+  EXPECT_EQ(p.WaitFor("cleanup 0"), "cleanup 0 deadlock");
+  EXPECT_EQ(p.Join(0), "joined 0 canceled");
+  p.ExpectHealthy();
+  p.t().Send("release");  // main's own lock still works
+  p.ExpectHealthy();
+}
+
+TEST(AbortC, TheMainThreadIsNotAborted) {
+  Prog p("abort_victims");
+  Fields f = p.End(p.t().pid());
+  EXPECT_EQ(f["verb"], "err");
+  EXPECT_EQ(f["code"], "refused");
+  EXPECT_NE(f["msg"].find("main thread"), std::string::npos) << f["msg"];
+  p.ExpectHealthy();
+}
+
+// A thread that ends by itself while its abort is asked: every answer is a
+// clean one, and the program is fine.
+TEST(AbortC, RaceWithAThreadThatExits) {
+  Prog p("abort_victims");
+  int canceled = 0, returned = 0;
+  for (int i = 0; i < 200; i++) {
+    pid_t tid = p.Start("exitsoon");
+    Fields f;
+    ASSERT_TRUE(p.AbortUntilGone(tid, false, &f));
+    ASSERT_TRUE(f["verb"] == "ok" || (f["verb"] == "err" && f["code"] == "no-thread"))
+        << f["verb"] << " " << f["msg"];
+    std::string j = p.Join(i);
+    canceled += j == "joined " + std::to_string(i) + " canceled";
+    returned += j == "joined " + std::to_string(i) + " value";
+  }
+  EXPECT_EQ(canceled + returned, 200);
+  // Both sides of the race happened: some were aborted, some ended first.
+  EXPECT_GT(canceled, 0);
+  EXPECT_GT(returned, 0);
+  std::printf("race: %d aborted, %d returned first\n", canceled, returned);
+  p.ExpectHealthy();
+}
+
+// ---- C++ ----
+
+long Progress(Prog& p, int idx) {
+  p.t().Send("progress " + std::to_string(idx));
+  std::string l = p.WaitFor("progress " + std::to_string(idx) + " ");
+  return atol(l.c_str() + l.rfind(' ') + 1);
+}
+
+// Starts KIND and waits until it is inside its loop (before, an abort rightly
+// fires elsewhere: in its first output line, say).
+pid_t StartInside(Prog& p, const std::string& kind) {
+  pid_t tid = p.Start(kind);
+  for (int i = 0; i < 2000 && Progress(p, p.last()) == 0; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  return tid;
+}
+
+TEST(AbortCxx, DestructorsRunInEveryFrame) {
+  Prog p("abort_cxx");
+  pid_t tid = StartInside(p, "raii");
+  Report r = InjectAbort(p.t().pid(), tid);
+  ASSERT_EQ(r.code, 0) << r.raw;
+  EXPECT_EQ(r.top["how"], "aborted");
+  EXPECT_EQ(r.top["mode"], "abort");
+  // It left at a call boundary (or from a frame without cleanups), and the
+  // report names the frames whose cleanups ran.
+  EXPECT_TRUE(r.abort["how"] == "call" || r.abort["how"] == "frame" || r.abort["how"] == "return")
+      << r.raw;
+  std::string cl;
+  for (auto& c : r.cleanups) cl += c + "\n";
+  EXPECT_NE(cl.find("Inner"), std::string::npos) << cl;
+  EXPECT_NE(cl.find("RunRaii"), std::string::npos) << cl;
+  EXPECT_EQ(p.WaitFor("dtor"), "dtor inner 0");
+  EXPECT_EQ(p.WaitFor("dtor"), "dtor outer 0");
+  EXPECT_EQ(p.Join(0), "joined 0");
+  p.ExpectHealthy();
+}
+
+TEST(AbortCxx, ForcedUnwindCanBeCaughtAndRethrown) {
+  Prog p("abort_cxx");
+  pid_t tid = StartInside(p, "rethrow");
+  ASSERT_TRUE(p.AbortUntilGone(tid, false, nullptr));
+  EXPECT_EQ(p.WaitFor("forced-unwind"), "forced-unwind 0") << p.History();
+  EXPECT_EQ(p.WaitFor("dtor"), "dtor rethrow 0");
+  EXPECT_EQ(p.Join(0), "joined 0");
+  p.ExpectHealthy();
+}
+
+TEST(AbortCxx, ConditionVariableWaitLeavesAndUnlocks) {
+  Prog p("abort_cxx");
+  pid_t tid = p.Start("cv");
+  ASSERT_TRUE(p.AbortUntilGone(tid, false, nullptr));
+  EXPECT_EQ(p.WaitFor("dtor"), "dtor cv 0");
+  EXPECT_EQ(p.Join(0), "joined 0");
+  p.ExpectHealthy();  // includes the cv's mutex
+}
+
+// Inside qsort the return into the program is patched; an exception thrown
+// by the comparator must still unwind through that frame (and a backtrace
+// see through it), and the abort still fire afterwards.
+TEST(AbortCxx, ExceptionsAndBacktracesPassAPatchedReturn) {
+  Prog p("abort_cxx");
+  pid_t tid = StartInside(p, "qsort");  // parked in its comparator
+  Fields f = p.AbortUntil(tid, [](Fields& f) { return f["abort_how"] == "armed"; });
+  ASSERT_EQ(f["abort_how"], "armed") << f["pending"] << "\n" << p.History();
+  EXPECT_NE(f["pending"].find("inside abort_cxx+0x"), std::string::npos) << f["pending"];
+  EXPECT_NE(f["pending"].find("leaves when it returns to abort_cxx+0x"), std::string::npos);
+  p.t().Send("throw");
+  EXPECT_EQ(p.WaitFor("backtrace"), "backtrace-ok");
+  EXPECT_EQ(p.WaitFor("caught"), "caught 0");
+  ASSERT_TRUE(p.AbortUntilGone(tid, false, nullptr));
+  EXPECT_EQ(p.WaitFor("dtor"), "dtor qsort 0");
+  EXPECT_EQ(p.Join(0), "joined 0");
+  p.ExpectHealthy();
+}
+
+// Refused before anything was done: the thread runs on, unharmed.
+void ExpectRefusedAndUnharmed(const std::string& kind, const std::string& why) {
+  Prog p("abort_cxx");
+  pid_t tid = StartInside(p, kind);
+  Report r = InjectAbort(p.t().pid(), tid);
+  EXPECT_EQ(r.code, 9) << r.raw;   // refused
+  EXPECT_EQ(r.top["result"], "refused") << r.raw;
+  EXPECT_NE(r.raw.find(why), std::string::npos) << r.raw;
+  EXPECT_NE(r.raw.find("abort_cxx+0x"), std::string::npos) << r.raw;
+  long n0 = Progress(p, 0);
+  for (int i = 0; i < 1000 && Progress(p, 0) == n0; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_GT(Progress(p, 0), n0) << "the thread stopped making progress";
+  p.ExpectHealthy();
+  p.t().Send("stop");
+  EXPECT_EQ(p.WaitFor("returned"), "returned 0");
+  EXPECT_EQ(p.Join(0), "joined 0");
+  p.ExpectHealthy();
+}
+
+TEST(AbortCxx, NoexceptFrameIsRefused) { ExpectRefusedAndUnharmed("noexcept", "std::terminate"); }
+
+TEST(AbortCxx, CatchAllIsRefused) { ExpectRefusedAndUnharmed("catchall", "catch (...)"); }
+
+TEST(AbortCxx, NoCallBoundaryIsPendingThenForceSkipsThatFrame) {
+  Prog p("abort_cxx");
+  pid_t tid = StartInside(p, "nocall");
+  Fields f = p.AbortUntil(tid, [](Fields& f) { return f["abort_how"] == "no-call-boundary"; });
+  EXPECT_EQ(f["abort"], "pending") << p.History();
+  EXPECT_NE(f["pending"].find("no call boundary reached in abort_cxx+0x"), std::string::npos)
+      << f["pending"];
+  EXPECT_NE(f["pending"].find("--force exits without its destructors"), std::string::npos);
+  ASSERT_TRUE(p.AbortUntilGone(tid, true, nullptr));
+  EXPECT_EQ(p.Join(0), "joined 0");
+  EXPECT_EQ(Progress(p, 0), 1);  // a line after the join: no "dtor nocall" came first
+  EXPECT_EQ(p.History().find("dtor nocall"), std::string::npos);
+  p.ExpectHealthy();
+}
+
+}  // namespace

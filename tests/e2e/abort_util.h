@@ -1,0 +1,240 @@
+// Helpers of the abort tests (abort_test.cc, abort_storm_test.cc): a test
+// program with its victims and a protocol connection, the injector's JSON
+// report, and waiting for a thread to be where a test wants it.
+#ifndef KS_TESTS_ABORT_UTIL_H
+#define KS_TESTS_ABORT_UTIL_H
+
+#include <gtest/gtest.h>
+#include <json-c/json.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/e2e/harness.h"
+
+namespace ks {
+namespace abort_test {
+
+
+using Clock = std::chrono::steady_clock;
+using Fields = std::map<std::string, std::string>;
+
+inline pid_t TidFrom(const std::string& line) {
+  size_t p = line.find("tid=");
+  return p == std::string::npos ? 0 : atoi(line.c_str() + p + 4);
+}
+
+inline std::string Field(const std::string& line, const std::string& key) {
+  size_t p = line.find(key + "=");
+  if (p == std::string::npos) return "";
+  size_t e = line.find(' ', p);
+  return line.substr(p + key.size() + 1, e == std::string::npos ? e : e - p - key.size() - 1);
+}
+
+// /proc/PID/task/TID/syscall: "running", or the number of the system call
+// the thread sleeps in.
+inline std::string SyscallOf(pid_t pid, pid_t tid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/syscall");
+  std::string w;
+  f >> w;
+  return w;
+}
+
+// CPU time of a thread, in clock ticks.
+inline long CpuTicks(pid_t pid, pid_t tid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/stat");
+  std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  size_t p = all.rfind(')');
+  if (p == std::string::npos) return 0;
+  std::istringstream in(all.substr(p + 2));
+  std::string field;
+  long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && in >> field; i++) {
+    if (i == 14) utime = atol(field.c_str());
+    if (i == 15) stime = atol(field.c_str());
+  }
+  return utime + stime;
+}
+
+// Waits until the thread sleeps in system call NR (e.g. "0" read, "202"
+// futex), or, with NR empty, until it has run a few ticks.
+inline bool WaitSettled(pid_t pid, pid_t tid, const std::string& nr) {
+  for (int i = 0; i < 2000; i++) {
+    if (nr.empty() ? CpuTicks(pid, tid) >= 3 : SyscallOf(pid, tid) == nr) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return false;
+}
+
+// A program of tests/progs with its victims and a protocol connection.
+class Prog {
+ public:
+  explicit Prog(const std::string& name) : t_(ks::ProgPath(name)) {
+    ready_ = t_.WaitFor("ready");
+    EXPECT_FALSE(ready_.empty());
+    EXPECT_TRUE(t_.WaitSocket());
+    client_ = std::make_unique<ks::RawClient>(t_.pid());
+    EXPECT_TRUE(client_->ok());
+    client_->ReadLine();  // greeting
+  }
+  ks::Target& t() { return t_; }
+  const std::string& ready() const { return ready_; }
+
+  // Starts a victim of KIND; returns its tid once it runs its loop.
+  pid_t Start(const std::string& kind) {
+    int idx = n_++;
+    t_.Send("start " + kind);
+    std::string l = WaitFor("victim " + std::to_string(idx) + " ");
+    EXPECT_NE(l, "") << kind;
+    return TidFrom(l);
+  }
+  int last() const { return n_ - 1; }
+
+  // One request; the reply's fields ("verb" is ok or err).
+  Fields Request(const std::string& line) {
+    auto r = client_->Request(line);
+    EXPECT_FALSE(r.empty()) << line;
+    Fields f = r.empty() ? Fields{} : ks::ParseLine(r.back());
+    std::string d = f["verb"] + " " + f["state"] + " " + f["abort"] + " " + f["abort_how"] + " " +
+                    f["pending"] + f["msg"];
+    if (history_.empty() || history_.back() != d) history_.push_back(d);
+    return f;
+  }
+  Fields End(pid_t tid, bool force = false) {
+    return Request("end tid=" + std::to_string(tid) + " mode=abort" + (force ? " force=1" : ""));
+  }
+  // "status" also retries a pending abort, as the injector's polls do.
+  Fields Status(pid_t tid) { return Request("status tid=" + std::to_string(tid)); }
+
+  // Asks, then polls, until the thread is gone or TIMEOUT_MS passed.
+  // Returns true if gone; *LAST gets the last reply.
+  bool AbortUntilGone(pid_t tid, bool force, Fields* last, int timeout_ms = 10000) {
+    auto end = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    Fields f = End(tid, force);
+    while (Clock::now() < end) {
+      if (last) *last = f;
+      if (f["state"] == "ended" || (f["verb"] == "err" && f["code"] == "no-thread"))
+        return WaitExit(tid);
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      f = Status(tid);
+    }
+    return false;
+  }
+
+  // Asks, then polls, until the reply satisfies PRED.
+  Fields AbortUntil(pid_t tid, const std::function<bool(Fields&)>& pred, int timeout_ms = 10000) {
+    auto end = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    Fields f = End(tid);
+    while (Clock::now() < end && !pred(f)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      f = Status(tid);
+    }
+    return f;
+  }
+
+  // Like Target::WaitFor, remembering every line read.
+  std::string WaitFor(const std::string& prefix, int timeout_ms = 10000) {
+    auto end = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (Clock::now() < end) {
+      std::string l = t_.ReadLine(static_cast<int>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(end - Clock::now()).count()));
+      if (l.empty()) break;
+      history_.push_back("< " + l);
+      if (l.rfind(prefix, 0) == 0) return l;
+    }
+    return "";
+  }
+
+  std::string History() const {
+    std::string s;
+    for (auto& h : history_) s += "  " + h + "\n";
+    return s + "stderr: " + t_.Stderr();
+  }
+
+  bool WaitExit(pid_t tid) {
+    for (int i = 0; i < 5000 && ks::TaskExists(t_.pid(), tid); i++)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return !ks::TaskExists(t_.pid(), tid);
+  }
+
+  std::string Join(int idx) {
+    t_.Send("join " + std::to_string(idx));
+    return WaitFor("joined " + std::to_string(idx));
+  }
+
+  // The program's own check: heartbeat thread alive, malloc under
+  // contention, its mutexes free (but EXCEPT).
+  void ExpectHealthy(const std::string& except = "") {
+    t_.Send(except.empty() ? "check" : "check but " + except);
+    std::string l;
+    do {
+      l = t_.ReadLine(20000);
+    } while (!l.empty() && l.rfind("healthy", 0) != 0 && l.rfind("unhealthy", 0) != 0);
+    EXPECT_EQ(l.rfind("healthy beats=", 0), 0u) << l << "\nstderr: " << t_.Stderr();
+    EXPECT_TRUE(t_.Alive());
+  }
+
+ private:
+  ks::Target t_;
+  std::string ready_;
+  std::unique_ptr<ks::RawClient> client_;
+  int n_ = 0;
+  std::vector<std::string> history_;
+};
+
+// ---- C: every kind of thread leaves, runs its cleanup handler, and is
+// joined as cancelled; the program stays healthy. ----
+
+// The injector's report for an abort: JSON of killshim-inject --json.
+struct Report {
+  int code = -1;
+  std::map<std::string, std::string> top;    // scalar members
+  std::map<std::string, std::string> abort;  // "how", "note"
+  std::vector<std::string> cleanups, locks_left;
+  std::string raw;
+};
+
+inline Report InjectAbort(pid_t pid, pid_t tid, const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> args = {"--mode", "abort", "--json"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  args.push_back(std::to_string(pid));
+  args.push_back(std::to_string(tid));
+  ks::Result r = ks::Inject(args);
+  Report rep;
+  rep.code = r.code;
+  rep.raw = r.out + r.err;
+  json_object* root = json_tokener_parse(r.out.c_str());
+  if (!root) return rep;
+  json_object_object_foreach(root, k, v) {
+    if (v && json_object_get_type(v) != json_type_object && json_object_get_type(v) != json_type_array)
+      rep.top[k] = json_object_get_string(v);
+  }
+  json_object* ab;
+  if (json_object_object_get_ex(root, "abort", &ab) && ab) {
+    json_object_object_foreach(ab, k2, v2) {
+      if (!v2) continue;
+      if (json_object_get_type(v2) == json_type_array) {
+        auto& list = std::string(k2) == "cleanups" ? rep.cleanups : rep.locks_left;
+        for (size_t i = 0; i < json_object_array_length(v2); i++)
+          list.push_back(json_object_get_string(json_object_array_get_idx(v2, i)));
+      } else {
+        rep.abort[k2] = json_object_get_string(v2);
+      }
+    }
+  }
+  json_object_put(root);
+  return rep;
+}
+
+}  // namespace abort_test
+}  // namespace ks
+
+#endif

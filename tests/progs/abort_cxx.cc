@@ -1,0 +1,272 @@
+// C++ threads for the abort tests: RAII objects whose destructors must run,
+// and frames an unwind must not cross. Knows nothing of killshim.
+//
+// stdin:  "start KIND" -> "victim I tid=T kind=KIND"; "join I" -> "joined I";
+//         "stop" (loops that poll it finish), "progress I" -> "progress I N",
+//         "check" -> "healthy beats=N" or "unhealthy: why", "quit".
+// stdout: "dtor NAME I" from destructors, "forced-unwind I" from a handler
+//         that rethrows abi::__forced_unwind.
+//         "throw": the qsort victim's comparator throws once, after checking
+//         that a backtrace from inside qsort reaches the victim's frame
+//         ("backtrace-ok" or "backtrace-broken", then "caught I").
+// KINDs: raii nocall noexcept catchall rethrow cv qsort
+#include <cxxabi.h>
+#include <unistd.h>
+#include <unwind.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+std::mutex out_mu;
+std::mutex cv_mu;
+std::condition_variable cv;
+std::atomic<bool> stop{false};
+std::atomic<unsigned long> beats{0};
+volatile unsigned long sink;
+
+struct Victim {
+  int idx = 0;
+  std::string kind;
+  std::thread th;
+  std::atomic<unsigned long> progress{0};
+};
+std::vector<std::unique_ptr<Victim>> victims;
+
+void Say(const std::string& s) {
+  std::lock_guard<std::mutex> g(out_mu);
+  std::cout << s << std::endl;
+}
+
+struct Guard {
+  const char* name;
+  int idx;
+  Guard(const char* n, int i) : name(n), idx(i) {}
+  ~Guard() { Say(std::string("dtor ") + name + " " + std::to_string(idx)); }
+};
+
+__attribute__((noinline)) unsigned long Work(unsigned long x) {
+  asm volatile("" ::: "memory");
+  if (x == 42) throw std::runtime_error("never");
+  return x * 2654435761u + 1;
+}
+
+void Announce(Victim* v) {
+  Say("victim " + std::to_string(v->idx) + " tid=" + std::to_string(gettid()) + " kind=" + v->kind);
+}
+
+__attribute__((noinline)) void Inner(Victim* v) {
+  Guard g("inner", v->idx);
+  for (;;) {
+    std::string s = "x" + std::to_string(v->progress.load());
+    sink = Work(sink + s.size());
+    v->progress++;
+  }
+}
+
+__attribute__((noinline)) void RunRaii(Victim* v) {
+  Guard g("outer", v->idx);
+  Announce(v);
+  Inner(v);
+}
+
+// A frame with a destructor and a loop without calls: no call boundary.
+__attribute__((noinline)) void RunNocall(Victim* v) {
+  Guard g("nocall", v->idx);
+  Announce(v);
+  v->progress = 1;
+  volatile unsigned long n = 0;
+  while (!stop.load(std::memory_order_relaxed)) n = n + 1;
+  sink = Work(n);
+}
+
+__attribute__((noinline)) void Loop(Victim* v) {
+  while (!stop.load()) {
+    sink = Work(sink);
+    v->progress++;
+  }
+}
+
+__attribute__((noinline)) void NoexceptFrame(Victim* v) noexcept {
+  Guard g("noexcept", v->idx);
+  Loop(v);
+}
+
+void RunNoexcept(Victim* v) {
+  Announce(v);
+  NoexceptFrame(v);
+}
+
+void RunCatchAll(Victim* v) {
+  Announce(v);
+  try {
+    Loop(v);
+  } catch (...) {
+    Say("caught " + std::to_string(v->idx));
+  }
+}
+
+void RunRethrow(Victim* v) {
+  Guard g("rethrow", v->idx);
+  Announce(v);
+  try {
+    Loop(v);
+  } catch (abi::__forced_unwind&) {
+    Say("forced-unwind " + std::to_string(v->idx));
+    throw;
+  }
+}
+
+std::atomic<bool> throw_now{false};
+
+__attribute__((noinline)) void SortLoop(Victim* v);
+
+_Unwind_Reason_Code FindSortLoop(struct _Unwind_Context* ctx, void* arg) {
+  if (_Unwind_GetRegionStart(ctx) == reinterpret_cast<uintptr_t>(&SortLoop)) {
+    *static_cast<bool*>(arg) = true;
+    return _URC_END_OF_STACK;
+  }
+  return _URC_NO_REASON;
+}
+
+std::atomic<bool> park{true};
+Victim* sorting;
+
+// The first sort parks in its comparator (the thread then runs a callback of
+// libc) until "throw"; later sorts run through.
+int Cmp(const void* a, const void* b) {
+  if (park.load(std::memory_order_relaxed)) {
+    sorting->progress = 1;
+    while (park.load(std::memory_order_relaxed) && !throw_now.load(std::memory_order_relaxed)) {
+    }
+    park = false;
+  }
+  if (throw_now.exchange(false)) {
+    bool seen = false;
+    _Unwind_Backtrace(FindSortLoop, &seen);
+    Say(seen ? "backtrace-ok" : "backtrace-broken");
+    throw 7;
+  }
+  int x = *static_cast<const int*>(a), y = *static_cast<const int*>(b);
+  return (x > y) - (x < y);
+}
+
+// Mostly inside qsort (libc), which calls back into the program.
+__attribute__((noinline)) void SortLoop(Victim* v) {
+  Guard g("qsort", v->idx);
+  std::vector<int> a(10000);
+  sorting = v;
+  Announce(v);
+  for (unsigned seed = 1;; seed++) {
+    for (auto& x : a) x = static_cast<int>(seed = seed * 1103515245u + 12345u);
+    try {
+      qsort(a.data(), a.size(), sizeof(int), Cmp);
+    } catch (int) {
+      Say("caught " + std::to_string(v->idx));
+    }
+    v->progress++;
+  }
+}
+
+void RunCv(Victim* v) {
+  Guard g("cv", v->idx);
+  std::unique_lock<std::mutex> lk(cv_mu);
+  Announce(v);
+  cv.wait(lk, [] { return stop.load(); });
+}
+
+void VictimMain(Victim* v) {
+  const std::string& k = v->kind;
+  if (k == "raii") RunRaii(v);
+  else if (k == "nocall") RunNocall(v);
+  else if (k == "noexcept") RunNoexcept(v);
+  else if (k == "catchall") RunCatchAll(v);
+  else if (k == "rethrow") RunRethrow(v);
+  else if (k == "cv") RunCv(v);
+  else if (k == "qsort") SortLoop(v);
+  Say("returned " + std::to_string(v->idx));
+}
+
+void Check() {
+  unsigned long b0 = beats;
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; t++)
+    ts.emplace_back([t] {
+      std::vector<std::unique_ptr<std::string>> keep(64);
+      unsigned long seed = static_cast<unsigned long>(t) + 1;
+      for (int i = 0; i < 20000; i++) {
+        seed = seed * 6364136223846793005ul + 1;
+        keep[(seed >> 33) % 64] = std::make_unique<std::string>(1 + (seed >> 40) % 3000, 'z');
+      }
+    });
+  for (auto& t : ts) t.join();
+  for (int i = 0; i < 200 && beats == b0; i++) usleep(10000);
+  for (std::mutex* m : {&cv_mu, &out_mu}) {
+    if (!m->try_lock()) {
+      std::cout << "unhealthy: a mutex is locked" << std::endl;
+      return;
+    }
+    m->unlock();
+  }
+  if (beats == b0) {
+    std::cout << "unhealthy: heartbeat stopped" << std::endl;
+    return;
+  }
+  Say("healthy beats=" + std::to_string(beats.load()));
+}
+
+}  // namespace
+
+int main() {
+  std::thread hb([] {
+    for (;;) {
+      beats++;
+      usleep(1000);
+    }
+  });
+  hb.detach();
+  Say("ready pid=" + std::to_string(getpid()));
+  std::string line;
+  while (std::getline(std::cin, line)) {
+    if (line.rfind("start ", 0) == 0) {
+      auto v = std::make_unique<Victim>();
+      v->idx = static_cast<int>(victims.size());
+      v->kind = line.substr(6);
+      Victim* p = v.get();
+      victims.push_back(std::move(v));
+      p->th = std::thread(VictimMain, p);
+    } else if (line.rfind("join ", 0) == 0) {
+      size_t i = std::strtoul(line.c_str() + 5, nullptr, 10);
+      if (i < victims.size() && victims[i]->th.joinable()) victims[i]->th.join();
+      Say("joined " + std::to_string(i));
+    } else if (line.rfind("progress ", 0) == 0) {
+      size_t i = std::strtoul(line.c_str() + 9, nullptr, 10);
+      if (i < victims.size())
+        Say("progress " + std::to_string(i) + " " + std::to_string(victims[i]->progress.load()));
+    } else if (line == "stop") {
+      stop = true;
+      std::lock_guard<std::mutex> g(cv_mu);
+      cv.notify_all();
+    } else if (line == "throw") {
+      throw_now = true;
+    } else if (line == "check") {
+      Check();
+    } else if (line == "quit") {
+      break;
+    }
+  }
+  for (auto& v : victims)
+    if (v->th.joinable()) v->th.detach();
+  std::cout.flush();
+  _exit(0);
+}
