@@ -1,11 +1,12 @@
-/* The shim's private binding to libunwind (local unwinding only).
+/* The abort's binding to libunwind (local unwinding only): a table filled
+ * once at init, from dlopen("libunwind.so.8", RTLD_LOCAL).
  *
- * Why not link -lunwind: libunwind.so.8 also defines _Unwind_RaiseException,
- * _Unwind_Resume and the rest of the C++ ABI unwinder. As a dependency of a
- * preloaded library it lands in the global scope ahead of libgcc_s, and then
- * a plain C program that calls pthread_exit crashes (glibc's forced unwind
- * runs in libgcc_s, the landing pads' _Unwind_Resume in libunwind). So the
- * library is opened RTLD_LOCAL at init and reached only through this table.
+ * libunwind.so.8 also defines _Unwind_RaiseException, _Unwind_Resume and the
+ * rest of the C++ ABI unwinder; in the global scope ahead of libgcc_s it
+ * breaks every cancellation and exception (shim/BUILD links libgcc_s first
+ * for the stack dumps, which call libunwind directly). Opened RTLD_LOCAL, the
+ * table works whether or not the library is already in the global scope, and
+ * tests can use it without linking libunwind.
  *
  * Everything here is loaded and primed at init (ks_unw_load): nothing is
  * resolved or loaded later, inside a thread being stopped. */
