@@ -1,22 +1,21 @@
 /* What an aborted thread does in its own signal handlers: find the next safe
  * point, or say why it waits. Async-signal-safe only.
  *
- * The first decision runs in the KS_SIG_ACT handler; if the thread is not at
- * a safe point, the handler sets the trap flag and each following
- * instruction traps into ks_abort_on_trap, which makes the same decision
- * again, until one of:
- * - the PC is in application code, in a frame without landing pads: leave
- *   from the signal frame (nothing in that frame needs a call site);
- * - the next instruction is a call in application code: redirect it into
- *   ks_abort_entry, so the unwind starts at that call site;
- * - a runtime function (libc...) just returned into application code:
- *   leave as if it had thrown;
- * - the budget ran out: inside runtime code, patch the return address of
- *   the first application frame (abort_exit.c); in a frame with landing pads
- *   and no calls, report it pending (or, with --force, leave from its caller
- *   without its cleanups).
- * Locks held (the count interpose_lock.c keeps) and waits in the shim's
- * wrappers stop the search: the wrappers leave by themselves. */
+ * The first decision runs in the KS_SIG_ACT handler:
+ * - locks held (the count interpose_lock.c keeps) or a wait in the shim's
+ *   cond wrapper: the unlock hook or the wrapper leaves by itself;
+ * - application code, frame without landing pads: leave from the signal
+ *   frame (nothing in that frame needs a call site);
+ * - runtime code (libc...), or a callback of it: patch the return address of
+ *   the first application frame below (abort_exit.c) and let it run;
+ * - otherwise (a frame with landing pads, or no patch possible): set the
+ *   trap flag. Each following instruction traps into ks_abort_on_trap, which
+ *   makes the same decision, and also leaves at a call instruction of the
+ *   application (redirected into ks_abort_entry, so the unwind starts at
+ *   that call site) or right after a runtime call returned into it.
+ * A stepping run is bounded: past it, a frame with landing pads and no call
+ * is reported pending (--force leaves from its caller without its cleanups),
+ * runtime code gets its return patched. */
 #include <errno.h>
 #include <signal.h>
 #include <string.h>

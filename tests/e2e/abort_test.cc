@@ -153,6 +153,23 @@ TEST(AbortC, BlockedOnAMutexIsPendingUntilForced) {
   p.ExpectHealthy();
 }
 
+// Detached threads that are aborted release their resources: the process
+// ends up with as many threads as before.
+TEST(AbortC, DetachedVictimsAreReleased) {
+  Prog p("abort_victims");
+  size_t before = ks::Tasks(p.t().pid()).size();
+  for (int i = 0; i < 20; i++) {
+    pid_t tid = p.Start("detached");
+    ASSERT_TRUE(p.AbortUntilGone(tid, false, nullptr)) << p.History();
+    EXPECT_EQ(p.WaitFor("cleanup " + std::to_string(i)), "cleanup " + std::to_string(i) + " detached");
+  }
+  size_t after = 0;
+  for (int i = 0; i < 500 && (after = ks::Tasks(p.t().pid()).size()) != before; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(after, before);
+  p.ExpectHealthy();
+}
+
 TEST(AbortC, TheMainThreadIsNotAborted) {
   Prog p("abort_victims");
   Fields f = p.End(p.t().pid());

@@ -11,7 +11,7 @@
  *         "quit"
  * stdout: also "cleanup I ..." from victims' cleanup handlers.
  * KINDs: spin calls printf malloc read accept poll cond cond_nocleanup sleep
- *        nocancel lockspin deadlock rwspin exitsoon storm forker */
+ *        nocancel lockspin deadlock rwspin exitsoon storm forker detached */
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -285,6 +285,10 @@ static void *victim_main(void *arg)
     else if (!strcmp(k, "deadlock")) run_deadlock(v);
     else if (!strcmp(k, "exitsoon")) run_exitsoon(v);
     else if (!strcmp(k, "forker")) run_forker(v);
+    else if (!strcmp(k, "detached")) {
+        pthread_detach(pthread_self());
+        run_calls(v);
+    }
     else if (!strcmp(k, "storm")) run_storm(v);
     pthread_cleanup_pop(0);
     return (void *)1;
