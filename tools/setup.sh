@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="build-essential bazel-bootstrap libunwind-dev libgtest-dev libdw-dev libelf-dev
-      libjson-c-dev util-linux procps man-db"
+      libjson-c-dev util-linux procps man-db groff-base curl"
 
 missing=""
 for p in $PKGS; do
