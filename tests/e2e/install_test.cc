@@ -77,6 +77,15 @@ TEST(Install, TheInstalledLauncherRunsAndListsAnInstalledProgram) {
   EXPECT_TRUE(Contains(maps, prefix + "/lib/killshim/libkillshim.so")) << maps;
 }
 
+TEST(Install, TheInstalledDemoRuns) {
+  std::string prefix = ks::TempDir("prefix");
+  ASSERT_EQ(Install({"--prefix=" + prefix}).code, 0);
+  Result r = ks::Run({prefix + "/bin/killshim", "demo"}, 120000);
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_TRUE(Contains(r.out, "$ killshim run -- hung_service &")) << r.out;
+  EXPECT_TRUE(Contains(r.out, "# Done.")) << r.out;
+}
+
 TEST(Install, DestdirStagesAndTheTreeStillWorksOnceMoved) {
   std::string stage = ks::TempDir("stage");
   Result r = Install({"--prefix=/usr/local", "--destdir=" + stage});
