@@ -3,7 +3,7 @@
 #
 #   PREFIX/bin/killshim, PREFIX/bin/killshim-inject
 #   PREFIX/lib/killshim/libkillshim.so     (plus the demo: hung_service, demo.sh)
-#   PREFIX/include/killshim.h              (the public header, when the build has it)
+#   PREFIX/include/killshim.h              (the public header)
 #   PREFIX/share/man/man1/killshim.1, killshim-inject.1, man7/libkillshim.7
 #   PREFIX/share/doc/killshim/examples/hung_service.c
 #
@@ -82,9 +82,8 @@ manifest() {
 0644 src/man/killshim-inject.1 share/man/man1/killshim-inject.1
 0644 src/man/libkillshim.7 share/man/man7/libkillshim.7
 0644 src/tools/demo/hung_service.c share/doc/killshim/examples/hung_service.c
+0644 src/shim/killshim.h include/killshim.h
 EOF
-    # The public header, once the build has one.
-    [ ! -f "$src/shim/killshim.h" ] || echo "0644 src/shim/killshim.h include/killshim.h"
 }
 
 if [ "$uninstall" = 1 ]; then
@@ -116,8 +115,6 @@ manifest | while read -r mode from to; do
     echo "installed $root/$to"
 done
 
-[ -f "$src/shim/killshim.h" ] ||
-    echo "$me: note: this build has no public header (shim/killshim.h); none installed" >&2
 cat <<EOF
 
 Try it:       $prefix/bin/killshim demo

@@ -47,7 +47,9 @@ const Demo& TheDemo() {
 TEST(Demo, RunsToTheEndAndSucceeds) {
   const Demo& d = TheDemo();
   EXPECT_EQ(d.r.code, 0) << d.r.out << d.r.err;
-  EXPECT_EQ(d.r.err, "");
+  // stderr holds the injector's progress lines, and the demo's own
+  // complaints if a step did not go as shown.
+  EXPECT_FALSE(Contains(d.r.err, "killshim demo:")) << d.r.err;
   ASSERT_NE(d.pid, 0) << d.r.out;
   EXPECT_TRUE(Contains(d.r.out, "# Done.")) << d.r.out;
 }
@@ -81,6 +83,61 @@ TEST(Demo, ListsTheStuckThreads) {
     EXPECT_TRUE(std::regex_search(table, std::regex(row))) << row << "\n" << table;
 }
 
+// The tid the demo printed for worker NAME ("# NAME (TID) ...").
+std::string TidOf(const Demo& d, const std::string& name) {
+  std::smatch m;
+  if (std::regex_search(d.r.out, m, std::regex("# " + name + " \\(([0-9]+)\\)"))) return m[1];
+  return "";
+}
+
+TEST(Demo, CancelsTheFetcherAndItsCleanupHandlerRuns) {
+  const Demo& d = TheDemo();
+  std::string pid = std::to_string(d.pid), tid = TidOf(d, "fetcher");
+  ASSERT_NE(tid, "") << d.r.out;
+  int cmd = d.Find("$ killshim inject --mode cancel " + pid + " " + tid);
+  ASSERT_GE(cmd, 0) << d.r.out;
+  EXPECT_EQ(d.lines[cmd + 1].rfind("thread " + tid + " (fetcher) of process " + pid +
+                                       ": gone: cancelled (mode cancel)", 0), 0u)
+      << d.lines[cmd + 1];
+  int closed = d.Find("hung_service: fetcher: cleanup handler closed its upstream connection", cmd);
+  int joined = d.Find("hung_service: joined fetcher: it ended by cancellation (PTHREAD_CANCELED)", cmd);
+  EXPECT_GT(closed, cmd) << d.r.out;
+  EXPECT_GT(joined, closed) << d.r.out;
+}
+
+TEST(Demo, ReporterRefusesCancelThenStopsOnItsOwnFlag) {
+  const Demo& d = TheDemo();
+  std::string pid = std::to_string(d.pid), tid = TidOf(d, "reporter");
+  ASSERT_NE(tid, "") << d.r.out;
+  int cancel = d.Find("$ killshim inject --mode cancel --timeout 2 " + pid + " " + tid);
+  ASSERT_GE(cancel, 0) << d.r.out;
+  EXPECT_TRUE(Contains(d.lines[cancel + 1], "still alive after")) << d.lines[cancel + 1];
+  EXPECT_TRUE(Contains(d.lines[cancel + 1], "cancellation disabled")) << d.lines[cancel + 1];
+  int status = d.Find("(exit status 3)", cancel);
+  int flag = d.Find("$ killshim inject --mode flag --flag-symbol stop_reporting " + pid + " " + tid);
+  EXPECT_GT(status, cancel);
+  ASSERT_GT(flag, status) << d.r.out;
+  EXPECT_EQ(d.lines[flag + 1].rfind("thread " + tid + " (reporter) of process " + pid +
+                                        ": gone: returned (mode flag)", 0), 0u)
+      << d.lines[flag + 1];
+  EXPECT_GT(d.Find("hung_service: reporter: stop_reporting is set", flag), flag) << d.r.out;
+  EXPECT_GT(d.Find("hung_service: joined reporter: it returned", flag), flag) << d.r.out;
+}
+
+TEST(Demo, TheFinalListingLacksTheEndedThreads) {
+  const Demo& d = TheDemo();
+  std::string cmd = "$ killshim inject " + std::to_string(d.pid);
+  int first = d.Find(cmd);
+  int last = d.Find(cmd, first + 1);
+  ASSERT_GT(last, first) << d.r.out;
+  EXPECT_EQ(d.lines[last + 1].rfind("process " + std::to_string(d.pid) + ": 5 threads", 0), 0u)
+      << d.lines[last + 1];
+  for (int i = last + 3; i < last + 8 && (size_t)i < d.lines.size(); i++) {
+    EXPECT_FALSE(Contains(d.lines[i], " fetcher ")) << d.lines[i];
+    EXPECT_FALSE(Contains(d.lines[i], " reporter ")) << d.lines[i];
+  }
+}
+
 TEST(Demo, TheServiceAnswersBeforeAndAfter) {
   const Demo& d = TheDemo();
   std::string ask = "$ curl -s http://127.0.0.1:" + d.port + "/";
@@ -90,6 +147,8 @@ TEST(Demo, TheServiceAnswersBeforeAndAfter) {
   int last = d.Find(ask, first + 1);
   ASSERT_GE(last, 0) << d.r.out;
   EXPECT_EQ(d.lines[last + 1].rfind("ok: request 2,", 0), 0u) << d.lines[last + 1];
+  // The service itself no longer counts the ended workers as running.
+  EXPECT_TRUE(Contains(d.lines[last + 1], "workers: cruncher ledger-a ledger-b")) << d.lines[last + 1];
 }
 
 TEST(Demo, LeavesNoServiceBehind) {

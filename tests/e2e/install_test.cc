@@ -2,6 +2,9 @@
 // then the installed launcher and injector against an installed program.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <fstream>
 
 #include "tests/e2e/front.h"
 #include "tests/e2e/harness.h"
@@ -22,6 +25,7 @@ const char* const kFiles[] = {
     "share/man/man1/killshim-inject.1",
     "share/man/man7/libkillshim.7",
     "share/doc/killshim/examples/hung_service.c",
+    "include/killshim.h",
 };
 
 Result Install(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
@@ -47,8 +51,7 @@ TEST(Install, PutsEveryFileInPlaceWithItsMode) {
   EXPECT_EQ(Mode(prefix + "/bin/killshim-inject"), 0755u);
   EXPECT_EQ(Mode(prefix + "/lib/killshim/libkillshim.so"), 0644u);
   EXPECT_EQ(Mode(prefix + "/share/man/man7/libkillshim.7"), 0644u);
-  // The header goes in exactly when the build has one.
-  EXPECT_EQ(Exists(prefix + "/include/killshim.h"), Exists(ks::RunfilesPath("shim/killshim.h")));
+  EXPECT_EQ(Mode(prefix + "/include/killshim.h"), 0644u);
   EXPECT_TRUE(Contains(r.out, "Environment=LD_PRELOAD=" + prefix + "/lib/killshim/libkillshim.so"))
       << r.out;
 }
@@ -75,6 +78,35 @@ TEST(Install, TheInstalledLauncherRunsAndListsAnInstalledProgram) {
   // The process maps the installed library, not the build's.
   std::string maps = ks::Run({"/bin/cat", "/proc/" + std::to_string(t.pid()) + "/maps"}).out;
   EXPECT_TRUE(Contains(maps, prefix + "/lib/killshim/libkillshim.so")) << maps;
+}
+
+// A program built against the installed header runs with and without the
+// installed shim, and sees its stop flag when flag mode asks.
+TEST(Install, TheInstalledHeaderBuildsAProgramThatSeesItsStopFlag) {
+  std::string prefix = ks::TempDir("prefix");
+  ASSERT_EQ(Install({"--prefix=" + prefix}).code, 0);
+  std::string src = prefix + "/stopper.c", bin = prefix + "/stopper";
+  std::ofstream(src) << "#include <killshim.h>\n#include <stdio.h>\n#include <unistd.h>\n"
+                        "int main(void) {\n"
+                        "  printf(\"ready %d\\n\", killshim_stop_requested()); fflush(stdout);\n"
+                        "  while (!killshim_stop_requested()) usleep(1000);\n"
+                        "  puts(\"stopped\"); return 0;\n}\n";
+  Result cc = ks::Run({"/usr/bin/cc", "-std=gnu11", "-Wall", "-Werror", "-I", prefix + "/include",
+                       "-o", bin, src});
+  ASSERT_EQ(cc.code, 0) << cc.err;
+
+  // Without the shim: never requested.
+  ks::Target alone(bin, {}, {}, false);
+  EXPECT_EQ(alone.WaitFor("ready"), "ready 0");
+  // Under the installed launcher, flag mode on its main thread stops it.
+  ks::Target t(prefix + "/bin/killshim", {"run", "--", bin}, {}, false);
+  ASSERT_EQ(t.WaitFor("ready"), "ready 0");
+  ASSERT_TRUE(t.WaitSocket()) << t.Stderr();
+  std::string pid = std::to_string(t.pid());
+  Result r = ks::Run({prefix + "/bin/killshim", "inject", "--mode", "flag", pid, pid});
+  EXPECT_EQ(t.WaitFor("stopped"), "stopped") << r.out << r.err;
+  int st = t.Wait(10000);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
 
 TEST(Install, TheInstalledDemoRuns) {

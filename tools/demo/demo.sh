@@ -44,7 +44,12 @@ trap stop_service EXIT
 trap 'exit 1' INT TERM
 
 # ---- Presentation --------------------------------------------------------
-say() { printf '\n%s# %s%s\n' "$DIM" "$*" "$OFF"; }
+# Narration: one comment line per argument, after a blank line.
+say() {
+    local line
+    printf '\n'
+    for line in "$@"; do printf '%s# %s%s\n' "$DIM" "$line" "$OFF"; done
+}
 typed() { printf '%s$ %s%s\n' "$BOLD" "$*" "$OFF"; }
 pause() { [ "$step_mode" = 1 ] && read -r -p "[Enter]" _ </dev/tty; return 0; }
 
@@ -54,6 +59,19 @@ service_output() {
     lines=$(wc -l <"$log")
     [ "$lines" -gt "$log_seen" ] && tail -n "+$((log_seen + 1))" "$log" | head -n "$((lines - log_seen))"
     log_seen=$lines
+}
+
+# Waits (up to 10 s) for the service to print a line matching $1, then shows
+# what it printed. The service logs from its own threads, a moment after the
+# injector has seen the thread go.
+service_says() {
+    local i
+    for ((i = 0; i < 100; i++)); do
+        grep -q -- "$1" "$log" && break
+        sleep 0.1
+    done
+    service_output
+    grep -q -- "$1" "$log" || fail "the service never said '$1'"
 }
 
 # The demo checks itself: a step that did not go as shown fails the demo.
@@ -109,8 +127,8 @@ wait_for_deadlock() {
 
 # ---- The steps -------------------------------------------------------------
 start_service() {
-    say "A service with five hung workers; it knows nothing of killshim."
-    say "Start it under the shim (it prints its pid and its address):"
+    say "A service with five hung workers; it knows nothing of killshim." \
+        "Start it under the shim (it prints its pid and its address):"
     typed "killshim run -- hung_service &"
     "$KS" run -- "$SERVICE" >"$log" 2>&1 &
     pid=$!
@@ -148,6 +166,25 @@ its_threads() {
     say "cruncher burns CPU (state R); ledger-a and ledger-b each hold a lock and wait for a mutex."
 }
 
+end_fetcher() {
+    local tid
+    tid=$(tid_of fetcher)
+    say "fetcher ($tid) waits in read() for an upstream that accepted it and never answers." \
+        "read() is a cancellation point, so cancel it; its cleanup handler closes the socket:"
+    expect_exit 0 inject --mode cancel "$pid" "$tid"
+    service_says "joined fetcher: it ended by cancellation"
+}
+
+end_reporter() {
+    local tid
+    tid=$(tid_of reporter)
+    say "reporter ($tid) turned cancellation off. A cancel would wait in vain; killshim says so:"
+    expect_exit 3 inject --mode cancel --timeout 2 "$pid" "$tid"
+    say "It checks its own variable, stop_reporting, between reports. Flag mode sets it:"
+    expect_exit 0 inject --mode flag --flag-symbol stop_reporting "$pid" "$tid"
+    service_says "joined reporter: it returned"
+}
+
 still_serving() {
     say "The service never restarted: same pid, still answering."
     killshim inject "$pid" || fail "the final listing failed"
@@ -158,6 +195,10 @@ still_serving() {
 start_service || exit 1
 pause
 its_threads
+pause
+end_fetcher
+pause
+end_reporter
 pause
 still_serving
 say "Done. The commands above work the same on your own service: 'killshim run -- ./yours'."
