@@ -61,12 +61,12 @@ service_output() {
     log_seen=$lines
 }
 
-# Waits (up to 10 s) for the service to print a line matching $1, then shows
+# Waits (up to 30 s) for the service to print a line matching $1, then shows
 # what it printed. The service logs from its own threads, a moment after the
 # injector has seen the thread go.
 service_says() {
     local i
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < 300; i++)); do
         grep -q -- "$1" "$log" && break
         sleep 0.1
     done
@@ -112,11 +112,11 @@ ask_service() {
 # The tid of the thread named $1, read from the listing as you would.
 tid_of() { "$KS" inject "$pid" 2>/dev/null | awk -v n="$1" '$2 == n { print $1 }'; }
 
-# Waits (up to 10 s) until `killshim inject PID` shows both ledgers blocked:
+# Waits (up to 30 s) until `killshim inject PID` shows both ledgers blocked:
 # the service says "ready" just before they block.
 wait_for_deadlock() {
     local i
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < 300; i++)); do
         [ "$("$KS" inject "$pid" 2>/dev/null | grep -c '^[0-9].* ledger-[ab] .*waits for mutex')" = 2 ] &&
             return 0
         sleep 0.1
@@ -133,7 +133,7 @@ start_service() {
     "$KS" run -- "$SERVICE" >"$log" 2>&1 &
     pid=$!
     local i
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < 300; i++)); do
         grep -q 'serving http://' "$log" && break
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
