@@ -113,7 +113,7 @@ ask_service() {
 tid_of() { "$KS" inject "$pid" 2>/dev/null | awk -v n="$1" '$2 == n { print $1 }'; }
 
 # Waits (up to 30 s) until `killshim inject PID` shows both ledgers blocked:
-# the service says "ready" just before they block.
+# the service announces itself a moment before the second lock of each.
 wait_for_deadlock() {
     local i
     for ((i = 0; i < 300; i++)); do
