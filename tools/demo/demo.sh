@@ -112,13 +112,12 @@ ask_service() {
 # The tid of the thread named $1, read from the listing as you would.
 tid_of() { "$KS" inject "$pid" 2>/dev/null | awk -v n="$1" '$2 == n { print $1 }'; }
 
-# Waits (up to 30 s) until `killshim inject PID` shows both ledgers blocked:
-# the service announces itself a moment before the second lock of each.
+# Waits (up to 30 s) until `killshim inject PID` names the deadlock: the
+# service announces itself a moment before the ledgers take their second lock.
 wait_for_deadlock() {
     local i
     for ((i = 0; i < 300; i++)); do
-        [ "$("$KS" inject "$pid" 2>/dev/null | grep -c '^[0-9].* ledger-[ab] .*waits for mutex')" = 2 ] &&
-            return 0
+        "$KS" inject "$pid" 2>/dev/null | grep -q '^deadlock: ' && return 0
         sleep 0.1
     done
     fail "the ledgers never deadlocked"
@@ -130,6 +129,7 @@ start_service() {
     say "A service with five hung workers; it knows nothing of killshim." \
         "Start it under the shim (it prints its pid and its address):"
     typed "killshim run -- hung_service &"
+    : >"$log"   # before the job opens it: the loop below reads it at once
     "$KS" run -- "$SERVICE" >"$log" 2>&1 &
     pid=$!
     local i
@@ -162,8 +162,22 @@ its_threads() {
     for name in http cruncher fetcher ledger-a ledger-b reporter; do
         grep -q "^[0-9]* *$name " <<<"$out" || fail "the listing does not show $name"
     done
-    grep -q 'waits for mutex' <<<"$out" || fail "the listing does not show the ledgers' mutex waits"
-    say "cruncher burns CPU (state R); ledger-a and ledger-b each hold a lock and wait for a mutex."
+    grep -q '^deadlock: ' <<<"$out" || fail "the listing does not name the deadlock"
+    say "cruncher burns CPU (state R), fetcher sits in read, and ledger-a and ledger-b" \
+        "each hold a lock the other waits for: a deadlock."
+}
+
+their_stacks() {
+    say "Their stacks, taken inside the process without stopping it, what each one" \
+        "is blocked on, and the deadlock cycle (jstack for native programs):"
+    local out rc
+    out=$(killshim inject --stack "$pid")
+    rc=$?
+    printf '%s\n' "$out"
+    [ $rc -eq 0 ] || fail "--stack failed"
+    grep -q 'cruncher_main' <<<"$out" || fail "--stack does not show cruncher_main"
+    grep -q 'blocked in read(' <<<"$out" || fail "--stack does not show the fetcher's read"
+    grep -q '^deadlock: ' <<<"$out" || fail "--stack does not name the deadlock"
 }
 
 end_fetcher() {
@@ -195,6 +209,8 @@ still_serving() {
 start_service || exit 1
 pause
 its_threads
+pause
+their_stacks
 pause
 end_fetcher
 pause
