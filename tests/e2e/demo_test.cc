@@ -135,6 +135,44 @@ TEST(Demo, CancelsTheFetcherAndItsCleanupHandlerRuns) {
   EXPECT_GT(joined, closed) << d.r.out;
 }
 
+TEST(Demo, AbortsTheCruncherAtASafePoint) {
+  const Demo& d = TheDemo();
+  std::string pid = std::to_string(d.pid), tid = TidOf(d, "cruncher");
+  ASSERT_NE(tid, "") << d.r.out;
+  int cmd = d.Find("$ killshim inject --mode abort " + pid + " " + tid);
+  ASSERT_GE(cmd, 0) << d.r.out;
+  EXPECT_EQ(d.lines[cmd + 1].rfind("thread " + tid + " (cruncher) of process " + pid +
+                                       ": gone: aborted (mode abort)", 0), 0u)
+      << d.lines[cmd + 1];
+  EXPECT_GT(d.Find("  left from:   cruncher_main+", cmd), cmd) << d.r.out;
+  EXPECT_GT(d.Find("hung_service: joined cruncher: it ended by cancellation (PTHREAD_CANCELED)", cmd),
+            cmd)
+      << d.r.out;
+}
+
+// The deadlock: a plain abort stays pending (the thread holds a lock) with
+// exit 3; --force ends ledger-a, whose cleanup handler unlocks its mutex, and
+// ledger-b goes on.
+TEST(Demo, BreaksTheDeadlockWithForceAndTheOtherSideRunsOn) {
+  const Demo& d = TheDemo();
+  std::string pid = std::to_string(d.pid), tid = TidOf(d, "ledger-a");
+  ASSERT_NE(tid, "") << d.r.out;
+  int pending = d.Find("$ killshim inject --mode abort --timeout 2 " + pid + " " + tid);
+  ASSERT_GE(pending, 0) << d.r.out;
+  EXPECT_TRUE(Contains(d.lines[pending + 1], "still alive after")) << d.lines[pending + 1];
+  EXPECT_TRUE(Contains(d.lines[pending + 1], "holds 1 lock")) << d.lines[pending + 1];
+  int status = d.Find("(exit status 3)", pending);
+  int force = d.Find("$ killshim inject --mode abort --force " + pid + " " + tid);
+  EXPECT_GT(status, pending);
+  ASSERT_GT(force, status) << d.r.out;
+  EXPECT_EQ(d.lines[force + 1].rfind("thread " + tid + " (ledger-a) of process " + pid +
+                                         ": gone: aborted (mode abort)", 0), 0u)
+      << d.lines[force + 1];
+  EXPECT_GT(d.Find("hung_service: joined ledger-a:", force), force) << d.r.out;
+  EXPECT_GT(d.Find("hung_service: ledger-b: got both accounts; transfers resume", force), force)
+      << d.r.out;
+}
+
 TEST(Demo, ReporterRefusesCancelThenStopsOnItsOwnFlag) {
   const Demo& d = TheDemo();
   std::string pid = std::to_string(d.pid), tid = TidOf(d, "reporter");
@@ -161,12 +199,15 @@ TEST(Demo, TheFinalListingLacksTheEndedThreads) {
   int first = d.Find(cmd);
   int last = d.Find(cmd, first + 1);
   ASSERT_GT(last, first) << d.r.out;
-  EXPECT_EQ(d.lines[last + 1].rfind("process " + std::to_string(d.pid) + ": 5 threads", 0), 0u)
+  EXPECT_EQ(d.lines[last + 1].rfind("process " + std::to_string(d.pid) + ": 3 threads", 0), 0u)
       << d.lines[last + 1];
-  for (int i = last + 3; i < last + 8 && (size_t)i < d.lines.size(); i++) {
-    EXPECT_FALSE(Contains(d.lines[i], " fetcher ")) << d.lines[i];
-    EXPECT_FALSE(Contains(d.lines[i], " reporter ")) << d.lines[i];
-  }
+  ASSERT_LT((size_t)last + 5, d.lines.size());
+  EXPECT_TRUE(std::regex_search(d.lines[last + 3], std::regex(" main +S ")));
+  EXPECT_TRUE(std::regex_search(d.lines[last + 4], std::regex(" http +http_main ")));
+  // ledger-b no longer waits: the deadlock is gone with ledger-a.
+  EXPECT_TRUE(std::regex_search(d.lines[last + 5], std::regex(" ledger-b +ledger_main ")));
+  EXPECT_FALSE(Contains(d.lines[last + 5], "waits for")) << d.lines[last + 5];
+  EXPECT_EQ(d.lines[last + 6].rfind("deadlock:", 0), std::string::npos) << d.lines[last + 6];
 }
 
 TEST(Demo, TheServiceAnswersBeforeAndAfter) {
@@ -178,8 +219,9 @@ TEST(Demo, TheServiceAnswersBeforeAndAfter) {
   int last = d.Find(ask, first + 1);
   ASSERT_GE(last, 0) << d.r.out;
   EXPECT_EQ(d.lines[last + 1].rfind("ok: request 2,", 0), 0u) << d.lines[last + 1];
-  // The service itself no longer counts the ended workers as running.
-  EXPECT_TRUE(Contains(d.lines[last + 1], "workers: cruncher ledger-a ledger-b")) << d.lines[last + 1];
+  // The service itself joined the ended workers, and the ledger works again.
+  EXPECT_TRUE(Contains(d.lines[last + 1], ", workers: ledger-b")) << d.lines[last + 1];
+  EXPECT_FALSE(Contains(d.lines[last + 1], "transfers 0,")) << d.lines[last + 1];
 }
 
 TEST(Demo, LeavesNoServiceBehind) {

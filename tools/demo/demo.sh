@@ -189,6 +189,15 @@ end_fetcher() {
     service_says "joined fetcher: it ended by cancellation"
 }
 
+end_cruncher() {
+    local tid
+    tid=$(tid_of cruncher)
+    say "cruncher ($tid) spins in a loop that calls nothing: no cancellation point will come." \
+        "abort makes it leave at a safe point, as a cancellation would:"
+    expect_exit 0 inject --mode abort "$pid" "$tid"
+    service_says "joined cruncher"
+}
+
 end_reporter() {
     local tid
     tid=$(tid_of reporter)
@@ -199,8 +208,23 @@ end_reporter() {
     service_says "joined reporter: it returned"
 }
 
+end_deadlock() {
+    local a b
+    a=$(tid_of ledger-a)
+    b=$(tid_of ledger-b)
+    say "ledger-a ($a) holds account_a and waits for account_b; ledger-b ($b) the reverse." \
+        "An abort never leaves a mutex locked, so it waits for an unlock that cannot come," \
+        "and says so:"
+    expect_exit 3 inject --mode abort --timeout 2 "$pid" "$a"
+    say "One side has to go. --force ends ledger-a now, where it is; its cleanup handler" \
+        "unlocks account_a, so ledger-b gets both accounts and goes on:"
+    expect_exit 0 inject --mode abort --force "$pid" "$a"
+    service_says "joined ledger-a"
+    service_says "ledger-b: got both accounts; transfers resume"
+}
+
 still_serving() {
-    say "The service never restarted: same pid, still answering."
+    say "The service never restarted: same pid, still answering, and its ledger works again."
     killshim inject "$pid" || fail "the final listing failed"
     ask_service
     service_output
@@ -214,7 +238,11 @@ their_stacks
 pause
 end_fetcher
 pause
+end_cruncher
+pause
 end_reporter
+pause
+end_deadlock
 pause
 still_serving
 say "Done. The commands above work the same on your own service: 'killshim run -- ./yours'."
