@@ -170,11 +170,13 @@ static void ksi_report_text(const struct ksi_end_result *r, const struct ksi_sit
             printf("%s %s", i ? "," : ":", name);
         }
         printf("\n");
+    } else if (r->abort_note[0]) {
+        printf("  left behind: no locks (its cleanups released what it held when it fired)\n");
     } else {
         printf("  left behind: no locks (it held no pthread mutex or rwlock)\n");
     }
     if (r->abort_note[0])
-        printf("  note:        %s\n", r->abort_note);
+        printf("  when fired:  %s\n", r->abort_note);
     printf("  pthread_join returns: %s\n", ksi_join_value(r));
 }
 

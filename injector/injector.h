@@ -34,7 +34,6 @@ struct ksi_opts {
     int timeout_set;         /* --timeout was given */
     int force;
     const char *flag_symbol; /* --flag-symbol NAME[=VALUE] */
-    int color;               /* stdout is a terminal and NO_COLOR is unset */
 };
 
 /* The actions; each returns an exit code and prints its own errors. */

@@ -121,16 +121,24 @@ static void ksi_print_table(const struct ksi_opts *o, const struct ksi_rows *rs,
         char cpu[32], age[32], note[128] = "";
         ksi_fmt_secs(cpu, sizeof cpu, r->cpu_ms);
         ksi_fmt_secs(age, sizeof age, r->age_ms);
+        /* Parts of the note, "; "-separated. */
         size_t nl = 0;
+#define KSI_NOTE(...)                                                               \
+    do {                                                                            \
+        if (nl < sizeof note)                                                       \
+            nl += (size_t)snprintf(note + nl, sizeof note - nl, "%s", nl ? "; " : ""); \
+        if (nl < sizeof note)                                                       \
+            nl += (size_t)snprintf(note + nl, sizeof note - nl, __VA_ARGS__);       \
+    } while (0)
         if (r->locks)
-            nl += (size_t)snprintf(note + nl, sizeof note - nl, "holds %lld lock%s ", r->locks,
-                                   r->locks == 1 ? "" : "s");
-        if (r->wait_mutex && nl < sizeof note)
-            nl += (size_t)snprintf(note + nl, sizeof note - nl, "waits for mutex 0x%llx ", r->wait_mutex);
-        if (r->wait_mutex && r->wait_owner > 0 && nl < sizeof note)
-            nl += (size_t)snprintf(note + nl, sizeof note - nl, "held by %lld ", r->wait_owner);
-        else if (r->syscall >= 0 && ksi_syscall_name(r->syscall) && nl < sizeof note)
-            nl += (size_t)snprintf(note + nl, sizeof note - nl, "in %s ", ksi_syscall_name(r->syscall));
+            KSI_NOTE("holds %lld lock%s", r->locks, r->locks == 1 ? "" : "s");
+        if (r->wait_mutex && r->wait_owner > 0)
+            KSI_NOTE("waits for mutex 0x%llx held by %lld", r->wait_mutex, r->wait_owner);
+        else if (r->wait_mutex)
+            KSI_NOTE("waits for mutex 0x%llx", r->wait_mutex);
+        else if (r->syscall >= 0 && ksi_syscall_name(r->syscall))
+            KSI_NOTE("in %s", ksi_syscall_name(r->syscall));
+#undef KSI_NOTE
         const char *kind = strcmp(r->role, "foreign") == 0 ? "unregistered" : r->role;
         printf("%-8lld %-16s %-24.24s %-5s %9s %9s  %-10s %s\n", r->tid, r->name,
                r->start[0] ? r->start : "?", r->state, cpu, age, kind, note);

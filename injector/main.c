@@ -151,7 +151,6 @@ int main(int argc, char **argv)
         return KSI_EXIT_USAGE;
     if (nargs == 2 && ksi_parse_id(argv[optind + 1], "TID", &o.tid))
         return KSI_EXIT_USAGE;
-    o.color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
     if (o.stack)
         return ksi_do_stack(&o);
     if ((mode_set || o.force || o.flag_symbol) && !o.tid) {

@@ -166,18 +166,22 @@ static int ks_write_var(uintptr_t addr, int size, uint64_t value)
 
 int ks_flag_request(struct ks_thread *t, const struct ks_flag_var *v, char *why, size_t cap)
 {
+    /* The flag is set before the program's variable is written: the thread
+     * may see the variable and end at once, and its exit path must already
+     * know that flag mode asked (else the report says it ended by itself). */
+    int was = __atomic_exchange_n(&t->stop_requested, 1, __ATOMIC_ACQ_REL);
     if (v && v->set) {
         /* T is linked, so it has not exited and its TLS is still mapped. */
         uintptr_t addr = v->is_tls ? (uintptr_t)t->handle + (uintptr_t)v->tls_from_tp + v->addr
                                    : (uintptr_t)v->addr;
         int rc = ks_write_var(addr, v->size, v->value);
         if (rc) {
+            __atomic_store_n(&t->stop_requested, was, __ATOMIC_RELEASE);
             snprintf(why, cap, "cannot write %s at 0x%llx (%d bytes): %s", v->name,
                      (unsigned long long)addr, v->size, strerror(rc));
             return rc;
         }
     }
-    __atomic_store_n(&t->stop_requested, 1, __ATOMIC_RELEASE);
     if (t->stop_fd)
         eventfd_write(t->stop_fd - 1, 1);
     /* A failed wake still leaves the flag set: the thread notices it at its
