@@ -54,6 +54,7 @@ static void *ks_thread_start(void *p)
     struct ks_start s = *(struct ks_start *)p;
     free(p);
     ks_registry_add_self(KS_ROLE_APP, (void *)s.fn);
+    ks_registry_starting_add(-1);
     void *ret;
     pthread_cleanup_push(ks_thread_unwound, NULL);
     ret = s.fn(s.arg);
@@ -76,9 +77,12 @@ KS_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
         return ks_real.pthread_create(thread, attr, fn, arg);
     s->fn = fn;
     s->arg = arg;
+    ks_registry_starting_add(1);
     int rc = ks_real.pthread_create(thread, attr, ks_thread_start, s);
-    if (rc != 0)
+    if (rc != 0) {
+        ks_registry_starting_add(-1);
         free(s);
+    }
     return rc;
 }
 

@@ -127,6 +127,20 @@ struct ks_thread *ks_registry_find(pid_t tid);
 /* Number of linked records. Caller holds the lock. */
 int ks_registry_count(void);
 
+/* 1 if TID unlinked itself in the last KS_EXITING_MS: its task may linger
+ * in /proc/self/task for a moment after its exit path (even after a join
+ * returned), and is not a thread of the program any more. Caller holds the
+ * lock. */
+#define KS_EXITING_MS 2000
+int ks_registry_exiting(pid_t tid);
+
+/* Threads between pthread_create and their registration: their task is in
+ * /proc/self/task before their record is linked. The pthread_create hook
+ * adds 1 before the real call; the new thread (or the failed call) takes
+ * it back. */
+void ks_registry_starting_add(int delta);
+int ks_registry_starting(void);
+
 /* Sends SIG to TID if and only if TID is linked with id ID (0: any id).
  * Takes the lock, so a recycled tid is never signalled. Returns 0, ESRCH if
  * the thread is gone (or was replaced), or the errno of tgkill. */
