@@ -169,7 +169,13 @@ TEST(Masks, RawSyscallBlocksAndListingStillWorks) {
 // its threads are listed, as foreign (untracked), and the program works.
 // Without DEEPBIND the same plugin's threads are tracked.
 TEST(DeepBind, PluginThreadsAreListedForeignAndTheProgramWorks) {
-  for (std::string how : {"deep", "plain"}) {
+  std::vector<std::string> hows = {"deep", "plain"};
+#ifdef KS_SANITIZER
+  // Sanitizer runtimes refuse RTLD_DEEPBIND outright (google/sanitizers
+  // issue 611): under --config=asan/ubsan/tsan only the plain load runs.
+  hows = {"plain"};
+#endif
+  for (const std::string& how : hows) {
     Target t(ks::ProgPath("deepbind_main"), {ks::ProgPath("libdeepbind_plugin.so"), how});
     std::vector<pid_t> plugin;
     for (int i = 0; i < 2; i++) plugin.push_back(FieldInt(t.WaitFor("plugin "), "tid"));

@@ -104,6 +104,25 @@ size_t CountOf(const std::string& hay, const std::string& needle) {
   return n;
 }
 
+// Sets a variable in this process (so RawClient and the injector agree with
+// the target) until the end of the scope, even when an ASSERT returns early.
+struct ScopedEnv {
+  std::string name;
+  ScopedEnv(const char* n, const std::string& v) : name(n) { setenv(n, v.c_str(), 1); }
+  ~ScopedEnv() { unsetenv(name.c_str()); }
+};
+
+// Under a sanitizer, let a fatal signal kill the program as it would without
+// one, instead of the sanitizer's handler turning it into exit(1).
+std::vector<std::string> DefaultFatalSignals() {
+  std::vector<std::string> env;
+  for (const char* v : {"ASAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS"}) {
+    const char* cur = getenv(v);
+    if (cur) env.push_back(std::string(v) + "=" + cur + ":handle_segv=0");
+  }
+  return env;
+}
+
 struct TempDir {
   std::string path;
   TempDir() {
@@ -172,7 +191,7 @@ TEST(Fork, FromAWorkerTheChildsOnlyThreadIsThatWorker) {
 TEST(Fork, FileModeChildGetsItsOwnFileAndForkExecLeavesNone) {
   TempDir d;
   std::string env = "KILLSHIM_SOCKET_DIR=" + d.path;
-  setenv("KILLSHIM_SOCKET_DIR", d.path.c_str(), 1);
+  ScopedEnv se("KILLSHIM_SOCKET_DIR", d.path);
   {
     Life l({env});
     // fork+exec at once: the child's shim never binds, so no file is left.
@@ -188,7 +207,6 @@ TEST(Fork, FileModeChildGetsItsOwnFileAndForkExecLeavesNone) {
     EXPECT_EQ(l.t.Wait(), 0);
     EXPECT_FALSE(Exists(d.Sock(l.t.pid())));
   }
-  unsetenv("KILLSHIM_SOCKET_DIR");
 }
 
 // ---- exec ----------------------------------------------------------------
@@ -222,7 +240,7 @@ TEST(Exec, NewImageStartsCleanAndServesTheSamePid) {
 
 TEST(Exec, FileModeSamePidReplacesItsOwnFile) {
   TempDir d;
-  setenv("KILLSHIM_SOCKET_DIR", d.path.c_str(), 1);
+  ScopedEnv se("KILLSHIM_SOCKET_DIR", d.path);
   Life l({"KILLSHIM_SOCKET_DIR=" + d.path});
   l.t.Send("exec");
   ASSERT_EQ(l.t.WaitFor("ready").rfind("ready", 0), 0u);
@@ -230,7 +248,6 @@ TEST(Exec, FileModeSamePidReplacesItsOwnFile) {
   l.t.Send("quit");
   EXPECT_EQ(l.t.Wait(), 0);
   EXPECT_TRUE(DirEntries(d.path).empty());
-  unsetenv("KILLSHIM_SOCKET_DIR");
 }
 
 // ---- every way to end ----------------------------------------------------
@@ -250,11 +267,13 @@ TEST_P(Endings, LeaveNoSocketOrOneTheNextProcessReplaces) {
   const Ending& e = GetParam();
   TempDir d;
   std::string env = "KILLSHIM_SOCKET_DIR=" + d.path;
-  setenv("KILLSHIM_SOCKET_DIR", d.path.c_str(), 1);
+  ScopedEnv se("KILLSHIM_SOCKET_DIR", d.path);
   std::string path;
   pid_t dead;
   {
-    Life l({env});
+    std::vector<std::string> envs = DefaultFatalSignals();
+    envs.push_back(env);
+    Life l(envs);
     dead = l.t.pid();
     path = d.Sock(dead);
     ASSERT_TRUE(Exists(path));
@@ -285,7 +304,6 @@ TEST_P(Endings, LeaveNoSocketOrOneTheNextProcessReplaces) {
     EXPECT_EQ(next.Wait(), 0);
     EXPECT_FALSE(Exists(d.Sock(next.pid())));
   }
-  unsetenv("KILLSHIM_SOCKET_DIR");
 }
 
 INSTANTIATE_TEST_SUITE_P(
