@@ -40,7 +40,7 @@ static struct ks_snap *ks_snapshot(int *n)
         s[k].role = t->role;
         s[k].id = t->id;
         s[k].start = t->start_routine;
-        s[k].locks_held = t->locks_held;
+        s[k].locks_held = __atomic_load_n(&t->locks_held, __ATOMIC_RELAXED);
         s[k].wait_kind = __atomic_load_n(&t->wait_kind, __ATOMIC_RELAXED);
         s[k].wait_obj = __atomic_load_n(&t->wait_obj, __ATOMIC_RELAXED);
     }
@@ -145,7 +145,7 @@ static int ks_resolve_unknown(pid_t tid, struct ks_snap *out)
             out->role = t->role;
             out->id = t->id;
             out->start = t->start_routine;
-            out->locks_held = t->locks_held;
+            out->locks_held = __atomic_load_n(&t->locks_held, __ATOMIC_RELAXED);
             verdict = KS_UNKNOWN;
         } else if (ks_registry_exiting(tid)) {
             verdict = KS_SKIP;
