@@ -1,6 +1,7 @@
 /* "list": every thread of the process, merged from /proc/self/task (all
  * threads, however created) and the registry (what the shim knows). */
 #include <dirent.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -128,14 +129,20 @@ static pid_t *ks_task_tids(int *n)
 
 enum { KS_UNKNOWN = 0, KS_FOREIGN_TID = 1, KS_SKIP = 2 };
 
+/* How long a task unknown to the registry may be a thread still on its way
+ * from pthread_create to its registration: a new thread that has not been
+ * scheduled yet (a loaded machine) stays unregistered for a while. */
+#define KS_STARTING_MAX_MS 1000
+
 /* A task the copy of the registry does not know is one of: a thread that
  * unregistered on its way out (not listed), a thread between pthread_create
- * and its registration (looked up again for a few ms while creations are in
- * flight), or a foreign thread (a raw clone, libc's own helpers, a
- * RTLD_DEEPBIND library's threads). Fills *OUT for the late registrations. */
-static int ks_resolve_unknown(pid_t tid, struct ks_snap *out)
+ * and its registration (looked up again while creations are in flight and
+ * it is young), or a foreign thread (a raw clone, libc's own helpers, a
+ * RTLD_DEEPBIND library's threads). Fills *OUT for a late registration. */
+static int ks_resolve_unknown(pid_t tid, unsigned long long age_ms, struct ks_snap *out)
 {
-    for (int tries = 0;; tries++) {
+    uint64_t t0 = ks_now_ns();
+    for (;;) {
         int verdict = KS_FOREIGN_TID;
         ks_registry_lock();
         struct ks_thread *t = ks_registry_find(tid);
@@ -151,10 +158,21 @@ static int ks_resolve_unknown(pid_t tid, struct ks_snap *out)
             verdict = KS_SKIP;
         }
         ks_registry_unlock();
-        if (verdict != KS_FOREIGN_TID || tries >= 20 || ks_registry_starting() <= 0)
+        unsigned long long waited = (ks_now_ns() - t0) / 1000000u;
+        if (verdict != KS_FOREIGN_TID || ks_registry_starting() <= 0 ||
+            age_ms + waited >= KS_STARTING_MAX_MS)
             return verdict;
-        usleep(500);
+        usleep(1000);
     }
+}
+
+static unsigned long long ks_task_age_ms(pid_t tid, unsigned long long uptime_ms, long hz)
+{
+    struct ks_taskstat st;
+    if (ks_read_task_stat(0, tid, &st) != 0)
+        return 0;
+    unsigned long long born = st.starttime * 1000 / (unsigned long long)hz;
+    return uptime_ms > born ? uptime_ms - born : 0;
 }
 
 void ks_cmd_list(const struct ks_msg *req, struct ks_out *out)
@@ -181,7 +199,7 @@ void ks_cmd_list(const struct ks_msg *req, struct ks_out *out)
         struct ks_snap key = {.tid = tids[i]}, late;
         const struct ks_snap *s = bsearch(&key, snap, (size_t)n, sizeof *snap, ks_snap_cmp);
         if (!s) {
-            int v = ks_resolve_unknown(key.tid, &late);
+            int v = ks_resolve_unknown(key.tid, ks_task_age_ms(key.tid, up, hz), &late);
             if (v == KS_SKIP)
                 continue;
             if (v == KS_UNKNOWN)

@@ -60,6 +60,7 @@ static void *ks_shim_thread_main(void *p)
      * could name it, and its handle with it. */
     pthread_setname_np(pthread_self(), s.name);
     ks_registry_add_self(KS_ROLE_SHIM, NULL);
+    ks_registry_starting_add(-1);
     void *r = s.fn(s.arg);
     ks_registry_remove_self();
     return r;
@@ -84,10 +85,13 @@ int ks_spawn_shim_thread(const char *name, void *(*fn)(void *), void *arg, size_
     sigfillset(&all);
     pthread_attr_setsigmask_np(&attr, &all);
     pthread_t th;
+    ks_registry_starting_add(1);
     int rc = ks_real.pthread_create(&th, &attr, ks_shim_thread_main, s);
     pthread_attr_destroy(&attr);
-    if (rc != 0)
+    if (rc != 0) {
+        ks_registry_starting_add(-1);
         free(s);
+    }
     return rc;
 }
 
