@@ -133,6 +133,9 @@ enum { KS_UNKNOWN = 0, KS_FOREIGN_TID = 1, KS_SKIP = 2 };
  * from pthread_create to its registration: a new thread that has not been
  * scheduled yet (a loaded machine) stays unregistered for a while. */
 #define KS_STARTING_MAX_MS 1000
+/* Any task younger than this is given the time to register, creations in
+ * flight or not: a foreign thread's first listing waits at most this long. */
+#define KS_YOUNG_MS 200
 
 /* A task the copy of the registry does not know is one of: a thread that
  * unregistered on its way out (not listed), a thread between pthread_create
@@ -159,8 +162,9 @@ static int ks_resolve_unknown(pid_t tid, unsigned long long age_ms, struct ks_sn
         }
         ks_registry_unlock();
         unsigned long long waited = (ks_now_ns() - t0) / 1000000u;
-        if (verdict != KS_FOREIGN_TID || ks_registry_starting() <= 0 ||
-            age_ms + waited >= KS_STARTING_MAX_MS)
+        unsigned long long age = age_ms + waited;
+        if (verdict != KS_FOREIGN_TID ||
+            (age >= KS_YOUNG_MS && (ks_registry_starting() <= 0 || age >= KS_STARTING_MAX_MS)))
             return verdict;
         usleep(1000);
     }

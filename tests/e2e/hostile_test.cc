@@ -212,11 +212,11 @@ TEST(Cxx, ThreadAsyncAndPoolAreTrackedAndStdMutexIsCounted) {
   std::atomic<bool> stop{false};
   std::atomic<int> lists{0}, bad{0};
   std::thread lister([&] {
-    while (!stop) {
+    do {
       std::string final;
       if (List(t.pid(), &final).size() < 6 || final.rfind("ok", 0) != 0) bad++;
       lists++;
-    }
+    } while (!stop);
   });
   t.Send("run 20000");
   EXPECT_EQ(t.WaitFor("ran", 60000), "ran 20000 sum=200010000");

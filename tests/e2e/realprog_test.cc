@@ -79,12 +79,12 @@ std::pair<int, int> ListUntilExit(ks::Target& t) {
 TEST(RealPrograms, XzWithTwoThreadsRoundTripsWhileListed) {
   if (access("/usr/bin/xz", X_OK) != 0) GTEST_SKIP() << "xz-utils missing (tools/setup.sh installs it)";
   std::string dir = TmpDir();
-  std::string input = MakeInput(24 << 20);
+  std::string input = MakeInput(8 << 20);
   Write(dir + "/plain", input);
   Write(dir + "/shim", input);
-  ks::Result plain = ks::Run({"/usr/bin/xz", "-T2", "-3", "-f", dir + "/plain"});
+  ks::Result plain = ks::Run({"/usr/bin/xz", "-T2", "-1", "--block-size=1MiB", "-f", dir + "/plain"});
   ASSERT_EQ(plain.code, 0) << plain.err;
-  ks::Target t("/usr/bin/xz", {"-T2", "-3", "-f", dir + "/shim"});
+  ks::Target t("/usr/bin/xz", {"-T2", "-1", "--block-size=1MiB", "-f", dir + "/shim"});
   auto [lists, most_app] = ListUntilExit(t);
   EXPECT_EQ(t.Wait(), 0) << t.Stderr();
   EXPECT_EQ(t.Stderr(), "");
