@@ -132,7 +132,7 @@ enum { KS_UNKNOWN = 0, KS_FOREIGN_TID = 1, KS_SKIP = 2 };
 /* How long a task unknown to the registry may be a thread still on its way
  * from pthread_create to its registration: a new thread that has not been
  * scheduled yet (a loaded machine) stays unregistered for a while. */
-#define KS_STARTING_MAX_MS 1000
+#define KS_STARTING_MAX_MS 3000
 /* Any task younger than this is given the time to register, creations in
  * flight or not: a foreign thread's first listing waits at most this long. */
 #define KS_YOUNG_MS 200
@@ -147,6 +147,11 @@ static int ks_resolve_unknown(pid_t tid, unsigned long long age_ms, struct ks_sn
     uint64_t t0 = ks_now_ns();
     for (;;) {
         int verdict = KS_FOREIGN_TID;
+        /* Read before the lookup: the task was in /proc before this read,
+         * so if its creation were still in flight the count would include
+         * it. Read after, a thread that registers in between would be
+         * missed by both and called foreign. */
+        int starting = ks_registry_starting();
         ks_registry_lock();
         struct ks_thread *t = ks_registry_find(tid);
         if (t) {
@@ -164,7 +169,7 @@ static int ks_resolve_unknown(pid_t tid, unsigned long long age_ms, struct ks_sn
         unsigned long long waited = (ks_now_ns() - t0) / 1000000u;
         unsigned long long age = age_ms + waited;
         if (verdict != KS_FOREIGN_TID ||
-            (age >= KS_YOUNG_MS && (ks_registry_starting() <= 0 || age >= KS_STARTING_MAX_MS)))
+            (age >= KS_YOUNG_MS && (starting <= 0 || age >= KS_STARTING_MAX_MS)))
             return verdict;
         usleep(1000);
     }
