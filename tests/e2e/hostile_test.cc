@@ -163,6 +163,22 @@ TEST(Masks, RawSyscallBlocksAndListingStillWorks) {
   EXPECT_EQ(h.t.Wait(), 0);
 }
 
+// A raw rt_sigaction that resets the shim's act signal to SIG_DFL: the shim
+// notices before it sends (a signal there would end the process), says so
+// once, and the program lives on.
+TEST(RawAction, ShimStopsSendingASignalTheProgramTookOver) {
+  Hostile h("rawdfl", 2);
+  ks::Result r = ks::Inject({"--mode", "flag", "--timeout", "1", std::to_string(h.t.pid()),
+                             std::to_string(h.workers[0])});
+  EXPECT_NE(r.code, 0);  // the worker never checks a flag: it is still there
+  EXPECT_TRUE(h.t.Alive()) << "the shim's signal ended the process";
+  ExpectListsAll(h);
+  EXPECT_NE(h.t.Stderr().find("replaced the shim's handler of signal"), std::string::npos)
+      << h.t.Stderr();
+  h.t.Send("quit");
+  EXPECT_EQ(h.t.Wait(), 0);
+}
+
 // ---- RTLD_DEEPBIND ---------------------------------------------------------
 
 // A plugin loaded with RTLD_DEEPBIND binds pthread_create to libc's own:

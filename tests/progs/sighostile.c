@@ -10,6 +10,8 @@
  *   rawaction  a raw rt_sigaction syscall puts the program's handler on
  *              SIGRTMAX-3 over whatever the shim installed (and
  *              sigaction on SIGRTMAX-2)
+ *   rawdfl     a raw rt_sigaction syscall resets SIGRTMAX-2 to SIG_DFL (a
+ *              signal there would end the process)
  * stdout: "worker I tid=T" per worker (argv[2], default 2), then "ready".
  * stdin: "count" -> "count a=N b=M code=C value=V" (signals seen on
  *        SIGRTMAX-3 and SIGRTMAX-2, si_code and value of the last one on a),
@@ -90,6 +92,9 @@ static void install(void)
         sa.sa_sigaction = on_info;
         sa.sa_flags = SA_SIGINFO | SA_RESTART;
         sigaction(SIGRTMAX - 2, &sa, NULL);
+    } else if (strcmp(mode, "rawdfl") == 0) {
+        struct kernel_sigaction ka = {(void (*)(int, siginfo_t *, void *))SIG_DFL, 0, NULL, 0};
+        syscall(SYS_rt_sigaction, SIGRTMAX - 2, &ka, NULL, 8);
     }
 }
 
