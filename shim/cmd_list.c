@@ -127,61 +127,30 @@ static pid_t *ks_task_tids(int *n)
     return v;
 }
 
-enum { KS_UNKNOWN = 0, KS_FOREIGN_TID = 1, KS_SKIP = 2 };
-
-/* How long a task unknown to the registry may be a thread still on its way
- * from pthread_create to its registration: a new thread that has not been
- * scheduled yet (a loaded machine) stays unregistered for a while. */
-#define KS_STARTING_MAX_MS 3000
-/* Any task younger than this is given the time to register, creations in
- * flight or not: a foreign thread's first listing waits at most this long. */
-#define KS_YOUNG_MS 200
-
-/* A task the copy of the registry does not know is one of: a thread that
- * unregistered on its way out (not listed), a thread between pthread_create
- * and its registration (looked up again while creations are in flight and
- * it is young), or a foreign thread (a raw clone, libc's own helpers, a
- * RTLD_DEEPBIND library's threads). Fills *OUT for a late registration. */
-static int ks_resolve_unknown(pid_t tid, unsigned long long age_ms, struct ks_snap *out)
+/* The registry's view of a task the snapshot did not know (see
+ * ks_registry_settle): 1 and *OUT filled if it registered since, 0 if it is
+ * foreign, -1 if it is on its way out (not listed). */
+static int ks_resolve_unknown(pid_t tid, struct ks_snap *out)
 {
-    uint64_t t0 = ks_now_ns();
-    for (;;) {
-        int verdict = KS_FOREIGN_TID;
-        /* Read before the lookup: the task was in /proc before this read,
-         * so if its creation were still in flight the count would include
-         * it. Read after, a thread that registers in between would be
-         * missed by both and called foreign. */
-        int starting = ks_registry_starting();
-        ks_registry_lock();
-        struct ks_thread *t = ks_registry_find(tid);
-        if (t) {
-            memset(out, 0, sizeof *out);
-            out->tid = tid;
-            out->role = t->role;
-            out->id = t->id;
-            out->start = t->start_routine;
-            out->locks_held = __atomic_load_n(&t->locks_held, __ATOMIC_RELAXED);
-            verdict = KS_UNKNOWN;
-        } else if (ks_registry_exiting(tid)) {
-            verdict = KS_SKIP;
-        }
-        ks_registry_unlock();
-        unsigned long long waited = (ks_now_ns() - t0) / 1000000u;
-        unsigned long long age = age_ms + waited;
-        if (verdict != KS_FOREIGN_TID ||
-            (age >= KS_YOUNG_MS && (starting <= 0 || age >= KS_STARTING_MAX_MS)))
-            return verdict;
-        usleep(1000);
-    }
-}
-
-static unsigned long long ks_task_age_ms(pid_t tid, unsigned long long uptime_ms, long hz)
-{
-    struct ks_taskstat st;
-    if (ks_read_task_stat(0, tid, &st) != 0)
+    enum ks_settle v = ks_registry_settle(tid, ks_task_age_ms(tid));
+    if (v == KS_SETTLE_EXITING)
+        return -1;
+    if (v == KS_SETTLE_FOREIGN)
         return 0;
-    unsigned long long born = st.starttime * 1000 / (unsigned long long)hz;
-    return uptime_ms > born ? uptime_ms - born : 0;
+    int found = 0;
+    ks_registry_lock();
+    struct ks_thread *t = ks_registry_find(tid);
+    if (t) {
+        memset(out, 0, sizeof *out);
+        out->tid = tid;
+        out->role = t->role;
+        out->id = t->id;
+        out->start = t->start_routine;
+        out->locks_held = __atomic_load_n(&t->locks_held, __ATOMIC_RELAXED);
+        found = 1;
+    }
+    ks_registry_unlock();
+    return found ? 1 : -1;   /* gone again in between: it was short-lived */
 }
 
 void ks_cmd_list(const struct ks_msg *req, struct ks_out *out)
@@ -208,10 +177,10 @@ void ks_cmd_list(const struct ks_msg *req, struct ks_out *out)
         struct ks_snap key = {.tid = tids[i]}, late;
         const struct ks_snap *s = bsearch(&key, snap, (size_t)n, sizeof *snap, ks_snap_cmp);
         if (!s) {
-            int v = ks_resolve_unknown(key.tid, ks_task_age_ms(key.tid, up, hz), &late);
-            if (v == KS_SKIP)
+            int v = ks_resolve_unknown(key.tid, &late);
+            if (v < 0)
                 continue;
-            if (v == KS_UNKNOWN)
+            if (v > 0)
                 s = &late;
         }
         size_t before = out->len;

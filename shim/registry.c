@@ -169,3 +169,30 @@ int ks_registry_signal(pid_t tid, uint64_t id, int sig)
     ks_registry_unlock();
     return rc;
 }
+
+#define KS_YOUNG_MS 200
+#define KS_STARTING_MAX_MS 3000
+
+enum ks_settle ks_registry_settle(pid_t tid, unsigned long long age_ms)
+{
+    uint64_t t0 = ks_now_ns();
+    for (;;) {
+        /* Read before the lookup: the task was in /proc before this read,
+         * so if its creation were still in flight the count would include
+         * it. Read after, a thread that registers in between would be
+         * missed by both and called foreign. */
+        int starting = ks_registry_starting();
+        enum ks_settle v = KS_SETTLE_FOREIGN;
+        ks_registry_lock();
+        if (ks_registry_find(tid))
+            v = KS_SETTLE_LINKED;
+        else if (ks_registry_exiting(tid))
+            v = KS_SETTLE_EXITING;
+        ks_registry_unlock();
+        unsigned long long age = age_ms + (ks_now_ns() - t0) / 1000000u;
+        if (v != KS_SETTLE_FOREIGN ||
+            (age >= KS_YOUNG_MS && (starting <= 0 || age >= KS_STARTING_MAX_MS)))
+            return v;
+        usleep(1000);
+    }
+}

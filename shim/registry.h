@@ -141,6 +141,17 @@ int ks_registry_exiting(pid_t tid);
 void ks_registry_starting_add(int delta);
 int ks_registry_starting(void);
 
+/* What a task in /proc/self/task that a copy of the registry did not know
+ * is. A thread between pthread_create and its registration (a new thread
+ * not scheduled yet, on a loaded machine, for a long while) is waited for:
+ * any task younger than 200 ms, and one younger than 3 s while creations
+ * are in flight. A thread that unregistered on its way out is EXITING (not
+ * a thread of the program any more). Anything else is FOREIGN: a raw
+ * clone, libc's own helpers, a RTLD_DEEPBIND library's threads. AGE_MS:
+ * the task's age (ks_task_age_ms). Takes the lock; call without it. */
+enum ks_settle { KS_SETTLE_LINKED, KS_SETTLE_EXITING, KS_SETTLE_FOREIGN };
+enum ks_settle ks_registry_settle(pid_t tid, unsigned long long age_ms);
+
 /* Sends SIG to TID if and only if TID is linked with id ID (0: any id).
  * Takes the lock, so a recycled tid is never signalled. Returns 0, ESRCH if
  * the thread is gone (or was replaced), or the errno of tgkill. */

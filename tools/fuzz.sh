@@ -41,7 +41,7 @@ CFLAGS="-g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno
 sources_for() {
     case "$1" in
         proto) echo shim/proto.c ;;
-        stat) echo shim/procfs.c ;;
+        stat|status|syscall) echo shim/procfs.c ;;
         *) grep -o '"shim/[a-z_]*\.h"' "tests/fuzz/$1_fuzz.c" | tr -d '"' | sed 's/\.h$/.c/' | tr '\n' ' ' ;;
     esac
 }

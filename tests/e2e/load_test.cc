@@ -1,5 +1,6 @@
-// Load: 100 concurrent killshim-inject clients while the program creates and
-// destroys about 1,000 threads a second for a few seconds. No crash, no
+// Load: 100 concurrent killshim-inject clients (half listing, half dumping
+// every stack) while the program creates and destroys about 1,000 threads a
+// second for a few seconds. No crash, no
 // deadlock, every answer complete and consistent, and the program's own
 // result unchanged. (The leak check of the same scenario, under valgrind or
 // LeakSanitizer, is tools/leakcheck.sh; under --config=asan, LeakSanitizer
@@ -22,8 +23,9 @@ namespace {
 
 using ks::Target;
 
-// Checks one JSON listing; returns "" if it is right, else what is wrong.
-std::string CheckListing(const std::string& out, pid_t pid) {
+// Checks one JSON listing (or, STACK, one --stack dump); returns "" if it is
+// right, else what is wrong.
+std::string CheckListing(const std::string& out, pid_t pid, bool stack = false) {
   json_object* root = json_tokener_parse(out.c_str());
   if (!root) return "not JSON: " + out.substr(0, 200);
   std::string bad;
@@ -47,7 +49,7 @@ std::string CheckListing(const std::string& out, pid_t pid) {
       if (role == "main") {
         main_seen = tid == pid;
       } else if (role == "app") {
-        if (start != "load_worker" && start != "load_creator")
+        if (!stack && start != "load_worker" && start != "load_creator")
           bad = "app thread " + std::to_string(tid) + " with start '" + start + "'";
       } else if (role != "shim") {
         // Every thread of this program comes from pthread_create.
@@ -73,11 +75,15 @@ TEST(Load, HundredClientsWhileThreadsChurn) {
   std::string first_bad;
   std::vector<std::thread> clients;
   for (int i = 0; i < kClients; i++) {
-    clients.emplace_back([&] {
+    // Half list, half dump every thread's stack.
+    bool stack = i % 2;
+    clients.emplace_back([&, stack] {
       while (!stop) {
-        ks::Result r = ks::Inject({"--json", "--all", std::to_string(t.pid())}, 60000);
+        std::vector<std::string> args = {"--json", "--all", std::to_string(t.pid())};
+        if (stack) args.insert(args.begin(), "--stack");
+        ks::Result r = ks::Inject(args, 60000);
         std::string bad = r.code != 0 ? "exit " + std::to_string(r.code) + ": " + r.err
-                                      : CheckListing(r.out, t.pid());
+                                      : CheckListing(r.out, t.pid(), stack);
         answers++;
         if (!bad.empty()) {
           failures++;
