@@ -18,12 +18,15 @@
  * its count drops to zero. A weak default keeps this file independent. */
 __attribute__((weak)) void ks_on_locks_released(struct ks_thread *self) { (void)self; }
 
+/* locks_held is written only by its owner and read by the control thread
+ * (list, end, abort): relaxed atomic stores (a plain mov on x86), so a
+ * reader sees whole values and the race is a defined one. */
 static inline void ks_held_add(struct ks_thread *self, void *obj)
 {
     int n = self->locks_held;
     if (n >= 0 && n < KS_HELD_MAX)
         self->held[n] = obj;
-    self->locks_held = n + 1;
+    __atomic_store_n(&self->locks_held, n + 1, __ATOMIC_RELAXED);
 }
 
 static inline void ks_held_remove(struct ks_thread *self, void *obj)
@@ -39,15 +42,9 @@ static inline void ks_held_remove(struct ks_thread *self, void *obj)
             self->held[i] = self->held[lim - 1];
             break;
         }
-    self->locks_held = n - 1;
+    __atomic_store_n(&self->locks_held, n - 1, __ATOMIC_RELAXED);
     if (n == 1)
         ks_on_locks_released(self);
-/* locks_held is written only by its owner and read by the control thread
- * (list, abort checks): relaxed atomic stores, plain mov on x86, so readers
- * see whole values and the race is a defined one. */
-static inline void ks_locks_add(struct ks_thread *self, int d)
-{
-    __atomic_store_n(&self->locks_held, self->locks_held + d, __ATOMIC_RELAXED);
 }
 
 /* What the thread waited for before this lock call: a program signal
@@ -82,7 +79,6 @@ static inline int ks_acquired(struct ks_wait w, void *obj, int rc)
     if (rc == 0)
         ks_held_add(self, obj);
     return rc;
-        ks_locks_add(self, 1);
 }
 
 static inline int ks_tried(void *obj, int rc)
@@ -134,13 +130,6 @@ KS_EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
 {
     KS_RESOLVE(pthread_mutex_trylock);
     return ks_tried(m, ks_real.pthread_mutex_trylock(m));
-    if (KS_UNLIKELY(!ks_real.pthread_mutex_trylock))
-        ks_resolve_all();
-    int rc = ks_real.pthread_mutex_trylock(m);
-    struct ks_thread *self = ks_self();
-    if (rc == 0 && !self->shim_depth)
-        ks_locks_add(self, 1);
-    return rc;
 }
 
 KS_EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
@@ -209,18 +198,4 @@ KS_EXPORT int pthread_rwlock_unlock(pthread_rwlock_t *l)
 {
     KS_RESOLVE(pthread_rwlock_unlock);
     return ks_released(l, ks_real.pthread_rwlock_unlock(l));
-    if (KS_UNLIKELY(!ks_real.pthread_mutex_unlock))
-        ks_resolve_all();
-    int rc = ks_real.pthread_mutex_unlock(m);
-    if (rc == 0 && !ks_self()->shim_depth) {
-        struct ks_thread *self = ks_self();
-        /* A mutex locked before the shim loaded is unlocked without having
-         * been counted: never go below zero. */
-        if (self->locks_held > 0) {
-            ks_locks_add(self, -1);
-            if (self->locks_held == 0)
-                ks_on_locks_released(self);
-        }
-    }
-    return rc;
 }

@@ -42,6 +42,7 @@ sources_for() {
     case "$1" in
         proto) echo shim/proto.c ;;
         stat|status|syscall) echo shim/procfs.c ;;
+        lsda) echo shim/lsda.c ;;
         *) grep -o '"shim/[a-z_]*\.h"' "tests/fuzz/$1_fuzz.c" | tr -d '"' | sed 's/\.h$/.c/' | tr '\n' ' ' ;;
     esac
 }
