@@ -60,7 +60,7 @@ static void ks_view_of(pid_t tid, uint64_t id, struct ks_view *v)
         v->found = 1;
         v->id = t->id;
         v->role = t->role;
-        v->locks_held = t->locks_held;
+        v->locks_held = __atomic_load_n(&t->locks_held, __ATOMIC_RELAXED);
         v->cancel_disabled = __atomic_load_n(&t->cancel_disabled, __ATOMIC_RELAXED);
         v->requested = (t->stop_requested ? KS_REQ_FLAG : 0) |
                        (t->cancel_requested ? KS_REQ_CANCEL : 0) |

@@ -1,6 +1,7 @@
 /* "list": every thread of the process, merged from /proc/self/task (all
  * threads, however created) and the registry (what the shim knows). */
 #include <dirent.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -40,7 +41,7 @@ static struct ks_snap *ks_snapshot(int *n)
         s[k].role = t->role;
         s[k].id = t->id;
         s[k].start = t->start_routine;
-        s[k].locks_held = t->locks_held;
+        s[k].locks_held = __atomic_load_n(&t->locks_held, __ATOMIC_RELAXED);
         s[k].wait_kind = __atomic_load_n(&t->wait_kind, __ATOMIC_RELAXED);
         s[k].wait_obj = __atomic_load_n(&t->wait_obj, __ATOMIC_RELAXED);
     }
@@ -95,19 +96,76 @@ static void ks_list_one(struct ks_out *out, pid_t tid, const struct ks_snap *s,
     ks_out_eol(out);
 }
 
+/* The tids in /proc/self/task, read before the registry is copied: a
+ * thread created after the read is simply not listed, and one that left
+ * the registry after it is recognised as exiting (ks_resolve_unknown). */
+static pid_t *ks_task_tids(int *n)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return NULL;
+    int cap = 64, k = 0;
+    pid_t *v = malloc((size_t)cap * sizeof *v);
+    struct dirent *e;
+    while (v && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        if (k == cap) {
+            cap *= 2;
+            pid_t *w = realloc(v, (size_t)cap * sizeof *v);
+            if (!w) {
+                free(v);
+                v = NULL;
+                break;
+            }
+            v = w;
+        }
+        v[k++] = (pid_t)atoi(e->d_name);
+    }
+    closedir(d);
+    *n = k;
+    return v;
+}
+
+/* The registry's view of a task the snapshot did not know (see
+ * ks_registry_settle): 1 and *OUT filled if it registered since, 0 if it is
+ * foreign, -1 if it is on its way out (not listed). */
+static int ks_resolve_unknown(pid_t tid, struct ks_snap *out)
+{
+    enum ks_settle v = ks_registry_settle(tid, ks_task_age_ms(tid));
+    if (v == KS_SETTLE_EXITING)
+        return -1;
+    if (v == KS_SETTLE_FOREIGN)
+        return 0;
+    int found = 0;
+    ks_registry_lock();
+    struct ks_thread *t = ks_registry_find(tid);
+    if (t) {
+        memset(out, 0, sizeof *out);
+        out->tid = tid;
+        out->role = t->role;
+        out->id = t->id;
+        out->start = t->start_routine;
+        out->locks_held = __atomic_load_n(&t->locks_held, __ATOMIC_RELAXED);
+        found = 1;
+    }
+    ks_registry_unlock();
+    return found ? 1 : -1;   /* gone again in between: it was short-lived */
+}
+
 void ks_cmd_list(const struct ks_msg *req, struct ks_out *out)
 {
     (void)req;
-    int n = 0;
-    struct ks_snap *snap = ks_snapshot(&n);
-    if (!snap) {
-        ks_out_err(out, "internal", "out of memory");
+    int ntask = 0, n = 0;
+    pid_t *tids = ks_task_tids(&ntask);
+    if (!tids) {
+        ks_out_err(out, "internal", "cannot read /proc/self/task");
         return;
     }
-    DIR *d = opendir("/proc/self/task");
-    if (!d) {
-        free(snap);
-        ks_out_err(out, "internal", "cannot read /proc/self/task");
+    struct ks_snap *snap = ks_snapshot(&n);
+    if (!snap) {
+        free(tids);
+        ks_out_err(out, "internal", "out of memory");
         return;
     }
     long hz = sysconf(_SC_CLK_TCK);
@@ -115,17 +173,21 @@ void ks_cmd_list(const struct ks_msg *req, struct ks_out *out)
         hz = 100;
     unsigned long long up = ks_uptime_ms();
     int count = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        struct ks_snap key = {.tid = (pid_t)atoi(e->d_name)};
+    for (int i = 0; i < ntask; i++) {
+        struct ks_snap key = {.tid = tids[i]}, late;
         const struct ks_snap *s = bsearch(&key, snap, (size_t)n, sizeof *snap, ks_snap_cmp);
+        if (!s) {
+            int v = ks_resolve_unknown(key.tid, &late);
+            if (v < 0)
+                continue;
+            if (v > 0)
+                s = &late;
+        }
         size_t before = out->len;
         ks_list_one(out, key.tid, s, up, hz);
         count += out->len != before;
     }
-    closedir(d);
+    free(tids);
     free(snap);
     ks_out_word(out, "ok");
     ks_out_i64(out, "count", count);

@@ -122,6 +122,30 @@ static int ks_collect(struct ks_targets *ts, pid_t only)
         t->wait_obj = __atomic_load_n(&r->wait_obj, __ATOMIC_RELAXED);
     }
     ks_registry_unlock();
+    /* Tasks the registry did not know yet: being born, dying, or foreign. */
+    for (int i = 0; i < ts->n; i++) {
+        struct ks_target *t = &ts->v[i];
+        if (t->registered || (only && t->tid != only))
+            continue;
+        enum ks_settle v = ks_registry_settle(t->tid, ks_task_age_ms(t->tid));
+        if (v == KS_SETTLE_EXITING) {
+            t->gone = 1;
+        } else if (v == KS_SETTLE_LINKED) {
+            ks_registry_lock();
+            struct ks_thread *r = ks_registry_find(t->tid);
+            if (r) {
+                t->registered = 1;
+                t->role = r->role;
+                t->id = r->id;
+                t->rec = r;
+                t->wait_kind = __atomic_load_n(&r->wait_kind, __ATOMIC_RELAXED);
+                t->wait_obj = __atomic_load_n(&r->wait_obj, __ATOMIC_RELAXED);
+            } else {
+                t->gone = 1;
+            }
+            ks_registry_unlock();
+        }
+    }
     for (int i = 0; i < ts->n; i++) {
         struct ks_target *t = &ts->v[i];
         if (t->registered && t->role == KS_ROLE_SHIM)

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "deliver.h"
@@ -16,6 +17,9 @@
 
 
 static pthread_once_t ks_once = PTHREAD_ONCE_INIT;
+/* Resolved at init, never in _exit: a vfork child may call _exit while a
+ * parent thread holds the loader's lock that dlsym needs. */
+static void (*ks_real_exit)(int);
 
 static void ks_after_fork_child(void)
 {
@@ -35,6 +39,7 @@ static void ks_init_once(void)
     ks_debug_enabled = dbg && *dbg && strcmp(dbg, "0") != 0;
     ks_resolve_all();
     ks_block_resolve();
+    __atomic_store_n(&ks_real_exit, (void (*)(int))ks_resolve("_exit", NULL), __ATOMIC_RELEASE);
     ks_pid = getpid();
     if (ks_gettid() == ks_pid)
         ks_registry_add_self(KS_ROLE_MAIN, NULL);
@@ -60,5 +65,29 @@ static void ks_init_once(void)
 
 void ks_init(void) { pthread_once(&ks_once, ks_init_once); }
 
-__attribute__((constructor)) static void ks_constructor(void) { ks_init(); }
+/* ks_init may first run on a thread that is not the main one (a thread a
+ * library started before our constructor, calling pthread_create): the
+ * constructor always runs on the main thread and registers it then. */
+__attribute__((constructor)) static void ks_constructor(void)
+{
+    ks_init();
+    if (ks_gettid() == getpid())
+        ks_registry_add_self(KS_ROLE_MAIN, NULL);
+}
+
+/* _exit runs no atexit handlers, so the socket file (file mode) is removed
+ * here. Only by the process that made it: a vfork or fork child calling
+ * _exit after a failed exec must not remove its parent's. */
+static __attribute__((noreturn)) void ks_exit_now(int status)
+{
+    ks_server_cleanup();
+    void (*real)(int) = __atomic_load_n(&ks_real_exit, __ATOMIC_ACQUIRE);
+    if (real)
+        real(status);
+    for (;;)
+        syscall(SYS_exit_group, status);
+}
+
+KS_EXPORT void _exit(int status) { ks_exit_now(status); }
+KS_EXPORT void _Exit(int status) { ks_exit_now(status); }
 __attribute__((destructor)) static void ks_destructor(void) { ks_server_cleanup(); }

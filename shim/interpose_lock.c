@@ -18,12 +18,15 @@
  * its count drops to zero. A weak default keeps this file independent. */
 __attribute__((weak)) void ks_on_locks_released(struct ks_thread *self) { (void)self; }
 
+/* locks_held is written only by its owner and read by the control thread
+ * (list, end, abort): relaxed atomic stores (a plain mov on x86), so a
+ * reader sees whole values and the race is a defined one. */
 static inline void ks_held_add(struct ks_thread *self, void *obj)
 {
     int n = self->locks_held;
     if (n >= 0 && n < KS_HELD_MAX)
         self->held[n] = obj;
-    self->locks_held = n + 1;
+    __atomic_store_n(&self->locks_held, n + 1, __ATOMIC_RELAXED);
 }
 
 static inline void ks_held_remove(struct ks_thread *self, void *obj)
@@ -39,7 +42,7 @@ static inline void ks_held_remove(struct ks_thread *self, void *obj)
             self->held[i] = self->held[lim - 1];
             break;
         }
-    self->locks_held = n - 1;
+    __atomic_store_n(&self->locks_held, n - 1, __ATOMIC_RELAXED);
     if (n == 1)
         ks_on_locks_released(self);
 }

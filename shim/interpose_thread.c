@@ -16,6 +16,37 @@ struct ks_start {
     void *arg;
 };
 
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/asan_interface.h>
+/* Under ASan (--config=asan) only. A forced unwind (cancellation,
+ * pthread_exit) leaves the redzones of the frames it skipped poisoned; code
+ * that runs afterwards on that part of the stack (our cleanup, ASan's own
+ * __asan_handle_no_return) then trips over them. The trampoline is left
+ * uninstrumented, and the cleanup clears the stack below itself first. */
+#define KS_NO_ASAN __attribute__((no_sanitize_address, noinline))
+static KS_NO_ASAN void ks_unpoison_below(void *stack_lo)
+{
+    char *here = __builtin_frame_address(0);
+    if (stack_lo && (char *)stack_lo < here)
+        __asan_unpoison_memory_region(stack_lo, (size_t)(here - (char *)stack_lo));
+}
+static void *ks_stack_lo(void)
+{
+    pthread_attr_t a;
+    void *lo = NULL;
+    size_t size;
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+        pthread_attr_getstack(&a, &lo, &size);
+        pthread_attr_destroy(&a);
+    }
+    return lo;
+}
+#else
+#define KS_NO_ASAN
+static void ks_unpoison_below(void *stack_lo) { (void)stack_lo; }
+static void *ks_stack_lo(void) { return NULL; }
+#endif
+
 static void (*real_pthread_exit)(void *);
 
 /* The grave goes in before the record goes out (graveyard.h), and the
@@ -36,10 +67,11 @@ static void ks_thread_ended(struct ks_thread *t, int how, uintptr_t site)
 /* Runs while the thread unwinds: pthread_exit, cancellation or the shim's
  * abort (which leaves the same way). The abort marks itself FIRING before it
  * unwinds and pthread_exit marks the record, so what is left is
- * cancellation, whoever asked for it. */
-static void ks_thread_unwound(void *unused)
+ * cancellation, whoever asked for it. STACK_LO: the lowest address of the
+ * thread's stack, under ASan only. */
+static KS_NO_ASAN void ks_thread_unwound(void *stack_lo)
 {
-    (void)unused;
+    ks_unpoison_below(stack_lo);
     struct ks_thread *t = ks_self();
     if (__atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) == KS_ABORT_FIRING)
         ks_thread_ended(t, KS_END_ABORTED, t->abort.site);
@@ -49,13 +81,14 @@ static void ks_thread_unwound(void *unused)
         ks_thread_ended(t, KS_END_CANCELLED, __atomic_load_n(&t->cancel_site, __ATOMIC_RELAXED));
 }
 
-static void *ks_thread_start(void *p)
+static KS_NO_ASAN void *ks_thread_start(void *p)
 {
     struct ks_start s = *(struct ks_start *)p;
     free(p);
     ks_registry_add_self(KS_ROLE_APP, (void *)s.fn);
+    ks_registry_starting_add(-1);
     void *ret;
-    pthread_cleanup_push(ks_thread_unwound, NULL);
+    pthread_cleanup_push(ks_thread_unwound, ks_stack_lo());
     ret = s.fn(s.arg);
     pthread_cleanup_pop(0);
     ks_thread_ended(ks_self(), KS_END_RETURNED, (uintptr_t)s.fn);
@@ -76,9 +109,12 @@ KS_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
         return ks_real.pthread_create(thread, attr, fn, arg);
     s->fn = fn;
     s->arg = arg;
+    ks_registry_starting_add(1);
     int rc = ks_real.pthread_create(thread, attr, ks_thread_start, s);
-    if (rc != 0)
+    if (rc != 0) {
+        ks_registry_starting_add(-1);
         free(s);
+    }
     return rc;
 }
 

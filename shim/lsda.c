@@ -250,6 +250,10 @@ static int ks_lsda_actions(const struct ks_lsda_in *in, struct ks_rd *r,
         }
         if (disp == 0)
             return saw_cleanup ? KS_LSDA_CLEANUP : KS_LSDA_NOTHING;
+        /* Bounded before the sum: a hostile displacement must not overflow
+         * it (found by tests/fuzz/lsda_fuzz.c). */
+        if (disp > (int64_t)r->len || disp < -(int64_t)r->len)
+            return KS_LSDA_MALFORMED;
         int64_t next = (int64_t)disp_pos + disp;
         if (next < (int64_t)h->actions_pos || (uint64_t)next >= r->len)
             return KS_LSDA_MALFORMED;

@@ -179,3 +179,16 @@ int ks_read_task_status(pid_t tid, struct ks_taskstatus *out)
     }
     return 0;
 }
+
+unsigned long long ks_task_age_ms(pid_t tid)
+{
+    struct ks_taskstat st;
+    long hz = sysconf(_SC_CLK_TCK);
+    if (hz <= 0)
+        hz = 100;
+    unsigned long long up = ks_uptime_ms();
+    if (ks_read_task_stat(0, tid, &st) != 0)
+        return 0;
+    unsigned long long born = st.starttime * 1000 / (unsigned long long)hz;
+    return up > born ? up - born : 0;
+}

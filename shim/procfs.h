@@ -28,6 +28,9 @@ int ks_read_task_stat(pid_t pid, pid_t tid, struct ks_taskstat *out);
 
 /* Milliseconds since boot, from /proc/uptime; 0 if unreadable. */
 unsigned long long ks_uptime_ms(void);
+/* How long ago thread TID of the calling process started, in ms (10 ms
+ * resolution); 0 if unknown. */
+unsigned long long ks_task_age_ms(pid_t tid);
 
 /* /proc/PID/task/TID/syscall: the system call a blocked thread is in. */
 #define KS_SYSCALL_NONE (-1L)      /* blocked, but not in a system call */

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -24,6 +25,15 @@ static int ks_count;
 static _Atomic uint64_t ks_next_id = 1;
 
 static __thread struct ks_block ks_self_block __attribute__((tls_model("initial-exec")));
+/* Tids that unlinked themselves lately (see ks_registry_exiting), under
+ * ks_reg_mu. A ring: the oldest are forgotten first. */
+#define KS_EXITED_RING 4096   /* about 4 s of exits at 1,000 threads/s */
+static struct {
+    pid_t tid;
+    uint64_t ns;
+} ks_exited[KS_EXITED_RING];
+static unsigned ks_exited_next;
+static int ks_starting;
 
 struct ks_thread *ks_self(void) { return &ks_self_rec; }
 struct ks_block *ks_block_self(void) { return &ks_self_block; }
@@ -40,6 +50,18 @@ struct ks_block *ks_block_of(struct ks_thread *t)
     __asm__("" : "+r"(blk));
     __asm__("" : "+r"(rec));
     return (struct ks_block *)((char *)t + (blk - rec));
+}
+
+void ks_registry_starting_add(int delta) { __atomic_add_fetch(&ks_starting, delta, __ATOMIC_RELEASE); }
+int ks_registry_starting(void) { return __atomic_load_n(&ks_starting, __ATOMIC_ACQUIRE); }
+
+int ks_registry_exiting(pid_t tid)
+{
+    uint64_t now = ks_now_ns();
+    for (unsigned i = 0; i < KS_EXITED_RING; i++)
+        if (ks_exited[i].tid == tid && now - ks_exited[i].ns < (uint64_t)KS_EXITING_MS * 1000000u)
+            return 1;
+    return 0;
 }
 
 void ks_registry_lock(void)
@@ -104,6 +126,9 @@ void ks_registry_remove_self(void)
         return;
     ks_registry_lock();
     ks_unlink(t);
+    ks_exited[ks_exited_next % KS_EXITED_RING].tid = t->tid;
+    ks_exited[ks_exited_next % KS_EXITED_RING].ns = ks_now_ns();
+    ks_exited_next++;
     ks_registry_unlock();
 }
 
@@ -119,6 +144,8 @@ void ks_registry_reset_after_fork(void)
     int was_linked = self->linked;
     ks_head = NULL;
     ks_count = 0;
+    ks_starting = 0;   /* creations in flight were the parent's threads' */
+    memset(ks_exited, 0, sizeof ks_exited);
     self->next = self->prev = NULL;
     self->linked = 0;
     if (was_linked) {
@@ -141,4 +168,31 @@ int ks_registry_signal(pid_t tid, uint64_t id, int sig)
         rc = errno;
     ks_registry_unlock();
     return rc;
+}
+
+#define KS_YOUNG_MS 200
+#define KS_STARTING_MAX_MS 3000
+
+enum ks_settle ks_registry_settle(pid_t tid, unsigned long long age_ms)
+{
+    uint64_t t0 = ks_now_ns();
+    for (;;) {
+        /* Read before the lookup: the task was in /proc before this read,
+         * so if its creation were still in flight the count would include
+         * it. Read after, a thread that registers in between would be
+         * missed by both and called foreign. */
+        int starting = ks_registry_starting();
+        enum ks_settle v = KS_SETTLE_FOREIGN;
+        ks_registry_lock();
+        if (ks_registry_find(tid))
+            v = KS_SETTLE_LINKED;
+        else if (ks_registry_exiting(tid))
+            v = KS_SETTLE_EXITING;
+        ks_registry_unlock();
+        unsigned long long age = age_ms + (ks_now_ns() - t0) / 1000000u;
+        if (v != KS_SETTLE_FOREIGN ||
+            (age >= KS_YOUNG_MS && (starting <= 0 || age >= KS_STARTING_MAX_MS)))
+            return v;
+        usleep(1000);
+    }
 }

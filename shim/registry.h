@@ -127,6 +127,31 @@ struct ks_thread *ks_registry_find(pid_t tid);
 /* Number of linked records. Caller holds the lock. */
 int ks_registry_count(void);
 
+/* 1 if TID unlinked itself in the last KS_EXITING_MS: its task may linger
+ * in /proc/self/task for a moment after its exit path (even after a join
+ * returned), and is not a thread of the program any more. Caller holds the
+ * lock. */
+#define KS_EXITING_MS 2000
+int ks_registry_exiting(pid_t tid);
+
+/* Threads between pthread_create and their registration: their task is in
+ * /proc/self/task before their record is linked. The pthread_create hook
+ * adds 1 before the real call; the new thread (or the failed call) takes
+ * it back. */
+void ks_registry_starting_add(int delta);
+int ks_registry_starting(void);
+
+/* What a task in /proc/self/task that a copy of the registry did not know
+ * is. A thread between pthread_create and its registration (a new thread
+ * not scheduled yet, on a loaded machine, for a long while) is waited for:
+ * any task younger than 200 ms, and one younger than 3 s while creations
+ * are in flight. A thread that unregistered on its way out is EXITING (not
+ * a thread of the program any more). Anything else is FOREIGN: a raw
+ * clone, libc's own helpers, a RTLD_DEEPBIND library's threads. AGE_MS:
+ * the task's age (ks_task_age_ms). Takes the lock; call without it. */
+enum ks_settle { KS_SETTLE_LINKED, KS_SETTLE_EXITING, KS_SETTLE_FOREIGN };
+enum ks_settle ks_registry_settle(pid_t tid, unsigned long long age_ms);
+
 /* Sends SIG to TID if and only if TID is linked with id ID (0: any id).
  * Takes the lock, so a recycled tid is never signalled. Returns 0, ESRCH if
  * the thread is gone (or was replaced), or the errno of tgkill. */

@@ -1,6 +1,7 @@
 /* One place that finds the real functions behind the shim's hooks. */
 #include <dlfcn.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #include "ks.h"
 
@@ -21,6 +22,14 @@ void *ks_resolve(const char *name, const char *version)
  * newest first so the program gets what it would get without the shim. */
 static void *ks_resolve_versioned(const char *name)
 {
+    /* Another interposer between us and libc (a sanitizer's runtime, a
+     * profiler) defines NAME unversioned, and dlvsym would skip it: threads
+     * created behind its back are unknown to it (ASan then reports stale
+     * stack poison as errors, TSan races that are none). Chain to it. */
+    void *next = dlsym(RTLD_NEXT, name);
+    Dl_info di;
+    if (next && dladdr(next, &di) && di.dli_fname && !strstr(di.dli_fname, "/libc.so"))
+        return next;
     static const char *const versions[] = {"GLIBC_2.34", "GLIBC_2.2.5", NULL};
     for (int i = 0; versions[i]; i++) {
         void *p = dlvsym(RTLD_NEXT, name, versions[i]);

@@ -2,6 +2,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -15,31 +16,51 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "fdid.h"
 #include "ks.h"
 #include "proto.h"
 #include "registry.h"
 #include "sockaddr.h"
 
-#define KS_MAX_CONNS 64          /* connection threads at once; more get "busy" */
+#define KS_MAX_CONNS 64          /* connection threads at once; more wait in the backlog */
 #define KS_CONN_STACK (256 * 1024)
+#define KS_FORK_FILE_DELAY_MS 50 /* see ks_server_after_fork_child */
 
+/* The listening socket. Only the accept thread changes these once it runs
+ * (it re-creates the socket if the program takes the number away). */
 static int ks_listen_fd = -1;
+static struct ks_fdid ks_listen_id;
 static char ks_sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* file mode only */
 static pid_t ks_sock_owner;      /* pid that created ks_sock_path */
 static _Atomic int ks_conns;
+
+/* The connections being served, so a fork child can drop its copies of
+ * them: the parent's clients are the parent's. Under ks_conn_mu, taken
+ * through the real function (the shim's locking is not the program's). */
+struct ks_conn {
+    int fd;                      /* -1: free slot */
+    struct ks_fdid id;
+};
+static struct ks_conn ks_conn_tab[KS_MAX_CONNS];
+static pthread_mutex_t ks_conn_mu = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t ks_generation;   /* bumped at fork: an old accept loop quits */
 static int ks_idle_ms = 10000;   /* a silent client is dropped after this; KILLSHIM_IDLE_TIMEOUT_MS */
 
 struct ks_spawn {
     void *(*fn)(void *);
     void *arg;
+    char name[16];
 };
 
 static void *ks_shim_thread_main(void *p)
 {
     struct ks_spawn s = *(struct ks_spawn *)p;
     free(p);
+    /* Named from inside: a detached thread may be gone before its creator
+     * could name it, and its handle with it. */
+    pthread_setname_np(pthread_self(), s.name);
     ks_registry_add_self(KS_ROLE_SHIM, NULL);
+    ks_registry_starting_add(-1);
     void *r = s.fn(s.arg);
     ks_registry_remove_self();
     return r;
@@ -54,6 +75,7 @@ int ks_spawn_shim_thread(const char *name, void *(*fn)(void *), void *arg, size_
         return ENOMEM;
     s->fn = fn;
     s->arg = arg;
+    snprintf(s->name, sizeof s->name, "%s", name);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -63,22 +85,65 @@ int ks_spawn_shim_thread(const char *name, void *(*fn)(void *), void *arg, size_
     sigfillset(&all);
     pthread_attr_setsigmask_np(&attr, &all);
     pthread_t th;
+    ks_registry_starting_add(1);
     int rc = ks_real.pthread_create(&th, &attr, ks_shim_thread_main, s);
     pthread_attr_destroy(&attr);
     if (rc != 0) {
+        ks_registry_starting_add(-1);
         free(s);
-        return rc;
     }
-    pthread_setname_np(th, name);
-    return 0;
+    return rc;
+}
+
+/* ---- Connections ------------------------------------------------------- */
+
+static void ks_conn_lock(void)
+{
+    if (KS_UNLIKELY(!ks_real.pthread_mutex_lock))
+        ks_resolve_all();
+    ks_real.pthread_mutex_lock(&ks_conn_mu);
+}
+
+static void ks_conn_unlock(void) { ks_real.pthread_mutex_unlock(&ks_conn_mu); }
+
+/* A free slot for FD, or NULL. The accept loop waits for ks_conns to drop
+ * below KS_MAX_CONNS before it accepts, so a slot is normally free. */
+static struct ks_conn *ks_conn_add(int fd)
+{
+    struct ks_conn *c = NULL;
+    struct ks_fdid id;
+    if (ks_fdid_get(fd, &id) != 0)
+        return NULL;
+    ks_conn_lock();
+    for (int i = 0; i < KS_MAX_CONNS && !c; i++) {
+        if (ks_conn_tab[i].fd < 0) {
+            c = &ks_conn_tab[i];
+            c->fd = fd;
+            c->id = id;
+        }
+    }
+    ks_conn_unlock();
+    return c;
+}
+
+/* Closes C's socket if the number is still ours and frees the slot. */
+static void ks_conn_drop(struct ks_conn *c)
+{
+    ks_conn_lock();
+    ks_fdid_close(c->fd, &c->id);
+    c->fd = -1;
+    ks_conn_unlock();
 }
 
 /* send() with MSG_NOSIGNAL: a client that hangs up must never raise SIGPIPE
- * in the program. Returns 0 or -1. */
-static int ks_send_all(int fd, const char *buf, size_t len)
+ * in the program. Refuses a number the program has taken over: the reply
+ * must never land in one of the program's files. Returns 0 or -1. */
+static int ks_send_all(const struct ks_conn *c, const char *buf, size_t len)
 {
     while (len) {
-        ssize_t w = send(fd, buf, len, MSG_NOSIGNAL);
+        if (!ks_fdid_same(c->fd, &c->id))
+            return -1;
+        ssize_t w = send(c->fd, buf, len, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
@@ -89,18 +154,18 @@ static int ks_send_all(int fd, const char *buf, size_t len)
     return 0;
 }
 
-static void ks_send_err(int fd, const char *code, const char *msg)
+static void ks_send_err(const struct ks_conn *c, const char *code, const char *msg)
 {
     struct ks_out o;
     ks_out_init(&o);
     ks_out_err(&o, code, "%s", msg);
     if (!o.oom)
-        ks_send_all(fd, o.buf, o.len);
+        ks_send_all(c, o.buf, o.len);
     ks_out_free(&o);
 }
 
 /* Runs one request line; returns 0 to go on, 1 to close the connection. */
-static int ks_serve_line(int fd, const char *line, size_t len)
+static int ks_serve_line(const struct ks_conn *c, const char *line, size_t len)
 {
     struct ks_msg *m = malloc(sizeof *m);
     struct ks_out o;
@@ -115,9 +180,9 @@ static int ks_serve_line(int fd, const char *line, size_t len)
         ks_out_ok(&o);
         quit = 1;
     } else {
-        const struct ks_command *c = ks_command_find(m->verb);
-        if (c)
-            c->fn(m, &o);
+        const struct ks_command *cmd = ks_command_find(m->verb);
+        if (cmd)
+            cmd->fn(m, &o);
         else
             ks_out_err(&o, "unknown-verb", "unknown verb '%s' (try 'help')", m->verb);
     }
@@ -126,7 +191,7 @@ static int ks_serve_line(int fd, const char *line, size_t len)
         ks_out_init(&o);
         ks_out_err(&o, "internal", "out of memory while answering");
     }
-    int rc = ks_send_all(fd, o.buf, o.len) != 0 || quit;
+    int rc = ks_send_all(c, o.buf, o.len) != 0 || quit;
     ks_out_free(&o);
     free(m);
     return rc;
@@ -134,49 +199,51 @@ static int ks_serve_line(int fd, const char *line, size_t len)
 
 static void *ks_conn_main(void *p)
 {
-    int fd = (int)(intptr_t)p;
+    struct ks_conn *c = p;
     struct timeval tv = {ks_idle_ms / 1000, (ks_idle_ms % 1000) * 1000};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 
     char banner[96];
     int bn = snprintf(banner, sizeof banner, "killshim proto=%d pid=%d\n", KS_PROTO_VERSION,
                       (int)ks_pid);
     char *buf = malloc(KS_PROTO_MAX_LINE + 2);
-    if (!buf || ks_send_all(fd, banner, (size_t)bn) != 0)
+    if (!buf || ks_send_all(c, banner, (size_t)bn) != 0)
         goto out;
     size_t have = 0;
     for (;;) {
         char *nl = memchr(buf, '\n', have);
         if (nl) {
             size_t len = (size_t)(nl - buf);
-            if (ks_serve_line(fd, buf, len))
+            if (ks_serve_line(c, buf, len))
                 break;
             have -= len + 1;
             memmove(buf, nl + 1, have);
             continue;
         }
         if (have > KS_PROTO_MAX_LINE) {
-            ks_send_err(fd, "too-long", "request line longer than 4096 bytes");
+            ks_send_err(c, "too-long", "request line longer than 4096 bytes");
             break;
         }
-        ssize_t r = read(fd, buf + have, KS_PROTO_MAX_LINE + 1 - have);
+        if (!ks_fdid_same(c->fd, &c->id))
+            break;   /* the program closed our connection and reused the number */
+        ssize_t r = read(c->fd, buf + have, KS_PROTO_MAX_LINE + 1 - have);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            ks_send_err(fd, "timeout", "no complete request line in time; closing");
+            ks_send_err(c, "timeout", "no complete request line in time; closing");
             break;
         }
         if (r <= 0) {
             if (have > 0)
-                ks_send_err(fd, "truncated", "connection closed in the middle of a line");
+                ks_send_err(c, "truncated", "connection closed in the middle of a line");
             break;
         }
         have += (size_t)r;
     }
 out:
     free(buf);
-    close(fd);
+    ks_conn_drop(c);
     atomic_fetch_sub(&ks_conns, 1);
     return NULL;
 }
@@ -192,47 +259,13 @@ static int ks_peer_allowed(int fd)
     return cr.uid == 0 || cr.uid == geteuid();
 }
 
-static void *ks_accept_main(void *p)
-{
-    uint64_t gen = (uint64_t)(uintptr_t)p;
-    int lfd = ks_listen_fd;
-    while (__atomic_load_n(&ks_generation, __ATOMIC_ACQUIRE) == gen) {
-        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS) {
-                usleep(100 * 1000);   /* the program ran out of fds; wait, don't spin */
-                continue;
-            }
-            ks_warn("control socket stopped accepting: %s", strerror(errno));
-            return NULL;
-        }
-        if (!ks_peer_allowed(fd)) {
-            ks_send_err(fd, "permission", "killshim: permission denied: only the process's own user or root may control it");
-            close(fd);
-            continue;
-        }
-        if (atomic_fetch_add(&ks_conns, 1) >= KS_MAX_CONNS) {
-            atomic_fetch_sub(&ks_conns, 1);
-            ks_send_err(fd, "busy", "too many clients at once; try again");
-            close(fd);
-            continue;
-        }
-        int rc = ks_spawn_shim_thread("killshim-conn", ks_conn_main, (void *)(intptr_t)fd,
-                                      KS_CONN_STACK);
-        if (rc != 0) {
-            atomic_fetch_sub(&ks_conns, 1);
-            ks_send_err(fd, "busy", "cannot start a thread to serve this client");
-            close(fd);
-        }
-    }
-    return NULL;
-}
+/* ---- Listening ----------------------------------------------------------- */
 
-/* File mode: bind in a private 0700 directory, make the socket 0600, then
- * rename it into place. The socket is never reachable with looser
- * permissions, and the rename replaces a stale file a dead process left. */
+/* File mode: bind in a private 0700 directory, listen, make the socket 0600,
+ * then rename it into place. The socket is never reachable with looser
+ * permissions; once its name exists it already accepts, so a client that
+ * finds the file and is refused knows the file is stale; and the rename
+ * replaces a stale file a dead process left under the same pid. */
 static int ks_bind_file(int fd, const struct sockaddr_un *want)
 {
     char dir[sizeof want->sun_path];
@@ -248,7 +281,8 @@ static int ks_bind_file(int fd, const struct sockaddr_un *want)
         rc = ENAMETOOLONG;
     else if (bind(fd, (const struct sockaddr *)&tmp, sizeof tmp) != 0)
         rc = errno;
-    else if (chmod(tmp.sun_path, 0600) != 0 || rename(tmp.sun_path, want->sun_path) != 0)
+    else if (listen(fd, 64) != 0 || chmod(tmp.sun_path, 0600) != 0 ||
+             rename(tmp.sun_path, want->sun_path) != 0)
         rc = errno;
     if (rc)
         unlink(tmp.sun_path);
@@ -272,24 +306,144 @@ static int ks_listen(char *display, size_t cap)
             snprintf(ks_sock_path, sizeof ks_sock_path, "%s", addr.sun_path);
             ks_sock_owner = ks_pid;
         }
-    } else if (bind(fd, (const struct sockaddr *)&addr, alen) != 0) {
+    } else if (bind(fd, (const struct sockaddr *)&addr, alen) != 0 || listen(fd, 64) != 0) {
         rc = errno;
     }
-    if (!rc && listen(fd, 64) != 0)
-        rc = errno;
+    struct ks_fdid id;
+    if (!rc)
+        rc = ks_fdid_get(fd, &id);
     if (rc) {
         close(fd);
         return rc;
     }
-    ks_listen_fd = fd;
+    ks_listen_id = id;
+    __atomic_store_n(&ks_listen_fd, fd, __ATOMIC_RELEASE);
     return 0;
 }
 
-void ks_server_start(void)
+/* The program closed or replaced our listening fd (closefrom, close_range,
+ * a close loop, dup2 over it). The number is the program's now: leave it.
+ * Bind a new socket under the same name, which is free once the old socket
+ * is gone (a blocked accept kept it alive until it returned). If the old
+ * socket lives on (the program dup'ed it somewhere), the name stays taken:
+ * retry, slower and slower. Returns 0 once serving again, or ECANCELED if a
+ * fork made this loop obsolete. */
+static int ks_relisten(uint64_t gen)
+{
+    static int warned;
+    int old = ks_listen_fd;
+    char display[128] = "";
+    int rc, delay_ms = 20;
+    while ((rc = ks_listen(display, sizeof display)) != 0) {
+        if (!warned++)
+            ks_warn("the program closed or replaced the control socket's fd %d and %s cannot be "
+                    "re-created yet (%s); retrying", old, display, strerror(rc));
+        usleep((useconds_t)delay_ms * 1000);
+        if (delay_ms < 2000)
+            delay_ms *= 2;
+        if (__atomic_load_n(&ks_generation, __ATOMIC_ACQUIRE) != gen)
+            return ECANCELED;
+    }
+    if (!warned++)
+        ks_warn("the program closed or replaced the control socket's fd %d; serving %s again on fd %d",
+                old, display, ks_listen_fd);
+    return 0;
+}
+
+/* Waits until a connection slot is free: clients beyond KS_MAX_CONNS wait
+ * in the listen backlog (and then in connect) instead of being refused. */
+static int ks_wait_slot(uint64_t gen)
+{
+    while (atomic_load(&ks_conns) >= KS_MAX_CONNS) {
+        usleep(2000);
+        if (__atomic_load_n(&ks_generation, __ATOMIC_ACQUIRE) != gen)
+            return -1;
+    }
+    return 0;
+}
+
+static void ks_serve_client(int fd)
+{
+    struct ks_conn tmp = {.fd = fd};
+    ks_fdid_get(fd, &tmp.id);
+    if (!ks_peer_allowed(fd)) {
+        ks_send_err(&tmp, "permission", "killshim: permission denied: only the process's own user or root may control it");
+        ks_fdid_close(fd, &tmp.id);
+        return;
+    }
+    struct ks_conn *c = ks_conn_add(fd);
+    if (!c) {
+        ks_send_err(&tmp, "busy", "too many clients at once; try again");
+        ks_fdid_close(fd, &tmp.id);
+        return;
+    }
+    atomic_fetch_add(&ks_conns, 1);
+    int rc = ks_spawn_shim_thread("killshim-conn", ks_conn_main, c, KS_CONN_STACK);
+    if (rc != 0) {
+        ks_send_err(c, "busy", "cannot start a thread to serve this client");
+        ks_conn_drop(c);
+        atomic_fetch_sub(&ks_conns, 1);
+    }
+}
+
+static void *ks_accept_main(void *p)
+{
+    uint64_t gen = (uint64_t)(uintptr_t)p;
+    for (;;) {
+        if (__atomic_load_n(&ks_generation, __ATOMIC_ACQUIRE) != gen || ks_wait_slot(gen) != 0)
+            return NULL;
+        /* Checked before every accept: accepting on a number the program
+         * has reused would take its connections, or spin on its file. */
+        if (!ks_fdid_same(ks_listen_fd, &ks_listen_id)) {
+            if (ks_relisten(gen) != 0)
+                return NULL;
+            continue;
+        }
+        int fd = accept4(ks_listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            int e = errno;
+            if (e == EINTR || e == ECONNABORTED)
+                continue;
+            if (e == EMFILE || e == ENFILE || e == ENOMEM || e == ENOBUFS) {
+                usleep(100 * 1000);   /* the program ran out of fds; wait, don't spin */
+                continue;
+            }
+            if (!ks_fdid_same(ks_listen_fd, &ks_listen_id))
+                continue;             /* taken away during the call: re-create above */
+            if (e == EINVAL) {
+                /* Still our socket, but no longer listening: the program
+                 * called shutdown() on it. Start afresh. */
+                ks_fdid_close(ks_listen_fd, &ks_listen_id);
+                if (ks_relisten(gen) != 0)
+                    return NULL;
+                continue;
+            }
+            ks_warn("control socket stopped accepting: %s", strerror(e));
+            return NULL;
+        }
+        ks_serve_client(fd);
+    }
+}
+
+static int ks_start_accept_thread(void)
+{
+    uint64_t gen = __atomic_load_n(&ks_generation, __ATOMIC_ACQUIRE);
+    return ks_spawn_shim_thread("killshim-ctl", ks_accept_main, (void *)(uintptr_t)gen,
+                                KS_CONN_STACK);
+}
+
+static void ks_read_idle_timeout(void)
 {
     const char *idle = getenv("KILLSHIM_IDLE_TIMEOUT_MS");
     if (idle && atoi(idle) > 0)
         ks_idle_ms = atoi(idle);
+}
+
+void ks_server_start(void)
+{
+    ks_read_idle_timeout();
+    for (int i = 0; i < KS_MAX_CONNS; i++)
+        ks_conn_tab[i].fd = -1;
     char display[128] = "";
     int rc = ks_listen(display, sizeof display);
     if (rc) {
@@ -297,27 +451,66 @@ void ks_server_start(void)
                 display, strerror(rc));
         return;
     }
-    uint64_t gen = __atomic_load_n(&ks_generation, __ATOMIC_ACQUIRE);
-    rc = ks_spawn_shim_thread("killshim-ctl", ks_accept_main, (void *)(uintptr_t)gen, KS_CONN_STACK);
+    rc = ks_start_accept_thread();
     if (rc) {
         ks_warn("cannot start the control thread: %s; the program runs on without killshim control",
                 strerror(rc));
-        close(ks_listen_fd);
+        ks_fdid_close(ks_listen_fd, &ks_listen_id);
         ks_listen_fd = -1;
         return;
     }
     ks_debug("serving %s", display);
 }
 
+/* A fork child in file mode that execs at once (the common fork+exec) would
+ * leave a socket file behind: exec runs no exit handlers. So the child's
+ * accept thread waits a moment before it binds; if the child execs first,
+ * the thread is gone and no file was ever made. */
+static void *ks_child_accept_main(void *p)
+{
+    uint64_t gen = (uint64_t)(uintptr_t)p;
+    usleep(KS_FORK_FILE_DELAY_MS * 1000);
+    if (__atomic_load_n(&ks_generation, __ATOMIC_ACQUIRE) != gen)
+        return NULL;
+    char display[128] = "";
+    int rc = ks_listen(display, sizeof display);
+    if (rc) {
+        ks_warn("cannot serve control socket %s: %s; the program runs on without killshim control",
+                display, strerror(rc));
+        return NULL;
+    }
+    return ks_accept_main(p);
+}
+
 void ks_server_after_fork_child(void)
 {
     __atomic_add_fetch(&ks_generation, 1, __ATOMIC_RELEASE);
+    /* Drop the child's copies of the parent's sockets: the listening one
+     * (so its name is freed when the parent exits) and its clients'. Only
+     * numbers that still name our sockets: the program may own them now.
+     * A parent thread may have held ks_conn_mu at fork: start it afresh. */
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    ks_conn_mu = fresh;
+    for (int i = 0; i < KS_MAX_CONNS; i++) {
+        if (ks_conn_tab[i].fd >= 0)
+            ks_fdid_close(ks_conn_tab[i].fd, &ks_conn_tab[i].id);
+        ks_conn_tab[i].fd = -1;
+    }
     if (ks_listen_fd >= 0)
-        close(ks_listen_fd);
+        ks_fdid_close(ks_listen_fd, &ks_listen_id);
     ks_listen_fd = -1;
     ks_sock_path[0] = '\0';   /* the parent's file is the parent's to remove */
     atomic_store(&ks_conns, 0);
-    ks_server_start();
+    if (!ks_sockaddr_is_file()) {
+        ks_server_start();
+        return;
+    }
+    uint64_t gen = __atomic_load_n(&ks_generation, __ATOMIC_ACQUIRE);
+    int rc = ks_spawn_shim_thread("killshim-ctl", ks_child_accept_main, (void *)(uintptr_t)gen,
+                                  KS_CONN_STACK);
+    if (rc)
+        ks_warn("cannot start the control thread: %s; the program runs on without killshim control",
+                strerror(rc));
 }
 
 void ks_server_cleanup(void)

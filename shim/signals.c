@@ -130,8 +130,42 @@ int ks_signals_install(void)
     return 0;
 }
 
+/* The kernel's struct for rt_sigaction. */
+struct ks_kernel_sigaction {
+    void *handler;
+    unsigned long flags;
+    void *restorer;
+    unsigned long mask;
+};
+
+/* 1 if the kernel still runs ks_sig_entry for SIGNO. A raw rt_sigaction
+ * syscall goes around the interposed sigaction and can replace it: then
+ * our signal would reach the program's handler, or its SIG_DFL would end
+ * the process. (ThreadSanitizer puts its own wrapper in the kernel and
+ * calls ours from it: nothing to check there.) */
+static int ks_kernel_handler_is_ours(int signo)
+{
+#ifdef __SANITIZE_THREAD__
+    (void)signo;
+    return 1;
+#else
+    struct ks_kernel_sigaction ka;
+    if (syscall(SYS_rt_sigaction, signo, NULL, &ka, sizeof ka.mask) != 0)
+        return 1;   /* cannot tell: the send decides */
+    return ka.handler == (void *)ks_sig_entry;
+#endif
+}
+
 int ks_signal_tid(pid_t tid, enum ks_sig_kind k)
 {
+    if (!ks_kernel_handler_is_ours(ks_signos[k])) {
+        static int warned;
+        if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+            ks_warn("the program replaced the shim's handler of signal %d with a raw "
+                    "rt_sigaction call; the shim no longer sends it (KILLSHIM_SIGNAL moves "
+                    "the shim's signals)", ks_signos[k]);
+        return ENOTSUP;
+    }
     siginfo_t si;
     memset(&si, 0, sizeof si);
     si.si_signo = ks_signos[k];

@@ -3,8 +3,11 @@
 # Safe to run again: it installs only what is missing. Needs root (or sudo).
 set -eu
 
+# xz-utils: tests/e2e/realprog_test runs xz under the shim.
+# clang-14, libclang-rt-14-dev: tools/fuzz.sh (libFuzzer), run by CI.
 PKGS="build-essential bazel-bootstrap libunwind-dev libgtest-dev libdw-dev libelf-dev
-      libjson-c-dev util-linux procps man-db groff-base curl"
+      libjson-c-dev util-linux procps man-db groff-base curl xz-utils clang-14
+      libclang-rt-14-dev"
 
 missing=""
 for p in $PKGS; do

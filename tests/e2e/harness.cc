@@ -57,6 +57,22 @@ static std::vector<char*> CStrings(const std::vector<std::string>& v) {
   return out;
 }
 
+// This process's environment without LD_PRELOAD and without the variables
+// EXTRA ("K=V") sets, then EXTRA: a test's value wins over an inherited one
+// (e.g. ASAN_OPTIONS from --config=asan).
+static std::vector<std::string> ChildEnv(const std::vector<std::string>& extra) {
+  std::vector<std::string> envv;
+  for (char** e = environ; *e; e++) {
+    std::string kv = *e;
+    std::string key = kv.substr(0, kv.find('=') + 1);
+    bool replaced = key == "LD_PRELOAD=";
+    for (const auto& x : extra) replaced = replaced || x.compare(0, key.size(), key) == 0;
+    if (!replaced) envv.push_back(kv);
+  }
+  envv.insert(envv.end(), extra.begin(), extra.end());
+  return envv;
+}
+
 Target::Target(const std::string& prog, const std::vector<std::string>& args,
                const std::vector<std::string>& env, bool preload, bool hold) {
   int in[2], out[2], h[2];
@@ -67,11 +83,9 @@ Target::Target(const std::string& prog, const std::vector<std::string>& args,
   err_path_ = tmpl;
   std::vector<std::string> argv = {prog};
   argv.insert(argv.end(), args.begin(), args.end());
-  std::vector<std::string> envv;
-  for (char** e = environ; *e; e++)
-    if (strncmp(*e, "LD_PRELOAD=", 11) != 0) envv.push_back(*e);
-  if (preload) envv.push_back("LD_PRELOAD=" + ShimPath());
-  envv.insert(envv.end(), env.begin(), env.end());
+  std::vector<std::string> extra = env;
+  if (preload) extra.push_back("LD_PRELOAD=" + ShimPath());
+  std::vector<std::string> envv = ChildEnv(extra);
   auto cargv = CStrings(argv);
   auto cenv = CStrings(envv);
   pid_ = fork();
@@ -202,10 +216,7 @@ Result Run(const std::vector<std::string>& argv, int timeout_ms,
   Result res;
   char o[] = "/tmp/ks-run-out-XXXXXX", e[] = "/tmp/ks-run-err-XXXXXX";
   int ofd = mkstemp(o), efd = mkstemp(e);
-  std::vector<std::string> envv;
-  for (char** p = environ; *p; p++)
-    if (strncmp(*p, "LD_PRELOAD=", 11) != 0) envv.push_back(*p);
-  envv.insert(envv.end(), env.begin(), env.end());
+  std::vector<std::string> envv = ChildEnv(env);
   auto cargv = CStrings(argv);
   auto cenv = CStrings(envv);
   pid_t pid = fork();

@@ -257,10 +257,17 @@ __attribute__((noinline)) void park_onstack(int s)
     }
 }
 
+/* Alternate stacks kept reachable, so LeakSanitizer (--config=asan) knows
+ * they are meant to stay. */
+void *parked_kept[64];
+int parked_nkept;
+
 void *altstack_main(void *a)
 {
     (void)a;
     stack_t ss = {.ss_sp = malloc(64 * 1024), .ss_size = 64 * 1024};
+    if (parked_nkept < 64)
+        parked_kept[parked_nkept++] = ss.ss_sp;
     if (!ss.ss_sp || sigaltstack(&ss, NULL) != 0)
         say("altstack failed");
     pthread_kill(pthread_self(), SIGUSR2);

@@ -103,3 +103,32 @@ TEST(Registry, RecordIsSmall) {
 }
 
 }  // namespace
+
+namespace {
+
+// A thread that unregistered is "exiting" for a while (its task may linger
+// in /proc); one that never registered is not.
+TEST(Registry, UnregisteredThreadIsExitingForAWhile) {
+  pid_t gone = 0;
+  std::thread t([&] {
+    ks_registry_add_self(KS_ROLE_APP, nullptr);
+    gone = (pid_t)syscall(SYS_gettid);
+    ks_registry_remove_self();
+  });
+  t.join();
+  ks_registry_lock();
+  EXPECT_EQ(ks_registry_exiting(gone), 1);
+  EXPECT_EQ(ks_registry_exiting((pid_t)syscall(SYS_gettid)), 0);
+  EXPECT_EQ(ks_registry_find(gone), nullptr);
+  ks_registry_unlock();
+}
+
+TEST(Registry, StartingCountsCreationsInFlight) {
+  int before = ks_registry_starting();
+  ks_registry_starting_add(1);
+  EXPECT_EQ(ks_registry_starting(), before + 1);
+  ks_registry_starting_add(-1);
+  EXPECT_EQ(ks_registry_starting(), before);
+}
+
+}  // namespace

@@ -1,0 +1,394 @@
+// The shim across a process's life: fork, exec, every way of ending, a
+// program that closes or replaces the shim's fds, threads the shim did not
+// see start. Each test drives tests/progs/lifecycle.c, which knows nothing of
+// killshim.
+#include <dirent.h>
+#include <errno.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "tests/e2e/harness.h"
+
+namespace {
+
+using ks::RawClient;
+using ks::Target;
+
+using Row = std::map<std::string, std::string>;
+
+long NowMs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+// tid -> fields of "thread" lines, through a raw client. Empty on failure;
+// *FINAL gets the last line.
+std::map<pid_t, Row> List(pid_t pid, std::string* final = nullptr) {
+  std::map<pid_t, Row> rows;
+  RawClient c(pid);
+  if (!c.ok() || c.ReadLine().rfind("killshim", 0) != 0) return rows;
+  auto reply = c.Request("list");
+  if (final && !reply.empty()) *final = reply.back();
+  for (const auto& l : reply) {
+    Row r = ks::ParseLine(l);
+    if (r["verb"] == "thread") rows[atoi(r["tid"].c_str())] = r;
+  }
+  return rows;
+}
+
+// Threads of the program (not the shim's own).
+std::map<pid_t, Row> ProgramThreads(pid_t pid) {
+  std::map<pid_t, Row> out;
+  for (auto& [tid, r] : List(pid))
+    if (r["role"] != "shim") out[tid] = r;
+  return out;
+}
+
+bool WaitServes(pid_t pid, int timeout_ms = 10000) {
+  long deadline = NowMs() + timeout_ms;
+  while (NowMs() < deadline) {
+    std::string final;
+    if (!List(pid, &final).empty() && final.rfind("ok", 0) == 0) return true;
+    usleep(10000);
+  }
+  return false;
+}
+
+int FieldInt(const std::string& line, const std::string& key) {
+  size_t p = line.find(key + "=");
+  return p == std::string::npos ? -1 : atoi(line.c_str() + p + key.size() + 1);
+}
+
+// Connecting to a socket file: 0, or the errno.
+int ConnectFile(const std::string& path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un a = {};
+  a.sun_family = AF_UNIX;
+  snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+  int rc = connect(fd, (struct sockaddr*)&a, sizeof a) == 0 ? 0 : errno;
+  close(fd);
+  return rc;
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0;
+}
+
+std::vector<std::string> DirEntries(const std::string& dir) {
+  std::vector<std::string> v;
+  DIR* d = opendir(dir.c_str());
+  while (d && (errno = 0, true)) {
+    struct dirent* e = readdir(d);
+    if (!e) break;
+    if (e->d_name[0] != '.' || (e->d_name[1] && e->d_name[1] != '.' )) v.push_back(e->d_name);
+  }
+  if (d) closedir(d);
+  return v;
+}
+
+size_t CountOf(const std::string& hay, const std::string& needle) {
+  size_t n = 0;
+  for (size_t p = hay.find(needle); p != std::string::npos; p = hay.find(needle, p + 1)) n++;
+  return n;
+}
+
+// Sets a variable in this process (so RawClient and the injector agree with
+// the target) until the end of the scope, even when an ASSERT returns early.
+struct ScopedEnv {
+  std::string name;
+  ScopedEnv(const char* n, const std::string& v) : name(n) { setenv(n, v.c_str(), 1); }
+  ~ScopedEnv() { unsetenv(name.c_str()); }
+};
+
+// Under a sanitizer, let a fatal signal kill the program as it would without
+// one, instead of the sanitizer's handler turning it into exit(1).
+std::vector<std::string> DefaultFatalSignals() {
+  std::vector<std::string> env;
+  for (const char* v : {"ASAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS"}) {
+    const char* cur = getenv(v);
+    if (cur) env.push_back(std::string(v) + "=" + cur + ":handle_segv=0");
+  }
+  return env;
+}
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char t[] = "/tmp/ks-life-XXXXXX";
+    path = mkdtemp(t);
+  }
+  ~TempDir() {
+    for (auto& e : DirEntries(path)) unlink((path + "/" + e).c_str());
+    rmdir(path.c_str());
+  }
+  std::string Sock(pid_t pid) const { return path + "/killshim-" + std::to_string(pid) + ".sock"; }
+};
+
+struct Life {
+  Target t;
+  explicit Life(const std::vector<std::string>& env = {})
+      : t(ks::ProgPath("lifecycle"), {}, env) {
+    EXPECT_EQ(t.WaitFor("ready").rfind("ready pid=", 0), 0u);
+    EXPECT_TRUE(WaitServes(t.pid()));
+  }
+  std::string Do(const std::string& cmd, const std::string& expect) {
+    t.Send(cmd);
+    return t.WaitFor(expect);
+  }
+};
+
+// ---- fork ----------------------------------------------------------------
+
+TEST(Fork, ChildServesItsOwnPidWithOnlyTheForkingThread) {
+  Life l;
+  ASSERT_EQ(l.Do("threads 3", "threads"), "threads 3");
+  std::string f = l.Do("fork", "forked");
+  pid_t child = FieldInt(f, "child");
+  ASSERT_GT(child, 0) << f;
+  ASSERT_TRUE(WaitServes(child)) << l.t.Stderr();
+  RawClient c(child);
+  EXPECT_EQ(c.ReadLine(), "killshim proto=1 pid=" + std::to_string(child));
+  auto kid = ProgramThreads(child);
+  ASSERT_EQ(kid.size(), 1u);
+  EXPECT_EQ(kid.begin()->first, child);
+  EXPECT_EQ(kid.begin()->second["role"], "main");
+  auto parent = ProgramThreads(l.t.pid());
+  EXPECT_EQ(parent.size(), 4u);
+  EXPECT_EQ(parent[l.t.pid()]["role"], "main");
+  kill(child, SIGKILL);
+  EXPECT_TRUE(WaitServes(l.t.pid()));
+  l.t.Send("quit");
+  EXPECT_EQ(l.t.Wait(), 0);
+}
+
+TEST(Fork, FromAWorkerTheChildsOnlyThreadIsThatWorker) {
+  Life l;
+  ASSERT_EQ(l.Do("threads 2", "threads"), "threads 2");
+  pid_t child = FieldInt(l.Do("forkthread", "forked"), "child");
+  ASSERT_GT(child, 0);
+  ASSERT_TRUE(WaitServes(child));
+  auto kid = ProgramThreads(child);
+  ASSERT_EQ(kid.size(), 1u);
+  EXPECT_EQ(kid.begin()->first, child);
+  EXPECT_EQ(kid.begin()->second["role"], "app");
+  EXPECT_EQ(kid.begin()->second["start"].empty(), false);
+  kill(child, SIGKILL);
+  EXPECT_EQ(ProgramThreads(l.t.pid()).size(), 3u);
+}
+
+TEST(Fork, FileModeChildGetsItsOwnFileAndForkExecLeavesNone) {
+  TempDir d;
+  std::string env = "KILLSHIM_SOCKET_DIR=" + d.path;
+  ScopedEnv se("KILLSHIM_SOCKET_DIR", d.path);
+  {
+    Life l({env});
+    // fork+exec at once: the child's shim never binds, so no file is left.
+    for (int i = 0; i < 20; i++)
+      ASSERT_EQ(l.Do("forkexec", "forkexec"), "forkexec status=0");
+    EXPECT_EQ(DirEntries(d.path), std::vector<std::string>{"killshim-" + std::to_string(l.t.pid()) + ".sock"});
+    pid_t child = FieldInt(l.Do("fork", "forked"), "child");
+    ASSERT_TRUE(WaitServes(child));
+    EXPECT_TRUE(Exists(d.Sock(child)));
+    EXPECT_TRUE(WaitServes(l.t.pid()));
+    kill(child, SIGKILL);
+    l.t.Send("quit");
+    EXPECT_EQ(l.t.Wait(), 0);
+    EXPECT_FALSE(Exists(d.Sock(l.t.pid())));
+  }
+}
+
+// ---- exec ----------------------------------------------------------------
+
+TEST(Exec, NewImageStartsCleanAndServesTheSamePid) {
+  Life l;
+  ASSERT_EQ(l.Do("threads 2", "threads"), "threads 2");
+  RawClient held(l.t.pid());  // a connection open across the exec
+  ASSERT_EQ(held.ReadLine().rfind("killshim", 0), 0u);
+  l.t.Send("exec");
+  std::vector<std::string> sockets;
+  for (std::string line; (line = l.t.ReadLine()).rfind("ready", 0) != 0;) {
+    ASSERT_FALSE(line.empty()) << "no ready line after exec; stderr: " << l.t.Stderr();
+    if (line.find("kind=socket") != std::string::npos) sockets.push_back(line);
+  }
+  // Only the new image's own listening socket: neither the old listener
+  // nor the held connection leaked through the exec.
+  ASSERT_EQ(sockets.size(), 1u) << sockets[0] << (sockets.size() > 1 ? sockets[1] : "");
+  EXPECT_NE(sockets[0].find("name=@killshim-" + std::to_string(l.t.pid())), std::string::npos);
+  struct pollfd p = {held.fd(), POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 5000), 1);
+  char b;
+  EXPECT_EQ(read(held.fd(), &b, 1), 0) << "the old connection was not closed by exec";
+  ASSERT_TRUE(WaitServes(l.t.pid()));
+  auto threads = ProgramThreads(l.t.pid());
+  ASSERT_EQ(threads.size(), 1u);
+  EXPECT_EQ(threads.begin()->second["role"], "main");
+  l.t.Send("quit");
+  EXPECT_EQ(l.t.Wait(), 0);
+}
+
+TEST(Exec, FileModeSamePidReplacesItsOwnFile) {
+  TempDir d;
+  ScopedEnv se("KILLSHIM_SOCKET_DIR", d.path);
+  Life l({"KILLSHIM_SOCKET_DIR=" + d.path});
+  l.t.Send("exec");
+  ASSERT_EQ(l.t.WaitFor("ready").rfind("ready", 0), 0u);
+  EXPECT_TRUE(WaitServes(l.t.pid())) << l.t.Stderr();
+  l.t.Send("quit");
+  EXPECT_EQ(l.t.Wait(), 0);
+  EXPECT_TRUE(DirEntries(d.path).empty());
+}
+
+// ---- every way to end ----------------------------------------------------
+
+struct Ending {
+  const char* name;
+  const char* cmd;      // nullptr: the test sends SIGKILL
+  int status;           // exit code, or 128+signal
+  bool file_may_stay;   // no exit handler runs: the file stays, stale
+};
+
+class Endings : public ::testing::TestWithParam<Ending> {};
+
+int Status(int st) { return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st); }
+
+TEST_P(Endings, LeaveNoSocketOrOneTheNextProcessReplaces) {
+  const Ending& e = GetParam();
+  TempDir d;
+  std::string env = "KILLSHIM_SOCKET_DIR=" + d.path;
+  ScopedEnv se("KILLSHIM_SOCKET_DIR", d.path);
+  std::string path;
+  pid_t dead;
+  {
+    std::vector<std::string> envs = DefaultFatalSignals();
+    envs.push_back(env);
+    Life l(envs);
+    dead = l.t.pid();
+    path = d.Sock(dead);
+    ASSERT_TRUE(Exists(path));
+    ASSERT_EQ(l.Do("threads 3", "threads"), "threads 3");
+    if (e.cmd)
+      l.t.Send(e.cmd);
+    else
+      kill(l.t.pid(), SIGKILL);
+    int st = l.t.Wait();
+    ASSERT_NE(st, -1);
+    EXPECT_EQ(Status(st), e.status) << l.t.Stderr();
+  }
+  if (!e.file_may_stay) {
+    EXPECT_FALSE(Exists(path)) << e.name << " left " << path;
+  }
+  if (Exists(path)) {
+    EXPECT_EQ(ConnectFile(path), ECONNREFUSED);
+    ks::Result r = ks::Inject({std::to_string(dead)}, 10000, {env});
+    EXPECT_EQ(r.code, 4) << r.err;  // no such process: the file misleads nobody
+    // The next process under that pid replaces it: simulate the pid's reuse
+    // by renaming the real leftover to the next process's name.
+    Target next(ks::ProgPath("lifecycle"), {}, {env}, true, /*hold=*/true);
+    ASSERT_EQ(rename(path.c_str(), d.Sock(next.pid()).c_str()), 0);
+    next.Release();
+    ASSERT_EQ(next.WaitFor("ready").rfind("ready", 0), 0u);
+    EXPECT_TRUE(WaitServes(next.pid())) << next.Stderr();
+    next.Send("quit");
+    EXPECT_EQ(next.Wait(), 0);
+    EXPECT_FALSE(Exists(d.Sock(next.pid())));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllWays, Endings,
+    ::testing::Values(Ending{"exit", "exit 3", 3, false}, Ending{"_exit", "_exit 4", 4, false},
+                      Ending{"return", "return", 0, false},
+                      Ending{"threadexit", "threadexit 5", 5, false},
+                      Ending{"segv", "segv", 128 + SIGSEGV, true},
+                      Ending{"sigkill", nullptr, 128 + SIGKILL, true}),
+    [](const auto& info) { return std::string(info.param.name[0] == '_' ? "underscore_exit" : info.param.name); });
+
+TEST(Endings, AbstractNameIsFreedBySigkill) {
+  pid_t dead;
+  {
+    Life l;
+    dead = l.t.pid();
+    kill(dead, SIGKILL);
+    ASSERT_NE(l.t.Wait(), -1);
+  }
+  RawClient c(dead);
+  EXPECT_FALSE(c.ok());
+  EXPECT_EQ(ks::Inject({std::to_string(dead)}).code, 4);
+}
+
+// ---- a program that closes the shim's fds ----------------------------------
+
+class ClosesFds : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ClosesFds, ControlSocketComesBackWithOneWarning) {
+  std::string how = GetParam();
+  Life l;
+  ASSERT_EQ(l.Do("threads 2", "threads"), "threads 2");
+  std::string ack = how == "dup2null" ? "dup2" : "closed";
+  for (int round = 0; round < 2; round++) {
+    std::string r = l.Do(how, ack);
+    ASSERT_EQ(r.rfind(ack, 0), 0u) << r;
+    // The first client may still reach the old socket (a blocked accept
+    // keeps it alive); the shim notices after it and binds anew.
+    for (int i = 0; i < 3; i++) {
+      ks::Result inj = ks::Inject({std::to_string(l.t.pid())});
+      EXPECT_EQ(inj.code, 0) << how << " round " << round << ": " << inj.err << l.t.Stderr();
+    }
+    EXPECT_EQ(ProgramThreads(l.t.pid()).size(), 3u);
+    if (how == "dup2null") {
+      // The numbers the program took over are still its /dev/null.
+      std::string fds = r.substr(r.find("fds=") + 4);
+      ASSERT_FALSE(fds.empty());
+      for (size_t p = 0; p < fds.size();) {
+        int fd = atoi(fds.c_str() + p);
+        EXPECT_EQ(l.Do("checkfd " + std::to_string(fd), "fd "),
+                  "fd " + std::to_string(fd) + " kind=file name=/dev/null");
+        p = fds.find(',', p);
+        if (p == std::string::npos) break;
+        p++;
+      }
+    }
+  }
+  std::string err = l.t.Stderr();
+  EXPECT_EQ(CountOf(err, "closed or replaced the control socket"), 1u) << err;
+  EXPECT_EQ(CountOf(err, "\n"), 1u) << err;
+  l.t.Send("quit");
+  EXPECT_EQ(l.t.Wait(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllWays, ClosesFds,
+                         ::testing::Values("closefrom", "closerange", "closeloop", "dup2null"));
+
+// ---- threads the shim did not see start ------------------------------------
+
+TEST(Foreign, RawCloneThreadIsListedAsForeign) {
+  Life l;
+  ASSERT_EQ(l.Do("threads 1", "threads"), "threads 1");
+  pid_t tid = FieldInt(l.Do("clone", "clone"), "tid");
+  ASSERT_GT(tid, 0);
+  auto rows = List(l.t.pid());
+  ASSERT_TRUE(rows.count(tid));
+  EXPECT_EQ(rows[tid]["role"], "foreign");
+  EXPECT_EQ(rows[tid]["registered"], "0");
+  EXPECT_EQ(rows[tid].count("id"), 0u);
+  ks::Result r = ks::Inject({"--json", std::to_string(l.t.pid())});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("\"foreign\""), std::string::npos) << r.out;
+  EXPECT_EQ(ProgramThreads(l.t.pid()).size(), 3u);
+  l.t.Send("quit");
+  EXPECT_EQ(l.t.Wait(), 0);
+}
+
+}  // namespace

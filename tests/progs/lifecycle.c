@@ -1,0 +1,223 @@
+/* A program that forks, execs, closes the shim's fds and ends in every way a
+ * process can, on command. Knows nothing of killshim.
+ * stdout: "ready pid=P" (after "fd N kind=K name=X" lines when started with
+ * --fds, one per open fd >= 3), then one line per command.
+ * stdin commands:
+ *   threads N      start N workers that wait          -> "threads N"
+ *   fork           fork; the child pauses until killed -> "forked child=C"
+ *   forkexec       fork; the child execs /bin/true (no
+ *                  LD_PRELOAD)                        -> "forkexec status=S"
+ *   forkthread     fork from a worker thread           -> "forked child=C"
+ *   exec           re-exec itself with --fds
+ *   closefrom | closerange | closeloop                 -> "closed"
+ *   dup2null       dup2 /dev/null over every socket fd -> "dup2 fds=A,B"
+ *   checkfd N      what fd N is now                     -> "fd N kind=K name=X"
+ *   clone          a thread made by a raw clone(2)      -> "clone tid=T"
+ *   exit C | _exit C | return | threadexit C | segv | quit */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int exit_code = -1;      /* threadexit: the worker that sees it exits */
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+    fflush(stdout);
+}
+
+void *life_worker(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&mu);
+    while (exit_code < 0)
+        pthread_cond_wait(&cv, &mu);
+    int c = exit_code;
+    pthread_mutex_unlock(&mu);
+    exit(c);
+}
+
+static void describe_fd(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        say("fd %d kind=closed name=-", fd);
+        return;
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        char link[64], target[256];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        target[n > 0 ? n : 0] = '\0';
+        say("fd %d kind=file name=%s", fd, target);
+        return;
+    }
+    struct sockaddr_un a;
+    socklen_t len = sizeof a;
+    memset(&a, 0, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    size_t off = offsetof(struct sockaddr_un, sun_path);
+    if (len > off && a.sun_path[0] == '\0')
+        say("fd %d kind=socket name=@%.*s", fd, (int)(len - off - 1), a.sun_path + 1);
+    else
+        say("fd %d kind=socket name=%s", fd, len > off ? a.sun_path : "-");
+}
+
+static void report_fds(void)
+{
+    for (int fd = 3; fd < 1024; fd++)
+        if (fcntl(fd, F_GETFD) >= 0)
+            describe_fd(fd);
+}
+
+static void child_pause(void)
+{
+    say("child pid=%d", getpid());
+    for (;;)
+        pause();
+}
+
+void *fork_from_thread(void *arg)
+{
+    (void)arg;
+    pid_t c = fork();
+    if (c == 0)
+        child_pause();
+    say("forked child=%d", c);
+    return NULL;
+}
+
+static char clone_stack[64 * 1024] __attribute__((aligned(16)));
+static volatile int clone_tid;
+
+/* A thread libc does not know: raw syscalls only (it shares the creator's
+ * TLS pointer, so errno and anything thread-local are off limits). */
+static int clone_main(void *arg)
+{
+    (void)arg;
+    clone_tid = (int)syscall(SYS_gettid);
+    struct timespec ts = {1, 0};
+    for (;;)
+        syscall(SYS_nanosleep, &ts, NULL);
+    return 0;
+}
+
+static void dup2null(void)
+{
+    int null = open("/dev/null", O_RDWR);
+    char list[256] = "";
+    for (int fd = 3; fd < 1024; fd++) {
+        struct stat st;
+        if (fd == null || fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+            continue;
+        dup2(null, fd);
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%d", *list ? "," : "", fd);
+    }
+    close(null);
+    say("dup2 fds=%s", list);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--fds") == 0)
+        report_fds();
+    say("ready pid=%d", getpid());
+    char line[256];
+    while (fgets(line, sizeof line, stdin)) {
+        int n = 0;
+        if (sscanf(line, "threads %d", &n) == 1) {
+            for (int i = 0; i < n; i++) {
+                pthread_t t;
+                pthread_create(&t, NULL, life_worker, NULL);
+            }
+            say("threads %d", n);
+        } else if (strcmp(line, "fork\n") == 0) {
+            pid_t c = fork();
+            if (c == 0)
+                child_pause();
+            say("forked child=%d", c);
+        } else if (strcmp(line, "forkthread\n") == 0) {
+            pthread_t t;
+            pthread_create(&t, NULL, fork_from_thread, NULL);
+            pthread_join(t, NULL);
+        } else if (strcmp(line, "exec\n") == 0) {
+            char *args[] = {argv[0], "--fds", NULL};
+            execv("/proc/self/exe", args);
+            say("exec failed: %s", strerror(errno));
+        } else if (strcmp(line, "closefrom\n") == 0) {
+            closefrom(3);
+            say("closed");
+        } else if (strcmp(line, "closerange\n") == 0) {
+            say(close_range(3, ~0U, 0) == 0 ? "closed" : "close_range failed");
+        } else if (strcmp(line, "closeloop\n") == 0) {
+            for (int fd = 3; fd < 65536; fd++)
+                close(fd);
+            say("closed");
+        } else if (strcmp(line, "dup2null\n") == 0) {
+            dup2null();
+        } else if (sscanf(line, "checkfd %d", &n) == 1) {
+            describe_fd(n);
+        } else if (strcmp(line, "clone\n") == 0) {
+            int flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
+                        CLONE_SYSVSEM;
+            if (clone(clone_main, clone_stack + sizeof clone_stack, flags, NULL) < 0) {
+                say("clone failed: %s", strerror(errno));
+                continue;
+            }
+            while (!__atomic_load_n(&clone_tid, __ATOMIC_ACQUIRE))
+                usleep(1000);
+            say("clone tid=%d", clone_tid);
+        } else if (sscanf(line, "exit %d", &n) == 1) {
+            exit(n);
+        } else if (sscanf(line, "_exit %d", &n) == 1) {
+            _exit(n);
+        } else if (sscanf(line, "threadexit %d", &n) == 1) {
+            pthread_mutex_lock(&mu);
+            exit_code = n;
+            pthread_cond_broadcast(&cv);
+            pthread_mutex_unlock(&mu);
+            for (;;)
+                pause();
+        } else if (strcmp(line, "segv\n") == 0) {
+            struct rlimit no_core = {0, 0};
+            setrlimit(RLIMIT_CORE, &no_core);
+            raise(SIGSEGV);
+        } else if (strcmp(line, "forkexec\n") == 0) {
+            pid_t c = fork();
+            if (c == 0) {
+                /* Without the shim: nothing in the new image tidies up. */
+                char *env[] = {"PATH=/bin:/usr/bin", NULL};
+                execle("/bin/true", "true", (char *)NULL, env);
+                _exit(127);
+            }
+            int st = 0;
+            waitpid(c, &st, 0);
+            say("forkexec status=%d", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        } else if (strcmp(line, "return\n") == 0 || strcmp(line, "quit\n") == 0) {
+            break;
+        }
+    }
+    return 0;
+}
