@@ -11,10 +11,7 @@
 #include "blocking.h"
 #include "ks.h"
 
-/* initial-exec: the shim is preloaded, so its TLS is static and reaching it
- * never allocates, not even from a signal handler. */
-static __thread struct ks_thread ks_self_rec
-    __attribute__((tls_model("initial-exec")));
+__thread struct ks_thread ks_self_rec __attribute__((tls_model("initial-exec")));
 
 /* A plain mutex taken through the real function: the shim's own locking must
  * not be counted as the program's (interpose_lock.c). Static initializer, so
@@ -35,7 +32,6 @@ static struct {
 static unsigned ks_exited_next;
 static int ks_starting;
 
-struct ks_thread *ks_self(void) { return &ks_self_rec; }
 struct ks_block *ks_block_self(void) { return &ks_self_block; }
 
 /* Both variables live in this module's TLS block, whose layout is the same in

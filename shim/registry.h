@@ -99,8 +99,14 @@ struct ks_thread {
     int shim_depth;
 };
 
-/* The calling thread's record (never NULL; unlinked threads have tid 0). */
-struct ks_thread *ks_self(void);
+/* The calling thread's record (never NULL; unlinked threads have tid 0).
+ * Inline because the mutex hooks reach it on every lock and unlock (a call
+ * here was a measurable part of their cost, see docs/bench.md). initial-exec:
+ * the shim is preloaded, so its TLS is static and reaching it never
+ * allocates, not even from a signal handler. */
+extern __thread struct ks_thread ks_self_rec
+    __attribute__((tls_model("initial-exec"), visibility("hidden")));
+static inline struct ks_thread *ks_self(void) { return &ks_self_rec; }
 
 /* A thread's stack-dump state (blocking.h) lives beside its record in the
  * same thread's TLS, not inside it. ks_block_self: the caller's. ks_block_of:
