@@ -1,0 +1,268 @@
+/* bench_act: speed of acting. Ends threads of a running target
+ * (bench_target act, under the shim) with killshim-inject and, side by side
+ * in the same run, with gdb, and measures
+ *   - the end-to-end time: from the tool's start to the thread gone from
+ *     /proc (the tool's exit alone is not enough: gdb returns before the
+ *     cancelled thread has left);
+ *   - how long the target's other threads were held up meanwhile: the
+ *     largest gap of its 1 ms heartbeat, next to an idle window's.
+ * The methods take turns within each round, so drift hits them alike. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "spawn.h"
+#include "stats.h"
+
+enum kb_method { KS_CANCEL, KS_ABORT, GDB_CANCEL, GDB_ABORT, IDLE, NMETHODS };
+
+static const char *const kb_method_name[NMETHODS] = {
+    "killshim-inject -m cancel", "killshim-inject -m abort",
+    "gdb: call pthread_cancel", "gdb: async cancel", "idle window",
+};
+
+struct kb_target_proc {
+    pid_t pid;
+    int to, from;
+};
+
+struct kb_result {
+    struct kb_samples time, gap;
+    int reported;             /* first failure already printed */
+};
+
+static const char *kb_injector;
+
+static int kb_ask(struct kb_target_proc *t, const char *cmd, char *reply, size_t cap)
+{
+    size_t len = strlen(cmd);
+    if (write(t->to, cmd, len) != (ssize_t)len)
+        return -1;
+    return kb_read_line(t->from, reply, cap, 10000) < 0 ? -1 : 0;
+}
+
+static int kb_task_alive(pid_t pid, pid_t tid)
+{
+    char path[64];
+    struct stat st;
+    snprintf(path, sizeof path, "/proc/%d/task/%d", (int)pid, (int)tid);
+    return stat(path, &st) == 0;
+}
+
+/* Polls until TID leaves PID, for at most MS. Returns 0 when gone. */
+static int kb_wait_gone(pid_t pid, pid_t tid, int ms)
+{
+    uint64_t deadline = kb_now_ns() + (uint64_t)ms * 1000000u;
+    for (;;) {
+        if (!kb_task_alive(pid, tid))
+            return 0;
+        if (kb_now_ns() >= deadline)
+            return -1;
+        usleep(50);
+    }
+}
+
+static int kb_build_argv(enum kb_method m, pid_t pid, pid_t tid, unsigned long handle,
+                         char bufs[][160], char **argv)
+{
+    int n = 0;
+    snprintf(bufs[0], 160, "%d", (int)pid);
+    snprintf(bufs[1], 160, "%d", (int)tid);
+    if (m == KS_CANCEL || m == KS_ABORT) {
+        argv[n++] = (char *)kb_injector;
+        argv[n++] = "-m";
+        argv[n++] = m == KS_CANCEL ? "cancel" : "abort";
+        argv[n++] = "-t";
+        argv[n++] = "5";
+        argv[n++] = bufs[0];
+        argv[n++] = bufs[1];
+    } else {
+        argv[n++] = "gdb";
+        argv[n++] = "-nx";
+        argv[n++] = "-q";
+        argv[n++] = "-batch";
+        argv[n++] = "-iex";
+        argv[n++] = "set debuginfod enabled off";
+        argv[n++] = "-p";
+        argv[n++] = bufs[0];
+        if (m == GDB_ABORT) {
+            /* A thread in a CPU loop never reaches a cancellation point:
+             * switch it to asynchronous cancellation from inside, then
+             * cancel it from the main thread. */
+            snprintf(bufs[2], 160,
+                     "python [t.switch() for t in gdb.selected_inferior().threads()"
+                     " if t.ptid[1] == %d]", (int)tid);
+            argv[n++] = "-ex";
+            argv[n++] = bufs[2];
+            argv[n++] = "-ex";
+            argv[n++] = "call (int)pthread_setcanceltype(1, 0)";
+            argv[n++] = "-ex";
+            argv[n++] = "thread 1";
+        }
+        snprintf(bufs[3], 160, "call (int)pthread_cancel(%lu)", handle);
+        argv[n++] = "-ex";
+        argv[n++] = bufs[3];
+    }
+    argv[n] = NULL;
+    return n;
+}
+
+static void kb_fail(struct kb_result *r, enum kb_method m, const char *why)
+{
+    r->time.failed++;
+    if (!r->reported)
+        fprintf(stderr, "bench_act: %s failed: %s\n", kb_method_name[m], why);
+    r->reported = 1;
+}
+
+/* One operation: start a victim, end it with method M, measure. */
+static void kb_once(struct kb_target_proc *t, enum kb_method m, struct kb_result *r)
+{
+    char reply[256], cmd[64];
+    pid_t tid = 0;
+    unsigned long handle = 0;
+    if (m != IDLE) {
+        if (kb_ask(t, m == KS_CANCEL || m == GDB_CANCEL ? "blocked\n" : "busy\n", reply,
+                   sizeof reply) ||
+            sscanf(reply, "victim %d %lu", &tid, &handle) != 2) {
+            kb_fail(r, m, "the target did not start a victim");
+            return;
+        }
+    }
+    if (kb_ask(t, "reset\n", reply, sizeof reply)) {
+        kb_fail(r, m, "the target does not answer");
+        return;
+    }
+    uint64_t t0 = kb_now_ns();
+    int ok = 1;
+    char why[600] = "";
+    if (m == IDLE) {
+        usleep(5000);
+    } else {
+        char bufs[4][160], *argv[32];
+        kb_build_argv(m, t->pid, tid, handle, bufs, argv);
+        struct kb_run run = {.preload = NULL, .capture = 1};
+        if (kb_run(argv, &run) != 0) {
+            ok = 0;
+            snprintf(why, sizeof why, "exit status %d: %s", WIFEXITED(run.status)
+                     ? WEXITSTATUS(run.status) : -1, run.err);
+        }
+        kb_run_free(&run);
+        if (ok && kb_wait_gone(t->pid, tid, 5000) != 0) {
+            ok = 0;
+            snprintf(why, sizeof why, "thread %d still there 5 s after the tool returned",
+                     (int)tid);
+        }
+    }
+    uint64_t t1 = kb_now_ns();
+    unsigned long long gap = 0;
+    int have_gap = kb_ask(t, "gap\n", reply, sizeof reply) == 0 &&
+                   sscanf(reply, "gap %llu", &gap) == 1;
+    if (!ok) {
+        kb_fail(r, m, why);
+        snprintf(cmd, sizeof cmd, "release %d\n", (int)tid);
+        kb_ask(t, cmd, reply, sizeof reply);
+        kb_wait_gone(t->pid, tid, 2000);
+        return;
+    }
+    if (m != IDLE)
+        kb_add(&r->time, (double)(t1 - t0));
+    if (have_gap)
+        kb_add(&r->gap, (double)gap);
+}
+
+/* The shim's control socket is up once a plain listing succeeds. */
+static int kb_wait_control(pid_t pid)
+{
+    char p[16];
+    snprintf(p, sizeof p, "%d", (int)pid);
+    char *argv[] = {(char *)kb_injector, p, NULL};
+    for (int i = 0; i < 100; i++) {
+        struct kb_run run = {.capture = 1};
+        int rc = kb_run(argv, &run);
+        kb_run_free(&run);
+        if (rc == 0)
+            return 0;
+        usleep(50000);
+    }
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *shim = NULL, *target = NULL;
+    int runs = 10, gdb = 1, c;
+    while ((c = getopt(argc, argv, "s:i:p:n:G")) != -1) {
+        switch (c) {
+        case 's': shim = optarg; break;
+        case 'i': kb_injector = optarg; break;
+        case 'p': target = optarg; break;
+        case 'n': runs = atoi(optarg); break;
+        case 'G': gdb = 0; break;
+        default: goto usage;
+        }
+    }
+    if (!shim || !kb_injector || !target || runs < 1)
+        goto usage;
+
+    struct kb_target_proc t;
+    char *targv[] = {(char *)target, "act", NULL};
+    t.pid = kb_start(targv, shim, &t.to, &t.from);
+    char line[256];
+    if (t.pid < 0 || kb_read_line(t.from, line, sizeof line, 10000) < 0 ||
+        strcmp(line, "ready") != 0) {
+        fprintf(stderr, "bench_act: the target did not start\n");
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (kb_wait_control(t.pid) != 0)
+        fprintf(stderr, "bench_act: killshim-inject cannot list the target\n");
+
+    struct kb_result res[NMETHODS];
+    memset(res, 0, sizeof res);
+    for (int i = 0; i < runs; i++) {
+        for (int k = 0; k < NMETHODS; k++) {
+            enum kb_method m = (enum kb_method)((i + k) % NMETHODS);
+            if (!gdb && (m == GDB_CANCEL || m == GDB_ABORT))
+                continue;
+            kb_once(&t, m, &res[m]);
+        }
+    }
+    close(t.to);
+    kill(t.pid, SIGKILL);
+    waitpid(t.pid, NULL, 0);
+
+    struct kb_target five_ms = {KB_GOAL_ABS_MAX, 5e6, "median <= 5 ms"};
+    struct kb_target none = {KB_GOAL_DIFF_MAX, 1e6, "none (<= idle + 1 ms)"};
+    kb_row("end a blocked thread: killshim-inject -m cancel, start to thread gone", KB_NS,
+           kb_method_name[KS_CANCEL], &res[KS_CANCEL].time, kb_method_name[GDB_CANCEL],
+           gdb ? &res[GDB_CANCEL].time : NULL, &five_ms);
+    kb_row("end a busy thread: killshim-inject -m abort, start to thread gone", KB_NS,
+           kb_method_name[KS_ABORT], &res[KS_ABORT].time, kb_method_name[GDB_ABORT],
+           gdb ? &res[GDB_ABORT].time : NULL, &five_ms);
+    kb_row("other threads held up (heartbeat's largest gap): inject -m cancel", KB_NS,
+           kb_method_name[KS_CANCEL], &res[KS_CANCEL].gap, kb_method_name[IDLE], &res[IDLE].gap, &none);
+    kb_row("other threads held up (heartbeat's largest gap): inject -m abort", KB_NS,
+           kb_method_name[KS_ABORT], &res[KS_ABORT].gap, kb_method_name[IDLE], &res[IDLE].gap, &none);
+    if (gdb) {
+        kb_row("other threads held up (heartbeat's largest gap): gdb pthread_cancel", KB_NS,
+               kb_method_name[GDB_CANCEL], &res[GDB_CANCEL].gap, kb_method_name[IDLE], &res[IDLE].gap, NULL);
+        kb_row("other threads held up (heartbeat's largest gap): gdb async cancel", KB_NS,
+               kb_method_name[GDB_ABORT], &res[GDB_ABORT].gap, kb_method_name[IDLE], &res[IDLE].gap, NULL);
+    }
+    for (int m = 0; m < NMETHODS; m++) {
+        kb_free(&res[m].time);
+        kb_free(&res[m].gap);
+    }
+    return 0;
+usage:
+    fputs("usage: bench_act -s SHIM -i KILLSHIM_INJECT -p BENCH_TARGET [-n RUNS] [-G (no gdb)]\n",
+          stderr);
+    return 2;
+}

@@ -1,0 +1,120 @@
+#!/bin/sh
+# killshim benchmarks (issue 6): builds everything, runs every benchmark once,
+# prints each result next to its baseline from the same run, then a table.
+# Benchmarks measure; they never fail on a slow figure (exit 0 unless the
+# build or a tool is broken).
+#
+#   tools/bench/run.sh            the full run (a few minutes)
+#   KB_RUNS=5 tools/bench/run.sh  fewer rounds per benchmark
+#   KB_ONLY=carry|act|scale       one part only
+#
+# Missing tools (xz-utils, gdb, elfutils) are installed with apt-get when run
+# as root; otherwise the benchmarks that need them are skipped with a note.
+set -eu
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+RUNS=${KB_RUNS:-10}
+ONLY=${KB_ONLY:-all}
+WORKDIR=${TMPDIR:-/tmp}/killshim-bench
+LOG=$WORKDIR/results.txt
+mkdir -p "$WORKDIR"
+
+note() { echo "bench: $*" >&2; }
+
+# ---- tools ------------------------------------------------------------------
+install_for() {   # install_for COMMAND PACKAGE
+    command -v "$1" >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        note "installing $2 (for $1)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" \
+            >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" \
+            >/dev/null 2>&1; } || true
+    fi
+    command -v "$1" >/dev/null 2>&1 || { note "$1 not available: skipping what needs it"; return 1; }
+}
+HAVE_XZ=1; install_for xz xz-utils || HAVE_XZ=0
+install_for gdb gdb || true
+install_for eu-stack elfutils || true
+
+# ---- build ------------------------------------------------------------------
+note "building"
+bazel build --noshow_progress //shim:libkillshim.so //injector:killshim-inject //tools/bench:all
+BIN=$ROOT/bazel-bin
+SHIM=$BIN/shim/libkillshim.so
+INJECT=$BIN/injector/killshim-inject
+AB=$BIN/tools/bench/bench_ab
+WORK=$BIN/tools/bench/bench_work
+TARGET=$BIN/tools/bench/bench_target
+
+: >"$LOG"
+section() { printf '\n== %s\n' "$1" | tee -a "$LOG"; }
+run() { "$@" 2>&1 | tee -a "$LOG"; }
+row() { printf 'ROW|%s\n' "$1" | tee -a "$LOG"; }
+
+{
+    echo "killshim benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores,"
+    echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), rounds per benchmark: $RUNS"
+} | tee -a "$LOG"
+
+# ---- 1. the cost of carrying the shim ----------------------------------------
+if [ "$ONLY" = all ] || [ "$ONLY" = carry ]; then
+    section "1. cost of carrying the shim (runs alternate with and without LD_PRELOAD)"
+    run "$AB" -s "$SHIM" -n "$RUNS" -l "thread create+join, time per thread" \
+        -g ratio:1.03 -T "<= 3% slower" -- "$WORK" threads 20000
+    run "$AB" -s "$SHIM" -n "$RUNS" -l "uncontended mutex lock+unlock pair (program with 2 threads)" \
+        -g ratio:1.15 -T "<= 1.15x" -- "$WORK" mutex-mt 10000000
+    run "$AB" -s "$SHIM" -n "$RUNS" -l "uncontended mutex lock+unlock pair (single-threaded program)" \
+        -g ratio:1.15 -T "<= 1.15x" -- "$WORK" mutex 10000000
+    if [ "$HAVE_XZ" = 1 ]; then
+        XZIN=$WORKDIR/xz-input-12MiB
+        [ -s "$XZIN" ] || "$WORK" gen 12 >"$XZIN"
+        run "$AB" -s "$SHIM" -w -n "$RUNS" -l "xz -T2 -0 on 12 MiB of generated text, wall time" \
+            -g ratio:1.01 -T "within 1%" -- xz -T2 -0 -c "$XZIN"
+    fi
+    run "$AB" -s "$SHIM" -w -n 300 -W 20 -l "process start-up and exit: /bin/true, wall time" \
+        -g diff:1e6 -T "<= +1 ms" -- /bin/true
+    run "$AB" -s "$SHIM" -n "$RUNS" -u bytes -l "RSS per thread (1000 parked threads, default stacks)" \
+        -- "$WORK" mem-thread 1000
+    run "$AB" -s "$SHIM" -n "$RUNS" -u bytes -l "RSS of an idle program (fixed cost)" \
+        -- "$WORK" mem-fixed
+    # The record's size as compiled, and the static TLS the shim's objects
+    # add to every thread (PT_TLS of the library: the record and any other
+    # thread-local of the shim).
+    SZ=$(printf '#include <stdio.h>\n#include "shim/registry.h"\nint main(void){printf("%%zu\\n", sizeof(struct ks_thread));return 0;}\n' |
+         gcc -D_GNU_SOURCE -I"$ROOT" -x c - -o "$WORKDIR/sizeof" && "$WORKDIR/sizeof") || SZ="?"
+    TLS=$(readelf -lW "$SHIM" | awk '$1 == "TLS" { print $6 }')
+    TLS=$(( ${TLS:-0} ))
+    echo "  registry record: sizeof(struct ks_thread) = $SZ B; the shim's PT_TLS MemSiz = $TLS B" | tee -a "$LOG"
+    row "registry record per thread: sizeof(struct ks_thread)|$SZ B|exact|–|–|–|–"
+    row "static TLS the shim adds to every thread (PT_TLS)|$TLS B|exact|–|–|–|–"
+fi
+
+# ---- 2. speed of acting -------------------------------------------------------
+if [ "$ONLY" = all ] || [ "$ONLY" = act ]; then
+    section "2. speed of acting (killshim-inject next to gdb, same target, same run)"
+    G=""; command -v gdb >/dev/null 2>&1 || G="-G"
+    # shellcheck disable=SC2086
+    run "$BIN/tools/bench/bench_act" -s "$SHIM" -i "$INJECT" -p "$TARGET" -n "$RUNS" $G
+fi
+
+# ---- 3. scale ----------------------------------------------------------------
+if [ "$ONLY" = all ] || [ "$ONLY" = scale ]; then
+    section "3. scale: 1,000 threads"
+    run "$BIN/tools/bench/bench_scale" -s "$SHIM" -i "$INJECT" -p "$TARGET" -N 1000 \
+        -n "$RUNS" -g 3 -e 3
+    section "3. scale: 10,000 threads (gdb takes tens of seconds here: left out)"
+    run "$BIN/tools/bench/bench_scale" -s "$SHIM" -i "$INJECT" -p "$TARGET" -N 10000 \
+        -n "$(( RUNS < 5 ? RUNS : 5 ))" -g 0 -e 1
+fi
+
+# ---- table --------------------------------------------------------------------
+{
+    echo
+    echo "| what | median | spread (min – max) | baseline: median [spread] | ratio (difference) | target | met? |"
+    echo "|---|---|---|---|---|---|---|"
+    grep '^ROW|' "$LOG" | awk -F'|' '{ printf "|"; for (i = 2; i <= NF; i++) printf " %s |", $i; print "" }'
+} | tee "$WORKDIR/table.md"
+note "log: $LOG  table: $WORKDIR/table.md"

@@ -1,0 +1,214 @@
+/* bench_target: the program the acting and scale benchmarks work on, run
+ * under the shim like any user program. It knows nothing of killshim.
+ *
+ *   bench_target act
+ *     A heartbeat thread wakes every millisecond and keeps the largest gap
+ *     between its wake-ups: how long the operation held it up. Commands on
+ *     stdin, one reply line each on stdout:
+ *       blocked      start a thread blocked in poll()  -> "victim TID HANDLE"
+ *       busy         start a thread in a CPU loop      -> "victim TID HANDLE"
+ *       release TID  let that victim return by itself  -> "ok"
+ *       reset        forget the largest gap so far     -> "ok"
+ *       gap          largest gap since reset, in ns, once the heartbeat has
+ *                    beaten twice more                 -> "gap NS"
+ *   bench_target sleepers N [STACK_KIB]
+ *     N threads parked three frames deep in pause(); "ready" once all run;
+ *     exits at EOF on stdin.
+ * HANDLE is the pthread_t in decimal, for gdb's "call pthread_cancel(...)". */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- act ---------------------------------------------------------------- */
+
+static _Atomic uint64_t hb_max, hb_beats;
+static _Atomic int hb_reset;
+
+static void *heartbeat(void *arg)
+{
+    (void)arg;
+    const struct timespec period = {0, 1000000};
+    uint64_t last = now_ns();
+    for (;;) {
+        clock_nanosleep(CLOCK_MONOTONIC, 0, &period, NULL);
+        uint64_t now = now_ns(), gap = now - last;
+        last = now;
+        /* The gap that straddles a reset began before it: not counted. */
+        if (atomic_exchange(&hb_reset, 0))
+            atomic_store(&hb_max, 0);
+        else if (gap > atomic_load(&hb_max))
+            atomic_store(&hb_max, gap);
+        atomic_fetch_add(&hb_beats, 1);
+    }
+    return NULL;
+}
+
+#define MAX_VICTIMS 4096
+
+struct victim {
+    _Atomic pid_t tid;
+    pthread_t handle;
+    int fds[2];               /* blocked: polls fds[0]; release closes fds[1] */
+    _Atomic int release;      /* busy: leaves its loop when set */
+    int busy;
+};
+
+static struct victim victims[MAX_VICTIMS];
+static int nvictims;
+static volatile uint64_t sink;
+
+static void *victim_main(void *arg)
+{
+    struct victim *v = arg;
+    atomic_store(&v->tid, gettid());
+    if (v->busy) {
+        uint64_t x = 1;
+        while (!atomic_load_explicit(&v->release, memory_order_relaxed))
+            for (int i = 0; i < 1000; i++)
+                x = x * 6364136223846793005u + 1442695040888963407u;
+        sink = x;
+    } else {
+        struct pollfd p = {.fd = v->fds[0], .events = POLLIN};
+        while (poll(&p, 1, -1) < 0 && errno == EINTR)
+            ;
+    }
+    return NULL;
+}
+
+static int act_spawn(int busy)
+{
+    if (nvictims == MAX_VICTIMS)
+        return -1;
+    struct victim *v = &victims[nvictims++];
+    v->busy = busy;
+    if (!busy && pipe(v->fds) != 0)
+        return -1;
+    if (pthread_create(&v->handle, NULL, victim_main, v) != 0)
+        return -1;
+    pthread_detach(v->handle);
+    while (atomic_load(&v->tid) == 0)
+        usleep(100);
+    printf("victim %d %lu\n", (int)v->tid, (unsigned long)v->handle);
+    return 0;
+}
+
+static void act_release(pid_t tid)
+{
+    for (int i = 0; i < nvictims; i++) {
+        struct victim *v = &victims[i];
+        if (v->tid != tid)
+            continue;
+        atomic_store(&v->release, 1);
+        if (!v->busy && v->fds[1] >= 0) {
+            close(v->fds[1]);
+            v->fds[1] = -1;
+        }
+    }
+    printf("ok\n");
+}
+
+static int act(void)
+{
+    pthread_t hb;
+    if (pthread_create(&hb, NULL, heartbeat, NULL) != 0)
+        return 1;
+    pthread_setname_np(hb, "heartbeat");
+    printf("ready\n");
+    fflush(stdout);
+    char line[128];
+    while (fgets(line, sizeof line, stdin)) {
+        if (strncmp(line, "blocked", 7) == 0) {
+            if (act_spawn(0)) printf("err\n");
+        } else if (strncmp(line, "busy", 4) == 0) {
+            if (act_spawn(1)) printf("err\n");
+        } else if (strncmp(line, "release ", 8) == 0) {
+            act_release((pid_t)atoi(line + 8));
+        } else if (strncmp(line, "reset", 5) == 0) {
+            atomic_store(&hb_reset, 1);
+            while (atomic_load(&hb_reset))
+                usleep(100);
+            printf("ok\n");
+        } else if (strncmp(line, "gap", 3) == 0) {
+            uint64_t b = atomic_load(&hb_beats);
+            while (atomic_load(&hb_beats) < b + 2)
+                usleep(100);
+            printf("gap %llu\n", (unsigned long long)atomic_load(&hb_max));
+        } else {
+            printf("err unknown command\n");
+        }
+        fflush(stdout);
+    }
+    return 0;
+}
+
+/* ---- sleepers ----------------------------------------------------------- */
+
+static _Atomic long parked;
+
+/* noinline and a use after the call: three real frames for the stack
+ * dumpers to walk, not one folded by tail calls. */
+__attribute__((noinline)) static int park3(int d)
+{
+    atomic_fetch_add(&parked, 1);
+    for (;;)
+        pause();
+    return d;
+}
+__attribute__((noinline)) static int park2(int d) { return park3(d + 1) + 1; }
+__attribute__((noinline)) static int park1(int d) { return park2(d + 1) + 1; }
+
+static void *sleeper(void *arg)
+{
+    (void)arg;
+    sink = (uint64_t)park1(0);
+    return NULL;
+}
+
+static int sleepers(long n, long stack_kib)
+{
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, (size_t)stack_kib * 1024);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    for (long i = 0; i < n; i++) {
+        pthread_t th;
+        int rc = pthread_create(&th, &attr, sleeper, NULL);
+        if (rc != 0) {
+            fprintf(stderr, "bench_target: thread %ld: %s\n", i, strerror(rc));
+            return 1;
+        }
+    }
+    while (atomic_load(&parked) < n)
+        usleep(1000);
+    printf("ready\n");
+    fflush(stdout);
+    char buf[64];
+    while (fgets(buf, sizeof buf, stdin))
+        ;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "act") == 0)
+        return act();
+    if (argc >= 3 && strcmp(argv[1], "sleepers") == 0)
+        return sleepers(atol(argv[2]), argc > 3 ? atol(argv[3]) : 256);
+    fputs("usage: bench_target act | sleepers N [STACK_KIB]\n", stderr);
+    return 2;
+}
