@@ -78,6 +78,8 @@ if [ "$ONLY" = all ] || [ "$ONLY" = carry ]; then
         -g diff:1e6 -T "<= +1 ms" -- /bin/true
     run "$AB" -s "$SHIM" -n "$RUNS" -u bytes -l "RSS per thread (1000 parked threads, default stacks)" \
         -- "$WORK" mem-thread 1000
+    run "$AB" -s "$SHIM" -n "$RUNS" -u bytes -l "RSS per thread (1000 parked threads that used malloc once)" \
+        -- "$WORK" mem-thread-malloc 1000
     run "$AB" -s "$SHIM" -n "$RUNS" -u bytes -l "RSS of an idle program (fixed cost)" \
         -- "$WORK" mem-fixed
     # The record's size as compiled, and the static TLS the shim's objects

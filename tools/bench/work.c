@@ -8,6 +8,7 @@
  *                 ns per pair, best of 20 batches
  *   mutex-mt N    the same with one idle thread alive (a multithreaded program)
  *   mem-thread N  RSS added per thread with N threads alive and blocked: bytes
+ *   mem-thread-malloc N  the same, each thread having used malloc once
  *   mem-fixed     RSS of an idle program: bytes
  *   gen MIB       MIB MiB of deterministic text on stdout (xz's input) */
 #include <pthread.h>
@@ -104,9 +105,14 @@ static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
 static long gate_started;
 
+/* ARG non-NULL: use malloc once, as most threads do; glibc then gives the
+ * thread its own malloc cache (tcache), a few hundred bytes. */
 static void *parked(void *arg)
 {
-    (void)arg;
+    if (arg) {
+        void *volatile p = malloc(64);
+        free(p);
+    }
     pthread_mutex_lock(&gate_mu);
     gate_started++;
     pthread_cond_broadcast(&gate_cv);
@@ -119,7 +125,7 @@ static void *parked(void *arg)
 
 /* Threads with the default attributes, as a program would make them; the
  * process exits with them still parked. */
-static int bench_mem_thread(long n)
+static int bench_mem_thread(long n, int use_malloc)
 {
     if (pipe(idle_fd) != 0)
         return 1;
@@ -127,7 +133,7 @@ static int bench_mem_thread(long n)
     long before = rss_bytes();
     for (long i = 0; i < n; i++) {
         pthread_t th;
-        if (pthread_create(&th, NULL, parked, NULL) != 0) {
+        if (pthread_create(&th, NULL, parked, use_malloc ? &th : NULL) != 0) {
             perror("pthread_create");
             return 1;
         }
@@ -186,7 +192,8 @@ static int gen(long mib)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fputs("usage: bench_work threads N | mutex N | mutex-mt N | mem-thread N | mem-fixed"
+        fputs("usage: bench_work threads N | mutex N | mutex-mt N | mem-thread N"
+              " | mem-thread-malloc N | mem-fixed"
               " | gen MIB\n", stderr);
         return 2;
     }
@@ -195,7 +202,8 @@ int main(int argc, char **argv)
     if (strcmp(m, "threads") == 0 && n > 0) return bench_threads(n);
     if (strcmp(m, "mutex") == 0 && n > 0) return bench_mutex(n, 0);
     if (strcmp(m, "mutex-mt") == 0 && n > 0) return bench_mutex(n, 1);
-    if (strcmp(m, "mem-thread") == 0 && n > 0) return bench_mem_thread(n);
+    if (strcmp(m, "mem-thread") == 0 && n > 0) return bench_mem_thread(n, 0);
+    if (strcmp(m, "mem-thread-malloc") == 0 && n > 0) return bench_mem_thread(n, 1);
     if (strcmp(m, "mem-fixed") == 0) return bench_mem_fixed();
     if (strcmp(m, "gen") == 0 && n > 0) return gen(n);
     fprintf(stderr, "bench_work: bad arguments\n");
