@@ -76,6 +76,10 @@ if [ "$ONLY" = all ] || [ "$ONLY" = carry ]; then
     fi
     run "$AB" -s "$SHIM" -w -n 300 -W 20 -l "process start-up and exit: /bin/true, wall time" \
         -g diff:1e6 -T "<= +1 ms" -- /bin/true
+    # The same without the control thread, socket and signals: splits the
+    # start-up cost between loading the libraries and starting the server.
+    run env KILLSHIM_DISABLE=1 "$AB" -s "$SHIM" -w -n 300 -W 20 \
+        -l "process start-up and exit: /bin/true, shim loaded with KILLSHIM_DISABLE=1" -- /bin/true
     run "$AB" -s "$SHIM" -n "$RUNS" -u bytes -l "RSS per thread (1000 parked threads, default stacks)" \
         -- "$WORK" mem-thread 1000
     run "$AB" -s "$SHIM" -n "$RUNS" -u bytes -l "RSS per thread (1000 parked threads that used malloc once)" \
