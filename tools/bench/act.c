@@ -1,11 +1,14 @@
 /* bench_act: speed of acting. Ends threads of a running target
  * (bench_target act, under the shim) with killshim-inject and, side by side
- * in the same run, with gdb, and measures
- *   - the end-to-end time: from the tool's start to the thread gone from
- *     /proc (the tool's exit alone is not enough: gdb returns before the
- *     cancelled thread has left);
- *   - how long the target's other threads were held up meanwhile: the
- *     largest gap of its 1 ms heartbeat, next to an idle window's.
+ * in the same run, with gdb, and measures for each
+ *   - start to thread gone: from the tool's start until the thread has left
+ *     /proc, polled every 50 µs while the tool runs (gdb's thread leaves
+ *     after gdb detaches; ours may leave long before the injector has
+ *     printed its report);
+ *   - start to the tool's exit, report included;
+ *   - how long the target's other threads were held up: the largest gap of
+ *     its 1 ms heartbeat over the acting window (start to gone) and over the
+ *     tool's whole run, next to an idle 5 ms window's.
  * The methods take turns within each round, so drift hits them alike. */
 #include <errno.h>
 #include <getopt.h>
@@ -33,8 +36,10 @@ struct kb_target_proc {
 };
 
 struct kb_result {
-    struct kb_samples time, gap;
-    int reported;             /* first failure already printed */
+    struct kb_samples gone, done;  /* start to thread gone; start to tool's exit */
+    struct kb_samples gap_act;     /* heartbeat's largest gap, start to gone */
+    struct kb_samples gap_all;     /* the same, start to the tool's exit */
+    int failed, reported;
 };
 
 static const char *kb_injector;
@@ -66,6 +71,19 @@ static int kb_wait_gone(pid_t pid, pid_t tid, int ms)
             return -1;
         usleep(50);
     }
+}
+
+struct kb_watch {
+    pid_t pid, tid;
+    uint64_t gone_at;         /* 0 until seen gone */
+};
+
+static void kb_watch_tick(void *ctx, uint64_t t0)
+{
+    struct kb_watch *w = ctx;
+    (void)t0;
+    if (!w->gone_at && !kb_task_alive(w->pid, w->tid))
+        w->gone_at = kb_now_ns();
 }
 
 static int kb_build_argv(enum kb_method m, pid_t pid, pid_t tid, unsigned long handle,
@@ -115,66 +133,77 @@ static int kb_build_argv(enum kb_method m, pid_t pid, pid_t tid, unsigned long h
 
 static void kb_fail(struct kb_result *r, enum kb_method m, const char *why)
 {
-    r->time.failed++;
+    r->failed++;
+    r->gone.failed = r->done.failed = r->failed;
     if (!r->reported)
         fprintf(stderr, "bench_act: %s failed: %s\n", kb_method_name[m], why);
     r->reported = 1;
+}
+
+static int kb_gap(struct kb_target_proc *t, uint64_t t0, uint64_t t1, double *gap)
+{
+    char cmd[96], reply[128];
+    unsigned long long g;
+    snprintf(cmd, sizeof cmd, "gap %llu %llu\n", (unsigned long long)t0, (unsigned long long)t1);
+    if (kb_ask(t, cmd, reply, sizeof reply) || sscanf(reply, "gap %llu", &g) != 1)
+        return -1;
+    *gap = (double)g;
+    return 0;
 }
 
 /* One operation: start a victim, end it with method M, measure. */
 static void kb_once(struct kb_target_proc *t, enum kb_method m, struct kb_result *r)
 {
     char reply[256], cmd[64];
-    pid_t tid = 0;
-    unsigned long handle = 0;
-    if (m != IDLE) {
-        if (kb_ask(t, m == KS_CANCEL || m == GDB_CANCEL ? "blocked\n" : "busy\n", reply,
-                   sizeof reply) ||
-            sscanf(reply, "victim %d %lu", &tid, &handle) != 2) {
-            kb_fail(r, m, "the target did not start a victim");
-            return;
+    double g;
+    if (m == IDLE) {
+        uint64_t t0 = kb_now_ns();
+        usleep(5000);
+        if (kb_gap(t, t0, kb_now_ns(), &g) == 0) {
+            kb_add(&r->gap_act, g);
+            kb_add(&r->gap_all, g);
         }
-    }
-    if (kb_ask(t, "reset\n", reply, sizeof reply)) {
-        kb_fail(r, m, "the target does not answer");
         return;
     }
-    uint64_t t0 = kb_now_ns();
-    int ok = 1;
-    char why[600] = "";
-    if (m == IDLE) {
-        usleep(5000);
-    } else {
-        char bufs[4][160], *argv[32];
-        kb_build_argv(m, t->pid, tid, handle, bufs, argv);
-        struct kb_run run = {.preload = NULL, .capture = 1};
-        if (kb_run(argv, &run) != 0) {
-            ok = 0;
-            snprintf(why, sizeof why, "exit status %d: %s", WIFEXITED(run.status)
-                     ? WEXITSTATUS(run.status) : -1, run.err);
-        }
-        kb_run_free(&run);
-        if (ok && kb_wait_gone(t->pid, tid, 5000) != 0) {
-            ok = 0;
-            snprintf(why, sizeof why, "thread %d still there 5 s after the tool returned",
-                     (int)tid);
-        }
+    struct kb_watch w = {.pid = t->pid};
+    unsigned long handle = 0;
+    if (kb_ask(t, m == KS_CANCEL || m == GDB_CANCEL ? "blocked\n" : "busy\n", reply,
+               sizeof reply) ||
+        sscanf(reply, "victim %d %lu", &w.tid, &handle) != 2) {
+        kb_fail(r, m, "the target did not start a victim");
+        return;
     }
-    uint64_t t1 = kb_now_ns();
-    unsigned long long gap = 0;
-    int have_gap = kb_ask(t, "gap\n", reply, sizeof reply) == 0 &&
-                   sscanf(reply, "gap %llu", &gap) == 1;
+    char bufs[4][160], *argv[32], why[600] = "";
+    kb_build_argv(m, t->pid, w.tid, handle, bufs, argv);
+    struct kb_run run = {.capture = 1, .tick = kb_watch_tick, .tick_ctx = &w};
+    int ok = kb_run(argv, &run) == 0;
+    uint64_t t0 = run.t0, exited = t0 + run.wall_ns;
+    if (!ok)
+        snprintf(why, sizeof why, "exit status %d: %s",
+                 WIFEXITED(run.status) ? WEXITSTATUS(run.status) : -1, run.err);
+    kb_run_free(&run);
+    if (ok && !w.gone_at) {
+        if (kb_wait_gone(t->pid, w.tid, 5000) == 0)
+            w.gone_at = kb_now_ns();
+        else
+            snprintf(why, sizeof why, "thread %d still there 5 s after the tool returned",
+                     (int)w.tid);
+        ok = w.gone_at != 0;
+    }
     if (!ok) {
         kb_fail(r, m, why);
-        snprintf(cmd, sizeof cmd, "release %d\n", (int)tid);
+        snprintf(cmd, sizeof cmd, "release %d\n", (int)w.tid);
         kb_ask(t, cmd, reply, sizeof reply);
-        kb_wait_gone(t->pid, tid, 2000);
+        kb_wait_gone(t->pid, w.tid, 2000);
         return;
     }
-    if (m != IDLE)
-        kb_add(&r->time, (double)(t1 - t0));
-    if (have_gap)
-        kb_add(&r->gap, (double)gap);
+    uint64_t done = exited > w.gone_at ? exited : w.gone_at;
+    kb_add(&r->gone, (double)(w.gone_at - t0));
+    kb_add(&r->done, (double)(done - t0));
+    if (kb_gap(t, t0, w.gone_at, &g) == 0)
+        kb_add(&r->gap_act, g);
+    if (kb_gap(t, t0, done, &g) == 0)
+        kb_add(&r->gap_all, g);
 }
 
 /* The shim's control socket is up once a plain listing succeeds. */
@@ -240,25 +269,38 @@ int main(int argc, char **argv)
 
     struct kb_target five_ms = {KB_GOAL_ABS_MAX, 5e6, "median <= 5 ms"};
     struct kb_target none = {KB_GOAL_DIFF_MAX, 1e6, "none (<= idle + 1 ms)"};
-    kb_row("end a blocked thread: killshim-inject -m cancel, start to thread gone", KB_NS,
-           kb_method_name[KS_CANCEL], &res[KS_CANCEL].time, kb_method_name[GDB_CANCEL],
-           gdb ? &res[GDB_CANCEL].time : NULL, &five_ms);
-    kb_row("end a busy thread: killshim-inject -m abort, start to thread gone", KB_NS,
-           kb_method_name[KS_ABORT], &res[KS_ABORT].time, kb_method_name[GDB_ABORT],
-           gdb ? &res[GDB_ABORT].time : NULL, &five_ms);
-    kb_row("other threads held up (heartbeat's largest gap): inject -m cancel", KB_NS,
-           kb_method_name[KS_CANCEL], &res[KS_CANCEL].gap, kb_method_name[IDLE], &res[IDLE].gap, &none);
-    kb_row("other threads held up (heartbeat's largest gap): inject -m abort", KB_NS,
-           kb_method_name[KS_ABORT], &res[KS_ABORT].gap, kb_method_name[IDLE], &res[IDLE].gap, &none);
+    const char *gc = kb_method_name[GDB_CANCEL], *ga = kb_method_name[GDB_ABORT];
+    struct kb_result *kc = &res[KS_CANCEL], *ka = &res[KS_ABORT], *idle = &res[IDLE];
+    struct kb_result *dc = gdb ? &res[GDB_CANCEL] : NULL, *da = gdb ? &res[GDB_ABORT] : NULL;
+    kb_row("end a blocked thread (-m cancel): start to thread gone", KB_NS,
+           kb_method_name[KS_CANCEL], &kc->gone, gc, dc ? &dc->gone : NULL, &five_ms);
+    kb_row("end a blocked thread (-m cancel): start to the tool's exit, report printed", KB_NS,
+           kb_method_name[KS_CANCEL], &kc->done, gc, dc ? &dc->done : NULL, NULL);
+    kb_row("end a busy thread (-m abort): start to thread gone", KB_NS,
+           kb_method_name[KS_ABORT], &ka->gone, ga, da ? &da->gone : NULL, &five_ms);
+    kb_row("end a busy thread (-m abort): start to the tool's exit, report printed", KB_NS,
+           kb_method_name[KS_ABORT], &ka->done, ga, da ? &da->done : NULL, NULL);
+    kb_row("other threads held up while acting (heartbeat's largest gap, start to gone): -m cancel",
+           KB_NS, kb_method_name[KS_CANCEL], &kc->gap_act, kb_method_name[IDLE], &idle->gap_act,
+           &none);
+    kb_row("other threads held up while acting (heartbeat's largest gap, start to gone): -m abort",
+           KB_NS, kb_method_name[KS_ABORT], &ka->gap_act, kb_method_name[IDLE], &idle->gap_act,
+           &none);
+    kb_row("other threads held up over the injector's whole run: -m cancel", KB_NS,
+           kb_method_name[KS_CANCEL], &kc->gap_all, kb_method_name[IDLE], &idle->gap_all, NULL);
+    kb_row("other threads held up over the injector's whole run: -m abort", KB_NS,
+           kb_method_name[KS_ABORT], &ka->gap_all, kb_method_name[IDLE], &idle->gap_all, NULL);
     if (gdb) {
-        kb_row("other threads held up (heartbeat's largest gap): gdb pthread_cancel", KB_NS,
-               kb_method_name[GDB_CANCEL], &res[GDB_CANCEL].gap, kb_method_name[IDLE], &res[IDLE].gap, NULL);
-        kb_row("other threads held up (heartbeat's largest gap): gdb async cancel", KB_NS,
-               kb_method_name[GDB_ABORT], &res[GDB_ABORT].gap, kb_method_name[IDLE], &res[IDLE].gap, NULL);
+        kb_row("other threads held up while acting (start to gone): gdb pthread_cancel", KB_NS,
+               gc, &dc->gap_act, kb_method_name[IDLE], &idle->gap_act, NULL);
+        kb_row("other threads held up while acting (start to gone): gdb async cancel", KB_NS,
+               ga, &da->gap_act, kb_method_name[IDLE], &idle->gap_act, NULL);
     }
     for (int m = 0; m < NMETHODS; m++) {
-        kb_free(&res[m].time);
-        kb_free(&res[m].gap);
+        kb_free(&res[m].gone);
+        kb_free(&res[m].done);
+        kb_free(&res[m].gap_act);
+        kb_free(&res[m].gap_all);
     }
     return 0;
 usage:

@@ -80,9 +80,20 @@ int kb_run(char *const argv[], struct kb_run *r)
         snprintf(r->err, sizeof r->err, "cannot start %s: %s", argv[0], strerror(errno));
         goto out;
     }
+    r->t0 = t0;
     int st;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-        ;
+    if (r->tick) {
+        for (;;) {
+            pid_t w = waitpid(pid, &st, WNOHANG);
+            if (w == pid || (w < 0 && errno != EINTR))
+                break;
+            r->tick(r->tick_ctx, t0);
+            usleep(50);
+        }
+    } else {
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+            ;
+    }
     r->wall_ns = kb_now_ns() - t0;
     r->status = st;
     size_t elen = 0;

@@ -11,10 +11,15 @@ struct kb_run {
     /* In */
     const char *preload;      /* LD_PRELOAD for the child; NULL: none at all */
     int capture;              /* keep stdout in out (else /dev/null) */
+    /* If set, called about every 50 µs while the command runs (the wait
+     * polls instead of blocking), with the start time t0 of the run. */
+    void (*tick)(void *ctx, uint64_t t0);
+    void *tick_ctx;
     /* Out */
     char *out;                /* stdout, NUL-terminated (malloc'd; kb_run_free) */
     size_t out_len;
     char err[512];            /* start of stderr, NUL-terminated */
+    uint64_t t0;              /* CLOCK_MONOTONIC just before the spawn */
     uint64_t wall_ns;
     int status;               /* waitpid status; -1 if it could not start */
 };

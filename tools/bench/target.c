@@ -2,15 +2,16 @@
  * under the shim like any user program. It knows nothing of killshim.
  *
  *   bench_target act
- *     A heartbeat thread wakes every millisecond and keeps the largest gap
- *     between its wake-ups: how long the operation held it up. Commands on
+ *     A heartbeat thread wakes every millisecond and keeps the times of its
+ *     last wake-ups: the largest gap over a window is how long whatever
+ *     happened then held it up. Commands on
  *     stdin, one reply line each on stdout:
  *       blocked      start a thread blocked in poll()  -> "victim TID HANDLE"
  *       busy         start a thread in a CPU loop      -> "victim TID HANDLE"
  *       release TID  let that victim return by itself  -> "ok"
- *       reset        forget the largest gap so far     -> "ok"
- *       gap          largest gap since reset, in ns, once the heartbeat has
- *                    beaten twice more                 -> "gap NS"
+ *       gap T0 T1    largest gap between heartbeats over the window [T0, T1]
+ *                    (CLOCK_MONOTONIC ns, the machine's one clock), once the
+ *                    heartbeat has beaten after T1     -> "gap NS"
  *   bench_target sleepers N [STACK_KIB]
  *     N threads parked three frames deep in pause(); "ready" once all run;
  *     exits at EOF on stdin.
@@ -36,26 +37,44 @@ static uint64_t now_ns(void)
 
 /* ---- act ---------------------------------------------------------------- */
 
-static _Atomic uint64_t hb_max, hb_beats;
-static _Atomic int hb_reset;
+/* The times of the last HB_RING wake-ups (16 s of history). Written only
+ * by the heartbeat; hb_beats is published after the slot it counts. */
+#define HB_RING 16384
+static uint64_t hb_time[HB_RING];
+static _Atomic uint64_t hb_beats;
 
 static void *heartbeat(void *arg)
 {
     (void)arg;
     const struct timespec period = {0, 1000000};
-    uint64_t last = now_ns();
     for (;;) {
+        uint64_t n = atomic_load_explicit(&hb_beats, memory_order_relaxed);
+        hb_time[n % HB_RING] = now_ns();
+        atomic_store_explicit(&hb_beats, n + 1, memory_order_release);
         clock_nanosleep(CLOCK_MONOTONIC, 0, &period, NULL);
-        uint64_t now = now_ns(), gap = now - last;
-        last = now;
-        /* The gap that straddles a reset began before it: not counted. */
-        if (atomic_exchange(&hb_reset, 0))
-            atomic_store(&hb_max, 0);
-        else if (gap > atomic_load(&hb_max))
-            atomic_store(&hb_max, gap);
-        atomic_fetch_add(&hb_beats, 1);
     }
     return NULL;
+}
+
+/* Largest interval between consecutive beats that overlaps [t0, t1]. Waits
+ * for a beat after t1, so a beat held up past t1 is counted. */
+static uint64_t hb_gap(uint64_t t0, uint64_t t1)
+{
+    for (;;) {
+        uint64_t n = atomic_load_explicit(&hb_beats, memory_order_acquire);
+        if (n && hb_time[(n - 1) % HB_RING] > t1)
+            break;
+        usleep(200);
+    }
+    uint64_t n = atomic_load_explicit(&hb_beats, memory_order_acquire), max = 0;
+    for (uint64_t i = n - 1; i > 0 && n - i < HB_RING - 1; i--) {
+        uint64_t a = hb_time[(i - 1) % HB_RING], b = hb_time[i % HB_RING];
+        if (b < t0)
+            break;
+        if (a <= t1 && b - a > max)
+            max = b - a;
+    }
+    return max;
 }
 
 #define MAX_VICTIMS 4096
@@ -138,16 +157,12 @@ static int act(void)
             if (act_spawn(1)) printf("err\n");
         } else if (strncmp(line, "release ", 8) == 0) {
             act_release((pid_t)atoi(line + 8));
-        } else if (strncmp(line, "reset", 5) == 0) {
-            atomic_store(&hb_reset, 1);
-            while (atomic_load(&hb_reset))
-                usleep(100);
-            printf("ok\n");
-        } else if (strncmp(line, "gap", 3) == 0) {
-            uint64_t b = atomic_load(&hb_beats);
-            while (atomic_load(&hb_beats) < b + 2)
-                usleep(100);
-            printf("gap %llu\n", (unsigned long long)atomic_load(&hb_max));
+        } else if (strncmp(line, "gap ", 4) == 0) {
+            unsigned long long t0, t1;
+            if (sscanf(line + 4, "%llu %llu", &t0, &t1) == 2)
+                printf("gap %llu\n", (unsigned long long)hb_gap(t0, t1));
+            else
+                printf("err gap T0 T1\n");
         } else {
             printf("err unknown command\n");
         }
