@@ -168,8 +168,13 @@ static void kb_once(struct kb_target_proc *t, enum kb_method m, struct kb_result
             kb_fail(r, m, "the target did not start a victim");
             return;
         }
+        /* Poll /proc as during an operation: the poller's own CPU use is
+         * then on both sides. */
         uint64_t t0 = kb_now_ns();
-        usleep(5000);
+        while (kb_now_ns() - t0 < 5000000u) {
+            kb_task_alive(t->pid, t->pid);
+            usleep(50);
+        }
         if (kb_gap(t, t0, kb_now_ns(), &g) == 0) {
             kb_add(&r->gap_act, g);
             kb_add(&r->gap_all, g);
