@@ -304,6 +304,8 @@ void ks_cmd_end(const struct ks_msg *req, struct ks_out *out)
     }
     if (mode == KS_MODE_ABORT)
         ks_abort_prepare();
+    else if (mode == KS_MODE_CANCEL && ks_unwind_prime)
+        ks_unwind_prime();
     struct ks_view v;
     int rc = 0, refused = 0;
     ks_registry_lock();

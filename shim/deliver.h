@@ -77,6 +77,11 @@ int ks_abort_request(struct ks_thread *t, int force, char *why, size_t cap)
  * before taking the registry lock. Process-wide; cheap when nothing
  * changed. */
 void ks_abort_prepare(void);
+/* Runs one forced unwind in a throwaway thread, once per process: glibc
+ * dlopens libgcc_s at its first cancellation or pthread_exit unwind; done
+ * here, that never happens inside a thread being ended. Returns 0 or an
+ * errno. Call without the registry lock. */
+int ks_unwind_prime(void) __attribute__((weak, visibility("default")));
 
 /* Calling ks_abort_request again while T->abort.state is KS_ABORT_PENDING
  * is the way to retry: it re-sends the signal (at most every 200 ms), wakes

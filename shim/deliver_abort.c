@@ -51,6 +51,21 @@ static int ks_prime_forced_unwind(void)
     return ran ? 0 : EINVAL;
 }
 
+static pthread_once_t ks_prime_once = PTHREAD_ONCE_INIT;
+static int ks_prime_rc;
+
+static void ks_prime_run(void) { ks_prime_rc = ks_prime_forced_unwind(); }
+
+/* Not at start-up, where it would cost every program a thread and a join
+ * (the start-up benchmark saw 6 context switches and up to ms under load):
+ * on the control side, at the first request that may unwind a thread (cancel
+ * or abort), before the request is made, so still never inside a victim. */
+int ks_unwind_prime(void)
+{
+    pthread_once(&ks_prime_once, ks_prime_run);
+    return ks_prime_rc;
+}
+
 static int ks_abort_off(const char *why)
 {
     snprintf(ks_abort_off_why, sizeof ks_abort_off_why, "%s", why);
@@ -75,8 +90,6 @@ int ks_abort_init(void)
     ks_step_set_callback(ks_abort_on_trap);
     if (ks_step_install() != 0)
         return ks_abort_off("cannot install a SIGTRAP handler");
-    if (ks_prime_forced_unwind() != 0)
-        return ks_abort_off("a test forced unwind failed");
     ks_abort_ok = 1;
     ks_debug("abort mode ready in %llu us", (unsigned long long)((ks_now_ns() - t0) / 1000));
     return 0;
@@ -213,6 +226,11 @@ void ks_abort_prepare(void)
 {
     if (!ks_abort_ok)
         return;
+    if (ks_unwind_prime() != 0) {
+        ks_abort_off("a test forced unwind failed");
+        ks_abort_ok = 0;
+        return;
+    }
     ks_safepoint_refresh();
     int no_step = ks_step_install() != 0 || ks_step_tracer() != 0;
     __atomic_store_n(&ks_no_step, no_step, __ATOMIC_RELAXED);

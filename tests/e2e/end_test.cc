@@ -3,6 +3,8 @@
 // the program's other threads run, its heap is sound and its locks are free
 // (end_victims' "check").
 #include <gtest/gtest.h>
+
+#include <fstream>
 #include <json-c/json.h>
 #include <unistd.h>
 
@@ -460,6 +462,15 @@ TEST(Protocol, StatusOfAnEndedThreadComesFromTheGraveyard) {
   ASSERT_EQ(alive["state"], "alive");
   EXPECT_EQ(alive["locks"], "1");
   std::string id = alive["id"];
+  // The site of a cancel is where the thread is blocked: wait until it is.
+  std::string sc = "/proc/" + std::to_string(v.t.pid()) + "/task/" + std::to_string(tid) + "/syscall";
+  for (int i = 0; i < 5000; i++) {
+    std::ifstream f(sc);
+    std::string first;
+    f >> first;
+    if (!first.empty() && isdigit((unsigned char)first[0])) break;
+    usleep(1000);
+  }
   auto end = ks::ParseLine(
       c.Request("end tid=" + std::to_string(tid) + " id=" + id + " mode=cancel").back());
   EXPECT_EQ(end["verb"], "ok");
