@@ -108,6 +108,27 @@ static void ksi_name_where(struct ksi_end *e)
     }
 }
 
+/* A cancel refused for a frame: the shim names it "module+0xoffset"
+ * (frame_text) and gives an address inside it (frame); put the function's
+ * name in its place in MSG. */
+static void ksi_name_frame(struct ksi_end *e, const struct ks_msg *m, char *msg, size_t cap)
+{
+    const char *text = ks_msg_get(m, "frame_text");
+    uint64_t frame = 0;
+    char *at = text && *text ? strstr(msg, text) : NULL;
+    if (!at || ks_msg_get_u64(m, "frame", &frame) != 0)
+        return;
+    struct ksi_sym *sym = ksi_sym_open(e->r.pid);
+    struct ksi_symbol sy;
+    int found = sym && ksi_sym_lookup(sym, frame, 0, &sy) == 0 && sy.name[0];
+    ksi_sym_close(sym);
+    if (!found)
+        return;
+    char tail[512];
+    snprintf(tail, sizeof tail, "%s", at + strlen(text));
+    snprintf(at, cap - (size_t)(at - msg), "%s%s", sy.name, tail);
+}
+
 /* Asks "status" once. Returns 1 if the thread has ended (graveyard), 0 if it
  * is alive (R->pending updated), 2 if it is alive and its abort was refused
  * (the thread is untouched; R->pending says why), or -(exit code) on a
@@ -196,7 +217,7 @@ static int ksi_send_step(struct ksi_end *e, const char *mode)
     s->at_s = e->r.nsteps == 1 ? 0 : ksi_now() - e->t0;
     char line[1024];
     snprintf(line, sizeof line, "end tid=%d id=%" PRIu64 " mode=%s%s%s", (int)e->r.tid, e->r.id,
-             mode, strcmp(mode, "abort") == 0 && e->o->force ? " force=1" : "",
+             mode, strcmp(mode, "flag") != 0 && e->o->force ? " force=1" : "",
              strcmp(mode, "flag") == 0 ? e->flag_fields : "");
     struct ks_msg m;
     int rc = ksi_request(&e->c, line, NULL, NULL, &m);
@@ -213,6 +234,7 @@ static int ksi_send_step(struct ksi_end *e, const char *mode)
             return -ksi_reply_error(&m);
         s->accepted = 0;
         ksi_copy(s->message, sizeof s->message, msg ? msg : code);
+        ksi_name_frame(e, &m, s->message, sizeof s->message);
         fprintf(stderr, "killshim-inject: [%.1fs] thread %d: %s refused: %s\n", s->at_s,
                 (int)e->r.tid, mode, s->message);
         return 0;
@@ -289,8 +311,8 @@ static int ksi_check_opts(const struct ksi_opts *o)
         ksi_err("--flag-symbol belongs to --mode flag (or auto, whose first step is flag)");
         return KSI_EXIT_USAGE;
     }
-    if (o->force && o->mode != KSI_MODE_ABORT && o->mode != KSI_MODE_AUTO) {
-        ksi_err("--force belongs to --mode abort (or auto, whose last step is abort)");
+    if (o->force && o->mode == KSI_MODE_FLAG) {
+        ksi_err("--force belongs to --mode abort or cancel (or auto, whose later steps they are)");
         return KSI_EXIT_USAGE;
     }
     return KSI_EXIT_OK;

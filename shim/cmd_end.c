@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cancel_check.h"
 #include "commands.h"
 #include "deliver.h"
 #include "graveyard.h"
@@ -278,65 +279,142 @@ static int ks_refuse(const struct ks_thread *t, enum ks_end_mode m, char *why, s
     return 0;
 }
 
-void ks_cmd_end(const struct ks_msg *req, struct ks_out *out)
-{
+#define KS_CANCEL_TRIES 3   /* checks of a thread that moves while it is checked */
+
+/* What one end request asks, parsed. */
+struct ks_end_req {
     pid_t tid;
     uint64_t id;
     enum ks_end_mode mode;
+    int force;
     struct ks_flag_var var;
-    char why[256] = "";
-    int64_t force = 0;
-    if (ks_get_target(req, out, &tid, &id) != 0 || ks_get_mode(req, out, &mode) != 0)
-        return;
-    if (ks_msg_get_i64(req, "force", 0, 1, &force) == EINVAL) {
-        ks_out_err(out, "bad-request", "force=0|1");
-        return;
+    struct ks_cancel_check chk;   /* mode cancel: the stack check */
+};
+
+/* Cancel mode's part under the registry lock, T linked: the check's verdict,
+ * then pthread_cancel. Returns 0, EAGAIN if T moved since it was checked, or
+ * an errno with WHY filled in (refused). */
+static int ks_cancel_checked(struct ks_end_req *q, struct ks_thread *t, int last_try, char *why,
+                             size_t cap)
+{
+    const struct ks_cancel_check *c = &q->chk;
+    if (c->verdict == KS_CHECK_REFUSED || (c->verdict == KS_CHECK_UNKNOWN && !q->force)) {
+        snprintf(why, cap, "%s", c->reason);
+        return EPERM;
     }
-    if (mode == KS_MODE_FLAG && ks_get_flag_var(req, out, &var) != 0)
-        return;
-    if (mode == KS_MODE_FLAG && ks_flag_prepare(&var, why, sizeof why) != 0) {
-        ks_out_err(out, "refused", "%s", why);
-        return;
+    /* GONE, or another id: the check saw no thread, or another one with
+     * this tid (reused since). */
+    int same = c->verdict != KS_CHECK_GONE && t->id == c->id;
+    int moved = !same || (c->verdict == KS_CHECK_OK && !ks_cancel_check_current(c, t));
+    if (moved && !last_try)
+        return EAGAIN;
+    if (!same || (moved && !q->force)) {
+        snprintf(why, cap, "cannot check the stack of thread %d (it kept "
+                 "moving between system calls while it was checked); --force cancels "
+                 "without the check", (int)t->tid);
+        return EPERM;
     }
-    if (mode == KS_MODE_ABORT && !ks_abort_request) {
-        ks_out_err(out, "unsupported", "this shim was built without the abort mode");
-        return;
-    }
-    if (mode == KS_MODE_ABORT)
-        ks_abort_prepare();
-    else if (mode == KS_MODE_CANCEL && ks_unwind_prime)
-        ks_unwind_prime();
-    struct ks_view v;
-    int rc = 0, refused = 0;
+    if (c->verdict != KS_CHECK_OK)
+        ks_debug("cancel of thread %d without the stack check (forced): %s", (int)t->tid,
+                 c->reason);
+    return ks_cancel_request(t, why, cap);
+}
+
+/* One round of the request under the registry lock; fills V. Returns
+ * EAGAIN to check again (cancel mode), else 0 with *REFUSED or *RC set. */
+static int ks_end_locked(struct ks_end_req *q, int last_try, struct ks_view *v, int *refused,
+                         int *rc, char *why, size_t cap)
+{
+    *refused = 0;
+    *rc = 0;
     ks_registry_lock();
-    struct ks_thread *t = ks_registry_find(tid);
-    if (t && (!id || t->id == id)) {
-        if (ks_refuse(t, mode, why, sizeof why))
-            refused = 1;
-        else if (mode == KS_MODE_FLAG)
-            rc = ks_flag_request(t, &var, why, sizeof why);
-        else if (mode == KS_MODE_CANCEL)
-            rc = ks_cancel_request(t, why, sizeof why);
+    struct ks_thread *t = ks_registry_find(q->tid);
+    if (t && (!q->id || t->id == q->id)) {
+        if (ks_refuse(t, q->mode, why, cap))
+            *refused = 1;
+        else if (q->mode == KS_MODE_FLAG)
+            *rc = ks_flag_request(t, &q->var, why, cap);
+        else if (q->mode == KS_MODE_CANCEL)
+            *rc = ks_cancel_checked(q, t, last_try, why, cap);
         else
-            rc = ks_abort_request(t, (int)force, why, sizeof why);
-        if (!rc && !refused && mode == KS_MODE_ABORT &&
+            *rc = ks_abort_request(t, q->force, why, cap);
+        if (*rc == EAGAIN && q->mode == KS_MODE_CANCEL) {
+            ks_registry_unlock();
+            return EAGAIN;
+        }
+        if (!*rc && !*refused && q->mode == KS_MODE_ABORT &&
             __atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) == KS_ABORT_REFUSED) {
-            refused = 1;
-            ks_pending_reason(t, why, sizeof why);
+            *refused = 1;
+            ks_pending_reason(t, why, cap);
         }
     }
     /* Without an id, a grave of TID may be an older thread's: only the
      * linked thread is "the thread TID". With one, a thread that ended while
      * the request was on its way is answered with how it ended. */
-    if (t || id)
-        ks_view_of(tid, id, &v);
+    if (t || q->id)
+        ks_view_of(q->tid, q->id, v);
     else
-        v.found = 0;
+        v->found = 0;
     ks_registry_unlock();
+    return 0;
+}
+
+/* A refusal; a cancel refused for a frame names it for the client to
+ * symbolize: frame= an address inside it, frame_text= how msg names it. */
+static void ks_answer_refused(struct ks_out *out, const struct ks_end_req *q, const char *why)
+{
+    ks_out_word(out, "err");
+    ks_out_str(out, "code", "refused");
+    ks_out_str(out, "msg", why);
+    if (q->mode == KS_MODE_CANCEL && q->chk.frame && strstr(why, q->chk.frame_text)) {
+        ks_out_hex(out, "frame", q->chk.frame);
+        ks_out_str(out, "frame_text", q->chk.frame_text);
+    }
+    ks_out_eol(out);
+}
+
+void ks_cmd_end(const struct ks_msg *req, struct ks_out *out)
+{
+    struct ks_end_req q;
+    char why[256] = "";
+    int64_t force = 0;
+    memset(&q, 0, sizeof q);
+    if (ks_get_target(req, out, &q.tid, &q.id) != 0 || ks_get_mode(req, out, &q.mode) != 0)
+        return;
+    if (ks_msg_get_i64(req, "force", 0, 1, &force) == EINVAL) {
+        ks_out_err(out, "bad-request", "force=0|1");
+        return;
+    }
+    q.force = (int)force;
+    if (q.mode == KS_MODE_FLAG && ks_get_flag_var(req, out, &q.var) != 0)
+        return;
+    if (q.mode == KS_MODE_FLAG && ks_flag_prepare(&q.var, why, sizeof why) != 0) {
+        ks_out_err(out, "refused", "%s", why);
+        return;
+    }
+    if (q.mode == KS_MODE_ABORT && !ks_abort_request) {
+        ks_out_err(out, "unsupported", "this shim was built without the abort mode");
+        return;
+    }
+    if (q.mode == KS_MODE_ABORT)
+        ks_abort_prepare();
+    else if (q.mode == KS_MODE_CANCEL && ks_unwind_prime)
+        ks_unwind_prime();
+    struct ks_view v;
+    int rc = 0, refused = 0;
+    for (int i = 1;; i++) {
+        if (q.mode == KS_MODE_CANCEL)
+            ks_cancel_check(q.tid, q.id, &q.chk);
+        int again = ks_end_locked(&q, i == KS_CANCEL_TRIES, &v, &refused, &rc, why, sizeof why);
+        if (q.mode == KS_MODE_CANCEL)
+            ks_cancel_check_done(&q.chk);
+        if (again != EAGAIN)
+            break;
+    }
     if (refused || rc)
-        ks_out_err(out, "refused", "%s", why[0] ? why : strerror(rc));
+        ks_answer_refused(out, &q, why[0] ? why : strerror(rc));
     else if (v.found)
         ks_answer_view(out, &v);
     else
-        ks_answer_unknown(out, tid, id);
+        ks_answer_unknown(out, q.tid, q.id);
 }

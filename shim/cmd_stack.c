@@ -19,14 +19,11 @@
  * return addresses. The shim's own threads are not dumped. */
 #include <dirent.h>
 #include <errno.h>
-#include <linux/futex.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "commands.h"
@@ -163,32 +160,6 @@ static struct ks_thread *ks_live_rec(const struct ks_target *t)
     return r == t->rec && r && r->id == t->id ? r : NULL;
 }
 
-/* The thread's stack, computed once and kept in its record (it never moves).
- * Registry lock held, R linked. */
-static void ks_stack_bounds(struct ks_thread *r)
-{
-    struct ks_block *b = ks_block_of(r);
-    if (b->stack_hi)
-        return;
-    pthread_attr_t attr;
-    void *addr;
-    size_t size;
-    if (pthread_getattr_np(r->handle, &attr) != 0)
-        return;
-    if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
-        b->stack_lo = (uintptr_t)addr;
-        b->stack_hi = (uintptr_t)addr + size;
-    }
-    pthread_attr_destroy(&attr);
-}
-
-static void ks_release(struct ks_thread *r)
-{
-    struct ks_block *b = ks_block_of(r);
-    __atomic_store_n(&b->reader, 0, __ATOMIC_SEQ_CST);
-    syscall(SYS_futex, &b->reader, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-}
-
 /* Holds every selected registered thread (reader flag, blocking.h). A thread
  * found inside a wrapped call has its registers copied and stays held until
  * it is unwound; the others stay held until they answer or are given up.
@@ -237,76 +208,9 @@ static void ks_unwind_held_calls(struct ks_targets *ts)
             continue;
         ks_unwind_regs(&t->regs, t->e);
         t->e->state = KS_ENTRY_DONE;
-        ks_release(t->rec);
+        ks_reader_release(t->rec);
         t->held = 0;
     }
-}
-
-/* Does the socket FD have a receive timeout? Then a blocked accept, recv or
- * read on it returns EINTR to a signal handler instead of restarting. */
-static int ks_fd_times_out(unsigned long long fd)
-{
-    struct timeval tv = {0, 0};
-    socklen_t len = sizeof tv;
-    if (getsockopt((int)fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &len) != 0)
-        return errno != ENOTSOCK;   /* not a socket: no timeout; closed: be careful */
-    return tv.tv_sec || tv.tv_usec;
-}
-
-/* Would a handler run during system call SC be invisible? The kernel
- * restarts these under SA_RESTART without anything having been transferred;
- * everything else (sleeps, waits with timeouts, writes that could come back
- * short, calls not known here) is left alone. */
-static int ks_syscall_restarts(const struct ks_syscall *sc)
-{
-    switch (sc->nr) {
-    case SYS_futex:          /* glibc's lock and condition waits retry on EINTR */
-    case SYS_wait4:
-    case SYS_waitid:
-    case SYS_flock:
-    case SYS_fcntl:
-    case SYS_open:
-    case SYS_openat:
-    case SYS_getrandom:
-        return 1;
-    case SYS_read:
-    case SYS_readv:
-    case SYS_pread64:
-    case SYS_preadv:
-    case SYS_preadv2:
-    case SYS_accept:
-    case SYS_accept4:
-        return !ks_fd_times_out(sc->args[0]);
-    case SYS_recvfrom:
-        return !(sc->args[3] & MSG_WAITALL) && !ks_fd_times_out(sc->args[0]);
-    case SYS_recvmsg:
-        return !(sc->args[2] & MSG_WAITALL) && !ks_fd_times_out(sc->args[0]);
-    default:
-        return 0;
-    }
-}
-
-/* NULL if T may be signalled, else why not. */
-static const char *ks_why_not_signal(struct ks_target *t)
-{
-    if (ks_read_task_status(t->tid, &t->st) != 0)
-        return "exited";
-    switch (t->st.state) {
-    case 'Z':
-    case 'X': return "exited";
-    case 'T':
-    case 't': return "stopped";
-    case 'D': return "uninterruptible";
-    default: break;
-    }
-    unsigned long long bit = 1ull << (ks_signo(KS_SIG_DUMP) - 1);
-    if (t->st.sigblk & bit)
-        return "signals-blocked";
-    if (t->st.sigpnd & bit)
-        return "signal-pending";   /* an earlier dump's signal is still queued */
-    if (t->have_syscall && t->sc.nr >= 0 && !ks_syscall_restarts(&t->sc))
-        return "syscall";
-    return NULL;
 }
 
 /* Signals the selected threads that are not held in a call, when that is
@@ -319,7 +223,7 @@ static int ks_signal_all(struct ks_targets *ts)
         struct ks_target *t = &ts->v[i];
         if (!t->selected || t->gone || t->via == KS_VIA_CALL)
             continue;
-        t->why = ks_why_not_signal(t);
+        t->why = ks_dump_why_not_signal(t->tid, t->have_syscall ? &t->sc : NULL, &t->st);
         if (t->why && strcmp(t->why, "exited") == 0 && t->st.state != 'Z')
             t->gone = 1;   /* its status vanished: it has exited since it was listed */
     }
@@ -334,7 +238,7 @@ static int ks_signal_all(struct ks_targets *ts)
             t->gone = 1;
         if (t->gone || t->why) {
             if (r && t->held) {
-                ks_release(r);
+                ks_reader_release(r);
                 t->held = 0;
             }
             continue;
@@ -357,7 +261,7 @@ static int ks_signal_all(struct ks_targets *ts)
         else
             t->why = "send-failed";
         if (r && t->held) {
-            ks_release(r);
+            ks_reader_release(r);
             t->held = 0;
         }
     }
@@ -402,7 +306,7 @@ static void ks_finish(struct ks_targets *ts)
         struct ks_target *t = &ts->v[i];
         struct ks_thread *r = t->held ? ks_live_rec(t) : NULL;
         if (r)
-            ks_release(r);
+            ks_reader_release(r);
         t->held = 0;
     }
     ks_registry_unlock();

@@ -171,7 +171,8 @@ void ks_flag_release(struct ks_thread *t);
  * pthread_cancel issued from inside the process (glibc ignores SIGCANCEL
  * from outside). The thread's cancel state is known from the interposed
  * pthread_setcancelstate and pthread_setcanceltype. Caller holds the
- * registry lock and T is linked. Returns 0 or an errno with WHY filled in. */
+ * registry lock and T is linked, and has checked that the unwind is safe
+ * from T's stack (cancel_check.h). Returns 0 or an errno with WHY filled in. */
 int ks_cancel_request(struct ks_thread *t, char *why, size_t cap);
 
 /* Why T, asked to end, is still alive: "" if nothing was asked. Caller holds

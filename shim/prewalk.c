@@ -69,10 +69,32 @@ static void ks_walk_set(struct ks_walk *w, int verdict, uintptr_t where, const c
     w->where = where;
     ks_sb_str(&b, what);
     if (where) {
-        ks_sb_ch(&b, ' ');
+        if (*what)
+            ks_sb_ch(&b, ' ');
         ks_sb_where(&b, where);
     }
     ks_sb_str(&b, tail);
+}
+
+/* The verdict of the LSDA of frame PI at LOOKUP (the exact pc, or return
+ * address - 1): KS_LSDA_*, or -1 if the table lies outside every module. */
+static int ks_frame_lsda(const unw_proc_info_t *pi, uintptr_t lookup)
+{
+    struct ks_pc_info seg;
+    ks_safepoint_lookup(pi->lsda, &seg);
+    if (seg.seg_hi <= pi->lsda)
+        return -1;
+    struct ks_lsda_in in = {
+        .buf = (const uint8_t *)pi->lsda,
+        .len = seg.seg_hi - pi->lsda,
+        .addr = pi->lsda,
+        .func_start = pi->start_ip,
+        .ip = lookup,
+        .c_personality = ks_gcc_personality && pi->handler == ks_gcc_personality,
+        .is_forced_unwind = ks_is_forced_unwind,
+    };
+    struct ks_lsda_out out;
+    return ks_lsda_eval(&in, &out);
 }
 
 /* Evaluates one frame's LSDA. Returns 0 or sets a verdict in W. FIRST: the
@@ -82,23 +104,12 @@ static void ks_walk_set(struct ks_walk *w, int verdict, uintptr_t where, const c
 static int ks_walk_lsda(struct ks_walk *w, const unw_proc_info_t *pi, uintptr_t ip, int exact,
                         int first)
 {
-    struct ks_pc_info seg;
-    ks_safepoint_lookup(pi->lsda, &seg);
-    if (seg.seg_hi <= pi->lsda) {
+    int v = ks_frame_lsda(pi, exact ? ip : ip - 1);
+    if (v < 0) {
         ks_walk_set(w, KS_WALK_REFUSED, ip, "exception table outside any module for", "");
         return -1;
     }
-    struct ks_lsda_in in = {
-        .buf = (const uint8_t *)pi->lsda,
-        .len = seg.seg_hi - pi->lsda,
-        .addr = pi->lsda,
-        .func_start = pi->start_ip,
-        .ip = exact ? ip : ip - 1,
-        .c_personality = ks_gcc_personality && pi->handler == ks_gcc_personality,
-        .is_forced_unwind = ks_is_forced_unwind,
-    };
-    struct ks_lsda_out out;
-    switch (ks_lsda_eval(&in, &out)) {
+    switch (v) {
     case KS_LSDA_NOTHING:
         return 0;
     case KS_LSDA_CLEANUP:
@@ -195,4 +206,73 @@ void ks_prewalk(ucontext_t *ctx, int exact, int flags, struct ks_walk *w)
         }
     }
     ks_walk_set(w, KS_WALK_REFUSED, 0, "stack deeper than 1024 frames", "");
+}
+
+/* One frame of a cancellation unwind. Returns 0 to go on, or sets W. */
+static int ks_frames_one(struct ks_walk *w, uintptr_t lookup, const unw_proc_info_t *pi)
+{
+    if (!pi->lsda)
+        return 0;
+    switch (ks_frame_lsda(pi, lookup)) {
+    case KS_LSDA_NOTHING:
+        return 0;
+    case KS_LSDA_CLEANUP:
+    case KS_LSDA_RETHROWS:
+        if (w->ncleanup < KS_ABORT_MAX_CLEANUP)
+            w->cleanup[w->ncleanup++] = lookup;
+        return 0;
+    case KS_LSDA_CATCH_ALL:
+        ks_walk_set(w, KS_WALK_REFUSED, lookup, "",
+                    " has a catch (...) that would catch the unwind (glibc aborts the process "
+                    "unless the handler rethrows)");
+        return -1;
+    case KS_LSDA_TERMINATE:
+        ks_walk_set(w, KS_WALK_REFUSED, lookup, "",
+                    " is noexcept: unwinding through it would call std::terminate");
+        return -1;
+    case KS_LSDA_UNSUPPORTED:
+        ks_walk_set(w, KS_WALK_UNKNOWN, lookup, "cannot check: the exception table of",
+                    " uses an encoding this shim does not read");
+        return -1;
+    default:
+        ks_walk_set(w, KS_WALK_REFUSED, lookup, "", " has an unreadable exception table");
+        return -1;
+    }
+}
+
+void ks_prewalk_frames(const uintptr_t *ips, const uint64_t *exact, int n, int flags,
+                       struct ks_walk *w)
+{
+    memset(w, 0, sizeof *w);
+    if (!ks_unw_ready()) {
+        ks_walk_set(w, KS_WALK_UNKNOWN, 0, "cannot check: libunwind is not loaded in this "
+                    "process (see its stderr)", "");
+        return;
+    }
+    uintptr_t start = ks_thread_start_addr();
+    for (int i = 0; i < n; i++) {
+        int ex = (exact[i / 64] >> (i % 64)) & 1;
+        uintptr_t lookup = ex ? ips[i] : ips[i] - 1;
+        unw_proc_info_t pi;
+        memset(&pi, 0, sizeof pi);
+        w->frames = i + 1;
+        /* No FDE: libgcc stops there too, and glibc then ends the thread
+         * without the cleanups of the frames above, the shim's exit path
+         * included. (Looked up by address, pi.format is not filled in.) */
+        if (ks_unw.get_proc_info_by_ip(ks_unw.as, lookup, &pi, NULL) != 0) {
+            ks_walk_set(w, KS_WALK_REFUSED, lookup, "",
+                        " has no unwind information: the unwind would stop there");
+            return;
+        }
+        int kind = ks_safepoint_lookup(lookup, &(struct ks_pc_info){0});
+        if (kind == KS_MOD_SHIM && pi.start_ip == start) {
+            w->verdict = KS_WALK_OK;
+            return;
+        }
+        if ((i > 0 || !(flags & KS_FRAMES_SKIP_TOP)) && ks_frames_one(w, lookup, &pi) != 0)
+            return;
+    }
+    ks_walk_set(w, KS_WALK_UNKNOWN, 0, "cannot check: the stack taken ends before the thread's "
+                "start (deeper than the frames kept, or a frame the unwinder cannot step past)",
+                "");
 }

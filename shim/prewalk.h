@@ -21,6 +21,7 @@ enum ks_walk_verdict {
     KS_WALK_OK = 0,
     KS_WALK_TRANSIENT,   /* not now: a runtime frame or a signal frame is in the way */
     KS_WALK_REFUSED,     /* never from here: terminate, catch (...), no unwind info */
+    KS_WALK_UNKNOWN,     /* ks_prewalk_frames: the stack could not be checked whole */
 };
 
 /* Flags for ks_prewalk. */
@@ -50,6 +51,21 @@ struct ks_walk {
 /* Walks from CTX. EXACT: CTX is a context interrupted by a signal (its IP is
  * the next instruction, not a return address). Never writes to CTX. */
 void ks_prewalk(ucontext_t *ctx, int exact, int flags, struct ks_walk *w);
+
+/* For cancel mode (cancel_check.c): walks a stack taken as addresses
+ * (stack_capture.h: IPS innermost first, N of them; bit i of EXACT set when
+ * ips[i] is an interrupted pc rather than a return address) the way glibc's
+ * cancellation unwind goes: through every frame, libc's and the shim's
+ * included, up to the shim's thread start. OK; REFUSED: a frame would call
+ * std::terminate (noexcept), catch the unwind (catch (...)) or stop it (no
+ * unwind information), W->where is an address inside it and W->reason
+ * names it as "module+0xoffset ..."; UNKNOWN: it could not be checked
+ * whole (the frames end before the thread's start, an exception table this
+ * shim cannot read). Runs on the control thread, not in signal context. */
+#define KS_FRAMES_SKIP_TOP 1   /* ips[0] is where a running thread happens to be, not
+                                  where its unwind will start: not evaluated */
+void ks_prewalk_frames(const uintptr_t *ips, const uint64_t *exact, int n, int flags,
+                       struct ks_walk *w);
 
 /* Resolves what the walk compares against (libgcc's C personality, the type
  * abi::__forced_unwind, the shim's thread start). At init. */

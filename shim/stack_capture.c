@@ -13,13 +13,16 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
 #include "blocking.h"
 #include "ks.h"
+#include "procfs.h"
 #include "registry.h"
 #include "signals.h"
 
@@ -220,6 +223,96 @@ void ks_dump_release(struct ks_dump *d)
 
 void ks_dump_lock(void) { ks_real.pthread_mutex_lock(&ks_dump_mu); }
 void ks_dump_unlock(void) { ks_real.pthread_mutex_unlock(&ks_dump_mu); }
+
+void ks_stack_bounds(struct ks_thread *r)
+{
+    struct ks_block *b = ks_block_of(r);
+    if (b->stack_hi)
+        return;
+    pthread_attr_t attr;
+    void *addr;
+    size_t size;
+    if (pthread_getattr_np(r->handle, &attr) != 0)
+        return;
+    if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
+        b->stack_lo = (uintptr_t)addr;
+        b->stack_hi = (uintptr_t)addr + size;
+    }
+    pthread_attr_destroy(&attr);
+}
+
+void ks_reader_release(struct ks_thread *r)
+{
+    struct ks_block *b = ks_block_of(r);
+    __atomic_store_n(&b->reader, 0, __ATOMIC_SEQ_CST);
+    ks_futex(&b->reader, FUTEX_WAKE_PRIVATE, 1, NULL);
+}
+
+/* Does the socket FD have a receive timeout? Then a blocked accept, recv or
+ * read on it returns EINTR to a signal handler instead of restarting. */
+static int ks_fd_times_out(unsigned long long fd)
+{
+    struct timeval tv = {0, 0};
+    socklen_t len = sizeof tv;
+    if (getsockopt((int)fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &len) != 0)
+        return errno != ENOTSOCK;   /* not a socket: no timeout; closed: be careful */
+    return tv.tv_sec || tv.tv_usec;
+}
+
+/* Would a handler run during system call SC be invisible? The kernel
+ * restarts these under SA_RESTART without anything having been transferred;
+ * everything else (sleeps, waits with timeouts, writes that could come back
+ * short, calls not known here) is left alone. */
+static int ks_syscall_restarts(const struct ks_syscall *sc)
+{
+    switch (sc->nr) {
+    case SYS_futex:          /* glibc's lock and condition waits retry on EINTR */
+    case SYS_wait4:
+    case SYS_waitid:
+    case SYS_flock:
+    case SYS_fcntl:
+    case SYS_open:
+    case SYS_openat:
+    case SYS_getrandom:
+        return 1;
+    case SYS_read:
+    case SYS_readv:
+    case SYS_pread64:
+    case SYS_preadv:
+    case SYS_preadv2:
+    case SYS_accept:
+    case SYS_accept4:
+        return !ks_fd_times_out(sc->args[0]);
+    case SYS_recvfrom:
+        return !(sc->args[3] & MSG_WAITALL) && !ks_fd_times_out(sc->args[0]);
+    case SYS_recvmsg:
+        return !(sc->args[2] & MSG_WAITALL) && !ks_fd_times_out(sc->args[0]);
+    default:
+        return 0;
+    }
+}
+
+const char *ks_dump_why_not_signal(pid_t tid, const struct ks_syscall *sc, struct ks_taskstatus *st)
+{
+    if (ks_read_task_status(tid, st) != 0)
+        return "exited";
+    switch (st->state) {
+    case 'Z':
+    case 'X': return "exited";
+    case 'T':
+    case 't': return "stopped";
+    case 'D': return "uninterruptible";
+    default: break;
+    }
+    unsigned long long bit = 1ull << (ks_signo(KS_SIG_DUMP) - 1);
+    if (st->sigblk & bit)
+        return "signals-blocked";
+    if (st->sigpnd & bit)
+        return "signal-pending";   /* an earlier dump's signal is still queued */
+    if (sc && sc->nr >= 0 && !ks_syscall_restarts(sc))
+        return "syscall";
+    return NULL;
+}
 
 struct ks_find_text {
     uintptr_t addr, lo, hi;

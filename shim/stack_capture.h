@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include "blocking.h"
+#include "procfs.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -89,6 +90,27 @@ void ks_dump_release(struct ks_dump *d);
 /* Unwinds, on the calling thread, the stack of a thread held in a blocking
  * call (blocking.h) from the registers its wrapper saved. */
 void ks_unwind_regs(const struct ks_regs *r, struct ks_dump_entry *e);
+
+/* ---- Holding and signalling one thread (the stack verb, cancel's check) --
+ * A reader holds thread R by setting its reader flag (blocking.h) under the
+ * registry lock with R linked: then either R sits in a wrapped call and
+ * cannot leave it, or R enters none until the flag drops (the dump handler
+ * drops it when R answers). */
+struct ks_thread;
+/* Finds R's stack bounds once and keeps them in its block (for the handler's
+ * low-stack check). Registry lock held, R linked. Allocates
+ * (pthread_getattr_np): call it before holding any thread, since a held
+ * thread may be in a handler that interrupted malloc. */
+void ks_stack_bounds(struct ks_thread *r);
+/* Lets R go: clears its reader flag and wakes its wrapper. R must still be
+ * linked (registry lock held) or held in its wrapped call. */
+void ks_reader_release(struct ks_thread *r);
+/* NULL if TID may be sent KS_SIG_DUMP invisibly, else why not: "exited",
+ * "stopped", "uninterruptible", "signals-blocked", "signal-pending" (an
+ * earlier dump's signal is still queued) or "syscall" (SC, the call it is
+ * blocked in, would return early to a handler; NULL SC: not known). Fills ST
+ * from /proc. Not under the registry lock (reads /proc). */
+const char *ks_dump_why_not_signal(pid_t tid, const struct ks_syscall *sc, struct ks_taskstatus *st);
 
 #ifdef __cplusplus
 }

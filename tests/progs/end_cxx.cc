@@ -3,18 +3,27 @@
 // header used from C++.
 //
 // stdout: "main tid=T", "ready"; "started I KIND tid=T"; "dtor I" when thread
-//         I's guard is destroyed; "joined I".
-// stdin:  spawn KIND | join I | check | quit
+//         I's guard is destroyed; "joined I"; "got I" when thread I read a
+//         byte "poke I" sent it; "caught I" from a catch (...).
+// stdin:  spawn KIND | join I | poke I | check | quit
 // Kinds:  api     loops until killshim_stop_requested()
 //         atomic  loops while app::keep_going (std::atomic<bool>, shared)
 //         read    blocked in read, retrying on EINTR
 //         sleep   std::this_thread::sleep_for in a loop
+//         noexcept-read, noexcept-poll
+//                 blocked in read (or poll) below a noexcept function, which
+//                 a cancellation's unwind must never cross; reads the bytes
+//                 poke sends (EINTR is retried) and returns after a byte if
+//                 killshim_stop_requested()
+//         catchall-read  the same below a catch (...) that does not rethrow
+#include <poll.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -45,7 +54,55 @@ struct Guard {
 
 void Nap() { std::this_thread::sleep_for(std::chrono::milliseconds(2)); }
 
-void Victim(int idx, std::string kind) {
+std::mutex poke_mu;
+std::map<int, int> poke_fd;  // victim -> write end of the pipe it reads
+
+// A flag's wake (EINTR) is retried: only a byte lets the loop look at the flag.
+__attribute__((noinline)) char ReadByte(int fd) {
+  char c = 0;
+  while (read(fd, &c, 1) != 1) {
+  }
+  return c;
+}
+
+__attribute__((noinline)) char PollByte(int fd) {
+  struct pollfd p = {fd, POLLIN, 0};
+  while (poll(&p, 1, -1) != 1) {
+  }
+  return ReadByte(fd);
+}
+
+__attribute__((noinline)) void Serve(int idx, int fd, bool use_poll) {
+  for (;;) {
+    use_poll ? PollByte(fd) : ReadByte(fd);
+    Say("got " + std::to_string(idx));
+    if (killshim_stop_requested()) return;
+  }
+}
+
+// An unwind through here calls std::terminate.
+__attribute__((noinline)) void ServeNoexcept(int idx, int fd, bool use_poll) noexcept {
+  Serve(idx, fd, use_poll);
+}
+
+// Catches a cancellation's unwind and does not rethrow: glibc aborts.
+__attribute__((noinline)) void ServeCatchAll(int idx, int fd) {
+  try {
+    Serve(idx, fd, false);
+  } catch (...) {
+    Say("caught " + std::to_string(idx));
+  }
+}
+
+int PipeFor(int idx) {
+  int p[2];
+  if (pipe(p) != 0) return -1;
+  std::lock_guard<std::mutex> g(poke_mu);
+  poke_fd[idx] = p[1];
+  return p[0];
+}
+
+void Victim(int idx, std::string kind, int fd) {
   Guard g{idx};
   auto heap = std::make_unique<std::vector<int>>(1000, idx);  // freed by unwinding too
   Say("started " + std::to_string(idx) + " " + kind + " tid=" + std::to_string(gettid()));
@@ -61,6 +118,10 @@ void Victim(int idx, std::string kind) {
     }
   } else if (kind == "sleep") {
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1000));
+  } else if (kind == "noexcept-read" || kind == "noexcept-poll") {
+    ServeNoexcept(idx, fd, kind == "noexcept-poll");
+  } else if (kind == "catchall-read") {
+    ServeCatchAll(idx, fd);
   }
 }
 
@@ -103,7 +164,8 @@ int main() {
     if (cmd == "spawn") {
       std::string kind;
       std::cin >> kind;
-      threads.emplace_back(Victim, (int)threads.size(), kind);
+      int idx = (int)threads.size();
+      threads.emplace_back(Victim, idx, kind, PipeFor(idx));
     } else if (cmd == "join") {
       size_t i;
       std::cin >> i;
@@ -111,6 +173,11 @@ int main() {
         threads[i].join();
         Say("joined " + std::to_string(i));
       }
+    } else if (cmd == "poke") {
+      int i;
+      std::cin >> i;
+      std::lock_guard<std::mutex> g(poke_mu);
+      if (poke_fd.count(i) && write(poke_fd[i], "x", 1) != 1) Say("poke FAIL");
     } else if (cmd == "check") {
       Check();
     } else if (cmd == "quit") {

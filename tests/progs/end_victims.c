@@ -19,6 +19,8 @@
  *   tls       loops until its own copy of `static __thread volatile int stop_tls`
  *   running   loops while `static volatile char keep_running` (shared) stays 1
  *   read, accept, poll, sleep   blocked there; retry on EINTR, never stop by themselves
+ *   write     blocked writing into a full pipe nobody reads (a call that a
+ *             signal handler would cut short: the shim never signals it)
  *   cond      pthread_cond_wait forever (a cleanup handler unlocks the mutex)
  *   nocancel  cancellation disabled until "reenable I" (prints "reenabling I"),
  *             then sleeps in a loop
@@ -27,6 +29,7 @@
  *   dyntls    dlopens $KS_DYNTLS_LIB, loops until its thread-local dyn_stop */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
@@ -165,6 +168,18 @@ __attribute__((noinline)) static void *run_blocked(struct arg *a)
         pthread_mutex_lock(&held_mu);
         started(a);
         block_forever_in_read();
+    } else if (strcmp(a->kind, "write") == 0) {
+        int p[2];
+        static char buf[4096];
+        if (pipe2(p, O_NONBLOCK) != 0)
+            return NULL;
+        while (write(p[1], buf, sizeof buf) > 0) {
+        }
+        fcntl(p[1], F_SETFL, 0);
+        started(a);
+        for (;;)
+            if (write(p[1], buf, 1) >= 0 || errno != EINTR)
+                break;
     }
     return NULL;
 }
