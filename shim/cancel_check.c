@@ -22,10 +22,8 @@
 #define KS_CHECK_ANSWER_NS (1000ull * 1000000)   /* the stack verb's default wait */
 #define KS_CHECK_GRACE_NS (50ull * 1000000)      /* for a handler caught mid-answer */
 #define KS_CHECK_SLICE_NS (20ull * 1000000)      /* how often liveness is checked */
-#define KS_CHECK_BUSY_TRIES 20                   /* D state, a dump signal queued: */
-#define KS_CHECK_BUSY_NAP_NS (5ull * 1000000)    /* passing states, waited out */
-#define KS_CHECK_SETTLE_NS (50ull * 1000000)     /* a running thread: how long to */
-#define KS_CHECK_SETTLE_NAP_NS (2ull * 1000000)  /* wait for it to block, and how often to look */
+#define KS_CHECK_SETTLE_NS (50ull * 1000000)     /* running, D state, a dump signal queued: */
+#define KS_CHECK_SETTLE_NAP_NS (2ull * 1000000)  /* waited out this long, looked at this often */
 
 static void ks_check_unknown(struct ks_cancel_check *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -82,24 +80,8 @@ static int ks_check_by_signal(struct ks_cancel_check *c, struct ks_dump *d)
 {
     struct ks_dump_entry *e = &d->e[0];
     struct ks_taskstatus st;
-    const char *why = NULL;
-    uint64_t settle_end = ks_now_ns() + KS_CHECK_SETTLE_NS;
-    for (int busy = 0;;) {
-        c->have_sc = ks_read_task_syscall(c->tid, &c->sc) == 0;
-        /* A running thread reaches its cancellation point from frames not
-         * seen yet. Most threads asked to end run in short bursts between
-         * blocking calls: give it a moment to block, so that the stack
-         * walked is the one the cancellation will unwind. */
-        if (c->have_sc && c->sc.nr == KS_SYSCALL_RUNNING && ks_now_ns() < settle_end) {
-            ks_nap_ns(KS_CHECK_SETTLE_NAP_NS);
-            continue;
-        }
-        why = ks_dump_why_not_signal(c->tid, c->have_sc ? &c->sc : NULL, &st);
-        if (!why || (strcmp(why, "uninterruptible") != 0 && strcmp(why, "signal-pending") != 0) ||
-            ++busy == KS_CHECK_BUSY_TRIES)
-            break;
-        ks_nap_ns(KS_CHECK_BUSY_NAP_NS);
-    }
+    c->have_sc = ks_read_task_syscall(c->tid, &c->sc) == 0;
+    const char *why = ks_dump_why_not_signal(c->tid, c->have_sc ? &c->sc : NULL, &st);
     ks_dump_publish(d);
     int sent = 0;
     ks_registry_lock();
@@ -184,6 +166,26 @@ static void ks_check_walk(struct ks_cancel_check *c, const struct ks_dump_entry 
     }
 }
 
+/* Before the thread is held (a held thread that enters a wrapped call waits
+ * there): waits a little while it runs or sits in a passing state. A running
+ * thread reaches its cancellation point from frames not seen yet; most
+ * threads asked to end run in short bursts between blocking calls, so the
+ * stack walked is then the one the cancellation will unwind. */
+static void ks_check_settle(pid_t tid)
+{
+    uint64_t end = ks_now_ns() + KS_CHECK_SETTLE_NS;
+    struct ks_syscall sc;
+    struct ks_taskstatus st;
+    while (ks_now_ns() < end && ks_read_task_syscall(tid, &sc) == 0) {
+        const char *why = sc.nr == KS_SYSCALL_RUNNING ? "running"
+                        : ks_dump_why_not_signal(tid, &sc, &st);
+        if (!why || (strcmp(why, "running") != 0 && strcmp(why, "uninterruptible") != 0 &&
+                     strcmp(why, "signal-pending") != 0))
+            return;
+        ks_nap_ns(KS_CHECK_SETTLE_NAP_NS);
+    }
+}
+
 void ks_cancel_check(pid_t tid, uint64_t id, struct ks_cancel_check *c)
 {
     memset(c, 0, sizeof *c);
@@ -199,6 +201,7 @@ void ks_cancel_check(pid_t tid, uint64_t id, struct ks_cancel_check *c)
         return;
     }
     d->e[0].tid = tid;
+    ks_check_settle(tid);
     struct ks_regs regs;
     int in_call = 0, deferred;
     ks_registry_lock();
