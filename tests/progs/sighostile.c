@@ -14,7 +14,7 @@
  *              signal there would end the process)
  * stdout: "worker I tid=T" per worker (argv[2], default 2), then "ready".
  * stdin: "count" -> "count a=N b=M code=C value=V" (signals seen on
- *        SIGRTMAX-3 and SIGRTMAX-2, si_code and value of the last one on a),
+ *        SIGRTMAX-3 and SIGRTMAX-2, si_code and value of the last queued one on a),
  *        "selfsend" (raise, sigqueue and pthread_kill to itself; prints
  *        "selfsend" once sent), "quit". */
 #define _GNU_SOURCE
@@ -41,8 +41,12 @@ static void on_info(int sig, siginfo_t *si, void *uc)
     (void)uc;
     if (sig == SIGRTMAX - 3) {
         count_a++;
-        last_code = si->si_code;
-        last_value = si->si_value.sival_int;
+        /* Process-directed signals may run on two threads at once, in
+         * either order: keep what the queued one carried, not the last. */
+        if (si->si_code == SI_QUEUE) {
+            last_code = si->si_code;
+            last_value = si->si_value.sival_int;
+        }
     } else {
         count_b++;
     }
