@@ -30,7 +30,7 @@ static const bool kIgnoreSigpipe = [] {
   return true;
 }();
 
-static long NowMs() {
+long NowMs() {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
@@ -325,6 +325,26 @@ std::map<std::string, std::string> ParseLine(const std::string& line) {
   m["verb"] = msg.verb;
   for (int i = 0; i < msg.nfields; i++) m[msg.f[i].key] = msg.f[i].val;
   return m;
+}
+
+std::map<pid_t, Row> ListRows(pid_t pid, std::string* final) {
+  std::map<pid_t, Row> rows;
+  RawClient c(pid);
+  if (!c.ok() || c.ReadLine().rfind("killshim", 0) != 0) return rows;
+  auto reply = c.Request("list");
+  if (final && !reply.empty()) *final = reply.back();
+  for (const auto& l : reply) {
+    Row r = ParseLine(l);
+    if (r["verb"] == "thread") rows[atoi(r["tid"].c_str())] = r;
+  }
+  return rows;
+}
+
+std::map<pid_t, Row> ProgramRows(pid_t pid) {
+  std::map<pid_t, Row> out;
+  for (auto& [tid, r] : ListRows(pid))
+    if (r["role"] != "shim") out[tid] = r;
+  return out;
 }
 
 std::vector<pid_t> Tasks(pid_t pid) {

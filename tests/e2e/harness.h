@@ -85,6 +85,16 @@ class RawClient {
 // key=value fields of one protocol line (values unescaped); "verb" holds the verb.
 std::map<std::string, std::string> ParseLine(const std::string& line);
 
+using Row = std::map<std::string, std::string>;
+
+// CLOCK_MONOTONIC in milliseconds.
+long NowMs();
+// tid -> fields of the "thread" lines of a "list" request, through a raw
+// client. Empty on failure; *FINAL gets the reply's last line.
+std::map<pid_t, Row> ListRows(pid_t pid, std::string* final = nullptr);
+// The same, without the shim's own threads.
+std::map<pid_t, Row> ProgramRows(pid_t pid);
+
 // Tids of PID from /proc/PID/task.
 std::vector<pid_t> Tasks(pid_t pid);
 bool TaskExists(pid_t pid, pid_t tid);

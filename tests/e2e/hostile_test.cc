@@ -20,33 +20,11 @@ namespace {
 
 using ks::RawClient;
 using ks::Target;
-using Row = std::map<std::string, std::string>;
+using ks::NowMs;
+using ks::Row;
 
-long NowMs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
 
-std::map<pid_t, Row> List(pid_t pid, std::string* final = nullptr) {
-  std::map<pid_t, Row> rows;
-  RawClient c(pid);
-  if (!c.ok() || c.ReadLine().rfind("killshim", 0) != 0) return rows;
-  auto reply = c.Request("list");
-  if (final && !reply.empty()) *final = reply.back();
-  for (const auto& l : reply) {
-    Row r = ks::ParseLine(l);
-    if (r["verb"] == "thread") rows[atoi(r["tid"].c_str())] = r;
-  }
-  return rows;
-}
 
-std::map<pid_t, Row> ProgramThreads(pid_t pid) {
-  std::map<pid_t, Row> out;
-  for (auto& [tid, r] : List(pid))
-    if (r["role"] != "shim") out[tid] = r;
-  return out;
-}
 
 int FieldInt(const std::string& line, const std::string& key) {
   size_t p = line.find(key + "=");
@@ -108,7 +86,7 @@ std::map<pid_t, std::string> StackCaptured(pid_t pid) {
 }
 
 void ExpectListsAll(const Hostile& h) {
-  auto rows = ProgramThreads(h.t.pid());
+  auto rows = ks::ProgramRows(h.t.pid());
   EXPECT_EQ(rows.size(), 1 + h.workers.size());
   for (pid_t w : h.workers) {
     ASSERT_TRUE(rows.count(w));
@@ -234,7 +212,7 @@ TEST(DeepBind, PluginThreadsAreListedForeignAndTheProgramWorks) {
     for (int i = 0; i < 2; i++) plugin.push_back(FieldInt(t.WaitFor("plugin "), "tid"));
     ASSERT_EQ(t.WaitFor("ready"), "ready") << t.Stderr();
     ASSERT_TRUE(t.WaitSocket());
-    auto rows = ProgramThreads(t.pid());
+    auto rows = ks::ProgramRows(t.pid());
     EXPECT_EQ(rows.size(), 3u);
     for (pid_t tid : plugin) {
       ASSERT_TRUE(rows.count(tid)) << how;
@@ -255,7 +233,7 @@ TEST(Cxx, ThreadAsyncAndPoolAreTrackedAndStdMutexIsCounted) {
   pid_t async_tid = FieldInt(t.WaitFor("async"), "tid");
   ASSERT_EQ(t.WaitFor("ready"), "ready");
   ASSERT_TRUE(t.WaitSocket());
-  auto rows = ProgramThreads(t.pid());
+  auto rows = ks::ProgramRows(t.pid());
   EXPECT_EQ(rows.size(), 6u);  // main, 4 pool workers, the async task
   for (auto& [tid, r] : rows) {
     EXPECT_EQ(r["role"], tid == t.pid() ? "main" : "app") << tid;
@@ -267,7 +245,7 @@ TEST(Cxx, ThreadAsyncAndPoolAreTrackedAndStdMutexIsCounted) {
   std::thread lister([&] {
     do {
       std::string final;
-      if (List(t.pid(), &final).size() < 6 || final.rfind("ok", 0) != 0) bad++;
+      if (ks::ListRows(t.pid(), &final).size() < 6 || final.rfind("ok", 0) != 0) bad++;
       lists++;
     } while (!stop);
   });
@@ -284,7 +262,7 @@ TEST(Cxx, ThreadAsyncAndPoolAreTrackedAndStdMutexIsCounted) {
   // It printed while also holding the print mutex: wait until that is let go.
   std::string locks;
   for (long deadline = NowMs() + 10000; NowMs() < deadline && locks != "1"; usleep(5000)) {
-    rows = ProgramThreads(t.pid());
+    rows = ks::ProgramRows(t.pid());
     locks = rows.count(holder) ? rows[holder]["locks"] : "gone";
   }
   EXPECT_EQ(locks, "1");
@@ -310,7 +288,7 @@ TEST(SelfCancel, CancelledThreadsLeaveTheRegistryAndCleanupsRun) {
   std::thread lister([&] {
     while (!stop) {
       std::string final;
-      auto rows = List(t.pid(), &final);
+      auto rows = ks::ListRows(t.pid(), &final);
       int prog = 0;
       for (auto& [tid, r] : rows) prog += r["role"] != "shim";
       // main plus at most one round of 4 workers
@@ -328,7 +306,7 @@ TEST(SelfCancel, CancelledThreadsLeaveTheRegistryAndCleanupsRun) {
   EXPECT_EQ(done, "done rounds=300 canceled=1200 cleanups=600");
   EXPECT_GT(lists.load(), 0);
   EXPECT_EQ(bad.load(), 0) << why;
-  auto rows = ProgramThreads(t.pid());
+  auto rows = ks::ProgramRows(t.pid());
   EXPECT_EQ(rows.size(), 1u);
   t.Send("quit");
   EXPECT_EQ(t.Wait(), 0);

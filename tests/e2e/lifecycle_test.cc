@@ -24,42 +24,17 @@ namespace {
 using ks::RawClient;
 using ks::Target;
 
-using Row = std::map<std::string, std::string>;
+using ks::NowMs;
+using ks::Row;
 
-long NowMs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
 
-// tid -> fields of "thread" lines, through a raw client. Empty on failure;
-// *FINAL gets the last line.
-std::map<pid_t, Row> List(pid_t pid, std::string* final = nullptr) {
-  std::map<pid_t, Row> rows;
-  RawClient c(pid);
-  if (!c.ok() || c.ReadLine().rfind("killshim", 0) != 0) return rows;
-  auto reply = c.Request("list");
-  if (final && !reply.empty()) *final = reply.back();
-  for (const auto& l : reply) {
-    Row r = ks::ParseLine(l);
-    if (r["verb"] == "thread") rows[atoi(r["tid"].c_str())] = r;
-  }
-  return rows;
-}
 
-// Threads of the program (not the shim's own).
-std::map<pid_t, Row> ProgramThreads(pid_t pid) {
-  std::map<pid_t, Row> out;
-  for (auto& [tid, r] : List(pid))
-    if (r["role"] != "shim") out[tid] = r;
-  return out;
-}
 
 bool WaitServes(pid_t pid, int timeout_ms = 10000) {
   long deadline = NowMs() + timeout_ms;
   while (NowMs() < deadline) {
     std::string final;
-    if (!List(pid, &final).empty() && final.rfind("ok", 0) == 0) return true;
+    if (!ks::ListRows(pid, &final).empty() && final.rfind("ok", 0) == 0) return true;
     usleep(10000);
   }
   return false;
@@ -160,11 +135,11 @@ TEST(Fork, ChildServesItsOwnPidWithOnlyTheForkingThread) {
   ASSERT_TRUE(WaitServes(child)) << l.t.Stderr();
   RawClient c(child);
   EXPECT_EQ(c.ReadLine(), "killshim proto=1 pid=" + std::to_string(child));
-  auto kid = ProgramThreads(child);
+  auto kid = ks::ProgramRows(child);
   ASSERT_EQ(kid.size(), 1u);
   EXPECT_EQ(kid.begin()->first, child);
   EXPECT_EQ(kid.begin()->second["role"], "main");
-  auto parent = ProgramThreads(l.t.pid());
+  auto parent = ks::ProgramRows(l.t.pid());
   EXPECT_EQ(parent.size(), 4u);
   EXPECT_EQ(parent[l.t.pid()]["role"], "main");
   kill(child, SIGKILL);
@@ -179,13 +154,13 @@ TEST(Fork, FromAWorkerTheChildsOnlyThreadIsThatWorker) {
   pid_t child = FieldInt(l.Do("forkthread", "forked"), "child");
   ASSERT_GT(child, 0);
   ASSERT_TRUE(WaitServes(child));
-  auto kid = ProgramThreads(child);
+  auto kid = ks::ProgramRows(child);
   ASSERT_EQ(kid.size(), 1u);
   EXPECT_EQ(kid.begin()->first, child);
   EXPECT_EQ(kid.begin()->second["role"], "app");
   EXPECT_EQ(kid.begin()->second["start"].empty(), false);
   kill(child, SIGKILL);
-  EXPECT_EQ(ProgramThreads(l.t.pid()).size(), 3u);
+  EXPECT_EQ(ks::ProgramRows(l.t.pid()).size(), 3u);
 }
 
 TEST(Fork, FileModeChildGetsItsOwnFileAndForkExecLeavesNone) {
@@ -231,7 +206,7 @@ TEST(Exec, NewImageStartsCleanAndServesTheSamePid) {
   char b;
   EXPECT_EQ(read(held.fd(), &b, 1), 0) << "the old connection was not closed by exec";
   ASSERT_TRUE(WaitServes(l.t.pid()));
-  auto threads = ProgramThreads(l.t.pid());
+  auto threads = ks::ProgramRows(l.t.pid());
   ASSERT_EQ(threads.size(), 1u);
   EXPECT_EQ(threads.begin()->second["role"], "main");
   l.t.Send("quit");
@@ -346,7 +321,7 @@ TEST_P(ClosesFds, ControlSocketComesBackWithOneWarning) {
       ks::Result inj = ks::Inject({std::to_string(l.t.pid())});
       EXPECT_EQ(inj.code, 0) << how << " round " << round << ": " << inj.err << l.t.Stderr();
     }
-    EXPECT_EQ(ProgramThreads(l.t.pid()).size(), 3u);
+    EXPECT_EQ(ks::ProgramRows(l.t.pid()).size(), 3u);
     if (how == "dup2null") {
       // The numbers the program took over are still its /dev/null.
       std::string fds = r.substr(r.find("fds=") + 4);
@@ -378,7 +353,7 @@ TEST(Foreign, RawCloneThreadIsListedAsForeign) {
   ASSERT_EQ(l.Do("threads 1", "threads"), "threads 1");
   pid_t tid = FieldInt(l.Do("clone", "clone"), "tid");
   ASSERT_GT(tid, 0);
-  auto rows = List(l.t.pid());
+  auto rows = ks::ListRows(l.t.pid());
   ASSERT_TRUE(rows.count(tid));
   EXPECT_EQ(rows[tid]["role"], "foreign");
   EXPECT_EQ(rows[tid]["registered"], "0");
@@ -386,7 +361,7 @@ TEST(Foreign, RawCloneThreadIsListedAsForeign) {
   ks::Result r = ks::Inject({"--json", std::to_string(l.t.pid())});
   EXPECT_EQ(r.code, 0);
   EXPECT_NE(r.out.find("\"foreign\""), std::string::npos) << r.out;
-  EXPECT_EQ(ProgramThreads(l.t.pid()).size(), 3u);
+  EXPECT_EQ(ks::ProgramRows(l.t.pid()).size(), 3u);
   l.t.Send("quit");
   EXPECT_EQ(l.t.Wait(), 0);
 }
