@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "abort_internal.h"
+#include "asan_stack.h"
 #include "asfmt.h"
 #include "signals.h"
 #include "ks.h"
@@ -62,8 +63,11 @@ void ks_abort_step_done(ucontext_t *uc)
     ks_ai()->stepping = 0;
 }
 
-__attribute__((noreturn)) void ks_abort_exit(void)
+/* Entered from ks_abort_entry on the stack of whatever frames the abort
+ * left from, which under ASan may still be poisoned (asan_stack.h). */
+__attribute__((noreturn)) KS_NO_ASAN void ks_abort_exit(void)
 {
+    ks_unpoison_below(ks_stack_lo());
     struct ks_thread *t = ks_self();
     t->end_how = KS_END_ABORTED;
     /* From here on the program's own cleanups run: their locks count. */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "asan_stack.h"
 #include "deliver.h"
 #include "graveyard.h"
 #include "ks.h"
@@ -15,37 +16,6 @@ struct ks_start {
     void *(*fn)(void *);
     void *arg;
 };
-
-#ifdef __SANITIZE_ADDRESS__
-#include <sanitizer/asan_interface.h>
-/* Under ASan (--config=asan) only. A forced unwind (cancellation,
- * pthread_exit) leaves the redzones of the frames it skipped poisoned; code
- * that runs afterwards on that part of the stack (our cleanup, ASan's own
- * __asan_handle_no_return) then trips over them. The trampoline is left
- * uninstrumented, and the cleanup clears the stack below itself first. */
-#define KS_NO_ASAN __attribute__((no_sanitize_address, noinline))
-static KS_NO_ASAN void ks_unpoison_below(void *stack_lo)
-{
-    char *here = __builtin_frame_address(0);
-    if (stack_lo && (char *)stack_lo < here)
-        __asan_unpoison_memory_region(stack_lo, (size_t)(here - (char *)stack_lo));
-}
-static void *ks_stack_lo(void)
-{
-    pthread_attr_t a;
-    void *lo = NULL;
-    size_t size;
-    if (pthread_getattr_np(pthread_self(), &a) == 0) {
-        pthread_attr_getstack(&a, &lo, &size);
-        pthread_attr_destroy(&a);
-    }
-    return lo;
-}
-#else
-#define KS_NO_ASAN
-static void ks_unpoison_below(void *stack_lo) { (void)stack_lo; }
-static void *ks_stack_lo(void) { return NULL; }
-#endif
 
 static void (*real_pthread_exit)(void *);
 

@@ -59,6 +59,12 @@ static int ks_kind_of_name(const char *base)
         return KS_MOD_CXXRT;
     if (ks_prefix(base, "linux-vdso.so") || ks_prefix(base, "linux-gate.so"))
         return KS_MOD_VDSO;
+    static const char *const sanitizers[] = {"libasan.so", "libtsan.so", "libubsan.so",
+                                             "liblsan.so", "libhwasan.so", "libclang_rt.",
+                                             NULL};
+    for (int i = 0; sanitizers[i]; i++)
+        if (ks_prefix(base, sanitizers[i]))
+            return KS_MOD_SANRT;
     return KS_MOD_APP;
 }
 
@@ -199,6 +205,7 @@ const char *ks_mod_kind_name(int kind)
 {
     static const char *const names[] = {"application", "libc", "the dynamic loader",
                                         "the unwinder", "the C++ runtime", "the shim",
-                                        "the vDSO", "unknown code"};
+                                        "the vDSO", "a sanitizer runtime",
+                                        "unknown code"};
     return kind >= 0 && kind <= KS_MOD_NONE ? names[kind] : "?";
 }

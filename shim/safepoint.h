@@ -24,6 +24,8 @@ enum ks_mod_kind {
     KS_MOD_CXXRT,        /* libstdc++.so.6 */
     KS_MOD_SHIM,         /* libkillshim.so */
     KS_MOD_VDSO,
+    KS_MOD_SANRT,        /* libasan, libtsan, libubsan...: their malloc and
+                            interceptors take internal locks like libc's */
     KS_MOD_NONE,         /* in no module known (JIT code, or loaded since) */
 };
 

@@ -323,7 +323,7 @@ TEST(AbortCxx, NoCallBoundaryIsPendingThenForceSkipsThatFrame) {
   EXPECT_NE(f["pending"].find("no call boundary reached in abort_cxx+0x"), std::string::npos)
       << f["pending"];
   EXPECT_NE(f["pending"].find("--force exits without its destructors"), std::string::npos);
-  ASSERT_TRUE(p.AbortUntilGone(tid, true, nullptr));
+  ASSERT_TRUE(p.AbortUntilGone(tid, true, nullptr)) << p.History();
   EXPECT_EQ(p.Join(0), "joined 0");
   EXPECT_EQ(Progress(p, 0), 1);  // a line after the join: no "dtor nocall" came first
   EXPECT_EQ(p.History().find("dtor nocall"), std::string::npos);

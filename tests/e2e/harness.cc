@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -362,6 +363,48 @@ bool TaskExists(pid_t pid, pid_t tid) {
   struct stat st;
   std::string p = "/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid);
   return stat(p.c_str(), &st) == 0;
+}
+
+// The PC a thread sleeps at: the last field of /proc/PID/task/TID/syscall
+// ("NR args... SP PC", or "-1 SP PC" blocked outside a system call); 0 while
+// it runs (retried for up to a second).
+static unsigned long SleepingPc(pid_t pid, pid_t tid) {
+  std::string path = "/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/syscall";
+  for (int i = 0; i < 200; i++) {
+    std::ifstream f(path);
+    std::string line;
+    if (!std::getline(f, line)) return 0;
+    if (line != "running") {
+      size_t sp = line.rfind(' ');
+      return sp == std::string::npos ? 0 : strtoul(line.c_str() + sp + 1, nullptr, 16);
+    }
+    usleep(5000);
+  }
+  return 0;
+}
+
+bool SanitizerThread(pid_t pid, pid_t tid) {
+#ifndef KS_SANITIZER
+  (void)pid;
+  (void)tid;
+  return false;
+#else
+  unsigned long pc = SleepingPc(pid, tid);
+  if (!pc) return false;
+  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    unsigned long lo = 0, hi = 0;
+    if (sscanf(line.c_str(), "%lx-%lx", &lo, &hi) != 2 || pc < lo || pc >= hi) continue;
+    size_t slash = line.rfind('/');
+    if (slash == std::string::npos) return false;
+    std::string base = line.substr(slash + 1);
+    for (const char* rt : {"libtsan.so", "libasan.so", "libubsan.so", "liblsan.so"})
+      if (base.rfind(rt, 0) == 0) return true;
+    return false;
+  }
+  return false;
+#endif
 }
 
 }  // namespace ks

@@ -99,6 +99,13 @@ std::map<pid_t, Row> ProgramRows(pid_t pid);
 std::vector<pid_t> Tasks(pid_t pid);
 bool TaskExists(pid_t pid, pid_t tid);
 
+// True only in a sanitizer build (KS_SANITIZER) and only for a thread that
+// the sanitizer's runtime created for itself (ThreadSanitizer's background
+// thread: a raw clone the shim rightly lists as "foreign"): one whose
+// user-space PC, while it sleeps, lies in libtsan/libasan/... Tests that
+// count a program's threads leave it out; in the plain build it is false.
+bool SanitizerThread(pid_t pid, pid_t tid);
+
 }  // namespace ks
 
 #endif

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <json-c/json.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -50,7 +51,13 @@ struct Hostile {
   std::vector<pid_t> workers;
   explicit Hostile(const std::string& mode, int n = 2)
       : t(ks::ProgPath("sighostile"), {mode, std::to_string(n)}) {
-    for (int i = 0; i < n; i++) workers.push_back(FieldInt(t.WaitFor("worker "), "tid"));
+    // "worker I tid=T": the workers race to print, so I, not the order, says which.
+    workers.assign(n, -1);
+    for (int i = 0; i < n; i++) {
+      std::string l = t.WaitFor("worker ");
+      int idx = atoi(l.c_str() + strlen("worker "));
+      if (!l.empty() && idx >= 0 && idx < n) workers[idx] = FieldInt(l, "tid");
+    }
     EXPECT_EQ(t.WaitFor("ready"), "ready");
     EXPECT_TRUE(t.WaitSocket());
   }
