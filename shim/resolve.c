@@ -17,18 +17,28 @@ void *ks_resolve(const char *name, const char *version)
     return p;
 }
 
+/* Another interposer between us and libc (a sanitizer's runtime, a
+ * profiler) defines NAME unversioned, and dlvsym would skip it: threads
+ * created behind its back are unknown to it (ASan then reports stale stack
+ * poison as errors, TSan races that are none), and a condition wait it does
+ * not see leaves TSan believing the mutex is still held. NAME in that
+ * interposer, or NULL if the next definition is libc's. */
+static void *ks_next_interposer(const char *name)
+{
+    void *next = dlsym(RTLD_NEXT, name);
+    Dl_info di;
+    if (next && dladdr(next, &di) && di.dli_fname && !strstr(di.dli_fname, "/libc.so"))
+        return next;
+    return NULL;
+}
+
 /* glibc 2.34 moved libpthread into libc and gave pthread_create a new
  * version; the old GLIBC_2.2.5 one is kept for old binaries. Ask for the
  * newest first so the program gets what it would get without the shim. */
 static void *ks_resolve_versioned(const char *name)
 {
-    /* Another interposer between us and libc (a sanitizer's runtime, a
-     * profiler) defines NAME unversioned, and dlvsym would skip it: threads
-     * created behind its back are unknown to it (ASan then reports stale
-     * stack poison as errors, TSan races that are none). Chain to it. */
-    void *next = dlsym(RTLD_NEXT, name);
-    Dl_info di;
-    if (next && dladdr(next, &di) && di.dli_fname && !strstr(di.dli_fname, "/libc.so"))
+    void *next = ks_next_interposer(name);
+    if (next)
         return next;
     static const char *const versions[] = {"GLIBC_2.34", "GLIBC_2.2.5", NULL};
     for (int i = 0; versions[i]; i++) {
@@ -37,6 +47,14 @@ static void *ks_resolve_versioned(const char *name)
             return p;
     }
     return dlsym(RTLD_NEXT, name);
+}
+
+/* pthread_cond_* have two versions since glibc 2.3.2; the default (new) one
+ * is what a program built today binds to. */
+static void *ks_resolve_cond(const char *name)
+{
+    void *next = ks_next_interposer(name);
+    return next ? next : ks_resolve(name, "GLIBC_2.3.2");
 }
 
 /* dlsym may allocate (its error buffer), but the shim does not interpose the
@@ -62,10 +80,8 @@ void ks_resolve_all(void)
     KS_SET(pthread_rwlock_clockrdlock, ks_resolve_versioned("pthread_rwlock_clockrdlock"));
     KS_SET(pthread_rwlock_clockwrlock, ks_resolve_versioned("pthread_rwlock_clockwrlock"));
     KS_SET(pthread_rwlock_unlock, ks_resolve_versioned("pthread_rwlock_unlock"));
-    /* pthread_cond_* have two versions since glibc 2.3.2; the default (new)
-     * one is what a program built today binds to. */
-    KS_SET(pthread_cond_wait, ks_resolve("pthread_cond_wait", "GLIBC_2.3.2"));
-    KS_SET(pthread_cond_timedwait, ks_resolve("pthread_cond_timedwait", "GLIBC_2.3.2"));
+    KS_SET(pthread_cond_wait, ks_resolve_cond("pthread_cond_wait"));
+    KS_SET(pthread_cond_timedwait, ks_resolve_cond("pthread_cond_timedwait"));
     KS_SET(pthread_cond_clockwait, ks_resolve_versioned("pthread_cond_clockwait"));
 #undef KS_SET
 }

@@ -344,7 +344,8 @@ std::map<pid_t, Row> ListRows(pid_t pid, std::string* final) {
 std::map<pid_t, Row> ProgramRows(pid_t pid) {
   std::map<pid_t, Row> out;
   for (auto& [tid, r] : ListRows(pid))
-    if (r["role"] != "shim") out[tid] = r;
+    if (r["role"] != "shim" && !(r["role"] == "foreign" && SanitizerThread(pid, tid)))
+      out[tid] = r;
   return out;
 }
 

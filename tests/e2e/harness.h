@@ -92,7 +92,7 @@ long NowMs();
 // tid -> fields of the "thread" lines of a "list" request, through a raw
 // client. Empty on failure; *FINAL gets the reply's last line.
 std::map<pid_t, Row> ListRows(pid_t pid, std::string* final = nullptr);
-// The same, without the shim's own threads.
+// The same, without the shim's own threads nor a sanitizer runtime's (SanitizerThread).
 std::map<pid_t, Row> ProgramRows(pid_t pid);
 
 // Tids of PID from /proc/PID/task.

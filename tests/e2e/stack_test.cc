@@ -150,6 +150,10 @@ Dump StackJson(pid_t pid, std::vector<std::string> extra = {}, int timeout_ms = 
   EXPECT_EQ(r.code, 0) << r.err;
   Dump d = ParseDump(r.out);
   EXPECT_TRUE(d.parsed) << r.out;
+  // The program's threads only: not a sanitizer runtime's own (harness.h).
+  for (auto it = d.threads.begin(); it != d.threads.end();)
+    it = it->second.role == "foreign" && ks::SanitizerThread(pid, it->first) ? d.threads.erase(it)
+                                                                             : std::next(it);
   return d;
 }
 
