@@ -281,7 +281,8 @@ static void ks_start_stepping(struct ks_thread *t, ucontext_t *uc)
     ks_ai()->trap_was_blocked = sigismember(&uc->uc_sigmask, SIGTRAP) == 1;
     sigdelset(&uc->uc_sigmask, SIGTRAP);
     ks_ai()->stepping = 1;
-    ks_ai()->steps = 0;
+    /* steps is also read by the control thread's snapshot (relaxed: a count). */
+    __atomic_store_n(&ks_ai()->steps, 0, __ATOMIC_RELAXED);
     ks_ai()->runtime_steps = 0;
     ks_ai()->arm_tried = 0;
     ks_ai()->step_t0 = ks_now_ns();
@@ -407,7 +408,7 @@ int ks_abort_on_trap(siginfo_t *si, ucontext_t *uc)
         return 1;
     }
     t->shim_depth++;
-    ks_ai()->steps++;
+    __atomic_store_n(&ks_ai()->steps, ks_ai()->steps + 1, __ATOMIC_RELAXED);
     if (__atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) != KS_ABORT_PENDING) {
         ks_stop(uc);
     } else if (ks_decide(t, uc, 0) == KS_GO_ON) {
@@ -430,8 +431,6 @@ int ks_abort_on_trap(siginfo_t *si, ucontext_t *uc)
             struct ks_pc_info pi;
             ks_ai()->prev_kind = ks_safepoint_lookup(pc, &pi);
             ks_ai()->last_ret = ks_x86_is_ret((const uint8_t *)pc, ks_code_avail(pc, &pi));
-            if ((ks_ai()->steps & 1023) == 0)
-                __atomic_store_n(&t->abort.info->steps, ks_ai()->steps, __ATOMIC_RELAXED);
         }
     }
     t->shim_depth--;

@@ -133,7 +133,7 @@ void ks_abort_snapshot(const struct ks_thread *t, struct ks_abort_report *out)
         unsigned s = __atomic_load_n(&a->seq, __ATOMIC_ACQUIRE);
         if (!(s & 1)) {
             out->how = a->how;
-            out->steps = a->steps;
+            out->steps = __atomic_load_n(&a->steps, __ATOMIC_RELAXED);
             out->where = a->where;
             out->ncleanup = a->ncleanup;
             memcpy(out->cleanup, a->cleanup, sizeof out->cleanup);

@@ -34,7 +34,7 @@ static pthread_mutex_t dead_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t storm_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_rwlock_t rw = PTHREAD_RWLOCK_INITIALIZER;
 static volatile int released;
-static volatile unsigned long beats;
+static _Atomic unsigned long beats;   /* heartbeat writes, check reads */
 static volatile unsigned long sink;
 static long storm_total;
 static int pipes[2];
