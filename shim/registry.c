@@ -153,15 +153,12 @@ void ks_registry_reset_after_fork(void)
     }
 }
 
-int ks_registry_signal(pid_t tid, uint64_t id, int sig)
+int ks_registry_with_linked(pid_t tid, uint64_t id, int (*fn)(struct ks_thread *, void *),
+                            void *arg)
 {
-    int rc = 0;
     ks_registry_lock();
     struct ks_thread *t = ks_registry_find(tid);
-    if (!t || (id && t->id != id))
-        rc = ESRCH;
-    else if (syscall(SYS_tgkill, ks_pid, tid, sig) != 0)
-        rc = errno;
+    int rc = !t || (id && t->id != id) ? ESRCH : fn(t, arg);
     ks_registry_unlock();
     return rc;
 }

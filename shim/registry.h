@@ -7,7 +7,7 @@
  *   thread's exit path unlinks it (return, pthread_exit, cancellation, abort).
  *   The unlink takes ks_registry_lock, so any code that finds a record while
  *   holding that lock knows its thread is alive and its tid is not recycled:
- *   signal a thread only under the lock (ks_registry_signal).
+ *   signal a thread only under the lock (ks_registry_with_linked).
  * - Fields marked "owner" are written only by the thread itself; others read
  *   them racily (they are hints for listings) or under the lock. */
 #ifndef KS_REGISTRY_H
@@ -158,10 +158,12 @@ int ks_registry_starting(void);
 enum ks_settle { KS_SETTLE_LINKED, KS_SETTLE_EXITING, KS_SETTLE_FOREIGN };
 enum ks_settle ks_registry_settle(pid_t tid, unsigned long long age_ms);
 
-/* Sends SIG to TID if and only if TID is linked with id ID (0: any id).
- * Takes the lock, so a recycled tid is never signalled. Returns 0, ESRCH if
- * the thread is gone (or was replaced), or the errno of tgkill. */
-int ks_registry_signal(pid_t tid, uint64_t id, int sig);
+/* Calls FN(record, ARG) with the lock held if and only if TID is linked with
+ * id ID (0: any id), and returns its result; ESRCH if the thread is gone (or
+ * its tid now belongs to another thread). Whatever FN does to the thread (a
+ * signal), it does to the thread the caller meant, never to a recycled tid. */
+int ks_registry_with_linked(pid_t tid, uint64_t id, int (*fn)(struct ks_thread *, void *),
+                            void *arg);
 
 #ifdef __cplusplus
 }

@@ -183,17 +183,14 @@ int ks_signal_thread_locked(const struct ks_thread *t, enum ks_sig_kind k)
     return ks_signal_tid(t->tid, k);
 }
 
+static int ks_signal_linked(struct ks_thread *t, void *k)
+{
+    return ks_signal_tid(t->tid, *(enum ks_sig_kind *)k);
+}
+
 int ks_signal_thread(pid_t tid, uint64_t id, enum ks_sig_kind k)
 {
-    int rc;
-    ks_registry_lock();
-    struct ks_thread *t = ks_registry_find(tid);
-    if (!t || (id && t->id != id))
-        rc = ESRCH;
-    else
-        rc = ks_signal_tid(tid, k);
-    ks_registry_unlock();
-    return rc;
+    return ks_registry_with_linked(tid, id, ks_signal_linked, &k);
 }
 
 static uintptr_t ks_pass_lo, ks_pass_hi;

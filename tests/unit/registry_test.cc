@@ -1,6 +1,7 @@
 // The thread registry, through its C header (linked directly, not preloaded).
 #include "shim/registry.h"
 
+#include <errno.h>
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <signal.h>
@@ -15,6 +16,13 @@
 #include "shim/ks.h"
 
 namespace {
+
+// What the shim does with a found record: signal it (SIGUSR2 here).
+int SendUsr2(ks_thread* t, void*) {
+  return syscall(SYS_tgkill, getpid(), t->tid, SIGUSR2) == 0 ? 0 : errno;
+}
+
+int SignalIfLinked(pid_t tid, uint64_t id) { return ks_registry_with_linked(tid, id, SendUsr2, nullptr); }
 
 int LinkedCount() {
   ks_registry_lock();
@@ -84,14 +92,14 @@ TEST(Registry, SignalOnlyLinkedThreadWithMatchingId) {
     while (go) usleep(1000);
   });
   while (!tid) usleep(1000);
-  EXPECT_EQ(ks_registry_signal(tid, id + 1000, SIGUSR2), ESRCH);
-  EXPECT_EQ(ks_registry_signal(tid, id, SIGUSR2), 0);
+  EXPECT_EQ(SignalIfLinked(tid, id + 1000), ESRCH);
+  EXPECT_EQ(SignalIfLinked(tid, id), 0);
   for (int i = 0; i < 1000 && hits == 0; i++) usleep(1000);
   EXPECT_EQ(hits.load(), 1);
   go = true;
   while (!done) usleep(1000);
-  EXPECT_EQ(ks_registry_signal(tid, id, SIGUSR2), ESRCH);
-  EXPECT_EQ(ks_registry_signal(tid, 0, SIGUSR2), ESRCH);
+  EXPECT_EQ(SignalIfLinked(tid, id), ESRCH);
+  EXPECT_EQ(SignalIfLinked(tid, 0), ESRCH);
   go = false;
   t.join();
   EXPECT_EQ(hits.load(), 1);
