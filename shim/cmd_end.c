@@ -398,7 +398,7 @@ void ks_cmd_end(const struct ks_msg *req, struct ks_out *out)
     }
     if (q.mode == KS_MODE_ABORT)
         ks_abort_prepare();
-    else if (q.mode == KS_MODE_CANCEL && ks_unwind_prime)
+    else if (q.mode == KS_MODE_CANCEL)
         ks_unwind_prime();
     struct ks_view v;
     int rc = 0, refused = 0;

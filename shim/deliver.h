@@ -81,7 +81,7 @@ void ks_abort_prepare(void);
  * dlopens libgcc_s at its first cancellation or pthread_exit unwind; done
  * here, that never happens inside a thread being ended. Returns 0 or an
  * errno. Call without the registry lock. */
-int ks_unwind_prime(void) __attribute__((weak, visibility("default")));
+int ks_unwind_prime(void);
 
 /* Calling ks_abort_request again while T->abort.state is KS_ABORT_PENDING
  * is the way to retry: it re-sends the signal (at most every 200 ms), wakes
