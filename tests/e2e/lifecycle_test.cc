@@ -126,7 +126,20 @@ struct Life {
 
 // ---- fork ----------------------------------------------------------------
 
+// The fork child's control thread is started, and allocates, in the child.
+// glibc resets its malloc locks at fork, so that is safe in a real program;
+// GCC 12's AddressSanitizer allocator does not (a lock another parent thread
+// held at fork time, a shim connection thread freeing its buffer for one,
+// stays held in the child, seen with gdb). Under ASan these tests would test
+// the sanitizer runtime, not the shim: they run in the plain build.
+#ifdef __SANITIZE_ADDRESS__
+#define KS_SKIP_UNDER_ASAN() GTEST_SKIP() << "ASan's allocator is not fork-safe (see above)"
+#else
+#define KS_SKIP_UNDER_ASAN() (void)0
+#endif
+
 TEST(Fork, ChildServesItsOwnPidWithOnlyTheForkingThread) {
+  KS_SKIP_UNDER_ASAN();
   Life l;
   ASSERT_EQ(l.Do("threads 3", "threads"), "threads 3");
   std::string f = l.Do("fork", "forked");
@@ -149,6 +162,7 @@ TEST(Fork, ChildServesItsOwnPidWithOnlyTheForkingThread) {
 }
 
 TEST(Fork, FromAWorkerTheChildsOnlyThreadIsThatWorker) {
+  KS_SKIP_UNDER_ASAN();
   Life l;
   ASSERT_EQ(l.Do("threads 2", "threads"), "threads 2");
   pid_t child = FieldInt(l.Do("forkthread", "forked"), "child");
@@ -164,6 +178,7 @@ TEST(Fork, FromAWorkerTheChildsOnlyThreadIsThatWorker) {
 }
 
 TEST(Fork, FileModeChildGetsItsOwnFileAndForkExecLeavesNone) {
+  KS_SKIP_UNDER_ASAN();
   TempDir d;
   std::string env = "KILLSHIM_SOCKET_DIR=" + d.path;
   ScopedEnv se("KILLSHIM_SOCKET_DIR", d.path);
