@@ -133,25 +133,29 @@ Target::~Target() {
   unlink(err_path_.c_str());
 }
 
-std::string Target::ReadLine(int timeout_ms) {
+// The next line from FD (buffered in *BUF), without its '\n'; "" on timeout
+// or EOF. Target and RawClient read their peers the same way.
+static std::string ReadLineFrom(int fd, std::string* buf, int timeout_ms) {
   long deadline = NowMs() + timeout_ms;
   for (;;) {
-    size_t nl = buf_.find('\n');
+    size_t nl = buf->find('\n');
     if (nl != std::string::npos) {
-      std::string line = buf_.substr(0, nl);
-      buf_.erase(0, nl + 1);
+      std::string line = buf->substr(0, nl);
+      buf->erase(0, nl + 1);
       return line;
     }
     long left = deadline - NowMs();
-    if (left <= 0) return "";
-    struct pollfd p = {out_, POLLIN, 0};
+    if (left <= 0 || fd < 0) return "";
+    struct pollfd p = {fd, POLLIN, 0};
     if (poll(&p, 1, (int)left) <= 0) continue;
-    char tmp[4096];
-    ssize_t r = read(out_, tmp, sizeof tmp);
+    char tmp[65536];
+    ssize_t r = read(fd, tmp, sizeof tmp);
     if (r <= 0) return "";
-    buf_.append(tmp, (size_t)r);
+    buf->append(tmp, (size_t)r);
   }
 }
+
+std::string Target::ReadLine(int timeout_ms) { return ReadLineFrom(out_, &buf_, timeout_ms); }
 
 std::string Target::WaitFor(const std::string& prefix, int timeout_ms) {
   long deadline = NowMs() + timeout_ms;
@@ -283,25 +287,7 @@ void RawClient::SendRaw(const std::string& bytes) {
 
 void RawClient::ShutdownWrite() { shutdown(fd_, SHUT_WR); }
 
-std::string RawClient::ReadLine(int timeout_ms) {
-  long deadline = NowMs() + timeout_ms;
-  for (;;) {
-    size_t nl = buf_.find('\n');
-    if (nl != std::string::npos) {
-      std::string line = buf_.substr(0, nl);
-      buf_.erase(0, nl + 1);
-      return line;
-    }
-    long left = deadline - NowMs();
-    if (left <= 0 || fd_ < 0) return "";
-    struct pollfd p = {fd_, POLLIN, 0};
-    if (poll(&p, 1, (int)left) <= 0) continue;
-    char tmp[65536];
-    ssize_t r = read(fd_, tmp, sizeof tmp);
-    if (r <= 0) return "";
-    buf_.append(tmp, (size_t)r);
-  }
-}
+std::string RawClient::ReadLine(int timeout_ms) { return ReadLineFrom(fd_, &buf_, timeout_ms); }
 
 std::vector<std::string> RawClient::Request(const std::string& line, int timeout_ms) {
   SendRaw(line + "\n");
