@@ -3,12 +3,18 @@
 
 #include <errno.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+/* The program may have closed FD behind the shim's back (closefrom, a raw
+ * close_range) and another thread opened something else on the number: the
+ * question is what the kernel has there now, whoever owns it. A raw fstat
+ * asks it without telling an fd-tracking interposer (ThreadSanitizer) that
+ * the shim used the program's fd. */
 int ks_fdid_get(int fd, struct ks_fdid *id)
 {
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0)
+    if (fd < 0 || syscall(SYS_fstat, fd, &st) != 0)
         return fd < 0 ? EBADF : errno;
     id->dev = st.st_dev;
     id->ino = st.st_ino;

@@ -20,9 +20,14 @@ static void ks_grave_lock(void)
     if (KS_UNLIKELY(!ks_real.pthread_mutex_lock))
         ks_resolve_all();
     ks_real.pthread_mutex_lock(&ks_grave_mu);
+    KS_TSAN_ACQUIRE(&ks_grave_mu);
 }
 
-static void ks_grave_unlock(void) { ks_real.pthread_mutex_unlock(&ks_grave_mu); }
+static void ks_grave_unlock(void)
+{
+    KS_TSAN_RELEASE(&ks_grave_mu);
+    ks_real.pthread_mutex_unlock(&ks_grave_mu);
+}
 
 void ks_grave_bury(const struct ks_thread *t, int how, uintptr_t site)
 {

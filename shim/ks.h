@@ -18,6 +18,23 @@ extern "C" {
 #define KS_EXPORT __attribute__((visibility("default")))
 #define KS_LIKELY(x) __builtin_expect(!!(x), 1)
 #define KS_UNLIKELY(x) __builtin_expect(!!(x), 0)
+/* The happens-before edges of the shim's own locks, told to ThreadSanitizer
+ * directly as well as through its pthread interceptors: a thread cancelled
+ * inside one of TSan's blocking interceptors (nanosleep, read...) unwinds
+ * past the interceptor's bookkeeping, and from then on TSan ignores that
+ * thread's lock calls, but the thread's cleanup still takes the registry's
+ * and the graveyard's locks. Nothing outside TSan builds. */
+#ifdef __SANITIZE_THREAD__
+#include <sanitizer/tsan_interface.h>
+#define KS_TSAN_ACQUIRE(addr) __tsan_acquire((void *)(addr))
+#define KS_TSAN_RELEASE(addr) __tsan_release((void *)(addr))
+#else
+#define KS_TSAN_ACQUIRE(addr) ((void)0)
+#define KS_TSAN_RELEASE(addr) ((void)0)
+#endif
+/* A function outside sigctx (shim/BUILD) that the signal handlers call:
+ * left out of ThreadSanitizer's instrumentation like sigctx's code. */
+#define KS_SIGSAFE __attribute__((no_sanitize("thread")))
 
 /* ---- Real functions (resolve.c) ----------------------------------------
  * One typed pointer per interposed function, filled eagerly by ks_init and
@@ -50,6 +67,9 @@ extern struct ks_real ks_real;
 /* Resolves NAME in the objects loaded after the shim, preferring VERSION
  * (NULL: default version). Returns NULL if absent. */
 void *ks_resolve(const char *name, const char *version);
+/* NAME as libc itself defines it, around every interposer (a sanitizer's
+ * runtime included). NULL if libc has none. */
+void *ks_resolve_libc(const char *name);
 /* Fills ks_real. Idempotent and thread-safe; called from ks_init and lazily. */
 void ks_resolve_all(void);
 

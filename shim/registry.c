@@ -32,12 +32,12 @@ static struct {
 static unsigned ks_exited_next;
 static int ks_starting;
 
-struct ks_block *ks_block_self(void) { return &ks_self_block; }
+KS_SIGSAFE struct ks_block *ks_block_self(void) { return &ks_self_block; }
 
 /* Both variables live in this module's TLS block, whose layout is the same in
  * every thread (the block is a copy of one template): the distance from a
  * thread's record to its block state is the same for all threads. */
-struct ks_block *ks_block_of(struct ks_thread *t)
+KS_SIGSAFE struct ks_block *ks_block_of(struct ks_thread *t)
 {
     /* Each address is materialized whole (thread pointer included): folded
      * into one "t + off(block) - off(rec)", GCC emits a sub from the GOT that
@@ -65,9 +65,14 @@ void ks_registry_lock(void)
     if (KS_UNLIKELY(!ks_real.pthread_mutex_lock))
         ks_resolve_all();
     ks_real.pthread_mutex_lock(&ks_reg_mu);
+    KS_TSAN_ACQUIRE(&ks_reg_mu);
 }
 
-void ks_registry_unlock(void) { ks_real.pthread_mutex_unlock(&ks_reg_mu); }
+void ks_registry_unlock(void)
+{
+    KS_TSAN_RELEASE(&ks_reg_mu);
+    ks_real.pthread_mutex_unlock(&ks_reg_mu);
+}
 
 struct ks_thread *ks_registry_first(void) { return ks_head; }
 int ks_registry_count(void) { return ks_count; }

@@ -17,6 +17,16 @@ void *ks_resolve(const char *name, const char *version)
     return p;
 }
 
+void *ks_resolve_libc(const char *name)
+{
+    void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+    if (!libc)
+        return NULL;
+    void *p = dlsym(libc, name);
+    dlclose(libc);   /* only drops the reference RTLD_NOLOAD took */
+    return p;
+}
+
 /* Another interposer between us and libc (a sanitizer's runtime, a
  * profiler) defines NAME unversioned, and dlvsym would skip it: threads
  * created behind its back are unknown to it (ASan then reports stale stack

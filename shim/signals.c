@@ -22,6 +22,12 @@ static struct sigaction ks_prog_act[KS_SIG_COUNT];
 static pthread_mutex_t ks_act_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
+/* libc's own: what puts the shim's handlers into the kernel. An interposer
+ * between us and libc must not wrap them: ThreadSanitizer's defers an
+ * asynchronous signal to the thread's next call into its runtime (a thread
+ * spinning in the program's code would never take ours) and hands the
+ * handler a copy of the context (the abort's redirect would be lost). */
+static int (*libc_sigaction)(int, const struct sigaction *, struct sigaction *);
 static int (*real_sigprocmask)(int, const sigset_t *, sigset_t *);
 static int (*real_pthread_sigmask)(int, const sigset_t *, sigset_t *);
 
@@ -33,6 +39,18 @@ static void ks_resolve_signals(void)
         __atomic_store_n(&real_sigprocmask, ks_resolve("sigprocmask", NULL), __ATOMIC_RELEASE);
     if (!real_pthread_sigmask)
         __atomic_store_n(&real_pthread_sigmask, ks_resolve("pthread_sigmask", NULL), __ATOMIC_RELEASE);
+    if (!libc_sigaction)
+        __atomic_store_n(&libc_sigaction, ks_resolve_libc("sigaction"), __ATOMIC_RELEASE);
+}
+
+int ks_sigaction_kernel(int signo, const struct sigaction *act, struct sigaction *old)
+{
+    ks_resolve_signals();
+    if (!libc_sigaction) {
+        errno = ENOSYS;
+        return -1;
+    }
+    return libc_sigaction(signo, act, old);
 }
 
 int ks_signo(enum ks_sig_kind k) { return ks_signos[k]; }
@@ -69,7 +87,7 @@ static void ks_chain(int k, int signo, siginfo_t *si, void *uc)
         /* The default action of a real-time signal ends the process: do
          * exactly that, as the program would without the shim. */
         struct sigaction dfl = {.sa_handler = SIG_DFL};
-        real_sigaction(signo, &dfl, NULL);
+        libc_sigaction(signo, &dfl, NULL);
         syscall(SYS_tgkill, getpid(), ks_gettid(), signo);
         return;
     }
@@ -113,7 +131,7 @@ static int ks_pick_signals(void)
 int ks_signals_install(void)
 {
     ks_resolve_signals();
-    if (!real_sigaction)
+    if (!real_sigaction || !libc_sigaction)
         return ENOSYS;
     ks_pick_signals();
     for (int k = 0; k < KS_SIG_COUNT; k++) {
@@ -123,7 +141,7 @@ int ks_signals_install(void)
         sa.sa_flags = SA_SIGINFO | (k == KS_SIG_DUMP ? SA_RESTART : 0);
         sigfillset(&sa.sa_mask);   /* nothing of the program's runs inside ours */
         /* Keep what the program (or a library) had there, to chain to it. */
-        if (real_sigaction(ks_signos[k], &sa, &ks_prog_act[k]) != 0)
+        if (libc_sigaction(ks_signos[k], &sa, &ks_prog_act[k]) != 0)
             return errno;
     }
     __atomic_store_n(&ks_installed, 1, __ATOMIC_RELEASE);
@@ -141,19 +159,13 @@ struct ks_kernel_sigaction {
 /* 1 if the kernel still runs ks_sig_entry for SIGNO. A raw rt_sigaction
  * syscall goes around the interposed sigaction and can replace it: then
  * our signal would reach the program's handler, or its SIG_DFL would end
- * the process. (ThreadSanitizer puts its own wrapper in the kernel and
- * calls ours from it: nothing to check there.) */
+ * the process. */
 static int ks_kernel_handler_is_ours(int signo)
 {
-#ifdef __SANITIZE_THREAD__
-    (void)signo;
-    return 1;
-#else
     struct ks_kernel_sigaction ka;
     if (syscall(SYS_rt_sigaction, signo, NULL, &ka, sizeof ka.mask) != 0)
         return 1;   /* cannot tell: the send decides */
     return ka.handler == (void *)ks_sig_entry;
-#endif
 }
 
 int ks_signal_tid(pid_t tid, enum ks_sig_kind k)

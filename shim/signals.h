@@ -34,6 +34,9 @@ typedef void ks_sig_fn(int signo, siginfo_t *si, ucontext_t *uc);
 void ks_signals_set_handler(enum ks_sig_kind k, ks_sig_fn *fn);
 /* Installs the kernel handlers. Returns 0 or an errno (reported by caller). */
 int ks_signals_install(void);
+/* libc's sigaction, around any interposer: the kernel-facing install of the
+ * shim's own handlers (also SIGTRAP's, x86_step.c). */
+int ks_sigaction_kernel(int signo, const struct sigaction *act, struct sigaction *old);
 /* The signal number of K. */
 int ks_signo(enum ks_sig_kind k);
 /* 1 if SIGNO is one of the shim's (after install). */

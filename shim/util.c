@@ -4,13 +4,13 @@
 
 #include "ks.h"
 
-uint64_t ks_now_ns(void)
+KS_SIGSAFE uint64_t ks_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-pid_t ks_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+KS_SIGSAFE pid_t ks_gettid(void) { return (pid_t)syscall(SYS_gettid); }
 
 pid_t ks_pid;

@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include "ks.h"
+#include "signals.h"
 
 static ks_step_fn *ks_step_cb;
-static int (*ks_real_sigaction)(int, const struct sigaction *, struct sigaction *);
 /* The program's SIGTRAP action as of the last install. Written by the control
  * side with SIGTRAP blocked in that thread; read in the handler. A program
  * that changes it while a step is in flight races with the shim: its own
@@ -34,7 +34,7 @@ static void ks_trap_default(int signo, siginfo_t *si, ucontext_t *uc)
     struct sigaction dfl;
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
-    ks_real_sigaction(signo, &dfl, NULL);
+    ks_sigaction_kernel(signo, &dfl, NULL);
     syscall(SYS_tgkill, getpid(), ks_gettid(), signo);
 }
 
@@ -57,10 +57,6 @@ static void ks_trap_entry(int signo, siginfo_t *si, void *ucv)
 
 int ks_step_install(void)
 {
-    if (!ks_real_sigaction)
-        ks_real_sigaction = ks_resolve("sigaction", NULL);
-    if (!ks_real_sigaction)
-        return ENOSYS;
     if (KS_UNLIKELY(!ks_real.pthread_mutex_lock))
         ks_resolve_all();
     int rc = 0;
@@ -69,7 +65,7 @@ int ks_step_install(void)
     pthread_sigmask(SIG_BLOCK, &all, &old);
     ks_real.pthread_mutex_lock(&ks_install_mu);
     struct sigaction cur;
-    if (ks_real_sigaction(SIGTRAP, NULL, &cur) != 0) {
+    if (ks_sigaction_kernel(SIGTRAP, NULL, &cur) != 0) {
         rc = errno;
     } else if (!((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == ks_trap_entry)) {
         struct sigaction sa;
@@ -78,7 +74,7 @@ int ks_step_install(void)
         sa.sa_flags = SA_SIGINFO | SA_RESTART;
         sigfillset(&sa.sa_mask);
         ks_prev = cur;
-        if (ks_real_sigaction(SIGTRAP, &sa, NULL) != 0)
+        if (ks_sigaction_kernel(SIGTRAP, &sa, NULL) != 0)
             rc = errno;
     }
     ks_real.pthread_mutex_unlock(&ks_install_mu);

@@ -1,6 +1,7 @@
 #include "tests/e2e/harness.h"
 
 #include <dirent.h>
+#include <link.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -85,7 +86,7 @@ Target::Target(const std::string& prog, const std::vector<std::string>& args,
   std::vector<std::string> argv = {prog};
   argv.insert(argv.end(), args.begin(), args.end());
   std::vector<std::string> extra = env;
-  if (preload) extra.push_back("LD_PRELOAD=" + ShimPath());
+  if (preload) extra.push_back("LD_PRELOAD=" + Preload());
   std::vector<std::string> envv = ChildEnv(extra);
   auto cargv = CStrings(argv);
   auto cenv = CStrings(envv);
@@ -368,6 +369,28 @@ static unsigned long SleepingPc(pid_t pid, pid_t tid) {
     usleep(5000);
   }
   return 0;
+}
+
+std::string SanitizerPreload() {
+#ifndef __SANITIZE_THREAD__
+  return "";
+#else
+  std::string found;
+  dl_iterate_phdr(
+      [](struct dl_phdr_info* info, size_t, void* data) {
+        const char* name = info->dlpi_name;
+        const char* base = name ? strrchr(name, '/') : nullptr;
+        if (base && strncmp(base + 1, "libtsan.so", 10) == 0) *static_cast<std::string*>(data) = name;
+        return 0;
+      },
+      &found);
+  return found;
+#endif
+}
+
+std::string Preload() {
+  std::string rt = SanitizerPreload();
+  return rt.empty() ? ShimPath() : ShimPath() + ":" + rt;
 }
 
 bool SanitizerThread(pid_t pid, pid_t tid) {

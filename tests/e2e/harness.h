@@ -14,6 +14,13 @@ namespace ks {
 // Absolute path of a file in the runfiles tree, e.g. "shim/libkillshim.so".
 std::string Runfile(const std::string& rel);
 std::string ShimPath();
+// The LD_PRELOAD value that loads the shim into a program: the shim's path,
+// then, in a --config=tsan build, ThreadSanitizer's runtime (SanitizerPreload).
+std::string Preload();
+// In a --config=tsan build, the path of ThreadSanitizer's runtime as loaded
+// in this test: a TSan-built shim in a program not built with TSan needs it
+// preloaded (tools/killshim does the same). Empty in other builds.
+std::string SanitizerPreload();
 std::string InjectorPath();
 std::string ProgPath(const std::string& name);  // tests/progs/NAME
 

@@ -47,7 +47,7 @@ void Write(const std::string& path, const std::string& data) {
   f << data;
 }
 
-std::string Preload() { return "LD_PRELOAD=" + ks::ShimPath(); }
+std::string Preload() { return "LD_PRELOAD=" + ks::Preload(); }
 
 // Lists PID until it exits; returns the number of successful listings and
 // the most application threads one of them showed.

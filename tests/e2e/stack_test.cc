@@ -601,7 +601,7 @@ TEST(Stack, HundredsOfThreads) {
 // would run through the wrong unwinder.
 TEST(Stack, UnwindFunctionsStayLibgccs) {
   ks::Result r = ks::Run({ks::ProgPath("threads_basic"), "2"}, 30000,
-                         {"LD_PRELOAD=" + ks::ShimPath(), "LD_BIND_NOW=1", "LD_DEBUG=bindings"});
+                         {"LD_PRELOAD=" + ks::Preload(), "LD_BIND_NOW=1", "LD_DEBUG=bindings"});
   EXPECT_EQ(r.code, 0);
   size_t to_libgcc = 0, to_libunwind = 0;
   size_t pos = 0;

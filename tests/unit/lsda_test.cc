@@ -42,6 +42,11 @@ _Unwind_Reason_Code Trace(struct _Unwind_Context* ctx, void*) {
   return _URC_END_OF_STACK;
 }
 
+// The sample functions are built as in a plain build: ThreadSanitizer's
+// instrumentation gives every function an exception cleanup (its
+// __tsan_func_exit), which would turn every verdict below into "cleanup".
+#define KS_SAMPLE __attribute__((noinline, no_sanitize("thread")))
+
 // Not noexcept: the compiler must assume it throws.
 __attribute__((noinline)) void Probe(int which) {
   if (which == g_cap.which) _Unwind_Backtrace(Trace, nullptr);
@@ -49,32 +54,32 @@ __attribute__((noinline)) void Probe(int which) {
 }
 
 struct Noisy {
-  __attribute__((noinline)) ~Noisy() { g_sink = g_sink + 1; }
+  KS_SAMPLE ~Noisy() { g_sink = g_sink + 1; }
 };
 
-__attribute__((noinline)) void WithDtor() { Noisy n; Probe(1); }
-__attribute__((noinline)) void Noexcept() noexcept { Probe(1); }
-__attribute__((noinline)) void ThrowSpec() throw() { Probe(1); }
-__attribute__((noinline)) void CatchAll() {
+KS_SAMPLE void WithDtor() { Noisy n; Probe(1); }
+KS_SAMPLE void Noexcept() noexcept { Probe(1); }
+KS_SAMPLE void ThrowSpec() throw() { Probe(1); }
+KS_SAMPLE void CatchAll() {
   try { Probe(1); } catch (...) { g_sink = 2; }
 }
-__attribute__((noinline)) void CatchForced() {
+KS_SAMPLE void CatchForced() {
   try { Probe(1); } catch (abi::__forced_unwind&) { g_sink = 3; throw; }
 }
-__attribute__((noinline)) void CatchTyped() {
+KS_SAMPLE void CatchTyped() {
   try { Probe(1); } catch (std::runtime_error&) { g_sink = 4; }
 }
-__attribute__((noinline)) void CatchTypedWithDtor() {
+KS_SAMPLE void CatchTypedWithDtor() {
   Noisy n;
   try { Probe(1); } catch (std::runtime_error&) { g_sink = 5; }
 }
-__attribute__((noinline)) void ForcedThenAll() {
+KS_SAMPLE void ForcedThenAll() {
   try { Probe(1); } catch (abi::__forced_unwind&) { throw; } catch (...) { g_sink = 6; }
 }
-__attribute__((noinline)) void TypedThenAll() {
+KS_SAMPLE void TypedThenAll() {
   try { Probe(1); } catch (std::runtime_error&) { g_sink = 7; } catch (...) { g_sink = 8; }
 }
-__attribute__((noinline)) void Mixed() {
+KS_SAMPLE void Mixed() {
   Probe(1);   // nothing live yet
   Noisy n;
   Probe(2);   // n must be destroyed
