@@ -101,7 +101,7 @@ static void ks_list_one(struct ks_out *out, pid_t tid, const struct ks_snap *s,
  * the registry after it is recognised as exiting (ks_resolve_unknown). */
 static pid_t *ks_task_tids(int *n)
 {
-    DIR *d = opendir("/proc/self/task");
+    DIR *d = ks_open_dir("/proc/self/task");
     if (!d)
         return NULL;
     int cap = 64, k = 0;

@@ -81,7 +81,7 @@ static int ks_target_cmp(const void *a, const void *b)
 /* Every tid in /proc/self/task, merged with the registry under its lock. */
 static int ks_collect(struct ks_targets *ts, pid_t only)
 {
-    DIR *dir = opendir("/proc/self/task");
+    DIR *dir = ks_open_dir("/proc/self/task");
     if (!dir)
         return errno;
     struct dirent *de;

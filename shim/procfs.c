@@ -1,5 +1,6 @@
 #include "procfs.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -191,4 +192,18 @@ unsigned long long ks_task_age_ms(pid_t tid)
         return 0;
     unsigned long long born = st.starttime * 1000 / (unsigned long long)hz;
     return up > born ? up - born : 0;
+}
+
+DIR *ks_open_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+    return d;
 }

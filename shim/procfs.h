@@ -3,6 +3,7 @@
 #ifndef KS_PROCFS_H
 #define KS_PROCFS_H
 
+#include <dirent.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -19,6 +20,12 @@ struct ks_taskstat {
 
 /* Parses the contents of /proc/PID/task/TID/stat. Returns 0 or -1. */
 int ks_parse_stat(const char *buf, size_t len, struct ks_taskstat *out);
+
+/* Opens the directory PATH (e.g. /proc/self/task) for readdir. Through open()
+ * and fdopendir(), not opendir(): ThreadSanitizer sees an open() create its
+ * fd, but not an opendir(), and then takes the closedir() of a reused fd
+ * number for a race with whoever used the number before. NULL and errno. */
+DIR *ks_open_dir(const char *path);
 
 /* Reads a small file whole into BUF (NUL-terminated). Returns its length or -1. */
 ssize_t ks_read_small_file(const char *path, char *buf, size_t cap);

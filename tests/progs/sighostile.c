@@ -28,7 +28,12 @@
 
 #define MAX_WORKERS 16
 
-static volatile sig_atomic_t count_a, count_b, last_code, last_value;
+/* Written by handlers on whichever thread takes the signal (process-directed
+ * signals go to any thread), read by main: atomics, not just volatile. */
+static int count_a, count_b, last_code, last_value;
+#define BUMP(v) __atomic_fetch_add(&(v), 1, __ATOMIC_RELAXED)
+#define SET(v, x) __atomic_store_n(&(v), (x), __ATOMIC_RELAXED)
+#define GET(v) __atomic_load_n(&(v), __ATOMIC_RELAXED)
 static pthread_t workers[MAX_WORKERS];
 static int nworkers = 2;
 static const char *mode = "handler";
@@ -40,24 +45,24 @@ static void on_info(int sig, siginfo_t *si, void *uc)
 {
     (void)uc;
     if (sig == SIGRTMAX - 3) {
-        count_a++;
+        BUMP(count_a);
         /* Process-directed signals may run on two threads at once, in
          * either order: keep what the queued one carried, not the last. */
         if (si->si_code == SI_QUEUE) {
-            last_code = si->si_code;
-            last_value = si->si_value.sival_int;
+            SET(last_code, si->si_code);
+            SET(last_value, si->si_value.sival_int);
         }
     } else {
-        count_b++;
+        BUMP(count_b);
     }
 }
 
 static void on_plain(int sig)
 {
     if (sig == SIGRTMAX - 3)
-        count_a++;
+        BUMP(count_a);
     else
-        count_b++;
+        BUMP(count_b);
 }
 
 /* The kernel's struct for rt_sigaction, as glibc's sigaction would build it. */
@@ -138,8 +143,8 @@ int main(int argc, char **argv)
     char line[128];
     while (fgets(line, sizeof line, stdin)) {
         if (strcmp(line, "count\n") == 0) {
-            printf("count a=%d b=%d code=%d value=%d\n", (int)count_a, (int)count_b,
-                   (int)last_code, (int)last_value);
+            printf("count a=%d b=%d code=%d value=%d\n", GET(count_a), GET(count_b),
+                   GET(last_code), GET(last_value));
             fflush(stdout);
         } else if (strcmp(line, "selfsend\n") == 0) {
             union sigval v = {.sival_int = 99};
