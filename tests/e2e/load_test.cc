@@ -51,8 +51,9 @@ std::string CheckListing(const std::string& out, pid_t pid, bool stack = false) 
       } else if (role == "app") {
         if (!stack && start != "load_worker" && start != "load_creator")
           bad = "app thread " + std::to_string(tid) + " with start '" + start + "'";
-      } else if (role != "shim") {
-        // Every thread of this program comes from pthread_create.
+      } else if (role != "shim" && !(role == "foreign" && ks::SanitizerThread(pid, tid))) {
+        // Every thread of this program comes from pthread_create (but a
+        // sanitizer runtime's own thread).
         bad = "thread " + std::to_string(tid) + " listed as " + role + ": " +
               json_object_to_json_string(t);
       }

@@ -33,7 +33,7 @@ std::mutex cv_mu;
 std::condition_variable cv;
 std::atomic<bool> stop{false};
 std::atomic<unsigned long> beats{0};
-volatile unsigned long sink;
+thread_local volatile unsigned long sink;   // per thread: no victim races another
 
 struct Victim {
   int idx = 0;

@@ -33,9 +33,9 @@ static pthread_mutex_t spin_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t dead_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t storm_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_rwlock_t rw = PTHREAD_RWLOCK_INITIALIZER;
-static volatile int released;
+static int released;                 /* main sets it; victims poll it */
 static _Atomic unsigned long beats;   /* heartbeat writes, check reads */
-static volatile unsigned long sink;
+static __thread volatile unsigned long sink;   /* per thread: no victim races another */
 static long storm_total;
 static int pipes[2];
 static int listen_fd = -1;
@@ -183,7 +183,7 @@ static void run_lockspin(struct victim *v)
 {
     pthread_mutex_lock(&spin_mu);
     announce(v);
-    while (!released)
+    while (!__atomic_load_n(&released, __ATOMIC_RELAXED))
         sink = work(sink);
     pthread_mutex_unlock(&spin_mu);
     say("unlocked %d\n", v->idx);
@@ -195,7 +195,7 @@ static void run_rwspin(struct victim *v)
 {
     pthread_rwlock_rdlock(&rw);
     announce(v);
-    while (!released)
+    while (!__atomic_load_n(&released, __ATOMIC_RELAXED))
         sink = work(sink);
     pthread_rwlock_unlock(&rw);
     say("unlocked %d\n", v->idx);
@@ -219,7 +219,7 @@ static void run_forker(struct victim *v)
 {
     pthread_mutex_lock(&spin_mu);
     announce(v);
-    while (!released)
+    while (!__atomic_load_n(&released, __ATOMIC_RELAXED))
         sink = work(sink);
     pid_t pid = fork();
     if (pid == 0) {
@@ -385,7 +385,7 @@ int main(void)
             pthread_join(victims[i].th, &r);
             say("joined %d %s\n", i, r == PTHREAD_CANCELED ? "canceled" : "value");
         } else if (!strncmp(line, "release", 7)) {
-            released = 1;
+            __atomic_store_n(&released, 1, __ATOMIC_RELAXED);
             pthread_mutex_unlock(&dead_mu);
         } else if (sscanf(line, "trylock %31s", kind) == 1) {
             pthread_mutex_t *m = !strcmp(kind, "spin_mu") ? &spin_mu : !strcmp(kind, "cond_mu") ? &cond_mu : NULL;

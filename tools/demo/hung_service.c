@@ -288,7 +288,7 @@ int main(int argc, char **argv)
         cruncher_main, fetcher_main, ledger_main, ledger_main, reporter_main,
     };
     for (int i = 0; i < NWORKERS; i++) {
-        running[i] = 1;
+        __atomic_store_n(&running[i], 1, __ATOMIC_RELAXED);
         start(&workers[i], worker_names[i], mains[i], (void *)(long)i);
     }
     pthread_mutex_lock(&ready_mu);
