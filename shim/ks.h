@@ -24,7 +24,9 @@ extern "C" {
  * past the interceptor's bookkeeping, and from then on TSan ignores that
  * thread's lock calls, but the thread's cleanup still takes the registry's
  * and the graveyard's locks. Nothing outside TSan builds. */
-#ifdef __SANITIZE_THREAD__
+/* KS_TSAN (.bazelrc, --config=tsan): also in the code built without TSan's
+ * instrumentation (sigctx), where __SANITIZE_THREAD__ is not defined. */
+#if defined(__SANITIZE_THREAD__) || defined(KS_TSAN)
 #include <sanitizer/tsan_interface.h>
 #define KS_TSAN_ACQUIRE(addr) __tsan_acquire((void *)(addr))
 #define KS_TSAN_RELEASE(addr) __tsan_release((void *)(addr))
