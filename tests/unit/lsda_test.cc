@@ -265,7 +265,7 @@ struct Guarded {
   ~Guarded() { munmap(page, 2 * pg); }
   uint8_t* Place(const std::vector<uint8_t>& v) {
     uint8_t* at = page + pg - v.size();
-    memcpy(at, v.data(), v.size());
+    if (!v.empty()) memcpy(at, v.data(), v.size());   // an empty vector's data() may be null
     return at;
   }
 };
