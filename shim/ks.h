@@ -18,14 +18,15 @@ extern "C" {
 #define KS_EXPORT __attribute__((visibility("default")))
 #define KS_LIKELY(x) __builtin_expect(!!(x), 1)
 #define KS_UNLIKELY(x) __builtin_expect(!!(x), 0)
-/* The happens-before edges of the shim's own locks, told to ThreadSanitizer
- * directly as well as through its pthread interceptors: a thread cancelled
- * inside one of TSan's blocking interceptors (nanosleep, read...) unwinds
- * past the interceptor's bookkeeping, and from then on TSan ignores that
- * thread's lock calls, but the thread's cleanup still takes the registry's
- * and the graveyard's locks. Nothing outside TSan builds. */
-/* KS_TSAN (.bazelrc, --config=tsan): also in the code built without TSan's
- * instrumentation (sigctx), where __SANITIZE_THREAD__ is not defined. */
+/* Happens-before edges told to ThreadSanitizer directly. The shim's own
+ * locks: a thread cancelled inside one of TSan's blocking interceptors
+ * (nanosleep, read...) unwinds past the interceptor's bookkeeping, and from
+ * then on TSan ignores that thread's lock calls, but its cleanup still takes
+ * the registry's and the graveyard's locks. And an edge between two
+ * instrumented threads that passes through code built without TSan's
+ * instrumentation (sigctx, shim/BUILD), which TSan cannot see. KS_TSAN
+ * (.bazelrc, --config=tsan) is defined there too, where __SANITIZE_THREAD__
+ * is not. Nothing outside TSan builds. */
 #if defined(__SANITIZE_THREAD__) || defined(KS_TSAN)
 #include <sanitizer/tsan_interface.h>
 #define KS_TSAN_ACQUIRE(addr) __tsan_acquire((void *)(addr))
