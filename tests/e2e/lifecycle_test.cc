@@ -354,12 +354,14 @@ std::vector<std::string> TsanFdHostilityEnv() {
 #ifdef __SANITIZE_THREAD__
   static std::string path;
   if (path.empty()) {
-    char t[] = "/tmp/ks-tsan-supp-XXXXXX";
-    int fd = mkstemp(t);
-    const char text[] = "race:close_loop\nrace:dup2null\n";
-    if (fd < 0 || write(fd, text, sizeof text - 1) != (ssize_t)(sizeof text - 1)) return {};
-    close(fd);
-    path = t;
+    // Bazel's per-test directory, removed with the test's outputs.
+    const char* dir = getenv("TEST_TMPDIR");
+    std::string p = std::string(dir ? dir : "/tmp") + "/lifecycle-tsan.supp";
+    FILE* f = fopen(p.c_str(), "w");
+    if (!f) return {};
+    fputs("race:close_loop\nrace:dup2null\n", f);
+    if (fclose(f) != 0) return {};
+    path = p;
   }
   const char* inherited = getenv("TSAN_OPTIONS");
   return {std::string("TSAN_OPTIONS=") + (inherited ? inherited : "") + ":suppressions=" + path};
