@@ -96,7 +96,7 @@ struct Victims {
 };
 
 // Tasks of PID that are not the shim's own (whose names start "killshim-").
-size_t AppTasks(pid_t pid) {
+size_t AppTasksOnce(pid_t pid) {
   size_t n = 0;
   for (pid_t tid : ks::Tasks(pid)) {
     char path[96], comm[32] = "";
@@ -108,6 +108,19 @@ size_t AppTasks(pid_t pid) {
     n += strncmp(comm, "killshim-", 9) != 0;
   }
   return n;
+}
+
+// The same, once two reads 20 ms apart agree: a shim connection thread names
+// itself just after it starts, and until then it looks like the program's.
+size_t AppTasks(pid_t pid) {
+  size_t last = AppTasksOnce(pid);
+  for (int i = 0; i < 100; i++) {
+    usleep(20000);
+    size_t n = AppTasksOnce(pid);
+    if (n == last) return n;
+    last = n;
+  }
+  return last;
 }
 
 // "status tid=TID" over the raw protocol.
