@@ -155,29 +155,16 @@ TEST(AbortC, BlockedOnAMutexIsPendingUntilForced) {
 
 // Detached threads that are aborted release their resources: the process
 // ends up with as many threads as before.
-// The program's own threads: the shim's connection threads come and go with
-// clients and are not the program's.
-size_t ProgramThreads(pid_t pid) {
-  size_t n = 0;
-  for (pid_t tid : ks::Tasks(pid)) {
-    std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/comm");
-    std::string comm;
-    std::getline(f, comm);
-    n += comm.rfind("killshim", 0) != 0;
-  }
-  return n;
-}
-
 TEST(AbortC, DetachedVictimsAreReleased) {
   Prog p("abort_victims");
-  size_t before = ProgramThreads(p.t().pid());
+  size_t before = ks::ProgramTasks(p.t().pid());
   for (int i = 0; i < 20; i++) {
     pid_t tid = p.Start("detached");
     ASSERT_TRUE(p.AbortUntilGone(tid, false, nullptr)) << p.History();
     EXPECT_EQ(p.WaitFor("cleanup " + std::to_string(i)), "cleanup " + std::to_string(i) + " detached");
   }
   size_t after = 0;
-  for (int i = 0; i < 500 && (after = ProgramThreads(p.t().pid())) != before; i++)
+  for (int i = 0; i < 500 && (after = ks::ProgramTasks(p.t().pid())) != before; i++)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(after, before);
   p.ExpectHealthy();

@@ -95,34 +95,6 @@ struct Victims {
   }
 };
 
-// Tasks of PID that are not the shim's own (whose names start "killshim-").
-size_t AppTasksOnce(pid_t pid) {
-  size_t n = 0;
-  for (pid_t tid : ks::Tasks(pid)) {
-    char path[96], comm[32] = "";
-    snprintf(path, sizeof path, "/proc/%d/task/%d/comm", (int)pid, (int)tid);
-    FILE* f = fopen(path, "r");
-    if (!f) continue;
-    if (!fgets(comm, sizeof comm, f)) comm[0] = '\0';
-    fclose(f);
-    n += strncmp(comm, "killshim-", 9) != 0;
-  }
-  return n;
-}
-
-// The same, once two reads 20 ms apart agree: a shim connection thread names
-// itself just after it starts, and until then it looks like the program's.
-size_t AppTasks(pid_t pid) {
-  size_t last = AppTasksOnce(pid);
-  for (int i = 0; i < 100; i++) {
-    usleep(20000);
-    size_t n = AppTasksOnce(pid);
-    if (n == last) return n;
-    last = n;
-  }
-  return last;
-}
-
 // "status tid=TID" over the raw protocol.
 std::map<std::string, std::string> Status(pid_t pid, pid_t tid) {
   RawClient c(pid);
@@ -328,13 +300,13 @@ TEST(Cancel, ALockHeldAtCancellationIsReportedLeftBehind) {
 
 TEST(Cancel, DetachedVictimIsGone) {
   Victims v;
-  size_t before = AppTasks(v.t.pid());
+  size_t before = ks::ProgramTasks(v.t.pid());
   pid_t tid = v.Spawn("read", /*detached=*/true);
-  EXPECT_EQ(AppTasks(v.t.pid()), before + 1);
+  EXPECT_EQ(ks::ProgramTasks(v.t.pid()), before + 1);
   ks::Result r = v.End(tid, {"-m", "cancel", "-t", "30"});
   ASSERT_EQ(r.code, 0) << r.out << r.err;
   EXPECT_FALSE(ks::TaskExists(v.t.pid(), tid));
-  EXPECT_EQ(AppTasks(v.t.pid()), before);
+  EXPECT_EQ(ks::ProgramTasks(v.t.pid()), before);
   v.ExpectHealthy();
 }
 

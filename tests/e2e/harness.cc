@@ -347,6 +347,27 @@ std::vector<pid_t> Tasks(pid_t pid) {
   return v;
 }
 
+static size_t ProgramTasksOnce(pid_t pid) {
+  size_t n = 0;
+  for (pid_t tid : Tasks(pid)) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/comm");
+    std::string comm;
+    if (std::getline(f, comm)) n += comm.rfind("killshim-", 0) != 0;
+  }
+  return n;
+}
+
+size_t ProgramTasks(pid_t pid) {
+  size_t last = ProgramTasksOnce(pid);
+  for (int i = 0; i < 100; i++) {
+    usleep(20000);
+    size_t n = ProgramTasksOnce(pid);
+    if (n == last) return n;
+    last = n;
+  }
+  return last;
+}
+
 bool TaskExists(pid_t pid, pid_t tid) {
   struct stat st;
   std::string p = "/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid);

@@ -105,6 +105,10 @@ std::map<pid_t, Row> ProgramRows(pid_t pid);
 // Tids of PID from /proc/PID/task.
 std::vector<pid_t> Tasks(pid_t pid);
 bool TaskExists(pid_t pid, pid_t tid);
+// How many tasks of PID are not the shim's own (named "killshim-..."), once
+// two reads 20 ms apart agree: a connection thread names itself just after
+// it starts, and until then it looks like the program's.
+size_t ProgramTasks(pid_t pid);
 
 // True only in a sanitizer build (KS_SANITIZER) and only for a thread that
 // the sanitizer's runtime created for itself (ThreadSanitizer's background
