@@ -118,11 +118,18 @@ void ks_block_resolve(void)
 #undef KS_RB
 }
 
-/* The real NAME; resolves lazily for calls made before ks_init. */
-#define KS_REAL(name)                                                  \
-    (KS_LIKELY(__atomic_load_n(&ks_rb.name, __ATOMIC_ACQUIRE))         \
-         ? ks_rb.name                                                  \
-         : (ks_block_resolve(), ks_rb.name))
+/* The real NAME; resolves lazily for calls made before ks_init. Every read
+ * is atomic: two threads may resolve at once, and one's store must not race
+ * another's read (the same value, but a data race all the same; TSan saw it). */
+#define KS_REAL(name)                                                        \
+    ({                                                                       \
+        __typeof__(ks_rb.name) ks_fn_ = __atomic_load_n(&ks_rb.name, __ATOMIC_ACQUIRE); \
+        if (KS_UNLIKELY(!ks_fn_)) {                                          \
+            ks_block_resolve();                                              \
+            ks_fn_ = __atomic_load_n(&ks_rb.name, __ATOMIC_ACQUIRE);         \
+        }                                                                    \
+        ks_fn_;                                                              \
+    })
 
 /* A wrapper whose real function is missing fails as the call would. */
 #define KS_NEED(name, fail)         \
