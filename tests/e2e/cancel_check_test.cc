@@ -22,27 +22,6 @@ using ks::abort_test::Prog;
 using ks::abort_test::TidFrom;
 using ks::abort_test::WaitSettled;
 
-// The injector's JSON report: top-level scalars and "steps.N.KEY".
-std::map<std::string, std::string> Report(const std::string& out) {
-  std::map<std::string, std::string> m;
-  json_object* root = json_tokener_parse(out.c_str());
-  if (!root) return m;
-  json_object_object_foreach(root, k, v) {
-    if (!v) continue;
-    if (std::string(k) == "steps") {
-      m["steps"] = std::to_string(json_object_array_length(v));
-      for (size_t i = 0; i < json_object_array_length(v); i++) {
-        json_object_object_foreach(json_object_array_get_idx(v, i), k2, v2) {
-          if (v2) m["steps." + std::to_string(i) + "." + k2] = json_object_get_string(v2);
-        }
-      }
-    } else if (json_object_get_type(v) != json_type_object) {
-      m[k] = json_object_get_string(v);
-    }
-  }
-  json_object_put(root);
-  return m;
-}
 
 bool Has(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;
@@ -97,7 +76,7 @@ void ExpectRefusedThenFlagEndsIt(const std::string& kind, const std::string& nr,
   pid_t tid = v.Spawn(kind, nr);
   ks::Result r = v.End(tid, {"--json", "-m", "cancel", "-t", "10"});
   EXPECT_EQ(r.code, 9) << r.out << r.err;
-  auto rep = Report(r.out);
+  auto rep = ks::FlatJson(r.out);
   EXPECT_EQ(rep["result"], "refused") << r.out;
   EXPECT_EQ(rep["steps.0.accepted"], "false") << r.out;
   EXPECT_TRUE(Has(rep["steps.0.message"], frame + why)) << r.out;
@@ -145,7 +124,7 @@ TEST(CancelCheck, AutoMovesOnToAbortWhichRefusesToo) {
   pid_t tid = v.Spawn("noexcept-read", "0");
   ks::Result r = v.End(tid, {"--json", "--grace", "0.2", "-t", "20"});
   EXPECT_EQ(r.code, 3) << r.out << r.err;  // pending: the flag request stays
-  auto rep = Report(r.out);
+  auto rep = ks::FlatJson(r.out);
   EXPECT_EQ(rep["steps"], "3") << r.out;
   EXPECT_EQ(rep["steps.0.mode"], "flag");
   EXPECT_EQ(rep["steps.0.accepted"], "true");
@@ -206,7 +185,7 @@ TEST(CancelCheck, UncheckableStackIsRefusedUnlessForced) {
   v.ExpectHealthy();
   r = v.End(tid, {"--json", "-m", "cancel", "--force", "-t", "30"});
   ASSERT_EQ(r.code, 0) << r.out << r.err;
-  EXPECT_EQ(Report(r.out)["how"], "cancelled") << r.out;
+  EXPECT_EQ(ks::FlatJson(r.out)["how"], "cancelled") << r.out;
   v.t.Send("join 0");
   EXPECT_EQ(v.t.WaitFor("joined 0"), "joined 0 canceled");
   v.ExpectHealthy();

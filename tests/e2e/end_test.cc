@@ -28,32 +28,6 @@ bool StartsWith(const std::string& s, const std::string& prefix) {
   return s.compare(0, prefix.size(), prefix) == 0;
 }
 
-// Flattened JSON report of `killshim-inject --json PID TID`: top-level keys,
-// "left_from.KEY" and "steps.N.KEY"; null values are absent.
-std::map<std::string, std::string> Report(const std::string& out) {
-  std::map<std::string, std::string> m;
-  json_object* root = json_tokener_parse(out.c_str());
-  if (!root) return m;
-  json_object_object_foreach(root, k, v) {
-    if (!v) continue;
-    if (std::string(k) == "left_from") {
-      json_object_object_foreach(v, k2, v2) {
-        if (v2) m[std::string("left_from.") + k2] = json_object_get_string(v2);
-      }
-    } else if (std::string(k) == "steps") {
-      m["steps"] = std::to_string(json_object_array_length(v));
-      for (size_t i = 0; i < json_object_array_length(v); i++) {
-        json_object_object_foreach(json_object_array_get_idx(v, i), k2, v2) {
-          if (v2) m["steps." + std::to_string(i) + "." + k2] = json_object_get_string(v2);
-        }
-      }
-    } else {
-      m[k] = json_object_get_string(v);
-    }
-  }
-  json_object_put(root);
-  return m;
-}
 
 // end_victims under the shim, with helpers for its commands.
 struct Victims {
@@ -113,7 +87,7 @@ TEST(Flag, HeaderApiLoopStopsAndReturnsItsValue) {
   pid_t tid = TidFrom(line);
   ks::Result r = v.End(tid, {"--json", "--mode", "flag", "--timeout", "30"});
   ASSERT_EQ(r.code, 0) << r.out << r.err;
-  auto rep = Report(r.out);
+  auto rep = ks::FlatJson(r.out);
   EXPECT_EQ(rep["result"], "gone");
   EXPECT_EQ(rep["mode"], "flag");
   EXPECT_EQ(rep["how"], "returned");
@@ -130,7 +104,7 @@ TEST(Flag, EventfdWakesAPollLoop) {
   pid_t tid = v.Spawn("fd");
   ks::Result r = v.End(tid, {"--json", "-m", "flag", "-t", "30"});
   ASSERT_EQ(r.code, 0) << r.out << r.err;
-  auto rep = Report(r.out);
+  auto rep = ks::FlatJson(r.out);
   EXPECT_EQ(rep["how"], "exited");
   EXPECT_EQ(rep["mode"], "flag");
   // The site of pthread_exit is the caller's: the program's own function.
@@ -152,7 +126,7 @@ TEST(Flag, SymbolNonExportedStaticGlobal) {
   pid_t tid = v.Spawn("global");
   ks::Result r = v.End(tid, {"--json", "-m", "flag", "--flag-symbol", "stop_global", "-t", "30"});
   ASSERT_EQ(r.code, 0) << r.out << r.err;
-  EXPECT_EQ(Report(r.out)["how"], "returned");
+  EXPECT_EQ(ks::FlatJson(r.out)["how"], "returned");
   EXPECT_EQ(v.Join(0), "joined 0 value=0x77");
   v.ExpectHealthy();
 }
@@ -256,7 +230,7 @@ TEST(Cancel, ThreadsBlockedInCancellationPoints) {
     pid_t tid = v.Spawn(kinds[i]);
     ks::Result r = v.End(tid, {"--json", "-m", "cancel", "-t", "30"});
     ASSERT_EQ(r.code, 0) << r.out << r.err;
-    auto rep = Report(r.out);
+    auto rep = ks::FlatJson(r.out);
     EXPECT_EQ(rep["result"], "gone");
     EXPECT_EQ(rep["mode"], "cancel");
     EXPECT_EQ(rep["how"], "cancelled");
@@ -294,7 +268,7 @@ TEST(Cancel, ALockHeldAtCancellationIsReportedLeftBehind) {
   pid_t tid = v.Spawn("holder");
   ks::Result r = v.End(tid, {"--json", "-m", "cancel", "-t", "30"});
   ASSERT_EQ(r.code, 0) << r.out << r.err;
-  EXPECT_EQ(Report(r.out)["locks_left"], "1");
+  EXPECT_EQ(ks::FlatJson(r.out)["locks_left"], "1");
   v.ExpectHealthy();
 }
 
@@ -350,7 +324,7 @@ TEST(Auto, CooperativeThreadStopsAtFlag) {
   pid_t tid = v.Spawn("api");
   ks::Result r = v.End(tid, {"--json", "--grace", "30", "-t", "60"});
   ASSERT_EQ(r.code, 0) << r.out << r.err;
-  auto rep = Report(r.out);
+  auto rep = ks::FlatJson(r.out);
   EXPECT_EQ(rep["mode"], "flag");
   EXPECT_EQ(rep["steps"], "1");
   EXPECT_EQ(v.Join(0), "joined 0 value=0x1234");
@@ -362,7 +336,7 @@ TEST(Auto, BlockedUncooperativeThreadStopsAtCancel) {
   pid_t tid = v.Spawn("read");
   ks::Result r = v.End(tid, {"--json", "--grace", "0.3", "-t", "30"});
   ASSERT_EQ(r.code, 0) << r.out << r.err;
-  auto rep = Report(r.out);
+  auto rep = ks::FlatJson(r.out);
   EXPECT_EQ(rep["mode"], "cancel");
   EXPECT_EQ(rep["steps"], "2");
   EXPECT_EQ(rep["steps.0.mode"], "flag");
@@ -381,7 +355,7 @@ TEST(Auto, AbortIsPassedThrough) {
     EXPECT_NE(r.out.find("built without the abort mode"), std::string::npos) << r.out;
   } else {
     ASSERT_EQ(r.code, 0) << r.out << r.err;
-    EXPECT_EQ(Report(r.out)["how"], "aborted");
+    EXPECT_EQ(ks::FlatJson(r.out)["how"], "aborted");
   }
   v.ExpectHealthy();
 }
@@ -422,7 +396,7 @@ TEST(Race, ThreadExitingAtTheSameMomentIsAnsweredCleanly) {
     ks::Result r = v.End(tid, {"--json", "-m", "cancel", "-t", "30"});
     if (r.code == 0) {
       gone++;
-      std::string how = Report(r.out)["how"];
+      std::string how = ks::FlatJson(r.out)["how"];
       EXPECT_TRUE(how == "returned" || how == "cancelled") << r.out;
     } else {
       absent++;

@@ -20,6 +20,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <json-c/json.h>
+
 #include "shim/proto.h"
 #include "shim/sockaddr.h"
 
@@ -334,6 +336,34 @@ std::map<pid_t, Row> ProgramRows(pid_t pid) {
     if (r["role"] != "shim" && !(r["role"] == "foreign" && SanitizerThread(pid, tid)))
       out[tid] = r;
   return out;
+}
+
+std::map<std::string, std::string> FlatJson(const std::string& out) {
+  std::map<std::string, std::string> m;
+  json_object* root = json_tokener_parse(out.c_str());
+  if (!root) return m;
+  json_object_object_foreach(root, k, v) {
+    if (!v) continue;
+    std::string key = k;
+    if (json_object_is_type(v, json_type_object)) {
+      json_object_object_foreach(v, k2, v2) {
+        if (v2) m[key + "." + k2] = json_object_get_string(v2);
+      }
+    } else if (json_object_is_type(v, json_type_array)) {
+      m[key] = std::to_string(json_object_array_length(v));
+      for (size_t i = 0; i < json_object_array_length(v); i++) {
+        json_object* e = json_object_array_get_idx(v, i);
+        if (!json_object_is_type(e, json_type_object)) continue;
+        json_object_object_foreach(e, k2, v2) {
+          if (v2) m[key + "." + std::to_string(i) + "." + k2] = json_object_get_string(v2);
+        }
+      }
+    } else {
+      m[key] = json_object_get_string(v);
+    }
+  }
+  json_object_put(root);
+  return m;
 }
 
 std::vector<pid_t> Tasks(pid_t pid) {

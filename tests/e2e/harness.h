@@ -102,6 +102,11 @@ std::map<pid_t, Row> ListRows(pid_t pid, std::string* final = nullptr);
 // The same, without the shim's own threads nor a sanitizer runtime's (SanitizerThread).
 std::map<pid_t, Row> ProgramRows(pid_t pid);
 
+// A JSON object (e.g. the injector's --json end report) flattened: scalars by
+// key, an object's members as "KEY.SUB", an array of objects as "KEY" (its
+// length) and "KEY.N.SUB". Null values are absent; {} if OUT is not JSON.
+std::map<std::string, std::string> FlatJson(const std::string& out);
+
 // Tids of PID from /proc/PID/task.
 std::vector<pid_t> Tasks(pid_t pid);
 bool TaskExists(pid_t pid, pid_t tid);
