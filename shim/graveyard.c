@@ -17,8 +17,7 @@ static uint64_t ks_grave_next;   /* total buried; ring slot = next % KS_GRAVES *
 
 static void ks_grave_lock(void)
 {
-    if (KS_UNLIKELY(!ks_real.pthread_mutex_lock))
-        ks_resolve_all();
+    KS_RESOLVE(pthread_mutex_lock);
     ks_real.pthread_mutex_lock(&ks_grave_mu);
     KS_TSAN_ACQUIRE(&ks_grave_mu);
 }

@@ -58,12 +58,6 @@ static int ks_cond_leave(struct ks_thread *self, pthread_mutex_t *m, int rc)
     return rc;
 }
 
-#define KS_RESOLVE(fn)                          \
-    do {                                        \
-        if (KS_UNLIKELY(!ks_real.fn))           \
-            ks_resolve_all();                   \
-    } while (0)
-
 KS_EXPORT int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
 {
     KS_RESOLVE(pthread_cond_wait);

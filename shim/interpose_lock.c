@@ -103,12 +103,6 @@ static inline int ks_released(void *obj, int rc)
     return rc;
 }
 
-#define KS_RESOLVE(fn)                          \
-    do {                                        \
-        if (KS_UNLIKELY(!ks_real.fn))           \
-            ks_resolve_all();                   \
-    } while (0)
-
 /* ---- Mutexes ---------------------------------------------------------- */
 
 KS_EXPORT int pthread_mutex_lock(pthread_mutex_t *m)

@@ -75,6 +75,13 @@ void *ks_resolve(const char *name, const char *version);
 void *ks_resolve_libc(const char *name);
 /* Fills ks_real. Idempotent and thread-safe; called from ks_init and lazily. */
 void ks_resolve_all(void);
+/* Fills ks_real if ks_real.FN is not there yet: for hooks and locks that may
+ * run before ks_init (another library's constructor). */
+#define KS_RESOLVE(fn)                \
+    do {                              \
+        if (KS_UNLIKELY(!ks_real.fn)) \
+            ks_resolve_all();         \
+    } while (0)
 
 /* ---- Logging (log.c) -----------------------------------------------------
  * The shim never writes to stdout. It writes to stderr only when

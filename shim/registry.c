@@ -62,8 +62,7 @@ int ks_registry_exiting(pid_t tid)
 
 void ks_registry_lock(void)
 {
-    if (KS_UNLIKELY(!ks_real.pthread_mutex_lock))
-        ks_resolve_all();
+    KS_RESOLVE(pthread_mutex_lock);
     ks_real.pthread_mutex_lock(&ks_reg_mu);
     KS_TSAN_ACQUIRE(&ks_reg_mu);
 }

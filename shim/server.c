@@ -99,8 +99,7 @@ int ks_spawn_shim_thread(const char *name, void *(*fn)(void *), void *arg, size_
 
 static void ks_conn_lock(void)
 {
-    if (KS_UNLIKELY(!ks_real.pthread_mutex_lock))
-        ks_resolve_all();
+    KS_RESOLVE(pthread_mutex_lock);
     ks_real.pthread_mutex_lock(&ks_conn_mu);
 }
 

@@ -57,8 +57,7 @@ static void ks_trap_entry(int signo, siginfo_t *si, void *ucv)
 
 int ks_step_install(void)
 {
-    if (KS_UNLIKELY(!ks_real.pthread_mutex_lock))
-        ks_resolve_all();
+    KS_RESOLVE(pthread_mutex_lock);
     int rc = 0;
     sigset_t all, old;
     sigfillset(&all);
