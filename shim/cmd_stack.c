@@ -78,6 +78,17 @@ static int ks_target_cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* What the dump needs of T's record R. Registry lock held, R linked. */
+static void ks_target_take(struct ks_target *t, struct ks_thread *r)
+{
+    t->registered = 1;
+    t->role = r->role;
+    t->id = r->id;
+    t->rec = r;
+    t->wait_kind = __atomic_load_n(&r->wait_kind, __ATOMIC_RELAXED);
+    t->wait_obj = __atomic_load_n(&r->wait_obj, __ATOMIC_RELAXED);
+}
+
 /* Every tid in /proc/self/task, merged with the registry under its lock. */
 static int ks_collect(struct ks_targets *ts, pid_t only)
 {
@@ -111,12 +122,7 @@ static int ks_collect(struct ks_targets *ts, pid_t only)
         struct ks_target *t = bsearch(&key, ts->v, (size_t)ts->n, sizeof *ts->v, ks_target_cmp);
         if (!t)
             continue;   /* started after the directory was read */
-        t->registered = 1;
-        t->role = r->role;
-        t->id = r->id;
-        t->rec = r;
-        t->wait_kind = __atomic_load_n(&r->wait_kind, __ATOMIC_RELAXED);
-        t->wait_obj = __atomic_load_n(&r->wait_obj, __ATOMIC_RELAXED);
+        ks_target_take(t, r);
     }
     ks_registry_unlock();
     /* Tasks the registry did not know yet: being born, dying, or foreign. */
@@ -131,12 +137,7 @@ static int ks_collect(struct ks_targets *ts, pid_t only)
             ks_registry_lock();
             struct ks_thread *r = ks_registry_find(t->tid);
             if (r) {
-                t->registered = 1;
-                t->role = r->role;
-                t->id = r->id;
-                t->rec = r;
-                t->wait_kind = __atomic_load_n(&r->wait_kind, __ATOMIC_RELAXED);
-                t->wait_obj = __atomic_load_n(&r->wait_obj, __ATOMIC_RELAXED);
+                ks_target_take(t, r);
             } else {
                 t->gone = 1;
             }
