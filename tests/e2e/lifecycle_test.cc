@@ -429,4 +429,26 @@ TEST(Foreign, RawCloneThreadIsListedAsForeign) {
   EXPECT_EQ(l.t.Wait(), 0);
 }
 
+// A library whose constructor runs before the shim's (preloaded after it)
+// starts a thread: the pthread_create hook initialises the shim first, so the
+// thread is tracked like any other, with its start routine.
+TEST(Foreign, ThreadStartedBeforeTheShimsConstructorIsTracked) {
+  Target t(ks::ProgPath("threads_basic"), {"2"},
+           {"LD_PRELOAD=" + ks::Preload() + ":" + ks::ProgPath("libearly.so")}, /*preload=*/false);
+  ASSERT_EQ(t.WaitFor("ready"), "ready") << t.Stderr();
+  ASSERT_TRUE(t.WaitSocket());
+  auto rows = ks::ProgramRows(t.pid());
+  std::map<std::string, Row> by_name;
+  for (auto& [tid, r] : rows) by_name[r["name"]] = r;
+  ASSERT_TRUE(by_name.count("early")) << rows.size() << " threads";
+  EXPECT_EQ(by_name["early"]["role"], "app");
+  EXPECT_EQ(by_name["early"]["registered"], "1");
+  ks::Result r = ks::Inject({std::to_string(t.pid())});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("early_main"), std::string::npos) << r.out;
+  EXPECT_EQ(rows.size(), 4u);   // main, two workers, early
+  t.Send("quit");
+  EXPECT_EQ(t.Wait(), 0);
+}
+
 }  // namespace
