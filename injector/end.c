@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -24,7 +25,10 @@
 struct ksi_end {
     const struct ksi_opts *o;
     struct ksi_client c;
-    char flag_fields[512];    /* the flag_* fields of --flag-symbol, or "" */
+    struct ksi_symdef var;    /* --flag-symbol: the variable, if var_name[0] */
+    char var_name[256];
+    uint64_t var_value;
+    int wrote_var;            /* the flag step wrote it */
     double t0;                /* when the first request went out */
     double last_progress;
     struct ksi_end_result r;
@@ -208,6 +212,8 @@ static int ksi_wait_gone(struct ksi_end *e, double until, const char *mode)
     }
 }
 
+static int ksi_write_var(struct ksi_end *e, struct ksi_step *s);
+
 /* Sends one step. Returns 1 if the answer already says the thread ended, 0
  * otherwise (the step records whether it was accepted), or -(exit code). */
 static int ksi_send_step(struct ksi_end *e, const char *mode)
@@ -216,11 +222,14 @@ static int ksi_send_step(struct ksi_end *e, const char *mode)
     s->mode = mode;
     s->at_s = e->r.nsteps == 1 ? 0 : ksi_now() - e->t0;
     char line[1024];
-    snprintf(line, sizeof line, "end tid=%d id=%" PRIu64 " mode=%s%s%s", (int)e->r.tid, e->r.id,
-             mode, strcmp(mode, "flag") != 0 && e->o->force ? " force=1" : "",
-             strcmp(mode, "flag") == 0 ? e->flag_fields : "");
+    snprintf(line, sizeof line, "end tid=%d id=%" PRIu64 " mode=%s%s", (int)e->r.tid, e->r.id,
+             mode, strcmp(mode, "flag") != 0 && e->o->force ? " force=1" : "");
     struct ks_msg m;
-    int rc = ksi_request(&e->c, line, NULL, NULL, &m);
+    int rc = strcmp(mode, "flag") == 0 && e->var_name[0] ? ksi_write_var(e, s) : KSI_EXIT_OK;
+    if (rc == KSI_EXIT_REFUSED)
+        return 0;   /* nothing was asked of the thread; s says why */
+    if (rc == KSI_EXIT_OK)
+        rc = ksi_request(&e->c, line, NULL, NULL, &m);
     if (rc != KSI_EXIT_OK)
         return -rc;
     if (strcmp(m.verb, "err") == 0) {
@@ -243,6 +252,9 @@ static int ksi_send_step(struct ksi_end *e, const char *mode)
     const char *state = ks_msg_get(&m, "state");
     if (state && strcmp(state, "ended") == 0) {
         ksi_take_grave(&e->r, &m);
+        /* It saw its variable and left before the flag request came. */
+        if (e->wrote_var && !strstr(e->r.requested, "flag"))
+            ksi_copy(e->r.requested, sizeof e->r.requested, "flag");
         return 1;
     }
     ksi_copy(e->r.pending, sizeof e->r.pending, ks_msg_get(&m, "pending"));
@@ -251,15 +263,16 @@ static int ksi_send_step(struct ksi_end *e, const char *mode)
     return 0;
 }
 
-/* The flag_* fields for --flag-symbol NAME[=VALUE]. Returns an exit code. */
-static int ksi_flag_fields(struct ksi_end *e)
+/* --flag-symbol NAME[=VALUE]: finds the variable in the target's symbol
+ * tables. Returns an exit code. */
+static int ksi_flag_resolve(struct ksi_end *e)
 {
     const char *spec = e->o->flag_symbol;
-    char name[256];
+    char *name = e->var_name;
     long long value = 1;
     const char *eq = strchr(spec, '=');
     size_t nl = eq ? (size_t)(eq - spec) : strlen(spec);
-    if (nl == 0 || nl >= sizeof name) {
+    if (nl == 0 || nl >= sizeof e->var_name) {
         ksi_err("--flag-symbol takes NAME[=VALUE], not '%s'", spec);
         return KSI_EXIT_USAGE;
     }
@@ -275,8 +288,8 @@ static int ksi_flag_fields(struct ksi_end *e)
         }
     }
     struct ksi_sym *sym = ksi_sym_open(e->r.pid);
-    struct ksi_symdef d;
-    int found = sym && ksi_sym_find(sym, name, &d) == 0;
+    struct ksi_symdef *d = &e->var;
+    int found = sym && ksi_sym_find(sym, name, d) == 0;
     ksi_sym_close(sym);
     if (!found) {
         ksi_err("no variable '%s' in process %d: looked for a data or thread-local symbol in "
@@ -284,25 +297,92 @@ static int ksi_flag_fields(struct ksi_end *e)
                 "program has no .symtab", name, (int)e->r.pid);
         return KSI_EXIT_ERROR;
     }
-    if (d.size != 1 && d.size != 2 && d.size != 4 && d.size != 8) {
+    if (d->size != 1 && d->size != 2 && d->size != 4 && d->size != 8) {
         ksi_err("variable '%s' is %" PRIu64 " bytes: --flag-symbol writes only 1, 2, 4 or "
-                "8-byte integers (int, bool, atomics of those)", name, d.size);
+                "8-byte integers (int, bool, atomics of those)", name, d->size);
         return KSI_EXIT_ERROR;
     }
-    if (d.size < 8) {
-        long long lo = -(1LL << (8 * d.size - 1)), hi = (1LL << (8 * d.size)) - 1;
+    if (d->size < 8) {
+        long long lo = -(1LL << (8 * d->size - 1)), hi = (1LL << (8 * d->size)) - 1;
         if (value < lo || value > hi) {
-            ksi_err("--flag-symbol %s: %lld does not fit in %" PRIu64 " bytes", name, value, d.size);
+            ksi_err("--flag-symbol %s: %lld does not fit in %" PRIu64 " bytes", name, value,
+                    d->size);
             return KSI_EXIT_USAGE;
         }
     }
-    int n = snprintf(e->flag_fields, sizeof e->flag_fields,
-                     " flag_name=%s flag_addr=0x%" PRIx64 " flag_size=%" PRIu64 " flag_value=%lld",
-                     name, d.addr, d.size, value);
-    if (d.is_tls)
-        snprintf(e->flag_fields + n, sizeof e->flag_fields - (size_t)n,
-                 " flag_tls=1 flag_module=0x%" PRIx64, d.module_base);
+    e->var_value = (uint64_t)value;
     return KSI_EXIT_OK;
+}
+
+/* Where the variable is for the target thread: its address, or, for a
+ * thread-local one, the thread's copy ("tls" answers where its block is).
+ * Returns 0, or an exit code with WHY filled in (refused). */
+static int ksi_var_addr(struct ksi_end *e, uint64_t *addr, char *why, size_t cap)
+{
+    const struct ksi_symdef *d = &e->var;
+    if (!d->is_tls) {
+        *addr = d->addr;
+        return KSI_EXIT_OK;
+    }
+    char line[160];
+    struct ks_msg m;
+    snprintf(line, sizeof line, "tls tid=%d id=%" PRIu64 " module=0x%" PRIx64, (int)e->r.tid,
+             e->r.id, d->module_base);
+    int rc = ksi_request(&e->c, line, NULL, NULL, &m);
+    if (rc != KSI_EXIT_OK)
+        return rc;
+    uint64_t block = 0;
+    int64_t size = 0;
+    const char *msg = ks_msg_get(&m, "msg");
+    if (strcmp(m.verb, "ok") != 0 || ks_msg_get_u64(&m, "block", &block) != 0 ||
+        ks_msg_get_i64(&m, "size", 0, INT64_MAX, &size) != 0) {
+        snprintf(why, cap, "cannot locate thread %d's copy of %.64s: %.200s", (int)e->r.tid,
+                 e->var_name, msg ? msg : "malformed answer");
+        return KSI_EXIT_REFUSED;
+    }
+    if (d->addr + d->size > (uint64_t)size) {
+        snprintf(why, cap, "%.64s is not inside the thread-local block of its module",
+                 e->var_name);
+        return KSI_EXIT_REFUSED;
+    }
+    *addr = block + d->addr;
+    return KSI_EXIT_OK;
+}
+
+/* Flag mode with --flag-symbol: the injector writes the program's stop
+ * variable itself, through the kernel, which checks that it may
+ * (process_vm_writev: ptrace attach access) and that the page is writable.
+ * The shim writes at no address a client names (docs/security.md). A
+ * failed write refuses the step: nothing is asked of the thread. Returns
+ * KSI_EXIT_OK, KSI_EXIT_REFUSED (S says why) or another exit code. */
+static int ksi_write_var(struct ksi_end *e, struct ksi_step *s)
+{
+    char why[300];
+    uint64_t addr = 0;
+    int rc = ksi_var_addr(e, &addr, why, sizeof why);
+    if (rc == KSI_EXIT_OK) {
+        unsigned char buf[8];
+        memcpy(buf, &e->var_value, sizeof buf);   /* little-endian: the low bytes */
+        struct iovec local = {buf, (size_t)e->var.size};
+        struct iovec remote = {(void *)(uintptr_t)addr, (size_t)e->var.size};
+        ssize_t n = process_vm_writev(e->r.pid, &local, 1, &remote, 1, 0);
+        if (n == (ssize_t)e->var.size) {
+            e->wrote_var = 1;
+            return KSI_EXIT_OK;
+        }
+        int err = n < 0 ? errno : EFAULT;
+        snprintf(why, sizeof why, "cannot write %.64s at 0x%" PRIx64 " (%d bytes): %.64s", e->var_name,
+                 addr, (int)e->var.size,
+                 err == EFAULT ? "not mapped, or read-only" : strerror(err));
+        rc = KSI_EXIT_REFUSED;
+    }
+    if (rc != KSI_EXIT_REFUSED)
+        return rc;
+    s->accepted = 0;
+    ksi_copy(s->message, sizeof s->message, why);
+    fprintf(stderr, "killshim-inject: [%.1fs] thread %d: flag refused: %s\n", s->at_s,
+            (int)e->r.tid, why);
+    return KSI_EXIT_REFUSED;
 }
 
 static int ksi_check_opts(const struct ksi_opts *o)
@@ -426,7 +506,7 @@ int ksi_do_end(const struct ksi_opts *o)
         goto out;
     rc = ksi_find_thread(e);
     if (rc == KSI_EXIT_OK && o->flag_symbol)
-        rc = ksi_flag_fields(e);
+        rc = ksi_flag_resolve(e);
     if (rc == KSI_EXIT_OK)
         rc = ksi_run_ladder(e);
     ksi_close(&e->c);
