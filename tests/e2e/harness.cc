@@ -23,6 +23,7 @@
 #include <json-c/json.h>
 
 #include "shim/proto.h"
+#include "shim/proof.h"
 #include "shim/sockaddr.h"
 
 namespace ks {
@@ -268,12 +269,9 @@ Result Inject(const std::vector<std::string>& args, int timeout_ms,
   return Run(argv, timeout_ms, env);
 }
 
-RawClient::RawClient(pid_t pid) {
-  struct sockaddr_un addr;
-  socklen_t len;
-  if (ks_sockaddr_for_pid(pid, &addr, &len, nullptr, 0) != 0) return;
+RawClient::RawClient(pid_t pid) : pid_(pid) {
   fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd_ >= 0 && connect(fd_, (struct sockaddr*)&addr, len) != 0) {
+  if (fd_ >= 0 && ks_sockaddr_connect(fd_, pid) != 0) {
     close(fd_);
     fd_ = -1;
   }
@@ -292,7 +290,7 @@ void RawClient::ShutdownWrite() { shutdown(fd_, SHUT_WR); }
 
 std::string RawClient::ReadLine(int timeout_ms) { return ReadLineFrom(fd_, &buf_, timeout_ms); }
 
-std::vector<std::string> RawClient::Request(const std::string& line, int timeout_ms) {
+std::vector<std::string> RawClient::RequestBare(const std::string& line, int timeout_ms) {
   SendRaw(line + "\n");
   std::vector<std::string> out;
   for (;;) {
@@ -302,6 +300,26 @@ std::vector<std::string> RawClient::Request(const std::string& line, int timeout
     if (l.rfind("ok", 0) == 0 || l.rfind("err", 0) == 0) break;
   }
   return out;
+}
+
+std::string RawClient::Proof() {
+  if (!proof_.empty() && NowMs() < proof_until_) return proof_;
+  auto r = RequestBare("challenge");
+  auto m = r.empty() ? Row{} : ParseLine(r.back());
+  if (m["verb"] != "ok") return "";
+  struct ks_proof p;
+  if (ks_proof_make(pid_, strtoull(m["gen"].c_str(), nullptr, 10), &p) == 0) return "";
+  proof_ = p.text;
+  proof_until_ = NowMs() + atol(m["valid_ms"].c_str()) / 2;
+  return proof_;
+}
+
+std::vector<std::string> RawClient::Request(const std::string& line, int timeout_ms) {
+  std::string verb = line.substr(0, line.find(' '));
+  if (verb == "hello" || verb == "help" || verb == "challenge" || verb == "quit" ||
+      line.find(" proof=") != std::string::npos)
+    return RequestBare(line, timeout_ms);
+  return RequestBare(line + " proof=" + Proof(), timeout_ms);
 }
 
 std::map<std::string, std::string> ParseLine(const std::string& line) {
