@@ -35,8 +35,10 @@ void ksi_access_why(pid_t pid, int need, char *why, size_t cap)
 {
     int uid[3], gid[3], yama = ksi_yama_scope();
     struct stat st;
-    char dir[32];
-    snprintf(dir, sizeof dir, "/proc/%d", (int)pid);
+    char dir[48];
+    /* Its files in /proc belong to root while it is not dumpable (the
+     * directory itself keeps its owner on some kernels). */
+    snprintf(dir, sizeof dir, "/proc/%d/status", (int)pid);
     int me = (int)getuid(), mygid = (int)getgid();
     if (ksi_ids(pid, "\nUid:", uid) != 0 || ksi_ids(pid, "\nGid:", gid) != 0)
         snprintf(why, cap, "process %d cannot be looked at", (int)pid);
