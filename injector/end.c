@@ -252,9 +252,6 @@ static int ksi_send_step(struct ksi_end *e, const char *mode)
     const char *state = ks_msg_get(&m, "state");
     if (state && strcmp(state, "ended") == 0) {
         ksi_take_grave(&e->r, &m);
-        /* It saw its variable and left before the flag request came. */
-        if (e->wrote_var && !strstr(e->r.requested, "flag"))
-            ksi_copy(e->r.requested, sizeof e->r.requested, "flag");
         return 1;
     }
     ksi_copy(e->r.pending, sizeof e->r.pending, ks_msg_get(&m, "pending"));
@@ -509,6 +506,15 @@ int ksi_do_end(const struct ksi_opts *o)
         rc = ksi_flag_resolve(e);
     if (rc == KSI_EXIT_OK)
         rc = ksi_run_ladder(e);
+    /* It saw its variable and left before the flag request reached it: its
+     * grave says nothing was requested, but the flag step asked it. */
+    if (rc == KSI_EXIT_OK && e->wrote_var && e->r.outcome == KSI_GONE &&
+        !strstr(e->r.requested, "flag")) {
+        char was[sizeof e->r.requested];
+        ksi_copy(was, sizeof was, e->r.requested);
+        snprintf(e->r.requested, sizeof e->r.requested, "flag%s%s",
+                 strcmp(was, "none") && was[0] ? "," : "", strcmp(was, "none") ? was : "");
+    }
     ksi_close(&e->c);
     if (rc != KSI_EXIT_OK)
         goto out;
