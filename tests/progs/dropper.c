@@ -70,6 +70,7 @@ int main(int argc, char **argv)
     }
     pthread_t j;
     pthread_create(&j, NULL, joiner, th);
+    pthread_detach(j);   /* it may still wait for a worker at "quit" */
     printf("ready uid=%d dumpable=%d\n", (int)geteuid(), prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
     fflush(stdout);
     char line[64];
