@@ -10,11 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "client.h"
 #include "end.h"
+#include "flagvar.h"
 #include "injector.h"
 #include "shim/procfs.h"
 #include "symbolize.h"
@@ -25,10 +25,7 @@
 struct ksi_end {
     const struct ksi_opts *o;
     struct ksi_client c;
-    struct ksi_symdef var;    /* --flag-symbol: the variable, if var_name[0] */
-    char var_name[256];
-    uint64_t var_value;
-    int wrote_var;            /* the flag step wrote it */
+    struct ksi_flagvar var;   /* --flag-symbol: the variable, if var.name[0] */
     double t0;                /* when the first request went out */
     double last_progress;
     struct ksi_end_result r;
@@ -225,7 +222,7 @@ static int ksi_send_step(struct ksi_end *e, const char *mode)
     snprintf(line, sizeof line, "end tid=%d id=%" PRIu64 " mode=%s%s", (int)e->r.tid, e->r.id,
              mode, strcmp(mode, "flag") != 0 && e->o->force ? " force=1" : "");
     struct ks_msg m;
-    int rc = strcmp(mode, "flag") == 0 && e->var_name[0] ? ksi_write_var(e, s) : KSI_EXIT_OK;
+    int rc = strcmp(mode, "flag") == 0 && e->var.name[0] ? ksi_write_var(e, s) : KSI_EXIT_OK;
     if (rc == KSI_EXIT_REFUSED)
         return 0;   /* nothing was asked of the thread; s says why */
     if (rc == KSI_EXIT_OK)
@@ -260,119 +257,13 @@ static int ksi_send_step(struct ksi_end *e, const char *mode)
     return 0;
 }
 
-/* --flag-symbol NAME[=VALUE]: finds the variable in the target's symbol
- * tables. Returns an exit code. */
-static int ksi_flag_resolve(struct ksi_end *e)
-{
-    const char *spec = e->o->flag_symbol;
-    char *name = e->var_name;
-    long long value = 1;
-    const char *eq = strchr(spec, '=');
-    size_t nl = eq ? (size_t)(eq - spec) : strlen(spec);
-    if (nl == 0 || nl >= sizeof e->var_name) {
-        ksi_err("--flag-symbol takes NAME[=VALUE], not '%s'", spec);
-        return KSI_EXIT_USAGE;
-    }
-    memcpy(name, spec, nl);
-    name[nl] = '\0';
-    if (eq) {
-        char *end;
-        errno = 0;
-        value = strtoll(eq + 1, &end, 0);
-        if (errno || *end || end == eq + 1) {
-            ksi_err("--flag-symbol %s: VALUE must be an integer, not '%s'", name, eq + 1);
-            return KSI_EXIT_USAGE;
-        }
-    }
-    struct ksi_sym *sym = ksi_sym_open(e->r.pid);
-    struct ksi_symdef *d = &e->var;
-    int found = sym && ksi_sym_find(sym, name, d) == 0;
-    ksi_sym_close(sym);
-    if (!found) {
-        ksi_err("no variable '%s' in process %d: looked for a data or thread-local symbol in "
-                "the symbol tables (.symtab, .dynsym) of every object it maps; a stripped "
-                "program has no .symtab", name, (int)e->r.pid);
-        return KSI_EXIT_ERROR;
-    }
-    if (d->size != 1 && d->size != 2 && d->size != 4 && d->size != 8) {
-        ksi_err("variable '%s' is %" PRIu64 " bytes: --flag-symbol writes only 1, 2, 4 or "
-                "8-byte integers (int, bool, atomics of those)", name, d->size);
-        return KSI_EXIT_ERROR;
-    }
-    if (d->size < 8) {
-        long long lo = -(1LL << (8 * d->size - 1)), hi = (1LL << (8 * d->size)) - 1;
-        if (value < lo || value > hi) {
-            ksi_err("--flag-symbol %s: %lld does not fit in %" PRIu64 " bytes", name, value,
-                    d->size);
-            return KSI_EXIT_USAGE;
-        }
-    }
-    e->var_value = (uint64_t)value;
-    return KSI_EXIT_OK;
-}
-
-/* Where the variable is for the target thread: its address, or, for a
- * thread-local one, the thread's copy ("tls" answers where its block is).
- * Returns 0, or an exit code with WHY filled in (refused). */
-static int ksi_var_addr(struct ksi_end *e, uint64_t *addr, char *why, size_t cap)
-{
-    const struct ksi_symdef *d = &e->var;
-    if (!d->is_tls) {
-        *addr = d->addr;
-        return KSI_EXIT_OK;
-    }
-    char line[160];
-    struct ks_msg m;
-    snprintf(line, sizeof line, "tls tid=%d id=%" PRIu64 " module=0x%" PRIx64, (int)e->r.tid,
-             e->r.id, d->module_base);
-    int rc = ksi_request(&e->c, line, NULL, NULL, &m);
-    if (rc != KSI_EXIT_OK)
-        return rc;
-    uint64_t block = 0;
-    int64_t size = 0;
-    const char *msg = ks_msg_get(&m, "msg");
-    if (strcmp(m.verb, "ok") != 0 || ks_msg_get_u64(&m, "block", &block) != 0 ||
-        ks_msg_get_i64(&m, "size", 0, INT64_MAX, &size) != 0) {
-        snprintf(why, cap, "cannot locate thread %d's copy of %.64s: %.200s", (int)e->r.tid,
-                 e->var_name, msg ? msg : "malformed answer");
-        return KSI_EXIT_REFUSED;
-    }
-    if (d->addr + d->size > (uint64_t)size) {
-        snprintf(why, cap, "%.64s is not inside the thread-local block of its module",
-                 e->var_name);
-        return KSI_EXIT_REFUSED;
-    }
-    *addr = block + d->addr;
-    return KSI_EXIT_OK;
-}
-
-/* Flag mode with --flag-symbol: the injector writes the program's stop
- * variable itself, through the kernel, which checks that it may
- * (process_vm_writev: ptrace attach access) and that the page is writable.
- * The shim writes at no address a client names (docs/security.md). A
- * failed write refuses the step: nothing is asked of the thread. Returns
+/* Flag mode with --flag-symbol: writes the variable (flagvar.h). A failed
+ * write refuses the step: nothing is asked of the thread. Returns
  * KSI_EXIT_OK, KSI_EXIT_REFUSED (S says why) or another exit code. */
 static int ksi_write_var(struct ksi_end *e, struct ksi_step *s)
 {
     char why[300];
-    uint64_t addr = 0;
-    int rc = ksi_var_addr(e, &addr, why, sizeof why);
-    if (rc == KSI_EXIT_OK) {
-        unsigned char buf[8];
-        memcpy(buf, &e->var_value, sizeof buf);   /* little-endian: the low bytes */
-        struct iovec local = {buf, (size_t)e->var.size};
-        struct iovec remote = {(void *)(uintptr_t)addr, (size_t)e->var.size};
-        ssize_t n = process_vm_writev(e->r.pid, &local, 1, &remote, 1, 0);
-        if (n == (ssize_t)e->var.size) {
-            e->wrote_var = 1;
-            return KSI_EXIT_OK;
-        }
-        int err = n < 0 ? errno : EFAULT;
-        snprintf(why, sizeof why, "cannot write %.64s at 0x%" PRIx64 " (%d bytes): %.64s", e->var_name,
-                 addr, (int)e->var.size,
-                 err == EFAULT ? "not mapped, or read-only" : strerror(err));
-        rc = KSI_EXIT_REFUSED;
-    }
+    int rc = ksi_flagvar_write(&e->c, e->r.tid, e->r.id, &e->var, why, sizeof why);
     if (rc != KSI_EXIT_REFUSED)
         return rc;
     s->accepted = 0;
@@ -503,17 +394,19 @@ int ksi_do_end(const struct ksi_opts *o)
         goto out;
     rc = ksi_find_thread(e);
     if (rc == KSI_EXIT_OK && o->flag_symbol)
-        rc = ksi_flag_resolve(e);
+        rc = ksi_flagvar_find(e->r.pid, o->flag_symbol, &e->var);
     if (rc == KSI_EXIT_OK)
         rc = ksi_run_ladder(e);
     /* It saw its variable and left before the flag request reached it: its
      * grave says nothing was requested, but the flag step asked it. */
-    if (rc == KSI_EXIT_OK && e->wrote_var && e->r.outcome == KSI_GONE &&
+    if (rc == KSI_EXIT_OK && e->var.written && e->r.outcome == KSI_GONE &&
         !strstr(e->r.requested, "flag")) {
         char was[sizeof e->r.requested];
         ksi_copy(was, sizeof was, e->r.requested);
-        snprintf(e->r.requested, sizeof e->r.requested, "flag%s%s",
-                 strcmp(was, "none") && was[0] ? "," : "", strcmp(was, "none") ? was : "");
+        if (!was[0] || strcmp(was, "none") == 0)
+            ksi_copy(e->r.requested, sizeof e->r.requested, "flag");
+        else
+            snprintf(e->r.requested, sizeof e->r.requested, "flag,%.20s", was);
     }
     ksi_close(&e->c);
     if (rc != KSI_EXIT_OK)
