@@ -291,4 +291,18 @@ TEST(Access, ImpostorIsRefusedAndTheShimServesOnceItIsGone) {
   EXPECT_NE(t.Stderr().find("is free again: serving it now"), std::string::npos) << t.Stderr();
 }
 
+// A process that serves its socket itself, in another protocol version: the
+// injector passes the impostor check (the process holds its server end) and
+// stops at the version, saying what to do.
+TEST(Access, VersionMismatchIsSaidPlainly) {
+  Target old(ks::ProgPath("oldshim"), {}, {}, /*preload=*/false);
+  ASSERT_EQ(old.WaitFor("ready"), "ready");
+  ks::Result r = ks::Inject({std::to_string(old.pid())});
+  EXPECT_EQ(r.code, 7) << r.out << r.err;
+  EXPECT_NE(r.err.find("protocol version mismatch: process " + std::to_string(old.pid()) +
+                       " speaks 1, this injector speaks 2; use the killshim-inject that matches "
+                       "its libkillshim.so"),
+            std::string::npos) << r.err;
+}
+
 }  // namespace
