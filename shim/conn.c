@@ -285,7 +285,7 @@ static struct ks_conn *ks_conn_add(int fd, int privileged, const char **why)
                 c->fd = fd;
                 c->id = id;
                 c->privileged = privileged;
-                c->waiting_since = ks_now_ns();
+                ks_set_waiting(c, ks_now_ns());
             }
     ks_conn_unlock();
     return c;

@@ -266,7 +266,8 @@ void ks_server_start(void)
         ks_listen_fd = -1;
         return;
     }
-    ks_debug("serving %s", display);
+    if (!ks_squatted)
+        ks_debug("serving %s", display);
 }
 
 /* A fork child in file mode that execs at once (the common fork+exec) would
