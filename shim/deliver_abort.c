@@ -8,10 +8,14 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "abort_internal.h"
 #include "asfmt.h"
 #include "ks.h"
+#include "procfs.h"
 #include "safepoint.h"
 #include "signals.h"
 #include "unwind.h"
@@ -234,6 +238,25 @@ void ks_abort_prepare(void)
     ks_safepoint_refresh();
     int no_step = ks_step_install() != 0 || ks_step_tracer() != 0;
     __atomic_store_n(&ks_no_step, no_step, __ATOMIC_RELAXED);
+}
+
+#define KS_REACH_TRIES 10
+#define KS_REACH_NAP_NS (5ull * 1000 * 1000)
+
+int ks_abort_reachable(pid_t tid, char *why, size_t cap)
+{
+    unsigned long long bit = 1ull << (ks_signo(KS_SIG_ACT) - 1);
+    struct ks_taskstatus st;
+    for (int i = 0; i < KS_REACH_TRIES; i++) {
+        if (ks_read_task_status(tid, &st) != 0 || !(st.sigblk & bit))
+            return 0;
+        struct timespec ts = {0, (long)KS_REACH_NAP_NS};
+        syscall(SYS_nanosleep, &ts, NULL);   /* the shim's own wait: not through its hooks */
+    }
+    snprintf(why, cap, "thread %d blocks every signal, the shim's too (with the rt_sigprocmask "
+             "system call, past the shim's sigmask hooks): the abort's signal cannot reach it; "
+             "nothing was done to it", (int)tid);
+    return EPERM;
 }
 
 /* Wakes T if it sleeps in pthread_cond_*wait (a spurious wakeup for the

@@ -64,6 +64,10 @@ struct ks_real {
     int (*pthread_cond_timedwait)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *);
     int (*pthread_cond_clockwait)(pthread_cond_t *, pthread_mutex_t *, clockid_t,
                                   const struct timespec *);
+    void (*__pthread_register_cancel)(__pthread_unwind_buf_t *);
+    void (*__pthread_unregister_cancel)(__pthread_unwind_buf_t *);
+    void (*__pthread_register_cancel_defer)(__pthread_unwind_buf_t *);
+    void (*__pthread_unregister_cancel_restore)(__pthread_unwind_buf_t *);
 };
 extern struct ks_real ks_real;
 

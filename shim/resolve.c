@@ -93,5 +93,10 @@ void ks_resolve_all(void)
     KS_SET(pthread_cond_wait, ks_resolve_cond("pthread_cond_wait"));
     KS_SET(pthread_cond_timedwait, ks_resolve_cond("pthread_cond_timedwait"));
     KS_SET(pthread_cond_clockwait, ks_resolve_versioned("pthread_cond_clockwait"));
+    KS_SET(__pthread_register_cancel, ks_resolve("__pthread_register_cancel", NULL));
+    KS_SET(__pthread_unregister_cancel, ks_resolve("__pthread_unregister_cancel", NULL));
+    KS_SET(__pthread_register_cancel_defer, ks_resolve("__pthread_register_cancel_defer", NULL));
+    KS_SET(__pthread_unregister_cancel_restore,
+           ks_resolve("__pthread_unregister_cancel_restore", NULL));
 #undef KS_SET
 }
