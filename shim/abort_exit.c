@@ -390,7 +390,7 @@ void ks_abort_on_exit(struct ks_thread *self)
     if (self->end_how != KS_END_ABORTED || !m)
         return;
     ks_ai()->cond_mutex = NULL;
-    struct ks_lock_mark mark;
+    ks_lock_mark mark;
     if (ks_holds(self, m) && ks_real.pthread_mutex_unlock(m) == 0) {
         ks_lock_uncount(self, m, &mark);
         ks_slot_begin(self);

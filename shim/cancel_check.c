@@ -343,12 +343,14 @@ static int ks_cancel_acts_now(const struct ks_cancel_check *c, struct ks_thread 
  * pthread_cleanup_push handler was registered after it and is still
  * (DEPTH: the count now), or the function that took it has a frame with a
  * cleanup on the way out. */
-static int ks_covered(const struct ks_cancel_check *c, int depth, struct ks_lock_mark mark)
+static int ks_covered(const struct ks_cancel_check *c, int depth, ks_lock_mark mark)
 {
-    if (mark.cdepth != KS_CDEPTH_UNKNOWN && depth > mark.cdepth)
+    int cdepth = ks_mark_cdepth(mark);
+    uintptr_t ra = ks_mark_ra(mark);
+    if (cdepth != KS_CDEPTH_UNKNOWN && depth > cdepth)
         return 1;
-    for (int i = 0; mark.ra && i < c->napp_cleanup && i < KS_WALK_APP_CLEANUPS; i++)
-        if (mark.ra - 1 >= c->app_cleanup_lo[i] && mark.ra - 1 < c->app_cleanup_hi[i])
+    for (int i = 0; ra && i < c->napp_cleanup && i < KS_WALK_APP_CLEANUPS; i++)
+        if (ra - 1 >= c->app_cleanup_lo[i] && ra - 1 < c->app_cleanup_hi[i])
             return 1;
     return 0;
 }
@@ -370,7 +372,7 @@ int ks_cancel_must_wait(const struct ks_cancel_check *c, struct ks_thread *t, ch
     int depth = __atomic_load_n(&t->cleanup_depth, __ATOMIC_RELAXED);
     int wait_kind = __atomic_load_n(&t->wait_kind, __ATOMIC_RELAXED);
     void *cond_mu = wait_kind == KS_WAIT_COND ? t->wait_mutex : NULL;
-    struct ks_lock_mark cond_mark = t->wait_mutex_mark, mark[KS_HELD_MAX];
+    ks_lock_mark cond_mark = t->wait_mutex_mark, mark[KS_HELD_MAX];
     void *held[KS_HELD_MAX];
     for (int i = 0; i < n && i < KS_HELD_MAX; i++) {
         held[i] = t->held[i];

@@ -40,7 +40,7 @@ struct ks_cond_wait {
     struct ks_thread *self;   /* NULL: not tracked (the shim's own code), or done */
     pthread_mutex_t *m;
     int counted;              /* M was counted held and is out of the count */
-    struct ks_lock_mark mark; /* its mark, to put back */
+    ks_lock_mark mark;        /* its mark, to put back */
 };
 
 static void ks_cond_enter(struct ks_cond_wait *w, pthread_cond_t *c)
@@ -52,7 +52,7 @@ static void ks_cond_enter(struct ks_cond_wait *w, pthread_cond_t *c)
     ks_wait_lock(self);
     w->counted = ks_lock_uncount(self, w->m, &w->mark);
     self->wait_mutex = w->m;
-    self->wait_mutex_mark = w->counted ? w->mark : (struct ks_lock_mark){0, KS_CDEPTH_UNKNOWN};
+    self->wait_mutex_mark = w->counted ? w->mark : ks_mark(0, KS_CDEPTH_UNKNOWN);
     __atomic_store_n(&self->wait_obj, (void *)c, __ATOMIC_RELAXED);
     __atomic_store_n(&self->wait_kind, KS_WAIT_COND, __ATOMIC_RELAXED);
     ks_wait_unlock(self);

@@ -26,7 +26,7 @@ __attribute__((weak)) void ks_on_locks_released(struct ks_thread *self) { (void)
 /* locks_held is written only by its owner and read by the control thread
  * (list, end, abort): relaxed atomic stores (a plain mov on x86), so a
  * reader sees whole values and the race is a defined one. */
-static inline void ks_held_put(struct ks_thread *self, void *obj, struct ks_lock_mark mark)
+static inline void ks_held_put(struct ks_thread *self, void *obj, ks_lock_mark mark)
 {
     int n = self->locks_held;
     if (n >= 0 && n < KS_HELD_MAX) {
@@ -39,13 +39,13 @@ static inline void ks_held_put(struct ks_thread *self, void *obj, struct ks_lock
 /* RA: the lock call's return address, taken by the exported hook itself. */
 static inline void ks_held_add(struct ks_thread *self, void *obj, void *ra)
 {
-    ks_held_put(self, obj, (struct ks_lock_mark){(uintptr_t)ra, self->cleanup_depth});
+    ks_held_put(self, obj, ks_mark((uintptr_t)ra, self->cleanup_depth));
 }
 
 /* Takes OBJ out of the count. Returns 0 and its mark (cdepth
  * KS_CDEPTH_UNKNOWN if it was beyond the remembered ones), or -1 if nothing
  * was counted. */
-static inline int ks_held_take(struct ks_thread *self, void *obj, struct ks_lock_mark *mark)
+static inline int ks_held_take(struct ks_thread *self, void *obj, ks_lock_mark *mark)
 {
     int n = self->locks_held;
     /* A lock taken before the shim loaded is released without having been
@@ -53,7 +53,7 @@ static inline int ks_held_take(struct ks_thread *self, void *obj, struct ks_lock
     if (n <= 0)
         return -1;
     int lim = n < KS_HELD_MAX ? n : KS_HELD_MAX;
-    *mark = (struct ks_lock_mark){0, KS_CDEPTH_UNKNOWN};
+    *mark = ks_mark(0, KS_CDEPTH_UNKNOWN);
     for (int i = 0; i < lim; i++)
         if (self->held[i] == obj) {
             *mark = self->held_mark[i];
@@ -68,13 +68,13 @@ static inline int ks_held_take(struct ks_thread *self, void *obj, struct ks_lock
 static inline void ks_held_remove(struct ks_thread *self, void *obj)
 {
     int n = self->locks_held;
-    struct ks_lock_mark mark;
+    ks_lock_mark mark;
     if (ks_held_take(self, obj, &mark) == 0 && n == 1 &&
         KS_UNLIKELY(__atomic_load_n(&self->abort.state, __ATOMIC_ACQUIRE) == KS_ABORT_PENDING))
         ks_on_locks_released(self);
 }
 
-int ks_lock_uncount(struct ks_thread *self, void *obj, struct ks_lock_mark *mark)
+int ks_lock_uncount(struct ks_thread *self, void *obj, ks_lock_mark *mark)
 {
     int n = self->locks_held;
     int found = 0;
@@ -87,7 +87,7 @@ int ks_lock_uncount(struct ks_thread *self, void *obj, struct ks_lock_mark *mark
     return ks_held_take(self, obj, mark) == 0;
 }
 
-void ks_lock_recount(struct ks_thread *self, void *obj, struct ks_lock_mark mark)
+void ks_lock_recount(struct ks_thread *self, void *obj, ks_lock_mark mark)
 {
     ks_held_put(self, obj, mark);
 }

@@ -37,15 +37,22 @@ enum ks_wait_kind {
 };
 
 #define KS_HELD_MAX 4          /* lock addresses remembered per thread */
-#define KS_CDEPTH_UNKNOWN 0x7fffffff   /* no cleanup handler is known to cover it */
-
 /* Where and when a held lock was taken, for cancel mode's question "would a
- * cleanup of the program release it?" (cancel_check.h). */
-struct ks_lock_mark {
-    uintptr_t ra;             /* return address of the lock call: in the function
-                                 that took it (0 unknown) */
-    int cdepth;               /* the thread's cleanup_depth then */
-};
+ * cleanup of the program release it?" (cancel_check.h): the return address
+ * of its lock call, in the function that took it (0: unknown), and the
+ * thread's cleanup_depth then (KS_CDEPTH_UNKNOWN: none known). One word, so
+ * that the record stays within 256 bytes: x86-64 user addresses fit in the
+ * low 48 bits, the depth (saturated) takes the high 16. */
+typedef uint64_t ks_lock_mark;
+#define KS_CDEPTH_UNKNOWN 0xffff
+#define KS_MARK_RA_BITS 48
+static inline ks_lock_mark ks_mark(uintptr_t ra, int cdepth)
+{
+    uint64_t d = cdepth < 0 ? 0 : cdepth >= KS_CDEPTH_UNKNOWN ? KS_CDEPTH_UNKNOWN : (uint64_t)cdepth;
+    return ((uint64_t)ra & ((1ull << KS_MARK_RA_BITS) - 1)) | d << KS_MARK_RA_BITS;
+}
+static inline uintptr_t ks_mark_ra(ks_lock_mark m) { return m & ((1ull << KS_MARK_RA_BITS) - 1); }
+static inline int ks_mark_cdepth(ks_lock_mark m) { return (int)(m >> KS_MARK_RA_BITS); }
 
 /* An abort request on a thread (deliver_abort.c). The record keeps what the
  * dispatcher and the lock hooks test on every call; everything else (the
@@ -77,7 +84,7 @@ struct ks_thread {
                                  mutex of a condition wait is not held while
                                  the thread waits: interpose_cond.c) */
     void *held[KS_HELD_MAX];  /* the first KS_HELD_MAX of them, in no order */
-    struct ks_lock_mark held_mark[KS_HELD_MAX];   /* where and when each was taken */
+    ks_lock_mark held_mark[KS_HELD_MAX];   /* where and when each was taken */
     int cleanup_depth;        /* pthread_cleanup_push handlers it has registered
                                  (interpose_cleanup.c): a lock taken at depth D
                                  has a handler registered after it while
@@ -85,7 +92,7 @@ struct ks_thread {
     int wait_kind;            /* enum ks_wait_kind */
     void *wait_obj;
     void *wait_mutex;         /* KS_WAIT_COND: the mutex the wait releases */
-    struct ks_lock_mark wait_mutex_mark;   /* KS_WAIT_COND: its mark (cdepth
+    ks_lock_mark wait_mutex_mark;   /* KS_WAIT_COND: its mark (cdepth
                                  KS_CDEPTH_UNKNOWN if it was not counted held) */
     int wait_lock;            /* spinlock: while the control side holds it, a
                                  KS_WAIT_COND wait_obj stays valid (interpose_cond.c) */
@@ -153,8 +160,8 @@ struct ks_block *ks_block_of(struct ks_thread *t);
  * it back after (interpose_lock.c). Neither fires the abort's unlock hook.
  * ks_lock_uncount returns 1 (and *MARK, the lock's) if OBJ was counted
  * held, 0 if not (then there is nothing to put back). */
-int ks_lock_uncount(struct ks_thread *self, void *obj, struct ks_lock_mark *mark);
-void ks_lock_recount(struct ks_thread *self, void *obj, struct ks_lock_mark mark);
+int ks_lock_uncount(struct ks_thread *self, void *obj, ks_lock_mark *mark);
+void ks_lock_recount(struct ks_thread *self, void *obj, ks_lock_mark mark);
 
 /* Links the calling thread's record with ROLE and START. Idempotent. */
 void ks_registry_add_self(enum ks_role role, void *start);
