@@ -72,7 +72,8 @@ __attribute__((noreturn)) KS_NO_ASAN void ks_abort_exit(void)
     t->end_how = KS_END_ABORTED;
     /* From here on the program's own cleanups run: their locks count. */
     t->shim_depth = 0;
-    ks_real_pthread_exit(PTHREAD_CANCELED);
+    KS_REAL(pthread_exit)(PTHREAD_CANCELED);   /* resolved: ks_abort_init checked */
+    __builtin_unreachable();
 }
 
 /* Marks the abort FIRING with what the walk found; remembers the locks it
@@ -391,7 +392,7 @@ void ks_abort_on_exit(struct ks_thread *self)
         return;
     ks_ai()->cond_mutex = NULL;
     ks_lock_mark mark;
-    if (ks_holds(self, m) && ks_real.pthread_mutex_unlock(m) == 0) {
+    if (ks_holds(self, m) && KS_REAL(pthread_mutex_unlock)(m) == 0) {
         ks_lock_uncount(self, m, &mark);
         ks_slot_begin(self);
         struct ks_sb b;

@@ -103,9 +103,6 @@ static inline int ks_walk_flags(const struct ks_thread *t, int flags)
     return flags | (__atomic_load_n(&t->abort.force, __ATOMIC_ACQUIRE) ? KS_WALK_LANGRT_OK : 0);
 }
 
-/* The real pthread_exit (deliver_abort.c). */
-extern void (*ks_real_pthread_exit)(void *) __attribute__((noreturn));
-
 static inline void ks_spin_lock(int *l)
 {
     while (__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE))

@@ -41,11 +41,10 @@ static int ks_idle_ms = 10000;   /* per request line, per reply; KILLSHIM_IDLE_T
 
 static void ks_conn_lock(void)
 {
-    KS_RESOLVE(pthread_mutex_lock);
-    ks_real.pthread_mutex_lock(&ks_conn_mu);
+    KS_REAL(pthread_mutex_lock)(&ks_conn_mu);
 }
 
-static void ks_conn_unlock(void) { ks_real.pthread_mutex_unlock(&ks_conn_mu); }
+static void ks_conn_unlock(void) { KS_REAL(pthread_mutex_unlock)(&ks_conn_mu); }
 
 /* poll() on one fd, as the raw system call: the shim's own poll wrapper
  * (interpose_block.c) is for the program's threads. Returns as poll. */

@@ -23,7 +23,6 @@
 
 #define KS_KICK_NS (200ull * 1000 * 1000)
 
-void (*ks_real_pthread_exit)(void *) __attribute__((noreturn));
 static int ks_abort_ok;
 /* From the last ks_abort_prepare: single-stepping is not possible (a tracer
  * would get the traps, or SIGTRAP could not be installed). */
@@ -37,7 +36,7 @@ static void ks_prime_cleanup(void *arg) { *(volatile int *)arg = 1; }
 static void *ks_prime_thread(void *arg)
 {
     pthread_cleanup_push(ks_prime_cleanup, arg);
-    ks_real_pthread_exit(NULL);
+    KS_REAL(pthread_exit)(NULL);
     pthread_cleanup_pop(0);
     return NULL;
 }
@@ -49,7 +48,7 @@ static int ks_prime_forced_unwind(void)
 {
     volatile int ran = 0;
     pthread_t th;
-    if (ks_real.pthread_create(&th, NULL, ks_prime_thread, (void *)&ran) != 0)
+    if (KS_REAL(pthread_create)(&th, NULL, ks_prime_thread, (void *)&ran) != 0)
         return EAGAIN;
     pthread_join(th, NULL);
     return ran ? 0 : EINVAL;
@@ -87,8 +86,7 @@ int ks_abort_init(void)
     if (!gcc)
         return ks_abort_off("libgcc_s.so.1 could not be loaded");
     ks_prewalk_init(gcc);
-    ks_real_pthread_exit = (__typeof__(ks_real_pthread_exit))ks_resolve("pthread_exit", NULL);
-    if (!ks_real_pthread_exit)
+    if (!KS_REAL(pthread_exit))
         return ks_abort_off("pthread_exit not found");
     ks_safepoint_refresh();
     ks_step_set_callback(ks_abort_on_trap);

@@ -15,31 +15,12 @@
 #include "procfs.h"
 #include "registry.h"
 
-static int (*real_setcancelstate)(int, int *);
-static int (*real_setcanceltype)(int, int *);
-static int (*real_cancel)(pthread_t);
-
-/* glibc 2.34 gave these a new version; the program gets the newest, as it
- * would without the shim. Benign race: every resolver stores the same value. */
-static void *ks_resolve_pthread(const char *name)
-{
-    void *p = ks_resolve(name, "GLIBC_2.34");
-    return p ? p : ks_resolve(name, NULL);
-}
-
-#define KS_RESOLVE(var, name)                                                   \
-    do {                                                                        \
-        if (KS_UNLIKELY(!__atomic_load_n(&var, __ATOMIC_ACQUIRE)))              \
-            __atomic_store_n(&var, (__typeof__(var))ks_resolve_pthread(name),   \
-                             __ATOMIC_RELEASE);                                 \
-    } while (0)
-
 KS_EXPORT int pthread_setcancelstate(int state, int *old)
 {
-    KS_RESOLVE(real_setcancelstate, "pthread_setcancelstate");
-    if (KS_UNLIKELY(!real_setcancelstate))
+    ks_real_pthread_setcancelstate_t *real = KS_REAL(pthread_setcancelstate);
+    if (KS_UNLIKELY(!real))
         return ENOSYS;
-    int rc = real_setcancelstate(state, old);
+    int rc = real(state, old);
     if (rc == 0)
         __atomic_store_n(&ks_self()->cancel_disabled, state == PTHREAD_CANCEL_DISABLE,
                          __ATOMIC_RELAXED);
@@ -48,10 +29,10 @@ KS_EXPORT int pthread_setcancelstate(int state, int *old)
 
 KS_EXPORT int pthread_setcanceltype(int type, int *old)
 {
-    KS_RESOLVE(real_setcanceltype, "pthread_setcanceltype");
-    if (KS_UNLIKELY(!real_setcanceltype))
+    ks_real_pthread_setcanceltype_t *real = KS_REAL(pthread_setcanceltype);
+    if (KS_UNLIKELY(!real))
         return ENOSYS;
-    int rc = real_setcanceltype(type, old);
+    int rc = real(type, old);
     if (rc == 0)
         __atomic_store_n(&ks_self()->cancel_async, type == PTHREAD_CANCEL_ASYNCHRONOUS,
                          __ATOMIC_RELAXED);
@@ -73,7 +54,7 @@ static uintptr_t ks_blocked_pc(pid_t tid)
 
 int ks_cancel_request(struct ks_thread *t, char *why, size_t cap)
 {
-    KS_RESOLVE(real_cancel, "pthread_cancel");
+    ks_real_pthread_cancel_t *real_cancel = KS_REAL(pthread_cancel);
     if (!real_cancel) {
         snprintf(why, cap, "pthread_cancel is not available in this process");
         return ENOSYS;

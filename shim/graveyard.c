@@ -17,15 +17,14 @@ static uint64_t ks_grave_next;   /* total buried; ring slot = next % KS_GRAVES *
 
 static void ks_grave_lock(void)
 {
-    KS_RESOLVE(pthread_mutex_lock);
-    ks_real.pthread_mutex_lock(&ks_grave_mu);
+    KS_REAL(pthread_mutex_lock)(&ks_grave_mu);
     KS_TSAN_ACQUIRE(&ks_grave_mu);
 }
 
 static void ks_grave_unlock(void)
 {
     KS_TSAN_RELEASE(&ks_grave_mu);
-    ks_real.pthread_mutex_unlock(&ks_grave_mu);
+    KS_REAL(pthread_mutex_unlock)(&ks_grave_mu);
 }
 
 void ks_grave_bury(const struct ks_thread *t, int how, uintptr_t site)

@@ -17,9 +17,6 @@
 
 
 static pthread_once_t ks_once = PTHREAD_ONCE_INIT;
-/* Resolved at init, never in _exit: a vfork child may call _exit while a
- * parent thread holds the loader's lock that dlsym needs. */
-static void (*ks_real_exit)(int);
 
 static void ks_after_fork_child(void)
 {
@@ -37,9 +34,7 @@ static void ks_init_once(void)
 {
     const char *dbg = getenv("KILLSHIM_DEBUG");
     ks_debug_enabled = dbg && *dbg && strcmp(dbg, "0") != 0;
-    ks_resolve_all();
-    ks_block_resolve();
-    __atomic_store_n(&ks_real_exit, (void (*)(int))ks_resolve("_exit", NULL), __ATOMIC_RELEASE);
+    ks_real_resolve_all();
     ks_pid = getpid();
     if (ks_gettid() == ks_pid)
         ks_registry_add_self(KS_ROLE_MAIN, NULL);
@@ -81,7 +76,9 @@ __attribute__((constructor)) static void ks_constructor(void)
 static __attribute__((noreturn)) void ks_exit_now(int status)
 {
     ks_server_cleanup();
-    void (*real)(int) = __atomic_load_n(&ks_real_exit, __ATOMIC_ACQUIRE);
+    /* Resolved at init, never here: a fork child may call _exit while the
+     * loader's lock that the lookup takes was held by a parent thread. */
+    ks_real__exit_t *real = KS_REAL_PEEK(_exit);
     if (real)
         real(status);
     for (;;)

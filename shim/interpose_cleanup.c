@@ -37,32 +37,32 @@ static void ks_cleanup_add(int delta, void *caller)
 
 KS_EXPORT void __pthread_register_cancel(__pthread_unwind_buf_t *buf)
 {
-    KS_RESOLVE(__pthread_register_cancel);
-    if (ks_real.__pthread_register_cancel)
-        ks_real.__pthread_register_cancel(buf);
+    ks_real___pthread_register_cancel_t *real = KS_REAL(__pthread_register_cancel);
+    if (real)
+        real(buf);
     ks_cleanup_add(1, __builtin_return_address(0));
 }
 
 KS_EXPORT void __pthread_unregister_cancel(__pthread_unwind_buf_t *buf)
 {
-    KS_RESOLVE(__pthread_unregister_cancel);
     ks_cleanup_add(-1, __builtin_return_address(0));
-    if (ks_real.__pthread_unregister_cancel)
-        ks_real.__pthread_unregister_cancel(buf);
+    ks_real___pthread_unregister_cancel_t *real = KS_REAL(__pthread_unregister_cancel);
+    if (real)
+        real(buf);
 }
 
 KS_EXPORT void __pthread_register_cancel_defer(__pthread_unwind_buf_t *buf)
 {
-    KS_RESOLVE(__pthread_register_cancel_defer);
-    if (ks_real.__pthread_register_cancel_defer)
-        ks_real.__pthread_register_cancel_defer(buf);
+    ks_real___pthread_register_cancel_defer_t *real = KS_REAL(__pthread_register_cancel_defer);
+    if (real)
+        real(buf);
     ks_cleanup_add(1, __builtin_return_address(0));
 }
 
 KS_EXPORT void __pthread_unregister_cancel_restore(__pthread_unwind_buf_t *buf)
 {
-    KS_RESOLVE(__pthread_unregister_cancel_restore);
     ks_cleanup_add(-1, __builtin_return_address(0));
-    if (ks_real.__pthread_unregister_cancel_restore)
-        ks_real.__pthread_unregister_cancel_restore(buf);
+    ks_real___pthread_unregister_cancel_restore_t *real = KS_REAL(__pthread_unregister_cancel_restore);
+    if (real)
+        real(buf);
 }

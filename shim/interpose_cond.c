@@ -92,19 +92,16 @@ static int ks_cond_leave(struct ks_cond_wait *w, int rc)
 
 KS_EXPORT int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
 {
-    KS_RESOLVE(pthread_cond_wait);
-    KS_COND_WAIT(ks_real.pthread_cond_wait(c, m));
+    KS_COND_WAIT(KS_REAL(pthread_cond_wait)(c, m));
 }
 
 KS_EXPORT int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *t)
 {
-    KS_RESOLVE(pthread_cond_timedwait);
-    KS_COND_WAIT(ks_real.pthread_cond_timedwait(c, m, t));
+    KS_COND_WAIT(KS_REAL(pthread_cond_timedwait)(c, m, t));
 }
 
 KS_EXPORT int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m, clockid_t clk,
                                      const struct timespec *t)
 {
-    KS_RESOLVE(pthread_cond_clockwait);
-    KS_COND_WAIT(ks_real.pthread_cond_clockwait(c, m, clk, t));
+    KS_COND_WAIT(KS_REAL(pthread_cond_clockwait)(c, m, clk, t));
 }

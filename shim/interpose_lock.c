@@ -146,95 +146,81 @@ static inline int ks_released(void *obj, int rc)
 
 KS_EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
 {
-    KS_RESOLVE(pthread_mutex_lock);
     struct ks_wait w = ks_wait_begin(KS_WAIT_MUTEX, m);
-    return ks_acquired(w, m, __builtin_return_address(0), ks_real.pthread_mutex_lock(m));
+    return ks_acquired(w, m, __builtin_return_address(0), KS_REAL(pthread_mutex_lock)(m));
 }
 
 KS_EXPORT int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *abstime)
 {
-    KS_RESOLVE(pthread_mutex_timedlock);
     struct ks_wait w = ks_wait_begin(KS_WAIT_MUTEX, m);
-    return ks_acquired(w, m, __builtin_return_address(0), ks_real.pthread_mutex_timedlock(m, abstime));
+    return ks_acquired(w, m, __builtin_return_address(0), KS_REAL(pthread_mutex_timedlock)(m, abstime));
 }
 
 KS_EXPORT int pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t clk, const struct timespec *abstime)
 {
-    KS_RESOLVE(pthread_mutex_clocklock);
     struct ks_wait w = ks_wait_begin(KS_WAIT_MUTEX, m);
-    return ks_acquired(w, m, __builtin_return_address(0), ks_real.pthread_mutex_clocklock(m, clk, abstime));
+    return ks_acquired(w, m, __builtin_return_address(0), KS_REAL(pthread_mutex_clocklock)(m, clk, abstime));
 }
 
 KS_EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
 {
-    KS_RESOLVE(pthread_mutex_trylock);
-    return ks_tried(m, __builtin_return_address(0), ks_real.pthread_mutex_trylock(m));
+    return ks_tried(m, __builtin_return_address(0), KS_REAL(pthread_mutex_trylock)(m));
 }
 
 KS_EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
 {
-    KS_RESOLVE(pthread_mutex_unlock);
-    return ks_released(m, ks_real.pthread_mutex_unlock(m));
+    return ks_released(m, KS_REAL(pthread_mutex_unlock)(m));
 }
 
 /* ---- Read-write locks (each read lock counts: they nest) ------------- */
 
 KS_EXPORT int pthread_rwlock_rdlock(pthread_rwlock_t *l)
 {
-    KS_RESOLVE(pthread_rwlock_rdlock);
     struct ks_wait w = ks_wait_begin(KS_WAIT_RWLOCK, l);
-    return ks_acquired(w, l, __builtin_return_address(0), ks_real.pthread_rwlock_rdlock(l));
+    return ks_acquired(w, l, __builtin_return_address(0), KS_REAL(pthread_rwlock_rdlock)(l));
 }
 
 KS_EXPORT int pthread_rwlock_wrlock(pthread_rwlock_t *l)
 {
-    KS_RESOLVE(pthread_rwlock_wrlock);
     struct ks_wait w = ks_wait_begin(KS_WAIT_RWLOCK, l);
-    return ks_acquired(w, l, __builtin_return_address(0), ks_real.pthread_rwlock_wrlock(l));
+    return ks_acquired(w, l, __builtin_return_address(0), KS_REAL(pthread_rwlock_wrlock)(l));
 }
 
 KS_EXPORT int pthread_rwlock_timedrdlock(pthread_rwlock_t *l, const struct timespec *t)
 {
-    KS_RESOLVE(pthread_rwlock_timedrdlock);
     struct ks_wait w = ks_wait_begin(KS_WAIT_RWLOCK, l);
-    return ks_acquired(w, l, __builtin_return_address(0), ks_real.pthread_rwlock_timedrdlock(l, t));
+    return ks_acquired(w, l, __builtin_return_address(0), KS_REAL(pthread_rwlock_timedrdlock)(l, t));
 }
 
 KS_EXPORT int pthread_rwlock_timedwrlock(pthread_rwlock_t *l, const struct timespec *t)
 {
-    KS_RESOLVE(pthread_rwlock_timedwrlock);
     struct ks_wait w = ks_wait_begin(KS_WAIT_RWLOCK, l);
-    return ks_acquired(w, l, __builtin_return_address(0), ks_real.pthread_rwlock_timedwrlock(l, t));
+    return ks_acquired(w, l, __builtin_return_address(0), KS_REAL(pthread_rwlock_timedwrlock)(l, t));
 }
 
 KS_EXPORT int pthread_rwlock_clockrdlock(pthread_rwlock_t *l, clockid_t c, const struct timespec *t)
 {
-    KS_RESOLVE(pthread_rwlock_clockrdlock);
     struct ks_wait w = ks_wait_begin(KS_WAIT_RWLOCK, l);
-    return ks_acquired(w, l, __builtin_return_address(0), ks_real.pthread_rwlock_clockrdlock(l, c, t));
+    return ks_acquired(w, l, __builtin_return_address(0), KS_REAL(pthread_rwlock_clockrdlock)(l, c, t));
 }
 
 KS_EXPORT int pthread_rwlock_clockwrlock(pthread_rwlock_t *l, clockid_t c, const struct timespec *t)
 {
-    KS_RESOLVE(pthread_rwlock_clockwrlock);
     struct ks_wait w = ks_wait_begin(KS_WAIT_RWLOCK, l);
-    return ks_acquired(w, l, __builtin_return_address(0), ks_real.pthread_rwlock_clockwrlock(l, c, t));
+    return ks_acquired(w, l, __builtin_return_address(0), KS_REAL(pthread_rwlock_clockwrlock)(l, c, t));
 }
 
 KS_EXPORT int pthread_rwlock_tryrdlock(pthread_rwlock_t *l)
 {
-    KS_RESOLVE(pthread_rwlock_tryrdlock);
-    return ks_tried(l, __builtin_return_address(0), ks_real.pthread_rwlock_tryrdlock(l));
+    return ks_tried(l, __builtin_return_address(0), KS_REAL(pthread_rwlock_tryrdlock)(l));
 }
 
 KS_EXPORT int pthread_rwlock_trywrlock(pthread_rwlock_t *l)
 {
-    KS_RESOLVE(pthread_rwlock_trywrlock);
-    return ks_tried(l, __builtin_return_address(0), ks_real.pthread_rwlock_trywrlock(l));
+    return ks_tried(l, __builtin_return_address(0), KS_REAL(pthread_rwlock_trywrlock)(l));
 }
 
 KS_EXPORT int pthread_rwlock_unlock(pthread_rwlock_t *l)
 {
-    KS_RESOLVE(pthread_rwlock_unlock);
-    return ks_released(l, ks_real.pthread_rwlock_unlock(l));
+    return ks_released(l, KS_REAL(pthread_rwlock_unlock)(l));
 }

@@ -62,15 +62,14 @@ int ks_registry_exiting(pid_t tid)
 
 void ks_registry_lock(void)
 {
-    KS_RESOLVE(pthread_mutex_lock);
-    ks_real.pthread_mutex_lock(&ks_reg_mu);
+    KS_REAL(pthread_mutex_lock)(&ks_reg_mu);
     KS_TSAN_ACQUIRE(&ks_reg_mu);
 }
 
 void ks_registry_unlock(void)
 {
     KS_TSAN_RELEASE(&ks_reg_mu);
-    ks_real.pthread_mutex_unlock(&ks_reg_mu);
+    KS_REAL(pthread_mutex_unlock)(&ks_reg_mu);
 }
 
 struct ks_thread *ks_registry_first(void) { return ks_head; }

@@ -119,12 +119,11 @@ static int ks_count_changes(struct dl_phdr_info *info, size_t size, void *arg)
 
 int ks_safepoint_refresh(void)
 {
-    KS_RESOLVE(pthread_mutex_lock);
-    ks_real.pthread_mutex_lock(&ks_write_mu);
+    KS_REAL(pthread_mutex_lock)(&ks_write_mu);
     unsigned long long v[2] = {0, 0};
     dl_iterate_phdr(ks_count_changes, v);
     if (v[0] == ks_seen_adds && v[1] == ks_seen_subs && (v[0] | v[1])) {
-        ks_real.pthread_mutex_unlock(&ks_write_mu);
+        KS_REAL(pthread_mutex_unlock)(&ks_write_mu);
         return 0;
     }
     ks_nscratch = 0;
@@ -136,7 +135,7 @@ int ks_safepoint_refresh(void)
     __atomic_store_n(&ks_seq, ks_seq + 1, __ATOMIC_RELEASE);
     ks_seen_adds = v[0];
     ks_seen_subs = v[1];
-    ks_real.pthread_mutex_unlock(&ks_write_mu);
+    KS_REAL(pthread_mutex_unlock)(&ks_write_mu);
     return 0;
 }
 

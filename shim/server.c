@@ -53,8 +53,8 @@ static void *ks_shim_thread_main(void *p)
 
 int ks_spawn_shim_thread(const char *name, void *(*fn)(void *), void *arg, size_t stack)
 {
-    if (!ks_real.pthread_create)
-        ks_resolve_all();
+    if (!KS_REAL(pthread_create))
+        return ENOSYS;
     struct ks_spawn *s = malloc(sizeof *s);
     if (!s)
         return ENOMEM;
@@ -71,7 +71,7 @@ int ks_spawn_shim_thread(const char *name, void *(*fn)(void *), void *arg, size_
     pthread_attr_setsigmask_np(&attr, &all);
     pthread_t th;
     ks_registry_starting_add(1);
-    int rc = ks_real.pthread_create(&th, &attr, ks_shim_thread_main, s);
+    int rc = KS_REAL(pthread_create)(&th, &attr, ks_shim_thread_main, s);
     pthread_attr_destroy(&attr);
     if (rc != 0) {
         ks_registry_starting_add(-1);

@@ -21,36 +21,20 @@ static ks_sig_fn *ks_handlers[KS_SIG_COUNT];
 static struct sigaction ks_prog_act[KS_SIG_COUNT];
 static pthread_mutex_t ks_act_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
-/* libc's own: what puts the shim's handlers into the kernel. An interposer
- * between us and libc must not wrap them: ThreadSanitizer's defers an
- * asynchronous signal to the thread's next call into its runtime (a thread
- * spinning in the program's code would never take ours) and hands the
- * handler a copy of the context (the abort's redirect would be lost). */
-static int (*libc_sigaction)(int, const struct sigaction *, struct sigaction *);
-static int (*real_sigprocmask)(int, const sigset_t *, sigset_t *);
-static int (*real_pthread_sigmask)(int, const sigset_t *, sigset_t *);
-
-static void ks_resolve_signals(void)
-{
-    if (!real_sigaction)
-        __atomic_store_n(&real_sigaction, ks_resolve("sigaction", NULL), __ATOMIC_RELEASE);
-    if (!real_sigprocmask)
-        __atomic_store_n(&real_sigprocmask, ks_resolve("sigprocmask", NULL), __ATOMIC_RELEASE);
-    if (!real_pthread_sigmask)
-        __atomic_store_n(&real_pthread_sigmask, ks_resolve("pthread_sigmask", NULL), __ATOMIC_RELEASE);
-    if (!libc_sigaction)
-        __atomic_store_n(&libc_sigaction, ks_resolve_libc("sigaction"), __ATOMIC_RELEASE);
-}
-
+/* libc's own sigaction (real.h: libc_sigaction) is what puts the shim's
+ * handlers into the kernel. An interposer between us and libc must not wrap
+ * them: ThreadSanitizer's defers an asynchronous signal to the thread's next
+ * call into its runtime (a thread spinning in the program's code would never
+ * take ours) and hands the handler a copy of the context (the abort's
+ * redirect would be lost). */
 int ks_sigaction_kernel(int signo, const struct sigaction *act, struct sigaction *old)
 {
-    ks_resolve_signals();
-    if (!libc_sigaction) {
+    ks_real_libc_sigaction_t *real = KS_REAL(libc_sigaction);
+    if (!real) {
         errno = ENOSYS;
         return -1;
     }
-    return libc_sigaction(signo, act, old);
+    return real(signo, act, old);
 }
 
 int ks_signo(enum ks_sig_kind k) { return ks_signos[k]; }
@@ -87,7 +71,7 @@ static void ks_chain(int k, int signo, siginfo_t *si, void *uc)
         /* The default action of a real-time signal ends the process: do
          * exactly that, as the program would without the shim. */
         struct sigaction dfl = {.sa_handler = SIG_DFL};
-        libc_sigaction(signo, &dfl, NULL);
+        KS_REAL(libc_sigaction)(signo, &dfl, NULL);
         syscall(SYS_tgkill, getpid(), ks_gettid(), signo);
         return;
     }
@@ -134,8 +118,7 @@ static int ks_pick_signals(void)
 
 int ks_signals_install(void)
 {
-    ks_resolve_signals();
-    if (!real_sigaction || !libc_sigaction)
+    if (!KS_REAL(sigaction) || !KS_REAL(libc_sigaction))
         return ENOSYS;
     ks_pick_signals();
     for (int k = 0; k < KS_SIG_COUNT; k++) {
@@ -145,7 +128,7 @@ int ks_signals_install(void)
         sa.sa_flags = SA_SIGINFO | (k == KS_SIG_DUMP ? SA_RESTART : 0);
         sigfillset(&sa.sa_mask);   /* nothing of the program's runs inside ours */
         /* Keep what the program (or a library) had there, to chain to it. */
-        if (libc_sigaction(ks_signos[k], &sa, &ks_prog_act[k]) != 0)
+        if (KS_REAL(libc_sigaction)(ks_signos[k], &sa, &ks_prog_act[k]) != 0)
             return errno;
     }
     __atomic_store_n(&ks_installed, 1, __ATOMIC_RELEASE);
@@ -221,20 +204,19 @@ void ks_signals_pass_mask_from(uintptr_t lo, uintptr_t hi)
 
 KS_EXPORT int sigaction(int signo, const struct sigaction *act, struct sigaction *old)
 {
-    ks_resolve_signals();
     int k = ks_kind_of(signo);
     if (k < 0)
-        return real_sigaction(signo, act, old);
+        return KS_REAL(sigaction)(signo, act, old);
     sigset_t all, prev;
     sigfillset(&all);
-    real_pthread_sigmask(SIG_BLOCK, &all, &prev);
-    ks_real.pthread_mutex_lock(&ks_act_mu);
+    KS_REAL(pthread_sigmask)(SIG_BLOCK, &all, &prev);
+    KS_REAL(pthread_mutex_lock)(&ks_act_mu);
     if (old)
         *old = ks_prog_act[k];
     if (act)
         ks_prog_act[k] = *act;
-    ks_real.pthread_mutex_unlock(&ks_act_mu);
-    real_pthread_sigmask(SIG_SETMASK, &prev, NULL);
+    KS_REAL(pthread_mutex_unlock)(&ks_act_mu);
+    KS_REAL(pthread_sigmask)(SIG_SETMASK, &prev, NULL);
     return 0;
 }
 
@@ -286,16 +268,14 @@ static const sigset_t *ks_unblockable(int how, const sigset_t *set, sigset_t *co
 
 KS_EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
 {
-    ks_resolve_signals();
     sigset_t copy;
-    return real_sigprocmask(how, ks_unblockable(how, set, &copy,
+    return KS_REAL(sigprocmask)(how, ks_unblockable(how, set, &copy,
                                                 (uintptr_t)__builtin_return_address(0)), old);
 }
 
 KS_EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
 {
-    ks_resolve_signals();
     sigset_t copy;
-    return real_pthread_sigmask(how, ks_unblockable(how, set, &copy,
+    return KS_REAL(pthread_sigmask)(how, ks_unblockable(how, set, &copy,
                                                     (uintptr_t)__builtin_return_address(0)), old);
 }

@@ -221,8 +221,8 @@ void ks_dump_release(struct ks_dump *d)
     free(d);
 }
 
-void ks_dump_lock(void) { ks_real.pthread_mutex_lock(&ks_dump_mu); }
-void ks_dump_unlock(void) { ks_real.pthread_mutex_unlock(&ks_dump_mu); }
+void ks_dump_lock(void) { KS_REAL(pthread_mutex_lock)(&ks_dump_mu); }
+void ks_dump_unlock(void) { KS_REAL(pthread_mutex_unlock)(&ks_dump_mu); }
 
 void ks_stack_bounds(struct ks_thread *r)
 {

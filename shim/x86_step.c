@@ -57,12 +57,11 @@ static void ks_trap_entry(int signo, siginfo_t *si, void *ucv)
 
 int ks_step_install(void)
 {
-    KS_RESOLVE(pthread_mutex_lock);
     int rc = 0;
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    ks_real.pthread_mutex_lock(&ks_install_mu);
+    KS_REAL(pthread_mutex_lock)(&ks_install_mu);
     struct sigaction cur;
     if (ks_sigaction_kernel(SIGTRAP, NULL, &cur) != 0) {
         rc = errno;
@@ -76,7 +75,7 @@ int ks_step_install(void)
         if (ks_sigaction_kernel(SIGTRAP, &sa, NULL) != 0)
             rc = errno;
     }
-    ks_real.pthread_mutex_unlock(&ks_install_mu);
+    KS_REAL(pthread_mutex_unlock)(&ks_install_mu);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return rc;
 }
