@@ -2,8 +2,9 @@
  * SIGCANCEL handler ignores the signal unless the process sent it to itself
  * with tgkill, so an outside kill cannot cancel). The thread's cancel state
  * and type are learned from the interposed pthread_setcancelstate and
- * pthread_setcanceltype, so a request to a thread that disabled cancellation
- * is reported as such instead of waited on blindly. See deliver.h. */
+ * pthread_setcanceltype (interpose_cancel.c), so a request to a thread that
+ * disabled cancellation is reported as such instead of waited on blindly.
+ * See deliver.h. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -14,30 +15,6 @@
 #include "ks.h"
 #include "procfs.h"
 #include "registry.h"
-
-KS_EXPORT int pthread_setcancelstate(int state, int *old)
-{
-    ks_real_pthread_setcancelstate_t *real = KS_REAL(pthread_setcancelstate);
-    if (KS_UNLIKELY(!real))
-        return ENOSYS;
-    int rc = real(state, old);
-    if (rc == 0)
-        __atomic_store_n(&ks_self()->cancel_disabled, state == PTHREAD_CANCEL_DISABLE,
-                         __ATOMIC_RELAXED);
-    return rc;
-}
-
-KS_EXPORT int pthread_setcanceltype(int type, int *old)
-{
-    ks_real_pthread_setcanceltype_t *real = KS_REAL(pthread_setcanceltype);
-    if (KS_UNLIKELY(!real))
-        return ENOSYS;
-    int rc = real(type, old);
-    if (rc == 0)
-        __atomic_store_n(&ks_self()->cancel_async, type == PTHREAD_CANCEL_ASYNCHRONOUS,
-                         __ATOMIC_RELAXED);
-    return rc;
-}
 
 /* The user-space PC of the system call TID is blocked in, from
  * /proc/self/task/TID/syscall ("NR ARGS... SP PC"); 0 if it is running or

@@ -3,7 +3,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "deliver.h"
@@ -70,21 +69,4 @@ __attribute__((constructor)) static void ks_constructor(void)
         ks_registry_add_self(KS_ROLE_MAIN, NULL);
 }
 
-/* _exit runs no atexit handlers, so the socket file (file mode) is removed
- * here. Only by the process that made it: a vfork or fork child calling
- * _exit after a failed exec must not remove its parent's. */
-static __attribute__((noreturn)) void ks_exit_now(int status)
-{
-    ks_server_cleanup();
-    /* Resolved at init, never here: a fork child may call _exit while the
-     * loader's lock that the lookup takes was held by a parent thread. */
-    ks_real__exit_t *real = KS_REAL_PEEK(_exit);
-    if (real)
-        real(status);
-    for (;;)
-        syscall(SYS_exit_group, status);
-}
-
-KS_EXPORT void _exit(int status) { ks_exit_now(status); }
-KS_EXPORT void _Exit(int status) { ks_exit_now(status); }
 __attribute__((destructor)) static void ks_destructor(void) { ks_server_cleanup(); }

@@ -200,13 +200,13 @@ void ks_signals_pass_mask_from(uintptr_t lo, uintptr_t hi)
     __atomic_store_n(&ks_pass_hi, hi, __ATOMIC_RELEASE);
 }
 
-/* ---- What the program sees -------------------------------------------- */
+/* ---- What the program sees (its hooks: interpose_signal.c) ----------- */
 
-KS_EXPORT int sigaction(int signo, const struct sigaction *act, struct sigaction *old)
+int ks_signals_program_action(int signo, const struct sigaction *act, struct sigaction *old)
 {
     int k = ks_kind_of(signo);
     if (k < 0)
-        return KS_REAL(sigaction)(signo, act, old);
+        return 0;
     sigset_t all, prev;
     sigfillset(&all);
     KS_REAL(pthread_sigmask)(SIG_BLOCK, &all, &prev);
@@ -217,44 +217,11 @@ KS_EXPORT int sigaction(int signo, const struct sigaction *act, struct sigaction
         ks_prog_act[k] = *act;
     KS_REAL(pthread_mutex_unlock)(&ks_act_mu);
     KS_REAL(pthread_sigmask)(SIG_SETMASK, &prev, NULL);
-    return 0;
+    return 1;
 }
 
-static sighandler_t ks_signal_common(int signo, sighandler_t h, int flags)
-{
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = h;
-    sa.sa_flags = flags;
-    sigemptyset(&sa.sa_mask);
-    if (!(flags & SA_NODEFER))
-        sigaddset(&sa.sa_mask, signo);
-    if (sigaction(signo, &sa, &old) != 0)
-        return SIG_ERR;
-    return old.sa_handler;
-}
-
-/* glibc's signal() calls its internal sigaction, which would go around the
- * interposed one: the BSD and System V flavours are spelled out here. */
-KS_EXPORT sighandler_t signal(int signo, sighandler_t h)
-{
-    return ks_signal_common(signo, h, SA_RESTART);
-}
-
-KS_EXPORT sighandler_t bsd_signal(int signo, sighandler_t h)
-{
-    return ks_signal_common(signo, h, SA_RESTART);
-}
-
-KS_EXPORT sighandler_t sysv_signal(int signo, sighandler_t h)
-{
-    return ks_signal_common(signo, h, SA_RESETHAND | SA_NODEFER);
-}
-
-/* Returns SET, or COPY without our signals if SET would block them. CALLER:
- * the return address of the hook. */
-static const sigset_t *ks_unblockable(int how, const sigset_t *set, sigset_t *copy,
-                                      uintptr_t caller)
+const sigset_t *ks_signals_unblockable(int how, const sigset_t *set, sigset_t *copy,
+                                       uintptr_t caller)
 {
     if (!set || how == SIG_UNBLOCK || !__atomic_load_n(&ks_installed, __ATOMIC_ACQUIRE))
         return set;
@@ -264,18 +231,4 @@ static const sigset_t *ks_unblockable(int how, const sigset_t *set, sigset_t *co
     for (int k = 0; k < KS_SIG_COUNT; k++)
         sigdelset(copy, ks_signos[k]);
     return copy;
-}
-
-KS_EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
-{
-    sigset_t copy;
-    return KS_REAL(sigprocmask)(how, ks_unblockable(how, set, &copy,
-                                                (uintptr_t)__builtin_return_address(0)), old);
-}
-
-KS_EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
-{
-    sigset_t copy;
-    return KS_REAL(pthread_sigmask)(how, ks_unblockable(how, set, &copy,
-                                                    (uintptr_t)__builtin_return_address(0)), old);
 }
