@@ -80,6 +80,12 @@ if [ "$ONLY" = all ] || [ "$ONLY" = carry ]; then
     # start-up cost between loading the libraries and starting the server.
     run env KILLSHIM_DISABLE=1 "$AB" -s "$SHIM" -w -n 300 -W 20 \
         -l "process start-up and exit: /bin/true, shim loaded with KILLSHIM_DISABLE=1" -- /bin/true
+    # posix_spawn of /bin/true in rounds, best and median round: what any
+    # preloaded library costs (an empty one) next to the shim's loading
+    # (KILLSHIM_DISABLE=1) and the whole shim.
+    run "$BIN/tools/bench/bench_startup" -n 300 -r 5 plain=- \
+        empty-library=LD_PRELOAD="$BIN/tools/bench/libempty.so" \
+        shim-disabled=LD_PRELOAD="$SHIM",KILLSHIM_DISABLE=1 shim=LD_PRELOAD="$SHIM"
     run "$AB" -s "$SHIM" -n "$RUNS" -u bytes -l "RSS per thread (1000 parked threads, default stacks)" \
         -- "$WORK" mem-thread 1000
     run "$AB" -s "$SHIM" -n "$RUNS" -u bytes -l "RSS per thread (1000 parked threads that used malloc once)" \

@@ -1,0 +1,2 @@
+/* Preloaded by bench_startup as the cost of preloading anything. */
+int kb_empty_library;
