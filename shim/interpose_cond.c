@@ -23,6 +23,7 @@
  * Invariant: while the control side holds the thread's wait_lock and sees
  * KS_WAIT_COND, wait_obj is a cond the thread is inside of, hence alive: the
  * thread clears it under the same lock before it returns or unwinds. */
+#include <errno.h>
 #include <pthread.h>
 
 #include "ks.h"
@@ -92,16 +93,16 @@ static int ks_cond_leave(struct ks_cond_wait *w, int rc)
 
 KS_EXPORT int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
 {
-    KS_COND_WAIT(KS_REAL(pthread_cond_wait)(c, m));
+    KS_COND_WAIT(KS_CALL_OR(pthread_cond_wait, EINVAL, (c, m)));
 }
 
 KS_EXPORT int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *t)
 {
-    KS_COND_WAIT(KS_REAL(pthread_cond_timedwait)(c, m, t));
+    KS_COND_WAIT(KS_CALL_OR(pthread_cond_timedwait, EINVAL, (c, m, t)));
 }
 
 KS_EXPORT int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m, clockid_t clk,
                                      const struct timespec *t)
 {
-    KS_COND_WAIT(KS_REAL(pthread_cond_clockwait)(c, m, clk, t));
+    KS_COND_WAIT(KS_CALL_OR(pthread_cond_clockwait, EINVAL, (c, m, clk, t)));
 }

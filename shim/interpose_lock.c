@@ -9,6 +9,7 @@
  * Locks the shim takes for itself while it runs on a program thread
  * (shim_depth: libunwind's during a stack dump or an abort's walk) are not
  * the program's: the hooks pass straight through. */
+#include <errno.h>
 #include <pthread.h>
 
 #include "deliver.h"
@@ -147,29 +148,29 @@ static inline int ks_released(void *obj, int rc)
 KS_EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
 {
     struct ks_wait w = ks_wait_begin(KS_WAIT_MUTEX, m);
-    return ks_acquired(w, m, __builtin_return_address(0), KS_REAL(pthread_mutex_lock)(m));
+    return ks_acquired(w, m, __builtin_return_address(0), KS_CALL_OR(pthread_mutex_lock, EAGAIN, (m)));
 }
 
 KS_EXPORT int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *abstime)
 {
     struct ks_wait w = ks_wait_begin(KS_WAIT_MUTEX, m);
-    return ks_acquired(w, m, __builtin_return_address(0), KS_REAL(pthread_mutex_timedlock)(m, abstime));
+    return ks_acquired(w, m, __builtin_return_address(0), KS_CALL_OR(pthread_mutex_timedlock, EAGAIN, (m, abstime)));
 }
 
 KS_EXPORT int pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t clk, const struct timespec *abstime)
 {
     struct ks_wait w = ks_wait_begin(KS_WAIT_MUTEX, m);
-    return ks_acquired(w, m, __builtin_return_address(0), KS_REAL(pthread_mutex_clocklock)(m, clk, abstime));
+    return ks_acquired(w, m, __builtin_return_address(0), KS_CALL_OR(pthread_mutex_clocklock, EAGAIN, (m, clk, abstime)));
 }
 
 KS_EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
 {
-    return ks_tried(m, __builtin_return_address(0), KS_REAL(pthread_mutex_trylock)(m));
+    return ks_tried(m, __builtin_return_address(0), KS_CALL_OR(pthread_mutex_trylock, EAGAIN, (m)));
 }
 
 KS_EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
 {
-    return ks_released(m, KS_REAL(pthread_mutex_unlock)(m));
+    return ks_released(m, KS_CALL_OR(pthread_mutex_unlock, EAGAIN, (m)));
 }
 
 /* ---- Read-write locks (each read lock counts: they nest) ------------- */
@@ -177,50 +178,50 @@ KS_EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
 KS_EXPORT int pthread_rwlock_rdlock(pthread_rwlock_t *l)
 {
     struct ks_wait w = ks_wait_begin(KS_WAIT_RWLOCK, l);
-    return ks_acquired(w, l, __builtin_return_address(0), KS_REAL(pthread_rwlock_rdlock)(l));
+    return ks_acquired(w, l, __builtin_return_address(0), KS_CALL_OR(pthread_rwlock_rdlock, EAGAIN, (l)));
 }
 
 KS_EXPORT int pthread_rwlock_wrlock(pthread_rwlock_t *l)
 {
     struct ks_wait w = ks_wait_begin(KS_WAIT_RWLOCK, l);
-    return ks_acquired(w, l, __builtin_return_address(0), KS_REAL(pthread_rwlock_wrlock)(l));
+    return ks_acquired(w, l, __builtin_return_address(0), KS_CALL_OR(pthread_rwlock_wrlock, EAGAIN, (l)));
 }
 
 KS_EXPORT int pthread_rwlock_timedrdlock(pthread_rwlock_t *l, const struct timespec *t)
 {
     struct ks_wait w = ks_wait_begin(KS_WAIT_RWLOCK, l);
-    return ks_acquired(w, l, __builtin_return_address(0), KS_REAL(pthread_rwlock_timedrdlock)(l, t));
+    return ks_acquired(w, l, __builtin_return_address(0), KS_CALL_OR(pthread_rwlock_timedrdlock, EAGAIN, (l, t)));
 }
 
 KS_EXPORT int pthread_rwlock_timedwrlock(pthread_rwlock_t *l, const struct timespec *t)
 {
     struct ks_wait w = ks_wait_begin(KS_WAIT_RWLOCK, l);
-    return ks_acquired(w, l, __builtin_return_address(0), KS_REAL(pthread_rwlock_timedwrlock)(l, t));
+    return ks_acquired(w, l, __builtin_return_address(0), KS_CALL_OR(pthread_rwlock_timedwrlock, EAGAIN, (l, t)));
 }
 
 KS_EXPORT int pthread_rwlock_clockrdlock(pthread_rwlock_t *l, clockid_t c, const struct timespec *t)
 {
     struct ks_wait w = ks_wait_begin(KS_WAIT_RWLOCK, l);
-    return ks_acquired(w, l, __builtin_return_address(0), KS_REAL(pthread_rwlock_clockrdlock)(l, c, t));
+    return ks_acquired(w, l, __builtin_return_address(0), KS_CALL_OR(pthread_rwlock_clockrdlock, EAGAIN, (l, c, t)));
 }
 
 KS_EXPORT int pthread_rwlock_clockwrlock(pthread_rwlock_t *l, clockid_t c, const struct timespec *t)
 {
     struct ks_wait w = ks_wait_begin(KS_WAIT_RWLOCK, l);
-    return ks_acquired(w, l, __builtin_return_address(0), KS_REAL(pthread_rwlock_clockwrlock)(l, c, t));
+    return ks_acquired(w, l, __builtin_return_address(0), KS_CALL_OR(pthread_rwlock_clockwrlock, EAGAIN, (l, c, t)));
 }
 
 KS_EXPORT int pthread_rwlock_tryrdlock(pthread_rwlock_t *l)
 {
-    return ks_tried(l, __builtin_return_address(0), KS_REAL(pthread_rwlock_tryrdlock)(l));
+    return ks_tried(l, __builtin_return_address(0), KS_CALL_OR(pthread_rwlock_tryrdlock, EAGAIN, (l)));
 }
 
 KS_EXPORT int pthread_rwlock_trywrlock(pthread_rwlock_t *l)
 {
-    return ks_tried(l, __builtin_return_address(0), KS_REAL(pthread_rwlock_trywrlock)(l));
+    return ks_tried(l, __builtin_return_address(0), KS_CALL_OR(pthread_rwlock_trywrlock, EAGAIN, (l)));
 }
 
 KS_EXPORT int pthread_rwlock_unlock(pthread_rwlock_t *l)
 {
-    return ks_released(l, KS_REAL(pthread_rwlock_unlock)(l));
+    return ks_released(l, KS_CALL_OR(pthread_rwlock_unlock, EAGAIN, (l)));
 }

@@ -2,6 +2,7 @@
  * numbers read and set the action the program believes it installed (the
  * kernel keeps the shim's), and no mask the program sets blocks them
  * (signals.c holds the state and the rules; signals.h says why). */
+#include <errno.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -13,7 +14,7 @@ KS_EXPORT int sigaction(int signo, const struct sigaction *act, struct sigaction
 {
     if (ks_signals_program_action(signo, act, old))
         return 0;
-    return KS_REAL(sigaction)(signo, act, old);
+    return KS_CALL_OR(sigaction, (errno = ENOSYS, -1), (signo, act, old));
 }
 
 static sighandler_t ks_signal_common(int signo, sighandler_t h, int flags)
@@ -50,15 +51,13 @@ KS_EXPORT sighandler_t sysv_signal(int signo, sighandler_t h)
 KS_EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
 {
     sigset_t copy;
-    return KS_REAL(sigprocmask)(how, ks_signals_unblockable(how, set, &copy,
-                                                            (uintptr_t)__builtin_return_address(0)),
-                                old);
+    const sigset_t *s = ks_signals_unblockable(how, set, &copy, (uintptr_t)__builtin_return_address(0));
+    return KS_CALL_OR(sigprocmask, (errno = ENOSYS, -1), (how, s, old));
 }
 
 KS_EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
 {
     sigset_t copy;
-    return KS_REAL(pthread_sigmask)(how, ks_signals_unblockable(how, set, &copy,
-                                                                (uintptr_t)__builtin_return_address(0)),
-                                    old);
+    const sigset_t *s = ks_signals_unblockable(how, set, &copy, (uintptr_t)__builtin_return_address(0));
+    return KS_CALL_OR(pthread_sigmask, ENOSYS, (how, s, old));
 }

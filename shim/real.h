@@ -171,6 +171,16 @@ static inline void *ks_real_get(enum ks_real_id f)
  * process has no such function. The one way the shim reaches one. */
 #define KS_REAL(name) ((ks_real_##name##_t *)ks_real_get(KS_FN_##name))
 
+/* For a hook that returns its real function's result: calls the real NAME
+ * with ARGS (parenthesised), or evaluates to ERR if it cannot be had (the
+ * process lacks it, or resolution was re-entered past its depth limit): the
+ * program's call fails with an error rather than jumping to address 0. */
+#define KS_CALL_OR(name, err, args)                       \
+    ({                                                    \
+        ks_real_##name##_t *ks_fn_ = KS_REAL(name);       \
+        __builtin_expect(ks_fn_ != NULL, 1) ? ks_fn_ args : (err); \
+    })
+
 /* The same, never resolving: for paths that must not take the loader's lock
  * (_exit in a fork child, whose parent thread may have held it). NULL if
  * ks_init has not run. */
