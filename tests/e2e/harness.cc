@@ -440,20 +440,39 @@ static unsigned long SleepingPc(pid_t pid, pid_t tid) {
   return 0;
 }
 
+// The path of the loaded object whose file name starts with PREFIX, or "".
+static std::string LoadedObject(const char* prefix) {
+  struct Want {
+    const char* prefix;
+    std::string found;
+  } w = {prefix, ""};
+  dl_iterate_phdr(
+      [](struct dl_phdr_info* info, size_t, void* data) {
+        auto* w = static_cast<Want*>(data);
+        const char* name = info->dlpi_name;
+        const char* base = name ? strrchr(name, '/') : nullptr;
+        if (base && strncmp(base + 1, w->prefix, strlen(w->prefix)) == 0) w->found = name;
+        return 0;
+      },
+      &w);
+  return w.found;
+}
+
 std::string SanitizerPreload() {
 #ifndef __SANITIZE_THREAD__
   return "";
 #else
-  std::string found;
-  dl_iterate_phdr(
-      [](struct dl_phdr_info* info, size_t, void* data) {
-        const char* name = info->dlpi_name;
-        const char* base = name ? strrchr(name, '/') : nullptr;
-        if (base && strncmp(base + 1, "libtsan.so", 10) == 0) *static_cast<std::string*>(data) = name;
-        return 0;
-      },
-      &found);
-  return found;
+  return LoadedObject("libtsan.so");
+#endif
+}
+
+std::string SanitizerRuntime() {
+#if defined(__SANITIZE_THREAD__)
+  return LoadedObject("libtsan.so");
+#elif defined(__SANITIZE_ADDRESS__)
+  return LoadedObject("libasan.so");
+#else
+  return "";
 #endif
 }
 

@@ -21,6 +21,11 @@ std::string Preload();
 // in this test: a TSan-built shim in a program not built with TSan needs it
 // preloaded (tools/killshim does the same). Empty in other builds.
 std::string SanitizerPreload();
+// In an ASan or TSan build, the path of that sanitizer's runtime as loaded in
+// this test; empty in other builds. Both replace malloc, and an allocator
+// preloaded ahead of them (jemalloc, mimalloc) crashes the program at start,
+// with or without the shim: tests that preload an allocator put this first.
+std::string SanitizerRuntime();
 std::string InjectorPath();
 std::string ProgPath(const std::string& name);  // tests/progs/NAME
 

@@ -70,9 +70,15 @@ TEST(Redis, ServesUnderLoadWhileListedAndDumpedAndShutsDownCleanly) {
   int port = FreePort();
   ASSERT_GT(port, 0);
   std::string log = TmpDir() + "/redis.log";
+  // redis-server links jemalloc: under ASan or TSan their runtime must come
+  // ahead of it (ks::SanitizerRuntime), and then serves malloc itself.
+  std::string rt = ks::SanitizerRuntime();
+  std::vector<std::string> env;
+  if (!rt.empty()) env.push_back("LD_PRELOAD=" + rt + ":" + ks::ShimPath());
   ks::Target t(kServer, {"--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "",
                          "--appendonly", "no", "--io-threads", "2", "--io-threads-do-reads", "yes",
-                         "--dir", TmpDir(), "--logfile", log, "--daemonize", "no"});
+                         "--dir", TmpDir(), "--logfile", log, "--daemonize", "no"},
+               env, /*preload=*/rt.empty());
   ASSERT_TRUE(WaitPong(port, t)) << Slurp(log) << t.Stderr();
   ASSERT_TRUE(t.WaitSocket()) << Slurp(log);
   std::string pid = std::to_string(t.pid());
