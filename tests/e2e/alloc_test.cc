@@ -105,22 +105,23 @@ TEST_P(Alloc, BehavesAsWithoutTheShimWhileListedDumpedAndEnded) {
   ASSERT_EQ(access(c.alloc.lib, R_OK), 0) << c.alloc.package << " missing: tools/setup.sh installs it";
   std::string prog = ks::ProgPath("allocs");
 
-  // Under ASan or TSan their runtime comes first (ks::SanitizerRuntime): it
-  // then serves malloc, and the allocator is only loaded, on the same side
-  // of the shim. In the plain build the allocator is the program's.
-  std::string rt = ks::SanitizerRuntime();
-  std::string first = rt.empty() ? "" : rt + ":";
+  // Under ASan or TSan their runtime serves malloc and the allocator is only
+  // loaded (ks::AllocatorPreload says where); in the plain and UBSan builds
+  // the allocator is the program's, on the side of the shim asked.
   // Under ASan, LeakSanitizer runs at exit. Not the program's leaks: what
   // the allocators keep for themselves (tcmalloc's MallocExtension), and the
   // block the spinner held in a local when the abort ended it between malloc
   // and free (an abort leaves at a safe point, not at a point where the
-  // thread owns nothing; the same as a cancellation without a cleanup).
+  // thread owns nothing; the same as a cancellation without a cleanup). Its
+  // allocation stack may show the abort's trampoline where malloc returned
+  // to: spin_alloc's caller, spinner, is still in it.
   std::string supp = TmpDir() + "/lsan.supp";
   std::ofstream(supp) << "leak:libtcmalloc\nleak:libjemalloc\nleak:libmimalloc\nleak:spinner\n";
   std::string lsan = "LSAN_OPTIONS=print_suppressions=0:suppressions=" + supp;
 
   // The same allocator without the shim: the reference.
-  Target plain(prog, {}, {"LD_PRELOAD=" + first + c.alloc.lib, lsan}, /*preload=*/false);
+  Target plain(prog, {}, {"LD_PRELOAD=" + ks::AllocatorPreload(c.alloc.lib, ks::AllocAt::kNoShim), lsan},
+               /*preload=*/false);
   ASSERT_EQ(plain.WaitFor("ready"), "ready") << plain.Stderr();
   ASSERT_TRUE(KeepsWorking(plain));
   std::vector<std::string> want = Finish(plain);
@@ -129,8 +130,8 @@ TEST_P(Alloc, BehavesAsWithoutTheShimWhileListedDumpedAndEnded) {
   EXPECT_EQ(want, (std::vector<std::string>{"queue: consumed == produced", "items: intact",
                                             "table: intact"}));
 
-  std::string preload = first + (c.before_shim ? std::string(c.alloc.lib) + ":" + ks::ShimPath()
-                                               : ks::ShimPath() + ":" + c.alloc.lib);
+  std::string preload = ks::AllocatorPreload(
+      c.alloc.lib, c.before_shim ? ks::AllocAt::kBeforeShim : ks::AllocAt::kAfterShim);
   Target t(prog, {}, {"LD_PRELOAD=" + preload, lsan}, /*preload=*/false);
   ASSERT_EQ(t.WaitFor("ready"), "ready") << t.Stderr();
   ASSERT_TRUE(t.WaitSocket()) << t.Stderr();

@@ -466,13 +466,20 @@ std::string SanitizerPreload() {
 #endif
 }
 
-std::string SanitizerRuntime() {
+std::string AllocatorPreload(const std::string& lib, AllocAt at) {
+  auto join = [](const std::string& a, const std::string& b) {
+    return a.empty() ? b : b.empty() ? a : a + ":" + b;
+  };
 #if defined(__SANITIZE_THREAD__)
-  return LoadedObject("libtsan.so");
-#elif defined(__SANITIZE_ADDRESS__)
-  return LoadedObject("libasan.so");
+  return join(at == AllocAt::kNoShim ? SanitizerPreload() : Preload(), lib);
 #else
-  return "";
+#if defined(__SANITIZE_ADDRESS__)
+  std::string first = LoadedObject("libasan.so");
+#else
+  std::string first;
+#endif
+  if (at == AllocAt::kNoShim) return join(first, lib);
+  return join(first, at == AllocAt::kBeforeShim ? join(lib, ShimPath()) : join(ShimPath(), lib));
 #endif
 }
 

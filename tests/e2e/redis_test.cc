@@ -71,15 +71,31 @@ TEST(Redis, ServesUnderLoadWhileListedAndDumpedAndShutsDownCleanly) {
   ASSERT_GT(port, 0);
   std::string log = TmpDir() + "/redis.log";
   // redis-server links jemalloc: under ASan or TSan their runtime must come
-  // ahead of it (ks::SanitizerRuntime), and then serves malloc itself.
-  std::string rt = ks::SanitizerRuntime();
-  std::vector<std::string> env;
-  if (!rt.empty()) env.push_back("LD_PRELOAD=" + rt + ":" + ks::ShimPath());
-  ks::Target t(kServer, {"--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "",
-                         "--appendonly", "no", "--io-threads", "2", "--io-threads-do-reads", "yes",
-                         "--dir", TmpDir(), "--logfile", log, "--daemonize", "no"},
-               env, /*preload=*/rt.empty());
-  ASSERT_TRUE(WaitPong(port, t)) << Slurp(log) << t.Stderr();
+  // ahead of it (ks::AllocatorPreload), and then serves malloc itself.
+  std::string preload = ks::AllocatorPreload("", ks::AllocAt::kAfterShim);
+  std::vector<std::string> args = {"--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "",
+                                   "--appendonly", "no", "--io-threads", "2", "--io-threads-do-reads",
+                                   "yes", "--dir", TmpDir(), "--logfile", log, "--daemonize", "no"};
+#if defined(__SANITIZE_THREAD__)
+  // jemalloc starts its background thread with libc's pthread_create (its
+  // dlsym(RTLD_NEXT) from behind TSan's runtime), a thread TSan does not
+  // know, and the TSan-built shim's instrumented condition-wait hook
+  // crashes on it (docs/robust.md). Not a concern of the plain build.
+  args.insert(args.end(), {"--jemalloc-bg-thread", "no"});
+#endif
+  std::vector<std::string> env = {"LD_PRELOAD=" + preload};
+#if defined(__SANITIZE_THREAD__)
+  // Redis is not built with TSan: the atomics its I/O threads synchronise
+  // with are invisible to it, and it reports races inside redis (seen in
+  // listEmpty against zmalloc). A report with a frame in redis or jemalloc
+  // is ignored; any other still fails the test.
+  std::string supp = TmpDir() + "/tsan.supp";
+  std::ofstream(supp) << "race:redis-check-rdb\nrace:libjemalloc\n";
+  const char* opts = getenv("TSAN_OPTIONS");
+  env.push_back(std::string("TSAN_OPTIONS=") + (opts ? opts : "") + ":suppressions=" + supp);
+#endif
+  ks::Target t(kServer, args, env, /*preload=*/false);
+  ASSERT_TRUE(WaitPong(port, t)) << "status " << t.Wait(0) << "\n" << Slurp(log) << t.Stderr();
   ASSERT_TRUE(t.WaitSocket()) << Slurp(log);
   std::string pid = std::to_string(t.pid());
 
@@ -125,7 +141,7 @@ TEST(Redis, ServesUnderLoadWhileListedAndDumpedAndShutsDownCleanly) {
 
   Cli(port, {"shutdown", "nosave"});
   int st = t.Wait(20000);
-  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "status " << st << "\n" << Slurp(log);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "status " << st << "\n" << Slurp(log) << t.Stderr();
   std::string l = Slurp(log);
   EXPECT_NE(l.find("ready to exit, bye bye"), std::string::npos) << l;
   EXPECT_EQ(l.find("crashed"), std::string::npos) << l;

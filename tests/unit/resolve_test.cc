@@ -90,8 +90,8 @@ TEST_F(Resolve, EveryEntryFollowsItsRule) {
 
 TEST_F(Resolve, FirstUseResolvesLazily) {
   void* p = reinterpret_cast<void*>(KS_REAL(pthread_mutex_trylock));
+  EXPECT_NE(p, nullptr);
   EXPECT_EQ(p, dlsym(RTLD_NEXT, "pthread_mutex_trylock"));
-  EXPECT_TRUE(InLibc(p));
 }
 
 // An interposer's unversioned definition wins over libc's, even where the
