@@ -17,9 +17,11 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <stdexcept>
 
+#include <gtest/gtest.h>
 #include <json-c/json.h>
 
 #include "shim/proto.h"
@@ -86,6 +88,7 @@ Target::Target(const std::string& prog, const std::vector<std::string>& args,
   char tmpl[] = "/tmp/ks-target-err-XXXXXX";
   int efd = mkstemp(tmpl);
   err_path_ = tmpl;
+  prog_ = prog;
   std::vector<std::string> argv = {prog};
   argv.insert(argv.end(), args.begin(), args.end());
   std::vector<std::string> extra = env;
@@ -126,12 +129,37 @@ void Target::Release() {
   }
 }
 
+std::string SanitizerReport(const std::string& text) {
+  static const std::regex line(
+      "(ERROR|WARNING): (Address|Leak|Thread|Memory|UndefinedBehavior)Sanitizer|"
+      "Sanitizer:DEADLYSIGNAL|SUMMARY: [A-Za-z]*Sanitizer|: runtime error: |"
+      "Sanitizer CHECK failed|FATAL: ThreadSanitizer|ThreadSanitizer: (CHECK|unexpected)");
+  std::smatch m;
+  if (!std::regex_search(text, m, line)) return "";
+  // From the start of that line, at most 40 lines: enough to read it.
+  size_t from = text.rfind('\n', (size_t)m.position(0));
+  from = from == std::string::npos ? 0 : from + 1;
+  size_t to = from;
+  for (int i = 0; i < 40 && to != std::string::npos; i++) to = text.find('\n', to + 1);
+  return text.substr(from, to == std::string::npos ? std::string::npos : to - from);
+}
+
+// A sanitizer's report in WHAT's output fails the running test, and goes
+// into the test's log (CI reads every attempt's log for reports).
+static void FailOnSanitizerReport(const std::string& what, const std::string& output) {
+  std::string rep = SanitizerReport(output);
+  if (rep.empty()) return;
+  fprintf(stderr, "[harness] sanitizer report from %s:\n%s\n", what.c_str(), rep.c_str());
+  ADD_FAILURE() << "sanitizer report from " << what << ":\n" << rep;
+}
+
 Target::~Target() {
   Release();
   if (pid_ > 0 && status_ == -1) {
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
   }
+  FailOnSanitizerReport("program " + prog_ + " (pid " + std::to_string(pid_) + ")", Stderr());
   if (in_ >= 0) close(in_);
   if (out_ >= 0) close(out_);
   unlink(err_path_.c_str());
@@ -212,6 +240,40 @@ std::string Target::Stderr() const {
   return ss.str();
 }
 
+int Target::Quit(const std::string& line, int timeout_ms) {
+  if (status_ == -1) Send(line);
+  return Wait(timeout_ms);
+}
+
+void Target::ExpectCleanExit(const std::string& line, const std::vector<std::string>& allowed,
+                             int timeout_ms) {
+  int st = Quit(line, timeout_ms);
+  std::string err = Stderr(), unexpected;
+  std::istringstream in(err);
+  for (std::string l; std::getline(in, l);) {
+    bool ok = false;
+    for (const auto& a : allowed) ok = ok || l.compare(0, a.size(), a) == 0;
+    if (!ok) unexpected += l + "\n";
+  }
+  EXPECT_TRUE(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+      << prog_ << " did not exit 0 after \"" << line << "\": "
+      << (st == -1 ? "still running"
+                   : WIFEXITED(st) ? "exit " + std::to_string(WEXITSTATUS(st))
+                                   : "signal " + std::to_string(WTERMSIG(st)));
+  EXPECT_EQ(unexpected, "") << prog_ << ": unexpected lines on stderr";
+}
+
+std::string LeakSuppressions(const std::vector<std::string>& funcs) {
+  const char* dir = getenv("TEST_TMPDIR");
+  std::string path = std::string(dir ? dir : "/tmp") + "/ks-lsan-" + std::to_string(getpid()) +
+                     "-" + std::to_string(NowMs()) + ".supp";
+  std::ofstream f(path);
+  for (const auto& fn : funcs) f << "leak:" << fn << "\n";
+  const char* inherited = getenv("LSAN_OPTIONS");
+  return std::string("LSAN_OPTIONS=") + (inherited ? std::string(inherited) + ":" : "") +
+         "suppressions=" + path;
+}
+
 static std::string Slurp(int fd) {
   std::string s;
   char tmp[65536];
@@ -255,6 +317,7 @@ Result Run(const std::vector<std::string>& argv, int timeout_ms,
   lseek(efd, 0, SEEK_SET);
   res.out = Slurp(ofd);
   res.err += Slurp(efd);
+  FailOnSanitizerReport(argv[0], res.err);
   close(ofd);
   close(efd);
   unlink(o);

@@ -60,13 +60,33 @@ class Target {
   // Waits until the control socket answers.
   bool WaitSocket(int timeout_ms = 5000);
   std::string Stderr() const;
+  // Asks the program to end as it is meant to (LINE to its stdin) and waits:
+  // its exit status as from waitpid, or -1 if it still runs after TIMEOUT_MS.
+  int Quit(const std::string& line = "quit", int timeout_ms = 30000);
+  // Quit, then expects exit status 0 and nothing on stderr but lines that
+  // start with one of ALLOWED: LeakSanitizer's report at exit, or any late
+  // report of a sanitizer or of the shim, fails the test.
+  void ExpectCleanExit(const std::string& line = "quit",
+                       const std::vector<std::string>& allowed = {}, int timeout_ms = 30000);
 
  private:
   pid_t pid_ = -1;
   int in_ = -1, out_ = -1, hold_ = -1;
-  std::string buf_, err_path_;
+  std::string prog_, buf_, err_path_;
   int status_ = -1;
 };
+
+// The lines of a sanitizer's report in TEXT (a program's stderr): an error
+// or warning of ASan, LSan, TSan or UBSan, or a signal or check of their
+// runtime. "" if none. A Target whose stderr holds one, and a Run whose
+// output does, fail the test that started it, whatever it checked.
+std::string SanitizerReport(const std::string& text);
+
+// "LSAN_OPTIONS=...": the inherited options plus a suppressions file for
+// blocks allocated under FUNCS, for a program where an ending leaks by design
+// (a C victim aborted between its malloc and its free, with no cleanup
+// handler to free the block). LeakSanitizer still checks everything else.
+std::string LeakSuppressions(const std::vector<std::string>& funcs);
 
 struct Result {
   int code = -1;  // exit code, or 128+signal

@@ -2,8 +2,8 @@
  * of its own name, so a stack can be checked for it:
  *   park_spin (busy loop), park_read (read on an empty pipe),
  *   park_cond (pthread_cond_wait), park_mutex (a mutex main holds),
- *   park_blocked (every signal blocked by a raw rt_sigprocmask, then raw
- *   nanosleep system calls in a loop, none of them through libc).
+ *   park_blocked (every signal blocked by a raw rt_sigprocmask, then a raw
+ *   read system call on a pipe until "release", none of them through libc).
  * stdout: "tids main=T spin=T read=T cond=T mutex=T blocked=T",
  *         "mutex=0xADDR" (the one park_mutex waits for), then "ready".
  * stdin:
@@ -11,7 +11,8 @@
  *                 "done NAME" (spin counts on, read gets a byte, ...)
  *   "progress"    prints "progress spin=N" (the busy loop's counter)
  *   "sleep S" "usleep MS" "nanosleep MS" "clock MS" "poll MS" "ppoll MS"
- *   "select MS" "pselect MS" "epoll MS"
+ *   "select MS" "pselect MS" "epoll MS", and parked_waits.c's timed waits
+ *   ("epoll_pwait MS", "sigtimedwait MS", "rcvtimeo MS"...)
  *                 a new thread (park_timed) makes that call once and prints
  *                 "timed NAME tid=T" before and "result NAME rc=R errno=E
  *                 ms=M" after: rc 0 and M >= the time asked mean it was not
@@ -27,6 +28,8 @@
  *                 timer thread; under ThreadSanitizer, see start_foreign)
  *                 unblocks signals, prints "foreign tid=T" and spins in
  *                 park_foreign until "release"
+ *   "block NAME", "wake NAME"
+ *                 a thread blocked in NAME until woken (parked_waits.c)
  *   "quit"        checks the heap and exits 0 */
 #include <dlfcn.h>
 #include <errno.h>
@@ -44,16 +47,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/progs/parked_waits.h"
+
 static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t cond_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond_cv = PTHREAD_COND_INITIALIZER;
 static pthread_mutex_t held = PTHREAD_MUTEX_INITIALIZER;
-static int pipe_fd[2], empty_fd[2];
+static int pipe_fd[2], empty_fd[2], blocked_fd[2];
 static atomic_int released, ready_count;
 static atomic_long spins;
 static atomic_int tids[6];
 
-static void say(const char *fmt, ...)
+void parked_say(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -82,7 +87,7 @@ void *spin_main(void *a)
     (void)a;
     started(1);
     park_spin();
-    say("done spin");
+    parked_say("done spin");
     return NULL;
 }
 
@@ -98,7 +103,7 @@ void *read_main(void *a)
     (void)a;
     started(2);
     int c = park_read();
-    say("done read %c", c);
+    parked_say("done read %c", c);
     return NULL;
 }
 
@@ -115,7 +120,7 @@ void *cond_main(void *a)
     (void)a;
     started(3);
     park_cond();
-    say("done cond");
+    parked_say("done cond");
     return NULL;
 }
 
@@ -130,7 +135,7 @@ void *mutex_main(void *a)
     (void)a;
     started(4);
     park_mutex();
-    say("done mutex");
+    parked_say("done mutex");
     return NULL;
 }
 
@@ -140,9 +145,9 @@ __attribute__((noinline)) void park_blocked(void)
     sigfillset(&all);
     /* Raw: the shim keeps its own signals out of masks set through libc. */
     syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all, NULL, sizeof(long));
-    struct timespec ms = {0, 20 * 1000000};
-    while (!atomic_load(&released))
-        syscall(SYS_nanosleep, &ms, NULL);
+    char c;
+    while (syscall(SYS_read, blocked_fd[0], &c, 1) != 1) {
+    }
 }
 
 void *blocked_main(void *a)
@@ -150,7 +155,7 @@ void *blocked_main(void *a)
     (void)a;
     started(5);
     park_blocked();
-    say("done blocked");
+    parked_say("done blocked");
     return NULL;
 }
 
@@ -201,6 +206,10 @@ __attribute__((noinline)) int park_timed(const struct timed *t)
         errno = e;
         return rc;
     }
+    int known;
+    int rc = park_wait_timed(t->name, ms, empty_fd[0], &known);
+    if (known)
+        return rc;
     errno = EINVAL;
     return -1;
 }
@@ -208,13 +217,13 @@ __attribute__((noinline)) int park_timed(const struct timed *t)
 void *timed_main(void *a)
 {
     struct timed *t = a;
-    say("timed %s tid=%d", t->name, gettid());
+    parked_say("timed %s tid=%d", t->name, gettid());
     long t0 = now_ms();
     errno = 0;
     int rc = park_timed(t);
     int e = errno;
     __asm__ volatile("" ::: "memory");
-    say("result %s rc=%d errno=%d ms=%ld", t->name, rc, e, now_ms() - t0);
+    parked_say("result %s rc=%d errno=%d ms=%ld", t->name, rc, e, now_ms() - t0);
     free(t);
     return NULL;
 }
@@ -265,7 +274,7 @@ static void start_foreign(void)
     create_fn *create = libc ? (create_fn *)dlsym(libc, "pthread_create") : NULL;
     pthread_t t;
     if (!create || create(&t, NULL, foreign_thread, NULL) != 0)
-        say("foreign failed");
+        parked_say("foreign failed");
     return;
 #endif
     struct sigevent ev;
@@ -275,7 +284,7 @@ static void start_foreign(void)
     timer_t timer;
     struct itimerspec once = {{0, 0}, {0, 1000000}};
     if (timer_create(CLOCK_MONOTONIC, &ev, &timer) != 0 || timer_settime(timer, 0, &once, NULL) != 0)
-        say("foreign failed");
+        parked_say("foreign failed");
 }
 
 static void on_usr1(int s) { (void)s; }
@@ -283,7 +292,7 @@ static void on_usr1(int s) { (void)s; }
 __attribute__((noinline)) void park_onstack(int s)
 {
     (void)s;
-    say("onstack tid=%d", gettid());
+    parked_say("onstack tid=%d", gettid());
     while (!atomic_load_explicit(&released, memory_order_relaxed)) {
     }
 }
@@ -300,7 +309,7 @@ void *altstack_main(void *a)
     if (parked_nkept < 64)
         parked_kept[parked_nkept++] = ss.ss_sp;
     if (!ss.ss_sp || sigaltstack(&ss, NULL) != 0)
-        say("altstack failed");
+        parked_say("altstack failed");
     pthread_kill(pthread_self(), SIGUSR2);
     return NULL;   /* the alternate stack stays: glibc may still run on it */
 }
@@ -315,9 +324,9 @@ __attribute__((noinline)) int park_pause(void)
 void *pause_main(void *a)
 {
     (void)a;
-    say("paused tid=%d", gettid());
+    parked_say("paused tid=%d", gettid());
     int rc = park_pause();
-    say("pause returned rc=%d errno=%d", rc, errno);
+    parked_say("pause returned rc=%d errno=%d", rc, errno);
     return NULL;
 }
 
@@ -351,7 +360,7 @@ int main(void)
     sigaction(SIGUSR1, &sa, NULL);
     struct sigaction onstack = {.sa_handler = park_onstack, .sa_flags = SA_ONSTACK};
     sigaction(SIGUSR2, &onstack, NULL);
-    if (pipe(pipe_fd) || pipe(empty_fd))
+    if (pipe(pipe_fd) || pipe(empty_fd) || pipe(blocked_fd))
         return 1;
     atomic_store(&tids[0], gettid());
     pthread_mutex_lock(&held);
@@ -361,10 +370,10 @@ int main(void)
         spawn(mains[i], NULL, &th[i]);
     while (atomic_load(&ready_count) < 5)
         usleep(1000);
-    say("tids main=%d spin=%d read=%d cond=%d mutex=%d blocked=%d", tids[0], tids[1], tids[2],
+    parked_say("tids main=%d spin=%d read=%d cond=%d mutex=%d blocked=%d", tids[0], tids[1], tids[2],
         tids[3], tids[4], tids[5]);
-    say("mutex=%p", (void *)&held);
-    say("ready");
+    parked_say("mutex=%p", (void *)&held);
+    parked_say("ready");
     char line[128];
     while (fgets(line, sizeof line, stdin)) {
         char name[16];
@@ -374,14 +383,14 @@ int main(void)
             atomic_store(&released, 1);
             pthread_cond_broadcast(&cond_cv);
             pthread_mutex_unlock(&cond_mu);
-            if (write(pipe_fd[1], "x", 1) != 1)
+            if (write(pipe_fd[1], "x", 1) != 1 || write(blocked_fd[1], "x", 1) != 1)
                 return 1;
             pthread_mutex_unlock(&held);
             for (int i = 0; i < 5; i++)
                 pthread_join(th[i], NULL);
-            say("released");
+            parked_say("released");
         } else if (strncmp(line, "progress", 8) == 0) {
-            say("progress spin=%ld", atomic_load(&spins));
+            parked_say("progress spin=%ld", atomic_load(&spins));
         } else if (strncmp(line, "wake-pause", 10) == 0 && pauser) {
             pthread_kill(pauser, SIGUSR1);
             pthread_join(pauser, NULL);
@@ -390,6 +399,10 @@ int main(void)
             spawn(altstack_main, NULL, NULL);
         } else if (strncmp(line, "foreign", 7) == 0) {
             start_foreign();
+        } else if (strncmp(line, "block ", 6) == 0 && sscanf(line + 6, "%15s", name) == 1) {
+            park_block(name);
+        } else if (strncmp(line, "wake ", 5) == 0 && sscanf(line + 5, "%15s", name) == 1) {
+            park_wake(name);
         } else if (strncmp(line, "pause", 5) == 0) {
             spawn(pause_main, NULL, &pauser);
         } else if (sscanf(line, "%15s %ld", name, &arg) == 2) {
@@ -401,8 +414,9 @@ int main(void)
             break;
         }
     }
+    park_waits_cleanup();
     if (!heap_ok())
         return 3;
-    say("bye");
+    parked_say("bye");
     return 0;
 }

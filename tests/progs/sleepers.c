@@ -1,22 +1,27 @@
 /* Threads that do nothing but short timed waits, to be dumped while they do:
  * each of THREADS threads (default 8) makes ROUNDS (default 300) rounds of
- * poll 4 ms, nanosleep 3 ms, usleep 2 ms, epoll_wait 4 ms, select 3 ms and
- * pselect 2 ms (the waits on an empty pipe), and counts every call that
- * returned early or failed. stdout: "ready", then "sleepers early=E
+ * poll 4 ms, nanosleep 3 ms, usleep 2 ms, epoll_wait 4 ms, select 3 ms,
+ * pselect 2 ms (the waits on an empty pipe), then epoll_pwait, sigtimedwait,
+ * sem_timedwait and semtimedop of 2 ms each (10 calls a round), and
+ * counts every call that returned early or failed. stdout: "ready", then "sleepers early=E
  * errors=F calls=C" when all are done. Exits 0 after "quit". */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ipc.h>
 #include <sys/select.h>
+#include <sys/sem.h>
 #include <time.h>
 #include <unistd.h>
 
-static int rounds = 300, empty[2];
+static int rounds = 300, empty[2], semid = -1;
 static atomic_long early, errors, calls;
 
 static long now_us(void)
@@ -43,6 +48,12 @@ void *sleeper_main(void *arg)
     int ep = epoll_create1(0);
     struct epoll_event ev = {.events = EPOLLIN};
     epoll_ctl(ep, EPOLL_CTL_ADD, empty[0], &ev);
+    sigset_t winch;   /* blocked here, never sent: sigtimedwait times out */
+    sigemptyset(&winch);
+    sigaddset(&winch, SIGWINCH);
+    pthread_sigmask(SIG_BLOCK, &winch, NULL);
+    sem_t sem;        /* never posted */
+    sem_init(&sem, 0, 0);
     for (int i = 0; i < rounds; i++) {
         struct pollfd p = {empty[0], POLLIN, 0};
         long t0 = now_us();
@@ -65,7 +76,25 @@ void *sleeper_main(void *arg)
         struct timespec pts = {0, 2000000};
         t0 = now_us();
         check(t0, 2, pselect(empty[0] + 1, &r, NULL, NULL, &pts, NULL), 0);
+        t0 = now_us();
+        check(t0, 2, epoll_pwait(ep, &ev, 1, 2, NULL), 0);
+        struct timespec two = {0, 2000000};
+        t0 = now_us();
+        check(t0, 2, sigtimedwait(&winch, NULL, &two) == -1 && errno == EAGAIN ? 0 : -1, 0);
+        struct timespec abs;
+        clock_gettime(CLOCK_REALTIME, &abs);
+        abs.tv_nsec += 2000000;
+        if (abs.tv_nsec >= 1000000000L) {
+            abs.tv_sec++;
+            abs.tv_nsec -= 1000000000L;
+        }
+        t0 = now_us();
+        check(t0, 2, sem_timedwait(&sem, &abs) == -1 && errno == ETIMEDOUT ? 0 : -1, 0);
+        struct sembuf down = {0, -1, 0};
+        t0 = now_us();
+        check(t0, 2, semtimedop(semid, &down, 1, &two) == -1 && errno == EAGAIN ? 0 : -1, 0);
     }
+    sem_destroy(&sem);
     close(ep);
     return NULL;
 }
@@ -74,7 +103,8 @@ int main(int argc, char **argv)
 {
     int n = argc > 1 ? atoi(argv[1]) : 8;
     rounds = argc > 2 ? atoi(argv[2]) : 300;
-    if (pipe(empty))
+    semid = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);   /* at 0: semtimedop times out */
+    if (pipe(empty) || semid < 0)
         return 1;
     pthread_t *th = calloc((size_t)n, sizeof *th);
     printf("ready\n");
@@ -83,6 +113,7 @@ int main(int argc, char **argv)
         pthread_create(&th[i], NULL, sleeper_main, NULL);
     for (int i = 0; i < n; i++)
         pthread_join(th[i], NULL);
+    semctl(semid, 0, IPC_RMID);
     printf("sleepers early=%ld errors=%ld calls=%ld\n", atomic_load(&early), atomic_load(&errors),
            atomic_load(&calls));
     fflush(stdout);
