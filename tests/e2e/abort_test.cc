@@ -22,10 +22,10 @@ namespace {
 
 using namespace ks::abort_test;
 
-// Each kind, and the system call it sleeps in ("" for those that run).
+// Each kind, and the call it sleeps in (SyscallNr; "" for those that run).
 struct Kind {
   const char* name;
-  const char* syscall;
+  const char* call;
 };
 std::ostream& operator<<(std::ostream& o, const Kind& k) { return o << k.name; }
 
@@ -36,7 +36,8 @@ TEST_P(CVictim, AbortedWithCleanupAndJoinable) {
   std::string kind = GetParam().name;
   pid_t tid = p.Start(kind);
   ASSERT_GT(tid, 0);
-  ASSERT_TRUE(WaitSettled(p.t().pid(), tid, GetParam().syscall)) << SyscallOf(p.t().pid(), tid);
+  ASSERT_TRUE(WaitSettled(p.t().pid(), tid, SyscallNr(GetParam().call)))
+      << SyscallOf(p.t().pid(), tid);
   Fields last;
   ASSERT_TRUE(p.AbortUntilGone(tid, false, &last)) << kind << ": " << last["state"] << " "
                                                    << last["reason"];
@@ -48,8 +49,8 @@ TEST_P(CVictim, AbortedWithCleanupAndJoinable) {
 INSTANTIATE_TEST_SUITE_P(
     Kinds, CVictim,
     ::testing::Values(Kind{"spin", ""}, Kind{"calls", ""}, Kind{"printf", ""}, Kind{"malloc", ""},
-                      Kind{"read", "0"}, Kind{"accept", "43"}, Kind{"poll", "7"},
-                      Kind{"cond", "202"}, Kind{"cond_nocleanup", "202"}, Kind{"sleep", "230"},
+                      Kind{"read", "read"}, Kind{"accept", "accept"}, Kind{"poll", "poll"},
+                      Kind{"cond", "futex"}, Kind{"cond_nocleanup", "futex"}, Kind{"sleep", "sleep"},
                       Kind{"nocancel", ""}, Kind{"storm", ""}),
     [](const ::testing::TestParamInfo<Kind>& i) { return std::string(i.param.name); });
 
@@ -63,10 +64,11 @@ TEST(AbortC, HoldingAMutexWaitsForTheUnlock) {
   });
   EXPECT_EQ(f["abort"], "pending") << p.History();
   EXPECT_EQ(f["abort_how"], "at-unlock");
-  // It stays pending while it spins with the lock.
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // It stays pending while it spins with the lock (100 ms of its CPU time).
+  EXPECT_TRUE(RunsOn(p.t().pid(), tid, 10));
   EXPECT_TRUE(ks::TaskExists(p.t().pid(), tid));
   EXPECT_EQ(p.Status(tid)["abort_how"], "at-unlock");
+  EXPECT_EQ(p.TryLock("spin_mu"), "busy");
   p.t().Send("release");
   Fields last;
   ASSERT_TRUE(p.AbortUntilGone(tid, false, &last)) << last["reason"];
@@ -77,6 +79,92 @@ TEST(AbortC, HoldingAMutexWaitsForTheUnlock) {
   p.t().Send("trylock spin_mu");
   EXPECT_EQ(p.WaitFor("trylock"), "trylock spin_mu free");
   p.ExpectHealthy();
+}
+
+// Never while holding a lock, whichever way the lock was taken: the abort
+// waits for the unlock and leaves there. Checked from outside the shim's
+// count: main cannot take the lock while the abort is pending, and can once
+// the thread is gone.
+struct Hold {
+  const char* how;   // hold_HOW (abort_victims)
+  const char* lock;  // main's name for the lock
+};
+std::ostream& operator<<(std::ostream& o, const Hold& h) { return o << h.how; }
+
+class HeldLock : public ::testing::TestWithParam<Hold> {};
+
+TEST_P(HeldLock, AbortWaitsForTheUnlockAndLeavesThere) {
+  Prog p("abort_victims");
+  std::string kind = std::string("hold_") + GetParam().how, lock = GetParam().lock;
+  pid_t tid = p.Start(kind);
+  ASSERT_GT(tid, 0) << p.History();
+  ASSERT_TRUE(WaitSettled(p.t().pid(), tid, ""));
+  Fields f = p.AbortUntil(tid, [](Fields& f) { return f["abort_how"] == "at-unlock"; });
+  ASSERT_EQ(f["abort_how"], "at-unlock") << p.History();
+  EXPECT_EQ(f["pending"], "abort pending: holds 1 lock; will abort at unlock");
+  EXPECT_TRUE(RunsOn(p.t().pid(), tid, 10));
+  EXPECT_TRUE(ks::TaskExists(p.t().pid(), tid));
+  EXPECT_EQ(p.TryLock(lock), "busy");
+  p.t().Send("release");
+  ASSERT_TRUE(p.AbortUntilGone(tid, false, nullptr)) << p.History();
+  EXPECT_EQ(p.WaitFor("cleanup 0"), "cleanup 0 " + kind);
+  // It left at the unlock: the line after it never printed.
+  EXPECT_EQ(p.History().find("unlocked 0"), std::string::npos) << p.History();
+  EXPECT_EQ(p.Join(0), "joined 0 canceled");
+  EXPECT_EQ(p.TryLock(lock), "free");
+  p.ExpectHealthy();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Ways, HeldLock,
+    ::testing::Values(Hold{"trylock", "hold_mu"}, Hold{"timedlock", "hold_mu"},
+                      Hold{"clocklock", "hold_mu"}, Hold{"wrlock", "hold_rw"},
+                      Hold{"trywrlock", "hold_rw"}, Hold{"timedwrlock", "hold_rw"},
+                      Hold{"clockwrlock", "hold_rw"}),
+    [](const ::testing::TestParamInfo<Hold>& i) { return std::string(i.param.how); });
+
+// A recursive mutex locked twice is held until its second unlock.
+TEST(AbortC, RecursiveMutexWaitsForItsLastUnlock) {
+  Prog p("abort_victims");
+  pid_t tid = p.Start("hold_recursive");
+  ASSERT_TRUE(WaitSettled(p.t().pid(), tid, ""));
+  Fields f = p.AbortUntil(tid, [](Fields& f) { return f["abort_how"] == "at-unlock"; });
+  ASSERT_EQ(f["abort_how"], "at-unlock") << p.History();
+  EXPECT_EQ(f["pending"], "abort pending: holds 2 locks; will abort at unlock");
+  EXPECT_TRUE(RunsOn(p.t().pid(), tid, 10));
+  EXPECT_EQ(p.TryLock("rec_mu"), "busy");
+  p.t().Send("release");  // one unlock: it still holds the mutex
+  EXPECT_EQ(p.WaitFor("unlocked-once 0"), "unlocked-once 0") << p.History();
+  EXPECT_TRUE(RunsOn(p.t().pid(), tid, 10));
+  f = p.Status(tid);
+  EXPECT_EQ(f["state"], "alive") << p.History();
+  EXPECT_EQ(f["pending"], "abort pending: holds 1 lock; will abort at unlock");
+  EXPECT_EQ(p.TryLock("rec_mu"), "busy");
+  p.t().Send("release2");
+  ASSERT_TRUE(p.AbortUntilGone(tid, false, nullptr)) << p.History();
+  EXPECT_EQ(p.WaitFor("cleanup 0"), "cleanup 0 hold_recursive");
+  EXPECT_EQ(p.History().find("unlocked 0"), std::string::npos) << p.History();
+  EXPECT_EQ(p.Join(0), "joined 0 canceled");
+  EXPECT_EQ(p.TryLock("rec_mu"), "free");
+  p.ExpectHealthy();
+}
+
+// A lock call that failed holds nothing: the abort leaves at once.
+TEST(AbortC, AFailedLockCallHoldsNothing) {
+  for (const char* how : {"trylock", "timedlock"}) {
+    SCOPED_TRACE(how);
+    Prog p("abort_victims");
+    pid_t tid = p.Start(std::string("fail_") + how);
+    ASSERT_GT(tid, 0) << p.History();
+    ASSERT_TRUE(WaitSettled(p.t().pid(), tid, ""));
+    Report r = InjectAbort(p.t().pid(), tid, {"--timeout", "5"});
+    ASSERT_EQ(r.code, 0) << r.raw;
+    EXPECT_EQ(r.top["how"], "aborted");
+    EXPECT_EQ(r.top["locks_left"], "0");
+    EXPECT_EQ(p.WaitFor("cleanup 0"), std::string("cleanup 0 fail_") + how);
+    EXPECT_EQ(p.Join(0), "joined 0 canceled");
+    p.ExpectHealthy();
+  }
 }
 
 // A fork child of a thread whose abort is pending is not aborted: the
@@ -140,7 +228,7 @@ TEST(AbortC, BlockedOnAMutexIsPendingUntilForced) {
   Prog p("abort_victims");
   std::string dead_mu = Field(p.ready(), "dead_mu");
   pid_t tid = p.Start("deadlock");
-  ASSERT_TRUE(WaitSettled(p.t().pid(), tid, "202"));
+  ASSERT_TRUE(WaitSettled(p.t().pid(), tid, SyscallNr("futex")));
   Fields f = p.AbortUntil(tid, [](Fields& f) { return f["abort_how"] == "lock-wait"; });
   EXPECT_EQ(f["abort"], "pending") << p.History();
   EXPECT_EQ(f["pending"], "abort pending: blocked acquiring mutex " + dead_mu +

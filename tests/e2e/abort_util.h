@@ -4,15 +4,24 @@
 #ifndef KS_TESTS_ABORT_UTIL_H
 #define KS_TESTS_ABORT_UTIL_H
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <json-c/json.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cctype>
 #include <chrono>
+#include <condition_variable>
 #include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -64,8 +73,108 @@ inline long CpuTicks(pid_t pid, pid_t tid) {
   return utime + stime;
 }
 
-// Waits until the thread sleeps in system call NR (e.g. "0" read, "202"
-// futex), or, with NR empty, until it has run a few ticks.
+// The number of the system call glibc makes, on this machine, for CALL:
+// "read" (a pipe), "write" (into a full pipe), "accept", "poll", "futex" (a
+// condition wait), "sleep" (nanosleep, which the shim's sleep calls) or ""
+// (none: ""). Found by making the call on a thread of this test and reading
+// /proc/self/task/TID/syscall, once per call; "?" if it never blocked.
+inline std::string SyscallNr(const std::string& call) {
+  static std::map<std::string, std::string> known;
+  if (call.empty()) return "";
+  auto it = known.find(call);
+  if (it != known.end()) return it->second;
+  int p[2], lfd = -1;
+  if (pipe(p) != 0) return "?";
+  struct sockaddr_in a = {};
+  socklen_t alen = sizeof a;
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (call == "accept") {
+    lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (bind(lfd, (sockaddr*)&a, sizeof a) != 0 || listen(lfd, 1) != 0 ||
+        getsockname(lfd, (sockaddr*)&a, &alen) != 0)
+      return "?";
+  }
+  if (call == "write") {  // fill the pipe, so that the next write blocks
+    fcntl(p[1], F_SETFL, O_NONBLOCK);
+    char buf[4096] = {};
+    while (write(p[1], buf, sizeof buf) > 0) {
+    }
+    fcntl(p[1], F_SETFL, 0);
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  bool go = false;
+  std::atomic<pid_t> tid{0};
+  std::thread th([&] {
+    tid = gettid();
+    char c[4096];
+    if (call == "read") {
+      ssize_t r = read(p[0], c, 1);
+      (void)r;
+    } else if (call == "write") {
+      ssize_t r = write(p[1], c, 1);
+      (void)r;
+    } else if (call == "accept") {
+      int fd = accept(lfd, nullptr, nullptr);
+      if (fd >= 0) close(fd);
+    } else if (call == "poll") {
+      struct pollfd pf = {p[0], POLLIN, 0};
+      poll(&pf, 1, -1);
+    } else if (call == "futex") {
+      std::unique_lock<std::mutex> lk(mu);
+      cv.wait(lk, [&] { return go; });
+    } else if (call == "sleep") {
+      struct timespec ts = {0, 300 * 1000000L};
+      nanosleep(&ts, nullptr);
+    }
+  });
+  std::string nr = "?";
+  for (int i = 0; i < 2500; i++) {
+    std::string w = tid ? SyscallOf(getpid(), tid) : "";
+    if (!w.empty() && isdigit((unsigned char)w[0])) {
+      nr = w;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  // Let it go.
+  if (call == "read" || call == "poll") {
+    ssize_t w = write(p[1], "x", 1);
+    (void)w;
+  } else if (call == "write") {
+    char buf[65536];
+    ssize_t r = read(p[0], buf, sizeof buf);
+    (void)r;
+  } else if (call == "accept") {
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (connect(c, (sockaddr*)&a, sizeof a) == 0) close(c);
+  } else if (call == "futex") {
+    std::lock_guard<std::mutex> g(mu);
+    go = true;
+    cv.notify_all();
+  }
+  th.join();
+  close(p[0]);
+  close(p[1]);
+  if (lfd >= 0) close(lfd);
+  known[call] = nr;
+  return nr;
+}
+
+// Waits until thread TID, which spins, has run TICKS more clock ticks (a
+// tick is 10 ms): it ran that long in the state it is in now.
+inline bool RunsOn(pid_t pid, pid_t tid, long ticks) {
+  long t0 = CpuTicks(pid, tid);
+  for (int i = 0; i < 5000; i++) {
+    if (CpuTicks(pid, tid) >= t0 + ticks) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return false;
+}
+
+// Waits until the thread sleeps in system call NR (e.g. SyscallNr("read")),
+// or, with NR empty, until it has run a few ticks.
 inline bool WaitSettled(pid_t pid, pid_t tid, const std::string& nr) {
   for (int i = 0; i < 2000; i++) {
     if (nr.empty() ? CpuTicks(pid, tid) >= 3 : SyscallOf(pid, tid) == nr) return true;
@@ -153,6 +262,13 @@ class Prog {
       f = Status(tid);
     }
     return f;
+  }
+
+  // Main's own try of the lock NAME: "free" or "busy".
+  std::string TryLock(const std::string& name) {
+    t_.Send("trylock " + name);
+    std::string l = WaitFor("trylock " + name + " ");
+    return l.substr(l.rfind(' ') + 1);
   }
 
   // Like Target::WaitFor, remembering every line read.

@@ -41,8 +41,10 @@ struct Victims {
   ~Victims() {
     if (!::testing::Test::HasFatalFailure()) t.ExpectCleanExit();
   }
-  // Starts a thread of KIND and waits until it sleeps in system call NR.
-  pid_t Spawn(const std::string& kind, const std::string& nr) {
+  // Starts a thread of KIND and waits until it sleeps in the system call
+  // glibc makes for CALL (SyscallNr).
+  pid_t Spawn(const std::string& kind, const std::string& call) {
+    std::string nr = ks::abort_test::SyscallNr(call);
     t.Send("spawn " + kind);
     pid_t tid = TidFrom(t.WaitFor("started " + std::to_string(n++) + " " + kind));
     EXPECT_NE(tid, 0) << kind;
@@ -75,10 +77,10 @@ struct Victims {
 
 // Refused, nothing done, the thread serves on; then the flag ends it (at its
 // next byte: it retries the wake's EINTR) and its destructor runs.
-void ExpectRefusedThenFlagEndsIt(const std::string& kind, const std::string& nr,
+void ExpectRefusedThenFlagEndsIt(const std::string& kind, const std::string& call,
                                  const std::string& frame, const std::string& why) {
   Victims v("end_cxx");
-  pid_t tid = v.Spawn(kind, nr);
+  pid_t tid = v.Spawn(kind, call);
   ks::Result r = v.End(tid, {"--json", "-m", "cancel", "-t", "10"});
   EXPECT_EQ(r.code, 9) << r.out << r.err;
   auto rep = ks::FlatJson(r.out);
@@ -107,16 +109,16 @@ const char kServeNoexcept[] = "(anonymous namespace)::ServeNoexcept(int, int, bo
 
 // Signalled: it unwinds itself in the dump handler and goes back to read.
 TEST(CancelCheck, NoexceptAboveABlockedReadIsRefused) {
-  ExpectRefusedThenFlagEndsIt("noexcept-read", "0", kServeNoexcept, kTerminate);
+  ExpectRefusedThenFlagEndsIt("noexcept-read", "read", kServeNoexcept, kTerminate);
 }
 
 // Not signalled: read from the registers poll's wrapper saved, held meanwhile.
 TEST(CancelCheck, NoexceptAboveAWrappedPollIsRefused) {
-  ExpectRefusedThenFlagEndsIt("noexcept-poll", "7", kServeNoexcept, kTerminate);
+  ExpectRefusedThenFlagEndsIt("noexcept-poll", "poll", kServeNoexcept, kTerminate);
 }
 
 TEST(CancelCheck, CatchAllAboveABlockedReadIsRefused) {
-  ExpectRefusedThenFlagEndsIt("catchall-read", "0",
+  ExpectRefusedThenFlagEndsIt("catchall-read", "read",
                               "(anonymous namespace)::ServeCatchAll(int, int)",
                               " has a catch (...) that would catch the unwind");
 }
@@ -126,7 +128,7 @@ TEST(CancelCheck, CatchAllAboveABlockedReadIsRefused) {
 // and ends the thread at its next byte.
 TEST(CancelCheck, AutoMovesOnToAbortWhichRefusesToo) {
   Victims v("end_cxx");
-  pid_t tid = v.Spawn("noexcept-read", "0");
+  pid_t tid = v.Spawn("noexcept-read", "read");
   ks::Result r = v.End(tid, {"--json", "--grace", "0.2", "-t", "20"});
   EXPECT_EQ(r.code, 3) << r.out << r.err;  // pending: the flag request stays
   auto rep = ks::FlatJson(r.out);
@@ -182,7 +184,7 @@ TEST(CancelCheck, RunningThreadUnderANoexceptFrameIsRefused) {
 // so cancel is refused ("cannot check") unless --force, which cancels.
 TEST(CancelCheck, UncheckableStackIsRefusedUnlessForced) {
   Victims v("end_victims");
-  pid_t tid = v.Spawn("write", "1");
+  pid_t tid = v.Spawn("write", "write");
   ks::Result r = v.End(tid, {"-m", "cancel", "-t", "10"});
   EXPECT_EQ(r.code, 9) << r.out << r.err;
   EXPECT_TRUE(Has(r.out, "cannot check the stack of thread " + std::to_string(tid))) << r.out;

@@ -4,14 +4,24 @@
  * stdin:  "start KIND"   starts a victim; prints "victim I tid=T kind=KIND"
  *                        once it runs its loop
  *         "join I"       joins victim I; prints "joined I canceled|value"
- *         "release"      lets lockspin/deadlock victims move on
+ *         "release"      lets lockspin/deadlock/hold_* victims move on
+ *         "release2"     lets a hold_recursive victim drop its last level
  *         "check"        prints "healthy beats=N" or "unhealthy: why"
  *         "check but spin_mu"  the same, not counting spin_mu
- *         "trylock spin_mu|cond_mu"  prints "trylock NAME free|busy"
+ *         "trylock NAME" main tries the lock NAME (spin_mu, cond_mu,
+ *                        storm_mu, hold_mu, rec_mu; hold_rw and rw for
+ *                        writing): prints "trylock NAME free|busy"
  *         "quit"
  * stdout: also "cleanup I ..." from victims' cleanup handlers.
  * KINDs: spin calls printf malloc read accept poll cond cond_nocleanup sleep
- *        nocancel lockspin deadlock rwspin exitsoon storm forker detached */
+ *        nocancel lockspin deadlock rwspin exitsoon storm forker detached
+ *        hold_HOW: takes a lock one way, spins until "release", unlocks,
+ *        prints "unlocked I" and spins on. HOW: trylock timedlock clocklock
+ *        (hold_mu), wrlock trywrlock timedwrlock clockwrlock (hold_rw),
+ *        recursive (rec_mu, a recursive mutex locked twice; "release"
+ *        unlocks once and prints "unlocked-once I", "release2" the last)
+ *        fail_HOW: a lock call that fails (trylock, timedlock: dead_mu,
+ *        which main holds), then spins holding nothing */
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -22,7 +32,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "tests/progs/abort_victims.h"
 
 #define MAXV 4096
 
@@ -30,10 +43,10 @@ static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t cond_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond_cv = PTHREAD_COND_INITIALIZER;
 static pthread_mutex_t spin_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_mutex_t dead_mu = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t dead_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t storm_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_rwlock_t rw = PTHREAD_RWLOCK_INITIALIZER;
-static int released;                 /* main sets it; victims poll it */
+int released, released2;             /* main sets them; victims poll them */
 static _Atomic unsigned long beats;   /* heartbeat writes, check reads */
 static __thread volatile unsigned long sink;   /* per thread: no victim races another */
 static long storm_total;
@@ -41,17 +54,10 @@ static int pipes[2];
 static int listen_fd = -1;
 static FILE *devnull;
 
-struct victim {
-    int idx;
-    char kind[32];
-    pthread_t th;
-    int started;
-};
 static struct victim victims[MAXV];
 static int nvictims;
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
+void say(const char *fmt, ...)
 {
     va_list ap;
     pthread_mutex_lock(&out_mu);
@@ -62,7 +68,7 @@ static void say(const char *fmt, ...)
     pthread_mutex_unlock(&out_mu);
 }
 
-static void announce(struct victim *v) { say("victim %d tid=%d kind=%s\n", v->idx, gettid(), v->kind); }
+void announce(struct victim *v) { say("victim %d tid=%d kind=%s\n", v->idx, gettid(), v->kind); }
 
 static void cleanup_say(void *arg)
 {
@@ -290,6 +296,8 @@ static void *victim_main(void *arg)
         run_calls(v);
     }
     else if (!strcmp(k, "storm")) run_storm(v);
+    else if (!strncmp(k, "hold_", 5)) run_hold(v, k + 5);
+    else if (!strncmp(k, "fail_", 5)) run_fail(v, k + 5);
     pthread_cleanup_pop(0);
     return (void *)1;
 }
@@ -357,6 +365,27 @@ static void check(const char *what)
     say("healthy beats=%lu\n", beats);
 }
 
+/* Main takes the lock NAME (for writing, if a rwlock) and lets it go: 0 if
+ * it was free. Another thread's independent view of whether a lock is held. */
+static int try_named(const char *name)
+{
+    struct { const char *name; pthread_mutex_t *mu; pthread_rwlock_t *rw; } locks[] = {
+        {"spin_mu", &spin_mu, NULL}, {"cond_mu", &cond_mu, NULL}, {"storm_mu", &storm_mu, NULL},
+        {"rw", NULL, &rw},
+    };
+    for (size_t i = 0; i < sizeof locks / sizeof locks[0]; i++) {
+        if (strcmp(locks[i].name, name) != 0)
+            continue;
+        int rc = locks[i].mu ? pthread_mutex_trylock(locks[i].mu) : pthread_rwlock_trywrlock(locks[i].rw);
+        if (rc == 0 && locks[i].mu)
+            pthread_mutex_unlock(locks[i].mu);
+        else if (rc == 0)
+            pthread_rwlock_unlock(locks[i].rw);
+        return rc;
+    }
+    return EINVAL;
+}
+
 int main(void)
 {
     devnull = fopen("/dev/null", "w");
@@ -384,14 +413,15 @@ int main(void)
             void *r;
             pthread_join(victims[i].th, &r);
             say("joined %d %s\n", i, r == PTHREAD_CANCELED ? "canceled" : "value");
+        } else if (!strncmp(line, "release2", 8)) {
+            __atomic_store_n(&released2, 1, __ATOMIC_RELAXED);
         } else if (!strncmp(line, "release", 7)) {
             __atomic_store_n(&released, 1, __ATOMIC_RELAXED);
             pthread_mutex_unlock(&dead_mu);
         } else if (sscanf(line, "trylock %31s", kind) == 1) {
-            pthread_mutex_t *m = !strcmp(kind, "spin_mu") ? &spin_mu : !strcmp(kind, "cond_mu") ? &cond_mu : NULL;
-            int rc = m ? pthread_mutex_trylock(m) : EINVAL;
-            if (rc == 0)
-                pthread_mutex_unlock(m);
+            int rc = try_named(kind);
+            if (rc == EINVAL)
+                rc = hold_try(kind);
             say("trylock %s %s\n", kind, rc == 0 ? "free" : "busy");
         } else if (!strncmp(line, "check", 5)) {
             check(line);
