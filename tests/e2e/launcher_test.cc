@@ -1,5 +1,7 @@
 // tools/killshim, the launcher: run, inject, lib, and the programs it refuses.
+#include <dlfcn.h>
 #include <gtest/gtest.h>
+#include <link.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -53,7 +55,14 @@ TEST(Launcher, LibPrintsTheAbsolutePathOfThisBuildsShim) {
 TEST(Launcher, RunPutsTheShimFirstAndKeepsTheUsersPreloads) {
   // The shell prints what the program got; libm stands for a user's preload
   // and must still load (it is real), and a stale copy of the shim is dropped.
-  std::string libm = "/lib/x86_64-linux-gnu/libm.so.6";
+  // Its path is this machine's (the multiarch directory is Debian's): the one
+  // this test itself loaded.
+  std::string libm;
+  void* h = dlopen("libm.so.6", RTLD_NOW | RTLD_NOLOAD);
+  struct link_map* lm = nullptr;
+  if (h && dlinfo(h, RTLD_DI_LINKMAP, &lm) == 0 && lm && lm->l_name) libm = lm->l_name;
+  if (h) dlclose(h);
+  ASSERT_EQ(libm.rfind('/', 0), 0u) << "libm.so.6 is not loaded from an absolute path: " << libm;
   Result r = Launcher({"run", "--", "/bin/sh", "-c", "echo \"$LD_PRELOAD\""},
                       {"LD_PRELOAD=" + libm + " /old/place/libkillshim.so"});
   ASSERT_EQ(r.code, 0) << r.err;

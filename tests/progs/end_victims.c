@@ -7,6 +7,7 @@
  *         join I                  pthread_join: "joined I canceled" or "joined I value=0x..."
  *         reenable I              a nocancel thread re-enables cancellation
  *         release I               a racer returns
+ *         reset-reporting         stop_reporting = 0 (reporters since returned)
  *         check                   "check ok ticks=N" if the ticker thread still
  *                                 runs, the shared mutexes are free, malloc works
  *                                 and a new thread can be created and joined;
@@ -31,6 +32,8 @@
  *             then naps in a loop
  *   nocancel  cancellation disabled until "reenable I" (prints "reenabling I"),
  *             then sleeps in a loop
+ *   reporter  cancellation disabled; loops until `static volatile int
+ *             stop_reporting`; returns 0x7e
  *   holder    locks held_mu, then blocks in read: leaves a lock behind
  *   racer     waits for "release I", then returns
  *   dyntls    dlopens $KS_DYNTLS_LIB, loops until its thread-local dyn_stop */
@@ -58,6 +61,7 @@
 #define MAX_THREADS 256
 
 static volatile int stop_global;
+static volatile int stop_reporting;
 static __thread volatile int stop_tls;
 static volatile char keep_running = 1;
 /* Read-only (in .rodata): --flag-symbol must be refused, never fault. */
@@ -239,6 +243,14 @@ static void *victim_main(void *p)
         pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
         for (;;)
             nap_ms(2);
+    } else if (strcmp(a->kind, "reporter") == 0) {
+        /* The demo's reporter: cancellation off for good, it stops on its
+         * own variable; a cancel asked of it stays pending. */
+        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+        started(a);
+        while (!stop_reporting)
+            nap_ms(2);
+        ret = (void *)0x7e;
     } else if (strcmp(a->kind, "dyntls") == 0) {
         const char *lib = getenv("KS_DYNTLS_LIB");
         void *h = lib ? dlopen(lib, RTLD_NOW) : NULL;
@@ -378,6 +390,8 @@ int main(void)
                 say("joined %d value=%p", i, r);
         } else if (sscanf(line, "reenable %d", &i) == 1 && i >= 0 && i < MAX_THREADS) {
             reenable[i] = 1;
+        } else if (strncmp(line, "reset-reporting", 15) == 0) {
+            stop_reporting = 0;
         } else if (sscanf(line, "release %d", &i) == 1 && i >= 0 && i < MAX_THREADS) {
             release_[i] = 1;
         } else if (strncmp(line, "check", 5) == 0) {
