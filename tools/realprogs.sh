@@ -28,13 +28,15 @@
 # stress. --install: apt-get install what the chosen groups need first
 # (without it, a missing program is reported MISSING and fails the run; CI's
 # packages come from tools/setup.sh). --timeout: seconds one program may run
-# (default 300). Needs a plain build (bazel build //shim:libkillshim.so
+# (default 300). --keep: keep the runs' files (their directory is named).
+# PY_TESTS / PY_QUICK in the environment choose CPython's tests. Needs a
+# plain build (bazel build //shim:libkillshim.so
 # //injector:killshim-inject; done here).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 REALPROGS_DIR=$PWD/tools/realprogs
 
-SIZE_MB=64 QUICK=0 INSTALL=0 TIMEOUT=300 SEL=()
+SIZE_MB=64 QUICK=0 INSTALL=0 TIMEOUT=300 KEEP=0 SEL=()
 ALL="compress sort git ffmpeg build interp stress glib dbus sdl cpython servers"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -42,6 +44,7 @@ while [ $# -gt 0 ]; do
         --quick) QUICK=1; SIZE_MB=8; shift ;;
         --ci) QUICK=1; SIZE_MB=8; SEL+=(compress sort glib dbus sdl cpython stress); shift ;;
         --install) INSTALL=1; shift ;;
+        --keep) KEEP=1; shift ;;
         --timeout) TIMEOUT=$2; shift 2 ;;
         -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
         -*) echo "realprogs: unknown option $1" >&2; exit 2 ;;
@@ -84,7 +87,7 @@ BIN=$(bazel info bazel-bin 2>/dev/null)
 SHIM=$BIN/shim/libkillshim.so
 INJECT=$BIN/injector/killshim-inject
 WORK=$(mktemp -d /tmp/killshim-realprogs.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
+if [ "$KEEP" -eq 1 ]; then echo "realprogs: keeping $WORK" >&2; else trap 'rm -rf "$WORK"' EXIT; fi
 
 # shellcheck source=tools/realprogs/lib.sh
 . "$REALPROGS_DIR/lib.sh"

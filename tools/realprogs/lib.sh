@@ -114,10 +114,14 @@ run_one() {
     local in=${RUN_IN:-/dev/null} t0 pid dog lp=
     t0=$(now)
     child_cpu >"$WORK/cpu0"
+    # A background job of a script ignores SIGINT and SIGQUIT (bash, POSIX);
+    # env gives the program their default actions back, as a terminal would
+    # (CPython's interrupt_main tests fail otherwise, with or without the
+    # shim), then execs it: $! is the program itself.
     if [ "$mode" = shim ]; then
-        LD_PRELOAD=$SHIM "$@" <"$in" >"$WORK/$tag.$mode.out" 2>"$WORK/$tag.$mode.err" &
+        LD_PRELOAD=$SHIM env --default-signal=INT,QUIT "$@" <"$in" >"$WORK/$tag.$mode.out" 2>"$WORK/$tag.$mode.err" &
     else
-        "$@" <"$in" >"$WORK/$tag.$mode.out" 2>"$WORK/$tag.$mode.err" &
+        env --default-signal=INT,QUIT "$@" <"$in" >"$WORK/$tag.$mode.out" 2>"$WORK/$tag.$mode.err" &
     fi
     pid=$!
     rm -f "$WORK/$tag.timedout"
@@ -173,7 +177,7 @@ run_diffs() {
 pair() {
     local group=$1 name=$2 m a
     shift 2
-    PAIR_TAG=$(tr -c 'A-Za-z0-9_.-' '_' <<<"$group.$name")
+    PAIR_TAG=$(printf '%s' "$group.$name" | tr -c 'A-Za-z0-9_.-' '_')
     local tag=$PAIR_TAG prc ps pc
     for m in plain shim; do
         local argv=()
@@ -188,8 +192,13 @@ pair() {
     done
     local d
     d=$(run_diffs "$tag" "$prc" "$pc" "$RC" "$CPU" "$LISTS")
-    cmp -s "$WORK/$tag.plain.cmp" "$WORK/$tag.shim.cmp" ||
-        d="$d output differs: $(diff "$WORK/$tag.plain.cmp" "$WORK/$tag.shim.cmp" | grep -E '^[<>]' | head -4 | tr '\n' ' ');"
+    if ! cmp -s "$WORK/$tag.plain.cmp" "$WORK/$tag.shim.cmp"; then
+        local only_p only_s
+        only_p=$(diff "$WORK/$tag.plain.cmp" "$WORK/$tag.shim.cmp" | grep -c '^<')
+        only_s=$(diff "$WORK/$tag.plain.cmp" "$WORK/$tag.shim.cmp" | grep -c '^>')
+        d="$d output differs ($only_p lines only without the shim, $only_s only under it; first: $(
+            diff "$WORK/$tag.plain.cmp" "$WORK/$tag.shim.cmp" | grep -E '^[<>]' | head -2 | tr '\n' ' '));"
+    fi
     local ok fail app
     read -r ok fail app <<<"$LISTS"
     if [ -z "$d" ]; then

@@ -75,10 +75,12 @@ group_sdl() {
 # CPython's thread tests from Debian (python3, libpython3.11-testsuite), by
 # regrtest with a per-test timeout (a hang is a traceback and a failure,
 # not a stuck run); results compared test case by test case.
-PY_TESTS="test_thread test_threading_local test_queue test_threading test_concurrent_futures test_signal test_subprocess"
-PY_QUICK="test_thread test_threading_local test_queue test_threading"
+PY_TESTS=${PY_TESTS:-"test_thread test_threading_local test_queue test_threading test_concurrent_futures test_signal test_subprocess"}
+PY_QUICK=${PY_QUICK:-"test_thread test_threading_local test_queue test_threading"}
 
-# The JUnit file of run MODE of TAG: "class.test status" lines, sorted.
+# The JUnit file of run MODE of TAG: "test status" lines, sorted; status:
+# ok, failure, error or skipped (regrtest's file: <testcase name=... status=
+# result=>, a <failure>/<error>/<skipped> child when not ok).
 junit() {
     /usr/bin/python3 - "$WORK/$2.$1.xml" <<'EOF'
 import sys, xml.etree.ElementTree as ET
@@ -89,12 +91,15 @@ except Exception as e:
     sys.exit(0)
 out = []
 for tc in root.iter("testcase"):
+    name = ".".join(x for x in (tc.get("classname"), tc.get("name")) if x)
     st = "ok"
-    for kind in ("failure", "error", "skipped"):
+    if tc.get("status") == "skipped" or tc.get("result") == "skipped":
+        st = "skipped"
+    for kind in ("skipped", "failure", "error"):
         if tc.find(kind) is not None:
             st = kind
-    out.append(f"{tc.get('classname')}.{tc.get('name')} {st}")
-print("\n".join(sorted(out)))
+    out.append(f"{name} {st}")
+print("\n".join(sorted(out)) if out else "no results: no testcase")
 EOF
 }
 
@@ -110,6 +115,14 @@ group_cpython() {
         rm -f "$WORK/cpython.$t.plain.xml" "$WORK/cpython.$t.shim.xml"
         RUN_TIMEOUT=$((per + 60)) FILTER=junit pair cpython "$t" /usr/bin/python3 -m test --timeout "$per" \
             --junit-xml "$WORK/cpython.$t.@MODE@.xml" "$t"
+        # regrtest's --timeout ends a hung run with a traceback and no
+        # results: name the test it hung in.
+        local m hung
+        for m in plain shim; do
+            hung=$(grep -A200 '^Timeout (' "$WORK/$PAIR_TAG.$m.err" 2>/dev/null |
+                grep -oE 'line [0-9]+ in test_[A-Za-z0-9_]+' | tail -1)
+            [ -z "$hung" ] || record DIFF cpython "$t: hung ($m)" - - "regrtest's timeout: ${hung##* in } hung"
+        done
         local n
         n=$(grep -c ' ok$' "$WORK/$PAIR_TAG.shim.cmp" || true)
         record INFO cpython "$t: cases" - - "$n ok under the shim, $(grep -c ' ok$' "$WORK/$PAIR_TAG.plain.cmp" || true) without"
