@@ -29,7 +29,8 @@
 # (without it, a missing program is reported MISSING and fails the run; CI's
 # packages come from tools/setup.sh). --timeout: seconds one program may run
 # (default 300). --keep: keep the runs' files (their directory is named).
-# PY_TESTS / PY_QUICK in the environment choose CPython's tests. Needs a
+# PY_TESTS / PY_QUICK / SERVERS in the environment choose CPython's tests
+# and the servers. Needs a
 # plain build (bazel build //shim:libkillshim.so
 # //injector:killshim-inject; done here).
 set -uo pipefail
@@ -87,7 +88,15 @@ BIN=$(bazel info bazel-bin 2>/dev/null)
 SHIM=$BIN/shim/libkillshim.so
 INJECT=$BIN/injector/killshim-inject
 WORK=$(mktemp -d /tmp/killshim-realprogs.XXXXXX)
-if [ "$KEEP" -eq 1 ]; then echo "realprogs: keeping $WORK" >&2; else trap 'rm -rf "$WORK"' EXIT; fi
+# At exit, however it comes: this script's jobs still running (a server, the
+# origin, a lister) are ended; then the files go, unless --keep.
+cleanup() {
+    local j
+    for j in $(jobs -p); do kill "$j" 2>/dev/null; done
+    if [ "$KEEP" -eq 1 ]; then echo "realprogs: kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # shellcheck source=tools/realprogs/lib.sh
 . "$REALPROGS_DIR/lib.sh"

@@ -12,10 +12,16 @@ set -eu
 #   preloads each allocator before and after the shim.
 # redis-server, redis-tools: tests/e2e/redis_test (redis-server links
 #   jemalloc; redis-benchmark loads it) and tools/bench/redis.sh.
+# zstd ... libpython3.11-testsuite: what CI's `tools/realprogs.sh --ci` runs
+#   with and without the shim (compressors, stress-ng, and the test suites of
+#   GLib, D-Bus, SDL2 and CPython). The full sweep's other programs (servers,
+#   ffmpeg, git...) come with `tools/realprogs.sh --install`.
 PKGS="build-essential bazel-bootstrap libunwind-dev libgtest-dev libdw-dev libelf-dev
       libjson-c-dev util-linux procps man-db groff-base curl xz-utils clang-14
       libclang-rt-14-dev python3 openjdk-17-jre-headless libjemalloc2
-      libtcmalloc-minimal4 libmimalloc2.0 redis-server redis-tools"
+      libtcmalloc-minimal4 libmimalloc2.0 redis-server redis-tools
+      zstd pigz pbzip2 p7zip-full stress-ng libglib2.0-tests dbus-tests libsdl2-tests
+      libpython3.11-testsuite"
 
 missing=""
 for p in $PKGS; do

@@ -71,6 +71,14 @@ alive_for() {
     done
 }
 
+# secure_mode PID: the kernel ran PID in secure-execution mode (AT_SECURE:
+# setuid, setgid or file capabilities), where the loader ignores
+# LD_PRELOAD: it cannot run the shim, by design (docs/robust.md).
+secure_mode() {
+    od -An -t u8 -v "/proc/$1/auxv" 2>/dev/null |
+        awk '{ for (i = 1; i <= NF; i++) a[n++] = $i } END { for (i = 0; i + 1 < n; i += 2) if (a[i] == 23) exit !(a[i + 1] == 1); exit 1 }'
+}
+
 # lister PID OUT: while PID lives, lists it (killshim-inject --json --all)
 # and dumps its stacks (--stack --json), in turn, every 0.1 s. Writes "OK
 # FAIL APP" to OUT: answers that came, answers that failed while the process

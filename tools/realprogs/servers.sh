@@ -10,8 +10,14 @@
 # run in the background here), srv_NAME_ready DIR PORT, srv_NAME_load DIR
 # PORT (the workload; its stdout is compared), srv_NAME_stop DIR PORT PID.
 
-PORT_BASE=$((20000 + ($$ % 400) * 50))
-next_port() { PORT_BASE=$((PORT_BASE + 1)); echo "$PORT_BASE"; }
+# next_port: sets PORT to a loopback port nobody listens on (TCP or UDP),
+# from a range of this run's own. In this shell, not in $(...): the counter
+# must move.
+PORT=$((20000 + ($$ % 400) * 50))
+next_port() {
+    PORT=$((PORT + 1))
+    while ss -Hltun "sport = :$PORT" 2>/dev/null | grep -q .; do PORT=$((PORT + 1)); done
+}
 
 # wait_until SECS CMD...: CMD succeeds within SECS.
 wait_until() {
@@ -30,10 +36,13 @@ gone() { ! alive_for "$1" 0; }
 # The pids to list: PID and its children (workers, helpers).
 tree_pids() { echo "$1"; pgrep -P "$1" 2>/dev/null; }
 
-# lister_tree PID OUT: lister (lib.sh) of every process of PID's tree, in turn.
+# lister_tree PID OUT: lister (lib.sh) of every process of PID's tree, in
+# turn. A helper in secure-execution mode (squid's setuid pinger) cannot run
+# the shim: it is named in OUT.secure, not counted as a failure.
 lister_tree() {
     local pid=$1 out=$2 ok=0 fail=0 app=0 p rc res n i=0
     : >"$out.why"
+    : >"$out.secure"
     while kill -0 "$pid" 2>/dev/null; do
         for p in $(tree_pids "$pid"); do
             i=$((i + 1))
@@ -46,7 +55,9 @@ lister_tree() {
                 ok=$((ok + 1))
                 n=$(grep -o '"role": *"app"' <<<"$res" | wc -l)
                 [ "$n" -gt "$app" ] && app=$n
-            elif [ -z "${SRV_STOPPING:-}" ] && [ ! -e "$WORK/stopping" ] && alive_for "$p" 1; then
+            elif [ "$rc" -eq 5 ] && secure_mode "$p"; then
+                grep -qx "$(cat "/proc/$p/comm" 2>/dev/null)" "$out.secure" || cat "/proc/$p/comm" >>"$out.secure" 2>/dev/null
+            elif [ ! -e "$WORK/stopping" ] && alive_for "$p" 1; then
                 fail=$((fail + 1))
                 [ -s "$out.why" ] || echo "pid $p, exit $rc: $(head -c 300 <<<"$res")" >"$out.why"
             fi
@@ -64,7 +75,8 @@ server_pair() {
         dir=$WORK/srv.$name.$m
         rm -rf "$dir"
         mkdir -p "$dir"
-        port=$(next_port)
+        next_port
+        port=$PORT
         rm -f "$WORK/stopping"
         if [ "$m" = shim ]; then
             LD_PRELOAD=$SHIM "srv_${name}_start" "$dir" "$port" >"$dir/stdout" 2>"$dir/stderr" &
@@ -110,8 +122,11 @@ server_pair() {
     read -r ok fail app <<<"$lists"
     [ "$ok" = - ] || [ "$fail" -eq 0 ] || d="$d $fail listings/dumps failed ($(cat "$WORK/srv.$name.lists.why"));"
     [ "$ok" = - ] || [ "$ok" -gt 0 ] || d="$d never listed while serving;"
+    local secure=""
+    [ ! -s "$WORK/srv.$name.lists.secure" ] ||
+        secure="; not listed, secure-execution helpers: $(tr '\n' ' ' <"$WORK/srv.$name.lists.secure")"
     if [ -z "$d" ]; then
-        record same servers "$name" "${sec[plain]}" "${sec[shim]}" "${ex[shim]}; workload $(wc -l <"$WORK/srv.$name.shim.out") answers alike; $ok listings/dumps, up to $app app threads"
+        record same servers "$name" "${sec[plain]}" "${sec[shim]}" "${ex[shim]}; workload $(wc -l <"$WORK/srv.$name.shim.out") answers alike; $ok listings/dumps, up to $app app threads$secure"
     else
         record DIFF servers "$name" "${sec[plain]}" "${sec[shim]}" "${d# }"
     fi
@@ -205,7 +220,8 @@ origin_start() {
     ORIGIN_DIR=$WORK/origin
     mkdir -p "$ORIGIN_DIR"
     for i in $(seq 1 20); do head -c $((i * 5000)) /dev/zero | tr '\0' "$(printf '\\%03o' $((97 + i)))" >"$ORIGIN_DIR/f$i"; done
-    ORIGIN_PORT=$(next_port)
+    next_port
+    ORIGIN_PORT=$PORT
     /usr/bin/python3 -m http.server "$ORIGIN_PORT" --bind 127.0.0.1 --directory "$ORIGIN_DIR" >/dev/null 2>&1 &
     ORIGIN_PID=$!
     wait_until 20 curl -sf "http://127.0.0.1:$ORIGIN_PORT/f1"
@@ -225,7 +241,7 @@ srv_squid_start() {
 http_port 127.0.0.1:$2
 http_access allow localhost
 http_access deny all
-cache_effective_user root
+cache_effective_user proxy
 cache_dir aufs $d/cache 16 4 16
 coredump_dir $d
 pid_filename $d/squid.pid
@@ -233,8 +249,11 @@ access_log none
 cache_log stdio:$d/cache.log
 shutdown_lifetime 1 seconds
 EOF
-    squid -z -N -f "$d/squid.conf" >/dev/null 2>&1
-    exec squid -N -f "$d/squid.conf"
+    # Squid will not run as root: its user (Debian's proxy) owns its files.
+    chown -R proxy:proxy "$d"
+    # A service name of its own: squid names its shared memory after it.
+    squid -n "ks$2" -z -N -f "$d/squid.conf" >/dev/null 2>&1
+    exec squid -n "ks$2" -N -f "$d/squid.conf"
 }
 srv_squid_ready() { curl -sf -x "http://127.0.0.1:$2" "http://127.0.0.1:$ORIGIN_PORT/f1" >/dev/null; }
 srv_squid_load() { proxy_load "$@"; }
@@ -333,7 +352,7 @@ srv_rsyslog_load() {
 }
 srv_rsyslog_stop() { kill -TERM "$3"; }
 
-SERVERS="redis nginx memcached haproxy squid varnish unbound named mariadb rsyslog"
+SERVERS=${SERVERS:-"redis nginx memcached haproxy squid varnish unbound named mariadb rsyslog"}
 
 group_servers() {
     local s bins
@@ -341,6 +360,8 @@ group_servers() {
         [memcached]="memcached socat" [haproxy]="haproxy curl" [squid]="squid curl"
         [varnish]="varnishd curl" [unbound]="unbound dig" [named]="named dig"
         [mariadb]="mariadbd mariadb-install-db mariadb mariadb-admin" [rsyslog]="rsyslogd logger")
+    # Servers that drop root (squid) reach their files through $WORK.
+    chmod 755 "$WORK"
     origin_start || record DIFF servers origin - - "the python3 origin server did not start"
     for s in $SERVERS; do
         bins=${need[$s]}
