@@ -271,7 +271,7 @@ std::string LeakSuppressions(const std::vector<std::string>& funcs) {
   for (const auto& fn : funcs) f << "leak:" << fn << "\n";
   const char* inherited = getenv("LSAN_OPTIONS");
   return std::string("LSAN_OPTIONS=") + (inherited ? std::string(inherited) + ":" : "") +
-         "suppressions=" + path;
+         "print_suppressions=0:suppressions=" + path;
 }
 
 static std::string Slurp(int fd) {

@@ -79,31 +79,53 @@ secure_mode() {
         awk '{ for (i = 1; i <= NF; i++) a[n++] = $i } END { for (i = 0; i + 1 < n; i += 2) if (a[i] == 23) exit !(a[i + 1] == 1); exit 1 }'
 }
 
-# lister PID OUT: while PID lives, lists it (killshim-inject --json --all)
-# and dumps its stacks (--stack --json), in turn, every 0.1 s. Writes "OK
-# FAIL APP" to OUT: answers that came, answers that failed while the process
-# was still there (the first failure's message in OUT.why), and the most
-# program threads ("app") one listing saw. Before its first answer a process
-# may not serve yet (the shim starts with it): failures then count only if
-# no answer ever comes.
+# The pids to list: PID and its children (workers, helpers, a build's
+# compilers, git's pack-objects).
+tree_pids() { echo "$1"; pgrep -P "$1" 2>/dev/null; }
+
+# ask PID N: the N-th request of a lister to PID, in turn a listing
+# (killshim-inject --json --all) and a stack dump (--stack --json). Sets
+# ASK_RC and ASK_OUT.
+ask() {
+    if [ $(($2 % 2)) -eq 0 ]; then
+        ASK_OUT=$("$INJECT" --stack --json "$1" 2>&1) && ASK_RC=0 || ASK_RC=$?
+    else
+        ASK_OUT=$("$INJECT" --json --all "$1" 2>&1) && ASK_RC=0 || ASK_RC=$?
+    fi
+}
+
+# lister PID OUT: while PID lives, lists and dumps it and its children, in
+# turn, every 0.1 s. Writes "OK FAIL APP" to OUT: answers that came, answers
+# that failed while the process was still there (the first failure's message
+# in OUT.why), and the most program threads ("app") one listing saw. Not a
+# failure: a process not serving yet (the shim starts with it: PID before
+# its first answer, a child asked again 0.2 s later, as one that was in the
+# middle of an exec), one on its way out (alive_for), one in secure-execution
+# mode (named in OUT.secure: the loader ignores LD_PRELOAD there).
 lister() {
-    local pid=$1 out=$2 ok=0 fail=0 early=0 app=0 n i=0 res rc
+    local pid=$1 out=$2 ok=0 fail=0 early=0 app=0 n i=0 p
     : >"$out.why"
+    : >"$out.secure"
     while kill -0 "$pid" 2>/dev/null; do
-        i=$((i + 1))
-        if [ $((i % 2)) -eq 0 ]; then
-            res=$("$INJECT" --stack --json "$pid" 2>&1) && rc=0 || rc=$?
-        else
-            res=$("$INJECT" --json --all "$pid" 2>&1) && rc=0 || rc=$?
-        fi
-        if [ "$rc" -eq 0 ]; then
-            ok=$((ok + 1))
-            n=$(grep -o '"role": *"app"' <<<"$res" | wc -l)
-            [ "$n" -gt "$app" ] && app=$n
-        elif alive_for "$pid" 1; then
-            if [ "$ok" -eq 0 ]; then early=$((early + 1)); else fail=$((fail + 1)); fi
-            [ -s "$out.why" ] || echo "exit $rc: $(head -c 300 <<<"$res")" >"$out.why"
-        fi
+        for p in $(tree_pids "$pid"); do
+            i=$((i + 1))
+            ask "$p" "$i"
+            if [ "$ASK_RC" -ne 0 ] && [ "$p" != "$pid" ] && alive_for "$p" 0; then
+                sleep 0.2
+                ask "$p" "$i"
+            fi
+            if [ "$ASK_RC" -eq 0 ]; then
+                ok=$((ok + 1))
+                n=$(grep -o '"role": *"app"' <<<"$ASK_OUT" | wc -l)
+                [ "$n" -gt "$app" ] && app=$n
+            elif [ "$ASK_RC" -eq 5 ] && secure_mode "$p"; then
+                grep -qx "$(cat "/proc/$p/comm" 2>/dev/null)" "$out.secure" ||
+                    cat "/proc/$p/comm" >>"$out.secure" 2>/dev/null
+            elif [ ! -e "$WORK/stopping" ] && alive_for "$p" 1; then
+                if [ "$p" = "$pid" ] && [ "$ok" -eq 0 ]; then early=$((early + 1)); else fail=$((fail + 1)); fi
+                [ -s "$out.why" ] || echo "pid $p ($(cat "/proc/$p/comm" 2>/dev/null)), exit $ASK_RC: $(head -c 300 <<<"$ASK_OUT")" >"$out.why"
+            fi
+        done
         sleep 0.1
     done
     [ "$ok" -gt 0 ] || fail=$((fail + early))

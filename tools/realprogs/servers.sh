@@ -33,40 +33,6 @@ wait_until() {
 # PID has exited (a zombie until it is waited for counts as exited).
 gone() { ! alive_for "$1" 0; }
 
-# The pids to list: PID and its children (workers, helpers).
-tree_pids() { echo "$1"; pgrep -P "$1" 2>/dev/null; }
-
-# lister_tree PID OUT: lister (lib.sh) of every process of PID's tree, in
-# turn. A helper in secure-execution mode (squid's setuid pinger) cannot run
-# the shim: it is named in OUT.secure, not counted as a failure.
-lister_tree() {
-    local pid=$1 out=$2 ok=0 fail=0 app=0 p rc res n i=0
-    : >"$out.why"
-    : >"$out.secure"
-    while kill -0 "$pid" 2>/dev/null; do
-        for p in $(tree_pids "$pid"); do
-            i=$((i + 1))
-            if [ $((i % 2)) -eq 0 ]; then
-                res=$("$INJECT" --stack --json "$p" 2>&1) && rc=0 || rc=$?
-            else
-                res=$("$INJECT" --json --all "$p" 2>&1) && rc=0 || rc=$?
-            fi
-            if [ "$rc" -eq 0 ]; then
-                ok=$((ok + 1))
-                n=$(grep -o '"role": *"app"' <<<"$res" | wc -l)
-                [ "$n" -gt "$app" ] && app=$n
-            elif [ "$rc" -eq 5 ] && secure_mode "$p"; then
-                grep -qx "$(cat "/proc/$p/comm" 2>/dev/null)" "$out.secure" || cat "/proc/$p/comm" >>"$out.secure" 2>/dev/null
-            elif [ ! -e "$WORK/stopping" ] && alive_for "$p" 1; then
-                fail=$((fail + 1))
-                [ -s "$out.why" ] || echo "pid $p, exit $rc: $(head -c 300 <<<"$res")" >"$out.why"
-            fi
-        done
-        sleep 0.2
-    done
-    echo "$ok $fail $app" >"$out"
-}
-
 # server_pair NAME: the server without the shim, then under it.
 server_pair() {
     local name=$1 m port dir pid t0 lp rc loadrc started
@@ -89,7 +55,7 @@ server_pair() {
         kill -0 "$pid" 2>/dev/null || started=no
         lp=""
         if [ "$m" = shim ] && [ "$started" = yes ]; then
-            lister_tree "$pid" "$WORK/srv.$name.lists" &
+            lister "$pid" "$WORK/srv.$name.lists" &
             lp=$!
         fi
         t0=$(now)
@@ -108,6 +74,7 @@ server_pair() {
         wait "$pid" || rc=$?
         [ -n "${ex[$m]:-}" ] || ex[$m]="exit $rc"
         [ -z "$lp" ] || wait "$lp"
+        rm -f "$WORK/stopping"
         st[$m]=$started lo[$m]=$loadrc
     done
     local d="" lists="- - -"
