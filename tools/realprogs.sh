@@ -16,6 +16,7 @@
 #   build     make -j2 and ninja -j2 of a C project: objects and program
 #   interp    perl, python3, ruby, node and java thread programs
 #   stress    stress-ng --pthread/--mutex/--futex/--fork/--signal
+#   ns        unshare --user, nsenter -m (single-threaded callers only)
 #   glib      GLib's installed thread tests (TAP, test by test)
 #   dbus      D-Bus's installed tests (TAP, test by test)
 #   sdl       SDL2's thread tests (testatomic, torturethread, testthread)
@@ -30,15 +31,14 @@
 # packages come from tools/setup.sh). --timeout: seconds one program may run
 # (default 300). --keep: keep the runs' files (their directory is named).
 # PY_TESTS / PY_QUICK / SERVERS in the environment choose CPython's tests
-# and the servers. Needs a
-# plain build (bazel build //shim:libkillshim.so
-# //injector:killshim-inject; done here).
+# and the servers. Needs a plain build of the shim and the injector (done
+# here with bazel).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 REALPROGS_DIR=$PWD/tools/realprogs
 
 SIZE_MB=64 QUICK=0 INSTALL=0 TIMEOUT=300 KEEP=0 SEL=()
-ALL="compress sort git ffmpeg build interp stress glib dbus sdl cpython servers"
+ALL="compress sort git ffmpeg build interp stress ns glib dbus sdl cpython servers"
 while [ $# -gt 0 ]; do
     case "$1" in
         --size) SIZE_MB=$2; shift 2 ;;
@@ -47,7 +47,7 @@ while [ $# -gt 0 ]; do
         --install) INSTALL=1; shift ;;
         --keep) KEEP=1; shift ;;
         --timeout) TIMEOUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
         -*) echo "realprogs: unknown option $1" >&2; exit 2 ;;
         *) [[ " $ALL " == *" $1 "* ]] || { echo "realprogs: unknown group $1 (groups: $ALL)" >&2; exit 2; }
            SEL+=("$1"); shift ;;
@@ -59,7 +59,7 @@ done
 declare -A PKGS=(
     [compress]="xz-utils zstd pigz pbzip2 p7zip-full" [sort]="coreutils" [git]="git"
     [ffmpeg]="ffmpeg" [build]="build-essential make ninja-build"
-    [interp]="perl python3 ruby nodejs default-jdk-headless" [stress]="stress-ng"
+    [interp]="perl python3 ruby nodejs default-jdk-headless" [stress]="stress-ng" [ns]="util-linux"
     [glib]="libglib2.0-tests" [dbus]="dbus-tests" [sdl]="libsdl2-tests"
     [cpython]="python3 libpython3.11-testsuite"
     [servers]="redis-server redis-tools nginx mariadb-server mariadb-client haproxy squid unbound

@@ -186,3 +186,10 @@ group_stress() {
 }
 
 stress_rate() { awk '/bogo-ops-per-second-real-time:/ { printf "%.0f", $2; exit }' "$1" 2>/dev/null; }
+
+# Namespace tools: the kernel lets only a single-threaded process
+# unshare(CLONE_NEWUSER) or setns into a user or mount namespace.
+group_ns() {
+    need_bin ns unshare unshare && pair ns "unshare --user --map-root-user id -u" unshare --user --map-root-user id -u
+    need_bin ns nsenter nsenter && pair ns "nsenter -t PID -m true" nsenter -t "$$" -m true
+}
