@@ -93,8 +93,25 @@ std::ostream& operator<<(std::ostream& o, const Hold& h) { return o << h.how; }
 
 class HeldLock : public ::testing::TestWithParam<Hold> {};
 
+// GCC 12's ThreadSanitizer has no interceptor for pthread_mutex_clocklock
+// nor pthread_rwlock_clockwrlock (glibc 2.30): it never sees those locks
+// taken, and reports their unlock as the unlock of an unlocked mutex, with or
+// without the shim. Under --config=tsan those two victims run with TSan's
+// mutex-misuse reports off; races are still reported.
+std::vector<std::string> EnvFor(const std::string& how) {
+#ifdef __SANITIZE_THREAD__
+  if (how.rfind("clock", 0) == 0) {
+    const char* inherited = getenv("TSAN_OPTIONS");
+    return {std::string("TSAN_OPTIONS=") + (inherited ? std::string(inherited) + ":" : "") +
+            "report_mutex_bugs=0"};
+  }
+#endif
+  (void)how;
+  return {};
+}
+
 TEST_P(HeldLock, AbortWaitsForTheUnlockAndLeavesThere) {
-  Prog p("abort_victims");
+  Prog p("abort_victims", EnvFor(GetParam().how));
   std::string kind = std::string("hold_") + GetParam().how, lock = GetParam().lock;
   pid_t tid = p.Start(kind);
   ASSERT_GT(tid, 0) << p.History();

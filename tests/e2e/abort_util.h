@@ -189,11 +189,8 @@ class Prog {
   // abort_victims' malloc and storm victims loop on malloc/free without a
   // cleanup handler: an abort between the two leaks that block, as a
   // pthread_cancel would. LeakSanitizer is told so and checks the rest.
-  explicit Prog(const std::string& name)
-      : t_(ks::ProgPath(name), {},
-           name == "abort_victims" ? std::vector<std::string>{ks::LeakSuppressions(
-                                         {"run_malloc", "run_storm"})}
-                                   : std::vector<std::string>{}) {
+  explicit Prog(const std::string& name, std::vector<std::string> env = {})
+      : t_(ks::ProgPath(name), {}, WithSuppressions(name, std::move(env))) {
     ready_ = t_.WaitFor("ready");
     EXPECT_FALSE(ready_.empty());
     EXPECT_TRUE(t_.WaitSocket());
@@ -211,6 +208,12 @@ class Prog {
   }
   ks::Target& t() { return t_; }
   const std::string& ready() const { return ready_; }
+
+  static std::vector<std::string> WithSuppressions(const std::string& name,
+                                                   std::vector<std::string> env) {
+    if (name == "abort_victims") env.push_back(ks::LeakSuppressions({"run_malloc", "run_storm"}));
+    return env;
+  }
 
   // Starts a victim of KIND; returns its tid once it runs its loop.
   pid_t Start(const std::string& kind) {
