@@ -16,8 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
-#include <regex>
 #include <sstream>
 #include <stdexcept>
 
@@ -130,14 +130,20 @@ void Target::Release() {
 }
 
 std::string SanitizerReport(const std::string& text) {
-  static const std::regex line(
-      "(ERROR|WARNING): (Address|Leak|Thread|Memory|UndefinedBehavior)Sanitizer|"
-      "Sanitizer:DEADLYSIGNAL|SUMMARY: [A-Za-z]*Sanitizer|: runtime error: |"
-      "Sanitizer CHECK failed|FATAL: ThreadSanitizer|ThreadSanitizer: (CHECK|unexpected)");
-  std::smatch m;
-  if (!std::regex_search(text, m, line)) return "";
+  // Plain searches, not a regex: a program's stderr can be megabytes
+  // (LD_DEBUG output), which libstdc++'s regex handles slowly, if at all.
+  static const char* const kMarks[] = {
+      "ERROR: AddressSanitizer",  "ERROR: LeakSanitizer",         "WARNING: ThreadSanitizer",
+      "ERROR: ThreadSanitizer",   "ERROR: MemorySanitizer",       "ERROR: UndefinedBehaviorSanitizer",
+      "Sanitizer:DEADLYSIGNAL",   "SUMMARY: AddressSanitizer",    "SUMMARY: LeakSanitizer",
+      "SUMMARY: ThreadSanitizer", "SUMMARY: UndefinedBehaviorSanitizer", ": runtime error: ",
+      "Sanitizer CHECK failed",   "FATAL: ThreadSanitizer",       "ThreadSanitizer: CHECK",
+      "ThreadSanitizer: unexpected"};
+  size_t at = std::string::npos;
+  for (const char* m : kMarks) at = std::min(at, text.find(m));
+  if (at == std::string::npos) return "";
   // From the start of that line, at most 40 lines: enough to read it.
-  size_t from = text.rfind('\n', (size_t)m.position(0));
+  size_t from = at == 0 ? std::string::npos : text.rfind('\n', at - 1);
   from = from == std::string::npos ? 0 : from + 1;
   size_t to = from;
   for (int i = 0; i < 40 && to != std::string::npos; i++) to = text.find('\n', to + 1);
