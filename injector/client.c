@@ -10,10 +10,13 @@
 #include <unistd.h>
 
 #include "injector.h"
+#include "shim/doorbell.h"
 #include "shim/procfs.h"
 #include "shim/sockaddr.h"
 
 #define KSI_REPLY_TIMEOUT_S 30
+/* A process starts serving when first asked (shim/control.h); this long. */
+#define KSI_START_TIMEOUT_MS 2000
 
 static void ksi_comm(pid_t pid, char *buf, size_t cap)
 {
@@ -107,19 +110,20 @@ int ksi_connect(pid_t pid, struct ksi_client *c)
         ksi_err("socket path for process %d is too long (KILLSHIM_SOCKET_DIR)", (int)pid);
         return KSI_EXIT_ERROR;
     }
-    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int rung = 0;
+    c->fd = ks_control_connect(pid, KSI_START_TIMEOUT_MS, &rung);
     if (c->fd < 0) {
-        ksi_err("socket: %s", strerror(errno));
-        return KSI_EXIT_ERROR;
-    }
-    if (connect(c->fd, (struct sockaddr *)&addr, alen) != 0) {
         int e = errno;
-        ksi_close(c);
         if (e == EACCES || e == EPERM) {
             ksi_err("permission denied: cannot connect to %s of process %d (%s)", where, (int)pid, comm);
             return KSI_EXIT_PERMISSION;
         }
-        if (ksi_maps_shim(pid))
+        if (rung)
+            ksi_err("process %d (%s) runs the shim but did not start serving %s within %d ms: "
+                    "it starts when one of its threads waits in a system call or runs the "
+                    "program's own code, and none did (or it blocks the shim's signals)",
+                    (int)pid, comm, where, KSI_START_TIMEOUT_MS);
+        else if (ksi_maps_shim(pid))
             ksi_err("process %d (%s) loaded libkillshim.so but does not serve %s "
                     "(its stderr says why; or KILLSHIM_SOCKET_DIR differs)", (int)pid, comm, where);
         else

@@ -6,29 +6,31 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "deliver.h"
-#include "graveyard.h"
 #include "ks.h"
-#include "deliver.h"
+#include "lock.h"
 #include "registry.h"
 #include "server.h"
+#include "shim_thread.h"
 #include "signals.h"
 #include "stack_capture.h"
-
 
 static pthread_once_t ks_once = PTHREAD_ONCE_INIT;
 /* Resolved at init, never in _exit: a vfork child may call _exit while a
  * parent thread holds the loader's lock that dlsym needs. */
 static void (*ks_real_exit)(int);
 
+/* Only the forking thread lives on in the child. Every shim lock first: a
+ * parent thread may have held one at fork, and the rest take them. */
 static void ks_after_fork_child(void)
 {
+    ks_locks_after_fork();
     ks_pid = getpid();
     ks_registry_reset_after_fork();
     ks_abort_after_fork_child();
-    ks_graveyard_after_fork();
     ks_stack_after_fork_child();
-    ks_server_after_fork_child();
+    ks_control_after_fork_child();
 }
 
 static void ks_at_exit(void) { ks_server_cleanup(); }
@@ -39,6 +41,7 @@ static void ks_init_once(void)
     ks_debug_enabled = dbg && *dbg && strcmp(dbg, "0") != 0;
     ks_resolve_all();
     ks_block_resolve();
+    ks_shim_threads_init();
     __atomic_store_n(&ks_real_exit, (void (*)(int))ks_resolve("_exit", NULL), __ATOMIC_RELEASE);
     ks_pid = getpid();
     if (ks_gettid() == ks_pid)
@@ -58,9 +61,10 @@ static void ks_init_once(void)
                 strerror(rc));
     else
         ks_stack_init();
+    ks_signals_set_doorbell(ks_control_doorbell);
     pthread_atfork(NULL, NULL, ks_after_fork_child);
     atexit(ks_at_exit);
-    ks_server_start();
+    ks_control_init();
 }
 
 void ks_init(void) { pthread_once(&ks_once, ks_init_once); }

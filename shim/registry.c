@@ -10,13 +10,14 @@
 
 #include "blocking.h"
 #include "ks.h"
+#include "lock.h"
 
 __thread struct ks_thread ks_self_rec __attribute__((tls_model("initial-exec")));
 
 /* A plain mutex taken through the real function: the shim's own locking must
  * not be counted as the program's (interpose_lock.c). Static initializer, so
  * it works before ks_init. */
-static pthread_mutex_t ks_reg_mu = PTHREAD_MUTEX_INITIALIZER;
+KS_LOCK_DEFINE(static, ks_reg_mu);
 static struct ks_thread *ks_head;
 static int ks_count;
 static _Atomic uint64_t ks_next_id = 1;
@@ -30,6 +31,7 @@ static struct {
     uint64_t ns;
 } ks_exited[KS_EXITED_RING];
 static unsigned ks_exited_next;
+static uint64_t ks_exited_since;   /* entries older than this are ignored */
 static int ks_starting;
 
 KS_SIGSAFE struct ks_block *ks_block_self(void) { return &ks_self_block; }
@@ -55,23 +57,14 @@ int ks_registry_exiting(pid_t tid)
 {
     uint64_t now = ks_now_ns();
     for (unsigned i = 0; i < KS_EXITED_RING; i++)
-        if (ks_exited[i].tid == tid && now - ks_exited[i].ns < (uint64_t)KS_EXITING_MS * 1000000u)
+        if (ks_exited[i].tid == tid && ks_exited[i].ns >= ks_exited_since &&
+            now - ks_exited[i].ns < (uint64_t)KS_EXITING_MS * 1000000u)
             return 1;
     return 0;
 }
 
-void ks_registry_lock(void)
-{
-    KS_RESOLVE(pthread_mutex_lock);
-    ks_real.pthread_mutex_lock(&ks_reg_mu);
-    KS_TSAN_ACQUIRE(&ks_reg_mu);
-}
-
-void ks_registry_unlock(void)
-{
-    KS_TSAN_RELEASE(&ks_reg_mu);
-    ks_real.pthread_mutex_unlock(&ks_reg_mu);
-}
+void ks_registry_lock(void) { ks_lock(&ks_reg_mu); }
+void ks_registry_unlock(void) { ks_unlock(&ks_reg_mu); }
 
 struct ks_thread *ks_registry_first(void) { return ks_head; }
 int ks_registry_count(void) { return ks_count; }
@@ -134,18 +127,15 @@ void ks_registry_remove_self(void)
 
 /* In the child of fork only the calling thread exists; the others' records
  * point into TLS blocks that the child still maps but whose threads are gone.
- * The lock may have been held by a parent thread at fork time: reinitialize
- * it rather than take it. */
+ * (The lock is reset with every shim lock, lock.h.) */
 void ks_registry_reset_after_fork(void)
 {
     struct ks_thread *self = &ks_self_rec;
-    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    ks_reg_mu = fresh;
     int was_linked = self->linked;
     ks_head = NULL;
     ks_count = 0;
     ks_starting = 0;   /* creations in flight were the parent's threads' */
-    memset(ks_exited, 0, sizeof ks_exited);
+    ks_exited_since = ks_now_ns();   /* the parent's exits are not the child's */
     self->next = self->prev = NULL;
     self->linked = 0;
     if (was_linked) {
@@ -190,6 +180,6 @@ enum ks_settle ks_registry_settle(pid_t tid, unsigned long long age_ms)
         if (v != KS_SETTLE_FOREIGN ||
             (age >= KS_YOUNG_MS && (starting <= 0 || age >= KS_STARTING_MAX_MS)))
             return v;
-        usleep(1000);
+        ks_nap_ms(1);
     }
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -18,13 +19,15 @@
 #include "commands.h"
 #include "fdid.h"
 #include "ks.h"
+#include "lock.h"
 #include "proto.h"
 #include "registry.h"
+#include "shim_thread.h"
+#include "signals.h"
 #include "sockaddr.h"
 
 #define KS_MAX_CONNS 64          /* connection threads at once; more wait in the backlog */
 #define KS_CONN_STACK (256 * 1024)
-#define KS_FORK_FILE_DELAY_MS 50 /* see ks_server_after_fork_child */
 
 /* The listening socket. Only the accept thread changes these once it runs
  * (it re-creates the socket if the program takes the number away). */
@@ -42,68 +45,16 @@ struct ks_conn {
     struct ks_fdid id;
 };
 static struct ks_conn ks_conn_tab[KS_MAX_CONNS];
-static pthread_mutex_t ks_conn_mu = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t ks_generation;   /* bumped at fork: an old accept loop quits */
+KS_LOCK_DEFINE(static, ks_conn_mu);
+/* Bumped at fork and when the shim steps aside: an accept loop started
+ * under an older generation quits. */
+static uint64_t ks_generation;
 static int ks_idle_ms = 10000;   /* a silent client is dropped after this; KILLSHIM_IDLE_TIMEOUT_MS */
-
-struct ks_spawn {
-    void *(*fn)(void *);
-    void *arg;
-    char name[16];
-};
-
-static void *ks_shim_thread_main(void *p)
-{
-    struct ks_spawn s = *(struct ks_spawn *)p;
-    free(p);
-    /* Named from inside: a detached thread may be gone before its creator
-     * could name it, and its handle with it. */
-    pthread_setname_np(pthread_self(), s.name);
-    ks_registry_add_self(KS_ROLE_SHIM, NULL);
-    ks_registry_starting_add(-1);
-    void *r = s.fn(s.arg);
-    ks_registry_remove_self();
-    return r;
-}
-
-int ks_spawn_shim_thread(const char *name, void *(*fn)(void *), void *arg, size_t stack)
-{
-    if (!ks_real.pthread_create)
-        ks_resolve_all();
-    struct ks_spawn *s = malloc(sizeof *s);
-    if (!s)
-        return ENOMEM;
-    s->fn = fn;
-    s->arg = arg;
-    snprintf(s->name, sizeof s->name, "%s", name);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (stack)
-        pthread_attr_setstacksize(&attr, stack);
-    sigset_t all;
-    sigfillset(&all);
-    pthread_attr_setsigmask_np(&attr, &all);
-    pthread_t th;
-    ks_registry_starting_add(1);
-    int rc = ks_real.pthread_create(&th, &attr, ks_shim_thread_main, s);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
-        ks_registry_starting_add(-1);
-        free(s);
-    }
-    return rc;
-}
 
 /* ---- Connections ------------------------------------------------------- */
 
-static void ks_conn_lock(void)
-{
-    KS_RESOLVE(pthread_mutex_lock);
-    ks_real.pthread_mutex_lock(&ks_conn_mu);
-}
-
-static void ks_conn_unlock(void) { ks_real.pthread_mutex_unlock(&ks_conn_mu); }
+static void ks_conn_lock(void) { ks_lock(&ks_conn_mu); }
+static void ks_conn_unlock(void) { ks_unlock(&ks_conn_mu); }
 
 /* A free slot for FD, or NULL. The accept loop waits for ks_conns to drop
  * below KS_MAX_CONNS before it accepts, so a slot is normally free. */
@@ -337,7 +288,7 @@ static int ks_relisten(uint64_t gen)
         if (!warned++)
             ks_warn("the program closed or replaced the control socket's fd %d and %s cannot be "
                     "re-created yet (%s); retrying", old, display, strerror(rc));
-        usleep((useconds_t)delay_ms * 1000);
+        ks_nap_ms((unsigned)delay_ms);
         if (delay_ms < 2000)
             delay_ms *= 2;
         if (__atomic_load_n(&ks_generation, __ATOMIC_ACQUIRE) != gen)
@@ -354,7 +305,7 @@ static int ks_relisten(uint64_t gen)
 static int ks_wait_slot(uint64_t gen)
 {
     while (atomic_load(&ks_conns) >= KS_MAX_CONNS) {
-        usleep(2000);
+        ks_nap_ms(2);
         if (__atomic_load_n(&ks_generation, __ATOMIC_ACQUIRE) != gen)
             return -1;
     }
@@ -385,9 +336,34 @@ static void ks_serve_client(int fd)
     }
 }
 
-static void *ks_accept_main(void *p)
+/* The accept thread takes the shim's ACT signal (every other signal stays
+ * blocked, shim_thread.h): ks_server_wake cuts its accept short with it.
+ * A blocking accept, not a poll: a blocked accept holds the socket, so a
+ * client that connected just before the program closed every fd is still
+ * served (the socket lives until the call returns). */
+static void ks_accept_unblock_wake(void)
 {
-    uint64_t gen = (uint64_t)(uintptr_t)p;
+    int act = ks_signo(KS_SIG_ACT);
+    if (act <= 0)
+        return;
+    uint64_t set = 1ull << (act - 1);
+    syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &set, NULL, sizeof set);
+}
+
+/* The accept thread's tid while it runs, 0 otherwise; under ks_conn_mu, so
+ * that a wake never reaches a recycled tid. */
+static pid_t ks_accept_tid;
+
+static void ks_accept_set_tid(pid_t tid)
+{
+    ks_conn_lock();
+    ks_accept_tid = tid;
+    ks_conn_unlock();
+}
+
+static void *ks_accept_loop(uint64_t gen)
+{
+    ks_accept_unblock_wake();
     for (;;) {
         if (__atomic_load_n(&ks_generation, __ATOMIC_ACQUIRE) != gen || ks_wait_slot(gen) != 0)
             return NULL;
@@ -404,7 +380,7 @@ static void *ks_accept_main(void *p)
             if (e == EINTR || e == ECONNABORTED)
                 continue;
             if (e == EMFILE || e == ENFILE || e == ENOMEM || e == ENOBUFS) {
-                usleep(100 * 1000);   /* the program ran out of fds; wait, don't spin */
+                ks_nap_ms(100);   /* the program ran out of fds; wait, don't spin */
                 continue;
             }
             if (!ks_fdid_same(ks_listen_fd, &ks_listen_id))
@@ -424,11 +400,12 @@ static void *ks_accept_main(void *p)
     }
 }
 
-static int ks_start_accept_thread(void)
+static void *ks_accept_main(void *p)
 {
-    uint64_t gen = __atomic_load_n(&ks_generation, __ATOMIC_ACQUIRE);
-    return ks_spawn_shim_thread("killshim-ctl", ks_accept_main, (void *)(uintptr_t)gen,
-                                KS_CONN_STACK);
+    ks_accept_set_tid(ks_gettid());
+    void *r = ks_accept_loop((uint64_t)(uintptr_t)p);
+    ks_accept_set_tid(0);
+    return r;
 }
 
 static void ks_read_idle_timeout(void)
@@ -438,78 +415,87 @@ static void ks_read_idle_timeout(void)
         ks_idle_ms = atoi(idle);
 }
 
-void ks_server_start(void)
+void ks_server_init(void)
 {
     ks_read_idle_timeout();
     for (int i = 0; i < KS_MAX_CONNS; i++)
         ks_conn_tab[i].fd = -1;
-    char display[128] = "";
-    int rc = ks_listen(display, sizeof display);
-    if (rc) {
-        ks_warn("cannot serve control socket %s: %s; the program runs on without killshim control",
-                display, strerror(rc));
-        return;
-    }
-    rc = ks_start_accept_thread();
-    if (rc) {
-        ks_warn("cannot start the control thread: %s; the program runs on without killshim control",
-                strerror(rc));
-        ks_fdid_close(ks_listen_fd, &ks_listen_id);
-        ks_listen_fd = -1;
-        return;
-    }
-    ks_debug("serving %s", display);
 }
 
-/* A fork child in file mode that execs at once (the common fork+exec) would
- * leave a socket file behind: exec runs no exit handlers. So the child's
- * accept thread waits a moment before it binds; if the child execs first,
- * the thread is gone and no file was ever made. */
-static void *ks_child_accept_main(void *p)
+int ks_server_listen(void)
 {
-    uint64_t gen = (uint64_t)(uintptr_t)p;
-    usleep(KS_FORK_FILE_DELAY_MS * 1000);
-    if (__atomic_load_n(&ks_generation, __ATOMIC_ACQUIRE) != gen)
-        return NULL;
+    if (ks_listen_fd >= 0 && ks_fdid_same(ks_listen_fd, &ks_listen_id))
+        return 0;
     char display[128] = "";
     int rc = ks_listen(display, sizeof display);
-    if (rc) {
+    if (rc)
         ks_warn("cannot serve control socket %s: %s; the program runs on without killshim control",
                 display, strerror(rc));
-        return NULL;
-    }
-    return ks_accept_main(p);
+    else
+        ks_debug("serving %s", display);
+    return rc;
 }
 
-void ks_server_after_fork_child(void)
+int ks_server_run(void)
 {
-    __atomic_add_fetch(&ks_generation, 1, __ATOMIC_RELEASE);
-    /* Drop the child's copies of the parent's sockets: the listening one
-     * (so its name is freed when the parent exits) and its clients'. Only
-     * numbers that still name our sockets: the program may own them now.
-     * A parent thread may have held ks_conn_mu at fork: start it afresh. */
-    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    ks_conn_mu = fresh;
-    for (int i = 0; i < KS_MAX_CONNS; i++) {
-        if (ks_conn_tab[i].fd >= 0)
-            ks_fdid_close(ks_conn_tab[i].fd, &ks_conn_tab[i].id);
-        ks_conn_tab[i].fd = -1;
-    }
-    if (ks_listen_fd >= 0)
-        ks_fdid_close(ks_listen_fd, &ks_listen_id);
-    ks_listen_fd = -1;
-    ks_sock_path[0] = '\0';   /* the parent's file is the parent's to remove */
-    atomic_store(&ks_conns, 0);
-    if (!ks_sockaddr_is_file()) {
-        ks_server_start();
-        return;
-    }
     uint64_t gen = __atomic_load_n(&ks_generation, __ATOMIC_ACQUIRE);
-    int rc = ks_spawn_shim_thread("killshim-ctl", ks_child_accept_main, (void *)(uintptr_t)gen,
+    int rc = ks_spawn_shim_thread("killshim-ctl", ks_accept_main, (void *)(uintptr_t)gen,
                                   KS_CONN_STACK);
     if (rc)
         ks_warn("cannot start the control thread: %s; the program runs on without killshim control",
                 strerror(rc));
+    return rc;
+}
+
+void ks_server_close(void)
+{
+    if (ks_listen_fd >= 0)
+        ks_fdid_close(ks_listen_fd, &ks_listen_id);
+    ks_listen_fd = -1;
+}
+
+void ks_server_wake(void)
+{
+    ks_conn_lock();
+    if (ks_accept_tid)
+        ks_signal_tid(ks_accept_tid, KS_SIG_ACT);
+    ks_conn_unlock();
+}
+
+void ks_server_stop(void)
+{
+    __atomic_add_fetch(&ks_generation, 1, __ATOMIC_ACQ_REL);
+    ks_server_wake();
+    ks_conn_lock();
+    /* A connection thread waits in read() for its client's next line (or
+     * is busy with a request and reads next): either way its read ends. */
+    for (int i = 0; i < KS_MAX_CONNS; i++)
+        if (ks_conn_tab[i].fd >= 0 && ks_fdid_same(ks_conn_tab[i].fd, &ks_conn_tab[i].id))
+            shutdown(ks_conn_tab[i].fd, SHUT_RDWR);
+    ks_conn_unlock();
+}
+
+void ks_server_after_fork_child(void)
+{
+    /* Drop the child's copies of the parent's sockets: the listening one
+     * (so its name is freed when the parent exits) and its clients'. Only
+     * numbers that still name our sockets: the program may own them now.
+     * (ks_conn_mu was reset with every shim lock, lock.h.) */
+    for (int i = 0; i < KS_MAX_CONNS; i++) {
+        if (ks_conn_tab[i].fd >= 0) {
+            ks_fdid_close(ks_conn_tab[i].fd, &ks_conn_tab[i].id);
+            ks_conn_tab[i].fd = -1;
+        }
+    }
+    /* Written only if set: each page the child writes is copied. */
+    if (ks_listen_fd >= 0)
+        ks_server_close();
+    if (ks_accept_tid)
+        ks_accept_tid = 0;
+    if (ks_sock_path[0])
+        ks_sock_path[0] = '\0';   /* the parent's file is the parent's to remove */
+    if (atomic_load(&ks_conns))
+        atomic_store(&ks_conns, 0);
 }
 
 void ks_server_cleanup(void)

@@ -22,6 +22,7 @@
 
 #include "blocking.h"
 #include "ks.h"
+#include "lock.h"
 #include "procfs.h"
 #include "registry.h"
 #include "signals.h"
@@ -36,7 +37,7 @@ _Static_assert(sizeof(unw_context_t) == sizeof(ucontext_t),
 
 static struct ks_dump *ks_dump_cur;   /* the published table, or NULL */
 static int ks_dump_active;            /* handlers that may hold ks_dump_cur */
-static pthread_mutex_t ks_dump_mu = PTHREAD_MUTEX_INITIALIZER;
+KS_LOCK_DEFINE(static, ks_dump_mu);
 int ks_stack_ready;
 
 static long ks_futex(int *addr, int op, int val, const struct timespec *ts)
@@ -221,8 +222,8 @@ void ks_dump_release(struct ks_dump *d)
     free(d);
 }
 
-void ks_dump_lock(void) { ks_real.pthread_mutex_lock(&ks_dump_mu); }
-void ks_dump_unlock(void) { ks_real.pthread_mutex_unlock(&ks_dump_mu); }
+void ks_dump_lock(void) { ks_lock(&ks_dump_mu); }
+void ks_dump_unlock(void) { ks_unlock(&ks_dump_mu); }
 
 void ks_stack_bounds(struct ks_thread *r)
 {
@@ -371,10 +372,12 @@ void ks_stack_init(void)
 
 void ks_stack_after_fork_child(void)
 {
-    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    ks_dump_mu = fresh;
-    ks_dump_cur = NULL;
-    ks_dump_active = 0;
+    /* Written only where it changes anything: each page the child writes is
+     * copied, and most forks exec or exit at once. */
+    if (ks_dump_cur)
+        ks_dump_cur = NULL;
+    if (ks_dump_active)
+        ks_dump_active = 0;
     /* A dump in the parent may have held this thread's flag; the child has
      * no dumper to clear it. */
     ks_block_self()->reader = 0;
