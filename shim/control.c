@@ -65,10 +65,15 @@ void ks_control_after_fork_child(void)
 /* ---- Stepping aside ----------------------------------------------------- */
 
 /* 1 if every task of the process but the caller is a shim thread the
- * registry knows. Without /proc the registry alone decides. */
+ * registry knows. Without /proc the registry alone decides. A thread being
+ * created is a task before it registers: wait for those first (a shim
+ * thread just started by ks_control_step_back, typically). */
 static int ks_program_alone(void)
 {
     pid_t self = ks_gettid();
+    uint64_t end = ks_now_ns() + 200 * 1000000u;
+    while (ks_registry_starting() > 0 && ks_now_ns() < end)
+        ks_nap_ns(100 * 1000);
     int alone = 1;
     ks_registry_lock();
     for (struct ks_thread *t = ks_registry_first(); t && alone; t = t->next)

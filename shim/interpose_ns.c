@@ -35,14 +35,18 @@ static int ks_task_count(void)
 
 /* Runs CALL with the shim stepped aside. A shim thread back from its work
  * may still be a task for a moment (glibc's and the kernel's exit paths):
- * EINVAL while more than one task is left is retried for a while. */
+ * EINVAL is retried while more than one task is left, and once more after
+ * the count says one (the task may have gone between the call and the
+ * count); an EINVAL with one task left is the call's own. */
 static int ks_alone(int (*call)(int, int), int a, int b)
 {
     int aside = ks_control_step_aside();
-    int rc = call(a, b), e = errno;
+    int rc = call(a, b), e = errno, last = 0;
     uint64_t end = ks_now_ns() + (uint64_t)KS_LINGER_MS * 1000000u;
-    while (aside && rc != 0 && e == EINVAL && ks_task_count() != 1 && ks_now_ns() < end) {
-        ks_nap_ms(1);
+    while (aside && rc != 0 && e == EINVAL && !last && ks_now_ns() < end) {
+        last = ks_task_count() == 1;
+        if (!last)
+            ks_nap_ms(1);
         rc = call(a, b);
         e = errno;
     }
