@@ -13,8 +13,8 @@
  *                                                      -> "forkret status=S|hung"
  *   forkread        fork; the child blocks reading a pipe -> "forkread child=C"
  *   feed TEXT       writes TEXT to that pipe; the child says "child read TEXT"
- *   spin            main computes (SSE and AVX state live) until SIGUSR1
- *                                                      -> "spun consistent=1 errno=1234"
+ *   spin MS         main computes (SSE and AVX state live) for MS ms, with
+ *                   no system call                     -> "spinning", "spun consistent=1 errno=1234"
  *   unshare         unshare(CLONE_NEWUSER)               -> "unshare ok|failed: E"
  *   setns PATH      setns(open(PATH), 0)                 -> "setns ok|failed: E"
  *   alarm           three SIGALRMs from an interval timer, in sigsuspend -> "alarm 3"
@@ -38,6 +38,7 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -90,8 +91,15 @@ static void *fork_and_return(void *arg)
 
 /* ---- spin: the doorbell may interrupt this anywhere ----------------------- */
 
-static volatile sig_atomic_t spin_stop;
-static void on_usr1(int s) { (void)s; spin_stop = 1; }
+static long long spin_end_ns;
+
+/* CLOCK_MONOTONIC through the vDSO: no system call. */
+static int spin_over(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec >= spin_end_ns;
+}
 
 /* Keeps an integer sum, a double sum in SSE registers and eight float sums
  * in an AVX register; at the end all must agree. A register the doorbell's
@@ -103,7 +111,7 @@ __attribute__((noinline, target("avx"))) static void guest_spin(void)
     double dsum = 0;
     __m256 v = _mm256_setzero_ps();
     const __m256 one = _mm256_set1_ps(1.0f);
-    while (!spin_stop) {
+    while (!spin_over()) {
         for (int k = 0; k < 1000; k++) {
             long x = (n + k) & 7;
             isum += x;
@@ -129,7 +137,7 @@ __attribute__((noinline)) static void guest_spin_sse(void)
     errno = 1234;
     long n = 0, isum = 0;
     double dsum = 0;
-    while (!spin_stop) {
+    while (!spin_over()) {
         for (int k = 0; k < 1000; k++) {
             long x = (n + k) & 7;
             isum += x;
@@ -274,8 +282,10 @@ static int command(const char *line, int on_main)
     } else if (strncmp(line, "feed ", 5) == 0) {
         ssize_t w = write(feed_fd, line + 5, strcspn(line + 5, "\n"));
         (void)w;
-    } else if (strcmp(line, "spin\n") == 0) {
-        signal(SIGUSR1, on_usr1);
+    } else if (sscanf(line, "spin %d", &n) == 1) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        spin_end_ns = ts.tv_sec * 1000000000LL + ts.tv_nsec + n * 1000000LL;
         say("spinning");
         if (__builtin_cpu_supports("avx"))
             guest_spin();
