@@ -157,13 +157,13 @@ static void ks_answer_unknown(struct ks_out *out, pid_t tid, uint64_t id)
     if (id)
         ks_out_err(out, "no-thread", "no thread %d with id %llu in process %d (it may have "
                    "ended long ago: the graveyard keeps the last %d)", (int)tid,
-                   (unsigned long long)id, (int)ks_pid, KS_GRAVES);
+                   (unsigned long long)id, (int)ks_getpid(), KS_GRAVES);
     else if (ks_task_exists(tid))
         ks_out_err(out, "refused", "thread %d of process %d was not started through "
                    "pthread_create after the shim loaded (or is starting right now): "
-                   "killshim does not track it and will not end it", (int)tid, (int)ks_pid);
+                   "killshim does not track it and will not end it", (int)tid, (int)ks_getpid());
     else
-        ks_out_err(out, "no-thread", "no thread %d in process %d", (int)tid, (int)ks_pid);
+        ks_out_err(out, "no-thread", "no thread %d in process %d", (int)tid, (int)ks_getpid());
 }
 
 /* tid= (required) and id= (optional, 0: any). Answers bad-request itself. */

@@ -284,7 +284,7 @@ static void ks_wait_answers(struct ks_targets *ts, struct ks_dump *d, int sent, 
             if (t->via != KS_VIA_SIGNAL)
                 continue;
             if (!t->gone && __atomic_load_n(&t->e->state, __ATOMIC_ACQUIRE) == KS_ENTRY_WAITING &&
-                syscall(SYS_tgkill, ks_pid, t->tid, 0) != 0 && errno == ESRCH)
+                syscall(SYS_tgkill, ks_getpid(), t->tid, 0) != 0 && errno == ESRCH)
                 t->gone = 1;
             gone += t->gone && __atomic_load_n(&t->e->state, __ATOMIC_ACQUIRE) != KS_ENTRY_DONE;
         }
@@ -489,7 +489,7 @@ void ks_cmd_stack(const struct ks_msg *req, struct ks_out *out)
     }
     if (rc == ESRCH)
         ks_out_err(out, "no-thread", "no thread %lld in process %d (or it is one of the shim's)",
-                   (long long)only, (int)ks_pid);
+                   (long long)only, (int)ks_getpid());
     else if (rc)
         ks_out_err(out, "internal", "cannot list threads: %s", strerror(rc));
     else

@@ -158,7 +158,7 @@ static int ks_write_var(uintptr_t addr, int size, uint64_t value)
     memcpy(buf, &value, sizeof buf);   /* little-endian: the low SIZE bytes */
     struct iovec local = {buf, (size_t)size};
     struct iovec remote = {(void *)addr, (size_t)size};
-    ssize_t n = process_vm_writev(ks_pid, &local, 1, &remote, 1, 0);
+    ssize_t n = process_vm_writev(ks_getpid(), &local, 1, &remote, 1, 0);
     if (n < 0)
         return errno;
     return n == size ? 0 : EFAULT;

@@ -26,7 +26,6 @@ static void (*ks_real_exit)(int);
 static void ks_after_fork_child(void)
 {
     ks_locks_after_fork();
-    ks_pid = getpid();
     ks_registry_reset_after_fork();
     ks_abort_after_fork_child();
     ks_stack_after_fork_child();
@@ -43,8 +42,7 @@ static void ks_init_once(void)
     ks_block_resolve();
     ks_shim_threads_init();
     __atomic_store_n(&ks_real_exit, (void (*)(int))ks_resolve("_exit", NULL), __ATOMIC_RELEASE);
-    ks_pid = getpid();
-    if (ks_gettid() == ks_pid)
+    if (ks_gettid() == ks_getpid())
         ks_registry_add_self(KS_ROLE_MAIN, NULL);
     const char *off = getenv("KILLSHIM_DISABLE");
     if (off && *off && strcmp(off, "0") != 0) {

@@ -137,7 +137,7 @@ __attribute__((used, noreturn)) void ks_redirect_run(void)
     memset(&si, 0, sizeof si);
     si.si_signo = ks_signo(KS_SIG_DUMP);
     si.si_code = SI_QUEUE;
-    si.si_pid = ks_pid;
+    si.si_pid = ks_getpid();
     si.si_uid = getuid();
     si.si_value.sival_int = KS_RESUME_COOKIE;
     /* Delivered before the call returns: the handler restores the saved
@@ -173,7 +173,7 @@ KS_SIGSAFE int ks_redirect(ucontext_t *uc, void (*fn)(void), int err)
 
 KS_SIGSAFE int ks_redirect_resume(const siginfo_t *si, ucontext_t *uc, int *err)
 {
-    if (!si || si->si_code != SI_QUEUE || si->si_pid != ks_pid ||
+    if (!si || si->si_code != SI_QUEUE || si->si_pid != ks_getpid() ||
         si->si_value.sival_int != KS_RESUME_COOKIE ||
         __atomic_load_n(&ks_saved.tid, __ATOMIC_ACQUIRE) != ks_gettid())
         return 0;

@@ -156,7 +156,7 @@ static void *ks_conn_main(void *p)
 
     char banner[96];
     int bn = snprintf(banner, sizeof banner, "killshim proto=%d pid=%d\n", KS_PROTO_VERSION,
-                      (int)ks_pid);
+                      (int)ks_getpid());
     char *buf = malloc(KS_PROTO_MAX_LINE + 2);
     if (!buf || ks_send_all(c, banner, (size_t)bn) != 0)
         goto out;
@@ -244,7 +244,7 @@ static int ks_listen(char *display, size_t cap)
 {
     struct sockaddr_un addr;
     socklen_t alen;
-    if (ks_sockaddr_for_pid(ks_pid, &addr, &alen, display, cap) != 0)
+    if (ks_sockaddr_for_pid(ks_getpid(), &addr, &alen, display, cap) != 0)
         return errno;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -254,7 +254,7 @@ static int ks_listen(char *display, size_t cap)
         rc = ks_bind_file(fd, &addr);
         if (!rc) {
             snprintf(ks_sock_path, sizeof ks_sock_path, "%s", addr.sun_path);
-            ks_sock_owner = ks_pid;
+            ks_sock_owner = ks_getpid();
         }
     } else if (bind(fd, (const struct sockaddr *)&addr, alen) != 0 || listen(fd, 64) != 0) {
         rc = errno;

@@ -111,7 +111,7 @@ static void ks_sig_entry(int signo, siginfo_t *si, void *uc)
              si->si_value.sival_int == KS_RESUME_COOKIE)) {
             if (bell)
                 bell(si, (ucontext_t *)uc, &saved);
-        } else if (si && si->si_code == SI_QUEUE && si->si_pid == ks_pid &&
+        } else if (si && si->si_code == SI_QUEUE && si->si_pid == ks_getpid() &&
             si->si_value.sival_int == KS_SIG_COOKIE) {
             ks_sig_fn *fn = __atomic_load_n(&ks_handlers[k], __ATOMIC_ACQUIRE);
             if (fn)
@@ -194,10 +194,10 @@ int ks_signal_tid(pid_t tid, enum ks_sig_kind k)
     memset(&si, 0, sizeof si);
     si.si_signo = ks_signos[k];
     si.si_code = SI_QUEUE;
-    si.si_pid = ks_pid;
+    si.si_pid = ks_getpid();
     si.si_uid = getuid();
     si.si_value.sival_int = KS_SIG_COOKIE;
-    if (syscall(SYS_rt_tgsigqueueinfo, ks_pid, tid, ks_signos[k], &si) != 0)
+    if (syscall(SYS_rt_tgsigqueueinfo, ks_getpid(), tid, ks_signos[k], &si) != 0)
         return errno;
     return 0;
 }

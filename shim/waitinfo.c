@@ -16,7 +16,7 @@
 static int ks_peek(const void *addr, void *buf, size_t len)
 {
     struct iovec local = {buf, len}, remote = {(void *)addr, len};
-    ssize_t n = process_vm_readv(ks_pid, &local, 1, &remote, 1, 0);
+    ssize_t n = process_vm_readv(ks_getpid(), &local, 1, &remote, 1, 0);
     if (n == (ssize_t)len)
         return 0;
     if (n < 0 && errno != ENOSYS && errno != EPERM)
