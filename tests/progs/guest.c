@@ -13,6 +13,8 @@
  *                                                      -> "forkret status=S|hung"
  *   forkread        fork; the child blocks reading a pipe -> "forkread child=C"
  *   feed TEXT       writes TEXT to that pipe; the child says "child read TEXT"
+ *   forkwork        fork; the child starts a worker blocked in read() and
+ *                   waits in pause()                   -> "forkwork child=C worker=T"
  *   spin MS         main computes (SSE and AVX state live) for MS ms, with
  *                   no system call                     -> "spinning", "spun consistent=1 errno=1234"
  *   unshare         unshare(CLONE_NEWUSER)               -> "unshare ok|failed: E"
@@ -256,6 +258,51 @@ static void forkread_cmd(void)
     say("forkread child=%d", c);
 }
 
+static int work_pipe[2];
+static volatile pid_t work_tid;
+
+static void *child_worker(void *arg)
+{
+    (void)arg;
+    work_tid = gettid();
+    char c;
+    ssize_t r = read(work_pipe[0], &c, 1);   /* a cancellation point, never fed */
+    (void)r;
+    return NULL;
+}
+
+static void forkwork_cmd(void)
+{
+    if (pipe(work_pipe) != 0) {
+        say("forkwork failed: %s", strerror(errno));
+        return;
+    }
+    int report[2];
+    if (pipe(report) != 0) {
+        say("forkwork failed: %s", strerror(errno));
+        return;
+    }
+    pid_t c = fork();
+    if (c == 0) {
+        pthread_t t;
+        pthread_create(&t, NULL, child_worker, NULL);
+        while (!work_tid)
+            usleep(1000);
+        pid_t tid = work_tid;
+        ssize_t w = write(report[1], &tid, sizeof tid);
+        (void)w;
+        for (;;)
+            pause();
+    }
+    close(work_pipe[0]);
+    close(work_pipe[1]);
+    pid_t tid = 0;
+    ssize_t r = read(report[0], &tid, sizeof tid);
+    close(report[0]);
+    close(report[1]);
+    say("forkwork child=%d worker=%d", c, r == (ssize_t)sizeof tid ? (int)tid : -1);
+}
+
 static void *commands(void *arg);
 
 static int command(const char *line, int on_main)
@@ -279,6 +326,8 @@ static int command(const char *line, int on_main)
         pthread_join(t, NULL);
     } else if (strcmp(line, "forkread\n") == 0) {
         forkread_cmd();
+    } else if (strcmp(line, "forkwork\n") == 0) {
+        forkwork_cmd();
     } else if (strncmp(line, "feed ", 5) == 0) {
         ssize_t w = write(feed_fd, line + 5, strcspn(line + 5, "\n"));
         (void)w;
