@@ -7,10 +7,13 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "injector.h"
 #include "shim/doorbell.h"
+#include "peer.h"
+#include "shim/access.h"
 #include "shim/procfs.h"
 #include "shim/sockaddr.h"
 
@@ -105,11 +108,10 @@ int ksi_connect(pid_t pid, struct ksi_client *c)
 
     struct sockaddr_un addr;
     socklen_t alen;
-    char where[128];
-    if (ks_sockaddr_for_pid(pid, &addr, &alen, where, sizeof where) != 0) {
-        ksi_err("socket path for process %d is too long (KILLSHIM_SOCKET_DIR)", (int)pid);
+    char where[sizeof addr.sun_path + 32];
+    ks_sockaddr_for_pid(pid, &addr, &alen, where, sizeof where);
+    if (!ks_sockaddr_is_file() && ksi_peer_same_netns(pid, where) != KSI_EXIT_OK)
         return KSI_EXIT_ERROR;
-    }
     int rung = 0;
     c->fd = ks_control_connect(pid, KSI_START_TIMEOUT_MS, &rung);
     if (c->fd < 0) {
@@ -131,12 +133,14 @@ int ksi_connect(pid_t pid, struct ksi_client *c)
                     "'killshim run -- CMD' or LD_PRELOAD=/path/to/libkillshim.so CMD", (int)pid, comm);
         return KSI_EXIT_NO_SHIM;
     }
-    /* Anyone can bind an abstract name: make sure the target itself answers. */
+    /* Anyone can bind an abstract name: the listener's maker must be the
+     * target's pid, and (ksi_peer_check, after the banner: by then the
+     * server has accepted) the target itself must hold the server end. */
     struct ucred cr;
     socklen_t crl = sizeof cr;
     if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cr, &crl) == 0 && cr.pid != pid) {
-        ksi_err("%s is served by process %d, not by %d: refusing to talk to it", where,
-                (int)cr.pid, (int)pid);
+        ksi_err("%s is served by process %d (uid %d), not by %d: refusing to talk to it", where,
+                (int)cr.pid, (int)cr.uid, (int)pid);
         ksi_close(c);
         return KSI_EXIT_PROTOCOL;
     }
@@ -161,6 +165,11 @@ int ksi_connect(pid_t pid, struct ksi_client *c)
         ksi_close(c);
         return KSI_EXIT_PROTOCOL;
     }
+    rc = ksi_peer_check(c->fd, pid, where);
+    if (rc != KSI_EXIT_OK) {
+        ksi_close(c);
+        return rc;
+    }
     if (proto != KS_PROTO_VERSION) {
         ksi_err("protocol version mismatch: process %d speaks %lld, this injector speaks %d; "
                 "use the killshim-inject that matches its libkillshim.so", (int)pid,
@@ -178,8 +187,9 @@ void ksi_close(struct ksi_client *c)
     c->fd = -1;
 }
 
-int ksi_request(struct ksi_client *c, const char *line, ksi_record_fn *fn, void *ctx,
-                struct ks_msg *final)
+/* Sends LINE and reads the reply (see ksi_request), as it is. */
+static int ksi_exchange(struct ksi_client *c, const char *line, ksi_record_fn *fn, void *ctx,
+                        struct ks_msg *final)
 {
     char buf[KS_PROTO_MAX_LINE + 1];
     int n = snprintf(buf, sizeof buf, "%s\n", line);
@@ -197,6 +207,7 @@ int ksi_request(struct ksi_client *c, const char *line, ksi_record_fn *fn, void 
         }
         off += (int)w;
     }
+    explicit_bzero(buf, sizeof buf);   /* it may hold a proof */
     int stop = 0;
     for (;;) {
         int rc = ksi_read_line(c, final);
@@ -206,5 +217,78 @@ int ksi_request(struct ksi_client *c, const char *line, ksi_record_fn *fn, void 
             return KSI_EXIT_OK;
         if (fn && !stop)
             stop = fn(final, ctx);
+    }
+}
+
+static double ksi_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* What the request LINE needs proven (access.h): none for the verbs that
+ * only describe the shim, attach for end, read for the rest. */
+static int ksi_needs(const char *line)
+{
+    size_t n = strcspn(line, " ");
+    static const char *const none[] = {"hello", "help", "challenge", "quit"};
+    for (size_t i = 0; i < sizeof none / sizeof *none; i++)
+        if (strlen(none[i]) == n && strncmp(line, none[i], n) == 0)
+            return KS_ACCESS_NONE;
+    return n == 3 && strncmp(line, "end", 3) == 0 ? KS_ACCESS_ATTACH : KS_ACCESS_READ;
+}
+
+/* A proof good for a moment more: a new challenge when the one in hand is
+ * about to expire. The kernel's rules are applied as the proof is made
+ * (ks_proof_make reads /proc/PID/maps and the process's memory as us). */
+static int ksi_fresh_proof(struct ksi_client *c)
+{
+    if (c->proof.level && ksi_mono() < c->proof_until)
+        return KSI_EXIT_OK;
+    struct ks_msg m;
+    int rc = ksi_exchange(c, "challenge", NULL, NULL, &m);
+    if (rc != KSI_EXIT_OK)
+        return rc;
+    int64_t gen, valid_ms;
+    if (strcmp(m.verb, "ok") != 0)
+        return ksi_reply_error(&m);
+    if (ks_msg_get_i64(&m, "gen", 1, INT64_MAX, &gen) != 0 ||
+        ks_msg_get_i64(&m, "valid_ms", 0, 3600000, &valid_ms) != 0) {
+        ksi_err("malformed challenge from process %d", (int)c->pid);
+        return KSI_EXIT_PROTOCOL;
+    }
+    double t0 = ksi_mono();
+    ks_proof_make(c->pid, (uint64_t)gen, &c->proof);
+    /* A margin for the trip and a slow machine: renewed early, never late. */
+    c->proof_until = t0 + (double)valid_ms / 1000.0 * 0.6;
+    return KSI_EXIT_OK;
+}
+
+int ksi_request(struct ksi_client *c, const char *line, ksi_record_fn *fn, void *ctx,
+                struct ks_msg *final)
+{
+    int need = ksi_needs(line);
+    if (need == KS_ACCESS_NONE)
+        return ksi_exchange(c, line, fn, ctx, final);
+    for (int attempt = 0;; attempt++) {
+        int rc = ksi_fresh_proof(c);
+        if (rc != KSI_EXIT_OK)
+            return rc;
+        if (c->proof.level < need)
+            return ksi_access_denied(c->pid, need, &c->proof);
+        char buf[KS_PROTO_MAX_LINE + 1];
+        if (snprintf(buf, sizeof buf, "%s proof=%s", line, c->proof.text) >= (int)sizeof buf) {
+            ksi_err("request too long");
+            return KSI_EXIT_USAGE;
+        }
+        rc = ksi_exchange(c, buf, fn, ctx, final);
+        explicit_bzero(buf, sizeof buf);
+        const char *code = ks_msg_get(final, "code");
+        /* Expired on the way (a stalled machine): once more, afresh. */
+        if (rc != KSI_EXIT_OK || attempt || strcmp(final->verb, "err") != 0 || !code ||
+            strcmp(code, "permission") != 0)
+            return rc;
+        c->proof.level = 0;
     }
 }

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include "shim/proof.h"
 #include "shim/proto.h"
 
 struct ksi_client {
@@ -12,6 +13,8 @@ struct ksi_client {
     pid_t pid;
     char rbuf[KS_PROTO_MAX_LINE + 2];
     size_t rlen;
+    struct ks_proof proof;   /* what the kernel let us prove, for requests */
+    double proof_until;      /* CLOCK_MONOTONIC s: make a new one after this */
 };
 
 /* Connects to PID's shim. Returns KSI_EXIT_OK, or an exit code after
@@ -22,8 +25,9 @@ void ksi_close(struct ksi_client *c);
 /* Called for every record line of a reply; return nonzero to stop early. */
 typedef int ksi_record_fn(const struct ks_msg *rec, void *ctx);
 
-/* Sends LINE (no '\n') and reads the reply: each record goes to FN, the
- * final line into *FINAL (verb "ok" or "err"). Returns KSI_EXIT_OK or an
+/* Sends LINE (no '\n') with the proof of access it needs (access.h; a
+ * fresh challenge when the last one is about to expire), and reads the
+ * reply: each record goes to FN, the final line into *FINAL ("ok" or "err"). Returns KSI_EXIT_OK or an
  * exit code (after printing an error) if the connection failed or the reply
  * was malformed. An "err" reply is not a failure here: look at FINAL. */
 int ksi_request(struct ksi_client *c, const char *line, ksi_record_fn *fn, void *ctx,
@@ -31,5 +35,11 @@ int ksi_request(struct ksi_client *c, const char *line, ksi_record_fn *fn, void 
 
 /* Maps an "err" final line to an exit code and prints its message. */
 int ksi_reply_error(const struct ks_msg *final);
+
+/* Prints why the kernel does not give the caller NEED (enum ks_access) over
+ * PID, as far as it can tell (access.c), and returns KSI_EXIT_PERMISSION. */
+int ksi_access_denied(pid_t pid, int need, const struct ks_proof *p);
+/* WHY gets the likeliest reason the kernel refuses NEED over PID. */
+void ksi_access_why(pid_t pid, int need, char *why, size_t cap);
 
 #endif

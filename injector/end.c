@@ -14,6 +14,7 @@
 
 #include "client.h"
 #include "end.h"
+#include "flagvar.h"
 #include "injector.h"
 #include "shim/procfs.h"
 #include "symbolize.h"
@@ -24,7 +25,7 @@
 struct ksi_end {
     const struct ksi_opts *o;
     struct ksi_client c;
-    char flag_fields[512];    /* the flag_* fields of --flag-symbol, or "" */
+    struct ksi_flagvar var;   /* --flag-symbol: the variable, if var.name[0] */
     double t0;                /* when the first request went out */
     double last_progress;
     struct ksi_end_result r;
@@ -208,6 +209,8 @@ static int ksi_wait_gone(struct ksi_end *e, double until, const char *mode)
     }
 }
 
+static int ksi_write_var(struct ksi_end *e, struct ksi_step *s);
+
 /* Sends one step. Returns 1 if the answer already says the thread ended, 0
  * otherwise (the step records whether it was accepted), or -(exit code). */
 static int ksi_send_step(struct ksi_end *e, const char *mode)
@@ -216,11 +219,14 @@ static int ksi_send_step(struct ksi_end *e, const char *mode)
     s->mode = mode;
     s->at_s = e->r.nsteps == 1 ? 0 : ksi_now() - e->t0;
     char line[1024];
-    snprintf(line, sizeof line, "end tid=%d id=%" PRIu64 " mode=%s%s%s", (int)e->r.tid, e->r.id,
-             mode, strcmp(mode, "flag") != 0 && e->o->force ? " force=1" : "",
-             strcmp(mode, "flag") == 0 ? e->flag_fields : "");
+    snprintf(line, sizeof line, "end tid=%d id=%" PRIu64 " mode=%s%s", (int)e->r.tid, e->r.id,
+             mode, strcmp(mode, "flag") != 0 && e->o->force ? " force=1" : "");
     struct ks_msg m;
-    int rc = ksi_request(&e->c, line, NULL, NULL, &m);
+    int rc = strcmp(mode, "flag") == 0 && e->var.name[0] ? ksi_write_var(e, s) : KSI_EXIT_OK;
+    if (rc == KSI_EXIT_REFUSED)
+        return 0;   /* nothing was asked of the thread; s says why */
+    if (rc == KSI_EXIT_OK)
+        rc = ksi_request(&e->c, line, NULL, NULL, &m);
     if (rc != KSI_EXIT_OK)
         return -rc;
     if (strcmp(m.verb, "err") == 0) {
@@ -251,58 +257,20 @@ static int ksi_send_step(struct ksi_end *e, const char *mode)
     return 0;
 }
 
-/* The flag_* fields for --flag-symbol NAME[=VALUE]. Returns an exit code. */
-static int ksi_flag_fields(struct ksi_end *e)
+/* Flag mode with --flag-symbol: writes the variable (flagvar.h). A failed
+ * write refuses the step: nothing is asked of the thread. Returns
+ * KSI_EXIT_OK, KSI_EXIT_REFUSED (S says why) or another exit code. */
+static int ksi_write_var(struct ksi_end *e, struct ksi_step *s)
 {
-    const char *spec = e->o->flag_symbol;
-    char name[256];
-    long long value = 1;
-    const char *eq = strchr(spec, '=');
-    size_t nl = eq ? (size_t)(eq - spec) : strlen(spec);
-    if (nl == 0 || nl >= sizeof name) {
-        ksi_err("--flag-symbol takes NAME[=VALUE], not '%s'", spec);
-        return KSI_EXIT_USAGE;
-    }
-    memcpy(name, spec, nl);
-    name[nl] = '\0';
-    if (eq) {
-        char *end;
-        errno = 0;
-        value = strtoll(eq + 1, &end, 0);
-        if (errno || *end || end == eq + 1) {
-            ksi_err("--flag-symbol %s: VALUE must be an integer, not '%s'", name, eq + 1);
-            return KSI_EXIT_USAGE;
-        }
-    }
-    struct ksi_sym *sym = ksi_sym_open(e->r.pid);
-    struct ksi_symdef d;
-    int found = sym && ksi_sym_find(sym, name, &d) == 0;
-    ksi_sym_close(sym);
-    if (!found) {
-        ksi_err("no variable '%s' in process %d: looked for a data or thread-local symbol in "
-                "the symbol tables (.symtab, .dynsym) of every object it maps; a stripped "
-                "program has no .symtab", name, (int)e->r.pid);
-        return KSI_EXIT_ERROR;
-    }
-    if (d.size != 1 && d.size != 2 && d.size != 4 && d.size != 8) {
-        ksi_err("variable '%s' is %" PRIu64 " bytes: --flag-symbol writes only 1, 2, 4 or "
-                "8-byte integers (int, bool, atomics of those)", name, d.size);
-        return KSI_EXIT_ERROR;
-    }
-    if (d.size < 8) {
-        long long lo = -(1LL << (8 * d.size - 1)), hi = (1LL << (8 * d.size)) - 1;
-        if (value < lo || value > hi) {
-            ksi_err("--flag-symbol %s: %lld does not fit in %" PRIu64 " bytes", name, value, d.size);
-            return KSI_EXIT_USAGE;
-        }
-    }
-    int n = snprintf(e->flag_fields, sizeof e->flag_fields,
-                     " flag_name=%s flag_addr=0x%" PRIx64 " flag_size=%" PRIu64 " flag_value=%lld",
-                     name, d.addr, d.size, value);
-    if (d.is_tls)
-        snprintf(e->flag_fields + n, sizeof e->flag_fields - (size_t)n,
-                 " flag_tls=1 flag_module=0x%" PRIx64, d.module_base);
-    return KSI_EXIT_OK;
+    char why[300];
+    int rc = ksi_flagvar_write(&e->c, e->r.tid, e->r.id, &e->var, why, sizeof why);
+    if (rc != KSI_EXIT_REFUSED)
+        return rc;
+    s->accepted = 0;
+    ksi_copy(s->message, sizeof s->message, why);
+    fprintf(stderr, "killshim-inject: [%.1fs] thread %d: flag refused: %s\n", s->at_s,
+            (int)e->r.tid, why);
+    return KSI_EXIT_REFUSED;
 }
 
 static int ksi_check_opts(const struct ksi_opts *o)
@@ -426,9 +394,20 @@ int ksi_do_end(const struct ksi_opts *o)
         goto out;
     rc = ksi_find_thread(e);
     if (rc == KSI_EXIT_OK && o->flag_symbol)
-        rc = ksi_flag_fields(e);
+        rc = ksi_flagvar_find(e->r.pid, o->flag_symbol, &e->var);
     if (rc == KSI_EXIT_OK)
         rc = ksi_run_ladder(e);
+    /* It saw its variable and left before the flag request reached it: its
+     * grave says nothing was requested, but the flag step asked it. */
+    if (rc == KSI_EXIT_OK && e->var.written && e->r.outcome == KSI_GONE &&
+        !strstr(e->r.requested, "flag")) {
+        char was[sizeof e->r.requested];
+        ksi_copy(was, sizeof was, e->r.requested);
+        if (!was[0] || strcmp(was, "none") == 0)
+            ksi_copy(e->r.requested, sizeof e->r.requested, "flag");
+        else
+            snprintf(e->r.requested, sizeof e->r.requested, "flag,%.20s", was);
+    }
     ksi_close(&e->c);
     if (rc != KSI_EXIT_OK)
         goto out;

@@ -3,8 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "client.h"
+#include "shim/procfs.h"
 #include "injector.h"
 #include "symbolize.h"
 #include "syscalls.h"
@@ -22,6 +24,7 @@ struct ksi_rows {
     struct ksi_row *v;
     size_t n, cap;
     struct ksi_sym *sym;
+    pid_t pid;
 };
 
 static int ksi_row_cmp(const void *a, const void *b)
@@ -60,6 +63,14 @@ static int ksi_collect(const struct ks_msg *m, void *ctx)
     snprintf(r->name, sizeof r->name, "%s", (s = ks_msg_get(m, "name")) ? s : "?");
     snprintf(r->role, sizeof r->role, "%s", (s = ks_msg_get(m, "role")) ? s : "?");
     snprintf(r->state, sizeof r->state, "%s", (s = ks_msg_get(m, "state")) ? s : "?");
+    /* A shim without /proc (a chroot) sends no /proc columns: read ours. */
+    struct ks_taskstat st;
+    if (!ks_msg_get(m, "state") && ks_read_task_stat(rs->pid, (pid_t)r->tid, &st) == 0) {
+        long hz = sysconf(_SC_CLK_TCK);
+        snprintf(r->name, sizeof r->name, "%s", st.comm);
+        snprintf(r->state, sizeof r->state, "%c", st.state);
+        r->cpu_ms = (long long)((st.utime + st.stime) * 1000 / (unsigned long long)(hz > 0 ? hz : 100));
+    }
     if (strcmp(r->role, "main") == 0) {
         snprintf(r->start, sizeof r->start, "main");
     } else if (r->start_addr) {
@@ -202,6 +213,7 @@ int ksi_do_list(const struct ksi_opts *o)
         return rc;
     struct ksi_rows rs = {0};
     rs.sym = ksi_sym_open(o->pid);
+    rs.pid = o->pid;
     struct ks_msg final;
     rc = ksi_request(&c, "list", ksi_collect, &rs, &final);
     ksi_close(&c);

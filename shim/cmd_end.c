@@ -211,40 +211,18 @@ void ks_cmd_status(const struct ks_msg *req, struct ks_out *out)
         ks_answer_unknown(out, tid, id);
 }
 
-/* The flag_* fields of an "end mode=flag" request (--flag-symbol). */
-static int ks_get_flag_var(const struct ks_msg *req, struct ks_out *out, struct ks_flag_var *v)
+/* Protocol 1 had the shim write the program's stop variable at an address
+ * the client named; from protocol 2 the client writes it itself, through
+ * the kernel (docs/security.md). A request that still names one is refused
+ * before anything is done, rather than half-served. */
+static int ks_no_flag_addr(const struct ks_msg *req, struct ks_out *out)
 {
-    memset(v, 0, sizeof *v);
-    if (!ks_msg_get(req, "flag_addr"))
+    if (!ks_msg_get(req, "flag_addr") && !ks_msg_get(req, "flag_value"))
         return 0;
-    int64_t size = 0, tls = 0, sval;
-    uint64_t uval = 1;
-    const char *name = ks_msg_get(req, "flag_name");
-    snprintf(v->name, sizeof v->name, "%s", name ? name : "the stop variable");
-    if (ks_msg_get_u64(req, "flag_addr", &v->addr) != 0 ||
-        ks_msg_get_i64(req, "flag_size", 1, 8, &size) != 0 ||
-        ks_msg_get_i64(req, "flag_tls", 0, 1, &tls) == EINVAL) {
-        ks_out_err(out, "bad-request", "flag_addr=ADDR flag_size=1|2|4|8 [flag_value=V] "
-                   "[flag_tls=1 flag_module=ADDR] describe the stop variable");
-        return -1;
-    }
-    if (ks_msg_get(req, "flag_value") &&
-        ks_msg_get_i64(req, "flag_value", INT64_MIN, INT64_MAX, &sval) == 0)
-        uval = (uint64_t)sval;
-    else if (ks_msg_get(req, "flag_value") && ks_msg_get_u64(req, "flag_value", &uval) != 0) {
-        ks_out_err(out, "bad-request", "flag_value= must be an integer");
-        return -1;
-    }
-    v->is_tls = (int)tls;
-    if (v->is_tls && ks_msg_get_u64(req, "flag_module", &v->module_base) != 0) {
-        ks_out_err(out, "bad-request", "flag_tls=1 needs flag_module=ADDR (an address inside "
-                   "the module whose thread-local block holds the variable)");
-        return -1;
-    }
-    v->set = 1;
-    v->size = (int)size;
-    v->value = uval;
-    return 0;
+    ks_out_err(out, "bad-request", "flag_addr and flag_value are gone since protocol 2: the "
+               "client writes the program's stop variable itself (process_vm_writev), then "
+               "sends end mode=flag");
+    return -1;
 }
 
 enum ks_end_mode { KS_MODE_FLAG, KS_MODE_CANCEL, KS_MODE_ABORT };
@@ -287,7 +265,6 @@ struct ks_end_req {
     uint64_t id;
     enum ks_end_mode mode;
     int force;
-    struct ks_flag_var var;
     struct ks_cancel_check chk;   /* mode cancel: the stack check */
 };
 
@@ -333,7 +310,7 @@ static int ks_end_locked(struct ks_end_req *q, int last_try, struct ks_view *v, 
         if (ks_refuse(t, q->mode, why, cap))
             *refused = 1;
         else if (q->mode == KS_MODE_FLAG)
-            *rc = ks_flag_request(t, &q->var, why, cap);
+            *rc = ks_flag_request(t, why, cap);
         else if (q->mode == KS_MODE_CANCEL)
             *rc = ks_cancel_checked(q, t, last_try, why, cap);
         else
@@ -386,12 +363,8 @@ void ks_cmd_end(const struct ks_msg *req, struct ks_out *out)
         return;
     }
     q.force = (int)force;
-    if (q.mode == KS_MODE_FLAG && ks_get_flag_var(req, out, &q.var) != 0)
+    if (ks_no_flag_addr(req, out) != 0)
         return;
-    if (q.mode == KS_MODE_FLAG && ks_flag_prepare(&q.var, why, sizeof why) != 0) {
-        ks_out_err(out, "refused", "%s", why);
-        return;
-    }
     if (q.mode == KS_MODE_ABORT && !ks_abort_request) {
         ks_out_err(out, "unsupported", "this shim was built without the abort mode");
         return;

@@ -18,6 +18,7 @@ struct ks_snap {
     int locks_held;
     int wait_kind;
     uint64_t id;
+    uint64_t created_ns;
     void *start;
     void *wait_obj;
 };
@@ -41,6 +42,7 @@ static struct ks_snap *ks_snapshot(int *n)
         s[k].role = t->role;
         s[k].id = t->id;
         s[k].start = t->start_routine;
+        s[k].created_ns = t->created_ns;
         s[k].locks_held = __atomic_load_n(&t->locks_held, __ATOMIC_RELAXED);
         s[k].wait_kind = __atomic_load_n(&t->wait_kind, __ATOMIC_RELAXED);
         s[k].wait_obj = __atomic_load_n(&t->wait_obj, __ATOMIC_RELAXED);
@@ -63,6 +65,21 @@ static const char *ks_role_name(const struct ks_snap *s)
     }
 }
 
+/* The registry's fields of a thread: what is known without /proc. */
+static void ks_list_known(struct ks_out *out, const struct ks_snap *s)
+{
+    ks_out_i64(out, "id", (int64_t)s->id);
+    if (s->start)
+        ks_out_hex(out, "start", (uint64_t)(uintptr_t)s->start);
+    ks_out_i64(out, "locks", s->locks_held);
+    if (s->wait_kind == KS_WAIT_MUTEX && s->wait_obj) {
+        ks_out_hex(out, "wait_mutex", (uint64_t)(uintptr_t)s->wait_obj);
+        pid_t owner = ks_wait_owner(s->wait_kind, s->wait_obj);
+        if (owner != KS_OWNER_UNKNOWN)
+            ks_out_i64(out, "wait_owner", owner);
+    }
+}
+
 static void ks_list_one(struct ks_out *out, pid_t tid, const struct ks_snap *s,
                         unsigned long long uptime_ms, long hz)
 {
@@ -78,18 +95,8 @@ static void ks_list_one(struct ks_out *out, pid_t tid, const struct ks_snap *s,
     ks_out_i64(out, "cpu_ms", (int64_t)((st.utime + st.stime) * 1000 / (unsigned long long)hz));
     unsigned long long born = st.starttime * 1000 / (unsigned long long)hz;
     ks_out_i64(out, "age_ms", uptime_ms > born ? (int64_t)(uptime_ms - born) : 0);
-    if (s) {
-        ks_out_i64(out, "id", (int64_t)s->id);
-        if (s->start)
-            ks_out_hex(out, "start", (uint64_t)(uintptr_t)s->start);
-        ks_out_i64(out, "locks", s->locks_held);
-        if (s->wait_kind == KS_WAIT_MUTEX && s->wait_obj) {
-            ks_out_hex(out, "wait_mutex", (uint64_t)(uintptr_t)s->wait_obj);
-            pid_t owner = ks_wait_owner(s->wait_kind, s->wait_obj);
-            if (owner != KS_OWNER_UNKNOWN)
-                ks_out_i64(out, "wait_owner", owner);
-        }
-    }
+    if (s)
+        ks_list_known(out, s);
     struct ks_syscall sc;
     if (ks_read_task_syscall(tid, &sc) == 0 && sc.nr >= 0)
         ks_out_i64(out, "syscall", sc.nr);
@@ -153,13 +160,42 @@ static int ks_resolve_unknown(pid_t tid, struct ks_snap *out)
     return found ? 1 : -1;   /* gone again in between: it was short-lived */
 }
 
+/* Without /proc (a chroot that lacks it): the threads the registry knows,
+ * with what it knows of them; foreign threads and /proc's columns (name,
+ * state, cpu_ms, syscall) are missing, and the final line says so. */
+static void ks_list_registry(struct ks_out *out)
+{
+    int n = 0;
+    struct ks_snap *snap = ks_snapshot(&n);
+    if (!snap) {
+        ks_out_err(out, "internal", "out of memory");
+        return;
+    }
+    uint64_t now = ks_now_ns();
+    for (int i = 0; i < n; i++) {
+        ks_out_word(out, "thread");
+        ks_out_i64(out, "tid", snap[i].tid);
+        ks_out_str(out, "role", ks_role_name(&snap[i]));
+        ks_out_i64(out, "registered", snap[i].role != KS_ROLE_SHIM);
+        if (snap[i].created_ns)
+            ks_out_i64(out, "age_ms", (int64_t)((now - snap[i].created_ns) / 1000000));
+        ks_list_known(out, &snap[i]);
+        ks_out_eol(out);
+    }
+    free(snap);
+    ks_out_word(out, "ok");
+    ks_out_i64(out, "count", n);
+    ks_out_i64(out, "procfs", 0);
+    ks_out_eol(out);
+}
+
 void ks_cmd_list(const struct ks_msg *req, struct ks_out *out)
 {
     (void)req;
     int ntask = 0, n = 0;
     pid_t *tids = ks_task_tids(&ntask);
     if (!tids) {
-        ks_out_err(out, "internal", "cannot read /proc/self/task");
+        ks_list_registry(out);
         return;
     }
     struct ks_snap *snap = ks_snapshot(&n);

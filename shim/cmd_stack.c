@@ -70,6 +70,7 @@ struct ks_target {
 struct ks_targets {
     struct ks_target *v;
     int n, cap, nsel;
+    int no_proc;                /* /proc unreadable (a chroot): the registry's threads only */
 };
 
 static int ks_target_cmp(const void *a, const void *b)
@@ -89,10 +90,34 @@ static void ks_target_take(struct ks_target *t, struct ks_thread *r)
     t->wait_obj = __atomic_load_n(&r->wait_obj, __ATOMIC_RELAXED);
 }
 
+/* Without /proc (a chroot that lacks it): the threads the registry knows,
+ * taken under its lock. Foreign threads cannot be seen. */
+static int ks_collect_registry(struct ks_targets *ts)
+{
+    ks_registry_lock();
+    int cap = ks_registry_count();
+    ts->v = calloc((size_t)cap + 1, sizeof *ts->v);
+    for (struct ks_thread *r = ks_registry_first(); ts->v && r && ts->n < cap; r = r->next) {
+        struct ks_target *t = &ts->v[ts->n++];
+        t->tid = r->tid;
+        t->owner = KS_OWNER_UNKNOWN;
+        ks_target_take(t, r);
+    }
+    ks_registry_unlock();
+    if (!ts->v)
+        return ENOMEM;
+    ts->cap = cap + 1;
+    ts->no_proc = 1;
+    qsort(ts->v, (size_t)ts->n, sizeof *ts->v, ks_target_cmp);
+    return 0;
+}
+
 /* Every tid in /proc/self/task, merged with the registry under its lock. */
 static int ks_collect(struct ks_targets *ts, pid_t only)
 {
     DIR *dir = ks_open_dir("/proc/self/task");
+    if (!dir && ks_collect_registry(ts) == 0)
+        goto select;
     if (!dir)
         return errno;
     struct dirent *de;
@@ -144,6 +169,7 @@ static int ks_collect(struct ks_targets *ts, pid_t only)
             ks_registry_unlock();
         }
     }
+select:
     for (int i = 0; i < ts->n; i++) {
         struct ks_target *t = &ts->v[i];
         if (t->registered && t->role == KS_ROLE_SHIM)
@@ -224,6 +250,12 @@ static int ks_signal_all(struct ks_targets *ts)
         struct ks_target *t = &ts->v[i];
         if (!t->selected || t->gone || t->via == KS_VIA_CALL)
             continue;
+        /* Without /proc nothing says whether a signal would cut a system
+         * call short: the dump stays invisible, so no signal. */
+        if (ts->no_proc) {
+            t->why = "no-procfs";
+            continue;
+        }
         t->why = ks_dump_why_not_signal(t->tid, t->have_syscall ? &t->sc : NULL, &t->st);
         if (t->why && strcmp(t->why, "exited") == 0 && t->st.state != 'Z')
             t->gone = 1;   /* its status vanished: it has exited since it was listed */
@@ -346,9 +378,11 @@ static void ks_out_target(struct ks_out *out, const struct ks_target *t)
 {
     ks_out_word(out, "stack");
     ks_out_i64(out, "tid", t->tid);
-    ks_out_str(out, "name", t->stat.comm);
+    if (t->stat.state)   /* name and state come from /proc: absent without it */
+        ks_out_str(out, "name", t->stat.comm);
     ks_out_str(out, "role", ks_role_of(t));
-    ks_out_fmt(out, "state", "%c", t->stat.state);
+    if (t->stat.state)
+        ks_out_fmt(out, "state", "%c", t->stat.state);
     if (!t->selected) {
         ks_out_i64(out, "selected", 0);
     } else {
@@ -389,7 +423,7 @@ static void ks_out_target(struct ks_out *out, const struct ks_target *t)
  * directory was read. */
 static void ks_read_proc(struct ks_targets *ts)
 {
-    for (int i = 0; i < ts->n; i++) {
+    for (int i = 0; i < ts->n && !ts->no_proc; i++) {
         struct ks_target *t = &ts->v[i];
         if (t->gone)
             continue;

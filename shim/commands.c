@@ -7,17 +7,24 @@
 #include "version.h"
 
 const struct ks_command ks_commands[] = {
-    {"hello", ks_cmd_hello, "hello: protocol version, pid and shim version"},
-    {"help", ks_cmd_help, "help: one 'verb' line per request this shim understands"},
-    {"list", ks_cmd_list, "list: one 'thread' line per thread of the process"},
-    {"end", ks_cmd_end, "end tid=N [id=M] mode=flag|cancel|abort [force=1] [flag_addr=A "
-                        "flag_size=S [flag_value=V] [flag_tls=1 flag_module=B] [flag_name=X]]: "
-                        "ask thread N to end"},
-    {"status", ks_cmd_status, "status tid=N [id=M]: alive (and why, if asked to end) or "
-                              "ended (how, where, locks left)"},
+    {"hello", ks_cmd_hello, "hello: protocol version, pid and shim version", KS_ACCESS_NONE},
+    {"help", ks_cmd_help, "help: one 'verb' line per request this shim understands",
+     KS_ACCESS_NONE},
+    {"challenge", ks_cmd_challenge, "challenge: a generation of secrets to prove read or attach "
+                                    "access with (proof=GEN-HEX on the requests below)",
+     KS_ACCESS_NONE},
+    {"list", ks_cmd_list, "list proof=P: one 'thread' line per thread of the process",
+     KS_ACCESS_READ},
+    {"end", ks_cmd_end, "end tid=N [id=M] mode=flag|cancel|abort [force=1] proof=P: ask thread N "
+                        "to end (attach access)", KS_ACCESS_ATTACH},
+    {"status", ks_cmd_status, "status tid=N [id=M] proof=P: alive (and why, if asked to end) or "
+                              "ended (how, where, locks left)", KS_ACCESS_READ},
     {"stack", ks_cmd_stack,
-     "stack [tid=N] [answer_ms=MS]: one 'stack' line per thread: frames, blocked-on, lock owner"},
-    {NULL, NULL, NULL},
+     "stack [tid=N] [answer_ms=MS] proof=P: one 'stack' line per thread: frames, blocked-on, "
+     "lock owner", KS_ACCESS_READ},
+    {"tls", ks_cmd_tls, "tls tid=N [id=M] module=ADDR proof=P: where thread N's copy of that "
+                        "module's thread-local block is", KS_ACCESS_READ},
+    {NULL, NULL, NULL, KS_ACCESS_NONE},
 };
 
 const struct ks_command *ks_command_find(const char *verb)

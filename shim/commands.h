@@ -5,6 +5,7 @@
 #ifndef KS_COMMANDS_H
 #define KS_COMMANDS_H
 
+#include "access.h"
 #include "proto.h"
 
 typedef void ks_cmd_fn(const struct ks_msg *req, struct ks_out *out);
@@ -13,6 +14,7 @@ struct ks_command {
     const char *verb;
     ks_cmd_fn *fn;
     const char *usage;   /* one line, for "help" */
+    enum ks_access access;   /* what the client must prove first (access.h) */
 };
 
 /* Terminated by an entry with verb == NULL. */
@@ -21,6 +23,8 @@ const struct ks_command *ks_command_find(const char *verb);
 
 ks_cmd_fn ks_cmd_hello;
 ks_cmd_fn ks_cmd_help;
+ks_cmd_fn ks_cmd_challenge;
+ks_cmd_fn ks_cmd_tls;
 ks_cmd_fn ks_cmd_list;
 ks_cmd_fn ks_cmd_end;
 ks_cmd_fn ks_cmd_status;

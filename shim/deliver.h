@@ -140,30 +140,17 @@ void ks_abort_on_signal(struct ks_thread *t, siginfo_t *si, ucontext_t *uc)
 
 /* ---- Flag mode (deliver_flag.c) ----------------------------------------- */
 
-/* The program's own stop variable (--flag-symbol), as the injector found it:
- * a plain address, or an offset in a module's thread-local block. */
-struct ks_flag_var {
-    int set;                  /* 0: no variable, only the shim's own flag */
-    int is_tls;
-    uint64_t addr;            /* absolute address; for TLS, offset in the block */
-    uint64_t module_base;     /* TLS only: an address inside the module */
-    int size;                 /* 1, 2, 4 or 8 */
-    uint64_t value;
-    char name[128];           /* for messages */
-    /* Filled by ks_flag_prepare (TLS): the block's offset from the thread
-     * pointer, the same in every thread for static TLS. */
-    intptr_t tls_from_tp;
-};
-
-/* Resolves what can be resolved without the registry lock (the TLS block's
- * offset; dl_iterate_phdr takes the loader's lock). Returns 0 or an errno
- * with WHY filled in. */
-int ks_flag_prepare(struct ks_flag_var *v, char *why, size_t cap);
-/* Sets T's stop flag, signals its eventfd, writes V (if set) and wakes T
- * once from a blocking call. Caller holds the registry lock and T is
- * linked. V is written first: if that fails (bad address, read-only memory)
- * nothing is done and an errno is returned with WHY filled in. */
-int ks_flag_request(struct ks_thread *t, const struct ks_flag_var *v, char *why, size_t cap);
+/* Where the static TLS block of the module mapping INSIDE lies, as an
+ * offset from a thread's pointer (the same in every thread) and its size,
+ * for "tls" (a client writing a thread-local stop variable). Call without
+ * the registry lock (dl_iterate_phdr takes the loader's). Returns 0 or an
+ * errno with WHY filled in. */
+int ks_tls_block_offset(uint64_t inside, intptr_t *from_tp, size_t *size, char *why, size_t cap);
+/* Sets T's stop flag, signals its eventfd and wakes T once from a blocking
+ * call. Caller holds the registry lock and T is linked. The program's own
+ * stop variable, if any, the client has written already (through the
+ * kernel); the shim writes none. Returns 0. */
+int ks_flag_request(struct ks_thread *t, char *why, size_t cap);
 /* On T's way out, after it is unlinked: closes its eventfd. */
 void ks_flag_release(struct ks_thread *t);
 

@@ -1,6 +1,6 @@
 /* Flag mode: the cooperative stop. The thread's stop flag (read through
- * killshim.h), its eventfd, and optionally the program's own stop variable
- * (--flag-symbol) are set; then the thread is woken once from an
+ * killshim.h) and its eventfd are set (the program's own stop variable,
+ * --flag-symbol, the client wrote already); then the thread is woken once from an
  * interruptible blocking call by KS_SIG_ACT (no SA_RESTART: the call returns
  * EINTR and the thread gets to look at its flag). See deliver.h. */
 #include <errno.h>
@@ -10,7 +10,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "deliver.h"
@@ -57,7 +56,12 @@ void ks_flag_release(struct ks_thread *t)
     }
 }
 
-/* ---- The program's own stop variable ----------------------------------- */
+/* ---- The program's own thread-local stop variable -----------------------
+ * The client writes the program's stop variable itself, through the kernel
+ * (process_vm_writev: the kernel checks its right to, docs/security.md); the
+ * shim never writes at an address a client names. For a thread-local
+ * variable the client needs the target thread's copy: "tls" answers where
+ * a module's static TLS block is in a given thread. */
 
 struct ks_tls_find {
     uintptr_t inside;    /* an address inside the module */
@@ -98,35 +102,25 @@ static int ks_tls_module_cb(struct dl_phdr_info *info, size_t size, void *arg)
  * target's copy is at the same offset from the target's thread pointer,
  * which in glibc is its pthread_t. */
 #define KS_DYNAMIC_TLS_MSG                                                            \
-    "%s lives in dynamic TLS (%s was loaded with dlopen): only static TLS (the "      \
-    "program and the libraries loaded at startup) can be written"
+    "the thread-local block of %s is dynamic TLS (it was loaded with dlopen): only "  \
+    "static TLS (the program and the libraries loaded at startup) can be located"
 
-int ks_flag_prepare(struct ks_flag_var *v, char *why, size_t cap)
+int ks_tls_block_offset(uint64_t inside, intptr_t *from_tp, size_t *size, char *why, size_t cap)
 {
-    if (!v->set)
-        return 0;
-    if (v->size != 1 && v->size != 2 && v->size != 4 && v->size != 8) {
-        snprintf(why, cap, "%s is %d bytes: only 1, 2, 4 or 8-byte variables can be written",
-                 v->name, v->size);
-        return EINVAL;
-    }
-    if (!v->is_tls)
-        return 0;
-    struct ks_tls_find f = {.inside = (uintptr_t)v->module_base};
+    struct ks_tls_find f = {.inside = (uintptr_t)inside};
     dl_iterate_phdr(ks_tls_module_cb, &f);
     if (!f.found) {
-        snprintf(why, cap, "no module of the process maps 0x%llx, where %s should be",
-                 (unsigned long long)v->module_base, v->name);
+        snprintf(why, cap, "no module of the process maps 0x%llx", (unsigned long long)inside);
         return ENOENT;
     }
-    if (f.memsz == 0 || v->addr + (uint64_t)v->size > f.memsz) {
-        snprintf(why, cap, "%s is not inside the thread-local block of %s", v->name, f.name);
-        return EINVAL;
+    if (f.memsz == 0) {
+        snprintf(why, cap, "%s has no thread-local block", f.name);
+        return ENOENT;
     }
     /* No block for the calling thread: the module's TLS is dynamic, and
      * allocated per thread on first use (never in the shim's threads). */
     if (!f.data) {
-        snprintf(why, cap, KS_DYNAMIC_TLS_MSG, v->name, f.name);
+        snprintf(why, cap, KS_DYNAMIC_TLS_MSG, f.name);
         return ENOTSUP;
     }
     pthread_attr_t attr;
@@ -141,47 +135,19 @@ int ks_flag_prepare(struct ks_flag_var *v, char *why, size_t cap)
     uintptr_t tp = (uintptr_t)pthread_self();
     uintptr_t lo = (uintptr_t)stack, data = (uintptr_t)f.data;
     if (data < lo || data + f.memsz > tp) {
-        snprintf(why, cap, KS_DYNAMIC_TLS_MSG, v->name, f.name);
+        snprintf(why, cap, KS_DYNAMIC_TLS_MSG, f.name);
         return ENOTSUP;
     }
-    v->tls_from_tp = (intptr_t)(data - tp);
+    *from_tp = (intptr_t)(data - tp);
+    *size = f.memsz;
     return 0;
 }
 
-/* Writes through the kernel, so that a wrong address (a stale symbol, a
- * read-only variable) is an error (EFAULT), never a fault in the program.
- * A variable of at most 8 bytes changes from 0 to nonzero, so a write that
- * the kernel splits is still read as "set" by the program. */
-static int ks_write_var(uintptr_t addr, int size, uint64_t value)
+int ks_flag_request(struct ks_thread *t, char *why, size_t cap)
 {
-    unsigned char buf[8];
-    memcpy(buf, &value, sizeof buf);   /* little-endian: the low SIZE bytes */
-    struct iovec local = {buf, (size_t)size};
-    struct iovec remote = {(void *)addr, (size_t)size};
-    ssize_t n = process_vm_writev(ks_getpid(), &local, 1, &remote, 1, 0);
-    if (n < 0)
-        return errno;
-    return n == size ? 0 : EFAULT;
-}
-
-int ks_flag_request(struct ks_thread *t, const struct ks_flag_var *v, char *why, size_t cap)
-{
-    /* The flag is set before the program's variable is written: the thread
-     * may see the variable and end at once, and its exit path must already
-     * know that flag mode asked (else the report says it ended by itself). */
-    int was = __atomic_exchange_n(&t->stop_requested, 1, __ATOMIC_ACQ_REL);
-    if (v && v->set) {
-        /* T is linked, so it has not exited and its TLS is still mapped. */
-        uintptr_t addr = v->is_tls ? (uintptr_t)t->handle + (uintptr_t)v->tls_from_tp + v->addr
-                                   : (uintptr_t)v->addr;
-        int rc = ks_write_var(addr, v->size, v->value);
-        if (rc) {
-            __atomic_store_n(&t->stop_requested, was, __ATOMIC_RELEASE);
-            snprintf(why, cap, "cannot write %s at 0x%llx (%d bytes): %s", v->name,
-                     (unsigned long long)addr, v->size, strerror(rc));
-            return rc;
-        }
-    }
+    (void)why;
+    (void)cap;
+    __atomic_store_n(&t->stop_requested, 1, __ATOMIC_RELEASE);
     if (t->stop_fd)
         eventfd_write(t->stop_fd - 1, 1);
     /* A failed wake still leaves the flag set: the thread notices it at its

@@ -124,18 +124,14 @@ static long ks_db_now_ms(void)
 
 int ks_control_connect(pid_t pid, int timeout_ms, int *rung)
 {
-    struct sockaddr_un addr;
-    socklen_t alen;
     if (rung)
         *rung = 0;
-    if (ks_sockaddr_for_pid(pid, &addr, &alen, NULL, 0) != 0)
-        return -1;
     long deadline = ks_db_now_ms() + timeout_ms, next_ring = 0;
     for (;;) {
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
             return -1;
-        if (connect(fd, (struct sockaddr *)&addr, alen) == 0)
+        if (ks_sockaddr_connect(fd, pid) == 0)
             return fd;
         int e = errno;
         close(fd);

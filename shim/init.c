@@ -21,11 +21,37 @@ static pthread_once_t ks_once = PTHREAD_ONCE_INIT;
  * parent thread holds the loader's lock that dlsym needs. */
 static void (*ks_real_exit)(int);
 
+/* A stack dump unwinds in every program thread's signal handler, and
+ * libunwind finds unwind tables through dl_iterate_phdr, whose lock glibc
+ * does not reset in a fork child: a fork in the middle of a dump could
+ * leave it held there, and the child's first dump would hang. So a fork
+ * waits for the dump in flight to end, and none starts before the fork is
+ * done. A process that does not serve has none in flight: nothing taken. */
+static __thread int ks_fork_holds_dump __attribute__((tls_model("initial-exec")));
+
+static void ks_fork_prepare(void)
+{
+    if (ks_control_state() != KS_CTL_RUNNING)
+        return;
+    ks_dump_lock();
+    ks_fork_holds_dump = 1;
+}
+
+static void ks_fork_parent(void)
+{
+    if (ks_fork_holds_dump) {
+        ks_fork_holds_dump = 0;
+        ks_dump_unlock();
+    }
+}
+
 /* Only the forking thread lives on in the child. Every shim lock first: a
  * parent thread may have held one at fork, and the rest take them. */
 static void ks_after_fork_child(void)
 {
     ks_locks_after_fork();
+    if (ks_fork_holds_dump)
+        ks_fork_holds_dump = 0;
     ks_registry_reset_after_fork();
     ks_abort_after_fork_child();
     ks_stack_after_fork_child();
@@ -60,7 +86,7 @@ static void ks_init_once(void)
     else
         ks_stack_init();
     ks_signals_set_doorbell(ks_control_doorbell);
-    pthread_atfork(NULL, NULL, ks_after_fork_child);
+    pthread_atfork(ks_fork_prepare, ks_fork_parent, ks_after_fork_child);
     atexit(ks_at_exit);
     ks_control_init();
 }

@@ -17,7 +17,7 @@
 extern "C" {
 #endif
 
-#define KS_PROTO_VERSION 1
+#define KS_PROTO_VERSION 2
 #define KS_PROTO_MAX_LINE 4096
 #define KS_PROTO_MAX_FIELDS 32
 

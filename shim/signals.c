@@ -128,12 +128,16 @@ static int ks_pick_signals(void)
     int base = SIGRTMAX - 3;
     const char *env = getenv("KILLSHIM_SIGNAL");
     if (env && *env) {
-        int v = atoi(env);
-        if (v < SIGRTMIN || v + 1 > SIGRTMAX) {
-            ks_warn("KILLSHIM_SIGNAL=%s is outside %d..%d; using %d", env, SIGRTMIN, SIGRTMAX - 1, base);
-        } else {
-            base = v;
-        }
+        /* The whole value, as a number in range: "34junk" or 4294967330
+         * (34 once truncated to int) is a mistake to report, not a 34. */
+        char *end;
+        errno = 0;
+        long v = strtol(env, &end, 10);
+        if (errno || end == env || *end || v < SIGRTMIN || v + 1 > SIGRTMAX)
+            ks_warn("KILLSHIM_SIGNAL=%s is not a signal number in %d..%d; using %d", env,
+                    SIGRTMIN, SIGRTMAX - 1, base);
+        else
+            base = (int)v;
     }
     ks_signos[KS_SIG_DUMP] = base;
     ks_signos[KS_SIG_ACT] = base + 1;

@@ -23,6 +23,10 @@ extern "C" {
  * or the path). Returns 0, or -1 with errno ENAMETOOLONG. */
 int ks_sockaddr_for_pid(pid_t pid, struct sockaddr_un *addr, socklen_t *len,
                         char *display, size_t display_cap);
+/* Connects SOCK to PID's socket: the address above, or, for a file whose
+ * path does not fit in sun_path, the same file through /proc/self/fd of its
+ * opened directory. Returns 0, or -1 with errno. */
+int ks_sockaddr_connect(int sock, pid_t pid);
 /* 1 if the address is a file (KILLSHIM_SOCKET_DIR is set), else 0. */
 int ks_sockaddr_is_file(void);
 

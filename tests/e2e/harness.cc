@@ -24,6 +24,7 @@
 
 #include "shim/proto.h"
 #include "shim/doorbell.h"
+#include "shim/proof.h"
 #include "shim/sockaddr.h"
 
 namespace ks {
@@ -270,7 +271,7 @@ Result Inject(const std::vector<std::string>& args, int timeout_ms,
 }
 
 // A process starts serving when first asked (shim/control.h): this rings.
-RawClient::RawClient(pid_t pid) { fd_ = ks_control_connect(pid, 2000, nullptr); }
+RawClient::RawClient(pid_t pid) : pid_(pid) { fd_ = ks_control_connect(pid, 2000, nullptr); }
 
 RawClient::~RawClient() {
   if (fd_ >= 0) close(fd_);
@@ -285,7 +286,7 @@ void RawClient::ShutdownWrite() { shutdown(fd_, SHUT_WR); }
 
 std::string RawClient::ReadLine(int timeout_ms) { return ReadLineFrom(fd_, &buf_, timeout_ms); }
 
-std::vector<std::string> RawClient::Request(const std::string& line, int timeout_ms) {
+std::vector<std::string> RawClient::RequestBare(const std::string& line, int timeout_ms) {
   SendRaw(line + "\n");
   std::vector<std::string> out;
   for (;;) {
@@ -295,6 +296,26 @@ std::vector<std::string> RawClient::Request(const std::string& line, int timeout
     if (l.rfind("ok", 0) == 0 || l.rfind("err", 0) == 0) break;
   }
   return out;
+}
+
+std::string RawClient::Proof() {
+  if (!proof_.empty() && NowMs() < proof_until_) return proof_;
+  auto r = RequestBare("challenge");
+  auto m = r.empty() ? Row{} : ParseLine(r.back());
+  if (m["verb"] != "ok") return "";
+  struct ks_proof p;
+  if (ks_proof_make(pid_, strtoull(m["gen"].c_str(), nullptr, 10), &p) == 0) return "";
+  proof_ = p.text;
+  proof_until_ = NowMs() + atol(m["valid_ms"].c_str()) / 2;
+  return proof_;
+}
+
+std::vector<std::string> RawClient::Request(const std::string& line, int timeout_ms) {
+  std::string verb = line.substr(0, line.find(' '));
+  if (verb == "hello" || verb == "help" || verb == "challenge" || verb == "quit" ||
+      line.find(" proof=") != std::string::npos)
+    return RequestBare(line, timeout_ms);
+  return RequestBare(line + " proof=" + Proof(), timeout_ms);
 }
 
 std::map<std::string, std::string> ParseLine(const std::string& line) {

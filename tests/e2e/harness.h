@@ -81,12 +81,20 @@ class RawClient {
   void ShutdownWrite();
   std::string ReadLine(int timeout_ms = 5000);  // "" on timeout or EOF
   // Sends LINE+'\n' and returns every line of the reply, the last being
-  // "ok ..." or "err ...".
+  // "ok ..." or "err ...". A request that needs a proof of access gets one
+  // (a fresh "challenge" when the last is old), as this process may prove.
   std::vector<std::string> Request(const std::string& line, int timeout_ms = 10000);
+  // The same, with no proof added.
+  std::vector<std::string> RequestBare(const std::string& line, int timeout_ms = 10000);
+  // The value of proof= for the current challenge ("" if none could be made).
+  std::string Proof();
 
  private:
+  pid_t pid_ = 0;
   int fd_ = -1;
   std::string buf_;
+  std::string proof_;
+  long proof_until_ = 0;
 };
 
 // key=value fields of one protocol line (values unescaped); "verb" holds the verb.

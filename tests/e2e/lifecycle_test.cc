@@ -169,7 +169,7 @@ TEST(Fork, ChildServesItsOwnPidWithOnlyTheForkingThread) {
   ASSERT_GT(child, 0) << f;
   ASSERT_TRUE(WaitServes(child)) << l.t.Stderr();
   RawClient c(child);
-  EXPECT_EQ(c.ReadLine(), "killshim proto=1 pid=" + std::to_string(child));
+  EXPECT_EQ(c.ReadLine(), "killshim proto=2 pid=" + std::to_string(child));
   auto kid = ks::ProgramRows(child);
   ASSERT_EQ(kid.size(), 1u);
   EXPECT_EQ(kid.begin()->first, child);

@@ -190,7 +190,7 @@ TEST(List, ErrorsHaveDistinctExitCodes) {
   EXPECT_NE(r.out.find("Exit codes"), std::string::npos);
   r = Inject({"--version"});
   EXPECT_EQ(r.code, 0);
-  EXPECT_NE(r.out.find("protocol 1"), std::string::npos);
+  EXPECT_NE(r.out.find("protocol 2"), std::string::npos);
 }
 
 TEST(List, ShimNeverWritesToStdout) {

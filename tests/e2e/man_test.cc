@@ -71,7 +71,7 @@ TEST(Man, LibkillshimDocumentsEveryVariableTheShimReads) {
 
 TEST(Man, LibkillshimNamesTheSignalsAndTheProtocol) {
   std::string page = Rendered("man/libkillshim.7");
-  for (const char* s : {"SIGRTMAX-3", "SIGRTMAX-2", "SA_RESTART", "killshim proto=1 pid=",
+  for (const char* s : {"SIGRTMAX-3", "SIGRTMAX-2", "SA_RESTART", "killshim proto=2 pid=",
                         "@killshim-pid", "SO_PEERCRED", "SAFETY RULES"})
     EXPECT_TRUE(Contains(page, s)) << s;
 }

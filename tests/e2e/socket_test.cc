@@ -27,7 +27,7 @@ struct Started {
 void ExpectServesNormally(pid_t pid) {
   RawClient c(pid);
   ASSERT_TRUE(c.ok());
-  EXPECT_EQ(c.ReadLine().rfind("killshim proto=1 pid=" + std::to_string(pid), 0), 0u);
+  EXPECT_EQ(c.ReadLine().rfind("killshim proto=2 pid=" + std::to_string(pid), 0), 0u);
   auto reply = c.Request("list");
   ASSERT_FALSE(reply.empty());
   EXPECT_EQ(reply.back().rfind("ok count=", 0), 0u) << reply.back();

@@ -51,6 +51,8 @@
 static volatile int stop_global;
 static __thread volatile int stop_tls;
 static volatile char keep_running = 1;
+/* Read-only (in .rodata): --flag-symbol must be refused, never fault. */
+__attribute__((used)) static const int stop_readonly = 0;
 
 static pthread_mutex_t shared_mu = PTHREAD_MUTEX_INITIALIZER;   /* the ticker's */
 static pthread_mutex_t cond_mu = PTHREAD_MUTEX_INITIALIZER;
