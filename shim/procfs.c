@@ -81,6 +81,27 @@ int ks_read_task_stat(pid_t pid, pid_t tid, struct ks_taskstat *out)
     return 0;
 }
 
+pid_t ks_live_task(pid_t pid)
+{
+    struct ks_taskstat st;
+    if (ks_read_task_stat(pid, pid, &st) != 0 || st.state != 'Z')
+        return pid;
+    char dir[48];
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+    DIR *d = ks_open_dir(dir);
+    if (!d)
+        return pid;
+    pid_t live = pid;
+    struct dirent *e;
+    while (live == pid && (e = readdir(d)) != NULL) {
+        pid_t tid = (pid_t)atoi(e->d_name);
+        if (tid > 0 && tid != pid && ks_read_task_stat(pid, tid, &st) == 0 && st.state != 'Z')
+            live = tid;
+    }
+    closedir(d);
+    return live;
+}
+
 unsigned long long ks_uptime_ms(void)
 {
     char buf[128];

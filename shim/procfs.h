@@ -33,6 +33,12 @@ ssize_t ks_read_small_file(const char *path, char *buf, size_t cap);
 /* Reads /proc/PID/task/TID/stat (PID 0: self). Returns 0 or -1 (errno set). */
 int ks_read_task_stat(pid_t pid, pid_t tid, struct ks_taskstat *out);
 
+/* A task of process PID that still shows the process's memory and fds in
+ * /proc (maps, fd) and through process_vm_readv: PID itself, unless its
+ * main thread has exited (a zombie leader shows neither), then one of its
+ * live threads; PID if none is found. */
+pid_t ks_live_task(pid_t pid);
+
 /* Milliseconds since boot, from /proc/uptime; 0 if unreadable. */
 unsigned long long ks_uptime_ms(void);
 /* How long ago thread TID of the calling process started, in ms (10 ms

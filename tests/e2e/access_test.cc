@@ -42,9 +42,12 @@ struct Dropper {
       t.reset(new Target(argv[0], std::vector<std::string>(argv.begin() + 1, argv.end()), {},
                          /*preload=*/false));
     }
-    for (int i = 0; i < 2; i++) {
-      std::string l = t->WaitFor("worker " + std::to_string(i));
-      worker[i] = (pid_t)atoi(l.substr(l.find("tid=") + 4).c_str());
+    for (int n = 0; n < 2; n++) {   // in whichever order the workers ran
+      std::string l = t->WaitFor("worker ");
+      size_t tid = l.find("tid=");
+      if (tid == std::string::npos) break;
+      int i = atoi(l.c_str() + 7);
+      if (i == 0 || i == 1) worker[i] = (pid_t)atoi(l.c_str() + tid + 4);
     }
     ready = t->WaitFor("ready");
     EXPECT_TRUE(t->WaitSocket()) << t->Stderr();

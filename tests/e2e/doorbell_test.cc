@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "shim/proto.h"
 #include "tests/e2e/harness.h"
 
 namespace {
@@ -67,7 +68,8 @@ TEST(Doorbell, ForkChildBlockedInReadServes) {
   ASSERT_GT(child, 0) << f;
   RawClient c(child);
   ASSERT_TRUE(c.ok()) << "the child never started serving";
-  EXPECT_EQ(c.ReadLine(), "killshim proto=1 pid=" + std::to_string(child));
+  EXPECT_EQ(c.ReadLine(), "killshim proto=" + std::to_string(KS_PROTO_VERSION) +
+                             " pid=" + std::to_string(child));
   g.t.Send("feed hello");
   EXPECT_EQ(g.t.WaitFor("child read"), "child read hello");
   g.t.Send("quit");
