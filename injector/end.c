@@ -85,51 +85,6 @@ static void ksi_take_grave(struct ksi_end_result *r, const struct ks_msg *m)
     r->nleft = ksi_addr_list(ks_msg_get(m, "left"), r->left, 4);
 }
 
-/* An abort's reason names code as module+offset (the shim has no symbols in
- * a signal handler): add the function's name. */
-static void ksi_name_where(struct ksi_end *e)
-{
-    /* The injector waits on one thread: one cached name (polls are 20 ms). */
-    static uint64_t cached;
-    static char name[256];
-    if (!e->r.abort_where || !e->r.pending[0])
-        return;
-    if (e->r.abort_where != cached) {
-        cached = e->r.abort_where;
-        name[0] = '\0';
-        struct ksi_sym *sym = ksi_sym_open(e->r.pid);
-        struct ksi_symbol sy;
-        if (sym && ksi_sym_lookup(sym, cached, 0, &sy) == 0)
-            snprintf(name, sizeof name, "%s", sy.name);
-        ksi_sym_close(sym);
-    }
-    if (name[0]) {
-        size_t n = strlen(e->r.pending);
-        snprintf(e->r.pending + n, sizeof e->r.pending - n, " [in %s]", name);
-    }
-}
-
-/* A cancel refused for a frame: the shim names it "module+0xoffset"
- * (frame_text) and gives an address inside it (frame); put the function's
- * name in its place in MSG. */
-static void ksi_name_frame(struct ksi_end *e, const struct ks_msg *m, char *msg, size_t cap)
-{
-    const char *text = ks_msg_get(m, "frame_text");
-    uint64_t frame = 0;
-    char *at = text && *text ? strstr(msg, text) : NULL;
-    if (!at || ks_msg_get_u64(m, "frame", &frame) != 0)
-        return;
-    struct ksi_sym *sym = ksi_sym_open(e->r.pid);
-    struct ksi_symbol sy;
-    int found = sym && ksi_sym_lookup(sym, frame, 0, &sy) == 0 && sy.name[0];
-    ksi_sym_close(sym);
-    if (!found)
-        return;
-    char tail[512];
-    snprintf(tail, sizeof tail, "%s", at + strlen(text));
-    snprintf(at, cap - (size_t)(at - msg), "%s%s", sy.name, tail);
-}
-
 /* Asks "status" once. Returns 1 if the thread has ended (graveyard), 0 if it
  * is alive (R->pending updated), 2 if it is alive and its abort was refused
  * (the thread is untouched; R->pending says why), or -(exit code) on a
@@ -138,7 +93,13 @@ static int ksi_poll_status(struct ksi_end *e)
 {
     char line[128];
     struct ks_msg m;
-    snprintf(line, sizeof line, "status tid=%d id=%" PRIu64, (int)e->r.tid, e->r.id);
+    /* A cancel this ladder asked may be waiting: try it again (only this
+     * client's polls do, see docs/PROTOCOL.md). */
+    int cancel = 0;
+    for (int i = 0; i < e->r.nsteps; i++)
+        cancel |= e->r.steps[i].accepted && strcmp(e->r.steps[i].mode, "cancel") == 0;
+    snprintf(line, sizeof line, "status tid=%d id=%" PRIu64 "%s", (int)e->r.tid, e->r.id,
+             cancel ? " retry=cancel" : "");
     int rc = ksi_request(&e->c, line, NULL, NULL, &m);
     if (rc != KSI_EXIT_OK)
         return -rc;
@@ -157,9 +118,10 @@ static int ksi_poll_status(struct ksi_end *e)
         return 1;
     }
     ksi_copy(e->r.pending, sizeof e->r.pending, ks_msg_get(&m, "pending"));
+    ksi_name_lock(&e->r, &m);
     uint64_t where = 0;
     e->r.abort_where = ks_msg_get_u64(&m, "abort_where", &where) == 0 ? where : 0;
-    ksi_name_where(e);
+    ksi_name_where(&e->r);
     const char *abort = ks_msg_get(&m, "abort");
     return abort && strcmp(abort, "refused") == 0 ? 2 : 0;
 }
@@ -240,7 +202,7 @@ static int ksi_send_step(struct ksi_end *e, const char *mode)
             return -ksi_reply_error(&m);
         s->accepted = 0;
         ksi_copy(s->message, sizeof s->message, msg ? msg : code);
-        ksi_name_frame(e, &m, s->message, sizeof s->message);
+        ksi_name_frame(e->r.pid, &m, s->message, sizeof s->message);
         fprintf(stderr, "killshim-inject: [%.1fs] thread %d: %s refused: %s\n", s->at_s,
                 (int)e->r.tid, mode, s->message);
         return 0;
@@ -252,6 +214,7 @@ static int ksi_send_step(struct ksi_end *e, const char *mode)
         return 1;
     }
     ksi_copy(e->r.pending, sizeof e->r.pending, ks_msg_get(&m, "pending"));
+    ksi_name_lock(&e->r, &m);
     ksi_copy(s->message, sizeof s->message, e->r.pending);
     ksi_progress(e, mode, 1);
     return 0;
@@ -305,6 +268,7 @@ static int ksi_find_thread(struct ksi_end *e)
                 (int)e->r.tid, (int)e->r.pid, ago ? ago : "?", how ? how : "?");
         return KSI_EXIT_NO_THREAD;
     }
+    ksi_copy(e->r.runtime, sizeof e->r.runtime, ks_msg_get(&m, "runtime"));
     if (ks_msg_get_u64(&m, "id", &e->r.id) != 0) {
         ksi_err("malformed status reply from process %d (no id)", (int)e->r.pid);
         return KSI_EXIT_PROTOCOL;
@@ -330,6 +294,17 @@ static int ksi_run_ladder(struct ksi_end *e)
     default: break;
     }
     e->t0 = ksi_now();
+    if (e->o->mode == KSI_MODE_AUTO && !e->o->force && e->r.runtime[0]) {
+        /* Not even the flag: a language runtime's thread is not the shim's
+         * to end (cancel and abort would be refused just the same). */
+        struct ksi_step *s = &e->r.steps[e->r.nsteps++];
+        s->mode = "auto";
+        ksi_copy(s->message, sizeof s->message, e->r.runtime);
+        fprintf(stderr, "killshim-inject: [0.0s] thread %d: refused: %s\n", (int)e->r.tid,
+                s->message);
+        e->r.outcome = KSI_REFUSED;
+        return KSI_EXIT_OK;
+    }
     double deadline = e->t0 + e->o->timeout_s;
     int accepted = 0;
     for (int i = 0; i < nsteps; i++) {
@@ -376,6 +351,34 @@ static int ksi_run_ladder(struct ksi_end *e)
     return KSI_EXIT_OK;
 }
 
+/* One "thread" line of the listing: a thread blocked on a lock it left. */
+static int ksi_collect_waiter(const struct ks_msg *m, void *ctx)
+{
+    struct ksi_end *e = ctx;
+    uint64_t lock = 0;
+    int64_t tid = 0;
+    if (strcmp(m->verb, "thread") != 0 || ks_msg_get_u64(m, "wait_mutex", &lock) != 0 ||
+        ks_msg_get_i64(m, "tid", 1, INT32_MAX, &tid) != 0 || e->r.nwaiters >= 16)
+        return 0;
+    for (int i = 0; i < e->r.nleft; i++)
+        if (e->r.left[i] == lock) {
+            struct ksi_waiter *w = &e->r.waiters[e->r.nwaiters++];
+            w->tid = (long)tid;
+            w->lock = lock;
+            ksi_copy(w->name, sizeof w->name, ks_msg_get(m, "name"));
+        }
+    return 0;
+}
+
+/* The threads that wait for a lock the thread left held, now: they block
+ * until the process ends. (A mutex; the shim does not list rwlock waits.) */
+static void ksi_find_waiters(struct ksi_end *e)
+{
+    struct ks_msg final;
+    if (ksi_request(&e->c, "list", ksi_collect_waiter, e, &final) != KSI_EXIT_OK)
+        e->r.nwaiters = 0;
+}
+
 int ksi_do_end(const struct ksi_opts *o)
 {
     int rc = ksi_check_opts(o);
@@ -408,13 +411,18 @@ int ksi_do_end(const struct ksi_opts *o)
         else
             snprintf(e->r.requested, sizeof e->r.requested, "flag,%.20s", was);
     }
+    if (rc == KSI_EXIT_OK && e->r.outcome == KSI_GONE && !e->r.process_exited &&
+        e->r.nleft > 0)
+        ksi_find_waiters(e);
     ksi_close(&e->c);
     if (rc != KSI_EXIT_OK)
         goto out;
     ksi_end_report(o, &e->r);
-    /* The whole process gone is not "the thread ended and the rest runs on". */
+    /* The whole process gone is not "the thread ended and the rest runs on";
+     * nor is a thread gone with a lock that stays locked. */
     if (e->r.outcome == KSI_GONE)
-        rc = e->r.process_exited ? KSI_EXIT_ERROR : KSI_EXIT_OK;
+        rc = e->r.process_exited ? KSI_EXIT_ERROR
+           : e->r.locks_left > 0 ? KSI_EXIT_LEFT_LOCKS : KSI_EXIT_OK;
     else
         rc = e->r.outcome == KSI_PENDING ? KSI_EXIT_PENDING : KSI_EXIT_REFUSED;
 out:

@@ -15,7 +15,7 @@ struct ksi_step {
     const char *mode;         /* "flag", "cancel", "abort" */
     double at_s;              /* sent this long after the first request */
     int accepted;             /* 0: refused (message says why) */
-    char message[300];        /* the refusal, or the pending reason it answered */
+    char message[400];        /* the refusal, or the pending reason it answered */
 };
 
 enum ksi_outcome {
@@ -48,9 +48,30 @@ struct ksi_end_result {
     int nleft;
     char abort_note[128];
     /* When pending: */
-    char pending[300];
+    char pending[400];
     uint64_t abort_where;     /* the code an abort's pending or refusal reason is about */
+    /* The status of first contact: started by a language runtime (the shim's
+     * refusal, "" if not). */
+    char runtime[300];
+    /* Gone with locks left: the threads blocked on them when it was gone. */
+    struct ksi_waiter {
+        long tid;
+        char name[64];
+        uint64_t lock;
+    } waiters[16];
+    int nwaiters;
 };
+
+/* end_names.c: a name in place of an address in the shim's messages. */
+/* An abort's pending or refusal reason about code at R->abort_where: appends
+ * " [in FUNCTION]" to R->pending. */
+void ksi_name_where(struct ksi_end_result *r);
+/* A cancel refused for a frame (M's frame and frame_text): the function's
+ * name in place of frame_text in MSG. */
+void ksi_name_frame(pid_t pid, const struct ks_msg *m, char *msg, size_t cap);
+/* A waiting cancel about the lock M's pending_lock: "NAME (0x...)" in place
+ * of its address in R->pending. */
+void ksi_name_lock(struct ksi_end_result *r, const struct ks_msg *m);
 
 /* Prints the report (text or JSON) on stdout. PID must still be readable for
  * symbols; without it addresses are printed raw. */

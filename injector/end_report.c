@@ -72,7 +72,9 @@ static void ksi_fmt_addr(pid_t pid, uint64_t addr, int code, char *buf, size_t c
     struct ksi_sym *sym = ksi_sym_open(pid);
     int ok = sym && ksi_sym_lookup(sym, addr, 0, &sy) == 0 && sy.name[0];
     ksi_sym_close(sym);
-    if (!ok)
+    if (!ok && sym && sy.module[0] && code)
+        snprintf(buf, cap, "%s+0x%" PRIx64, sy.module, sy.module_offset);
+    else if (!ok)
         snprintf(buf, cap, "0x%" PRIx64, addr);
     else if (sy.offset && code)
         snprintf(buf, cap, "%s+0x%" PRIx64, sy.name, sy.offset);
@@ -84,7 +86,7 @@ static void ksi_fmt_addr(pid_t pid, uint64_t addr, int code, char *buf, size_t c
 
 struct ksi_site {
     int known;
-    struct ksi_symbol sy;
+    struct ksi_symbol sy;     /* sy.module is set whenever a module holds it */
     int have_sym;
 };
 
@@ -112,10 +114,39 @@ static void ksi_fmt_site(const struct ksi_site *s, uint64_t addr, char *buf, siz
                              s->sy.module);
     else if (s->have_sym)
         n = (size_t)snprintf(buf, cap, "%s (%s)", s->sy.name, s->sy.module);
+    else if (s->sy.module[0])   /* no symbol: a stripped object, or libc without debug info */
+        n = (size_t)snprintf(buf, cap, "%s+0x%" PRIx64 " (0x%" PRIx64 ")", s->sy.module,
+                             s->sy.module_offset, addr);
     else
         n = (size_t)snprintf(buf, cap, "0x%" PRIx64, addr);
-    if (s->have_sym && s->sy.file[0] && n < cap)
+    if (s->sy.file[0] && n < cap)
         snprintf(buf + n, cap - n, " at %s:%d", s->sy.file, s->sy.line);
+}
+
+/* The locks it left, named, and who waits for each now. */
+static void ksi_report_left(const struct ksi_end_result *r)
+{
+    printf("  left behind: %d pthread mutex/rwlock lock%s still held (other threads that "
+           "wait for %s block forever)", r->locks_left, r->locks_left == 1 ? "" : "s",
+           r->locks_left == 1 ? "it" : "them");
+    for (int i = 0; i < r->nleft; i++) {
+        char name[300];
+        ksi_fmt_addr(r->pid, r->left[i], 0, name, sizeof name);
+        printf("%s %s", i ? "," : ":", name);
+    }
+    printf("\n");
+    for (int i = 0; i < r->nleft; i++) {
+        int n = 0;
+        for (int k = 0; k < r->nwaiters; k++) {
+            if (r->waiters[k].lock != r->left[i])
+                continue;
+            if (!n++)
+                printf("  waiting for 0x%" PRIx64 " now:", r->left[i]);
+            printf("%s thread %ld (%s)", n > 1 ? "," : "", r->waiters[k].tid, r->waiters[k].name);
+        }
+        if (n)
+            printf("\n");
+    }
 }
 
 static void ksi_report_text(const struct ksi_end_result *r, const struct ksi_site *site)
@@ -125,13 +156,21 @@ static void ksi_report_text(const struct ksi_end_result *r, const struct ksi_sit
         const char *mode = ksi_end_mode_that_worked(r);
         if (r->process_exited)
             printf("gone: the whole process exited, %.2f s after the first request\n", r->elapsed_s);
+        else if (r->locks_left > 0)
+            printf("gone, but it left %d lock%s held: %s (mode %s) after %.2f s\n",
+                   r->locks_left, r->locks_left == 1 ? "" : "s", r->how[0] ? r->how : "ended",
+                   mode, r->elapsed_s);
         else
             printf("gone: %s (mode %s) after %.2f s\n", r->how[0] ? r->how : "ended", mode,
                    r->elapsed_s);
     } else if (r->outcome == KSI_PENDING) {
         printf("still alive after %.2f s: %s\n", r->elapsed_s,
                r->pending[0] ? r->pending : "no reason known");
-        printf("  the request stays pending: it may still end later\n");
+        if (strncmp(r->pending, "cancel waits:", 13) == 0)
+            printf("  the cancel was never issued: it lapses now that killshim-inject stops "
+                   "asking%s\n", r->nsteps > 1 ? " (an earlier step's request stays)" : "");
+        else
+            printf("  the request stays pending: it may still end later\n");
     } else {
         printf("refused: nothing was done to it\n");
     }
@@ -161,15 +200,7 @@ static void ksi_report_text(const struct ksi_end_result *r, const struct ksi_sit
         printf("\n");
     }
     if (r->locks_left) {
-        printf("  left behind: %d pthread mutex/rwlock lock%s still held (other threads that "
-               "wait for %s block forever)", r->locks_left, r->locks_left == 1 ? "" : "s",
-               r->locks_left == 1 ? "it" : "them");
-        for (int i = 0; i < r->nleft; i++) {
-            char name[300];
-            ksi_fmt_addr(r->pid, r->left[i], 0, name, sizeof name);
-            printf("%s %s", i ? "," : ":", name);
-        }
-        printf("\n");
+        ksi_report_left(r);
     } else if (r->abort_note[0]) {
         printf("  left behind: no locks (its cleanups released what it held when it fired)\n");
     } else {
@@ -181,6 +212,26 @@ static void ksi_report_text(const struct ksi_end_result *r, const struct ksi_sit
 }
 
 static json_object *ksi_json_str(const char *s) { return s && *s ? json_object_new_string(s) : NULL; }
+
+/* [{"address": "0x...", "name": "held_mu (0x...)", "waiters": [tid...]}...] */
+static json_object *ksi_json_left(const struct ksi_end_result *r)
+{
+    json_object *arr = json_object_new_array();
+    for (int i = 0; i < r->nleft; i++) {
+        json_object *l = json_object_new_object(), *w = json_object_new_array();
+        char hex[32], name[300];
+        snprintf(hex, sizeof hex, "0x%" PRIx64, r->left[i]);
+        ksi_fmt_addr(r->pid, r->left[i], 0, name, sizeof name);
+        json_object_object_add(l, "address", json_object_new_string(hex));
+        json_object_object_add(l, "name", json_object_new_string(name));
+        for (int k = 0; k < r->nwaiters; k++)
+            if (r->waiters[k].lock == r->left[i])
+                json_object_array_add(w, json_object_new_int64(r->waiters[k].tid));
+        json_object_object_add(l, "waiters", w);
+        json_object_array_add(arr, l);
+    }
+    return arr;
+}
 
 static void ksi_report_json(const struct ksi_end_result *r, const struct ksi_site *site)
 {
@@ -217,13 +268,19 @@ static void ksi_report_json(const struct ksi_end_result *r, const struct ksi_sit
         if (site->have_sym) {
             json_object_object_add(js, "symbol", ksi_json_str(site->sy.name));
             json_object_object_add(js, "offset", json_object_new_int64((int64_t)site->sy.offset));
-            json_object_object_add(js, "module", ksi_json_str(site->sy.module));
-            json_object_object_add(js, "file", ksi_json_str(site->sy.file));
-            json_object_object_add(js, "line", site->sy.line ? json_object_new_int(site->sy.line) : NULL);
         }
+        if (site->sy.module[0]) {
+            json_object_object_add(js, "module", ksi_json_str(site->sy.module));
+            snprintf(hex, sizeof hex, "0x%" PRIx64, site->sy.module_offset);
+            json_object_object_add(js, "module_offset", json_object_new_string(hex));
+        }
+        json_object_object_add(js, "file", ksi_json_str(site->sy.file));
+        json_object_object_add(js, "line", site->sy.line ? json_object_new_int(site->sy.line) : NULL);
     }
     json_object_object_add(root, "left_from", js);
     json_object_object_add(root, "locks_left", gone && r->how[0] ? json_object_new_int(r->locks_left) : NULL);
+    if (gone && r->how[0])
+        json_object_object_add(root, "left_locks", ksi_json_left(r));
     json_object_object_add(root, "join_value", gone && r->how[0] ? ksi_json_str(ksi_join_value(r)) : NULL);
     if (gone && r->abort_how[0]) {
         json_object *ab = json_object_new_object();

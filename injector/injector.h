@@ -18,6 +18,7 @@ enum ksi_exit {
     KSI_EXIT_PROTOCOL = 7,     /* protocol version mismatch or malformed reply */
     KSI_EXIT_NO_THREAD = 8,    /* no such thread in the process */
     KSI_EXIT_REFUSED = 9,      /* the shim refused: the action cannot be safe */
+    KSI_EXIT_LEFT_LOCKS = 10,  /* the thread is gone, but left pthread locks held */
 };
 
 enum ksi_mode { KSI_MODE_AUTO, KSI_MODE_FLAG, KSI_MODE_CANCEL, KSI_MODE_ABORT };

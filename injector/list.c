@@ -18,6 +18,7 @@ struct ksi_row {
     unsigned long long start_addr, wait_mutex;
     long long wait_owner, syscall;   /* 0 / -1: none */
     int registered;
+    int start_whole;          /* START is module+offset: never cut (addr2line takes it) */
 };
 
 struct ksi_rows {
@@ -75,8 +76,14 @@ static int ksi_collect(const struct ks_msg *m, void *ctx)
         snprintf(r->start, sizeof r->start, "main");
     } else if (r->start_addr) {
         struct ksi_symbol sy;
-        if (rs->sym && ksi_sym_lookup(rs->sym, r->start_addr, 0, &sy) == 0)
+        int found = rs->sym && ksi_sym_lookup(rs->sym, r->start_addr, 0, &sy) == 0;
+        if (found)
             snprintf(r->start, sizeof r->start, "%s", sy.name);
+        else if (rs->sym && sy.module[0]) {   /* a stripped object */
+            snprintf(r->start, sizeof r->start, "%.200s+0x%llx", sy.module,
+                     (unsigned long long)sy.module_offset);
+            r->start_whole = 1;
+        }
         else
             snprintf(r->start, sizeof r->start, "0x%llx", r->start_addr);
     }
@@ -151,8 +158,9 @@ static void ksi_print_table(const struct ksi_opts *o, const struct ksi_rows *rs,
             KSI_NOTE("in %s", ksi_syscall_name(r->syscall));
 #undef KSI_NOTE
         const char *kind = strcmp(r->role, "foreign") == 0 ? "unregistered" : r->role;
-        printf("%-8lld %-16s %-24.24s %-5s %9s %9s  %-10s %s\n", r->tid, r->name,
-               r->start[0] ? r->start : "?", r->state, cpu, age, kind, note);
+        printf("%-8lld %-16s %-24.*s %-5s %9s %9s  %-10s %s\n", r->tid, r->name,
+               r->start_whole ? (int)strlen(r->start) : 24, r->start[0] ? r->start : "?",
+               r->state, cpu, age, kind, note);
     }
     for (int i = 0; i < ncyc; i++) {
         char buf[4096];

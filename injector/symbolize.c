@@ -90,9 +90,13 @@ int ksi_sym_lookup(struct ksi_sym *s, uint64_t addr, int want_line, struct ksi_s
     }
     if (!mod)
         return -1;
-    const char *mname = dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+    Dwarf_Addr start = 0, bias = 0;
+    const char *mname = dwfl_module_info(mod, NULL, &start, NULL, NULL, NULL, NULL, NULL);
     const char *base = mname ? strrchr(mname, '/') : NULL;
     ksi_copy(out->module, sizeof out->module, base ? base + 1 : mname);
+    /* A stripped object has no symbol for most addresses: module+offset
+     * still names the place, for addr2line -e MODULE OFFSET. */
+    out->module_offset = addr - (dwfl_module_getelf(mod, &bias) ? bias : start);
     GElf_Off off = 0;
     GElf_Sym sym;
     const char *name = dwfl_module_addrinfo(mod, (GElf_Addr)addr, &off, &sym, NULL, NULL, NULL);

@@ -14,6 +14,8 @@ struct ksi_symbol {
     char name[256];       /* demangled; "" if unknown */
     uint64_t offset;      /* from the symbol's start */
     char module[256];     /* basename of the object; "" if unknown */
+    uint64_t module_offset;   /* ADDR as the object's own address (what addr2line
+                                 takes): ADDR minus its load bias; valid if module */
     char file[256];       /* source file; "" if no debug info */
     int line;             /* 0 if no debug info */
 };
@@ -22,7 +24,8 @@ struct ksi_symbol {
 struct ksi_sym *ksi_sym_open(pid_t pid);
 void ksi_sym_close(struct ksi_sym *s);
 /* Fills OUT for ADDR (fields are "" / 0 where unknown). Returns 0 if a symbol
- * was found. WANT_LINE: also look up file:line (slower). */
+ * was found; the module is filled in whenever ADDR lies in one, symbol or
+ * not. WANT_LINE: also look up file:line (slower). */
 int ksi_sym_lookup(struct ksi_sym *s, uint64_t addr, int want_line, struct ksi_symbol *out);
 
 /* Finds a symbol by NAME (data or TLS) in every object PID maps; a C++ NAME

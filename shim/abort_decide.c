@@ -161,7 +161,7 @@ static int ks_check_locks(struct ks_thread *t, ucontext_t *uc, int from_signal)
         /* The cond wrapper leaves by itself once woken (ks_on_cond_wait). */
         if (force && from_signal) {
             struct ks_walk w;
-            ks_prewalk(uc, 1, KS_WALK_RUNTIME_TOP, &w);
+            ks_prewalk(uc, 1, ks_walk_flags(t, KS_WALK_RUNTIME_TOP), &w);
             if (w.verdict == KS_WALK_OK)
                 ks_abort_leave_from_signal(t, uc, &w, KS_ABORT_HOW_FORCED);
         }
@@ -177,7 +177,7 @@ static int ks_check_locks(struct ks_thread *t, ucontext_t *uc, int from_signal)
         ks_interrupted_syscall(uc, &pi)) {
         if (force) {
             struct ks_walk w;
-            ks_prewalk(uc, 1, KS_WALK_RUNTIME_TOP, &w);
+            ks_prewalk(uc, 1, ks_walk_flags(t, KS_WALK_RUNTIME_TOP), &w);
             if (w.verdict == KS_WALK_OK)
                 ks_abort_leave_from_signal(t, uc, &w, KS_ABORT_HOW_FORCED);
             ks_stop(uc);
@@ -221,7 +221,7 @@ static int ks_decide(struct ks_thread *t, ucontext_t *uc, int from_signal)
         if (ks_forced(t) && from_signal && ks_ai()->stepping && ks_interrupted_syscall(uc, &pi)) {
             /* --force, and it went back to sleep in the runtime after the
              * last signal: leave from the system call, through the runtime. */
-            ks_prewalk(uc, 1, KS_WALK_RUNTIME_TOP, &w);
+            ks_prewalk(uc, 1, ks_walk_flags(t, KS_WALK_RUNTIME_TOP), &w);
             if (w.verdict == KS_WALK_OK)
                 ks_abort_leave_from_signal(t, uc, &w, KS_ABORT_HOW_FORCED);
         }
@@ -229,7 +229,7 @@ static int ks_decide(struct ks_thread *t, ucontext_t *uc, int from_signal)
     }
     if (!from_signal && ks_ai()->last_ret && ks_mod_is_runtime(ks_ai()->prev_kind)) {
         /* A runtime call just returned here: [sp - 8] still holds PC. */
-        ks_prewalk(uc, 0, 0, &w);
+        ks_prewalk(uc, 0, ks_walk_flags(t, 0), &w);
         if (w.verdict == KS_WALK_OK) {
             ks_abort_redirect(t, uc, pc, sp, &w, KS_ABORT_HOW_RETURN, 0);
             return KS_DONE;
@@ -243,7 +243,7 @@ static int ks_decide(struct ks_thread *t, ucontext_t *uc, int from_signal)
     if (lsda < 0)
         return KS_GO_ON;   /* no unwind info here: keep going */
     if (lsda == 0) {
-        ks_prewalk(uc, 1, 0, &w);
+        ks_prewalk(uc, 1, ks_walk_flags(t, 0), &w);
         if (w.verdict == KS_WALK_OK)
             ks_abort_leave_from_signal(t, uc, &w, ks_forced(t) && t->locks_held ? KS_ABORT_HOW_FORCED
                                                                                : KS_ABORT_HOW_FRAME);
@@ -253,7 +253,7 @@ static int ks_decide(struct ks_thread *t, ucontext_t *uc, int from_signal)
     if (clen > 0) {
         ucontext_t ctx = *uc;
         ctx.uc_mcontext.gregs[REG_RIP] = (greg_t)(pc + (uintptr_t)clen);
-        ks_prewalk(&ctx, 0, 0, &w);
+        ks_prewalk(&ctx, 0, ks_walk_flags(t, 0), &w);
         if (w.verdict == KS_WALK_OK) {
             ks_abort_redirect(t, uc, pc + (uintptr_t)clen, sp, &w, KS_ABORT_HOW_CALL, pc);
             return KS_DONE;
@@ -333,7 +333,7 @@ static int ks_armed_again(struct ks_thread *t, ucontext_t *uc)
         if (ks_forced(t)) {
             /* --force, and the runtime call still blocks: leave from it. */
             struct ks_walk w;
-            ks_prewalk(uc, 1, KS_WALK_RUNTIME_TOP, &w);
+            ks_prewalk(uc, 1, ks_walk_flags(t, KS_WALK_RUNTIME_TOP), &w);
             if (w.verdict == KS_WALK_OK) {
                 ks_abort_disarm(1);
                 ks_abort_leave_from_signal(t, uc, &w, KS_ABORT_HOW_FORCED);

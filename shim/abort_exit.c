@@ -74,7 +74,8 @@ __attribute__((noreturn)) KS_NO_ASAN void ks_abort_exit(void)
     t->end_how = KS_END_ABORTED;
     /* From here on the program's own cleanups run: their locks count. */
     t->shim_depth = 0;
-    ks_real_pthread_exit(PTHREAD_CANCELED);
+    KS_REAL(pthread_exit)(PTHREAD_CANCELED);   /* resolved: ks_abort_init checked */
+    __builtin_unreachable();
 }
 
 /* Marks the abort FIRING with what the walk found; remembers the locks it
@@ -142,7 +143,7 @@ void ks_abort_from_wrapper(struct ks_thread *t, int how)
     t->shim_depth++;
     struct ks_walk w;
     int flags = KS_WALK_SKIP_SHIM_TOP;
-    ks_prewalk((ucontext_t *)&ctx, 0, flags, &w);
+    ks_prewalk((ucontext_t *)&ctx, 0, ks_walk_flags(t, flags), &w);
     if (w.verdict == KS_WALK_OK) {
         ks_abort_fired(t, how, w.exit_ip, 0, &w);
         ks_abort_exit();
@@ -238,7 +239,7 @@ int ks_abort_arm_return(struct ks_thread *t, ucontext_t *uc)
     if (slot <= (uintptr_t)uc->uc_mcontext.gregs[REG_RSP] || *(uintptr_t *)slot != ip)
         return KS_ARM_STEP;
     struct ks_walk *w = &ks_ai()->armed_walk;
-    ks_prewalk(&ctx, 0, 0, w);
+    ks_prewalk(&ctx, 0, ks_walk_flags(t, 0), w);
     if (w->verdict == KS_WALK_REFUSED) {
         ks_slot_set(t, KS_ABORT_REFUSED, KS_ABORT_HOW_INSIDE_RUNTIME, w->where, w->reason);
         return KS_ARM_REFUSED;
@@ -320,7 +321,7 @@ int ks_abort_discard_frame(struct ks_thread *t, ucontext_t *uc)
     ucontext_t ctx = *uc;
     ks_ctx_from_cursor(&ctx, &cur);
     struct ks_walk w;
-    ks_prewalk(&ctx, 0, 0, &w);
+    ks_prewalk(&ctx, 0, ks_walk_flags(t, 0), &w);
     if (w.verdict != KS_WALK_OK) {
         ks_slot_set(t, w.verdict == KS_WALK_REFUSED ? KS_ABORT_REFUSED : KS_ABORT_PENDING,
                     KS_ABORT_HOW_NO_BOUNDARY, w.where, w.reason);
@@ -392,12 +393,9 @@ void ks_abort_on_exit(struct ks_thread *self)
     if (self->end_how != KS_END_ABORTED || !m)
         return;
     ks_ai()->cond_mutex = NULL;
-    if (ks_holds(self, m) && ks_real.pthread_mutex_unlock(m) == 0) {
-        int n = self->locks_held < KS_HELD_MAX ? self->locks_held : KS_HELD_MAX;
-        for (int i = 0; i < n; i++)
-            if (self->held[i] == m)
-                self->held[i] = self->held[n - 1];
-        self->locks_held--;
+    ks_lock_mark mark;
+    if (ks_holds(self, m) && KS_REAL(pthread_mutex_unlock)(m) == 0) {
+        ks_lock_uncount(self, m, &mark);
         ks_slot_begin(self);
         struct ks_sb b;
         ks_sb_init(&b, self->abort.info->reason, sizeof self->abort.info->reason);

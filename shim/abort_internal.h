@@ -96,8 +96,12 @@ int ks_abort_discard_frame(struct ks_thread *t, ucontext_t *uc);
 /* ---- The thread's decisions (abort_decide.c) -------------------------- */
 int ks_abort_on_trap(siginfo_t *si, ucontext_t *uc);
 
-/* The real pthread_exit (deliver_abort.c). */
-extern void (*ks_real_pthread_exit)(void *) __attribute__((noreturn));
+/* FLAGS for a walk of T's abort: --force may unwind a language runtime's
+ * frames (langrt.h); without it they refuse. */
+static inline int ks_walk_flags(const struct ks_thread *t, int flags)
+{
+    return flags | (__atomic_load_n(&t->abort.force, __ATOMIC_ACQUIRE) ? KS_WALK_LANGRT_OK : 0);
+}
 
 static inline void ks_spin_lock(int *l)
 {

@@ -64,12 +64,11 @@ static struct ks_vault *ks_vault_lock(void)
     if (!v)
         return NULL;
     /* The real function: the shim's own lock is not one of the program's. */
-    KS_RESOLVE(pthread_mutex_lock);
-    ks_real.pthread_mutex_lock(&v->mu);
+    KS_REAL(pthread_mutex_lock)(&v->mu);
     return v;
 }
 
-static void ks_vault_unlock(struct ks_vault *v) { ks_real.pthread_mutex_unlock(&v->mu); }
+static void ks_vault_unlock(struct ks_vault *v) { KS_REAL(pthread_mutex_unlock)(&v->mu); }
 
 static void ks_hex(const unsigned char *b, size_t n, char *out)
 {

@@ -57,8 +57,6 @@ enum ks_call {
 
 /* The C name of CALL ("sleep"), or "?" */
 const char *ks_call_name(int call);
-/* Resolves the real functions behind the wrappers (ks_init; lazily too). */
-void ks_block_resolve(void);
 
 /* Callee-saved registers, stack and instruction pointer of a live frame:
  * all that DWARF unwinding needs to start from it (the argument and scratch

@@ -2,6 +2,8 @@
 #include "cancel_check.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 #include "asfmt.h"
 #include "blocking.h"
 #include "ks.h"
+#include "langrt.h"
 #include "prewalk.h"
 #include "registry.h"
 #include "safepoint.h"
@@ -134,6 +137,15 @@ static int ks_check_by_signal(struct ks_cancel_check *c, struct ks_dump *d)
     return -1;
 }
 
+/* A frame of a language runtime on the stack (langrt.h): C->langrt. */
+static void ks_check_langrt(struct ks_cancel_check *c, const struct ks_dump_entry *e)
+{
+    char module[64];
+    int rt = ks_langrt_scan(e->ips, e->nframes, NULL, module, sizeof module);
+    if (rt)
+        ks_langrt_refusal(rt, module, c->tid, "runs in", c->langrt, sizeof c->langrt);
+}
+
 /* Walks the frames in E; fills the verdict. */
 static void ks_check_walk(struct ks_cancel_check *c, const struct ks_dump_entry *e, int flags)
 {
@@ -146,10 +158,14 @@ static void ks_check_walk(struct ks_cancel_check *c, const struct ks_dump_entry 
         ks_check_unknown(c, "%s", capture_why[e->why]);
         return;
     }
+    ks_check_langrt(c, e);
     struct ks_walk w;
     ks_prewalk_frames(e->ips, e->exact, e->nframes, flags, &w);
     if (w.verdict == KS_WALK_OK) {
         c->verdict = KS_CHECK_OK;
+        c->napp_cleanup = w.napp_cleanup;
+        memcpy(c->app_cleanup_lo, w.app_cleanup_lo, sizeof c->app_cleanup_lo);
+        memcpy(c->app_cleanup_hi, w.app_cleanup_hi, sizeof c->app_cleanup_hi);
         return;
     }
     if (w.verdict == KS_WALK_UNKNOWN) {
@@ -259,4 +275,132 @@ void ks_cancel_check_done(struct ks_cancel_check *c)
         ks_reader_release(c->held);
     c->held = NULL;
     ks_dump_unlock();
+}
+
+/* ---- Whether the cancel may act now ------------------------------------- */
+
+/* The system calls glibc 2.36 makes cancellation points (SYSCALL_CANCEL):
+ * a thread blocked in one with cancellation enabled acts on a cancel right
+ * there. A futex wait is one in pthread_cond_*wait, pthread_join and
+ * sem_wait, which wait with FUTEX_WAIT_BITSET; a mutex waits with
+ * FUTEX_WAIT, and the timed mutex and rwlock waits that use the bitset
+ * too are ones the shim's lock hooks know (WAIT_KIND). */
+static int ks_syscall_cancels(const struct ks_syscall *sc, int wait_kind)
+{
+    switch (sc->nr) {
+    case SYS_read: case SYS_write: case SYS_open: case SYS_openat: case SYS_creat:
+    case SYS_close: case SYS_readv: case SYS_writev: case SYS_pread64: case SYS_pwrite64:
+    case SYS_preadv: case SYS_pwritev: case SYS_preadv2: case SYS_pwritev2:
+    case SYS_accept: case SYS_accept4: case SYS_connect: case SYS_recvfrom:
+    case SYS_recvmsg: case SYS_recvmmsg: case SYS_sendto: case SYS_sendmsg:
+    case SYS_sendmmsg: case SYS_poll: case SYS_ppoll: case SYS_select: case SYS_pselect6:
+    case SYS_epoll_wait: case SYS_epoll_pwait: case SYS_epoll_pwait2: case SYS_nanosleep:
+    case SYS_clock_nanosleep: case SYS_pause: case SYS_rt_sigsuspend:
+    case SYS_rt_sigtimedwait: case SYS_wait4: case SYS_waitid: case SYS_msgrcv:
+    case SYS_msgsnd: case SYS_fsync: case SYS_fdatasync: case SYS_msync:
+    case SYS_sync_file_range: case SYS_mq_timedsend: case SYS_mq_timedreceive:
+        return 1;
+    case SYS_fcntl:
+        return sc->args[1] == F_SETLKW || sc->args[1] == F_OFD_SETLKW;
+    case SYS_futex:
+        return (sc->args[1] & FUTEX_CMD_MASK) == FUTEX_WAIT_BITSET &&
+               wait_kind != KS_WAIT_MUTEX && wait_kind != KS_WAIT_RWLOCK;
+    default:
+        return 0;
+    }
+}
+
+/* Where the cancel would act: 1 at once (blocked in a cancellation point),
+ * else 0 with WHY filled in. */
+static int ks_cancel_acts_now(const struct ks_cancel_check *c, struct ks_thread *t, int wait_kind,
+                              char *why, size_t cap)
+{
+    if (c->held) {
+        int call = __atomic_load_n(&ks_block_of(t)->call, __ATOMIC_RELAXED);
+        if (call != KS_CALL_SEMOP && call != KS_CALL_SEMTIMEDOP)
+            return 1;
+        snprintf(why, cap, "it is blocked in %s, which is not a cancellation point: a cancel "
+                 "would act later, holding whatever it holds then; waits until it blocks in one "
+                 "holding no lock (--force cancels anyway)", ks_call_name(call));
+        return 0;
+    }
+    struct ks_syscall now;
+    if (c->signalled && ks_read_task_syscall(t->tid, &now) == 0 && now.nr >= 0) {
+        if (ks_syscall_cancels(&now, wait_kind))
+            return 1;
+        snprintf(why, cap, "it is blocked in system call %ld, which is not a cancellation "
+                 "point here: a cancel would act later, holding whatever it holds then; waits "
+                 "until it blocks in one holding no lock (--force cancels anyway)", now.nr);
+        return 0;
+    }
+    snprintf(why, cap, "it is running: a cancel would act at its next cancellation point, "
+             "holding whatever it holds then; waits until it blocks in one holding no lock "
+             "(--force cancels anyway)");
+    return 0;
+}
+
+/* A lock taken with MARK is released by the program's own cleanups if a
+ * pthread_cleanup_push handler was registered after it and is still
+ * (DEPTH: the count now), or the function that took it has a frame with a
+ * cleanup on the way out. */
+static int ks_covered(const struct ks_cancel_check *c, int depth, ks_lock_mark mark)
+{
+    int cdepth = ks_mark_cdepth(mark);
+    uintptr_t ra = ks_mark_ra(mark);
+    if (cdepth != KS_CDEPTH_UNKNOWN && depth > cdepth)
+        return 1;
+    for (int i = 0; ra && i < c->napp_cleanup && i < KS_WALK_APP_CLEANUPS; i++)
+        if (ra - 1 >= c->app_cleanup_lo[i] && ra - 1 < c->app_cleanup_hi[i])
+            return 1;
+    return 0;
+}
+
+int ks_cancel_must_wait(const struct ks_cancel_check *c, struct ks_thread *t, char *why,
+                        size_t cap, uintptr_t *lock)
+{
+    *lock = 0;
+    if (__atomic_load_n(&t->cancel_disabled, __ATOMIC_RELAXED)) {
+        snprintf(why, cap, "cancellation disabled by the thread; a cancel would act at its "
+                 "first cancellation point after it re-enables, holding whatever it holds then: "
+                 "waits until it re-enables (--force cancels anyway)");
+        return 1;
+    }
+    /* The locks as one consistent view: the cond wrapper moves the cond's
+     * mutex in and out of the count under the same lock. */
+    ks_wait_lock(t);
+    int n = __atomic_load_n(&t->locks_held, __ATOMIC_RELAXED);
+    int depth = __atomic_load_n(&t->cleanup_depth, __ATOMIC_RELAXED);
+    int wait_kind = __atomic_load_n(&t->wait_kind, __ATOMIC_RELAXED);
+    void *cond_mu = wait_kind == KS_WAIT_COND ? t->wait_mutex : NULL;
+    ks_lock_mark cond_mark = t->wait_mutex_mark, mark[KS_HELD_MAX];
+    void *held[KS_HELD_MAX];
+    for (int i = 0; i < n && i < KS_HELD_MAX; i++) {
+        held[i] = t->held[i];
+        mark[i] = t->held_mark[i];
+    }
+    ks_wait_unlock(t);
+    if (!__atomic_load_n(&t->cancel_async, __ATOMIC_RELAXED) &&
+        !ks_cancel_acts_now(c, t, wait_kind, why, cap))
+        return 1;
+    if (cond_mu && !ks_covered(c, depth, cond_mark)) {
+        *lock = (uintptr_t)cond_mu;
+        snprintf(why, cap, "it waits in pthread_cond_wait on mutex 0x%lx, which a cancel there "
+                 "re-acquires before any cleanup runs, and no cleanup of the program would "
+                 "release it; waits until it blocks elsewhere holding no lock (--force cancels "
+                 "anyway)", (unsigned long)*lock);
+        return 1;
+    }
+    for (int i = 0; i < n; i++) {
+        if (i < KS_HELD_MAX && ks_covered(c, depth, mark[i]))
+            continue;
+        *lock = i < KS_HELD_MAX ? (uintptr_t)held[i] : 0;
+        char which[40] = "a lock";
+        if (*lock)
+            snprintf(which, sizeof which, "lock 0x%lx", (unsigned long)*lock);
+        snprintf(why, cap, "it holds %s, which a cancel now would leave locked (%d lock%s held "
+                 "in all), and no cleanup of the program would release it; waits until it holds "
+                 "none (--force cancels anyway)", which, n, n == 1 ? "" : "s");
+        return 1;
+    }
+    return 0;
 }

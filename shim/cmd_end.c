@@ -1,5 +1,6 @@
 /* "end" and "status": ask a thread to end, and learn how it is going (or
- * how it went: the graveyard remembers). See docs/PROTOCOL.md.
+ * how it went: the graveyard remembers). See docs/PROTOCOL.md; what the
+ * answers say is in cmd_view.c.
  *
  * Nothing slow and no allocation happens under the registry lock: the
  * answer is copied out under it and formatted after, so pthread_create and
@@ -7,164 +8,16 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "access.h"
 #include "cancel_check.h"
+#include "cmd_view.h"
 #include "commands.h"
 #include "deliver.h"
 #include "graveyard.h"
 #include "ks.h"
+#include "langrt.h"
 #include "registry.h"
-
-/* What the answer says about a thread, copied under the lock. */
-struct ks_view {
-    int found;                /* 1 alive (linked), 2 ended (a grave) */
-    pid_t tid;
-    uint64_t id;
-    int role;
-    int locks_held;
-    int requested;            /* enum ks_req_bits */
-    int cancel_disabled;
-    char pending[200];
-    struct ks_abort_report abort;
-    struct ks_grave grave;
-};
-
-static const char *ks_role_word(int role)
-{
-    return role == KS_ROLE_MAIN ? "main" : role == KS_ROLE_SHIM ? "shim" : "app";
-}
-
-static void ks_requested_str(int bits, char *buf, size_t cap)
-{
-    snprintf(buf, cap, "%s%s%s%s", bits & KS_REQ_FLAG ? "flag," : "",
-             bits & KS_REQ_CANCEL ? "cancel," : "", bits & KS_REQ_ABORT ? "abort," : "",
-             bits ? "" : "none");
-    size_t n = strlen(buf);
-    if (n && buf[n - 1] == ',')
-        buf[n - 1] = '\0';
-}
-
-/* Caller holds the registry lock. A record whose grave is already written
- * is on its way out: it counts as ended. */
-static void ks_view_of(pid_t tid, uint64_t id, struct ks_view *v)
-{
-    memset(v, 0, sizeof *v);
-    v->tid = tid;
-    struct ks_thread *t = ks_registry_find(tid);
-    if (t && (!id || t->id == id)) {
-        if (ks_grave_find(tid, t->id, &v->grave) == 0) {
-            v->found = 2;
-            v->id = t->id;
-            return;
-        }
-        v->found = 1;
-        v->id = t->id;
-        v->role = t->role;
-        v->locks_held = __atomic_load_n(&t->locks_held, __ATOMIC_RELAXED);
-        v->cancel_disabled = __atomic_load_n(&t->cancel_disabled, __ATOMIC_RELAXED);
-        v->requested = (t->stop_requested ? KS_REQ_FLAG : 0) |
-                       (t->cancel_requested ? KS_REQ_CANCEL : 0) |
-                       (__atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) ? KS_REQ_ABORT : 0);
-        ks_pending_reason(t, v->pending, sizeof v->pending);
-        ks_abort_snapshot(t, &v->abort);
-        return;
-    }
-    if (ks_grave_find(tid, id, &v->grave) == 0) {
-        v->found = 2;
-        v->id = v->grave.id;
-    }
-}
-
-static void ks_out_addrs(struct ks_out *out, const char *key, const uintptr_t *a, int n)
-{
-    char buf[256];
-    size_t len = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < n && len + 20 < sizeof buf; i++)
-        len += (size_t)snprintf(buf + len, sizeof buf - len, "%s0x%lx", i ? "," : "",
-                                (unsigned long)a[i]);
-    if (n > 0)
-        ks_out_str(out, key, buf);
-}
-
-static const char *ks_abort_state_word(int st)
-{
-    return st == KS_ABORT_PENDING ? "pending" : st == KS_ABORT_REFUSED ? "refused"
-         : st == KS_ABORT_FIRING ? "firing" : "none";
-}
-
-static void ks_answer_view(struct ks_out *out, const struct ks_view *v)
-{
-    char req[32];
-    ks_out_word(out, "ok");
-    ks_out_i64(out, "tid", v->tid);
-    ks_out_i64(out, "id", (int64_t)v->id);
-    if (v->found == 1) {
-        ks_requested_str(v->requested, req, sizeof req);
-        ks_out_str(out, "state", "alive");
-        ks_out_str(out, "role", ks_role_word(v->role));
-        ks_out_str(out, "requested", req);
-        if (v->pending[0])
-            ks_out_str(out, "pending", v->pending);
-        ks_out_str(out, "cancel", v->cancel_disabled ? "disabled" : "enabled");
-        ks_out_i64(out, "locks", v->locks_held);
-        if (v->abort.state != KS_ABORT_NONE) {
-            ks_out_str(out, "abort", ks_abort_state_word(v->abort.state));
-            ks_out_str(out, "abort_how", ks_abort_how_name(v->abort.how));
-            if (v->abort.where)
-                ks_out_hex(out, "abort_where", v->abort.where);
-            if (v->abort.steps)
-                ks_out_i64(out, "abort_steps", v->abort.steps);
-        }
-    } else {
-        const struct ks_grave *g = &v->grave;
-        uint64_t now = ks_now_ns();
-        ks_requested_str(g->requested, req, sizeof req);
-        ks_out_str(out, "state", "ended");
-        ks_out_str(out, "role", ks_role_word(g->role));
-        ks_out_str(out, "how", ks_end_how_name(g->how));
-        ks_out_str(out, "requested", req);
-        if (g->site)
-            ks_out_hex(out, "site", g->site);
-        if (g->start_routine)
-            ks_out_hex(out, "start", (uint64_t)(uintptr_t)g->start_routine);
-        ks_out_i64(out, "locks_left", g->locks_held);
-        if (g->how == KS_END_ABORTED) {
-            ks_out_str(out, "abort_how", ks_abort_how_name(g->abort_how));
-            ks_out_addrs(out, "cleanup", g->cleanup, g->ncleanup);
-            ks_out_addrs(out, "left", g->left, g->nleft);
-            if (g->abort_note[0])
-                ks_out_str(out, "abort_note", g->abort_note);
-        }
-        ks_out_i64(out, "lived_ms", (int64_t)((g->ended_ns - g->created_ns) / 1000000));
-        ks_out_i64(out, "ended_ms_ago", (int64_t)((now - g->ended_ns) / 1000000));
-    }
-    ks_out_eol(out);
-}
-
-static int ks_task_exists(pid_t tid)
-{
-    char path[64];
-    struct stat st;
-    snprintf(path, sizeof path, "/proc/self/task/%d", (int)tid);
-    return stat(path, &st) == 0;
-}
-
-/* TID is neither alive in the registry nor in the graveyard. */
-static void ks_answer_unknown(struct ks_out *out, pid_t tid, uint64_t id)
-{
-    if (id)
-        ks_out_err(out, "no-thread", "no thread %d with id %llu in process %d (it may have "
-                   "ended long ago: the graveyard keeps the last %d)", (int)tid,
-                   (unsigned long long)id, (int)ks_getpid(), KS_GRAVES);
-    else if (ks_task_exists(tid))
-        ks_out_err(out, "refused", "thread %d of process %d was not started through "
-                   "pthread_create after the shim loaded (or is starting right now): "
-                   "killshim does not track it and will not end it", (int)tid, (int)ks_getpid());
-    else
-        ks_out_err(out, "no-thread", "no thread %d in process %d", (int)tid, (int)ks_getpid());
-}
 
 /* tid= (required) and id= (optional, 0: any). Answers bad-request itself. */
 static int ks_get_target(const struct ks_msg *req, struct ks_out *out, pid_t *tid, uint64_t *id)
@@ -184,6 +37,9 @@ static int ks_get_target(const struct ks_msg *req, struct ks_out *out, pid_t *ti
     return 0;
 }
 
+static int ks_refuse_langrt(pid_t tid, void *start, char *why, size_t cap);
+static void ks_cancel_retry(pid_t tid, uint64_t id);
+
 void ks_cmd_status(const struct ks_msg *req, struct ks_out *out)
 {
     pid_t tid;
@@ -192,6 +48,17 @@ void ks_cmd_status(const struct ks_msg *req, struct ks_out *out)
         return;
     struct ks_view v;
     char why[200];
+    /* Only the client whose cancel waits asks for it: anybody's look at the
+     * thread must not set off a cancel asked long ago. Trying it is ending
+     * the thread: attach access, as for "end". */
+    const char *retry = ks_msg_get(req, "retry");
+    if (retry && strcmp(retry, "cancel") == 0) {
+        if (ks_access_check(req, KS_ACCESS_ATTACH, "status retry=cancel", why, sizeof why) != 0) {
+            ks_out_err(out, "permission", "%s", why);
+            return;
+        }
+        ks_cancel_retry(tid, id);
+    }
     if (ks_abort_request)
         ks_abort_prepare();
     ks_registry_lock();
@@ -205,6 +72,8 @@ void ks_cmd_status(const struct ks_msg *req, struct ks_out *out)
         ks_abort_request(t, __atomic_load_n(&t->abort.force, __ATOMIC_RELAXED), why, sizeof why);
     ks_view_of(tid, id, &v);
     ks_registry_unlock();
+    if (v.found == 1 && v.role == KS_ROLE_APP)
+        ks_refuse_langrt(tid, v.start, v.langrt, sizeof v.langrt);
     if (v.found)
         ks_answer_view(out, &v);
     else
@@ -291,6 +160,17 @@ static int ks_cancel_checked(struct ks_end_req *q, struct ks_thread *t, int last
                  "without the check", (int)t->tid);
         return EPERM;
     }
+    if (c->langrt[0] && !q->force) {
+        snprintf(why, cap, "%s", c->langrt);
+        return EPERM;
+    }
+    char wait[240];
+    uintptr_t lock;
+    if (!q->force && ks_cancel_must_wait(c, t, wait, sizeof wait, &lock)) {
+        ks_cancel_wait_set(t->tid, t->id, wait, lock);
+        return 0;
+    }
+    ks_cancel_wait_clear(t->tid, t->id);
     if (c->verdict != KS_CHECK_OK)
         ks_debug("cancel of thread %d without the stack check (forced): %s", (int)t->tid,
                  c->reason);
@@ -350,10 +230,91 @@ static void ks_answer_refused(struct ks_out *out, const struct ks_end_req *q, co
     ks_out_eol(out);
 }
 
+/* Every round of a request: cancel mode checks the thread's stack first,
+ * and again if it moved meanwhile. */
+static void ks_end_rounds(struct ks_end_req *q, struct ks_view *v, int *refused, int *rc,
+                          char *why, size_t cap)
+{
+    for (int i = 1;; i++) {
+        if (q->mode == KS_MODE_CANCEL)
+            ks_cancel_check(q->tid, q->id, &q->chk);
+        int again = ks_end_locked(q, i == KS_CANCEL_TRIES, v, refused, rc, why, cap);
+        if (q->mode == KS_MODE_CANCEL)
+            ks_cancel_check_done(&q->chk);
+        if (again != EAGAIN)
+            break;
+    }
+}
+
+/* A thread started by a language runtime (langrt.h) is never cancelled or
+ * aborted unforced. T: its start routine, copied under the lock; looked up
+ * after (dladdr takes the loader's lock). Returns 0 or EPERM with WHY. */
+static int ks_refuse_langrt(pid_t tid, void *start, char *why, size_t cap)
+{
+    char module[64];
+    uintptr_t addr = (uintptr_t)start;
+    int rt = start ? ks_langrt_scan(&addr, 1, NULL, module, sizeof module) : 0;
+    if (!rt)
+        return 0;
+    ks_langrt_refusal(rt, module, tid, "was started by", why, cap);
+    return EPERM;
+}
+
+/* What is refused before the registry lock is taken for the request
+ * (looking takes other locks, or reads /proc). Returns 0 or an errno with
+ * WHY filled in. */
+static int ks_end_precheck(const struct ks_end_req *q, char *why, size_t cap)
+{
+    void *start = NULL;
+    int app = 0;
+    ks_registry_lock();
+    struct ks_thread *t = ks_registry_find(q->tid);
+    if (t && (!q->id || t->id == q->id)) {
+        app = t->role == KS_ROLE_APP;
+        start = t->start_routine;
+    }
+    ks_registry_unlock();
+    if (!app || q->mode == KS_MODE_FLAG)
+        return 0;
+    int rc = q->force ? 0 : ks_refuse_langrt(q->tid, start, why, cap);
+    if (!rc && q->mode == KS_MODE_ABORT && ks_abort_request)
+        rc = ks_abort_reachable(q->tid, why, cap);
+    return rc;
+}
+
+/* A cancel that waits (cancel_check.h) is tried again as its client polls. */
+static void ks_cancel_retry(pid_t tid, uint64_t id)
+{
+    ks_registry_lock();
+    struct ks_thread *t = ks_registry_find(tid);
+    int due = t && (!id || t->id == id) && ks_cancel_wait_due(tid, t->id);
+    id = t ? t->id : id;
+    ks_registry_unlock();
+    if (!due)
+        return;
+    struct ks_end_req q;
+    memset(&q, 0, sizeof q);
+    q.tid = tid;
+    q.id = id;
+    q.mode = KS_MODE_CANCEL;
+    struct ks_view v;
+    int refused = 0, rc = 0;
+    char why[320] = "", old[8];
+    uintptr_t lock;
+    ks_end_rounds(&q, &v, &refused, &rc, why, sizeof why);
+    if (!refused && !rc)
+        return;
+    /* Not now (the stack cannot be checked where it is now): still waits. */
+    ks_registry_lock();
+    if (ks_cancel_wait_get(tid, id, old, sizeof old, &lock))
+        ks_cancel_wait_set(tid, id, why[0] ? why : strerror(rc), 0);
+    ks_registry_unlock();
+}
+
 void ks_cmd_end(const struct ks_msg *req, struct ks_out *out)
 {
     struct ks_end_req q;
-    char why[256] = "";
+    char why[320] = "";
     int64_t force = 0;
     memset(&q, 0, sizeof q);
     if (ks_get_target(req, out, &q.tid, &q.id) != 0 || ks_get_mode(req, out, &q.mode) != 0)
@@ -369,21 +330,17 @@ void ks_cmd_end(const struct ks_msg *req, struct ks_out *out)
         ks_out_err(out, "unsupported", "this shim was built without the abort mode");
         return;
     }
+    if (ks_end_precheck(&q, why, sizeof why) != 0) {
+        ks_out_err(out, "refused", "%s", why);
+        return;
+    }
     if (q.mode == KS_MODE_ABORT)
         ks_abort_prepare();
     else if (q.mode == KS_MODE_CANCEL)
         ks_unwind_prime();
     struct ks_view v;
     int rc = 0, refused = 0;
-    for (int i = 1;; i++) {
-        if (q.mode == KS_MODE_CANCEL)
-            ks_cancel_check(q.tid, q.id, &q.chk);
-        int again = ks_end_locked(&q, i == KS_CANCEL_TRIES, &v, &refused, &rc, why, sizeof why);
-        if (q.mode == KS_MODE_CANCEL)
-            ks_cancel_check_done(&q.chk);
-        if (again != EAGAIN)
-            break;
-    }
+    ks_end_rounds(&q, &v, &refused, &rc, why, sizeof why);
     if (refused || rc)
         ks_answer_refused(out, &q, why[0] ? why : strerror(rc));
     else if (v.found)

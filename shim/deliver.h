@@ -72,6 +72,13 @@ int ks_abort_request(struct ks_thread *t, int force, char *why, size_t cap)
  * defines these (hidden, like every ks_ symbol), the references bind
  * locally at link time. */
 
+/* 0 if TID can take the abort's signal; else EPERM with WHY filled in: it
+ * blocks KS_SIG_ACT (with the raw rt_sigprocmask system call: the shim's
+ * sigmask hooks never let the program block it), and still does some 50 ms
+ * later (glibc blocks every signal for a moment around clone and on a
+ * thread's way out). Reads /proc: call it without the registry lock. */
+int ks_abort_reachable(pid_t tid, char *why, size_t cap);
+
 /* What ks_abort_request needs that is slow or takes other locks (the module
  * table, the SIGTRAP handler, whether the process is traced): call it
  * before taking the registry lock. Process-wide; cheap when nothing

@@ -8,10 +8,14 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "abort_internal.h"
 #include "asfmt.h"
 #include "ks.h"
+#include "procfs.h"
 #include "safepoint.h"
 #include "signals.h"
 #include "unwind.h"
@@ -19,7 +23,6 @@
 
 #define KS_KICK_NS (200ull * 1000 * 1000)
 
-void (*ks_real_pthread_exit)(void *) __attribute__((noreturn));
 static int ks_abort_ok;
 /* From the last ks_abort_prepare: single-stepping is not possible (a tracer
  * would get the traps, or SIGTRAP could not be installed). */
@@ -33,7 +36,7 @@ static void ks_prime_cleanup(void *arg) { *(volatile int *)arg = 1; }
 static void *ks_prime_thread(void *arg)
 {
     pthread_cleanup_push(ks_prime_cleanup, arg);
-    ks_real_pthread_exit(NULL);
+    KS_REAL(pthread_exit)(NULL);
     pthread_cleanup_pop(0);
     return NULL;
 }
@@ -45,7 +48,7 @@ static int ks_prime_forced_unwind(void)
 {
     volatile int ran = 0;
     pthread_t th;
-    if (ks_real.pthread_create(&th, NULL, ks_prime_thread, (void *)&ran) != 0)
+    if (KS_REAL(pthread_create)(&th, NULL, ks_prime_thread, (void *)&ran) != 0)
         return EAGAIN;
     pthread_join(th, NULL);
     return ran ? 0 : EINVAL;
@@ -83,8 +86,7 @@ int ks_abort_init(void)
     if (!gcc)
         return ks_abort_off("libgcc_s.so.1 could not be loaded");
     ks_prewalk_init(gcc);
-    ks_real_pthread_exit = (__typeof__(ks_real_pthread_exit))ks_resolve("pthread_exit", NULL);
-    if (!ks_real_pthread_exit)
+    if (!KS_REAL(pthread_exit))
         return ks_abort_off("pthread_exit not found");
     ks_safepoint_refresh();
     ks_step_set_callback(ks_abort_on_trap);
@@ -237,6 +239,25 @@ void ks_abort_prepare(void)
     ks_safepoint_refresh();
     int no_step = ks_step_install() != 0 || ks_step_tracer() != 0;
     __atomic_store_n(&ks_no_step, no_step, __ATOMIC_RELAXED);
+}
+
+#define KS_REACH_TRIES 10
+#define KS_REACH_NAP_NS (5ull * 1000 * 1000)
+
+int ks_abort_reachable(pid_t tid, char *why, size_t cap)
+{
+    unsigned long long bit = 1ull << (ks_signo(KS_SIG_ACT) - 1);
+    struct ks_taskstatus st;
+    for (int i = 0; i < KS_REACH_TRIES; i++) {
+        if (ks_read_task_status(tid, &st) != 0 || !(st.sigblk & bit))
+            return 0;
+        struct timespec ts = {0, (long)KS_REACH_NAP_NS};
+        syscall(SYS_nanosleep, &ts, NULL);   /* the shim's own wait: not through its hooks */
+    }
+    snprintf(why, cap, "thread %d blocks every signal, the shim's too (with the rt_sigprocmask "
+             "system call, past the shim's sigmask hooks): the abort's signal cannot reach it; "
+             "nothing was done to it", (int)tid);
+    return EPERM;
 }
 
 /* Wakes T if it sleeps in pthread_cond_*wait (a spurious wakeup for the

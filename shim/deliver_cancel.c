@@ -2,8 +2,9 @@
  * SIGCANCEL handler ignores the signal unless the process sent it to itself
  * with tgkill, so an outside kill cannot cancel). The thread's cancel state
  * and type are learned from the interposed pthread_setcancelstate and
- * pthread_setcanceltype, so a request to a thread that disabled cancellation
- * is reported as such instead of waited on blindly. See deliver.h. */
+ * pthread_setcanceltype (interpose_cancel.c), so a request to a thread that
+ * disabled cancellation is reported as such instead of waited on blindly.
+ * See deliver.h. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -14,49 +15,6 @@
 #include "ks.h"
 #include "procfs.h"
 #include "registry.h"
-
-static int (*real_setcancelstate)(int, int *);
-static int (*real_setcanceltype)(int, int *);
-static int (*real_cancel)(pthread_t);
-
-/* glibc 2.34 gave these a new version; the program gets the newest, as it
- * would without the shim. Benign race: every resolver stores the same value. */
-static void *ks_resolve_pthread(const char *name)
-{
-    void *p = ks_resolve(name, "GLIBC_2.34");
-    return p ? p : ks_resolve(name, NULL);
-}
-
-#define KS_RESOLVE(var, name)                                                   \
-    do {                                                                        \
-        if (KS_UNLIKELY(!__atomic_load_n(&var, __ATOMIC_ACQUIRE)))              \
-            __atomic_store_n(&var, (__typeof__(var))ks_resolve_pthread(name),   \
-                             __ATOMIC_RELEASE);                                 \
-    } while (0)
-
-KS_EXPORT int pthread_setcancelstate(int state, int *old)
-{
-    KS_RESOLVE(real_setcancelstate, "pthread_setcancelstate");
-    if (KS_UNLIKELY(!real_setcancelstate))
-        return ENOSYS;
-    int rc = real_setcancelstate(state, old);
-    if (rc == 0)
-        __atomic_store_n(&ks_self()->cancel_disabled, state == PTHREAD_CANCEL_DISABLE,
-                         __ATOMIC_RELAXED);
-    return rc;
-}
-
-KS_EXPORT int pthread_setcanceltype(int type, int *old)
-{
-    KS_RESOLVE(real_setcanceltype, "pthread_setcanceltype");
-    if (KS_UNLIKELY(!real_setcanceltype))
-        return ENOSYS;
-    int rc = real_setcanceltype(type, old);
-    if (rc == 0)
-        __atomic_store_n(&ks_self()->cancel_async, type == PTHREAD_CANCEL_ASYNCHRONOUS,
-                         __ATOMIC_RELAXED);
-    return rc;
-}
 
 /* The user-space PC of the system call TID is blocked in, from
  * /proc/self/task/TID/syscall ("NR ARGS... SP PC"); 0 if it is running or
@@ -73,7 +31,7 @@ static uintptr_t ks_blocked_pc(pid_t tid)
 
 int ks_cancel_request(struct ks_thread *t, char *why, size_t cap)
 {
-    KS_RESOLVE(real_cancel, "pthread_cancel");
+    ks_real_pthread_cancel_t *real_cancel = KS_REAL(pthread_cancel);
     if (!real_cancel) {
         snprintf(why, cap, "pthread_cancel is not available in this process");
         return ENOSYS;

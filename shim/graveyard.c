@@ -38,14 +38,16 @@ void ks_grave_bury(const struct ks_thread *t, int how, uintptr_t site)
         g.requested |= KS_REQ_CANCEL;
     if (__atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) != KS_ABORT_NONE)
         g.requested |= KS_REQ_ABORT;
+    /* Written on the thread's way out, after every cleanup of its own ran:
+     * what it holds now stays locked. */
+    for (int i = 0; i < t->locks_held && i < KS_HELD_MAX && i < KS_ABORT_MAX_LEFT; i++)
+        g.left[g.nleft++] = (uintptr_t)t->held[i];
     if (how == KS_END_ABORTED) {
         struct ks_abort_report ab;
         ks_abort_snapshot(t, &ab);
         g.abort_how = ab.how;
         g.ncleanup = ab.ncleanup;
         memcpy(g.cleanup, ab.cleanup, sizeof g.cleanup);
-        g.nleft = ab.nleft;
-        memcpy(g.left, ab.left, sizeof g.left);
         memcpy(g.abort_note, ab.reason, sizeof g.abort_note - 1);   /* truncated */
         g.abort_note[sizeof g.abort_note - 1] = '\0';
     }

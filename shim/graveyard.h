@@ -34,11 +34,12 @@ struct ks_grave {
     uintptr_t site;           /* where it left (see ks_grave_bury); 0 unknown */
     void *start_routine;
     uint64_t created_ns, ended_ns;   /* CLOCK_MONOTONIC */
-    /* Aborted: how it left and what ran or stayed (deliver.h). */
+    /* Aborted: how it left and what ran (deliver.h). */
     int abort_how;            /* enum ks_abort_how; 0 if not aborted */
     int ncleanup, nleft;
     uintptr_t cleanup[KS_ABORT_MAX_CLEANUP];   /* frames whose cleanups ran */
-    uintptr_t left[KS_ABORT_MAX_LEFT];         /* locks it left held */
+    uintptr_t left[KS_ABORT_MAX_LEFT];         /* locks it left held (the first few
+                                                  of locks_held, however it ended) */
     char abort_note[80];      /* e.g. the shim unlocked a cond's mutex */
 };
 

@@ -3,7 +3,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "control.h"
@@ -17,9 +16,6 @@
 #include "stack_capture.h"
 
 static pthread_once_t ks_once = PTHREAD_ONCE_INIT;
-/* Resolved at init, never in _exit: a vfork child may call _exit while a
- * parent thread holds the loader's lock that dlsym needs. */
-static void (*ks_real_exit)(int);
 
 /* A stack dump unwinds in every program thread's signal handler, and
  * libunwind finds unwind tables through dl_iterate_phdr, whose lock glibc
@@ -64,10 +60,8 @@ static void ks_init_once(void)
 {
     const char *dbg = getenv("KILLSHIM_DEBUG");
     ks_debug_enabled = dbg && *dbg && strcmp(dbg, "0") != 0;
-    ks_resolve_all();
-    ks_block_resolve();
+    ks_real_resolve_all();
     ks_shim_threads_init();
-    __atomic_store_n(&ks_real_exit, (void (*)(int))ks_resolve("_exit", NULL), __ATOMIC_RELEASE);
     if (ks_gettid() == ks_getpid())
         ks_registry_add_self(KS_ROLE_MAIN, NULL);
     const char *off = getenv("KILLSHIM_DISABLE");
@@ -103,19 +97,4 @@ __attribute__((constructor)) static void ks_constructor(void)
         ks_registry_add_self(KS_ROLE_MAIN, NULL);
 }
 
-/* _exit runs no atexit handlers, so the socket file (file mode) is removed
- * here. Only by the process that made it: a vfork or fork child calling
- * _exit after a failed exec must not remove its parent's. */
-static __attribute__((noreturn)) void ks_exit_now(int status)
-{
-    ks_server_cleanup();
-    void (*real)(int) = __atomic_load_n(&ks_real_exit, __ATOMIC_ACQUIRE);
-    if (real)
-        real(status);
-    for (;;)
-        syscall(SYS_exit_group, status);
-}
-
-KS_EXPORT void _exit(int status) { ks_exit_now(status); }
-KS_EXPORT void _Exit(int status) { ks_exit_now(status); }
 __attribute__((destructor)) static void ks_destructor(void) { ks_server_cleanup(); }

@@ -9,6 +9,7 @@
  * Locks the shim takes for itself while it runs on a program thread
  * (shim_depth: libunwind's during a stack dump or an abort's walk) are not
  * the program's: the hooks pass straight through. */
+#include <errno.h>
 #include <pthread.h>
 
 #include "deliver.h"
@@ -26,31 +27,70 @@ __attribute__((weak)) void ks_on_locks_released(struct ks_thread *self) { (void)
 /* locks_held is written only by its owner and read by the control thread
  * (list, end, abort): relaxed atomic stores (a plain mov on x86), so a
  * reader sees whole values and the race is a defined one. */
-static inline void ks_held_add(struct ks_thread *self, void *obj)
+static inline void ks_held_put(struct ks_thread *self, void *obj, ks_lock_mark mark)
 {
     int n = self->locks_held;
-    if (n >= 0 && n < KS_HELD_MAX)
+    if (n >= 0 && n < KS_HELD_MAX) {
         self->held[n] = obj;
+        self->held_mark[n] = mark;
+    }
     __atomic_store_n(&self->locks_held, n + 1, __ATOMIC_RELAXED);
 }
 
-static inline void ks_held_remove(struct ks_thread *self, void *obj)
+/* RA: the lock call's return address, taken by the exported hook itself. */
+static inline void ks_held_add(struct ks_thread *self, void *obj, void *ra)
+{
+    ks_held_put(self, obj, ks_mark((uintptr_t)ra, self->cleanup_depth));
+}
+
+/* Takes OBJ out of the count. Returns 0 and its mark (cdepth
+ * KS_CDEPTH_UNKNOWN if it was beyond the remembered ones), or -1 if nothing
+ * was counted. */
+static inline int ks_held_take(struct ks_thread *self, void *obj, ks_lock_mark *mark)
 {
     int n = self->locks_held;
     /* A lock taken before the shim loaded is released without having been
      * counted: never go below zero. */
     if (n <= 0)
-        return;
+        return -1;
     int lim = n < KS_HELD_MAX ? n : KS_HELD_MAX;
+    *mark = ks_mark(0, KS_CDEPTH_UNKNOWN);
     for (int i = 0; i < lim; i++)
         if (self->held[i] == obj) {
+            *mark = self->held_mark[i];
             self->held[i] = self->held[lim - 1];
+            self->held_mark[i] = self->held_mark[lim - 1];
             break;
         }
     __atomic_store_n(&self->locks_held, n - 1, __ATOMIC_RELAXED);
-    if (n == 1 && KS_UNLIKELY(__atomic_load_n(&self->abort.state, __ATOMIC_ACQUIRE) ==
-                              KS_ABORT_PENDING))
+    return 0;
+}
+
+static inline void ks_held_remove(struct ks_thread *self, void *obj)
+{
+    int n = self->locks_held;
+    ks_lock_mark mark;
+    if (ks_held_take(self, obj, &mark) == 0 && n == 1 &&
+        KS_UNLIKELY(__atomic_load_n(&self->abort.state, __ATOMIC_ACQUIRE) == KS_ABORT_PENDING))
         ks_on_locks_released(self);
+}
+
+int ks_lock_uncount(struct ks_thread *self, void *obj, ks_lock_mark *mark)
+{
+    int n = self->locks_held;
+    int found = 0;
+    for (int i = 0; i < n && i < KS_HELD_MAX; i++)
+        found |= self->held[i] == obj;
+    /* Beyond the remembered ones OBJ may be held or not: count it held
+     * (as ks_held_remove does) only then. */
+    if (!found && !(n > KS_HELD_MAX))
+        return 0;
+    return ks_held_take(self, obj, mark) == 0;
+}
+
+void ks_lock_recount(struct ks_thread *self, void *obj, ks_lock_mark mark)
+{
+    ks_held_put(self, obj, mark);
 }
 
 /* What the thread waited for before this lock call: a program signal
@@ -75,7 +115,7 @@ static inline struct ks_wait ks_wait_begin(int kind, void *obj)
     return w;
 }
 
-static inline int ks_acquired(struct ks_wait w, void *obj, int rc)
+static inline int ks_acquired(struct ks_wait w, void *obj, void *ra, int rc)
 {
     struct ks_thread *self = w.self;
     if (KS_UNLIKELY(self->shim_depth))
@@ -83,15 +123,15 @@ static inline int ks_acquired(struct ks_wait w, void *obj, int rc)
     __atomic_store_n(&self->wait_kind, w.kind, __ATOMIC_RELAXED);
     __atomic_store_n(&self->wait_obj, w.obj, __ATOMIC_RELAXED);
     if (rc == 0)
-        ks_held_add(self, obj);
+        ks_held_add(self, obj, ra);
     return rc;
 }
 
-static inline int ks_tried(void *obj, int rc)
+static inline int ks_tried(void *obj, void *ra, int rc)
 {
     struct ks_thread *self = ks_self();
     if (rc == 0 && !self->shim_depth)
-        ks_held_add(self, obj);
+        ks_held_add(self, obj, ra);
     return rc;
 }
 
@@ -107,95 +147,81 @@ static inline int ks_released(void *obj, int rc)
 
 KS_EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
 {
-    KS_RESOLVE(pthread_mutex_lock);
     struct ks_wait w = ks_wait_begin(KS_WAIT_MUTEX, m);
-    return ks_acquired(w, m, ks_real.pthread_mutex_lock(m));
+    return ks_acquired(w, m, __builtin_return_address(0), KS_CALL_OR(pthread_mutex_lock, EAGAIN, (m)));
 }
 
 KS_EXPORT int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *abstime)
 {
-    KS_RESOLVE(pthread_mutex_timedlock);
     struct ks_wait w = ks_wait_begin(KS_WAIT_MUTEX, m);
-    return ks_acquired(w, m, ks_real.pthread_mutex_timedlock(m, abstime));
+    return ks_acquired(w, m, __builtin_return_address(0), KS_CALL_OR(pthread_mutex_timedlock, EAGAIN, (m, abstime)));
 }
 
 KS_EXPORT int pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t clk, const struct timespec *abstime)
 {
-    KS_RESOLVE(pthread_mutex_clocklock);
     struct ks_wait w = ks_wait_begin(KS_WAIT_MUTEX, m);
-    return ks_acquired(w, m, ks_real.pthread_mutex_clocklock(m, clk, abstime));
+    return ks_acquired(w, m, __builtin_return_address(0), KS_CALL_OR(pthread_mutex_clocklock, EAGAIN, (m, clk, abstime)));
 }
 
 KS_EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
 {
-    KS_RESOLVE(pthread_mutex_trylock);
-    return ks_tried(m, ks_real.pthread_mutex_trylock(m));
+    return ks_tried(m, __builtin_return_address(0), KS_CALL_OR(pthread_mutex_trylock, EAGAIN, (m)));
 }
 
 KS_EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
 {
-    KS_RESOLVE(pthread_mutex_unlock);
-    return ks_released(m, ks_real.pthread_mutex_unlock(m));
+    return ks_released(m, KS_CALL_OR(pthread_mutex_unlock, EAGAIN, (m)));
 }
 
 /* ---- Read-write locks (each read lock counts: they nest) ------------- */
 
 KS_EXPORT int pthread_rwlock_rdlock(pthread_rwlock_t *l)
 {
-    KS_RESOLVE(pthread_rwlock_rdlock);
     struct ks_wait w = ks_wait_begin(KS_WAIT_RWLOCK, l);
-    return ks_acquired(w, l, ks_real.pthread_rwlock_rdlock(l));
+    return ks_acquired(w, l, __builtin_return_address(0), KS_CALL_OR(pthread_rwlock_rdlock, EAGAIN, (l)));
 }
 
 KS_EXPORT int pthread_rwlock_wrlock(pthread_rwlock_t *l)
 {
-    KS_RESOLVE(pthread_rwlock_wrlock);
     struct ks_wait w = ks_wait_begin(KS_WAIT_RWLOCK, l);
-    return ks_acquired(w, l, ks_real.pthread_rwlock_wrlock(l));
+    return ks_acquired(w, l, __builtin_return_address(0), KS_CALL_OR(pthread_rwlock_wrlock, EAGAIN, (l)));
 }
 
 KS_EXPORT int pthread_rwlock_timedrdlock(pthread_rwlock_t *l, const struct timespec *t)
 {
-    KS_RESOLVE(pthread_rwlock_timedrdlock);
     struct ks_wait w = ks_wait_begin(KS_WAIT_RWLOCK, l);
-    return ks_acquired(w, l, ks_real.pthread_rwlock_timedrdlock(l, t));
+    return ks_acquired(w, l, __builtin_return_address(0), KS_CALL_OR(pthread_rwlock_timedrdlock, EAGAIN, (l, t)));
 }
 
 KS_EXPORT int pthread_rwlock_timedwrlock(pthread_rwlock_t *l, const struct timespec *t)
 {
-    KS_RESOLVE(pthread_rwlock_timedwrlock);
     struct ks_wait w = ks_wait_begin(KS_WAIT_RWLOCK, l);
-    return ks_acquired(w, l, ks_real.pthread_rwlock_timedwrlock(l, t));
+    return ks_acquired(w, l, __builtin_return_address(0), KS_CALL_OR(pthread_rwlock_timedwrlock, EAGAIN, (l, t)));
 }
 
 KS_EXPORT int pthread_rwlock_clockrdlock(pthread_rwlock_t *l, clockid_t c, const struct timespec *t)
 {
-    KS_RESOLVE(pthread_rwlock_clockrdlock);
     struct ks_wait w = ks_wait_begin(KS_WAIT_RWLOCK, l);
-    return ks_acquired(w, l, ks_real.pthread_rwlock_clockrdlock(l, c, t));
+    return ks_acquired(w, l, __builtin_return_address(0), KS_CALL_OR(pthread_rwlock_clockrdlock, EAGAIN, (l, c, t)));
 }
 
 KS_EXPORT int pthread_rwlock_clockwrlock(pthread_rwlock_t *l, clockid_t c, const struct timespec *t)
 {
-    KS_RESOLVE(pthread_rwlock_clockwrlock);
     struct ks_wait w = ks_wait_begin(KS_WAIT_RWLOCK, l);
-    return ks_acquired(w, l, ks_real.pthread_rwlock_clockwrlock(l, c, t));
+    return ks_acquired(w, l, __builtin_return_address(0), KS_CALL_OR(pthread_rwlock_clockwrlock, EAGAIN, (l, c, t)));
 }
 
 KS_EXPORT int pthread_rwlock_tryrdlock(pthread_rwlock_t *l)
 {
-    KS_RESOLVE(pthread_rwlock_tryrdlock);
-    return ks_tried(l, ks_real.pthread_rwlock_tryrdlock(l));
+    return ks_tried(l, __builtin_return_address(0), KS_CALL_OR(pthread_rwlock_tryrdlock, EAGAIN, (l)));
 }
 
 KS_EXPORT int pthread_rwlock_trywrlock(pthread_rwlock_t *l)
 {
-    KS_RESOLVE(pthread_rwlock_trywrlock);
-    return ks_tried(l, ks_real.pthread_rwlock_trywrlock(l));
+    return ks_tried(l, __builtin_return_address(0), KS_CALL_OR(pthread_rwlock_trywrlock, EAGAIN, (l)));
 }
 
 KS_EXPORT int pthread_rwlock_unlock(pthread_rwlock_t *l)
 {
-    KS_RESOLVE(pthread_rwlock_unlock);
-    return ks_released(l, ks_real.pthread_rwlock_unlock(l));
+    return ks_released(l, KS_CALL_OR(pthread_rwlock_unlock, EAGAIN, (l)));
 }

@@ -15,13 +15,12 @@
 #include "ks.h"
 #include "lock.h"
 #include "procfs.h"
+#include "real.h"
 
 #define KS_LONE_UNSHARE (CLONE_NEWUSER | CLONE_THREAD | CLONE_SIGHAND | CLONE_VM)
 #define KS_LONE_SETNS (CLONE_NEWUSER | CLONE_NEWNS)
 #define KS_LINGER_MS 500   /* how long shim tasks may take to leave the kernel */
 
-static int (*real_unshare)(int);
-static int (*real_setns)(int, int);
 
 /* The process's task count from /proc/self/status, or -1. */
 static int ks_task_count(void)
@@ -59,21 +58,18 @@ static int ks_alone(int (*call)(int, int), int a, int b)
 static int ks_call_unshare(int flags, int unused)
 {
     (void)unused;
-    return real_unshare(flags);
+    return KS_CALL_OR(unshare, (errno = ENOSYS, -1), (flags));
 }
 
-static int ks_call_setns(int fd, int nstype) { return real_setns(fd, nstype); }
+static int ks_call_setns(int fd, int nstype)
+{
+    return KS_CALL_OR(setns, (errno = ENOSYS, -1), (fd, nstype));
+}
 
 KS_EXPORT int unshare(int flags)
 {
-    if (KS_UNLIKELY(!__atomic_load_n(&real_unshare, __ATOMIC_ACQUIRE)))
-        __atomic_store_n(&real_unshare, (int (*)(int))ks_resolve("unshare", NULL), __ATOMIC_RELEASE);
-    if (!real_unshare) {
-        errno = ENOSYS;
-        return -1;
-    }
     if (!(flags & KS_LONE_UNSHARE))
-        return real_unshare(flags);
+        return ks_call_unshare(flags, 0);
     return ks_alone(ks_call_unshare, flags, 0);
 }
 
@@ -81,13 +77,7 @@ KS_EXPORT int unshare(int flags)
  * a pidfd's flags may include either. */
 KS_EXPORT int setns(int fd, int nstype)
 {
-    if (KS_UNLIKELY(!__atomic_load_n(&real_setns, __ATOMIC_ACQUIRE)))
-        __atomic_store_n(&real_setns, (int (*)(int, int))ks_resolve("setns", NULL), __ATOMIC_RELEASE);
-    if (!real_setns) {
-        errno = ENOSYS;
-        return -1;
-    }
     if (nstype != 0 && !(nstype & KS_LONE_SETNS))
-        return real_setns(fd, nstype);
+        return ks_call_setns(fd, nstype);
     return ks_alone(ks_call_setns, fd, nstype);
 }

@@ -18,8 +18,6 @@ struct ks_start {
     void *arg;
 };
 
-static void (*real_pthread_exit)(void *);
-
 /* The grave goes in before the record goes out (graveyard.h), and the
  * eventfd is closed only once no control thread can find the record. */
 /* The abort's last word on a thread that ends (abort_exit.c). */
@@ -74,15 +72,16 @@ KS_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
 {
     ks_init();   /* a constructor that runs before ours may create threads */
     ks_control_need();   /* a fork child serves once it is multi-threaded */
-    if (KS_UNLIKELY(!ks_real.pthread_create))
+    ks_real_pthread_create_t *real = KS_REAL(pthread_create);
+    if (KS_UNLIKELY(!real))
         return EAGAIN;
     struct ks_start *s = malloc(sizeof *s);
     if (!s)   /* cannot track it, but never refuse a thread the program wants */
-        return ks_real.pthread_create(thread, attr, fn, arg);
+        return real(thread, attr, fn, arg);
     s->fn = fn;
     s->arg = arg;
     ks_registry_starting_add(1);
-    int rc = ks_real.pthread_create(thread, attr, ks_thread_start, s);
+    int rc = real(thread, attr, ks_thread_start, s);
     if (rc != 0) {
         ks_registry_starting_add(-1);
         free(s);
@@ -103,13 +102,9 @@ KS_EXPORT void pthread_exit(void *ret)
         if (t->linked && t->role == KS_ROLE_MAIN)
             ks_thread_ended(t, KS_END_EXITED, t->exit_site);
     }
-    if (KS_UNLIKELY(!__atomic_load_n(&real_pthread_exit, __ATOMIC_ACQUIRE))) {
-        void *p = ks_resolve("pthread_exit", "GLIBC_2.34");
-        __atomic_store_n(&real_pthread_exit, p ? p : ks_resolve("pthread_exit", NULL),
-                         __ATOMIC_RELEASE);
-    }
-    if (real_pthread_exit)
-        real_pthread_exit(ret);
+    ks_real_pthread_exit_t *real = KS_REAL(pthread_exit);
+    if (real)
+        real(ret);
     /* pthread_exit must not return, and without libc's there is no way out
      * that keeps the process alive: park the thread. */
     for (;;)

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "real.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -39,49 +41,7 @@ extern "C" {
  * left out of ThreadSanitizer's instrumentation like sigctx's code. */
 #define KS_SIGSAFE __attribute__((no_sanitize("thread")))
 
-/* ---- Real functions (resolve.c) ----------------------------------------
- * One typed pointer per interposed function, filled eagerly by ks_init and
- * lazily by a hook that runs before ks_init (another library's constructor
- * may create threads first). Never copied into thread-local storage. */
-struct ks_real {
-    int (*pthread_create)(pthread_t *, const pthread_attr_t *,
-                          void *(*)(void *), void *);
-    int (*pthread_mutex_lock)(pthread_mutex_t *);
-    int (*pthread_mutex_trylock)(pthread_mutex_t *);
-    int (*pthread_mutex_timedlock)(pthread_mutex_t *, const struct timespec *);
-    int (*pthread_mutex_unlock)(pthread_mutex_t *);
-    int (*pthread_mutex_clocklock)(pthread_mutex_t *, clockid_t, const struct timespec *);
-    int (*pthread_rwlock_rdlock)(pthread_rwlock_t *);
-    int (*pthread_rwlock_wrlock)(pthread_rwlock_t *);
-    int (*pthread_rwlock_tryrdlock)(pthread_rwlock_t *);
-    int (*pthread_rwlock_trywrlock)(pthread_rwlock_t *);
-    int (*pthread_rwlock_timedrdlock)(pthread_rwlock_t *, const struct timespec *);
-    int (*pthread_rwlock_timedwrlock)(pthread_rwlock_t *, const struct timespec *);
-    int (*pthread_rwlock_clockrdlock)(pthread_rwlock_t *, clockid_t, const struct timespec *);
-    int (*pthread_rwlock_clockwrlock)(pthread_rwlock_t *, clockid_t, const struct timespec *);
-    int (*pthread_rwlock_unlock)(pthread_rwlock_t *);
-    int (*pthread_cond_wait)(pthread_cond_t *, pthread_mutex_t *);
-    int (*pthread_cond_timedwait)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *);
-    int (*pthread_cond_clockwait)(pthread_cond_t *, pthread_mutex_t *, clockid_t,
-                                  const struct timespec *);
-};
-extern struct ks_real ks_real;
-
-/* Resolves NAME in the objects loaded after the shim, preferring VERSION
- * (NULL: default version). Returns NULL if absent. */
-void *ks_resolve(const char *name, const char *version);
-/* NAME as libc itself defines it, around every interposer (a sanitizer's
- * runtime included). NULL if libc has none. */
-void *ks_resolve_libc(const char *name);
-/* Fills ks_real. Idempotent and thread-safe; called from ks_init and lazily. */
-void ks_resolve_all(void);
-/* Fills ks_real if ks_real.FN is not there yet: for hooks and locks that may
- * run before ks_init (another library's constructor). */
-#define KS_RESOLVE(fn)                \
-    do {                              \
-        if (KS_UNLIKELY(!ks_real.fn)) \
-            ks_resolve_all();         \
-    } while (0)
+/* ---- Real functions: real.h (KS_REAL(name), resolve.c) ----------------- */
 
 /* ---- Logging (log.c) -----------------------------------------------------
  * The shim never writes to stdout. It writes to stderr only when

@@ -15,21 +15,19 @@ extern struct ks_lock *const __stop_ks_locks[] __attribute__((visibility("hidden
 
 void ks_lock(struct ks_lock *l)
 {
-    KS_RESOLVE(pthread_mutex_lock);
-    ks_real.pthread_mutex_lock(&l->mu);
+    KS_REAL(pthread_mutex_lock)(&l->mu);
     KS_TSAN_ACQUIRE(&l->mu);
 }
 
 void ks_unlock(struct ks_lock *l)
 {
     KS_TSAN_RELEASE(&l->mu);
-    ks_real.pthread_mutex_unlock(&l->mu);
+    KS_REAL(pthread_mutex_unlock)(&l->mu);
 }
 
 int ks_trylock(struct ks_lock *l)
 {
-    KS_RESOLVE(pthread_mutex_trylock);
-    int rc = ks_real.pthread_mutex_trylock(&l->mu);
+    int rc = KS_REAL(pthread_mutex_trylock)(&l->mu);
     if (rc == 0)
         KS_TSAN_ACQUIRE(&l->mu);
     return rc;

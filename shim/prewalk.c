@@ -6,6 +6,7 @@
 
 #include "asfmt.h"
 #include "ks.h"
+#include "langrt.h"
 #include "lsda.h"
 #include "safepoint.h"
 #include "unwind.h"
@@ -74,6 +75,20 @@ static void ks_walk_set(struct ks_walk *w, int verdict, uintptr_t where, const c
         ks_sb_where(&b, where);
     }
     ks_sb_str(&b, tail);
+}
+
+/* A frame of language runtime RT (langrt.h): refused unless forced. */
+static void ks_walk_langrt(struct ks_walk *w, uintptr_t ip, int rt)
+{
+    struct ks_sb b;
+    ks_sb_init(&b, w->reason, sizeof w->reason);
+    w->verdict = KS_WALK_REFUSED;
+    w->where = ip;
+    ks_sb_str(&b, "runs in ");
+    ks_sb_str(&b, ks_langrt_name(rt));
+    ks_sb_str(&b, " at ");
+    ks_sb_where(&b, ip);
+    ks_sb_str(&b, ": leaving would strand the runtime's state for it (--force leaves)");
 }
 
 /* The verdict of the LSDA of frame PI at LOOKUP (the exact pc, or return
@@ -159,7 +174,13 @@ void ks_prewalk(ucontext_t *ctx, int exact, int flags, struct ks_walk *w)
             w->transient_sp = sp;
             return;
         }
-        int kind = ks_safepoint_lookup(exact ? ip : ip - 1, &(struct ks_pc_info){0});
+        struct ks_pc_info mod;
+        int kind = ks_safepoint_lookup(exact ? ip : ip - 1, &mod);
+        int rt = kind == KS_MOD_APP && !(flags & KS_WALK_LANGRT_OK) ? ks_langrt_of_name(mod.name) : 0;
+        if (rt) {
+            ks_walk_langrt(w, ip, rt);
+            return;
+        }
         unw_proc_info_t pi;
         memset(&pi, 0, sizeof pi);
         int pirc = ks_unw.get_proc_info(&cur, &pi);
@@ -208,8 +229,9 @@ void ks_prewalk(ucontext_t *ctx, int exact, int flags, struct ks_walk *w)
     ks_walk_set(w, KS_WALK_REFUSED, 0, "stack deeper than 1024 frames", "");
 }
 
-/* One frame of a cancellation unwind. Returns 0 to go on, or sets W. */
-static int ks_frames_one(struct ks_walk *w, uintptr_t lookup, const unw_proc_info_t *pi)
+/* One frame of a cancellation unwind (KIND: its module's). Returns 0 to go
+ * on, or sets W. */
+static int ks_frames_one(struct ks_walk *w, uintptr_t lookup, const unw_proc_info_t *pi, int kind)
 {
     if (!pi->lsda)
         return 0;
@@ -218,6 +240,10 @@ static int ks_frames_one(struct ks_walk *w, uintptr_t lookup, const unw_proc_inf
         return 0;
     case KS_LSDA_CLEANUP:
     case KS_LSDA_RETHROWS:
+        if (kind == KS_MOD_APP && w->napp_cleanup < KS_WALK_APP_CLEANUPS) {
+            w->app_cleanup_lo[w->napp_cleanup] = pi->start_ip;
+            w->app_cleanup_hi[w->napp_cleanup++] = pi->end_ip;
+        }
         if (w->ncleanup < KS_ABORT_MAX_CLEANUP)
             w->cleanup[w->ncleanup++] = lookup;
         return 0;
@@ -269,7 +295,7 @@ void ks_prewalk_frames(const uintptr_t *ips, const uint64_t *exact, int n, int f
             w->verdict = KS_WALK_OK;
             return;
         }
-        if ((i > 0 || !(flags & KS_FRAMES_SKIP_TOP)) && ks_frames_one(w, lookup, &pi) != 0)
+        if ((i > 0 || !(flags & KS_FRAMES_SKIP_TOP)) && ks_frames_one(w, lookup, &pi, kind) != 0)
             return;
     }
     ks_walk_set(w, KS_WALK_UNKNOWN, 0, "cannot check: the stack taken ends before the thread's "

@@ -27,6 +27,10 @@ enum ks_walk_verdict {
 /* Flags for ks_prewalk. */
 #define KS_WALK_SKIP_SHIM_TOP 1     /* leading frames of the shim are the exit path */
 #define KS_WALK_RUNTIME_TOP 2       /* leading runtime frames may be unwound (--force) */
+#define KS_WALK_LANGRT_OK 4         /* frames of a language runtime (langrt.h) may be
+                                       unwound (--force); without it they refuse */
+
+#define KS_WALK_APP_CLEANUPS 16
 
 /* What made a walk TRANSIENT. */
 enum ks_walk_obstacle {
@@ -43,6 +47,11 @@ struct ks_walk {
     uintptr_t exit_ip;        /* the first application frame: where it leaves from */
     uintptr_t transient_sp;   /* TRANSIENT: that frame's stack pointer */
     int frames;
+    int napp_cleanup;         /* ks_prewalk_frames: frames of the program (not
+                                 libc's, the C++ runtime's or the shim's) whose
+                                 cleanups (destructors) the unwind runs: their
+                                 functions' ranges, the innermost first */
+    uintptr_t app_cleanup_lo[KS_WALK_APP_CLEANUPS], app_cleanup_hi[KS_WALK_APP_CLEANUPS];
     int ncleanup;
     uintptr_t cleanup[KS_ABORT_MAX_CLEANUP];
     char reason[120];

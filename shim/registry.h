@@ -37,6 +37,22 @@ enum ks_wait_kind {
 };
 
 #define KS_HELD_MAX 4          /* lock addresses remembered per thread */
+/* Where and when a held lock was taken, for cancel mode's question "would a
+ * cleanup of the program release it?" (cancel_check.h): the return address
+ * of its lock call, in the function that took it (0: unknown), and the
+ * thread's cleanup_depth then (KS_CDEPTH_UNKNOWN: none known). One word, so
+ * that the record stays within 256 bytes: x86-64 user addresses fit in the
+ * low 48 bits, the depth (saturated) takes the high 16. */
+typedef uint64_t ks_lock_mark;
+#define KS_CDEPTH_UNKNOWN 0xffff
+#define KS_MARK_RA_BITS 48
+static inline ks_lock_mark ks_mark(uintptr_t ra, int cdepth)
+{
+    uint64_t d = cdepth < 0 ? 0 : cdepth >= KS_CDEPTH_UNKNOWN ? KS_CDEPTH_UNKNOWN : (uint64_t)cdepth;
+    return ((uint64_t)ra & ((1ull << KS_MARK_RA_BITS) - 1)) | d << KS_MARK_RA_BITS;
+}
+static inline uintptr_t ks_mark_ra(ks_lock_mark m) { return m & ((1ull << KS_MARK_RA_BITS) - 1); }
+static inline int ks_mark_cdepth(ks_lock_mark m) { return (int)(m >> KS_MARK_RA_BITS); }
 
 /* An abort request on a thread (deliver_abort.c). The record keeps what the
  * dispatcher and the lock hooks test on every call; everything else (the
@@ -64,11 +80,20 @@ struct ks_thread {
     /* Lock tracking (owner writes; see interpose_lock.c). Fields shared
      * between threads are accessed with __atomic builtins (the header is
      * also C++'s, which has no _Atomic). */
-    int locks_held;           /* pthread mutexes and rwlocks it holds */
+    int locks_held;           /* pthread mutexes and rwlocks it holds (the
+                                 mutex of a condition wait is not held while
+                                 the thread waits: interpose_cond.c) */
     void *held[KS_HELD_MAX];  /* the first KS_HELD_MAX of them, in no order */
+    ks_lock_mark held_mark[KS_HELD_MAX];   /* where and when each was taken */
+    int cleanup_depth;        /* pthread_cleanup_push handlers it has registered
+                                 (interpose_cleanup.c): a lock taken at depth D
+                                 has a handler registered after it while
+                                 cleanup_depth > D (the idiom: lock, push(unlock)) */
     int wait_kind;            /* enum ks_wait_kind */
     void *wait_obj;
     void *wait_mutex;         /* KS_WAIT_COND: the mutex the wait releases */
+    ks_lock_mark wait_mutex_mark;   /* KS_WAIT_COND: its mark (cdepth
+                                 KS_CDEPTH_UNKNOWN if it was not counted held) */
     int wait_lock;            /* spinlock: while the control side holds it, a
                                  KS_WAIT_COND wait_obj stays valid (interpose_cond.c) */
 
@@ -108,6 +133,18 @@ extern __thread struct ks_thread ks_self_rec
     __attribute__((tls_model("initial-exec"), visibility("hidden")));
 static inline struct ks_thread *ks_self(void) { return &ks_self_rec; }
 
+/* T's wait_lock (a spinlock: the cond wrapper and the control side hold it
+ * for a few stores or loads). */
+static inline void ks_wait_lock(struct ks_thread *t)
+{
+    while (__atomic_exchange_n(&t->wait_lock, 1, __ATOMIC_ACQUIRE))
+        __builtin_ia32_pause();
+}
+static inline void ks_wait_unlock(struct ks_thread *t)
+{
+    __atomic_store_n(&t->wait_lock, 0, __ATOMIC_RELEASE);
+}
+
 /* A thread's stack-dump state (blocking.h) lives beside its record in the
  * same thread's TLS, not inside it. ks_block_self: the caller's. ks_block_of:
  * the state of the thread whose record is T, valid as long as T is (under the
@@ -116,6 +153,15 @@ static inline struct ks_thread *ks_self(void) { return &ks_self_rec; }
 struct ks_block;
 struct ks_block *ks_block_self(void);
 struct ks_block *ks_block_of(struct ks_thread *t);
+
+/* The mutex of a condition wait is released inside pthread_cond_*wait and
+ * re-acquired before it returns (or, cancelled, before its cleanups run):
+ * the cond wrapper takes it out of SELF's held locks for the wait and puts
+ * it back after (interpose_lock.c). Neither fires the abort's unlock hook.
+ * ks_lock_uncount returns 1 (and *MARK, the lock's) if OBJ was counted
+ * held, 0 if not (then there is nothing to put back). */
+int ks_lock_uncount(struct ks_thread *self, void *obj, ks_lock_mark *mark);
+void ks_lock_recount(struct ks_thread *self, void *obj, ks_lock_mark mark);
 
 /* Links the calling thread's record with ROLE and START. Idempotent. */
 void ks_registry_add_self(enum ks_role role, void *start);

@@ -1,97 +1,196 @@
-/* One place that finds the real functions behind the shim's hooks. */
-#include <dlfcn.h>
-#include <stdatomic.h>
-#include <string.h>
+/* Fills the table of real functions (real.h) with a lookup of our own: one
+ * walk of the loaded objects (dl_iterate_phdr) and their dynamic symbol and
+ * version tables (elf_sym.c), for every entry at once.
+ *
+ * Why not dlsym/dlvsym: they allocate (a failed lookup formats its error
+ * message with malloc), and the program's allocator may be the very caller:
+ * jemalloc's initialisation takes a mutex, the mutex hook resolved, a failed
+ * dlvsym called malloc, jemalloc took the mutex again: endless recursion
+ * (redis-server died at start). And dladdr, which told an interposer from
+ * libc, scanned libc's symbol table per call: 80% of the instructions of a
+ * /bin/true under the shim.
+ *
+ * Why this is safe at any moment:
+ * - It allocates nothing and calls nothing the program can interpose:
+ *   dl_iterate_phdr is libc's (a sanitizer runtime's interceptor only
+ *   wraps it), and its lock is the loader's recursive dl_load_write_lock,
+ *   held by other threads only while they link or unlink an object.
+ * - Re-entry on the same thread (a signal handler, an indirect function's
+ *   resolver calling a hook) runs a nested walk that fills the same table
+ *   and returns; a depth limit is the backstop against a loop we did not
+ *   foresee: past it, a hook gets NULL and fails with its error instead of
+ *   recursing until the stack overflows.
+ * - Concurrent walks store the same values (release stores, one pointer
+ *   each), so the first one to finish wins nothing the other would change.
+ * - Only the table and a thread-local depth are written: nothing here needs
+ *   a constructor to have run. */
+#include "real.h"
 
+#include <link.h>
+#include <stdint.h>
+
+#include "elf_sym.h"
 #include "ks.h"
 
-struct ks_real ks_real;
+void *ks_real_fn[KS_FN_COUNT];
 
-void *ks_resolve(const char *name, const char *version)
-{
-    void *p = NULL;
-    if (version)
-        p = dlvsym(RTLD_NEXT, name, version);
-    if (!p)
-        p = dlsym(RTLD_NEXT, name);
-    return p;
-}
+static const struct ks_real_rule {
+    const char *symbol;
+    const char *version;
+    enum ks_real_where where;
+} ks_rules[KS_FN_COUNT] = {
+#define KS_X(field, sym, ver, wh, ret, params) [KS_FN_##field] = {sym, ver, wh},
+    KS_REAL_TABLE(KS_X)
+#undef KS_X
+};
 
-void *ks_resolve_libc(const char *name)
-{
-    void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
-    if (!libc)
-        return NULL;
-    void *p = dlsym(libc, name);
-    dlclose(libc);   /* only drops the reference RTLD_NOLOAD took */
-    return p;
-}
+/* Set once a complete walk has stored everything it found: a NULL entry is
+ * then a function the process does not have, and KS_REAL stops looking. */
+static int ks_real_complete;
+static __thread int ks_resolve_depth __attribute__((tls_model("initial-exec")));
+#define KS_RESOLVE_MAX_DEPTH 3
 
-/* Another interposer between us and libc (a sanitizer's runtime, a
- * profiler) defines NAME unversioned, and dlvsym would skip it: threads
- * created behind its back are unknown to it (ASan then reports stale stack
- * poison as errors, TSan races that are none), and a condition wait it does
- * not see leaves TSan believing the mutex is still held. NAME in that
- * interposer, or NULL if the next definition is libc's. */
-static void *ks_next_interposer(const char *name)
-{
-    void *next = dlsym(RTLD_NEXT, name);
-    Dl_info di;
-    if (next && dladdr(next, &di) && di.dli_fname && !strstr(di.dli_fname, "/libc.so"))
-        return next;
-    return NULL;
-}
+/* For tests/unit/resolve_test: called at each object a walk visits. */
+void (*ks_resolve_visit_hook)(void);
 
-/* glibc 2.34 moved libpthread into libc and gave pthread_create a new
- * version; the old GLIBC_2.2.5 one is kept for old binaries. Ask for the
- * newest first so the program gets what it would get without the shim. */
-static void *ks_resolve_versioned(const char *name)
+/* Per entry, during one walk (on the stack: about 1.3 KB a walk). */
+struct ks_found {
+    void *first;                 /* the first definition after the shim, default version */
+    void *exact;                 /* the first definition at the rule's version */
+    uint32_t hash;               /* of the symbol's name */
+    unsigned char first_is_libc;
+    unsigned char final;         /* nothing later in load order can change it */
+};
+
+struct ks_walk {
+    uintptr_t self;      /* an address inside the object that holds this code */
+    int after_self;      /* objects before ours are not searched (RTLD_NEXT) */
+    int left;            /* entries not final yet */
+    struct ks_found found[KS_FN_COUNT];
+};
+
+static int ks_contains(const struct dl_phdr_info *info, uintptr_t addr)
 {
-    void *next = ks_next_interposer(name);
-    if (next)
-        return next;
-    static const char *const versions[] = {"GLIBC_2.34", "GLIBC_2.2.5", NULL};
-    for (int i = 0; versions[i]; i++) {
-        void *p = dlvsym(RTLD_NEXT, name, versions[i]);
-        if (p)
-            return p;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && addr >= lo && addr - lo < ph->p_memsz)
+            return 1;
     }
-    return dlsym(RTLD_NEXT, name);
+    return 0;
 }
 
-/* pthread_cond_* have two versions since glibc 2.3.2; the default (new) one
- * is what a program built today binds to. */
-static void *ks_resolve_cond(const char *name)
+static int ks_is_libc(const struct ks_elf_obj *o)
 {
-    void *next = ks_next_interposer(name);
-    return next ? next : ks_resolve(name, "GLIBC_2.3.2");
+    static const char want[] = "libc.so.6";
+    for (size_t i = 0; i < sizeof want; i++)
+        if (o->soname[i] != want[i])
+            return 0;
+    return 1;
 }
 
-/* dlsym may allocate (its error buffer), but the shim does not interpose the
- * allocator, so resolving cannot recurse into a hook. Two threads resolving
- * at once store the same pointers: the race is benign, and each pointer is
- * published with a release store so a reader never sees a torn value. */
-void ks_resolve_all(void)
+/* Applies entry F's rule to object O, the next in load order. */
+static void ks_visit_entry(struct ks_walk *w, const struct ks_elf_obj *o, int libc, int f)
 {
-#define KS_SET(field, expr) \
-    __atomic_store_n(&ks_real.field, (__typeof__(ks_real.field))(expr), __ATOMIC_RELEASE)
-    KS_SET(pthread_create, ks_resolve_versioned("pthread_create"));
-    KS_SET(pthread_mutex_lock, ks_resolve_versioned("pthread_mutex_lock"));
-    KS_SET(pthread_mutex_trylock, ks_resolve_versioned("pthread_mutex_trylock"));
-    KS_SET(pthread_mutex_timedlock, ks_resolve_versioned("pthread_mutex_timedlock"));
-    KS_SET(pthread_mutex_unlock, ks_resolve_versioned("pthread_mutex_unlock"));
-    KS_SET(pthread_mutex_clocklock, ks_resolve_versioned("pthread_mutex_clocklock"));
-    KS_SET(pthread_rwlock_rdlock, ks_resolve_versioned("pthread_rwlock_rdlock"));
-    KS_SET(pthread_rwlock_wrlock, ks_resolve_versioned("pthread_rwlock_wrlock"));
-    KS_SET(pthread_rwlock_tryrdlock, ks_resolve_versioned("pthread_rwlock_tryrdlock"));
-    KS_SET(pthread_rwlock_trywrlock, ks_resolve_versioned("pthread_rwlock_trywrlock"));
-    KS_SET(pthread_rwlock_timedrdlock, ks_resolve_versioned("pthread_rwlock_timedrdlock"));
-    KS_SET(pthread_rwlock_timedwrlock, ks_resolve_versioned("pthread_rwlock_timedwrlock"));
-    KS_SET(pthread_rwlock_clockrdlock, ks_resolve_versioned("pthread_rwlock_clockrdlock"));
-    KS_SET(pthread_rwlock_clockwrlock, ks_resolve_versioned("pthread_rwlock_clockwrlock"));
-    KS_SET(pthread_rwlock_unlock, ks_resolve_versioned("pthread_rwlock_unlock"));
-    KS_SET(pthread_cond_wait, ks_resolve_cond("pthread_cond_wait"));
-    KS_SET(pthread_cond_timedwait, ks_resolve_cond("pthread_cond_timedwait"));
-    KS_SET(pthread_cond_clockwait, ks_resolve_versioned("pthread_cond_clockwait"));
-#undef KS_SET
+    const struct ks_real_rule *r = &ks_rules[f];
+    struct ks_found *fd = &w->found[f];
+    const ElfW(Sym) *s;
+    if (r->where == KS_LIBC) {
+        if (libc && (s = ks_elf_find(o, r->symbol, fd->hash, r->version)))
+            fd->exact = ks_elf_addr(o, s);
+        fd->final = libc;   /* only libc's own counts, found or not */
+        return;
+    }
+    if (!fd->first && (s = ks_elf_find(o, r->symbol, fd->hash, NULL))) {
+        fd->first = ks_elf_addr(o, s);
+        fd->first_is_libc = libc;
+    }
+    if (r->version && !fd->exact && (s = ks_elf_find(o, r->symbol, fd->hash, r->version)))
+        fd->exact = ks_elf_addr(o, s);
+    /* An interposer's definition is taken as it is; libc's needs the
+     * rule's version, if it has one. */
+    fd->final = fd->first && (!fd->first_is_libc || !r->version || fd->exact);
+}
+
+static int ks_visit(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    struct ks_walk *w = arg;
+    void (*hook)(void) = __atomic_load_n(&ks_resolve_visit_hook, __ATOMIC_ACQUIRE);
+    if (hook)
+        hook();
+    if (!w->after_self) {
+        w->after_self = ks_contains(info, w->self);
+        return 0;
+    }
+    struct ks_elf_obj o;
+    if (ks_elf_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0)
+        return 0;
+    int libc = ks_is_libc(&o);
+    for (int f = 0; f < KS_FN_COUNT; f++) {
+        if (w->found[f].final)
+            continue;
+        ks_visit_entry(w, &o, libc, f);
+        w->left -= w->found[f].final;
+    }
+    return w->left == 0;   /* nonzero stops the walk */
+}
+
+static void *ks_pick(const struct ks_real_rule *r, const struct ks_found *fd)
+{
+    if (r->where == KS_LIBC)
+        return fd->exact;
+    if (fd->first && !fd->first_is_libc)
+        return fd->first;   /* an interposer */
+    return fd->exact ? fd->exact : fd->first;
+}
+
+static void ks_walk(void)
+{
+    struct ks_walk w = {.self = (uintptr_t)&ks_walk, .left = 0};
+    for (int f = 0; f < KS_FN_COUNT; f++) {
+        w.found[f].final = __atomic_load_n(&ks_real_fn[f], __ATOMIC_ACQUIRE) != NULL;
+        if (!w.found[f].final) {
+            w.found[f].hash = ks_elf_gnu_hash(ks_rules[f].symbol);
+            w.left++;
+        }
+    }
+    if (w.left == 0)
+        return;
+    dl_iterate_phdr(ks_visit, &w);
+    if (!w.after_self) {   /* never found ourselves: search everything */
+        w.after_self = 1;
+        dl_iterate_phdr(ks_visit, &w);
+    }
+    for (int f = 0; f < KS_FN_COUNT; f++) {
+        void *p = ks_pick(&ks_rules[f], &w.found[f]);
+        if (p)
+            __atomic_store_n(&ks_real_fn[f], p, __ATOMIC_RELEASE);
+    }
+}
+
+void ks_real_resolve_all(void)
+{
+    if (ks_resolve_depth >= KS_RESOLVE_MAX_DEPTH)
+        return;
+    ks_resolve_depth++;
+    ks_walk();
+    ks_resolve_depth--;
+    __atomic_store_n(&ks_real_complete, 1, __ATOMIC_RELEASE);
+}
+
+/* For tests/unit/resolve_test only: forgets everything, as before the first
+ * resolution. Never called by the shim (a hook could read a cleared entry). */
+void ks_real_forget(void)
+{
+    for (int f = 0; f < KS_FN_COUNT; f++)
+        __atomic_store_n(&ks_real_fn[f], NULL, __ATOMIC_RELEASE);
+    __atomic_store_n(&ks_real_complete, 0, __ATOMIC_RELEASE);
+}
+
+void *ks_real_miss(enum ks_real_id f)
+{
+    if (!__atomic_load_n(&ks_real_complete, __ATOMIC_ACQUIRE))
+        ks_real_resolve_all();
+    return __atomic_load_n(&ks_real_fn[f], __ATOMIC_ACQUIRE);
 }

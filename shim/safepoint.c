@@ -120,7 +120,6 @@ static int ks_count_changes(struct dl_phdr_info *info, size_t size, void *arg)
 
 int ks_safepoint_refresh(void)
 {
-    KS_RESOLVE(pthread_mutex_lock);
     ks_lock(&ks_write_mu);
     unsigned long long v[2] = {0, 0};
     dl_iterate_phdr(ks_count_changes, v);

@@ -103,7 +103,6 @@ static void *ks_shim_thread_main(void *p)
 
 int ks_spawn_shim_thread(const char *name, void *(*fn)(void *), void *arg, size_t stack)
 {
-    KS_RESOLVE(pthread_create);
     struct ks_spawn *s = malloc(sizeof *s);
     if (!s)
         return ENOMEM;
@@ -121,7 +120,8 @@ int ks_spawn_shim_thread(const char *name, void *(*fn)(void *), void *arg, size_
     pthread_t th;
     ks_registry_starting_add(1);
     __atomic_add_fetch(&ks_alive, 1, __ATOMIC_ACQ_REL);
-    int rc = ks_real.pthread_create(&th, &attr, ks_shim_thread_main, s);
+    ks_real_pthread_create_t *create = KS_REAL(pthread_create);
+    int rc = create ? create(&th, &attr, ks_shim_thread_main, s) : ENOSYS;
     pthread_attr_destroy(&attr);
     if (rc != 0) {
         __atomic_sub_fetch(&ks_alive, 1, __ATOMIC_RELEASE);

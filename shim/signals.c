@@ -23,36 +23,20 @@ static ks_sig_fn *ks_handlers[KS_SIG_COUNT];
 static struct sigaction ks_prog_act[KS_SIG_COUNT];
 KS_LOCK_DEFINE(static, ks_act_mu);
 
-static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
-/* libc's own: what puts the shim's handlers into the kernel. An interposer
- * between us and libc must not wrap them: ThreadSanitizer's defers an
- * asynchronous signal to the thread's next call into its runtime (a thread
- * spinning in the program's code would never take ours) and hands the
- * handler a copy of the context (the abort's redirect would be lost). */
-static int (*libc_sigaction)(int, const struct sigaction *, struct sigaction *);
-static int (*real_sigprocmask)(int, const sigset_t *, sigset_t *);
-static int (*real_pthread_sigmask)(int, const sigset_t *, sigset_t *);
-
-static void ks_resolve_signals(void)
-{
-    if (!real_sigaction)
-        __atomic_store_n(&real_sigaction, ks_resolve("sigaction", NULL), __ATOMIC_RELEASE);
-    if (!real_sigprocmask)
-        __atomic_store_n(&real_sigprocmask, ks_resolve("sigprocmask", NULL), __ATOMIC_RELEASE);
-    if (!real_pthread_sigmask)
-        __atomic_store_n(&real_pthread_sigmask, ks_resolve("pthread_sigmask", NULL), __ATOMIC_RELEASE);
-    if (!libc_sigaction)
-        __atomic_store_n(&libc_sigaction, ks_resolve_libc("sigaction"), __ATOMIC_RELEASE);
-}
-
+/* libc's own sigaction (real.h: libc_sigaction) is what puts the shim's
+ * handlers into the kernel. An interposer between us and libc must not wrap
+ * them: ThreadSanitizer's defers an asynchronous signal to the thread's next
+ * call into its runtime (a thread spinning in the program's code would never
+ * take ours) and hands the handler a copy of the context (the abort's
+ * redirect would be lost). */
 int ks_sigaction_kernel(int signo, const struct sigaction *act, struct sigaction *old)
 {
-    ks_resolve_signals();
-    if (!libc_sigaction) {
+    ks_real_libc_sigaction_t *real = KS_REAL(libc_sigaction);
+    if (!real) {
         errno = ENOSYS;
         return -1;
     }
-    return libc_sigaction(signo, act, old);
+    return real(signo, act, old);
 }
 
 int ks_signo(enum ks_sig_kind k) { return ks_signos[k]; }
@@ -89,7 +73,7 @@ static void ks_chain(int k, int signo, siginfo_t *si, void *uc)
         /* The default action of a real-time signal ends the process: do
          * exactly that, as the program would without the shim. */
         struct sigaction dfl = {.sa_handler = SIG_DFL};
-        libc_sigaction(signo, &dfl, NULL);
+        KS_REAL(libc_sigaction)(signo, &dfl, NULL);
         syscall(SYS_tgkill, getpid(), ks_gettid(), signo);
         return;
     }
@@ -146,8 +130,7 @@ static int ks_pick_signals(void)
 
 int ks_signals_install(void)
 {
-    ks_resolve_signals();
-    if (!real_sigaction || !libc_sigaction)
+    if (!KS_REAL(sigaction) || !KS_REAL(libc_sigaction))
         return ENOSYS;
     ks_pick_signals();
     for (int k = 0; k < KS_SIG_COUNT; k++) {
@@ -157,7 +140,7 @@ int ks_signals_install(void)
         sa.sa_flags = SA_SIGINFO | (k == KS_SIG_DUMP ? SA_RESTART : 0);
         sigfillset(&sa.sa_mask);   /* nothing of the program's runs inside ours */
         /* Keep what the program (or a library) had there, to chain to it. */
-        if (libc_sigaction(ks_signos[k], &sa, &ks_prog_act[k]) != 0)
+        if (KS_REAL(libc_sigaction)(ks_signos[k], &sa, &ks_prog_act[k]) != 0)
             return errno;
     }
     __atomic_store_n(&ks_installed, 1, __ATOMIC_RELEASE);
@@ -229,62 +212,28 @@ void ks_signals_pass_mask_from(uintptr_t lo, uintptr_t hi)
     __atomic_store_n(&ks_pass_hi, hi, __ATOMIC_RELEASE);
 }
 
-/* ---- What the program sees -------------------------------------------- */
+/* ---- What the program sees (its hooks: interpose_signal.c) ----------- */
 
-KS_EXPORT int sigaction(int signo, const struct sigaction *act, struct sigaction *old)
+int ks_signals_program_action(int signo, const struct sigaction *act, struct sigaction *old)
 {
-    ks_resolve_signals();
     int k = ks_kind_of(signo);
     if (k < 0)
-        return real_sigaction(signo, act, old);
+        return 0;
     sigset_t all, prev;
     sigfillset(&all);
-    real_pthread_sigmask(SIG_BLOCK, &all, &prev);
+    KS_REAL(pthread_sigmask)(SIG_BLOCK, &all, &prev);
     ks_lock(&ks_act_mu);
     if (old)
         *old = ks_prog_act[k];
     if (act)
         ks_prog_act[k] = *act;
     ks_unlock(&ks_act_mu);
-    real_pthread_sigmask(SIG_SETMASK, &prev, NULL);
-    return 0;
+    KS_REAL(pthread_sigmask)(SIG_SETMASK, &prev, NULL);
+    return 1;
 }
 
-static sighandler_t ks_signal_common(int signo, sighandler_t h, int flags)
-{
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = h;
-    sa.sa_flags = flags;
-    sigemptyset(&sa.sa_mask);
-    if (!(flags & SA_NODEFER))
-        sigaddset(&sa.sa_mask, signo);
-    if (sigaction(signo, &sa, &old) != 0)
-        return SIG_ERR;
-    return old.sa_handler;
-}
-
-/* glibc's signal() calls its internal sigaction, which would go around the
- * interposed one: the BSD and System V flavours are spelled out here. */
-KS_EXPORT sighandler_t signal(int signo, sighandler_t h)
-{
-    return ks_signal_common(signo, h, SA_RESTART);
-}
-
-KS_EXPORT sighandler_t bsd_signal(int signo, sighandler_t h)
-{
-    return ks_signal_common(signo, h, SA_RESTART);
-}
-
-KS_EXPORT sighandler_t sysv_signal(int signo, sighandler_t h)
-{
-    return ks_signal_common(signo, h, SA_RESETHAND | SA_NODEFER);
-}
-
-/* Returns SET, or COPY without our signals if SET would block them. CALLER:
- * the return address of the hook. */
-static const sigset_t *ks_unblockable(int how, const sigset_t *set, sigset_t *copy,
-                                      uintptr_t caller)
+const sigset_t *ks_signals_unblockable(int how, const sigset_t *set, sigset_t *copy,
+                                       uintptr_t caller)
 {
     if (!set || how == SIG_UNBLOCK || !__atomic_load_n(&ks_installed, __ATOMIC_ACQUIRE))
         return set;
@@ -294,20 +243,4 @@ static const sigset_t *ks_unblockable(int how, const sigset_t *set, sigset_t *co
     for (int k = 0; k < KS_SIG_COUNT; k++)
         sigdelset(copy, ks_signos[k]);
     return copy;
-}
-
-KS_EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
-{
-    ks_resolve_signals();
-    sigset_t copy;
-    return real_sigprocmask(how, ks_unblockable(how, set, &copy,
-                                                (uintptr_t)__builtin_return_address(0)), old);
-}
-
-KS_EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
-{
-    ks_resolve_signals();
-    sigset_t copy;
-    return real_pthread_sigmask(how, ks_unblockable(how, set, &copy,
-                                                    (uintptr_t)__builtin_return_address(0)), old);
 }

@@ -72,6 +72,19 @@ int ks_signal_tid(pid_t tid, enum ks_sig_kind k);
  * blocked" instead. Set once at init. */
 void ks_signals_pass_mask_from(uintptr_t lo, uintptr_t hi);
 
+/* For the program's sigaction (interpose_signal.c): if SIGNO is one of the
+ * shim's, stores in *OLD (if not NULL) the action the program believes it
+ * installed there and makes ACT (if not NULL) that action, and returns 1;
+ * the kernel keeps the shim's handler, which chains to it. Otherwise
+ * returns 0 and touches nothing. */
+int ks_signals_program_action(int signo, const struct sigaction *act, struct sigaction *old);
+
+/* For the program's sigprocmask and pthread_sigmask: SET, or COPY holding
+ * SET without the shim's signals if SET would block them. CALLER: the
+ * return address of the hook (see ks_signals_pass_mask_from). */
+const sigset_t *ks_signals_unblockable(int how, const sigset_t *set, sigset_t *copy,
+                                       uintptr_t caller);
+
 #ifdef __cplusplus
 }
 #endif

@@ -58,7 +58,6 @@ static void ks_trap_entry(int signo, siginfo_t *si, void *ucv)
 
 int ks_step_install(void)
 {
-    KS_RESOLVE(pthread_mutex_lock);
     int rc = 0;
     sigset_t all, old;
     sigfillset(&all);

@@ -5,9 +5,17 @@ set -eu
 
 # xz-utils: tests/e2e/realprog_test runs xz under the shim.
 # clang-14, libclang-rt-14-dev: tools/fuzz.sh (libFuzzer), run by CI.
+# python3, openjdk-17-jre-headless: tests/e2e/safe_end_test checks that a
+# language runtime's threads (Debian's python3, a Java VM: rmiregistry) are
+# refused; a fresh Debian 12 has neither.
+# libjemalloc2, libtcmalloc-minimal4, libmimalloc2.0: tests/e2e/alloc_test
+#   preloads each allocator before and after the shim.
+# redis-server, redis-tools: tests/e2e/redis_test (redis-server links
+#   jemalloc; redis-benchmark loads it) and tools/bench/redis.sh.
 PKGS="build-essential bazel-bootstrap libunwind-dev libgtest-dev libdw-dev libelf-dev
       libjson-c-dev util-linux procps man-db groff-base curl xz-utils clang-14
-      libclang-rt-14-dev"
+      libclang-rt-14-dev python3 openjdk-17-jre-headless libjemalloc2
+      libtcmalloc-minimal4 libmimalloc2.0 redis-server redis-tools"
 
 missing=""
 for p in $PKGS; do

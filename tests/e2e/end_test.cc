@@ -240,19 +240,34 @@ TEST(Cancel, ThreadsBlockedInCancellationPoints) {
   }
 }
 
-TEST(Cancel, DisabledCancellationIsReportedAndActsWhenReenabled) {
+// Disabled cancellation: a cancel issued now would act at the thread's first
+// cancellation point after it re-enables, holding whatever it holds then.
+// It waits instead (never issued: it lapses when the injector stops asking),
+// and acts once the thread has re-enabled and blocks in one.
+TEST(Cancel, DisabledCancellationWaitsAndActsOnceReenabled) {
   Victims v;
   pid_t tid = v.Spawn("nocancel");
   ks::Result r = v.End(tid, {"-m", "cancel", "-t", "0.5"});
   EXPECT_EQ(r.code, 3) << r.out << r.err;
-  EXPECT_NE(r.out.find("cancellation disabled by the thread; pending until it re-enables"),
-            std::string::npos)
+  EXPECT_NE(r.out.find("cancel waits: cancellation disabled by the thread;"), std::string::npos)
       << r.out;
+  EXPECT_NE(r.out.find("the cancel was never issued"), std::string::npos) << r.out;
   auto st = Status(v.t.pid(), tid);
   EXPECT_EQ(st["cancel"], "disabled");
-  EXPECT_EQ(st["requested"], "cancel");
+  EXPECT_EQ(st["state"], "alive");
   v.ExpectHealthy();
   v.t.Send("reenable 0");
+  EXPECT_EQ(v.t.WaitFor("reenabling 0"), "reenabling 0");
+  // Another client's look never sets off the cancel asked before: only the
+  // injector that waits for it tries it again.
+  for (int i = 0; i < 5; i++) {
+    EXPECT_EQ(Status(v.t.pid(), tid)["state"], "alive");
+    usleep(120 * 1000);  // past the retry interval
+  }
+  EXPECT_TRUE(ks::TaskExists(v.t.pid(), tid));
+  r = v.End(tid, {"--json", "-m", "cancel", "-t", "30"});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_EQ(ks::FlatJson(r.out)["how"], "cancelled");
   EXPECT_EQ(v.Join(0), "joined 0 canceled");
   st = Status(v.t.pid(), tid);
   EXPECT_EQ(st["state"], "ended");
@@ -260,11 +275,20 @@ TEST(Cancel, DisabledCancellationIsReportedAndActsWhenReenabled) {
   v.ExpectHealthy();
 }
 
-TEST(Cancel, ALockHeldAtCancellationIsReportedLeftBehind) {
+// Blocked in read holding held_mu, no cleanup handler: a cancel would leave
+// held_mu locked, so it waits; --force cancels, and the report (exit 10)
+// says what was left.
+TEST(Cancel, ALockHeldAtCancellationWaitsUnlessForced) {
   Victims v;
   pid_t tid = v.Spawn("holder");
-  ks::Result r = v.End(tid, {"--json", "-m", "cancel", "-t", "30"});
-  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  ks::Result r = v.End(tid, {"--json", "-m", "cancel", "-t", "0.5"});
+  EXPECT_EQ(r.code, 3) << r.out << r.err;
+  EXPECT_NE(ks::FlatJson(r.out)["pending"].find("cancel waits: it holds lock held_mu ("),
+            std::string::npos)
+      << r.out;
+  EXPECT_TRUE(ks::TaskExists(v.t.pid(), tid));
+  r = v.End(tid, {"--json", "-m", "cancel", "--force", "-t", "30"});
+  EXPECT_EQ(r.code, 10) << r.out << r.err;
   EXPECT_EQ(ks::FlatJson(r.out)["locks_left"], "1");
   v.ExpectHealthy();
 }
@@ -428,7 +452,7 @@ TEST(Protocol, StatusOfAnEndedThreadComesFromTheGraveyard) {
     usleep(1000);
   }
   auto end = ks::ParseLine(
-      c.Request("end tid=" + std::to_string(tid) + " id=" + id + " mode=cancel").back());
+      c.Request("end tid=" + std::to_string(tid) + " id=" + id + " mode=cancel force=1").back());
   EXPECT_EQ(end["verb"], "ok");
   EXPECT_EQ(v.Join(0), "joined 0 canceled");
   auto st = ks::ParseLine(c.Request("status tid=" + std::to_string(tid) + " id=" + id).back());

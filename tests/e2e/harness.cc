@@ -436,20 +436,46 @@ static unsigned long SleepingPc(pid_t pid, pid_t tid) {
   return 0;
 }
 
+// The path of the loaded object whose file name starts with PREFIX, or "".
+static std::string LoadedObject(const char* prefix) {
+  struct Want {
+    const char* prefix;
+    std::string found;
+  } w = {prefix, ""};
+  dl_iterate_phdr(
+      [](struct dl_phdr_info* info, size_t, void* data) {
+        auto* w = static_cast<Want*>(data);
+        const char* name = info->dlpi_name;
+        const char* base = name ? strrchr(name, '/') : nullptr;
+        if (base && strncmp(base + 1, w->prefix, strlen(w->prefix)) == 0) w->found = name;
+        return 0;
+      },
+      &w);
+  return w.found;
+}
+
 std::string SanitizerPreload() {
 #ifndef __SANITIZE_THREAD__
   return "";
 #else
-  std::string found;
-  dl_iterate_phdr(
-      [](struct dl_phdr_info* info, size_t, void* data) {
-        const char* name = info->dlpi_name;
-        const char* base = name ? strrchr(name, '/') : nullptr;
-        if (base && strncmp(base + 1, "libtsan.so", 10) == 0) *static_cast<std::string*>(data) = name;
-        return 0;
-      },
-      &found);
-  return found;
+  return LoadedObject("libtsan.so");
+#endif
+}
+
+std::string AllocatorPreload(const std::string& lib, AllocAt at) {
+  auto join = [](const std::string& a, const std::string& b) {
+    return a.empty() ? b : b.empty() ? a : a + ":" + b;
+  };
+#if defined(__SANITIZE_THREAD__)
+  return join(at == AllocAt::kNoShim ? SanitizerPreload() : Preload(), lib);
+#else
+#if defined(__SANITIZE_ADDRESS__)
+  std::string first = LoadedObject("libasan.so");
+#else
+  std::string first;
+#endif
+  if (at == AllocAt::kNoShim) return join(first, lib);
+  return join(first, at == AllocAt::kBeforeShim ? join(lib, ShimPath()) : join(ShimPath(), lib));
 #endif
 }
 

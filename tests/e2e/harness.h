@@ -21,6 +21,16 @@ std::string Preload();
 // in this test: a TSan-built shim in a program not built with TSan needs it
 // preloaded (tools/killshim does the same). Empty in other builds.
 std::string SanitizerPreload();
+// The LD_PRELOAD value for a program that preloads the allocator LIB (none
+// if empty) with or without the shim, before or after it. ASan's and TSan's
+// runtimes replace malloc, and an allocator loaded ahead of them crashes the
+// program at start, with or without the shim. So under ASan its runtime
+// comes first; under TSan nothing may precede its runtime but the shim
+// (Preload: a TSan-built shim behind it would run before TSan is set up),
+// and LIB comes after both whichever side was asked. Plain and UBSan builds
+// load exactly what was asked.
+enum class AllocAt { kNoShim, kBeforeShim, kAfterShim };
+std::string AllocatorPreload(const std::string& lib, AllocAt at);
 std::string InjectorPath();
 std::string ProgPath(const std::string& name);  // tests/progs/NAME
 

@@ -16,11 +16,18 @@
 //                 poke sends (EINTR is retried) and returns after a byte if
 //                 killshim_stop_requested()
 //         catchall-read  the same below a catch (...) that does not rethrow
+//         cvwait  std::condition_variable::wait forever, its std::unique_lock
+//                 on cv_mu (whose destructor releases cv_mu on the way out)
+//         rawlock a C-style pthread mutex (raw_mu) taken in a function without
+//                 destructors, then blocked in read below a frame that has
+//                 some (the Guard): nothing on the way out releases raw_mu
 #include <poll.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <iostream>
 #include <map>
@@ -40,6 +47,9 @@ namespace {
 
 std::mutex out_mu;
 std::mutex shared_mu;
+std::mutex cv_mu;
+std::condition_variable cv;
+pthread_mutex_t raw_mu = PTHREAD_MUTEX_INITIALIZER;
 std::atomic<long> ticks{0};
 
 void Say(const std::string& s) {
@@ -94,6 +104,22 @@ __attribute__((noinline)) void ServeCatchAll(int idx, int fd) {
   }
 }
 
+// As a C library would: lock, then block (here for good) while holding it.
+// No local of these frames has its address taken: under AddressSanitizer
+// their redzones would stay poisoned when a cancellation unwinds past them
+// (glibc's forced unwind does not tell ASan, as a C++ throw does), and the
+// destructors that run next, in the same stack, would trip over them.
+int raw_pipe[2];
+char raw_byte;
+
+__attribute__((noinline)) void LockAndRead() {
+  if (pipe(raw_pipe) != 0) return;
+  pthread_mutex_lock(&raw_mu);
+  while (read(raw_pipe[0], &raw_byte, 1) != 1) {
+  }
+  pthread_mutex_unlock(&raw_mu);
+}
+
 int PipeFor(int idx) {
   int p[2];
   if (pipe(p) != 0) return -1;
@@ -122,6 +148,11 @@ void Victim(int idx, std::string kind, int fd) {
     ServeNoexcept(idx, fd, kind == "noexcept-poll");
   } else if (kind == "catchall-read") {
     ServeCatchAll(idx, fd);
+  } else if (kind == "cvwait") {
+    std::unique_lock<std::mutex> l(cv_mu);
+    for (;;) cv.wait(l);
+  } else if (kind == "rawlock") {
+    LockAndRead();
   }
 }
 
@@ -139,9 +170,12 @@ void Ticker() {
 void Check() {
   long t0 = ticks;
   for (int i = 0; i < 2500 && ticks < t0 + 5; i++) Nap();
-  std::unique_lock<std::mutex> l(shared_mu, std::defer_lock);
+  std::unique_lock<std::mutex> l(shared_mu, std::defer_lock), c(cv_mu, std::defer_lock);
   bool locked = false;
-  for (int i = 0; i < 2500 && !(locked = l.try_lock()); i++) Nap();
+  for (int i = 0; i < 2500 && !(locked = l.try_lock() && c.try_lock()); i++) {
+    if (l.owns_lock()) l.unlock();
+    Nap();
+  }
   std::vector<std::unique_ptr<char[]>> blocks;
   for (int i = 0; i < 512; i++) blocks.emplace_back(new char[i * 97 % 20000 + 1]);
   std::thread t([] {});

@@ -22,6 +22,13 @@
  *   write     blocked writing into a full pipe nobody reads (a call that a
  *             signal handler would cut short: the shim never signals it)
  *   cond      pthread_cond_wait forever (a cleanup handler unlocks the mutex)
+ *   condraw   pthread_cond_wait forever on raw_mu, with no cleanup handler: a
+ *             cancel there would leave raw_mu locked (the ticker needs it)
+ *   waiter    blocks locking held_mu (a holder has it)
+ *   holdread  locks its own mutex and naps until "release I", then unlocks
+ *             it and blocks in read
+ *   sigblock  blocks every signal with the raw rt_sigprocmask system call,
+ *             then naps in a loop
  *   nocancel  cancellation disabled until "reenable I" (prints "reenabling I"),
  *             then sleeps in a loop
  *   holder    locks held_mu, then blocks in read: leaves a lock behind
@@ -39,7 +46,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -58,6 +67,8 @@ static pthread_mutex_t shared_mu = PTHREAD_MUTEX_INITIALIZER;   /* the ticker's 
 static pthread_mutex_t cond_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond_cv = PTHREAD_COND_INITIALIZER;
 static pthread_mutex_t held_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t raw_mu = PTHREAD_MUTEX_INITIALIZER;   /* condraw's; the ticker's too */
+static pthread_cond_t raw_cv = PTHREAD_COND_INITIALIZER;
 static _Atomic long ticks;
 static _Atomic int reenable[MAX_THREADS], release_[MAX_THREADS];
 static pthread_t threads[MAX_THREADS];
@@ -166,6 +177,15 @@ __attribute__((noinline)) static void *run_blocked(struct arg *a)
         for (;;)
             pthread_cond_wait(&cond_cv, &cond_mu);
         pthread_cleanup_pop(1);
+    } else if (strcmp(a->kind, "condraw") == 0) {
+        pthread_mutex_lock(&raw_mu);
+        started(a);
+        for (;;)
+            pthread_cond_wait(&raw_cv, &raw_mu);
+    } else if (strcmp(a->kind, "waiter") == 0) {
+        started(a);
+        pthread_mutex_lock(&held_mu);
+        pthread_mutex_unlock(&held_mu);
     } else if (strcmp(a->kind, "holder") == 0) {
         pthread_mutex_lock(&held_mu);
         started(a);
@@ -229,6 +249,22 @@ static void *victim_main(void *p)
         started(a);
         while (!stop())
             nap_ms(2);
+    } else if (strcmp(a->kind, "sigblock") == 0) {
+        sigset_t all;
+        sigfillset(&all);
+        syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, (size_t)8);   /* past any hook */
+        started(a);
+        for (;;)
+            nap_ms(2);
+    } else if (strcmp(a->kind, "holdread") == 0) {
+        static pthread_mutex_t own_mu = PTHREAD_MUTEX_INITIALIZER;
+        pthread_mutex_lock(&own_mu);
+        started(a);
+        while (!release_[a->idx])
+            nap_ms(2);
+        pthread_mutex_unlock(&own_mu);
+        say("released %d", a->idx);
+        block_forever_in_read();
     } else if (strcmp(a->kind, "racer") == 0) {
         started(a);
         while (!release_[a->idx])
@@ -251,6 +287,8 @@ static void *ticker_main(void *unused)
         free(p);
         ticks++;
         pthread_mutex_unlock(&shared_mu);
+        pthread_mutex_lock(&raw_mu);   /* hangs here if a condraw left it locked */
+        pthread_mutex_unlock(&raw_mu);
         nap_ms(1);
     }
     return NULL;
@@ -278,7 +316,7 @@ static void check(void)
         say("check FAIL the ticker thread stopped");
         return;
     }
-    if (!lock_free(&shared_mu) || !lock_free(&cond_mu)) {
+    if (!lock_free(&shared_mu) || !lock_free(&cond_mu) || !lock_free(&raw_mu)) {
         say("check FAIL a shared mutex is still locked");
         return;
     }

@@ -72,7 +72,7 @@ TEST(Registry, IdsAreUniqueAcrossThreads) {
 // A record found under the lock is alive: signalling an unlinked thread, or
 // a linked tid with another id (a recycled tid), must not send anything.
 TEST(Registry, SignalOnlyLinkedThreadWithMatchingId) {
-  ks_resolve_all();
+  ks_real_resolve_all();
   static std::atomic<int> hits{0};
   struct sigaction sa = {};
   sa.sa_handler = [](int) { hits++; };

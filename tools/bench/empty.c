@@ -1,2 +1,2 @@
-/* Nothing: see libbench_empty.so in BUILD. */
+/* Preloaded by bench_startup as the cost of preloading anything. */
 int kb_empty_library;

@@ -77,7 +77,7 @@ if [ "$ONLY" = all ] || [ "$ONLY" = carry ]; then
     run "$AB" -s "$SHIM" -w -n 300 -W 20 -l "process start-up and exit: /bin/true, wall time" \
         -g diff:1e6 -T "<= +1 ms" -- /bin/true
     # The floor: any preloaded library costs the loader this much.
-    run "$AB" -s "$BIN/tools/bench/libbench_empty.so" -w -n 300 -W 20 \
+    run "$AB" -s "$BIN/tools/bench/libempty.so" -w -n 300 -W 20 \
         -l "process start-up and exit: /bin/true, an empty library preloaded instead" -- /bin/true
     # A single-threaded program that forks (make, a shell): the shim starts
     # no thread until asked, so the program stays single-threaded.
@@ -87,6 +87,12 @@ if [ "$ONLY" = all ] || [ "$ONLY" = carry ]; then
     # start-up cost between loading the libraries and starting the server.
     run env KILLSHIM_DISABLE=1 "$AB" -s "$SHIM" -w -n 300 -W 20 \
         -l "process start-up and exit: /bin/true, shim loaded with KILLSHIM_DISABLE=1" -- /bin/true
+    # posix_spawn of /bin/true in rounds, best and median round: what any
+    # preloaded library costs (an empty one) next to the shim's loading
+    # (KILLSHIM_DISABLE=1) and the whole shim.
+    run "$BIN/tools/bench/bench_startup" -n 300 -r 5 plain=- \
+        empty-library=LD_PRELOAD="$BIN/tools/bench/libempty.so" \
+        shim-disabled=LD_PRELOAD="$SHIM",KILLSHIM_DISABLE=1 shim=LD_PRELOAD="$SHIM"
     run "$AB" -s "$SHIM" -n "$RUNS" -u bytes -l "RSS per thread (1000 parked threads, default stacks)" \
         -- "$WORK" mem-thread 1000
     run "$AB" -s "$SHIM" -n "$RUNS" -u bytes -l "RSS per thread (1000 parked threads that used malloc once)" \

@@ -1,0 +1,196 @@
+/* See elf_sym.h. Reads only memory the loader mapped and relocated; calls
+ * nothing outside this file but an indirect function's resolver. */
+#include "elf_sym.h"
+
+#include <elf.h>
+#include <errno.h>
+
+/* A d_ptr of PT_DYNAMIC. glibc relocates them in place when it loads an
+ * object, except where the section is read-only (the vDSO): there the value
+ * is still an offset from the load bias. A relocated pointer is never below
+ * the bias, an offset is (unless the bias is 0, when both are the same). */
+static uintptr_t ks_dyn_ptr(uintptr_t v, uintptr_t base)
+{
+    return v < base ? v + base : v;
+}
+
+int ks_elf_open(struct ks_elf_obj *o, uintptr_t base, const ElfW(Phdr) *phdr, size_t phnum)
+{
+    const ElfW(Dyn) *dyn = NULL;
+    for (size_t i = 0; i < phnum; i++)
+        if (phdr[i].p_type == PT_DYNAMIC)
+            dyn = (const ElfW(Dyn) *)(base + phdr[i].p_vaddr);
+    *o = (struct ks_elf_obj){.base = base, .soname = ""};
+    if (!dyn)
+        return ENOENT;
+    size_t soname = (size_t)-1;
+    for (; dyn->d_tag != DT_NULL; dyn++) {
+        uintptr_t p = ks_dyn_ptr(dyn->d_un.d_ptr, base);
+        switch (dyn->d_tag) {
+        case DT_SYMTAB: o->symtab = (const ElfW(Sym) *)p; break;
+        case DT_STRTAB: o->strtab = (const char *)p; break;
+        case DT_STRSZ: o->strsz = dyn->d_un.d_val; break;
+        case DT_GNU_HASH: o->gnu_hash = (const uint32_t *)p; break;
+        case DT_HASH: o->sysv_hash = (const uint32_t *)p; break;
+        case DT_VERSYM: o->versym = (const ElfW(Half) *)p; break;
+        case DT_VERDEF: o->verdef = (const ElfW(Verdef) *)p; break;
+        case DT_SONAME: soname = dyn->d_un.d_val; break;
+        default: break;
+        }
+    }
+    if (!o->symtab || !o->strtab || (!o->gnu_hash && !o->sysv_hash))
+        return ENOENT;
+    if (soname < o->strsz)
+        o->soname = o->strtab + soname;
+    return 0;
+}
+
+uint32_t ks_elf_gnu_hash(const char *name)
+{
+    uint32_t h = 5381;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = h * 33 + *p;
+    return h;
+}
+
+static uint32_t ks_sysv_hash(const char *name)
+{
+    uint32_t h = 0;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        h = (h << 4) + *p;
+        uint32_t g = h & 0xf0000000u;
+        if (g)
+            h ^= g >> 24;
+        h &= ~g;
+    }
+    return h;
+}
+
+/* strcmp of our own: libc's is an interposable name (a sanitizer's runtime
+ * intercepts it) and this runs before anything is initialised. */
+static int ks_streq(const char *a, const char *b)
+{
+    while (*a && *a == *b) {
+        a++;
+        b++;
+    }
+    return *a == *b;
+}
+
+static const char *ks_str(const struct ks_elf_obj *o, size_t off)
+{
+    return off < o->strsz ? o->strtab + off : NULL;
+}
+
+/* The name of version index NDX among O's definitions, or NULL. */
+static const char *ks_version_name(const struct ks_elf_obj *o, unsigned ndx)
+{
+    const ElfW(Verdef) *d = o->verdef;
+    for (int guard = 0; d && guard < 0x8000; guard++) {
+        if (d->vd_ndx == ndx) {
+            const ElfW(Verdaux) *a = (const ElfW(Verdaux) *)((const char *)d + d->vd_aux);
+            return ks_str(o, a->vda_name);
+        }
+        if (!d->vd_next)
+            break;
+        d = (const ElfW(Verdef) *)((const char *)d + d->vd_next);
+    }
+    return NULL;
+}
+
+/* A defined, exported symbol that can stand for a function or object: what
+ * glibc's check_match lets through before it looks at versions. */
+static int ks_usable(const ElfW(Sym) *s)
+{
+    unsigned type = ELF64_ST_TYPE(s->st_info), bind = ELF64_ST_BIND(s->st_info);
+    if (s->st_shndx == SHN_UNDEF || s->st_value == 0 || type == STT_TLS)
+        return 0;
+    if (type != STT_NOTYPE && type != STT_OBJECT && type != STT_FUNC && type != STT_COMMON &&
+        type != STT_GNU_IFUNC)
+        return 0;
+    return bind == STB_GLOBAL || bind == STB_WEAK || bind == STB_GNU_UNIQUE;
+}
+
+enum { KS_NO = 0, KS_YES = 1, KS_MAYBE = 2 };
+
+/* Does symbol I match NAME at VERSION? KS_MAYBE: a versioned default
+ * definition, which an unversioned lookup takes only if it finds no
+ * unversioned one (glibc does the same). */
+static int ks_match(const struct ks_elf_obj *o, uint32_t i, const char *name, const char *version)
+{
+    const ElfW(Sym) *s = &o->symtab[i];
+    const char *sname = ks_str(o, s->st_name);
+    if (!sname || !ks_usable(s) || !ks_streq(sname, name))
+        return KS_NO;
+    if (!o->versym)
+        return KS_YES;
+    unsigned ndx = o->versym[i] & 0x7fff, hidden = o->versym[i] & 0x8000;
+    if (version) {
+        const char *v = ks_version_name(o, ndx);
+        return v && ks_streq(v, version) ? KS_YES : KS_NO;
+    }
+    if (ndx <= 1)   /* local or global: no version */
+        return KS_YES;
+    return hidden ? KS_NO : KS_MAYBE;
+}
+
+/* Visits the chain of symbols whose hash matches: the GNU table when there
+ * is one, else the System V one. Returns the first KS_YES, else the first
+ * KS_MAYBE, else NULL. */
+const ElfW(Sym) *ks_elf_find(const struct ks_elf_obj *o, const char *name, uint32_t hash,
+                             const char *version)
+{
+    const ElfW(Sym) *maybe = NULL;
+    int m;
+    if (o->gnu_hash) {
+        const uint32_t *h = o->gnu_hash;
+        uint32_t nbuckets = h[0], symoffset = h[1], bloom_size = h[2], shift = h[3];
+        if (nbuckets == 0 || bloom_size == 0)
+            return NULL;
+        const ElfW(Addr) *bloom = (const ElfW(Addr) *)(h + 4);
+        const uint32_t *buckets = (const uint32_t *)(bloom + bloom_size);
+        const uint32_t *chain = buckets + nbuckets;
+        const unsigned bits = 8 * sizeof(ElfW(Addr));
+        ElfW(Addr) word = bloom[(hash / bits) & (bloom_size - 1)];
+        ElfW(Addr) mask = ((ElfW(Addr))1 << (hash % bits)) | ((ElfW(Addr))1 << ((hash >> shift) % bits));
+        if ((word & mask) != mask)
+            return NULL;
+        uint32_t i = buckets[hash % nbuckets];
+        if (i < symoffset)
+            return NULL;
+        for (;; i++) {
+            uint32_t h2 = chain[i - symoffset];
+            if (((h2 ^ hash) >> 1) == 0 && (m = ks_match(o, i, name, version)) != KS_NO) {
+                if (m == KS_YES)
+                    return &o->symtab[i];
+                if (!maybe)
+                    maybe = &o->symtab[i];
+            }
+            if (h2 & 1)
+                break;
+        }
+        return maybe;
+    }
+    const uint32_t *h = o->sysv_hash;
+    uint32_t nbucket = h[0], nchain = h[1];
+    if (nbucket == 0)
+        return NULL;
+    const uint32_t *bucket = h + 2, *chain = bucket + nbucket;
+    uint32_t steps = 0;
+    for (uint32_t i = bucket[ks_sysv_hash(name) % nbucket]; i != STN_UNDEF && i < nchain &&
+                                                           steps++ < nchain; i = chain[i]) {
+        if ((m = ks_match(o, i, name, version)) == KS_YES)
+            return &o->symtab[i];
+        if (m == KS_MAYBE && !maybe)
+            maybe = &o->symtab[i];
+    }
+    return maybe;
+}
+
+void *ks_elf_addr(const struct ks_elf_obj *o, const ElfW(Sym) *sym)
+{
+    uintptr_t a = (sym->st_shndx == SHN_ABS ? 0 : o->base) + sym->st_value;
+    if (ELF64_ST_TYPE(sym->st_info) == STT_GNU_IFUNC)
+        return ((void *(*)(void))a)();
+    return (void *)a;
+}

@@ -1,0 +1,57 @@
+/* Finding a symbol in a loaded object's dynamic symbol table, the way the
+ * dynamic loader would, without asking it: no allocation, no lock, no call
+ * into code the program could interpose. The resolver (resolve.c) runs this
+ * from inside an allocator's initialisation, before any constructor, and
+ * from signal handlers, where dlsym cannot go (it allocates its error
+ * message with the program's malloc).
+ *
+ * Matching follows glibc's check_match (elf/dl-lookup.c): undefined, local,
+ * TLS and zero-valued symbols never match; an object without version
+ * information matches any lookup. */
+#ifndef KS_ELF_SYM_H
+#define KS_ELF_SYM_H
+
+#include <link.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What a lookup needs of one object, read from its PT_DYNAMIC. Points into
+ * the object's own mapping: valid while the object stays loaded. */
+struct ks_elf_obj {
+    uintptr_t base;                  /* load bias (dl_phdr_info.dlpi_addr) */
+    const ElfW(Sym) *symtab;
+    const char *strtab;
+    size_t strsz;
+    const uint32_t *gnu_hash;        /* DT_GNU_HASH, or NULL */
+    const uint32_t *sysv_hash;       /* DT_HASH, or NULL */
+    const ElfW(Half) *versym;        /* DT_VERSYM, or NULL: unversioned object */
+    const ElfW(Verdef) *verdef;      /* DT_VERDEF, or NULL */
+    const char *soname;              /* DT_SONAME, or "" */
+};
+
+/* Fills O from the program headers of a loaded object (BASE: its load bias).
+ * Returns 0, or ENOENT if the object has no symbol table or hash table to
+ * search (it then defines nothing a lookup can find). */
+int ks_elf_open(struct ks_elf_obj *o, uintptr_t base, const ElfW(Phdr) *phdr, size_t phnum);
+
+/* The GNU hash of NAME (DT_GNU_HASH's function; computed once per name). */
+uint32_t ks_elf_gnu_hash(const char *name);
+
+/* NAME's definition in O, or NULL. VERSION NULL: the one dlsym would return
+ * (an unversioned definition, else the default version "@@"). Otherwise
+ * exactly VERSION, default or not, as dlvsym. GNU_HASH: ks_elf_gnu_hash(NAME). */
+const ElfW(Sym) *ks_elf_find(const struct ks_elf_obj *o, const char *name, uint32_t gnu_hash,
+                             const char *version);
+
+/* The address SYM of O stands for: its value, or what its resolver returns
+ * for an indirect function (STT_GNU_IFUNC), as the loader would bind it. */
+void *ks_elf_addr(const struct ks_elf_obj *o, const ElfW(Sym) *sym);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

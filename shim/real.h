@@ -1,0 +1,196 @@
+/* The real functions behind the shim's hooks: every one in one table, with
+ * the rule that picks its definition, and one accessor, KS_REAL(name).
+ *
+ * The rule (resolve.c applies it, with its own lookup through the loaded
+ * objects' symbol tables, never dlsym):
+ *   KS_NEXT  what the program would bind to without the shim: the first
+ *            definition after the shim in load order. If that object is not
+ *            libc, it is an interposer (a sanitizer's runtime, a profiler)
+ *            and is taken as it is: threads created behind its back are
+ *            unknown to it (ASan then reports stale stack poison, TSan races
+ *            that are none). Otherwise libc's VERSION; NULL: its default,
+ *            which glibc makes the newest (pthread_create@@GLIBC_2.34).
+ *   KS_LIBC  libc's own VERSION (NULL: default), around every interposer:
+ *            the kernel-facing install of the shim's signal handlers
+ *            (ThreadSanitizer's sigaction defers asynchronous signals and
+ *            hands handlers a copy of the context).
+ *
+ * The table is filled eagerly by ks_init, and lazily by the first hook that
+ * runs before it (an allocator's initialisation, another library's
+ * constructor); resolve.c says why either is safe at any moment. */
+#ifndef KS_REAL_H
+#define KS_REAL_H
+
+#include <poll.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/types.h>
+#include <time.h>
+#include <ucontext.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct sembuf;
+
+enum ks_real_where { KS_NEXT, KS_LIBC };
+
+/* X(field, symbol, version, where, return type, parameters) */
+#define KS_REAL_TABLE(X)                                                                      \
+    /* Threads (interpose_thread.c, interpose_cancel.c, deliver_*.c) */                      \
+    X(pthread_create, "pthread_create", NULL, KS_NEXT, int,                                   \
+      (pthread_t *, const pthread_attr_t *, void *(*)(void *), void *))                       \
+    X(pthread_exit, "pthread_exit", NULL, KS_NEXT, void, (void *))                            \
+    X(pthread_cancel, "pthread_cancel", NULL, KS_NEXT, int, (pthread_t))                      \
+    X(pthread_setcancelstate, "pthread_setcancelstate", NULL, KS_NEXT, int, (int, int *))     \
+    X(pthread_setcanceltype, "pthread_setcanceltype", NULL, KS_NEXT, int, (int, int *))       \
+    X(_exit, "_exit", NULL, KS_NEXT, void, (int))                                             \
+    /* Namespaces that need a lone thread (interpose_ns.c) */                                \
+    X(unshare, "unshare", NULL, KS_NEXT, int, (int))                                          \
+    X(setns, "setns", NULL, KS_NEXT, int, (int, int))                                         \
+    /* Cleanup registration of code built without -fexceptions (interpose_cleanup.c) */       \
+    X(__pthread_register_cancel, "__pthread_register_cancel", NULL, KS_NEXT, void,            \
+      (__pthread_unwind_buf_t *))                                                             \
+    X(__pthread_unregister_cancel, "__pthread_unregister_cancel", NULL, KS_NEXT, void,        \
+      (__pthread_unwind_buf_t *))                                                             \
+    X(__pthread_register_cancel_defer, "__pthread_register_cancel_defer", NULL, KS_NEXT, void, \
+      (__pthread_unwind_buf_t *))                                                             \
+    X(__pthread_unregister_cancel_restore, "__pthread_unregister_cancel_restore", NULL,       \
+      KS_NEXT, void, (__pthread_unwind_buf_t *))                                              \
+    /* Locks (interpose_lock.c) */                                                            \
+    X(pthread_mutex_lock, "pthread_mutex_lock", NULL, KS_NEXT, int, (pthread_mutex_t *))      \
+    X(pthread_mutex_trylock, "pthread_mutex_trylock", NULL, KS_NEXT, int, (pthread_mutex_t *)) \
+    X(pthread_mutex_timedlock, "pthread_mutex_timedlock", NULL, KS_NEXT, int,                 \
+      (pthread_mutex_t *, const struct timespec *))                                           \
+    X(pthread_mutex_clocklock, "pthread_mutex_clocklock", NULL, KS_NEXT, int,                 \
+      (pthread_mutex_t *, clockid_t, const struct timespec *))                                \
+    X(pthread_mutex_unlock, "pthread_mutex_unlock", NULL, KS_NEXT, int, (pthread_mutex_t *))  \
+    X(pthread_rwlock_rdlock, "pthread_rwlock_rdlock", NULL, KS_NEXT, int, (pthread_rwlock_t *)) \
+    X(pthread_rwlock_wrlock, "pthread_rwlock_wrlock", NULL, KS_NEXT, int, (pthread_rwlock_t *)) \
+    X(pthread_rwlock_tryrdlock, "pthread_rwlock_tryrdlock", NULL, KS_NEXT, int,               \
+      (pthread_rwlock_t *))                                                                   \
+    X(pthread_rwlock_trywrlock, "pthread_rwlock_trywrlock", NULL, KS_NEXT, int,               \
+      (pthread_rwlock_t *))                                                                   \
+    X(pthread_rwlock_timedrdlock, "pthread_rwlock_timedrdlock", NULL, KS_NEXT, int,           \
+      (pthread_rwlock_t *, const struct timespec *))                                          \
+    X(pthread_rwlock_timedwrlock, "pthread_rwlock_timedwrlock", NULL, KS_NEXT, int,           \
+      (pthread_rwlock_t *, const struct timespec *))                                          \
+    X(pthread_rwlock_clockrdlock, "pthread_rwlock_clockrdlock", NULL, KS_NEXT, int,           \
+      (pthread_rwlock_t *, clockid_t, const struct timespec *))                               \
+    X(pthread_rwlock_clockwrlock, "pthread_rwlock_clockwrlock", NULL, KS_NEXT, int,           \
+      (pthread_rwlock_t *, clockid_t, const struct timespec *))                               \
+    X(pthread_rwlock_unlock, "pthread_rwlock_unlock", NULL, KS_NEXT, int, (pthread_rwlock_t *)) \
+    /* Condition waits (interpose_cond.c): the GLIBC_2.3.2 implementation, not     \
+     * the GLIBC_2.2.5 compatibility one, whatever the program was linked against. */        \
+    X(pthread_cond_wait, "pthread_cond_wait", "GLIBC_2.3.2", KS_NEXT, int,                    \
+      (pthread_cond_t *, pthread_mutex_t *))                                                  \
+    X(pthread_cond_timedwait, "pthread_cond_timedwait", "GLIBC_2.3.2", KS_NEXT, int,          \
+      (pthread_cond_t *, pthread_mutex_t *, const struct timespec *))                         \
+    X(pthread_cond_clockwait, "pthread_cond_clockwait", NULL, KS_NEXT, int,                   \
+      (pthread_cond_t *, pthread_mutex_t *, clockid_t, const struct timespec *))              \
+    /* Signals (interpose_signal.c, signals.c) */                                            \
+    X(sigaction, "sigaction", NULL, KS_NEXT, int,                                             \
+      (int, const struct sigaction *, struct sigaction *))                                    \
+    X(libc_sigaction, "sigaction", NULL, KS_LIBC, int,                                        \
+      (int, const struct sigaction *, struct sigaction *))                                    \
+    X(sigprocmask, "sigprocmask", NULL, KS_NEXT, int, (int, const sigset_t *, sigset_t *))    \
+    X(pthread_sigmask, "pthread_sigmask", NULL, KS_NEXT, int, (int, const sigset_t *, sigset_t *)) \
+    /* Blocking calls (interpose_block.c) */                                                 \
+    X(nanosleep, "nanosleep", NULL, KS_NEXT, int, (const struct timespec *, struct timespec *)) \
+    X(clock_nanosleep, "clock_nanosleep", NULL, KS_NEXT, int,                                 \
+      (clockid_t, int, const struct timespec *, struct timespec *))                           \
+    X(poll, "poll", NULL, KS_NEXT, int, (struct pollfd *, nfds_t, int))                       \
+    X(poll_chk, "__poll_chk", NULL, KS_NEXT, int, (struct pollfd *, nfds_t, int, size_t))     \
+    X(ppoll, "ppoll", NULL, KS_NEXT, int,                                                     \
+      (struct pollfd *, nfds_t, const struct timespec *, const sigset_t *))                   \
+    X(ppoll_chk, "__ppoll_chk", NULL, KS_NEXT, int,                                           \
+      (struct pollfd *, nfds_t, const struct timespec *, const sigset_t *, size_t))           \
+    X(select, "select", NULL, KS_NEXT, int, (int, fd_set *, fd_set *, fd_set *, struct timeval *)) \
+    X(pselect, "pselect", NULL, KS_NEXT, int,                                                 \
+      (int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *))         \
+    X(epoll_wait, "epoll_wait", NULL, KS_NEXT, int, (int, struct epoll_event *, int, int))    \
+    X(epoll_pwait, "epoll_pwait", NULL, KS_NEXT, int,                                         \
+      (int, struct epoll_event *, int, int, const sigset_t *))                                \
+    X(epoll_pwait2, "epoll_pwait2", NULL, KS_NEXT, int,                                       \
+      (int, struct epoll_event *, int, const struct timespec *, const sigset_t *))            \
+    X(pause, "pause", NULL, KS_NEXT, int, (void))                                             \
+    X(sigsuspend, "sigsuspend", NULL, KS_NEXT, int, (const sigset_t *))                       \
+    X(sigtimedwait, "sigtimedwait", NULL, KS_NEXT, int,                                       \
+      (const sigset_t *, siginfo_t *, const struct timespec *))                               \
+    X(sigwaitinfo, "sigwaitinfo", NULL, KS_NEXT, int, (const sigset_t *, siginfo_t *))        \
+    X(sem_timedwait, "sem_timedwait", NULL, KS_NEXT, int, (sem_t *, const struct timespec *)) \
+    X(sem_clockwait, "sem_clockwait", NULL, KS_NEXT, int,                                     \
+      (sem_t *, clockid_t, const struct timespec *))                                          \
+    X(msgrcv, "msgrcv", NULL, KS_NEXT, ssize_t, (int, void *, size_t, long, int))             \
+    X(msgsnd, "msgsnd", NULL, KS_NEXT, int, (int, const void *, size_t, int))                 \
+    X(semop, "semop", NULL, KS_NEXT, int, (int, struct sembuf *, size_t))                     \
+    X(semtimedop, "semtimedop", NULL, KS_NEXT, int,                                           \
+      (int, struct sembuf *, size_t, const struct timespec *))                                \
+    X(longjmp, "longjmp", NULL, KS_NEXT, void, (struct __jmp_buf_tag *, int))                 \
+    X(siglongjmp, "siglongjmp", NULL, KS_NEXT, void, (struct __jmp_buf_tag *, int))           \
+    X(longjmp_chk, "__longjmp_chk", NULL, KS_NEXT, void, (struct __jmp_buf_tag *, int))       \
+    X(setcontext, "setcontext", NULL, KS_NEXT, int, (const ucontext_t *))
+
+enum ks_real_id {
+#define KS_X(field, sym, ver, where, ret, params) KS_FN_##field,
+    KS_REAL_TABLE(KS_X)
+#undef KS_X
+    KS_FN_COUNT
+};
+
+#define KS_X(field, sym, ver, where, ret, params) typedef ret ks_real_##field##_t params;
+KS_REAL_TABLE(KS_X)
+#undef KS_X
+
+/* The resolved pointers, by enum ks_real_id; NULL until resolved (or if the
+ * symbol does not exist). Written with release stores (two threads may
+ * resolve at once: they store the same values), read with acquire loads. */
+extern void *ks_real_fn[KS_FN_COUNT];
+
+/* Fills every entry of the table that is still empty. Safe at any moment:
+ * before any constructor, inside an allocator's initialisation, re-entered
+ * on the same thread (a signal handler, a resolver), from several threads.
+ * Allocates nothing and calls nothing the program can interpose. */
+void ks_real_resolve_all(void);
+
+/* Slow path of KS_REAL: resolves and returns entry F (NULL if it does not
+ * exist, or if resolution is re-entered too deep on this thread). */
+void *ks_real_miss(enum ks_real_id f);
+
+static inline void *ks_real_get(enum ks_real_id f)
+{
+    void *p = __atomic_load_n(&ks_real_fn[f], __ATOMIC_ACQUIRE);
+    if (__builtin_expect(!p, 0))
+        p = ks_real_miss(f);
+    return p;
+}
+
+/* The real NAME as a typed pointer, resolved on first use; NULL if the
+ * process has no such function. The one way the shim reaches one. */
+#define KS_REAL(name) ((ks_real_##name##_t *)ks_real_get(KS_FN_##name))
+
+/* For a hook that returns its real function's result: calls the real NAME
+ * with ARGS (parenthesised), or evaluates to ERR if it cannot be had (the
+ * process lacks it, or resolution was re-entered past its depth limit): the
+ * program's call fails with an error rather than jumping to address 0. */
+#define KS_CALL_OR(name, err, args)                       \
+    ({                                                    \
+        ks_real_##name##_t *ks_fn_ = KS_REAL(name);       \
+        __builtin_expect(ks_fn_ != NULL, 1) ? ks_fn_ args : (err); \
+    })
+
+/* The same, never resolving: for paths that must not take the loader's lock
+ * (_exit in a fork child, whose parent thread may have held it). NULL if
+ * ks_init has not run. */
+#define KS_REAL_PEEK(name) \
+    ((ks_real_##name##_t *)__atomic_load_n(&ks_real_fn[KS_FN_##name], __ATOMIC_ACQUIRE))
+
+#ifdef __cplusplus
+}
+#endif
+#endif
