@@ -44,8 +44,8 @@ void ks_view_of(pid_t tid, uint64_t id, struct ks_view *v)
         v->requested = (t->stop_requested ? KS_REQ_FLAG : 0) |
                        (t->cancel_requested ? KS_REQ_CANCEL : 0) |
                        (__atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) ? KS_REQ_ABORT : 0);
-        ks_pending_reason(t, v->pending, sizeof v->pending);
         ks_abort_snapshot(t, &v->abort);
+        ks_pending_reason_of(t, &v->abort, v->pending, sizeof v->pending);
         /* A cancel not issued yet (cancel_check.h) says why, unless an
          * abort, a later step, says what it does. */
         char why[240];
