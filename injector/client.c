@@ -91,7 +91,22 @@ int ksi_reply_error(const struct ks_msg *final)
     return KSI_EXIT_ERROR;
 }
 
-int ksi_connect(pid_t pid, struct ksi_client *c)
+/* 1 if the process closed the connection before its first byte. The shim
+ * waits for clients in poll (no fd number held while it waits, fdid.h): if
+ * the program closed the listening socket during that wait, the shim drops
+ * it when the next client arrives, that client is reset, and the shim binds
+ * the name again at once. */
+static int ksi_closed_before_banner(const struct ksi_client *c)
+{
+    char b;
+    ssize_t r;
+    do
+        r = recv(c->fd, &b, 1, MSG_PEEK);
+    while (r < 0 && errno == EINTR);
+    return r == 0 || (r < 0 && errno == ECONNRESET);
+}
+
+static int ksi_connect_once(pid_t pid, struct ksi_client *c, int last)
 {
     memset(c, 0, sizeof *c);
     c->fd = -1;
@@ -144,6 +159,10 @@ int ksi_connect(pid_t pid, struct ksi_client *c)
     setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 
+    if (!last && ksi_closed_before_banner(c)) {
+        ksi_close(c);
+        return -1;
+    }
     struct ks_msg m;
     int rc = ksi_read_line(c, &m);
     if (rc != KSI_EXIT_OK) {
@@ -174,6 +193,19 @@ int ksi_connect(pid_t pid, struct ksi_client *c)
         return KSI_EXIT_PROTOCOL;
     }
     return KSI_EXIT_OK;
+}
+
+int ksi_connect(pid_t pid, struct ksi_client *c)
+{
+    /* A connection reset before the banner is tried again, a few times
+     * over about a second (see ksi_closed_before_banner). */
+    int rc = -1;
+    for (int i = 0; rc < 0 && i < 20; i++) {
+        if (i)
+            usleep(50 * 1000);
+        rc = ksi_connect_once(pid, c, i == 19);
+    }
+    return rc;
 }
 
 void ksi_close(struct ksi_client *c)

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "fdid.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -108,6 +110,8 @@ struct ks_thread {
     int stop_fd;              /* eventfd of killshim_stop_fd() plus 1, 0 if none
                                  (TLS starts zeroed); set under the lock, where
                                  the control side reads it */
+    struct ks_fdid stop_id;   /* what stop_fd named when made: checked before
+                                 each write and the close (fdid.h) */
     uint8_t cancel_disabled;  /* owner: as set through pthread_setcancelstate */
     uint8_t cancel_async;     /* owner: as set through pthread_setcanceltype */
     uintptr_t cancel_site;    /* user PC of the syscall it was blocked in when

@@ -131,7 +131,7 @@ static int ks_bind_abstract(int fd, char *display, size_t cap, char *why, size_t
  * WHY filled in. */
 static int ks_listen(char *display, size_t cap, char *why, size_t wcap)
 {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = ks_fd_high(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (fd < 0) {
         snprintf(why, wcap, "socket: %s", strerror(errno));
         return errno;
@@ -209,7 +209,7 @@ static void *ks_accept_main(void *p)
         }
         if (__atomic_load_n(&ks_generation, __ATOMIC_ACQUIRE) != gen || ks_wait_slot(gen) != 0)
             return NULL;
-        int fd = accept4(ks_listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        int fd = ks_fd_accept(ks_listen_fd, &ks_listen_id);
         if (fd < 0) {
             int e = errno;
             if (e == EINTR || e == ECONNABORTED)
