@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "deadline.h"
 #include "injector.h"
 #include "peer.h"
 #include "shim/access.h"
@@ -108,6 +109,7 @@ static int ksi_closed_before_banner(const struct ksi_client *c)
 
 static int ksi_connect_once(pid_t pid, struct ksi_client *c, int last)
 {
+    ksi_phase("connecting to process %d", (int)pid);
     memset(c, 0, sizeof *c);
     c->fd = -1;
     c->pid = pid;
@@ -219,6 +221,7 @@ void ksi_close(struct ksi_client *c)
 static int ksi_exchange(struct ksi_client *c, const char *line, ksi_record_fn *fn, void *ctx,
                         struct ks_msg *final)
 {
+    ksi_phase("waiting for process %d to answer \"%.60s\"", (int)c->pid, line);
     char buf[KS_PROTO_MAX_LINE + 1];
     int n = snprintf(buf, sizeof buf, "%s\n", line);
     if (n < 0 || (size_t)n >= sizeof buf) {
