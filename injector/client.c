@@ -16,6 +16,7 @@
 #include "shim/access.h"
 #include "shim/procfs.h"
 #include "shim/sockaddr.h"
+#include "symbolize.h"
 
 #define KSI_REPLY_TIMEOUT_S 30
 
@@ -57,6 +58,9 @@ static int ksi_read_line(struct ksi_client *c, struct ks_msg *m)
                 ksi_err("malformed reply from process %d: %s", (int)c->pid, err);
                 return KSI_EXIT_PROTOCOL;
             }
+            /* Every value is printed somewhere: none may drive the terminal. */
+            for (int i = 0; i < m->nfields; i++)
+                ksi_sanitize((char *)m->f[i].val);
             return KSI_EXIT_OK;
         }
         if (c->rlen > KS_PROTO_MAX_LINE) {
