@@ -28,19 +28,19 @@ KS_EXPORT int killshim_stop_requested_v1(void)
 /* Only the owner creates its eventfd, so it reads stop_fd without the lock;
  * it publishes the fd under the lock, where the control side reads it. A
  * stop requested before the fd existed is carried over, so the fd is
- * readable whenever the flag is set. The fd lives high (fdid.h); if the
- * program closed it (a close loop) or put a file of its own on the number,
- * the next call makes a new one and leaves the number alone. */
+ * readable whenever the flag is set. The fd lives high (fdid.h), and a
+ * private duplicate beside it lets the control side tell it from another
+ * eventfd the program may have put on the number (ks_fdid_get_anon). */
 KS_EXPORT int killshim_stop_fd_v1(void)
 {
     struct ks_thread *t = ks_self();
-    if (t->stop_fd && ks_fdid_same(t->stop_fd - 1, &t->stop_id))
+    if (t->stop_fd)
         return t->stop_fd - 1;
     struct ks_fdid id;
     int fd = ks_fd_high(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (fd < 0)
         return -1;
-    if (ks_fdid_get(fd, &id) != 0) {
+    if (ks_fdid_get_anon(fd, &id) != 0) {
         syscall(SYS_close, fd);
         return -1;
     }
@@ -59,10 +59,12 @@ void ks_flag_release(struct ks_thread *t)
      * system call, because close() is a cancellation point: a cancel that
      * arrives while T returns must not turn its return into a cancellation
      * after its grave said "returned". A number that is no longer our
-     * eventfd is the program's: left open. */
+     * eventfd is the program's: left open, and the duplicate with it. */
     if (t->stop_fd) {
-        if (ks_fdid_same(t->stop_fd - 1, &t->stop_id))
+        if (ks_fdid_same(t->stop_fd - 1, &t->stop_id)) {
             syscall(SYS_close, t->stop_fd - 1);
+            syscall(SYS_close, t->stop_id.ref);
+        }
         t->stop_fd = 0;
     }
 }

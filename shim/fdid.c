@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/kcmp.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -17,18 +18,38 @@
  * the shim used the program's fd. */
 int ks_fdid_get(int fd, struct ks_fdid *id)
 {
+    id->ref = -1;
     struct stat st;
     if (fd < 0 || syscall(SYS_fstat, fd, &st) != 0)
         return fd < 0 ? EBADF : errno;
     id->dev = st.st_dev;
     id->ino = st.st_ino;
+    id->ref = -1;
     return 0;
+}
+
+int ks_fdid_get_anon(int fd, struct ks_fdid *id)
+{
+    int rc = ks_fdid_get(fd, id);
+    if (rc)
+        return rc;
+    id->ref = fcntl(fd, F_DUPFD_CLOEXEC, ks_fd_floor());
+    return id->ref < 0 ? errno : 0;
 }
 
 int ks_fdid_same(int fd, const struct ks_fdid *id)
 {
-    struct ks_fdid now = {0, 0};
-    return ks_fdid_get(fd, &now) == 0 && now.dev == id->dev && now.ino == id->ino;
+    struct ks_fdid now = {0, 0, -1};
+    if (ks_fdid_get(fd, &now) != 0 || now.dev != id->dev || now.ino != id->ino)
+        return 0;
+    if (id->ref < 0)
+        return 1;
+    int saved = errno;
+    long k = syscall(SYS_kcmp, (long)getpid(), (long)getpid(), (long)KCMP_FILE, (long)fd,
+                     (long)id->ref);
+    int same = k == 0 || (k < 0 && (errno == ENOSYS || errno == EPERM));
+    errno = saved;
+    return same;
 }
 
 int ks_fdid_close(int fd, const struct ks_fdid *id)
@@ -36,6 +57,8 @@ int ks_fdid_close(int fd, const struct ks_fdid *id)
     if (!ks_fdid_same(fd, id))
         return 0;
     close(fd);
+    if (id->ref >= 0)
+        close(id->ref);
     return 1;
 }
 

@@ -22,6 +22,9 @@
  *   "finish"   lets it copy the rest
  *   "clobber"  puts the log on the number of the copier's stop fd (dup2),
  *              as a program that reuses numbers might; prints "clobbered"
+ *   "clobber-eventfd"  the same with an eventfd of its own (all eventfds share
+ *              one inode); prints "clobbered"
+ *   "count"    prints "count=N", what that eventfd of its own was written
  *   "quit"     waits for the copier and exits 0
  *
  * The copier reads 7-byte records and appends "NNNNN:record\n" to the log;
@@ -36,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -50,6 +54,7 @@ static struct stat in_st, log_st;
 static long pace_us = 1000;
 static atomic_long allowed;   /* records the copier may have copied */
 static atomic_int stop_fd = -2;
+static int own_efd = -1;
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
@@ -134,9 +139,17 @@ int main(int argc, char **argv)
             atomic_fetch_add(&allowed, atol(cmd + 5));
         else if (strncmp(cmd, "finish", 6) == 0)
             atomic_store(&allowed, LONG_MAX);
+        else if (strncmp(cmd, "clobber-eventfd", 15) == 0 && atomic_load(&stop_fd) >= 0 &&
+                 (own_efd = eventfd(0, EFD_NONBLOCK)) >= 0 &&
+                 dup2(own_efd, atomic_load(&stop_fd)) >= 0)
+            say("clobbered\n");
         else if (strncmp(cmd, "clobber", 7) == 0 && atomic_load(&stop_fd) >= 0 &&
                  dup2(log_fd, atomic_load(&stop_fd)) >= 0)
             say("clobbered\n");
+        else if (strncmp(cmd, "count", 5) == 0) {
+            eventfd_t v = 0;
+            say("count=%llu\n", own_efd >= 0 && eventfd_read(own_efd, &v) == 0 ? (unsigned long long)v : 0ull);
+        }
         else if (strncmp(cmd, "quit", 4) == 0)
             break;
     }

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -81,6 +82,37 @@ TEST(FdId, LeavesANumberThatChangedHandsAlone) {
   EXPECT_NE(fcntl(fd, F_GETFD), -1) << "the program's file was closed";
   close(fd);
   close(file);
+}
+
+// Every eventfd has the same (st_dev, st_ino): the anonymous inode. The
+// private duplicate and kcmp tell ours from another put on its number.
+TEST(FdId, TellsAnEventfdFromAnotherOnTheSameNumber) {
+  int ours = ks_fd_high(eventfd(0, EFD_CLOEXEC));
+  struct ks_fdid id;
+  ASSERT_EQ(ks_fdid_get_anon(ours, &id), 0);
+  ASSERT_GE(id.ref, KS_FD_FLOOR);
+  EXPECT_TRUE(ks_fdid_same(ours, &id));
+  int theirs = eventfd(0, EFD_CLOEXEC);
+  struct ks_fdid plain;
+  ASSERT_EQ(ks_fdid_get(theirs, &plain), 0);
+  EXPECT_EQ(plain.ino, id.ino) << "eventfds no longer share an inode: the duplicate is not needed";
+  ASSERT_EQ(dup2(theirs, ours), ours);
+  EXPECT_FALSE(ks_fdid_same(ours, &id));
+  EXPECT_EQ(ks_fdid_close(ours, &id), 0);
+  EXPECT_NE(fcntl(ours, F_GETFD), -1) << "the program's eventfd was closed";
+  EXPECT_NE(fcntl(id.ref, F_GETFD), -1) << "the duplicate is left alone too";
+  close(ours);
+  close(theirs);
+  close(id.ref);
+}
+
+TEST(FdId, ClosesAnEventfdStillOursWithItsDuplicate) {
+  int ours = ks_fd_high(eventfd(0, EFD_CLOEXEC));
+  struct ks_fdid id;
+  ASSERT_EQ(ks_fdid_get_anon(ours, &id), 0);
+  EXPECT_EQ(ks_fdid_close(ours, &id), 1);
+  EXPECT_EQ(fcntl(ours, F_GETFD), -1);
+  EXPECT_EQ(fcntl(id.ref, F_GETFD), -1);
 }
 
 struct Listener {
