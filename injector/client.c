@@ -225,7 +225,9 @@ void ksi_close(struct ksi_client *c)
 static int ksi_exchange(struct ksi_client *c, const char *line, ksi_record_fn *fn, void *ctx,
                         struct ks_msg *final)
 {
-    ksi_phase("waiting for process %d to answer \"%.60s\"", (int)c->pid, line);
+    /* The verb only: the rest may carry a proof, a secret for a second. */
+    ksi_phase("waiting for process %d to answer \"%.*s\"", (int)c->pid, (int)strcspn(line, " "),
+              line);
     char buf[KS_PROTO_MAX_LINE + 1];
     int n = snprintf(buf, sizeof buf, "%s\n", line);
     if (n < 0 || (size_t)n >= sizeof buf) {

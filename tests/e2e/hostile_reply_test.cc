@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -31,9 +32,11 @@ void WriteAll(int fd, const std::string& s) {
   }
 }
 
-// A child that serves one client on @killshim-<its pid>: the banner, then,
-// for whatever request, RECORDS copies of RECORD and then FINAL (no FINAL:
-// it sends RECORD for ever). Returns its pid once it listens.
+// A child that serves one client on @killshim-<its pid> as the shim would
+// (the banner, a challenge answered with generation 1, whose proof page it
+// maps: docs/PROTOCOL.md), then answers the first other request with RECORDS
+// copies of RECORD and FINAL (no FINAL: RECORD for ever). Returns its pid
+// once it listens.
 pid_t FakeShim(const std::string& record, long records, const std::string& final) {
   int ready[2];
   if (pipe(ready) != 0) return -1;
@@ -46,6 +49,10 @@ pid_t FakeShim(const std::string& record, long records, const std::string& final
     return n == 1 ? pid : -1;
   }
   close(ready[0]);
+  int page = memfd_create("killshim-proof-1-00112233445566778899aabbccddeeff", MFD_CLOEXEC);
+  if (page < 0 || ftruncate(page, 4096) != 0 ||
+      mmap(nullptr, 4096, PROT_READ, MAP_SHARED, page, 0) == MAP_FAILED)
+    _exit(1);
   int l = socket(AF_UNIX, SOCK_STREAM, 0);
   struct sockaddr_un a = {};
   a.sun_family = AF_UNIX;
@@ -56,9 +63,24 @@ pid_t FakeShim(const std::string& record, long records, const std::string& final
   if (write(ready[1], "r", 1) != 1) _exit(1);
   signal(SIGPIPE, SIG_IGN);
   int c = accept(l, nullptr, nullptr);
-  WriteAll(c, "killshim proto=1 pid=" + std::to_string(getpid()) + "\n");
+  WriteAll(c, "killshim proto=2 pid=" + std::to_string(getpid()) + "\n");
+  std::string in;
   char buf[4096];
-  if (read(c, buf, sizeof buf) <= 0) _exit(0);
+  for (;;) {
+    size_t nl;
+    while ((nl = in.find('\n')) == std::string::npos) {
+      ssize_t n = read(c, buf, sizeof buf);
+      if (n <= 0) _exit(0);
+      in.append(buf, static_cast<size_t>(n));
+    }
+    std::string line = in.substr(0, nl);
+    in.erase(0, nl + 1);
+    if (line.rfind("challenge", 0) == 0) {
+      WriteAll(c, "ok gen=1 valid_ms=100000\n");
+      continue;
+    }
+    break;
+  }
   std::string batch;
   for (int i = 0; i < 1000; i++) batch += record;
   for (long i = 0; final.empty() || i < records; i += 1000) WriteAll(c, batch);
