@@ -24,7 +24,6 @@ int ks_fdid_get(int fd, struct ks_fdid *id)
         return fd < 0 ? EBADF : errno;
     id->dev = st.st_dev;
     id->ino = st.st_ino;
-    id->ref = -1;
     return 0;
 }
 
@@ -33,8 +32,13 @@ int ks_fdid_get_anon(int fd, struct ks_fdid *id)
     int rc = ks_fdid_get(fd, id);
     if (rc)
         return rc;
+    /* No room for the duplicate: the inode check alone, as without kcmp. */
+    int saved = errno;
     id->ref = fcntl(fd, F_DUPFD_CLOEXEC, ks_fd_floor());
-    return id->ref < 0 ? errno : 0;
+    if (id->ref < 0)
+        id->ref = -1;
+    errno = saved;
+    return 0;
 }
 
 int ks_fdid_same(int fd, const struct ks_fdid *id)

@@ -33,7 +33,8 @@ int ks_fdid_get(int fd, struct ks_fdid *id);
  * (st_dev, st_ino) proves nothing: it also keeps a duplicate of FD at a high
  * number, and ks_fdid_same then asks the kernel (kcmp KCMP_FILE) whether FD
  * and that duplicate are still the same open file. Where kcmp is refused
- * (seccomp, a kernel without it) the inode check is all there is. */
+ * (seccomp, a kernel without it) or no number is free for the duplicate,
+ * the inode check is all there is. */
 int ks_fdid_get_anon(int fd, struct ks_fdid *id);
 /* 1 if FD still refers to the file ID was taken from, else 0. */
 int ks_fdid_same(int fd, const struct ks_fdid *id);
@@ -65,17 +66,17 @@ int ks_fd_high(int fd);
 int ks_fd_floor(void);
 
 /* accept4 on the listening socket LISTEN_FD (the caller's own, ID), the
- * result moved high
- * (ks_fd_high), without holding a number while it waits: a blocked accept4
- * has already taken the lowest free fd for the connection it waits for (the
- * kernel allocates the number before it sleeps), so a program's open() gets
- * the next one for as long as the shim waits, forever on an idle socket. So
- * it waits in poll (which takes no number) for up to KS_ACCEPT_WAIT_MS, and
- * accepts only a connection that is there, without blocking. Returns the fd,
- * or -1 with errno: EINTR when nothing came (or it went away again; the
- * caller re-checks LISTEN_FD and calls again), EBADF if LISTEN_FD was closed
- * or replaced under the wait (then nothing is done to it), or accept4's. The wait's end also lets the caller notice
- * within a second that the program closed or replaced LISTEN_FD. */
+ * result moved high (ks_fd_high), without holding a number while it waits:
+ * a blocked accept4 has already taken the lowest free fd for the connection
+ * it waits for (the kernel allocates the number before it sleeps), so a
+ * program's open() gets the next one for as long as the shim waits, forever
+ * on an idle socket. So it waits in poll (which takes no number) for up to
+ * KS_ACCEPT_WAIT_MS, and accepts only a connection that is there, without
+ * blocking. Returns the fd, or -1 with errno: EINTR when nothing came (or it
+ * went away again; the caller re-checks LISTEN_FD and calls again), EBADF if
+ * LISTEN_FD was closed or replaced under the wait (then nothing is done to
+ * it), or accept4's. The wait's end also lets the caller notice within a
+ * second that the program closed or replaced LISTEN_FD. */
 #define KS_ACCEPT_WAIT_MS 1000
 int ks_fd_accept(int listen_fd, const struct ks_fdid *id);
 

@@ -257,6 +257,8 @@ void ks_server_start(void)
                 display, why);
         return;
     }
+    /* Read before the accept thread starts: it clears the flag once it binds. */
+    int squatted = ks_squatted;
     rc = ks_start_accept_thread();
     if (rc) {
         ks_warn("cannot start the control thread: %s; the program runs on without killshim control",
@@ -266,7 +268,7 @@ void ks_server_start(void)
         ks_listen_fd = -1;
         return;
     }
-    if (!ks_squatted)
+    if (!squatted)
         ks_debug("serving %s", display);
 }
 
