@@ -50,7 +50,7 @@ int ksi_ff_find_elf(Dwfl_Module *mod, void **userdata, const char *name, Dwarf_A
         ksi_tf_skipped(name, "an object the process maps", "deleted since it was mapped");
         return -1;
     }
-    int fd = ksi_tf_open(t, name, "an object the process maps", 0);
+    int fd = ksi_tf_open(t, name, KSI_IN_TARGET, "an object the process maps", 0);
     if (fd < 0)
         return -1;
     /* The path names what is there now: the target may have cut or
@@ -97,6 +97,14 @@ static int ksi_altlink(Elf *elf, char *name, size_t cap, unsigned char *id)
     return -1;
 }
 
+/* Where a debug or dwz file this file built the path of was looked for: the
+ * injector's debug directory is its own, the rest is the target's. */
+static enum ksi_view ksi_view_of(const char *path)
+{
+    return strncmp(path, KSI_DEBUG_ROOT "/", sizeof KSI_DEBUG_ROOT) == 0 ? KSI_IN_OURS
+                                                                        : KSI_IN_TARGET;
+}
+
 static void ksi_id_path(char *out, size_t cap, const unsigned char *id, int len)
 {
     int o = snprintf(out, cap, KSI_DEBUG_ROOT "/.build-id/%02x/", id[0]);
@@ -124,11 +132,11 @@ static int ksi_open_alt(struct ksi_tf *t, const char *path, const char *altname,
     int fd = -1;
     if (idlen > 0) {
         ksi_id_path(opened, cap, id, idlen);
-        fd = ksi_tf_open(t, opened, what, 1);
+        fd = ksi_tf_open(t, opened, KSI_IN_OURS, what, 1);
     }
     if (fd < 0) {
         ksi_beside(opened, cap, path, altname);
-        fd = ksi_tf_open(t, opened, what, 0);
+        fd = ksi_tf_open(t, opened, ksi_view_of(path), what, 0);
     }
     return fd;
 }
@@ -141,7 +149,7 @@ static int ksi_find_alt(struct ksi_tf *t, const char *from, const char *altname,
     char path[600], rec[512];
     unsigned char id[KSI_BUILD_ID_MAX];
     int idlen = 0;
-    int ffd = ksi_tf_open(t, from, "debug info", 1);
+    int ffd = ksi_tf_open(t, from, ksi_view_of(from), "debug info", 1);
     Elf *elf = ffd >= 0 ? elf_begin(ffd, ELF_C_READ_MMAP, NULL) : NULL;
     if (elf) {
         int n = ksi_altlink(elf, rec, sizeof rec, id);
@@ -197,7 +205,7 @@ static int ksi_debug_usable(struct ksi_tf *t, int fd, const char *path, const un
 static int ksi_try_debug(struct ksi_tf *t, const char *path, const char *what,
                          const unsigned char *id, int idlen, char **name)
 {
-    int fd = ksi_tf_open(t, path, what, 1);
+    int fd = ksi_tf_open(t, path, ksi_view_of(path), what, 1);
     if (fd < 0)
         return -1;
     if (!ksi_debug_usable(t, fd, path, id, idlen) || !(*name = strdup(path))) {

@@ -3,7 +3,9 @@
  * (find_elf) and their separate debug files (find_debuginfo: by build-id
  * under /usr/lib/debug/.build-id, then by .gnu_debuglink name next to the
  * object, in its .debug/ and under /usr/lib/debug), and the dwz files
- * (.gnu_debugaltlink) those name.
+ * (.gnu_debugaltlink) those name. The object's directory is the target's
+ * (resolved in its root); /usr/lib/debug is the injector's own, as for gdb
+ * and perf: the target chooses a build-id there, not a directory.
  *
  * A debug file is taken only if it carries the object's build-id (when the
  * object has one) and if its dwz file, when it names one, could be opened

@@ -120,10 +120,10 @@ void ksi_tf_skipped(const char *path, const char *what, const char *why)
     ksi_err("skipped %s (%s): %s", path, what, why);
 }
 
-/* The target's path as an O_PATH fd, resolved inside its root. */
-static int ksi_tf_path_fd(const struct ksi_tf *t, const char *path)
+/* PATH as an O_PATH fd, resolved inside the target's root if VIEW says. */
+static int ksi_tf_path_fd(const struct ksi_tf *t, const char *path, enum ksi_view view)
 {
-    if (t->root < 0)
+    if (t->root < 0 || view == KSI_IN_OURS)
         return open(path, O_PATH | O_CLOEXEC);
     while (*path == '/')
         path++;
@@ -190,10 +190,10 @@ static int ksi_frozen_copy(int fd, off_t size)
 }
 
 /* The checks of ksi_tf_open; WHY says what failed. *MISSING: it does not exist. */
-static int ksi_tf_open_checked(const struct ksi_tf *t, const char *path, char *why, size_t cap,
-                               int *missing)
+static int ksi_tf_open_checked(const struct ksi_tf *t, const char *path, enum ksi_view view,
+                               char *why, size_t cap, int *missing)
 {
-    int p = ksi_tf_path_fd(t, path);
+    int p = ksi_tf_path_fd(t, path, view);
     if (p < 0) {
         int e = errno;
         *missing = e == ENOENT || e == ENOTDIR;
@@ -246,12 +246,13 @@ static int ksi_tf_open_checked(const struct ksi_tf *t, const char *path, char *w
     return fd;
 }
 
-int ksi_tf_open(struct ksi_tf *t, const char *path, const char *what, int quiet_missing)
+int ksi_tf_open(struct ksi_tf *t, const char *path, enum ksi_view view, const char *what,
+                int quiet_missing)
 {
     ksi_phase("opening %s (%s)", path, what);
     char why[200] = "";
     int missing = 0;
-    int fd = ksi_tf_open_checked(t, path, why, sizeof why, &missing);
+    int fd = ksi_tf_open_checked(t, path, view, why, sizeof why, &missing);
     if (fd < 0 && !(quiet_missing && missing))
         ksi_tf_skipped(path, what, why);
     return fd;

@@ -7,8 +7,10 @@
  *   opens nothing: no FIFO wait, no device's open), checked with fstat, and
  *   only then reopened for reading, through the same inode.
  * - Files over KSI_FILE_MAX are skipped.
- * - Paths resolve inside the target's root (/proc/PID/root, openat2
- *   RESOLVE_IN_ROOT), so a chroot or container target gets its own files.
+ * - A path the target chose (an object it maps, a debug file named next to
+ *   it) resolves inside the target's root (/proc/PID/root, openat2
+ *   RESOLVE_IN_ROOT), so a chroot or container target gets its own files;
+ *   the injector's own debug directory (/usr/lib/debug) is the injector's.
  * - A more privileged injector (root, for a target that is not) opens them
  *   with the target's file credentials (fsuid, fsgid, groups): what the
  *   target's user could not read, through any symlink, stays unread. And a
@@ -54,12 +56,19 @@ void ksi_tf_end(struct ksi_tf *t);
 void ksi_tf_enter(struct ksi_tf *t);
 void ksi_tf_leave(struct ksi_tf *t);
 
-/* Opens PATH (as the target sees it) for reading, within ksi_tf_enter.
+/* Where ksi_tf_open resolves a path. */
+enum ksi_view {
+    KSI_IN_TARGET,   /* inside the target's root: a path the target chose */
+    KSI_IN_OURS,     /* as the injector sees it: its own debug directory */
+};
+
+/* Opens PATH (as VIEW says) for reading, within ksi_tf_enter.
  * WHAT says what it is for ("debug info of libfoo.so"), for the message if
  * it is skipped; a file that does not exist is skipped silently if
  * QUIET_MISSING. Returns an fd (read-only, close-on-exec: the file, or a
  * private copy of it) or -1. */
-int ksi_tf_open(struct ksi_tf *t, const char *path, const char *what, int quiet_missing);
+int ksi_tf_open(struct ksi_tf *t, const char *path, enum ksi_view view, const char *what,
+                int quiet_missing);
 
 /* Says once on stderr that PATH (for WHAT) was skipped, and WHY. */
 void ksi_tf_skipped(const char *path, const char *what, const char *why);

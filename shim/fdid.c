@@ -18,7 +18,6 @@
  * the shim used the program's fd. */
 int ks_fdid_get(int fd, struct ks_fdid *id)
 {
-    id->ref = -1;
     struct stat st;
     if (fd < 0 || syscall(SYS_fstat, fd, &st) != 0)
         return fd < 0 ? EBADF : errno;
@@ -27,30 +26,33 @@ int ks_fdid_get(int fd, struct ks_fdid *id)
     return 0;
 }
 
-int ks_fdid_get_anon(int fd, struct ks_fdid *id)
-{
-    int rc = ks_fdid_get(fd, id);
-    if (rc)
-        return rc;
-    /* No room for the duplicate: the inode check alone, as without kcmp. */
-    int saved = errno;
-    id->ref = fcntl(fd, F_DUPFD_CLOEXEC, ks_fd_floor());
-    if (id->ref < 0)
-        id->ref = -1;
-    errno = saved;
-    return 0;
-}
-
 int ks_fdid_same(int fd, const struct ks_fdid *id)
 {
-    struct ks_fdid now = {0, 0, -1};
-    if (ks_fdid_get(fd, &now) != 0 || now.dev != id->dev || now.ino != id->ino)
+    struct ks_fdid now = {0, 0};
+    return ks_fdid_get(fd, &now) == 0 && now.dev == id->dev && now.ino == id->ino;
+}
+
+int ks_fdid_dup(int fd)
+{
+    int saved = errno;
+    int dup = fcntl(fd, F_DUPFD_CLOEXEC, ks_fd_floor());
+    errno = saved;
+    return dup < 0 ? -1 : dup;
+}
+
+int ks_fdid_same_dup(int fd, int dup)
+{
+    struct stat st;
+    if (syscall(SYS_fstat, fd, &st) != 0 || (st.st_mode & S_IFMT) != 0)
+        return 0;   /* closed, or a file of a kind with inodes of its own */
+    struct ks_fdid id = {st.st_dev, st.st_ino};
+    if (dup < 0)
+        return 1;   /* an anonymous inode: nothing finer to compare */
+    if (!ks_fdid_same(dup, &id))
         return 0;
-    if (id->ref < 0)
-        return 1;
     int saved = errno;
     long k = syscall(SYS_kcmp, (long)getpid(), (long)getpid(), (long)KCMP_FILE, (long)fd,
-                     (long)id->ref);
+                     (long)dup);
     int same = k == 0 || (k < 0 && (errno == ENOSYS || errno == EPERM));
     errno = saved;
     return same;
@@ -61,8 +63,6 @@ int ks_fdid_close(int fd, const struct ks_fdid *id)
     if (!ks_fdid_same(fd, id))
         return 0;
     close(fd);
-    if (id->ref >= 0)
-        close(id->ref);
     return 1;
 }
 

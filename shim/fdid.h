@@ -23,25 +23,26 @@ extern "C" {
 struct ks_fdid {
     dev_t dev;
     ino_t ino;
-    int ref;       /* -1, or a private duplicate to compare with (ks_fdid_get_anon) */
 };
 
 /* Records what FD refers to now. Returns 0 or an errno. */
 int ks_fdid_get(int fd, struct ks_fdid *id);
-/* The same for an fd whose inode is shared by every file of its kind
- * (eventfd, epoll, timerfd, signalfd: one anonymous inode for all), where
- * (st_dev, st_ino) proves nothing: it also keeps a duplicate of FD at a high
- * number, and ks_fdid_same then asks the kernel (kcmp KCMP_FILE) whether FD
- * and that duplicate are still the same open file. Where kcmp is refused
- * (seccomp, a kernel without it) or no number is free for the duplicate,
- * the inode check is all there is. */
-int ks_fdid_get_anon(int fd, struct ks_fdid *id);
 /* 1 if FD still refers to the file ID was taken from, else 0. */
 int ks_fdid_same(int fd, const struct ks_fdid *id);
-/* Closes FD if it is still ID's file (and ID's duplicate with it);
- * otherwise leaves the number (now the program's) alone, and the duplicate
- * too (it may be the program's as well). Returns 1 if it closed FD. */
+/* Closes FD if it is still ID's file; otherwise leaves the number (now the
+ * program's) alone. Returns 1 if it closed it. */
 int ks_fdid_close(int fd, const struct ks_fdid *id);
+
+/* For an fd whose inode every file of its kind shares (eventfd, epoll,
+ * timerfd, signalfd: one anonymous inode for all), where (st_dev, st_ino)
+ * proves nothing: a private duplicate of FD at a high number, or -1 if no
+ * number is free for one. ks_fdid_same_dup then asks the kernel (kcmp
+ * KCMP_FILE) whether FD and that duplicate are still one open file; where
+ * kcmp is refused (seccomp, a kernel without it), or there is no duplicate
+ * (DUP -1), it can only check that FD is an anonymous-inode file, which is
+ * all there is then. */
+int ks_fdid_dup(int fd);
+int ks_fdid_same_dup(int fd, int dup);
 
 /* Where the shim's long-lived fds live (the control socket, its
  * connections, the eventfds behind killshim_stop_fd): at KS_FD_FLOOR or

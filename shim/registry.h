@@ -18,7 +18,6 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "fdid.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -110,8 +109,9 @@ struct ks_thread {
     int stop_fd;              /* eventfd of killshim_stop_fd() plus 1, 0 if none
                                  (TLS starts zeroed); set under the lock, where
                                  the control side reads it */
-    struct ks_fdid stop_id;   /* what stop_fd named when made: checked before
-                                 each write and the close (fdid.h) */
+    int stop_dup;             /* a private duplicate of it plus 1, 0 if none:
+                                 checked against before each write and the
+                                 close (ks_fdid_same_dup: eventfds share an inode) */
     uint8_t cancel_disabled;  /* owner: as set through pthread_setcancelstate */
     uint8_t cancel_async;     /* owner: as set through pthread_setcanceltype */
     uintptr_t cancel_site;    /* user PC of the syscall it was blocked in when

@@ -197,19 +197,16 @@ TEST(HostileFiles, AMappedLibraryCutOrGarbledUnderTheTargetIsNoCrash) {
 // ---- A root injector and a target that is not root ---------------------
 
 // DIR/prog started as nobody, under a copy of the shim in DIR (nobody cannot
-// reach Bazel's runfiles under /root). PREFIX: commands run before (as root,
-// in a private mount namespace of the target's own), e.g. to give it its own
-// /usr/lib/debug.
-std::unique_ptr<Target> AsNobody(const std::string& dir, const std::string& prefix = "") {
+// reach Bazel's runfiles under /root).
+std::unique_ptr<Target> AsNobody(const std::string& dir) {
   Sh("cp " + ks::ShimPath() + " " + dir + "/libkillshim.so && chmod 0755 " + dir + "/libkillshim.so");
   std::string rt = ks::SanitizerPreload();
   std::string preload = dir + "/libkillshim.so" + (rt.empty() ? "" : ":" + rt);
-  std::string script = prefix + " exec /usr/bin/setpriv --reuid=nobody --regid=nogroup --clear-groups" +
-                       " /usr/bin/env LD_PRELOAD=" + preload + " " + dir + "/prog 2";
-  auto t = std::make_unique<Target>("/usr/bin/unshare",
-                                    std::vector<std::string>{"--mount", "--propagation", "private",
-                                                             "/bin/sh", "-c", script},
-                                    std::vector<std::string>{}, false);
+  auto t = std::make_unique<Target>(
+      "/usr/bin/setpriv",
+      std::vector<std::string>{"--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                               "/usr/bin/env", "LD_PRELOAD=" + preload, dir + "/prog", "2"},
+      std::vector<std::string>{}, false);
   EXPECT_EQ(t->WaitFor("ready"), "ready");
   EXPECT_TRUE(t->WaitSocket());
   return t;
@@ -239,10 +236,11 @@ TEST(HostileFiles, ASymlinkedDebuglinkIntoARootOnlyFileIsNotRead) {
   EXPECT_EQ(t->Wait(), 0);
 }
 
-// The build-id path, /usr/lib/debug/.build-id/xx/yyy.debug, looked up in
-// the target's own root: here a private mount namespace with a tmpfs on
-// /usr/lib/debug, where the target's user planted a symlink into a file
-// only root may read.
+// The build-id path, /usr/lib/debug/.build-id/xx/yyy.debug, is the
+// injector's own (as for gdb): here a private mount namespace of the
+// injector's, with a tmpfs on /usr/lib/debug holding a symlink into a file
+// only root may read, for a target running as nobody. Credentials, not the
+// directory, decide: not read; read once nobody may.
 TEST(HostileFiles, ASymlinkedBuildIdPathIntoARootOnlyFileIsNotRead) {
   ASSERT_EQ(geteuid(), 0u) << "this test needs root, as the suite does";
   Dir d;
@@ -254,19 +252,22 @@ TEST(HostileFiles, ASymlinkedBuildIdPathIntoARootOnlyFileIsNotRead) {
   std::string hex = id.out.substr(0, id.out.find('\n'));
   ASSERT_GE(hex.size(), 4u) << id.out << id.err;
   std::string link = "/usr/lib/debug/.build-id/" + hex.substr(0, 2) + "/" + hex.substr(2) + ".debug";
-  std::string plant = "mount -t tmpfs tmpfs /usr/lib/debug && mkdir -p " +
+  auto t = AsNobody(d.path);
+  std::string stack = "exec /usr/bin/unshare --mount --propagation private /bin/sh -c '"
+                      "mkdir -p /usr/lib/debug && mount -t tmpfs tmpfs /usr/lib/debug && mkdir -p " +
                       link.substr(0, link.rfind('/')) + " && ln -s " + d.path +
-                      "/secret/real.debug " + link + " && ";
-  auto t = AsNobody(d.path, plant);
-  Dump r = DumpBoth(t->pid());
-  EXPECT_EQ(r.stack.code, 0) << r.stack.err;
-  EXPECT_FALSE(Has(r.stack.out, "worker_main")) << "root read a file nobody cannot\n" << r.stack.out;
-  EXPECT_TRUE(Has(r.stack.err, "skipped " + link)) << r.stack.err;
-  EXPECT_TRUE(Has(r.stack.err, "uid 65534")) << r.stack.err;
+                      "/secret/real.debug " + link + " && exec " + ks::InjectorPath() +
+                      " --stack " + std::to_string(t->pid()) + "'";
+  ks::Result r = ks::Run({"/bin/sh", "-c", stack}, 20000);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(Has(r.out, "pthread_cond_wait")) << r.out << r.err;
+  EXPECT_FALSE(Has(r.out, "worker_main")) << "root read a file nobody cannot\n" << r.out;
+  EXPECT_TRUE(Has(r.err, "skipped " + link)) << r.err;
+  EXPECT_TRUE(Has(r.err, "uid 65534")) << r.err;
   Sh("chmod 0755 " + d.path + "/secret && chmod 0644 " + d.path + "/secret/real.debug");
-  r = DumpBoth(t->pid());
-  EXPECT_TRUE(Has(r.stack.out, "worker_main")) << "the target's own build-id directory\n"
-                                               << r.stack.out << r.stack.err;
+  r = ks::Run({"/bin/sh", "-c", stack}, 20000);
+  EXPECT_TRUE(Has(r.out, "worker_main")) << "the injector's own build-id directory\n"
+                                         << r.out << r.err;
   t->Send("quit");
   EXPECT_EQ(t->Wait(), 0);
 }
