@@ -95,7 +95,7 @@ static void *ks_named_page(const struct ks_gen *g)
     if (fd < 0 || ks_fdid_get(fd, &id) != 0)
         return NULL;
     void *p = MAP_FAILED;
-    if (ftruncate(fd, KS_PAGE) == 0 && ks_fdid_same(fd, &id) &&
+    if (ks_fdid_same(fd, &id) && ftruncate(fd, KS_PAGE) == 0 && ks_fdid_same(fd, &id) &&
         pwrite(fd, g->asec, KS_SECRET_LEN, 0) == KS_SECRET_LEN && ks_fdid_same(fd, &id))
         p = mmap(NULL, KS_PAGE, PROT_READ, MAP_SHARED, fd, 0);
     int e = errno;

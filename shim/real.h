@@ -134,7 +134,9 @@ enum ks_real_where { KS_NEXT, KS_LIBC };
     X(longjmp, "longjmp", NULL, KS_NEXT, void, (struct __jmp_buf_tag *, int))                 \
     X(siglongjmp, "siglongjmp", NULL, KS_NEXT, void, (struct __jmp_buf_tag *, int))           \
     X(longjmp_chk, "__longjmp_chk", NULL, KS_NEXT, void, (struct __jmp_buf_tag *, int))       \
-    X(setcontext, "setcontext", NULL, KS_NEXT, int, (const ucontext_t *))
+    X(setcontext, "setcontext", NULL, KS_NEXT, int, (const ucontext_t *))                    \
+    /* libunwind's init must open no pipe (interpose_pipe.c, unwind_mem.h) */                \
+    X(pipe2, "pipe2", NULL, KS_NEXT, int, (int *, int))
 
 enum ks_real_id {
 #define KS_X(field, sym, ver, where, ret, params) KS_FN_##field,

@@ -87,7 +87,7 @@ static int ks_bind_abstract(int fd, char *display, size_t cap, char *why, size_t
  * WHY filled in. */
 static int ks_listen(char *display, size_t cap, char *why, size_t wcap)
 {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = ks_fd_high(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (fd < 0) {
         snprintf(why, wcap, "socket: %s", strerror(errno));
         return errno;
@@ -153,10 +153,8 @@ static int ks_wait_slot(uint64_t gen)
 }
 
 /* The accept thread takes the shim's ACT signal (every other signal stays
- * blocked, shim_thread.h): ks_server_wake cuts its accept short with it.
- * A blocking accept, not a poll: a blocked accept holds the socket, so a
- * client that connected just before the program closed every fd is still
- * served (the socket lives until the call returns). */
+ * blocked, shim_thread.h): ks_server_wake cuts its wait for a client short
+ * with it (ks_fd_accept waits in poll, at most a second at a time). */
 static void ks_accept_unblock_wake(void)
 {
     int act = ks_signo(KS_SIG_ACT);
@@ -191,7 +189,7 @@ static void *ks_accept_loop(uint64_t gen)
         }
         if (__atomic_load_n(&ks_generation, __ATOMIC_ACQUIRE) != gen || ks_wait_slot(gen) != 0)
             return NULL;
-        int fd = accept4(ks_listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        int fd = ks_fd_accept(ks_listen_fd, &ks_listen_id);
         if (fd < 0) {
             int e = errno;
             if (e == EINTR || e == ECONNABORTED)

@@ -68,7 +68,7 @@ static int ks_dir_open(char *why, size_t cap)
         return 0;
     char path[4096];
     ks_dir_path(path, sizeof path);
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = ks_fd_high(open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (fd < 0) {
         int e = errno;
         struct stat st;

@@ -26,6 +26,7 @@
 #include "procfs.h"
 #include "registry.h"
 #include "signals.h"
+#include "unwind_mem.h"
 
 /* Measured: a dump uses about 6.5 KiB below the interrupted frame (the
  * kernel's signal frame, the handler, libunwind's step, the loader's
@@ -68,10 +69,9 @@ static void ks_unwind(ucontext_t *uc, struct ks_dump_entry *e)
         e->ips[i] = ip;
         if (exact)
             e->exact[i / 64] |= 1ull << (i % 64);
-        /* For a frame without unwind info libunwind guesses from rbp and
-         * validates each guess by writing through a pipe it opened at init.
-         * A program that closed that fd and reused the number would get our
-         * bytes in its file; never take that path: stop here instead. */
+        /* For a frame without unwind info libunwind guesses from rbp (each
+         * read checked, unwind_mem.h); a guess can name a caller that is not
+         * one. Stop here instead and say the stack was cut. */
         unw_proc_info_t pi;
         if (unw_get_proc_info_by_ip(unw_local_addr_space, exact ? ip : ip - 1, &pi, NULL) < 0) {
             e->truncated = 1;
@@ -359,6 +359,9 @@ static void ks_prime(void)
 
 void ks_stack_init(void)
 {
+    /* Before the first unwind (ks_prime): see unwind_mem.h. */
+    if (ks_unw_mem_install(unw_get_accessors, unw_local_addr_space) != 0)
+        ks_debug("libunwind's memory accessor could not be replaced; it validates through a pipe");
     /* No cache: nothing goes stale when the program unloads a library, and
      * libunwind takes no lock of its own on the unwinding path. */
     unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_NONE);

@@ -11,6 +11,7 @@
 
 #include "ks.h"
 #include "lock.h"
+#include "procfs.h"
 #include "signals.h"
 
 static ks_step_fn *ks_step_cb;
@@ -83,15 +84,9 @@ int ks_step_install(void)
 
 int ks_step_tracer(void)
 {
-    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
     char buf[4096];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
+    if (ks_read_small_file("/proc/self/status", buf, sizeof buf) <= 0)
         return -1;
-    buf[n] = 0;
     const char *p = strstr(buf, "\nTracerPid:");
     return p ? atoi(p + 11) : -1;
 }
