@@ -79,20 +79,17 @@ static int ks_program_alone(void)
     for (struct ks_thread *t = ks_registry_first(); t && alone; t = t->next)
         alone = t->tid == self || t->role == KS_ROLE_SHIM;
     ks_registry_unlock();
-    DIR *d = alone ? ks_open_dir("/proc/self/task") : NULL;
-    if (!d)
-        return alone;
-    struct dirent *e;
-    while (alone && (e = readdir(d))) {
-        pid_t tid = (pid_t)atoi(e->d_name);
-        if (tid <= 0 || tid == self)
+    int n = 0;
+    pid_t *tids = alone ? ks_read_ids("/proc/self/task", &n) : NULL;
+    for (int i = 0; tids && i < n && alone; i++) {
+        if (tids[i] == self)
             continue;
         ks_registry_lock();
-        struct ks_thread *t = ks_registry_find(tid);
-        alone = (t && t->role == KS_ROLE_SHIM) || ks_registry_exiting(tid);
+        struct ks_thread *t = ks_registry_find(tids[i]);
+        alone = (t && t->role == KS_ROLE_SHIM) || ks_registry_exiting(tids[i]);
         ks_registry_unlock();
     }
-    closedir(d);
+    free(tids);
     return alone;
 }
 

@@ -106,17 +106,12 @@ pid_t ks_live_task(pid_t pid)
         return pid;
     char dir[48];
     snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
-    DIR *d = ks_open_dir(dir);
-    if (!d)
-        return pid;
-    pid_t live = pid;
-    struct dirent *e;
-    while (live == pid && (e = readdir(d)) != NULL) {
-        pid_t tid = (pid_t)atoi(e->d_name);
-        if (tid > 0 && tid != pid && ks_read_task_stat(pid, tid, &st) == 0 && st.state != 'Z')
-            live = tid;
-    }
-    closedir(d);
+    int n = 0;
+    pid_t *tids = ks_read_ids(dir, &n), live = pid;
+    for (int i = 0; tids && i < n && live == pid; i++)
+        if (tids[i] != pid && ks_read_task_stat(pid, tids[i], &st) == 0 && st.state != 'Z')
+            live = tids[i];
+    free(tids);
     return live;
 }
 

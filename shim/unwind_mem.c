@@ -9,9 +9,10 @@
 #include <unistd.h>
 
 #include "ks.h"
+#include "lock.h"
 #include "real.h"
 
-static pthread_mutex_t ks_mem_mu = PTHREAD_MUTEX_INITIALIZER;
+KS_LOCK_DEFINE(static, ks_mem_mu);
 static int ks_mem_ok;
 static pid_t ks_mem_init_tid;   /* the thread inside libunwind's init, or 0 */
 
@@ -59,7 +60,7 @@ int ks_unw_mem_install(unw_accessors_t *(*get_accessors)(unw_addr_space_t), unw_
     if (__atomic_load_n(&ks_mem_ok, __ATOMIC_ACQUIRE))
         return 0;
     int saved = errno, rc = 0;
-    KS_REAL(pthread_mutex_lock)(&ks_mem_mu);
+    ks_lock(&ks_mem_mu);
     if (!ks_mem_ok) {
         /* The first call into libunwind runs its init, pipe included, unless
          * a library of the program used libunwind before the shim's init:
@@ -78,7 +79,7 @@ int ks_unw_mem_install(unw_accessors_t *(*get_accessors)(unw_addr_space_t), unw_
             __atomic_store_n(&ks_mem_ok, 1, __ATOMIC_RELEASE);
         }
     }
-    KS_REAL(pthread_mutex_unlock)(&ks_mem_mu);
+    ks_unlock(&ks_mem_mu);
     errno = saved;
     return rc;
 }
