@@ -10,13 +10,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "deadline.h"
 #include "injector.h"
+#include "shim/doorbell.h"
 #include "peer.h"
 #include "shim/access.h"
 #include "shim/procfs.h"
 #include "shim/sockaddr.h"
+#include "symbolize.h"
 
 #define KSI_REPLY_TIMEOUT_S 30
+/* A process starts serving when first asked (shim/control.h); this long. */
+#define KSI_START_TIMEOUT_MS 2000
 
 static void ksi_comm(pid_t pid, char *buf, size_t cap)
 {
@@ -56,6 +61,9 @@ static int ksi_read_line(struct ksi_client *c, struct ks_msg *m)
                 ksi_err("malformed reply from process %d: %s", (int)c->pid, err);
                 return KSI_EXIT_PROTOCOL;
             }
+            /* Every value is printed somewhere: none may drive the terminal. */
+            for (int i = 0; i < m->nfields; i++)
+                ksi_sanitize((char *)m->f[i].val);
             return KSI_EXIT_OK;
         }
         if (c->rlen > KS_PROTO_MAX_LINE) {
@@ -91,8 +99,24 @@ int ksi_reply_error(const struct ks_msg *final)
     return KSI_EXIT_ERROR;
 }
 
-int ksi_connect(pid_t pid, struct ksi_client *c)
+/* 1 if the process closed the connection before its first byte. The shim
+ * waits for clients in poll (no fd number held while it waits, fdid.h): if
+ * the program closed the listening socket during that wait, the shim drops
+ * it when the next client arrives, that client is reset, and the shim binds
+ * the name again at once. */
+static int ksi_closed_before_banner(const struct ksi_client *c)
 {
+    char b;
+    ssize_t r;
+    do
+        r = recv(c->fd, &b, 1, MSG_PEEK);
+    while (r < 0 && errno == EINTR);
+    return r == 0 || (r < 0 && errno == ECONNRESET);
+}
+
+static int ksi_connect_once(pid_t pid, struct ksi_client *c, int last)
+{
+    ksi_phase("connecting to process %d", (int)pid);
     memset(c, 0, sizeof *c);
     c->fd = -1;
     c->pid = pid;
@@ -109,19 +133,20 @@ int ksi_connect(pid_t pid, struct ksi_client *c)
     ks_sockaddr_for_pid(pid, &addr, &alen, where, sizeof where);
     if (!ks_sockaddr_is_file() && ksi_peer_same_netns(pid, where) != KSI_EXIT_OK)
         return KSI_EXIT_ERROR;
-    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int rung = 0;
+    c->fd = ks_control_connect(pid, KSI_START_TIMEOUT_MS, &rung);
     if (c->fd < 0) {
-        ksi_err("socket: %s", strerror(errno));
-        return KSI_EXIT_ERROR;
-    }
-    if (ks_sockaddr_connect(c->fd, pid) != 0) {
         int e = errno;
-        ksi_close(c);
         if (e == EACCES || e == EPERM) {
             ksi_err("permission denied: cannot connect to %s of process %d (%s)", where, (int)pid, comm);
             return KSI_EXIT_PERMISSION;
         }
-        if (ksi_maps_shim(pid))
+        if (rung)
+            ksi_err("process %d (%s) runs the shim but did not start serving %s within %d ms: "
+                    "it starts when one of its threads waits in a system call or runs the "
+                    "program's own code, and none did (or it blocks the shim's signals)",
+                    (int)pid, comm, where, KSI_START_TIMEOUT_MS);
+        else if (ksi_maps_shim(pid))
             ksi_err("process %d (%s) loaded libkillshim.so but does not serve %s "
                     "(its stderr says why; or KILLSHIM_SOCKET_DIR differs)", (int)pid, comm, where);
         else
@@ -144,6 +169,10 @@ int ksi_connect(pid_t pid, struct ksi_client *c)
     setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 
+    if (!last && ksi_closed_before_banner(c)) {
+        ksi_close(c);
+        return -1;
+    }
     struct ks_msg m;
     int rc = ksi_read_line(c, &m);
     if (rc != KSI_EXIT_OK) {
@@ -176,6 +205,19 @@ int ksi_connect(pid_t pid, struct ksi_client *c)
     return KSI_EXIT_OK;
 }
 
+int ksi_connect(pid_t pid, struct ksi_client *c)
+{
+    /* A connection reset before the banner is tried again, a few times
+     * over about a second (see ksi_closed_before_banner). */
+    int rc = -1;
+    for (int i = 0; rc < 0 && i < 20; i++) {
+        if (i)
+            usleep(50 * 1000);
+        rc = ksi_connect_once(pid, c, i == 19);
+    }
+    return rc;
+}
+
 void ksi_close(struct ksi_client *c)
 {
     if (c->fd >= 0)
@@ -187,6 +229,9 @@ void ksi_close(struct ksi_client *c)
 static int ksi_exchange(struct ksi_client *c, const char *line, ksi_record_fn *fn, void *ctx,
                         struct ks_msg *final)
 {
+    /* The verb only: the rest may carry a proof, a secret for a second. */
+    ksi_phase("waiting for process %d to answer \"%.*s\"", (int)c->pid, (int)strcspn(line, " "),
+              line);
     char buf[KS_PROTO_MAX_LINE + 1];
     int n = snprintf(buf, sizeof buf, "%s\n", line);
     if (n < 0 || (size_t)n >= sizeof buf) {

@@ -9,6 +9,7 @@
 #include <sys/uio.h>
 
 #include "injector.h"
+#include "shim/procfs.h"
 
 int ksi_flagvar_find(pid_t pid, const char *spec, struct ksi_flagvar *v)
 {
@@ -107,7 +108,7 @@ int ksi_flagvar_write(struct ksi_client *c, pid_t tid, uint64_t id, struct ksi_f
     memcpy(buf, &v->value, sizeof buf);   /* little-endian: the low bytes */
     struct iovec local = {buf, (size_t)v->d.size};
     struct iovec remote = {(void *)(uintptr_t)addr, (size_t)v->d.size};
-    ssize_t n = process_vm_writev(c->pid, &local, 1, &remote, 1, 0);
+    ssize_t n = process_vm_writev(ks_live_task(c->pid), &local, 1, &remote, 1, 0);
     if (n == (ssize_t)v->d.size) {
         v->written = 1;
         return KSI_EXIT_OK;

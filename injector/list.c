@@ -21,9 +21,13 @@ struct ksi_row {
     int start_whole;          /* START is module+offset: never cut (addr2line takes it) */
 };
 
+/* The reply is the target's to write: at most this many rows are kept. */
+#define KSI_MAX_ROWS (1 << 16)
+
 struct ksi_rows {
     struct ksi_row *v;
     size_t n, cap;
+    int cut;   /* over KSI_MAX_ROWS: the rest was dropped */
     struct ksi_sym *sym;
     pid_t pid;
 };
@@ -39,6 +43,10 @@ static int ksi_collect(const struct ks_msg *m, void *ctx)
     struct ksi_rows *rs = ctx;
     if (strcmp(m->verb, "thread") != 0)
         return 0;   /* newer shims may send more record types: skip them */
+    if (rs->n >= KSI_MAX_ROWS) {
+        rs->cut = 1;   /* the target writes the reply: keep a bounded part */
+        return 1;
+    }
     if (rs->n == rs->cap) {
         size_t cap = rs->cap ? rs->cap * 2 : 64;
         struct ksi_row *v = realloc(rs->v, cap * sizeof *v);
@@ -227,6 +235,9 @@ int ksi_do_list(const struct ksi_opts *o)
     ksi_close(&c);
     if (rc == KSI_EXIT_OK && strcmp(final.verb, "err") == 0)
         rc = ksi_reply_error(&final);
+    if (rs.cut)
+        ksi_err("process %d sent more than %d threads: the rest is not shown", (int)o->pid,
+                KSI_MAX_ROWS);
     struct ksi_wait_edge *edges = NULL;
     struct ksi_cycle *cyc = NULL;
     int ncyc = 0;

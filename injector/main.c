@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "deadline.h"
 #include "injector.h"
 #include "shim/proto.h"
 #include "shim/version.h"
@@ -35,6 +36,8 @@ static const char ksi_usage[] =
 "                             auto    flag, then cancel, then abort, --grace apart\n"
 "  -g, --grace SECONDS      wait between the steps of auto (default 1)\n"
 "  -t, --timeout SECONDS    how long to wait for the thread to end (default 10)\n"
+"  -D, --deadline SECONDS   give up after this long in all, saying what was pending\n"
+"                           (default 60 + --timeout + 3 x --grace; 0: never)\n"
 "  -f, --force              abort at once even where it is not safe (a held lock);\n"
 "                           the report says what was left behind. cancel: cancel\n"
 "                           at once even where the thread would leave a lock held,\n"
@@ -100,6 +103,7 @@ static int ksi_parse_secs(const char *s, const char *opt, double *out)
 int main(int argc, char **argv)
 {
     struct ksi_opts o = {.mode = KSI_MODE_AUTO, .grace_s = 1.0, .timeout_s = 10.0};
+    double deadline_s = -1;
     enum { OPT_FLAG_SYMBOL = 256 };
     static const struct option longopts[] = {
         {"json", no_argument, NULL, 'j'},
@@ -108,6 +112,7 @@ int main(int argc, char **argv)
         {"mode", required_argument, NULL, 'm'},
         {"grace", required_argument, NULL, 'g'},
         {"timeout", required_argument, NULL, 't'},
+        {"deadline", required_argument, NULL, 'D'},
         {"force", no_argument, NULL, 'f'},
         {"flag-symbol", required_argument, NULL, OPT_FLAG_SYMBOL},
         {"help", no_argument, NULL, 'h'},
@@ -115,7 +120,7 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     int mode_set = 0, c;
-    while ((c = getopt_long(argc, argv, "jasm:g:t:fhV", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "jasm:g:t:D:fhV", longopts, NULL)) != -1) {
         switch (c) {
         case 'j': o.json = 1; break;
         case 'a': o.all = 1; break;
@@ -137,6 +142,7 @@ int main(int argc, char **argv)
             if (ksi_parse_secs(optarg, "--timeout", &o.timeout_s)) return KSI_EXIT_USAGE;
             o.timeout_set = 1;
             break;
+        case 'D': if (ksi_parse_secs(optarg, "--deadline", &deadline_s)) return KSI_EXIT_USAGE; break;
         case OPT_FLAG_SYMBOL: o.flag_symbol = optarg; break;
         case 'h': fputs(ksi_usage, stdout); return KSI_EXIT_OK;
         case 'V':
@@ -157,6 +163,9 @@ int main(int argc, char **argv)
         return KSI_EXIT_USAGE;
     if (nargs == 2 && ksi_parse_id(argv[optind + 1], "TID", &o.tid))
         return KSI_EXIT_USAGE;
+    /* Every path and byte from the target is hostile (docs/security.md): a
+     * FIFO it names, a file system that stalls, a reply that never ends. */
+    ksi_deadline_start(deadline_s >= 0 ? deadline_s : 60 + o.timeout_s + 3 * o.grace_s);
     if (o.stack)
         return ksi_do_stack(&o);
     if ((mode_set || o.force || o.flag_symbol) && !o.tid) {

@@ -96,12 +96,11 @@ static int ksi_listener_inode(const char *where, unsigned *ino)
     return rc;
 }
 
-/* 1 if PID has socket INO open, 0 if not, or -errno if its fds cannot be
- * read. */
-static int ksi_holds(pid_t pid, unsigned ino)
+/* 1 if the fd directory DIR (/proc/PID/fd) holds socket INO, 0 if not, or
+ * -errno if it cannot be read. */
+static int ksi_dir_holds(const char *dir, unsigned ino)
 {
-    char dir[64], link[320], want[48], got[64];
-    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+    char link[320], want[48], got[64];
     snprintf(want, sizeof want, "socket:[%u]", ino);
     DIR *d = opendir(dir);
     if (!d)
@@ -118,6 +117,15 @@ static int ksi_holds(pid_t pid, unsigned ino)
     }
     closedir(d);
     return found;
+}
+
+/* 1 if PID has socket INO open, 0 if not, or -errno if its fds cannot be
+ * read (through a live thread if its main thread has exited). */
+static int ksi_holds(pid_t pid, unsigned ino)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)ks_live_task(pid));
+    return ksi_dir_holds(dir, ino);
 }
 
 /* The first process that holds socket INO, for the message; 0 if none the

@@ -16,6 +16,13 @@
 
 #define KSI_SHIM_MODULE "libkillshim.so"
 
+/* The reply is the target's to write: at most this much of it is kept (a
+ * real dump is far smaller; past it, the rest is read and dropped, and the
+ * deadline bounds how long that takes). */
+#define KSI_MAX_THREADS (1 << 16)
+#define KSI_MAX_FRAMES (1 << 20)    /* in all: 1M addresses, 24 MiB */
+#define KSI_MAX_LOOKUPS (1 << 16)   /* distinct addresses named */
+
 struct ksi_frame {
     unsigned long long pc;
     int exact;                  /* the interrupted instruction, not a return address */
@@ -33,8 +40,9 @@ struct ksi_thr {
 
 struct ksi_dump {
     struct ksi_thr *v;
-    size_t n, cap;
+    size_t n, cap, frames;
     int oom;
+    int cut;   /* over KSI_MAX_THREADS or KSI_MAX_FRAMES: the rest was dropped */
 };
 
 /* ---- Reading the reply ------------------------------------------------ */
@@ -47,11 +55,16 @@ static void ksi_copy_field(const struct ks_msg *m, const char *key, char *dst, s
 }
 
 /* "7f12ab!,40113a,..." */
-static int ksi_parse_ips(const char *s, struct ksi_thr *t)
+static int ksi_parse_ips(const char *s, struct ksi_thr *t, struct ksi_dump *d)
 {
     size_t n = 1;
     for (const char *p = s; *p; p++)
         n += *p == ',';
+    if (d->frames + n > KSI_MAX_FRAMES) {
+        d->cut = 1;
+        return 0;
+    }
+    d->frames += n;
     t->frames = calloc(n, sizeof *t->frames);
     if (!t->frames)
         return -1;
@@ -86,6 +99,10 @@ static int ksi_collect(const struct ks_msg *m, void *ctx)
     struct ksi_dump *d = ctx;
     if (strcmp(m->verb, "stack") != 0)
         return 0;   /* newer shims may send more record types */
+    if (d->n >= KSI_MAX_THREADS || d->cut) {
+        d->cut = 1;
+        return 1;
+    }
     if (d->n == d->cap) {
         size_t cap = d->cap ? d->cap * 2 : 64;
         struct ksi_thr *v = realloc(d->v, cap * sizeof *v);
@@ -123,7 +140,7 @@ static int ksi_collect(const struct ks_msg *m, void *ctx)
     }
     t->cut = ks_msg_get_i64(m, "cut", 0, 1, &x) == 0 && x == 1;
     const char *ips = ks_msg_get(m, "ips");
-    if (ips && ksi_parse_ips(ips, t) != 0) {
+    if (ips && ksi_parse_ips(ips, t, d) != 0) {
         ksi_err("malformed frame list for thread %ld", t->tid);
         t->nframes = 0;
     }
@@ -156,7 +173,7 @@ static struct ksi_symslot *ksi_slot(struct ksi_symcache *c, unsigned long long k
 static int ksi_cache_init(struct ksi_symcache *c, size_t frames)
 {
     c->cap = 64;
-    while (c->cap < frames * 2)
+    while (c->cap < frames * 2 && c->cap < 2 * KSI_MAX_LOOKUPS)
         c->cap *= 2;
     c->slots = calloc(c->cap, sizeof *c->slots);
     return c->slots ? 0 : -1;
@@ -498,6 +515,9 @@ int ksi_do_stack(const struct ksi_opts *o)
         ksi_err("out of memory reading the reply");
         rc = KSI_EXIT_ERROR;
     }
+    if (d.cut)
+        ksi_err("process %d sent more than %d threads or %d frames: the rest is not shown",
+                (int)o->pid, KSI_MAX_THREADS, KSI_MAX_FRAMES);
     struct ksi_symcache cache = {0};
     struct ksi_graph g = {0};
     if (rc == KSI_EXIT_OK) {

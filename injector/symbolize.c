@@ -6,28 +6,48 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "deadline.h"
+#include "findfiles.h"
+#include "safefile.h"
+
 /* libstdc++'s demangler: C++ frames read as the user wrote them. */
 extern char *__cxa_demangle(const char *mangled, char *out, size_t *len, int *status);
 
 struct ksi_sym {
     Dwfl *dwfl;
+    struct ksi_tf tf;   /* how the target's files are opened (safefile.h) */
 };
 
-static char *ksi_debuginfo_path;
+/* Every file is opened through findfiles.c, never by elfutils' own
+ * callbacks (they open whatever path the target names, FIFOs included). */
 static const Dwfl_Callbacks ksi_callbacks = {
-    .find_elf = dwfl_linux_proc_find_elf,
-    .find_debuginfo = dwfl_standard_find_debuginfo,
-    .debuginfo_path = &ksi_debuginfo_path,
+    .find_elf = ksi_ff_find_elf,
+    .find_debuginfo = ksi_ff_find_debuginfo,
 };
+
+/* libdw opens files lazily, inside any call: each runs with the target's
+ * file credentials (a no-op unless the injector is more privileged). */
+static void ksi_enter(struct ksi_sym *s)
+{
+    ksi_phase("reading the symbols of process %d", (int)s->tf.pid);
+    ksi_ff_use(&s->tf);
+    ksi_tf_enter(&s->tf);
+}
+
+static void ksi_leave(struct ksi_sym *s) { ksi_tf_leave(&s->tf); }
 
 struct ksi_sym *ksi_sym_open(pid_t pid)
 {
     struct ksi_sym *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
+    ksi_tf_begin(&s->tf, pid);
+    ksi_enter(s);
     s->dwfl = dwfl_begin(&ksi_callbacks);
-    if (!s->dwfl || dwfl_linux_proc_report(s->dwfl, pid) != 0 ||
-        dwfl_report_end(s->dwfl, NULL, NULL) != 0) {
+    int rc = !s->dwfl || dwfl_linux_proc_report(s->dwfl, pid) != 0 ||
+             dwfl_report_end(s->dwfl, NULL, NULL) != 0;
+    ksi_leave(s);
+    if (rc) {
         ksi_sym_close(s);
         return NULL;
     }
@@ -40,12 +60,28 @@ void ksi_sym_close(struct ksi_sym *s)
         return;
     if (s->dwfl)
         dwfl_end(s->dwfl);
+    ksi_tf_end(&s->tf);
     free(s);
 }
 
+/* Names, files and modules come from the target's files: a control
+ * character (an escape sequence for the terminal) prints as '?'. */
 static void ksi_copy(char *dst, size_t cap, const char *src)
 {
     snprintf(dst, cap, "%s", src ? src : "");
+    ksi_sanitize(dst);
+}
+
+/* libstdc++'s demangler works in time and stack that grow with the name;
+ * longer names (none real) are shown mangled. */
+#define KSI_DEMANGLE_MAX 4096
+
+static char *ksi_demangle(const char *name, int *status)
+{
+    *status = -1;
+    if (name[0] != '_' || name[1] != 'Z' || strnlen(name, KSI_DEMANGLE_MAX + 1) > KSI_DEMANGLE_MAX)
+        return NULL;
+    return __cxa_demangle(name, NULL, NULL, status);
 }
 
 struct ksi_bss_ctx {
@@ -77,7 +113,8 @@ static int ksi_bss_module(Dwfl_Module *mod, void **userdata, const char *name, D
     return DWARF_CB_OK;
 }
 
-int ksi_sym_lookup(struct ksi_sym *s, uint64_t addr, int want_line, struct ksi_symbol *out)
+static int ksi_sym_lookup_in(struct ksi_sym *s, uint64_t addr, int want_line,
+                             struct ksi_symbol *out)
 {
     memset(out, 0, sizeof *out);
     Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, (Dwarf_Addr)addr);
@@ -112,11 +149,19 @@ int ksi_sym_lookup(struct ksi_sym *s, uint64_t addr, int want_line, struct ksi_s
     if (!name)
         return -1;
     int status = -1;
-    char *dem = name[0] == '_' && name[1] == 'Z' ? __cxa_demangle(name, NULL, NULL, &status) : NULL;
+    char *dem = ksi_demangle(name, &status);
     ksi_copy(out->name, sizeof out->name, status == 0 && dem ? dem : name);
     free(dem);
     out->offset = off;
     return 0;
+}
+
+int ksi_sym_lookup(struct ksi_sym *s, uint64_t addr, int want_line, struct ksi_symbol *out)
+{
+    ksi_enter(s);
+    int rc = ksi_sym_lookup_in(s, addr, want_line, out);
+    ksi_leave(s);
+    return rc;
 }
 
 struct ksi_find_ctx {
@@ -129,10 +174,10 @@ struct ksi_find_ctx {
  * only by its mangled one. */
 static int ksi_demangled_is(const char *mangled, const char *name)
 {
-    if (mangled[0] != '_' || mangled[1] != 'Z' || !strstr(name, "::"))
+    if (!strstr(name, "::"))
         return 0;
     int status = -1;
-    char *dem = __cxa_demangle(mangled, NULL, NULL, &status);
+    char *dem = ksi_demangle(mangled, &status);
     int same = status == 0 && dem && strcmp(dem, name) == 0;
     free(dem);
     return same;
@@ -172,6 +217,20 @@ int ksi_sym_find(struct ksi_sym *s, const char *name, struct ksi_symdef *out)
 {
     struct ksi_find_ctx f = {name, out, 0};
     memset(out, 0, sizeof *out);
+    ksi_enter(s);
     dwfl_getmodules(s->dwfl, ksi_find_in_module, &f, 0);
+    ksi_leave(s);
     return f.found ? 0 : -1;
+}
+
+void ksi_sanitize(char *s)
+{
+    for (unsigned char *p = (unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            *p = '?';
+        } else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+            p[0] = p[1] = '?';   /* U+0080..U+009F, the C1 controls in UTF-8 */
+            p++;
+        }
+    }
 }

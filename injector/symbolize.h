@@ -1,6 +1,7 @@
 /* Addresses of a target process to names, read from the files it maps (no
  * ptrace): elfutils' libdw finds static functions through .symtab and
- * file:line through DWARF where debug info exists. */
+ * file:line through DWARF where debug info exists. The files are opened as
+ * findfiles.h and safefile.h say: a target chooses every path and byte. */
 #ifndef KSI_SYMBOLIZE_H
 #define KSI_SYMBOLIZE_H
 
@@ -38,5 +39,9 @@ struct ksi_symdef {
     uint64_t module_base;
 };
 int ksi_sym_find(struct ksi_sym *s, const char *name, struct ksi_symdef *out);
+
+/* Replaces, in place, the bytes of S that a terminal would act on (C0 and
+ * C1 control characters, DEL) with '?': text from the target is printed. */
+void ksi_sanitize(char *s);
 
 #endif

@@ -51,7 +51,9 @@ static void ks_tramp_free(int k) { __atomic_fetch_and(&ks_tramp_used, ~(1ull << 
 
 void ks_abort_tramp_after_fork(int keep)
 {
-    ks_tramp_used = keep >= 0 ? 1ull << keep : 0;
+    uint64_t used = keep >= 0 ? 1ull << keep : 0;
+    if (ks_tramp_used != used)   /* a page the child does not write is not copied */
+        ks_tramp_used = used;
 }
 
 void ks_abort_step_done(ucontext_t *uc)

@@ -95,7 +95,7 @@ static void *ks_named_page(const struct ks_gen *g)
     if (fd < 0 || ks_fdid_get(fd, &id) != 0)
         return NULL;
     void *p = MAP_FAILED;
-    if (ftruncate(fd, KS_PAGE) == 0 && ks_fdid_same(fd, &id) &&
+    if (ks_fdid_same(fd, &id) && ftruncate(fd, KS_PAGE) == 0 && ks_fdid_same(fd, &id) &&
         pwrite(fd, g->asec, KS_SECRET_LEN, 0) == KS_SECRET_LEN && ks_fdid_same(fd, &id))
         p = mmap(NULL, KS_PAGE, PROT_READ, MAP_SHARED, fd, 0);
     int e = errno;
@@ -219,7 +219,7 @@ int ks_access_check(const struct ks_msg *req, enum ks_access need, const char *v
     const char *proof = ks_msg_get(req, "proof");
     if (!proof) {
         snprintf(why, cap, "%s needs %s to process %d: ask 'challenge', then send the request "
-                 "with proof= (docs/PROTOCOL.md)", verb, what, (int)ks_pid);
+                 "with proof= (docs/PROTOCOL.md)", verb, what, (int)ks_getpid());
         return EACCES;
     }
     int stale;
@@ -228,11 +228,11 @@ int ks_access_check(const struct ks_msg *req, enum ks_access need, const char *v
         return 0;
     if (got == KS_ACCESS_READ)
         snprintf(why, cap, "%s needs %s to process %d; the proof shows read access only",
-                 verb, what, (int)ks_pid);
+                 verb, what, (int)ks_getpid());
     else if (stale)
         snprintf(why, cap, "the proof's challenge expired (a challenge is good for %d ms): "
                  "ask 'challenge' again", KS_PROOF_VALID_MS);
     else
-        snprintf(why, cap, "the proof matches no challenge of process %d", (int)ks_pid);
+        snprintf(why, cap, "the proof matches no challenge of process %d", (int)ks_getpid());
     return EACCES;
 }

@@ -115,7 +115,7 @@ static int ks_check_by_signal(struct ks_cancel_check *c, struct ks_dump *d)
     uint64_t deadline = ks_now_ns() + KS_CHECK_ANSWER_NS;
     int gone = 0;
     while (ks_dump_wait(d, 1, deadline, KS_CHECK_SLICE_NS) < 1 && ks_now_ns() < deadline) {
-        if (syscall(SYS_tgkill, ks_pid, c->tid, 0) != 0 && errno == ESRCH) {
+        if (syscall(SYS_tgkill, ks_getpid(), c->tid, 0) != 0 && errno == ESRCH) {
             gone = 1;
             break;
         }

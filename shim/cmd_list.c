@@ -1,6 +1,5 @@
 /* "list": every thread of the process, merged from /proc/self/task (all
  * threads, however created) and the registry (what the shim knows). */
-#include <dirent.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,33 +105,7 @@ static void ks_list_one(struct ks_out *out, pid_t tid, const struct ks_snap *s,
 /* The tids in /proc/self/task, read before the registry is copied: a
  * thread created after the read is simply not listed, and one that left
  * the registry after it is recognised as exiting (ks_resolve_unknown). */
-static pid_t *ks_task_tids(int *n)
-{
-    DIR *d = ks_open_dir("/proc/self/task");
-    if (!d)
-        return NULL;
-    int cap = 64, k = 0;
-    pid_t *v = malloc((size_t)cap * sizeof *v);
-    struct dirent *e;
-    while (v && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        if (k == cap) {
-            cap *= 2;
-            pid_t *w = realloc(v, (size_t)cap * sizeof *v);
-            if (!w) {
-                free(v);
-                v = NULL;
-                break;
-            }
-            v = w;
-        }
-        v[k++] = (pid_t)atoi(e->d_name);
-    }
-    closedir(d);
-    *n = k;
-    return v;
-}
+static pid_t *ks_task_tids(int *n) { return ks_read_ids("/proc/self/task", n); }
 
 /* The registry's view of a task the snapshot did not know (see
  * ks_registry_settle): 1 and *OUT filled if it registered since, 0 if it is

@@ -17,7 +17,6 @@
  *   answer_ms; its system call and pc are still reported.
  * In ips, '!' marks an exact pc (the interrupted instruction); the others are
  * return addresses. The shim's own threads are not dumped. */
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -115,31 +114,26 @@ static int ks_collect_registry(struct ks_targets *ts)
 /* Every tid in /proc/self/task, merged with the registry under its lock. */
 static int ks_collect(struct ks_targets *ts, pid_t only)
 {
-    DIR *dir = ks_open_dir("/proc/self/task");
-    if (!dir && ks_collect_registry(ts) == 0)
+    int n = 0;
+    pid_t *tids = ks_read_ids("/proc/self/task", &n);
+    if (!tids && ks_collect_registry(ts) == 0)
         goto select;
-    if (!dir)
+    if (!tids)
         return errno;
-    struct dirent *de;
-    while ((de = readdir(dir)) != NULL) {
-        if (de->d_name[0] < '0' || de->d_name[0] > '9')
-            continue;
-        if (ts->n == ts->cap) {
-            int cap = ts->cap ? ts->cap * 2 : 64;
-            struct ks_target *v = realloc(ts->v, (size_t)cap * sizeof *v);
-            if (!v) {
-                closedir(dir);
-                return ENOMEM;
-            }
-            ts->v = v;
-            ts->cap = cap;
-        }
+    struct ks_target *grown = realloc(ts->v, (size_t)(ts->n + n + 1) * sizeof *grown);
+    if (!grown) {
+        free(tids);
+        return ENOMEM;
+    }
+    ts->v = grown;
+    ts->cap = ts->n + n + 1;
+    for (int i = 0; i < n; i++) {
         struct ks_target *t = &ts->v[ts->n++];
         memset(t, 0, sizeof *t);
-        t->tid = (pid_t)atoi(de->d_name);
+        t->tid = tids[i];
         t->owner = KS_OWNER_UNKNOWN;
     }
-    closedir(dir);
+    free(tids);
     qsort(ts->v, (size_t)ts->n, sizeof *ts->v, ks_target_cmp);
     ks_registry_lock();
     for (struct ks_thread *r = ks_registry_first(); r; r = r->next) {
@@ -316,7 +310,7 @@ static void ks_wait_answers(struct ks_targets *ts, struct ks_dump *d, int sent, 
             if (t->via != KS_VIA_SIGNAL)
                 continue;
             if (!t->gone && __atomic_load_n(&t->e->state, __ATOMIC_ACQUIRE) == KS_ENTRY_WAITING &&
-                syscall(SYS_tgkill, ks_pid, t->tid, 0) != 0 && errno == ESRCH)
+                syscall(SYS_tgkill, ks_getpid(), t->tid, 0) != 0 && errno == ESRCH)
                 t->gone = 1;
             gone += t->gone && __atomic_load_n(&t->e->state, __ATOMIC_ACQUIRE) != KS_ENTRY_DONE;
         }
@@ -523,7 +517,7 @@ void ks_cmd_stack(const struct ks_msg *req, struct ks_out *out)
     }
     if (rc == ESRCH)
         ks_out_err(out, "no-thread", "no thread %lld in process %d (or it is one of the shim's)",
-                   (long long)only, (int)ks_pid);
+                   (long long)only, (int)ks_getpid());
     else if (rc)
         ks_out_err(out, "internal", "cannot list threads: %s", strerror(rc));
     else

@@ -43,7 +43,7 @@ void ks_cmd_tls(const struct ks_msg *req, struct ks_out *out)
     ks_registry_unlock();
     if (!block) {
         ks_out_err(out, "no-thread", "no thread %d%s tracked by the shim in process %d",
-                   (int)tid, id ? " with that id" : "", (int)ks_pid);
+                   (int)tid, id ? " with that id" : "", (int)ks_getpid());
         return;
     }
     ks_out_word(out, "ok");

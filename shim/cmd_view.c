@@ -44,8 +44,8 @@ void ks_view_of(pid_t tid, uint64_t id, struct ks_view *v)
         v->requested = (t->stop_requested ? KS_REQ_FLAG : 0) |
                        (t->cancel_requested ? KS_REQ_CANCEL : 0) |
                        (__atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) ? KS_REQ_ABORT : 0);
-        ks_pending_reason(t, v->pending, sizeof v->pending);
         ks_abort_snapshot(t, &v->abort);
+        ks_pending_reason_of(t, &v->abort, v->pending, sizeof v->pending);
         /* A cancel not issued yet (cancel_check.h) says why, unless an
          * abort, a later step, says what it does. */
         char why[240];
@@ -146,11 +146,11 @@ void ks_answer_unknown(struct ks_out *out, pid_t tid, uint64_t id)
     if (id)
         ks_out_err(out, "no-thread", "no thread %d with id %llu in process %d (it may have "
                    "ended long ago: the graveyard keeps the last %d)", (int)tid,
-                   (unsigned long long)id, (int)ks_pid, KS_GRAVES);
+                   (unsigned long long)id, (int)ks_getpid(), KS_GRAVES);
     else if (ks_task_exists(tid))
         ks_out_err(out, "refused", "thread %d of process %d was not started through "
                    "pthread_create after the shim loaded (or is starting right now): "
-                   "killshim does not track it and will not end it", (int)tid, (int)ks_pid);
+                   "killshim does not track it and will not end it", (int)tid, (int)ks_getpid());
     else
-        ks_out_err(out, "no-thread", "no thread %d in process %d", (int)tid, (int)ks_pid);
+        ks_out_err(out, "no-thread", "no thread %d in process %d", (int)tid, (int)ks_getpid());
 }

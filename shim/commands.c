@@ -40,7 +40,7 @@ void ks_cmd_hello(const struct ks_msg *req, struct ks_out *out)
     (void)req;
     ks_out_word(out, "ok");
     ks_out_i64(out, "proto", KS_PROTO_VERSION);
-    ks_out_i64(out, "pid", ks_pid);
+    ks_out_i64(out, "pid", ks_getpid());
     ks_out_str(out, "version", KILLSHIM_VERSION);
     ks_out_eol(out);
 }

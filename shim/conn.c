@@ -18,6 +18,7 @@
 #include "commands.h"
 #include "fdid.h"
 #include "ks.h"
+#include "lock.h"
 #include "proto.h"
 #include "server.h"
 
@@ -35,16 +36,12 @@ struct ks_conn {
     uint64_t waiting_since;
 };
 static struct ks_conn ks_conn_tab[KS_MAX_CONNS];
-static pthread_mutex_t ks_conn_mu = PTHREAD_MUTEX_INITIALIZER;
+KS_LOCK_DEFINE(static, ks_conn_mu);
 static _Atomic int ks_conns;
 static int ks_idle_ms = 10000;   /* per request line, per reply; KILLSHIM_IDLE_TIMEOUT_MS */
 
-static void ks_conn_lock(void)
-{
-    KS_REAL(pthread_mutex_lock)(&ks_conn_mu);
-}
-
-static void ks_conn_unlock(void) { KS_REAL(pthread_mutex_unlock)(&ks_conn_mu); }
+static void ks_conn_lock(void) { ks_lock(&ks_conn_mu); }
+static void ks_conn_unlock(void) { ks_unlock(&ks_conn_mu); }
 
 /* poll() on one fd, as the raw system call: the shim's own poll wrapper
  * (interpose_block.c) is for the program's threads. Returns as poll. */
@@ -240,7 +237,7 @@ static void *ks_conn_main(void *p)
     struct ks_conn *c = p;
     char banner[96];
     int bn = snprintf(banner, sizeof banner, "killshim proto=%d pid=%d\n", KS_PROTO_VERSION,
-                      (int)ks_pid);
+                      (int)ks_getpid());
     char *buf = malloc(KS_PROTO_MAX_LINE + 2);
     if (buf && ks_send_all(c, banner, (size_t)bn, ks_deadline()) == 0)
         ks_conn_loop(c, buf);
@@ -367,13 +364,14 @@ void ks_conn_init(void)
 
 void ks_conn_after_fork_child(void)
 {
-    /* A parent thread may have held ks_conn_mu at fork: start it afresh. */
-    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    ks_conn_mu = fresh;
+    /* ks_conn_mu was reset with every shim lock (lock.h). Written only
+     * where set: each page the child writes is copied. */
     for (int i = 0; i < KS_MAX_CONNS; i++) {
-        if (ks_conn_tab[i].fd >= 0)
+        if (ks_conn_tab[i].fd >= 0) {
             ks_fdid_close(ks_conn_tab[i].fd, &ks_conn_tab[i].id);
-        ks_conn_tab[i].fd = -1;
+            ks_conn_tab[i].fd = -1;
+        }
     }
-    atomic_store(&ks_conns, 0);
+    if (atomic_load(&ks_conns))
+        atomic_store(&ks_conns, 0);
 }

@@ -28,8 +28,14 @@ void ks_pending_reason(const struct ks_thread *t, char *buf, size_t cap)
      * consistent copy. */
     struct ks_abort_report ab;
     ks_abort_snapshot(t, &ab);
-    const char *reason = ab.reason;
-    switch (ab.state) {
+    ks_pending_reason_of(t, &ab, buf, cap);
+}
+
+void ks_pending_reason_of(const struct ks_thread *t, const struct ks_abort_report *ab,
+                          char *buf, size_t cap)
+{
+    const char *reason = ab->reason;
+    switch (ab->state) {
     case KS_ABORT_PENDING:
         snprintf(buf, cap, "abort pending: %s", reason[0] ? reason : "waiting for a safe point");
         return;

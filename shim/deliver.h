@@ -172,6 +172,11 @@ int ks_cancel_request(struct ks_thread *t, char *why, size_t cap);
 /* Why T, asked to end, is still alive: "" if nothing was asked. Caller holds
  * the registry lock. */
 void ks_pending_reason(const struct ks_thread *t, char *buf, size_t cap);
+/* The same from AB, a snapshot of T's abort taken by the caller: a reply
+ * that shows both the reason and the abort's fields then shows one moment
+ * of a target that rewrites its report as it goes. */
+void ks_pending_reason_of(const struct ks_thread *t, const struct ks_abort_report *ab,
+                          char *buf, size_t cap);
 
 #ifdef __cplusplus
 }

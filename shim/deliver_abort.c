@@ -194,7 +194,10 @@ void ks_abort_after_fork_child(void)
     struct ks_thread *self = ks_self();
     struct ks_abort_info *a = self->abort.info;
     __atomic_store_n(&self->abort.state, KS_ABORT_NONE, __ATOMIC_RELEASE);
-    memset(ks_pool_used, 0, sizeof ks_pool_used);
+    /* Written only if in use: every page the child writes is copied. */
+    for (size_t i = 0; i < sizeof ks_pool_used / sizeof ks_pool_used[0]; i++)
+        if (ks_pool_used[i])
+            ks_pool_used[i] = 0;
     if (a) {
         size_t i = (size_t)(a - ks_pool);
         ks_pool_used[i / 64] |= 1ull << (i % 64);

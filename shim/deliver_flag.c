@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "deliver.h"
+#include "fdid.h"
 #include "ks.h"
 #include "registry.h"
 #include "signals.h"
@@ -27,17 +28,21 @@ KS_EXPORT int killshim_stop_requested_v1(void)
 /* Only the owner creates its eventfd, so it reads stop_fd without the lock;
  * it publishes the fd under the lock, where the control side reads it. A
  * stop requested before the fd existed is carried over, so the fd is
- * readable whenever the flag is set. */
+ * readable whenever the flag is set. The fd lives high (fdid.h), and a
+ * private duplicate beside it lets the control side tell it from another
+ * eventfd the program may have put on the number (ks_fdid_dup). */
 KS_EXPORT int killshim_stop_fd_v1(void)
 {
     struct ks_thread *t = ks_self();
     if (t->stop_fd)
         return t->stop_fd - 1;
-    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    int fd = ks_fd_high(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (fd < 0)
         return -1;
+    int dup = ks_fdid_dup(fd);
     ks_registry_lock();
     t->stop_fd = fd + 1;
+    t->stop_dup = dup + 1;
     if (__atomic_load_n(&t->stop_requested, __ATOMIC_ACQUIRE))
         eventfd_write(fd, 1);
     ks_registry_unlock();
@@ -49,10 +54,16 @@ void ks_flag_release(struct ks_thread *t)
     /* T is unlinked: no control thread can reach its fd any more. The raw
      * system call, because close() is a cancellation point: a cancel that
      * arrives while T returns must not turn its return into a cancellation
-     * after its grave said "returned". */
+     * after its grave said "returned". A number that is no longer our
+     * eventfd is the program's: left open, and the duplicate with it. */
     if (t->stop_fd) {
-        syscall(SYS_close, t->stop_fd - 1);
+        if (ks_fdid_same_dup(t->stop_fd - 1, t->stop_dup - 1)) {
+            syscall(SYS_close, t->stop_fd - 1);
+            if (t->stop_dup)
+                syscall(SYS_close, t->stop_dup - 1);
+        }
         t->stop_fd = 0;
+        t->stop_dup = 0;
     }
 }
 
@@ -148,7 +159,8 @@ int ks_flag_request(struct ks_thread *t, char *why, size_t cap)
     (void)why;
     (void)cap;
     __atomic_store_n(&t->stop_requested, 1, __ATOMIC_RELEASE);
-    if (t->stop_fd)
+    /* Never 8 bytes into a file of the program's that took the number. */
+    if (t->stop_fd && ks_fdid_same_dup(t->stop_fd - 1, t->stop_dup - 1))
         eventfd_write(t->stop_fd - 1, 1);
     /* A failed wake still leaves the flag set: the thread notices it at its
      * next check, so the request stands. */

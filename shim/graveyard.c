@@ -8,24 +8,16 @@
 
 #include "deliver.h"
 #include "ks.h"
+#include "lock.h"
 
 /* Taken through the real function: the shim's own locking is not the
  * program's (interpose_lock.c counts only the program's). */
-static pthread_mutex_t ks_grave_mu = PTHREAD_MUTEX_INITIALIZER;
+KS_LOCK_DEFINE(static, ks_grave_mu);
 static struct ks_grave ks_graves[KS_GRAVES];
 static uint64_t ks_grave_next;   /* total buried; ring slot = next % KS_GRAVES */
 
-static void ks_grave_lock(void)
-{
-    KS_REAL(pthread_mutex_lock)(&ks_grave_mu);
-    KS_TSAN_ACQUIRE(&ks_grave_mu);
-}
-
-static void ks_grave_unlock(void)
-{
-    KS_TSAN_RELEASE(&ks_grave_mu);
-    KS_REAL(pthread_mutex_unlock)(&ks_grave_mu);
-}
+static void ks_grave_lock(void) { ks_lock(&ks_grave_mu); }
+static void ks_grave_unlock(void) { ks_unlock(&ks_grave_mu); }
 
 void ks_grave_bury(const struct ks_thread *t, int how, uintptr_t site)
 {
@@ -80,12 +72,6 @@ int ks_grave_find(pid_t tid, uint64_t id, struct ks_grave *out)
     }
     ks_grave_unlock();
     return rc;
-}
-
-void ks_graveyard_after_fork(void)
-{
-    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    ks_grave_mu = fresh;
 }
 
 const char *ks_end_how_name(int how)

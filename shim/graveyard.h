@@ -50,8 +50,6 @@ void ks_grave_bury(const struct ks_thread *t, int how, uintptr_t site);
 /* The grave of (TID, ID), or with ID 0 the most recent grave of TID. Returns
  * 0 and fills OUT, or ENOENT. */
 int ks_grave_find(pid_t tid, uint64_t id, struct ks_grave *out);
-/* In a fork child: the parent's graves stay, the lock is made fresh. */
-void ks_graveyard_after_fork(void);
 /* "returned", "exited", "cancelled", "aborted" or "alive". */
 const char *ks_end_how_name(int how);
 

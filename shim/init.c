@@ -5,26 +5,53 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "deliver.h"
-#include "graveyard.h"
 #include "ks.h"
-#include "deliver.h"
+#include "lock.h"
 #include "registry.h"
 #include "server.h"
+#include "shim_thread.h"
 #include "signals.h"
 #include "stack_capture.h"
 
-
 static pthread_once_t ks_once = PTHREAD_ONCE_INIT;
 
+/* A stack dump unwinds in every program thread's signal handler, and
+ * libunwind finds unwind tables through dl_iterate_phdr, whose lock glibc
+ * does not reset in a fork child: a fork in the middle of a dump could
+ * leave it held there, and the child's first dump would hang. So a fork
+ * waits for the dump in flight to end, and none starts before the fork is
+ * done. A process that does not serve has none in flight: nothing taken. */
+static __thread int ks_fork_holds_dump __attribute__((tls_model("initial-exec")));
+
+static void ks_fork_prepare(void)
+{
+    if (ks_control_state() != KS_CTL_RUNNING)
+        return;
+    ks_dump_lock();
+    ks_fork_holds_dump = 1;
+}
+
+static void ks_fork_parent(void)
+{
+    if (ks_fork_holds_dump) {
+        ks_fork_holds_dump = 0;
+        ks_dump_unlock();
+    }
+}
+
+/* Only the forking thread lives on in the child. Every shim lock first: a
+ * parent thread may have held one at fork, and the rest take them. */
 static void ks_after_fork_child(void)
 {
-    ks_pid = getpid();
+    ks_locks_after_fork();
+    if (ks_fork_holds_dump)
+        ks_fork_holds_dump = 0;
     ks_registry_reset_after_fork();
     ks_abort_after_fork_child();
-    ks_graveyard_after_fork();
     ks_stack_after_fork_child();
-    ks_server_after_fork_child();
+    ks_control_after_fork_child();
 }
 
 static void ks_at_exit(void) { ks_server_cleanup(); }
@@ -34,8 +61,8 @@ static void ks_init_once(void)
     const char *dbg = getenv("KILLSHIM_DEBUG");
     ks_debug_enabled = dbg && *dbg && strcmp(dbg, "0") != 0;
     ks_real_resolve_all();
-    ks_pid = getpid();
-    if (ks_gettid() == ks_pid)
+    ks_shim_threads_init();
+    if (ks_gettid() == ks_getpid())
         ks_registry_add_self(KS_ROLE_MAIN, NULL);
     const char *off = getenv("KILLSHIM_DISABLE");
     if (off && *off && strcmp(off, "0") != 0) {
@@ -52,9 +79,10 @@ static void ks_init_once(void)
                 strerror(rc));
     else
         ks_stack_init();
-    pthread_atfork(NULL, NULL, ks_after_fork_child);
+    ks_signals_set_doorbell(ks_control_doorbell);
+    pthread_atfork(ks_fork_prepare, ks_fork_parent, ks_after_fork_child);
     atexit(ks_at_exit);
-    ks_server_start();
+    ks_control_init();
 }
 
 void ks_init(void) { pthread_once(&ks_once, ks_init_once); }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "asan_stack.h"
+#include "control.h"
 #include "deliver.h"
 #include "graveyard.h"
 #include "ks.h"
@@ -70,6 +71,7 @@ KS_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
                              void *(*fn)(void *), void *arg)
 {
     ks_init();   /* a constructor that runs before ours may create threads */
+    ks_control_need();   /* a fork child serves once it is multi-threaded */
     ks_real_pthread_create_t *real = KS_REAL(pthread_create);
     if (KS_UNLIKELY(!real))
         return EAGAIN;

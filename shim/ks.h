@@ -57,7 +57,10 @@ pid_t ks_gettid(void);
 
 /* ---- Life cycle (init.c) ------------------------------------------------ */
 void ks_init(void);                 /* runs once; safe to call from any hook */
-extern pid_t ks_pid;                /* getpid() as of init or the last fork */
+/* getpid(), through the system call: right in a fork child without any
+ * after-fork update (a global updated there would cost the child a page
+ * copy), and async-signal-safe. */
+pid_t ks_getpid(void);
 
 #ifdef __cplusplus
 }

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fdid.h"
+
 /* The comm field is "(name)" where name may hold blanks and parentheses, so
  * the fields after it are found from the last ')'. */
 int ks_parse_stat(const char *buf, size_t len, struct ks_taskstat *out)
@@ -45,22 +47,38 @@ int ks_parse_stat(const char *buf, size_t len, struct ks_taskstat *out)
     return -1;
 }
 
+/* The fd is the caller's own for a few microseconds, but a program thread
+ * may close every fd in that time (close_range) and open a file of its own
+ * on the number: each read and the close first check that the number still
+ * names what open() returned (fdid.h), so the program's file is never read
+ * (its offset would move) nor closed. */
 ssize_t ks_read_small_file(const char *path, char *buf, size_t cap)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
+    struct ks_fdid id;
     size_t len = 0;
-    while (len + 1 < cap) {
+    int rc = ks_fdid_get(fd, &id);
+    while (rc == 0 && len + 1 < cap) {
+        if (!ks_fdid_same(fd, &id)) {
+            rc = EBADF;
+            break;
+        }
         ssize_t r = read(fd, buf + len, cap - 1 - len);
         if (r < 0 && errno == EINTR) continue;
+        if (r < 0) rc = errno;
         if (r <= 0) break;
         len += (size_t)r;
     }
-    int saved = errno;
-    close(fd);
-    errno = saved;
+    if (rc != EBADF)
+        ks_fdid_close(fd, &id);
     buf[len] = '\0';
+    if (rc == EBADF) {
+        errno = EBADF;
+        return -1;
+    }
+    errno = rc;
     return (ssize_t)len;
 }
 
@@ -79,6 +97,22 @@ int ks_read_task_stat(pid_t pid, pid_t tid, struct ks_taskstat *out)
         return -1;
     }
     return 0;
+}
+
+pid_t ks_live_task(pid_t pid)
+{
+    struct ks_taskstat st;
+    if (ks_read_task_stat(pid, pid, &st) != 0 || st.state != 'Z')
+        return pid;
+    char dir[48];
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+    int n = 0;
+    pid_t *tids = ks_read_ids(dir, &n), live = pid;
+    for (int i = 0; tids && i < n && live == pid; i++)
+        if (tids[i] != pid && ks_read_task_stat(pid, tids[i], &st) == 0 && st.state != 'Z')
+            live = tids[i];
+    free(tids);
+    return live;
 }
 
 unsigned long long ks_uptime_ms(void)
@@ -194,16 +228,62 @@ unsigned long long ks_task_age_ms(pid_t tid)
     return up > born ? up - born : 0;
 }
 
-DIR *ks_open_dir(const char *path)
+/* The numeric names of one getdents64 batch, appended to *V. */
+static int ks_take_ids(const char *b, long n, pid_t **v, int *k, int *cap)
 {
+    for (long off = 0; off < n;) {
+        const struct dirent64 *d = (const struct dirent64 *)(b + off);
+        off += d->d_reclen;
+        if (d->d_name[0] < '0' || d->d_name[0] > '9')
+            continue;
+        if (*k == *cap) {
+            int c = *cap ? *cap * 2 : 64;
+            pid_t *w = realloc(*v, (size_t)c * sizeof *w);
+            if (!w)
+                return ENOMEM;
+            *v = w;
+            *cap = c;
+        }
+        (*v)[(*k)++] = (pid_t)atoi(d->d_name);
+    }
+    return 0;
+}
+
+/* Through open() and getdents64, not opendir(): ThreadSanitizer sees an
+ * open() create its fd (an opendir's closedir of a reused number looked
+ * like a race), and each batch is read only after the fd was checked, as in
+ * ks_read_small_file. */
+pid_t *ks_read_ids(const char *path, int *n)
+{
+    *n = 0;
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return NULL;
-    DIR *d = fdopendir(fd);
-    if (!d) {
-        int e = errno;
-        close(fd);
-        errno = e;
+    struct ks_fdid id;
+    int rc = ks_fdid_get(fd, &id), k = 0, cap = 0;
+    pid_t *v = NULL;
+    char buf[4096] __attribute__((aligned(8)));
+    while (rc == 0) {
+        if (!ks_fdid_same(fd, &id)) {
+            rc = EBADF;
+            break;
+        }
+        long got = (long)getdents64(fd, buf, sizeof buf);
+        if (got < 0)
+            rc = errno;
+        if (got <= 0)
+            break;
+        rc = ks_take_ids(buf, got, &v, &k, &cap);
     }
-    return d;
+    if (rc != EBADF)
+        ks_fdid_close(fd, &id);
+    if (rc) {
+        free(v);
+        errno = rc;
+        return NULL;
+    }
+    if (!v)
+        v = malloc(sizeof *v);   /* an empty list is not an error */
+    *n = k;
+    return v;
 }

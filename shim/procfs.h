@@ -3,7 +3,6 @@
 #ifndef KS_PROCFS_H
 #define KS_PROCFS_H
 
-#include <dirent.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -21,17 +20,23 @@ struct ks_taskstat {
 /* Parses the contents of /proc/PID/task/TID/stat. Returns 0 or -1. */
 int ks_parse_stat(const char *buf, size_t len, struct ks_taskstat *out);
 
-/* Opens the directory PATH (e.g. /proc/self/task) for readdir. Through open()
- * and fdopendir(), not opendir(): ThreadSanitizer sees an open() create its
- * fd, but not an opendir(), and then takes the closedir() of a reused fd
- * number for a race with whoever used the number before. NULL and errno. */
-DIR *ks_open_dir(const char *path);
+/* The numeric names in directory PATH (e.g. the tids in /proc/self/task),
+ * in directory order, in a malloc'd array of *N. NULL and errno on failure
+ * (EBADF: the program took the fd's number while it was being read). */
+pid_t *ks_read_ids(const char *path, int *n);
 
-/* Reads a small file whole into BUF (NUL-terminated). Returns its length or -1. */
+/* Reads a small file whole into BUF (NUL-terminated). Returns its length or
+ * -1. The fd is checked before each read (see procfs.c). */
 ssize_t ks_read_small_file(const char *path, char *buf, size_t cap);
 
 /* Reads /proc/PID/task/TID/stat (PID 0: self). Returns 0 or -1 (errno set). */
 int ks_read_task_stat(pid_t pid, pid_t tid, struct ks_taskstat *out);
+
+/* A task of process PID that still shows the process's memory and fds in
+ * /proc (maps, fd) and through process_vm_readv: PID itself, unless its
+ * main thread has exited (a zombie leader shows neither), then one of its
+ * live threads; PID if none is found. */
+pid_t ks_live_task(pid_t pid);
 
 /* Milliseconds since boot, from /proc/uptime; 0 if unreadable. */
 unsigned long long ks_uptime_ms(void);

@@ -8,6 +8,7 @@
 #include <sys/uio.h>
 
 #include "access.h"
+#include "procfs.h"
 
 #define KS_SECRET_HEX 32
 
@@ -48,6 +49,7 @@ int ks_proof_make(pid_t pid, uint64_t gen, struct ks_proof *p)
     uint64_t addr = 0;
     memset(p, 0, sizeof *p);
     p->gen = gen;
+    pid = ks_live_task(pid);   /* a main thread that exited shows no maps */
     p->read_errno = ks_find_page(pid, gen, &addr, hex);
     if (p->read_errno) {
         p->attach_errno = p->read_errno;

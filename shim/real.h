@@ -50,6 +50,9 @@ enum ks_real_where { KS_NEXT, KS_LIBC };
     X(pthread_setcancelstate, "pthread_setcancelstate", NULL, KS_NEXT, int, (int, int *))     \
     X(pthread_setcanceltype, "pthread_setcanceltype", NULL, KS_NEXT, int, (int, int *))       \
     X(_exit, "_exit", NULL, KS_NEXT, void, (int))                                             \
+    /* Namespaces that need a lone thread (interpose_ns.c) */                                \
+    X(unshare, "unshare", NULL, KS_NEXT, int, (int))                                          \
+    X(setns, "setns", NULL, KS_NEXT, int, (int, int))                                         \
     /* Cleanup registration of code built without -fexceptions (interpose_cleanup.c) */       \
     X(__pthread_register_cancel, "__pthread_register_cancel", NULL, KS_NEXT, void,            \
       (__pthread_unwind_buf_t *))                                                             \
@@ -131,7 +134,9 @@ enum ks_real_where { KS_NEXT, KS_LIBC };
     X(longjmp, "longjmp", NULL, KS_NEXT, void, (struct __jmp_buf_tag *, int))                 \
     X(siglongjmp, "siglongjmp", NULL, KS_NEXT, void, (struct __jmp_buf_tag *, int))           \
     X(longjmp_chk, "__longjmp_chk", NULL, KS_NEXT, void, (struct __jmp_buf_tag *, int))       \
-    X(setcontext, "setcontext", NULL, KS_NEXT, int, (const ucontext_t *))
+    X(setcontext, "setcontext", NULL, KS_NEXT, int, (const ucontext_t *))                    \
+    /* libunwind's init must open no pipe (interpose_pipe.c, unwind_mem.h) */                \
+    X(pipe2, "pipe2", NULL, KS_NEXT, int, (int *, int))
 
 enum ks_real_id {
 #define KS_X(field, sym, ver, where, ret, params) KS_FN_##field,

@@ -10,15 +10,23 @@
 
 #include "blocking.h"
 #include "ks.h"
+#include "lock.h"
 
 __thread struct ks_thread ks_self_rec __attribute__((tls_model("initial-exec")));
 
 /* A plain mutex taken through the real function: the shim's own locking must
  * not be counted as the program's (interpose_lock.c). Static initializer, so
  * it works before ks_init. */
-static pthread_mutex_t ks_reg_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct ks_thread *ks_head;
-static int ks_count;
+KS_LOCK_DEFINE(static, ks_reg_mu);
+/* The list and the counters, together: a fork child rewrites them, and
+ * each page it writes is copied. */
+static struct {
+    struct ks_thread *head;
+    int count;
+    int starting;            /* see ks_registry_starting_add */
+    unsigned exited_next;    /* ring slot = next % KS_EXITED_RING */
+    uint64_t exited_since;   /* ring entries older than this are ignored */
+} ks_reg;
 static _Atomic uint64_t ks_next_id = 1;
 
 static __thread struct ks_block ks_self_block __attribute__((tls_model("initial-exec")));
@@ -29,8 +37,6 @@ static struct {
     pid_t tid;
     uint64_t ns;
 } ks_exited[KS_EXITED_RING];
-static unsigned ks_exited_next;
-static int ks_starting;
 
 KS_SIGSAFE struct ks_block *ks_block_self(void) { return &ks_self_block; }
 
@@ -48,36 +54,28 @@ KS_SIGSAFE struct ks_block *ks_block_of(struct ks_thread *t)
     return (struct ks_block *)((char *)t + (blk - rec));
 }
 
-void ks_registry_starting_add(int delta) { __atomic_add_fetch(&ks_starting, delta, __ATOMIC_RELEASE); }
-int ks_registry_starting(void) { return __atomic_load_n(&ks_starting, __ATOMIC_ACQUIRE); }
+void ks_registry_starting_add(int delta) { __atomic_add_fetch(&ks_reg.starting, delta, __ATOMIC_RELEASE); }
+int ks_registry_starting(void) { return __atomic_load_n(&ks_reg.starting, __ATOMIC_ACQUIRE); }
 
 int ks_registry_exiting(pid_t tid)
 {
     uint64_t now = ks_now_ns();
     for (unsigned i = 0; i < KS_EXITED_RING; i++)
-        if (ks_exited[i].tid == tid && now - ks_exited[i].ns < (uint64_t)KS_EXITING_MS * 1000000u)
+        if (ks_exited[i].tid == tid && ks_exited[i].ns >= ks_reg.exited_since &&
+            now - ks_exited[i].ns < (uint64_t)KS_EXITING_MS * 1000000u)
             return 1;
     return 0;
 }
 
-void ks_registry_lock(void)
-{
-    KS_REAL(pthread_mutex_lock)(&ks_reg_mu);
-    KS_TSAN_ACQUIRE(&ks_reg_mu);
-}
+void ks_registry_lock(void) { ks_lock(&ks_reg_mu); }
+void ks_registry_unlock(void) { ks_unlock(&ks_reg_mu); }
 
-void ks_registry_unlock(void)
-{
-    KS_TSAN_RELEASE(&ks_reg_mu);
-    KS_REAL(pthread_mutex_unlock)(&ks_reg_mu);
-}
-
-struct ks_thread *ks_registry_first(void) { return ks_head; }
-int ks_registry_count(void) { return ks_count; }
+struct ks_thread *ks_registry_first(void) { return ks_reg.head; }
+int ks_registry_count(void) { return ks_reg.count; }
 
 struct ks_thread *ks_registry_find(pid_t tid)
 {
-    for (struct ks_thread *t = ks_head; t; t = t->next)
+    for (struct ks_thread *t = ks_reg.head; t; t = t->next)
         if (t->tid == tid)
             return t;
     return NULL;
@@ -96,11 +94,11 @@ void ks_registry_add_self(enum ks_role role, void *start)
     t->created_ns = ks_now_ns();
     ks_registry_lock();
     t->prev = NULL;
-    t->next = ks_head;
-    if (ks_head)
-        ks_head->prev = t;
-    ks_head = t;
-    ks_count++;
+    t->next = ks_reg.head;
+    if (ks_reg.head)
+        ks_reg.head->prev = t;
+    ks_reg.head = t;
+    ks_reg.count++;
     t->linked = 1;
     ks_registry_unlock();
 }
@@ -110,12 +108,12 @@ static void ks_unlink(struct ks_thread *t)
     if (t->prev)
         t->prev->next = t->next;
     else
-        ks_head = t->next;
+        ks_reg.head = t->next;
     if (t->next)
         t->next->prev = t->prev;
     t->next = t->prev = NULL;
     t->linked = 0;
-    ks_count--;
+    ks_reg.count--;
 }
 
 void ks_registry_remove_self(void)
@@ -125,33 +123,29 @@ void ks_registry_remove_self(void)
         return;
     ks_registry_lock();
     ks_unlink(t);
-    ks_exited[ks_exited_next % KS_EXITED_RING].tid = t->tid;
-    ks_exited[ks_exited_next % KS_EXITED_RING].ns = ks_now_ns();
-    ks_exited_next++;
+    ks_exited[ks_reg.exited_next % KS_EXITED_RING].tid = t->tid;
+    ks_exited[ks_reg.exited_next % KS_EXITED_RING].ns = ks_now_ns();
+    ks_reg.exited_next++;
     ks_registry_unlock();
 }
 
 /* In the child of fork only the calling thread exists; the others' records
  * point into TLS blocks that the child still maps but whose threads are gone.
- * The lock may have been held by a parent thread at fork time: reinitialize
- * it rather than take it. */
+ * (The lock is reset with every shim lock, lock.h.) */
 void ks_registry_reset_after_fork(void)
 {
     struct ks_thread *self = &ks_self_rec;
-    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    ks_reg_mu = fresh;
     int was_linked = self->linked;
-    ks_head = NULL;
-    ks_count = 0;
-    ks_starting = 0;   /* creations in flight were the parent's threads' */
-    memset(ks_exited, 0, sizeof ks_exited);
+    ks_reg.head = NULL;
+    ks_reg.count = 0;
+    ks_reg.starting = 0;   /* creations in flight were the parent's threads' */
+    ks_reg.exited_since = ks_now_ns();   /* the parent's exits are not the child's */
     self->next = self->prev = NULL;
     self->linked = 0;
-    if (was_linked) {
+    if (was_linked) {   /* its id stays: ids are unique within a process */
         self->tid = ks_gettid();
-        self->id = atomic_fetch_add(&ks_next_id, 1);
-        ks_head = self;
-        ks_count = 1;
+        ks_reg.head = self;
+        ks_reg.count = 1;
         self->linked = 1;
     }
 }
@@ -189,6 +183,6 @@ enum ks_settle ks_registry_settle(pid_t tid, unsigned long long age_ms)
         if (v != KS_SETTLE_FOREIGN ||
             (age >= KS_YOUNG_MS && (starting <= 0 || age >= KS_STARTING_MAX_MS)))
             return v;
-        usleep(1000);
+        ks_nap_ms(1);
     }
 }

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -108,6 +109,9 @@ struct ks_thread {
     int stop_fd;              /* eventfd of killshim_stop_fd() plus 1, 0 if none
                                  (TLS starts zeroed); set under the lock, where
                                  the control side reads it */
+    int stop_dup;             /* a private duplicate of it plus 1, 0 if none:
+                                 checked against before each write and the
+                                 close (ks_fdid_same_dup: eventfds share an inode) */
     uint8_t cancel_disabled;  /* owner: as set through pthread_setcancelstate */
     uint8_t cancel_async;     /* owner: as set through pthread_setcanceltype */
     uintptr_t cancel_site;    /* user PC of the syscall it was blocked in when

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ks.h"
+#include "lock.h"
 
 #define KS_MOD_MAX 512
 #define KS_SEG_MAX 6
@@ -26,7 +27,7 @@ struct ks_mod {
 static struct ks_mod ks_mods[KS_MOD_MAX];
 static int ks_nmods;
 static unsigned ks_seq;
-static pthread_mutex_t ks_write_mu = PTHREAD_MUTEX_INITIALIZER;
+KS_LOCK_DEFINE(static, ks_write_mu);
 
 /* The writer builds here first, so the published table is written in one
  * short burst. Under ks_write_mu. */
@@ -119,11 +120,11 @@ static int ks_count_changes(struct dl_phdr_info *info, size_t size, void *arg)
 
 int ks_safepoint_refresh(void)
 {
-    KS_REAL(pthread_mutex_lock)(&ks_write_mu);
+    ks_lock(&ks_write_mu);
     unsigned long long v[2] = {0, 0};
     dl_iterate_phdr(ks_count_changes, v);
     if (v[0] == ks_seen_adds && v[1] == ks_seen_subs && (v[0] | v[1])) {
-        KS_REAL(pthread_mutex_unlock)(&ks_write_mu);
+        ks_unlock(&ks_write_mu);
         return 0;
     }
     ks_nscratch = 0;
@@ -135,7 +136,7 @@ int ks_safepoint_refresh(void)
     __atomic_store_n(&ks_seq, ks_seq + 1, __ATOMIC_RELEASE);
     ks_seen_adds = v[0];
     ks_seen_subs = v[1];
-    KS_REAL(pthread_mutex_unlock)(&ks_write_mu);
+    ks_unlock(&ks_write_mu);
     return 0;
 }
 

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -18,67 +19,22 @@
 #include "conn.h"
 #include "fdid.h"
 #include "ks.h"
+#include "lock.h"
 #include "registry.h"
+#include "shim_thread.h"
+#include "signals.h"
 #include "sockaddr.h"
 #include "sockdir.h"
 
 #define KS_CONN_STACK (256 * 1024)
-#define KS_FORK_FILE_DELAY_MS 50 /* see ks_server_after_fork_child */
 
 /* The listening socket. Only the accept thread changes these once it runs
  * (it re-creates the socket if the program takes the number away). */
 static int ks_listen_fd = -1;
 static struct ks_fdid ks_listen_id;
-static uint64_t ks_generation;   /* bumped at fork: an old accept loop quits */
-
-struct ks_spawn {
-    void *(*fn)(void *);
-    void *arg;
-    char name[16];
-};
-
-static void *ks_shim_thread_main(void *p)
-{
-    struct ks_spawn s = *(struct ks_spawn *)p;
-    free(p);
-    /* Named from inside: a detached thread may be gone before its creator
-     * could name it, and its handle with it. */
-    pthread_setname_np(pthread_self(), s.name);
-    ks_registry_add_self(KS_ROLE_SHIM, NULL);
-    ks_registry_starting_add(-1);
-    void *r = s.fn(s.arg);
-    ks_registry_remove_self();
-    return r;
-}
-
-int ks_spawn_shim_thread(const char *name, void *(*fn)(void *), void *arg, size_t stack)
-{
-    if (!KS_REAL(pthread_create))
-        return ENOSYS;
-    struct ks_spawn *s = malloc(sizeof *s);
-    if (!s)
-        return ENOMEM;
-    s->fn = fn;
-    s->arg = arg;
-    snprintf(s->name, sizeof s->name, "%s", name);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (stack)
-        pthread_attr_setstacksize(&attr, stack);
-    sigset_t all;
-    sigfillset(&all);
-    pthread_attr_setsigmask_np(&attr, &all);
-    pthread_t th;
-    ks_registry_starting_add(1);
-    int rc = KS_REAL(pthread_create)(&th, &attr, ks_shim_thread_main, s);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
-        ks_registry_starting_add(-1);
-        free(s);
-    }
-    return rc;
-}
+/* Bumped when the shim steps aside: an accept loop started under an older
+ * generation quits. */
+static uint64_t ks_generation;
 
 /* ---- Listening ----------------------------------------------------------- */
 
@@ -102,7 +58,7 @@ static void ks_name_holder(const struct sockaddr_un *addr, socklen_t alen, const
     char who[96] = "a socket whose maker is unknown";
     if (cr.pid > 0)
         snprintf(who, sizeof who, "a socket of uid %d made by pid %d%s", (int)cr.uid, (int)cr.pid,
-                 cr.pid == ks_pid ? " (an earlier process with this pid)"
+                 cr.pid == ks_getpid() ? " (an earlier process with this pid)"
                  : kill(cr.pid, 0) != 0 && errno == ESRCH ? " (which has exited)" : "");
     snprintf(why, cap, "%s is taken by %s; killshim-inject cannot reach this process until the "
              "name is free, and the shim keeps trying (find the holder with: ss -xlp | grep "
@@ -113,7 +69,7 @@ static int ks_bind_abstract(int fd, char *display, size_t cap, char *why, size_t
 {
     struct sockaddr_un addr;
     socklen_t alen;
-    if (ks_sockaddr_for_pid(ks_pid, &addr, &alen, display, cap) != 0) {
+    if (ks_sockaddr_for_pid(ks_getpid(), &addr, &alen, display, cap) != 0) {
         snprintf(why, wcap, "%s", strerror(errno));
         return errno;
     }
@@ -131,7 +87,7 @@ static int ks_bind_abstract(int fd, char *display, size_t cap, char *why, size_t
  * WHY filled in. */
 static int ks_listen(char *display, size_t cap, char *why, size_t wcap)
 {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = ks_fd_high(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (fd < 0) {
         snprintf(why, wcap, "socket: %s", strerror(errno));
         return errno;
@@ -168,7 +124,7 @@ static int ks_relisten(uint64_t gen)
         if (!ks_squatted && !warned++)
             ks_warn("the program closed or replaced the control socket's fd %d and it cannot be "
                     "re-created yet (%s); retrying", old, why);
-        usleep((useconds_t)delay_ms * 1000);
+        ks_nap_ms((unsigned)delay_ms);
         if (delay_ms < 2000)
             delay_ms *= 2;
         if (__atomic_load_n(&ks_generation, __ATOMIC_ACQUIRE) != gen)
@@ -189,16 +145,40 @@ static int ks_relisten(uint64_t gen)
 static int ks_wait_slot(uint64_t gen)
 {
     while (!ks_conn_room(ks_listen_fd)) {
-        usleep(2000);
+        ks_nap_ms(2);
         if (__atomic_load_n(&ks_generation, __ATOMIC_ACQUIRE) != gen)
             return -1;
     }
     return 0;
 }
 
-static void *ks_accept_main(void *p)
+/* The accept thread takes the shim's ACT signal (every other signal stays
+ * blocked, shim_thread.h): ks_server_wake cuts its wait for a client short
+ * with it (ks_fd_accept waits in poll, at most a second at a time). */
+static void ks_accept_unblock_wake(void)
 {
-    uint64_t gen = (uint64_t)(uintptr_t)p;
+    int act = ks_signo(KS_SIG_ACT);
+    if (act <= 0)
+        return;
+    uint64_t set = 1ull << (act - 1);
+    syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &set, NULL, sizeof set);
+}
+
+/* The accept thread's tid while it runs, 0 otherwise; under ks_accept_mu,
+ * so that a wake never reaches a recycled tid. */
+static pid_t ks_accept_tid;
+KS_LOCK_DEFINE(static, ks_accept_mu);
+
+static void ks_accept_set_tid(pid_t tid)
+{
+    ks_lock(&ks_accept_mu);
+    ks_accept_tid = tid;
+    ks_unlock(&ks_accept_mu);
+}
+
+static void *ks_accept_loop(uint64_t gen)
+{
+    ks_accept_unblock_wake();
     for (;;) {
         /* Checked before every accept: accepting on a number the program
          * has reused would take its connections, or spin on its file. */
@@ -209,13 +189,13 @@ static void *ks_accept_main(void *p)
         }
         if (__atomic_load_n(&ks_generation, __ATOMIC_ACQUIRE) != gen || ks_wait_slot(gen) != 0)
             return NULL;
-        int fd = accept4(ks_listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        int fd = ks_fd_accept(ks_listen_fd, &ks_listen_id);
         if (fd < 0) {
             int e = errno;
             if (e == EINTR || e == ECONNABORTED)
                 continue;
             if (e == EMFILE || e == ENFILE || e == ENOMEM || e == ENOBUFS) {
-                usleep(100 * 1000);   /* the program ran out of fds; wait, don't spin */
+                ks_nap_ms(100);   /* the program ran out of fds; wait, don't spin */
                 continue;
             }
             if (!ks_fdid_same(ks_listen_fd, &ks_listen_id))
@@ -235,16 +215,20 @@ static void *ks_accept_main(void *p)
     }
 }
 
-static int ks_start_accept_thread(void)
+static void *ks_accept_main(void *p)
 {
-    uint64_t gen = __atomic_load_n(&ks_generation, __ATOMIC_ACQUIRE);
-    return ks_spawn_shim_thread("killshim-ctl", ks_accept_main, (void *)(uintptr_t)gen,
-                                KS_CONN_STACK);
+    ks_accept_set_tid(ks_gettid());
+    void *r = ks_accept_loop((uint64_t)(uintptr_t)p);
+    ks_accept_set_tid(0);
+    return r;
 }
 
-void ks_server_start(void)
+void ks_server_init(void) { ks_conn_init(); }
+
+int ks_server_listen(void)
 {
-    ks_conn_init();
+    if (ks_squatted || (ks_listen_fd >= 0 && ks_fdid_same(ks_listen_fd, &ks_listen_id)))
+        return 0;
     char display[128] = "", why[512] = "";
     int rc = ks_listen(display, sizeof display, why, sizeof why);
     /* A taken abstract name may be freed later (its holder exits): the
@@ -252,66 +236,62 @@ void ks_server_start(void)
     if (rc == EADDRINUSE && !ks_sockaddr_is_file()) {
         ks_squatted = 1;
         ks_warn("cannot serve control socket now: %s", why);
-    } else if (rc) {
+        return 0;
+    }
+    if (rc)
         ks_warn("cannot serve control socket %s: %s; the program runs on without killshim control",
                 display, why);
-        return;
-    }
-    rc = ks_start_accept_thread();
-    if (rc) {
-        ks_warn("cannot start the control thread: %s; the program runs on without killshim control",
-                strerror(rc));
-        if (ks_listen_fd >= 0)
-            ks_fdid_close(ks_listen_fd, &ks_listen_id);
-        ks_listen_fd = -1;
-        return;
-    }
-    if (!ks_squatted)
+    else
         ks_debug("serving %s", display);
+    return rc;
 }
 
-/* A fork child in file mode that execs at once (the common fork+exec) would
- * leave a socket file behind: exec runs no exit handlers. So the child's
- * accept thread waits a moment before it binds; if the child execs first,
- * the thread is gone and no file was ever made. */
-static void *ks_child_accept_main(void *p)
+int ks_server_run(void)
 {
-    uint64_t gen = (uint64_t)(uintptr_t)p;
-    usleep(KS_FORK_FILE_DELAY_MS * 1000);
-    if (__atomic_load_n(&ks_generation, __ATOMIC_ACQUIRE) != gen)
-        return NULL;
-    char display[128] = "", why[512] = "";
-    int rc = ks_listen(display, sizeof display, why, sizeof why);
-    if (rc) {
-        ks_warn("cannot serve control socket %s: %s; the program runs on without killshim control",
-                display, why);
-        return NULL;
-    }
-    return ks_accept_main(p);
-}
-
-void ks_server_after_fork_child(void)
-{
-    __atomic_add_fetch(&ks_generation, 1, __ATOMIC_RELEASE);
-    /* Drop the child's copies of the parent's sockets: the listening one
-     * (so its name is freed when the parent exits) and its clients'. Only
-     * numbers that still name our sockets: the program may own them now. */
-    ks_conn_after_fork_child();
-    if (ks_listen_fd >= 0)
-        ks_fdid_close(ks_listen_fd, &ks_listen_id);
-    ks_listen_fd = -1;
-    ks_squatted = 0;
-    ks_sockdir_after_fork_child();   /* the parent's file is the parent's to remove */
-    if (!ks_sockaddr_is_file()) {
-        ks_server_start();
-        return;
-    }
     uint64_t gen = __atomic_load_n(&ks_generation, __ATOMIC_ACQUIRE);
-    int rc = ks_spawn_shim_thread("killshim-ctl", ks_child_accept_main, (void *)(uintptr_t)gen,
+    int rc = ks_spawn_shim_thread("killshim-ctl", ks_accept_main, (void *)(uintptr_t)gen,
                                   KS_CONN_STACK);
     if (rc)
         ks_warn("cannot start the control thread: %s; the program runs on without killshim control",
                 strerror(rc));
+    return rc;
+}
+
+void ks_server_close(void)
+{
+    if (ks_listen_fd >= 0)
+        ks_fdid_close(ks_listen_fd, &ks_listen_id);
+    ks_listen_fd = -1;
+    ks_squatted = 0;
+}
+
+void ks_server_wake(void)
+{
+    ks_lock(&ks_accept_mu);
+    if (ks_accept_tid)
+        ks_signal_tid(ks_accept_tid, KS_SIG_ACT);
+    ks_unlock(&ks_accept_mu);
+}
+
+void ks_server_stop(void)
+{
+    __atomic_add_fetch(&ks_generation, 1, __ATOMIC_ACQ_REL);
+    ks_server_wake();
+    ks_conn_shutdown_all();
+}
+
+void ks_server_after_fork_child(void)
+{
+    /* Drop the child's copies of the parent's sockets: the listening one
+     * (so its name is freed when the parent exits) and its clients'. Only
+     * numbers that still name our sockets: the program may own them now.
+     * Written only if set: each page the child writes is copied. */
+    ks_conn_after_fork_child();
+    if (ks_listen_fd >= 0 || ks_squatted)
+        ks_server_close();
+    if (ks_accept_tid)
+        ks_accept_tid = 0;
+    ks_sockdir_after_fork_child();   /* the parent's file is the parent's to remove */
 }
 
 void ks_server_cleanup(void) { ks_sockdir_cleanup(); }

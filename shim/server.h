@@ -1,23 +1,37 @@
-/* The control server: a thread of the shim's own that accepts connections on
- * the control socket (sockaddr.h) and serves each from a short-lived shim
- * thread, so a slow client never holds up another. */
+/* The control server: how it serves. The listening socket (sockaddr.h), an
+ * accept thread of the shim's own, and one short-lived shim thread per
+ * client, so a slow client never holds up another. When it runs (at load,
+ * lazily in a fork child, stepped aside around calls that need a lone
+ * thread) is control.c's business. */
 #ifndef KS_SERVER_H
 #define KS_SERVER_H
 
 #include <stddef.h>
 
-/* Binds the socket and starts the control thread. On failure the program
- * runs on without control, and the reason is reported once on stderr. */
-void ks_server_start(void);
-/* In a fork child: drop the parent's socket (so its name is freed when the
- * parent exits) and serve the child's own pid. */
+/* Once, at init: reads the environment, empties the connection table. */
+void ks_server_init(void);
+/* Binds and listens on the process's socket, unless it does already.
+ * Returns 0, or an errno (reported once on stderr: the program runs on
+ * without control). */
+int ks_server_listen(void);
+/* Starts the accept thread (ks_server_listen first). Returns 0 or an errno
+ * (reported). */
+int ks_server_run(void);
+/* Makes every shim thread of the server leave soon: the accept thread is
+ * woken and quits, each connection's socket is shut down so its thread's
+ * read ends. The listening socket stays: clients wait in its backlog until
+ * ks_server_run. */
+void ks_server_stop(void);
+/* Cuts the accept thread's accept short (it then sees the stop). A wake
+ * that lands just before the accept begins is lost: repeat until the
+ * thread is gone. */
+void ks_server_wake(void);
+/* Closes the listening socket (if the number is still ours). */
+void ks_server_close(void);
+/* In a fork child: drop the parent's sockets (so its name is freed when the
+ * parent exits) and its clients'. */
 void ks_server_after_fork_child(void);
 /* Removes the socket file, if the socket is a file. */
 void ks_server_cleanup(void);
-
-/* Starts a detached thread of the shim's own: registered as KS_ROLE_SHIM,
- * every signal blocked (the program's signals are never handled on it).
- * Returns 0 or an errno. */
-int ks_spawn_shim_thread(const char *name, void *(*fn)(void *), void *arg, size_t stack);
 
 #endif

@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include "ks.h"
+#include "lock.h"
 #include "registry.h"
+#include "doorbell.h"
 
 #define KS_SIG_COOKIE 0x6b736873   /* "kshs" */
 
@@ -19,7 +21,7 @@ static ks_sig_fn *ks_handlers[KS_SIG_COUNT];
 /* The action the program believes it installed on our numbers. Read in
  * signal context, so updated under a lock with our signals blocked. */
 static struct sigaction ks_prog_act[KS_SIG_COUNT];
-static pthread_mutex_t ks_act_mu = PTHREAD_MUTEX_INITIALIZER;
+KS_LOCK_DEFINE(static, ks_act_mu);
 
 /* libc's own sigaction (real.h: libc_sigaction) is what puts the shim's
  * handlers into the kernel. An interposer between us and libc must not wrap
@@ -78,12 +80,22 @@ static void ks_chain(int k, int signo, siginfo_t *si, void *uc)
     a.sa_handler(signo);
 }
 
+static ks_doorbell_fn *ks_doorbell;
+
+void ks_signals_set_doorbell(ks_doorbell_fn *fn) { __atomic_store_n(&ks_doorbell, fn, __ATOMIC_RELEASE); }
+
 static void ks_sig_entry(int signo, siginfo_t *si, void *uc)
 {
     int saved = errno;
     int k = ks_kind_of(signo);
     if (k >= 0) {
-        if (si && si->si_code == SI_QUEUE && si->si_pid == ks_pid &&
+        ks_doorbell_fn *bell = __atomic_load_n(&ks_doorbell, __ATOMIC_ACQUIRE);
+        if (k == KS_SIG_DUMP && si && si->si_code == SI_QUEUE &&
+            (si->si_value.sival_int == KS_DOORBELL_COOKIE ||
+             si->si_value.sival_int == KS_RESUME_COOKIE)) {
+            if (bell)
+                bell(si, (ucontext_t *)uc, &saved);
+        } else if (si && si->si_code == SI_QUEUE && si->si_pid == ks_getpid() &&
             si->si_value.sival_int == KS_SIG_COOKIE) {
             ks_sig_fn *fn = __atomic_load_n(&ks_handlers[k], __ATOMIC_ACQUIRE);
             if (fn)
@@ -169,10 +181,10 @@ int ks_signal_tid(pid_t tid, enum ks_sig_kind k)
     memset(&si, 0, sizeof si);
     si.si_signo = ks_signos[k];
     si.si_code = SI_QUEUE;
-    si.si_pid = ks_pid;
+    si.si_pid = ks_getpid();
     si.si_uid = getuid();
     si.si_value.sival_int = KS_SIG_COOKIE;
-    if (syscall(SYS_rt_tgsigqueueinfo, ks_pid, tid, ks_signos[k], &si) != 0)
+    if (syscall(SYS_rt_tgsigqueueinfo, ks_getpid(), tid, ks_signos[k], &si) != 0)
         return errno;
     return 0;
 }
@@ -210,12 +222,12 @@ int ks_signals_program_action(int signo, const struct sigaction *act, struct sig
     sigset_t all, prev;
     sigfillset(&all);
     KS_REAL(pthread_sigmask)(SIG_BLOCK, &all, &prev);
-    KS_REAL(pthread_mutex_lock)(&ks_act_mu);
+    ks_lock(&ks_act_mu);
     if (old)
         *old = ks_prog_act[k];
     if (act)
         ks_prog_act[k] = *act;
-    KS_REAL(pthread_mutex_unlock)(&ks_act_mu);
+    ks_unlock(&ks_act_mu);
     KS_REAL(pthread_sigmask)(SIG_SETMASK, &prev, NULL);
     return 1;
 }

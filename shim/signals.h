@@ -29,6 +29,13 @@ enum ks_sig_kind { KS_SIG_DUMP = 0, KS_SIG_ACT = 1, KS_SIG_COUNT = 2 };
 /* Runs inside the target thread, in signal context: async-signal-safe only. */
 typedef void ks_sig_fn(int signo, siginfo_t *si, ucontext_t *uc);
 
+/* Registers the doorbell (control.h): runs in signal context when KS_SIG_DUMP
+ * arrives with KS_DOORBELL_COOKIE or KS_RESUME_COOKIE (doorbell.h), from
+ * any sender the kernel let signal this process. *ERR: the errno the
+ * signal's return restores (the interrupted code's). */
+typedef void ks_doorbell_fn(siginfo_t *si, ucontext_t *uc, int *err);
+void ks_signals_set_doorbell(ks_doorbell_fn *fn);
+
 /* Registers the handler for K (stack.c for DUMP, deliver*.c for ACT). Call
  * before ks_signals_install or at any time after; NULL ignores K. */
 void ks_signals_set_handler(enum ks_sig_kind k, ks_sig_fn *fn);

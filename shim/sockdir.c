@@ -68,7 +68,7 @@ static int ks_dir_open(char *why, size_t cap)
         return 0;
     char path[4096];
     ks_dir_path(path, sizeof path);
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = ks_fd_high(open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (fd < 0) {
         int e = errno;
         struct stat st;
@@ -153,7 +153,7 @@ static int ks_bind_in(int sock, const char *sub, const char *name, char *why, si
 int ks_sockdir_bind(int sock, char *display, size_t dcap, char *why, size_t wcap)
 {
     char path[4096], name[32], sub[40];
-    snprintf(name, sizeof name, "killshim-%d.sock", (int)ks_pid);
+    snprintf(name, sizeof name, "killshim-%d.sock", (int)ks_getpid());
     snprintf(display, dcap, "%s/%s", ks_dir_path(path, sizeof path), name);
     int rc = ks_dir_open(why, wcap);
     if (rc)

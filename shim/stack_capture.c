@@ -22,9 +22,11 @@
 
 #include "blocking.h"
 #include "ks.h"
+#include "lock.h"
 #include "procfs.h"
 #include "registry.h"
 #include "signals.h"
+#include "unwind_mem.h"
 
 /* Measured: a dump uses about 6.5 KiB below the interrupted frame (the
  * kernel's signal frame, the handler, libunwind's step, the loader's
@@ -36,7 +38,7 @@ _Static_assert(sizeof(unw_context_t) == sizeof(ucontext_t),
 
 static struct ks_dump *ks_dump_cur;   /* the published table, or NULL */
 static int ks_dump_active;            /* handlers that may hold ks_dump_cur */
-static pthread_mutex_t ks_dump_mu = PTHREAD_MUTEX_INITIALIZER;
+KS_LOCK_DEFINE(static, ks_dump_mu);
 int ks_stack_ready;
 
 static long ks_futex(int *addr, int op, int val, const struct timespec *ts)
@@ -67,10 +69,9 @@ static void ks_unwind(ucontext_t *uc, struct ks_dump_entry *e)
         e->ips[i] = ip;
         if (exact)
             e->exact[i / 64] |= 1ull << (i % 64);
-        /* For a frame without unwind info libunwind guesses from rbp and
-         * validates each guess by writing through a pipe it opened at init.
-         * A program that closed that fd and reused the number would get our
-         * bytes in its file; never take that path: stop here instead. */
+        /* For a frame without unwind info libunwind guesses from rbp (each
+         * read checked, unwind_mem.h); a guess can name a caller that is not
+         * one. Stop here instead and say the stack was cut. */
         unw_proc_info_t pi;
         if (unw_get_proc_info_by_ip(unw_local_addr_space, exact ? ip : ip - 1, &pi, NULL) < 0) {
             e->truncated = 1;
@@ -221,8 +222,8 @@ void ks_dump_release(struct ks_dump *d)
     free(d);
 }
 
-void ks_dump_lock(void) { KS_REAL(pthread_mutex_lock)(&ks_dump_mu); }
-void ks_dump_unlock(void) { KS_REAL(pthread_mutex_unlock)(&ks_dump_mu); }
+void ks_dump_lock(void) { ks_lock(&ks_dump_mu); }
+void ks_dump_unlock(void) { ks_unlock(&ks_dump_mu); }
 
 void ks_stack_bounds(struct ks_thread *r)
 {
@@ -358,6 +359,9 @@ static void ks_prime(void)
 
 void ks_stack_init(void)
 {
+    /* Before the first unwind (ks_prime): see unwind_mem.h. */
+    if (ks_unw_mem_install(unw_get_accessors, unw_local_addr_space) != 0)
+        ks_debug("libunwind's memory accessor could not be replaced; it validates through a pipe");
     /* No cache: nothing goes stale when the program unloads a library, and
      * libunwind takes no lock of its own on the unwinding path. */
     unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_NONE);
@@ -371,10 +375,12 @@ void ks_stack_init(void)
 
 void ks_stack_after_fork_child(void)
 {
-    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    ks_dump_mu = fresh;
-    ks_dump_cur = NULL;
-    ks_dump_active = 0;
+    /* Written only where it changes anything: each page the child writes is
+     * copied, and most forks exec or exit at once. */
+    if (ks_dump_cur)
+        ks_dump_cur = NULL;
+    if (ks_dump_active)
+        ks_dump_active = 0;
     /* A dump in the parent may have held this thread's flag; the child has
      * no dumper to clear it. */
     ks_block_self()->reader = 0;

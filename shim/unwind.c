@@ -5,6 +5,7 @@
 #include <errno.h>
 
 #include "ks.h"
+#include "unwind_mem.h"
 
 struct ks_unw ks_unw;
 
@@ -50,9 +51,16 @@ int ks_unw_load(void)
     unw_addr_space_t *asp = ks_unw_sym(h, "_ULx86_64_local_addr_space", &missing);
     int (*set_policy)(unw_addr_space_t, unw_caching_policy_t) =
         (int (*)(unw_addr_space_t, unw_caching_policy_t))ks_unw_sym(h, "_ULx86_64_set_caching_policy", &missing);
+    unw_accessors_t *(*get_accessors)(unw_addr_space_t) =
+        (unw_accessors_t * (*)(unw_addr_space_t)) ks_unw_sym(h, "_Ux86_64_get_accessors", &missing);
     if (missing)
         return ENOSYS;
     u.as = *asp;
+    /* Before the first unwind: libunwind's init then opens no pipe, and its
+     * reads are checked without one (unwind_mem.h). */
+    int rc = ks_unw_mem_install(get_accessors, u.as);
+    if (rc)
+        ks_debug("libunwind's memory accessor could not be replaced (%d)", rc);
     /* The global cache takes a mutex; a thread stopped while another one holds
      * it would wait in its signal handler. Uncached lookups take none. */
     set_policy(u.as, UNW_CACHE_NONE);

@@ -13,4 +13,4 @@ KS_SIGSAFE uint64_t ks_now_ns(void)
 
 KS_SIGSAFE pid_t ks_gettid(void) { return (pid_t)syscall(SYS_gettid); }
 
-pid_t ks_pid;
+KS_SIGSAFE pid_t ks_getpid(void) { return (pid_t)syscall(SYS_getpid); }

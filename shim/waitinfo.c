@@ -7,6 +7,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "fdid.h"
 #include "ks.h"
 #include "registry.h"
 
@@ -16,7 +17,7 @@
 static int ks_peek(const void *addr, void *buf, size_t len)
 {
     struct iovec local = {buf, len}, remote = {(void *)addr, len};
-    ssize_t n = process_vm_readv(ks_pid, &local, 1, &remote, 1, 0);
+    ssize_t n = process_vm_readv(ks_getpid(), &local, 1, &remote, 1, 0);
     if (n == (ssize_t)len)
         return 0;
     if (n < 0 && errno != ENOSYS && errno != EPERM)
@@ -24,9 +25,15 @@ static int ks_peek(const void *addr, void *buf, size_t len)
     int fd = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return errno;
-    n = pread(fd, buf, len, (off_t)(uintptr_t)addr);
-    int rc = n == (ssize_t)len ? 0 : EFAULT;
-    close(fd);
+    /* Read only if the number is still ours (fdid.h): the program may have
+     * closed it and opened a file of its own there in between. */
+    struct ks_fdid id;
+    int rc = ks_fdid_get(fd, &id);
+    if (rc)
+        return rc;
+    n = ks_fdid_same(fd, &id) ? pread(fd, buf, len, (off_t)(uintptr_t)addr) : -1;
+    rc = n == (ssize_t)len ? 0 : EFAULT;
+    ks_fdid_close(fd, &id);
     return rc;
 }
 

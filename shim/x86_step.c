@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "ks.h"
+#include "lock.h"
+#include "procfs.h"
 #include "signals.h"
 
 static ks_step_fn *ks_step_cb;
@@ -18,7 +20,7 @@ static ks_step_fn *ks_step_cb;
  * that changes it while a step is in flight races with the shim: its own
  * handler then sees the shim's trace traps (documented). */
 static struct sigaction ks_prev;
-static pthread_mutex_t ks_install_mu = PTHREAD_MUTEX_INITIALIZER;
+KS_LOCK_DEFINE(static, ks_install_mu);
 
 void ks_step_set_callback(ks_step_fn *fn) { __atomic_store_n(&ks_step_cb, fn, __ATOMIC_RELEASE); }
 
@@ -61,7 +63,7 @@ int ks_step_install(void)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    KS_REAL(pthread_mutex_lock)(&ks_install_mu);
+    ks_lock(&ks_install_mu);
     struct sigaction cur;
     if (ks_sigaction_kernel(SIGTRAP, NULL, &cur) != 0) {
         rc = errno;
@@ -75,22 +77,16 @@ int ks_step_install(void)
         if (ks_sigaction_kernel(SIGTRAP, &sa, NULL) != 0)
             rc = errno;
     }
-    KS_REAL(pthread_mutex_unlock)(&ks_install_mu);
+    ks_unlock(&ks_install_mu);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return rc;
 }
 
 int ks_step_tracer(void)
 {
-    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
     char buf[4096];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
+    if (ks_read_small_file("/proc/self/status", buf, sizeof buf) <= 0)
         return -1;
-    buf[n] = 0;
     const char *p = strstr(buf, "\nTracerPid:");
     return p ? atoi(p + 11) : -1;
 }

@@ -36,15 +36,12 @@ OUT=${FUZZ_OUT:-${TMPDIR:-/tmp}/killshim-fuzz}
 mkdir -p "$OUT"
 CFLAGS="-g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I."
 
-# Sources each target links besides its own file (keep in step with
-# tests/fuzz/BUILD).
+# Sources each target links besides its own file: the shim's .c files its
+# corpus test depends on in tests/fuzz/BUILD (one list, Bazel's).
 sources_for() {
-    case "$1" in
-        proto) echo shim/proto.c ;;
-        stat|status|syscall) echo shim/procfs.c ;;
-        lsda) echo shim/lsda.c ;;
-        *) grep -o '"shim/[a-z_]*\.h"' "tests/fuzz/$1_fuzz.c" | tr -d '"' | sed 's/\.h$/.c/' | tr '\n' ' ' ;;
-    esac
+    bazel query --noshow_progress \
+        "filter('^//shim:[a-z_0-9]+\\.c\$', kind('source file', deps(//tests/fuzz:$1_corpus_test)))" \
+        2>/dev/null | sed 's|^//shim:|shim/|'
 }
 
 status=0

@@ -42,9 +42,13 @@ struct Dropper {
       t.reset(new Target(argv[0], std::vector<std::string>(argv.begin() + 1, argv.end()), {},
                          /*preload=*/false));
     }
-    for (int i = 0; i < 2; i++) {
-      std::string l = t->WaitFor("worker " + std::to_string(i));
-      worker[i] = (pid_t)atoi(l.substr(l.find("tid=") + 4).c_str());
+    // The workers race to print: the line's index, not its order, says which.
+    for (int n = 0; n < 2; n++) {
+      std::string l = t->WaitFor("worker ");
+      int i = atoi(l.c_str() + l.find(' ') + 1);
+      size_t at = l.find("tid=");
+      if (l.empty() || i < 0 || i > 1 || at == std::string::npos) break;
+      worker[i] = (pid_t)atoi(l.c_str() + at + 4);
     }
     ready = t->WaitFor("ready");
     EXPECT_TRUE(t->WaitSocket()) << t->Stderr();

@@ -73,7 +73,6 @@ TEST(Registry, IdsAreUniqueAcrossThreads) {
 // a linked tid with another id (a recycled tid), must not send anything.
 TEST(Registry, SignalOnlyLinkedThreadWithMatchingId) {
   ks_real_resolve_all();
-  ks_pid = getpid();
   static std::atomic<int> hits{0};
   struct sigaction sa = {};
   sa.sa_handler = [](int) { hits++; };

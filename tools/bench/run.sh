@@ -76,6 +76,13 @@ if [ "$ONLY" = all ] || [ "$ONLY" = carry ]; then
     fi
     run "$AB" -s "$SHIM" -w -n 300 -W 20 -l "process start-up and exit: /bin/true, wall time" \
         -g diff:1e6 -T "<= +1 ms" -- /bin/true
+    # The floor: any preloaded library costs the loader this much.
+    run "$AB" -s "$BIN/tools/bench/libempty.so" -w -n 300 -W 20 \
+        -l "process start-up and exit: /bin/true, an empty library preloaded instead" -- /bin/true
+    # A single-threaded program that forks (make, a shell): the shim starts
+    # no thread until asked, so the program stays single-threaded.
+    run "$AB" -s "$SHIM" -n "$RUNS" -l "fork + _exit + waitpid, single-threaded program" \
+        -g ratio:1.05 -T "<= 5% slower" -- "$WORK" fork 2000
     # The same without the control thread, socket and signals: splits the
     # start-up cost between loading the libraries and starting the server.
     run env KILLSHIM_DISABLE=1 "$AB" -s "$SHIM" -w -n 300 -W 20 \

@@ -10,6 +10,8 @@
  *   mem-thread N  RSS added per thread with N threads alive and blocked: bytes
  *   mem-thread-malloc N  the same, each thread having used malloc once
  *   mem-fixed     RSS of an idle program: bytes
+ *   fork N        fork, _exit in the child, waitpid: ns per fork, best of 20
+ *                 batches (a single-threaded program: make, a shell)
  *   gen MIB       MIB MiB of deterministic text on stdout (xz's input) */
 #include <pthread.h>
 #include <stdint.h>
@@ -17,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static uint64_t now_ns(void)
@@ -189,11 +192,32 @@ static int gen(long mib)
     return 0;
 }
 
+static int bench_fork(long n)
+{
+    long per = n / BATCHES;
+    double best = 1e30;
+    for (int b = 0; b < BATCHES; b++) {
+        uint64_t t0 = now_ns();
+        for (long i = 0; i < per; i++) {
+            pid_t c = fork();
+            if (c == 0)
+                _exit(0);
+            int st;
+            waitpid(c, &st, 0);
+        }
+        double ns = (double)(now_ns() - t0) / (double)per;
+        if (ns < best)
+            best = ns;
+    }
+    printf("%.0f\n", best);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
         fputs("usage: bench_work threads N | mutex N | mutex-mt N | mem-thread N"
-              " | mem-thread-malloc N | mem-fixed"
+              " | mem-thread-malloc N | mem-fixed | fork N"
               " | gen MIB\n", stderr);
         return 2;
     }
@@ -205,6 +229,7 @@ int main(int argc, char **argv)
     if (strcmp(m, "mem-thread") == 0 && n > 0) return bench_mem_thread(n, 0);
     if (strcmp(m, "mem-thread-malloc") == 0 && n > 0) return bench_mem_thread(n, 1);
     if (strcmp(m, "mem-fixed") == 0) return bench_mem_fixed();
+    if (strcmp(m, "fork") == 0 && n > 0) return bench_fork(n);
     if (strcmp(m, "gen") == 0 && n > 0) return gen(n);
     fprintf(stderr, "bench_work: bad arguments\n");
     return 2;

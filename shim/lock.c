@@ -1,0 +1,63 @@
+/* See lock.h. */
+#include "lock.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ks.h"
+
+/* The linker's bounds of the ks_locks section (one pointer per lock). */
+extern struct ks_lock *const __start_ks_locks[] __attribute__((visibility("hidden"), weak));
+extern struct ks_lock *const __stop_ks_locks[] __attribute__((visibility("hidden"), weak));
+
+void ks_lock(struct ks_lock *l)
+{
+    KS_REAL(pthread_mutex_lock)(&l->mu);
+    KS_TSAN_ACQUIRE(&l->mu);
+}
+
+void ks_unlock(struct ks_lock *l)
+{
+    KS_TSAN_RELEASE(&l->mu);
+    KS_REAL(pthread_mutex_unlock)(&l->mu);
+}
+
+int ks_trylock(struct ks_lock *l)
+{
+    int rc = KS_REAL(pthread_mutex_trylock)(&l->mu);
+    if (rc == 0)
+        KS_TSAN_ACQUIRE(&l->mu);
+    return rc;
+}
+
+int ks_locks_each(void (*fn)(struct ks_lock *, void *), void *arg)
+{
+    int n = 0;
+    for (struct ks_lock *const *p = __start_ks_locks; p && p < __stop_ks_locks; p++, n++)
+        fn(*p, arg);
+    return n;
+}
+
+/* Resets L only if it is not in its initial state: every page the fork
+ * child writes is copied, and most children exec or exit at once. */
+static void ks_lock_reset(struct ks_lock *l, void *arg)
+{
+    (void)arg;
+    static const pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    if (memcmp(&l->mu, &fresh, sizeof fresh) != 0)
+        l->mu = fresh;
+}
+
+void ks_locks_after_fork(void) { ks_locks_each(ks_lock_reset, NULL); }
+
+void ks_nap_ns(uint64_t ns)
+{
+    int saved = errno;
+    struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+    while (syscall(SYS_nanosleep, &ts, &ts) != 0 && errno == EINTR)
+        ;
+    errno = saved;
+}

@@ -1,0 +1,51 @@
+/* Making a thread that a signal interrupted in the middle of the program's
+ * code call one function of the shim's, then go on exactly where it was, as
+ * if nothing had happened: every register (the vector and x87 state
+ * included), its signal mask and errno come back as they were.
+ *
+ * The doorbell (control.h) uses it to start serving in a single-threaded
+ * process whose only thread computes without a system call: the signal
+ * handler cannot start a thread itself (pthread_create is not
+ * async-signal-safe), but the interrupted code can, if it is the program's
+ * own and nothing below it is inside libc, the loader, the allocator or a
+ * signal handler (ks_redirect_safe).
+ *
+ * How: the handler saves its context and points it at a trampoline on a
+ * static stack of the shim's (the thread's own stack, its red zone
+ * included, is never touched). The trampoline calls FN with every signal
+ * blocked but the shim's dump signal, then sends that signal to its own
+ * thread; that handler copies the saved context back into its own, and the
+ * kernel's sigreturn restores it. One redirect at a time, process-wide. */
+#ifndef KS_REDIRECT_H
+#define KS_REDIRECT_H
+
+#include <signal.h>
+#include <ucontext.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Once, at init (not in signal context): finds which module the program's
+ * allocator lives in. */
+void ks_redirect_init(void);
+
+/* In signal context: 1 if the thread that took the signal, interrupted at
+ * UC, may call into libc right there (see above). */
+int ks_redirect_safe(ucontext_t *uc);
+
+/* In signal context: saves UC (and ERR, the interrupted code's errno) and
+ * points UC at the trampoline, which will call FN and then resume. Returns
+ * 0, or EBUSY (another redirect is in flight) or E2BIG (a vector state
+ * larger than the shim's buffer): UC is then untouched. */
+int ks_redirect(ucontext_t *uc, void (*fn)(void), int err);
+
+/* In signal context: if SI is the trampoline's resume signal for this
+ * thread, restores the saved context into UC and the saved errno into *ERR
+ * (what the signal entry restores on return), and returns 1; else 0. */
+int ks_redirect_resume(const siginfo_t *si, ucontext_t *uc, int *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

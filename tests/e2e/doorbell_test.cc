@@ -1,0 +1,90 @@
+// A process under the shim starts serving only when asked (shim/control.h):
+// an injector that finds nobody listening rings its doorbell, and the
+// process answers whatever its only thread is doing (waiting in a system
+// call, or computing in its own code), without noticing. Each test drives
+// tests/progs/guest.c, which knows nothing of killshim.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "shim/proto.h"
+#include "tests/e2e/harness.h"
+
+namespace {
+
+using ks::RawClient;
+using ks::Target;
+
+struct Guest {
+  Target t;
+  explicit Guest(const std::vector<std::string>& env = {}) : t(ks::ProgPath("guest"), {}, env) {
+    EXPECT_EQ(t.WaitFor("ready").rfind("ready pid=", 0), 0u) << t.Stderr();
+  }
+  std::string Do(const std::string& cmd, const std::string& expect, int timeout_ms = 10000) {
+    t.Send(cmd);
+    return t.WaitFor(expect, timeout_ms);
+  }
+  void Serve() { ASSERT_TRUE(t.WaitSocket()) << t.Stderr(); }
+};
+
+// ---- a process that serves when asked --------------------------------------
+
+// Its only thread computes without a system call: the doorbell's signal
+// sends it through the shim's trampoline, which starts serving and gives it
+// back every register (AVX, SSE, integer) and its errno.
+TEST(Doorbell, SingleThreadedSpinnerServesAndKeepsItsRegisters) {
+  Guest g;
+  ASSERT_EQ(g.Do("spin 3000", "spinning"), "spinning");
+  usleep(50000);
+  ks::Result r = ks::Inject({"--stack", std::to_string(g.t.pid())});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("guest_spin"), std::string::npos) << r.out;
+  EXPECT_EQ(g.t.WaitFor("spun", 15000), "spun consistent=1 errno=1234");
+  g.t.Send("quit");
+  EXPECT_EQ(g.t.Wait(), 0);
+}
+
+// Its only thread waits in read() (not one of the shim's wrapped calls): the
+// signal starts serving right there and the kernel restarts the read, which
+// then gets its data as if nothing happened.
+TEST(Doorbell, BlockedInReadServesAndTheReadGetsItsData) {
+  Guest g;
+  g.Serve();
+  EXPECT_EQ(g.Do("ids", "ids").rfind("ids umask=", 0), 0u);
+  EXPECT_EQ(ks::ProgramRows(g.t.pid()).size(), 1u);
+  g.t.Send("quit");
+  EXPECT_EQ(g.t.Wait(), 0);
+}
+
+// A fork child waits in read() on a pipe: it serves once rung, and its read
+// still gets exactly what is written later.
+TEST(Doorbell, ForkChildBlockedInReadServes) {
+  Guest g;
+  std::string f = g.Do("forkread", "forkread");
+  pid_t child = atoi(f.c_str() + f.find('=') + 1);
+  ASSERT_GT(child, 0) << f;
+  RawClient c(child);
+  ASSERT_TRUE(c.ok()) << "the child never started serving";
+  EXPECT_EQ(c.ReadLine(), "killshim proto=" + std::to_string(KS_PROTO_VERSION) +
+                             " pid=" + std::to_string(child));
+  g.t.Send("feed hello");
+  EXPECT_EQ(g.t.WaitFor("child read"), "child read hello");
+  g.t.Send("quit");
+  EXPECT_EQ(g.t.Wait(), 0);
+}
+
+// KILLSHIM_DISABLE: the shim installed no handler, so the injector must not
+// send the doorbell (a real-time signal's default action ends a process).
+TEST(Doorbell, DisabledProcessIsNeverSignalled) {
+  Guest g({"KILLSHIM_DISABLE=1"});
+  ks::Result r = ks::Inject({std::to_string(g.t.pid())});
+  EXPECT_EQ(r.code, 5) << r.err;
+  EXPECT_EQ(g.Do("ids", "ids").rfind("ids umask=", 0), 0u) << "the process did not survive";
+  g.t.Send("quit");
+  EXPECT_EQ(g.t.Wait(), 0);
+}
+
+}  // namespace
