@@ -177,7 +177,24 @@ group_stress() {
         rp=$(stress_rate "$WORK/stress.$s.plain.yaml")
         rs=$(stress_rate "$WORK/stress.$s.shim.yaml")
         # Rates swing under others' load here; half the rate is far beyond.
-        if awk -v p="${rp:-0}" -v s="${rs:-0}" 'BEGIN { exit !(s < p / 2 || p == 0) }'; then
+        # A rate under half is measured twice more each way, alternately,
+        # without the lister; the best of each way stands (as recheck_cpu).
+        if under_half "$rp" "$rs"; then
+            local m r
+            for _ in 1 2; do
+                for m in plain shim; do
+                    NO_LISTER=1 run_one "$m" "$PAIR_TAG.recheck" stress-ng --"$s" 2 -t "${t}s" \
+                        --metrics-brief --yaml "$WORK/stress.$s.$m.yaml"
+                    r=$(stress_rate "$WORK/stress.$s.$m.yaml")
+                    if [ "$m" = plain ]; then
+                        rp=$(awk -v a="${rp:-0}" -v b="${r:-0}" 'BEGIN { print (b > a ? b : a) }')
+                    else
+                        rs=$(awk -v a="${rs:-0}" -v b="${r:-0}" 'BEGIN { print (b > a ? b : a) }')
+                    fi
+                done
+            done
+        fi
+        if under_half "$rp" "$rs"; then
             record DIFF stress "stress-ng --$s 2: rate" "$rp" "$rs" "bogo ops/s without / with the shim: under half"
         else
             record INFO stress "stress-ng --$s 2: rate" "$rp" "$rs" "bogo ops/s without / with the shim"
@@ -185,6 +202,7 @@ group_stress() {
     done
 }
 
+under_half() { awk -v p="${1:-0}" -v s="${2:-0}" 'BEGIN { exit !(s < p / 2 || p == 0) }'; }
 stress_rate() { awk '/bogo-ops-per-second-real-time:/ { printf "%.0f", $2; exit }' "$1" 2>/dev/null; }
 
 # Namespace tools: the kernel lets only a single-threaded process
