@@ -290,11 +290,15 @@ static void ksi_print_frame(int i, const struct ksi_frame *f)
 {
     const struct ksi_symbol *s = f->sym;
     printf("  #%-2d 0x%016llx", i, f->pc);
+    /* Without a symbol (a stripped library, no debug file), the module and
+     * the address as the object's own: what addr2line -e takes. */
     if (s && s->name[0])
         printf(" %s+0x%llx", s->name, (unsigned long long)s->offset);
+    else if (s && s->module[0])
+        printf(" %s+0x%llx", s->module, (unsigned long long)s->module_offset);
     else
         printf(" ??");
-    if (s && s->module[0])
+    if (s && s->name[0] && s->module[0])
         printf(" (%s)", s->module);
     if (s && s->file[0])
         printf(" %s:%d", s->file, s->line);
@@ -379,6 +383,7 @@ static json_object *ksi_json_frame(const struct ksi_frame *f)
     json_object_object_add(j, "symbol", ksi_str_or_null(s ? s->name : NULL));
     json_object_object_add(j, "offset", s && s->name[0] ? json_object_new_int64((int64_t)s->offset) : NULL);
     json_object_object_add(j, "module", ksi_str_or_null(s ? s->module : NULL));
+    json_object_object_add(j, "module_offset", s && s->module[0] ? ksi_hex(s->module_offset) : NULL);
     json_object_object_add(j, "file", ksi_str_or_null(s ? s->file : NULL));
     json_object_object_add(j, "line", s && s->file[0] ? json_object_new_int(s->line) : NULL);
     return j;
