@@ -202,6 +202,8 @@ static int ksi_send_step(struct ksi_end *e, const char *mode)
             return -ksi_reply_error(&m);
         s->accepted = 0;
         ksi_copy(s->message, sizeof s->message, msg ? msg : code);
+        if (ks_msg_get(&m, "runtime"))   /* found running a runtime's code */
+            ksi_copy(e->r.runtime, sizeof e->r.runtime, ks_msg_get(&m, "runtime"));
         ksi_name_frame(e->r.pid, &m, s->message, sizeof s->message);
         fprintf(stderr, "killshim-inject: [%.1fs] thread %d: %s refused: %s\n", s->at_s,
                 (int)e->r.tid, mode, s->message);
@@ -315,6 +317,14 @@ static int ksi_run_ladder(struct ksi_end *e)
         if (rc == 0) {
             const struct ksi_step *s = &e->r.steps[e->r.nsteps - 1];
             accepted += s->accepted;
+            if (!s->accepted && e->r.runtime[0] && e->o->mode == KSI_MODE_AUTO && !e->o->force) {
+                /* Its stack runs a language runtime's code: the abort
+                 * would be refused as the cancel was, and the flag is no
+                 * runtime's way to stop (as the start-routine case above). */
+                e->r.elapsed_s = ksi_now() - e->t0;
+                e->r.outcome = KSI_REFUSED;
+                return KSI_EXIT_OK;
+            }
             if (i < nsteps - 1)   /* refused: on to the next step at once */
                 until = s->accepted ? ksi_now() + e->o->grace_s : ksi_now();
             else if (!accepted)   /* nothing in flight: nothing to wait for */

@@ -172,7 +172,11 @@ static void ksi_report_text(const struct ksi_end_result *r, const struct ksi_sit
         else
             printf("  the request stays pending: it may still end later\n");
     } else {
-        printf("refused: nothing was done to it\n");
+        int flagged = 0;
+        for (int i = 0; i < r->nsteps; i++)
+            flagged |= r->steps[i].accepted;
+        printf(flagged ? "refused: only its stop flag was set (it ends if the program reads it)\n"
+                       : "refused: nothing was done to it\n");
     }
     printf("  steps:       ");
     for (int i = 0; i < r->nsteps; i++)

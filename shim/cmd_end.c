@@ -227,6 +227,8 @@ static void ks_answer_refused(struct ks_out *out, const struct ks_end_req *q, co
         ks_out_hex(out, "frame", q->chk.frame);
         ks_out_str(out, "frame_text", q->chk.frame_text);
     }
+    if (q->mode == KS_MODE_CANCEL && q->chk.langrt[0] && strcmp(why, q->chk.langrt) == 0)
+        ks_out_str(out, "runtime", q->chk.langrt);
     ks_out_eol(out);
 }
 
@@ -262,8 +264,8 @@ static int ks_refuse_langrt(pid_t tid, void *start, char *why, size_t cap)
 
 /* What is refused before the registry lock is taken for the request
  * (looking takes other locks, or reads /proc). Returns 0 or an errno with
- * WHY filled in. */
-static int ks_end_precheck(const struct ks_end_req *q, char *why, size_t cap)
+ * WHY filled in; *RUNTIME = 1 if a language runtime started the thread. */
+static int ks_end_precheck(const struct ks_end_req *q, char *why, size_t cap, int *runtime)
 {
     void *start = NULL;
     int app = 0;
@@ -277,6 +279,7 @@ static int ks_end_precheck(const struct ks_end_req *q, char *why, size_t cap)
     if (!app || q->mode == KS_MODE_FLAG)
         return 0;
     int rc = q->force ? 0 : ks_refuse_langrt(q->tid, start, why, cap);
+    *runtime = rc != 0;
     if (!rc && q->mode == KS_MODE_ABORT && ks_abort_request)
         rc = ks_abort_reachable(q->tid, why, cap);
     return rc;
@@ -330,8 +333,15 @@ void ks_cmd_end(const struct ks_msg *req, struct ks_out *out)
         ks_out_err(out, "unsupported", "this shim was built without the abort mode");
         return;
     }
-    if (ks_end_precheck(&q, why, sizeof why) != 0) {
-        ks_out_err(out, "refused", "%s", why);
+    int runtime = 0;
+    int pre = ks_end_precheck(&q, why, sizeof why, &runtime);
+    if (pre != 0) {
+        ks_out_word(out, "err");
+        ks_out_str(out, "code", "refused");
+        ks_out_str(out, "msg", why);
+        if (runtime)   /* a language runtime started it */
+            ks_out_str(out, "runtime", why);
+        ks_out_eol(out);
         return;
     }
     if (q.mode == KS_MODE_ABORT)

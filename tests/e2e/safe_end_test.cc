@@ -486,6 +486,17 @@ TEST(Runtime, ANativeThreadRunningPythonIsRefused) {
   r = Inject({"-m", "abort", "-t", "10", pid, std::to_string(tid)});
   EXPECT_EQ(r.code, 9) << r.out << r.err;
   EXPECT_TRUE(Has(r.out, "abort refused: runs in CPython at python3")) << r.out;
+  // The default: the flag (nothing Python reads), then the cancel's stack
+  // check finds the runtime: refused there, no abort tried, exit 9.
+  r = Inject({"-t", "10", pid, std::to_string(tid)});
+  EXPECT_EQ(r.code, 9) << r.out << r.err;
+  EXPECT_TRUE(Has(r.out, "refused: only its stop flag was set")) << r.out;
+  EXPECT_TRUE(Has(r.out, "cancel refused: thread " + std::to_string(tid) + " runs in CPython ("))
+      << r.out;
+  EXPECT_FALSE(Has(r.out, "abort at")) << r.out;
+  ks::Result j = Inject({"--json", "-t", "10", pid, std::to_string(tid)});
+  EXPECT_EQ(j.code, 9) << j.out << j.err;
+  EXPECT_TRUE(Has(j.out, "\"result\": \"refused\"") || Has(j.out, "\"result\":\"refused\"")) << j.out;
   EXPECT_TRUE(ks::TaskExists(t.pid(), tid));
   ExpectTicks(t);
 }
