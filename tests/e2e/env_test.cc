@@ -51,6 +51,8 @@ TEST(Env, BadSignalNumberIsReportedAndTheDefaultUsed) {
 // takes the stacks of threads parked in a wrapped blocking call. (Taken
 // away after start: a sanitizer's runtime reads /proc as it starts.)
 TEST(Env, WithoutProcTheRegistryAnswers) {
+  if (std::string why = ks::NamespaceUnavailable("mount"); !why.empty())
+    GTEST_SKIP() << "no mount namespace to take /proc away in: " << why;
   Target t("/usr/bin/unshare", {"-m", "--propagation", "private", "/usr/bin/env",
                                 "LD_PRELOAD=" + ks::Preload(), ks::ProgPath("sleepers")},
            {}, /*preload=*/false);

@@ -548,6 +548,17 @@ std::string AllocatorPreload(const std::string& lib, AllocAt at) {
 #endif
 }
 
+std::string NamespaceUnavailable(const std::string& kind) {
+  std::vector<std::string> argv = {"/usr/bin/unshare"};
+  if (kind == "user") argv.insert(argv.end(), {"--user", "--map-root-user"});
+  else argv.push_back("--" + kind);
+  argv.push_back("/bin/true");
+  Result r = Run(argv, 30000);
+  if (r.code == 0) return "";
+  return "unshare --" + kind + " fails here without the shim too (exit " + std::to_string(r.code) +
+         "): " + r.err;
+}
+
 std::string Preload() {
   std::string rt = SanitizerPreload();
   return rt.empty() ? ShimPath() : ShimPath() + ":" + rt;

@@ -100,6 +100,14 @@ Result Inject(const std::vector<std::string>& args, int timeout_ms = 60000,
 Result Run(const std::vector<std::string>& argv, int timeout_ms = 60000,
            const std::vector<std::string>& env = {});
 
+// "" if this machine lets root make namespaces of KIND ("mount", "user"),
+// without the shim; else why not (a chroot's root is no mount point, and
+// the kernel refuses user namespaces to a chrooted process: the fresh
+// machine of ../shared/fresh-machine is one). Tests that build their
+// scenario with a namespace say so and skip; tests of the shim's own
+// behaviour compare with a run without the shim instead.
+std::string NamespaceUnavailable(const std::string& kind);
+
 // A raw protocol client for tests of the socket itself.
 class RawClient {
  public:

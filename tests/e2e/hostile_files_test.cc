@@ -263,11 +263,24 @@ TEST(HostileFiles, ASymlinkedBuildIdPathIntoARootOnlyFileIsNotRead) {
   ASSERT_GE(hex.size(), 4u) << id.out << id.err;
   std::string link = "/usr/lib/debug/.build-id/" + hex.substr(0, 2) + "/" + hex.substr(2) + ".debug";
   auto t = AsNobody(d.path);
+  std::string plant = "mkdir -p " + link.substr(0, link.rfind('/')) + " && ln -sf " + d.path +
+                      "/secret/real.debug " + link;
+  std::string inject = ks::InjectorPath() + " --stack " + std::to_string(t->pid());
   std::string stack = "exec /usr/bin/unshare --mount --propagation private /bin/sh -c '"
-                      "mkdir -p /usr/lib/debug && mount -t tmpfs tmpfs /usr/lib/debug && mkdir -p " +
-                      link.substr(0, link.rfind('/')) + " && ln -s " + d.path +
-                      "/secret/real.debug " + link + " && exec " + ks::InjectorPath() +
-                      " --stack " + std::to_string(t->pid()) + "'";
+                      "mkdir -p /usr/lib/debug && mount -t tmpfs tmpfs /usr/lib/debug && " +
+                      plant + " && exec " + inject + "'";
+  // Where no mount namespace can be made (a chroot), the link goes into the
+  // machine's own directory, for this program's build-id only, and is
+  // removed after.
+  struct Unlink {
+    std::string path;
+    ~Unlink() { if (!path.empty()) unlink(path.c_str()); }
+  } planted;
+  if (!ks::NamespaceUnavailable("mount").empty()) {
+    Sh(plant);
+    planted.path = link;
+    stack = "exec " + inject;
+  }
   ks::Result r = ks::Run({"/bin/sh", "-c", stack}, 20000);
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(Has(r.out, "pthread_cond_wait")) << r.out << r.err;
