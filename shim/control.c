@@ -167,6 +167,11 @@ KS_SIGSAFE void ks_control_doorbell(siginfo_t *si, ucontext_t *uc, int *err)
     if (ks_redirect_resume(si, uc, err) || si->si_value.sival_int != KS_DOORBELL_COOKIE ||
         ks_control_state() != KS_CTL_LAZY)
         return;
+    /* A vfork child (or a raw clone sharing this thread's TLS) runs in its
+     * parent's memory until it execs: nothing may start there. */
+    pid_t self = ks_self()->tid;
+    if (self && self != (pid_t)syscall(SYS_gettid))
+        return;
     if (ks_waits_in_syscall(uc)) {
         /* A wrapped call cut short by this signal resumes, as after a dump. */
         __atomic_add_fetch(&ks_block_self()->dumps, 1, __ATOMIC_SEQ_CST);

@@ -8,7 +8,9 @@
  * handler cannot start a thread itself (pthread_create is not
  * async-signal-safe), but the interrupted code can, if it is the program's
  * own and nothing below it is inside libc, the loader, the allocator or a
- * signal handler (ks_redirect_safe).
+ * signal handler (ks_redirect_safe); or if it is returning from a system
+ * call in one of libc's stubs that the program's own code called (a thread
+ * that spends its time in the kernel takes signals there).
  *
  * How: the handler saves its context and points it at a trampoline on a
  * static stack of the shim's (the thread's own stack, its red zone

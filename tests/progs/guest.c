@@ -17,6 +17,10 @@
  *                   waits in pause()                   -> "forkwork child=C worker=T"
  *   spin MS         main computes (SSE and AVX state live) for MS ms, with
  *                   no system call                     -> "spinning", "spun consistent=1 errno=1234"
+ *   syscalls MS     main calls syscall(SYS_getppid) and syscall(SYS_getrandom)
+ *                   in a loop for MS ms (the process is in the kernel or in
+ *                   libc's stub nearly all the time)
+ *                                                      -> "syscalling", "syscalled ok=1"
  *   unshare         unshare(CLONE_NEWUSER)               -> "unshare ok|failed: E"
  *   setns PATH      setns(open(PATH), 0)                 -> "setns ok|failed: E"
  *   alarm           three SIGALRMs from an interval timer, in sigsuspend -> "alarm 3"
@@ -41,6 +45,7 @@
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -148,6 +153,25 @@ __attribute__((noinline)) static void guest_spin_sse(void)
         n += 1000;
     }
     say("spun consistent=%d errno=%d", dsum == (double)isum, errno);
+}
+
+/* A loop of system calls through libc's stubs, as a futex or I/O stressor
+ * runs: a signal is delivered as a call returns, at the instruction after
+ * libc's syscall instruction. */
+__attribute__((noinline)) static void guest_syscalls(void)
+{
+    char buf[256];
+    pid_t parent = getppid();
+    int ok = 1;
+    while (!spin_over()) {
+        ok &= syscall(SYS_getppid) == parent;
+        /* Most of the time in the kernel (up to 256 bytes are never cut
+         * short by a signal): a signal nearly always finds the thread at
+         * the stub's syscall instruction. */
+        for (int i = 0; i < 64; i++)
+            ok &= syscall(SYS_getrandom, buf, sizeof buf, 0) == (long)sizeof buf;
+    }
+    say("syscalled ok=%d", ok);
 }
 
 /* ---- signals ------------------------------------------------------------- */
@@ -331,6 +355,12 @@ static int command(const char *line, int on_main)
     } else if (strncmp(line, "feed ", 5) == 0) {
         ssize_t w = write(feed_fd, line + 5, strcspn(line + 5, "\n"));
         (void)w;
+    } else if (sscanf(line, "syscalls %d", &n) == 1) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        spin_end_ns = ts.tv_sec * 1000000000LL + ts.tv_nsec + n * 1000000LL;
+        say("syscalling");
+        guest_syscalls();
     } else if (sscanf(line, "spin %d", &n) == 1) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
