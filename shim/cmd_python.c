@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ks.h"
@@ -101,4 +102,45 @@ void ks_status_python(const struct ks_msg *req, struct ks_view *v, struct ks_py_
     if (ks_py_thread_of(v->tid, p, KS_PY_GIL_MS, why, sizeof why) != 0)
         snprintf(p->why, sizeof p->why, "%s", why);
     v->py = p;
+}
+
+#define KS_PY_LIST_MS 50      /* a listing never waits longer for the GIL */
+#define KS_PY_LIST_MAX 4096   /* Python threads listed by name */
+
+void ks_py_list_take(struct ks_py_list_view *v)
+{
+    memset(v, 0, sizeof *v);
+    if (!(v->present = ks_py_present()))
+        return;
+    v->rows = calloc(KS_PY_LIST_MAX, sizeof *v->rows);
+    if (!v->rows) {
+        snprintf(v->why, sizeof v->why, "out of memory");
+        return;
+    }
+    if (ks_py_list(v->rows, KS_PY_LIST_MAX, &v->n, KS_PY_LIST_MS, v->why, sizeof v->why) != 0) {
+        free(v->rows);
+        v->rows = NULL;
+        v->n = 0;
+    }
+}
+
+void ks_py_list_fields(struct ks_out *out, const struct ks_py_list_view *v, pid_t tid)
+{
+    for (int i = 0; i < v->n; i++)
+        if (v->rows[i].tid == tid) {
+            ks_out_i64(out, "py_ident", (int64_t)v->rows[i].ident);
+            if (v->rows[i].name[0])
+                ks_out_str(out, "py_name", v->rows[i].name);
+            return;
+        }
+}
+
+void ks_py_list_final(struct ks_out *out, struct ks_py_list_view *v)
+{
+    if (v->present && v->rows)
+        ks_out_i64(out, "python", v->n);
+    else if (v->present)
+        ks_out_str(out, "python_why", v->why);
+    free(v->rows);
+    v->rows = NULL;
 }

@@ -20,4 +20,17 @@ void ks_end_python(const struct ks_msg *req, struct ks_out *out, pid_t tid, uint
  * points V->py at it. Without python=1, nothing (no GIL taken). */
 void ks_status_python(const struct ks_msg *req, struct ks_view *v, struct ks_py_thread *p);
 
+/* "list" in a process with CPython: its threads' py_ident and py_name, and
+ * on the final line python=N (threads CPython knows) or python_why="..."
+ * (not asked: the GIL not free within 50 ms...). Nothing without CPython. */
+struct ks_py_list_view {
+    int present;              /* CPython in the process */
+    struct ks_py_row *rows;   /* malloc'd; NULL if not asked */
+    int n;
+    char why[200];
+};
+void ks_py_list_take(struct ks_py_list_view *v);   /* asks CPython (at most 50 ms) */
+void ks_py_list_fields(struct ks_out *out, const struct ks_py_list_view *v, pid_t tid);
+void ks_py_list_final(struct ks_out *out, struct ks_py_list_view *v);   /* and frees */
+
 #endif

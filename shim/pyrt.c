@@ -6,18 +6,15 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "ks.h"
 #include "lock.h"
-#include "shim_thread.h"
+#include "pyrt_job.h"
 
 typedef void pyobj;
 
@@ -198,13 +195,14 @@ static void ks_py_find_by_threading(pyobj *act, pid_t tid, struct ks_py_thread *
         }
 }
 
-static void ks_py_name(pyobj *act, struct ks_py_thread *p)
+/* threading's name of the thread IDENT into BUF ("" if none). */
+static void ks_py_name(pyobj *act, uint64_t ident, char *buf, size_t cap)
 {
-    pyobj *key = ks_py.long_from_ulong((unsigned long)p->ident);
+    pyobj *key = ks_py.long_from_ulong((unsigned long)ident);
     pyobj *th = key && act ? ks_py.dict_get(act, key) : NULL;
     pyobj *name = th ? ks_py.getattr(th, "_name") : NULL;
     const char *s = name ? ks_py.utf8(name) : NULL;
-    snprintf(p->name, sizeof p->name, "%s", s ? s : "");
+    snprintf(buf, cap, "%s", s ? s : "");
     if (name)
         ks_py.decref(name);
     if (key)
@@ -236,25 +234,39 @@ static void ks_py_find(pid_t tid, struct ks_py_thread *p)
         ks_py_find_by_threading(act, tid, p);
     }
     if (p->found)
-        ks_py_name(act, p);
+        ks_py_name(act, p->ident, p->name, sizeof p->name);
     if (act)
         ks_py.decref(act);
 }
 
-enum { KS_PY_PROBE, KS_PY_RAISE };
-
-/* One call into Python, shared by the caller and the worker. */
-struct ks_py_job {
-    int refs;          /* the caller and the worker: the last to let go frees it */
-    int done;          /* 1 once the worker is through (a futex word) */
-    int step;          /* 0 waiting, 1 the worker runs it, 2 abandoned by the caller */
-    int op;
-    pid_t tid;
-    char exc[64];
-    int rc;
-    char why[200];
-    struct ks_py_thread res;
-};
+/* Every thread state of the main interpreter (or, without the layout,
+ * every thread of threading._active), named. */
+static void ks_py_do_list(struct ks_py_job *j)
+{
+    ks_py_learn_layout();
+    pyobj *act = ks_py_active();
+    if (ks_py_off_native >= 0) {
+        for (void *ts = ks_py.thread_head(ks_py.interp_main()); ts && j->nrows < j->caprows;
+             ts = ks_py.thread_next(ts)) {
+            struct ks_py_row *r = &j->rows[j->nrows++];
+            r->tid = (pid_t)ks_py_word(ts, ks_py_off_native);
+            r->ident = ks_py_word(ts, ks_py_off_native - (long)sizeof(long));
+        }
+    } else {
+        ssize_t pos = 0;
+        pyobj *k, *v;
+        while (act && j->nrows < j->caprows && ks_py.dict_next(act, &pos, &k, &v)) {
+            struct ks_py_row *r = &j->rows[j->nrows++];
+            r->tid = (pid_t)ks_py_attr_long(v, "_native_id");
+            r->ident = (uint64_t)ks_py.long_as_long(k);
+            ks_py.err_clear();
+        }
+    }
+    for (int i = 0; i < j->nrows; i++)
+        ks_py_name(act, j->rows[i].ident, j->rows[i].name, sizeof j->rows[i].name);
+    if (act)
+        ks_py.decref(act);
+}
 
 static void ks_py_do_raise(struct ks_py_job *j)
 {
@@ -281,23 +293,7 @@ static void ks_py_do_raise(struct ks_py_job *j)
     j->res.exc = ks_py_off_async >= 0 ? 1 : -1;
 }
 
-static void ks_py_put(struct ks_py_job *j)
-{
-    if (__atomic_sub_fetch(&j->refs, 1, __ATOMIC_ACQ_REL) == 0)
-        free(j);
-}
-
-/* Also a cleanup handler: CPython ends a thread that takes the GIL while
- * the interpreter finalizes (pthread_exit in take_gil). */
-static void ks_py_finish(void *arg)
-{
-    struct ks_py_job *j = arg;
-    __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
-    syscall(SYS_futex, &j->done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-    ks_py_put(j);
-}
-
-static void ks_py_work(struct ks_py_job *j)
+void ks_py_work(struct ks_py_job *j)
 {
     if (!ks_py.is_initialized() || ks_py.is_finalizing()) {
         j->rc = ESHUTDOWN;
@@ -314,88 +310,66 @@ static void ks_py_work(struct ks_py_job *j)
                                            __ATOMIC_ACQUIRE)) {
         if (j->op == KS_PY_RAISE)
             ks_py_do_raise(j);
+        else if (j->op == KS_PY_LIST)
+            ks_py_do_list(j);
         else
             ks_py_find(j->tid, &j->res);
     }
     ks_py.gil_release(g);
 }
 
-static void *ks_py_worker(void *arg)
+/* A job for OP with room for NROWS rows, or NULL with WHY filled in (and
+ * *RC an errno). */
+static struct ks_py_job *ks_py_job_new(int op, int nrows, char *why, size_t cap, int *rc)
 {
-    pthread_cleanup_push(ks_py_finish, arg);
-    ks_py_work(arg);
-    pthread_cleanup_pop(1);
-    return NULL;
-}
-
-/* Waits until J is done or the deadline DL (CLOCK_MONOTONIC ns) passes. */
-static int ks_py_wait(struct ks_py_job *j, uint64_t dl)
-{
-    while (!__atomic_load_n(&j->done, __ATOMIC_ACQUIRE)) {
-        uint64_t now = ks_now_ns();
-        if (now >= dl)
-            return 0;
-        struct timespec ts = {(time_t)((dl - now) / 1000000000u), (long)((dl - now) % 1000000000u)};
-        syscall(SYS_futex, &j->done, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
+    if (!ks_py_present()) {
+        ks_lock(&ks_py_lock);
+        snprintf(why, cap, "%s", ks_py_bad);
+        ks_unlock(&ks_py_lock);
+        *rc = strstr(why, "not supported") ? EINVAL : ENOENT;
+        return NULL;
     }
-    return 1;
-}
-
-#define KS_PY_RUN_MS 5000   /* once started under the GIL: Python code may yield it */
-
-/* Runs J in a worker within TIMEOUT_MS. Returns 0 (J's rc and res hold the
- * answer) or an errno with WHY filled in. */
-static int ks_py_call(struct ks_py_job *j, int timeout_ms, char *why, size_t cap)
-{
-    j->refs = 2;
-    int rc = ks_spawn_shim_thread("killshim-py", ks_py_worker, j, 0);
-    if (rc) {
-        j->refs = 1;   /* no worker: the caller's put frees it */
-        snprintf(why, cap, "cannot start a thread to call CPython: %s", strerror(rc));
-        return rc;
+    struct ks_py_job *j = calloc(1, sizeof *j + (size_t)nrows * sizeof(struct ks_py_row));
+    if (!j) {
+        snprintf(why, cap, "out of memory");
+        *rc = ENOMEM;
+        return NULL;
     }
-    int waiting = 0;
-    uint64_t t0 = ks_now_ns();
-    if (!ks_py_wait(j, t0 + (uint64_t)timeout_ms * 1000000u) &&
-        __atomic_compare_exchange_n(&j->step, &waiting, 2, 0, __ATOMIC_ACQ_REL,
-                                    __ATOMIC_ACQUIRE)) {
-        snprintf(why, cap, "the GIL was not free within %d ms (a thread holds it in a C call "
-                 "that does not release it); nothing was done", timeout_ms);
-        return EBUSY;
-    }
-    /* Started under the GIL: it finishes, unless Python code it ran gave
-     * the GIL away to a thread that keeps it. */
-    if (!ks_py_wait(j, ks_now_ns() + (uint64_t)KS_PY_RUN_MS * 1000000u)) {
-        snprintf(why, cap, "the call into CPython started but did not finish within %d ms",
-                 KS_PY_RUN_MS);
-        return EBUSY;
-    }
-    if (j->rc)
-        snprintf(why, cap, "%s", j->why);
-    return j->rc;
+    j->op = op;
+    j->rows = (struct ks_py_row *)(j + 1);
+    j->caprows = nrows;
+    return j;
 }
 
 static int ks_py_run(int op, pid_t tid, const char *exc, struct ks_py_thread *p, int timeout_ms,
                      char *why, size_t cap)
 {
+    int rc = 0;
     memset(p, 0, sizeof *p);
-    if (!ks_py_present()) {
-        ks_lock(&ks_py_lock);
-        snprintf(why, cap, "%s", ks_py_bad);
-        ks_unlock(&ks_py_lock);
-        return strstr(why, "not supported") ? EINVAL : ENOENT;
-    }
-    struct ks_py_job *j = calloc(1, sizeof *j);
-    if (!j) {
-        snprintf(why, cap, "out of memory");
-        return ENOMEM;
-    }
-    j->op = op;
+    struct ks_py_job *j = ks_py_job_new(op, 0, why, cap, &rc);
+    if (!j)
+        return rc;
     j->tid = tid;
     snprintf(j->exc, sizeof j->exc, "%s", exc ? exc : "");
-    int rc = ks_py_call(j, timeout_ms, why, cap);
+    rc = ks_py_call(j, timeout_ms, why, cap);
     if (!rc || rc == ESRCH || rc == EINVAL)
         *p = j->res;
+    ks_py_put(j);
+    return rc;
+}
+
+int ks_py_list(struct ks_py_row *rows, int cap, int *n, int timeout_ms, char *why, size_t wcap)
+{
+    int rc = 0;
+    *n = 0;
+    struct ks_py_job *j = ks_py_job_new(KS_PY_LIST, cap, why, wcap, &rc);
+    if (!j)
+        return rc;
+    rc = ks_py_call(j, timeout_ms, why, wcap);
+    if (!rc) {
+        memcpy(rows, j->rows, (size_t)j->nrows * sizeof *rows);
+        *n = j->nrows;
+    }
     ks_py_put(j);
     return rc;
 }

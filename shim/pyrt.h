@@ -57,6 +57,18 @@ int ks_py_thread_of(pid_t tid, struct ks_py_thread *p, int timeout_ms, char *why
 int ks_py_raise(pid_t tid, const char *exc, struct ks_py_thread *p, int timeout_ms, char *why,
                 size_t cap);
 
+/* One thread CPython knows, for "list". */
+struct ks_py_row {
+    pid_t tid;                /* its native id (0: not known) */
+    uint64_t ident;
+    char name[64];
+};
+
+/* Every thread of the main interpreter, at most CAP into ROWS (*N), under
+ * the GIL within TIMEOUT_MS. Returns 0 or an errno with WHY filled in (as
+ * ks_py_thread_of). */
+int ks_py_list(struct ks_py_row *rows, int cap, int *n, int timeout_ms, char *why, size_t wcap);
+
 /* The fields of P on a reply line: py_ident, py_name, py_exc
  * (none|set|unknown); py=no if P->found is 0; py=unknown py_why=... if
  * CPython could not be asked (P->why). */

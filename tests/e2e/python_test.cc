@@ -29,7 +29,7 @@ pid_t TidFrom(const std::string& line) {
 // and reads commands; "quit" returns from the script (exit status 0 once
 // every non-daemon thread is gone).
 const char kProgram[] = R"(
-import ctypes, queue, select, sys, threading, time
+import ctypes, queue, re, select, sys, threading, time
 lock = threading.Lock(); lock.acquire()
 q = queue.Queue()
 def body(kind):
@@ -48,6 +48,9 @@ def body(kind):
             lock.acquire()
         elif kind == "queue":
             q.get()
+        elif kind == "regex":   # a C call that keeps the GIL, ~1.5 s a match
+            while True:
+                re.match(r"(a+)+$", "a" * 23 + "b")
         elif kind == "swallow":
             while True:
                 try:
@@ -279,6 +282,67 @@ TEST(Python, RefusalsSayWhy) {
   r = Inject({"-m", "python", std::to_string(s.pid()), std::to_string(other)});
   EXPECT_EQ(r.code, 9) << r.out << r.err;
   EXPECT_TRUE(Has(r.out, "no CPython in this process")) << r.out;
+}
+
+// The listing names Python threads: kind python, threading's name.
+TEST(Python, ListingShowsPythonThreadsByName) {
+  Py p;
+  pid_t tid = p.Start("naps");
+  ks::Result r = Inject({p.Pid()});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  std::string row;
+  for (size_t at = 0, nl; at < r.out.size(); at = nl + 1) {
+    nl = r.out.find('\n', at);
+    if (nl == std::string::npos) nl = r.out.size();
+    std::string l = r.out.substr(at, nl - at);
+    if (l.rfind(std::to_string(tid) + " ", 0) == 0) row = l;
+  }
+  EXPECT_TRUE(Has(row, " python ")) << r.out;
+  EXPECT_TRUE(Has(row, "'worker-naps'")) << r.out;
+  ks::Result j = Inject({"--json", p.Pid()});
+  ASSERT_EQ(j.code, 0) << j.out << j.err;
+  auto rep = ks::FlatJson(j.out);
+  bool seen = false;
+  for (int i = 0; i < std::stoi(rep["threads"]); i++) {
+    std::string k = "threads." + std::to_string(i) + ".";
+    if (rep[k + "tid"] != std::to_string(tid)) continue;
+    seen = true;
+    EXPECT_EQ(rep[k + "python"], "true");
+    EXPECT_EQ(rep[k + "python_name"], "worker-naps");
+  }
+  EXPECT_TRUE(seen) << j.out;
+  p.ExpectTicks();
+  p.Exit0();
+}
+
+// A thread that keeps the GIL in a C call (a regular expression that
+// backtracks for seconds; re does not release the GIL): a listing never
+// waits for it longer than 50 ms, says so and shows the native rows; the
+// python mode is refused after 1 s, nothing done.
+TEST(Python, AGilHeldInCCodeNeverHangsTheListing) {
+  Py p;
+  pid_t tid = p.Start("regex");
+  bool said = false;
+  for (int i = 0; i < 20 && !said; i++) {
+    long t0 = ks::NowMs();
+    ks::Result r = Inject({p.Pid()});
+    long took = ks::NowMs() - t0;
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_LT(took, 1500) << r.err;
+    EXPECT_TRUE(Has(r.out, std::to_string(tid) + " ")) << r.out;
+    said = Has(r.err, "Python threads not named: the GIL was not free within 50 ms");
+  }
+  EXPECT_TRUE(said);
+  bool refused = false;
+  for (int i = 0; i < 10 && !refused; i++) {
+    ks::Result r = Inject({"-m", "python", p.Pid(), std::to_string(tid)});
+    if (r.code == 0) break;  // it got the GIL between two matches: ended
+    EXPECT_EQ(r.code, 9) << r.out << r.err;
+    refused = Has(r.out, "the GIL was not free within 1000 ms");
+    EXPECT_TRUE(refused) << r.out;
+  }
+  p.ExpectTicks();
+  p.Exit0();
 }
 
 }  // namespace
