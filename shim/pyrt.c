@@ -295,9 +295,12 @@ static void ks_py_do_raise(struct ks_py_job *j)
 
 void ks_py_work(struct ks_py_job *j)
 {
-    if (!ks_py.is_initialized() || ks_py.is_finalizing()) {
+    /* Finalizing first: Py_FinalizeEx clears "initialized" just after it
+     * sets "finalizing". */
+    int fin = ks_py.is_finalizing();
+    if (fin || !ks_py.is_initialized()) {
         j->rc = ESHUTDOWN;
-        snprintf(j->why, sizeof j->why, "CPython is %s", ks_py.is_initialized() ?
+        snprintf(j->why, sizeof j->why, "CPython is %s", fin ?
                  "finalizing (the interpreter is exiting)" : "not initialized");
         return;
     }

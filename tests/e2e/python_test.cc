@@ -5,6 +5,7 @@
 // from a shim thread. After each: the thread is gone, its finally: ran,
 // the main thread kept ticking, and the interpreter exits 0.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <string>
@@ -343,6 +344,43 @@ TEST(Python, AGilHeldInCCodeNeverHangsTheListing) {
   }
   p.ExpectTicks();
   p.Exit0();
+}
+
+// While the interpreter finalizes (a module global's __del__ runs during
+// Py_FinalizeEx, asleep), CPython is not asked: a thread that takes the GIL
+// then is ended by CPython itself. The listing says so, the python mode is
+// refused, and the program's exit status is its own.
+const char kFinalizing[] = R"(
+import os, sys, threading, time
+class Slow:
+    # Run as __main__ is cleared, with sys.stdout gone: os.write.
+    def __del__(self, os=os, time=time):
+        os.write(1, b"finalizing\n")
+        time.sleep(2)
+slow = Slow()
+# A target outside __main__: a frame of __main__'s would keep it alive.
+t = threading.Thread(target=time.sleep, args=(3600,), daemon=True)
+t.start()
+print("worker tid=%d" % t.native_id, flush=True)
+sys.stdin.readline()
+sys.exit(3)
+)";
+
+TEST(Python, FinalizingInterpreterIsLeftAlone) {
+  Target t("/usr/bin/python3", {"-c", kFinalizing});
+  pid_t tid = TidFrom(t.WaitFor("worker tid="));
+  ASSERT_TRUE(t.WaitSocket());
+  t.Send("go");
+  ASSERT_EQ(t.WaitFor("finalizing"), "finalizing");
+  ks::Result l = Inject({std::to_string(t.pid())});
+  EXPECT_EQ(l.code, 0) << l.out << l.err;
+  EXPECT_TRUE(Has(l.err, "Python threads not named: CPython is finalizing")) << l.err;
+  ks::Result r = Inject({"-m", "python", std::to_string(t.pid()), std::to_string(tid)});
+  EXPECT_EQ(r.code, 9) << r.out << r.err;
+  EXPECT_TRUE(Has(r.out, "CPython is finalizing (the interpreter is exiting)")) << r.out;
+  int st = t.Wait(30000);
+  ASSERT_TRUE(WIFEXITED(st)) << st;
+  EXPECT_EQ(WEXITSTATUS(st), 3);
 }
 
 }  // namespace
