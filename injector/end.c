@@ -404,34 +404,6 @@ static int ksi_run_ladder(struct ksi_end *e)
     return KSI_EXIT_OK;
 }
 
-/* One "thread" line of the listing: a thread blocked on a lock it left. */
-static int ksi_collect_waiter(const struct ks_msg *m, void *ctx)
-{
-    struct ksi_end *e = ctx;
-    uint64_t lock = 0;
-    int64_t tid = 0;
-    if (strcmp(m->verb, "thread") != 0 || ks_msg_get_u64(m, "wait_mutex", &lock) != 0 ||
-        ks_msg_get_i64(m, "tid", 1, INT32_MAX, &tid) != 0 || e->r.nwaiters >= 16)
-        return 0;
-    for (int i = 0; i < e->r.nleft; i++)
-        if (e->r.left[i] == lock) {
-            struct ksi_waiter *w = &e->r.waiters[e->r.nwaiters++];
-            w->tid = (long)tid;
-            w->lock = lock;
-            ksi_copy(w->name, sizeof w->name, ks_msg_get(m, "name"));
-        }
-    return 0;
-}
-
-/* The threads that wait for a lock the thread left held, now: they block
- * until the process ends. (A mutex; the shim does not list rwlock waits.) */
-static void ksi_find_waiters(struct ksi_end *e)
-{
-    struct ks_msg final;
-    if (ksi_request(&e->c, "list", ksi_collect_waiter, e, &final) != KSI_EXIT_OK)
-        e->r.nwaiters = 0;
-}
-
 int ksi_do_end(const struct ksi_opts *o)
 {
     int rc = ksi_check_opts(o);
@@ -467,7 +439,7 @@ int ksi_do_end(const struct ksi_opts *o)
     }
     if (rc == KSI_EXIT_OK && e->r.outcome == KSI_GONE && !e->r.process_exited &&
         e->r.nleft > 0)
-        ksi_find_waiters(e);
+        ksi_find_waiters(&e->c, &e->r);
     ksi_close(&e->c);
     if (rc != KSI_EXIT_OK)
         goto out;

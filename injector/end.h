@@ -98,6 +98,11 @@ void ksi_name_frame(pid_t pid, const struct ks_msg *m, char *msg, size_t cap);
  * of its address in R->pending. */
 void ksi_name_lock(struct ksi_end_result *r, const struct ks_msg *m);
 
+/* end_waiters.c: fills R->waiters, the threads blocked now on a lock R
+ * says the thread left held (a "list" on C). */
+struct ksi_client;
+void ksi_find_waiters(struct ksi_client *c, struct ksi_end_result *r);
+
 /* Prints the report (text or JSON) on stdout. PID must still be readable for
  * symbols; without it addresses are printed raw. */
 void ksi_end_report(const struct ksi_opts *o, const struct ksi_end_result *r);
