@@ -96,7 +96,9 @@ void ks_end_python(const struct ks_msg *req, struct ks_out *out, pid_t tid, uint
 void ks_status_python(const struct ks_msg *req, struct ks_view *v, struct ks_py_thread *p)
 {
     const char *ask = ks_msg_get(req, "python");
-    if (!ask || strcmp(ask, "1") != 0 || v->found != 1 || v->role == KS_ROLE_SHIM)
+    /* No CPython, nothing to say (a client asks on every end it drives). */
+    if (!ask || strcmp(ask, "1") != 0 || v->found != 1 || v->role == KS_ROLE_SHIM ||
+        !ks_py_present())
         return;
     char why[200];
     if (ks_py_thread_of(v->tid, p, KS_PY_GIL_MS, why, sizeof why) != 0)

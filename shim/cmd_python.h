@@ -17,7 +17,8 @@
 void ks_end_python(const struct ks_msg *req, struct ks_out *out, pid_t tid, uint64_t id);
 
 /* status ... python=1: asks CPython about V's thread (alive) into P and
- * points V->py at it. Without python=1, nothing (no GIL taken). */
+ * points V->py at it. Without python=1, or without CPython in the process,
+ * nothing (no GIL taken, no py fields). */
 void ks_status_python(const struct ks_msg *req, struct ks_view *v, struct ks_py_thread *p);
 
 /* "list" in a process with CPython: its threads' py_ident and py_name, and

@@ -288,6 +288,13 @@ TEST(Python, RefusalsSayWhy) {
   r = Inject({"-m", "python", std::to_string(s.pid()), std::to_string(other)});
   EXPECT_EQ(r.code, 9) << r.out << r.err;
   EXPECT_TRUE(Has(r.out, "no CPython in this process")) << r.out;
+  // Asked about CPython where there is none (auto asks on every end): no
+  // py fields at all, so no report of a native program says "python".
+  ks::RawClient c(s.pid());
+  c.ReadLine();
+  auto st = ks::ParseLine(c.Request("status tid=" + std::to_string(other) + " python=1").back());
+  EXPECT_EQ(st["state"], "alive");
+  EXPECT_EQ(st.count("py") + st.count("py_ident") + st.count("py_why"), 0u);
 }
 
 // The listing names Python threads: kind python, threading's name.
