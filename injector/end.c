@@ -95,11 +95,16 @@ static int ksi_poll_status(struct ksi_end *e)
     struct ks_msg m;
     /* A cancel this ladder asked may be waiting: try it again (only this
      * client's polls do, see docs/PROTOCOL.md). */
-    int cancel = 0;
-    for (int i = 0; i < e->r.nsteps; i++)
+    int cancel = 0, py = 0;
+    for (int i = 0; i < e->r.nsteps; i++) {
         cancel |= e->r.steps[i].accepted && strcmp(e->r.steps[i].mode, "cancel") == 0;
-    snprintf(line, sizeof line, "status tid=%d id=%" PRIu64 "%s", (int)e->r.tid, e->r.id,
-             cancel ? " retry=cancel" : "");
+        py |= e->r.steps[i].accepted && strcmp(e->r.steps[i].mode, "python") == 0;
+    }
+    /* CPython is asked (a thread, the GIL) at most every 200 ms. */
+    double now = ksi_now() - e->t0;
+    int ask_py = py && now - e->r.py.polled_at >= 0.2;
+    snprintf(line, sizeof line, "status tid=%d id=%" PRIu64 "%s%s", (int)e->r.tid, e->r.id,
+             cancel ? " retry=cancel" : "", ask_py ? " python=1" : "");
     int rc = ksi_request(&e->c, line, NULL, NULL, &m);
     if (rc != KSI_EXIT_OK)
         return -rc;
@@ -119,6 +124,11 @@ static int ksi_poll_status(struct ksi_end *e)
     }
     ksi_copy(e->r.pending, sizeof e->r.pending, ks_msg_get(&m, "pending"));
     ksi_name_lock(&e->r, &m);
+    if (py) {   /* the python step's own account (end_python.c) */
+        if (ask_py)
+            ksi_py_take(&e->r, &m, now);
+        return ksi_py_pending(&e->r, now, e->o->grace_s) ? 3 : 0;
+    }
     uint64_t where = 0;
     e->r.abort_where = ks_msg_get_u64(&m, "abort_where", &where) == 0 ? where : 0;
     ksi_name_where(&e->r);
@@ -138,7 +148,8 @@ static void ksi_progress(struct ksi_end *e, const char *mode, int force)
 
 /* Waits until the thread is gone or UNTIL passes. Returns 1 gone, 0 not yet,
  * 2 the abort step was refused after it was accepted (the shim found no safe
- * way out once the thread looked at its stack), or -(exit code). The /proc check comes after the graveyard's: the grave is
+ * way out once the thread looked at its stack), 3 the thread swallowed the
+ * python step's exception, or -(exit code). The /proc check comes after the graveyard's: the grave is
  * written on the thread's way out, the task disappears a moment later. */
 static int ksi_wait_gone(struct ksi_end *e, double until, const char *mode)
 {
@@ -157,8 +168,8 @@ static int ksi_wait_gone(struct ksi_end *e, double until, const char *mode)
                 }
                 return rc;
             }
-            if (rc == 2 && strcmp(mode, "abort") == 0)
-                return 2;
+            if ((rc == 2 && strcmp(mode, "abort") == 0) || rc == 3)
+                return rc;
             ended = rc == 1;
         }
         if (ended && !ksi_task_alive(e->r.pid, e->r.tid))
@@ -181,8 +192,12 @@ static int ksi_send_step(struct ksi_end *e, const char *mode)
     s->mode = mode;
     s->at_s = e->r.nsteps == 1 ? 0 : ksi_now() - e->t0;
     char line[1024];
-    snprintf(line, sizeof line, "end tid=%d id=%" PRIu64 " mode=%s%s", (int)e->r.tid, e->r.id,
-             mode, strcmp(mode, "flag") != 0 && e->o->force ? " force=1" : "");
+    int py = strcmp(mode, "python") == 0;
+    if (py)
+        snprintf(e->r.py.exc, sizeof e->r.py.exc, "%s", e->o->raise ? e->o->raise : "SystemExit");
+    snprintf(line, sizeof line, "end tid=%d id=%" PRIu64 " mode=%s%s%s%s", (int)e->r.tid,
+             e->r.id, mode, strcmp(mode, "flag") != 0 && !py && e->o->force ? " force=1" : "",
+             py ? " exc=" : "", py ? e->r.py.exc : "");
     struct ks_msg m;
     int rc = strcmp(mode, "flag") == 0 && e->var.name[0] ? ksi_write_var(e, s) : KSI_EXIT_OK;
     if (rc == KSI_EXIT_REFUSED)
@@ -201,6 +216,8 @@ static int ksi_send_step(struct ksi_end *e, const char *mode)
         if (!code || (strcmp(code, "refused") != 0 && strcmp(code, "unsupported") != 0))
             return -ksi_reply_error(&m);
         s->accepted = 0;
+        if (py)
+            e->r.py.exc[0] = '\0';   /* nothing was raised */
         ksi_copy(s->message, sizeof s->message, msg ? msg : code);
         if (ks_msg_get(&m, "runtime"))   /* found running a runtime's code */
             ksi_copy(e->r.runtime, sizeof e->r.runtime, ks_msg_get(&m, "runtime"));
@@ -210,6 +227,10 @@ static int ksi_send_step(struct ksi_end *e, const char *mode)
         return 0;
     }
     s->accepted = 1;
+    if (py) {
+        e->r.py.raised_at = s->at_s;
+        ksi_py_take(&e->r, &m, s->at_s);
+    }
     const char *state = ks_msg_get(&m, "state");
     if (state && strcmp(state, "ended") == 0) {
         ksi_take_grave(&e->r, &m);
@@ -217,6 +238,8 @@ static int ksi_send_step(struct ksi_end *e, const char *mode)
     }
     ksi_copy(e->r.pending, sizeof e->r.pending, ks_msg_get(&m, "pending"));
     ksi_name_lock(&e->r, &m);
+    if (py)
+        ksi_py_pending(&e->r, s->at_s, e->o->grace_s);
     ksi_copy(s->message, sizeof s->message, e->r.pending);
     ksi_progress(e, mode, 1);
     return 0;
@@ -244,8 +267,12 @@ static int ksi_check_opts(const struct ksi_opts *o)
         ksi_err("--flag-symbol belongs to --mode flag (or auto, whose first step is flag)");
         return KSI_EXIT_USAGE;
     }
-    if (o->force && o->mode == KSI_MODE_FLAG) {
+    if (o->force && (o->mode == KSI_MODE_FLAG || o->mode == KSI_MODE_PYTHON)) {
         ksi_err("--force belongs to --mode abort or cancel (or auto, whose later steps they are)");
+        return KSI_EXIT_USAGE;
+    }
+    if (o->raise && o->mode != KSI_MODE_PYTHON && o->mode != KSI_MODE_AUTO) {
+        ksi_err("--raise belongs to --mode python (or auto, which uses it on a Python thread)");
         return KSI_EXIT_USAGE;
     }
     return KSI_EXIT_OK;
@@ -257,7 +284,9 @@ static int ksi_find_thread(struct ksi_end *e)
 {
     char line[64], path[96];
     struct ks_msg m;
-    snprintf(line, sizeof line, "status tid=%d", (int)e->r.tid);
+    /* auto and python ask CPython too: a Python thread is ended its way. */
+    int py = e->o->mode == KSI_MODE_AUTO || e->o->mode == KSI_MODE_PYTHON;
+    snprintf(line, sizeof line, "status tid=%d%s", (int)e->r.tid, py ? " python=1" : "");
     int rc = ksi_request(&e->c, line, NULL, NULL, &m);
     if (rc != KSI_EXIT_OK)
         return rc;
@@ -271,6 +300,7 @@ static int ksi_find_thread(struct ksi_end *e)
         return KSI_EXIT_NO_THREAD;
     }
     ksi_copy(e->r.runtime, sizeof e->r.runtime, ks_msg_get(&m, "runtime"));
+    ksi_py_take(&e->r, &m, -1);
     if (ks_msg_get_u64(&m, "id", &e->r.id) != 0) {
         ksi_err("malformed status reply from process %d (no id)", (int)e->r.pid);
         return KSI_EXIT_PROTOCOL;
@@ -286,17 +316,25 @@ static int ksi_find_thread(struct ksi_end *e)
  * that are not outcomes (connection lost, protocol). */
 static int ksi_run_ladder(struct ksi_end *e)
 {
-    static const char *const all[] = {"flag", "cancel", "abort"};
+    static const char *const all[] = {"flag", "cancel", "abort", "python"};
     const char *const *steps = all;
     int nsteps = 3;
     switch (e->o->mode) {
     case KSI_MODE_FLAG: steps = &all[0]; nsteps = 1; break;
     case KSI_MODE_CANCEL: steps = &all[1]; nsteps = 1; break;
     case KSI_MODE_ABORT: steps = &all[2]; nsteps = 1; break;
-    default: break;
+    case KSI_MODE_PYTHON: steps = &all[3]; nsteps = 1; break;
+    default:
+        /* auto on a thread CPython knows: its way only (the flag is nothing
+         * Python reads; --force keeps the native ladder). */
+        if (!e->o->force && e->r.py.known == 1) {
+            steps = &all[3];
+            nsteps = 1;
+        }
+        break;
     }
     e->t0 = ksi_now();
-    if (e->o->mode == KSI_MODE_AUTO && !e->o->force && e->r.runtime[0]) {
+    if (e->o->mode == KSI_MODE_AUTO && !e->o->force && e->r.runtime[0] && steps != &all[3]) {
         /* Not even the flag: a language runtime's thread is not the shim's
          * to end (cancel and abort would be refused just the same). */
         struct ksi_step *s = &e->r.steps[e->r.nsteps++];
@@ -348,6 +386,11 @@ static int ksi_run_ladder(struct ksi_end *e)
                     ksi_now() - e->t0, (int)e->r.tid, s->message);
             continue;
         }
+        if (rc == 3) {   /* the python step's exception was swallowed */
+            fprintf(stderr, "killshim-inject: [%.1fs] thread %d: python: %s\n", ksi_now() - e->t0,
+                    (int)e->r.tid, e->r.pending);
+            break;
+        }
         if (rc == 1) {
             e->r.outcome = KSI_GONE;
             e->r.elapsed_s = ksi_now() - e->t0;
@@ -361,34 +404,6 @@ static int ksi_run_ladder(struct ksi_end *e)
     return KSI_EXIT_OK;
 }
 
-/* One "thread" line of the listing: a thread blocked on a lock it left. */
-static int ksi_collect_waiter(const struct ks_msg *m, void *ctx)
-{
-    struct ksi_end *e = ctx;
-    uint64_t lock = 0;
-    int64_t tid = 0;
-    if (strcmp(m->verb, "thread") != 0 || ks_msg_get_u64(m, "wait_mutex", &lock) != 0 ||
-        ks_msg_get_i64(m, "tid", 1, INT32_MAX, &tid) != 0 || e->r.nwaiters >= 16)
-        return 0;
-    for (int i = 0; i < e->r.nleft; i++)
-        if (e->r.left[i] == lock) {
-            struct ksi_waiter *w = &e->r.waiters[e->r.nwaiters++];
-            w->tid = (long)tid;
-            w->lock = lock;
-            ksi_copy(w->name, sizeof w->name, ks_msg_get(m, "name"));
-        }
-    return 0;
-}
-
-/* The threads that wait for a lock the thread left held, now: they block
- * until the process ends. (A mutex; the shim does not list rwlock waits.) */
-static void ksi_find_waiters(struct ksi_end *e)
-{
-    struct ks_msg final;
-    if (ksi_request(&e->c, "list", ksi_collect_waiter, e, &final) != KSI_EXIT_OK)
-        e->r.nwaiters = 0;
-}
-
 int ksi_do_end(const struct ksi_opts *o)
 {
     int rc = ksi_check_opts(o);
@@ -400,6 +415,7 @@ int ksi_do_end(const struct ksi_opts *o)
         return KSI_EXIT_ERROR;
     }
     e->o = o;
+    e->r.py.raised_at = e->r.py.taken_at = e->r.py.polled_at = -1;
     e->r.pid = o->pid;
     e->r.tid = o->tid;
     rc = ksi_connect(o->pid, &e->c);
@@ -423,7 +439,7 @@ int ksi_do_end(const struct ksi_opts *o)
     }
     if (rc == KSI_EXIT_OK && e->r.outcome == KSI_GONE && !e->r.process_exited &&
         e->r.nleft > 0)
-        ksi_find_waiters(e);
+        ksi_find_waiters(&e->c, &e->r);
     ksi_close(&e->c);
     if (rc != KSI_EXIT_OK)
         goto out;

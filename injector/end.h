@@ -12,7 +12,7 @@
 #define KSI_MAX_STEPS 3
 
 struct ksi_step {
-    const char *mode;         /* "flag", "cancel", "abort" */
+    const char *mode;         /* "flag", "cancel", "abort", "python" */
     double at_s;              /* sent this long after the first request */
     int accepted;             /* 0: refused (message says why) */
     char message[400];        /* the refusal, or the pending reason it answered */
@@ -60,7 +60,32 @@ struct ksi_end_result {
         uint64_t lock;
     } waiters[16];
     int nwaiters;
+    /* CPython's view (status python=1, docs/python.md; end_python.c). */
+    struct ksi_py {
+        int known;            /* 1 a Python thread, 0 not, -1 CPython not asked (why) */
+        uint64_t ident;       /* threading's ident */
+        char name[64];        /* threading.Thread's name */
+        char why[200];
+        char exc[64];         /* the exception raised ("" none yet) */
+        char state[8];        /* its async exception at the last look: none, set, unknown */
+        double raised_at;     /* seconds after the first request; -1 not raised */
+        double taken_at;      /* first look that found it taken; -1 not yet */
+        double polled_at;     /* last python=1 look */
+        int swallowed;        /* taken, and the thread ran on past --grace */
+    } py;
 };
+
+/* end_python.c: the python mode's part of the wait and the report. */
+/* Takes the py_* fields of a status or end reply M, AT seconds in. */
+void ksi_py_take(struct ksi_end_result *r, const struct ks_msg *m, double at);
+/* While the python step waits: what R->pending says (taken or not, what
+ * the thread is in), and 1 once the thread has swallowed the exception
+ * (taken more than GRACE seconds ago, still alive) at NOW. */
+int ksi_py_pending(struct ksi_end_result *r, double now, double grace);
+/* The report's python line (text), and its JSON object. */
+void ksi_py_report_text(const struct ksi_end_result *r);
+struct json_object;
+struct json_object *ksi_py_report_json(const struct ksi_end_result *r);
 
 /* end_names.c: a name in place of an address in the shim's messages. */
 /* An abort's pending or refusal reason about code at R->abort_where: appends
@@ -72,6 +97,11 @@ void ksi_name_frame(pid_t pid, const struct ks_msg *m, char *msg, size_t cap);
 /* A waiting cancel about the lock M's pending_lock: "NAME (0x...)" in place
  * of its address in R->pending. */
 void ksi_name_lock(struct ksi_end_result *r, const struct ks_msg *m);
+
+/* end_waiters.c: fills R->waiters, the threads blocked now on a lock R
+ * says the thread left held (a "list" on C). */
+struct ksi_client;
+void ksi_find_waiters(struct ksi_client *c, struct ksi_end_result *r);
 
 /* Prints the report (text or JSON) on stdout. PID must still be readable for
  * symbols; without it addresses are printed raw. */

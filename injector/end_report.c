@@ -17,6 +17,8 @@ const char *ksi_end_mode_that_worked(const struct ksi_end_result *r)
         return "abort";
     if (strcmp(r->how, "cancelled") == 0)
         return strstr(r->requested, "cancel") ? "cancel" : "none: the program cancelled it";
+    if ((strcmp(r->how, "returned") == 0 || strcmp(r->how, "exited") == 0) && r->py.exc[0])
+        return "python";   /* the raised exception ended it (docs/python.md) */
     if (strcmp(r->how, "returned") == 0 || strcmp(r->how, "exited") == 0)
         return strstr(r->requested, "flag") ? "flag" : "none: it ended by itself";
     return "unknown: it ended long ago (out of the graveyard)";
@@ -186,6 +188,7 @@ static void ksi_report_text(const struct ksi_end_result *r, const struct ksi_sit
     for (int i = 0; i < r->nsteps; i++)
         if (!r->steps[i].accepted)
             printf("  %s refused: %s\n", r->steps[i].mode, r->steps[i].message);
+    ksi_py_report_text(r);
     if (r->outcome != KSI_GONE || r->process_exited || !r->how[0])
         return;
     char where[800];
@@ -282,6 +285,7 @@ static void ksi_report_json(const struct ksi_end_result *r, const struct ksi_sit
         json_object_object_add(js, "line", site->sy.line ? json_object_new_int(site->sy.line) : NULL);
     }
     json_object_object_add(root, "left_from", js);
+    json_object_object_add(root, "python", ksi_py_report_json(r));
     json_object_object_add(root, "locks_left", gone && r->how[0] ? json_object_new_int(r->locks_left) : NULL);
     if (gone && r->how[0])
         json_object_object_add(root, "left_locks", ksi_json_left(r));

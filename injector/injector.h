@@ -21,7 +21,7 @@ enum ksi_exit {
     KSI_EXIT_LEFT_LOCKS = 10,  /* the thread is gone, but left pthread locks held */
 };
 
-enum ksi_mode { KSI_MODE_AUTO, KSI_MODE_FLAG, KSI_MODE_CANCEL, KSI_MODE_ABORT };
+enum ksi_mode { KSI_MODE_AUTO, KSI_MODE_FLAG, KSI_MODE_CANCEL, KSI_MODE_ABORT, KSI_MODE_PYTHON };
 
 struct ksi_opts {
     pid_t pid;
@@ -35,6 +35,7 @@ struct ksi_opts {
     int timeout_set;         /* --timeout was given */
     int force;
     const char *flag_symbol; /* --flag-symbol NAME[=VALUE] */
+    const char *raise;       /* --raise NAME: python mode's exception (NULL: SystemExit) */
 };
 
 /* The actions; each returns an exit code and prints its own errors. */

@@ -18,6 +18,8 @@ struct ksi_row {
     unsigned long long start_addr, wait_mutex;
     long long wait_owner, syscall;   /* 0 / -1: none */
     int registered;
+    int python;               /* CPython has a thread state for it (py_ident) */
+    char py_name[64];         /* its threading.Thread name */
     int start_whole;          /* START is module+offset: never cut (addr2line takes it) */
 };
 
@@ -69,6 +71,8 @@ static int ksi_collect(const struct ks_msg *m, void *ctx)
     if (ks_msg_get_i64(m, "wait_owner", 0, 1LL << 31, &x) == 0) r->wait_owner = x;
     r->syscall = ks_msg_get_i64(m, "syscall", 0, 100000, &x) == 0 ? x : -1;
     const char *s;
+    r->python = ks_msg_get(m, "py_ident") != NULL;
+    snprintf(r->py_name, sizeof r->py_name, "%s", (s = ks_msg_get(m, "py_name")) ? s : "");
     snprintf(r->name, sizeof r->name, "%s", (s = ks_msg_get(m, "name")) ? s : "?");
     snprintf(r->role, sizeof r->role, "%s", (s = ks_msg_get(m, "role")) ? s : "?");
     snprintf(r->state, sizeof r->state, "%s", (s = ks_msg_get(m, "state")) ? s : "?");
@@ -156,6 +160,8 @@ static void ksi_print_table(const struct ksi_opts *o, const struct ksi_rows *rs,
         if (nl < sizeof note)                                                       \
             nl += (size_t)snprintf(note + nl, sizeof note - nl, __VA_ARGS__);       \
     } while (0)
+        if (r->py_name[0])
+            KSI_NOTE("'%s'", r->py_name);
         if (r->locks)
             KSI_NOTE("holds %lld lock%s", r->locks, r->locks == 1 ? "" : "s");
         if (r->wait_mutex && r->wait_owner > 0)
@@ -165,7 +171,8 @@ static void ksi_print_table(const struct ksi_opts *o, const struct ksi_rows *rs,
         else if (r->syscall >= 0 && ksi_syscall_name(r->syscall))
             KSI_NOTE("in %s", ksi_syscall_name(r->syscall));
 #undef KSI_NOTE
-        const char *kind = strcmp(r->role, "foreign") == 0 ? "unregistered" : r->role;
+        const char *kind = strcmp(r->role, "foreign") == 0 ? "unregistered"
+                         : r->python && strcmp(r->role, "app") == 0 ? "python" : r->role;
         printf("%-8lld %-16s %-24.*s %-5s %9s %9s  %-10s %s\n", r->tid, r->name,
                r->start_whole ? (int)strlen(r->start) : 24, r->start[0] ? r->start : "?",
                r->state, cpu, age, kind, note);
@@ -202,6 +209,8 @@ static void ksi_print_json(const struct ksi_opts *o, const struct ksi_rows *rs,
                                r->wait_mutex && r->wait_owner > 0 ? json_object_new_int64(r->wait_owner) : NULL);
         const char *sc = r->syscall >= 0 ? ksi_syscall_name(r->syscall) : NULL;
         json_object_object_add(t, "syscall", sc ? json_object_new_string(sc) : NULL);
+        json_object_object_add(t, "python", json_object_new_boolean(r->python));
+        json_object_object_add(t, "python_name", r->py_name[0] ? json_object_new_string(r->py_name) : NULL);
         json_object_array_add(arr, t);
     }
     json_object_object_add(root, "threads", arr);
@@ -235,6 +244,10 @@ int ksi_do_list(const struct ksi_opts *o)
     ksi_close(&c);
     if (rc == KSI_EXIT_OK && strcmp(final.verb, "err") == 0)
         rc = ksi_reply_error(&final);
+    /* CPython was not asked (the GIL busy): the rows are the native ones. */
+    if (rc == KSI_EXIT_OK && ks_msg_get(&final, "python_why"))
+        ksi_err("process %d: Python threads not named: %s", (int)o->pid,
+                ks_msg_get(&final, "python_why"));
     if (rs.cut)
         ksi_err("process %d sent more than %d threads: the rest is not shown", (int)o->pid,
                 KSI_MAX_ROWS);

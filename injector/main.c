@@ -29,11 +29,15 @@ static const char ksi_usage[] =
 "  -s, --stack              print every thread's stack (or TID's), what it is\n"
 "                           blocked on, and any deadlock cycle; --timeout bounds\n"
 "                           how long a thread may take to answer (default 1 s)\n"
-"  -m, --mode MODE          how to end TID: auto (default), flag, cancel, abort\n"
+"  -m, --mode MODE          how to end TID: auto (default), flag, cancel, abort,\n"
+"                           python\n"
 "                             flag    set the thread's stop flag, wake it once\n"
 "                             cancel  POSIX pthread_cancel, honouring cancel state\n"
 "                             abort   leave at the next safe point, cleanups run\n"
-"                             auto    flag, then cancel, then abort, --grace apart\n"
+"                             python  raise an exception in TID's Python thread\n"
+"                                     (CPython's PyThreadState_SetAsyncExc)\n"
+"                             auto    flag, then cancel, then abort, --grace apart;\n"
+"                                     on a Python thread: python\n"
 "  -g, --grace SECONDS      wait between the steps of auto (default 1)\n"
 "  -t, --timeout SECONDS    how long to wait for the thread to end (default 10)\n"
 "  -D, --deadline SECONDS   give up after this long in all, saying what was pending\n"
@@ -47,6 +51,8 @@ static const char ksi_usage[] =
 "      --flag-symbol NAME[=VALUE]\n"
 "                           flag mode: write VALUE (default 1) into the program's\n"
 "                           own stop variable NAME (global or thread-local)\n"
+"      --raise NAME         python mode: the exception to raise, a builtins name\n"
+"                           (default SystemExit)\n"
 "  -h, --help               this help\n"
 "  -V, --version            version and protocol version\n"
 "\n"
@@ -104,7 +110,7 @@ int main(int argc, char **argv)
 {
     struct ksi_opts o = {.mode = KSI_MODE_AUTO, .grace_s = 1.0, .timeout_s = 10.0};
     double deadline_s = -1;
-    enum { OPT_FLAG_SYMBOL = 256 };
+    enum { OPT_FLAG_SYMBOL = 256, OPT_RAISE };
     static const struct option longopts[] = {
         {"json", no_argument, NULL, 'j'},
         {"all", no_argument, NULL, 'a'},
@@ -115,6 +121,7 @@ int main(int argc, char **argv)
         {"deadline", required_argument, NULL, 'D'},
         {"force", no_argument, NULL, 'f'},
         {"flag-symbol", required_argument, NULL, OPT_FLAG_SYMBOL},
+        {"raise", required_argument, NULL, OPT_RAISE},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -132,8 +139,9 @@ int main(int argc, char **argv)
             else if (strcmp(optarg, "flag") == 0) o.mode = KSI_MODE_FLAG;
             else if (strcmp(optarg, "cancel") == 0) o.mode = KSI_MODE_CANCEL;
             else if (strcmp(optarg, "abort") == 0) o.mode = KSI_MODE_ABORT;
+            else if (strcmp(optarg, "python") == 0) o.mode = KSI_MODE_PYTHON;
             else {
-                ksi_err("unknown mode '%s': use auto, flag, cancel or abort", optarg);
+                ksi_err("unknown mode '%s': use auto, flag, cancel, abort or python", optarg);
                 return KSI_EXIT_USAGE;
             }
             break;
@@ -144,6 +152,7 @@ int main(int argc, char **argv)
             break;
         case 'D': if (ksi_parse_secs(optarg, "--deadline", &deadline_s)) return KSI_EXIT_USAGE; break;
         case OPT_FLAG_SYMBOL: o.flag_symbol = optarg; break;
+        case OPT_RAISE: o.raise = optarg; break;
         case 'h': fputs(ksi_usage, stdout); return KSI_EXIT_OK;
         case 'V':
             printf("killshim-inject %s (protocol %d)\n", KILLSHIM_VERSION, KS_PROTO_VERSION);
@@ -168,8 +177,8 @@ int main(int argc, char **argv)
     ksi_deadline_start(deadline_s >= 0 ? deadline_s : 60 + o.timeout_s + 3 * o.grace_s);
     if (o.stack)
         return ksi_do_stack(&o);
-    if ((mode_set || o.force || o.flag_symbol) && !o.tid) {
-        ksi_err("--mode, --force and --flag-symbol need a TID to end");
+    if ((mode_set || o.force || o.flag_symbol || o.raise) && !o.tid) {
+        ksi_err("--mode, --force, --flag-symbol and --raise need a TID to end");
         return KSI_EXIT_USAGE;
     }
     if (o.tid)

@@ -11,6 +11,7 @@
 
 #include "access.h"
 #include "cancel_check.h"
+#include "cmd_python.h"
 #include "cmd_view.h"
 #include "commands.h"
 #include "deliver.h"
@@ -74,6 +75,8 @@ void ks_cmd_status(const struct ks_msg *req, struct ks_out *out)
     ks_registry_unlock();
     if (v.found == 1 && v.role == KS_ROLE_APP)
         ks_refuse_langrt(tid, v.start, v.langrt, sizeof v.langrt);
+    struct ks_py_thread py;
+    ks_status_python(req, &v, &py);
     if (v.found)
         ks_answer_view(out, &v);
     else
@@ -103,7 +106,7 @@ static int ks_get_mode(const struct ks_msg *req, struct ks_out *out, enum ks_end
     else if (s && strcmp(s, "cancel") == 0) *m = KS_MODE_CANCEL;
     else if (s && strcmp(s, "abort") == 0) *m = KS_MODE_ABORT;
     else {
-        ks_out_err(out, "bad-request", "mode=flag|cancel|abort is required");
+        ks_out_err(out, "bad-request", "mode=flag|cancel|abort|python is required");
         return -1;
     }
     return 0;
@@ -320,7 +323,14 @@ void ks_cmd_end(const struct ks_msg *req, struct ks_out *out)
     char why[320] = "";
     int64_t force = 0;
     memset(&q, 0, sizeof q);
-    if (ks_get_target(req, out, &q.tid, &q.id) != 0 || ks_get_mode(req, out, &q.mode) != 0)
+    if (ks_get_target(req, out, &q.tid, &q.id) != 0)
+        return;
+    const char *mode = ks_msg_get(req, "mode");
+    if (mode && strcmp(mode, "python") == 0) {   /* CPython's own way (cmd_python.c) */
+        ks_end_python(req, out, q.tid, q.id);
+        return;
+    }
+    if (ks_get_mode(req, out, &q.mode) != 0)
         return;
     if (ks_msg_get_i64(req, "force", 0, 1, &force) == EINVAL) {
         ks_out_err(out, "bad-request", "force=0|1");

@@ -5,9 +5,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cmd_python.h"
 #include "commands.h"
 #include "ks.h"
 #include "procfs.h"
+#include "pyrt.h"
 #include "registry.h"
 #include "waitinfo.h"
 
@@ -80,7 +82,7 @@ static void ks_list_known(struct ks_out *out, const struct ks_snap *s)
 }
 
 static void ks_list_one(struct ks_out *out, pid_t tid, const struct ks_snap *s,
-                        unsigned long long uptime_ms, long hz)
+                        unsigned long long uptime_ms, long hz, const struct ks_py_list_view *py)
 {
     struct ks_taskstat st;
     if (ks_read_task_stat(0, tid, &st) != 0)
@@ -99,6 +101,7 @@ static void ks_list_one(struct ks_out *out, pid_t tid, const struct ks_snap *s,
     struct ks_syscall sc;
     if (ks_read_task_syscall(tid, &sc) == 0 && sc.nr >= 0)
         ks_out_i64(out, "syscall", sc.nr);
+    ks_py_list_fields(out, py, tid);
     ks_out_eol(out);
 }
 
@@ -182,6 +185,8 @@ void ks_cmd_list(const struct ks_msg *req, struct ks_out *out)
         hz = 100;
     unsigned long long up = ks_uptime_ms();
     int count = 0;
+    struct ks_py_list_view py;
+    ks_py_list_take(&py);   /* before the rows: what CPython knows, if it is here */
     for (int i = 0; i < ntask; i++) {
         struct ks_snap key = {.tid = tids[i]}, late;
         const struct ks_snap *s = bsearch(&key, snap, (size_t)n, sizeof *snap, ks_snap_cmp);
@@ -193,12 +198,13 @@ void ks_cmd_list(const struct ks_msg *req, struct ks_out *out)
                 s = &late;
         }
         size_t before = out->len;
-        ks_list_one(out, key.tid, s, up, hz);
+        ks_list_one(out, key.tid, s, up, hz, &py);
         count += out->len != before;
     }
     free(tids);
     free(snap);
     ks_out_word(out, "ok");
     ks_out_i64(out, "count", count);
+    ks_py_list_final(out, &py);
     ks_out_eol(out);
 }

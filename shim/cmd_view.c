@@ -7,6 +7,7 @@
 
 #include "cancel_check.h"
 #include "ks.h"
+#include "pyrt.h"
 #include "registry.h"
 
 static const char *ks_role_word(int role)
@@ -107,6 +108,8 @@ void ks_answer_view(struct ks_out *out, const struct ks_view *v)
             if (v->abort.steps)
                 ks_out_i64(out, "abort_steps", v->abort.steps);
         }
+        if (v->py)
+            ks_py_out(out, v->py);
     } else {
         const struct ks_grave *g = &v->grave;
         uint64_t now = ks_now_ns();

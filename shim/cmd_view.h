@@ -11,6 +11,8 @@
 #include "graveyard.h"
 #include "proto.h"
 
+struct ks_py_thread;
+
 /* What the answer says about a thread, copied under the lock. */
 struct ks_view {
     int found;                /* 1 alive (linked), 2 ended (a grave) */
@@ -26,6 +28,7 @@ struct ks_view {
     char langrt[320];         /* status: started by a language runtime (langrt.h) */
     struct ks_abort_report abort;
     struct ks_grave grave;
+    const struct ks_py_thread *py;   /* status python=1: what CPython knows (pyrt.h) */
 };
 
 /* Fills V for TID (with id ID, 0: any). Caller holds the registry lock. A

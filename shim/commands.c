@@ -15,10 +15,10 @@ const struct ks_command ks_commands[] = {
      KS_ACCESS_NONE},
     {"list", ks_cmd_list, "list proof=P: one 'thread' line per thread of the process",
      KS_ACCESS_READ},
-    {"end", ks_cmd_end, "end tid=N [id=M] mode=flag|cancel|abort [force=1] proof=P: ask thread N "
-                        "to end (attach access)", KS_ACCESS_ATTACH},
-    {"status", ks_cmd_status, "status tid=N [id=M] proof=P: alive (and why, if asked to end) or "
-                              "ended (how, where, locks left)", KS_ACCESS_READ},
+    {"end", ks_cmd_end, "end tid=N [id=M] mode=flag|cancel|abort|python [force=1] "
+                        "[exc=NAME] proof=P: ask thread N to end (attach access)", KS_ACCESS_ATTACH},
+    {"status", ks_cmd_status, "status tid=N [id=M] [python=1] proof=P: alive (and why, if asked "
+                              "to end) or ended (how, where, locks left)", KS_ACCESS_READ},
     {"stack", ks_cmd_stack,
      "stack [tid=N] [answer_ms=MS] proof=P: one 'stack' line per thread: frames, blocked-on, "
      "lock owner", KS_ACCESS_READ},

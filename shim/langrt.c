@@ -119,6 +119,7 @@ void ks_langrt_refusal(int rt, const char *module, pid_t tid, const char *what, 
     const struct ks_langrt *r = &ks_langrts[rt > 0 && rt < KS_NLANGRT ? rt : 0];
     snprintf(why, cap, "thread %d %s %s (%s): ending it natively would strand %s, and the "
              "rest of the program would hang or break; killshim does not cancel or abort a "
-             "language runtime's threads (--force does)", (int)tid, what,
-             r->name ? r->name : "a language runtime", module, r->state ? r->state : "its state");
+             "language runtime's threads (--force does)%s", (int)tid, what,
+             r->name ? r->name : "a language runtime", module, r->state ? r->state : "its state",
+             rt == 1 ? "; -m python raises SystemExit in it instead" : "");
 }

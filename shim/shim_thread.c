@@ -85,6 +85,18 @@ struct ks_spawn {
     char name[16];
 };
 
+/* A shim thread's way out: also when code it calls ends it with
+ * pthread_exit (CPython does, to a thread that takes the GIL while the
+ * interpreter finalizes: pyrt.c); glibc's count must be put back then too,
+ * or the program's last thread would exit(0) early. */
+static void ks_shim_thread_done(void *arg)
+{
+    (void)arg;
+    ks_registry_remove_self();
+    ks_recount();
+    __atomic_sub_fetch(&ks_alive, 1, __ATOMIC_RELEASE);
+}
+
 static void *ks_shim_thread_main(void *p)
 {
     struct ks_spawn s = *(struct ks_spawn *)p;
@@ -94,10 +106,10 @@ static void *ks_shim_thread_main(void *p)
     pthread_setname_np(pthread_self(), s.name);
     ks_registry_add_self(KS_ROLE_SHIM, NULL);
     ks_registry_starting_add(-1);
-    void *r = s.fn(s.arg);
-    ks_registry_remove_self();
-    ks_recount();
-    __atomic_sub_fetch(&ks_alive, 1, __ATOMIC_RELEASE);
+    void *r;
+    pthread_cleanup_push(ks_shim_thread_done, NULL);
+    r = s.fn(s.arg);
+    pthread_cleanup_pop(1);
     return r;
 }
 
