@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "err.h"   /* ksi_err: every action reports through it */
+
 /* Exit codes: documented in --help, the README and killshim-inject(1).
  * Scripts rely on them: never renumber. */
 enum ksi_exit {
@@ -42,8 +44,5 @@ struct ksi_opts {
 int ksi_do_list(const struct ksi_opts *o);
 int ksi_do_stack(const struct ksi_opts *o);
 int ksi_do_end(const struct ksi_opts *o);
-
-/* One-line error on stderr: "killshim-inject: ...". */
-void ksi_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

@@ -2,7 +2,6 @@
  * action: list (list.c), stack (stack.c) or end a thread (end.c). */
 #include <errno.h>
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,16 +68,6 @@ static const char ksi_usage[] =
 "  killshim-inject 4242 4250               end thread 4250 the gentlest way that works\n"
 "  killshim-inject -m abort -t 5 4242 4250 force it out of a CPU loop\n"
 "  killshim-inject --json 4242 | jq '.threads[] | select(.state==\"R\")'\n";
-
-void ksi_err(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("killshim-inject: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
 
 static int ksi_parse_id(const char *s, const char *what, pid_t *out)
 {

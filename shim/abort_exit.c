@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "abort_internal.h"
+#include "abort_tramp.h"
 #include "asan_stack.h"
 #include "asfmt.h"
 #include "signals.h"
@@ -26,13 +27,7 @@
 #include "unwind.h"
 #include "x86_step.h"
 
-extern char ks_abort_entry[];
-/* abort_tramp.S: the trampolines, and where each keeps the address it
- * replaced. A slot K is owned by the thread whose bit is set in ks_tramp_used. */
-#define KS_TRAMP_N 64
-extern const uintptr_t ks_tramp_table[KS_TRAMP_N];
-extern uintptr_t ks_tramp_slots[KS_TRAMP_N];
-extern uintptr_t ks_tramp_ips[KS_TRAMP_N];   /* the same minus 1, for unwinders */
+/* Bit K set: trampoline K (abort_tramp.h) is owned by a thread. */
 static uint64_t ks_tramp_used;
 
 static int ks_tramp_alloc(void)

@@ -1,6 +1,7 @@
-/* Shared by the abort's three files: deliver_abort.c (the control side and
- * init), abort_decide.c (what the thread does in its signal handlers) and
- * abort_exit.c (the ways out). Not for other parts of the shim. */
+/* Shared by the abort's files: deliver_abort.c (the control side and init),
+ * abort_decide.c (what the thread does in its signal handlers), abort_exit.c
+ * (the ways out) and abort_slot.c (the report slots and their pool, the
+ * floor the others stand on). Not for other parts of the shim. */
 #ifndef KS_ABORT_INTERNAL_H
 #define KS_ABORT_INTERNAL_H
 
@@ -12,7 +13,7 @@
 #include "prewalk.h"
 
 /* Everything an abort request needs beyond the record's slot, from a static
- * pool (deliver_abort.c): taken by the first request on a thread (under the
+ * pool (abort_slot.c): taken by the first request on a thread (under the
  * registry lock, before the first signal), given back after the thread
  * ended and was unlinked. A thread that is never asked costs nothing here. */
 struct ks_abort_info {
@@ -26,7 +27,7 @@ struct ks_abort_info {
     uintptr_t cleanup[KS_ABORT_MAX_CLEANUP];
     int nleft;
     uintptr_t left[KS_ABORT_MAX_LEFT];
-    char reason[120];
+    char reason[KS_ABORT_REASON_MAX];
 
     /* The control side's, under the registry lock. */
     int no_step;               /* the process is traced: no trap flag */
@@ -56,7 +57,15 @@ struct ks_abort_info {
 /* The calling thread's block, NULL if it was never asked to abort. */
 static inline struct ks_abort_info *ks_ai(void) { return ks_self()->abort.info; }
 
-/* ---- Writing the slot (the target, without a lock) ------------------- */
+/* ---- The pool and the slot (abort_slot.c) ----------------------------- */
+/* A zeroed block from the pool, or NULL if every one is in use. Taken by
+ * the control side under the registry lock; given back by
+ * ks_abort_release. */
+struct ks_abort_info *ks_abort_info_take(void);
+/* In a fork child: every block free again but KEEP (the forking thread's,
+ * or NULL). */
+void ks_abort_pool_after_fork(const struct ks_abort_info *keep);
+/* Writing the slot (the target, without a lock): */
 void ks_slot_begin(struct ks_thread *t);
 void ks_slot_end(struct ks_thread *t);
 /* Sets a pending or refused state with REASON (already formatted). */

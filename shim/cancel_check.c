@@ -16,6 +16,7 @@
 #include "blocking.h"
 #include "ks.h"
 #include "langrt.h"
+#include "lock.h"
 #include "prewalk.h"
 #include "registry.h"
 #include "safepoint.h"
@@ -48,12 +49,6 @@ static struct ks_thread *ks_check_find(const struct ks_cancel_check *c)
 {
     struct ks_thread *t = ks_registry_find(c->tid);
     return t && (!c->id || t->id == c->id) ? t : NULL;
-}
-
-static void ks_nap_ns(uint64_t ns)
-{
-    struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
-    syscall(SYS_nanosleep, &ts, NULL);   /* the shim's own wait: not through its hooks */
 }
 
 static const char *ks_why_words(const char *why, const struct ks_cancel_check *c, char *buf,

@@ -21,6 +21,7 @@
 #include "lock.h"
 #include "proto.h"
 #include "server.h"
+#include "shim_thread.h"
 
 #define KS_CONN_STACK (256 * 1024)
 
@@ -43,18 +44,6 @@ static int ks_idle_ms = 10000;   /* per request line, per reply; KILLSHIM_IDLE_T
 static void ks_conn_lock(void) { ks_lock(&ks_conn_mu); }
 static void ks_conn_unlock(void) { ks_unlock(&ks_conn_mu); }
 
-/* poll() on one fd, as the raw system call: the shim's own poll wrapper
- * (interpose_block.c) is for the program's threads. Returns as poll. */
-static int ks_poll1(int fd, short events, int ms, short *revents)
-{
-    struct pollfd p = {.fd = fd, .events = events};
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    int r = (int)syscall(SYS_ppoll, &p, 1, &ts, NULL, 0);
-    if (revents)
-        *revents = p.revents;
-    return r;
-}
-
 static void ks_set_waiting(struct ks_conn *c, uint64_t since)
 {
     __atomic_store_n(&c->waiting_since, since, __ATOMIC_RELAXED);
@@ -72,7 +61,7 @@ static int ks_wait_io(const struct ks_conn *c, short events, uint64_t deadline_n
         if (!ks_fdid_same(c->fd, &c->id))
             return -1;
         int ms = (int)((deadline_ns - now + 999999) / 1000000);
-        int r = ks_poll1(c->fd, events, ms, NULL);
+        int r = ks_fd_poll1(c->fd, events, ms, NULL);
         if (r > 0)
             return 1;
         if (r < 0 && errno != EINTR)
@@ -328,7 +317,7 @@ int ks_conn_room(int listen_fd)
     if (atomic_load(&ks_conns) < KS_MAX_CONNS)
         return 1;
     short ev = 0;
-    if (ks_poll1(listen_fd, POLLIN, 0, &ev) != 1 || !(ev & POLLIN))
+    if (ks_fd_poll1(listen_fd, POLLIN, 0, &ev) != 1 || !(ev & POLLIN))
         return 0;   /* nobody waits to get in: leave the slow ones be */
     ks_conn_lock();
     struct ks_conn *c = ks_conn_slowest(ks_now_ns());

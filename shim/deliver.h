@@ -100,6 +100,7 @@ int ks_unwind_prime(void);
 
 #define KS_ABORT_MAX_CLEANUP 8 /* frames with cleanups remembered per abort */
 #define KS_ABORT_MAX_LEFT 4    /* locks left held remembered per abort */
+#define KS_ABORT_REASON_MAX 120 /* an abort's reason, NUL included, wherever it is kept */
 
 /* What an abort request did or waits for: a consistent copy, since the
  * target writes it without a lock, often in a signal handler. */
@@ -114,7 +115,7 @@ struct ks_abort_report {
     uintptr_t cleanup[KS_ABORT_MAX_CLEANUP];
     int nleft;                /* locks it still held when it left (--force) */
     uintptr_t left[KS_ABORT_MAX_LEFT];
-    char reason[120];         /* why it waits, why it was refused, what it left */
+    char reason[KS_ABORT_REASON_MAX];   /* why it waits, why it was refused, what it left */
 };
 
 /* Fills OUT for T (all zero if no abort was asked). Caller holds the

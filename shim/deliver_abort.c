@@ -5,7 +5,6 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -13,8 +12,8 @@
 #include <unistd.h>
 
 #include "abort_internal.h"
-#include "asfmt.h"
 #include "ks.h"
+#include "lock.h"
 #include "procfs.h"
 #include "safepoint.h"
 #include "signals.h"
@@ -97,95 +96,6 @@ int ks_abort_init(void)
     return 0;
 }
 
-/* ---- The slot --------------------------------------------------------- */
-
-void ks_slot_begin(struct ks_thread *t)
-{
-    struct ks_abort_info *a = t->abort.info;
-    __atomic_store_n(&a->seq, a->seq + 1, __ATOMIC_RELAXED);
-    __atomic_thread_fence(__ATOMIC_RELEASE);
-}
-
-void ks_slot_end(struct ks_thread *t)
-{
-    struct ks_abort_info *a = t->abort.info;
-    __atomic_store_n(&a->seq, a->seq + 1, __ATOMIC_RELEASE);
-}
-
-void ks_slot_set(struct ks_thread *t, int state, int how, uintptr_t where, const char *reason)
-{
-    struct ks_abort_info *a = t->abort.info;
-    ks_slot_begin(t);
-    a->how = how;
-    a->where = where;
-    struct ks_sb b;
-    ks_sb_init(&b, a->reason, sizeof a->reason);
-    ks_sb_str(&b, reason);
-    ks_slot_end(t);
-    __atomic_store_n(&t->abort.state, state, __ATOMIC_RELEASE);
-}
-
-void ks_abort_snapshot(const struct ks_thread *t, struct ks_abort_report *out)
-{
-    memset(out, 0, sizeof *out);
-    const struct ks_abort_info *a = t->abort.info;
-    if (!a)
-        return;
-    for (int tries = 0; tries < 100000; tries++) {
-        unsigned s = __atomic_load_n(&a->seq, __ATOMIC_ACQUIRE);
-        if (!(s & 1)) {
-            out->how = a->how;
-            out->steps = __atomic_load_n(&a->steps, __ATOMIC_RELAXED);
-            out->where = a->where;
-            out->ncleanup = a->ncleanup;
-            memcpy(out->cleanup, a->cleanup, sizeof out->cleanup);
-            out->nleft = a->nleft;
-            memcpy(out->left, a->left, sizeof out->left);
-            memcpy(out->reason, a->reason, sizeof out->reason);
-            __atomic_thread_fence(__ATOMIC_ACQUIRE);
-            if (__atomic_load_n(&a->seq, __ATOMIC_RELAXED) == s)
-                break;
-        }
-        sched_yield();
-    }
-    out->reason[sizeof out->reason - 1] = 0;
-    if (out->ncleanup < 0 || out->ncleanup > KS_ABORT_MAX_CLEANUP)
-        out->ncleanup = 0;
-    if (out->nleft < 0 || out->nleft > KS_ABORT_MAX_LEFT)
-        out->nleft = 0;
-    out->state = __atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE);
-    out->force = __atomic_load_n(&t->abort.force, __ATOMIC_RELAXED);
-    out->site = t->abort.site;
-    /* Waiting for the unlock: say how many it holds now, not when it looked. */
-    int held = __atomic_load_n(&t->locks_held, __ATOMIC_RELAXED);
-    if (out->state == KS_ABORT_PENDING && out->how == KS_ABORT_HOW_AT_UNLOCK && held > 0)
-        snprintf(out->reason, sizeof out->reason, "holds %d lock%s; will abort at unlock", held,
-                 held == 1 ? "" : "s");
-}
-
-/* ---- The pool of blocks ------------------------------------------------ */
-
-#define KS_ABORT_POOL 128
-static struct ks_abort_info ks_pool[KS_ABORT_POOL];
-static uint64_t ks_pool_used[KS_ABORT_POOL / 64];
-
-static struct ks_abort_info *ks_pool_take(void)
-{
-    for (int w = 0; w < KS_ABORT_POOL / 64; w++) {
-        uint64_t u = __atomic_load_n(&ks_pool_used[w], __ATOMIC_RELAXED);
-        while (~u) {
-            int b = __builtin_ctzll(~u);
-            if (__atomic_compare_exchange_n(&ks_pool_used[w], &u, u | (1ull << b), 0,
-                                            __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
-                struct ks_abort_info *a = &ks_pool[w * 64 + b];
-                memset(a, 0, sizeof *a);
-                return a;
-            }
-        }
-    }
-    return NULL;
-}
-
 void ks_abort_after_fork_child(void)
 {
     /* Only the forking thread lives on. A request aimed at it was aimed at
@@ -194,35 +104,10 @@ void ks_abort_after_fork_child(void)
     struct ks_thread *self = ks_self();
     struct ks_abort_info *a = self->abort.info;
     __atomic_store_n(&self->abort.state, KS_ABORT_NONE, __ATOMIC_RELEASE);
-    /* Written only if in use: every page the child writes is copied. */
-    for (size_t i = 0; i < sizeof ks_pool_used / sizeof ks_pool_used[0]; i++)
-        if (ks_pool_used[i])
-            ks_pool_used[i] = 0;
-    if (a) {
-        size_t i = (size_t)(a - ks_pool);
-        ks_pool_used[i / 64] |= 1ull << (i % 64);
+    ks_abort_pool_after_fork(a);
+    if (a)
         a->stepping = 0;
-    }
     ks_abort_tramp_after_fork(a && a->armed ? a->armed_k : -1);
-}
-
-void ks_abort_release(struct ks_thread *t)
-{
-    struct ks_abort_info *a = t->abort.info;
-    if (!a)
-        return;
-    t->abort.info = NULL;
-    size_t i = (size_t)(a - ks_pool);
-    __atomic_fetch_and(&ks_pool_used[i / 64], ~(1ull << (i % 64)), __ATOMIC_RELEASE);
-}
-
-const char *ks_abort_how_name(int how)
-{
-    static const char *const names[] = {
-        "none", "signalled", "at-unlock", "cond-wait", "lock-wait", "stepping", "armed",
-        "no-call-boundary", "inside-runtime", "frame", "call", "return", "unlock", "cond",
-        "forced", "discarded"};
-    return how >= 0 && how <= KS_ABORT_HOW_DISCARDED ? names[how] : "?";
 }
 
 /* ---- The request ------------------------------------------------------ */
@@ -251,8 +136,7 @@ int ks_abort_reachable(pid_t tid, char *why, size_t cap)
     for (int i = 0; i < KS_REACH_TRIES; i++) {
         if (ks_read_task_status(tid, &st) != 0 || !(st.sigblk & bit))
             return 0;
-        struct timespec ts = {0, (long)KS_REACH_NAP_NS};
-        syscall(SYS_nanosleep, &ts, NULL);   /* the shim's own wait: not through its hooks */
+        ks_nap_ns(KS_REACH_NAP_NS);
     }
     snprintf(why, cap, "thread %d blocks every signal, the shim's too (with the rt_sigprocmask "
              "system call, past the shim's sigmask hooks): the abort's signal cannot reach it; "
@@ -313,7 +197,7 @@ int ks_abort_request(struct ks_thread *t, int force, char *why, size_t cap)
                          "running under a zombie leader; use flag or cancel mode");
     if (t->role != KS_ROLE_APP)
         return ks_refuse(why, cap, EPERM, "not an application thread");
-    if (!t->abort.info && !(t->abort.info = ks_pool_take()))
+    if (!t->abort.info && !(t->abort.info = ks_abort_info_take()))
         return ks_refuse(why, cap, EBUSY, "too many aborts in flight in this process");
     int no_step = __atomic_load_n(&ks_no_step, __ATOMIC_RELAXED);
     uint64_t now = ks_now_ns();

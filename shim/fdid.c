@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The program may have closed FD behind the shim's back (closefrom, a raw
@@ -95,20 +96,30 @@ int ks_fd_high(int fd)
     return high;
 }
 
+int ks_fd_poll1(int fd, short events, int ms, short *revents)
+{
+    struct pollfd p = {.fd = fd, .events = events};
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    int r = (int)syscall(SYS_ppoll, &p, 1, &ts, NULL, 0);
+    if (revents)
+        *revents = p.revents;
+    return r;
+}
+
 int ks_fd_accept(int listen_fd, const struct ks_fdid *id)
 {
-    struct pollfd p = {listen_fd, POLLIN, 0};
-    int n = poll(&p, 1, KS_ACCEPT_WAIT_MS);
+    short revents = 0;
+    int n = ks_fd_poll1(listen_fd, POLLIN, KS_ACCEPT_WAIT_MS, &revents);
     if (n < 0)
         return -1;
-    if (n == 0 || !(p.revents & (POLLIN | POLLNVAL | POLLERR | POLLHUP))) {
+    if (n == 0 || !(revents & (POLLIN | POLLNVAL | POLLERR | POLLHUP))) {
         errno = EINTR;
         return -1;
     }
     /* A second may have passed since the caller's check: the program may
      * have put a file of its own on the number (dup2), which polls readable.
      * Its flags are not ours to change. */
-    if ((p.revents & POLLNVAL) || !ks_fdid_same(listen_fd, id)) {
+    if ((revents & POLLNVAL) || !ks_fdid_same(listen_fd, id)) {
         errno = EBADF;
         return -1;
     }

@@ -81,6 +81,12 @@ int ks_fd_floor(void);
 #define KS_ACCEPT_WAIT_MS 1000
 int ks_fd_accept(int listen_fd, const struct ks_fdid *id);
 
+/* poll() on one fd for up to MS milliseconds, as the raw system call: the
+ * shim's own poll hook (interpose_block.c) is for the program's threads,
+ * and its wait must never count as one of theirs. Returns as poll; fills
+ * REVENTS if not NULL. */
+int ks_fd_poll1(int fd, short events, int ms, short *revents);
+
 #ifdef __cplusplus
 }
 #endif

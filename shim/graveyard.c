@@ -48,8 +48,8 @@ void ks_grave_bury(const struct ks_thread *t, int how, uintptr_t site)
         g.abort_how = ab.how;
         g.ncleanup = ab.ncleanup;
         memcpy(g.cleanup, ab.cleanup, sizeof g.cleanup);
-        memcpy(g.abort_note, ab.reason, sizeof g.abort_note - 1);   /* truncated */
-        g.abort_note[sizeof g.abort_note - 1] = '\0';
+        _Static_assert(sizeof g.abort_note == sizeof ab.reason, "the note is the reason, whole");
+        memcpy(g.abort_note, ab.reason, sizeof g.abort_note);   /* NUL-ended by the snapshot */
     }
     ks_grave_lock();
     ks_graves[ks_grave_next % KS_GRAVES] = g;

@@ -40,7 +40,8 @@ struct ks_grave {
     uintptr_t cleanup[KS_ABORT_MAX_CLEANUP];   /* frames whose cleanups ran */
     uintptr_t left[KS_ABORT_MAX_LEFT];         /* locks it left held (the first few
                                                   of locks_held, however it ended) */
-    char abort_note[80];      /* e.g. the shim unlocked a cond's mutex */
+    char abort_note[KS_ABORT_REASON_MAX];   /* the abort's last reason, whole: e.g. the
+                                               shim unlocked a cond's mutex */
 };
 
 /* Called by T itself on its way out, before it unlinks. SITE: the caller

@@ -541,8 +541,6 @@ static void ks_block_abandon(void)
         ks_block_drop(b);
 }
 
-extern void __longjmp_chk(struct __jmp_buf_tag env[1], int val) __attribute__((noreturn));
-
 KS_EXPORT void longjmp(struct __jmp_buf_tag env[1], int val)
 {
     ks_block_abandon();
@@ -564,7 +562,8 @@ KS_EXPORT void siglongjmp(struct __jmp_buf_tag env[1], int val)
     __builtin_unreachable();
 }
 
-KS_EXPORT void __longjmp_chk(struct __jmp_buf_tag env[1], int val)
+/* glibc's headers do not declare it (they only redirect longjmp to it). */
+KS_EXPORT __attribute__((noreturn)) void __longjmp_chk(struct __jmp_buf_tag env[1], int val)
 {
     ks_block_abandon();
     KS_REAL(longjmp_chk)(env, val);

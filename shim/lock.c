@@ -9,10 +9,6 @@
 
 #include "ks.h"
 
-/* The linker's bounds of the ks_locks section (one pointer per lock). */
-extern struct ks_lock *const __start_ks_locks[] __attribute__((visibility("hidden"), weak));
-extern struct ks_lock *const __stop_ks_locks[] __attribute__((visibility("hidden"), weak));
-
 void ks_lock(struct ks_lock *l)
 {
     KS_REAL(pthread_mutex_lock)(&l->mu);

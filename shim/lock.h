@@ -33,6 +33,11 @@ struct ks_lock {
     static struct ks_lock *const ks_lock_entry_##var                             \
         __attribute__((used, section("ks_locks"), aligned(sizeof(void *)))) = &var
 
+/* The linker's bounds of the ks_locks section (one pointer per lock), for
+ * lock.c's walk: weak, so a link without any shim lock still works. */
+extern struct ks_lock *const __start_ks_locks[] __attribute__((visibility("hidden"), weak));
+extern struct ks_lock *const __stop_ks_locks[] __attribute__((visibility("hidden"), weak));
+
 void ks_lock(struct ks_lock *l);
 void ks_unlock(struct ks_lock *l);
 /* 0 if taken, EBUSY if another thread holds it. */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ks.h"
+#include "lock.h"
 #include "registry.h"
 
 /* glibc's count of live threads: pthread_create adds one before the clone,
@@ -72,8 +73,7 @@ static void ks_recount(void)
     unsigned int v = __atomic_load_n(n, __ATOMIC_SEQ_CST);
     do {
         while (v == 0) {
-            struct timespec ts = {3600, 0};
-            syscall(SYS_nanosleep, &ts, NULL);
+            ks_nap_ns(3600ull * 1000000000u);
             v = __atomic_load_n(n, __ATOMIC_SEQ_CST);
         }
     } while (!__atomic_compare_exchange_n(n, &v, v + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));

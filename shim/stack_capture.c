@@ -188,12 +188,6 @@ int ks_dump_wait(struct ks_dump *d, int want, uint64_t deadline_ns, uint64_t sli
     return __atomic_load_n(&d->answered, __ATOMIC_SEQ_CST);
 }
 
-static void ks_nap_us(long us)
-{
-    struct timespec ts = {0, us * 1000};
-    syscall(SYS_nanosleep, &ts, NULL);   /* the shim's own wait: not through its hooks */
-}
-
 int ks_dump_abandon(struct ks_dump_entry *e, uint64_t grace_ns)
 {
     int expect = KS_ENTRY_WAITING;
@@ -202,7 +196,7 @@ int ks_dump_abandon(struct ks_dump_entry *e, uint64_t grace_ns)
         return KS_ENTRY_ABANDONED;
     uint64_t end = ks_now_ns() + grace_ns;
     while (expect == KS_ENTRY_CAPTURING && ks_now_ns() < end) {
-        ks_nap_us(200);
+        ks_nap_ns(200 * 1000);
         expect = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE);
     }
     return expect;
@@ -218,7 +212,7 @@ void ks_dump_release(struct ks_dump *d)
                      "keeping its %d-entry table", d->n);
             return;
         }
-        ks_nap_us(200);
+        ks_nap_ns(200 * 1000);
     }
     free(d);
 }

@@ -9,12 +9,10 @@
 #include <cstdlib>
 #include <vector>
 
+#include "shim/abort_tramp.h"
 #include "shim/unwind.h"
 
 extern "C" {
-extern const uintptr_t ks_tramp_table[64];
-extern uintptr_t ks_tramp_slots[64];
-extern uintptr_t ks_tramp_ips[64];
 
 // What abort_exit.c provides in the shim: here, count and carry on.
 int g_fired, g_fired_k = -1;
