@@ -10,7 +10,7 @@
 #include "injector.h"
 #include "symbolize.h"
 #include "syscalls.h"
-#include "waitgraph.h"
+#include "deadlock.h"
 
 struct ksi_row {
     long long tid, cpu_ms, age_ms, locks;
@@ -49,14 +49,10 @@ static int ksi_collect(const struct ks_msg *m, void *ctx)
         rs->cut = 1;   /* the target writes the reply: keep a bounded part */
         return 1;
     }
-    if (rs->n == rs->cap) {
-        size_t cap = rs->cap ? rs->cap * 2 : 64;
-        struct ksi_row *v = realloc(rs->v, cap * sizeof *v);
-        if (!v)
-            return 1;
-        rs->v = v;
-        rs->cap = cap;
-    }
+    struct ksi_row *v = ksi_grow(rs->v, rs->n, &rs->cap, sizeof *v);
+    if (!v)
+        return 1;
+    rs->v = v;
     struct ksi_row *r = &rs->v[rs->n++];
     memset(r, 0, sizeof *r);
     int64_t x;
@@ -112,27 +108,22 @@ static void ksi_fmt_secs(char *buf, size_t cap, long long ms)
         snprintf(buf, cap, "%lldh%02lldm", ms / 3600000, ms / 60000 % 60);
 }
 
-/* The deadlock cycles among the rows' mutex waits. Returns how many (*OUT
- * and *EDGES malloc'd), or -1. */
-static int ksi_list_cycles(const struct ksi_rows *rs, struct ksi_wait_edge **edges,
-                           struct ksi_cycle **out)
+/* The deadlock cycles among the rows' mutex waits. Returns 0, or -1 out
+ * of memory. */
+static int ksi_list_graph(const struct ksi_rows *rs, struct ksi_graph *g)
 {
-    *edges = calloc(rs->n ? rs->n : 1, sizeof **edges);
-    *out = NULL;
-    if (!*edges)
+    if (ksi_graph_init(g, rs->n) != 0)
         return -1;
-    int n = 0;
     for (size_t i = 0; i < rs->n; i++) {
         const struct ksi_row *r = &rs->v[i];
-        if (r->wait_mutex && r->wait_owner > 0)
-            (*edges)[n++] = (struct ksi_wait_edge){(long)r->tid, (long)r->wait_owner, "mutex",
-                                                   r->wait_mutex};
+        if (r->wait_mutex)
+            ksi_graph_add(g, (long)r->tid, (long)r->wait_owner, "mutex", r->wait_mutex);
     }
-    return ksi_find_cycles(*edges, n, out);
+    return ksi_graph_cycles(g);
 }
 
 static void ksi_print_table(const struct ksi_opts *o, const struct ksi_rows *rs,
-                            const struct ksi_wait_edge *edges, const struct ksi_cycle *cyc, int ncyc)
+                            const struct ksi_graph *g)
 {
     size_t shown = 0, hidden = 0;
     for (size_t i = 0; i < rs->n; i++) {
@@ -177,15 +168,15 @@ static void ksi_print_table(const struct ksi_opts *o, const struct ksi_rows *rs,
                r->start_whole ? (int)strlen(r->start) : 24, r->start[0] ? r->start : "?",
                r->state, cpu, age, kind, note);
     }
-    for (int i = 0; i < ncyc; i++) {
+    for (int i = 0; i < g->ncycles; i++) {
         char buf[4096];
-        ksi_cycle_text(edges, &cyc[i], buf, sizeof buf);
+        ksi_cycle_text(g->edges, &g->cycles[i], buf, sizeof buf);
         printf("%s\n", buf);
     }
 }
 
 static void ksi_print_json(const struct ksi_opts *o, const struct ksi_rows *rs,
-                           const struct ksi_wait_edge *edges, const struct ksi_cycle *cyc, int ncyc)
+                           const struct ksi_graph *g)
 {
     json_object *root = json_object_new_object();
     json_object_object_add(root, "pid", json_object_new_int(o->pid));
@@ -202,9 +193,7 @@ static void ksi_print_json(const struct ksi_opts *o, const struct ksi_rows *rs,
         json_object_object_add(t, "age_ms", json_object_new_int64(r->age_ms));
         json_object_object_add(t, "start", r->start[0] ? json_object_new_string(r->start) : NULL);
         json_object_object_add(t, "locks_held", json_object_new_int64(r->locks));
-        char hex[32];
-        snprintf(hex, sizeof hex, "0x%llx", r->wait_mutex);
-        json_object_object_add(t, "waiting_for_mutex", r->wait_mutex ? json_object_new_string(hex) : NULL);
+        json_object_object_add(t, "waiting_for_mutex", r->wait_mutex ? ksi_json_hex(r->wait_mutex) : NULL);
         json_object_object_add(t, "waiting_for_owner",
                                r->wait_mutex && r->wait_owner > 0 ? json_object_new_int64(r->wait_owner) : NULL);
         const char *sc = r->syscall >= 0 ? ksi_syscall_name(r->syscall) : NULL;
@@ -215,16 +204,8 @@ static void ksi_print_json(const struct ksi_opts *o, const struct ksi_rows *rs,
     }
     json_object_object_add(root, "threads", arr);
     json_object *dl = json_object_new_array();
-    for (int i = 0; i < ncyc; i++) {
-        json_object *c = json_object_new_object(), *tids = json_object_new_array();
-        for (int k = 0; k < cyc[i].n; k++)
-            json_object_array_add(tids, json_object_new_int64(edges[cyc[i].idx[k]].tid));
-        char buf[4096];
-        ksi_cycle_text(edges, &cyc[i], buf, sizeof buf);
-        json_object_object_add(c, "tids", tids);
-        json_object_object_add(c, "text", json_object_new_string(buf));
-        json_object_array_add(dl, c);
-    }
+    for (int i = 0; i < g->ncycles; i++)
+        json_object_array_add(dl, ksi_json_cycle(g, &g->cycles[i], 0));
     json_object_object_add(root, "deadlocks", dl);
     puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(root);
@@ -251,23 +232,19 @@ int ksi_do_list(const struct ksi_opts *o)
     if (rs.cut)
         ksi_err("process %d sent more than %d threads: the rest is not shown", (int)o->pid,
                 KSI_MAX_ROWS);
-    struct ksi_wait_edge *edges = NULL;
-    struct ksi_cycle *cyc = NULL;
-    int ncyc = 0;
+    struct ksi_graph g = {0};
     if (rc == KSI_EXIT_OK) {
         qsort(rs.v, rs.n, sizeof *rs.v, ksi_row_cmp);
-        ncyc = ksi_list_cycles(&rs, &edges, &cyc);
-        if (ncyc < 0) {
+        if (ksi_list_graph(&rs, &g) != 0) {
             ksi_err("out of memory building the wait-for graph");
             rc = KSI_EXIT_ERROR;
         } else if (o->json) {
-            ksi_print_json(o, &rs, edges, cyc, ncyc);
+            ksi_print_json(o, &rs, &g);
         } else {
-            ksi_print_table(o, &rs, edges, cyc, ncyc);
+            ksi_print_table(o, &rs, &g);
         }
     }
-    ksi_cycles_free(cyc, ncyc > 0 ? ncyc : 0);
-    free(edges);
+    ksi_graph_free(&g);
     ksi_sym_close(rs.sym);
     free(rs.v);
     return rc;

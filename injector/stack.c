@@ -12,7 +12,7 @@
 #include "injector.h"
 #include "symbolize.h"
 #include "syscalls.h"
-#include "waitgraph.h"
+#include "deadlock.h"
 
 #define KSI_SHIM_MODULE "libkillshim.so"
 
@@ -103,16 +103,12 @@ static int ksi_collect(const struct ks_msg *m, void *ctx)
         d->cut = 1;
         return 1;
     }
-    if (d->n == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 64;
-        struct ksi_thr *v = realloc(d->v, cap * sizeof *v);
-        if (!v) {
-            d->oom = 1;
-            return 1;
-        }
-        d->v = v;
-        d->cap = cap;
+    struct ksi_thr *v = ksi_grow(d->v, d->n, &d->cap, sizeof *v);
+    if (!v) {
+        d->oom = 1;
+        return 1;
     }
+    d->v = v;
     struct ksi_thr *t = &d->v[d->n++];
     memset(t, 0, sizeof *t);
     int64_t x;
@@ -240,34 +236,16 @@ static void ksi_syscall_text(const struct ksi_thr *t, char *buf, size_t cap)
 
 /* ---- Wait-for graph --------------------------------------------------- */
 
-struct ksi_graph {
-    struct ksi_wait_edge *edges;
-    int nedges;
-    struct ksi_cycle *cycles;
-    int ncycles;
-};
-
 static int ksi_build_graph(const struct ksi_dump *d, struct ksi_graph *g)
 {
-    memset(g, 0, sizeof *g);
-    g->edges = calloc(d->n ? d->n : 1, sizeof *g->edges);
-    if (!g->edges)
+    if (ksi_graph_init(g, d->n) != 0)
         return -1;
     for (size_t i = 0; i < d->n; i++) {
         const struct ksi_thr *t = &d->v[i];
-        if (t->wait[0] && t->has_owner && t->owner > 0)
-            g->edges[g->nedges++] = (struct ksi_wait_edge){t->tid, t->owner, t->wait, t->wait_obj};
+        if (t->wait[0] && t->has_owner)
+            ksi_graph_add(g, t->tid, t->owner, t->wait, t->wait_obj);
     }
-    g->ncycles = ksi_find_cycles(g->edges, g->nedges, &g->cycles);
-    return g->ncycles < 0 ? -1 : 0;
-}
-
-static int ksi_cycle_has(const struct ksi_graph *g, const struct ksi_cycle *c, long tid)
-{
-    for (int i = 0; i < c->n; i++)
-        if (g->edges[c->idx[i]].tid == tid)
-            return 1;
-    return 0;
+    return ksi_graph_cycles(g);
 }
 
 static int ksi_cycle_shown(const struct ksi_opts *o, const struct ksi_graph *g,
@@ -362,12 +340,6 @@ static void ksi_print_text(const struct ksi_opts *o, const struct ksi_dump *d,
 
 /* ---- JSON ------------------------------------------------------------- */
 
-static json_object *ksi_hex(unsigned long long v)
-{
-    char buf[32];
-    snprintf(buf, sizeof buf, "0x%llx", v);
-    return json_object_new_string(buf);
-}
 
 static json_object *ksi_str_or_null(const char *s)
 {
@@ -378,12 +350,12 @@ static json_object *ksi_json_frame(const struct ksi_frame *f)
 {
     const struct ksi_symbol *s = f->sym;
     json_object *j = json_object_new_object();
-    json_object_object_add(j, "pc", ksi_hex(f->pc));
+    json_object_object_add(j, "pc", ksi_json_hex(f->pc));
     json_object_object_add(j, "exact", json_object_new_boolean(f->exact));
     json_object_object_add(j, "symbol", ksi_str_or_null(s ? s->name : NULL));
     json_object_object_add(j, "offset", s && s->name[0] ? json_object_new_int64((int64_t)s->offset) : NULL);
     json_object_object_add(j, "module", ksi_str_or_null(s ? s->module : NULL));
-    json_object_object_add(j, "module_offset", s && s->module[0] ? ksi_hex(s->module_offset) : NULL);
+    json_object_object_add(j, "module_offset", s && s->module[0] ? ksi_json_hex(s->module_offset) : NULL);
     json_object_object_add(j, "file", ksi_str_or_null(s ? s->file : NULL));
     json_object_object_add(j, "line", s && s->file[0] ? json_object_new_int(s->line) : NULL);
     return j;
@@ -407,17 +379,17 @@ static json_object *ksi_json_thread(const struct ksi_opts *o, const struct ksi_t
         json_object_object_add(sc, "name", ksi_str_or_null(ksi_syscall_name(t->sc_nr)));
         json_object *args = json_object_new_array();
         for (int i = 0; i < 6; i++)
-            json_object_array_add(args, ksi_hex(t->sargs[i]));
+            json_object_array_add(args, ksi_json_hex(t->sargs[i]));
         json_object_object_add(sc, "args", args);
-        json_object_object_add(sc, "sp", ksi_hex(t->ssp));
-        json_object_object_add(sc, "pc", ksi_hex(t->spc));
+        json_object_object_add(sc, "sp", ksi_json_hex(t->ssp));
+        json_object_object_add(sc, "pc", ksi_json_hex(t->spc));
     }
     json_object_object_add(j, "syscall", sc);
     json_object *w = NULL;
     if (t->wait[0]) {
         w = json_object_new_object();
         json_object_object_add(w, "kind", json_object_new_string(t->wait));
-        json_object_object_add(w, "object", ksi_hex(t->wait_obj));
+        json_object_object_add(w, "object", ksi_json_hex(t->wait_obj));
         json_object_object_add(w, "owner", t->has_owner && t->owner > 0 ? json_object_new_int64(t->owner) : NULL);
     }
     json_object_object_add(j, "waits_for", w);
@@ -428,28 +400,6 @@ static json_object *ksi_json_thread(const struct ksi_opts *o, const struct ksi_t
             json_object_array_add(frames, ksi_json_frame(&t->frames[i]));
     json_object_object_add(j, "frames", frames);
     json_object_object_add(j, "truncated", json_object_new_boolean(t->cut));
-    return j;
-}
-
-static json_object *ksi_json_cycle(const struct ksi_graph *g, const struct ksi_cycle *c)
-{
-    json_object *j = json_object_new_object(), *tids = json_object_new_array(),
-                *edges = json_object_new_array();
-    for (int i = 0; i < c->n; i++) {
-        const struct ksi_wait_edge *e = &g->edges[c->idx[i]];
-        json_object_array_add(tids, json_object_new_int64(e->tid));
-        json_object *je = json_object_new_object();
-        json_object_object_add(je, "tid", json_object_new_int64(e->tid));
-        json_object_object_add(je, "waits_for", json_object_new_int64(e->owner));
-        json_object_object_add(je, "kind", json_object_new_string(e->kind));
-        json_object_object_add(je, "object", ksi_hex(e->obj));
-        json_object_array_add(edges, je);
-    }
-    char buf[4096];
-    ksi_cycle_text(g->edges, c, buf, sizeof buf);
-    json_object_object_add(j, "tids", tids);
-    json_object_object_add(j, "edges", edges);
-    json_object_object_add(j, "text", json_object_new_string(buf));
     return j;
 }
 
@@ -467,7 +417,7 @@ static void ksi_print_json(const struct ksi_opts *o, const struct ksi_dump *d,
     json_object *cyc = json_object_new_array();
     for (int i = 0; i < g->ncycles; i++)
         if (ksi_cycle_shown(o, g, &g->cycles[i]))
-            json_object_array_add(cyc, ksi_json_cycle(g, &g->cycles[i]));
+            json_object_array_add(cyc, ksi_json_cycle(g, &g->cycles[i], 1));
     json_object_object_add(root, "deadlocks", cyc);
     puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(root);
@@ -539,8 +489,7 @@ int ksi_do_stack(const struct ksi_opts *o)
             ksi_print_text(o, &d, &g, us);
         }
     }
-    ksi_cycles_free(g.cycles, g.ncycles > 0 ? g.ncycles : 0);
-    free(g.edges);
+    ksi_graph_free(&g);
     ksi_sym_close(cache.sym);
     free(cache.slots);
     for (size_t i = 0; i < d.n; i++)

@@ -145,14 +145,8 @@ static int ks_check_locks(struct ks_thread *t, ucontext_t *uc, int from_signal)
 {
     int force = ks_forced(t);
     if (!force && t->locks_held > 0) {
-        char msg[120];
-        struct ks_sb b;
-        ks_sb_init(&b, msg, sizeof msg);
-        ks_sb_str(&b, "holds ");
-        ks_sb_dec(&b, t->locks_held);
-        ks_sb_str(&b, t->locks_held == 1 ? " lock; will abort at unlock" : " locks; will abort at unlock");
         ks_stop(uc);
-        ks_slot_set(t, KS_ABORT_PENDING, KS_ABORT_HOW_AT_UNLOCK, 0, msg);
+        ks_slot_at_unlock(t, t->locks_held, NULL);
         return KS_DONE;
     }
     int wk = __atomic_load_n(&t->wait_kind, __ATOMIC_RELAXED);

@@ -361,13 +361,7 @@ void ks_on_cond_wait(struct ks_thread *self, pthread_mutex_t *m)
         return;
     int force = __atomic_load_n(&self->abort.force, __ATOMIC_ACQUIRE);
     if (!force && self->locks_held > 1) {
-        char msg[120];
-        struct ks_sb b;
-        ks_sb_init(&b, msg, sizeof msg);
-        ks_sb_str(&b, "holds ");
-        ks_sb_dec(&b, self->locks_held);
-        ks_sb_str(&b, " locks besides waiting on a condition; will abort at unlock");
-        ks_slot_set(self, KS_ABORT_PENDING, KS_ABORT_HOW_AT_UNLOCK, 0, msg);
+        ks_slot_at_unlock(self, self->locks_held, " besides waiting on a condition");
         return;
     }
     ks_ai()->cond_mutex = ks_holds(self, m) ? m : NULL;

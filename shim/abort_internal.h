@@ -70,6 +70,11 @@ void ks_slot_begin(struct ks_thread *t);
 void ks_slot_end(struct ks_thread *t);
 /* Sets a pending or refused state with REASON (already formatted). */
 void ks_slot_set(struct ks_thread *t, int state, int how, uintptr_t where, const char *reason);
+/* "holds HELD lock(s)[ALSO]; will abort at unlock" into BUF (the one
+ * wording, wherever the count is reported); async-signal-safe. */
+void ks_at_unlock_reason(char *buf, size_t cap, int held, const char *also);
+/* Pending at-unlock with that reason. */
+void ks_slot_at_unlock(struct ks_thread *t, int held, const char *also);
 
 /* ---- Ways out (abort_exit.c) ------------------------------------------ */
 /* Ends a stepping run in UC: trap flag off, SIGTRAP blocked again if it was. */

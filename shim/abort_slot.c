@@ -3,7 +3,6 @@
  * abort_exit.c), the control side and the graveyard read it; nothing here
  * calls back into either. See abort_internal.h for the block. */
 #include <sched.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "abort_internal.h"
@@ -36,6 +35,25 @@ void ks_slot_set(struct ks_thread *t, int state, int how, uintptr_t where, const
     ks_sb_str(&b, reason);
     ks_slot_end(t);
     __atomic_store_n(&t->abort.state, state, __ATOMIC_RELEASE);
+}
+
+void ks_at_unlock_reason(char *buf, size_t cap, int held, const char *also)
+{
+    struct ks_sb b;
+    ks_sb_init(&b, buf, cap);
+    ks_sb_str(&b, "holds ");
+    ks_sb_dec(&b, held);
+    ks_sb_str(&b, held == 1 ? " lock" : " locks");
+    if (also)
+        ks_sb_str(&b, also);
+    ks_sb_str(&b, "; will abort at unlock");
+}
+
+void ks_slot_at_unlock(struct ks_thread *t, int held, const char *also)
+{
+    char msg[KS_ABORT_REASON_MAX];
+    ks_at_unlock_reason(msg, sizeof msg, held, also);
+    ks_slot_set(t, KS_ABORT_PENDING, KS_ABORT_HOW_AT_UNLOCK, 0, msg);
 }
 
 /* Copies A's report into OUT, retrying while the target rewrites it (seq
@@ -80,8 +98,7 @@ void ks_abort_snapshot(const struct ks_thread *t, struct ks_abort_report *out)
     /* Waiting for the unlock: say how many it holds now, not when it looked. */
     int held = __atomic_load_n(&t->locks_held, __ATOMIC_RELAXED);
     if (out->state == KS_ABORT_PENDING && out->how == KS_ABORT_HOW_AT_UNLOCK && held > 0)
-        snprintf(out->reason, sizeof out->reason, "holds %d lock%s; will abort at unlock", held,
-                 held == 1 ? "" : "s");
+        ks_at_unlock_reason(out->reason, sizeof out->reason, held, NULL);
 }
 
 const char *ks_abort_how_name(int how)

@@ -60,8 +60,7 @@ void ks_cmd_status(const struct ks_msg *req, struct ks_out *out)
         }
         ks_cancel_retry(tid, id);
     }
-    if (ks_abort_request)
-        ks_abort_prepare();
+    ks_abort_prepare();
     ks_registry_lock();
     /* A pending abort is retried at each look (ks_abort_request, rate
      * limited): the waits it sits in (a cond wait woken too early, a patched
@@ -69,7 +68,7 @@ void ks_cmd_status(const struct ks_msg *req, struct ks_out *out)
      * tried again as the client polls. */
     struct ks_thread *t = ks_registry_find(tid);
     if (t && (!id || t->id == id) &&
-        __atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) == KS_ABORT_PENDING && ks_abort_request)
+        __atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) == KS_ABORT_PENDING)
         ks_abort_request(t, __atomic_load_n(&t->abort.force, __ATOMIC_RELAXED), why, sizeof why);
     ks_view_of(tid, id, &v);
     ks_registry_unlock();
@@ -113,7 +112,7 @@ static int ks_get_mode(const struct ks_msg *req, struct ks_out *out, enum ks_end
 }
 
 /* Policy, before any mechanism: what is never a target. */
-static int ks_refuse(const struct ks_thread *t, enum ks_end_mode m, char *why, size_t cap)
+static int ks_end_refused(const struct ks_thread *t, enum ks_end_mode m, char *why, size_t cap)
 {
     if (t->role == KS_ROLE_SHIM) {
         snprintf(why, cap, "thread %d is one of killshim's own threads; it is never a target",
@@ -190,7 +189,7 @@ static int ks_end_locked(struct ks_end_req *q, int last_try, struct ks_view *v, 
     ks_registry_lock();
     struct ks_thread *t = ks_registry_find(q->tid);
     if (t && (!q->id || t->id == q->id)) {
-        if (ks_refuse(t, q->mode, why, cap))
+        if (ks_end_refused(t, q->mode, why, cap))
             *refused = 1;
         else if (q->mode == KS_MODE_FLAG)
             *rc = ks_flag_request(t, why, cap);
@@ -283,7 +282,7 @@ static int ks_end_precheck(const struct ks_end_req *q, char *why, size_t cap, in
         return 0;
     int rc = q->force ? 0 : ks_refuse_langrt(q->tid, start, why, cap);
     *runtime = rc != 0;
-    if (!rc && q->mode == KS_MODE_ABORT && ks_abort_request)
+    if (!rc && q->mode == KS_MODE_ABORT)
         rc = ks_abort_reachable(q->tid, why, cap);
     return rc;
 }
@@ -339,10 +338,6 @@ void ks_cmd_end(const struct ks_msg *req, struct ks_out *out)
     q.force = (int)force;
     if (ks_no_flag_addr(req, out) != 0)
         return;
-    if (q.mode == KS_MODE_ABORT && !ks_abort_request) {
-        ks_out_err(out, "unsupported", "this shim was built without the abort mode");
-        return;
-    }
     int runtime = 0;
     int pre = ks_end_precheck(&q, why, sizeof why, &runtime);
     if (pre != 0) {

@@ -55,15 +55,11 @@ static struct ks_snap *ks_snapshot(int *n)
     return s;
 }
 
-static const char *ks_role_name(const struct ks_snap *s)
+/* A thread without a snapshot is foreign: it started before the shim
+ * loaded, or by a raw clone. */
+static const char *ks_snap_role(const struct ks_snap *s)
 {
-    if (!s)
-        return "foreign";   /* before the shim loaded, or a raw clone */
-    switch (s->role) {
-    case KS_ROLE_MAIN: return "main";
-    case KS_ROLE_SHIM: return "shim";
-    default: return "app";
-    }
+    return s ? ks_role_name(s->role) : "foreign";
 }
 
 /* The registry's fields of a thread: what is known without /proc. */
@@ -90,7 +86,7 @@ static void ks_list_one(struct ks_out *out, pid_t tid, const struct ks_snap *s,
     ks_out_word(out, "thread");
     ks_out_i64(out, "tid", tid);
     ks_out_str(out, "name", st.comm);
-    ks_out_str(out, "role", ks_role_name(s));
+    ks_out_str(out, "role", ks_snap_role(s));
     ks_out_i64(out, "registered", s && s->role != KS_ROLE_SHIM);
     ks_out_fmt(out, "state", "%c", st.state);
     ks_out_i64(out, "cpu_ms", (int64_t)((st.utime + st.stime) * 1000 / (unsigned long long)hz));
@@ -151,7 +147,7 @@ static void ks_list_registry(struct ks_out *out)
     for (int i = 0; i < n; i++) {
         ks_out_word(out, "thread");
         ks_out_i64(out, "tid", snap[i].tid);
-        ks_out_str(out, "role", ks_role_name(&snap[i]));
+        ks_out_str(out, "role", ks_snap_role(&snap[i]));
         ks_out_i64(out, "registered", snap[i].role != KS_ROLE_SHIM);
         if (snap[i].created_ns)
             ks_out_i64(out, "age_ms", (int64_t)((now - snap[i].created_ns) / 1000000));

@@ -112,7 +112,7 @@ static int ks_collect_registry(struct ks_targets *ts)
 }
 
 /* Every tid in /proc/self/task, merged with the registry under its lock. */
-static int ks_collect(struct ks_targets *ts, pid_t only)
+static int ks_stack_targets(struct ks_targets *ts, pid_t only)
 {
     int n = 0;
     pid_t *tids = ks_read_ids("/proc/self/task", &n);
@@ -341,9 +341,7 @@ static void ks_finish(struct ks_targets *ts)
 
 static const char *ks_role_of(const struct ks_target *t)
 {
-    if (!t->registered)
-        return "foreign";
-    return t->role == KS_ROLE_MAIN ? "main" : "app";
+    return t->registered ? ks_role_name(t->role) : "foreign";   /* never a shim thread */
 }
 
 static const char *ks_capture_why(int why)
@@ -506,7 +504,7 @@ void ks_cmd_stack(const struct ks_msg *req, struct ks_out *out)
     uint64_t t0 = ks_now_ns();
     struct ks_targets ts = {0};
     ks_dump_lock();
-    rc = ks_collect(&ts, (pid_t)only);
+    rc = ks_stack_targets(&ts, (pid_t)only);
     if (rc == 0) {
         ks_read_proc(&ts);
         int found = 0;

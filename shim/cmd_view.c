@@ -10,11 +10,6 @@
 #include "pyrt.h"
 #include "registry.h"
 
-static const char *ks_role_word(int role)
-{
-    return role == KS_ROLE_MAIN ? "main" : role == KS_ROLE_SHIM ? "shim" : "app";
-}
-
 static void ks_requested_str(int bits, char *buf, size_t cap)
 {
     snprintf(buf, cap, "%s%s%s%s", bits & KS_REQ_FLAG ? "flag," : "",
@@ -42,9 +37,7 @@ void ks_view_of(pid_t tid, uint64_t id, struct ks_view *v)
         v->locks_held = __atomic_load_n(&t->locks_held, __ATOMIC_RELAXED);
         v->cancel_disabled = __atomic_load_n(&t->cancel_disabled, __ATOMIC_RELAXED);
         v->start = t->start_routine;
-        v->requested = (t->stop_requested ? KS_REQ_FLAG : 0) |
-                       (t->cancel_requested ? KS_REQ_CANCEL : 0) |
-                       (__atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) ? KS_REQ_ABORT : 0);
+        v->requested = ks_requested_bits(t);
         ks_abort_snapshot(t, &v->abort);
         ks_pending_reason_of(t, &v->abort, v->pending, sizeof v->pending);
         /* A cancel not issued yet (cancel_check.h) says why, unless an
@@ -90,7 +83,7 @@ void ks_answer_view(struct ks_out *out, const struct ks_view *v)
     if (v->found == 1) {
         ks_requested_str(v->requested, req, sizeof req);
         ks_out_str(out, "state", "alive");
-        ks_out_str(out, "role", ks_role_word(v->role));
+        ks_out_str(out, "role", ks_role_name(v->role));
         ks_out_str(out, "requested", req);
         if (v->pending[0])
             ks_out_str(out, "pending", v->pending);
@@ -115,7 +108,7 @@ void ks_answer_view(struct ks_out *out, const struct ks_view *v)
         uint64_t now = ks_now_ns();
         ks_requested_str(g->requested, req, sizeof req);
         ks_out_str(out, "state", "ended");
-        ks_out_str(out, "role", ks_role_word(g->role));
+        ks_out_str(out, "role", ks_role_name(g->role));
         ks_out_str(out, "how", ks_end_how_name(g->how));
         ks_out_str(out, "requested", req);
         if (g->site)

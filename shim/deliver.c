@@ -16,7 +16,7 @@ static void ks_act_dispatch(int signo, siginfo_t *si, ucontext_t *uc)
 {
     (void)signo;
     struct ks_thread *t = ks_self();
-    if (__atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) != KS_ABORT_NONE && ks_abort_on_signal)
+    if (__atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) != KS_ABORT_NONE)
         ks_abort_on_signal(t, si, uc);
 }
 

@@ -10,6 +10,7 @@
 #ifndef KS_DELIVER_H
 #define KS_DELIVER_H
 
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -64,13 +65,7 @@ enum ks_abort_how {
  * the graveyard then says what was left behind. Returns 0 if the request is
  * in flight (ks_abort_snapshot says how it goes), or an errno with WHY filled in
  * (refused before anything was done to the thread). */
-int ks_abort_request(struct ks_thread *t, int force, char *why, size_t cap)
-    __attribute__((weak));
-/* Weak with default visibility on purpose: a hidden weak reference that
- * stays undefined is resolved by ld.so to the library's load address, not
- * to NULL, and the "is it built in?" test would pass. Once deliver_abort.c
- * defines these (hidden, like every ks_ symbol), the references bind
- * locally at link time. */
+int ks_abort_request(struct ks_thread *t, int force, char *why, size_t cap);
 
 /* 0 if TID can take the abort's signal; else EPERM with WHY filled in: it
  * blocks KS_SIG_ACT (with the raw rt_sigprocmask system call: the shim's
@@ -140,11 +135,22 @@ void ks_abort_after_fork_child(void);
  * hands the signal on when T->abort.state is not KS_ABORT_NONE. */
 void ks_deliver_init(void);   /* registers the dispatcher; before ks_signals_install */
 
-/* The abort's part of the dispatcher (deliver_abort.c), in T's own signal
- * context: async-signal-safe only. Weak, like ks_abort_request: a build
- * without the abort mode answers mode=abort with "unsupported". */
-void ks_abort_on_signal(struct ks_thread *t, siginfo_t *si, ucontext_t *uc)
-    __attribute__((weak));
+/* The abort's part of the dispatcher (abort_decide.c), in T's own signal
+ * context: async-signal-safe only. */
+void ks_abort_on_signal(struct ks_thread *t, siginfo_t *si, ucontext_t *uc);
+
+/* ---- The abort's hooks in the interposition (abort_exit.c) --------------
+ * Each runs in the thread itself, from the hook named. */
+/* interpose_lock.c: SELF's count of held locks dropped to zero while an
+ * abort is pending on it (the hook checks the state inline, since it runs on
+ * every outermost unlock; this re-checks it). May not return. */
+void ks_on_locks_released(struct ks_thread *self);
+/* interpose_cond.c: before and after the real wait on a cond with mutex M.
+ * May not return. */
+void ks_on_cond_wait(struct ks_thread *self, pthread_mutex_t *m);
+/* interpose_thread.c: SELF is ending; the abort's last word (releases a
+ * cond's mutex it left from on purpose) before its grave is written. */
+void ks_abort_on_exit(struct ks_thread *self);
 
 /* ---- Flag mode (deliver_flag.c) ----------------------------------------- */
 

@@ -155,7 +155,7 @@ static void ks_abort_wake_cond(struct ks_thread *t)
     ks_spin_unlock(&t->wait_lock);
 }
 
-static int ks_refuse(char *why, size_t cap, int rc, const char *msg)
+static int ks_abort_refuse(char *why, size_t cap, int rc, const char *msg)
 {
     if (cap)
         snprintf(why, cap, "%s", msg);
@@ -192,13 +192,13 @@ int ks_abort_request(struct ks_thread *t, int force, char *why, size_t cap)
         return ENOSYS;
     }
     if (t->role == KS_ROLE_MAIN)
-        return ks_refuse(why, cap, EPERM,
+        return ks_abort_refuse(why, cap, EPERM,
                          "the main thread is not aborted: pthread_exit there leaves the process "
                          "running under a zombie leader; use flag or cancel mode");
     if (t->role != KS_ROLE_APP)
-        return ks_refuse(why, cap, EPERM, "not an application thread");
+        return ks_abort_refuse(why, cap, EPERM, "not an application thread");
     if (!t->abort.info && !(t->abort.info = ks_abort_info_take()))
-        return ks_refuse(why, cap, EBUSY, "too many aborts in flight in this process");
+        return ks_abort_refuse(why, cap, EBUSY, "too many aborts in flight in this process");
     int no_step = __atomic_load_n(&ks_no_step, __ATOMIC_RELAXED);
     uint64_t now = ks_now_ns();
     struct ks_abort_info *a = t->abort.info;

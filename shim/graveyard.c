@@ -19,6 +19,18 @@ static uint64_t ks_grave_next;   /* total buried; ring slot = next % KS_GRAVES *
 static void ks_grave_lock(void) { ks_lock(&ks_grave_mu); }
 static void ks_grave_unlock(void) { ks_unlock(&ks_grave_mu); }
 
+int ks_requested_bits(const struct ks_thread *t)
+{
+    int bits = 0;
+    if (__atomic_load_n(&t->stop_requested, __ATOMIC_ACQUIRE))
+        bits |= KS_REQ_FLAG;
+    if (__atomic_load_n(&t->cancel_requested, __ATOMIC_ACQUIRE))
+        bits |= KS_REQ_CANCEL;
+    if (__atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) != KS_ABORT_NONE)
+        bits |= KS_REQ_ABORT;
+    return bits;
+}
+
 void ks_grave_bury(const struct ks_thread *t, int how, uintptr_t site)
 {
     struct ks_grave g = {
@@ -32,12 +44,7 @@ void ks_grave_bury(const struct ks_thread *t, int how, uintptr_t site)
         .created_ns = t->created_ns,
         .ended_ns = ks_now_ns(),
     };
-    if (__atomic_load_n(&t->stop_requested, __ATOMIC_ACQUIRE))
-        g.requested |= KS_REQ_FLAG;
-    if (__atomic_load_n(&t->cancel_requested, __ATOMIC_ACQUIRE))
-        g.requested |= KS_REQ_CANCEL;
-    if (__atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) != KS_ABORT_NONE)
-        g.requested |= KS_REQ_ABORT;
+    g.requested = ks_requested_bits(t);
     /* Written on the thread's way out, after every cleanup of its own ran:
      * what it holds now stays locked. */
     for (int i = 0; i < t->locks_held && i < KS_HELD_MAX && i < KS_ABORT_MAX_LEFT; i++)

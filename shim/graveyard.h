@@ -24,6 +24,10 @@ extern "C" {
 /* What had been asked of a thread when it ended (bits). */
 enum ks_req_bits { KS_REQ_FLAG = 1, KS_REQ_CANCEL = 2, KS_REQ_ABORT = 4 };
 
+/* What has been asked of T so far (enum ks_req_bits). T is linked under the
+ * registry lock, or is the calling thread. */
+int ks_requested_bits(const struct ks_thread *t);
+
 struct ks_grave {
     pid_t tid;
     uint64_t id;

@@ -26,15 +26,9 @@
 #include <errno.h>
 #include <pthread.h>
 
+#include "deliver.h"
 #include "ks.h"
 #include "registry.h"
-
-/* Called before and after the real wait (abort_exit.c). May not return. */
-__attribute__((weak)) void ks_on_cond_wait(struct ks_thread *self, pthread_mutex_t *m)
-{
-    (void)self;
-    (void)m;
-}
 
 /* One wait, in the wrapper's frame. */
 struct ks_cond_wait {

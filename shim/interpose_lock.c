@@ -16,13 +16,11 @@
 #include "ks.h"
 #include "registry.h"
 
-/* Hook for the abort path (abort_exit.c): called by the owner thread when
- * its count drops to zero while an abort is pending on it. The state check is
+/* ks_on_locks_released (deliver.h) is called by the owner thread when its
+ * count drops to zero while an abort is pending on it. The state check is
  * made here, inline, because this runs on every outermost unlock and the
  * call alone cost 1.4 ns of an 11 ns lock+unlock pair (docs/bench.md); the
- * hook re-checks it with the rest. A weak default keeps this file
- * independent. */
-__attribute__((weak)) void ks_on_locks_released(struct ks_thread *self) { (void)self; }
+ * hook re-checks it with the rest. */
 
 /* locks_held is written only by its owner and read by the control thread
  * (list, end, abort): relaxed atomic stores (a plain mov on x86), so a

@@ -20,9 +20,6 @@ struct ks_start {
 
 /* The grave goes in before the record goes out (graveyard.h), and the
  * eventfd is closed only once no control thread can find the record. */
-/* The abort's last word on a thread that ends (abort_exit.c). */
-__attribute__((weak)) void ks_abort_on_exit(struct ks_thread *self) { (void)self; }
-
 static void ks_thread_ended(struct ks_thread *t, int how, uintptr_t site)
 {
     t->end_how = how;

@@ -186,3 +186,8 @@ enum ks_settle ks_registry_settle(pid_t tid, unsigned long long age_ms)
         ks_nap_ms(1);
     }
 }
+
+const char *ks_role_name(int role)
+{
+    return role == KS_ROLE_MAIN ? "main" : role == KS_ROLE_SHIM ? "shim" : "app";
+}

@@ -29,6 +29,10 @@ enum ks_role {
     KS_ROLE_SHIM = 2,   /* the shim's own threads: never a target */
 };
 
+/* The protocol's word for ROLE: "main", "app" or "shim" (a thread the
+ * registry does not know is "foreign": the caller says so). */
+const char *ks_role_name(int role);
+
 /* What a thread is blocked in, as far as the shim's wrappers know. */
 enum ks_wait_kind {
     KS_WAIT_NONE = 0,

@@ -69,7 +69,7 @@ static int ks_kind_of_name(const char *base)
     return KS_MOD_APP;
 }
 
-static int ks_collect(struct dl_phdr_info *info, size_t size, void *arg)
+static int ks_safepoint_collect(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
     (void)arg;
@@ -128,7 +128,7 @@ int ks_safepoint_refresh(void)
         return 0;
     }
     ks_nscratch = 0;
-    dl_iterate_phdr(ks_collect, NULL);
+    dl_iterate_phdr(ks_safepoint_collect, NULL);
     __atomic_store_n(&ks_seq, ks_seq + 1, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
     memcpy(ks_mods, ks_scratch, sizeof(struct ks_mod) * (size_t)ks_nscratch);
