@@ -85,6 +85,20 @@ static void ksi_take_grave(struct ksi_end_result *r, const struct ks_msg *m)
     r->nleft = ksi_addr_list(ks_msg_get(m, "left"), r->left, 4);
 }
 
+/* Takes a status or end answer M: returns 1 if it says the thread ended
+ * (R filled from its grave), else 0 with R's pending reason and lock. */
+static int ksi_take_state(struct ksi_end_result *r, const struct ks_msg *m)
+{
+    const char *state = ks_msg_get(m, "state");
+    if (state && strcmp(state, "ended") == 0) {
+        ksi_take_grave(r, m);
+        return 1;
+    }
+    ksi_copy(r->pending, sizeof r->pending, ks_msg_get(m, "pending"));
+    ksi_name_lock(r, m);
+    return 0;
+}
+
 /* Asks "status" once. Returns 1 if the thread has ended (graveyard), 0 if it
  * is alive (R->pending updated), 2 if it is alive and its abort was refused
  * (the thread is untouched; R->pending says why), or -(exit code) on a
@@ -117,13 +131,8 @@ static int ksi_poll_status(struct ksi_end *e)
         }
         return -ksi_reply_error(&m);
     }
-    const char *state = ks_msg_get(&m, "state");
-    if (state && strcmp(state, "ended") == 0) {
-        ksi_take_grave(&e->r, &m);
+    if (ksi_take_state(&e->r, &m))
         return 1;
-    }
-    ksi_copy(e->r.pending, sizeof e->r.pending, ks_msg_get(&m, "pending"));
-    ksi_name_lock(&e->r, &m);
     if (py) {   /* the python step's own account (end_python.c) */
         if (ask_py)
             ksi_py_take(&e->r, &m, now);
@@ -231,13 +240,8 @@ static int ksi_send_step(struct ksi_end *e, const char *mode)
         e->r.py.raised_at = s->at_s;
         ksi_py_take(&e->r, &m, s->at_s);
     }
-    const char *state = ks_msg_get(&m, "state");
-    if (state && strcmp(state, "ended") == 0) {
-        ksi_take_grave(&e->r, &m);
+    if (ksi_take_state(&e->r, &m))
         return 1;
-    }
-    ksi_copy(e->r.pending, sizeof e->r.pending, ks_msg_get(&m, "pending"));
-    ksi_name_lock(&e->r, &m);
     if (py)
         ksi_py_pending(&e->r, s->at_s, e->o->grace_s);
     ksi_copy(s->message, sizeof s->message, e->r.pending);

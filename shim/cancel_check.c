@@ -86,7 +86,7 @@ static int ks_check_by_signal(struct ks_cancel_check *c, struct ks_dump *d)
     struct ks_thread *t = ks_check_find(c);
     if (t && !why) {
         __atomic_store_n(&e->state, KS_ENTRY_WAITING, __ATOMIC_SEQ_CST);
-        if (ks_signal_thread_locked(t, KS_SIG_DUMP) == 0)
+        if (ks_signal_linked(t, KS_SIG_DUMP) == 0)
             sent = 1;
         else {
             __atomic_store_n(&e->state, KS_ENTRY_IDLE, __ATOMIC_SEQ_CST);

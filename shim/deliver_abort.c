@@ -224,7 +224,7 @@ int ks_abort_request(struct ks_thread *t, int force, char *why, size_t cap)
     }
     a->kicked_ns = now;
     ks_abort_wake_cond(t);
-    int rc = ks_signal_thread_locked(t, KS_SIG_ACT);
+    int rc = ks_signal_linked(t, KS_SIG_ACT);
     if (rc && cap)
         snprintf(why, cap, "cannot signal thread %d: %s", (int)t->tid, strerror(rc));
     return rc;

@@ -164,7 +164,7 @@ int ks_flag_request(struct ks_thread *t, char *why, size_t cap)
         eventfd_write(t->stop_fd - 1, 1);
     /* A failed wake still leaves the flag set: the thread notices it at its
      * next check, so the request stands. */
-    int rc = ks_signal_thread_locked(t, KS_SIG_ACT);
+    int rc = ks_signal_linked(t, KS_SIG_ACT);
     if (rc)
         ks_debug("flag mode: cannot wake thread %d: %s", (int)t->tid, strerror(rc));
     return 0;

@@ -189,19 +189,19 @@ int ks_signal_tid(pid_t tid, enum ks_sig_kind k)
     return 0;
 }
 
-int ks_signal_thread_locked(const struct ks_thread *t, enum ks_sig_kind k)
+int ks_signal_linked(const struct ks_thread *t, enum ks_sig_kind k)
 {
     return ks_signal_tid(t->tid, k);
 }
 
-static int ks_signal_linked(struct ks_thread *t, void *k)
+static int ks_signal_with(struct ks_thread *t, void *k)
 {
     return ks_signal_tid(t->tid, *(enum ks_sig_kind *)k);
 }
 
 int ks_signal_thread(pid_t tid, uint64_t id, enum ks_sig_kind k)
 {
-    return ks_registry_with_linked(tid, id, ks_signal_linked, &k);
+    return ks_registry_with_linked(tid, id, ks_signal_with, &k);
 }
 
 static uintptr_t ks_pass_lo, ks_pass_hi;

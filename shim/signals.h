@@ -53,11 +53,11 @@ int ks_is_shim_signal(int signo);
  * Returns 0, ESRCH (gone or recycled), or the errno of the send. */
 int ks_signal_thread(pid_t tid, uint64_t id, enum ks_sig_kind k);
 /* Same, for a caller that holds the registry lock and found T linked (so T's
- * tid is its own). Returns 0, ENOTSUP if the program took the signal over
+ * tid is its own): takes no lock itself. Returns 0, ENOTSUP if the program took the signal over
  * with a raw rt_sigaction (nothing is sent; warned once), or the errno of
  * the send. */
 struct ks_thread;
-int ks_signal_thread_locked(const struct ks_thread *t, enum ks_sig_kind k);
+int ks_signal_linked(const struct ks_thread *t, enum ks_sig_kind k);
 
 /* Sends K to TID of this process without looking at the registry: the
  * caller holds the registry lock with TID linked, or has reasoned why a
