@@ -21,6 +21,7 @@
 #include "abort_tramp.h"
 #include "asan_stack.h"
 #include "asfmt.h"
+#include "held.h"
 #include "signals.h"
 #include "ks.h"
 #include "safepoint.h"

@@ -27,6 +27,7 @@
 #include <pthread.h>
 
 #include "deliver.h"
+#include "held.h"
 #include "ks.h"
 #include "registry.h"
 

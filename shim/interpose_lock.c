@@ -13,6 +13,7 @@
 #include <pthread.h>
 
 #include "deliver.h"
+#include "held.h"
 #include "ks.h"
 #include "registry.h"
 
@@ -22,48 +23,6 @@
  * call alone cost 1.4 ns of an 11 ns lock+unlock pair (docs/bench.md); the
  * hook re-checks it with the rest. */
 
-/* locks_held is written only by its owner and read by the control thread
- * (list, end, abort): relaxed atomic stores (a plain mov on x86), so a
- * reader sees whole values and the race is a defined one. */
-static inline void ks_held_put(struct ks_thread *self, void *obj, ks_lock_mark mark)
-{
-    int n = self->locks_held;
-    if (n >= 0 && n < KS_HELD_MAX) {
-        self->held[n] = obj;
-        self->held_mark[n] = mark;
-    }
-    __atomic_store_n(&self->locks_held, n + 1, __ATOMIC_RELAXED);
-}
-
-/* RA: the lock call's return address, taken by the exported hook itself. */
-static inline void ks_held_add(struct ks_thread *self, void *obj, void *ra)
-{
-    ks_held_put(self, obj, ks_mark((uintptr_t)ra, self->cleanup_depth));
-}
-
-/* Takes OBJ out of the count. Returns 0 and its mark (cdepth
- * KS_CDEPTH_UNKNOWN if it was beyond the remembered ones), or -1 if nothing
- * was counted. */
-static inline int ks_held_take(struct ks_thread *self, void *obj, ks_lock_mark *mark)
-{
-    int n = self->locks_held;
-    /* A lock taken before the shim loaded is released without having been
-     * counted: never go below zero. */
-    if (n <= 0)
-        return -1;
-    int lim = n < KS_HELD_MAX ? n : KS_HELD_MAX;
-    *mark = ks_mark(0, KS_CDEPTH_UNKNOWN);
-    for (int i = 0; i < lim; i++)
-        if (self->held[i] == obj) {
-            *mark = self->held_mark[i];
-            self->held[i] = self->held[lim - 1];
-            self->held_mark[i] = self->held_mark[lim - 1];
-            break;
-        }
-    __atomic_store_n(&self->locks_held, n - 1, __ATOMIC_RELAXED);
-    return 0;
-}
-
 static inline void ks_held_remove(struct ks_thread *self, void *obj)
 {
     int n = self->locks_held;
@@ -71,24 +30,6 @@ static inline void ks_held_remove(struct ks_thread *self, void *obj)
     if (ks_held_take(self, obj, &mark) == 0 && n == 1 &&
         KS_UNLIKELY(__atomic_load_n(&self->abort.state, __ATOMIC_ACQUIRE) == KS_ABORT_PENDING))
         ks_on_locks_released(self);
-}
-
-int ks_lock_uncount(struct ks_thread *self, void *obj, ks_lock_mark *mark)
-{
-    int n = self->locks_held;
-    int found = 0;
-    for (int i = 0; i < n && i < KS_HELD_MAX; i++)
-        found |= self->held[i] == obj;
-    /* Beyond the remembered ones OBJ may be held or not: count it held
-     * (as ks_held_remove does) only then. */
-    if (!found && !(n > KS_HELD_MAX))
-        return 0;
-    return ks_held_take(self, obj, mark) == 0;
-}
-
-void ks_lock_recount(struct ks_thread *self, void *obj, ks_lock_mark mark)
-{
-    ks_held_put(self, obj, mark);
 }
 
 /* What the thread waited for before this lock call: a program signal

@@ -61,13 +61,11 @@ static KS_NO_ASAN void *ks_thread_start(void *p)
     return ret;
 }
 
-/* Where an unwind of an application thread ends (prewalk.c). */
-uintptr_t ks_thread_start_addr(void) { return (uintptr_t)ks_thread_start; }
-
 KS_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
                              void *(*fn)(void *), void *arg)
 {
     ks_init();   /* a constructor that runs before ours may create threads */
+    ks_thread_start_set((uintptr_t)ks_thread_start);   /* before the thread exists */
     ks_control_need();   /* a fork child serves once it is multi-threaded */
     ks_real_pthread_create_t *real = KS_REAL(pthread_create);
     if (KS_UNLIKELY(!real))

@@ -8,6 +8,7 @@
 #include "ks.h"
 #include "langrt.h"
 #include "lsda.h"
+#include "registry.h"
 #include "safepoint.h"
 #include "unwind.h"
 
@@ -15,7 +16,6 @@
 
 static uintptr_t ks_gcc_personality;
 static uintptr_t ks_forced_unwind_ti;
-uintptr_t ks_thread_start_addr(void);   /* interpose_thread.c */
 
 void ks_prewalk_init(void *libgcc)
 {

@@ -21,8 +21,6 @@
 #define KS_FP_MAX 16384                 /* the largest XSAVE area (AMX) fits */
 #define KS_TRAMP_STACK (64 * 1024)
 
-uintptr_t ks_thread_start_addr(void);   /* interpose_thread.c */
-
 /* The one redirect in flight. Owned by the thread whose tid is in .tid from
  * ks_redirect until ks_redirect_resume clears it. */
 static struct {

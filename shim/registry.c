@@ -191,3 +191,5 @@ const char *ks_role_name(int role)
 {
     return role == KS_ROLE_MAIN ? "main" : role == KS_ROLE_SHIM ? "shim" : "app";
 }
+
+uintptr_t ks_thread_start_pc;   /* see registry.h */

@@ -162,14 +162,22 @@ struct ks_block;
 struct ks_block *ks_block_self(void);
 struct ks_block *ks_block_of(struct ks_thread *t);
 
-/* The mutex of a condition wait is released inside pthread_cond_*wait and
- * re-acquired before it returns (or, cancelled, before its cleanups run):
- * the cond wrapper takes it out of SELF's held locks for the wait and puts
- * it back after (interpose_lock.c). Neither fires the abort's unlock hook.
- * ks_lock_uncount returns 1 (and *MARK, the lock's) if OBJ was counted
- * held, 0 if not (then there is nothing to put back). */
-int ks_lock_uncount(struct ks_thread *self, void *obj, ks_lock_mark *mark);
-void ks_lock_recount(struct ks_thread *self, void *obj, ks_lock_mark mark);
+/* The start routine the shim gives every thread it creates
+ * (interpose_thread.c): the bottom frame of an application thread's stack,
+ * where the walks (prewalk.c, redirect.c) stop. The pthread_create hook
+ * sets it before it creates a thread; 0 before the first. Kept here, below
+ * both, so that the walks do not reach up into the hooks. */
+extern uintptr_t ks_thread_start_pc;   /* registry.c */
+static inline void ks_thread_start_set(uintptr_t pc)
+{
+    __atomic_store_n(&ks_thread_start_pc, pc, __ATOMIC_RELEASE);
+}
+/* Inline: read in signal handlers, from code ThreadSanitizer does not
+ * instrument (shim/BUILD, sigctx). */
+static inline uintptr_t ks_thread_start_addr(void)
+{
+    return __atomic_load_n(&ks_thread_start_pc, __ATOMIC_ACQUIRE);
+}
 
 /* Links the calling thread's record with ROLE and START. Idempotent. */
 void ks_registry_add_self(enum ks_role role, void *start);
