@@ -51,85 +51,18 @@ static struct ks_thread *ks_check_find(const struct ks_cancel_check *c)
     return t && (!c->id || t->id == c->id) ? t : NULL;
 }
 
-static const char *ks_why_words(const char *why, const struct ks_cancel_check *c, char *buf,
-                                size_t cap)
+/* Why no stack was taken, in words: a thread blocked in a system call
+ * that a signal would cut short says which. */
+static void ks_check_nostack(struct ks_cancel_check *c, int why)
 {
-    if (strcmp(why, "stopped") == 0)
-        return "it is stopped";
-    if (strcmp(why, "uninterruptible") == 0)
-        return "it stays in uninterruptible sleep";
-    if (strcmp(why, "signals-blocked") == 0)
-        return "it blocks the shim's signals";
-    if (strcmp(why, "signal-pending") == 0)
-        return "an earlier signal of the shim is still pending on it";
-    if (strcmp(why, "syscall") == 0) {
-        snprintf(buf, cap, "it is blocked in system call %ld, which a signal would cut short",
-                 c->sc.nr);
-        return buf;
-    }
-    return why;
-}
-
-/* Asks the thread to take its own stack into D's only entry. Returns 0 when
- * the entry is DONE; else sets the verdict. The thread is held (reader
- * flag) on entry and released on return: by its handler when it answers,
- * here otherwise. */
-static int ks_check_by_signal(struct ks_cancel_check *c, struct ks_dump *d)
-{
-    struct ks_dump_entry *e = &d->e[0];
-    struct ks_taskstatus st;
-    c->have_sc = ks_read_task_syscall(c->tid, &c->sc) == 0;
-    const char *why = ks_dump_why_not_signal(c->tid, c->have_sc ? &c->sc : NULL, &st);
-    ks_dump_publish(d);
-    int sent = 0;
-    ks_registry_lock();
-    struct ks_thread *t = ks_check_find(c);
-    if (t && !why) {
-        __atomic_store_n(&e->state, KS_ENTRY_WAITING, __ATOMIC_SEQ_CST);
-        if (ks_signal_linked(t, KS_SIG_DUMP) == 0)
-            sent = 1;
-        else {
-            __atomic_store_n(&e->state, KS_ENTRY_IDLE, __ATOMIC_SEQ_CST);
-            why = "the shim's signal could not be sent";
-        }
-    }
-    if (t && !sent)
-        ks_reader_release(t);
-    ks_registry_unlock();
-    c->held = NULL;
-    if (!t || (why && strcmp(why, "exited") == 0)) {
-        c->verdict = KS_CHECK_GONE;
-        return -1;
-    }
-    if (why) {
-        char buf[96];
-        ks_check_unknown(c, "%s", ks_why_words(why, c, buf, sizeof buf));
-        return -1;
-    }
-    /* A thread on its way out blocks every signal and never answers. */
-    uint64_t deadline = ks_now_ns() + KS_CHECK_ANSWER_NS;
-    int gone = 0;
-    while (ks_dump_wait(d, 1, deadline, KS_CHECK_SLICE_NS) < 1 && ks_now_ns() < deadline) {
-        if (syscall(SYS_tgkill, ks_getpid(), c->tid, 0) != 0 && errno == ESRCH) {
-            gone = 1;
-            break;
-        }
-    }
-    if (ks_dump_abandon(e, KS_CHECK_GRACE_NS) == KS_ENTRY_DONE) {
-        c->signalled = 1;
-        return 0;
-    }
-    ks_registry_lock();
-    t = ks_check_find(c);
-    if (t)
-        ks_reader_release(t);
-    ks_registry_unlock();
-    if (gone || !t)
-        c->verdict = KS_CHECK_GONE;
-    else
+    if (why == KS_NOSTACK_SYSCALL)
+        ks_check_unknown(c, "it is blocked in system call %ld, which a signal would cut short",
+                         c->sc.nr);
+    else if (why == KS_NOSTACK_NO_ANSWER)
         ks_check_unknown(c, "it did not answer the shim's signal within %llu ms",
                          KS_CHECK_ANSWER_NS / 1000000);
-    return -1;
+    else
+        ks_check_unknown(c, "%s", ks_nostack_words(why));
 }
 
 /* A frame of a language runtime on the stack (langrt.h): C->langrt. */
@@ -144,13 +77,8 @@ static void ks_check_langrt(struct ks_cancel_check *c, const struct ks_dump_entr
 /* Walks the frames in E; fills the verdict. */
 static void ks_check_walk(struct ks_cancel_check *c, const struct ks_dump_entry *e, int flags)
 {
-    static const char *const capture_why[] = {
-        [KS_CAPTURE_ALTSTACK] = "it runs on its alternate signal stack",
-        [KS_CAPTURE_LOWSTACK] = "too little of its stack is left to walk it",
-        [KS_CAPTURE_FAILED] = "libunwind could not start from its registers",
-    };
-    if (e->why > 0 && e->why <= KS_CAPTURE_FAILED) {
-        ks_check_unknown(c, "%s", capture_why[e->why]);
+    if (e->why != KS_NOSTACK_NONE) {
+        ks_check_nostack(c, e->why);
         return;
     }
     ks_check_langrt(c, e);
@@ -188,13 +116,57 @@ static void ks_check_settle(pid_t tid)
     struct ks_syscall sc;
     struct ks_taskstatus st;
     while (ks_now_ns() < end && ks_read_task_syscall(tid, &sc) == 0) {
-        const char *why = sc.nr == KS_SYSCALL_RUNNING ? "running"
-                        : ks_dump_why_not_signal(tid, &sc, &st);
-        if (!why || (strcmp(why, "running") != 0 && strcmp(why, "uninterruptible") != 0 &&
-                     strcmp(why, "signal-pending") != 0))
+        int running = sc.nr == KS_SYSCALL_RUNNING;
+        int why = running ? KS_NOSTACK_NONE : ks_dump_why_not_signal(tid, &sc, &st);
+        if (!running && why != KS_NOSTACK_UNINTERRUPTIBLE && why != KS_NOSTACK_SIGNAL_PENDING)
             return;
         ks_nap_ns(KS_CHECK_SETTLE_NAP_NS);
     }
+}
+
+/* Under the registry lock as the thread is held: a deferred cancellation
+ * starts at a call into a cancellation point, never at the instruction the
+ * signal interrupted (for a blocked thread, that is the system call in
+ * libc, whose frame has nothing to check). */
+static void ks_check_on_hold(struct ks_capture *cap, struct ks_thread *r, void *deferred)
+{
+    (void)cap;
+    *(int *)deferred = !__atomic_load_n(&r->cancel_async, __ATOMIC_RELAXED);
+}
+
+/* Takes the stack of the thread checked (CAP: its tid and record) and walks
+ * it. */
+static void ks_check_take(struct ks_cancel_check *c, struct ks_capture *cap)
+{
+    int deferred = 0;
+    struct ks_capture_opts o = {
+        .answer_ns = KS_CHECK_ANSWER_NS,
+        .slice_ns = KS_CHECK_SLICE_NS,
+        .grace_ns = KS_CHECK_GRACE_NS,
+        .read_sc = 1,
+        .keep_call_held = 1,   /* until ks_cancel_check_done: the cancel acts in that call */
+        .on_hold = ks_check_on_hold,
+        .arg = &deferred,
+    };
+    struct ks_dump *d = ks_capture_stacks(&cap, 1, &o);
+    if (!d) {
+        ks_check_unknown(c, "out of memory");
+        return;
+    }
+    c->held = cap->held ? cap->rec : NULL;
+    c->have_sc = cap->have_sc;
+    c->sc = cap->sc;
+    if (cap->via == KS_VIA_CALL) {
+        ks_check_walk(c, cap->e, 0);
+    } else if (cap->via == KS_VIA_SIGNAL) {
+        c->signalled = 1;
+        ks_check_walk(c, cap->e, deferred ? KS_FRAMES_SKIP_TOP : 0);
+    } else if (cap->gone || cap->why == KS_NOSTACK_EXITED) {
+        c->verdict = KS_CHECK_GONE;
+    } else {
+        ks_check_nostack(c, cap->why);
+    }
+    ks_dump_release(d);
 }
 
 void ks_cancel_check(pid_t tid, uint64_t id, struct ks_cancel_check *c)
@@ -206,46 +178,19 @@ void ks_cancel_check(pid_t tid, uint64_t id, struct ks_cancel_check *c)
     /* The walk classifies frames by module: a library dlopened since the
      * last look must be in the table. Takes the loader's lock. */
     ks_safepoint_refresh();
-    struct ks_dump *d = ks_dump_alloc(1);
-    if (!d) {
-        ks_check_unknown(c, "out of memory");
-        return;
-    }
-    d->e[0].tid = tid;
     ks_check_settle(tid);
-    struct ks_regs regs;
-    int in_call = 0, deferred;
+    struct ks_capture cap = {.tid = tid};
     ks_registry_lock();
     struct ks_thread *t = ks_check_find(c);
-    if (!t || t->role != KS_ROLE_APP) {
-        c->verdict = t ? KS_CHECK_OK : KS_CHECK_GONE;
-        ks_registry_unlock();
-        ks_dump_release(d);
-        return;
+    if (t && t->role == KS_ROLE_APP) {
+        cap.rec = t;
+        cap.id = c->id = t->id;
     }
-    c->id = t->id;
-    ks_stack_bounds(t);   /* allocates: before the hold */
-    struct ks_block *b = ks_block_of(t);
-    d->e[0].stack_lo = b->stack_lo;
-    d->e[0].stack_hi = b->stack_hi;
-    __atomic_store_n(&b->reader, 1, __ATOMIC_SEQ_CST);
-    c->held = t;
-    if (__atomic_load_n(&b->in_call, __ATOMIC_SEQ_CST)) {
-        in_call = 1;
-        regs = b->regs;
-    }
-    /* A deferred cancellation starts at a call into a cancellation point,
-     * never at the instruction the signal interrupted (for a blocked thread,
-     * that is the system call in libc, whose frame has nothing to check). */
-    deferred = !__atomic_load_n(&t->cancel_async, __ATOMIC_RELAXED);
     ks_registry_unlock();
-    if (in_call) {
-        ks_unwind_regs(&regs, &d->e[0]);
-        ks_check_walk(c, &d->e[0], 0);
-    } else if (ks_check_by_signal(c, d) == 0) {
-        ks_check_walk(c, &d->e[0], deferred ? KS_FRAMES_SKIP_TOP : 0);
-    }
-    ks_dump_release(d);
+    if (!cap.rec)
+        c->verdict = t ? KS_CHECK_OK : KS_CHECK_GONE;
+    else
+        ks_check_take(c, &cap);
 }
 
 int ks_cancel_check_current(const struct ks_cancel_check *c, struct ks_thread *t)

@@ -38,32 +38,16 @@
 #define KS_CAPTURE_GRACE_NS (50 * 1000000ull)   /* for a handler caught mid-answer */
 #define KS_LIVENESS_NS (20 * 1000000ull)        /* how often unanswered tids are checked */
 
-enum ks_via { KS_VIA_NONE, KS_VIA_CALL, KS_VIA_SIGNAL };
-
 struct ks_target {
-    pid_t tid;
     int selected;
-    int gone;                   /* exited during the dump: not reported */
-    /* From the registry (registered == 0: a thread the shim did not see start). */
-    int registered, role, wait_kind;
-    uint64_t id;
+    int registered, role, wait_kind;   /* from the registry (registered == 0: a thread
+                                        * the shim did not see start) */
     void *wait_obj;
-    struct ks_thread *rec;      /* dereferenced only under the registry lock, after
-                                 * checking it is still linked with this id, or while
-                                 * the thread is held by its reader flag */
-    int held;                   /* we set its reader flag (blocking.h) */
-    /* From /proc: stat for every thread, syscall for the selected ones,
-     * status (signal masks) only for those about to be signalled. */
-    int have_syscall;
-    struct ks_taskstat stat;
-    struct ks_taskstatus st;
-    struct ks_syscall sc;
-    /* The capture. */
-    int via, call;
-    const char *why;
-    struct ks_regs regs;
-    struct ks_dump_entry *e;
     pid_t owner;
+    /* From /proc: stat for every thread; the system call, in CAP, for the
+     * selected ones. */
+    struct ks_taskstat stat;
+    struct ks_capture cap;      /* tid, rec, id, gone; the capture (stack_capture.h) */
 };
 
 struct ks_targets {
@@ -74,7 +58,7 @@ struct ks_targets {
 
 static int ks_target_cmp(const void *a, const void *b)
 {
-    pid_t x = ((const struct ks_target *)a)->tid, y = ((const struct ks_target *)b)->tid;
+    pid_t x = ((const struct ks_target *)a)->cap.tid, y = ((const struct ks_target *)b)->cap.tid;
     return (x > y) - (x < y);
 }
 
@@ -83,8 +67,8 @@ static void ks_target_take(struct ks_target *t, struct ks_thread *r)
 {
     t->registered = 1;
     t->role = r->role;
-    t->id = r->id;
-    t->rec = r;
+    t->cap.id = r->id;
+    t->cap.rec = r;
     t->wait_kind = __atomic_load_n(&r->wait_kind, __ATOMIC_RELAXED);
     t->wait_obj = __atomic_load_n(&r->wait_obj, __ATOMIC_RELAXED);
 }
@@ -98,7 +82,7 @@ static int ks_collect_registry(struct ks_targets *ts)
     ts->v = calloc((size_t)cap + 1, sizeof *ts->v);
     for (struct ks_thread *r = ks_registry_first(); ts->v && r && ts->n < cap; r = r->next) {
         struct ks_target *t = &ts->v[ts->n++];
-        t->tid = r->tid;
+        t->cap.tid = r->tid;
         t->owner = KS_OWNER_UNKNOWN;
         ks_target_take(t, r);
     }
@@ -130,14 +114,14 @@ static int ks_stack_targets(struct ks_targets *ts, pid_t only)
     for (int i = 0; i < n; i++) {
         struct ks_target *t = &ts->v[ts->n++];
         memset(t, 0, sizeof *t);
-        t->tid = tids[i];
+        t->cap.tid = tids[i];
         t->owner = KS_OWNER_UNKNOWN;
     }
     free(tids);
     qsort(ts->v, (size_t)ts->n, sizeof *ts->v, ks_target_cmp);
     ks_registry_lock();
     for (struct ks_thread *r = ks_registry_first(); r; r = r->next) {
-        struct ks_target key = {.tid = r->tid};
+        struct ks_target key = {.cap.tid = r->tid};
         struct ks_target *t = bsearch(&key, ts->v, (size_t)ts->n, sizeof *ts->v, ks_target_cmp);
         if (!t)
             continue;   /* started after the directory was read */
@@ -147,18 +131,18 @@ static int ks_stack_targets(struct ks_targets *ts, pid_t only)
     /* Tasks the registry did not know yet: being born, dying, or foreign. */
     for (int i = 0; i < ts->n; i++) {
         struct ks_target *t = &ts->v[i];
-        if (t->registered || (only && t->tid != only))
+        if (t->registered || (only && t->cap.tid != only))
             continue;
-        enum ks_settle v = ks_registry_settle(t->tid, ks_task_age_ms(t->tid));
+        enum ks_settle v = ks_registry_settle(t->cap.tid, ks_task_age_ms(t->cap.tid));
         if (v == KS_SETTLE_EXITING) {
-            t->gone = 1;
+            t->cap.gone = 1;
         } else if (v == KS_SETTLE_LINKED) {
             ks_registry_lock();
-            struct ks_thread *r = ks_registry_find(t->tid);
+            struct ks_thread *r = ks_registry_find(t->cap.tid);
             if (r) {
                 ks_target_take(t, r);
             } else {
-                t->gone = 1;
+                t->cap.gone = 1;
             }
             ks_registry_unlock();
         }
@@ -167,191 +151,16 @@ select:
     for (int i = 0; i < ts->n; i++) {
         struct ks_target *t = &ts->v[i];
         if (t->registered && t->role == KS_ROLE_SHIM)
-            t->gone = 1;   /* ours: never dumped, never listed */
-        t->selected = !t->gone && (!only || t->tid == only);
+            t->cap.gone = 1;   /* ours: never dumped, never listed */
+        t->selected = !t->cap.gone && (!only || t->cap.tid == only);
         ts->nsel += t->selected;
     }
     return 0;
 }
 
-/* The record of T if it is still the same linked thread. Registry lock held. */
-static struct ks_thread *ks_live_rec(const struct ks_target *t)
-{
-    struct ks_thread *r = t->registered ? ks_registry_find(t->tid) : NULL;
-    return r == t->rec && r && r->id == t->id ? r : NULL;
-}
-
-/* Holds every selected registered thread (reader flag, blocking.h). A thread
- * found inside a wrapped call has its registers copied and stays held until
- * it is unwound; the others stay held until they answer or are given up.
- * From here to ks_finish the dumper does not allocate, and takes no lock
- * but the registry's and the loader's (libunwind's dl_iterate_phdr; dlopen
- * holds it only while it links a library into the list). */
-static void ks_hold_all(struct ks_targets *ts)
-{
-    ks_registry_lock();
-    /* Stack bounds first: pthread_getattr_np allocates, and nothing may
-     * allocate while a thread is held. A held thread may be in a signal
-     * handler that interrupted malloc with the arena lock taken. */
-    for (int i = 0; i < ts->n; i++) {
-        struct ks_target *t = &ts->v[i];
-        struct ks_thread *r = t->selected && !t->gone ? ks_live_rec(t) : NULL;
-        if (!r)
-            continue;
-        ks_stack_bounds(r);
-        t->e->stack_lo = ks_block_of(r)->stack_lo;
-        t->e->stack_hi = ks_block_of(r)->stack_hi;
-    }
-    for (int i = 0; i < ts->n; i++) {
-        struct ks_target *t = &ts->v[i];
-        struct ks_thread *r = t->selected && !t->gone ? ks_live_rec(t) : NULL;
-        if (!r)
-            continue;
-        struct ks_block *b = ks_block_of(r);
-        __atomic_store_n(&b->reader, 1, __ATOMIC_SEQ_CST);
-        t->held = 1;
-        if (__atomic_load_n(&b->in_call, __ATOMIC_SEQ_CST)) {
-            t->via = KS_VIA_CALL;
-            t->call = b->call;
-            t->regs = b->regs;
-        }
-    }
-    ks_registry_unlock();
-}
-
-/* Unwinds the threads held in wrapped calls and lets them go. Their records
- * stay valid while they are held: a held thread cannot leave its wrapper. */
-static void ks_unwind_held_calls(struct ks_targets *ts)
-{
-    for (int i = 0; i < ts->n; i++) {
-        struct ks_target *t = &ts->v[i];
-        if (t->via != KS_VIA_CALL)
-            continue;
-        ks_unwind_regs(&t->regs, t->e);
-        t->e->state = KS_ENTRY_DONE;
-        ks_reader_release(t->rec);
-        t->held = 0;
-    }
-}
-
-/* Signals the selected threads that are not held in a call, when that is
- * invisible. Returns how many were signalled. */
-static int ks_signal_all(struct ks_targets *ts)
-{
-    /* /proc first, outside the registry lock (pthread_create and thread
-     * exits wait for that lock). */
-    for (int i = 0; i < ts->n; i++) {
-        struct ks_target *t = &ts->v[i];
-        if (!t->selected || t->gone || t->via == KS_VIA_CALL)
-            continue;
-        /* Without /proc nothing says whether a signal would cut a system
-         * call short: the dump stays invisible, so no signal. */
-        if (ts->no_proc) {
-            t->why = "no-procfs";
-            continue;
-        }
-        t->why = ks_dump_why_not_signal(t->tid, t->have_syscall ? &t->sc : NULL, &t->st);
-        if (t->why && strcmp(t->why, "exited") == 0 && t->st.state != 'Z')
-            t->gone = 1;   /* its status vanished: it has exited since it was listed */
-    }
-    int sent = 0;
-    ks_registry_lock();
-    for (int i = 0; i < ts->n; i++) {
-        struct ks_target *t = &ts->v[i];
-        if (!t->selected || t->via == KS_VIA_CALL)
-            continue;
-        struct ks_thread *r = t->registered ? ks_live_rec(t) : NULL;
-        if (t->registered && !r)
-            t->gone = 1;
-        if (t->gone || t->why) {
-            if (r && t->held) {
-                ks_reader_release(r);
-                t->held = 0;
-            }
-            continue;
-        }
-        /* An unregistered thread has no record, so nothing proves its tid
-         * was not recycled since /proc listed it. tgkill with our pid can
-         * only reach a thread of this process; if that is a newer thread, it
-         * answers for the tid it now owns (its own stack, correctly labelled)
-         * or, if it has no entry, ignores the signal. */
-        __atomic_store_n(&t->e->state, KS_ENTRY_WAITING, __ATOMIC_SEQ_CST);
-        int rc = ks_signal_tid(t->tid, KS_SIG_DUMP);
-        if (rc == 0) {
-            t->via = KS_VIA_SIGNAL;
-            sent++;
-            continue;
-        }
-        __atomic_store_n(&t->e->state, KS_ENTRY_IDLE, __ATOMIC_SEQ_CST);
-        if (rc == ESRCH)
-            t->gone = 1;
-        else
-            t->why = "send-failed";
-        if (r && t->held) {
-            ks_reader_release(r);
-            t->held = 0;
-        }
-    }
-    ks_registry_unlock();
-    return sent;
-}
-
-/* Waits for the signalled threads, noticing those that exit meanwhile (a
- * thread on its way out blocks every signal and never answers). */
-static void ks_wait_answers(struct ks_targets *ts, struct ks_dump *d, int sent, int answer_ms)
-{
-    uint64_t deadline = ks_now_ns() + (uint64_t)answer_ms * 1000000u;
-    int gone = 0;
-    while (ks_dump_wait(d, sent - gone, deadline, KS_LIVENESS_NS) < sent - gone &&
-           ks_now_ns() < deadline) {
-        gone = 0;
-        for (int i = 0; i < ts->n; i++) {
-            struct ks_target *t = &ts->v[i];
-            if (t->via != KS_VIA_SIGNAL)
-                continue;
-            if (!t->gone && __atomic_load_n(&t->e->state, __ATOMIC_ACQUIRE) == KS_ENTRY_WAITING &&
-                syscall(SYS_tgkill, ks_getpid(), t->tid, 0) != 0 && errno == ESRCH)
-                t->gone = 1;
-            gone += t->gone && __atomic_load_n(&t->e->state, __ATOMIC_ACQUIRE) != KS_ENTRY_DONE;
-        }
-    }
-}
-
-/* Gives up on threads that did not answer and lets every held thread go. */
-static void ks_finish(struct ks_targets *ts)
-{
-    for (int i = 0; i < ts->n; i++) {
-        struct ks_target *t = &ts->v[i];
-        if (t->via == KS_VIA_SIGNAL && ks_dump_abandon(t->e, KS_CAPTURE_GRACE_NS) != KS_ENTRY_DONE) {
-            t->via = KS_VIA_NONE;
-            if (!t->why)
-                t->why = "no-answer";
-        }
-    }
-    ks_registry_lock();
-    for (int i = 0; i < ts->n; i++) {
-        struct ks_target *t = &ts->v[i];
-        struct ks_thread *r = t->held ? ks_live_rec(t) : NULL;
-        if (r)
-            ks_reader_release(r);
-        t->held = 0;
-    }
-    ks_registry_unlock();
-}
-
 static const char *ks_role_of(const struct ks_target *t)
 {
     return t->registered ? ks_role_name(t->role) : "foreign";   /* never a shim thread */
-}
-
-static const char *ks_capture_why(int why)
-{
-    switch (why) {
-    case KS_CAPTURE_ALTSTACK: return "altstack";
-    case KS_CAPTURE_LOWSTACK: return "low-stack";
-    case KS_CAPTURE_FAILED: return "unwind-failed";
-    default: return NULL;
-    }
 }
 
 static void ks_out_ips(struct ks_out *out, const struct ks_dump_entry *e)
@@ -369,7 +178,8 @@ static void ks_out_ips(struct ks_out *out, const struct ks_dump_entry *e)
 static void ks_out_target(struct ks_out *out, const struct ks_target *t)
 {
     ks_out_word(out, "stack");
-    ks_out_i64(out, "tid", t->tid);
+    const struct ks_capture *c = &t->cap;
+    ks_out_i64(out, "tid", c->tid);
     if (t->stat.state)   /* name and state come from /proc: absent without it */
         ks_out_str(out, "name", t->stat.comm);
     ks_out_str(out, "role", ks_role_of(t));
@@ -378,22 +188,22 @@ static void ks_out_target(struct ks_out *out, const struct ks_target *t)
     if (!t->selected) {
         ks_out_i64(out, "selected", 0);
     } else {
-        const struct ks_dump_entry *e = t->e;
-        const char *why = t->why;
-        int frames = t->via != KS_VIA_NONE && e->state == KS_ENTRY_DONE && e->nframes > 0;
-        if (t->via != KS_VIA_NONE && e->state == KS_ENTRY_DONE && !why)
-            why = ks_capture_why(e->why);
-        ks_out_str(out, "via", !frames ? "none" : t->via == KS_VIA_CALL ? "call" : "signal");
-        if (why)
-            ks_out_str(out, "why", why);
-        if (t->via == KS_VIA_CALL)
-            ks_out_str(out, "call", ks_call_name(t->call));
-        if (t->have_syscall && t->sc.nr >= 0) {
-            ks_out_i64(out, "syscall", t->sc.nr);
-            ks_out_fmt(out, "sargs", "%llx,%llx,%llx,%llx,%llx,%llx", t->sc.args[0], t->sc.args[1],
-                       t->sc.args[2], t->sc.args[3], t->sc.args[4], t->sc.args[5]);
-            ks_out_hex(out, "ssp", t->sc.sp);
-            ks_out_hex(out, "spc", t->sc.pc);
+        const struct ks_dump_entry *e = c->e;
+        int why = c->why;
+        int frames = c->via != KS_VIA_NONE && e->state == KS_ENTRY_DONE && e->nframes > 0;
+        if (c->via != KS_VIA_NONE && e->state == KS_ENTRY_DONE && !why)
+            why = e->why;
+        ks_out_str(out, "via", !frames ? "none" : c->via == KS_VIA_CALL ? "call" : "signal");
+        if (ks_nostack_token(why))
+            ks_out_str(out, "why", ks_nostack_token(why));
+        if (c->via == KS_VIA_CALL)
+            ks_out_str(out, "call", ks_call_name(c->call));
+        if (c->have_sc && c->sc.nr >= 0) {
+            ks_out_i64(out, "syscall", c->sc.nr);
+            ks_out_fmt(out, "sargs", "%llx,%llx,%llx,%llx,%llx,%llx", c->sc.args[0], c->sc.args[1],
+                       c->sc.args[2], c->sc.args[3], c->sc.args[4], c->sc.args[5]);
+            ks_out_hex(out, "ssp", c->sc.sp);
+            ks_out_hex(out, "spc", c->sc.pc);
         }
         if (frames && e->nframes > 0) {
             ks_out_ips(out, e);
@@ -417,67 +227,60 @@ static void ks_read_proc(struct ks_targets *ts)
 {
     for (int i = 0; i < ts->n && !ts->no_proc; i++) {
         struct ks_target *t = &ts->v[i];
-        if (t->gone)
+        if (t->cap.gone)
             continue;
-        if (ks_read_task_stat(0, t->tid, &t->stat) != 0) {
-            t->gone = 1;
+        if (ks_read_task_stat(0, t->cap.tid, &t->stat) != 0) {
+            t->cap.gone = 1;
             continue;
         }
         if (t->selected)
-            t->have_syscall = ks_read_task_syscall(t->tid, &t->sc) == 0;
+            t->cap.have_sc = ks_read_task_syscall(t->cap.tid, &t->cap.sc) == 0;
     }
 }
 
-static struct ks_dump *ks_make_table(struct ks_targets *ts)
+/* The selected threads' captures, in tid order (ts->v is sorted), or NULL
+ * out of memory. */
+static struct ks_capture **ks_selected(struct ks_targets *ts)
 {
-    struct ks_dump *d = ks_dump_alloc(ts->nsel);
-    if (!d)
-        return NULL;
-    int k = 0;
-    for (int i = 0; i < ts->n; i++) {
-        struct ks_target *t = &ts->v[i];
-        if (!t->selected)
-            continue;
-        d->e[k].tid = t->tid;   /* ts->v is sorted by tid, so is the table */
-        t->e = &d->e[k++];
-    }
-    d->n = k;
-    return d;
+    struct ks_capture **v = calloc((size_t)(ts->nsel > 0 ? ts->nsel : 1), sizeof *v);
+    for (int i = 0, k = 0; v && i < ts->n; i++)
+        if (ts->v[i].selected)
+            v[k++] = &ts->v[i].cap;
+    return v;
 }
 
 static void ks_dump_into(struct ks_targets *ts, int answer_ms, uint64_t t0, struct ks_out *out)
 {
-    struct ks_dump *d = ks_make_table(ts);
+    struct ks_capture **sel = ks_selected(ts);
+    struct ks_capture_opts o = {
+        .answer_ns = (uint64_t)answer_ms * 1000000u,
+        .slice_ns = KS_LIVENESS_NS,
+        .grace_ns = KS_CAPTURE_GRACE_NS,
+        .no_proc = ts->no_proc,
+    };
+    uint64_t t1 = ks_now_ns();
+    struct ks_dump *d = sel ? ks_capture_stacks(sel, ts->nsel, &o) : NULL;
+    free(sel);   /* before any output: nothing is held any more */
     if (!d) {
         ks_out_err(out, "internal", "out of memory");
         return;
     }
-    uint64_t t1 = ks_now_ns();
-    ks_dump_publish(d);
-    ks_hold_all(ts);
-    ks_unwind_held_calls(ts);
     uint64_t t2 = ks_now_ns();
-    int sent = ks_signal_all(ts);
-    uint64_t t3 = ks_now_ns();
-    if (sent)
-        ks_wait_answers(ts, d, sent, answer_ms);
-    ks_finish(ts);
-    uint64_t t4 = ks_now_ns();
-    int count = 0;
+    int count = 0, sent = 0;
     for (int i = 0; i < ts->n; i++) {
         struct ks_target *t = &ts->v[i];
-        if (t->gone)
+        if (t->cap.gone)
             continue;
         if (t->wait_kind != KS_WAIT_NONE && t->wait_obj)
             t->owner = ks_wait_owner(t->wait_kind, t->wait_obj);
         ks_out_target(out, t);
         count += t->selected;
+        sent += t->selected && t->cap.via == KS_VIA_SIGNAL;
     }
     ks_dump_release(d);
-    ks_debug("stack: %d threads (%d signalled): listing %llu us, calls %llu us, signals %llu us, "
-             "answers %llu us, output %llu us", count, sent, (unsigned long long)(t1 - t0) / 1000,
-             (unsigned long long)(t2 - t1) / 1000, (unsigned long long)(t3 - t2) / 1000,
-             (unsigned long long)(t4 - t3) / 1000, (unsigned long long)(ks_now_ns() - t4) / 1000);
+    ks_debug("stack: %d threads (%d answered a signal): listing %llu us, capture %llu us, "
+             "output %llu us", count, sent, (unsigned long long)(t1 - t0) / 1000,
+             (unsigned long long)(t2 - t1) / 1000, (unsigned long long)(ks_now_ns() - t2) / 1000);
     ks_out_word(out, "ok");
     ks_out_i64(out, "threads", count);
     ks_out_i64(out, "us", (int64_t)((ks_now_ns() - t0) / 1000u));
@@ -509,7 +312,7 @@ void ks_cmd_stack(const struct ks_msg *req, struct ks_out *out)
         ks_read_proc(&ts);
         int found = 0;
         for (int i = 0; i < ts.n; i++)
-            found |= ts.v[i].selected && !ts.v[i].gone;
+            found |= ts.v[i].selected && !ts.v[i].cap.gone;
         if (only && !found)
             rc = ESRCH;
     }

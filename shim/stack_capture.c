@@ -54,7 +54,7 @@ static void ks_unwind(ucontext_t *uc, struct ks_dump_entry *e)
     unw_cursor_t c;
     e->nframes = 0;
     if (unw_init_local2(&c, (unw_context_t *)uc, UNW_INIT_SIGNAL_FRAME) < 0) {
-        e->why = KS_CAPTURE_FAILED;
+        e->why = KS_NOSTACK_UNWIND_FAILED;
         return;
     }
     int exact = 1;
@@ -123,10 +123,10 @@ static void ks_capture_here(ucontext_t *uc, struct ks_dump_entry *e)
     uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
     stack_t ss;
     if (sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK))
-        e->why = KS_CAPTURE_ALTSTACK;
+        e->why = KS_NOSTACK_ALTSTACK;
     else if (e->stack_lo && sp >= e->stack_lo && sp < e->stack_hi &&
              sp - e->stack_lo < KS_STACK_MARGIN)
-        e->why = KS_CAPTURE_LOWSTACK;
+        e->why = KS_NOSTACK_LOWSTACK;
     else
         ks_unwind(uc, e);
 }
@@ -361,26 +361,54 @@ static int ks_syscall_restarts(const struct ks_syscall *sc)
     }
 }
 
-const char *ks_dump_why_not_signal(pid_t tid, const struct ks_syscall *sc, struct ks_taskstatus *st)
+int ks_dump_why_not_signal(pid_t tid, const struct ks_syscall *sc, struct ks_taskstatus *st)
 {
     if (ks_read_task_status(tid, st) != 0)
-        return "exited";
+        return KS_NOSTACK_EXITED;
     switch (st->state) {
     case 'Z':
-    case 'X': return "exited";
+    case 'X': return KS_NOSTACK_EXITED;
     case 'T':
-    case 't': return "stopped";
-    case 'D': return "uninterruptible";
+    case 't': return KS_NOSTACK_STOPPED;
+    case 'D': return KS_NOSTACK_UNINTERRUPTIBLE;
     default: break;
     }
     unsigned long long bit = 1ull << (ks_signo(KS_SIG_DUMP) - 1);
     if (st->sigblk & bit)
-        return "signals-blocked";
+        return KS_NOSTACK_SIGNALS_BLOCKED;
     if (st->sigpnd & bit)
-        return "signal-pending";   /* an earlier dump's signal is still queued */
+        return KS_NOSTACK_SIGNAL_PENDING;   /* an earlier dump's signal is still queued */
     if (sc && sc->nr >= 0 && !ks_syscall_restarts(sc))
-        return "syscall";
-    return NULL;
+        return KS_NOSTACK_SYSCALL;
+    return KS_NOSTACK_NONE;
+}
+
+static const struct {
+    const char *token, *words;
+} ks_nostack_names[KS_NOSTACK_N] = {
+    [KS_NOSTACK_ALTSTACK] = {"altstack", "it runs on its alternate signal stack"},
+    [KS_NOSTACK_LOWSTACK] = {"low-stack", "too little of its stack is left to walk it"},
+    [KS_NOSTACK_UNWIND_FAILED] = {"unwind-failed", "libunwind could not start from its registers"},
+    [KS_NOSTACK_EXITED] = {"exited", "it exited"},
+    [KS_NOSTACK_STOPPED] = {"stopped", "it is stopped"},
+    [KS_NOSTACK_UNINTERRUPTIBLE] = {"uninterruptible", "it stays in uninterruptible sleep"},
+    [KS_NOSTACK_SIGNALS_BLOCKED] = {"signals-blocked", "it blocks the shim's signals"},
+    [KS_NOSTACK_SIGNAL_PENDING] = {"signal-pending",
+                                   "an earlier signal of the shim is still pending on it"},
+    [KS_NOSTACK_SYSCALL] = {"syscall", "it is blocked in a system call a signal would cut short"},
+    [KS_NOSTACK_NO_PROCFS] = {"no-procfs", "/proc cannot be read"},
+    [KS_NOSTACK_SEND_FAILED] = {"send-failed", "the shim's signal could not be sent"},
+    [KS_NOSTACK_NO_ANSWER] = {"no-answer", "it did not answer the shim's signal in time"},
+};
+
+const char *ks_nostack_token(int why)
+{
+    return why > 0 && why < KS_NOSTACK_N ? ks_nostack_names[why].token : NULL;
+}
+
+const char *ks_nostack_words(int why)
+{
+    return why > 0 && why < KS_NOSTACK_N ? ks_nostack_names[why].words : "";
 }
 
 /* Runs every libunwind path the handler uses once, here, so that its one-time

@@ -32,13 +32,30 @@ enum ks_entry_state {
     KS_ENTRY_ABANDONED,    /* the dump stopped waiting for it */
 };
 
-/* Why an answered entry holds no (or a cut) stack. */
-enum ks_capture_why {
-    KS_CAPTURE_OK = 0,
-    KS_CAPTURE_ALTSTACK,   /* the thread was on its alternate signal stack */
-    KS_CAPTURE_LOWSTACK,   /* too little stack left to unwind safely */
-    KS_CAPTURE_FAILED,     /* libunwind could not start */
+/* Why a thread's stack was not taken (or is cut): the handler's answers
+ * first, then why a thread is not signalled, then the protocol's own. One
+ * enum and one table (ks_nostack_token, ks_nostack_words) for every user. */
+enum ks_nostack {
+    KS_NOSTACK_NONE = 0,
+    KS_NOSTACK_ALTSTACK,        /* the thread was on its alternate signal stack */
+    KS_NOSTACK_LOWSTACK,        /* too little stack left to unwind safely */
+    KS_NOSTACK_UNWIND_FAILED,   /* libunwind could not start */
+    KS_NOSTACK_EXITED,          /* its /proc status is gone, or it is a zombie */
+    KS_NOSTACK_STOPPED,
+    KS_NOSTACK_UNINTERRUPTIBLE,
+    KS_NOSTACK_SIGNALS_BLOCKED, /* it blocks KS_SIG_DUMP */
+    KS_NOSTACK_SIGNAL_PENDING,  /* an earlier dump's signal is still queued */
+    KS_NOSTACK_SYSCALL,         /* its system call would return early to a handler */
+    KS_NOSTACK_NO_PROCFS,       /* no /proc: nothing says a signal would be invisible */
+    KS_NOSTACK_SEND_FAILED,
+    KS_NOSTACK_NO_ANSWER,       /* signalled, did not answer in time */
+    KS_NOSTACK_N
 };
+/* The protocol's token ("altstack", "low-stack", "unwind-failed", "exited",
+ * "stopped", ...: docs/PROTOCOL.md), NULL for NONE. */
+const char *ks_nostack_token(int why);
+/* The same for a person ("it is stopped"), for a refusal's message. */
+const char *ks_nostack_words(int why);
 
 struct ks_dump_entry {
     pid_t tid;
@@ -47,7 +64,7 @@ struct ks_dump_entry {
     int nframes;
     int truncated;         /* more than KS_STACK_MAX frames, or a frame without
                             * unwind info ended the walk early (see unwind) */
-    int why;               /* enum ks_capture_why */
+    int why;               /* enum ks_nostack: NONE, ALTSTACK, LOWSTACK or UNWIND_FAILED */
     uint64_t exact[KS_STACK_MAX / 64];  /* bit i: ips[i] is an exact pc (the
                             * interrupted instruction), not a return address */
     uintptr_t ips[KS_STACK_MAX];
@@ -105,12 +122,62 @@ void ks_stack_bounds(struct ks_thread *r);
 /* Lets R go: clears its reader flag and wakes its wrapper. R must still be
  * linked (registry lock held) or held in its wrapped call. */
 void ks_reader_release(struct ks_thread *r);
-/* NULL if TID may be sent KS_SIG_DUMP invisibly, else why not: "exited",
- * "stopped", "uninterruptible", "signals-blocked", "signal-pending" (an
- * earlier dump's signal is still queued) or "syscall" (SC, the call it is
- * blocked in, would return early to a handler; NULL SC: not known). Fills ST
- * from /proc. Not under the registry lock (reads /proc). */
-const char *ks_dump_why_not_signal(pid_t tid, const struct ks_syscall *sc, struct ks_taskstatus *st);
+/* KS_NOSTACK_NONE if TID may be sent KS_SIG_DUMP invisibly, else why not:
+ * EXITED, STOPPED, UNINTERRUPTIBLE, SIGNALS_BLOCKED, SIGNAL_PENDING or
+ * SYSCALL (SC, the call it is blocked in, would return early to a handler;
+ * NULL SC: not known). Fills ST from /proc. Not under the registry lock
+ * (reads /proc). */
+int ks_dump_why_not_signal(pid_t tid, const struct ks_syscall *sc, struct ks_taskstatus *st);
+
+/* ---- Taking the stacks of a set of threads (stack_take.c) ---------------
+ * The one protocol for the stack verb and cancel's check: hold every
+ * registered thread (reader flag); unwind those held in a wrapped call from
+ * their saved registers; signal the others where that is invisible; wait
+ * for their answers, noticing those that exit; abandon the rest; let the
+ * held threads go. Runs on the control side with the dump lock held. */
+enum ks_via { KS_VIA_NONE, KS_VIA_CALL, KS_VIA_SIGNAL };
+
+struct ks_capture {
+    /* The caller's. */
+    pid_t tid;
+    struct ks_thread *rec;      /* its record when listed, NULL if the registry does not
+                                 * know it; used only under the registry lock after
+                                 * checking it is still linked with ID, or while held */
+    uint64_t id;
+    int gone;                   /* in: known gone (skipped); out: exited meanwhile */
+    int have_sc;                /* SC known (read by the caller, or here: read_sc) */
+    struct ks_syscall sc;       /* its system call from /proc, before signalling */
+    /* Filled. */
+    struct ks_dump_entry *e;    /* its entry in the table returned */
+    int via;                    /* enum ks_via; NONE: no stack, WHY says why */
+    int why;                    /* enum ks_nostack */
+    int call;                   /* via CALL: the wrapped call (enum ks_call) */
+    int held;                   /* its reader flag is still ours (keep_call_held) */
+    struct ks_regs regs;        /* via CALL: as its wrapper saved them */
+    struct ks_taskstatus st;    /* signalled or not: its status then */
+};
+
+struct ks_capture_opts {
+    uint64_t answer_ns;         /* how long the signalled threads have to answer */
+    uint64_t slice_ns;          /* how often meanwhile an unanswered tid is checked alive */
+    uint64_t grace_ns;          /* for a handler caught mid-answer */
+    int no_proc;                /* /proc unreadable: never signal (NO_PROCFS) */
+    int read_sc;                /* read each thread's system call just before it
+                                 * would be signalled (else the caller's, if any) */
+    int keep_call_held;         /* a thread unwound from its wrapped call stays held
+                                 * (held = 1): the caller lets it go (ks_reader_release) */
+    /* If set: called for each thread as it is held, under the registry lock
+     * with its record R linked. */
+    void (*on_hold)(struct ks_capture *c, struct ks_thread *r, void *arg);
+    void *arg;
+};
+
+/* Takes the stacks of the N threads V[i] (sorted by tid). Caller holds the
+ * dump lock and not the registry lock. Returns the table the entries V[i]->e
+ * live in (free it with ks_dump_release when done with them), or NULL out of
+ * memory (nothing was done to any thread). */
+struct ks_dump *ks_capture_stacks(struct ks_capture *const *v, int n,
+                                  const struct ks_capture_opts *o);
 
 #ifdef __cplusplus
 }
