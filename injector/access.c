@@ -9,8 +9,8 @@
 
 #include "client.h"
 #include "injector.h"
-#include "shim/access.h"
-#include "shim/procfs.h"
+#include "shim/common/access.h"
+#include "shim/common/procfs.h"
 
 /* PID's real, effective and saved uid (or gid: KEY "Gid:"). Returns 0 or -1. */
 static int ksi_ids(pid_t pid, const char *key, int ids[3])

@@ -12,15 +12,15 @@
 
 #include "deadline.h"
 #include "injector.h"
-#include "shim/doorbell.h"
+#include "shim/common/doorbell.h"
 #include "peer.h"
-#include "shim/access.h"
-#include "shim/procfs.h"
-#include "shim/sockaddr.h"
+#include "shim/common/access.h"
+#include "shim/common/procfs.h"
+#include "shim/common/sockaddr.h"
 #include "symbolize.h"
 
 #define KSI_REPLY_TIMEOUT_S 30
-/* A process starts serving when first asked (shim/control.h); this long. */
+/* A process starts serving when first asked (shim/control/control.h); this long. */
 #define KSI_START_TIMEOUT_MS 2000
 
 static void ksi_comm(pid_t pid, char *buf, size_t cap)

@@ -5,8 +5,8 @@
 
 #include <sys/types.h>
 
-#include "shim/proof.h"
-#include "shim/proto.h"
+#include "shim/common/proof.h"
+#include "shim/common/proto.h"
 
 struct ksi_client {
     int fd;

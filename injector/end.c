@@ -16,7 +16,7 @@
 #include "end.h"
 #include "flagvar.h"
 #include "injector.h"
-#include "shim/procfs.h"
+#include "shim/common/procfs.h"
 #include "symbolize.h"
 
 #define KSI_POLL_MS 20

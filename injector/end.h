@@ -7,7 +7,7 @@
 #include <sys/types.h>
 
 #include "injector.h"
-#include "shim/proto.h"
+#include "shim/common/proto.h"
 
 #define KSI_MAX_STEPS 3
 

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "end.h"
-#include "shim/procfs.h"
+#include "shim/common/procfs.h"
 #include "syscalls.h"
 
 static void ksi_py_copy(char *dst, size_t cap, const char *src) { snprintf(dst, cap, "%s", src ? src : ""); }

@@ -9,7 +9,7 @@
 #include <sys/uio.h>
 
 #include "injector.h"
-#include "shim/procfs.h"
+#include "shim/common/procfs.h"
 
 int ksi_flagvar_find(pid_t pid, const char *spec, struct ksi_flagvar *v)
 {

@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "client.h"
-#include "shim/procfs.h"
+#include "shim/common/procfs.h"
 #include "injector.h"
 #include "symbolize.h"
 #include "syscalls.h"

@@ -9,8 +9,8 @@
 
 #include "deadline.h"
 #include "injector.h"
-#include "shim/proto.h"
-#include "shim/version.h"
+#include "shim/common/proto.h"
+#include "shim/common/version.h"
 
 static const char ksi_usage[] =
 "Usage: killshim-inject [OPTIONS] PID            list the threads of PID\n"

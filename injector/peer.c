@@ -18,9 +18,9 @@
 
 #include "client.h"
 #include "injector.h"
-#include "shim/access.h"
-#include "shim/procfs.h"
-#include "shim/sockaddr.h"
+#include "shim/common/access.h"
+#include "shim/common/procfs.h"
+#include "shim/common/sockaddr.h"
 
 #define KSI_NOCOOKIE (~0u)   /* INET_DIAG_NOCOOKIE: look the socket up by inode alone */
 

@@ -18,7 +18,7 @@
 
 #include "deadline.h"
 #include "injector.h"
-#include "shim/procfs.h"
+#include "shim/common/procfs.h"
 
 #define KSI_NOBODY 65534
 

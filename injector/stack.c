@@ -1,7 +1,7 @@
 /* killshim-inject --stack PID [TID]: every thread's stack (or TID's), what it
  * is blocked on, the owner of the lock it waits for, and the deadlock cycles
  * of the wait-for graph. The shim captures raw addresses ("stack" verb, see
- * shim/cmd_stack.c); names, modules and lines are found here, from the
+ * shim/control/cmd_stack.c); names, modules and lines are found here, from the
  * files the process maps. */
 #include <json-c/json.h>
 #include <stdio.h>

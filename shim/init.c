@@ -5,15 +5,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "control.h"
-#include "deliver.h"
-#include "ks.h"
-#include "lock.h"
-#include "registry.h"
-#include "server.h"
-#include "shim_thread.h"
-#include "signals.h"
-#include "stack_capture.h"
+#include "shim/control/control.h"
+#include "shim/deliver/deliver.h"
+#include "shim/core/ks.h"
+#include "shim/core/lock.h"
+#include "shim/core/registry.h"
+#include "shim/control/server.h"
+#include "shim/control/shim_thread.h"
+#include "shim/core/signals.h"
+#include "shim/unwind/stack_capture.h"
 
 static pthread_once_t ks_once = PTHREAD_ONCE_INIT;
 

@@ -36,12 +36,13 @@ OUT=${FUZZ_OUT:-${TMPDIR:-/tmp}/killshim-fuzz}
 mkdir -p "$OUT"
 CFLAGS="-g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I."
 
-# Sources each target links besides its own file: the shim's .c files its
-# corpus test depends on in tests/fuzz/BUILD (one list, Bazel's).
+# Sources each target links besides its own file: the shim's .c files (in
+# any of its packages, //shim/common:proto.c...) its corpus test depends on
+# in tests/fuzz/BUILD (one list, Bazel's).
 sources_for() {
     bazel query --noshow_progress \
-        "filter('^//shim:[a-z_0-9]+\\.c\$', kind('source file', deps(//tests/fuzz:$1_corpus_test)))" \
-        2>/dev/null | sed 's|^//shim:|shim/|'
+        "filter('^//shim(/[a-z_]+)*:[a-z_0-9]+\\.c\$', kind('source file', deps(//tests/fuzz:$1_corpus_test)))" \
+        2>/dev/null | sed 's|^//||; s|:|/|'
 }
 
 status=0

@@ -9,7 +9,7 @@
 // jemalloc used to kill every such program at start: its initialisation
 // takes a mutex, the shim's hook resolved the real function with dlvsym,
 // whose failed lookup allocated its error message with jemalloc's malloc,
-// which took the mutex again (shim/resolve.c).
+// which took the mutex again (shim/core/resolve.c).
 #include <gtest/gtest.h>
 #include <unistd.h>
 

@@ -1,4 +1,4 @@
-// A process under the shim starts serving only when asked (shim/control.h):
+// A process under the shim starts serving only when asked (shim/control/control.h):
 // an injector that finds nobody listening rings its doorbell, and the
 // process answers whatever its only thread is doing (waiting in a system
 // call, or computing in its own code), without noticing. Each test drives
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "shim/proto.h"
+#include "shim/common/proto.h"
 #include "tests/e2e/harness.h"
 
 namespace {

@@ -1,7 +1,7 @@
 // A fork child of a process the injector is busy with: whatever shim lock a
 // thread of the parent held at the fork (a dump's, the registry's, a
 // connection's), the child serves, dumps and ends its own thread. The locks
-// are reset in the child (shim/lock.h); before, three were not, and a child
+// are reset in the child (shim/core/lock.h); before, three were not, and a child
 // forked at the wrong moment deadlocked at its first cancel or abort.
 #include <gtest/gtest.h>
 #include <signal.h>

@@ -24,10 +24,10 @@
 #include <gtest/gtest.h>
 #include <json-c/json.h>
 
-#include "shim/proto.h"
-#include "shim/doorbell.h"
-#include "shim/proof.h"
-#include "shim/sockaddr.h"
+#include "shim/common/proto.h"
+#include "shim/common/doorbell.h"
+#include "shim/common/proof.h"
+#include "shim/common/sockaddr.h"
 
 namespace ks {
 
@@ -339,7 +339,7 @@ Result Inject(const std::vector<std::string>& args, int timeout_ms,
   return Run(argv, timeout_ms, env);
 }
 
-// A process starts serving when first asked (shim/control.h): this rings.
+// A process starts serving when first asked (shim/control/control.h): this rings.
 RawClient::RawClient(pid_t pid) : pid_(pid) { fd_ = ks_control_connect(pid, 2000, nullptr); }
 
 RawClient::~RawClient() {

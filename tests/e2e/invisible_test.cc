@@ -1,7 +1,7 @@
 // The shim is a guest the program never notices (issue: do no harm): the
 // process ends when its last thread does, its signals reach its own threads,
 // calls that need a lone thread work, its ids and registers are its own, and
-// a process that starts serving only when asked (shim/control.h) is the
+// a process that starts serving only when asked (shim/control/control.h) is the
 // same as without the shim until then (doorbell_test checks that it answers).
 // Each test drives tests/progs/guest.c, which knows nothing of killshim, and
 // most compare with a run without the shim. Not run under ThreadSanitizer

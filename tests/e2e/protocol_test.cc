@@ -1,9 +1,9 @@
 // The protocol as docs/PROTOCOL.md writes it, against the shim as it answers.
 // The rest of the suite decodes replies with the shim's own parser
-// (shim/proto.c), and the fuzzer round-trips that parser with its own writer:
+// (shim/common/proto.c), and the fuzzer round-trips that parser with its own writer:
 // a change to both would pass them. Here the document is the reference:
 //
-// - a parser written from the document's grammar (not shim/proto.c) must
+// - a parser written from the document's grammar (not shim/common/proto.c) must
 //   accept every example line of the document, and read it as the shim's
 //   parser does;
 // - the document's example session is replayed against a live program (its
@@ -77,7 +77,7 @@ std::set<std::string> TableKeys(const std::string& doc, const std::string& secti
   return keys;
 }
 
-// ---- The document's grammar, read independently of shim/proto.c --------
+// ---- The document's grammar, read independently of shim/common/proto.c --------
 
 struct Line {
   std::string verb, error;

@@ -1,4 +1,4 @@
-// Connection slots (shim/conn.h): slow clients cannot hold the shim. A
+// Connection slots (shim/control/conn.h): slow clients cannot hold the shim. A
 // request line has a deadline as a whole, however its bytes trickle in; when
 // every slot is taken, the connection that waited on its client longest
 // makes room for a newcomer; and other users can never take the slots kept

@@ -1,4 +1,4 @@
-// KILLSHIM_SOCKET_DIR (shim/sockdir.h): the directory is opened once without
+// KILLSHIM_SOCKET_DIR (shim/control/sockdir.h): the directory is opened once without
 // following a link, must be its user's (or root's) and writable by nobody
 // else, and everything after is done through that descriptor: a link
 // repointed, or a directory swapped under the path, changes nothing the

@@ -1,5 +1,5 @@
 /* libFuzzer target: the LSDA (.gcc_except_table) evaluator of the abort
- * path (shim/lsda.c), which reads tables out of any object mapped in the
+ * path (shim/safepoint/lsda.c), which reads tables out of any object mapped in the
  * program. Input: 8 bytes of IP offset, 1 byte of flags, then the table.
  * Checks: no read outside the table (ASan, exact-size copy), a verdict in
  * range and the same as the one returned. */
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "shim/lsda.h"
+#include "shim/safepoint/lsda.h"
 
 #define CHECK(c) do { if (!(c)) __builtin_trap(); } while (0)
 

@@ -1,4 +1,4 @@
-/* libFuzzer target: the control protocol's line parser (shim/proto.c), which
+/* libFuzzer target: the control protocol's line parser (shim/common/proto.c), which
  * reads bytes from any local client on one side and from the target process
  * on the other. Beyond "no crash, no sanitizer report", it checks the
  * parser's promises: a parsed line has a verb, at most KS_PROTO_MAX_FIELDS
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "shim/proto.h"
+#include "shim/common/proto.h"
 
 #define CHECK(c) do { if (!(c)) __builtin_trap(); } while (0)
 

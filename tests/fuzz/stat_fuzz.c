@@ -1,10 +1,10 @@
-/* libFuzzer target: the /proc/PID/task/TID/stat parser (shim/procfs.c).
+/* libFuzzer target: the /proc/PID/task/TID/stat parser (shim/common/procfs.c).
  * The comm field is program-controlled (prctl(PR_SET_NAME) can put blanks
  * and parentheses in it), so the parser meets hostile text in real life. */
 #include <stdint.h>
 #include <string.h>
 
-#include "shim/procfs.h"
+#include "shim/common/procfs.h"
 
 #define CHECK(c) do { if (!(c)) __builtin_trap(); } while (0)
 

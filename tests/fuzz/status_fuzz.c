@@ -1,11 +1,11 @@
-/* libFuzzer target: the /proc/PID/task/TID/status parser (shim/procfs.c).
+/* libFuzzer target: the /proc/PID/task/TID/status parser (shim/common/procfs.c).
  * The Name line is program-controlled (prctl(PR_SET_NAME)). The parser
  * takes a NUL-terminated string, so the input is copied and terminated. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "shim/procfs.h"
+#include "shim/common/procfs.h"
 
 #define CHECK(c) do { if (!(c)) __builtin_trap(); } while (0)
 

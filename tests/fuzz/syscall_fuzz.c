@@ -1,11 +1,11 @@
-/* libFuzzer target: the /proc/PID/task/TID/syscall parser (shim/procfs.c),
+/* libFuzzer target: the /proc/PID/task/TID/syscall parser (shim/common/procfs.c),
  * which the stack dump reads for every blocked thread. The parser takes a
  * NUL-terminated string, so the input is copied and terminated. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "shim/procfs.h"
+#include "shim/common/procfs.h"
 
 #define CHECK(c) do { if (!(c)) __builtin_trap(); } while (0)
 

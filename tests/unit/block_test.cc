@@ -1,4 +1,4 @@
-// The blocking-call wrappers (shim/interpose_block.c), linked into this test
+// The blocking-call wrappers (shim/interpose/interpose_block.c), linked into this test
 // so that they wrap its own calls: a call cut short by the dump signal is
 // resumed with the time left; a call cut short by the program's own signal
 // returns EINTR as before; a thread inside a wrapped call publishes its
@@ -18,8 +18,8 @@
 #include <functional>
 #include <thread>
 
-#include "shim/blocking.h"
-#include "shim/registry.h"
+#include "shim/core/blocking.h"
+#include "shim/core/registry.h"
 
 namespace {
 

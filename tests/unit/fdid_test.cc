@@ -1,5 +1,5 @@
-// Where the shim keeps its fds (shim/fdid.h) and how libunwind checks memory
-// under it (shim/unwind_mem.h): high numbers, nothing done to a number that
+// Where the shim keeps its fds (shim/common/fdid.h) and how libunwind checks memory
+// under it (shim/unwind/unwind_mem.h): high numbers, nothing done to a number that
 // changed hands, no fd held while waiting, and a memory probe that needs no
 // fd and changes nothing.
 #include <errno.h>
@@ -18,9 +18,9 @@
 #include <string>
 #include <thread>
 
-#include "shim/fdid.h"
-#include "shim/unwind.h"
-#include "shim/unwind_mem.h"
+#include "shim/common/fdid.h"
+#include "shim/unwind/unwind.h"
+#include "shim/unwind/unwind_mem.h"
 
 extern "C" {
 // The abort path's symbols tramp's assembly refers to; unused here.

@@ -2,7 +2,7 @@
 // captured from the stack while the function is inside a call), against
 // hand-made tables for the encodings GCC rarely emits, and under truncation
 // and random damage with a guard page right after the buffer.
-#include "shim/lsda.h"
+#include "shim/safepoint/lsda.h"
 
 #include <cxxabi.h>
 #include <gtest/gtest.h>

@@ -1,5 +1,5 @@
 // /proc parsers, through their C header.
-#include "shim/procfs.h"
+#include "shim/common/procfs.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

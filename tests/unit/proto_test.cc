@@ -1,5 +1,5 @@
 // The protocol's line parser and writer, through their C header.
-#include "shim/proto.h"
+#include "shim/common/proto.h"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // The thread registry, through its C header (linked directly, not preloaded).
-#include "shim/registry.h"
+#include "shim/core/registry.h"
 
 #include <errno.h>
 #include <gtest/gtest.h>
@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "shim/ks.h"
+#include "shim/core/ks.h"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// The resolver of the shim's real functions (shim/resolve.c, shim/elf_sym.c),
+// The resolver of the shim's real functions (shim/core/resolve.c, shim/core/elf_sym.c),
 // linked into this test, which thus plays the shim's part: "after self" are
 // the objects after this executable. glibc's own loader (dlsym, dlvsym) is
 // the oracle: every entry must be what the old dlsym-based rules gave. A
@@ -17,8 +17,8 @@
 #include <thread>
 #include <vector>
 
-#include "shim/elf_sym.h"
-#include "shim/real.h"
+#include "shim/core/elf_sym.h"
+#include "shim/core/real.h"
 
 extern "C" {
 extern void (*ks_resolve_visit_hook)(void);

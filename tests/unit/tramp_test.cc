@@ -1,4 +1,4 @@
-// The return-address trampolines (shim/abort_tramp.S) on their own: a
+// The return-address trampolines (shim/deliver/abort_tramp.S) on their own: a
 // patched return gives the caller its return registers back untouched, and
 // while a return is patched, an exception thrown through that frame is still
 // caught and both unwinders (libgcc, libunwind) still walk the stack.
@@ -9,8 +9,8 @@
 #include <cstdlib>
 #include <vector>
 
-#include "shim/abort_tramp.h"
-#include "shim/unwind.h"
+#include "shim/deliver/abort_tramp.h"
+#include "shim/unwind/unwind.h"
 
 extern "C" {
 

@@ -1,6 +1,6 @@
 // The call/ret decoder against instructions assembled by gas: each sample
 // sits between two labels in .rodata, so its true length is their distance.
-#include "shim/x86_decode.h"
+#include "shim/safepoint/x86_decode.h"
 
 #include <gtest/gtest.h>
 

@@ -102,7 +102,7 @@ if [ "$ONLY" = all ] || [ "$ONLY" = carry ]; then
     # The record's size as compiled, and the static TLS the shim's objects
     # add to every thread (PT_TLS of the library: the record and any other
     # thread-local of the shim).
-    SZ=$(printf '#include <stdio.h>\n#include "shim/registry.h"\nint main(void){printf("%%zu\\n", sizeof(struct ks_thread));return 0;}\n' |
+    SZ=$(printf '#include <stdio.h>\n#include "shim/core/registry.h"\nint main(void){printf("%%zu\\n", sizeof(struct ks_thread));return 0;}\n' |
          gcc -D_GNU_SOURCE -I"$ROOT" -x c - -o "$WORKDIR/sizeof" && "$WORKDIR/sizeof") || SZ="?"
     TLS=$(readelf -lW "$SHIM" | awk '$1 == "TLS" { print $6 }')
     TLS=$(( ${TLS:-0} ))

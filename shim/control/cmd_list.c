@@ -1,0 +1,206 @@
+/* "list": every thread of the process, merged from /proc/self/task (all
+ * threads, however created) and the registry (what the shim knows). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd_python.h"
+#include "commands.h"
+#include "shim/core/ks.h"
+#include "shim/common/procfs.h"
+#include "pyrt.h"
+#include "shim/core/registry.h"
+#include "waitinfo.h"
+
+struct ks_snap {
+    pid_t tid;
+    int role;
+    int locks_held;
+    int wait_kind;
+    uint64_t id;
+    uint64_t created_ns;
+    void *start;
+    void *wait_obj;
+};
+
+static int ks_snap_cmp(const void *a, const void *b)
+{
+    pid_t x = ((const struct ks_snap *)a)->tid, y = ((const struct ks_snap *)b)->tid;
+    return (x > y) - (x < y);
+}
+
+/* Copies the registry under its lock; nothing slow happens while it is held,
+ * so pthread_create never waits on a client. */
+static struct ks_snap *ks_snapshot(int *n)
+{
+    ks_registry_lock();
+    int cap = ks_registry_count();
+    struct ks_snap *s = calloc((size_t)cap + 1, sizeof *s);
+    int k = 0;
+    for (struct ks_thread *t = ks_registry_first(); s && t && k < cap; t = t->next, k++) {
+        s[k].tid = t->tid;
+        s[k].role = t->role;
+        s[k].id = t->id;
+        s[k].start = t->start_routine;
+        s[k].created_ns = t->created_ns;
+        s[k].locks_held = __atomic_load_n(&t->locks_held, __ATOMIC_RELAXED);
+        s[k].wait_kind = __atomic_load_n(&t->wait_kind, __ATOMIC_RELAXED);
+        s[k].wait_obj = __atomic_load_n(&t->wait_obj, __ATOMIC_RELAXED);
+    }
+    ks_registry_unlock();
+    if (s)
+        qsort(s, (size_t)k, sizeof *s, ks_snap_cmp);
+    *n = k;
+    return s;
+}
+
+/* A thread without a snapshot is foreign: it started before the shim
+ * loaded, or by a raw clone. */
+static const char *ks_snap_role(const struct ks_snap *s)
+{
+    return s ? ks_role_name(s->role) : "foreign";
+}
+
+/* The registry's fields of a thread: what is known without /proc. */
+static void ks_list_known(struct ks_out *out, const struct ks_snap *s)
+{
+    ks_out_i64(out, "id", (int64_t)s->id);
+    if (s->start)
+        ks_out_hex(out, "start", (uint64_t)(uintptr_t)s->start);
+    ks_out_i64(out, "locks", s->locks_held);
+    if (s->wait_kind == KS_WAIT_MUTEX && s->wait_obj) {
+        ks_out_hex(out, "wait_mutex", (uint64_t)(uintptr_t)s->wait_obj);
+        pid_t owner = ks_wait_owner(s->wait_kind, s->wait_obj);
+        if (owner != KS_OWNER_UNKNOWN)
+            ks_out_i64(out, "wait_owner", owner);
+    }
+}
+
+static void ks_list_one(struct ks_out *out, pid_t tid, const struct ks_snap *s,
+                        unsigned long long uptime_ms, long hz, const struct ks_py_list_view *py)
+{
+    struct ks_taskstat st;
+    if (ks_read_task_stat(0, tid, &st) != 0)
+        return;   /* exited while we listed: not a thread any more */
+    ks_out_word(out, "thread");
+    ks_out_i64(out, "tid", tid);
+    ks_out_str(out, "name", st.comm);
+    ks_out_str(out, "role", ks_snap_role(s));
+    ks_out_i64(out, "registered", s && s->role != KS_ROLE_SHIM);
+    ks_out_fmt(out, "state", "%c", st.state);
+    ks_out_i64(out, "cpu_ms", (int64_t)((st.utime + st.stime) * 1000 / (unsigned long long)hz));
+    unsigned long long born = st.starttime * 1000 / (unsigned long long)hz;
+    ks_out_i64(out, "age_ms", uptime_ms > born ? (int64_t)(uptime_ms - born) : 0);
+    if (s)
+        ks_list_known(out, s);
+    struct ks_syscall sc;
+    if (ks_read_task_syscall(tid, &sc) == 0 && sc.nr >= 0)
+        ks_out_i64(out, "syscall", sc.nr);
+    ks_py_list_fields(out, py, tid);
+    ks_out_eol(out);
+}
+
+/* The tids in /proc/self/task, read before the registry is copied: a
+ * thread created after the read is simply not listed, and one that left
+ * the registry after it is recognised as exiting (ks_resolve_unknown). */
+static pid_t *ks_task_tids(int *n) { return ks_read_ids("/proc/self/task", n); }
+
+/* The registry's view of a task the snapshot did not know (see
+ * ks_registry_settle): 1 and *OUT filled if it registered since, 0 if it is
+ * foreign, -1 if it is on its way out (not listed). */
+static int ks_resolve_unknown(pid_t tid, struct ks_snap *out)
+{
+    enum ks_settle v = ks_registry_settle(tid, ks_task_age_ms(tid));
+    if (v == KS_SETTLE_EXITING)
+        return -1;
+    if (v == KS_SETTLE_FOREIGN)
+        return 0;
+    int found = 0;
+    ks_registry_lock();
+    struct ks_thread *t = ks_registry_find(tid);
+    if (t) {
+        memset(out, 0, sizeof *out);
+        out->tid = tid;
+        out->role = t->role;
+        out->id = t->id;
+        out->start = t->start_routine;
+        out->locks_held = __atomic_load_n(&t->locks_held, __ATOMIC_RELAXED);
+        found = 1;
+    }
+    ks_registry_unlock();
+    return found ? 1 : -1;   /* gone again in between: it was short-lived */
+}
+
+/* Without /proc (a chroot that lacks it): the threads the registry knows,
+ * with what it knows of them; foreign threads and /proc's columns (name,
+ * state, cpu_ms, syscall) are missing, and the final line says so. */
+static void ks_list_registry(struct ks_out *out)
+{
+    int n = 0;
+    struct ks_snap *snap = ks_snapshot(&n);
+    if (!snap) {
+        ks_out_err(out, "internal", "out of memory");
+        return;
+    }
+    uint64_t now = ks_now_ns();
+    for (int i = 0; i < n; i++) {
+        ks_out_word(out, "thread");
+        ks_out_i64(out, "tid", snap[i].tid);
+        ks_out_str(out, "role", ks_snap_role(&snap[i]));
+        ks_out_i64(out, "registered", snap[i].role != KS_ROLE_SHIM);
+        if (snap[i].created_ns)
+            ks_out_i64(out, "age_ms", (int64_t)((now - snap[i].created_ns) / 1000000));
+        ks_list_known(out, &snap[i]);
+        ks_out_eol(out);
+    }
+    free(snap);
+    ks_out_word(out, "ok");
+    ks_out_i64(out, "count", n);
+    ks_out_i64(out, "procfs", 0);
+    ks_out_eol(out);
+}
+
+void ks_cmd_list(const struct ks_msg *req, struct ks_out *out)
+{
+    (void)req;
+    int ntask = 0, n = 0;
+    pid_t *tids = ks_task_tids(&ntask);
+    if (!tids) {
+        ks_list_registry(out);
+        return;
+    }
+    struct ks_snap *snap = ks_snapshot(&n);
+    if (!snap) {
+        free(tids);
+        ks_out_err(out, "internal", "out of memory");
+        return;
+    }
+    long hz = sysconf(_SC_CLK_TCK);
+    if (hz <= 0)
+        hz = 100;
+    unsigned long long up = ks_uptime_ms();
+    int count = 0;
+    struct ks_py_list_view py;
+    ks_py_list_take(&py);   /* before the rows: what CPython knows, if it is here */
+    for (int i = 0; i < ntask; i++) {
+        struct ks_snap key = {.tid = tids[i]}, late;
+        const struct ks_snap *s = bsearch(&key, snap, (size_t)n, sizeof *snap, ks_snap_cmp);
+        if (!s) {
+            int v = ks_resolve_unknown(key.tid, &late);
+            if (v < 0)
+                continue;
+            if (v > 0)
+                s = &late;
+        }
+        size_t before = out->len;
+        ks_list_one(out, key.tid, s, up, hz, &py);
+        count += out->len != before;
+    }
+    free(tids);
+    free(snap);
+    ks_out_word(out, "ok");
+    ks_out_i64(out, "count", count);
+    ks_py_list_final(out, &py);
+    ks_out_eol(out);
+}

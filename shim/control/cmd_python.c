@@ -1,0 +1,148 @@
+/* See cmd_python.h. The registry lock is never held while CPython is
+ * asked: a Python thread may wait for it in a hook while it holds the GIL,
+ * and the worker that asks waits for the GIL. */
+#include "cmd_python.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shim/core/ks.h"
+#include "shim/core/registry.h"
+
+#define KS_PY_GIL_MS 1000   /* the longest an end or status waits for the GIL */
+
+/* A builtins name: letters, digits and '_', not starting with a digit. */
+static int ks_py_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= 64 || (s[0] >= '0' && s[0] <= '9'))
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+            return 0;
+    return 1;
+}
+
+/* Policy, as for the native modes (cmd_end.c): never the shim's threads;
+ * not the main thread (SystemExit there ends the interpreter: end the
+ * process instead). Returns 1 with WHY filled in if refused, 0 if TID is a
+ * target, -1 if there is no such thread (with that ID). */
+static int ks_py_refuse(pid_t tid, uint64_t id, char *why, size_t cap)
+{
+    ks_registry_lock();
+    struct ks_thread *t = ks_registry_find(tid);
+    int rc = !t || (id && t->id != id) ? -1 : 0;
+    if (!rc && t->role == KS_ROLE_SHIM) {
+        snprintf(why, cap, "thread %d is one of killshim's own threads; it is never a target",
+                 (int)tid);
+        rc = 1;
+    } else if (!rc && t->role == KS_ROLE_MAIN) {
+        snprintf(why, cap, "thread %d is the main thread: an exception there ends the "
+                 "interpreter (SystemExit is sys.exit); end the process instead", (int)tid);
+        rc = 1;
+    }
+    ks_registry_unlock();
+    return rc;
+}
+
+static void ks_py_refused(struct ks_out *out, const char *why)
+{
+    ks_out_word(out, "err");
+    ks_out_str(out, "code", "refused");
+    ks_out_str(out, "msg", why);
+    ks_out_eol(out);
+}
+
+void ks_end_python(const struct ks_msg *req, struct ks_out *out, pid_t tid, uint64_t id)
+{
+    const char *exc = ks_msg_get(req, "exc");
+    char why[320] = "";
+    if (!exc)
+        exc = "SystemExit";
+    if (!ks_py_name_ok(exc)) {
+        ks_out_err(out, "bad-request", "exc= must name an exception of builtins (SystemExit, "
+                   "KeyboardInterrupt...)");
+        return;
+    }
+    int r = ks_py_refuse(tid, id, why, sizeof why);
+    if (r == 1) {
+        ks_py_refused(out, why);
+        return;
+    }
+    struct ks_view v;
+    struct ks_py_thread p;
+    if (r == 0 && ks_py_raise(tid, exc, &p, KS_PY_GIL_MS, why, sizeof why) != 0) {
+        ks_py_refused(out, why);
+        return;
+    }
+    /* Still linked with the same id: the thread asked was alive through the
+     * raise, so the tid was its own and no other's. */
+    ks_registry_lock();
+    ks_view_of(tid, id, &v);
+    ks_registry_unlock();
+    if (r == 0 && v.found == 1) {
+        p.why[0] = '\0';
+        v.py = &p;
+    }
+    if (v.found)
+        ks_answer_view(out, &v);
+    else
+        ks_answer_unknown(out, tid, id);
+}
+
+void ks_status_python(const struct ks_msg *req, struct ks_view *v, struct ks_py_thread *p)
+{
+    const char *ask = ks_msg_get(req, "python");
+    /* No CPython, nothing to say (a client asks on every end it drives). */
+    if (!ask || strcmp(ask, "1") != 0 || v->found != 1 || v->role == KS_ROLE_SHIM ||
+        !ks_py_present())
+        return;
+    char why[200];
+    if (ks_py_thread_of(v->tid, p, KS_PY_GIL_MS, why, sizeof why) != 0)
+        snprintf(p->why, sizeof p->why, "%s", why);
+    v->py = p;
+}
+
+#define KS_PY_LIST_MS 50      /* a listing never waits longer for the GIL */
+#define KS_PY_LIST_MAX 4096   /* Python threads listed by name */
+
+void ks_py_list_take(struct ks_py_list_view *v)
+{
+    memset(v, 0, sizeof *v);
+    if (!(v->present = ks_py_present()))
+        return;
+    v->rows = calloc(KS_PY_LIST_MAX, sizeof *v->rows);
+    if (!v->rows) {
+        snprintf(v->why, sizeof v->why, "out of memory");
+        return;
+    }
+    if (ks_py_list(v->rows, KS_PY_LIST_MAX, &v->n, KS_PY_LIST_MS, v->why, sizeof v->why) != 0) {
+        free(v->rows);
+        v->rows = NULL;
+        v->n = 0;
+    }
+}
+
+void ks_py_list_fields(struct ks_out *out, const struct ks_py_list_view *v, pid_t tid)
+{
+    for (int i = 0; i < v->n; i++)
+        if (v->rows[i].tid == tid) {
+            ks_out_i64(out, "py_ident", (int64_t)v->rows[i].ident);
+            if (v->rows[i].name[0])
+                ks_out_str(out, "py_name", v->rows[i].name);
+            return;
+        }
+}
+
+void ks_py_list_final(struct ks_out *out, struct ks_py_list_view *v)
+{
+    if (v->present && v->rows)
+        ks_out_i64(out, "python", v->n);
+    else if (v->present)
+        ks_out_str(out, "python_why", v->why);
+    free(v->rows);
+    v->rows = NULL;
+}

@@ -1,0 +1,187 @@
+/* See control.h. */
+#include "control.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+
+#include "shim/core/blocking.h"
+#include "shim/common/doorbell.h"
+#include "shim/core/lock.h"
+#include "shim/common/procfs.h"
+#include "shim/safepoint/redirect.h"
+#include "shim/core/registry.h"
+#include "server.h"
+#include "shim_thread.h"
+
+int ks_control_state_v;
+
+int ks_control_state(void) { return __atomic_load_n(&ks_control_state_v, __ATOMIC_ACQUIRE); }
+
+static int ks_cas_state(int from, int to)
+{
+    return __atomic_compare_exchange_n(&ks_control_state_v, &from, to, 0, __ATOMIC_ACQ_REL,
+                                       __ATOMIC_ACQUIRE);
+}
+
+/* From STARTING: listen and run, then RUNNING, or OFF on failure (reported
+ * by the server). */
+static void ks_control_begin(void)
+{
+    int rc = ks_server_listen();
+    if (!rc)
+        rc = ks_server_run();
+    if (rc)
+        ks_server_close();
+    __atomic_store_n(&ks_control_state_v, rc ? KS_CTL_OFF : KS_CTL_RUNNING, __ATOMIC_RELEASE);
+}
+
+void ks_control_init(void)
+{
+    ks_server_init();
+    ks_redirect_init();
+    ks_cas_state(KS_CTL_OFF, KS_CTL_LAZY);
+}
+
+void ks_control_start_lazy(void)
+{
+    if (ks_cas_state(KS_CTL_LAZY, KS_CTL_STARTING))
+        ks_control_begin();
+}
+
+void ks_control_after_fork_child(void)
+{
+    ks_shim_threads_after_fork();
+    ks_server_after_fork_child();
+    /* Whatever served the parent, the child serves when it needs to; a
+     * parent without control (disabled, failed) has a child without. */
+    int s = ks_control_state();
+    if (s != KS_CTL_OFF && s != KS_CTL_LAZY)
+        __atomic_store_n(&ks_control_state_v, KS_CTL_LAZY, __ATOMIC_RELEASE);
+}
+
+/* ---- Stepping aside ----------------------------------------------------- */
+
+/* 1 if every task of the process but the caller is a shim thread the
+ * registry knows. Without /proc the registry alone decides. A thread being
+ * created is a task before it registers: wait for those first (a shim
+ * thread just started by ks_control_step_back, typically). */
+static int ks_program_alone(void)
+{
+    pid_t self = ks_gettid();
+    uint64_t end = ks_now_ns() + 200 * 1000000u;
+    while (ks_registry_starting() > 0 && ks_now_ns() < end)
+        ks_nap_ns(100 * 1000);
+    int alone = 1;
+    ks_registry_lock();
+    for (struct ks_thread *t = ks_registry_first(); t && alone; t = t->next)
+        alone = t->tid == self || t->role == KS_ROLE_SHIM;
+    ks_registry_unlock();
+    int n = 0;
+    pid_t *tids = alone ? ks_read_ids("/proc/self/task", &n) : NULL;
+    for (int i = 0; tids && i < n && alone; i++) {
+        if (tids[i] == self)
+            continue;
+        ks_registry_lock();
+        struct ks_thread *t = ks_registry_find(tids[i]);
+        alone = (t && t->role == KS_ROLE_SHIM) || ks_registry_exiting(tids[i]);
+        ks_registry_unlock();
+    }
+    free(tids);
+    return alone;
+}
+
+#define KS_ASIDE_WAIT_MS 2000
+
+int ks_control_step_aside(void)
+{
+    if (ks_control_state() != KS_CTL_RUNNING || !ks_program_alone())
+        return 0;
+    if (!ks_cas_state(KS_CTL_RUNNING, KS_CTL_ASIDE))
+        return 0;
+    ks_server_stop();
+    uint64_t end = ks_now_ns() + (uint64_t)KS_ASIDE_WAIT_MS * 1000000u;
+    for (int i = 0; ks_shim_threads_alive() > 0 && ks_now_ns() < end; i++) {
+        ks_nap_ns(100 * 1000);
+        if (i % 20 == 19)
+            ks_server_wake();   /* a wake lost before the accept began */
+    }
+    if (ks_shim_threads_alive() > 0)
+        ks_debug("%d shim threads still busy after %d ms: the call may fail as it would "
+                 "in a multi-threaded program", ks_shim_threads_alive(), KS_ASIDE_WAIT_MS);
+    return 1;
+}
+
+void ks_control_step_back(void)
+{
+    if (!ks_cas_state(KS_CTL_ASIDE, KS_CTL_STARTING))
+        return;
+    ks_control_begin();
+}
+
+/* ---- The doorbell ------------------------------------------------------- */
+
+/* System calls that block and that the kernel restarts after a handler
+ * installed with SA_RESTART (the dump signal's): the interrupted thread sits
+ * at the syscall instruction again, with the call's number in rax. */
+static int ks_restartable_wait(long nr)
+{
+    switch (nr) {
+    case SYS_read: case SYS_write: case SYS_readv: case SYS_writev:
+    case SYS_pread64: case SYS_pwrite64: case SYS_preadv: case SYS_pwritev:
+    case SYS_recvfrom: case SYS_sendto: case SYS_recvmsg: case SYS_sendmsg:
+    case SYS_recvmmsg: case SYS_sendmmsg: case SYS_accept: case SYS_accept4:
+    case SYS_connect: case SYS_wait4: case SYS_waitid: case SYS_flock:
+    case SYS_fcntl: case SYS_open: case SYS_openat: case SYS_futex:
+    case SYS_ioctl: case SYS_splice: case SYS_tee: case SYS_sendfile:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Did the signal find this thread waiting in a system call? Either in one of
+ * the shim's wrapped calls (blocking.h), or at a syscall instruction the
+ * kernel is about to restart, or just after one it cut short with EINTR.
+ * Such a thread is not inside libc's allocator, loader or thread code
+ * (none of their locks is held across a blocking call), so pthread_create
+ * from here cannot deadlock on, or corrupt, what the thread was doing. */
+static KS_SIGSAFE int ks_waits_in_syscall(const ucontext_t *uc)
+{
+    struct ks_block *b = ks_block_self();
+    if (b->depth == 1 && __atomic_load_n(&b->in_call, __ATOMIC_RELAXED))
+        return 1;
+    const uint8_t *ip = (const uint8_t *)uc->uc_mcontext.gregs[REG_RIP];
+    long ax = (long)uc->uc_mcontext.gregs[REG_RAX];
+    if (ip[0] == 0x0f && ip[1] == 0x05 && ks_restartable_wait(ax))
+        return 1;
+    return ax == -EINTR && ip[-2] == 0x0f && ip[-1] == 0x05;
+}
+
+static void ks_control_begin_redirected(void) { ks_control_begin(); }
+
+KS_SIGSAFE void ks_control_doorbell(siginfo_t *si, ucontext_t *uc, int *err)
+{
+    if (ks_redirect_resume(si, uc, err) || si->si_value.sival_int != KS_DOORBELL_COOKIE ||
+        ks_control_state() != KS_CTL_LAZY)
+        return;
+    /* A vfork child (or a raw clone sharing this thread's TLS) runs in its
+     * parent's memory until it execs: nothing may start there. */
+    pid_t self = ks_self()->tid;
+    if (self && self != (pid_t)syscall(SYS_gettid))
+        return;
+    if (ks_waits_in_syscall(uc)) {
+        /* A wrapped call cut short by this signal resumes, as after a dump. */
+        __atomic_add_fetch(&ks_block_self()->dumps, 1, __ATOMIC_SEQ_CST);
+        ks_control_start_lazy();
+        return;
+    }
+    /* Running: only if what it runs is the program's own code, from a
+     * trampoline once this handler has returned. */
+    if (!ks_redirect_safe(uc) || !ks_cas_state(KS_CTL_LAZY, KS_CTL_STARTING))
+        return;
+    if (ks_redirect(uc, ks_control_begin_redirected, *err) != 0)
+        __atomic_store_n(&ks_control_state_v, KS_CTL_LAZY, __ATOMIC_RELEASE);
+}

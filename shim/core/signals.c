@@ -1,0 +1,246 @@
+/* See signals.h. */
+#include "signals.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "ks.h"
+#include "lock.h"
+#include "registry.h"
+#include "shim/common/doorbell.h"
+
+#define KS_SIG_COOKIE 0x6b736873   /* "kshs" */
+
+static int ks_signos[KS_SIG_COUNT];
+static int ks_installed;
+static ks_sig_fn *ks_handlers[KS_SIG_COUNT];
+/* The action the program believes it installed on our numbers. Read in
+ * signal context, so updated under a lock with our signals blocked. */
+static struct sigaction ks_prog_act[KS_SIG_COUNT];
+KS_LOCK_DEFINE(static, ks_act_mu);
+
+/* libc's own sigaction (real.h: libc_sigaction) is what puts the shim's
+ * handlers into the kernel. An interposer between us and libc must not wrap
+ * them: ThreadSanitizer's defers an asynchronous signal to the thread's next
+ * call into its runtime (a thread spinning in the program's code would never
+ * take ours) and hands the handler a copy of the context (the abort's
+ * redirect would be lost). */
+int ks_sigaction_kernel(int signo, const struct sigaction *act, struct sigaction *old)
+{
+    ks_real_libc_sigaction_t *real = KS_REAL(libc_sigaction);
+    if (!real) {
+        errno = ENOSYS;
+        return -1;
+    }
+    return real(signo, act, old);
+}
+
+int ks_signo(enum ks_sig_kind k) { return ks_signos[k]; }
+
+static int ks_kind_of(int signo)
+{
+    if (!__atomic_load_n(&ks_installed, __ATOMIC_ACQUIRE))
+        return -1;
+    for (int k = 0; k < KS_SIG_COUNT; k++)
+        if (ks_signos[k] == signo)
+            return k;
+    return -1;
+}
+
+int ks_is_shim_signal(int signo) { return ks_kind_of(signo) >= 0; }
+
+void ks_signals_set_handler(enum ks_sig_kind k, ks_sig_fn *fn)
+{
+    __atomic_store_n(&ks_handlers[k], fn, __ATOMIC_RELEASE);
+}
+
+/* A signal on our number that we did not send: do what the program asked. */
+static void ks_chain(int k, int signo, siginfo_t *si, void *uc)
+{
+    struct sigaction a = ks_prog_act[k];
+    if (a.sa_flags & SA_SIGINFO) {
+        if (a.sa_sigaction)
+            a.sa_sigaction(signo, si, uc);
+        return;
+    }
+    if (a.sa_handler == SIG_IGN)
+        return;
+    if (a.sa_handler == SIG_DFL) {
+        /* The default action of a real-time signal ends the process: do
+         * exactly that, as the program would without the shim. */
+        struct sigaction dfl = {.sa_handler = SIG_DFL};
+        KS_REAL(libc_sigaction)(signo, &dfl, NULL);
+        syscall(SYS_tgkill, getpid(), ks_gettid(), signo);
+        return;
+    }
+    a.sa_handler(signo);
+}
+
+static ks_doorbell_fn *ks_doorbell;
+
+void ks_signals_set_doorbell(ks_doorbell_fn *fn) { __atomic_store_n(&ks_doorbell, fn, __ATOMIC_RELEASE); }
+
+static void ks_sig_entry(int signo, siginfo_t *si, void *uc)
+{
+    int saved = errno;
+    int k = ks_kind_of(signo);
+    if (k >= 0) {
+        ks_doorbell_fn *bell = __atomic_load_n(&ks_doorbell, __ATOMIC_ACQUIRE);
+        if (k == KS_SIG_DUMP && si && si->si_code == SI_QUEUE &&
+            (si->si_value.sival_int == KS_DOORBELL_COOKIE ||
+             si->si_value.sival_int == KS_RESUME_COOKIE)) {
+            if (bell)
+                bell(si, (ucontext_t *)uc, &saved);
+        } else if (si && si->si_code == SI_QUEUE && si->si_pid == ks_getpid() &&
+            si->si_value.sival_int == KS_SIG_COOKIE) {
+            ks_sig_fn *fn = __atomic_load_n(&ks_handlers[k], __ATOMIC_ACQUIRE);
+            if (fn)
+                fn(signo, si, (ucontext_t *)uc);
+        } else {
+            ks_chain(k, signo, si, uc);
+        }
+    }
+    errno = saved;
+}
+
+static int ks_pick_signals(void)
+{
+    int base = SIGRTMAX - 3;
+    const char *env = getenv("KILLSHIM_SIGNAL");
+    if (env && *env) {
+        /* The whole value, as a number in range: "34junk" or 4294967330
+         * (34 once truncated to int) is a mistake to report, not a 34. */
+        char *end;
+        errno = 0;
+        long v = strtol(env, &end, 10);
+        if (errno || end == env || *end || v < SIGRTMIN || v + 1 > SIGRTMAX)
+            ks_warn("KILLSHIM_SIGNAL=%s is not a signal number in %d..%d; using %d", env,
+                    SIGRTMIN, SIGRTMAX - 1, base);
+        else
+            base = (int)v;
+    }
+    ks_signos[KS_SIG_DUMP] = base;
+    ks_signos[KS_SIG_ACT] = base + 1;
+    return 0;
+}
+
+int ks_signals_install(void)
+{
+    if (!KS_REAL(sigaction) || !KS_REAL(libc_sigaction))
+        return ENOSYS;
+    ks_pick_signals();
+    for (int k = 0; k < KS_SIG_COUNT; k++) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = ks_sig_entry;
+        sa.sa_flags = SA_SIGINFO | (k == KS_SIG_DUMP ? SA_RESTART : 0);
+        sigfillset(&sa.sa_mask);   /* nothing of the program's runs inside ours */
+        /* Keep what the program (or a library) had there, to chain to it. */
+        if (KS_REAL(libc_sigaction)(ks_signos[k], &sa, &ks_prog_act[k]) != 0)
+            return errno;
+    }
+    __atomic_store_n(&ks_installed, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+/* The kernel's struct for rt_sigaction. */
+struct ks_kernel_sigaction {
+    void *handler;
+    unsigned long flags;
+    void *restorer;
+    unsigned long mask;
+};
+
+/* 1 if the kernel still runs ks_sig_entry for SIGNO. A raw rt_sigaction
+ * syscall goes around the interposed sigaction and can replace it: then
+ * our signal would reach the program's handler, or its SIG_DFL would end
+ * the process. */
+static int ks_kernel_handler_is_ours(int signo)
+{
+    struct ks_kernel_sigaction ka;
+    if (syscall(SYS_rt_sigaction, signo, NULL, &ka, sizeof ka.mask) != 0)
+        return 1;   /* cannot tell: the send decides */
+    return ka.handler == (void *)ks_sig_entry;
+}
+
+int ks_signal_tid(pid_t tid, enum ks_sig_kind k)
+{
+    if (!ks_kernel_handler_is_ours(ks_signos[k])) {
+        static int warned;
+        if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+            ks_warn("the program replaced the shim's handler of signal %d with a raw "
+                    "rt_sigaction call; the shim no longer sends it (KILLSHIM_SIGNAL moves "
+                    "the shim's signals)", ks_signos[k]);
+        return ENOTSUP;
+    }
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    si.si_signo = ks_signos[k];
+    si.si_code = SI_QUEUE;
+    si.si_pid = ks_getpid();
+    si.si_uid = getuid();
+    si.si_value.sival_int = KS_SIG_COOKIE;
+    if (syscall(SYS_rt_tgsigqueueinfo, ks_getpid(), tid, ks_signos[k], &si) != 0)
+        return errno;
+    return 0;
+}
+
+int ks_signal_linked(const struct ks_thread *t, enum ks_sig_kind k)
+{
+    return ks_signal_tid(t->tid, k);
+}
+
+static int ks_signal_with(struct ks_thread *t, void *k)
+{
+    return ks_signal_tid(t->tid, *(enum ks_sig_kind *)k);
+}
+
+int ks_signal_thread(pid_t tid, uint64_t id, enum ks_sig_kind k)
+{
+    return ks_registry_with_linked(tid, id, ks_signal_with, &k);
+}
+
+static uintptr_t ks_pass_lo, ks_pass_hi;
+
+void ks_signals_pass_mask_from(uintptr_t lo, uintptr_t hi)
+{
+    ks_pass_lo = lo;
+    __atomic_store_n(&ks_pass_hi, hi, __ATOMIC_RELEASE);
+}
+
+/* ---- What the program sees (its hooks: interpose_signal.c) ----------- */
+
+int ks_signals_program_action(int signo, const struct sigaction *act, struct sigaction *old)
+{
+    int k = ks_kind_of(signo);
+    if (k < 0)
+        return 0;
+    sigset_t all, prev;
+    sigfillset(&all);
+    KS_REAL(pthread_sigmask)(SIG_BLOCK, &all, &prev);
+    ks_lock(&ks_act_mu);
+    if (old)
+        *old = ks_prog_act[k];
+    if (act)
+        ks_prog_act[k] = *act;
+    ks_unlock(&ks_act_mu);
+    KS_REAL(pthread_sigmask)(SIG_SETMASK, &prev, NULL);
+    return 1;
+}
+
+const sigset_t *ks_signals_unblockable(int how, const sigset_t *set, sigset_t *copy,
+                                       uintptr_t caller)
+{
+    if (!set || how == SIG_UNBLOCK || !__atomic_load_n(&ks_installed, __ATOMIC_ACQUIRE))
+        return set;
+    if (caller >= ks_pass_lo && caller < __atomic_load_n(&ks_pass_hi, __ATOMIC_ACQUIRE))
+        return set;
+    *copy = *set;
+    for (int k = 0; k < KS_SIG_COUNT; k++)
+        sigdelset(copy, ks_signos[k]);
+    return copy;
+}

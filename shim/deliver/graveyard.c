@@ -1,0 +1,93 @@
+/* See graveyard.h. */
+#include "graveyard.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "deliver.h"
+#include "shim/core/ks.h"
+#include "shim/core/lock.h"
+
+/* Taken through the real function: the shim's own locking is not the
+ * program's (interpose_lock.c counts only the program's). */
+KS_LOCK_DEFINE(static, ks_grave_mu);
+static struct ks_grave ks_graves[KS_GRAVES];
+static uint64_t ks_grave_next;   /* total buried; ring slot = next % KS_GRAVES */
+
+static void ks_grave_lock(void) { ks_lock(&ks_grave_mu); }
+static void ks_grave_unlock(void) { ks_unlock(&ks_grave_mu); }
+
+int ks_requested_bits(const struct ks_thread *t)
+{
+    int bits = 0;
+    if (__atomic_load_n(&t->stop_requested, __ATOMIC_ACQUIRE))
+        bits |= KS_REQ_FLAG;
+    if (__atomic_load_n(&t->cancel_requested, __ATOMIC_ACQUIRE))
+        bits |= KS_REQ_CANCEL;
+    if (__atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) != KS_ABORT_NONE)
+        bits |= KS_REQ_ABORT;
+    return bits;
+}
+
+void ks_grave_bury(const struct ks_thread *t, int how, uintptr_t site)
+{
+    struct ks_grave g = {
+        .tid = t->tid,
+        .id = t->id,
+        .how = how,
+        .locks_held = t->locks_held,
+        .role = t->role,
+        .site = site,
+        .start_routine = t->start_routine,
+        .created_ns = t->created_ns,
+        .ended_ns = ks_now_ns(),
+    };
+    g.requested = ks_requested_bits(t);
+    /* Written on the thread's way out, after every cleanup of its own ran:
+     * what it holds now stays locked. */
+    for (int i = 0; i < t->locks_held && i < KS_HELD_MAX && i < KS_ABORT_MAX_LEFT; i++)
+        g.left[g.nleft++] = (uintptr_t)t->held[i];
+    if (how == KS_END_ABORTED) {
+        struct ks_abort_report ab;
+        ks_abort_snapshot(t, &ab);
+        g.abort_how = ab.how;
+        g.ncleanup = ab.ncleanup;
+        memcpy(g.cleanup, ab.cleanup, sizeof g.cleanup);
+        _Static_assert(sizeof g.abort_note == sizeof ab.reason, "the note is the reason, whole");
+        memcpy(g.abort_note, ab.reason, sizeof g.abort_note);   /* NUL-ended by the snapshot */
+    }
+    ks_grave_lock();
+    ks_graves[ks_grave_next % KS_GRAVES] = g;
+    ks_grave_next++;
+    ks_grave_unlock();
+}
+
+int ks_grave_find(pid_t tid, uint64_t id, struct ks_grave *out)
+{
+    int rc = ENOENT;
+    ks_grave_lock();
+    uint64_t n = ks_grave_next < KS_GRAVES ? ks_grave_next : KS_GRAVES;
+    for (uint64_t k = 1; k <= n; k++) {   /* newest first */
+        const struct ks_grave *g = &ks_graves[(ks_grave_next - k) % KS_GRAVES];
+        if (g->tid == tid && (id == 0 || g->id == id)) {
+            *out = *g;
+            rc = 0;
+            break;
+        }
+    }
+    ks_grave_unlock();
+    return rc;
+}
+
+const char *ks_end_how_name(int how)
+{
+    switch (how) {
+    case KS_END_RETURNED: return "returned";
+    case KS_END_EXITED: return "exited";
+    case KS_END_CANCELLED: return "cancelled";
+    case KS_END_ABORTED: return "aborted";
+    default: return "alive";
+    }
+}

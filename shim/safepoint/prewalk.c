@@ -1,0 +1,304 @@
+/* See prewalk.h. */
+#include "prewalk.h"
+
+#include <dlfcn.h>
+#include <string.h>
+
+#include "shim/core/asfmt.h"
+#include "shim/core/ks.h"
+#include "langrt.h"
+#include "lsda.h"
+#include "shim/core/registry.h"
+#include "safepoint.h"
+#include "shim/unwind/unwind.h"
+
+#define KS_WALK_MAX_FRAMES 1024
+
+static uintptr_t ks_gcc_personality;
+static uintptr_t ks_forced_unwind_ti;
+
+void ks_prewalk_init(void *libgcc)
+{
+    if (libgcc)
+        ks_gcc_personality = (uintptr_t)dlsym(libgcc, "__gcc_personality_v0");
+    ks_forced_unwind_ti = (uintptr_t)dlsym(RTLD_DEFAULT, "_ZTIN10__cxxabiv115__forced_unwindE");
+}
+
+void ks_sb_where(struct ks_sb *b, uintptr_t addr)
+{
+    struct ks_pc_info pi;
+    if (ks_safepoint_lookup(addr, &pi) == KS_MOD_NONE) {
+        ks_sb_hex(b, addr);
+        return;
+    }
+    ks_sb_str(b, pi.name);
+    ks_sb_ch(b, '+');
+    ks_sb_hex(b, addr - pi.bias);
+}
+
+/* The LSDA's catch-type callback: is it abi::__forced_unwind? Every pointer
+ * is checked to lie in a loaded segment before it is read. */
+static int ks_is_forced_unwind(uint64_t ptr, int indirect, void *arg)
+{
+    (void)arg;
+    if (indirect) {
+        if (!ks_safepoint_readable(ptr, sizeof(uintptr_t)))
+            return 0;
+        ptr = *(const uintptr_t *)ptr;
+    }
+    if (ks_forced_unwind_ti && ptr == ks_forced_unwind_ti)
+        return 1;
+    /* A copy of the type_info in a statically linked runtime: compare names.
+     * Itanium ABI: { vtable, const char *name }. */
+    if (!ks_safepoint_readable(ptr, 2 * sizeof(uintptr_t)))
+        return 0;
+    const char *name = ((const char *const *)ptr)[1];
+    static const char want[] = "N10__cxxabiv115__forced_unwindE";
+    if (!ks_safepoint_readable((uintptr_t)name, sizeof want + 1))
+        return 0;
+    if (*name == '*')
+        name++;
+    return memcmp(name, want, sizeof want) == 0;
+}
+
+static void ks_walk_set(struct ks_walk *w, int verdict, uintptr_t where, const char *what,
+                        const char *tail)
+{
+    struct ks_sb b;
+    ks_sb_init(&b, w->reason, sizeof w->reason);
+    w->verdict = verdict;
+    w->where = where;
+    ks_sb_str(&b, what);
+    if (where) {
+        if (*what)
+            ks_sb_ch(&b, ' ');
+        ks_sb_where(&b, where);
+    }
+    ks_sb_str(&b, tail);
+}
+
+/* A frame of language runtime RT (langrt.h): refused unless forced. */
+static void ks_walk_langrt(struct ks_walk *w, uintptr_t ip, int rt)
+{
+    struct ks_sb b;
+    ks_sb_init(&b, w->reason, sizeof w->reason);
+    w->verdict = KS_WALK_REFUSED;
+    w->where = ip;
+    ks_sb_str(&b, "runs in ");
+    ks_sb_str(&b, ks_langrt_name(rt));
+    ks_sb_str(&b, " at ");
+    ks_sb_where(&b, ip);
+    ks_sb_str(&b, ": leaving would strand the runtime's state for it (--force leaves)");
+}
+
+/* The verdict of the LSDA of frame PI at LOOKUP (the exact pc, or return
+ * address - 1): KS_LSDA_*, or -1 if the table lies outside every module. */
+static int ks_frame_lsda(const unw_proc_info_t *pi, uintptr_t lookup)
+{
+    struct ks_pc_info seg;
+    ks_safepoint_lookup(pi->lsda, &seg);
+    if (seg.seg_hi <= pi->lsda)
+        return -1;
+    struct ks_lsda_in in = {
+        .buf = (const uint8_t *)pi->lsda,
+        .len = seg.seg_hi - pi->lsda,
+        .addr = pi->lsda,
+        .func_start = pi->start_ip,
+        .ip = lookup,
+        .c_personality = ks_gcc_personality && pi->handler == ks_gcc_personality,
+        .is_forced_unwind = ks_is_forced_unwind,
+    };
+    struct ks_lsda_out out;
+    return ks_lsda_eval(&in, &out);
+}
+
+/* Evaluates one frame's LSDA. Returns 0 or sets a verdict in W. FIRST: the
+ * frame it would leave from. Leaving there would call std::terminate, but
+ * the thread is inside that function and will return from it (a destructor,
+ * a noexcept helper): not now rather than never. */
+static int ks_walk_lsda(struct ks_walk *w, const unw_proc_info_t *pi, uintptr_t ip, int exact,
+                        int first)
+{
+    int v = ks_frame_lsda(pi, exact ? ip : ip - 1);
+    if (v < 0) {
+        ks_walk_set(w, KS_WALK_REFUSED, ip, "exception table outside any module for", "");
+        return -1;
+    }
+    switch (v) {
+    case KS_LSDA_NOTHING:
+        return 0;
+    case KS_LSDA_CLEANUP:
+    case KS_LSDA_RETHROWS:
+        if (w->ncleanup < KS_WALK_CLEANUPS)
+            w->cleanup[w->ncleanup++] = ip;
+        return 0;
+    case KS_LSDA_CATCH_ALL:
+        ks_walk_set(w, KS_WALK_REFUSED, ip, "catch (...) in",
+                    " would catch the unwind (the process aborts unless it rethrows)");
+        return -1;
+    case KS_LSDA_TERMINATE:
+        if (first) {
+            ks_walk_set(w, KS_WALK_TRANSIENT, ip, "inside noexcept code at",
+                        "; leaving there would call std::terminate, waits for it to return");
+            w->obstacle = KS_OBST_NOEXCEPT;
+        }
+        else
+            ks_walk_set(w, KS_WALK_REFUSED, ip, "would call std::terminate:",
+                        " is noexcept (no handler entry for this call)");
+        return -1;
+    default:
+        ks_walk_set(w, KS_WALK_REFUSED, ip, "unreadable exception table in", "");
+        return -1;
+    }
+}
+
+void ks_prewalk(ucontext_t *ctx, int exact, int flags, struct ks_walk *w)
+{
+    memset(w, 0, sizeof *w);
+    unw_cursor_t cur;
+    if (!ks_unw_ready() ||
+        ks_unw.init_local2(&cur, (unw_context_t *)ctx, exact ? UNW_INIT_SIGNAL_FRAME : 0) != 0) {
+        ks_walk_set(w, KS_WALK_REFUSED, 0, "cannot start unwinding", "");
+        return;
+    }
+    uintptr_t start = ks_thread_start_addr();
+    int top = 1;
+    for (int n = 0; n < KS_WALK_MAX_FRAMES; n++, exact = 0) {
+        unw_word_t ip = 0, sp = 0;
+        ks_unw.get_reg(&cur, UNW_REG_IP, &ip);
+        ks_unw.get_reg(&cur, UNW_REG_SP, &sp);
+        w->frames = n + 1;
+        if (ks_unw.is_signal_frame(&cur) > 0) {
+            ks_walk_set(w, KS_WALK_TRANSIENT, 0, "running a signal handler", "");
+            w->obstacle = KS_OBST_SIGNAL;
+            w->transient_sp = sp;
+            return;
+        }
+        struct ks_pc_info mod;
+        int kind = ks_safepoint_lookup(exact ? ip : ip - 1, &mod);
+        int rt = kind == KS_MOD_APP && !(flags & KS_WALK_LANGRT_OK) ? ks_langrt_of_name(mod.name) : 0;
+        if (rt) {
+            ks_walk_langrt(w, ip, rt);
+            return;
+        }
+        unw_proc_info_t pi;
+        memset(&pi, 0, sizeof pi);
+        int pirc = ks_unw.get_proc_info(&cur, &pi);
+        if (kind == KS_MOD_SHIM && pirc == 0 && pi.start_ip == start) {
+            w->verdict = KS_WALK_OK;
+            return;
+        }
+        if (kind == KS_MOD_SHIM && top && (flags & KS_WALK_SKIP_SHIM_TOP)) {
+            /* the exit path's own frames */
+        } else if (kind != KS_MOD_APP && kind != KS_MOD_CXXRT) {
+            if (!(top && (flags & KS_WALK_RUNTIME_TOP))) {
+                ks_walk_set(w, KS_WALK_TRANSIENT, ip, "would unwind through", "");
+                w->obstacle = KS_OBST_RUNTIME;
+                w->transient_sp = sp;
+                return;
+            }
+        } else {
+            if (pirc != 0 || pi.format != UNW_INFO_FORMAT_TABLE) {
+                ks_walk_set(w, KS_WALK_REFUSED, ip, "no unwind information for", "");
+                return;
+            }
+            int first = top;
+            if (top) {
+                top = 0;
+                w->exit_ip = ip;
+            }
+            if (pi.lsda && ks_walk_lsda(w, &pi, ip, exact, first) != 0) {
+                /* Not before that function returned: its CFA is the caller's SP. */
+                unw_word_t csp = 0;
+                if (w->verdict == KS_WALK_TRANSIENT && ks_unw.step(&cur) > 0 &&
+                    ks_unw.get_reg(&cur, UNW_REG_SP, &csp) == 0)
+                    w->transient_sp = csp;
+                return;
+            }
+        }
+        int rc = ks_unw.step(&cur);
+        if (rc == 0) {
+            ks_walk_set(w, KS_WALK_REFUSED, ip, "the stack ends at", " before the thread's start");
+            return;
+        }
+        if (rc < 0) {
+            ks_walk_set(w, KS_WALK_REFUSED, ip, "cannot unwind past", "");
+            return;
+        }
+    }
+    ks_walk_set(w, KS_WALK_REFUSED, 0, "stack deeper than 1024 frames", "");
+}
+
+/* One frame of a cancellation unwind (KIND: its module's). Returns 0 to go
+ * on, or sets W. */
+static int ks_frames_one(struct ks_walk *w, uintptr_t lookup, const unw_proc_info_t *pi, int kind)
+{
+    if (!pi->lsda)
+        return 0;
+    switch (ks_frame_lsda(pi, lookup)) {
+    case KS_LSDA_NOTHING:
+        return 0;
+    case KS_LSDA_CLEANUP:
+    case KS_LSDA_RETHROWS:
+        if (kind == KS_MOD_APP && w->napp_cleanup < KS_WALK_APP_CLEANUPS) {
+            w->app_cleanup_lo[w->napp_cleanup] = pi->start_ip;
+            w->app_cleanup_hi[w->napp_cleanup++] = pi->end_ip;
+        }
+        if (w->ncleanup < KS_WALK_CLEANUPS)
+            w->cleanup[w->ncleanup++] = lookup;
+        return 0;
+    case KS_LSDA_CATCH_ALL:
+        ks_walk_set(w, KS_WALK_REFUSED, lookup, "",
+                    " has a catch (...) that would catch the unwind (glibc aborts the process "
+                    "unless the handler rethrows)");
+        return -1;
+    case KS_LSDA_TERMINATE:
+        ks_walk_set(w, KS_WALK_REFUSED, lookup, "",
+                    " is noexcept: unwinding through it would call std::terminate");
+        return -1;
+    case KS_LSDA_UNSUPPORTED:
+        ks_walk_set(w, KS_WALK_UNKNOWN, lookup, "cannot check: the exception table of",
+                    " uses an encoding this shim does not read");
+        return -1;
+    default:
+        ks_walk_set(w, KS_WALK_REFUSED, lookup, "", " has an unreadable exception table");
+        return -1;
+    }
+}
+
+void ks_prewalk_frames(const uintptr_t *ips, const uint64_t *exact, int n, int flags,
+                       struct ks_walk *w)
+{
+    memset(w, 0, sizeof *w);
+    if (!ks_unw_ready()) {
+        ks_walk_set(w, KS_WALK_UNKNOWN, 0, "cannot check: libunwind is not loaded in this "
+                    "process (see its stderr)", "");
+        return;
+    }
+    uintptr_t start = ks_thread_start_addr();
+    for (int i = 0; i < n; i++) {
+        int ex = (exact[i / 64] >> (i % 64)) & 1;
+        uintptr_t lookup = ex ? ips[i] : ips[i] - 1;
+        unw_proc_info_t pi;
+        memset(&pi, 0, sizeof pi);
+        w->frames = i + 1;
+        /* No FDE: libgcc stops there too, and glibc then ends the thread
+         * without the cleanups of the frames above, the shim's exit path
+         * included. (Looked up by address, pi.format is not filled in.) */
+        if (ks_unw.get_proc_info_by_ip(ks_unw.as, lookup, &pi, NULL) != 0) {
+            ks_walk_set(w, KS_WALK_REFUSED, lookup, "",
+                        " has no unwind information: the unwind would stop there");
+            return;
+        }
+        int kind = ks_safepoint_lookup(lookup, &(struct ks_pc_info){0});
+        if (kind == KS_MOD_SHIM && pi.start_ip == start) {
+            w->verdict = KS_WALK_OK;
+            return;
+        }
+        if ((i > 0 || !(flags & KS_FRAMES_SKIP_TOP)) && ks_frames_one(w, lookup, &pi, kind) != 0)
+            return;
+    }
+    ks_walk_set(w, KS_WALK_UNKNOWN, 0, "cannot check: the stack taken ends before the thread's "
+                "start (deeper than the frames kept, or a frame the unwinder cannot step past)",
+                "");
+}

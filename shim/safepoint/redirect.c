@@ -1,0 +1,201 @@
+/* See redirect.h. */
+#include "redirect.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <link.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "shim/core/blocking.h"
+#include "shim/common/doorbell.h"
+#include "shim/core/ks.h"
+#include "shim/core/registry.h"
+#include "safepoint.h"
+#include "shim/core/signals.h"
+#include "shim/unwind/unwind.h"
+
+#define KS_FP_MAX 16384                 /* the largest XSAVE area (AMX) fits */
+#define KS_TRAMP_STACK (64 * 1024)
+
+/* The one redirect in flight. Owned by the thread whose tid is in .tid from
+ * ks_redirect until ks_redirect_resume clears it. */
+static struct {
+    pid_t tid;
+    void (*fn)(void);
+    gregset_t gregs;
+    sigset_t mask;
+    int err;                   /* errno at the interruption */
+    size_t fp_len;
+    unsigned char fp[KS_FP_MAX] __attribute__((aligned(64)));
+} ks_saved;
+static unsigned char ks_tramp_stack[KS_TRAMP_STACK] __attribute__((aligned(16)));
+
+/* The allocator's module when it is not libc's: no redirect while any frame
+ * is in it (its own locks are not the shim's to see). */
+static uintptr_t ks_alloc_bias;
+static int ks_alloc_in_program;   /* malloc is the executable's own: no redirects */
+
+static int ks_first_module(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    *(uintptr_t *)arg = info->dlpi_addr;
+    return 1;
+}
+
+void ks_redirect_init(void)
+{
+    void *calloc_addr = dlsym(RTLD_DEFAULT, "calloc");
+    struct ks_pc_info pi;
+    if (!calloc_addr || ks_safepoint_lookup((uintptr_t)calloc_addr, &pi) != KS_MOD_APP)
+        return;   /* libc's (or a sanitizer's, itself runtime) */
+    uintptr_t program = 0;
+    dl_iterate_phdr(ks_first_module, &program);
+    __atomic_store_n(&ks_alloc_bias, pi.bias, __ATOMIC_RELEASE);
+    __atomic_store_n(&ks_alloc_in_program, pi.bias == program, __ATOMIC_RELEASE);
+}
+
+/* The frames below main on the main thread (__libc_start_call_main,
+ * __libc_start_main, _start): after the first runtime frame that follows the
+ * program's own, at most this many frames may remain. */
+#define KS_BASE_FRAMES 3
+
+/* IP is at a `syscall` instruction (one the kernel restarts after the
+ * handler) or just after one (a call that returned, or was cut short): the
+ * thread takes signals there when it spends its time in the kernel. */
+static KS_SIGSAFE int ks_at_syscall(uintptr_t ip)
+{
+    const uint8_t *p = (const uint8_t *)ip;
+    return (p[-2] == 0x0f && p[-1] == 0x05) || (p[0] == 0x0f && p[1] == 0x05);
+}
+
+KS_SIGSAFE int ks_redirect_safe(ucontext_t *uc)
+{
+    struct ks_thread *self = ks_self();
+    if (self->shim_depth || __atomic_load_n(&self->locks_held, __ATOMIC_RELAXED) > 0 ||
+        ks_block_self()->depth || __atomic_load_n(&ks_alloc_in_program, __ATOMIC_ACQUIRE))
+        return 0;
+    unw_cursor_t cur;
+    if (!ks_unw_ready() || ks_unw.init_local2(&cur, (unw_context_t *)uc, UNW_INIT_SIGNAL_FRAME) != 0)
+        return 0;
+    uintptr_t start = ks_thread_start_addr(), alloc = __atomic_load_n(&ks_alloc_bias, __ATOMIC_ACQUIRE);
+    int app_frames = 0, base_left = -1;
+    for (int n = 0; n < 512; n++) {
+        unw_word_t ip = 0;
+        ks_unw.get_reg(&cur, UNW_REG_IP, &ip);
+        if (ks_unw.is_signal_frame(&cur) > 0)
+            return 0;
+        struct ks_pc_info pi;
+        int kind = ks_safepoint_lookup(n == 0 ? ip : ip - 1, &pi);
+        /* At a system call in one of libc's stubs: if the program's own
+         * code called it (the next frame must be), no lock of libc's is
+         * held (a call from inside libc, where one could be, fails the walk
+         * at the next frame). */
+        int stub = n == 0 && kind == KS_MOD_LIBC && ks_at_syscall(ip);
+        if (kind == KS_MOD_SHIM && app_frames) {
+            unw_proc_info_t proc;
+            memset(&proc, 0, sizeof proc);
+            return ks_unw.get_proc_info(&cur, &proc) == 0 && proc.start_ip == start;
+        }
+        if (stub) {
+            /* checked at the next frame */
+        } else if (base_left >= 0) {
+            if (base_left-- == 0)
+                return 0;
+        } else if (kind == KS_MOD_APP && !(alloc && pi.bias == alloc)) {
+            app_frames++;
+        } else if (kind == KS_MOD_LIBC && app_frames) {
+            base_left = KS_BASE_FRAMES - 1;   /* below main, or a libc callback */
+        } else {
+            return 0;
+        }
+        int rc = ks_unw.step(&cur);
+        if (rc == 0)
+            return app_frames > 0;
+        if (rc < 0)
+            return 0;
+    }
+    return 0;
+}
+
+/* The fp state in a signal frame: FXSAVE's 512 bytes, or the XSAVE area
+ * whose size the kernel wrote into the software-reserved bytes. */
+static KS_SIGSAFE size_t ks_fp_len(const ucontext_t *uc)
+{
+    const struct _fpx_sw_bytes *sw =
+        (const struct _fpx_sw_bytes *)((const char *)uc->uc_mcontext.fpregs + 464);
+    return sw->magic1 == FP_XSTATE_MAGIC1 ? sw->extended_size : 512;
+}
+
+void ks_redirect_tramp(void);
+__asm__(".text\n"
+        ".globl ks_redirect_tramp\n"
+        ".hidden ks_redirect_tramp\n"
+        ".type ks_redirect_tramp,@function\n"
+        "ks_redirect_tramp:\n"
+        ".cfi_startproc\n"
+        ".cfi_undefined rip\n"   /* the outermost frame: unwinders stop here */
+        "call ks_redirect_run\n"
+        "ud2\n"
+        ".cfi_endproc\n"
+        ".size ks_redirect_tramp, .-ks_redirect_tramp\n");
+
+/* On the trampoline's stack, with every signal blocked but the dump signal. */
+__attribute__((used, noreturn)) void ks_redirect_run(void)
+{
+    ks_saved.fn();
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    si.si_signo = ks_signo(KS_SIG_DUMP);
+    si.si_code = SI_QUEUE;
+    si.si_pid = ks_getpid();
+    si.si_uid = getuid();
+    si.si_value.sival_int = KS_RESUME_COOKIE;
+    /* Delivered before the call returns: the handler restores the saved
+     * context, and the thread never comes back here. */
+    for (;;)
+        syscall(SYS_rt_tgsigqueueinfo, getpid(), ks_gettid(), si.si_signo, &si);
+}
+
+KS_SIGSAFE int ks_redirect(ucontext_t *uc, void (*fn)(void), int err)
+{
+    size_t len = ks_fp_len(uc);
+    if (len > sizeof ks_saved.fp)
+        return E2BIG;
+    pid_t none = 0, self = ks_gettid();
+    if (!__atomic_compare_exchange_n(&ks_saved.tid, &none, self, 0, __ATOMIC_ACQUIRE,
+                                     __ATOMIC_RELAXED))
+        return EBUSY;
+    ks_saved.fn = fn;
+    memcpy(ks_saved.gregs, uc->uc_mcontext.gregs, sizeof ks_saved.gregs);
+    ks_saved.mask = uc->uc_sigmask;
+    ks_saved.err = err;
+    ks_saved.fp_len = len;
+    memcpy(ks_saved.fp, uc->uc_mcontext.fpregs, len);
+    /* 16-aligned at the trampoline's call, as the ABI wants at a call. */
+    uintptr_t sp = ((uintptr_t)ks_tramp_stack + sizeof ks_tramp_stack) & ~(uintptr_t)15;
+    uc->uc_mcontext.gregs[REG_RSP] = (greg_t)sp;
+    uc->uc_mcontext.gregs[REG_RIP] = (greg_t)(uintptr_t)ks_redirect_tramp;
+    uc->uc_mcontext.gregs[REG_EFL] &= ~(greg_t)0x400;   /* DF clear, as the ABI wants */
+    sigfillset(&uc->uc_sigmask);
+    sigdelset(&uc->uc_sigmask, ks_signo(KS_SIG_DUMP));
+    return 0;
+}
+
+KS_SIGSAFE int ks_redirect_resume(const siginfo_t *si, ucontext_t *uc, int *err)
+{
+    if (!si || si->si_code != SI_QUEUE || si->si_pid != ks_getpid() ||
+        si->si_value.sival_int != KS_RESUME_COOKIE ||
+        __atomic_load_n(&ks_saved.tid, __ATOMIC_ACQUIRE) != ks_gettid())
+        return 0;
+    memcpy(uc->uc_mcontext.gregs, ks_saved.gregs, sizeof ks_saved.gregs);
+    uc->uc_sigmask = ks_saved.mask;
+    if (ks_fp_len(uc) == ks_saved.fp_len)
+        memcpy(uc->uc_mcontext.fpregs, ks_saved.fp, ks_saved.fp_len);
+    *err = ks_saved.err;
+    __atomic_store_n(&ks_saved.tid, 0, __ATOMIC_RELEASE);
+    return 1;
+}

@@ -1,0 +1,210 @@
+/* See safepoint.h. */
+#include "safepoint.h"
+
+#include <errno.h>
+#include <link.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+
+#include "shim/core/ks.h"
+#include "shim/core/lock.h"
+
+#define KS_MOD_MAX 512
+#define KS_SEG_MAX 6
+
+struct ks_mod {
+    uintptr_t lo, hi;              /* hull of the segments */
+    uintptr_t bias;
+    int kind;
+    int nseg;
+    uintptr_t seg_lo[KS_SEG_MAX], seg_hi[KS_SEG_MAX];
+    char name[40];
+};
+
+/* Readers (signal handlers) retry while ks_seq is odd or changed under them;
+ * the one writer at a time holds ks_write_mu. */
+static struct ks_mod ks_mods[KS_MOD_MAX];
+static int ks_nmods;
+static unsigned ks_seq;
+KS_LOCK_DEFINE(static, ks_write_mu);
+
+/* The writer builds here first, so the published table is written in one
+ * short burst. Under ks_write_mu. */
+static struct ks_mod ks_scratch[KS_MOD_MAX];
+static int ks_nscratch;
+static unsigned long long ks_seen_adds = ~0ULL, ks_seen_subs = ~0ULL;
+
+static const char *ks_basename(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+static int ks_prefix(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
+
+static int ks_kind_of_name(const char *base)
+{
+    static const char *const glibc[] = {"libc.so", "libm.so", "libmvec.so", "libpthread.so",
+                                        "libdl.so", "librt.so", "libresolv.so", "libanl.so",
+                                        "libutil.so", "libnss_", "libthread_db", "libBrokenLocale",
+                                        NULL};
+    for (int i = 0; glibc[i]; i++)
+        if (ks_prefix(base, glibc[i]))
+            return KS_MOD_LIBC;
+    if (ks_prefix(base, "ld-linux") || ks_prefix(base, "ld.so") || ks_prefix(base, "ld64.so"))
+        return KS_MOD_LOADER;
+    if (ks_prefix(base, "libgcc_s.so") || ks_prefix(base, "libunwind"))
+        return KS_MOD_UNWINDER;
+    if (ks_prefix(base, "libstdc++.so"))
+        return KS_MOD_CXXRT;
+    if (ks_prefix(base, "linux-vdso.so") || ks_prefix(base, "linux-gate.so"))
+        return KS_MOD_VDSO;
+    static const char *const sanitizers[] = {"libasan.so", "libtsan.so", "libubsan.so",
+                                             "liblsan.so", "libhwasan.so", "libclang_rt.",
+                                             NULL};
+    for (int i = 0; sanitizers[i]; i++)
+        if (ks_prefix(base, sanitizers[i]))
+            return KS_MOD_SANRT;
+    return KS_MOD_APP;
+}
+
+static int ks_safepoint_collect(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    (void)arg;
+    if (ks_nscratch >= KS_MOD_MAX)
+        return 1;
+    struct ks_mod *m = &ks_scratch[ks_nscratch];
+    memset(m, 0, sizeof *m);
+    m->bias = info->dlpi_addr;
+    m->lo = UINTPTR_MAX;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || m->nseg >= KS_SEG_MAX)
+            continue;
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        uintptr_t hi = lo + ph->p_memsz;
+        m->seg_lo[m->nseg] = lo;
+        m->seg_hi[m->nseg] = hi;
+        m->nseg++;
+        if (lo < m->lo)
+            m->lo = lo;
+        if (hi > m->hi)
+            m->hi = hi;
+    }
+    if (!m->nseg)
+        return 0;
+    const char *name = info->dlpi_name && *info->dlpi_name ? info->dlpi_name
+                                                            : program_invocation_short_name;
+    const char *base = ks_basename(name ? name : "?");
+    strncpy(m->name, base, sizeof m->name - 1);
+    m->kind = ks_nscratch == 0 && !(info->dlpi_name && *info->dlpi_name) ? KS_MOD_APP
+                                                                          : ks_kind_of_name(base);
+    uintptr_t self = (uintptr_t)&ks_safepoint_refresh;
+    if (self >= m->lo && self < m->hi)
+        m->kind = KS_MOD_SHIM;
+    ks_nscratch++;
+    return 0;
+}
+
+static int ks_count_changes(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    unsigned long long *v = arg;
+    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs) {
+        v[0] = info->dlpi_adds;
+        v[1] = info->dlpi_subs;
+    }
+    return 1;   /* the counters are the same in every entry */
+}
+
+int ks_safepoint_refresh(void)
+{
+    ks_lock(&ks_write_mu);
+    unsigned long long v[2] = {0, 0};
+    dl_iterate_phdr(ks_count_changes, v);
+    if (v[0] == ks_seen_adds && v[1] == ks_seen_subs && (v[0] | v[1])) {
+        ks_unlock(&ks_write_mu);
+        return 0;
+    }
+    ks_nscratch = 0;
+    dl_iterate_phdr(ks_safepoint_collect, NULL);
+    __atomic_store_n(&ks_seq, ks_seq + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    memcpy(ks_mods, ks_scratch, sizeof(struct ks_mod) * (size_t)ks_nscratch);
+    __atomic_store_n(&ks_nmods, ks_nscratch, __ATOMIC_RELAXED);
+    __atomic_store_n(&ks_seq, ks_seq + 1, __ATOMIC_RELEASE);
+    ks_seen_adds = v[0];
+    ks_seen_subs = v[1];
+    ks_unlock(&ks_write_mu);
+    return 0;
+}
+
+/* Finds ADDR's module and segment in the published table. Returns the
+ * module's index or -1; *SEG the segment's. Caller validates with ks_seq. */
+static int ks_find(uintptr_t addr, int *seg)
+{
+    int n = __atomic_load_n(&ks_nmods, __ATOMIC_RELAXED);
+    for (int i = 0; i < n && i < KS_MOD_MAX; i++) {
+        const struct ks_mod *m = &ks_mods[i];
+        if (addr < m->lo || addr >= m->hi)
+            continue;
+        for (int s = 0; s < m->nseg && s < KS_SEG_MAX; s++)
+            if (addr >= m->seg_lo[s] && addr < m->seg_hi[s]) {
+                *seg = s;
+                return i;
+            }
+        *seg = -1;
+        return i;
+    }
+    return -1;
+}
+
+int ks_safepoint_lookup(uintptr_t addr, struct ks_pc_info *out)
+{
+    for (int tries = 0; tries < 10000; tries++) {
+        unsigned s1 = __atomic_load_n(&ks_seq, __ATOMIC_ACQUIRE);
+        if (s1 & 1) {
+            sched_yield();   /* the writer is another thread: let it finish */
+            continue;
+        }
+        int seg = -1;
+        int i = ks_find(addr, &seg);
+        struct ks_pc_info r = {.kind = KS_MOD_NONE};
+        if (i >= 0) {
+            const struct ks_mod *m = &ks_mods[i];
+            r.kind = m->kind;
+            r.bias = m->bias;
+            if (seg >= 0) {
+                r.seg_lo = m->seg_lo[seg];
+                r.seg_hi = m->seg_hi[seg];
+            }
+            memcpy(r.name, m->name, sizeof r.name);
+            r.name[sizeof r.name - 1] = 0;
+        }
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&ks_seq, __ATOMIC_RELAXED) == s1) {
+            *out = r;
+            return r.kind;
+        }
+    }
+    memset(out, 0, sizeof *out);
+    out->kind = KS_MOD_NONE;
+    return KS_MOD_NONE;
+}
+
+int ks_safepoint_readable(uintptr_t addr, size_t len)
+{
+    struct ks_pc_info pi;
+    ks_safepoint_lookup(addr, &pi);
+    return pi.seg_hi > pi.seg_lo && addr >= pi.seg_lo && len <= pi.seg_hi - addr;
+}
+
+const char *ks_mod_kind_name(int kind)
+{
+    static const char *const names[] = {"application", "libc", "the dynamic loader",
+                                        "the unwinder", "the C++ runtime", "the shim",
+                                        "the vDSO", "a sanitizer runtime",
+                                        "unknown code"};
+    return kind >= 0 && kind <= KS_MOD_NONE ? names[kind] : "?";
+}
