@@ -82,6 +82,13 @@ struct ks_block {
                                      * under the registry lock; 0: not yet */
 };
 
+/* The handshake's slow paths, for the wrappers (interpose/block_wrap.h).
+ * ks_block_wait_reader: waits while a dump holds B's thread, errno kept.
+ * ks_block_drop: drops in_call and waits out a reader before anything above
+ * the wrapper's frame can change; depth goes to 0 last. */
+void ks_block_wait_reader(struct ks_block *b);
+void ks_block_drop(struct ks_block *b);
+
 #ifdef __cplusplus
 }
 #endif
