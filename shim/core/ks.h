@@ -26,7 +26,7 @@ extern "C" {
  * then on TSan ignores that thread's lock calls, but its cleanup still takes
  * the registry's and the graveyard's locks. And an edge between two
  * instrumented threads that passes through code built without TSan's
- * instrumentation (sigctx, shim/BUILD), which TSan cannot see. KS_TSAN
+ * instrumentation (SIGCTX_COPTS, shim/defs.bzl), which TSan cannot see. KS_TSAN
  * (.bazelrc, --config=tsan) is defined there too, where __SANITIZE_THREAD__
  * is not. Nothing outside TSan builds. */
 #if defined(__SANITIZE_THREAD__) || defined(KS_TSAN)
@@ -37,8 +37,9 @@ extern "C" {
 #define KS_TSAN_ACQUIRE(addr) ((void)0)
 #define KS_TSAN_RELEASE(addr) ((void)0)
 #endif
-/* A function outside sigctx (shim/BUILD) that the signal handlers call:
- * left out of ThreadSanitizer's instrumentation like sigctx's code. */
+/* A function outside the signal-context libraries (SIGCTX_COPTS,
+ * shim/defs.bzl) that the signal handlers call: left out of
+ * ThreadSanitizer's instrumentation like theirs. */
 #define KS_SIGSAFE __attribute__((no_sanitize("thread")))
 
 /* ---- Real functions: real.h (KS_REAL(name), resolve.c) ----------------- */

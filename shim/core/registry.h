@@ -173,7 +173,7 @@ static inline void ks_thread_start_set(uintptr_t pc)
     __atomic_store_n(&ks_thread_start_pc, pc, __ATOMIC_RELEASE);
 }
 /* Inline: read in signal handlers, from code ThreadSanitizer does not
- * instrument (shim/BUILD, sigctx). */
+ * instrument (SIGCTX_COPTS, shim/defs.bzl). */
 static inline uintptr_t ks_thread_start_addr(void)
 {
     return __atomic_load_n(&ks_thread_start_pc, __ATOMIC_ACQUIRE);

@@ -239,9 +239,10 @@ void ks_stack_bounds(struct ks_thread *r)
 void ks_reader_release(struct ks_thread *r)
 {
     struct ks_block *b = ks_block_of(r);
-    /* This file is not instrumented (shim/BUILD, sigctx): the edge from the
-     * control thread's reads of the held thread's block (cmd_stack.c) to
-     * that thread's next writes is told to ThreadSanitizer here. */
+    /* This file is not instrumented (SIGCTX_COPTS, shim/defs.bzl): the edge
+     * from the control thread's reads of the held thread's block
+     * (stack_take.c) to that thread's next writes is told to
+     * ThreadSanitizer here. */
     KS_TSAN_RELEASE(&b->reader);
     __atomic_store_n(&b->reader, 0, __ATOMIC_SEQ_CST);
     ks_futex(&b->reader, FUTEX_WAKE_PRIVATE, 1, NULL);

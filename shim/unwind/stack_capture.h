@@ -3,7 +3,8 @@
  * handler or by the dumper from registers a blocking-call wrapper saved
  * (blocking.h). Symbolizing happens in the injector, outside the process.
  *
- * One dump runs at a time (cmd_stack.c holds the dump lock). It publishes a
+ * One dump runs at a time (the stack verb and cancel's check hold the dump
+ * lock). It publishes a
  * table of entries sorted by tid; a signalled thread finds its entry, claims
  * it (WAITING -> CAPTURING), unwinds into it and marks it DONE. A table is
  * freed only once no handler can still be reading it; a late signal (the
