@@ -114,6 +114,75 @@ static int ksi_closed_before_banner(const struct ksi_client *c)
     return r == 0 || (r < 0 && errno == ECONNRESET);
 }
 
+/* Why connecting to PID failed (errno E; RUNG: its doorbell was rung): says
+ * so and returns the exit code. */
+static int ksi_connect_failed(pid_t pid, const char *comm, const char *where, int rung, int e)
+{
+    if (e == EACCES || e == EPERM) {
+        ksi_err("permission denied: cannot connect to %s of process %d (%s)", where, (int)pid, comm);
+        return KSI_EXIT_PERMISSION;
+    }
+    if (rung)
+        ksi_err("process %d (%s) runs the shim but did not start serving %s within %d ms: "
+                "it starts when one of its threads waits in a system call or runs the "
+                "program's own code, and none did (or it blocks the shim's signals)",
+                (int)pid, comm, where, KSI_START_TIMEOUT_MS);
+    else if (ksi_maps_shim(pid))
+        ksi_err("process %d (%s) loaded libkillshim.so but does not serve %s "
+                "(its stderr says why; or KILLSHIM_SOCKET_DIR differs)", (int)pid, comm, where);
+    else
+        ksi_err("process %d (%s) does not run the killshim shim; start it with "
+                "'killshim run -- CMD' or LD_PRELOAD=/path/to/libkillshim.so CMD", (int)pid, comm);
+    return KSI_EXIT_NO_SHIM;
+}
+
+/* The connected C: checks who serves it and its banner. Returns KSI_EXIT_OK,
+ * -1 (closed before the banner: try again, unless LAST) or an exit code; C is
+ * closed unless OK. */
+static int ksi_greet(struct ksi_client *c, pid_t pid, const char *where, int last)
+{
+    /* Anyone can bind an abstract name: the listener's maker must be the
+     * target's pid, and (ksi_peer_check, after the banner: by then the
+     * server has accepted) the target itself must hold the server end. */
+    struct ucred cr;
+    socklen_t crl = sizeof cr;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cr, &crl) == 0 && cr.pid != pid) {
+        ksi_err("%s is served by process %d (uid %d), not by %d: refusing to talk to it", where,
+                (int)cr.pid, (int)cr.uid, (int)pid);
+        ksi_close(c);
+        return KSI_EXIT_PROTOCOL;
+    }
+    struct timeval tv = {KSI_REPLY_TIMEOUT_S, 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+
+    if (!last && ksi_closed_before_banner(c)) {
+        ksi_close(c);
+        return -1;
+    }
+    struct ks_msg m;
+    int64_t proto = 0;
+    int rc = ksi_read_line(c, &m);
+    if (rc == KSI_EXIT_OK && strcmp(m.verb, "err") == 0) {
+        rc = ksi_reply_error(&m);
+    } else if (rc == KSI_EXIT_OK && (strcmp(m.verb, "killshim") != 0 ||
+                                     ks_msg_get_i64(&m, "proto", 0, 1 << 30, &proto) != 0)) {
+        ksi_err("process %d answered on %s with something that is not killshim", (int)pid, where);
+        rc = KSI_EXIT_PROTOCOL;
+    }
+    if (rc == KSI_EXIT_OK)
+        rc = ksi_peer_check(c->fd, pid, where);
+    if (rc == KSI_EXIT_OK && proto != KS_PROTO_VERSION) {
+        ksi_err("protocol version mismatch: process %d speaks %lld, this injector speaks %d; "
+                "use the killshim-inject that matches its libkillshim.so", (int)pid,
+                (long long)proto, KS_PROTO_VERSION);
+        rc = KSI_EXIT_PROTOCOL;
+    }
+    if (rc != KSI_EXIT_OK)
+        ksi_close(c);
+    return rc;
+}
+
 static int ksi_connect_once(pid_t pid, struct ksi_client *c, int last)
 {
     ksi_phase("connecting to process %d", (int)pid);
@@ -135,74 +204,9 @@ static int ksi_connect_once(pid_t pid, struct ksi_client *c, int last)
         return KSI_EXIT_ERROR;
     int rung = 0;
     c->fd = ks_control_connect(pid, KSI_START_TIMEOUT_MS, &rung);
-    if (c->fd < 0) {
-        int e = errno;
-        if (e == EACCES || e == EPERM) {
-            ksi_err("permission denied: cannot connect to %s of process %d (%s)", where, (int)pid, comm);
-            return KSI_EXIT_PERMISSION;
-        }
-        if (rung)
-            ksi_err("process %d (%s) runs the shim but did not start serving %s within %d ms: "
-                    "it starts when one of its threads waits in a system call or runs the "
-                    "program's own code, and none did (or it blocks the shim's signals)",
-                    (int)pid, comm, where, KSI_START_TIMEOUT_MS);
-        else if (ksi_maps_shim(pid))
-            ksi_err("process %d (%s) loaded libkillshim.so but does not serve %s "
-                    "(its stderr says why; or KILLSHIM_SOCKET_DIR differs)", (int)pid, comm, where);
-        else
-            ksi_err("process %d (%s) does not run the killshim shim; start it with "
-                    "'killshim run -- CMD' or LD_PRELOAD=/path/to/libkillshim.so CMD", (int)pid, comm);
-        return KSI_EXIT_NO_SHIM;
-    }
-    /* Anyone can bind an abstract name: the listener's maker must be the
-     * target's pid, and (ksi_peer_check, after the banner: by then the
-     * server has accepted) the target itself must hold the server end. */
-    struct ucred cr;
-    socklen_t crl = sizeof cr;
-    if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cr, &crl) == 0 && cr.pid != pid) {
-        ksi_err("%s is served by process %d (uid %d), not by %d: refusing to talk to it", where,
-                (int)cr.pid, (int)cr.uid, (int)pid);
-        ksi_close(c);
-        return KSI_EXIT_PROTOCOL;
-    }
-    struct timeval tv = {KSI_REPLY_TIMEOUT_S, 0};
-    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-
-    if (!last && ksi_closed_before_banner(c)) {
-        ksi_close(c);
-        return -1;
-    }
-    struct ks_msg m;
-    int rc = ksi_read_line(c, &m);
-    if (rc != KSI_EXIT_OK) {
-        ksi_close(c);
-        return rc;
-    }
-    if (strcmp(m.verb, "err") == 0) {
-        rc = ksi_reply_error(&m);
-        ksi_close(c);
-        return rc;
-    }
-    int64_t proto = 0;
-    if (strcmp(m.verb, "killshim") != 0 || ks_msg_get_i64(&m, "proto", 0, 1 << 30, &proto) != 0) {
-        ksi_err("process %d answered on %s with something that is not killshim", (int)pid, where);
-        ksi_close(c);
-        return KSI_EXIT_PROTOCOL;
-    }
-    rc = ksi_peer_check(c->fd, pid, where);
-    if (rc != KSI_EXIT_OK) {
-        ksi_close(c);
-        return rc;
-    }
-    if (proto != KS_PROTO_VERSION) {
-        ksi_err("protocol version mismatch: process %d speaks %lld, this injector speaks %d; "
-                "use the killshim-inject that matches its libkillshim.so", (int)pid,
-                (long long)proto, KS_PROTO_VERSION);
-        ksi_close(c);
-        return KSI_EXIT_PROTOCOL;
-    }
-    return KSI_EXIT_OK;
+    if (c->fd < 0)
+        return ksi_connect_failed(pid, comm, where, rung, errno);
+    return ksi_greet(c, pid, where, last);
 }
 
 int ksi_connect(pid_t pid, struct ksi_client *c)

@@ -1,0 +1,40 @@
+/* killshim-inject --stack: what stack.c reads from the reply and
+ * stack_print.c prints, as text or JSON. */
+#ifndef KSI_STACK_H
+#define KSI_STACK_H
+
+#include <stddef.h>
+
+#include "deadlock.h"
+#include "injector.h"
+#include "symbolize.h"
+
+struct ksi_frame {
+    unsigned long long pc;
+    int exact;                  /* the interrupted instruction, not a return address */
+    const struct ksi_symbol *sym;   /* NULL: unknown */
+};
+
+struct ksi_thr {
+    long tid, owner;
+    char name[64], role[16], state[4], via[8], why[32], call[32], wait[16];
+    int selected, has_syscall, has_owner, cut, nframes;
+    long sc_nr;
+    unsigned long long sargs[6], ssp, spc, wait_obj;
+    struct ksi_frame *frames;
+};
+
+struct ksi_dump {
+    struct ksi_thr *v;
+    size_t n, cap, frames;
+    int oom;
+    int cut;   /* over KSI_MAX_THREADS or KSI_MAX_FRAMES: the rest was dropped */
+};
+
+/* Prints the dump D with its wait-for graph G; US: the shim's time. */
+void ksi_stack_print_text(const struct ksi_opts *o, const struct ksi_dump *d,
+                          const struct ksi_graph *g, long long us);
+void ksi_stack_print_json(const struct ksi_opts *o, const struct ksi_dump *d,
+                          const struct ksi_graph *g, long long us);
+
+#endif
