@@ -24,3 +24,15 @@ def c_sources():
         srcs = native.glob(["*.c"]),
         visibility = ["//shim:__pkg__"],
     )
+
+def shim_library(name, signal_context = False, **kwargs):
+    """A room's part of libkillshim.so: linked whole (alwayslink: its hooks
+    and handlers are reached by name, not by reference) and only ever into
+    the library (linkstatic). signal_context: built with SIGCTX_COPTS."""
+    native.cc_library(
+        name = name,
+        copts = SIGCTX_COPTS if signal_context else SHIM_COPTS,
+        alwayslink = True,
+        linkstatic = True,
+        **kwargs
+    )
