@@ -1,5 +1,5 @@
 /* Saying why the kernel does not let the user read or attach to a process
- * (client.h). The kernel decides (docs/security.md); this only guesses
+ * (access.h). The kernel decides (docs/security.md); this only guesses
  * which of its rules applied, from what anyone can read, to say what to do. */
 #include <errno.h>
 #include <stdio.h>
@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "client.h"
+#include "access.h"
 #include "injector.h"
 #include "shim/common/access.h"
 #include "shim/common/procfs.h"

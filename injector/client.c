@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "deadline.h"
 #include "injector.h"
 #include "shim/common/doorbell.h"

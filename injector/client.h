@@ -36,10 +36,4 @@ int ksi_request(struct ksi_client *c, const char *line, ksi_record_fn *fn, void 
 /* Maps an "err" final line to an exit code and prints its message. */
 int ksi_reply_error(const struct ks_msg *final);
 
-/* Prints why the kernel does not give the caller NEED (enum ks_access) over
- * PID, as far as it can tell (access.c), and returns KSI_EXIT_PERMISSION. */
-int ksi_access_denied(pid_t pid, int need, const struct ks_proof *p);
-/* WHY gets the likeliest reason the kernel refuses NEED over PID. */
-void ksi_access_why(pid_t pid, int need, char *why, size_t cap);
-
 #endif

@@ -16,7 +16,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include "client.h"
+#include "access.h"
 #include "injector.h"
 #include "shim/common/access.h"
 #include "shim/common/procfs.h"

@@ -20,7 +20,6 @@
 #include "shim/core/ks.h"
 #include "shim/core/lock.h"
 #include "shim/common/proto.h"
-#include "server.h"
 #include "shim_thread.h"
 
 #define KS_CONN_STACK (256 * 1024)
