@@ -293,7 +293,8 @@ static void ks_py_do_raise(struct ks_py_job *j)
     j->res.exc = ks_py_off_async >= 0 ? 1 : -1;
 }
 
-void ks_py_work(struct ks_py_job *j)
+/* In the worker: J's work under the GIL (takes and releases it). */
+static void ks_py_work(struct ks_py_job *j)
 {
     /* Finalizing first: Py_FinalizeEx clears "initialized" just after it
      * sets "finalizing". */
@@ -354,7 +355,7 @@ static int ks_py_run(int op, pid_t tid, const char *exc, struct ks_py_thread *p,
         return rc;
     j->tid = tid;
     snprintf(j->exc, sizeof j->exc, "%s", exc ? exc : "");
-    rc = ks_py_call(j, timeout_ms, why, cap);
+    rc = ks_py_call(j, ks_py_work, timeout_ms, why, cap);
     if (!rc || rc == ESRCH || rc == EINVAL)
         *p = j->res;
     ks_py_put(j);
@@ -368,7 +369,7 @@ int ks_py_list(struct ks_py_row *rows, int cap, int *n, int timeout_ms, char *wh
     struct ks_py_job *j = ks_py_job_new(KS_PY_LIST, cap, why, wcap, &rc);
     if (!j)
         return rc;
-    rc = ks_py_call(j, timeout_ms, why, wcap);
+    rc = ks_py_call(j, ks_py_work, timeout_ms, why, wcap);
     if (!rc) {
         memcpy(rows, j->rows, (size_t)j->nrows * sizeof *rows);
         *n = j->nrows;

@@ -37,8 +37,9 @@ static void ks_py_finish(void *arg)
 
 static void *ks_py_worker(void *arg)
 {
+    struct ks_py_job *j = arg;
     pthread_cleanup_push(ks_py_finish, arg);
-    ks_py_work(arg);
+    j->work(j);
     pthread_cleanup_pop(1);
     return NULL;
 }
@@ -60,8 +61,10 @@ static int ks_py_wait(struct ks_py_job *j, uint64_t dl)
 
 /* Runs J in a worker within TIMEOUT_MS. Returns 0 (J's rc and res hold the
  * answer) or an errno with WHY filled in. */
-int ks_py_call(struct ks_py_job *j, int timeout_ms, char *why, size_t cap)
+int ks_py_call(struct ks_py_job *j, void (*work)(struct ks_py_job *j), int timeout_ms,
+               char *why, size_t cap)
 {
+    j->work = work;
     j->refs = 2;
     int rc = ks_spawn_shim_thread("killshim-py", ks_py_worker, j, 0);
     if (rc) {

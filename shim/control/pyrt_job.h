@@ -24,18 +24,19 @@ struct ks_py_job {
     struct ks_py_thread res;
     struct ks_py_row *rows;   /* KS_PY_LIST: room for caprows, in the job's allocation */
     int nrows, caprows;
+    void (*work)(struct ks_py_job *j);   /* ks_py_call's WORK */
 };
 
-/* Runs J in a new shim thread (ks_py_work) and waits at most TIMEOUT_MS
+/* Runs WORK(J) in a new shim thread (pyrt.c's work under the GIL: it takes
+ * and releases it; passed in, so that this file calls nothing of pyrt.c's)
+ * and waits at most TIMEOUT_MS
  * for the GIL; J (calloc'd) is then shared: the caller lets go with
  * ks_py_put, which frees it once the worker has too. Returns 0 (J's
  * rc and results hold the answer) or an errno with WHY filled in (EBUSY:
  * the GIL was not free in time, nothing was done). */
-int ks_py_call(struct ks_py_job *j, int timeout_ms, char *why, size_t cap);
+int ks_py_call(struct ks_py_job *j, void (*work)(struct ks_py_job *j), int timeout_ms,
+               char *why, size_t cap);
 /* Lets go of J: the last of the caller and the worker frees it. */
 void ks_py_put(struct ks_py_job *j);
-
-/* pyrt.c: in the worker, J's work under the GIL (takes and releases it). */
-void ks_py_work(struct ks_py_job *j);
 
 #endif
