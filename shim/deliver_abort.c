@@ -186,7 +186,7 @@ static struct ks_abort_info *ks_pool_take(void)
     return NULL;
 }
 
-void ks_abort_after_fork_child(void)
+KS_FORK_PATH void ks_abort_after_fork_child(void)
 {
     /* Only the forking thread lives on. A request aimed at it was aimed at
      * the parent's thread: forget it. A return it has patched still returns
