@@ -43,7 +43,7 @@ static void ks_fork_parent(void)
 
 /* Only the forking thread lives on in the child. Every shim lock first: a
  * parent thread may have held one at fork, and the rest take them. */
-static void ks_after_fork_child(void)
+KS_FORK_PATH static void ks_after_fork_child(void)
 {
     ks_locks_after_fork();
     if (ks_fork_holds_dump)

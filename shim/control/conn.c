@@ -350,7 +350,7 @@ void ks_conn_init(void)
         ks_conn_tab[i].fd = -1;
 }
 
-void ks_conn_after_fork_child(void)
+KS_FORK_PATH void ks_conn_after_fork_child(void)
 {
     /* ks_conn_mu was reset with every shim lock (lock.h). Written only
      * where set: each page the child writes is copied. */

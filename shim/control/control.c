@@ -51,7 +51,7 @@ void ks_control_start_lazy(void)
         ks_control_begin();
 }
 
-void ks_control_after_fork_child(void)
+KS_FORK_PATH void ks_control_after_fork_child(void)
 {
     ks_shim_threads_after_fork();
     ks_server_after_fork_child();

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "shim/core/elf_sym.h"
 #include "shim/core/ks.h"
 #include "shim/core/lock.h"
 #include "pyrt_job.h"
@@ -54,24 +55,32 @@ KS_LOCK_DEFINE(static, ks_py_lock);
 /* Offsets in a PyThreadState found at run time (ks_py_learn_layout): -1 unknown. */
 static long ks_py_off_native = -1, ks_py_off_async = -1;
 
-/* A libpython loaded RTLD_LOCAL (an embedding program) is not in the global
- * scope: its handle, from its name. */
-static int ks_py_find_lib(struct dl_phdr_info *info, size_t size, void *arg)
+/* The object that exports CPython's API: libpython3.x.so (global, or loaded
+ * RTLD_LOCAL by an embedding program), or a python3 linked with it
+ * statically (Debian's). Found and read with the shim's own ELF lookup, not
+ * dlsym: a failed dlsym leaves an error string malloc'd in the asking
+ * thread, and every status request in a process without Python asked. */
+static struct ks_elf_obj ks_py_obj;
+
+static int ks_py_find_obj(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
-    const char *slash = strrchr(info->dlpi_name, '/');
-    const char *base = slash ? slash + 1 : info->dlpi_name;
-    if (strncmp(base, "libpython3", 10) != 0)
+    (void)arg;
+    static const char first[] = "Py_IsInitialized";
+    if (ks_elf_open(&ks_py_obj, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0)
         return 0;
-    *(void **)arg = dlopen(info->dlpi_name, RTLD_LAZY | RTLD_NOLOAD);
-    return *(void **)arg != NULL;
+    return ks_elf_find(&ks_py_obj, first, ks_elf_gnu_hash(first), NULL) != NULL;
 }
 
-static void *ks_py_sym(void *h, const char *name) { return dlsym(h, name); }
+static void *ks_py_sym(const char *name)
+{
+    const ElfW(Sym) *sym = ks_elf_find(&ks_py_obj, name, ks_elf_gnu_hash(name), NULL);
+    return sym ? ks_elf_addr(&ks_py_obj, sym) : NULL;
+}
 
-#define KS_PY_GET(field, name) (*(void **)&ks_py.field = ks_py_sym(h, name))
+#define KS_PY_GET(field, name) (*(void **)&ks_py.field = ks_py_sym(name))
 
-static int ks_py_resolve(void *h)
+static int ks_py_resolve(void)
 {
     int ok = KS_PY_GET(is_initialized, "Py_IsInitialized") && KS_PY_GET(gil_ensure,
         "PyGILState_Ensure") && KS_PY_GET(gil_release, "PyGILState_Release") &&
@@ -117,10 +126,7 @@ int ks_py_present(void)
     ks_lock(&ks_py_lock);
     /* Not found yet is looked for again: a program may load libpython late. */
     if (ks_py_state != 1) {
-        void *h = NULL;
-        int found = ks_py_resolve(RTLD_DEFAULT);
-        if (!found && (dl_iterate_phdr(ks_py_find_lib, &h), h))
-            found = ks_py_resolve(h);
+        int found = dl_iterate_phdr(ks_py_find_obj, NULL) && ks_py_resolve();
         snprintf(ks_py_bad, sizeof ks_py_bad, "no CPython in this process (no libpython3, no "
                  "exported Python C API)");
         ks_py_state = found && ks_py_check_version() ? 1 : -1;

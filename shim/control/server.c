@@ -280,7 +280,7 @@ void ks_server_stop(void)
     ks_conn_shutdown_all();
 }
 
-void ks_server_after_fork_child(void)
+KS_FORK_PATH void ks_server_after_fork_child(void)
 {
     /* Drop the child's copies of the parent's sockets: the listening one
      * (so its name is freed when the parent exits) and its clients'. Only

@@ -147,7 +147,7 @@ int ks_spawn_shim_thread(const char *name, void *(*fn)(void *), void *arg, size_
 
 int ks_shim_threads_alive(void) { return __atomic_load_n(&ks_alive, __ATOMIC_ACQUIRE); }
 
-void ks_shim_threads_after_fork(void)
+KS_FORK_PATH void ks_shim_threads_after_fork(void)
 {
     if (__atomic_load_n(&ks_alive, __ATOMIC_RELAXED))
         __atomic_store_n(&ks_alive, 0, __ATOMIC_RELEASE);

@@ -187,7 +187,7 @@ void ks_sockdir_cleanup(void)
     ks_made.owner = 0;
 }
 
-void ks_sockdir_after_fork_child(void)
+KS_FORK_PATH void ks_sockdir_after_fork_child(void)
 {
     if (ks_made.owner)
         ks_made.owner = 0;

@@ -53,6 +53,10 @@ void ks_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern int ks_debug_enabled;
 
 /* ---- Time and small helpers (util.c) ------------------------------------ */
+/* What a fork child runs: one text section, so that it touches as few
+ * code pages as it can (each first touch in a child is a page fault). */
+#define KS_FORK_PATH __attribute__((section(".text.hot.ks_fork"), noinline))
+
 uint64_t ks_now_ns(void);           /* CLOCK_MONOTONIC */
 pid_t ks_gettid(void);
 

@@ -29,7 +29,7 @@ int ks_trylock(struct ks_lock *l)
     return rc;
 }
 
-int ks_locks_each(void (*fn)(struct ks_lock *, void *), void *arg)
+KS_FORK_PATH int ks_locks_each(void (*fn)(struct ks_lock *, void *), void *arg)
 {
     int n = 0;
     for (struct ks_lock *const *p = __start_ks_locks; p && p < __stop_ks_locks; p++, n++)
@@ -39,7 +39,7 @@ int ks_locks_each(void (*fn)(struct ks_lock *, void *), void *arg)
 
 /* Resets L only if it is not in its initial state: every page the fork
  * child writes is copied, and most children exec or exit at once. */
-static void ks_lock_reset(struct ks_lock *l, void *arg)
+KS_FORK_PATH static void ks_lock_reset(struct ks_lock *l, void *arg)
 {
     (void)arg;
     static const pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
@@ -47,7 +47,7 @@ static void ks_lock_reset(struct ks_lock *l, void *arg)
         l->mu = fresh;
 }
 
-void ks_locks_after_fork(void) { ks_locks_each(ks_lock_reset, NULL); }
+KS_FORK_PATH void ks_locks_after_fork(void) { ks_locks_each(ks_lock_reset, NULL); }
 
 void ks_nap_ns(uint64_t ns)
 {

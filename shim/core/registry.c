@@ -25,7 +25,7 @@ static struct {
     int count;
     int starting;            /* see ks_registry_starting_add */
     unsigned exited_next;    /* ring slot = next % KS_EXITED_RING */
-    uint64_t exited_since;   /* ring entries older than this are ignored */
+    unsigned gen;            /* ring entries of another (a parent's) are ignored */
 } ks_reg;
 static _Atomic uint64_t ks_next_id = 1;
 
@@ -35,10 +35,11 @@ static __thread struct ks_block ks_self_block __attribute__((tls_model("initial-
 #define KS_EXITED_RING 4096   /* about 4 s of exits at 1,000 threads/s */
 static struct {
     pid_t tid;
+    unsigned gen;   /* ks_reg.gen when written */
     uint64_t ns;
 } ks_exited[KS_EXITED_RING];
 
-KS_SIGSAFE struct ks_block *ks_block_self(void) { return &ks_self_block; }
+KS_FORK_PATH KS_SIGSAFE struct ks_block *ks_block_self(void) { return &ks_self_block; }
 
 /* Both variables live in this module's TLS block, whose layout is the same in
  * every thread (the block is a copy of one template): the distance from a
@@ -61,7 +62,7 @@ int ks_registry_exiting(pid_t tid)
 {
     uint64_t now = ks_now_ns();
     for (unsigned i = 0; i < KS_EXITED_RING; i++)
-        if (ks_exited[i].tid == tid && ks_exited[i].ns >= ks_reg.exited_since &&
+        if (ks_exited[i].tid == tid && ks_exited[i].gen == ks_reg.gen &&
             now - ks_exited[i].ns < (uint64_t)KS_EXITING_MS * 1000000u)
             return 1;
     return 0;
@@ -125,6 +126,7 @@ void ks_registry_remove_self(void)
     ks_unlink(t);
     ks_exited[ks_reg.exited_next % KS_EXITED_RING].tid = t->tid;
     ks_exited[ks_reg.exited_next % KS_EXITED_RING].ns = ks_now_ns();
+    ks_exited[ks_reg.exited_next % KS_EXITED_RING].gen = ks_reg.gen;
     ks_reg.exited_next++;
     ks_registry_unlock();
 }
@@ -132,14 +134,14 @@ void ks_registry_remove_self(void)
 /* In the child of fork only the calling thread exists; the others' records
  * point into TLS blocks that the child still maps but whose threads are gone.
  * (The lock is reset with every shim lock, lock.h.) */
-void ks_registry_reset_after_fork(void)
+KS_FORK_PATH void ks_registry_reset_after_fork(void)
 {
     struct ks_thread *self = &ks_self_rec;
     int was_linked = self->linked;
     ks_reg.head = NULL;
     ks_reg.count = 0;
     ks_reg.starting = 0;   /* creations in flight were the parent's threads' */
-    ks_reg.exited_since = ks_now_ns();   /* the parent's exits are not the child's */
+    ks_reg.gen++;   /* the parent's exits are not the child's (no clock read: see ks.h) */
     self->next = self->prev = NULL;
     self->linked = 0;
     if (was_linked) {   /* its id stays: ids are unique within a process */

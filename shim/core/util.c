@@ -11,6 +11,16 @@ KS_SIGSAFE uint64_t ks_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-KS_SIGSAFE pid_t ks_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+/* A system call without arguments, inline: these run in every fork child
+ * (ks_registry_reset_after_fork), where each code page touched for the
+ * first time is a page fault (fork maps no file-backed page in the child). */
+static KS_SIGSAFE long ks_syscall0(long nr)
+{
+    long ret;
+    __asm__ volatile("syscall" : "=a"(ret) : "0"(nr) : "rcx", "r11", "memory");
+    return ret;
+}
 
-KS_SIGSAFE pid_t ks_getpid(void) { return (pid_t)syscall(SYS_getpid); }
+KS_FORK_PATH KS_SIGSAFE pid_t ks_gettid(void) { return (pid_t)ks_syscall0(SYS_gettid); }
+
+KS_FORK_PATH KS_SIGSAFE pid_t ks_getpid(void) { return (pid_t)ks_syscall0(SYS_getpid); }

@@ -45,7 +45,7 @@ static int ks_tramp_alloc(void)
 
 static void ks_tramp_free(int k) { __atomic_fetch_and(&ks_tramp_used, ~(1ull << k), __ATOMIC_RELEASE); }
 
-void ks_abort_tramp_after_fork(int keep)
+KS_FORK_PATH void ks_abort_tramp_after_fork(int keep)
 {
     uint64_t used = keep >= 0 ? 1ull << keep : 0;
     if (ks_tramp_used != used)   /* a page the child does not write is not copied */

@@ -133,7 +133,7 @@ struct ks_abort_info *ks_abort_info_take(void)
     return NULL;
 }
 
-void ks_abort_pool_after_fork(const struct ks_abort_info *keep)
+KS_FORK_PATH void ks_abort_pool_after_fork(const struct ks_abort_info *keep)
 {
     /* Written only if in use: every page the child writes is copied. */
     for (size_t i = 0; i < sizeof ks_pool_used / sizeof ks_pool_used[0]; i++)

@@ -96,7 +96,7 @@ int ks_abort_init(void)
     return 0;
 }
 
-void ks_abort_after_fork_child(void)
+KS_FORK_PATH void ks_abort_after_fork_child(void)
 {
     /* Only the forking thread lives on. A request aimed at it was aimed at
      * the parent's thread: forget it. A return it has patched still returns

@@ -3,9 +3,13 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <link.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "shim/core/elf_sym.h"
 
 struct ks_langrt {
     const char *name;
@@ -78,16 +82,41 @@ static int ks_module_of(uintptr_t addr, void **base, const char **name, char *bu
     return 0;
 }
 
+/* Finds the loaded object that defines MARKER: its base as dladdr's
+ * dli_fbase (its lowest segment). With the shim's own ELF lookup, not
+ * dlsym: a failed dlsym leaves an error string malloc'd in the asking
+ * thread (a connection thread: LeakSanitizer saw it at exit). */
+struct ks_marker_find {
+    const char *name;
+    uint32_t hash;
+    void *base;
+};
+
+static int ks_marker_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    struct ks_marker_find *f = arg;
+    struct ks_elf_obj o;
+    if (ks_elf_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0 ||
+        !ks_elf_find(&o, f->name, f->hash, NULL))
+        return 0;
+    uintptr_t lo = UINTPTR_MAX;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_LOAD && info->dlpi_phdr[i].p_vaddr < lo)
+            lo = info->dlpi_phdr[i].p_vaddr;
+    f->base = (void *)((info->dlpi_addr + (lo == UINTPTR_MAX ? 0 : lo)) & ~(uintptr_t)4095);
+    return 1;
+}
+
 int ks_langrt_scan(const uintptr_t *addrs, int n, uintptr_t *at, char *module, size_t cap)
 {
-    /* The modules that define a marker in the global scope (a runtime
-     * loaded with RTLD_LOCAL is known by its name). */
+    /* The modules that define a marker (a runtime whose marker is not
+     * exported is known by its name). */
     void *marked[KS_NLANGRT] = {NULL};
     for (int rt = 1; rt < KS_NLANGRT; rt++) {
-        void *m = dlsym(RTLD_DEFAULT, ks_langrts[rt].marker);
-        Dl_info mi;
-        if (m && dladdr(m, &mi))
-            marked[rt] = mi.dli_fbase;
+        struct ks_marker_find f = {ks_langrts[rt].marker, ks_elf_gnu_hash(ks_langrts[rt].marker), NULL};
+        if (dl_iterate_phdr(ks_marker_cb, &f))
+            marked[rt] = f.base;
     }
     void *last = NULL;
     for (int i = 0; i < n; i++) {

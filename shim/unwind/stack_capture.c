@@ -396,7 +396,7 @@ void ks_stack_init(void)
     __atomic_store_n(&ks_stack_ready, 1, __ATOMIC_RELEASE);
 }
 
-void ks_stack_after_fork_child(void)
+KS_FORK_PATH void ks_stack_after_fork_child(void)
 {
     /* Written only where it changes anything: each page the child writes is
      * copied, and most forks exec or exit at once. */
