@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "shim/core/blocking.h"
+#include "shim/core/elf_sym.h"
 #include "shim/core/ks.h"
 #include "shim/core/lock.h"
 #include "shim/common/procfs.h"
@@ -259,6 +260,74 @@ static int ks_fd_times_out(unsigned long long fd)
     return tv.tv_sec || tv.tv_usec;
 }
 
+struct ks_find_text {
+    uintptr_t addr, lo, hi;
+};
+
+static int ks_find_text_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    struct ks_find_text *f = arg;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
+            continue;
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (f->addr >= lo && f->addr < lo + ph->p_memsz) {
+            f->lo = lo;
+            f->hi = lo + ph->p_memsz;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* libc.so.6's text, and its generic syscall() stub within it (a call of
+ * the program's own through it is the program's), found at ks_stack_init
+ * (0, 0 if not found). */
+static uintptr_t ks_libc_lo, ks_libc_hi, ks_stub_lo, ks_stub_hi;
+
+static int ks_libc_text_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)arg;
+    const char *slash = info->dlpi_name ? strrchr(info->dlpi_name, '/') : NULL;
+    if (!slash || strcmp(slash + 1, "libc.so.6") != 0)
+        return 0;
+    struct ks_find_text f = {0, 0, 0};
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_LOAD && (info->dlpi_phdr[i].p_flags & PF_X)) {
+            f.addr = info->dlpi_addr + info->dlpi_phdr[i].p_vaddr;
+            ks_find_text_cb(info, size, &f);
+            break;
+        }
+    ks_libc_lo = f.lo;
+    ks_libc_hi = f.hi;
+    struct ks_elf_obj o;
+    const ElfW(Sym) *sym = NULL;
+    if (ks_elf_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) == 0)
+        sym = ks_elf_find(&o, "syscall", ks_elf_gnu_hash("syscall"), NULL);
+    if (sym) {
+        ks_stub_lo = (uintptr_t)ks_elf_addr(&o, sym);
+        ks_stub_hi = ks_stub_lo + sym->st_size;
+    }
+    return 1;
+}
+
+/* A futex wait without a timeout is restarted under SA_RESTART; one with a
+ * timeout returns EINTR to its caller. glibc's own waits (in libc's text)
+ * take that for a spurious wakeup and wait again (its semaphores, which
+ * return EINTR, are wrapped calls of the shim's); a program's own futex
+ * may not, even through libc's syscall(): GLib's g_cond_wait_until returns
+ * TRUE, "signalled", for it. */
+static int ks_futex_restarts(const struct ks_syscall *sc)
+{
+    int cmd = (int)(sc->args[1] & FUTEX_CMD_MASK);
+    if ((cmd == FUTEX_WAIT || cmd == FUTEX_WAIT_BITSET) && sc->args[3] == 0)
+        return 1;
+    return sc->pc >= ks_libc_lo && sc->pc < ks_libc_hi &&
+           !(sc->pc >= ks_stub_lo && sc->pc < ks_stub_hi);
+}
+
 /* Would a handler run during system call SC be invisible? The kernel
  * restarts these under SA_RESTART without anything having been transferred;
  * everything else (sleeps, waits with timeouts, writes that could come back
@@ -266,7 +335,8 @@ static int ks_fd_times_out(unsigned long long fd)
 static int ks_syscall_restarts(const struct ks_syscall *sc)
 {
     switch (sc->nr) {
-    case SYS_futex:          /* glibc's lock and condition waits retry on EINTR */
+    case SYS_futex:
+        return ks_futex_restarts(sc);
     case SYS_wait4:
     case SYS_waitid:
     case SYS_flock:
@@ -342,28 +412,6 @@ const char *ks_nostack_words(int why)
     return why > 0 && why < KS_NOSTACK_N ? ks_nostack_names[why].words : "";
 }
 
-struct ks_find_text {
-    uintptr_t addr, lo, hi;
-};
-
-static int ks_find_text_cb(struct dl_phdr_info *info, size_t size, void *arg)
-{
-    (void)size;
-    struct ks_find_text *f = arg;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
-            continue;
-        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-        if (f->addr >= lo && f->addr < lo + ph->p_memsz) {
-            f->lo = lo;
-            f->hi = lo + ph->p_memsz;
-            return 1;
-        }
-    }
-    return 0;
-}
-
 /* Runs every libunwind path the handler uses once, here, so that its one-time
  * setup and the lazy binding of its calls never happen in a victim. */
 static void ks_prime(void)
@@ -389,6 +437,7 @@ void ks_stack_init(void)
      * libunwind takes no lock of its own on the unwinding path. */
     unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_NONE);
     ks_prime();
+    dl_iterate_phdr(ks_libc_text_cb, NULL);
     struct ks_find_text f = {(uintptr_t)(void *)unw_step, 0, 0};
     if (dl_iterate_phdr(ks_find_text_cb, &f) && f.hi)
         ks_signals_pass_mask_from(f.lo, f.hi);

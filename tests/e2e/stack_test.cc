@@ -547,6 +547,33 @@ TEST(Stack, CallsWithoutATimeoutReturnOnlyWhenWoken) {
 // a socket with a receive timeout (EINTR instead of a restart), and a recv
 // with MSG_WAITALL that has part of its data (it would return the part).
 // The shim does not signal them: each returns what it would have.
+// The program's own futex wait with a timeout, through libc's syscall() (as
+// GLib's g_cond_wait_until): a signal would end it early with EINTR, which
+// GLib takes for a wakeup ("signalled"). Never signalled; it times out in
+// full. (Its thread could also be caught just before the call, a window no
+// /proc check closes; this test dumps only once it is inside.)
+TEST(Stack, AProgramsTimedFutexIsNotSignalled) {
+  Parked p;
+  p.t.Send("futex 3000");
+  pid_t tid = p.TidsOf("timed", 1)["futex"];
+  ASSERT_GT(tid, 0);
+  int seen = 0;
+  for (long end = NowMs() + 2500; NowMs() < end;) {
+    Dump d = StackJson(p.t.pid());
+    const Thr& t = d.threads[tid];
+    if (t.syscall != "futex") continue;
+    seen++;
+    EXPECT_EQ(t.captured, "none");
+    EXPECT_EQ(t.reason, "syscall");
+  }
+  EXPECT_GE(seen, 3);
+  auto res = Fields(p.t.WaitFor("result futex ", 10000));
+  EXPECT_EQ(res["rc"], "-1");
+  EXPECT_EQ(res["errno"], std::to_string(ETIMEDOUT)) << "EINTR is 4";
+  EXPECT_GE(atol(res["ms"].c_str()), 3000);
+  p.ReleaseAndQuit();
+}
+
 TEST(Stack, ReadsASignalWouldCutShortAreNotSignalled) {
   Parked p;
   p.t.Send("rcvtimeo 5000");

@@ -7,7 +7,9 @@
  * Timed (park_wait_timed, for parked's "NAME MS"): epoll_pwait, epoll_pwait2,
  * sigtimedwait, sem_timedwait, sem_clockwait, semtimedop, poll_chk and
  * ppoll_chk (__poll_chk and __ppoll_chk, what -D_FORTIFY_SOURCE makes of
- * poll and ppoll), rcvtimeo (read on a socket with SO_RCVTIMEO).
+ * poll and ppoll), rcvtimeo (read on a socket with SO_RCVTIMEO), futex (the
+ * program's own futex wait with a timeout, through libc's syscall(), as
+ * GLib's g_cond_wait_until: a signal would end it with EINTR).
  *
  * Until woken (park_block / park_wake, parked's "block NAME", "wake NAME"):
  *   sigsuspend   returns -1 EINTR once "wake" sends it SIGUSR1
@@ -23,6 +25,7 @@
 #include "tests/progs/parked_waits.h"
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -142,6 +145,13 @@ static int timed_rcvtimeo(long ms)
     return rc;
 }
 
+static int timed_futex(long ms)
+{
+    static int word;
+    struct timespec ts = {ms / 1000, ms % 1000 * 1000000L};
+    return (int)syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
+}
+
 int park_wait_timed(const char *name, long ms, int empty_fd, int *known)
 {
     struct pollfd p = {empty_fd, POLLIN, 0};
@@ -165,6 +175,8 @@ int park_wait_timed(const char *name, long ms, int empty_fd, int *known)
         return __ppoll_chk(&p, 1, &ts, NULL, sizeof p);
     if (!strcmp(name, "rcvtimeo"))
         return timed_rcvtimeo(ms);
+    if (!strcmp(name, "futex"))
+        return timed_futex(ms);
     *known = 0;
     return -1;
 }
