@@ -91,7 +91,9 @@ TEST(Demo, RunsToTheEndAndSucceeds) {
     bool deleted = l.rfind("killshim-inject: skipped ", 0) == 0 &&
                    l.find(" (deleted) (an object the process maps): deleted since it was mapped") !=
                        std::string::npos;
-    if (!deleted) EXPECT_EQ(l.rfind("killshim-inject: [", 0), 0u) << l;
+    if (!deleted) {
+      EXPECT_EQ(l.rfind("killshim-inject: [", 0), 0u) << l;
+    }
   }
   ASSERT_NE(d.pid, 0) << d.r.out;
   EXPECT_TRUE(Contains(d.r.out, "# Done.")) << d.r.out;

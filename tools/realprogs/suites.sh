@@ -46,7 +46,14 @@ group_dbus() {
     for t in $DBUS_TESTS; do
         need_bin dbus "$t" "$dir/$t" || continue
         pushd "$dir" >/dev/null || return
-        FILTER=tap pair dbus "$t" "./$t" --tap
+        # test-fdpass fails any case after which a new fd is open (it scans
+        # /proc/self/fd): a listing's first ask starts the shim's socket in
+        # the middle of it, "file descriptor 256 leaked" (3 runs in 5 under
+        # a lister asking every 20 ms). Run under the shim, never asked: the
+        # limit is said in docs/robust.md, not hidden.
+        local lister=
+        [ "$t" = test-fdpass ] && lister=1
+        NO_LISTER=$lister FILTER=tap pair dbus "$t" "./$t" --tap
         popd >/dev/null || return
         tap_check dbus "$t"
     done
