@@ -18,14 +18,12 @@
 
 namespace {
 
+using ks::Has;
+
 using ks::abort_test::Prog;
 using ks::abort_test::TidFrom;
 using ks::abort_test::WaitSettled;
 
-
-bool Has(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
 
 // A test program of tests/progs that speaks "spawn KIND" / "started I KIND
 // tid=T" (end_cxx, end_victims), under the shim.

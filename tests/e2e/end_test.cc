@@ -15,14 +15,11 @@
 
 namespace {
 
+using ks::TidFrom;
+
 using ks::Inject;
 using ks::RawClient;
 using ks::Target;
-
-pid_t TidFrom(const std::string& line) {
-  size_t p = line.find("tid=");
-  return p == std::string::npos ? 0 : atoi(line.c_str() + p + 4);
-}
 
 bool StartsWith(const std::string& s, const std::string& prefix) {
   return s.compare(0, prefix.size(), prefix) == 0;

@@ -548,6 +548,13 @@ std::string AllocatorPreload(const std::string& lib, AllocAt at) {
 #endif
 }
 
+bool Has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+pid_t TidFrom(const std::string& line) {
+  size_t p = line.find("tid=");
+  return p == std::string::npos ? 0 : atoi(line.c_str() + p + 4);
+}
+
 std::string NamespaceUnavailable(const std::string& kind) {
   std::vector<std::string> argv = {"/usr/bin/unshare"};
   if (kind == "user") argv.insert(argv.end(), {"--user", "--map-root-user"});

@@ -93,6 +93,11 @@ struct Result {
   std::string out, err;
 };
 
+// S contains PART.
+bool Has(const std::string& s, const std::string& part);
+// The number after "tid=" in LINE (a test program's "KIND tid=N"), or 0.
+pid_t TidFrom(const std::string& line);
+
 // Runs killshim-inject ARGS, with extra environment ENV ("K=V").
 Result Inject(const std::vector<std::string>& args, int timeout_ms = 60000,
               const std::vector<std::string>& env = {});

@@ -22,11 +22,9 @@
 
 namespace {
 
-using ks::Target;
+using ks::Has;
 
-bool Has(const std::string& hay, const std::string& needle) {
-  return hay.find(needle) != std::string::npos;
-}
+using ks::Target;
 
 // sh -c CMD; asserts it worked.
 void Sh(const std::string& cmd) {

@@ -20,9 +20,7 @@
 
 namespace {
 
-bool Has(const std::string& hay, const std::string& needle) {
-  return hay.find(needle) != std::string::npos;
-}
+using ks::Has;
 
 void WriteAll(int fd, const std::string& s) {
   for (size_t off = 0; off < s.size();) {

@@ -12,13 +12,10 @@
 
 namespace {
 
+using ks::TidFrom;
+
 using ks::Inject;
 using ks::Target;
-
-pid_t TidFrom(const std::string& line) {
-  size_t p = line.find("tid=");
-  return p == std::string::npos ? 0 : atoi(line.c_str() + p + 4);
-}
 
 // tid -> row of the JSON listing.
 std::map<pid_t, std::map<std::string, std::string>> JsonThreads(const std::string& out) {

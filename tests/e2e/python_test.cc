@@ -16,15 +16,11 @@
 
 namespace {
 
+using ks::Has;
+using ks::TidFrom;
+
 using ks::Inject;
 using ks::Target;
-
-bool Has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-pid_t TidFrom(const std::string& line) {
-  size_t p = line.find("tid=");
-  return p == std::string::npos ? 0 : atoi(line.c_str() + p + 4);
-}
 
 // Threads started on request ("start KIND [nd]": nd for non-daemon), each
 // printing "KIND tid=N" and, on its way out, "finally KIND"; "KIND returned"

@@ -20,16 +20,12 @@
 
 namespace {
 
+using ks::Has;
+using ks::TidFrom;
+
 using ks::Inject;
 using ks::RawClient;
 using ks::Target;
-
-bool Has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-pid_t TidFrom(const std::string& line) {
-  size_t p = line.find("tid=");
-  return p == std::string::npos ? 0 : atoi(line.c_str() + p + 4);
-}
 
 // end_victims (or its stripped copy) under the shim.
 struct Victims {
