@@ -19,7 +19,6 @@
 namespace {
 
 using ks::Has;
-
 using ks::abort_test::Prog;
 using ks::abort_test::TidFrom;
 using ks::abort_test::WaitSettled;

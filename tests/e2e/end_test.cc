@@ -16,7 +16,6 @@
 namespace {
 
 using ks::TidFrom;
-
 using ks::Inject;
 using ks::RawClient;
 using ks::Target;

@@ -23,7 +23,6 @@
 namespace {
 
 using ks::Has;
-
 using ks::Target;
 
 // sh -c CMD; asserts it worked.

@@ -13,7 +13,6 @@
 namespace {
 
 using ks::TidFrom;
-
 using ks::Inject;
 using ks::Target;
 

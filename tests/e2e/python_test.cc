@@ -18,7 +18,6 @@ namespace {
 
 using ks::Has;
 using ks::TidFrom;
-
 using ks::Inject;
 using ks::Target;
 

@@ -22,7 +22,6 @@ namespace {
 
 using ks::Has;
 using ks::TidFrom;
-
 using ks::Inject;
 using ks::RawClient;
 using ks::Target;
