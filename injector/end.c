@@ -19,178 +19,6 @@
 #include "shim/common/procfs.h"
 #include "symbolize.h"
 
-#define KSI_POLL_MS 20
-#define KSI_PROGRESS_S 1.0
-
-struct ksi_end {
-    const struct ksi_opts *o;
-    struct ksi_client c;
-    struct ksi_flagvar var;   /* --flag-symbol: the variable, if var.name[0] */
-    double t0;                /* when the first request went out */
-    double last_progress;
-    struct ksi_end_result r;
-};
-
-static double ksi_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void ksi_copy(char *dst, size_t cap, const char *src)
-{
-    snprintf(dst, cap, "%s", src ? src : "");
-}
-
-/* The kernel's view: 1 while TID is a live task of PID. A zombie (the main
- * thread after pthread_exit) has ended. */
-static int ksi_task_alive(pid_t pid, pid_t tid)
-{
-    struct ks_taskstat st;
-    if (ks_read_task_stat(pid, tid, &st) != 0)
-        return 0;
-    return st.state != 'Z' && st.state != 'X';
-}
-
-static int ksi_process_gone(pid_t pid) { return kill(pid, 0) != 0 && errno == ESRCH; }
-
-/* "0x1,0x2" into OUT (at most MAX). Returns how many. */
-static int ksi_addr_list(const char *s, uint64_t *out, int max)
-{
-    int n = 0;
-    while (s && *s && n < max) {
-        char *end;
-        out[n++] = strtoull(s, &end, 0);
-        if (end == s)
-            break;
-        s = *end == ',' ? end + 1 : end;
-    }
-    return n;
-}
-
-/* Copies an "ended" status line into the result. */
-static void ksi_take_grave(struct ksi_end_result *r, const struct ks_msg *m)
-{
-    int64_t x;
-    uint64_t u;
-    ksi_copy(r->how, sizeof r->how, ks_msg_get(m, "how"));
-    ksi_copy(r->requested, sizeof r->requested, ks_msg_get(m, "requested"));
-    r->site = ks_msg_get_u64(m, "site", &u) == 0 ? u : 0;
-    r->start = ks_msg_get_u64(m, "start", &u) == 0 ? u : 0;
-    r->locks_left = ks_msg_get_i64(m, "locks_left", 0, INT32_MAX, &x) == 0 ? (int)x : 0;
-    ksi_copy(r->abort_how, sizeof r->abort_how, ks_msg_get(m, "abort_how"));
-    ksi_copy(r->abort_note, sizeof r->abort_note, ks_msg_get(m, "abort_note"));
-    r->ncleanup = ksi_addr_list(ks_msg_get(m, "cleanup"), r->cleanup, 8);
-    r->nleft = ksi_addr_list(ks_msg_get(m, "left"), r->left, 4);
-}
-
-/* Takes a status or end answer M: returns 1 if it says the thread ended
- * (R filled from its grave), else 0 with R's pending reason and lock. */
-static int ksi_take_state(struct ksi_end_result *r, const struct ks_msg *m)
-{
-    const char *state = ks_msg_get(m, "state");
-    if (state && strcmp(state, "ended") == 0) {
-        ksi_take_grave(r, m);
-        return 1;
-    }
-    ksi_copy(r->pending, sizeof r->pending, ks_msg_get(m, "pending"));
-    ksi_name_lock(r, m);
-    return 0;
-}
-
-/* Asks "status" once. Returns 1 if the thread has ended (graveyard), 0 if it
- * is alive (R->pending updated), 2 if it is alive and its abort was refused
- * (the thread is untouched; R->pending says why), or -(exit code) on a
- * failure. */
-static int ksi_poll_status(struct ksi_end *e)
-{
-    char line[128];
-    struct ks_msg m;
-    /* A cancel this ladder asked may be waiting: try it again (only this
-     * client's polls do, see docs/PROTOCOL.md). */
-    int cancel = 0, py = 0;
-    for (int i = 0; i < e->r.nsteps; i++) {
-        cancel |= e->r.steps[i].accepted && strcmp(e->r.steps[i].mode, "cancel") == 0;
-        py |= e->r.steps[i].accepted && strcmp(e->r.steps[i].mode, "python") == 0;
-    }
-    /* CPython is asked (a thread, the GIL) at most every 200 ms. */
-    double now = ksi_now() - e->t0;
-    int ask_py = py && now - e->r.py.polled_at >= 0.2;
-    snprintf(line, sizeof line, "status tid=%d id=%" PRIu64 "%s%s", (int)e->r.tid, e->r.id,
-             cancel ? " retry=cancel" : "", ask_py ? " python=1" : "");
-    int rc = ksi_request(&e->c, line, NULL, NULL, &m);
-    if (rc != KSI_EXIT_OK)
-        return -rc;
-    if (strcmp(m.verb, "err") == 0) {
-        const char *code = ks_msg_get(&m, "code");
-        if (code && strcmp(code, "no-thread") == 0) {
-            /* Linked no more and out of the graveyard's ring: gone, how unknown. */
-            e->r.how[0] = '\0';
-            return 1;
-        }
-        return -ksi_reply_error(&m);
-    }
-    if (ksi_take_state(&e->r, &m))
-        return 1;
-    if (py) {   /* the python step's own account (end_python.c) */
-        if (ask_py)
-            ksi_py_take(&e->r, &m, now);
-        return ksi_py_pending(&e->r, now, e->o->grace_s) ? 3 : 0;
-    }
-    uint64_t where = 0;
-    e->r.abort_where = ks_msg_get_u64(&m, "abort_where", &where) == 0 ? where : 0;
-    ksi_name_where(&e->r);
-    const char *abort = ks_msg_get(&m, "abort");
-    return abort && strcmp(abort, "refused") == 0 ? 2 : 0;
-}
-
-static void ksi_progress(struct ksi_end *e, const char *mode, int force)
-{
-    double now = ksi_now();
-    if (!force && now - e->last_progress < KSI_PROGRESS_S)
-        return;
-    e->last_progress = now;
-    fprintf(stderr, "killshim-inject: [%.1fs] thread %d: %s: %s\n", now - e->t0, (int)e->r.tid,
-            mode, e->r.pending[0] ? e->r.pending : "requested");
-}
-
-/* Waits until the thread is gone or UNTIL passes. Returns 1 gone, 0 not yet,
- * 2 the abort step was refused after it was accepted (the shim found no safe
- * way out once the thread looked at its stack), 3 the thread swallowed the
- * python step's exception, or -(exit code). The /proc check comes after the graveyard's: the grave is
- * written on the thread's way out, the task disappears a moment later. */
-static int ksi_wait_gone(struct ksi_end *e, double until, const char *mode)
-{
-    int ended = 0;
-    for (;;) {
-        if (ksi_process_gone(e->r.pid)) {
-            e->r.process_exited = 1;
-            return 1;
-        }
-        if (!ended) {
-            int rc = ksi_poll_status(e);
-            if (rc < 0) {
-                if (ksi_process_gone(e->r.pid)) {
-                    e->r.process_exited = 1;
-                    return 1;
-                }
-                return rc;
-            }
-            if ((rc == 2 && strcmp(mode, "abort") == 0) || rc == 3)
-                return rc;
-            ended = rc == 1;
-        }
-        if (ended && !ksi_task_alive(e->r.pid, e->r.tid))
-            return 1;
-        if (ksi_now() >= until)
-            return 0;
-        if (!ended)
-            ksi_progress(e, mode, 0);
-        usleep(KSI_POLL_MS * 1000);
-    }
-}
-
 static int ksi_write_var(struct ksi_end *e, struct ksi_step *s);
 
 /* Sends one step. Returns 1 if the answer already says the thread ended, 0
@@ -316,31 +144,73 @@ static int ksi_find_thread(struct ksi_end *e)
     return KSI_EXIT_OK;
 }
 
+/* The steps the mode takes, in order. auto on a thread CPython knows takes
+ * its way only (the flag is nothing Python reads; --force keeps the native
+ * ladder). Returns how many; *STEPS points at them. */
+static int ksi_pick_steps(const struct ksi_end *e, const char *const **steps)
+{
+    static const char *const all[] = {"flag", "cancel", "abort", "python"};
+    switch (e->o->mode) {
+    case KSI_MODE_FLAG: *steps = &all[0]; return 1;
+    case KSI_MODE_CANCEL: *steps = &all[1]; return 1;
+    case KSI_MODE_ABORT: *steps = &all[2]; return 1;
+    case KSI_MODE_PYTHON: *steps = &all[3]; return 1;
+    default:
+        if (!e->o->force && e->r.py.known == 1) {
+            *steps = &all[3];
+            return 1;
+        }
+        *steps = &all[0];
+        return 3;
+    }
+}
+
+/* auto without --force on a thread that runs a language runtime's code (its
+ * start routine, or a refusal that said so): no step more, not even the
+ * flag. The thread is not the shim's to end: cancel and abort would be
+ * refused alike, and the flag is no runtime's way to stop. */
+static int ksi_runtime_stops_auto(const struct ksi_end *e)
+{
+    return e->o->mode == KSI_MODE_AUTO && !e->o->force && e->r.runtime[0];
+}
+
+/* The step just waited for was refused by the thread itself once it looked
+ * at its stack: nothing was done to it. */
+static void ksi_refused_late(struct ksi_end *e, int *accepted)
+{
+    struct ksi_step *s = &e->r.steps[e->r.nsteps - 1];
+    *accepted -= s->accepted;
+    s->accepted = 0;
+    const char *msg = e->r.pending;
+    if (strncmp(msg, "abort refused: ", 15) == 0)
+        msg += 15;
+    ksi_copy(s->message, sizeof s->message, msg);
+    fprintf(stderr, "killshim-inject: [%.1fs] thread %d: abort refused: %s\n",
+            ksi_now() - e->t0, (int)e->r.tid, s->message);
+}
+
+/* Until when the step just sent is waited for: --grace if a later step
+ * follows it (none if it was refused), the deadline for the last one (none
+ * if nothing is in flight). */
+static double ksi_step_until(const struct ksi_end *e, int last, int accepted, double deadline)
+{
+    const struct ksi_step *s = &e->r.steps[e->r.nsteps - 1];
+    double until = deadline;
+    if (!last)
+        until = s->accepted ? ksi_now() + e->o->grace_s : ksi_now();
+    else if (!accepted)
+        until = ksi_now();
+    return until > deadline ? deadline : until;
+}
+
 /* Runs the steps; fills e->r.outcome. Returns an exit code for failures
  * that are not outcomes (connection lost, protocol). */
 static int ksi_run_ladder(struct ksi_end *e)
 {
-    static const char *const all[] = {"flag", "cancel", "abort", "python"};
-    const char *const *steps = all;
-    int nsteps = 3;
-    switch (e->o->mode) {
-    case KSI_MODE_FLAG: steps = &all[0]; nsteps = 1; break;
-    case KSI_MODE_CANCEL: steps = &all[1]; nsteps = 1; break;
-    case KSI_MODE_ABORT: steps = &all[2]; nsteps = 1; break;
-    case KSI_MODE_PYTHON: steps = &all[3]; nsteps = 1; break;
-    default:
-        /* auto on a thread CPython knows: its way only (the flag is nothing
-         * Python reads; --force keeps the native ladder). */
-        if (!e->o->force && e->r.py.known == 1) {
-            steps = &all[3];
-            nsteps = 1;
-        }
-        break;
-    }
+    const char *const *steps;
+    int nsteps = ksi_pick_steps(e, &steps);
     e->t0 = ksi_now();
-    if (e->o->mode == KSI_MODE_AUTO && !e->o->force && e->r.runtime[0] && steps != &all[3]) {
-        /* Not even the flag: a language runtime's thread is not the shim's
-         * to end (cancel and abort would be refused just the same). */
+    if (ksi_runtime_stops_auto(e) && strcmp(steps[0], "python") != 0) {
         struct ksi_step *s = &e->r.steps[e->r.nsteps++];
         s->mode = "auto";
         ksi_copy(s->message, sizeof s->message, e->r.runtime);
@@ -357,37 +227,20 @@ static int ksi_run_ladder(struct ksi_end *e)
             return -rc;
         double until = deadline;
         if (rc == 0) {
-            const struct ksi_step *s = &e->r.steps[e->r.nsteps - 1];
-            accepted += s->accepted;
-            if (!s->accepted && e->r.runtime[0] && e->o->mode == KSI_MODE_AUTO && !e->o->force) {
-                /* Its stack runs a language runtime's code: the abort
-                 * would be refused as the cancel was, and the flag is no
-                 * runtime's way to stop (as the start-routine case above). */
+            accepted += e->r.steps[e->r.nsteps - 1].accepted;
+            if (!e->r.steps[e->r.nsteps - 1].accepted && ksi_runtime_stops_auto(e)) {
+                /* Its stack runs a runtime's code: the rest is refused alike. */
                 e->r.elapsed_s = ksi_now() - e->t0;
                 e->r.outcome = KSI_REFUSED;
                 return KSI_EXIT_OK;
             }
-            if (i < nsteps - 1)   /* refused: on to the next step at once */
-                until = s->accepted ? ksi_now() + e->o->grace_s : ksi_now();
-            else if (!accepted)   /* nothing in flight: nothing to wait for */
-                until = ksi_now();
-            if (until > deadline)
-                until = deadline;
+            until = ksi_step_until(e, i == nsteps - 1, accepted, deadline);
         }
         rc = ksi_wait_gone(e, until, steps[i]);
         if (rc < 0)
             return -rc;
         if (rc == 2) {
-            /* Refused by the thread itself: nothing was done to it. */
-            struct ksi_step *s = &e->r.steps[e->r.nsteps - 1];
-            accepted -= s->accepted;
-            s->accepted = 0;
-            const char *msg = e->r.pending;
-            if (strncmp(msg, "abort refused: ", 15) == 0)
-                msg += 15;
-            ksi_copy(s->message, sizeof s->message, msg);
-            fprintf(stderr, "killshim-inject: [%.1fs] thread %d: abort refused: %s\n",
-                    ksi_now() - e->t0, (int)e->r.tid, s->message);
+            ksi_refused_late(e, &accepted);
             continue;
         }
         if (rc == 3) {   /* the python step's exception was swallowed */

@@ -4,6 +4,8 @@
 #define KSI_END_H
 
 #include <stdint.h>
+#include <stdio.h>
+#include <time.h>
 #include <sys/types.h>
 
 #include "injector.h"
@@ -108,5 +110,41 @@ void ksi_find_waiters(struct ksi_client *c, struct ksi_end_result *r);
 void ksi_end_report(const struct ksi_opts *o, const struct ksi_end_result *r);
 /* The mode that ended the thread, judged from how it ended and what was asked. */
 const char *ksi_end_mode_that_worked(const struct ksi_end_result *r);
+
+/* The driver's state, shared by end.c (the steps) and end_wait.c (the wait). */
+#include "client.h"
+#include "flagvar.h"
+
+struct ksi_end {
+    const struct ksi_opts *o;
+    struct ksi_client c;
+    struct ksi_flagvar var;   /* --flag-symbol: the variable, if var.name[0] */
+    double t0;                /* when the first request went out */
+    double last_progress;
+    struct ksi_end_result r;
+};
+
+static inline double ksi_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static inline void ksi_copy(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+/* end_wait.c. Takes a status or end answer M: returns 1 if it says the
+ * thread ended (R filled from its grave), else 0 with R's pending reason and
+ * lock. */
+int ksi_take_state(struct ksi_end_result *r, const struct ks_msg *m);
+/* "[1.2s] thread N: MODE: pending" on stderr, at most every second unless FORCE. */
+void ksi_progress(struct ksi_end *e, const char *mode, int force);
+/* Waits until the thread is gone or UNTIL passes. Returns 1 gone, 0 not yet,
+ * 2 the abort step was refused after it was accepted, 3 the thread swallowed
+ * the python step's exception, or -(exit code). */
+int ksi_wait_gone(struct ksi_end *e, double until, const char *mode);
 
 #endif

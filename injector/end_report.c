@@ -151,7 +151,8 @@ static void ksi_report_left(const struct ksi_end_result *r)
     }
 }
 
-static void ksi_report_text(const struct ksi_end_result *r, const struct ksi_site *site)
+/* The first line: what became of the thread. */
+static void ksi_report_headline(const struct ksi_end_result *r)
 {
     printf("thread %d (%s) of process %d: ", (int)r->tid, r->name, (int)r->pid);
     if (r->outcome == KSI_GONE) {
@@ -180,6 +181,11 @@ static void ksi_report_text(const struct ksi_end_result *r, const struct ksi_sit
         printf(flagged ? "refused: only its stop flag was set (it ends if the program reads it)\n"
                        : "refused: nothing was done to it\n");
     }
+}
+
+static void ksi_report_text(const struct ksi_end_result *r, const struct ksi_site *site)
+{
+    ksi_report_headline(r);
     printf("  steps:       ");
     for (int i = 0; i < r->nsteps; i++)
         printf("%s%s at %.2f s%s", i ? ", " : "", r->steps[i].mode, r->steps[i].at_s,
@@ -240,10 +246,56 @@ static json_object *ksi_json_left(const struct ksi_end_result *r)
     return arr;
 }
 
+/* {"address", "kind", "symbol", "offset", "module", "module_offset",
+ * "file", "line"} of where it left, NULL if unknown. */
+static json_object *ksi_json_site(const struct ksi_end_result *r, const struct ksi_site *site)
+{
+    char hex[32];
+    if (!site->known)
+        return NULL;
+    json_object *js = json_object_new_object();
+    snprintf(hex, sizeof hex, "0x%" PRIx64, r->site);
+    json_object_object_add(js, "address", json_object_new_string(hex));
+    json_object_object_add(js, "kind", json_object_new_string(ksi_site_kind(r)));
+    if (site->have_sym) {
+        json_object_object_add(js, "symbol", ksi_json_str(site->sy.name));
+        json_object_object_add(js, "offset", json_object_new_int64((int64_t)site->sy.offset));
+    }
+    if (site->sy.module[0]) {
+        json_object_object_add(js, "module", ksi_json_str(site->sy.module));
+        snprintf(hex, sizeof hex, "0x%" PRIx64, site->sy.module_offset);
+        json_object_object_add(js, "module_offset", json_object_new_string(hex));
+    }
+    json_object_object_add(js, "file", ksi_json_str(site->sy.file));
+    json_object_object_add(js, "line", site->sy.line ? json_object_new_int(site->sy.line) : NULL);
+    return js;
+}
+
+/* {"how", "cleanups", "locks_left", "note"} of an abort. */
+static json_object *ksi_json_abort(const struct ksi_end_result *r)
+{
+    json_object *ab = json_object_new_object();
+    json_object_object_add(ab, "how", json_object_new_string(r->abort_how));
+    json_object *cl = json_object_new_array(), *lf = json_object_new_array();
+    for (int i = 0; i < r->ncleanup; i++) {
+        char name[300];
+        ksi_fmt_addr(r->pid, r->cleanup[i], 1, name, sizeof name);
+        json_object_array_add(cl, json_object_new_string(name));
+    }
+    for (int i = 0; i < r->nleft; i++) {
+        char name[300];
+        ksi_fmt_addr(r->pid, r->left[i], 0, name, sizeof name);
+        json_object_array_add(lf, json_object_new_string(name));
+    }
+    json_object_object_add(ab, "cleanups", cl);
+    json_object_object_add(ab, "locks_left", lf);
+    json_object_object_add(ab, "note", ksi_json_str(r->abort_note));
+    return ab;
+}
+
 static void ksi_report_json(const struct ksi_end_result *r, const struct ksi_site *site)
 {
     static const char *const outcome[] = {"gone", "pending", "refused"};
-    char hex[32];
     json_object *root = json_object_new_object();
     json_object_object_add(root, "pid", json_object_new_int(r->pid));
     json_object_object_add(root, "tid", json_object_new_int(r->tid));
@@ -266,49 +318,14 @@ static void ksi_report_json(const struct ksi_end_result *r, const struct ksi_sit
     json_object_object_add(root, "how", gone ? ksi_json_str(r->how) : NULL);
     json_object_object_add(root, "process_exited", json_object_new_boolean(r->process_exited));
     json_object_object_add(root, "pending", gone ? NULL : ksi_json_str(r->pending));
-    json_object *js = NULL;
-    if (gone && site->known) {
-        js = json_object_new_object();
-        snprintf(hex, sizeof hex, "0x%" PRIx64, r->site);
-        json_object_object_add(js, "address", json_object_new_string(hex));
-        json_object_object_add(js, "kind", json_object_new_string(ksi_site_kind(r)));
-        if (site->have_sym) {
-            json_object_object_add(js, "symbol", ksi_json_str(site->sy.name));
-            json_object_object_add(js, "offset", json_object_new_int64((int64_t)site->sy.offset));
-        }
-        if (site->sy.module[0]) {
-            json_object_object_add(js, "module", ksi_json_str(site->sy.module));
-            snprintf(hex, sizeof hex, "0x%" PRIx64, site->sy.module_offset);
-            json_object_object_add(js, "module_offset", json_object_new_string(hex));
-        }
-        json_object_object_add(js, "file", ksi_json_str(site->sy.file));
-        json_object_object_add(js, "line", site->sy.line ? json_object_new_int(site->sy.line) : NULL);
-    }
-    json_object_object_add(root, "left_from", js);
+    json_object_object_add(root, "left_from", gone ? ksi_json_site(r, site) : NULL);
     json_object_object_add(root, "python", ksi_py_report_json(r));
     json_object_object_add(root, "locks_left", gone && r->how[0] ? json_object_new_int(r->locks_left) : NULL);
     if (gone && r->how[0])
         json_object_object_add(root, "left_locks", ksi_json_left(r));
     json_object_object_add(root, "join_value", gone && r->how[0] ? ksi_json_str(ksi_join_value(r)) : NULL);
-    if (gone && r->abort_how[0]) {
-        json_object *ab = json_object_new_object();
-        json_object_object_add(ab, "how", json_object_new_string(r->abort_how));
-        json_object *cl = json_object_new_array(), *lf = json_object_new_array();
-        for (int i = 0; i < r->ncleanup; i++) {
-            char name[300];
-            ksi_fmt_addr(r->pid, r->cleanup[i], 1, name, sizeof name);
-            json_object_array_add(cl, json_object_new_string(name));
-        }
-        for (int i = 0; i < r->nleft; i++) {
-            char name[300];
-            ksi_fmt_addr(r->pid, r->left[i], 0, name, sizeof name);
-            json_object_array_add(lf, json_object_new_string(name));
-        }
-        json_object_object_add(ab, "cleanups", cl);
-        json_object_object_add(ab, "locks_left", lf);
-        json_object_object_add(ab, "note", ksi_json_str(r->abort_note));
-        json_object_object_add(root, "abort", ab);
-    }
+    if (gone && r->abort_how[0])
+        json_object_object_add(root, "abort", ksi_json_abort(r));
     puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(root);
 }

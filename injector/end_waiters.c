@@ -6,11 +6,6 @@
 #include "client.h"
 #include "end.h"
 
-static void ksi_copy(char *dst, size_t cap, const char *src)
-{
-    snprintf(dst, cap, "%s", src ? src : "");
-}
-
 /* One "thread" line of the listing: a thread blocked on a lock it left. */
 static int ksi_collect_waiter(const struct ks_msg *m, void *ctx)
 {

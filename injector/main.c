@@ -95,10 +95,31 @@ static int ksi_parse_secs(const char *s, const char *opt, double *out)
     return 0;
 }
 
-int main(int argc, char **argv)
+static int ksi_parse_mode(const char *s, enum ksi_mode *out)
 {
-    struct ksi_opts o = {.mode = KSI_MODE_AUTO, .grace_s = 1.0, .timeout_s = 10.0};
-    double deadline_s = -1;
+    static const struct { const char *name; enum ksi_mode mode; } modes[] = {
+        {"auto", KSI_MODE_AUTO}, {"flag", KSI_MODE_FLAG}, {"cancel", KSI_MODE_CANCEL},
+        {"abort", KSI_MODE_ABORT}, {"python", KSI_MODE_PYTHON},
+    };
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
+        if (strcmp(s, modes[i].name) == 0) {
+            *out = modes[i].mode;
+            return 0;
+        }
+    ksi_err("unknown mode '%s': use auto, flag, cancel, abort or python", s);
+    return -1;
+}
+
+/* What the command line asked beyond struct ksi_opts. */
+struct ksi_cmdline {
+    double deadline_s;        /* --deadline; -1: the default */
+    int mode_set;             /* --mode was given */
+    int done;                 /* --help or --version printed: exit at once */
+};
+
+/* The options into O and CL. Returns KSI_EXIT_OK or KSI_EXIT_USAGE. */
+static int ksi_parse_opts(int argc, char **argv, struct ksi_opts *o, struct ksi_cmdline *cl)
+{
     enum { OPT_FLAG_SYMBOL = 256, OPT_RAISE };
     static const struct option longopts[] = {
         {"json", no_argument, NULL, 'j'},
@@ -115,42 +136,42 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    int mode_set = 0, c;
-    while ((c = getopt_long(argc, argv, "jasm:g:t:D:fhV", longopts, NULL)) != -1) {
+    int c, bad = 0;
+    while (!bad && !cl->done && (c = getopt_long(argc, argv, "jasm:g:t:D:fhV", longopts, NULL)) != -1) {
         switch (c) {
-        case 'j': o.json = 1; break;
-        case 'a': o.all = 1; break;
-        case 's': o.stack = 1; break;
-        case 'f': o.force = 1; break;
-        case 'm':
-            mode_set = 1;
-            if (strcmp(optarg, "auto") == 0) o.mode = KSI_MODE_AUTO;
-            else if (strcmp(optarg, "flag") == 0) o.mode = KSI_MODE_FLAG;
-            else if (strcmp(optarg, "cancel") == 0) o.mode = KSI_MODE_CANCEL;
-            else if (strcmp(optarg, "abort") == 0) o.mode = KSI_MODE_ABORT;
-            else if (strcmp(optarg, "python") == 0) o.mode = KSI_MODE_PYTHON;
-            else {
-                ksi_err("unknown mode '%s': use auto, flag, cancel, abort or python", optarg);
-                return KSI_EXIT_USAGE;
-            }
-            break;
-        case 'g': if (ksi_parse_secs(optarg, "--grace", &o.grace_s)) return KSI_EXIT_USAGE; break;
+        case 'j': o->json = 1; break;
+        case 'a': o->all = 1; break;
+        case 's': o->stack = 1; break;
+        case 'f': o->force = 1; break;
+        case 'm': cl->mode_set = 1; bad = ksi_parse_mode(optarg, &o->mode); break;
+        case 'g': bad = ksi_parse_secs(optarg, "--grace", &o->grace_s); break;
         case 't':
-            if (ksi_parse_secs(optarg, "--timeout", &o.timeout_s)) return KSI_EXIT_USAGE;
-            o.timeout_set = 1;
+            bad = ksi_parse_secs(optarg, "--timeout", &o->timeout_s);
+            o->timeout_set = 1;
             break;
-        case 'D': if (ksi_parse_secs(optarg, "--deadline", &deadline_s)) return KSI_EXIT_USAGE; break;
-        case OPT_FLAG_SYMBOL: o.flag_symbol = optarg; break;
-        case OPT_RAISE: o.raise = optarg; break;
-        case 'h': fputs(ksi_usage, stdout); return KSI_EXIT_OK;
+        case 'D': bad = ksi_parse_secs(optarg, "--deadline", &cl->deadline_s); break;
+        case OPT_FLAG_SYMBOL: o->flag_symbol = optarg; break;
+        case OPT_RAISE: o->raise = optarg; break;
+        case 'h': fputs(ksi_usage, stdout); cl->done = 1; break;
         case 'V':
             printf("killshim-inject %s (protocol %d)\n", KILLSHIM_VERSION, KS_PROTO_VERSION);
-            return KSI_EXIT_OK;
+            cl->done = 1;
+            break;
         default:
             fputs("Try 'killshim-inject --help'.\n", stderr);
             return KSI_EXIT_USAGE;
         }
     }
+    return bad ? KSI_EXIT_USAGE : KSI_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    struct ksi_opts o = {.mode = KSI_MODE_AUTO, .grace_s = 1.0, .timeout_s = 10.0};
+    struct ksi_cmdline cl = {.deadline_s = -1};
+    int rc = ksi_parse_opts(argc, argv, &o, &cl);
+    if (rc != KSI_EXIT_OK || cl.done)
+        return rc;
     int nargs = argc - optind;
     if (nargs < 1 || nargs > 2) {
         ksi_err(nargs < 1 ? "missing PID" : "too many arguments");
@@ -163,10 +184,10 @@ int main(int argc, char **argv)
         return KSI_EXIT_USAGE;
     /* Every path and byte from the target is hostile (docs/security.md): a
      * FIFO it names, a file system that stalls, a reply that never ends. */
-    ksi_deadline_start(deadline_s >= 0 ? deadline_s : 60 + o.timeout_s + 3 * o.grace_s);
+    ksi_deadline_start(cl.deadline_s >= 0 ? cl.deadline_s : 60 + o.timeout_s + 3 * o.grace_s);
     if (o.stack)
         return ksi_do_stack(&o);
-    if ((mode_set || o.force || o.flag_symbol || o.raise) && !o.tid) {
+    if ((cl.mode_set || o.force || o.flag_symbol || o.raise) && !o.tid) {
         ksi_err("--mode, --force, --flag-symbol and --raise need a TID to end");
         return KSI_EXIT_USAGE;
     }
