@@ -9,6 +9,7 @@
 
 #include "cmd_view.h"
 #include "shim/common/proto.h"
+#include "pyframes.h"
 #include "pyrt.h"
 
 /* end tid=TID [id=ID] mode=python [exc=NAME]: raises NAME (default
@@ -33,5 +34,19 @@ struct ks_py_list_view {
 void ks_py_list_take(struct ks_py_list_view *v);   /* asks CPython (at most 50 ms) */
 void ks_py_list_fields(struct ks_out *out, const struct ks_py_list_view *v, pid_t tid);
 void ks_py_list_final(struct ks_out *out, struct ks_py_list_view *v);   /* and frees */
+
+/* "stack" in a process with CPython (cmd_pystack.c): a snapshot of its
+ * thread states read without the GIL, then each thread's pystack and
+ * pyframe records, and the final python record. Nothing without CPython. */
+struct ks_pystack {
+    int present, ok;
+    struct ks_pyf s;
+    struct ks_pyf_frame *f;   /* room for KS_PYF_FRAMES_MAX */
+    char why[200];
+};
+void ks_pystack_open(struct ks_pystack *p);
+void ks_pystack_out(struct ks_out *out, struct ks_pystack *p, pid_t tid, int wait_kind,
+                    const void *wait_obj);
+void ks_pystack_final(struct ks_out *out, struct ks_pystack *p);   /* and frees */
 
 #endif

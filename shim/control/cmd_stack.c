@@ -25,6 +25,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "cmd_python.h"
 #include "commands.h"
 #include "shim/core/blocking.h"
 #include "shim/core/ks.h"
@@ -267,6 +268,8 @@ static void ks_dump_into(struct ks_targets *ts, int answer_ms, uint64_t t0, stru
     }
     uint64_t t2 = ks_now_ns();
     int count = 0, sent = 0;
+    struct ks_pystack py;
+    ks_pystack_open(&py);
     for (int i = 0; i < ts->n; i++) {
         struct ks_target *t = &ts->v[i];
         if (t->cap.gone)
@@ -274,10 +277,13 @@ static void ks_dump_into(struct ks_targets *ts, int answer_ms, uint64_t t0, stru
         if (t->wait_kind != KS_WAIT_NONE && t->wait_obj)
             t->owner = ks_wait_owner(t->wait_kind, t->wait_obj);
         ks_out_target(out, t);
+        if (t->selected)
+            ks_pystack_out(out, &py, t->cap.tid, t->wait_kind, t->wait_obj);
         count += t->selected;
         sent += t->selected && t->cap.via == KS_VIA_SIGNAL;
     }
     ks_dump_release(d);
+    ks_pystack_final(out, &py);
     ks_debug("stack: %d threads (%d answered a signal): listing %llu us, capture %llu us, "
              "output %llu us", count, sent, (unsigned long long)(t1 - t0) / 1000,
              (unsigned long long)(t2 - t1) / 1000, (unsigned long long)(ks_now_ns() - t2) / 1000);

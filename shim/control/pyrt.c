@@ -136,6 +136,26 @@ int ks_py_present(void)
     return ok;
 }
 
+int ks_py_addrs(struct ks_py_addrs *a, char *why, size_t cap)
+{
+    memset(a, 0, sizeof *a);
+    if (!ks_py_present()) {
+        ks_lock(&ks_py_lock);
+        snprintf(why, cap, "%s", ks_py_bad);
+        ks_unlock(&ks_py_lock);
+        return strstr(why, "not supported") ? EINVAL : ENOENT;
+    }
+    a->minor = ks_py.minor;
+    a->runtime = ks_py_sym("_PyRuntime");
+    a->code_type = ks_py_sym("PyCode_Type");
+    a->unicode_type = ks_py_sym("PyUnicode_Type");
+    a->bytes_type = ks_py_sym("PyBytes_Type");
+    if (a->runtime && a->code_type && a->unicode_type && a->bytes_type)
+        return 0;
+    snprintf(why, cap, "CPython does not export _PyRuntime and its type objects");
+    return ENOENT;
+}
+
 /* ---- Under the GIL, in the worker ----------------------------------------- */
 
 /* 3.11 and later keep the thread's ident and its native id side by side

@@ -57,6 +57,19 @@ int ks_py_thread_of(pid_t tid, struct ks_py_thread *p, int timeout_ms, char *why
 int ks_py_raise(pid_t tid, const char *exc, struct ks_py_thread *p, int timeout_ms, char *why,
                 size_t cap);
 
+/* The addresses a reader of CPython's memory starts from, without the GIL
+ * (pyframes.c): the runtime state and the type objects it checks what it
+ * reads against. */
+struct ks_py_addrs {
+    int minor;                /* 3.MINOR */
+    const void *runtime;      /* &_PyRuntime */
+    const void *code_type, *unicode_type, *bytes_type;
+};
+
+/* Fills A if CPython is present and exports them all. Returns 0 or an errno
+ * with WHY filled in (ENOENT no CPython, EINVAL unsupported). */
+int ks_py_addrs(struct ks_py_addrs *a, char *why, size_t cap);
+
 /* One thread CPython knows, for "list". */
 struct ks_py_row {
     pid_t tid;                /* its native id (0: not known) */

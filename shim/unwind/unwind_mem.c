@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "shim/core/ks.h"
@@ -30,6 +31,47 @@ KS_SIGSAFE int ks_mem_readable(uintptr_t addr)
     int ok = rc != 0 && errno == EINVAL;
     errno = saved;
     return ok;
+}
+
+static int ks_mem_vm_refused;   /* process_vm_readv refused once: probe and copy */
+
+__attribute__((no_sanitize("address", "undefined"))) KS_SIGSAFE static int
+ks_mem_copy_probed(void *dst, const void *src, size_t n)
+{
+    uintptr_t a = (uintptr_t)src;
+    for (size_t done = 0; done < n;) {
+        size_t chunk = 4096 - ((a + done) & 4095);
+        if (chunk > n - done)
+            chunk = n - done;
+        /* The last 8 bytes of the chunk lie on its page too. */
+        uintptr_t probe = a + done + (chunk >= 8 ? chunk - 8 : 0);
+        if (!ks_mem_readable(a + done) || !ks_mem_readable(probe))
+            return EFAULT;
+        __builtin_memcpy((char *)dst + done, (const char *)src + done, chunk);
+        done += chunk;
+    }
+    return 0;
+}
+
+KS_SIGSAFE int ks_mem_copy(void *dst, const void *src, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if ((uintptr_t)src < 4096 || (uintptr_t)src > UINTPTR_MAX - n)
+        return EFAULT;
+    int saved = errno, rc = EFAULT;
+    if (!__atomic_load_n(&ks_mem_vm_refused, __ATOMIC_RELAXED)) {
+        struct iovec l = {dst, n}, r = {(void *)(uintptr_t)src, n};
+        ssize_t got = syscall(SYS_process_vm_readv, ks_getpid(), &l, 1UL, &r, 1UL, 0UL);
+        if (got == (ssize_t)n)
+            rc = 0;
+        else if (got < 0 && (errno == ENOSYS || errno == EPERM))
+            __atomic_store_n(&ks_mem_vm_refused, 1, __ATOMIC_RELAXED);
+    }
+    if (rc && __atomic_load_n(&ks_mem_vm_refused, __ATOMIC_RELAXED))
+        rc = ks_mem_copy_probed(dst, src, n);
+    errno = saved;
+    return rc;
 }
 
 /* The local address space's access_mem. libunwind 1.6.2 marks the reads it

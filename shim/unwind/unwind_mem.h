@@ -24,6 +24,7 @@
 #define UNW_LOCAL_ONLY
 #endif
 #include <libunwind.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -52,6 +53,18 @@ int ks_unw_mem_in_init(void);
 /* 1 if the 8 bytes at ADDR can be read now, asked of the kernel without an
  * fd and without touching them. Async-signal-safe; errno kept. */
 int ks_mem_readable(uintptr_t addr);
+
+/* Copies N bytes at SRC, an address of this process that another thread may
+ * unmap or rewrite meanwhile, into DST, without ever faulting:
+ * process_vm_readv on the own process (the kernel copies, and an unmapped
+ * page is an error, not a SIGSEGV; same thread group, so no ptrace
+ * permission is asked), else, where that call is refused (a seccomp
+ * filter), each page probed with ks_mem_readable then copied (a page
+ * unmapped between the two still faults: the fallback is weaker). Returns
+ * 0, or EFAULT if any byte could not be read (DST then holds garbage).
+ * The bytes of a region that changes during the copy may be torn: callers
+ * validate what they read. Async-signal-safe; errno kept. */
+int ks_mem_copy(void *dst, const void *src, size_t n);
 
 #ifdef __cplusplus
 }
