@@ -74,6 +74,11 @@ static void ksi_parse_sargs(const char *s, struct ksi_thr *t)
 static int ksi_collect(const struct ks_msg *m, void *ctx)
 {
     struct ksi_dump *d = ctx;
+    int py = ksi_py_collect(m, d);
+    if (py < 0)
+        d->oom = 1;
+    if (py)
+        return py < 0;
     if (strcmp(m->verb, "stack") != 0)
         return 0;   /* newer shims may send more record types */
     if (d->n >= KSI_MAX_THREADS || d->cut) {
@@ -254,8 +259,10 @@ int ksi_do_stack(const struct ksi_opts *o)
     ksi_graph_free(&g);
     ksi_sym_close(cache.sym);
     free(cache.slots);
-    for (size_t i = 0; i < d.n; i++)
+    for (size_t i = 0; i < d.n; i++) {
         free(d.v[i].frames);
+        ksi_py_free(&d.v[i]);
+    }
     free(d.v);
     return rc;
 }

@@ -7,6 +7,7 @@
 
 #include "deadlock.h"
 #include "injector.h"
+#include "stack_py.h"
 #include "symbolize.h"
 
 struct ksi_frame {
@@ -22,12 +23,14 @@ struct ksi_thr {
     long sc_nr;
     unsigned long long sargs[6], ssp, spc, wait_obj;
     struct ksi_frame *frames;
+    struct ksi_py *py;          /* Python frames, NULL if CPython does not know it */
 };
 
 struct ksi_dump {
     struct ksi_thr *v;
     size_t n, cap, frames;
     int oom;
+    char py_why[200];   /* CPython present but its frames not read: why */
     int cut;   /* over KSI_MAX_THREADS or KSI_MAX_FRAMES: the rest was dropped */
 };
 

@@ -104,6 +104,7 @@ static void ksi_print_thread(const struct ksi_opts *o, const struct ksi_dump *d,
         ksi_syscall_text(t, sc, sizeof sc);
         printf("  blocked in %s\n", sc);
     }
+    ksi_py_print_text(t);
     if (strcmp(t->via, "none") == 0) {
         printf("  no stack: %s\n", t->why[0] ? ksi_why_text(t->why) : "unknown");
         if (t->has_syscall && t->nframes == 1)
@@ -128,6 +129,7 @@ void ksi_stack_print_text(const struct ksi_opts *o, const struct ksi_dump *d,
         sel += d->v[i].selected;
     printf("process %d: %zu thread%s, stacks taken in %.1f ms\n", (int)o->pid, sel,
            sel == 1 ? "" : "s", (double)us / 1000.0);
+    ksi_py_print_header(d);
     for (size_t i = 0; i < d->n; i++)
         if (d->v[i].selected)
             ksi_print_thread(o, d, &d->v[i]);
@@ -196,6 +198,7 @@ static json_object *ksi_json_thread(const struct ksi_opts *o, const struct ksi_t
         json_object_object_add(w, "owner", t->has_owner && t->owner > 0 ? json_object_new_int64(t->owner) : NULL);
     }
     json_object_object_add(j, "waits_for", w);
+    json_object_object_add(j, "python", ksi_py_json(t));
     json_object *frames = json_object_new_array();
     int nf = strcmp(t->via, "none") == 0 ? 0 : t->nframes;
     for (int i = 0; i < nf; i++)
