@@ -20,6 +20,7 @@ struct ksi_row {
     int registered;
     int python;               /* CPython has a thread state for it (py_ident) */
     char py_name[64];         /* its threading.Thread name */
+    char py_gil[12];          /* held, waits, released; "" not known */
     int start_whole;          /* START is module+offset: never cut (addr2line takes it) */
 };
 
@@ -69,6 +70,7 @@ static int ksi_collect(const struct ks_msg *m, void *ctx)
     const char *s;
     r->python = ks_msg_get(m, "py_ident") != NULL;
     snprintf(r->py_name, sizeof r->py_name, "%s", (s = ks_msg_get(m, "py_name")) ? s : "");
+    snprintf(r->py_gil, sizeof r->py_gil, "%s", (s = ks_msg_get(m, "py_gil")) ? s : "");
     snprintf(r->name, sizeof r->name, "%s", (s = ks_msg_get(m, "name")) ? s : "?");
     snprintf(r->role, sizeof r->role, "%s", (s = ks_msg_get(m, "role")) ? s : "?");
     snprintf(r->state, sizeof r->state, "%s", (s = ks_msg_get(m, "state")) ? s : "?");
@@ -153,6 +155,10 @@ static void ksi_print_table(const struct ksi_opts *o, const struct ksi_rows *rs,
     } while (0)
         if (r->py_name[0])
             KSI_NOTE("'%s'", r->py_name);
+        if (strcmp(r->py_gil, "held") == 0)
+            KSI_NOTE("holds the GIL");
+        else if (strcmp(r->py_gil, "waits") == 0)
+            KSI_NOTE("waits for the GIL");
         if (r->locks)
             KSI_NOTE("holds %lld lock%s", r->locks, r->locks == 1 ? "" : "s");
         if (r->wait_mutex && r->wait_owner > 0)
@@ -200,6 +206,7 @@ static void ksi_print_json(const struct ksi_opts *o, const struct ksi_rows *rs,
         json_object_object_add(t, "syscall", sc ? json_object_new_string(sc) : NULL);
         json_object_object_add(t, "python", json_object_new_boolean(r->python));
         json_object_object_add(t, "python_name", r->py_name[0] ? json_object_new_string(r->py_name) : NULL);
+        json_object_object_add(t, "python_gil", r->py_gil[0] ? json_object_new_string(r->py_gil) : NULL);
         json_object_array_add(arr, t);
     }
     json_object_object_add(root, "threads", arr);

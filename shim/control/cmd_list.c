@@ -97,7 +97,7 @@ static void ks_list_one(struct ks_out *out, pid_t tid, const struct ks_snap *s,
     struct ks_syscall sc;
     if (ks_read_task_syscall(tid, &sc) == 0 && sc.nr >= 0)
         ks_out_i64(out, "syscall", sc.nr);
-    ks_py_list_fields(out, py, tid);
+    ks_py_list_fields(out, py, tid, s ? s->wait_kind : 0, s ? s->wait_obj : NULL);
     ks_out_eol(out);
 }
 

@@ -114,6 +114,8 @@ void ks_py_list_take(struct ks_py_list_view *v)
     memset(v, 0, sizeof *v);
     if (!(v->present = ks_py_present()))
         return;
+    /* Before the worker takes the GIL: who holds it now. */
+    v->raw_ok = ks_pyf_open(&v->raw, v->raw_why, sizeof v->raw_why) == 0;
     v->rows = calloc(KS_PY_LIST_MAX, sizeof *v->rows);
     if (!v->rows) {
         snprintf(v->why, sizeof v->why, "out of memory");
@@ -126,15 +128,21 @@ void ks_py_list_take(struct ks_py_list_view *v)
     }
 }
 
-void ks_py_list_fields(struct ks_out *out, const struct ks_py_list_view *v, pid_t tid)
+void ks_py_list_fields(struct ks_out *out, const struct ks_py_list_view *v, pid_t tid,
+                       int wait_kind, const void *wait_obj)
 {
-    for (int i = 0; i < v->n; i++)
+    int r = v->raw_ok ? ks_pyf_find(&v->raw, tid) : -1, named = 0;
+    for (int i = 0; i < v->n && !named; i++)
         if (v->rows[i].tid == tid) {
             ks_out_i64(out, "py_ident", (int64_t)v->rows[i].ident);
             if (v->rows[i].name[0])
                 ks_out_str(out, "py_name", v->rows[i].name);
-            return;
+            named = 1;
         }
+    if (!named && r >= 0)
+        ks_out_i64(out, "py_ident", (int64_t)v->raw.v[r].ident);
+    if (r >= 0)
+        ks_out_str(out, "py_gil", ks_pyf_gil(&v->raw, r, wait_kind, wait_obj));
 }
 
 void ks_py_list_final(struct ks_out *out, struct ks_py_list_view *v)
@@ -145,4 +153,7 @@ void ks_py_list_final(struct ks_out *out, struct ks_py_list_view *v)
         ks_out_str(out, "python_why", v->why);
     free(v->rows);
     v->rows = NULL;
+    if (v->raw_ok)
+        ks_pyf_close(&v->raw);
+    v->raw_ok = 0;
 }

@@ -22,17 +22,24 @@ void ks_end_python(const struct ks_msg *req, struct ks_out *out, pid_t tid, uint
  * nothing (no GIL taken, no py fields). */
 void ks_status_python(const struct ks_msg *req, struct ks_view *v, struct ks_py_thread *p);
 
-/* "list" in a process with CPython: its threads' py_ident and py_name, and
- * on the final line python=N (threads CPython knows) or python_why="..."
- * (not asked: the GIL not free within 50 ms...). Nothing without CPython. */
+/* "list" in a process with CPython: its threads' py_ident, py_name and
+ * py_gil (held|waits|released), and on the final line python=N (threads
+ * CPython knows) or python_why="..." (not asked: the GIL not free within
+ * 50 ms...). The thread states and the GIL are read first without the GIL
+ * (pyframes.h): a thread that keeps the GIL still gets py_ident and py_gil
+ * when the names cannot be had. Nothing without CPython. */
 struct ks_py_list_view {
     int present;              /* CPython in the process */
     struct ks_py_row *rows;   /* malloc'd; NULL if not asked */
     int n;
     char why[200];
+    int raw_ok;               /* RAW was read */
+    struct ks_pyf raw;
+    char raw_why[200];
 };
 void ks_py_list_take(struct ks_py_list_view *v);   /* asks CPython (at most 50 ms) */
-void ks_py_list_fields(struct ks_out *out, const struct ks_py_list_view *v, pid_t tid);
+void ks_py_list_fields(struct ks_out *out, const struct ks_py_list_view *v, pid_t tid,
+                       int wait_kind, const void *wait_obj);
 void ks_py_list_final(struct ks_out *out, struct ks_py_list_view *v);   /* and frees */
 
 /* "stack" in a process with CPython (cmd_pystack.c): a snapshot of its

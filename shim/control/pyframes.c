@@ -45,10 +45,11 @@ int ks_pyf_open(struct ks_pyf *s, char *why, size_t cap)
      * meanwhile (under the GIL, not ours): a state whose interp is not the
      * interpreter's, or a walk longer than the bound, is torn. */
     for (int k = 0; s->v && ts && k < KS_PYF_THREADS_MAX; k++) {
-        uintptr_t interp = 0, next = 0, tid = 0;
+        uintptr_t interp = 0, next = 0, tid = 0, ident = 0;
         if (ks_pyf_word(ts + (uintptr_t)l->ts_interp, &interp) || interp != s->interp ||
             ks_pyf_word(ts + (uintptr_t)l->ts_next, &next) ||
-            ks_pyf_word(ts + (uintptr_t)l->ts_native_id, &tid)) {
+            ks_pyf_word(ts + (uintptr_t)l->ts_native_id, &tid) ||
+            ks_pyf_word(ts + (uintptr_t)l->ts_ident, &ident)) {
             s->torn = 1;
             break;
         }
@@ -59,6 +60,7 @@ int ks_pyf_open(struct ks_pyf *s, char *why, size_t cap)
             s->v = g;
         }
         s->v[s->n].tid = (pid_t)tid;
+        s->v[s->n].ident = ident;
         s->v[s->n++].ts = ts;
         ts = next;
     }

@@ -33,7 +33,7 @@ struct ks_pyl {
     long rt_gil_holder, rt_gil_locked;    /* .ceval.gil.last_holder, .locked */
     long rt_gil_cond, rt_gil_mutex;       /* .ceval.gil.cond, .mutex */
     long is_threads_head;                 /* PyInterpreterState.threads.head */
-    long ts_next, ts_interp, ts_native_id;
+    long ts_next, ts_interp, ts_native_id, ts_ident;   /* ts_ident: thread_id */
     long ts_cframe;                       /* -1: the frame is in the thread state */
     long ts_frame;                        /* _PyCFrame.current_frame, or the state's */
     long fr_code, fr_previous, fr_instr, fr_size;
@@ -65,6 +65,7 @@ struct ks_pyf {
     int torn;                 /* the walk of the thread states stopped early */
     struct ks_pyf_ts {
         pid_t tid;
+        uint64_t ident;       /* threading's ident */
         uintptr_t ts;
     } *v;
 };

@@ -27,6 +27,7 @@ static const struct ks_pyl ks_pyl_rows[] = {
         .ts_next = 8,
         .ts_interp = 16,
         .ts_native_id = 160,
+        .ts_ident = 152,
         .ts_cframe = 56,
         .ts_frame = 8,            /* _PyCFrame.current_frame */
         .fr_code = 32,
