@@ -27,9 +27,10 @@ using ks::Target;
 // and reads commands; "quit" returns from the script (exit status 0 once
 // every non-daemon thread is gone).
 const char kProgram[] = R"(
-import ctypes, queue, re, select, sys, threading, time
+import ctypes, queue, re, select, socket, sys, threading, time
 lock = threading.Lock(); lock.acquire()
 q = queue.Queue()
+silent, peer = socket.socketpair()
 def body(kind):
     print("%s tid=%d" % (kind, threading.get_native_id()), flush=True)
     try:
@@ -46,6 +47,8 @@ def body(kind):
             lock.acquire()
         elif kind == "queue":
             q.get()
+        elif kind == "recv":
+            silent.recv(1)
         elif kind == "regex":   # a C call that keeps the GIL, ~1.5 s a match
             while True:
                 re.match(r"(a+)+$", "a" * 23 + "b")
@@ -79,6 +82,8 @@ while True:
             lock.release()
         elif cmd[0] == "put":
             q.put(1)
+        elif cmd[0] == "send":
+            peer.send(b"x")
         elif cmd[0] == "native":
             native()
 print("main done", flush=True)
@@ -185,15 +190,16 @@ TEST(Python, NonDaemonThreadEndsAndTheInterpreterExits) {
 // asynchronous exception in its eval loop only, and retries EINTR in
 // time.sleep, Lock.acquire, queue.get and socket calls without looking at
 // it): the report says so, and the exception fires when the call returns.
-void BlockedUntil(const std::string& kind, const std::string& wake) {
+void BlockedUntil(const std::string& kind, const std::string& wake, const std::string& nr = "202",
+                  const std::string& call = "futex") {
   Py p;
   pid_t tid = p.Start(kind);
-  ASSERT_TRUE(WaitSyscall(p.t.pid(), tid, "202"));  // futex
+  ASSERT_TRUE(WaitSyscall(p.t.pid(), tid, nr));
   ks::Result r = Inject({"-m", "python", "-t", "1", p.Pid(), std::to_string(tid)});
   EXPECT_EQ(r.code, 3) << r.out << r.err;
   EXPECT_TRUE(Has(r.out, "SystemExit raised, not taken yet: the thread waits in a C call (the "
-                         "system call futex) that CPython does not interrupt for it; it is raised "
-                         "when the call returns")) << r.out;
+                         "system call " + call + ") that CPython does not interrupt for it; it is "
+                         "raised when the call returns")) << r.out;
   EXPECT_TRUE(ks::TaskExists(p.t.pid(), tid));
   p.ExpectTicks();
   p.t.Send(wake);
@@ -206,6 +212,8 @@ void BlockedUntil(const std::string& kind, const std::string& wake) {
 
 TEST(Python, LockAcquireSeesItWhenTheLockIsReleased) { BlockedUntil("lock", "release"); }
 TEST(Python, QueueGetSeesItWhenAnItemComes) { BlockedUntil("queue", "put"); }
+// sock.recv on a silent peer (recvfrom, 45): pending until a byte comes.
+TEST(Python, SocketRecvSeesItWhenDataComes) { BlockedUntil("recv", "send", "45", "recvfrom"); }
 
 // time.sleep(3600): pending, in clock_nanosleep; the raise stays set.
 TEST(Python, LongSleepIsReportedPending) {
@@ -330,7 +338,7 @@ TEST(Python, ListingShowsPythonThreadsByName) {
 TEST(Python, AGilHeldInCCodeNeverHangsTheListing) {
   Py p;
   pid_t tid = p.Start("regex");
-  bool said = false;
+  bool said = false, held = false;
   for (int i = 0; i < 20 && !said; i++) {
     long t0 = ks::NowMs();
     ks::Result r = Inject({p.Pid()});
@@ -339,8 +347,17 @@ TEST(Python, AGilHeldInCCodeNeverHangsTheListing) {
     EXPECT_LT(took, 1500) << r.err;
     EXPECT_TRUE(Has(r.out, std::to_string(tid) + " ")) << r.out;
     said = Has(r.err, "Python threads not named: the GIL was not free within 50 ms");
+    // Read without the GIL: the row still says python, and who keeps it.
+    size_t at = r.out.find("\n" + std::to_string(tid) + " ");
+    std::string row =
+        at == std::string::npos ? "" : r.out.substr(at, r.out.find('\n', at + 1) - at);
+    if (said) {
+      EXPECT_TRUE(Has(row, " python ")) << r.out;
+      held |= Has(row, "holds the GIL");
+    }
   }
   EXPECT_TRUE(said);
+  EXPECT_TRUE(held);
   bool refused = false;
   for (int i = 0; i < 10 && !refused; i++) {
     ks::Result r = Inject({"-m", "python", p.Pid(), std::to_string(tid)});
