@@ -12,6 +12,9 @@ set -eu
 #   preloads each allocator before and after the shim.
 # redis-server, redis-tools: tests/e2e/redis_test (redis-server links
 #   jemalloc; redis-benchmark loads it) and tools/bench/redis.sh.
+# python3.11-dev: tests/unit/pyframes_layout_test checks the shim's table of
+#   CPython 3.11's private offsets (shim/control/pyframes_layout.c) against
+#   these headers.
 # zstd ... libpython3.11-testsuite: what CI's `tools/realprogs.sh --ci` runs
 #   with and without the shim (compressors, stress-ng, and the test suites of
 #   GLib, D-Bus, SDL2 and CPython). The full sweep's other programs (servers,
@@ -21,7 +24,7 @@ PKGS="build-essential bazel-bootstrap libunwind-dev libgtest-dev libdw-dev libel
       libclang-rt-14-dev python3 openjdk-17-jre-headless libjemalloc2
       libtcmalloc-minimal4 libmimalloc2.0 redis-server redis-tools
       zstd pigz pbzip2 p7zip-full stress-ng libglib2.0-tests dbus-tests libsdl2-tests
-      libpython3.11-testsuite"
+      libpython3.11-testsuite python3.11-dev"
 
 missing=""
 for p in $PKGS; do

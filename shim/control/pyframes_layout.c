@@ -6,8 +6,9 @@
  * austin) carry tables like this one.
  *
  * 3.11: measured with offsetof against Debian 12's python3.11-dev 3.11.2
- * headers (Py_BUILD_CORE; tools/pyoffsets.c prints them) and tested
- * against Debian's python3.11 (tests/e2e/python_stack_test). The layout of
+ * headers (Py_BUILD_CORE): tests/unit/pyframes_layout_test checks this row
+ * against them field by field, and tests/e2e/python_stack_test reads
+ * Debian's python3.11 with it. The layout of
  * these fields did not change within 3.11.x (py-spy keeps one 3.11 layout
  * for all of them). Rows for other versions are to be added the same way,
  * each checked against its headers. */
