@@ -8,9 +8,8 @@
  * 3.11: measured with offsetof against Debian 12's python3.11-dev 3.11.2
  * headers (Py_BUILD_CORE): tests/unit/pyframes_layout_test checks this row
  * against them field by field, and tests/e2e/python_stack_test reads
- * Debian's python3.11 with it. The layout of
- * these fields did not change within 3.11.x (py-spy keeps one 3.11 layout
- * for all of them). Rows for other versions are to be added the same way,
+ * Debian's python3.11 with it (by hand: a pyenv-built 3.11.7 with a shared
+ * libpython reads the same). Rows for other versions are to be added the same way,
  * each checked against its headers. */
 #include "pyframes.h"
 
