@@ -25,7 +25,7 @@ using ks::TidFrom;
 
 // "start KIND N": N threads of KIND, each announced as "KIND tid=T" (from
 // the main thread: no frame of the test's own above the thread's).
-const char kProgram[] = R"(
+const char kProgram[] = R"py(
 import re, select, sys, threading, time
 def leaf():
     time.sleep(3600)  # @sleep
@@ -53,7 +53,15 @@ def churn():
             t.start()
         for t in ts:
             t.join()
-kinds = {"sleep": top, "spin": spin, "regex": regex, "churn": churn}
+def fleeting():
+    # New code objects every time, freed after: a frame read may find its
+    # code object gone.
+    i = 0
+    while True:
+        i += 1
+        exec(compile("def f%d(n):\n    return f%d(n - 1) if n else 0\nf%d(40)" % (i, i, i),
+                     "gen-%d" % i, "exec"), {})
+kinds = {"sleep": top, "spin": spin, "regex": regex, "churn": churn, "fleeting": fleeting}
 n = 0
 while True:
     n += 1
@@ -67,7 +75,7 @@ while True:
             t.start()
             print("%s tid=%d" % (cmd[1], t.native_id), flush=True)
 print("main done", flush=True)
-)";
+)py";
 
 // The line of kProgram that carries "# @MARK" (line 1 is the empty first).
 int LineOf(const std::string& mark) {
@@ -320,6 +328,7 @@ TEST(PythonStack, ManyStacksWhileThreadsComeAndGo) {
   Py p;
   p.Start("churn", 3);
   p.Start("spin", 2);
+  p.Start("fleeting", 2);
   int torn = 0, moved = 0, stacks = 0, frames = 0;
   for (int i = 0; i < 200; i++) {
     std::string last;
