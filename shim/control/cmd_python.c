@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "shim/core/ks.h"
+#include "shim/core/lock.h"
 #include "shim/core/registry.h"
 
 #define KS_PY_GIL_MS 1000   /* the longest an end or status waits for the GIL */
@@ -109,6 +110,66 @@ void ks_status_python(const struct ks_msg *req, struct ks_view *v, struct ks_py_
 #define KS_PY_LIST_MS 50      /* a listing never waits longer for the GIL */
 #define KS_PY_LIST_MAX 4096   /* Python threads listed by name */
 
+#define KS_PY_NAMES_NS (1000 * 1000000ull)   /* how long a listing reuses names */
+
+/* The names the last worker got under the GIL, with the thread state each
+ * was read from. A listing whose thread states (read without the GIL) are
+ * all among them, within KS_PY_NAMES_NS, takes them and starts no thread:
+ * a program listed again and again is not handed a new thread and a GIL
+ * switch every time. A state, its native id and its ident all equal is the
+ * same thread (a freed state's address and a dead thread's tid and ident
+ * are all reused at once only by chance). A name changed since (Thread.name
+ * = ...) shows up to KS_PY_NAMES_NS late. */
+static struct ks_py_row *ks_py_names;
+static int ks_py_nnames;
+static uint64_t ks_py_names_ns;
+KS_LOCK_DEFINE(static, ks_py_names_lock);
+
+static const struct ks_py_row *ks_py_named(const struct ks_pyf_ts *t)
+{
+    for (int i = 0; i < ks_py_nnames; i++)
+        if (ks_py_names[i].ts == t->ts && ks_py_names[i].tid == t->tid &&
+            ks_py_names[i].ident == t->ident)
+            return &ks_py_names[i];
+    return NULL;
+}
+
+/* V's rows from the names, if they cover its every thread state. */
+static int ks_py_names_take(struct ks_py_list_view *v)
+{
+    int ok = 0;
+    ks_lock(&ks_py_names_lock);
+    if (v->raw_ok && !v->raw.torn && ks_py_names &&
+        ks_now_ns() - ks_py_names_ns < KS_PY_NAMES_NS && v->raw.n <= KS_PY_LIST_MAX) {
+        ok = 1;
+        for (int i = 0; i < v->raw.n && ok; i++) {
+            const struct ks_py_row *r = ks_py_named(&v->raw.v[i]);
+            if (r)
+                v->rows[v->n++] = *r;
+            ok = r != NULL;
+        }
+    }
+    ks_unlock(&ks_py_names_lock);
+    if (!ok)
+        v->n = 0;
+    return ok;
+}
+
+static void ks_py_names_keep(const struct ks_py_list_view *v)
+{
+    struct ks_py_row *copy = malloc((size_t)(v->n ? v->n : 1) * sizeof *copy);
+    if (!copy)
+        return;
+    memcpy(copy, v->rows, (size_t)v->n * sizeof *copy);
+    ks_lock(&ks_py_names_lock);
+    struct ks_py_row *old = ks_py_names;
+    ks_py_names = copy;
+    ks_py_nnames = v->n;
+    ks_py_names_ns = ks_now_ns();
+    ks_unlock(&ks_py_names_lock);
+    free(old);
+}
+
 void ks_py_list_take(struct ks_py_list_view *v)
 {
     memset(v, 0, sizeof *v);
@@ -121,7 +182,20 @@ void ks_py_list_take(struct ks_py_list_view *v)
         snprintf(v->why, sizeof v->why, "out of memory");
         return;
     }
-    if (ks_py_list(v->rows, KS_PY_LIST_MAX, &v->n, KS_PY_LIST_MS, v->why, sizeof v->why) != 0) {
+    if (ks_py_names_take(v))
+        return;
+    int rc;
+    if (ks_py_abandoned() > 0) {
+        /* One already waits for the GIL: a second would only wait too. */
+        snprintf(v->why, sizeof v->why, "the GIL has not been free since an earlier request "
+                 "(a thread holds it in a C call that does not release it); nothing was done");
+        rc = EBUSY;
+    } else {
+        rc = ks_py_list(v->rows, KS_PY_LIST_MAX, &v->n, KS_PY_LIST_MS, v->why, sizeof v->why);
+    }
+    if (rc == 0 && v->n > 0 && v->rows[0].ts)
+        ks_py_names_keep(v);
+    if (rc != 0) {
         free(v->rows);
         v->rows = NULL;
         v->n = 0;

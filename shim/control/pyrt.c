@@ -276,6 +276,7 @@ static void ks_py_do_list(struct ks_py_job *j)
              ts = ks_py.thread_next(ts)) {
             struct ks_py_row *r = &j->rows[j->nrows++];
             r->tid = (pid_t)ks_py_word(ts, ks_py_off_native);
+            r->ts = (uintptr_t)ts;
             r->ident = ks_py_word(ts, ks_py_off_native - (long)sizeof(long));
         }
     } else {

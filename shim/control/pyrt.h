@@ -74,6 +74,7 @@ int ks_py_addrs(struct ks_py_addrs *a, char *why, size_t cap);
 struct ks_py_row {
     pid_t tid;                /* its native id (0: not known) */
     uint64_t ident;
+    uintptr_t ts;             /* its thread state (0: not known, 3.8 to 3.10) */
     char name[64];
 };
 
@@ -81,6 +82,10 @@ struct ks_py_row {
  * the GIL within TIMEOUT_MS. Returns 0 or an errno with WHY filled in (as
  * ks_py_thread_of). */
 int ks_py_list(struct ks_py_row *rows, int cap, int *n, int timeout_ms, char *why, size_t wcap);
+
+/* How many workers whose caller gave up on them still wait for the GIL
+ * (none has got it since). */
+int ks_py_abandoned(void);
 
 /* The fields of P on a reply line: py_ident, py_name, py_exc
  * (none|set|unknown); py=no if P->found is 0; py=unknown py_why=... if

@@ -25,11 +25,24 @@ void ks_py_put(struct ks_py_job *j)
         free(j);
 }
 
+/* Workers given up on by their caller and not through yet: counted up by
+ * the caller before its compare-and-swap (down again if the worker won),
+ * down by the worker once through, so it never goes below zero. */
+static int ks_py_nabandoned;
+
+int ks_py_abandoned(void) { return __atomic_load_n(&ks_py_nabandoned, __ATOMIC_ACQUIRE); }
+
 /* Also a cleanup handler: CPython ends a thread that takes the GIL while
  * the interpreter finalizes (pthread_exit in take_gil). */
 static void ks_py_finish(void *arg)
 {
     struct ks_py_job *j = arg;
+    /* Through without running it (finalizing): 3, so that a caller that
+     * gives up only now does not count a worker that is gone. */
+    int waiting = 0;
+    if (!__atomic_compare_exchange_n(&j->step, &waiting, 3, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE) && waiting == 2)
+        __atomic_sub_fetch(&ks_py_nabandoned, 1, __ATOMIC_ACQ_REL);
     __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
     syscall(SYS_futex, &j->done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
     ks_py_put(j);
@@ -72,14 +85,18 @@ int ks_py_call(struct ks_py_job *j, void (*work)(struct ks_py_job *j), int timeo
         snprintf(why, cap, "cannot start a thread to call CPython: %s", strerror(rc));
         return rc;
     }
+    ks_debug("python: a worker asks CPython (job %d)", j->op);
     int waiting = 0;
     uint64_t t0 = ks_now_ns();
-    if (!ks_py_wait(j, t0 + (uint64_t)timeout_ms * 1000000u) &&
-        __atomic_compare_exchange_n(&j->step, &waiting, 2, 0, __ATOMIC_ACQ_REL,
-                                    __ATOMIC_ACQUIRE)) {
-        snprintf(why, cap, "the GIL was not free within %d ms (a thread holds it in a C call "
-                 "that does not release it); nothing was done", timeout_ms);
-        return EBUSY;
+    if (!ks_py_wait(j, t0 + (uint64_t)timeout_ms * 1000000u)) {
+        __atomic_add_fetch(&ks_py_nabandoned, 1, __ATOMIC_ACQ_REL);
+        if (__atomic_compare_exchange_n(&j->step, &waiting, 2, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE)) {
+            snprintf(why, cap, "the GIL was not free within %d ms (a thread holds it in a C "
+                     "call that does not release it); nothing was done", timeout_ms);
+            return EBUSY;
+        }
+        __atomic_sub_fetch(&ks_py_nabandoned, 1, __ATOMIC_ACQ_REL);
     }
     /* Started under the GIL: it finishes, unless Python code it ran gave
      * the GIL away to a thread that keeps it. */

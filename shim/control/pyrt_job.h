@@ -15,7 +15,8 @@ enum { KS_PY_PROBE, KS_PY_RAISE, KS_PY_LIST };
 struct ks_py_job {
     int refs;          /* the caller and the worker: the last to let go frees it */
     int done;          /* 1 once the worker is through (a futex word) */
-    int step;          /* 0 waiting, 1 the worker runs it, 2 abandoned by the caller */
+    int step;          /* 0 waiting, 1 the worker runs it, 2 abandoned by the caller,
+                        * 3 the worker went through without running it */
     int op;
     pid_t tid;
     char exc[64];

@@ -168,8 +168,11 @@ void ExpectThreadingBase(const PyStack& s, size_t from) {
 }
 
 struct Py {
-  Target t{"/usr/bin/python3", {"-c", kProgram}};
-  Py() { EXPECT_TRUE(t.WaitSocket()); }
+  Target t;
+  explicit Py(const std::vector<std::string>& env = {})
+      : t("/usr/bin/python3", {"-c", kProgram}, env) {
+    EXPECT_TRUE(t.WaitSocket());
+  }
   std::vector<pid_t> Start(const std::string& kind, int n = 1) {
     t.Send("start " + kind + " " + std::to_string(n));
     std::vector<pid_t> v;
@@ -348,6 +351,60 @@ TEST(PythonStack, ManyStacksWhileThreadsComeAndGo) {
   }
   std::printf("%d Python stacks, %d frames; %d torn, %d moved\n", stacks, frames, torn, moved);
   EXPECT_GT(frames, 0);
+  p.ExpectTicks();
+  p.Exit0();
+}
+
+// How many times the shim started a worker to ask CPython (its debug log).
+int Workers(const std::string& err) {
+  int n = 0;
+  for (size_t at = 0; (at = err.find("python: a worker asks CPython", at)) != std::string::npos;
+       at++)
+    n++;
+  return n;
+}
+
+// Listings in a row: the names come from CPython once, then, for a second,
+// from what the shim kept (the same thread states): no thread started in
+// the program for each. The rows are whole each time.
+TEST(PythonStack, ListingsInARowStartOneWorker) {
+  Py p({"KILLSHIM_DEBUG=1"});
+  pid_t tid = p.Start("sleep")[0];
+  long t0 = ks::NowMs();
+  for (int i = 0; i < 5; i++) {
+    auto rows = ks::ListRows(p.t.pid());
+    EXPECT_EQ(rows[tid]["py_name"], "sleep-0");
+    EXPECT_EQ(rows[tid]["py_gil"], "released");
+  }
+  long took = ks::NowMs() - t0;
+  p.ExpectTicks();
+  p.Exit0();
+  int w = Workers(p.t.Stderr());
+  std::printf("5 listings in %ld ms: %d worker(s)\n", took, w);
+  EXPECT_GE(w, 1);
+  EXPECT_LE(w, 1 + took / 1000);
+}
+
+// While a thread keeps the GIL, a listing's worker waits for it in vain;
+// later listings start no other (each would wait too): they say so, and
+// still show the rows with who holds the GIL.
+TEST(PythonStack, GilKeptListingsDoNotPileUpWorkers) {
+  Py p({"KILLSHIM_DEBUG=1"});
+  pid_t tid = p.Start("regex")[0];
+  WaitStack(p, tid, [](const PyStack& s) { return s.gil == "held"; });
+  long t0 = ks::NowMs();
+  int held = 0;
+  for (int i = 0; i < 10; i++) {
+    std::string last;
+    auto rows = ks::ListRows(p.t.pid(), &last);
+    held += rows[tid]["py_gil"] == "held";
+  }
+  long took = ks::NowMs() - t0;
+  int w = Workers(p.t.Stderr());
+  std::printf("10 listings with the GIL kept, in %ld ms: %d worker(s), %d saw it held\n", took,
+              w, held);
+  EXPECT_LE(w, 3);
+  EXPECT_GT(held, 0);
   p.ExpectTicks();
   p.Exit0();
 }
