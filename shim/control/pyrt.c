@@ -105,14 +105,31 @@ static int ks_py_resolve(void)
     return ks_py.interp_main && ks_py.is_finalizing;
 }
 
-/* The version Py_GetVersion names ("3.11.7 (main, ...) [GCC ...]"): 3.8 to
- * 3.13 with the GIL. A free-threaded build has no GIL to serialize with. */
+/* The version: 3.8 to 3.13 with the GIL (a free-threaded build has no GIL
+ * to serialize with). From Py_Version (3.11+: read-only data,
+ * PY_VERSION_HEX) where there is one: Py_GetVersion formats its string
+ * into a static buffer at every call, and the interpreter's own calls
+ * write it too, without a lock (ThreadSanitizer saw the two writes race).
+ * Before 3.11, and for 3.13's free-threading mark, the string. */
 static int ks_py_check_version(void)
 {
-    const char *v = ks_py.version();
+    const unsigned long *hex = ks_py_sym("Py_Version");
+    const char *v = NULL;
+    char num[16] = "";
     int major = 0, minor = 0;
-    if (!v || sscanf(v, "%d.%d", &major, &minor) != 2 || major != 3 || minor < 8 ||
-        minor > 13 || strstr(v, "free-threading")) {
+    if (hex) {
+        major = (int)((*hex >> 24) & 0xff);
+        minor = (int)((*hex >> 16) & 0xff);
+        snprintf(num, sizeof num, "%d.%d", major, minor);
+    }
+    if (!hex || minor >= 13) {
+        v = ks_py.version();
+        if (!hex && (!v || sscanf(v, "%d.%d", &major, &minor) != 2))
+            major = 0;
+    }
+    if (major != 3 || minor < 8 || minor > 13 || (v && strstr(v, "free-threading"))) {
+        if (!v)
+            v = num;
         snprintf(ks_py_bad, sizeof ks_py_bad, "CPython %.40s is not supported (3.8 to 3.13 "
                  "with the GIL)", v ? v : "?");
         return 0;
