@@ -215,6 +215,8 @@ void ksi_stack_print_json(const struct ksi_opts *o, const struct ksi_dump *d,
     json_object *root = json_object_new_object();
     json_object_object_add(root, "pid", json_object_new_int(o->pid));
     json_object_object_add(root, "capture_us", json_object_new_int64(us));
+    json_object_object_add(root, "python_why",
+                           d->py_why[0] ? json_object_new_string(d->py_why) : NULL);
     json_object *arr = json_object_new_array();
     for (size_t i = 0; i < d->n; i++)
         if (d->v[i].selected)

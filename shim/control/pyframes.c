@@ -29,7 +29,8 @@ int ks_pyf_open(struct ks_pyf *s, char *why, size_t cap)
         return ENOTSUP;
     }
     const struct ks_pyl *l = s->l;
-    uintptr_t rt = (uintptr_t)s->a.runtime, ts = 0, locked = 0;
+    uintptr_t rt = (uintptr_t)s->a.runtime, ts = 0;
+    int locked = 0;
     if (ks_pyf_word(rt + (uintptr_t)l->rt_interp_main, &s->interp) || !s->interp ||
         ks_pyf_word(s->interp + (uintptr_t)l->is_threads_head, &ts)) {
         snprintf(why, cap, "CPython has no main interpreter (not initialized, or finalized)");
@@ -38,7 +39,7 @@ int ks_pyf_open(struct ks_pyf *s, char *why, size_t cap)
     /* The GIL first, then the states: the holder then was alive. */
     ks_pyf_word(rt + (uintptr_t)l->rt_gil_holder, &s->gil_holder);
     ks_mem_copy(&locked, (const void *)(rt + (uintptr_t)l->rt_gil_locked), sizeof(int));
-    s->gil_locked = (int)locked != 0;
+    s->gil_locked = locked != 0;
     int cap_v = 64;
     s->v = malloc((size_t)cap_v * sizeof *s->v);
     /* Another thread links a state at the head or unlinks one and frees it
@@ -137,7 +138,8 @@ static int ks_pyf_str(const struct ks_pyf *s, uintptr_t addr, char *buf, size_t 
     unsigned char h[128];
     uintptr_t type = 0;
     buf[0] = '\0';
-    if (!addr || ks_mem_copy(h, (const void *)addr, (size_t)l->str_compact_data) ||
+    if (!addr || (size_t)l->str_compact_data > sizeof h ||
+        ks_mem_copy(h, (const void *)addr, (size_t)l->str_compact_data) ||
         (memcpy(&type, h + 8, sizeof type), type != (uintptr_t)s->a.unicode_type))
         return EFAULT;
     int64_t len;
@@ -156,8 +158,16 @@ static int ks_pyf_str(const struct ks_pyf *s, uintptr_t addr, char *buf, size_t 
         return EFAULT;
     size_t o = 0;
     for (size_t i = 0; i < take && o + 4 < cap; i++) {
-        uint32_t c = kind == 1 ? data[i] : kind == 2 ? ((const uint16_t *)(void *)data)[i]
-                                                     : ((const uint32_t *)(void *)data)[i];
+        uint32_t c = 0;
+        uint16_t c2;
+        if (kind == 1) {
+            c = data[i];
+        } else if (kind == 2) {
+            memcpy(&c2, data + 2 * i, 2);
+            c = c2;
+        } else {
+            memcpy(&c, data + 4 * i, 4);
+        }
         o += ks_pyf_utf8(buf + o, c > 0x10ffff ? '?' : c);
     }
     buf[o] = '\0';
@@ -205,6 +215,29 @@ static int ks_pyf_line(const unsigned char *t, size_t n, int first, long lasti)
     return -1;
 }
 
+/* The line of code unit LASTI of a code object whose location table is the
+ * bytes object at LT and first line FIRST (FIRST if the table is unreadable). */
+static int ks_pyf_code_line(const struct ks_pyf *s, uintptr_t lt, int first, long lasti)
+{
+    const struct ks_pyl *l = s->l;
+    unsigned char h[64];
+    uintptr_t type = 0;
+    int64_t n = 0;
+    if (!lt || (size_t)l->bytes_data > sizeof h ||
+        ks_mem_copy(h, (const void *)lt, (size_t)l->bytes_data))
+        return first;
+    memcpy(&type, h + 8, sizeof type);
+    memcpy(&n, h + l->bytes_size, sizeof n);
+    if (type != (uintptr_t)s->a.bytes_type || n <= 0 || n > KS_PYF_LINETABLE_MAX)
+        return first;
+    int line = first;
+    unsigned char *t = malloc((size_t)n);
+    if (t && !ks_mem_copy(t, (const void *)(lt + (uintptr_t)l->bytes_data), (size_t)n))
+        line = ks_pyf_line(t, (size_t)n, first, lasti);
+    free(t);
+    return line;
+}
+
 /* ---- Frames ------------------------------------------------------------- */
 
 /* The frame at FR into F; *PREV the one it was called from. Returns 0 or
@@ -214,8 +247,9 @@ static int ks_pyf_frame(const struct ks_pyf *s, uintptr_t fr, struct ks_pyf_fram
 {
     const struct ks_pyl *l = s->l;
     unsigned char fb[128], cb[256];
-    uintptr_t code, instr, type, file, name, lt, lt_type;
-    if (ks_mem_copy(fb, (const void *)fr, (size_t)l->fr_size))
+    uintptr_t code, instr, type, file, name, lt;
+    if ((size_t)l->fr_size > sizeof fb || (size_t)l->co_size > sizeof cb ||
+        ks_mem_copy(fb, (const void *)fr, (size_t)l->fr_size))
         return EFAULT;
     memcpy(&code, fb + l->fr_code, sizeof code);
     memcpy(prev, fb + l->fr_previous, sizeof *prev);
@@ -236,17 +270,7 @@ static int ks_pyf_frame(const struct ks_pyf *s, uintptr_t fr, struct ks_pyf_fram
     /* prev_instr points at the instruction being run (or before the first:
      * the frame is being set up); code units are 2 bytes. */
     long lasti = ((long)instr - (long)(code + (uintptr_t)l->co_code)) / 2;
-    int64_t n = 0;
-    unsigned char lh[64];
-    f->line = first;
-    if (lasti >= 0 && lt && !ks_mem_copy(lh, (const void *)lt, (size_t)l->bytes_data) &&
-        (memcpy(&lt_type, lh + 8, sizeof lt_type), lt_type == (uintptr_t)s->a.bytes_type) &&
-        (memcpy(&n, lh + l->bytes_size, sizeof n), n > 0 && n <= KS_PYF_LINETABLE_MAX)) {
-        unsigned char *t = malloc((size_t)n);
-        if (t && !ks_mem_copy(t, (const void *)(lt + (uintptr_t)l->bytes_data), (size_t)n))
-            f->line = ks_pyf_line(t, (size_t)n, first, lasti);
-        free(t);
-    }
+    f->line = lasti >= 0 ? ks_pyf_code_line(s, lt, first, lasti) : first;
     return 0;
 }
 
