@@ -56,6 +56,24 @@ KS_FORK_PATH static void ks_after_fork_child(void)
 
 static void ks_at_exit(void) { ks_server_cleanup(); }
 
+/* What serving needs but a process nobody asks should not pay for: loading
+ * libgcc_s, priming the dump paths, the SIGTRAP handler (docs/bench.md).
+ * Once, on the accept thread before its first accept (a fork child inherits
+ * it done); never in a signal handler or a thread being stopped. */
+static pthread_once_t ks_serving_once = PTHREAD_ONCE_INIT;
+static int ks_signals_ok;
+
+static void ks_init_serving_once(void)
+{
+    int rc = ks_abort_init_serving();
+    if (rc)
+        ks_debug("abort mode unavailable (%s)", strerror(rc));
+    if (ks_signals_ok)
+        ks_stack_init_serving();
+}
+
+static void ks_init_serving(void) { pthread_once(&ks_serving_once, ks_init_serving_once); }
+
 static void ks_init_once(void)
 {
     const char *dbg = getenv("KILLSHIM_DEBUG");
@@ -79,10 +97,11 @@ static void ks_init_once(void)
                 strerror(rc));
     else
         ks_stack_init();
+    ks_signals_ok = rc == 0;
     ks_signals_set_doorbell(ks_control_doorbell);
     pthread_atfork(ks_fork_prepare, ks_fork_parent, ks_after_fork_child);
     atexit(ks_at_exit);
-    ks_control_init();
+    ks_control_init(ks_init_serving);
 }
 
 void ks_init(void) { pthread_once(&ks_once, ks_init_once); }

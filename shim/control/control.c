@@ -38,9 +38,9 @@ static void ks_control_begin(void)
     __atomic_store_n(&ks_control_state_v, rc ? KS_CTL_OFF : KS_CTL_RUNNING, __ATOMIC_RELEASE);
 }
 
-void ks_control_init(void)
+void ks_control_init(void (*prepare)(void))
 {
-    ks_server_init();
+    ks_server_init(prepare);
     ks_redirect_init();
     ks_cas_state(KS_CTL_OFF, KS_CTL_LAZY);
 }

@@ -34,8 +34,9 @@ enum ks_control_state {
     KS_CTL_ASIDE,       /* stepped aside: no shim thread runs */
 };
 
-/* At load (ks_init): LAZY, and what the doorbell needs is found. */
-void ks_control_init(void);
+/* At load (ks_init): LAZY, and what the doorbell needs is found. PREPARE
+ * runs on the accept thread before it serves (ks_server_init). */
+void ks_control_init(void (*prepare)(void));
 /* A LAZY process starts serving (no-op in any other state). */
 void ks_control_start_lazy(void);
 extern int ks_control_state_v __attribute__((visibility("hidden")));

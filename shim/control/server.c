@@ -215,15 +215,23 @@ static void *ks_accept_loop(uint64_t gen)
     }
 }
 
+static void (*ks_prepare)(void);
+
 static void *ks_accept_main(void *p)
 {
     ks_accept_set_tid(ks_gettid());
+    if (ks_prepare)
+        ks_prepare();
     void *r = ks_accept_loop((uint64_t)(uintptr_t)p);
     ks_accept_set_tid(0);
     return r;
 }
 
-void ks_server_init(void) { ks_conn_init(); }
+void ks_server_init(void (*prepare)(void))
+{
+    ks_prepare = prepare;
+    ks_conn_init();
+}
 
 int ks_server_listen(void)
 {

@@ -8,8 +8,11 @@
 
 #include <stddef.h>
 
-/* Once, at init: reads the environment, empties the connection table. */
-void ks_server_init(void);
+/* Once, at init: reads the environment, empties the connection table.
+ * PREPARE (may be NULL) runs on the accept thread each time it starts,
+ * before its first accept: what serving needs but a process nobody asks
+ * should not pay for (clients wait in the backlog meanwhile). */
+void ks_server_init(void (*prepare)(void));
 /* Binds and listens on the process's socket, unless it does already.
  * Returns 0, or an errno (reported once on stderr: the program runs on
  * without control). */

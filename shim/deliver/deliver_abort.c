@@ -75,11 +75,25 @@ static int ks_abort_off(const char *why)
     return ENOSYS;
 }
 
+/* At load, only what the doorbell's safety walk needs (redirect.c walks an
+ * interrupted stack with ks_unw and looks its frames up in the module table)
+ * before any thread of the shim exists. */
 int ks_abort_init(void)
 {
-    uint64_t t0 = ks_now_ns();
     if (ks_unw_load() != 0)
         return ks_abort_off("libunwind.so.8 could not be loaded");
+    ks_safepoint_refresh();
+    return 0;
+}
+
+/* The rest when control starts, on the accept thread before its first
+ * accept: no request is served before it is done, and a process nobody
+ * asks pays nothing for it (docs/bench.md). */
+int ks_abort_init_serving(void)
+{
+    uint64_t t0 = ks_now_ns();
+    if (!ks_unw_ready())
+        return ENOSYS;   /* ks_abort_init said why */
     /* The unwinder glibc's pthread_exit uses, and libgcc's C personality. */
     void *gcc = dlopen("libgcc_s.so.1", RTLD_NOW);
     if (!gcc)
@@ -91,7 +105,7 @@ int ks_abort_init(void)
     ks_step_set_callback(ks_abort_on_trap);
     if (ks_step_install() != 0)
         return ks_abort_off("cannot install a SIGTRAP handler");
-    ks_abort_ok = 1;
+    __atomic_store_n(&ks_abort_ok, 1, __ATOMIC_RELEASE);
     ks_debug("abort mode ready in %llu us", (unsigned long long)((ks_now_ns() - t0) / 1000));
     return 0;
 }

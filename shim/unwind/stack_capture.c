@@ -430,6 +430,16 @@ static void ks_prime(void)
 
 void ks_stack_init(void)
 {
+    /* At load: the doorbell's safety walk (redirect.c) may run libunwind in
+     * the program's thread before control starts, and its masking must
+     * already pass through (signals.h). */
+    struct ks_find_text f = {(uintptr_t)(void *)unw_step, 0, 0};
+    if (dl_iterate_phdr(ks_find_text_cb, &f) && f.hi)
+        ks_signals_pass_mask_from(f.lo, f.hi);
+}
+
+void ks_stack_init_serving(void)
+{
     /* Before the first unwind (ks_prime): see unwind_mem.h. */
     if (ks_unw_mem_install(unw_get_accessors, unw_local_addr_space) != 0)
         ks_debug("libunwind's memory accessor could not be replaced; it validates through a pipe");
@@ -438,9 +448,6 @@ void ks_stack_init(void)
     unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_NONE);
     ks_prime();
     dl_iterate_phdr(ks_libc_text_cb, NULL);
-    struct ks_find_text f = {(uintptr_t)(void *)unw_step, 0, 0};
-    if (dl_iterate_phdr(ks_find_text_cb, &f) && f.hi)
-        ks_signals_pass_mask_from(f.lo, f.hi);
     ks_signals_set_handler(KS_SIG_DUMP, ks_dump_handler);
     __atomic_store_n(&ks_stack_ready, 1, __ATOMIC_RELEASE);
 }

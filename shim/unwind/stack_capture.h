@@ -77,13 +77,16 @@ struct ks_dump {
     struct ks_dump_entry e[];   /* sorted by tid */
 };
 
-/* Loads nothing lazily later: primes libunwind (its one-time setup must not
- * run inside a signalled thread), registers the KS_SIG_DUMP handler and lets
- * libunwind's own signal masking through (signals.h). Called from ks_init. */
+/* At load (ks_init): lets libunwind's own signal masking through
+ * (signals.h). */
 void ks_stack_init(void);
+/* When control starts, before the first request (ks_init_serving): primes
+ * libunwind's dump paths (their one-time setup must not run inside a
+ * signalled thread) and registers the KS_SIG_DUMP handler. */
+void ks_stack_init_serving(void);
 /* In a fork child: no dump runs there, and none is published. */
 void ks_stack_after_fork_child(void);
-/* 1 once ks_stack_init ran (the dump signal has its handler). */
+/* 1 once ks_stack_init_serving ran (the dump signal has its handler). */
 extern int ks_stack_ready;
 
 /* Serializes dumps (one table published at a time). */

@@ -17,6 +17,13 @@ static void *ks_unw_sym(void *h, const char *name, int *missing)
     return p;
 }
 
+/* Runs each call the doorbell's safety walk makes (redirect.c) on a frame and
+ * one step: libunwind's one-time setup and the binding of its calls into libc
+ * then never happen in a signal handler. Two frames run every such path; a
+ * longer walk only repeats them, at one dl_iterate_phdr and two sigprocmask
+ * system calls a frame, in every process's start-up (docs/bench.md). */
+#define KS_PRIME_FRAMES 2
+
 static int ks_unw_prime(void)
 {
     unw_context_t ctx;
@@ -25,9 +32,12 @@ static int ks_unw_prime(void)
         return EINVAL;
     unw_proc_info_t pi;
     int n = 0;
+    unw_word_t ip;
     do {
+        ks_unw.get_reg(&cur, UNW_REG_IP, &ip);
+        ks_unw.is_signal_frame(&cur);
         ks_unw.get_proc_info(&cur, &pi);
-    } while (++n < 64 && ks_unw.step(&cur) > 0);
+    } while (++n < KS_PRIME_FRAMES && ks_unw.step(&cur) > 0);
     return 0;
 }
 

@@ -36,7 +36,8 @@ extern struct ks_unw ks_unw;
 
 /* Opens libunwind privately, resolves the table, turns its caches off (no
  * lock is then taken while stepping, so a signal handler may unwind) and
- * walks one stack to prime it. Returns 0 or an errno; call once, at init. */
+ * runs each of its calls once to prime it. Returns 0 or an errno; call once,
+ * at init. */
 int ks_unw_load(void);
 
 /* 1 if ks_unw is usable. */
