@@ -153,11 +153,11 @@ static KS_SIGSAFE int ks_waits_in_syscall(const ucontext_t *uc)
     struct ks_block *b = ks_block_self();
     if (b->depth == 1 && __atomic_load_n(&b->in_call, __ATOMIC_RELAXED))
         return 1;
-    const uint8_t *ip = (const uint8_t *)uc->uc_mcontext.gregs[REG_RIP];
+    uintptr_t ip = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
     long ax = (long)uc->uc_mcontext.gregs[REG_RAX];
-    if (ip[0] == 0x0f && ip[1] == 0x05 && ks_restartable_wait(ax))
+    if (ks_pc_at_syscall(ip) && ks_restartable_wait(ax))
         return 1;
-    return ax == -EINTR && ip[-2] == 0x0f && ip[-1] == 0x05;
+    return ax == -EINTR && ks_pc_after_syscall(ip);
 }
 
 static void ks_control_begin_redirected(void) { ks_control_begin(); }

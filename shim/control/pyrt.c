@@ -62,16 +62,6 @@ static long ks_py_off_native = -1, ks_py_off_async = -1;
  * thread, and every status request in a process without Python asked. */
 static struct ks_elf_obj ks_py_obj;
 
-static int ks_py_find_obj(struct dl_phdr_info *info, size_t size, void *arg)
-{
-    (void)size;
-    (void)arg;
-    static const char first[] = "Py_IsInitialized";
-    if (ks_elf_open(&ks_py_obj, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0)
-        return 0;
-    return ks_elf_find(&ks_py_obj, first, ks_elf_gnu_hash(first), NULL) != NULL;
-}
-
 static void *ks_py_sym(const char *name)
 {
     const ElfW(Sym) *sym = ks_elf_find(&ks_py_obj, name, ks_elf_gnu_hash(name), NULL);
@@ -143,7 +133,9 @@ int ks_py_present(void)
     ks_lock(&ks_py_lock);
     /* Not found yet is looked for again: a program may load libpython late. */
     if (ks_py_state != 1) {
-        int found = dl_iterate_phdr(ks_py_find_obj, NULL) && ks_py_resolve();
+        struct ks_elf_loaded l;
+        int found = ks_elf_find_loaded("Py_IsInitialized", NULL, &l) == 0 &&
+                    (ks_py_obj = l.obj, ks_py_resolve());
         snprintf(ks_py_bad, sizeof ks_py_bad, "no CPython in this process (no libpython3, no "
                  "exported Python C API)");
         ks_py_state = found && ks_py_check_version() ? 1 : -1;

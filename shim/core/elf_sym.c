@@ -1,9 +1,11 @@
 /* See elf_sym.h. Reads only memory the loader mapped and relocated; calls
- * nothing outside this file but an indirect function's resolver. */
+ * nothing outside this file but an indirect function's resolver and, for
+ * ks_elf_find_loaded, dl_iterate_phdr. */
 #include "elf_sym.h"
 
 #include <elf.h>
 #include <errno.h>
+#include <string.h>
 
 /* A d_ptr of PT_DYNAMIC. glibc relocates them in place when it loads an
  * object, except where the section is read-only (the vDSO): there the value
@@ -193,4 +195,34 @@ void *ks_elf_addr(const struct ks_elf_obj *o, const ElfW(Sym) *sym)
     if (ELF64_ST_TYPE(sym->st_info) == STT_GNU_IFUNC)
         return ((void *(*)(void))a)();
     return (void *)a;
+}
+
+struct ks_loaded_find {
+    const char *name, *file;
+    uint32_t hash;
+    struct ks_elf_loaded *l;
+};
+
+static int ks_loaded_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    struct ks_loaded_find *f = arg;
+    if (f->file) {
+        const char *slash = info->dlpi_name ? strrchr(info->dlpi_name, '/') : NULL;
+        if (!slash || strcmp(slash + 1, f->file) != 0)
+            return 0;
+    }
+    struct ks_elf_loaded *l = f->l;
+    if (ks_elf_open(&l->obj, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0 ||
+        !(l->sym = ks_elf_find(&l->obj, f->name, f->hash, NULL)))
+        return 0;
+    l->phdr = info->dlpi_phdr;
+    l->phnum = info->dlpi_phnum;
+    return 1;
+}
+
+int ks_elf_find_loaded(const char *name, const char *file, struct ks_elf_loaded *l)
+{
+    struct ks_loaded_find f = {name, file, ks_elf_gnu_hash(name), l};
+    return dl_iterate_phdr(ks_loaded_cb, &f) ? 0 : ENOENT;
 }

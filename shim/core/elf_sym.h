@@ -51,6 +51,21 @@ const ElfW(Sym) *ks_elf_find(const struct ks_elf_obj *o, const char *name, uint3
  * for an indirect function (STT_GNU_IFUNC), as the loader would bind it. */
 void *ks_elf_addr(const struct ks_elf_obj *o, const ElfW(Sym) *sym);
 
+/* A loaded object found by ks_elf_find_loaded. Points into the object's own
+ * mapping and the loader's list: valid while the object stays loaded. */
+struct ks_elf_loaded {
+    struct ks_elf_obj obj;
+    const ElfW(Sym) *sym;            /* the definition it was found by */
+    const ElfW(Phdr) *phdr;          /* its program headers */
+    size_t phnum;
+};
+
+/* The first loaded object, in the loader's order (dl_iterate_phdr), that
+ * defines NAME (as ks_elf_find with VERSION NULL) and, if FILE is not NULL,
+ * whose path ends in "/FILE". Returns 0 and fills L, or ENOENT. Takes the
+ * loader's list lock (dl_iterate_phdr's): not from a signal handler. */
+int ks_elf_find_loaded(const char *name, const char *file, struct ks_elf_loaded *l);
+
 #ifdef __cplusplus
 }
 #endif

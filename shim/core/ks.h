@@ -60,6 +60,23 @@ extern int ks_debug_enabled;
 uint64_t ks_now_ns(void);           /* CLOCK_MONOTONIC */
 pid_t ks_gettid(void);
 
+/* Where an interrupted thread's PC is against x86-64's `syscall`
+ * instruction (0f 05). At one: the kernel restarts the call there after a
+ * handler (SA_RESTART, a call it restarts). Just after one: the call
+ * returned, or was cut short (rax -EINTR). Both read the text around IP,
+ * which a signal context's PC always has mapped. */
+static inline KS_SIGSAFE int ks_pc_at_syscall(uintptr_t ip)
+{
+    const uint8_t *p = (const uint8_t *)ip;
+    return p[0] == 0x0f && p[1] == 0x05;
+}
+
+static inline KS_SIGSAFE int ks_pc_after_syscall(uintptr_t ip)
+{
+    const uint8_t *p = (const uint8_t *)ip;
+    return p[-2] == 0x0f && p[-1] == 0x05;
+}
+
 /* ---- Life cycle (init.c) ------------------------------------------------ */
 void ks_init(void);                 /* runs once; safe to call from any hook */
 /* getpid(), through the system call: right in a fork child without any

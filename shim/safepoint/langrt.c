@@ -82,30 +82,20 @@ static int ks_module_of(uintptr_t addr, void **base, const char **name, char *bu
     return 0;
 }
 
-/* Finds the loaded object that defines MARKER: its base as dladdr's
- * dli_fbase (its lowest segment). With the shim's own ELF lookup, not
- * dlsym: a failed dlsym leaves an error string malloc'd in the asking
+/* The base of the loaded object that defines MARKER, as dladdr's
+ * dli_fbase (its lowest segment), or NULL. With the shim's own ELF lookup,
+ * not dlsym: a failed dlsym leaves an error string malloc'd in the asking
  * thread (a connection thread: LeakSanitizer saw it at exit). */
-struct ks_marker_find {
-    const char *name;
-    uint32_t hash;
-    void *base;
-};
-
-static int ks_marker_cb(struct dl_phdr_info *info, size_t size, void *arg)
+static void *ks_marker_base(const char *marker)
 {
-    (void)size;
-    struct ks_marker_find *f = arg;
-    struct ks_elf_obj o;
-    if (ks_elf_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0 ||
-        !ks_elf_find(&o, f->name, f->hash, NULL))
-        return 0;
+    struct ks_elf_loaded l;
+    if (ks_elf_find_loaded(marker, NULL, &l) != 0)
+        return NULL;
     uintptr_t lo = UINTPTR_MAX;
-    for (int i = 0; i < info->dlpi_phnum; i++)
-        if (info->dlpi_phdr[i].p_type == PT_LOAD && info->dlpi_phdr[i].p_vaddr < lo)
-            lo = info->dlpi_phdr[i].p_vaddr;
-    f->base = (void *)((info->dlpi_addr + (lo == UINTPTR_MAX ? 0 : lo)) & ~(uintptr_t)4095);
-    return 1;
+    for (size_t i = 0; i < l.phnum; i++)
+        if (l.phdr[i].p_type == PT_LOAD && l.phdr[i].p_vaddr < lo)
+            lo = l.phdr[i].p_vaddr;
+    return (void *)((l.obj.base + (lo == UINTPTR_MAX ? 0 : lo)) & ~(uintptr_t)4095);
 }
 
 int ks_langrt_scan(const uintptr_t *addrs, int n, uintptr_t *at, char *module, size_t cap)
@@ -113,11 +103,8 @@ int ks_langrt_scan(const uintptr_t *addrs, int n, uintptr_t *at, char *module, s
     /* The modules that define a marker (a runtime whose marker is not
      * exported is known by its name). */
     void *marked[KS_NLANGRT] = {NULL};
-    for (int rt = 1; rt < KS_NLANGRT; rt++) {
-        struct ks_marker_find f = {ks_langrts[rt].marker, ks_elf_gnu_hash(ks_langrts[rt].marker), NULL};
-        if (dl_iterate_phdr(ks_marker_cb, &f))
-            marked[rt] = f.base;
-    }
+    for (int rt = 1; rt < KS_NLANGRT; rt++)
+        marked[rt] = ks_marker_base(ks_langrts[rt].marker);
     void *last = NULL;
     for (int i = 0; i < n; i++) {
         void *base;

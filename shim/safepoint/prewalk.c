@@ -152,77 +152,98 @@ static int ks_walk_lsda(struct ks_walk *w, const unw_proc_info_t *pi, uintptr_t 
     }
 }
 
+/* Where ks_prewalk is: the cursor on the current frame and what the walk
+ * knows of it. */
+struct ks_pw {
+    unw_cursor_t cur;
+    int exact;                /* the frame's IP is an interrupted pc */
+    int flags;
+    int top;                  /* no application frame seen yet */
+    uintptr_t start;          /* the shim's thread start: the walk's end */
+    unw_word_t ip, sp;
+};
+
+/* An application (or C++ runtime) frame, PI its procedure (PIRC: how
+ * get_proc_info went). Returns 1 once W holds the verdict, 0 to step on. */
+static int ks_prewalk_app(struct ks_walk *w, struct ks_pw *p, const unw_proc_info_t *pi, int pirc)
+{
+    if (pirc != 0 || pi->format != UNW_INFO_FORMAT_TABLE) {
+        ks_walk_set(w, KS_WALK_REFUSED, p->ip, "no unwind information for", "");
+        return 1;
+    }
+    int first = p->top;
+    if (p->top) {
+        p->top = 0;
+        w->exit_ip = p->ip;
+    }
+    if (!pi->lsda || ks_walk_lsda(w, pi, p->ip, p->exact, first) == 0)
+        return 0;
+    /* Not before that function returned: its CFA is the caller's SP. */
+    unw_word_t csp = 0;
+    if (w->verdict == KS_WALK_TRANSIENT && ks_unw.step(&p->cur) > 0 &&
+        ks_unw.get_reg(&p->cur, UNW_REG_SP, &csp) == 0)
+        w->transient_sp = csp;
+    return 1;
+}
+
+/* The frame at P's cursor. Returns 1 once W holds the verdict, 0 to step on. */
+static int ks_prewalk_frame(struct ks_walk *w, struct ks_pw *p)
+{
+    ks_unw.get_reg(&p->cur, UNW_REG_IP, &p->ip);
+    ks_unw.get_reg(&p->cur, UNW_REG_SP, &p->sp);
+    if (ks_unw.is_signal_frame(&p->cur) > 0) {
+        ks_walk_set(w, KS_WALK_TRANSIENT, 0, "running a signal handler", "");
+        w->obstacle = KS_OBST_SIGNAL;
+        w->transient_sp = p->sp;
+        return 1;
+    }
+    struct ks_pc_info mod;
+    int kind = ks_safepoint_lookup(p->exact ? p->ip : p->ip - 1, &mod);
+    int rt = kind == KS_MOD_APP && !(p->flags & KS_WALK_LANGRT_OK) ? ks_langrt_of_name(mod.name) : 0;
+    if (rt) {
+        ks_walk_langrt(w, p->ip, rt);
+        return 1;
+    }
+    unw_proc_info_t pi;
+    memset(&pi, 0, sizeof pi);
+    int pirc = ks_unw.get_proc_info(&p->cur, &pi);
+    if (kind == KS_MOD_SHIM && pirc == 0 && pi.start_ip == p->start) {
+        w->verdict = KS_WALK_OK;
+        return 1;
+    }
+    if (kind == KS_MOD_SHIM && p->top && (p->flags & KS_WALK_SKIP_SHIM_TOP))
+        return 0;   /* the exit path's own frames */
+    if (kind == KS_MOD_APP || kind == KS_MOD_CXXRT)
+        return ks_prewalk_app(w, p, &pi, pirc);
+    if (p->top && (p->flags & KS_WALK_RUNTIME_TOP))
+        return 0;
+    ks_walk_set(w, KS_WALK_TRANSIENT, p->ip, "would unwind through", "");
+    w->obstacle = KS_OBST_RUNTIME;
+    w->transient_sp = p->sp;
+    return 1;
+}
+
 void ks_prewalk(ucontext_t *ctx, int exact, int flags, struct ks_walk *w)
 {
     memset(w, 0, sizeof *w);
-    unw_cursor_t cur;
+    struct ks_pw p = {.exact = exact, .flags = flags, .top = 1};
     if (!ks_unw_ready() ||
-        ks_unw.init_local2(&cur, (unw_context_t *)ctx, exact ? UNW_INIT_SIGNAL_FRAME : 0) != 0) {
+        ks_unw.init_local2(&p.cur, (unw_context_t *)ctx, exact ? UNW_INIT_SIGNAL_FRAME : 0) != 0) {
         ks_walk_set(w, KS_WALK_REFUSED, 0, "cannot start unwinding", "");
         return;
     }
-    uintptr_t start = ks_thread_start_addr();
-    int top = 1;
-    for (int n = 0; n < KS_WALK_MAX_FRAMES; n++, exact = 0) {
-        unw_word_t ip = 0, sp = 0;
-        ks_unw.get_reg(&cur, UNW_REG_IP, &ip);
-        ks_unw.get_reg(&cur, UNW_REG_SP, &sp);
+    p.start = ks_thread_start_addr();
+    for (int n = 0; n < KS_WALK_MAX_FRAMES; n++, p.exact = 0) {
         w->frames = n + 1;
-        if (ks_unw.is_signal_frame(&cur) > 0) {
-            ks_walk_set(w, KS_WALK_TRANSIENT, 0, "running a signal handler", "");
-            w->obstacle = KS_OBST_SIGNAL;
-            w->transient_sp = sp;
+        if (ks_prewalk_frame(w, &p))
             return;
-        }
-        struct ks_pc_info mod;
-        int kind = ks_safepoint_lookup(exact ? ip : ip - 1, &mod);
-        int rt = kind == KS_MOD_APP && !(flags & KS_WALK_LANGRT_OK) ? ks_langrt_of_name(mod.name) : 0;
-        if (rt) {
-            ks_walk_langrt(w, ip, rt);
-            return;
-        }
-        unw_proc_info_t pi;
-        memset(&pi, 0, sizeof pi);
-        int pirc = ks_unw.get_proc_info(&cur, &pi);
-        if (kind == KS_MOD_SHIM && pirc == 0 && pi.start_ip == start) {
-            w->verdict = KS_WALK_OK;
-            return;
-        }
-        if (kind == KS_MOD_SHIM && top && (flags & KS_WALK_SKIP_SHIM_TOP)) {
-            /* the exit path's own frames */
-        } else if (kind != KS_MOD_APP && kind != KS_MOD_CXXRT) {
-            if (!(top && (flags & KS_WALK_RUNTIME_TOP))) {
-                ks_walk_set(w, KS_WALK_TRANSIENT, ip, "would unwind through", "");
-                w->obstacle = KS_OBST_RUNTIME;
-                w->transient_sp = sp;
-                return;
-            }
-        } else {
-            if (pirc != 0 || pi.format != UNW_INFO_FORMAT_TABLE) {
-                ks_walk_set(w, KS_WALK_REFUSED, ip, "no unwind information for", "");
-                return;
-            }
-            int first = top;
-            if (top) {
-                top = 0;
-                w->exit_ip = ip;
-            }
-            if (pi.lsda && ks_walk_lsda(w, &pi, ip, exact, first) != 0) {
-                /* Not before that function returned: its CFA is the caller's SP. */
-                unw_word_t csp = 0;
-                if (w->verdict == KS_WALK_TRANSIENT && ks_unw.step(&cur) > 0 &&
-                    ks_unw.get_reg(&cur, UNW_REG_SP, &csp) == 0)
-                    w->transient_sp = csp;
-                return;
-            }
-        }
-        int rc = ks_unw.step(&cur);
+        int rc = ks_unw.step(&p.cur);
         if (rc == 0) {
-            ks_walk_set(w, KS_WALK_REFUSED, ip, "the stack ends at", " before the thread's start");
+            ks_walk_set(w, KS_WALK_REFUSED, p.ip, "the stack ends at", " before the thread's start");
             return;
         }
         if (rc < 0) {
-            ks_walk_set(w, KS_WALK_REFUSED, ip, "cannot unwind past", "");
+            ks_walk_set(w, KS_WALK_REFUSED, p.ip, "cannot unwind past", "");
             return;
         }
     }

@@ -63,15 +63,6 @@ void ks_redirect_init(void)
  * program's own, at most this many frames may remain. */
 #define KS_BASE_FRAMES 3
 
-/* IP is at a `syscall` instruction (one the kernel restarts after the
- * handler) or just after one (a call that returned, or was cut short): the
- * thread takes signals there when it spends its time in the kernel. */
-static KS_SIGSAFE int ks_at_syscall(uintptr_t ip)
-{
-    const uint8_t *p = (const uint8_t *)ip;
-    return (p[-2] == 0x0f && p[-1] == 0x05) || (p[0] == 0x0f && p[1] == 0x05);
-}
-
 KS_SIGSAFE int ks_redirect_safe(ucontext_t *uc)
 {
     struct ks_thread *self = ks_self();
@@ -90,11 +81,13 @@ KS_SIGSAFE int ks_redirect_safe(ucontext_t *uc)
             return 0;
         struct ks_pc_info pi;
         int kind = ks_safepoint_lookup(n == 0 ? ip : ip - 1, &pi);
-        /* At a system call in one of libc's stubs: if the program's own
-         * code called it (the next frame must be), no lock of libc's is
-         * held (a call from inside libc, where one could be, fails the walk
-         * at the next frame). */
-        int stub = n == 0 && kind == KS_MOD_LIBC && ks_at_syscall(ip);
+        /* At (or just after) a system call in one of libc's stubs, where a
+         * thread that spends its time in the kernel takes signals: if the
+         * program's own code called it (the next frame must be), no lock of
+         * libc's is held (a call from inside libc, where one could be,
+         * fails the walk at the next frame). */
+        int stub = n == 0 && kind == KS_MOD_LIBC &&
+                   (ks_pc_after_syscall(ip) || ks_pc_at_syscall(ip));
         if (kind == KS_MOD_SHIM && app_frames) {
             unw_proc_info_t proc;
             memset(&proc, 0, sizeof proc);

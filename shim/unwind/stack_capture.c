@@ -283,34 +283,23 @@ static int ks_find_text_cb(struct dl_phdr_info *info, size_t size, void *arg)
 }
 
 /* libc.so.6's text, and its generic syscall() stub within it (a call of
- * the program's own through it is the program's), found at ks_stack_init
+ * the program's own through it is the program's), found at ks_stack_init_serving
  * (0, 0 if not found). */
 static uintptr_t ks_libc_lo, ks_libc_hi, ks_stub_lo, ks_stub_hi;
 
-static int ks_libc_text_cb(struct dl_phdr_info *info, size_t size, void *arg)
+static void ks_find_libc_text(void)
 {
-    (void)arg;
-    const char *slash = info->dlpi_name ? strrchr(info->dlpi_name, '/') : NULL;
-    if (!slash || strcmp(slash + 1, "libc.so.6") != 0)
-        return 0;
-    struct ks_find_text f = {0, 0, 0};
-    for (int i = 0; i < info->dlpi_phnum; i++)
-        if (info->dlpi_phdr[i].p_type == PT_LOAD && (info->dlpi_phdr[i].p_flags & PF_X)) {
-            f.addr = info->dlpi_addr + info->dlpi_phdr[i].p_vaddr;
-            ks_find_text_cb(info, size, &f);
+    struct ks_elf_loaded l;
+    if (ks_elf_find_loaded("syscall", "libc.so.6", &l) != 0)
+        return;
+    for (size_t i = 0; i < l.phnum; i++)
+        if (l.phdr[i].p_type == PT_LOAD && (l.phdr[i].p_flags & PF_X)) {
+            ks_libc_lo = l.obj.base + l.phdr[i].p_vaddr;
+            ks_libc_hi = ks_libc_lo + l.phdr[i].p_memsz;
             break;
         }
-    ks_libc_lo = f.lo;
-    ks_libc_hi = f.hi;
-    struct ks_elf_obj o;
-    const ElfW(Sym) *sym = NULL;
-    if (ks_elf_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) == 0)
-        sym = ks_elf_find(&o, "syscall", ks_elf_gnu_hash("syscall"), NULL);
-    if (sym) {
-        ks_stub_lo = (uintptr_t)ks_elf_addr(&o, sym);
-        ks_stub_hi = ks_stub_lo + sym->st_size;
-    }
-    return 1;
+    ks_stub_lo = (uintptr_t)ks_elf_addr(&l.obj, l.sym);
+    ks_stub_hi = ks_stub_lo + l.sym->st_size;
 }
 
 /* A futex wait without a timeout is restarted under SA_RESTART; one with a
@@ -447,7 +436,7 @@ void ks_stack_init_serving(void)
      * libunwind takes no lock of its own on the unwinding path. */
     unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_NONE);
     ks_prime();
-    dl_iterate_phdr(ks_libc_text_cb, NULL);
+    ks_find_libc_text();
     ks_signals_set_handler(KS_SIG_DUMP, ks_dump_handler);
     __atomic_store_n(&ks_stack_ready, 1, __ATOMIC_RELEASE);
 }
