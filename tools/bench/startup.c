@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,6 +31,7 @@ struct kb_variant {
     char *name;
     char **env;
     struct kb_samples rounds;   /* ns per run, one value per round */
+    struct kb_samples cpu;      /* the child's user+sys ns per run, per round */
 };
 
 static int kb_inherited(const char *e)
@@ -63,8 +65,10 @@ static int kb_parse_variant(char *spec, struct kb_variant *v)
     return 0;
 }
 
-/* Mean ns per run of N runs of ARGV with ENV; -1 if one failed. */
-static double kb_round(char *const argv[], char **env, int n)
+/* Mean ns per run of N runs of ARGV with ENV; -1 if one failed. *CPU: the
+ * children's mean user+sys time (wait4), which a loaded machine inflates far
+ * less than the wall time. */
+static double kb_round(char *const argv[], char **env, int n, double *cpu)
 {
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
@@ -72,39 +76,57 @@ static double kb_round(char *const argv[], char **env, int n)
     posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
     double ret = -1;
     uint64_t t0 = kb_now_ns();
+    double cpu_ns = 0;
     for (int i = 0; i < n; i++) {
         pid_t pid;
         int st;
+        struct rusage ru;
         if (posix_spawn(&pid, argv[0], &fa, NULL, argv, env) != 0)
             goto out;
-        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        while (wait4(pid, &st, 0, &ru) < 0 && errno == EINTR)
             ;
+        cpu_ns += (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e9 +
+                  (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e3;
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
             fprintf(stderr, "bench_startup: %s exited with status %d\n", argv[0], st);
             goto out;
         }
     }
     ret = (double)(kb_now_ns() - t0) / n;
+    *cpu = cpu_ns / n;
 out:
     posix_spawn_file_actions_destroy(&fa);
     return ret;
 }
 
-static void kb_print(const struct kb_variant *v, const struct kb_variant *base)
+/* One row: the best round (the least disturbed), the median round, the
+ * spread; against BASE's best. */
+static void kb_print_one(const char *name, const struct kb_samples *vs, const struct kb_samples *bs,
+                         const char *base_name)
 {
     struct kb_summary s, b;
-    kb_summarize((struct kb_samples *)&v->rounds, &s);
-    kb_summarize((struct kb_samples *)&base->rounds, &b);
+    kb_summarize((struct kb_samples *)vs, &s);
+    kb_summarize((struct kb_samples *)bs, &b);
     char best[32], med[32], lo[32], hi[32], diff[32];
     kb_fmt(best, sizeof best, s.min, KB_NS);
     kb_fmt(med, sizeof med, s.median, KB_NS);
     kb_fmt(lo, sizeof lo, s.min, KB_NS);
     kb_fmt(hi, sizeof hi, s.max, KB_NS);
     kb_fmt(diff, sizeof diff, s.min - b.min, KB_NS);
-    printf("%-28s best %10s  median %10s  rounds %s - %s (n=%zu)", v->name, best, med, lo, hi, s.n);
-    if (v != base)
-        printf("  vs %s: %.3fx best (%s%s)", base->name, s.min / b.min, s.min >= b.min ? "+" : "", diff);
+    printf("%-28s best %10s  median %10s  rounds %s - %s (n=%zu)", name, best, med, lo, hi, s.n);
+    if (base_name)
+        printf("  vs %s: %.3fx best (%s%s)", base_name, s.min / b.min, s.min >= b.min ? "+" : "", diff);
     printf("\n");
+}
+
+static void kb_print(const struct kb_variant *v, const struct kb_variant *base)
+{
+    kb_print_one(v->name, &v->rounds, &base->rounds, v != base ? base->name : NULL);
+}
+
+static void kb_print_cpu(const struct kb_variant *v, const struct kb_variant *base)
+{
+    kb_print_one(v->name, &v->cpu, &base->cpu, v != base ? base->name : NULL);
 }
 
 int main(int argc, char **argv)
@@ -125,21 +147,26 @@ int main(int argc, char **argv)
     if (nv == 0 || n <= 0 || rounds <= 0)
         goto usage;
     char *cargv[] = {cmd, NULL};
+    double cpu;
     for (int i = 0; i < nv; i++)   /* warm the page cache and the loader's */
-        if (kb_round(cargv, v[i].env, 10) < 0)
+        if (kb_round(cargv, v[i].env, 10, &cpu) < 0)
             return 1;
     for (int r = 0; r < rounds; r++)
         for (int j = 0; j < nv; j++) {
             struct kb_variant *x = &v[(r + j) % nv];
-            double ns = kb_round(cargv, x->env, n);
+            double ns = kb_round(cargv, x->env, n, &cpu);
             if (ns < 0)
                 return 1;
             kb_add(&x->rounds, ns);
+            kb_add(&x->cpu, cpu);
         }
     printf("posix_spawn+exit+waitpid of %s, %d rounds x %d runs, mean per run of each round:\n",
            cmd, rounds, n);
     for (int i = 0; i < nv; i++)
         kb_print(&v[i], &v[0]);
+    printf("the same runs, the child's CPU time (user+sys, wait4), mean per run of each round:\n");
+    for (int i = 0; i < nv; i++)
+        kb_print_cpu(&v[i], &v[0]);
     return 0;
 usage:
     fprintf(stderr, "usage: bench_startup [-n N] [-r ROUNDS] [-c CMD] NAME=K=V[,K=V...]|NAME=- ...\n");
