@@ -57,7 +57,7 @@ KS_FORK_PATH static void ks_after_fork_child(void)
 static void ks_at_exit(void) { ks_server_cleanup(); }
 
 /* What serving needs but a process nobody asks should not pay for: loading
- * libgcc_s, priming the dump paths, the SIGTRAP handler (docs/bench.md).
+ * libgcc_s, the personality lookups, priming the dump paths (docs/bench.md).
  * Once, on the accept thread before its first accept (a fork child inherits
  * it done); never in a signal handler or a thread being stopped. */
 static pthread_once_t ks_serving_once = PTHREAD_ONCE_INIT;

@@ -122,12 +122,12 @@ const char *ks_abort_how_name(int how);
 
 /* At load (ks_init, before the signals are installed): loads and primes
  * libunwind and fills the module table, which the doorbell's safety walk
- * needs before control runs. Returns 0 or an errno: the abort mode is then
- * unavailable. */
+ * needs before control runs, and installs the SIGTRAP handler. Returns 0 or
+ * an errno: the abort mode is then unavailable. */
 int ks_abort_init(void);
 /* When control starts, before the first request (ks_init_serving): the rest
  * of what the abort needs (libgcc_s, the personality and forced-unwind
- * lookups, the SIGTRAP handler). Returns 0 or an errno, as above. */
+ * lookups). Returns 0 or an errno, as above. */
 int ks_abort_init_serving(void);
 /* On T's way out, after it is unlinked: gives its abort block back. */
 void ks_abort_release(struct ks_thread *t);

@@ -75,14 +75,22 @@ static int ks_abort_off(const char *why)
     return ENOSYS;
 }
 
-/* At load, only what the doorbell's safety walk needs (redirect.c walks an
+/* ks_abort_init succeeded: ks_abort_init_serving may finish the job. */
+static int ks_abort_loaded;
+
+/* At load, what the doorbell's safety walk needs (redirect.c walks an
  * interrupted stack with ks_unw and looks its frames up in the module table)
- * before any thread of the shim exists. */
+ * before any thread of the shim exists, and the SIGTRAP handler, which a
+ * program has always seen from its start (two system calls). */
 int ks_abort_init(void)
 {
     if (ks_unw_load() != 0)
         return ks_abort_off("libunwind.so.8 could not be loaded");
     ks_safepoint_refresh();
+    ks_step_set_callback(ks_abort_on_trap);
+    if (ks_step_install() != 0)
+        return ks_abort_off("cannot install a SIGTRAP handler");
+    ks_abort_loaded = 1;
     return 0;
 }
 
@@ -92,7 +100,7 @@ int ks_abort_init(void)
 int ks_abort_init_serving(void)
 {
     uint64_t t0 = ks_now_ns();
-    if (!ks_unw_ready())
+    if (!ks_abort_loaded)
         return ENOSYS;   /* ks_abort_init said why */
     /* The unwinder glibc's pthread_exit uses, and libgcc's C personality. */
     void *gcc = dlopen("libgcc_s.so.1", RTLD_NOW);
@@ -102,9 +110,6 @@ int ks_abort_init_serving(void)
     if (!KS_REAL(pthread_exit))
         return ks_abort_off("pthread_exit not found");
     ks_safepoint_refresh();
-    ks_step_set_callback(ks_abort_on_trap);
-    if (ks_step_install() != 0)
-        return ks_abort_off("cannot install a SIGTRAP handler");
     __atomic_store_n(&ks_abort_ok, 1, __ATOMIC_RELEASE);
     ks_debug("abort mode ready in %llu us", (unsigned long long)((ks_now_ns() - t0) / 1000));
     return 0;
