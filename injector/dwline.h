@@ -4,10 +4,11 @@
  * Why not libdw for this: elfutils 0.188 (Debian 12) decompresses every
  * compressed .debug_* section of a file when it opens its DWARF. libc6-dbg's
  * are compressed (SHF_COMPRESSED, zlib): 10 MB inflated, about 80 ms, for
- * the one line the report prints. Here .debug_aranges (100 KB) names the
- * unit that holds the address; .debug_line is inflated only up to that
- * unit's line program (found by its first DW_LNE_set_address lying in the
- * unit's ranges), and that one program is run.
+ * the one line the report prints. Here only .debug_aranges (100 KB), which
+ * names the unit that holds the address, and .debug_line (1.3 MB) are
+ * inflated (with their strings), and of the line programs only that unit's
+ * (found by its first DW_LNE_set_address lying in the unit's ranges) is
+ * run: 5.5 ms for libc here.
  *
  * The answer is libdw's (dwfl_module_getsrc + dwfl_lineinfo): the same row
  * choice (the last row at the highest address <= ADDR, an end_sequence row

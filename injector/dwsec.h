@@ -1,24 +1,22 @@
 /* The .debug_* sections of one ELF file, read lazily: a compressed section
- * (SHF_COMPRESSED, zlib) is inflated only as far as a reader has asked,
- * so a lookup that needs its first kilobytes never pays for the rest
- * (dwline.h says why that matters). Little-endian ELF64 only. */
+ * (SHF_COMPRESSED, zlib) is inflated at its first read, and only the
+ * sections a lookup reads are (dwline.h says why that matters).
+ * Little-endian ELF64 only. */
 #ifndef KSI_DWSEC_H
 #define KSI_DWSEC_H
 
 #include <gelf.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <zlib.h>
 
-/* BUF has the whole uncompressed size from the start (never moved: strings
- * point into it); HAVE bytes of it are valid. An uncompressed section is
- * its file data, all valid. */
+/* DATA is SIZE bytes, HAVE of them valid (all, or none until the section
+ * is inflated into BUF). An uncompressed section is its file data. */
 struct ksi_sec {
     const uint8_t *data;
     size_t size, have;
-    uint8_t *buf;   /* ours (compressed sections) */
-    z_stream z;
-    int zlive;
+    uint8_t *buf;         /* ours (compressed sections) */
+    const uint8_t *zin;   /* the compressed bytes, until inflated */
+    size_t zlen;
 };
 
 /* Finds section NAME of ELF. Returns 0, or -1 (absent, or a compression
