@@ -193,6 +193,8 @@ static int ksi_v5_entry(struct ksi_rd *r, const struct ksi_lhdr *h, const struct
         fmt[i][1] = ksi_uleb(r);
     }
     *count = ksi_uleb(r);
+    if (nfmt == 0 && *count > 0)
+        return -1;   /* else every entry takes a byte: COUNT is bounded by the data */
     *path = NULL;
     *dir = 0;
     for (uint64_t e = 0; e < *count && !r->bad; e++) {

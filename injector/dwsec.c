@@ -29,7 +29,7 @@ int ksi_sec_open(Elf *elf, const char *want, struct ksi_sec *s)
         if (gelf_getclass(elf) != ELFCLASS64 || d->d_size < sizeof(Elf64_Chdr))
             return -1;
         memcpy(&ch, d->d_buf, sizeof ch);   /* Elf64_Chdr and GElf_Chdr are one type */
-        if (ch.ch_type != ELFCOMPRESS_ZLIB || ch.ch_size > (1ull << 32) ||
+        if (ch.ch_type != ELFCOMPRESS_ZLIB || ch.ch_size > (1ull << 30) ||
             !(s->buf = malloc(ch.ch_size ? ch.ch_size : 1)))
             return -1;
         s->data = s->buf;
@@ -73,7 +73,7 @@ const char *ksi_sec_str(struct ksi_sec *s, uint64_t off)
 
 const uint8_t *ksi_take(struct ksi_rd *r, size_t n)
 {
-    if (r->bad || n > r->end - r->pos || ksi_sec_need(r->s, r->pos + n) != 0) {
+    if (r->bad || r->pos > r->end || n > r->end - r->pos || ksi_sec_need(r->s, r->pos + n) != 0) {
         r->bad = 1;
         return NULL;
     }
