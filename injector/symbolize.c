@@ -1,5 +1,6 @@
 #include "symbolize.h"
 
+#include <dlfcn.h>
 #include <elfutils/libdwfl.h>
 #include <gelf.h>
 #include <stdio.h>
@@ -12,8 +13,23 @@
 #include "findfiles.h"
 #include "safefile.h"
 
-/* libstdc++'s demangler: C++ frames read as the user wrote them. */
-extern char *__cxa_demangle(const char *mangled, char *out, size_t *len, int *status);
+/* libstdc++'s demangler: C++ frames read as the user wrote them. Loaded at
+ * the first mangled name, not linked: libstdc++ (2 MB, with libm) cost
+ * every run of the injector its loading, and most reports name no C++. */
+typedef char *ksi_demangle_fn(const char *mangled, char *out, size_t *len, int *status);
+
+static ksi_demangle_fn *ksi_demangler(void)
+{
+    static ksi_demangle_fn *fn;
+    static int tried;
+    if (!tried) {
+        tried = 1;
+        void *h = dlopen("libstdc++.so.6", RTLD_LAZY | RTLD_LOCAL);
+        if (h)
+            *(void **)&fn = dlsym(h, "__cxa_demangle");
+    }
+    return fn;
+}
 
 /* A module's debug file as dwline.h reads it, opened at its first line
  * lookup and kept (what was inflated serves the next frames). */
@@ -103,7 +119,8 @@ static char *ksi_demangle(const char *name, int *status)
     *status = -1;
     if (name[0] != '_' || name[1] != 'Z' || strnlen(name, KSI_DEMANGLE_MAX + 1) > KSI_DEMANGLE_MAX)
         return NULL;
-    return __cxa_demangle(name, NULL, NULL, status);
+    ksi_demangle_fn *fn = ksi_demangler();
+    return fn ? fn(name, NULL, NULL, status) : NULL;   /* no libstdc++: shown mangled */
 }
 
 struct ksi_bss_ctx {
