@@ -254,6 +254,8 @@ static int ksi_exchange(struct ksi_client *c, const char *line, ksi_record_fn *f
         off += (int)w;
     }
     explicit_bzero(buf, sizeof buf);   /* it may hold a proof */
+    if (c->on_sent && strncmp(line, "challenge", 9) != 0)
+        c->on_sent(c->on_sent_ctx);
     int stop = 0;
     for (;;) {
         int rc = ksi_read_line(c, final);
