@@ -155,7 +155,7 @@ plot_scale() {
         printf "plot "
         sep=""
         awk -F'"' '{ print $2 }' "$DAT" | awk '!seen[$0]++' | while read -r tool; do
-            printf "%s'%s' using 2:3 index 0 with linespoints title '%s'" "$sep" \
+            printf "%s'%s' using 1:2 with linespoints title '%s'" "$sep" \
                 "$WORKDIR/scale-$(echo "$tool" | tr -c 'a-zA-Z0-9' '_').dat" "$tool"
             grep -F "\"$tool\"" "$DAT" | sed 's/^"[^"]*" //' | sort -n \
                 >"$WORKDIR/scale-$(echo "$tool" | tr -c 'a-zA-Z0-9' '_').dat"
