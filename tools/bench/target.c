@@ -128,9 +128,19 @@ static int act_spawn(int busy)
     return 0;
 }
 
+/* Spinners wait here until all are made: 1,000 of them spinning on 2 cores
+ * would starve the thread making the rest. */
+static pthread_mutex_t spin_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t spin_cv = PTHREAD_COND_INITIALIZER;
+static int spin_go;
+
 static void *spinner(void *arg)
 {
     (void)arg;
+    pthread_mutex_lock(&spin_mu);
+    while (!spin_go)
+        pthread_cond_wait(&spin_cv, &spin_mu);
+    pthread_mutex_unlock(&spin_mu);
     uint64_t x = 1;
     for (;;) {
         for (int i = 0; i < 1000; i++)
@@ -148,9 +158,16 @@ static void act_spin(long n)
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
     long i = 0;
     pthread_t t;
+    pthread_mutex_lock(&spin_mu);
+    spin_go = 0;
+    pthread_mutex_unlock(&spin_mu);
     while (i < n && pthread_create(&t, &a, spinner, NULL) == 0)
         i++;
     pthread_attr_destroy(&a);
+    pthread_mutex_lock(&spin_mu);
+    spin_go = 1;
+    pthread_cond_broadcast(&spin_cv);
+    pthread_mutex_unlock(&spin_mu);
     printf(i == n ? "ok\n" : "err spin\n");
 }
 
