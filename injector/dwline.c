@@ -19,12 +19,30 @@ static int ksi_ranges_has(const struct ksi_ranges *g, uint64_t a)
     return 0;
 }
 
-/* .debug_aranges: the unit holding ADDR (WANT == ~0: into *CU; returns
- * 1 if none does) or the ranges of unit WANT (into G). Returns 0, or -1 if
- * malformed. */
-static int ksi_aranges(struct ksi_sec *s, uint64_t addr, uint64_t want, uint64_t *cu,
-                       struct ksi_ranges *g)
+/* Room for one more element of SIZE bytes in *V (N used, *CAP allocated). */
+static int ksi_room(void **v, size_t n, size_t *cap, size_t size)
 {
+    if (n < *cap)
+        return 0;
+    size_t c = *cap ? 2 * *cap : 64;
+    void *p = realloc(*v, c * size);
+    if (!p)
+        return -1;
+    *v = p;
+    *cap = c;
+    return 0;
+}
+
+/* One address range of .debug_aranges, and its unit. */
+struct ksi_tuple {
+    uint64_t a, len, cu;
+};
+
+/* Every range of .debug_aranges, in file order, into *V. Returns 0, or -1
+ * if malformed. */
+static int ksi_aranges_load(struct ksi_sec *s, struct ksi_tuple **v, size_t *n)
+{
+    size_t cap = 0;
     for (size_t off = 0; off < s->size;) {
         size_t set = off;
         struct ksi_rd r = {s, off, s->size, 0};
@@ -41,27 +59,34 @@ static int ksi_aranges(struct ksi_sec *s, uint64_t addr, uint64_t want, uint64_t
             uint64_t a = ksi_uint(&r, 8), len = ksi_uint(&r, 8);
             if (r.bad || (a == 0 && len == 0))
                 break;
-            if (want == ~0ull && addr >= a && addr - a < len) {
-                *cu = info;
-                return 0;
-            }
-            if (want != ~0ull && info == want) {
-                if (g->n == g->cap) {
-                    size_t cap = g->cap ? 2 * g->cap : 16;
-                    void *p = realloc(g->r, cap * sizeof g->r[0]);
-                    if (!p)
-                        return -1;
-                    g->r = p;
-                    g->cap = cap;
-                }
-                g->r[g->n][0] = a;
-                g->r[g->n++][1] = len;
-            }
+            if (ksi_room((void **)v, *n, &cap, sizeof **v) != 0)
+                return -1;
+            (*v)[(*n)++] = (struct ksi_tuple){a, len, info};
         }
     }
-    if (want == ~0ull)
-        return 1;   /* in no unit's ranges: libdw finds no unit either */
-    return g->n == 0 ? -1 : 0;
+    return 0;
+}
+
+/* The unit holding ADDR (the first range in file order), and all its
+ * ranges into G. Returns 0, 1 if no unit holds ADDR (libdw finds none
+ * either), or -1. */
+static int ksi_unit_ranges(const struct ksi_tuple *v, size_t n, uint64_t addr,
+                           struct ksi_ranges *g)
+{
+    size_t i = 0;
+    while (i < n && !(addr >= v[i].a && addr - v[i].a < v[i].len))
+        i++;
+    if (i == n)
+        return 1;
+    for (size_t k = 0; k < n; k++) {
+        if (v[k].cu != v[i].cu)
+            continue;
+        if (ksi_room((void **)&g->r, g->n, &g->cap, sizeof g->r[0]) != 0)
+            return -1;
+        g->r[g->n][0] = v[k].a;
+        g->r[g->n++][1] = v[k].len;
+    }
+    return 0;
 }
 
 /* A line program's header, as far as running it needs. */
@@ -310,22 +335,55 @@ static int ksi_run(struct ksi_sec *s, const struct ksi_lhdr *h, uint64_t addr,
     return r.bad ? -1 : 0;
 }
 
+/* A line program: where it starts, and its first DW_LNE_set_address. */
+struct ksi_prog {
+    size_t off;
+    uint64_t first;
+    int has_first;
+};
+
+/* The line programs' headers met so far, in file order; read on only as
+ * far as a lookup needs (the first of libc's reaches 70-85% of them). */
+struct ksi_progs {
+    struct ksi_prog *v;
+    size_t n, cap;
+    size_t next;   /* the offset of the first header not read yet */
+};
+
+/* Reads the next header into the index. Returns 1 (one more), 0 (no
+ * more), or -1. */
+static int ksi_progs_more(struct ksi_sec *ln, struct ksi_progs *ps)
+{
+    struct ksi_lhdr h;
+    if (ps->next >= ln->size)
+        return 0;
+    if (ksi_lhdr_read(ln, ps->next, &h) != 0 ||
+        ksi_room((void **)&ps->v, ps->n, &ps->cap, sizeof *ps->v) != 0)
+        return -1;
+    struct ksi_prog *p = &ps->v[ps->n++];
+    p->off = ps->next;
+    p->has_first = ksi_first_address(ln, &h, &p->first) == 0;
+    ps->next = h.end;
+    return 1;
+}
+
 /* The line program of the unit whose ranges are G (the first whose first
  * address lies in them), run for ADDR. Returns 0 (found), 1 (no row for
  * ADDR), or -1 (not a program this reader runs as libdw would). */
-static int ksi_line_lookup(struct ksi_sec *ln, const struct ksi_strs *st,
+static int ksi_line_lookup(struct ksi_sec *ln, const struct ksi_strs *st, struct ksi_progs *ps,
                            const struct ksi_ranges *g, uint64_t addr, char *file, size_t cap,
                            int *line)
 {
-    struct ksi_lhdr h;
-    for (size_t off = 0; off < ln->size; off = h.end) {
-        uint64_t first;
-        if (ksi_lhdr_read(ln, off, &h) != 0)
+    for (size_t i = 0;; i++) {
+        int more = i < ps->n ? 1 : ksi_progs_more(ln, ps);
+        if (more <= 0)
             return -1;
-        if (ksi_first_address(ln, &h, &first) != 0 || !ksi_ranges_has(g, first))
+        const struct ksi_prog *pv = ps->v;
+        struct ksi_lhdr h;
+        if (!pv[i].has_first || !ksi_ranges_has(g, pv[i].first))
             continue;
         struct ksi_row best;
-        if (ksi_run(ln, &h, addr, &best) != 0)
+        if (ksi_lhdr_read(ln, pv[i].off, &h) != 0 || ksi_run(ln, &h, addr, &best) != 0)
             return -1;
         if (!best.set || best.end)
             return 1;   /* the unit's rows say nothing of ADDR */
@@ -335,12 +393,17 @@ static int ksi_line_lookup(struct ksi_sec *ln, const struct ksi_strs *st,
         *line = (int)best.line;
         return 0;
     }
-    return -1;
 }
 
+/* The sections, and the indexes lookups build and keep for the next (STATE,
+ * of the ranges: 0 not read yet, 1 read, -1 unreadable). */
 struct ksi_dwline {
     struct ksi_sec ar, ln, lstr, str;
     struct ksi_strs strs;
+    struct ksi_tuple *tu;
+    size_t ntu;
+    struct ksi_progs pg;
+    int state;
 };
 
 struct ksi_dwline *ksi_dwline_open(Elf *elf)
@@ -374,18 +437,21 @@ void ksi_dwline_close(struct ksi_dwline *d)
         ksi_sec_close(&d->lstr);
     ksi_sec_close(&d->ln);
     ksi_sec_close(&d->ar);
+    free(d->tu);
+    free(d->pg.v);
     free(d);
 }
 
 int ksi_dwline_find(struct ksi_dwline *d, uint64_t addr, char *file, size_t cap, int *line)
 {
+    if (d->state == 0)
+        d->state = ksi_aranges_load(&d->ar, &d->tu, &d->ntu) == 0 ? 1 : -1;
+    if (d->state < 0)
+        return -1;
     struct ksi_ranges g = {0};
-    uint64_t cu = 0;
-    int rc = ksi_aranges(&d->ar, addr, ~0ull, &cu, &g);
+    int rc = ksi_unit_ranges(d->tu, d->ntu, addr, &g);
     if (rc == 0)
-        rc = ksi_aranges(&d->ar, addr, cu, &cu, &g) == 0
-                 ? ksi_line_lookup(&d->ln, &d->strs, &g, addr, file, cap, line)
-                 : -1;
+        rc = ksi_line_lookup(&d->ln, &d->strs, &d->pg, &g, addr, file, cap, line);
     free(g.r);
     return rc;
 }
