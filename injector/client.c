@@ -254,6 +254,12 @@ static int ksi_exchange(struct ksi_client *c, const char *line, ksi_record_fn *f
         off += (int)w;
     }
     explicit_bzero(buf, sizeof buf);   /* it may hold a proof */
+    if (c->on_sent && strncmp(line, "challenge", 9) != 0) {
+        c->on_sent(c->on_sent_ctx);
+        /* What the deadline then names is the wait for the reply again. */
+        ksi_phase("waiting for process %d to answer \"%.*s\"", (int)c->pid,
+                  (int)strcspn(line, " "), line);
+    }
     int stop = 0;
     for (;;) {
         int rc = ksi_read_line(c, final);

@@ -15,6 +15,11 @@ struct ksi_client {
     size_t rlen;
     struct ks_proof proof;   /* what the kernel let us prove, for requests */
     double proof_until;      /* CLOCK_MONOTONIC s: make a new one after this */
+    /* If set, called each time a request (not a challenge) has been sent,
+     * before its reply is read: the caller's work then overlaps the
+     * target's (list.c reads the target's map while the shim lists). */
+    void (*on_sent)(void *ctx);
+    void *on_sent_ctx;
 };
 
 /* Connects to PID's shim. Returns KSI_EXIT_OK, or an exit code after

@@ -13,7 +13,12 @@
 #include "end.h"
 #include "shim/common/procfs.h"
 
-#define KSI_POLL_MS 20
+/* Polls start at 0.25 ms and double up to 20 ms: a thread that needs a
+ * moment (an abort's unwind, a cancel reaching its point) is seen gone at
+ * once, not one whole 20 ms period later; a long wait costs the shim no
+ * more requests than before. */
+#define KSI_POLL_FIRST_US 250
+#define KSI_POLL_MAX_US 20000
 #define KSI_PROGRESS_S 1.0
 
 /* The kernel's view: 1 while TID is a live task of PID. A zombie (the main
@@ -136,6 +141,7 @@ void ksi_progress(struct ksi_end *e, const char *mode, int force)
 int ksi_wait_gone(struct ksi_end *e, double until, const char *mode)
 {
     int ended = 0;
+    unsigned pause_us = KSI_POLL_FIRST_US;
     for (;;) {
         if (ksi_process_gone(e->r.pid)) {
             e->r.process_exited = 1;
@@ -160,6 +166,7 @@ int ksi_wait_gone(struct ksi_end *e, double until, const char *mode)
             return 0;
         if (!ended)
             ksi_progress(e, mode, 0);
-        usleep(KSI_POLL_MS * 1000);
+        usleep(pause_us);
+        pause_us = pause_us * 2 < KSI_POLL_MAX_US ? pause_us * 2 : KSI_POLL_MAX_US;
     }
 }

@@ -267,3 +267,24 @@ int ksi_ff_find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname
     }
     return -1;
 }
+
+int ksi_ff_open_debug(Dwfl_Module *mod, struct ksi_tf *t)
+{
+    const char *debug = NULL, *main_file = NULL;
+    dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, &main_file, &debug);
+    if (!debug || !main_file || strcmp(debug, main_file) == 0)
+        return -1;
+    const unsigned char *id = NULL;
+    GElf_Addr vaddr;
+    int idlen = dwfl_module_build_id(mod, &id, &vaddr);
+    if (idlen > KSI_BUILD_ID_MAX)
+        idlen = 0;
+    char what[320];
+    snprintf(what, sizeof what, "debug info of %s", ksi_base(main_file));
+    int fd = ksi_tf_open(t, debug, ksi_view_of(debug), what, 1);
+    if (fd >= 0 && !ksi_debug_usable(t, fd, debug, id, idlen)) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}

@@ -33,4 +33,9 @@ int ksi_ff_find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname
                           GElf_Addr base, const char *file_name, const char *debuglink,
                           GElf_Word crc, char **debuginfo_file_name);
 
+/* Opens again, as find_debuginfo did, the separate debug file libdwfl took
+ * for MOD (after a symbol lookup made it look), for a reader of its own
+ * (dwline.h). Returns an fd, or -1 (none, or its DWARF is in the object). */
+int ksi_ff_open_debug(Dwfl_Module *mod, struct ksi_tf *t);
+
 #endif

@@ -218,6 +218,15 @@ static void ksi_print_json(const struct ksi_opts *o, const struct ksi_rows *rs,
     json_object_put(root);
 }
 
+/* The symbolizer reads the target's whole map (two lines a thread): done
+ * while the shim builds its reply, which it sends whole. */
+static void ksi_open_sym(void *ctx)
+{
+    struct ksi_rows *rs = ctx;
+    if (!rs->sym)
+        rs->sym = ksi_sym_open(rs->pid);
+}
+
 int ksi_do_list(const struct ksi_opts *o)
 {
     struct ksi_client c;
@@ -225,8 +234,9 @@ int ksi_do_list(const struct ksi_opts *o)
     if (rc != KSI_EXIT_OK)
         return rc;
     struct ksi_rows rs = {0};
-    rs.sym = ksi_sym_open(o->pid);
     rs.pid = o->pid;
+    c.on_sent = ksi_open_sym;
+    c.on_sent_ctx = &rs;
     struct ks_msg final;
     rc = ksi_request(&c, "list", ksi_collect, &rs, &final);
     ksi_close(&c);

@@ -1,21 +1,52 @@
 #include "symbolize.h"
 
+#include <dlfcn.h>
 #include <elfutils/libdwfl.h>
 #include <gelf.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "deadline.h"
+#include "dwline.h"
 #include "findfiles.h"
 #include "safefile.h"
 
-/* libstdc++'s demangler: C++ frames read as the user wrote them. */
-extern char *__cxa_demangle(const char *mangled, char *out, size_t *len, int *status);
+/* libstdc++'s demangler: C++ frames read as the user wrote them. Loaded at
+ * the first mangled name, not linked: libstdc++ (2 MB, with libm) cost
+ * every run of the injector its loading, and most reports name no C++. */
+typedef char *ksi_demangle_fn(const char *mangled, char *out, size_t *len, int *status);
+
+static ksi_demangle_fn *ksi_demangler(void)
+{
+    static ksi_demangle_fn *fn;
+    static int tried;
+    if (!tried) {
+        tried = 1;
+        void *h = dlopen("libstdc++.so.6", RTLD_LAZY | RTLD_LOCAL);
+        if (h)
+            *(void **)&fn = dlsym(h, "__cxa_demangle");
+    }
+    return fn;
+}
+
+/* A module's debug file as dwline.h reads it, opened at its first line
+ * lookup and kept (what was inflated serves the next frames). */
+struct ksi_dwmod {
+    Dwfl_Module *mod;
+    int fd;
+    Elf *elf;
+    struct ksi_dwline *dl;   /* NULL: this module's lines are libdw's */
+};
+
+#define KSI_DWMODS 32
 
 struct ksi_sym {
     Dwfl *dwfl;
     struct ksi_tf tf;   /* how the target's files are opened (safefile.h) */
+    struct ksi_dwmod dw[KSI_DWMODS];
+    int ndw;
 };
 
 /* Every file is opened through findfiles.c, never by elfutils' own
@@ -58,6 +89,13 @@ void ksi_sym_close(struct ksi_sym *s)
 {
     if (!s)
         return;
+    for (int i = 0; i < s->ndw; i++) {
+        ksi_dwline_close(s->dw[i].dl);
+        if (s->dw[i].elf)
+            elf_end(s->dw[i].elf);
+        if (s->dw[i].fd >= 0)
+            close(s->dw[i].fd);
+    }
     if (s->dwfl)
         dwfl_end(s->dwfl);
     ksi_tf_end(&s->tf);
@@ -81,7 +119,8 @@ static char *ksi_demangle(const char *name, int *status)
     *status = -1;
     if (name[0] != '_' || name[1] != 'Z' || strnlen(name, KSI_DEMANGLE_MAX + 1) > KSI_DEMANGLE_MAX)
         return NULL;
-    return __cxa_demangle(name, NULL, NULL, status);
+    ksi_demangle_fn *fn = ksi_demangler();
+    return fn ? fn(name, NULL, NULL, status) : NULL;   /* no libstdc++: shown mangled */
 }
 
 struct ksi_bss_ctx {
@@ -113,6 +152,46 @@ static int ksi_bss_module(Dwfl_Module *mod, void **userdata, const char *name, D
     return DWARF_CB_OK;
 }
 
+static struct ksi_dwline *ksi_dwline_of(struct ksi_sym *s, Dwfl_Module *mod)
+{
+    for (int i = 0; i < s->ndw; i++)
+        if (s->dw[i].mod == mod)
+            return s->dw[i].dl;
+    if (s->ndw == KSI_DWMODS)
+        return NULL;
+    struct ksi_dwmod *m = &s->dw[s->ndw++];
+    m->mod = mod;
+    m->fd = ksi_ff_open_debug(mod, &s->tf);
+    m->elf = m->fd >= 0 ? elf_begin(m->fd, ELF_C_READ_MMAP, NULL) : NULL;
+    m->dl = m->elf ? ksi_dwline_open(m->elf) : NULL;
+    return m->dl;
+}
+
+/* file:line of ADDR into OUT: dwline.h first (if OUT->module_offset is the
+ * object's own address: FAST), libdw for what it cannot tell (libdw then
+ * inflates all of the module's DWARF). */
+static void ksi_line_of(struct ksi_sym *s, Dwfl_Module *mod, uint64_t addr, int fast,
+                        struct ksi_symbol *out)
+{
+    char file[sizeof out->file];
+    int line = 0;
+    struct ksi_dwline *dl = fast ? ksi_dwline_of(s, mod) : NULL;
+    int rc = dl ? ksi_dwline_find(dl, out->module_offset, file, sizeof file, &line) : -1;
+    if (rc == 0) {
+        ksi_copy(out->file, sizeof out->file, file);
+        out->line = line;
+        return;
+    }
+    if (rc == 1)
+        return;
+    Dwfl_Line *l = dwfl_module_getsrc(mod, (Dwarf_Addr)addr);
+    const char *name = l ? dwfl_lineinfo(l, NULL, &line, NULL, NULL, NULL) : NULL;
+    if (name) {
+        ksi_copy(out->file, sizeof out->file, name);
+        out->line = line;
+    }
+}
+
 static int ksi_sym_lookup_in(struct ksi_sym *s, uint64_t addr, int want_line,
                              struct ksi_symbol *out)
 {
@@ -133,19 +212,13 @@ static int ksi_sym_lookup_in(struct ksi_sym *s, uint64_t addr, int want_line,
     ksi_copy(out->module, sizeof out->module, base ? base + 1 : mname);
     /* A stripped object has no symbol for most addresses: module+offset
      * still names the place, for addr2line -e MODULE OFFSET. */
-    out->module_offset = addr - (dwfl_module_getelf(mod, &bias) ? bias : start);
+    int has_elf = dwfl_module_getelf(mod, &bias) != NULL;
+    out->module_offset = addr - (has_elf ? bias : start);
     GElf_Off off = 0;
     GElf_Sym sym;
     const char *name = dwfl_module_addrinfo(mod, (GElf_Addr)addr, &off, &sym, NULL, NULL, NULL);
-    if (want_line) {
-        Dwfl_Line *l = dwfl_module_getsrc(mod, (Dwarf_Addr)addr);
-        int line = 0;
-        const char *file = l ? dwfl_lineinfo(l, NULL, &line, NULL, NULL, NULL) : NULL;
-        if (file) {
-            ksi_copy(out->file, sizeof out->file, file);
-            out->line = line;
-        }
-    }
+    if (want_line)
+        ksi_line_of(s, mod, addr, has_elf, out);
     if (!name)
         return -1;
     int status = -1;

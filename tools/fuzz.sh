@@ -41,8 +41,15 @@ CFLAGS="-g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno
 # in tests/fuzz/BUILD (one list, Bazel's).
 sources_for() {
     bazel query --noshow_progress \
-        "filter('^//shim(/[a-z_]+)*:[a-z_0-9]+\\.c\$', kind('source file', deps(//tests/fuzz:$1_corpus_test)))" \
+        "filter('^//(shim|injector)(/[a-z_]+)*:[a-z_0-9]+\\.c\$', kind('source file', deps(//tests/fuzz:$1_corpus_test)))" \
         2>/dev/null | sed 's|^//||; s|:|/|'
+}
+
+# Libraries a target's sources need (its corpus test gets them from Bazel).
+libs_for() {
+    case "$1" in
+    dwline) echo "-lelf -ldeflate" ;;
+    esac
 }
 
 status=0
@@ -53,7 +60,7 @@ for t in "${TARGETS[@]}"; do
     bin="$OUT/$t/fuzz"
     mkdir -p "$OUT/$t/work"
     # shellcheck disable=SC2046
-    $CC $CFLAGS "$src" $(sources_for "$t") -o "$bin"
+    $CC $CFLAGS "$src" $(sources_for "$t") -o "$bin" $(libs_for "$t")
     seeds="tests/fuzz/corpus/$t"
     cp -f "$seeds"/* "$OUT/$t/work/" 2>/dev/null || true
     log="$OUT/$t/log"

@@ -19,12 +19,18 @@ set -eu
 #   with and without the shim (compressors, stress-ng, and the test suites of
 #   GLib, D-Bus, SDL2 and CPython). The full sweep's other programs (servers,
 #   ffmpeg, git...) come with `tools/realprogs.sh --install`.
+# libdeflate-dev: the injector inflates the compressed DWARF sections a
+#   line lookup reads itself (injector/dwsec.c), twice as fast as zlib.
+# libc6-dbg: tests/unit/dwline_test checks that reader against libdw on
+#   libc's debug file (compressed DWARF 5, the case it exists for).
+# gnuplot-nox: tools/bench/run.sh draws docs/bench-scale.svg (benchmarks only).
 PKGS="build-essential bazel-bootstrap libunwind-dev libgtest-dev libdw-dev libelf-dev
       libjson-c-dev util-linux procps man-db groff-base curl xz-utils clang-14
       libclang-rt-14-dev python3 openjdk-17-jre-headless libjemalloc2
       libtcmalloc-minimal4 libmimalloc2.0 redis-server redis-tools
       zstd pigz pbzip2 p7zip-full stress-ng libglib2.0-tests dbus-tests libsdl2-tests
-      libpython3.11-testsuite python3.11-dev"
+      libpython3.11-testsuite python3.11-dev
+      libdeflate-dev libc6-dbg gnuplot-nox"
 
 missing=""
 for p in $PKGS; do

@@ -121,8 +121,10 @@ struct ks_thread {
     uintptr_t cancel_site;    /* user PC of the syscall it was blocked in when
                                  cancel mode was asked; 0 if it was not blocked */
     uintptr_t exit_site;      /* owner: the call to pthread_exit, if it made one */
-    /* Registry links, under ks_registry_lock. */
+    /* Registry links, under ks_registry_lock: the list, and the chain of
+     * its tid's bucket (ks_registry_find is O(threads / buckets)). */
     struct ks_thread *next, *prev;
+    struct ks_thread *hnext;
     int linked;
 
     /* Owner only: nonzero while shim code runs on this thread in a signal

@@ -9,6 +9,8 @@
  *       blocked      start a thread blocked in poll()  -> "victim TID HANDLE"
  *       busy         start a thread in a CPU loop      -> "victim TID HANDLE"
  *       release TID  let that victim return by itself  -> "ok"
+ *       spin N       start N more threads that spin for good (the load the
+ *                    acting is measured under)          -> "ok"
  *       gap T0 T1    largest gap between heartbeats over the window [T0, T1]
  *                    (CLOCK_MONOTONIC ns, the machine's one clock), once the
  *                    heartbeat has beaten after T1     -> "gap NS"
@@ -126,6 +128,49 @@ static int act_spawn(int busy)
     return 0;
 }
 
+/* Spinners wait here until all are made: 1,000 of them spinning on 2 cores
+ * would starve the thread making the rest. */
+static pthread_mutex_t spin_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t spin_cv = PTHREAD_COND_INITIALIZER;
+static int spin_go;
+
+static void *spinner(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&spin_mu);
+    while (!spin_go)
+        pthread_cond_wait(&spin_cv, &spin_mu);
+    pthread_mutex_unlock(&spin_mu);
+    uint64_t x = 1;
+    for (;;) {
+        for (int i = 0; i < 1000; i++)
+            x = x * 6364136223846793005u + 1442695040888963407u;
+        sink = x;
+    }
+    return NULL;
+}
+
+static void act_spin(long n)
+{
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setstacksize(&a, 64 << 10);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    long i = 0;
+    pthread_t t;
+    pthread_mutex_lock(&spin_mu);
+    spin_go = 0;
+    pthread_mutex_unlock(&spin_mu);
+    while (i < n && pthread_create(&t, &a, spinner, NULL) == 0)
+        i++;
+    pthread_attr_destroy(&a);
+    pthread_mutex_lock(&spin_mu);
+    spin_go = 1;
+    pthread_cond_broadcast(&spin_cv);
+    pthread_mutex_unlock(&spin_mu);
+    printf(i == n ? "ok\n" : "err spin\n");
+}
+
 static void act_release(pid_t tid)
 {
     for (int i = 0; i < nvictims; i++) {
@@ -155,6 +200,8 @@ static int act(void)
             if (act_spawn(0)) printf("err\n");
         } else if (strncmp(line, "busy", 4) == 0) {
             if (act_spawn(1)) printf("err\n");
+        } else if (strncmp(line, "spin ", 5) == 0) {
+            act_spin(atol(line + 5));
         } else if (strncmp(line, "release ", 8) == 0) {
             act_release((pid_t)atoi(line + 8));
         } else if (strncmp(line, "gap ", 4) == 0) {

@@ -12,6 +12,11 @@
  *   mem-fixed     RSS of an idle program: bytes
  *   fork N        fork, _exit in the child, waitpid: ns per fork, best of 20
  *                 batches (a single-threaded program: make, a shell)
+ *   rate R        threads created (and joined) at R per second for 2 s, by two
+ *                 creators (a server's workers): CPU time (user + system) of
+ *                 the whole process per thread created, ns. Where the machine
+ *                 cannot keep R up, both creators run flat out; the rate they
+ *                 reached goes to stderr
  *   gen MIB       MIB MiB of deterministic text on stdout (xz's input) */
 #include <pthread.h>
 #include <stdint.h>
@@ -19,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -213,12 +219,73 @@ static int bench_fork(long n)
     return 0;
 }
 
+struct rate_job {
+    long per_s;   /* this creator's share of the rate */
+    uint64_t until_ns;
+    long made;
+};
+
+/* Creates and joins threads on a fixed schedule (absolute times: a late
+ * creation does not delay the next ones). */
+static void *rate_creator(void *arg)
+{
+    struct rate_job *j = arg;
+    uint64_t start = now_ns();
+    double gap = 1e9 / (double)j->per_s;
+    for (long i = 0;; i++) {
+        uint64_t at = start + (uint64_t)((double)i * gap);
+        if (at >= j->until_ns)
+            break;
+        uint64_t now = now_ns();
+        if (at > now) {
+            struct timespec ts = {(time_t)((at - now) / 1000000000u), (long)((at - now) % 1000000000u)};
+            nanosleep(&ts, NULL);
+        }
+        pthread_t t;
+        if (pthread_create(&t, NULL, noop, NULL) != 0)
+            break;
+        pthread_join(t, NULL);
+        j->made++;
+    }
+    return NULL;
+}
+
+static double cpu_ns(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e9 +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e3;
+}
+
+static int bench_rate(long rate)
+{
+    struct rate_job j[2];
+    pthread_t c[2];
+    double c0 = cpu_ns();
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < 2; i++) {
+        j[i] = (struct rate_job){.per_s = (rate + 1) / 2, .until_ns = t0 + 2000000000u};
+        if (pthread_create(&c[i], NULL, rate_creator, &j[i]) != 0)
+            return 1;
+    }
+    for (int i = 0; i < 2; i++)
+        pthread_join(c[i], NULL);
+    double wall = (double)(now_ns() - t0) / 1e9;
+    long made = j[0].made + j[1].made;
+    if (made == 0)
+        return 1;
+    fprintf(stderr, "bench_work rate %ld: %.0f threads/s reached\n", rate, (double)made / wall);
+    printf("%.0f\n", (cpu_ns() - c0) / (double)made);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
         fputs("usage: bench_work threads N | mutex N | mutex-mt N | mem-thread N"
               " | mem-thread-malloc N | mem-fixed | fork N"
-              " | gen MIB\n", stderr);
+              " | rate R | gen MIB\n", stderr);
         return 2;
     }
     long n = argc > 2 ? atol(argv[2]) : 0;
@@ -230,6 +297,7 @@ int main(int argc, char **argv)
     if (strcmp(m, "mem-thread-malloc") == 0 && n > 0) return bench_mem_thread(n, 1);
     if (strcmp(m, "mem-fixed") == 0) return bench_mem_fixed();
     if (strcmp(m, "fork") == 0 && n > 0) return bench_fork(n);
+    if (strcmp(m, "rate") == 0 && n > 0) return bench_rate(n);
     if (strcmp(m, "gen") == 0 && n > 0) return gen(n);
     fprintf(stderr, "bench_work: bad arguments\n");
     return 2;
