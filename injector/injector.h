@@ -38,11 +38,16 @@ struct ksi_opts {
     int force;
     const char *flag_symbol; /* --flag-symbol NAME[=VALUE] */
     const char *raise;       /* --raise NAME: python mode's exception (NULL: SystemExit) */
+    int attach;              /* --attach: load the shim first if it is not there */
+    const char *shim;        /* --shim PATH: the library --attach loads */
 };
 
 /* The actions; each returns an exit code and prints its own errors. */
 int ksi_do_list(const struct ksi_opts *o);
 int ksi_do_stack(const struct ksi_opts *o);
 int ksi_do_end(const struct ksi_opts *o);
+/* --attach (attach.c): loads the shim into o->pid if it is not there yet.
+ * Returns KSI_EXIT_OK or an exit code (its error printed). */
+int ksi_do_attach(const struct ksi_opts *o);
 
 #endif

@@ -159,7 +159,10 @@ static void ksi_print_table(const struct ksi_opts *o, const struct ksi_rows *rs,
             KSI_NOTE("holds the GIL");
         else if (strcmp(r->py_gil, "waits") == 0)
             KSI_NOTE("waits for the GIL");
-        if (r->locks)
+        int pre = strcmp(r->role, "pre-attach") == 0;
+        if (pre)
+            KSI_NOTE("locks unknown");
+        else if (r->locks)
             KSI_NOTE("holds %lld lock%s", r->locks, r->locks == 1 ? "" : "s");
         if (r->wait_mutex && r->wait_owner > 0)
             KSI_NOTE("waits for mutex 0x%llx held by %lld", r->wait_mutex, r->wait_owner);
@@ -174,6 +177,12 @@ static void ksi_print_table(const struct ksi_opts *o, const struct ksi_rows *rs,
                r->start_whole ? (int)strlen(r->start) : 24, r->start[0] ? r->start : "?",
                r->state, cpu, age, kind, note);
     }
+    for (size_t i = 0; i < rs->n; i++)
+        if (strcmp(rs->v[i].role, "pre-attach") == 0) {
+            printf("pre-attach: started before the shim was attached; the locks they took "
+                   "before it cannot be seen\n");
+            break;
+        }
     for (int i = 0; i < g->ncycles; i++) {
         char buf[4096];
         ksi_cycle_text(g->edges, &g->cycles[i], buf, sizeof buf);
@@ -198,7 +207,9 @@ static void ksi_print_json(const struct ksi_opts *o, const struct ksi_rows *rs,
         json_object_object_add(t, "cpu_ms", json_object_new_int64(r->cpu_ms));
         json_object_object_add(t, "age_ms", json_object_new_int64(r->age_ms));
         json_object_object_add(t, "start", r->start[0] ? json_object_new_string(r->start) : NULL);
-        json_object_object_add(t, "locks_held", json_object_new_int64(r->locks));
+        /* null: not known (a pre-attach thread's locks were taken unseen). */
+        json_object_object_add(t, "locks_held", strcmp(r->role, "pre-attach") == 0
+                               ? NULL : json_object_new_int64(r->locks));
         json_object_object_add(t, "waiting_for_mutex", r->wait_mutex ? ksi_json_hex(r->wait_mutex) : NULL);
         json_object_object_add(t, "waiting_for_owner",
                                r->wait_mutex && r->wait_owner > 0 ? json_object_new_int64(r->wait_owner) : NULL);

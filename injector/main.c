@@ -18,8 +18,9 @@ static const char ksi_usage[] =
 "       killshim-inject [OPTIONS] PID TID        end thread TID, wait, report\n"
 "\n"
 "PID must run under the shim: 'killshim run -- CMD' or\n"
-"LD_PRELOAD=/path/to/libkillshim.so CMD. You may do what the kernel's ptrace\n"
-"rules let you do to PID: look (as reading /proc/PID/maps), end (as gdb -p).\n"
+"LD_PRELOAD=/path/to/libkillshim.so CMD, or have it loaded with --attach. You\n"
+"may do what the kernel's ptrace rules let you do to PID: look (as reading\n"
+"/proc/PID/maps), end (as gdb -p).\n"
 "\n"
 "Options:\n"
 "  -j, --json               machine-readable JSON on stdout (stable field names)\n"
@@ -52,6 +53,12 @@ static const char ksi_usage[] =
 "                           own stop variable NAME (global or thread-local)\n"
 "      --raise NAME         python mode: the exception to raise, a builtins name\n"
 "                           (default SystemExit)\n"
+"      --attach             load the shim into PID first if it is not there (a\n"
+"                           program started without it; ptrace, once, on one\n"
+"                           thread; docs/attach.md), then do the rest as usual\n"
+"      --shim PATH          the libkillshim.so --attach loads (default:\n"
+"                           $KILLSHIM_LIB, else the one installed with this\n"
+"                           program)\n"
 "  -h, --help               this help\n"
 "  -V, --version            version and protocol version\n"
 "\n"
@@ -67,6 +74,7 @@ static const char ksi_usage[] =
 "  killshim-inject --stack 4242            all stacks and deadlocks\n"
 "  killshim-inject 4242 4250               end thread 4250 the gentlest way that works\n"
 "  killshim-inject -m abort -t 5 4242 4250 force it out of a CPU loop\n"
+"  killshim-inject --attach 4242           load the shim into 4242, then list\n"
 "  killshim-inject --json 4242 | jq '.threads[] | select(.state==\"R\")'\n";
 
 static int ksi_parse_id(const char *s, const char *what, pid_t *out)
@@ -120,7 +128,7 @@ struct ksi_cmdline {
 /* The options into O and CL. Returns KSI_EXIT_OK or KSI_EXIT_USAGE. */
 static int ksi_parse_opts(int argc, char **argv, struct ksi_opts *o, struct ksi_cmdline *cl)
 {
-    enum { OPT_FLAG_SYMBOL = 256, OPT_RAISE };
+    enum { OPT_FLAG_SYMBOL = 256, OPT_RAISE, OPT_ATTACH, OPT_SHIM };
     static const struct option longopts[] = {
         {"json", no_argument, NULL, 'j'},
         {"all", no_argument, NULL, 'a'},
@@ -132,6 +140,8 @@ static int ksi_parse_opts(int argc, char **argv, struct ksi_opts *o, struct ksi_
         {"force", no_argument, NULL, 'f'},
         {"flag-symbol", required_argument, NULL, OPT_FLAG_SYMBOL},
         {"raise", required_argument, NULL, OPT_RAISE},
+        {"attach", no_argument, NULL, OPT_ATTACH},
+        {"shim", required_argument, NULL, OPT_SHIM},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -152,6 +162,8 @@ static int ksi_parse_opts(int argc, char **argv, struct ksi_opts *o, struct ksi_
         case 'D': bad = ksi_parse_secs(optarg, "--deadline", &cl->deadline_s); break;
         case OPT_FLAG_SYMBOL: o->flag_symbol = optarg; break;
         case OPT_RAISE: o->raise = optarg; break;
+        case OPT_ATTACH: o->attach = 1; break;
+        case OPT_SHIM: o->shim = optarg; break;
         case 'h': fputs(ksi_usage, stdout); cl->done = 1; break;
         case 'V':
             printf("killshim-inject %s (protocol %d)\n", KILLSHIM_VERSION, KS_PROTO_VERSION);
@@ -185,6 +197,11 @@ int main(int argc, char **argv)
     /* Every path and byte from the target is hostile (docs/security.md): a
      * FIFO it names, a file system that stalls, a reply that never ends. */
     ksi_deadline_start(cl.deadline_s >= 0 ? cl.deadline_s : 60 + o.timeout_s + 3 * o.grace_s);
+    if (o.attach) {
+        int rc = ksi_do_attach(&o);
+        if (rc != KSI_EXIT_OK)
+            return rc;
+    }
     if (o.stack)
         return ksi_do_stack(&o);
     if ((cl.mode_set || o.force || o.flag_symbol || o.raise) && !o.tid) {

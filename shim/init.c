@@ -7,6 +7,7 @@
 
 #include "shim/control/control.h"
 #include "shim/deliver/deliver.h"
+#include "shim/core/attach.h"
 #include "shim/core/ks.h"
 #include "shim/core/lock.h"
 #include "shim/core/registry.h"
@@ -111,6 +112,10 @@ void ks_init(void) { pthread_once(&ks_once, ks_init_once); }
  * constructor always runs on the main thread and registers it then. */
 __attribute__((constructor)) static void ks_constructor(void)
 {
+    /* A preload's constructor runs on the main thread before main; a dlopen
+     * by killshim-inject --attach runs it on a thread of its own (attach.c). */
+    if (ks_gettid() != getpid())
+        __atomic_store_n(&ks_loaded_late, 1, __ATOMIC_RELEASE);
     ks_init();
     if (ks_gettid() == getpid())
         ks_registry_add_self(KS_ROLE_MAIN, NULL);

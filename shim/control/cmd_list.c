@@ -10,6 +10,7 @@
 #include "shim/core/ks.h"
 #include "shim/common/procfs.h"
 #include "pyrt.h"
+#include "shim/core/attach.h"
 #include "shim/core/registry.h"
 #include "waitinfo.h"
 
@@ -55,11 +56,12 @@ static struct ks_snap *ks_snapshot(int *n)
     return s;
 }
 
-/* A thread without a snapshot is foreign: it started before the shim
- * loaded, or by a raw clone. */
-static const char *ks_snap_role(const struct ks_snap *s)
+/* A thread without a snapshot is foreign (a raw clone, a thread started
+ * before a preloaded shim's constructor), or pre-attach: it was there when
+ * the shim was attached to the running program (core/attach.h). */
+static const char *ks_snap_role(const struct ks_snap *s, pid_t tid)
 {
-    return s ? ks_role_name(s->role) : "foreign";
+    return s ? ks_role_name(s->role) : ks_preattach_has(tid) ? "pre-attach" : "foreign";
 }
 
 /* The registry's fields of a thread: what is known without /proc. */
@@ -86,7 +88,7 @@ static void ks_list_one(struct ks_out *out, pid_t tid, const struct ks_snap *s,
     ks_out_word(out, "thread");
     ks_out_i64(out, "tid", tid);
     ks_out_str(out, "name", st.comm);
-    ks_out_str(out, "role", ks_snap_role(s));
+    ks_out_str(out, "role", ks_snap_role(s, tid));
     ks_out_i64(out, "registered", s && s->role != KS_ROLE_SHIM);
     ks_out_fmt(out, "state", "%c", st.state);
     ks_out_i64(out, "cpu_ms", (int64_t)((st.utime + st.stime) * 1000 / (unsigned long long)hz));
@@ -147,7 +149,7 @@ static void ks_list_registry(struct ks_out *out)
     for (int i = 0; i < n; i++) {
         ks_out_word(out, "thread");
         ks_out_i64(out, "tid", snap[i].tid);
-        ks_out_str(out, "role", ks_snap_role(&snap[i]));
+        ks_out_str(out, "role", ks_snap_role(&snap[i], snap[i].tid));
         ks_out_i64(out, "registered", snap[i].role != KS_ROLE_SHIM);
         if (snap[i].created_ns)
             ks_out_i64(out, "age_ms", (int64_t)((now - snap[i].created_ns) / 1000000));

@@ -30,6 +30,7 @@
 #include "shim/core/blocking.h"
 #include "shim/core/ks.h"
 #include "shim/common/procfs.h"
+#include "shim/core/attach.h"
 #include "shim/core/registry.h"
 #include "shim/core/signals.h"
 #include "shim/unwind/stack_capture.h"
@@ -161,7 +162,9 @@ select:
 
 static const char *ks_role_of(const struct ks_target *t)
 {
-    return t->registered ? ks_role_name(t->role) : "foreign";   /* never a shim thread */
+    if (t->registered)
+        return ks_role_name(t->role);   /* never a shim thread */
+    return ks_preattach_has(t->cap.tid) ? "pre-attach" : "foreign";
 }
 
 static void ks_out_ips(struct ks_out *out, const struct ks_dump_entry *e)

@@ -29,6 +29,7 @@
 #include <link.h>
 #include <stdint.h>
 
+#include "attach.h"
 #include "elf_sym.h"
 #include "ks.h"
 
@@ -119,10 +120,12 @@ static int ks_visit(struct dl_phdr_info *info, size_t size, void *arg)
     void (*hook)(void) = __atomic_load_n(&ks_resolve_visit_hook, __ATOMIC_ACQUIRE);
     if (hook)
         hook();
-    if (!w->after_self) {
-        w->after_self = ks_contains(info, w->self);
+    if (ks_contains(info, w->self)) {
+        w->after_self = 1;   /* never ourselves: the objects after us */
         return 0;
     }
+    if (!w->after_self)
+        return 0;
     struct ks_elf_obj o;
     if (ks_elf_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0)
         return 0;
@@ -159,6 +162,12 @@ static void ks_walk(void)
         return;
     dl_iterate_phdr(ks_visit, &w);
     if (!w.after_self) {   /* never found ourselves: search everything */
+        w.after_self = 1;
+        dl_iterate_phdr(ks_visit, &w);
+    }
+    /* Loaded late (attach.h): the objects before us are what the program
+     * bound to all along (libc comes before a dlopened shim). */
+    if (w.left > 0 && __atomic_load_n(&ks_loaded_late, __ATOMIC_ACQUIRE)) {
         w.after_self = 1;
         dl_iterate_phdr(ks_visit, &w);
     }

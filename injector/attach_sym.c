@@ -1,0 +1,166 @@
+/* The target's memory and its libc's functions, for an attach (attach.h).
+ *
+ * libc's file is read through /proc/PID/map_files (the very file mapped,
+ * whatever the target's mount namespace or a rename since), falling back to
+ * /proc/PID/root/PATH where map_files is closed to us (it needs
+ * CAP_SYS_ADMIN). Symbols come from its dynamic symbol table with libelf:
+ * the default version of each (pthread_create@@GLIBC_2.34, not the
+ * compatibility one), as the loader would bind it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "attach.h"
+#include "injector.h"
+
+static int ksi_mem_io(pid_t pid, uint64_t addr, void *buf, size_t len, int write_)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/mem", (int)pid);
+    int fd = open(path, (write_ ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write_ ? pwrite(fd, buf, len, (off_t)addr) : pread(fd, buf, len, (off_t)addr);
+    int err = errno;
+    close(fd);
+    if (n != (ssize_t)len) {
+        errno = n < 0 ? err : EIO;
+        return -1;
+    }
+    return 0;
+}
+
+int ksi_mem_write(pid_t pid, uint64_t addr, const void *buf, size_t len)
+{
+    return ksi_mem_io(pid, addr, (void *)buf, len, 1);
+}
+
+int ksi_mem_read(pid_t pid, uint64_t addr, void *buf, size_t len)
+{
+    return ksi_mem_io(pid, addr, buf, len, 0);
+}
+
+/* libc's mapping at file offset 0: its start, end and path. */
+static int ksi_find_libc(pid_t pid, uint64_t *lo, uint64_t *hi, char *file, size_t cap)
+{
+    char path[64], line[4200];
+    snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        unsigned long long a, b, off;
+        int pos = 0;
+        if (sscanf(line, "%llx-%llx %*s %llx %*s %*s %n", &a, &b, &off, &pos) < 3 || !pos)
+            continue;
+        char *name = line + pos;
+        name[strcspn(name, "\n")] = 0;
+        const char *base = strrchr(name, '/');
+        if (off == 0 && base && strcmp(base, "/libc.so.6") == 0) {
+            *lo = a, *hi = b;
+            snprintf(file, cap, "%s", name);
+            found = 1;
+        }
+    }
+    fclose(f);
+    return found ? 0 : -1;
+}
+
+static int ksi_open_libc(pid_t pid, uint64_t lo, uint64_t hi, const char *file)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "/proc/%d/map_files/%llx-%llx", (int)pid,
+             (unsigned long long)lo, (unsigned long long)hi);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0)
+        return fd;
+    snprintf(path, sizeof path, "/proc/%d/root%s", (int)pid, file);
+    return open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+}
+
+/* The first PT_LOAD's page: the load bias is the mapping's start minus it. */
+static int ksi_first_load(Elf *elf, uint64_t *vaddr)
+{
+    size_t n;
+    if (elf_getphdrnum(elf, &n) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        GElf_Phdr ph;
+        if (gelf_getphdr(elf, (int)i, &ph) && ph.p_type == PT_LOAD) {
+            *vaddr = ph.p_vaddr & ~(uint64_t)0xfff;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Fills the entries of OUT from .dynsym: default versions only (the
+ * hidden bit of .gnu.version marks the others). */
+static void ksi_scan_dynsym(Elf *elf, uint64_t bias, struct ksi_libc *out)
+{
+    Elf_Scn *scn = NULL, *dynsym = NULL, *versym = NULL;
+    GElf_Shdr sh, symsh = {0};
+    while ((scn = elf_nextscn(elf, scn)) != NULL)
+        if (gelf_getshdr(scn, &sh)) {
+            if (sh.sh_type == SHT_DYNSYM)
+                dynsym = scn, symsh = sh;
+            else if (sh.sh_type == SHT_GNU_versym)
+                versym = scn;
+        }
+    Elf_Data *d = dynsym ? elf_getdata(dynsym, NULL) : NULL;
+    Elf_Data *v = versym ? elf_getdata(versym, NULL) : NULL;
+    if (!d || !symsh.sh_entsize)
+        return;
+    struct { const char *name; uint64_t *slot; } want[] = {
+        {"pthread_create", &out->pthread_create}, {"dlopen", &out->dlopen},
+        {"dlsym", &out->dlsym}, {"dlerror", &out->dlerror},
+    };
+    size_t n = symsh.sh_size / symsh.sh_entsize;
+    for (size_t i = 0; i < n; i++) {
+        GElf_Sym s;
+        GElf_Versym ver = 0;
+        if (!gelf_getsym(d, (int)i, &s) || s.st_shndx == SHN_UNDEF || !s.st_value)
+            continue;
+        if (v && gelf_getversym(v, (int)i, &ver) && (ver & 0x8000))
+            continue;
+        const char *name = elf_strptr(elf, symsh.sh_link, s.st_name);
+        for (size_t w = 0; name && w < sizeof want / sizeof want[0]; w++)
+            if (strcmp(name, want[w].name) == 0)
+                *want[w].slot = bias + s.st_value;
+    }
+}
+
+int ksi_attach_libc(pid_t pid, struct ksi_libc *out, struct ksi_attach_err *e)
+{
+    uint64_t lo, hi, first;
+    char file[4096];
+    memset(out, 0, sizeof *out);
+    e->code = KSI_EXIT_ERROR;
+    if (ksi_find_libc(pid, &lo, &hi, file, sizeof file) != 0) {
+        snprintf(e->msg, sizeof e->msg, "libc.so.6 is not mapped in %d", (int)pid);
+        return -1;
+    }
+    int fd = ksi_open_libc(pid, lo, hi, file);
+    if (fd < 0) {
+        snprintf(e->msg, sizeof e->msg, "cannot open the target's %.300s: %s", file, strerror(errno));
+        return -1;
+    }
+    elf_version(EV_CURRENT);
+    Elf *elf = elf_begin(fd, ELF_C_READ, NULL);
+    if (elf && ksi_first_load(elf, &first) == 0)
+        ksi_scan_dynsym(elf, lo - first, out);
+    if (elf)
+        elf_end(elf);
+    close(fd);
+    if (!out->pthread_create || !out->dlopen || !out->dlsym || !out->dlerror) {
+        snprintf(e->msg, sizeof e->msg, "the target's %.300s lacks pthread_create, dlopen, dlsym "
+                 "or dlerror (a glibc older than 2.34?)", file);
+        return -1;
+    }
+    return 0;
+}

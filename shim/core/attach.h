@@ -1,0 +1,44 @@
+/* A shim loaded into a running program (killshim-inject --attach,
+ * docs/attach.md) rather than preloaded: what differs.
+ *
+ * - The threads that existed before the load never passed through the
+ *   pthread_create hook: they are not in the registry. Their tids are noted
+ *   once, at the load, so that a listing calls them "pre-attach" rather
+ *   than "foreign"; nothing is known of the locks they hold.
+ * - Every object already loaded bound pthread_create, the lock and wait
+ *   functions... to libc's: ks_got_patch_all points those bindings at the
+ *   shim's hooks, as a preload would have. */
+#ifndef KS_ATTACH_H
+#define KS_ATTACH_H
+
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 1 once the shim knows it was loaded late (its constructor ran on a thread
+ * that is not the main one: a preload's runs on the main thread). Set
+ * before the first resolution (resolve.c then also searches the objects
+ * loaded before the shim). */
+extern int ks_loaded_late;
+
+/* Notes every task of the process but the caller as pre-attach. Once, before
+ * the control server starts (its threads read the set without a lock:
+ * pthread_create orders the writes before them). */
+void ks_preattach_note(void);
+/* 1 if TID was a thread of the process when the shim was attached. */
+int ks_preattach_has(pid_t tid);
+
+/* Points the GOT slots of every loaded object (but the shim, libc and the
+ * loader) that bind a function the shim interposes at the shim's hook.
+ * A slot is changed only if it holds libc's function (the one the hook
+ * calls) or is still unresolved (lazy binding): a slot another interposer
+ * took, or a compatibility version, is left alone. Returns the number of
+ * slots changed. */
+int ks_got_patch_all(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,177 @@
+/* See attach.h: pointing already-bound GOT slots at the shim's hooks after a
+ * late load.
+ *
+ * Why it is safe while the program runs: a slot is one aligned 8-byte word
+ * that other threads only load (through the PLT or a GLOB_DAT load); a
+ * store of the hook's address replaces the real function's atomically, and
+ * a call that loaded the old value just runs libc's function once more, as
+ * it would have. Slots in RELRO (read-only after relocation) are made
+ * writable for the store and read-only again, page by page, as the loader
+ * itself does for them. Runs once, on the attach's thread, before the
+ * control server starts. */
+#include "attach.h"
+
+#include <elf.h>
+#include <link.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "elf_sym.h"
+#include "ks.h"
+#include "real.h"
+
+struct ks_got_want {
+    const char *name;
+    void *real;      /* libc's (what the slot holds when bound) */
+    void *hook;      /* the shim's exported function of that name */
+};
+
+struct ks_got_walk {
+    uintptr_t self;
+    struct ks_got_want want[KS_FN_COUNT];
+    int nwant;
+    int changed;
+};
+
+static int ks_got_contains(const struct dl_phdr_info *info, uintptr_t addr)
+{
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && addr >= lo && addr - lo < ph->p_memsz)
+            return 1;
+    }
+    return 0;
+}
+
+/* The RELRO range of an object, page-rounded as the loader protects it. */
+static void ks_relro(const struct dl_phdr_info *info, uintptr_t *lo, uintptr_t *hi)
+{
+    *lo = *hi = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_GNU_RELRO) {
+            *lo = (info->dlpi_addr + ph->p_vaddr) & ~(uintptr_t)4095;
+            *hi = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz) & ~(uintptr_t)4095;
+        }
+    }
+}
+
+static void ks_got_store(uintptr_t slot, void *hook, uintptr_t relro_lo, uintptr_t relro_hi)
+{
+    int ro = slot >= relro_lo && slot < relro_hi;
+    void *page = (void *)(slot & ~(uintptr_t)4095);
+    if (ro && mprotect(page, 4096, PROT_READ | PROT_WRITE) != 0)
+        return;
+    __atomic_store_n((void **)slot, hook, __ATOMIC_RELEASE);
+    if (ro)
+        mprotect(page, 4096, PROT_READ);
+}
+
+/* One relocation table (DT_RELA or DT_JMPREL) of an object. */
+static void ks_got_table(struct ks_got_walk *w, const struct dl_phdr_info *info,
+                         const struct ks_elf_obj *o, const ElfW(Rela) *rel, size_t n)
+{
+    uintptr_t rlo, rhi;
+    ks_relro(info, &rlo, &rhi);
+    for (size_t i = 0; i < n; i++) {
+        unsigned type = ELF64_R_TYPE(rel[i].r_info);
+        size_t sym = ELF64_R_SYM(rel[i].r_info);
+        if ((type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT) || !sym)
+            continue;
+        const char *name = o->strtab + o->symtab[sym].st_name;
+        uintptr_t slot = info->dlpi_addr + rel[i].r_offset;
+        for (int f = 0; f < w->nwant; f++) {
+            if (strcmp(name, w->want[f].name) != 0)
+                continue;
+            void *cur = __atomic_load_n((void **)slot, __ATOMIC_ACQUIRE);
+            /* Bound to libc's, or not bound yet (lazy: it still points
+             * into the object's own PLT). */
+            if (cur == w->want[f].real || ks_got_contains(info, (uintptr_t)cur)) {
+                ks_got_store(slot, w->want[f].hook, rlo, rhi);
+                w->changed++;
+            }
+            break;
+        }
+    }
+}
+
+static int ks_got_skip(const struct dl_phdr_info *info, const struct ks_elf_obj *o,
+                       uintptr_t self)
+{
+    static const char *const never[] = {"libc.so.6", "ld-linux-x86-64.so.2", "linux-vdso.so.1"};
+    if (ks_got_contains(info, self))
+        return 1;
+    for (size_t i = 0; i < sizeof never / sizeof never[0]; i++)
+        if (strcmp(o->soname, never[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static int ks_got_visit(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    struct ks_got_walk *w = arg;
+    struct ks_elf_obj o;
+    if (ks_elf_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0 ||
+        ks_got_skip(info, &o, w->self))
+        return 0;
+    const ElfW(Dyn) *dyn = NULL;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+            dyn = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    uintptr_t rela = 0, jmprel = 0;
+    size_t relasz = 0, pltsz = 0;
+    for (; dyn && dyn->d_tag != DT_NULL; dyn++) {
+        uintptr_t p = dyn->d_un.d_ptr < info->dlpi_addr ? dyn->d_un.d_ptr + info->dlpi_addr
+                                                         : dyn->d_un.d_ptr;
+        switch (dyn->d_tag) {
+        case DT_RELA: rela = p; break;
+        case DT_RELASZ: relasz = dyn->d_un.d_val; break;
+        case DT_JMPREL: jmprel = p; break;
+        case DT_PLTRELSZ: pltsz = dyn->d_un.d_val; break;
+        default: break;
+        }
+    }
+    if (rela)
+        ks_got_table(w, info, &o, (const ElfW(Rela) *)rela, relasz / sizeof(ElfW(Rela)));
+    if (jmprel)
+        ks_got_table(w, info, &o, (const ElfW(Rela) *)jmprel, pltsz / sizeof(ElfW(Rela)));
+    return 0;
+}
+
+/* The shim's own object, for its hooks' addresses: a plain reference to
+ * pthread_create here would bind, through the global scope, to libc's. */
+static int ks_got_find_self(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    struct ks_elf_obj *self = arg;
+    if (!ks_got_contains(info, (uintptr_t)&ks_got_find_self))
+        return 0;
+    return ks_elf_open(self, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) == 0;
+}
+
+static const struct { const char *name; enum ks_real_where where; } ks_got_names[] = {
+#define KS_X(field, sym, ver, wh, ret, params) [KS_FN_##field] = {sym, wh},
+    KS_REAL_TABLE(KS_X)
+#undef KS_X
+};
+
+int ks_got_patch_all(void)
+{
+    struct ks_elf_obj self;
+    if (dl_iterate_phdr(ks_got_find_self, &self) == 0)
+        return 0;
+    struct ks_got_walk w = {.self = (uintptr_t)&ks_got_patch_all};
+    ks_real_resolve_all();
+    for (int f = 0; f < KS_FN_COUNT; f++) {
+        const char *name = ks_got_names[f].name;
+        void *real = __atomic_load_n(&ks_real_fn[f], __ATOMIC_ACQUIRE);
+        const ElfW(Sym) *s = ks_elf_find(&self, name, ks_elf_gnu_hash(name), NULL);
+        if (ks_got_names[f].where != KS_NEXT || !real || !s)
+            continue;
+        w.want[w.nwant++] = (struct ks_got_want){name, real, ks_elf_addr(&self, s)};
+    }
+    dl_iterate_phdr(ks_got_visit, &w);
+    return w.changed;
+}
