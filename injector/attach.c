@@ -13,6 +13,7 @@
 
 #include "attach.h"
 #include "injector.h"
+#include "syscalls.h"
 
 extern const unsigned char ksi_attach_code[], ksi_attach_code_end[];
 extern const uint64_t ksi_attach_thread_off;
@@ -59,10 +60,18 @@ static int ksi_target_path(pid_t pid, const char *shim, char *out, size_t cap,
     return 0;
 }
 
-static int ksi_borrow_any(pid_t pid, struct ksi_borrow **out, struct ksi_attach_err *e)
+static double ksi_ms_since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static int ksi_borrow_any(pid_t pid, struct ksi_borrow **out, pid_t *tidp,
+                          struct ksi_attach_err *e)
 {
     for (int i = 0; i < KSI_BORROW_TRIES; i++) {
-        pid_t tid = ksi_attach_pick_thread(pid, e);
+        pid_t tid = *tidp = ksi_attach_pick_thread(pid, e);
         if (tid < 0) {
             usleep(20 * 1000);   /* threads move: a few looks before giving up */
             continue;
@@ -148,11 +157,14 @@ static int ksi_wait_loaded(pid_t pid, uint64_t data, int timeout_ms, struct ksi_
     }
 }
 
-int ksi_attach(pid_t pid, const char *shim, int timeout_ms, int *already,
+int ksi_attach(pid_t pid, const char *shim, int timeout_ms, struct ksi_attach_info *info,
                struct ksi_attach_err *e)
 {
-    *already = ksi_maps_shim(pid);
-    if (*already)
+    struct timespec t0, tb;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    memset(info, 0, sizeof *info);
+    info->already = ksi_maps_shim(pid);
+    if (info->already)
         return 0;
     struct ksi_libc libc;
     static struct ksi_attach_block blk;
@@ -163,11 +175,14 @@ int ksi_attach(pid_t pid, const char *shim, int timeout_ms, int *already,
     blk.dlopen = libc.dlopen, blk.dlsym = libc.dlsym, blk.dlerror = libc.dlerror;
     snprintf(blk.entry, sizeof blk.entry, "killshim_attach_start");
     struct ksi_borrow *b = NULL;
-    if (ksi_borrow_any(pid, &b, e) != 0)
+    clock_gettime(CLOCK_MONOTONIC, &tb);
+    if (ksi_borrow_any(pid, &b, &info->tid, e) != 0)
         return -1;
+    info->nr = ksi_borrow_nr(b);
     uint64_t data = 0, thread_rc = 0;
     int rc = ksi_plant(b, pid, &libc, &blk, &data, &thread_rc);
     int rc_end = ksi_borrow_end(b);
+    info->borrowed_ms = ksi_ms_since(&tb);
     e->code = KSI_EXIT_ERROR;
     if (rc || rc_end) {
         snprintf(e->msg, sizeof e->msg, "attach failed while the thread was borrowed: %s%s",
@@ -179,7 +194,10 @@ int ksi_attach(pid_t pid, const char *shim, int timeout_ms, int *already,
                  strerror((int)thread_rc));
         return -1;
     }
-    return ksi_wait_loaded(pid, data, timeout_ms, e);
+    if (ksi_wait_loaded(pid, data, timeout_ms, e) != 0)
+        return -1;
+    info->total_ms = ksi_ms_since(&t0);
+    return 0;
 }
 
 /* The library next to this program: an installed tree
@@ -221,11 +239,20 @@ int ksi_do_attach(const struct ksi_opts *o)
         return KSI_EXIT_USAGE;
     }
     struct ksi_attach_err e = {0};
-    int already = 0;
+    struct ksi_attach_info in;
     int timeout_ms = o->timeout_set ? (int)(o->timeout_s * 1000) : 10000;
-    if (ksi_attach(o->pid, shim, timeout_ms, &already, &e) != 0) {
+    if (ksi_attach(o->pid, shim, timeout_ms, &in, &e) != 0) {
         ksi_err("attach to %d: %s", (int)o->pid, e.msg);
         return e.code ? e.code : KSI_EXIT_ERROR;
+    }
+    /* On stderr: stdout stays the listing's (or --json's) alone. */
+    if (in.already) {
+        fprintf(stderr, "killshim: %d already runs the shim: connecting\n", (int)o->pid);
+    } else {
+        const char *sc = ksi_syscall_name(in.nr);
+        fprintf(stderr, "killshim: loaded the shim into %d in %.1f ms (borrowed thread %d, "
+                "in %s, for %.2f ms)\n", (int)o->pid, in.total_ms, (int)in.tid,
+                sc ? sc : "a system call", in.borrowed_ms);
     }
     return KSI_EXIT_OK;
 }

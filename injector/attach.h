@@ -39,10 +39,19 @@ struct ksi_attach_err {
     char msg[512];
 };
 
+/* What an attach did, for its one line of report. */
+struct ksi_attach_info {
+    int already;          /* the shim was there: nothing was done */
+    pid_t tid;            /* the borrowed thread */
+    long nr;              /* the system call it sat in */
+    double borrowed_ms;   /* from PTRACE_SEIZE to PTRACE_DETACH */
+    double total_ms;      /* until the shim's control server ran */
+};
+
 /* Attaches PID (loads SHIM into it) unless it already maps the shim.
- * Returns 0 (loaded now, or already there: *ALREADY says which) or -1 with
- * E filled. TIMEOUT_MS bounds the wait for the loader in the target. */
-int ksi_attach(pid_t pid, const char *shim, int timeout_ms, int *already,
+ * Returns 0 (loaded now, or already there) with INFO filled, or -1 with E
+ * filled. TIMEOUT_MS bounds the wait for the loader in the target. */
+int ksi_attach(pid_t pid, const char *shim, int timeout_ms, struct ksi_attach_info *info,
                struct ksi_attach_err *e);
 
 /* ---- Between the attach files ------------------------------------------ */
@@ -72,6 +81,8 @@ int ksi_borrow_syscall(struct ksi_borrow *b, long nr, const uint64_t args[6], in
  * result in *RET. */
 int ksi_borrow_call(struct ksi_borrow *b, uint64_t fn, const uint64_t args[4], uint64_t ret_trap,
                     uint64_t *ret);
+/* The system call the thread sat in (its orig_rax). */
+long ksi_borrow_nr(const struct ksi_borrow *b);
 /* Puts the thread back exactly as it was and detaches. Returns 0, or an
  * errno if that failed (the thread may then be damaged: reported). */
 int ksi_borrow_end(struct ksi_borrow *b);

@@ -236,6 +236,8 @@ int ksi_borrow_call(struct ksi_borrow *b, uint64_t fn, const uint64_t args[4], u
     return 0;
 }
 
+long ksi_borrow_nr(const struct ksi_borrow *b) { return (long)b->saved.orig_rax; }
+
 int ksi_borrow_end(struct ksi_borrow *b)
 {
     struct iovec iov = {b->xstate, b->xstate_len};

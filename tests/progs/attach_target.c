@@ -1,0 +1,278 @@
+/* A program started WITHOUT the shim, for killshim-inject --attach
+ * (tests/e2e/attach_test). One scenario per argument; each prints "ready"
+ * once its threads are where the test wants them.
+ *
+ *   workers  main reads commands on stdin; a CPU loop, a reader of an
+ *            internal pipe, a condition waiter and a heartbeat run beside it.
+ *            Commands: beat (prints the heartbeat count), wake (writes the
+ *            internal pipe), signal (signals the condition), spawn (a new
+ *            sleeping thread, after the attach: prints "spawned tid=N"), quit.
+ *   sleep    main sleeps 5 s in nanosleep (the only thread: the one an
+ *            attach borrows) and prints "slept SECONDS".
+ *   pipe     main blocks in read(stdin) and prints "got LINE".
+ *   vector   main fills ymm0-15 (xmm0-15 without AVX), r12-r15 and rbx with
+ *            patterns, blocks in a raw read(stdin), then checks them all:
+ *            "regs ok" or "regs CHANGED ...".
+ *   seccomp  installs a seccomp filter that allows everything, then reads stdin.
+ *   traced   as pipe (the test traces it first). */
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void say(const char *fmt, long v)
+{
+    printf(fmt, v);
+    putchar('\n');
+    fflush(stdout);
+}
+
+/* ---- workers ------------------------------------------------------------ */
+
+static int wake_pipe[2];
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int signalled;
+static volatile unsigned long beats, spins;
+
+static void *spinner(void *arg)
+{
+    (void)arg;
+    for (;;)
+        spins++;
+    return NULL;
+}
+
+static void *reader(void *arg)
+{
+    (void)arg;
+    char buf[64];
+    ssize_t n = read(wake_pipe[0], buf, sizeof buf);
+    say("reader got %ld", (long)n);
+    return NULL;
+}
+
+static void *waiter(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&mu);
+    while (!signalled)
+        pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+    say("waiter woke %ld", 1);
+    return NULL;
+}
+
+static void *heartbeat(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) != 0) {}
+        __atomic_add_fetch(&beats, 1, __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
+static void *late_sleeper(void *arg)
+{
+    (void)arg;
+    say("spawned tid=%ld", (long)syscall(SYS_gettid));
+    for (;;)
+        sleep(100);
+    return NULL;
+}
+
+static void workers(void)
+{
+    pthread_t t;
+    if (pipe(wake_pipe) != 0)
+        exit(1);
+    pthread_create(&t, NULL, spinner, NULL);
+    pthread_create(&t, NULL, reader, NULL);
+    pthread_create(&t, NULL, waiter, NULL);
+    pthread_create(&t, NULL, heartbeat, NULL);
+    say("ready %ld", 5);
+    char line[128];
+    while (fgets(line, sizeof line, stdin)) {
+        if (strncmp(line, "beat", 4) == 0) {
+            say("beats %ld", (long)__atomic_load_n(&beats, __ATOMIC_RELAXED));
+        } else if (strncmp(line, "wake", 4) == 0) {
+            if (write(wake_pipe[1], "x", 1) != 1)
+                say("write failed %ld", 0);
+        } else if (strncmp(line, "signal", 6) == 0) {
+            pthread_mutex_lock(&mu);
+            signalled = 1;
+            pthread_cond_signal(&cv);
+            pthread_mutex_unlock(&mu);
+        } else if (strncmp(line, "spawn", 5) == 0) {
+            pthread_t s;
+            if (pthread_create(&s, NULL, late_sleeper, NULL) != 0)
+                say("spawn failed %ld", 0);
+        } else if (strncmp(line, "quit", 4) == 0) {
+            exit(0);
+        }
+    }
+}
+
+/* ---- one-thread scenarios ----------------------------------------------- */
+
+static void sleep5(void)
+{
+    say("ready %ld", 1);
+    double t0 = now_s();
+    struct timespec ts = {5, 0};
+    int r = nanosleep(&ts, NULL);
+    printf("slept %.3f r=%d\n", now_s() - t0, r);
+    fflush(stdout);
+}
+
+static void read_line(void)
+{
+    char buf[128];
+    ssize_t n = read(0, buf, sizeof buf - 1);
+    if (n < 0)
+        n = 0;
+    buf[n] = 0;
+    buf[strcspn(buf, "\n")] = 0;
+    printf("got %s\n", buf);
+    fflush(stdout);
+}
+
+#define KS_VREGS 16
+static unsigned char pat[KS_VREGS * 32] __attribute__((aligned(32)));
+static unsigned char got[KS_VREGS * 32] __attribute__((aligned(32)));
+static uint64_t gpr[5];
+
+#define KS_V8(op, r0, r1, r2, r3, r4, r5, r6, r7, o)                                        \
+    op " " r0 ", " #o "+0(%[m])\n" op " " r1 ", " #o "+32(%[m])\n" op " " r2 ", " #o "+64(%[m])\n" \
+    op " " r3 ", " #o "+96(%[m])\n" op " " r4 ", " #o "+128(%[m])\n" op " " r5 ", " #o "+160(%[m])\n" \
+    op " " r6 ", " #o "+192(%[m])\n" op " " r7 ", " #o "+224(%[m])\n"
+
+/* The patterns in, a raw read(0) that blocks until the test writes, the
+ * registers out. Only rax, rcx and r11 may change across a syscall. */
+static long vector_read(int avx)
+{
+    long r;
+    char c;
+    if (avx)
+        __asm__ volatile(
+            "vmovdqu 0(%[p]), %%ymm0\n vmovdqu 32(%[p]), %%ymm1\n vmovdqu 64(%[p]), %%ymm2\n"
+            "vmovdqu 96(%[p]), %%ymm3\n vmovdqu 128(%[p]), %%ymm4\n vmovdqu 160(%[p]), %%ymm5\n"
+            "vmovdqu 192(%[p]), %%ymm6\n vmovdqu 224(%[p]), %%ymm7\n vmovdqu 256(%[p]), %%ymm8\n"
+            "vmovdqu 288(%[p]), %%ymm9\n vmovdqu 320(%[p]), %%ymm10\n vmovdqu 352(%[p]), %%ymm11\n"
+            "vmovdqu 384(%[p]), %%ymm12\n vmovdqu 416(%[p]), %%ymm13\n vmovdqu 448(%[p]), %%ymm14\n"
+            "vmovdqu 480(%[p]), %%ymm15\n"
+            "movabs $0x1111222233334444, %%r12\n movabs $0x5555666677778888, %%r13\n"
+            "movabs $0x99990000aaaabbbb, %%r14\n movabs $0xccccddddeeeeffff, %%r15\n"
+            "movabs $0x0123456789abcdef, %%rbx\n"
+            "xor %%edi, %%edi\n mov %[buf], %%rsi\n mov $1, %%edx\n xor %%eax, %%eax\n syscall\n"
+            "vmovdqu %%ymm0, 0(%[g])\n vmovdqu %%ymm1, 32(%[g])\n vmovdqu %%ymm2, 64(%[g])\n"
+            "vmovdqu %%ymm3, 96(%[g])\n vmovdqu %%ymm4, 128(%[g])\n vmovdqu %%ymm5, 160(%[g])\n"
+            "vmovdqu %%ymm6, 192(%[g])\n vmovdqu %%ymm7, 224(%[g])\n vmovdqu %%ymm8, 256(%[g])\n"
+            "vmovdqu %%ymm9, 288(%[g])\n vmovdqu %%ymm10, 320(%[g])\n vmovdqu %%ymm11, 352(%[g])\n"
+            "vmovdqu %%ymm12, 384(%[g])\n vmovdqu %%ymm13, 416(%[g])\n vmovdqu %%ymm14, 448(%[g])\n"
+            "vmovdqu %%ymm15, 480(%[g])\n"
+            "mov %%r12, 0(%[q])\n mov %%r13, 8(%[q])\n mov %%r14, 16(%[q])\n mov %%r15, 24(%[q])\n"
+            "mov %%rbx, 32(%[q])\n vzeroupper\n"
+            : "=a"(r)
+            : [p] "r"(pat), [g] "r"(got), [q] "r"(gpr), [buf] "r"(&c)
+            : "rcx", "r11", "rdi", "rsi", "rdx", "r12", "r13", "r14", "r15", "rbx", "memory",
+              "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
+              "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+    else
+        __asm__ volatile(
+            "movdqu 0(%[p]), %%xmm0\n movdqu 32(%[p]), %%xmm1\n movdqu 64(%[p]), %%xmm2\n"
+            "movdqu 96(%[p]), %%xmm3\n movdqu 128(%[p]), %%xmm4\n movdqu 160(%[p]), %%xmm5\n"
+            "movdqu 192(%[p]), %%xmm6\n movdqu 224(%[p]), %%xmm7\n movdqu 256(%[p]), %%xmm8\n"
+            "movdqu 288(%[p]), %%xmm9\n movdqu 320(%[p]), %%xmm10\n movdqu 352(%[p]), %%xmm11\n"
+            "movdqu 384(%[p]), %%xmm12\n movdqu 416(%[p]), %%xmm13\n movdqu 448(%[p]), %%xmm14\n"
+            "movdqu 480(%[p]), %%xmm15\n"
+            "movabs $0x1111222233334444, %%r12\n movabs $0x5555666677778888, %%r13\n"
+            "movabs $0x99990000aaaabbbb, %%r14\n movabs $0xccccddddeeeeffff, %%r15\n"
+            "movabs $0x0123456789abcdef, %%rbx\n"
+            "xor %%edi, %%edi\n mov %[buf], %%rsi\n mov $1, %%edx\n xor %%eax, %%eax\n syscall\n"
+            "movdqu %%xmm0, 0(%[g])\n movdqu %%xmm1, 32(%[g])\n movdqu %%xmm2, 64(%[g])\n"
+            "movdqu %%xmm3, 96(%[g])\n movdqu %%xmm4, 128(%[g])\n movdqu %%xmm5, 160(%[g])\n"
+            "movdqu %%xmm6, 192(%[g])\n movdqu %%xmm7, 224(%[g])\n movdqu %%xmm8, 256(%[g])\n"
+            "movdqu %%xmm9, 288(%[g])\n movdqu %%xmm10, 320(%[g])\n movdqu %%xmm11, 352(%[g])\n"
+            "movdqu %%xmm12, 384(%[g])\n movdqu %%xmm13, 416(%[g])\n movdqu %%xmm14, 448(%[g])\n"
+            "movdqu %%xmm15, 480(%[g])\n"
+            "mov %%r12, 0(%[q])\n mov %%r13, 8(%[q])\n mov %%r14, 16(%[q])\n mov %%r15, 24(%[q])\n"
+            "mov %%rbx, 32(%[q])\n"
+            : "=a"(r)
+            : [p] "r"(pat), [g] "r"(got), [q] "r"(gpr), [buf] "r"(&c)
+            : "rcx", "r11", "rdi", "rsi", "rdx", "r12", "r13", "r14", "r15", "rbx", "memory",
+              "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
+              "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+    return r;
+}
+
+static void vector(void)
+{
+    int avx = __builtin_cpu_supports("avx") != 0;
+    for (size_t i = 0; i < sizeof pat; i++)
+        pat[i] = (unsigned char)(i * 7 + 3);
+    static const uint64_t want[5] = {0x1111222233334444ull, 0x5555666677778888ull,
+                                     0x99990000aaaabbbbull, 0xccccddddeeeeffffull,
+                                     0x0123456789abcdefull};
+    say("ready %ld", avx);
+    long r = vector_read(avx);
+    int width = avx ? 32 : 16, bad = -1;
+    for (int v = 0; v < KS_VREGS && bad < 0; v++)
+        if (memcmp(pat + v * 32, got + v * 32, (size_t)width) != 0)
+            bad = v;
+    int badg = -1;
+    for (int i = 0; i < 5 && badg < 0; i++)
+        if (gpr[i] != want[i])
+            badg = i;
+    if (r != 1 || bad >= 0 || badg >= 0)
+        printf("regs CHANGED read=%ld vreg=%d gpr=%d\n", r, bad, badg);
+    else
+        printf("regs ok width=%d\n", width);
+    fflush(stdout);
+}
+
+static void seccomp_allow_all(void)
+{
+    struct sock_filter f[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+    struct sock_fprog prog = {1, f};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) {
+        say("seccomp failed %ld", 0);
+        exit(1);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *s = argc > 1 ? argv[1] : "workers";
+    if (strcmp(s, "workers") == 0) {
+        workers();
+    } else if (strcmp(s, "sleep") == 0) {
+        sleep5();
+        read_line();
+    } else if (strcmp(s, "vector") == 0) {
+        vector();
+    } else {
+        if (strcmp(s, "seccomp") == 0)
+            seccomp_allow_all();
+        say("ready %ld", 1);
+        read_line();
+    }
+    return 0;
+}
