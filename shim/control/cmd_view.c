@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "shim/deliver/cancel_check.h"
+#include "shim/core/attach.h"
 #include "shim/core/ks.h"
 #include "pyrt.h"
 #include "shim/core/registry.h"
@@ -143,6 +144,11 @@ void ks_answer_unknown(struct ks_out *out, pid_t tid, uint64_t id)
         ks_out_err(out, "no-thread", "no thread %d with id %llu in process %d (it may have "
                    "ended long ago: the graveyard keeps the last %d)", (int)tid,
                    (unsigned long long)id, (int)ks_getpid(), KS_GRAVES);
+    else if (ks_preattach_has(tid) && ks_task_exists(tid))
+        ks_out_err(out, "refused", "thread %d of process %d started before the shim was "
+                   "attached: killshim did not see it start nor the locks it took, and does "
+                   "not end it (threads started after the attach can be ended; see "
+                   "docs/attach.md)", (int)tid, (int)ks_getpid());
     else if (ks_task_exists(tid))
         ks_out_err(out, "refused", "thread %d of process %d was not started through "
                    "pthread_create after the shim loaded (or is starting right now): "
