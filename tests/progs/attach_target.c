@@ -154,68 +154,109 @@ static void read_line(void)
 }
 
 #define KS_VREGS 16
-static unsigned char pat[KS_VREGS * 32] __attribute__((aligned(32)));
-static unsigned char got[KS_VREGS * 32] __attribute__((aligned(32)));
-static uint64_t gpr[5];
-
-#define KS_V8(op, r0, r1, r2, r3, r4, r5, r6, r7, o)                                        \
-    op " " r0 ", " #o "+0(%[m])\n" op " " r1 ", " #o "+32(%[m])\n" op " " r2 ", " #o "+64(%[m])\n" \
-    op " " r3 ", " #o "+96(%[m])\n" op " " r4 ", " #o "+128(%[m])\n" op " " r5 ", " #o "+160(%[m])\n" \
-    op " " r6 ", " #o "+192(%[m])\n" op " " r7 ", " #o "+224(%[m])\n"
+/* One block, one base register: the asm below leaves the compiler few
+ * registers of its own. Offsets: pat 0, got 512, gpr 1024, the byte read 1064. */
+static struct {
+    unsigned char pat[KS_VREGS * 32];
+    unsigned char got[KS_VREGS * 32];
+    uint64_t gpr[5];
+    char c;
+} io __attribute__((aligned(32)));
+_Static_assert(__builtin_offsetof(__typeof__(io), gpr) == 1024, "asm offsets");
+_Static_assert(__builtin_offsetof(__typeof__(io), c) == 1064, "asm offsets");
 
 /* The patterns in, a raw read(0) that blocks until the test writes, the
  * registers out. Only rax, rcx and r11 may change across a syscall. */
 static long vector_read(int avx)
 {
     long r;
-    char c;
     if (avx)
         __asm__ volatile(
-            "vmovdqu 0(%[p]), %%ymm0\n vmovdqu 32(%[p]), %%ymm1\n vmovdqu 64(%[p]), %%ymm2\n"
-            "vmovdqu 96(%[p]), %%ymm3\n vmovdqu 128(%[p]), %%ymm4\n vmovdqu 160(%[p]), %%ymm5\n"
-            "vmovdqu 192(%[p]), %%ymm6\n vmovdqu 224(%[p]), %%ymm7\n vmovdqu 256(%[p]), %%ymm8\n"
-            "vmovdqu 288(%[p]), %%ymm9\n vmovdqu 320(%[p]), %%ymm10\n vmovdqu 352(%[p]), %%ymm11\n"
-            "vmovdqu 384(%[p]), %%ymm12\n vmovdqu 416(%[p]), %%ymm13\n vmovdqu 448(%[p]), %%ymm14\n"
-            "vmovdqu 480(%[p]), %%ymm15\n"
+            "vmovdqu 0(%[m]), %%ymm0\n"
+            "vmovdqu 32(%[m]), %%ymm1\n"
+            "vmovdqu 64(%[m]), %%ymm2\n"
+            "vmovdqu 96(%[m]), %%ymm3\n"
+            "vmovdqu 128(%[m]), %%ymm4\n"
+            "vmovdqu 160(%[m]), %%ymm5\n"
+            "vmovdqu 192(%[m]), %%ymm6\n"
+            "vmovdqu 224(%[m]), %%ymm7\n"
+            "vmovdqu 256(%[m]), %%ymm8\n"
+            "vmovdqu 288(%[m]), %%ymm9\n"
+            "vmovdqu 320(%[m]), %%ymm10\n"
+            "vmovdqu 352(%[m]), %%ymm11\n"
+            "vmovdqu 384(%[m]), %%ymm12\n"
+            "vmovdqu 416(%[m]), %%ymm13\n"
+            "vmovdqu 448(%[m]), %%ymm14\n"
+            "vmovdqu 480(%[m]), %%ymm15\n"
             "movabs $0x1111222233334444, %%r12\n movabs $0x5555666677778888, %%r13\n"
             "movabs $0x99990000aaaabbbb, %%r14\n movabs $0xccccddddeeeeffff, %%r15\n"
             "movabs $0x0123456789abcdef, %%rbx\n"
-            "xor %%edi, %%edi\n mov %[buf], %%rsi\n mov $1, %%edx\n xor %%eax, %%eax\n syscall\n"
-            "vmovdqu %%ymm0, 0(%[g])\n vmovdqu %%ymm1, 32(%[g])\n vmovdqu %%ymm2, 64(%[g])\n"
-            "vmovdqu %%ymm3, 96(%[g])\n vmovdqu %%ymm4, 128(%[g])\n vmovdqu %%ymm5, 160(%[g])\n"
-            "vmovdqu %%ymm6, 192(%[g])\n vmovdqu %%ymm7, 224(%[g])\n vmovdqu %%ymm8, 256(%[g])\n"
-            "vmovdqu %%ymm9, 288(%[g])\n vmovdqu %%ymm10, 320(%[g])\n vmovdqu %%ymm11, 352(%[g])\n"
-            "vmovdqu %%ymm12, 384(%[g])\n vmovdqu %%ymm13, 416(%[g])\n vmovdqu %%ymm14, 448(%[g])\n"
-            "vmovdqu %%ymm15, 480(%[g])\n"
-            "mov %%r12, 0(%[q])\n mov %%r13, 8(%[q])\n mov %%r14, 16(%[q])\n mov %%r15, 24(%[q])\n"
-            "mov %%rbx, 32(%[q])\n vzeroupper\n"
-            : "=a"(r)
-            : [p] "r"(pat), [g] "r"(got), [q] "r"(gpr), [buf] "r"(&c)
+            "xor %%edi, %%edi\n lea 1064(%[m]), %%rsi\n mov $1, %%edx\n xor %%eax, %%eax\n syscall\n"
+            "vmovdqu %%ymm0, 512(%[m])\n"
+            "vmovdqu %%ymm1, 544(%[m])\n"
+            "vmovdqu %%ymm2, 576(%[m])\n"
+            "vmovdqu %%ymm3, 608(%[m])\n"
+            "vmovdqu %%ymm4, 640(%[m])\n"
+            "vmovdqu %%ymm5, 672(%[m])\n"
+            "vmovdqu %%ymm6, 704(%[m])\n"
+            "vmovdqu %%ymm7, 736(%[m])\n"
+            "vmovdqu %%ymm8, 768(%[m])\n"
+            "vmovdqu %%ymm9, 800(%[m])\n"
+            "vmovdqu %%ymm10, 832(%[m])\n"
+            "vmovdqu %%ymm11, 864(%[m])\n"
+            "vmovdqu %%ymm12, 896(%[m])\n"
+            "vmovdqu %%ymm13, 928(%[m])\n"
+            "vmovdqu %%ymm14, 960(%[m])\n"
+            "vmovdqu %%ymm15, 992(%[m])\n"
+            "mov %%r12, 1024(%[m])\n mov %%r13, 1032(%[m])\n mov %%r14, 1040(%[m])\n"
+            "mov %%r15, 1048(%[m])\n mov %%rbx, 1056(%[m])\n" "vzeroupper\n"
+            : "=&a"(r)
+            : [m] "r"(&io)
             : "rcx", "r11", "rdi", "rsi", "rdx", "r12", "r13", "r14", "r15", "rbx", "memory",
               "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
               "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
     else
         __asm__ volatile(
-            "movdqu 0(%[p]), %%xmm0\n movdqu 32(%[p]), %%xmm1\n movdqu 64(%[p]), %%xmm2\n"
-            "movdqu 96(%[p]), %%xmm3\n movdqu 128(%[p]), %%xmm4\n movdqu 160(%[p]), %%xmm5\n"
-            "movdqu 192(%[p]), %%xmm6\n movdqu 224(%[p]), %%xmm7\n movdqu 256(%[p]), %%xmm8\n"
-            "movdqu 288(%[p]), %%xmm9\n movdqu 320(%[p]), %%xmm10\n movdqu 352(%[p]), %%xmm11\n"
-            "movdqu 384(%[p]), %%xmm12\n movdqu 416(%[p]), %%xmm13\n movdqu 448(%[p]), %%xmm14\n"
-            "movdqu 480(%[p]), %%xmm15\n"
+            "movdqu 0(%[m]), %%xmm0\n"
+            "movdqu 32(%[m]), %%xmm1\n"
+            "movdqu 64(%[m]), %%xmm2\n"
+            "movdqu 96(%[m]), %%xmm3\n"
+            "movdqu 128(%[m]), %%xmm4\n"
+            "movdqu 160(%[m]), %%xmm5\n"
+            "movdqu 192(%[m]), %%xmm6\n"
+            "movdqu 224(%[m]), %%xmm7\n"
+            "movdqu 256(%[m]), %%xmm8\n"
+            "movdqu 288(%[m]), %%xmm9\n"
+            "movdqu 320(%[m]), %%xmm10\n"
+            "movdqu 352(%[m]), %%xmm11\n"
+            "movdqu 384(%[m]), %%xmm12\n"
+            "movdqu 416(%[m]), %%xmm13\n"
+            "movdqu 448(%[m]), %%xmm14\n"
+            "movdqu 480(%[m]), %%xmm15\n"
             "movabs $0x1111222233334444, %%r12\n movabs $0x5555666677778888, %%r13\n"
             "movabs $0x99990000aaaabbbb, %%r14\n movabs $0xccccddddeeeeffff, %%r15\n"
             "movabs $0x0123456789abcdef, %%rbx\n"
-            "xor %%edi, %%edi\n mov %[buf], %%rsi\n mov $1, %%edx\n xor %%eax, %%eax\n syscall\n"
-            "movdqu %%xmm0, 0(%[g])\n movdqu %%xmm1, 32(%[g])\n movdqu %%xmm2, 64(%[g])\n"
-            "movdqu %%xmm3, 96(%[g])\n movdqu %%xmm4, 128(%[g])\n movdqu %%xmm5, 160(%[g])\n"
-            "movdqu %%xmm6, 192(%[g])\n movdqu %%xmm7, 224(%[g])\n movdqu %%xmm8, 256(%[g])\n"
-            "movdqu %%xmm9, 288(%[g])\n movdqu %%xmm10, 320(%[g])\n movdqu %%xmm11, 352(%[g])\n"
-            "movdqu %%xmm12, 384(%[g])\n movdqu %%xmm13, 416(%[g])\n movdqu %%xmm14, 448(%[g])\n"
-            "movdqu %%xmm15, 480(%[g])\n"
-            "mov %%r12, 0(%[q])\n mov %%r13, 8(%[q])\n mov %%r14, 16(%[q])\n mov %%r15, 24(%[q])\n"
-            "mov %%rbx, 32(%[q])\n"
-            : "=a"(r)
-            : [p] "r"(pat), [g] "r"(got), [q] "r"(gpr), [buf] "r"(&c)
+            "xor %%edi, %%edi\n lea 1064(%[m]), %%rsi\n mov $1, %%edx\n xor %%eax, %%eax\n syscall\n"
+            "movdqu %%xmm0, 512(%[m])\n"
+            "movdqu %%xmm1, 544(%[m])\n"
+            "movdqu %%xmm2, 576(%[m])\n"
+            "movdqu %%xmm3, 608(%[m])\n"
+            "movdqu %%xmm4, 640(%[m])\n"
+            "movdqu %%xmm5, 672(%[m])\n"
+            "movdqu %%xmm6, 704(%[m])\n"
+            "movdqu %%xmm7, 736(%[m])\n"
+            "movdqu %%xmm8, 768(%[m])\n"
+            "movdqu %%xmm9, 800(%[m])\n"
+            "movdqu %%xmm10, 832(%[m])\n"
+            "movdqu %%xmm11, 864(%[m])\n"
+            "movdqu %%xmm12, 896(%[m])\n"
+            "movdqu %%xmm13, 928(%[m])\n"
+            "movdqu %%xmm14, 960(%[m])\n"
+            "movdqu %%xmm15, 992(%[m])\n"
+            "mov %%r12, 1024(%[m])\n mov %%r13, 1032(%[m])\n mov %%r14, 1040(%[m])\n"
+            "mov %%r15, 1048(%[m])\n mov %%rbx, 1056(%[m])\n"
+            : "=&a"(r)
+            : [m] "r"(&io)
             : "rcx", "r11", "rdi", "rsi", "rdx", "r12", "r13", "r14", "r15", "rbx", "memory",
               "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
               "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
@@ -225,8 +266,8 @@ static long vector_read(int avx)
 static void vector(void)
 {
     int avx = __builtin_cpu_supports("avx") != 0;
-    for (size_t i = 0; i < sizeof pat; i++)
-        pat[i] = (unsigned char)(i * 7 + 3);
+    for (size_t i = 0; i < sizeof io.pat; i++)
+        io.pat[i] = (unsigned char)(i * 7 + 3);
     static const uint64_t want[5] = {0x1111222233334444ull, 0x5555666677778888ull,
                                      0x99990000aaaabbbbull, 0xccccddddeeeeffffull,
                                      0x0123456789abcdefull};
@@ -234,11 +275,11 @@ static void vector(void)
     long r = vector_read(avx);
     int width = avx ? 32 : 16, bad = -1;
     for (int v = 0; v < KS_VREGS && bad < 0; v++)
-        if (memcmp(pat + v * 32, got + v * 32, (size_t)width) != 0)
+        if (memcmp(io.pat + v * 32, io.got + v * 32, (size_t)width) != 0)
             bad = v;
     int badg = -1;
     for (int i = 0; i < 5 && badg < 0; i++)
-        if (gpr[i] != want[i])
+        if (io.gpr[i] != want[i])
             badg = i;
     if (r != 1 || bad >= 0 || badg >= 0)
         printf("regs CHANGED read=%ld vreg=%d gpr=%d\n", r, bad, badg);
