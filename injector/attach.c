@@ -173,6 +173,7 @@ int ksi_attach(pid_t pid, const char *shim, int timeout_ms, struct ksi_attach_in
         ksi_target_path(pid, shim, blk.path, sizeof blk.path, e) != 0)
         return -1;
     blk.dlopen = libc.dlopen, blk.dlsym = libc.dlsym, blk.dlerror = libc.dlerror;
+    blk.pthread_detach = libc.pthread_detach;
     snprintf(blk.entry, sizeof blk.entry, "killshim_attach_start");
     struct ksi_borrow *b = NULL;
     clock_gettime(CLOCK_MONOTONIC, &tb);

@@ -23,11 +23,12 @@ struct ksi_attach_block {
     uint64_t status;                   /* 0 pending, 1 failed, 0x100 + entry's result */
     uint64_t handle, error;            /* dlopen's result; dlerror()'s message */
     uint64_t thread;                   /* pthread_create's pthread_t */
-    uint64_t pad;
+    uint64_t pthread_detach;
     char path[3072 - 64];              /* the library, as the target opens it */
     char entry[64];                    /* "killshim_attach_start" */
 };
 
+_Static_assert(__builtin_offsetof(struct ksi_attach_block, pthread_detach) == 56, "attach_stub.S");
 _Static_assert(__builtin_offsetof(struct ksi_attach_block, path) == 64, "attach_stub.S");
 _Static_assert(__builtin_offsetof(struct ksi_attach_block, entry) == 3072, "attach_stub.S");
 _Static_assert(sizeof(struct ksi_attach_block) <= 4096, "one page");
@@ -67,9 +68,16 @@ void ksi_attach_seize_error(pid_t pid, int err, struct ksi_attach_err *e);
 /* attach_sym.c: the address of NAME in PID's libc, from the file's dynamic
  * symbol table and the mapping's base (0 if not found). */
 struct ksi_libc {
-    uint64_t pthread_create, dlopen, dlsym, dlerror;
+    uint64_t pthread_create, pthread_detach, dlopen, dlsym, dlerror;
 };
 int ksi_attach_libc(pid_t pid, struct ksi_libc *out, struct ksi_attach_err *e);
+/* Fills the entries of OUT still 0 from the ELF file FD loaded at BIAS. */
+void ksi_attach_scan_file(int fd, uint64_t bias, struct ksi_libc *out);
+/* attach_lmap.c: fills OUT from the objects of PID in the loader's search
+ * order (its link_map chain, from the program's DT_DEBUG): the definitions
+ * the program's own calls bind to. Best effort: entries it cannot find
+ * stay 0. */
+void ksi_attach_link_map(pid_t pid, struct ksi_libc *out);
 
 /* attach_ptrace.c: the borrowed thread. */
 struct ksi_borrow;

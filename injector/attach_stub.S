@@ -20,6 +20,8 @@ ksi_attach_thread:
      * b->status: 0 pending, 1 failed (b->error), 0x100 + entry's result. */
     push %rbx                    /* also aligns the stack for the calls */
     mov %rdi, %rbx
+    mov %fs:0x10, %rdi           /* pthread_self(): the TCB's self pointer */
+    call *56(%rbx)               /* b->pthread_detach: nobody joins this thread */
     lea 64(%rbx), %rdi           /* b->path */
     mov $2, %esi                 /* RTLD_NOW */
     call *0(%rbx)                /* b->dlopen */

@@ -117,7 +117,8 @@ static void ksi_scan_dynsym(Elf *elf, uint64_t bias, struct ksi_libc *out)
     if (!d || !symsh.sh_entsize)
         return;
     struct { const char *name; uint64_t *slot; } want[] = {
-        {"pthread_create", &out->pthread_create}, {"dlopen", &out->dlopen},
+        {"pthread_create", &out->pthread_create}, {"pthread_detach", &out->pthread_detach},
+        {"dlopen", &out->dlopen},
         {"dlsym", &out->dlsym}, {"dlerror", &out->dlerror},
     };
     size_t n = symsh.sh_size / symsh.sh_entsize;
@@ -130,9 +131,19 @@ static void ksi_scan_dynsym(Elf *elf, uint64_t bias, struct ksi_libc *out)
             continue;
         const char *name = elf_strptr(elf, symsh.sh_link, s.st_name);
         for (size_t w = 0; name && w < sizeof want / sizeof want[0]; w++)
-            if (strcmp(name, want[w].name) == 0)
-                *want[w].slot = bias + s.st_value;
+            if (!*want[w].slot && strcmp(name, want[w].name) == 0)
+                *want[w].slot = bias + s.st_value;   /* the first definition wins */
     }
+}
+
+void ksi_attach_scan_file(int fd, uint64_t bias, struct ksi_libc *out)
+{
+    elf_version(EV_CURRENT);
+    Elf *elf = elf_begin(fd, ELF_C_READ, NULL);
+    if (elf)
+        ksi_scan_dynsym(elf, bias, out);
+    if (elf)
+        elf_end(elf);
 }
 
 int ksi_attach_libc(pid_t pid, struct ksi_libc *out, struct ksi_attach_err *e)
@@ -141,6 +152,10 @@ int ksi_attach_libc(pid_t pid, struct ksi_libc *out, struct ksi_attach_err *e)
     char file[4096];
     memset(out, 0, sizeof *out);
     e->code = KSI_EXIT_ERROR;
+    /* The loader's order first: an interposer of pthread_create or dlopen
+     * (a sanitizer's runtime: a thread created behind its back crashes in
+     * it) is what the program itself calls. libc's fills what is left. */
+    ksi_attach_link_map(pid, out);
     if (ksi_find_libc(pid, &lo, &hi, file, sizeof file) != 0) {
         snprintf(e->msg, sizeof e->msg, "libc.so.6 is not mapped in %d", (int)pid);
         return -1;
@@ -157,9 +172,10 @@ int ksi_attach_libc(pid_t pid, struct ksi_libc *out, struct ksi_attach_err *e)
     if (elf)
         elf_end(elf);
     close(fd);
-    if (!out->pthread_create || !out->dlopen || !out->dlsym || !out->dlerror) {
-        snprintf(e->msg, sizeof e->msg, "the target's %.300s lacks pthread_create, dlopen, dlsym "
-                 "or dlerror (a glibc older than 2.34?)", file);
+    if (!out->pthread_create || !out->pthread_detach || !out->dlopen || !out->dlsym ||
+        !out->dlerror) {
+        snprintf(e->msg, sizeof e->msg, "the target's %.300s lacks pthread_create, pthread_detach, "
+                 "dlopen, dlsym or dlerror (a glibc older than 2.34?)", file);
         return -1;
     }
     return 0;

@@ -28,6 +28,7 @@ struct ks_got_want {
 
 struct ks_got_walk {
     uintptr_t self;
+    int past_self;   /* visiting what was loaded after the shim */
     struct ks_got_want want[KS_FN_COUNT];
     int nwant;
     int changed;
@@ -96,12 +97,20 @@ static void ks_got_table(struct ks_got_walk *w, const struct dl_phdr_info *info,
     }
 }
 
-static int ks_got_skip(const struct dl_phdr_info *info, const struct ks_elf_obj *o,
-                       uintptr_t self)
+/* Only the program's objects: those loaded before the shim. After it come
+ * the shim's own dependencies, loaded with it (libunwind, libgcc_s...): the
+ * shim calls them for itself, and their calls stay libc's. Never libc and
+ * the loader themselves (their internal calls are not through the GOT). */
+static int ks_got_skip(const struct dl_phdr_info *info, struct ks_got_walk *w)
+{
+    if (ks_got_contains(info, w->self))
+        w->past_self = 1;
+    return w->past_self;
+}
+
+static int ks_got_never(const struct ks_elf_obj *o)
 {
     static const char *const never[] = {"libc.so.6", "ld-linux-x86-64.so.2", "linux-vdso.so.1"};
-    if (ks_got_contains(info, self))
-        return 1;
     for (size_t i = 0; i < sizeof never / sizeof never[0]; i++)
         if (strcmp(o->soname, never[i]) == 0)
             return 1;
@@ -113,8 +122,9 @@ static int ks_got_visit(struct dl_phdr_info *info, size_t size, void *arg)
     (void)size;
     struct ks_got_walk *w = arg;
     struct ks_elf_obj o;
-    if (ks_elf_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0 ||
-        ks_got_skip(info, &o, w->self))
+    if (ks_got_skip(info, w) ||
+        ks_elf_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0 ||
+        ks_got_never(&o))
         return 0;
     const ElfW(Dyn) *dyn = NULL;
     for (int i = 0; i < info->dlpi_phnum; i++)

@@ -97,15 +97,26 @@ static void *late_sleeper(void *arg)
     return NULL;
 }
 
-static void workers(void)
+/* Detached: the reader and the waiter end, and nobody joins them. */
+static void start_detached(void *(*fn)(void *))
 {
     pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &a, fn, NULL) != 0)
+        exit(1);
+    pthread_attr_destroy(&a);
+}
+
+static void workers(void)
+{
     if (pipe(wake_pipe) != 0)
         exit(1);
-    pthread_create(&t, NULL, spinner, NULL);
-    pthread_create(&t, NULL, reader, NULL);
-    pthread_create(&t, NULL, waiter, NULL);
-    pthread_create(&t, NULL, heartbeat, NULL);
+    start_detached(spinner);
+    start_detached(reader);
+    start_detached(waiter);
+    start_detached(heartbeat);
     say("ready %ld", 5);
     char line[128];
     while (fgets(line, sizeof line, stdin)) {
@@ -120,9 +131,7 @@ static void workers(void)
             pthread_cond_signal(&cv);
             pthread_mutex_unlock(&mu);
         } else if (strncmp(line, "spawn", 5) == 0) {
-            pthread_t s;
-            if (pthread_create(&s, NULL, late_sleeper, NULL) != 0)
-                say("spawn failed %ld", 0);
+            start_detached(late_sleeper);
         } else if (strncmp(line, "quit", 4) == 0) {
             exit(0);
         }
