@@ -203,6 +203,27 @@ TEST(Launcher, HelpAndVersion) {
   EXPECT_TRUE(Contains(v.out, "killshim " + want.substr(want.find(' ') + 1))) << v.out;
 }
 
+// killshim attach PID: the launcher's own library, loaded into a program
+// started without it (attach_test covers the attach itself); the second
+// only connects. Skipped, with the reason, where ptrace is not allowed.
+TEST(Launcher, AttachLoadsItsLibraryThenConnects) {
+  Result probe = ks::Run({"/bin/sh", "-c", "cat /proc/sys/kernel/yama/ptrace_scope"});
+  if (Trim(probe.out) == "3") GTEST_SKIP() << "kernel.yama.ptrace_scope is 3: no ptrace at all";
+  ks::Target t(ks::ProgPath("attach_target"), {"pipe"}, {}, /*preload=*/false);
+  ASSERT_EQ(t.ReadLine(), "ready 1") << t.Stderr();
+  Result a = Launcher({"attach", std::to_string(t.pid())});
+  if (a.code == 6) GTEST_SKIP() << "ptrace is not permitted here: " << a.err;
+  ASSERT_EQ(a.code, 0) << a.err;
+  EXPECT_TRUE(Contains(a.err, "loaded the shim into " + std::to_string(t.pid()))) << a.err;
+  EXPECT_TRUE(Contains(a.out, "pre-attach")) << a.out;
+  Result again = Launcher({"attach", "--json", std::to_string(t.pid())});
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_TRUE(Contains(again.err, "already runs the shim")) << again.err;
+  EXPECT_TRUE(Contains(again.out, "\"role\":\"pre-attach\"")) << again.out;
+  t.Send("done");
+  EXPECT_EQ(t.ReadLine(), "got done");
+}
+
 TEST(Launcher, SaysSoWhenItsFilesAreMissing) {
   std::string dir = ks::TempDir("alone");
   CopyFile(LauncherPath(), dir + "/killshim", 0755);
