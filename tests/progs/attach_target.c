@@ -176,11 +176,10 @@ _Static_assert(__builtin_offsetof(__typeof__(io), c) == 1064, "asm offsets");
 
 /* The patterns in, a raw read(0) that blocks until the test writes, the
  * registers out. Only rax, rcx and r11 may change across a syscall. */
-static long vector_read(int avx)
+static long vector_read_avx(void)
 {
     long r;
-    if (avx)
-        __asm__ volatile(
+    __asm__ volatile(
             "vmovdqu 0(%[m]), %%ymm0\n"
             "vmovdqu 32(%[m]), %%ymm1\n"
             "vmovdqu 64(%[m]), %%ymm2\n"
@@ -224,8 +223,13 @@ static long vector_read(int avx)
             : "rcx", "r11", "rdi", "rsi", "rdx", "r12", "r13", "r14", "r15", "rbx", "memory",
               "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
               "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
-    else
-        __asm__ volatile(
+    return r;
+}
+
+static long vector_read_sse(void)
+{
+    long r;
+    __asm__ volatile(
             "movdqu 0(%[m]), %%xmm0\n"
             "movdqu 32(%[m]), %%xmm1\n"
             "movdqu 64(%[m]), %%xmm2\n"
@@ -281,7 +285,7 @@ static void vector(void)
                                      0x99990000aaaabbbbull, 0xccccddddeeeeffffull,
                                      0x0123456789abcdefull};
     say("ready %ld", avx);
-    long r = vector_read(avx);
+    long r = avx ? vector_read_avx() : vector_read_sse();
     int width = avx ? 32 : 16, bad = -1;
     for (int v = 0; v < KS_VREGS && bad < 0; v++)
         if (memcmp(io.pat + v * 32, io.got + v * 32, (size_t)width) != 0)
