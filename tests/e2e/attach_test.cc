@@ -268,6 +268,36 @@ TEST(Attach, RepeatedAttachOnlyConnects) {
   t.ExpectCleanExit("quit");
 }
 
+// Another thread holds the loader's lock (a library constructor that takes
+// 3 s): the attach stops waiting at --timeout and says why; the program is
+// not stuck (the borrowed thread came back long before), and the shim loads
+// once the loader is free, after which an attach only connects.
+TEST(Attach, ABusyLoaderEndsInATimeoutAndAHealthyProgram) {
+  KS_NEED_PTRACE();
+  Target t(ks::ProgPath("attach_target"), {"slowload", ks::ProgPath("libslowinit.so")}, {},
+           /*preload=*/false);
+  ASSERT_EQ(t.WaitFor("ctor in"), "ctor in") << t.Stderr();
+  long t0 = ks::NowMs();
+  ks::Result r = Attach(t.pid(), {"-t", "1"});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_TRUE(Has(r.err, "did not finish within 1000 ms")) << r.err;
+  EXPECT_LT(ks::NowMs() - t0, 2900) << "the attach must have ended before the constructor";
+  t.Send("meanwhile");
+  EXPECT_EQ(t.WaitFor("got"), "got meanwhile");
+  ASSERT_EQ(t.WaitFor("ctor out"), "ctor out");
+  long end = ks::NowMs() + 5000;
+  ks::Result again;
+  do {
+    again = Attach(t.pid());
+  } while (!Has(again.err, "already runs the shim") && ks::NowMs() < end && usleep(50000) == 0);
+  EXPECT_EQ(again.code, 0) << again.err;
+  EXPECT_TRUE(Has(again.err, "already runs the shim")) << again.err;
+  EXPECT_TRUE(Has(again.out, "pre-attach")) << again.out;
+  t.Send("bye");
+  EXPECT_EQ(t.WaitFor("got"), "got bye");
+  EXPECT_EQ(t.Wait(), 0);
+}
+
 TEST(Attach, ATracedProgramIsRefusedWithItsTracer) {
   KS_NEED_PTRACE();
   Target t = Start("pipe");

@@ -14,7 +14,10 @@
  *            patterns, blocks in a raw read(stdin), then checks them all:
  *            "regs ok" or "regs CHANGED ...".
  *   seccomp  installs a seccomp filter that allows everything, then reads stdin.
+ *   slowload LIB  a thread dlopens LIB (whose constructor takes 3 s, holding the
+ *            loader's lock); main reads stdin as pipe does, joins it, reads again.
  *   traced   as pipe (the test traces it first). */
+#include <dlfcn.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
@@ -312,6 +315,13 @@ static void seccomp_allow_all(void)
     }
 }
 
+static void *loader(void *lib)
+{
+    if (!dlopen(lib, RTLD_NOW))
+        say("dlopen failed %ld", 0);
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     const char *s = argc > 1 ? argv[1] : "workers";
@@ -322,6 +332,13 @@ int main(int argc, char **argv)
         read_line();
     } else if (strcmp(s, "vector") == 0) {
         vector();
+    } else if (strcmp(s, "slowload") == 0 && argc > 2) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, loader, argv[2]) != 0)
+            return 1;
+        read_line();
+        pthread_join(t, NULL);
+        read_line();
     } else {
         if (strcmp(s, "seccomp") == 0)
             seccomp_allow_all();
