@@ -23,9 +23,8 @@ extern "C" {
  * loaded before the shim). */
 extern int ks_loaded_late;
 
-/* Notes every task of the process but the caller as pre-attach. Once, before
- * the control server starts (its threads read the set without a lock:
- * pthread_create orders the writes before them). */
+/* Notes every task of the process but the caller as pre-attach. Once; the
+ * set is published atomically (the control server may already run). */
 void ks_preattach_note(void);
 /* 1 if TID was a thread of the process when the shim was attached. */
 int ks_preattach_has(pid_t tid);

@@ -9,8 +9,11 @@
 
 int ks_loaded_late;
 
-/* Written once by ks_preattach_note before the control server's threads
- * exist; read-only afterwards. Sorted, for bsearch. */
+/* Written once by ks_preattach_note; read-only afterwards. Sorted, for
+ * bsearch. The pointer is published with a release store after the count:
+ * the control server may already run when the note is taken (a second
+ * attach, or any client, rang the doorbell between the shim's constructor
+ * and its entry, while the loader was busy). */
 static pid_t *ks_pre_tids;
 static int ks_pre_n;
 
@@ -22,7 +25,7 @@ static int ks_tid_cmp(const void *a, const void *b)
 
 void ks_preattach_note(void)
 {
-    if (ks_pre_tids)
+    if (__atomic_load_n(&ks_pre_tids, __ATOMIC_ACQUIRE))
         return;
     int n = 0;
     pid_t *tids = ks_read_ids("/proc/self/task", &n);
@@ -35,11 +38,11 @@ void ks_preattach_note(void)
             tids[k++] = tids[i];
     qsort(tids, (size_t)k, sizeof *tids, ks_tid_cmp);
     ks_pre_n = k;
-    ks_pre_tids = tids;
+    __atomic_store_n(&ks_pre_tids, tids, __ATOMIC_RELEASE);
 }
 
 int ks_preattach_has(pid_t tid)
 {
-    return ks_pre_tids &&
-           bsearch(&tid, ks_pre_tids, (size_t)ks_pre_n, sizeof tid, ks_tid_cmp) != NULL;
+    pid_t *tids = __atomic_load_n(&ks_pre_tids, __ATOMIC_ACQUIRE);
+    return tids && bsearch(&tid, tids, (size_t)ks_pre_n, sizeof tid, ks_tid_cmp) != NULL;
 }
