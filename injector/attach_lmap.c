@@ -2,8 +2,9 @@
  * program's r_debug (its DT_DEBUG entry, which the loader fills) heads the
  * link_map chain: the program, its preloads, then its needed libraries
  * breadth first, then what it dlopened. Everything is read from the
- * target's memory through /proc/PID/mem, and each object's file through
- * /proc/PID/root (the target's view of the file system). */
+ * target's memory through /proc/PID/mem, and each object's file, a path the
+ * target chose, through safefile.h (regular files only, inside the target's
+ * root, with its credentials: docs/security.md). */
 #include <elf.h>
 #include <fcntl.h>
 #include <link.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "attach.h"
+#include "safefile.h"
 
 #define KSI_LMAP_MAX 1024
 
@@ -50,23 +52,21 @@ static uint64_t ksi_r_debug(pid_t pid)
     return 0;
 }
 
-static int ksi_open_object(pid_t pid, int first, const char *name)
+static int ksi_open_object(struct ksi_tf *tf, pid_t pid, int first, const char *name)
 {
-    char path[4200];
-    if (first)
+    char path[64];
+    if (first) {   /* the kernel's own link to the program's file */
         snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
-    else if (name[0] == '/')
-        snprintf(path, sizeof path, "/proc/%d/root%s", (int)pid, name);
-    else
+        return open(path, O_RDONLY | O_CLOEXEC);
+    }
+    if (name[0] != '/')
         return -1;   /* the vDSO (no file), or a name we cannot place */
-    return open(path, O_RDONLY | O_CLOEXEC);
+    return ksi_tf_open(tf, name, KSI_IN_TARGET, "a library of the target (--attach)", 1);
 }
 
-void ksi_attach_link_map(pid_t pid, struct ksi_libc *out)
+/* The chain from LM: each object's .dynsym, until everything is found. */
+static void ksi_lmap_walk(struct ksi_tf *tf, pid_t pid, uint64_t lm, struct ksi_libc *out)
 {
-    uint64_t r = ksi_r_debug(pid), lm = 0;
-    if (!r || ksi_mem_read(pid, r + offsetof(struct r_debug, r_map), &lm, sizeof lm) != 0)
-        return;
     for (int i = 0; lm && i < KSI_LMAP_MAX; i++) {
         struct link_map m;
         char name[4096] = "";
@@ -80,7 +80,7 @@ void ksi_attach_link_map(pid_t pid, struct ksi_libc *out)
                 if (ksi_mem_read(pid, at + k, &name[k], 1) != 0 || !name[k])
                     break;
         name[sizeof name - 1] = 0;
-        int fd = ksi_open_object(pid, i == 0, name);
+        int fd = ksi_open_object(tf, pid, i == 0, name);
         if (fd >= 0) {
             ksi_attach_scan_file(fd, m.l_addr, out);
             close(fd);
@@ -90,4 +90,17 @@ void ksi_attach_link_map(pid_t pid, struct ksi_libc *out)
             return;
         lm = (uint64_t)(uintptr_t)m.l_next;
     }
+}
+
+void ksi_attach_link_map(pid_t pid, struct ksi_libc *out)
+{
+    uint64_t r = ksi_r_debug(pid), lm = 0;
+    if (!r || ksi_mem_read(pid, r + offsetof(struct r_debug, r_map), &lm, sizeof lm) != 0)
+        return;
+    struct ksi_tf tf;
+    ksi_tf_begin(&tf, pid);
+    ksi_tf_enter(&tf);
+    ksi_lmap_walk(&tf, pid, lm, out);
+    ksi_tf_leave(&tf);
+    ksi_tf_end(&tf);
 }

@@ -2,10 +2,11 @@
  *
  * libc's file is read through /proc/PID/map_files (the very file mapped,
  * whatever the target's mount namespace or a rename since), falling back to
- * /proc/PID/root/PATH where map_files is closed to us (it needs
- * CAP_SYS_ADMIN). Symbols come from its dynamic symbol table with libelf:
- * the default version of each (pthread_create@@GLIBC_2.34, not the
- * compatibility one), as the loader would bind it. */
+ * its path in the target's root where map_files is closed to us (it needs
+ * CAP_SYS_ADMIN), with safefile.h's rules. Symbols come from its dynamic
+ * symbol table with libelf: the default version of each
+ * (pthread_create@@GLIBC_2.34, not the compatibility one), as the loader
+ * would bind it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <gelf.h>
@@ -16,6 +17,7 @@
 
 #include "attach.h"
 #include "injector.h"
+#include "safefile.h"
 
 static int ksi_mem_io(pid_t pid, uint64_t addr, void *buf, size_t len, int write_)
 {
@@ -79,8 +81,15 @@ static int ksi_open_libc(pid_t pid, uint64_t lo, uint64_t hi, const char *file)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd >= 0)
         return fd;
-    snprintf(path, sizeof path, "/proc/%d/root%s", (int)pid, file);
-    return open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    /* A path from the target's maps: safefile.h's rules (regular files,
+     * its root, its credentials). */
+    struct ksi_tf tf;
+    ksi_tf_begin(&tf, pid);
+    ksi_tf_enter(&tf);
+    fd = ksi_tf_open(&tf, file, KSI_IN_TARGET, "the target's libc (--attach)", 0);
+    ksi_tf_leave(&tf);
+    ksi_tf_end(&tf);
+    return fd;
 }
 
 /* The first PT_LOAD's page: the load bias is the mapping's start minus it. */
