@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -36,27 +38,69 @@ static int ksi_maps_shim(pid_t pid)
 }
 
 /* The path the target opens: the injector's own library, when both see the
- * same files (one mount namespace). Another namespace is refused for now
- * (docs/attach.md). */
-static int ksi_target_path(pid_t pid, const char *shim, char *out, size_t cap,
+ * same files (one mount namespace). In another (a container), *MEMFD is set:
+ * the library is copied into a memfd of the target's and opened there as
+ * /proc/self/fd/N, whatever its file system holds (ksi_plant_memfd). OUT
+ * gets the injector's absolute path of the library either way. */
+static int ksi_target_path(pid_t pid, const char *shim, char *out, size_t cap, int *memfd,
                            struct ksi_attach_err *e)
 {
     char ns[64];
     struct stat a, b;
     snprintf(ns, sizeof ns, "/proc/%d/ns/mnt", (int)pid);
     e->code = KSI_EXIT_ERROR;
-    if (stat("/proc/self/ns/mnt", &a) == 0 && stat(ns, &b) == 0 && a.st_ino != b.st_ino) {
-        e->code = KSI_EXIT_REFUSED;
-        snprintf(e->msg, sizeof e->msg, "%d is in another mount namespace (a container?): "
-                 "attaching there is not supported yet", (int)pid);
-        return -1;
-    }
+    *memfd = stat("/proc/self/ns/mnt", &a) == 0 && stat(ns, &b) == 0 &&
+             (a.st_ino != b.st_ino || a.st_dev != b.st_dev);
     char real[PATH_MAX];
     if (!realpath(shim, real) || strlen(real) >= cap) {
-        snprintf(e->msg, sizeof e->msg, "cannot find the shim %s: %s", shim, strerror(errno));
+        snprintf(e->msg, sizeof e->msg, "cannot find the shim %.300s: %s", shim, strerror(errno));
         return -1;
     }
     snprintf(out, cap, "%s", real);
+    return 0;
+}
+
+/* Copies the library at SRC into the target's fd FD. Returns 0 or an errno. */
+static int ksi_copy_into(pid_t pid, int fd, const char *src)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)pid, fd);
+    int out = open(path, O_WRONLY | O_CLOEXEC), in = open(src, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    int rc = out < 0 || in < 0 || fstat(in, &st) != 0 ? errno : 0;
+    for (off_t off = 0; !rc && off < st.st_size;) {
+        ssize_t n = sendfile(out, in, &off, (size_t)(st.st_size - off));
+        if (n <= 0)
+            rc = n < 0 ? errno : EIO;
+    }
+    if (out >= 0)
+        close(out);
+    if (in >= 0)
+        close(in);
+    return rc;
+}
+
+/* In the borrowed thread: a memfd (named after the library, so that the
+ * program's maps say libkillshim.so), filled with it; BLK then names
+ * /proc/self/fd/N, which the new thread closes after its dlopen. NAME_AT: a
+ * spare spot of the code page for the name. */
+static int ksi_plant_memfd(struct ksi_borrow *b, pid_t pid, uint64_t name_at,
+                           struct ksi_attach_block *blk)
+{
+    static const char name[] = "/libkillshim.so";
+    int64_t fd;
+    uint64_t mf[6] = {name_at, MFD_CLOEXEC, 0, 0, 0, 0};
+    if (ksi_mem_write(pid, name_at, name, sizeof name) != 0)
+        return errno ? errno : EIO;
+    int rc = ksi_borrow_syscall(b, SYS_memfd_create, mf, &fd);
+    if (rc)
+        return rc;
+    if (fd < 0)
+        return (int)-fd;
+    if ((rc = ksi_copy_into(pid, (int)fd, blk->path)) != 0)
+        return rc;
+    blk->memfd = fd;
+    snprintf(blk->path, sizeof blk->path, "/proc/self/fd/%d", (int)fd);
     return 0;
 }
 
@@ -89,7 +133,8 @@ static int ksi_borrow_any(pid_t pid, struct ksi_borrow **out, pid_t *tidp,
 /* In the borrowed thread: two pages (code, then the block), filled, the
  * code made executable, and pthread_create called. *THREAD_RC: its result. */
 static int ksi_plant(struct ksi_borrow *b, pid_t pid, const struct ksi_libc *libc,
-                     const struct ksi_attach_block *blk, uint64_t *block_addr, uint64_t *thread_rc)
+                     struct ksi_attach_block *blk, int memfd, uint64_t *block_addr,
+                     uint64_t *thread_rc)
 {
     int64_t page;
     uint64_t mm[6] = {0, 2 * KSI_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
@@ -101,6 +146,8 @@ static int ksi_plant(struct ksi_borrow *b, pid_t pid, const struct ksi_libc *lib
         return (int)-page;
     uint64_t code = (uint64_t)page, data = code + KSI_PAGE;
     size_t len = (size_t)(ksi_attach_code_end - ksi_attach_code);
+    if (memfd && (rc = ksi_plant_memfd(b, pid, code + KSI_PAGE / 2, blk)) != 0)
+        return rc;
     if (ksi_mem_write(pid, code, ksi_attach_code, len) != 0 ||
         ksi_mem_write(pid, data, blk, sizeof *blk) != 0)
         return errno ? errno : EIO;
@@ -168,10 +215,13 @@ int ksi_attach(pid_t pid, const char *shim, int timeout_ms, struct ksi_attach_in
         return 0;
     struct ksi_libc libc;
     static struct ksi_attach_block blk;
+    int memfd = 0;
     memset(&blk, 0, sizeof blk);
     if (ksi_attach_check(pid, e) != 0 || ksi_attach_libc(pid, &libc, e) != 0 ||
-        ksi_target_path(pid, shim, blk.path, sizeof blk.path, e) != 0)
+        ksi_target_path(pid, shim, blk.path, sizeof blk.path, &memfd, e) != 0)
         return -1;
+    blk.memfd = -1;
+    blk.close = libc.close;
     blk.dlopen = libc.dlopen, blk.dlsym = libc.dlsym, blk.dlerror = libc.dlerror;
     blk.pthread_detach = libc.pthread_detach;
     snprintf(blk.entry, sizeof blk.entry, "killshim_attach_start");
@@ -181,7 +231,7 @@ int ksi_attach(pid_t pid, const char *shim, int timeout_ms, struct ksi_attach_in
         return -1;
     info->nr = ksi_borrow_nr(b);
     uint64_t data = 0, thread_rc = 0;
-    int rc = ksi_plant(b, pid, &libc, &blk, &data, &thread_rc);
+    int rc = ksi_plant(b, pid, &libc, &blk, memfd, &data, &thread_rc);
     int rc_end = ksi_borrow_end(b);
     info->borrowed_ms = ksi_ms_since(&tb);
     e->code = KSI_EXIT_ERROR;

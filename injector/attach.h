@@ -24,12 +24,16 @@ struct ksi_attach_block {
     uint64_t handle, error;            /* dlopen's result; dlerror()'s message */
     uint64_t thread;                   /* pthread_create's pthread_t */
     uint64_t pthread_detach;
-    char path[3072 - 64];              /* the library, as the target opens it */
+    uint64_t close;                    /* libc's close */
+    int64_t memfd;                     /* the memfd the library is in, or -1 */
+    char path[3072 - 80];              /* the library, as the target opens it */
     char entry[64];                    /* "killshim_attach_start" */
 };
 
 _Static_assert(__builtin_offsetof(struct ksi_attach_block, pthread_detach) == 56, "attach_stub.S");
-_Static_assert(__builtin_offsetof(struct ksi_attach_block, path) == 64, "attach_stub.S");
+_Static_assert(__builtin_offsetof(struct ksi_attach_block, close) == 64, "attach_stub.S");
+_Static_assert(__builtin_offsetof(struct ksi_attach_block, memfd) == 72, "attach_stub.S");
+_Static_assert(__builtin_offsetof(struct ksi_attach_block, path) == 80, "attach_stub.S");
 _Static_assert(__builtin_offsetof(struct ksi_attach_block, entry) == 3072, "attach_stub.S");
 _Static_assert(sizeof(struct ksi_attach_block) <= 4096, "one page");
 
@@ -68,7 +72,7 @@ void ksi_attach_seize_error(pid_t pid, int err, struct ksi_attach_err *e);
 /* attach_sym.c: the address of NAME in PID's libc, from the file's dynamic
  * symbol table and the mapping's base (0 if not found). */
 struct ksi_libc {
-    uint64_t pthread_create, pthread_detach, dlopen, dlsym, dlerror;
+    uint64_t pthread_create, pthread_detach, dlopen, dlsym, dlerror, close;
 };
 int ksi_attach_libc(pid_t pid, struct ksi_libc *out, struct ksi_attach_err *e);
 /* Fills the entries of OUT still 0 from the ELF file FD loaded at BIAS. */

@@ -86,7 +86,7 @@ static void ksi_lmap_walk(struct ksi_tf *tf, pid_t pid, uint64_t lm, struct ksi_
             close(fd);
         }
         if (out->pthread_create && out->pthread_detach && out->dlopen && out->dlsym &&
-            out->dlerror)
+            out->dlerror && out->close)
             return;
         lm = (uint64_t)(uintptr_t)m.l_next;
     }

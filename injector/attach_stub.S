@@ -22,10 +22,15 @@ ksi_attach_thread:
     mov %rdi, %rbx
     mov %fs:0x10, %rdi           /* pthread_self(): the TCB's self pointer */
     call *56(%rbx)               /* b->pthread_detach: nobody joins this thread */
-    lea 64(%rbx), %rdi           /* b->path */
+    lea 80(%rbx), %rdi           /* b->path */
     mov $2, %esi                 /* RTLD_NOW */
     call *0(%rbx)                /* b->dlopen */
     mov %rax, 32(%rbx)           /* b->handle */
+    mov 72(%rbx), %rdi           /* b->memfd: loaded from a memfd? */
+    test %rdi, %rdi
+    js 3f
+    call *64(%rbx)               /* b->close: the mapping stays, the fd goes */
+3:  mov 32(%rbx), %rax
     test %rax, %rax
     jz 1f
     mov %rax, %rdi

@@ -127,7 +127,7 @@ static void ksi_scan_dynsym(Elf *elf, uint64_t bias, struct ksi_libc *out)
         return;
     struct { const char *name; uint64_t *slot; } want[] = {
         {"pthread_create", &out->pthread_create}, {"pthread_detach", &out->pthread_detach},
-        {"dlopen", &out->dlopen},
+        {"dlopen", &out->dlopen}, {"close", &out->close},
         {"dlsym", &out->dlsym}, {"dlerror", &out->dlerror},
     };
     size_t n = symsh.sh_size / symsh.sh_entsize;
@@ -182,9 +182,9 @@ int ksi_attach_libc(pid_t pid, struct ksi_libc *out, struct ksi_attach_err *e)
         elf_end(elf);
     close(fd);
     if (!out->pthread_create || !out->pthread_detach || !out->dlopen || !out->dlsym ||
-        !out->dlerror) {
+        !out->dlerror || !out->close) {
         snprintf(e->msg, sizeof e->msg, "the target's %.300s lacks pthread_create, pthread_detach, "
-                 "dlopen, dlsym or dlerror (a glibc older than 2.34?)", file);
+                 "dlopen, dlsym, dlerror or close (a glibc older than 2.34?)", file);
         return -1;
     }
     return 0;

@@ -114,8 +114,10 @@ __attribute__((constructor)) static void ks_constructor(void)
 {
     /* A preload's constructor runs on the main thread before main; a dlopen
      * by killshim-inject --attach runs it on a thread of its own (attach.c). */
-    if (ks_gettid() != getpid())
+    if (ks_gettid() != getpid()) {
         __atomic_store_n(&ks_loaded_late, 1, __ATOMIC_RELEASE);
+        ks_got_patch_deps();
+    }
     ks_init();
     if (ks_gettid() == getpid())
         ks_registry_add_self(KS_ROLE_MAIN, NULL);

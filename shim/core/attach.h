@@ -37,6 +37,12 @@ int ks_preattach_has(pid_t tid);
  * slots changed. */
 int ks_got_patch_all(void);
 
+/* In the shim's own dependencies (loaded with it, after it): pipe2 only,
+ * which libunwind's init calls and the shim must refuse it
+ * (interpose/interpose_pipe.c), as it does when preloaded. Before ks_init
+ * (which runs that init). Returns the number of slots changed. */
+int ks_got_patch_deps(void);
+
 #ifdef __cplusplus
 }
 #endif

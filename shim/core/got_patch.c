@@ -28,6 +28,7 @@ struct ks_got_want {
 
 struct ks_got_walk {
     uintptr_t self;
+    int deps;        /* patch the shim's dependencies, not the program */
     int past_self;   /* visiting what was loaded after the shim */
     struct ks_got_want want[KS_FN_COUNT];
     int nwant;
@@ -97,15 +98,18 @@ static void ks_got_table(struct ks_got_walk *w, const struct dl_phdr_info *info,
     }
 }
 
-/* Only the program's objects: those loaded before the shim. After it come
- * the shim's own dependencies, loaded with it (libunwind, libgcc_s...): the
- * shim calls them for itself, and their calls stay libc's. Never libc and
- * the loader themselves (their internal calls are not through the GOT). */
+/* The program's objects: those loaded before the shim. After it come the
+ * shim's own dependencies, loaded with it (libunwind, libgcc_s...): the shim
+ * calls them for itself, and their calls stay libc's but for what the shim
+ * must see of them (ks_got_patch_deps). Never libc and the loader
+ * themselves (their internal calls are not through the GOT). */
 static int ks_got_skip(const struct dl_phdr_info *info, struct ks_got_walk *w)
 {
-    if (ks_got_contains(info, w->self))
+    if (ks_got_contains(info, w->self)) {
         w->past_self = 1;
-    return w->past_self;
+        return 1;
+    }
+    return w->deps ? !w->past_self : w->past_self;
 }
 
 static int ks_got_never(const struct ks_elf_obj *o)
@@ -167,21 +171,37 @@ static const struct { const char *name; enum ks_real_where where; } ks_got_names
 #undef KS_X
 };
 
-int ks_got_patch_all(void)
+/* Patches, as W says, the slots of the functions ONLY names (NULL: every
+ * function the shim interposes). */
+static int ks_got_patch(struct ks_got_walk *w, const char *only)
 {
     struct ks_elf_obj self;
     if (dl_iterate_phdr(ks_got_find_self, &self) == 0)
         return 0;
-    struct ks_got_walk w = {.self = (uintptr_t)&ks_got_patch_all};
+    w->self = (uintptr_t)&ks_got_patch;
     ks_real_resolve_all();
     for (int f = 0; f < KS_FN_COUNT; f++) {
         const char *name = ks_got_names[f].name;
+        if (only && strcmp(name, only) != 0)
+            continue;
         void *real = __atomic_load_n(&ks_real_fn[f], __ATOMIC_ACQUIRE);
         const ElfW(Sym) *s = ks_elf_find(&self, name, ks_elf_gnu_hash(name), NULL);
         if (ks_got_names[f].where != KS_NEXT || !real || !s)
             continue;
-        w.want[w.nwant++] = (struct ks_got_want){name, real, ks_elf_addr(&self, s)};
+        w->want[w->nwant++] = (struct ks_got_want){name, real, ks_elf_addr(&self, s)};
     }
-    dl_iterate_phdr(ks_got_visit, &w);
-    return w.changed;
+    dl_iterate_phdr(ks_got_visit, w);
+    return w->changed;
+}
+
+int ks_got_patch_all(void)
+{
+    struct ks_got_walk w = {.deps = 0};
+    return ks_got_patch(&w, NULL);
+}
+
+int ks_got_patch_deps(void)
+{
+    struct ks_got_walk w = {.deps = 1};
+    return ks_got_patch(&w, "pipe2");
 }

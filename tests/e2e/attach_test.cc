@@ -7,9 +7,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <dirent.h>
+#include <limits.h>
+
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <set>
 #include <string>
 
 #include "tests/e2e/harness.h"
@@ -87,6 +91,19 @@ int MapsShim(pid_t pid) {
   return n;
 }
 
+// The fd numbers PID has open.
+std::set<int> Fds(pid_t pid) {
+  std::set<int> fds;
+  DIR* d = opendir(("/proc/" + std::to_string(pid) + "/fd").c_str());
+  while (d) {
+    struct dirent* e = readdir(d);
+    if (!e) break;
+    if (e->d_name[0] != '.') fds.insert(atoi(e->d_name));
+  }
+  if (d) closedir(d);
+  return fds;
+}
+
 // The heartbeat count the program reports ("beat" on its stdin).
 long Beats(Target& t) {
   t.Send("beat");
@@ -146,8 +163,14 @@ TEST(Attach, StacksOfPreAttachThreads) {
   KS_NEED_PTRACE();
   Target t = Start("workers", TsanPreAttachDumpEnv());
   ASSERT_EQ(t.WaitFor("ready"), "ready 5") << t.Stderr();
+  std::set<int> before = Fds(t.pid());
   ks::Result r = Attach(t.pid(), {"--stack"});
   ASSERT_EQ(r.code, 0) << r.err;
+  // The shim's fds stay out of the program's way (256 and up), as when it
+  // is preloaded: libunwind's init opens no pipe (its pipe2 slot leads to
+  // the shim's hook, patched before that init ran).
+  for (int fd : Fds(t.pid()))
+    if (!before.count(fd)) EXPECT_GE(fd, 256) << "new fd " << fd;
   for (const char* fn : {"spinner", "reader", "waiter", "main"})
     EXPECT_TRUE(Has(r.out, std::string(" ") + fn + "+")) << fn << "\n" << r.out;
   EXPECT_TRUE(Has(r.out, "(pre-attach, R)")) << r.out;
@@ -295,6 +318,33 @@ TEST(Attach, ABusyLoaderEndsInATimeoutAndAHealthyProgram) {
   EXPECT_TRUE(Has(again.out, "pre-attach")) << again.out;
   t.Send("bye");
   EXPECT_EQ(t.WaitFor("got"), "got bye");
+  EXPECT_EQ(t.Wait(), 0);
+}
+
+// A program in another mount namespace, where the injector's library path
+// does not exist (a tmpfs over its directory): the library goes in through
+// a memfd of the program's, and the memfd is closed once it is loaded.
+TEST(Attach, AnotherMountNamespaceLoadsFromAMemfd) {
+  KS_NEED_PTRACE();
+  if (std::string why = ks::NamespaceUnavailable("mount"); !why.empty())
+    GTEST_SKIP() << "no mount namespace to hide the library in: " << why;
+  char real[PATH_MAX];
+  ASSERT_NE(realpath(ks::ShimPath().c_str(), real), nullptr);
+  std::string dir = std::string(real).substr(0, std::string(real).rfind('/'));
+  Target t("/usr/bin/unshare", {"-m", "--propagation", "private", "/bin/sh", "-c",
+                                "mount -t tmpfs none '" + dir + "' && exec '" +
+                                    ks::ProgPath("attach_target") + "' pipe"},
+           {}, /*preload=*/false);
+  ASSERT_EQ(t.WaitFor("ready"), "ready 1") << t.Stderr();
+  std::set<int> before = Fds(t.pid());
+  ks::Result r = Attach(t.pid());
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(Has(r.out, "pre-attach")) << r.out;
+  EXPECT_EQ(MapsShim(t.pid()), 1);
+  for (int fd : Fds(t.pid()))
+    if (!before.count(fd)) EXPECT_GE(fd, 256) << "new fd " << fd << " (the memfd not closed?)";
+  t.Send("contained");
+  EXPECT_EQ(t.WaitFor("got"), "got contained");
   EXPECT_EQ(t.Wait(), 0);
 }
 
