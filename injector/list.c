@@ -124,6 +124,18 @@ static int ksi_list_graph(const struct ksi_rows *rs, struct ksi_graph *g)
     return ksi_graph_cycles(g);
 }
 
+/* Under the table, once, if a thread was there before an attach
+ * (docs/attach.md). */
+static void ksi_print_preattach_note(const struct ksi_rows *rs)
+{
+    for (size_t i = 0; i < rs->n; i++)
+        if (strcmp(rs->v[i].role, "pre-attach") == 0) {
+            printf("pre-attach: started before the shim was attached; the locks they took "
+                   "before it cannot be seen\n");
+            return;
+        }
+}
+
 static void ksi_print_table(const struct ksi_opts *o, const struct ksi_rows *rs,
                             const struct ksi_graph *g)
 {
@@ -159,8 +171,7 @@ static void ksi_print_table(const struct ksi_opts *o, const struct ksi_rows *rs,
             KSI_NOTE("holds the GIL");
         else if (strcmp(r->py_gil, "waits") == 0)
             KSI_NOTE("waits for the GIL");
-        int pre = strcmp(r->role, "pre-attach") == 0;
-        if (pre)
+        if (strcmp(r->role, "pre-attach") == 0)
             KSI_NOTE("locks unknown");
         else if (r->locks)
             KSI_NOTE("holds %lld lock%s", r->locks, r->locks == 1 ? "" : "s");
@@ -177,12 +188,7 @@ static void ksi_print_table(const struct ksi_opts *o, const struct ksi_rows *rs,
                r->start_whole ? (int)strlen(r->start) : 24, r->start[0] ? r->start : "?",
                r->state, cpu, age, kind, note);
     }
-    for (size_t i = 0; i < rs->n; i++)
-        if (strcmp(rs->v[i].role, "pre-attach") == 0) {
-            printf("pre-attach: started before the shim was attached; the locks they took "
-                   "before it cannot be seen\n");
-            break;
-        }
+    ksi_print_preattach_note(rs);
     for (int i = 0; i < g->ncycles; i++) {
         char buf[4096];
         ksi_cycle_text(g->edges, &g->cycles[i], buf, sizeof buf);
