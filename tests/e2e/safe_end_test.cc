@@ -342,18 +342,19 @@ TEST(Stripped, StartRoutineAndExitSiteAreModulePlusOffset) {
 // pthread_cond_wait leaves from a libc function that exports no symbol
 // (__futex_abstimed_wait_common), and the report had no module at all. The
 // injector runs here with /usr/lib/debug hidden (a private mount
-// namespace: the suite runs as root), as on such a machine; where no mount
-// namespace can be made (a chroot, whose root is no mount point) it runs
-// as it is, and the test checks that no debug symbols were found.
+// namespace: the suite runs as root), as on such a machine. Where no mount
+// namespace can be made (a chroot, whose root is no mount point) the debug
+// files tools/setup.sh installs cannot be hidden: the test cannot run.
 TEST(Stripped, LeftFromInLibcWithoutDebugSymbolsNamesTheModule) {
+  if (std::string why = ks::NamespaceUnavailable("mount"); !why.empty())
+    GTEST_SKIP() << "libc's debug symbols cannot be hidden from the injector: " << why;
   Victims v;
   pid_t tid = v.Spawn("cond");
   ASSERT_TRUE(WaitSyscall(v.t.pid(), tid, kFutex));
   std::string inject = ks::InjectorPath() + " --json -m cancel -t 30 " + v.pid() + " " +
                        std::to_string(tid);
-  std::string cmd = "if /usr/bin/unshare -m /bin/true 2>/dev/null; then exec /usr/bin/unshare -m "
-                    "/bin/sh -c '{ [ ! -d /usr/lib/debug ] || mount -t tmpfs none /usr/lib/debug; } "
-                    "&& exec " + inject + "'; fi; exec " + inject;
+  std::string cmd = "exec /usr/bin/unshare -m /bin/sh -c '{ [ ! -d /usr/lib/debug ] || "
+                    "mount -t tmpfs none /usr/lib/debug; } && exec " + inject + "'";
   ks::Result r = ks::Run({"/bin/sh", "-c", cmd});
   ASSERT_EQ(r.code, 0) << r.out << r.err;
   auto rep = ks::FlatJson(r.out);
