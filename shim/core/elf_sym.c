@@ -226,3 +226,14 @@ int ks_elf_find_loaded(const char *name, const char *file, struct ks_elf_loaded 
     struct ks_loaded_find f = {name, file, ks_elf_gnu_hash(name), l};
     return dl_iterate_phdr(ks_loaded_cb, &f) ? 0 : ENOENT;
 }
+
+int ks_elf_info_contains(const struct dl_phdr_info *info, uintptr_t addr)
+{
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && addr >= lo && addr - lo < ph->p_memsz)
+            return 1;
+    }
+    return 0;
+}

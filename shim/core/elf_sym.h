@@ -51,6 +51,10 @@ const ElfW(Sym) *ks_elf_find(const struct ks_elf_obj *o, const char *name, uint3
  * for an indirect function (STT_GNU_IFUNC), as the loader would bind it. */
 void *ks_elf_addr(const struct ks_elf_obj *o, const ElfW(Sym) *sym);
 
+/* 1 if ADDR lies in one of the PT_LOAD segments of the object INFO
+ * describes (a dl_iterate_phdr entry), else 0. */
+int ks_elf_info_contains(const struct dl_phdr_info *info, uintptr_t addr);
+
 /* A loaded object found by ks_elf_find_loaded. Points into the object's own
  * mapping and the loader's list: valid while the object stays loaded. */
 struct ks_elf_loaded {

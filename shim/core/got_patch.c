@@ -35,17 +35,6 @@ struct ks_got_walk {
     int changed;
 };
 
-static int ks_got_contains(const struct dl_phdr_info *info, uintptr_t addr)
-{
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-        if (ph->p_type == PT_LOAD && addr >= lo && addr - lo < ph->p_memsz)
-            return 1;
-    }
-    return 0;
-}
-
 /* The RELRO range of an object, page-rounded as the loader protects it. */
 static void ks_relro(const struct dl_phdr_info *info, uintptr_t *lo, uintptr_t *hi)
 {
@@ -89,7 +78,7 @@ static void ks_got_table(struct ks_got_walk *w, const struct dl_phdr_info *info,
             void *cur = __atomic_load_n((void **)slot, __ATOMIC_ACQUIRE);
             /* Bound to libc's, or not bound yet (lazy: it still points
              * into the object's own PLT). */
-            if (cur == w->want[f].real || ks_got_contains(info, (uintptr_t)cur)) {
+            if (cur == w->want[f].real || ks_elf_info_contains(info, (uintptr_t)cur)) {
                 ks_got_store(slot, w->want[f].hook, rlo, rhi);
                 w->changed++;
             }
@@ -105,7 +94,7 @@ static void ks_got_table(struct ks_got_walk *w, const struct dl_phdr_info *info,
  * themselves (their internal calls are not through the GOT). */
 static int ks_got_skip(const struct dl_phdr_info *info, struct ks_got_walk *w)
 {
-    if (ks_got_contains(info, w->self)) {
+    if (ks_elf_info_contains(info, w->self)) {
         w->past_self = 1;
         return 1;
     }
@@ -160,7 +149,7 @@ static int ks_got_find_self(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
     struct ks_elf_obj *self = arg;
-    if (!ks_got_contains(info, (uintptr_t)&ks_got_find_self))
+    if (!ks_elf_info_contains(info, (uintptr_t)&ks_got_find_self))
         return 0;
     return ks_elf_open(self, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) == 0;
 }

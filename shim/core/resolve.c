@@ -70,17 +70,6 @@ struct ks_walk {
     struct ks_found found[KS_FN_COUNT];
 };
 
-static int ks_contains(const struct dl_phdr_info *info, uintptr_t addr)
-{
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-        if (ph->p_type == PT_LOAD && addr >= lo && addr - lo < ph->p_memsz)
-            return 1;
-    }
-    return 0;
-}
-
 static int ks_is_libc(const struct ks_elf_obj *o)
 {
     static const char want[] = "libc.so.6";
@@ -120,7 +109,7 @@ static int ks_visit(struct dl_phdr_info *info, size_t size, void *arg)
     void (*hook)(void) = __atomic_load_n(&ks_resolve_visit_hook, __ATOMIC_ACQUIRE);
     if (hook)
         hook();
-    if (ks_contains(info, w->self)) {
+    if (ks_elf_info_contains(info, w->self)) {
         w->after_self = 1;   /* never ourselves: the objects after us */
         return 0;
     }
