@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <string.h>
 
+#include "shim/core/elf_sym.h"
 #include "shim/core/ks.h"
 #include "shim/core/lock.h"
 
@@ -72,7 +73,7 @@ static int ks_kind_of_name(const char *base)
 static int ks_safepoint_collect(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
-    (void)arg;
+    uintptr_t malloc_at = *(const uintptr_t *)arg;
     if (ks_nscratch >= KS_MOD_MAX)
         return 1;
     struct ks_mod *m = &ks_scratch[ks_nscratch];
@@ -104,6 +105,13 @@ static int ks_safepoint_collect(struct dl_phdr_info *info, size_t size, void *ar
     uintptr_t self = (uintptr_t)&ks_safepoint_refresh;
     if (self >= m->lo && self < m->hi)
         m->kind = KS_MOD_SHIM;
+    /* A library that brings the program's malloc: an abort stepping to a
+     * "call boundary" inside it would leave its thread cache half updated
+     * (tcmalloc's free list crashed at the thread's exit), so it is a
+     * runtime the thread must leave first. The executable's own malloc
+     * stays application code. */
+    if (m->kind == KS_MOD_APP && ks_nscratch > 0 && ks_elf_info_contains(info, malloc_at))
+        m->kind = KS_MOD_ALLOC;
     ks_nscratch++;
     return 0;
 }
@@ -127,8 +135,13 @@ int ks_safepoint_refresh(void)
         ks_unlock(&ks_write_mu);
         return 0;
     }
+    /* The program's malloc: the first definition in the loader's order
+     * (allocation-free, before the walk below: not nested in it). */
+    struct ks_elf_loaded al;
+    uintptr_t malloc_at = ks_elf_find_loaded("malloc", NULL, &al) == 0
+                        ? (uintptr_t)al.obj.base + al.sym->st_value : 0;
     ks_nscratch = 0;
-    dl_iterate_phdr(ks_safepoint_collect, NULL);
+    dl_iterate_phdr(ks_safepoint_collect, &malloc_at);
     __atomic_store_n(&ks_seq, ks_seq + 1, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
     memcpy(ks_mods, ks_scratch, sizeof(struct ks_mod) * (size_t)ks_nscratch);
@@ -205,6 +218,6 @@ const char *ks_mod_kind_name(int kind)
     static const char *const names[] = {"application", "libc", "the dynamic loader",
                                         "the unwinder", "the C++ runtime", "the shim",
                                         "the vDSO", "a sanitizer runtime",
-                                        "unknown code"};
+                                        "the program's allocator", "unknown code"};
     return kind >= 0 && kind <= KS_MOD_NONE ? names[kind] : "?";
 }

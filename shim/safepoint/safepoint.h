@@ -26,6 +26,10 @@ enum ks_mod_kind {
     KS_MOD_VDSO,
     KS_MOD_SANRT,        /* libasan, libtsan, libubsan...: their malloc and
                             interceptors take internal locks like libc's */
+    KS_MOD_ALLOC,        /* the program's malloc when a library of its own
+                            defines it (jemalloc, tcmalloc, mimalloc): its
+                            fast paths update per-thread lists without a
+                            lock the shim could see */
     KS_MOD_NONE,         /* in no module known (JIT code, or loaded since) */
 };
 
