@@ -369,16 +369,21 @@ TEST(Stripped, LeftFromInLibcWithoutDebugSymbolsNamesTheModule) {
 // ---- Language runtimes --------------------------------------------------------
 
 // Debian's python3 (a static libpython): a busy pure-Python thread and one
-// asleep in time.sleep, daemons; the main thread ticks.
+// asleep in time.sleep, daemons; the main thread ticks. "busy" is printed
+// after "sleeper" (Target::WaitFor skips the lines before its match, and
+// the two threads race to print).
 const char kPython[] = R"(
 import threading, time
+printed = threading.Event()
 def busy():
+    printed.wait()
     print("busy tid=%d" % threading.get_native_id(), flush=True)
     x = 0
     while True:
         x += 1
 def sleeper():
     print("sleeper tid=%d" % threading.get_native_id(), flush=True)
+    printed.set()
     while True:
         time.sleep(1000)
 threading.Thread(target=busy, daemon=True).start()
@@ -405,8 +410,8 @@ void ExpectTicks(Target& t) {
 // ends it the Python way: tests/e2e/python_test.)
 TEST(Runtime, PythonThreadsAreRefusedNamingCPython) {
   Target t("/usr/bin/python3", {"-c", kPython});
-  pid_t busy = TidFrom(t.WaitFor("busy "));
   pid_t sleeper = TidFrom(t.WaitFor("sleeper "));
+  pid_t busy = TidFrom(t.WaitFor("busy "));
   ASSERT_TRUE(t.WaitSocket());
   ASSERT_NE(busy, 0);
   ASSERT_NE(sleeper, 0);
@@ -433,8 +438,8 @@ TEST(Runtime, PythonThreadsAreRefusedNamingCPython) {
 // pthread lock) is cancelled in clock_nanosleep, and the interpreter runs on.
 TEST(Runtime, ForceEndsAPythonThreadAnyway) {
   Target t("/usr/bin/python3", {"-c", kPython});
-  t.WaitFor("busy ");
   pid_t sleeper = TidFrom(t.WaitFor("sleeper "));
+  t.WaitFor("busy ");
   ASSERT_TRUE(t.WaitSocket());
   ASSERT_TRUE(WaitSyscall(t.pid(), sleeper, "230"));  // clock_nanosleep
   ks::Result r = Inject({"--json", "-m", "cancel", "--force", "-t", "30", std::to_string(t.pid()),
