@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "attach.h"
+#include "deadline.h"
 #include "injector.h"
 #include "syscalls.h"
 
@@ -104,13 +105,6 @@ static int ksi_plant_memfd(struct ksi_borrow *b, pid_t pid, uint64_t name_at,
     return 0;
 }
 
-static double ksi_ms_since(const struct timespec *t0)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
-}
-
 static int ksi_borrow_any(pid_t pid, struct ksi_borrow **out, pid_t *tidp,
                           struct ksi_attach_err *e)
 {
@@ -166,8 +160,7 @@ static int ksi_plant(struct ksi_borrow *b, pid_t pid, const struct ksi_libc *lib
 /* Waits for the new thread's verdict in the block. */
 static int ksi_wait_loaded(pid_t pid, uint64_t data, int timeout_ms, struct ksi_attach_err *e)
 {
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = ksi_now();
     struct ksi_attach_block blk;
     for (;;) {
         if (ksi_mem_read(pid, data, &blk, 64) != 0) {
@@ -191,9 +184,7 @@ static int ksi_wait_loaded(pid_t pid, uint64_t data, int timeout_ms, struct ksi_
             snprintf(e->msg, sizeof e->msg, "the target could not load the shim: %s", msg);
             return -1;
         }
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        long ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
-        if (ms > timeout_ms) {
+        if ((ksi_now() - t0) * 1e3 > timeout_ms) {
             snprintf(e->msg, sizeof e->msg, "the loader in %d did not finish within %d ms "
                      "(another thread holds its lock: a slow library constructor?). The "
                      "program runs on untouched; the shim loads when the loader is free",
@@ -207,8 +198,7 @@ static int ksi_wait_loaded(pid_t pid, uint64_t data, int timeout_ms, struct ksi_
 int ksi_attach(pid_t pid, const char *shim, int timeout_ms, struct ksi_attach_info *info,
                struct ksi_attach_err *e)
 {
-    struct timespec t0, tb;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = ksi_now();
     memset(info, 0, sizeof *info);
     info->already = ksi_maps_shim(pid);
     if (info->already)
@@ -226,14 +216,14 @@ int ksi_attach(pid_t pid, const char *shim, int timeout_ms, struct ksi_attach_in
     blk.pthread_detach = libc.pthread_detach;
     snprintf(blk.entry, sizeof blk.entry, "killshim_attach_start");
     struct ksi_borrow *b = NULL;
-    clock_gettime(CLOCK_MONOTONIC, &tb);
+    double tb = ksi_now();
     if (ksi_borrow_any(pid, &b, &info->tid, e) != 0)
         return -1;
     info->nr = ksi_borrow_nr(b);
     uint64_t data = 0, thread_rc = 0;
     int rc = ksi_plant(b, pid, &libc, &blk, memfd, &data, &thread_rc);
     int rc_end = ksi_borrow_end(b);
-    info->borrowed_ms = ksi_ms_since(&tb);
+    info->borrowed_ms = (ksi_now() - tb) * 1e3;
     e->code = KSI_EXIT_ERROR;
     if (rc || rc_end) {
         snprintf(e->msg, sizeof e->msg, "attach failed while the thread was borrowed: %s%s",
@@ -247,7 +237,7 @@ int ksi_attach(pid_t pid, const char *shim, int timeout_ms, struct ksi_attach_in
     }
     if (ksi_wait_loaded(pid, data, timeout_ms, e) != 0)
         return -1;
-    info->total_ms = ksi_ms_since(&t0);
+    info->total_ms = (ksi_now() - t0) * 1e3;
     return 0;
 }
 

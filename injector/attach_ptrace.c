@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "attach.h"
+#include "deadline.h"
 #include "injector.h"
 
 #define KSI_XSTATE_MAX (64 * 1024)
@@ -67,17 +68,14 @@ static void ksi_keep_signal(struct ksi_borrow *b, int sig)
 static int ksi_wait_trap(struct ksi_borrow *b, int req)
 {
     int warned = 0;
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = ksi_now();
     for (;;) {
         int st;
         pid_t r = waitpid(b->tid, &st, __WALL | WNOHANG);
         if (r < 0)
             return -1;
         if (r == 0) {
-            struct timespec now;
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            if (!warned && now.tv_sec - t0.tv_sec >= 5) {
+            if (!warned && ksi_now() - t0 >= 5) {
                 /* Leaving now would kill the program (our int3 without a
                  * tracer): wait, and say so. */
                 ksi_err("attach: thread %d has not returned from pthread_create in 5 s; "

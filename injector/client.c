@@ -272,13 +272,6 @@ static int ksi_exchange(struct ksi_client *c, const char *line, ksi_record_fn *f
     }
 }
 
-static double ksi_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* What the request LINE needs proven (access.h): none for the verbs that
  * only describe the shim, attach for end, read for the rest. */
 static int ksi_needs(const char *line)
@@ -296,7 +289,7 @@ static int ksi_needs(const char *line)
  * (ks_proof_make reads /proc/PID/maps and the process's memory as us). */
 static int ksi_fresh_proof(struct ksi_client *c)
 {
-    if (c->proof.level && ksi_mono() < c->proof_until)
+    if (c->proof.level && ksi_now() < c->proof_until)
         return KSI_EXIT_OK;
     struct ks_msg m;
     int rc = ksi_exchange(c, "challenge", NULL, NULL, &m);
@@ -310,7 +303,7 @@ static int ksi_fresh_proof(struct ksi_client *c)
         ksi_err("malformed challenge from process %d", (int)c->pid);
         return KSI_EXIT_PROTOCOL;
     }
-    double t0 = ksi_mono();
+    double t0 = ksi_now();
     ks_proof_make(c->pid, (uint64_t)gen, &c->proof);
     /* A margin for the trip and a slow machine: renewed early, never late. */
     c->proof_until = t0 + (double)valid_ms / 1000.0 * 0.6;

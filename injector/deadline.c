@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "injector.h"
@@ -37,6 +38,13 @@ void ksi_phase(const char *fmt, ...)
     ksi_phases[next][strcspn(ksi_phases[next], "\n")] = '\0';
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     ksi_cur = next;
+}
+
+double ksi_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 void ksi_deadline_start(double seconds)

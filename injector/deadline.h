@@ -6,6 +6,9 @@
 #ifndef KSI_DEADLINE_H
 #define KSI_DEADLINE_H
 
+/* CLOCK_MONOTONIC in seconds: every wait and figure of the injector. */
+double ksi_now(void);
+
 /* Arms the deadline SECONDS from now (0: none). Call once. */
 void ksi_deadline_start(double seconds);
 /* What the injector is doing now, for the message ("reading /usr/lib/...").

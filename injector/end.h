@@ -5,7 +5,6 @@
 
 #include <stdint.h>
 #include <stdio.h>
-#include <time.h>
 #include <sys/types.h>
 
 #include "injector.h"
@@ -113,6 +112,7 @@ const char *ksi_end_mode_that_worked(const struct ksi_end_result *r);
 
 /* The driver's state, shared by end.c (the steps) and end_wait.c (the wait). */
 #include "client.h"
+#include "deadline.h"   /* ksi_now */
 #include "flagvar.h"
 
 struct ksi_end {
@@ -123,13 +123,6 @@ struct ksi_end {
     double last_progress;
     struct ksi_end_result r;
 };
-
-static inline double ksi_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static inline void ksi_copy(char *dst, size_t cap, const char *src)
 {
