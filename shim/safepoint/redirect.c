@@ -34,10 +34,10 @@ static struct {
 } ks_saved;
 static unsigned char ks_tramp_stack[KS_TRAMP_STACK] __attribute__((aligned(16)));
 
-/* The allocator's module when it is not libc's: no redirect while any frame
- * is in it (its own locks are not the shim's to see). */
-static uintptr_t ks_alloc_bias;
-static int ks_alloc_in_program;   /* malloc is the executable's own: no redirects */
+/* malloc is the executable's own: no redirects (its locks are not the
+ * shim's to see, and its frames are the program's). A library that brings
+ * the allocator is a runtime module (KS_MOD_ALLOC): the walk refuses it. */
+static int ks_alloc_in_program;
 
 static int ks_first_module(struct dl_phdr_info *info, size_t size, void *arg)
 {
@@ -51,10 +51,9 @@ void ks_redirect_init(void)
     void *calloc_addr = dlsym(RTLD_DEFAULT, "calloc");
     struct ks_pc_info pi;
     if (!calloc_addr || ks_safepoint_lookup((uintptr_t)calloc_addr, &pi) != KS_MOD_APP)
-        return;   /* libc's (or a sanitizer's, itself runtime) */
+        return;   /* libc's, a sanitizer's or an allocator library's: runtime */
     uintptr_t program = 0;
     dl_iterate_phdr(ks_first_module, &program);
-    __atomic_store_n(&ks_alloc_bias, pi.bias, __ATOMIC_RELEASE);
     __atomic_store_n(&ks_alloc_in_program, pi.bias == program, __ATOMIC_RELEASE);
 }
 
@@ -72,7 +71,7 @@ KS_SIGSAFE int ks_redirect_safe(ucontext_t *uc)
     unw_cursor_t cur;
     if (!ks_unw_ready() || ks_unw.init_local2(&cur, (unw_context_t *)uc, UNW_INIT_SIGNAL_FRAME) != 0)
         return 0;
-    uintptr_t start = ks_thread_start_addr(), alloc = __atomic_load_n(&ks_alloc_bias, __ATOMIC_ACQUIRE);
+    uintptr_t start = ks_thread_start_addr();
     int app_frames = 0, base_left = -1;
     for (int n = 0; n < 512; n++) {
         unw_word_t ip = 0;
@@ -98,7 +97,7 @@ KS_SIGSAFE int ks_redirect_safe(ucontext_t *uc)
         } else if (base_left >= 0) {
             if (base_left-- == 0)
                 return 0;
-        } else if (kind == KS_MOD_APP && !(alloc && pi.bias == alloc)) {
+        } else if (kind == KS_MOD_APP) {
             app_frames++;
         } else if (kind == KS_MOD_LIBC && app_frames) {
             base_left = KS_BASE_FRAMES - 1;   /* below main, or a libc callback */

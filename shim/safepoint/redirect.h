@@ -28,8 +28,8 @@
 extern "C" {
 #endif
 
-/* Once, at init (not in signal context): finds which module the program's
- * allocator lives in. */
+/* Once, at init (not in signal context): finds whether the program's
+ * allocator is the executable's own. */
 void ks_redirect_init(void);
 
 /* In signal context: 1 if the thread that took the signal, interrupted at
