@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "attach.h"
+#include "client.h"   /* ksi_maps_shim */
 #include "deadline.h"
 #include "injector.h"
 #include "syscalls.h"
@@ -23,20 +24,6 @@ extern const uint64_t ksi_attach_thread_off;
 
 #define KSI_PAGE 4096
 #define KSI_BORROW_TRIES 20
-
-/* Does PID map libkillshim.so already (started under it, or attached)? */
-static int ksi_maps_shim(pid_t pid)
-{
-    char path[64], line[4096];
-    snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
-    FILE *f = fopen(path, "re");
-    int found = 0;
-    while (f && !found && fgets(line, sizeof line, f))
-        found = strstr(line, "/libkillshim.so") != NULL;
-    if (f)
-        fclose(f);
-    return found;
-}
 
 /* The path the target opens: the injector's own library, when both see the
  * same files (one mount namespace). In another (a container), *MEMFD is set:

@@ -33,8 +33,7 @@ static void ksi_comm(pid_t pid, char *buf, size_t cap)
     buf[strcspn(buf, "\n")] = '\0';
 }
 
-/* Does PID map libkillshim.so? Tells "not preloaded" from "socket failed". */
-static int ksi_maps_shim(pid_t pid)
+int ksi_maps_shim(pid_t pid)
 {
     char path[64], line[4096];
     snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
@@ -43,7 +42,7 @@ static int ksi_maps_shim(pid_t pid)
         return 0;
     int found = 0;
     while (!found && fgets(line, sizeof line, f))
-        found = strstr(line, "libkillshim.so") != NULL;
+        found = strstr(line, "/libkillshim.so") != NULL;   /* a path, or a memfd's name */
     fclose(f);
     return found;
 }

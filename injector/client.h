@@ -38,6 +38,11 @@ typedef int ksi_record_fn(const struct ks_msg *rec, void *ctx);
 int ksi_request(struct ksi_client *c, const char *line, ksi_record_fn *fn, void *ctx,
                 struct ks_msg *final);
 
+/* Does PID map libkillshim.so (started under it, attached, or loaded from a
+ * memfd named after it)? Tells "not under the shim" from "socket failed",
+ * and an attach from one already done. */
+int ksi_maps_shim(pid_t pid);
+
 /* Maps an "err" final line to an exit code and prints its message. */
 int ksi_reply_error(const struct ks_msg *final);
 
