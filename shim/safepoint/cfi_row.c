@@ -229,6 +229,13 @@ static KS_CFI_SAFE void ks_set(struct ks_prog *p, uint64_t reg, uint8_t how, int
     /* Higher columns (vector registers) are no register this walk needs. */
 }
 
+/* A factored offset: X times the CIE's data alignment, wrapping (malformed
+ * CFI yields a wrong offset, whose read is then checked, never overflow). */
+static KS_CFI_SAFE int64_t ks_factor(uint64_t x, int64_t align)
+{
+    return (int64_t)(x * (uint64_t)align);
+}
+
 /* Skips a DWARF block (uleb length, bytes), returns its address. */
 static KS_CFI_SAFE int64_t ks_block(struct ks_rd *r)
 {
@@ -241,47 +248,68 @@ static KS_CFI_SAFE int64_t ks_block(struct ks_rd *r)
     return (int64_t)at;
 }
 
+/* A register-rule instruction OP. Returns 1 if OP was one, 0 if not. */
+static KS_CFI_SAFE int ks_insn_rule(struct ks_prog *p, uint8_t op)
+{
+    struct ks_rd *r = &p->r;
+    int64_t da = p->cie->data_align;
+    uint64_t reg = (op & 0xc0) ? op & 0x3fu : 0, src;
+    if ((op & 0xc0) == 0x80) {
+        ks_set(p, reg, KS_R_OFFSET, ks_factor(ks_rd_uleb(r), da));
+        return 1;
+    }
+    if ((op & 0xc0) == 0xc0 || op == 0x06) {                 /* restore(_extended) */
+        reg = op == 0x06 ? ks_rd_uleb(r) : reg;
+        if (reg < KS_CFI_NREG)
+            p->row.r[reg] = p->init.r[reg];
+        return 1;
+    }
+    switch (op) {
+    case 0x05: case 0x07: case 0x08: case 0x09: case 0x10: case 0x11:
+    case 0x14: case 0x15: case 0x16: case 0x2f: reg = ks_rd_uleb(r); break;
+    default: return 0;
+    }
+    switch (op) {
+    case 0x05: ks_set(p, reg, KS_R_OFFSET, ks_factor(ks_rd_uleb(r), da)); break;
+    case 0x07: ks_set(p, reg, KS_R_UNDEF, 0); break;
+    case 0x08: ks_set(p, reg, KS_R_SAME, 0); break;
+    case 0x09:
+        src = ks_rd_uleb(r);
+        ks_set(p, reg, src < KS_CFI_NREG ? KS_R_REG : KS_R_UNKNOWN, (int64_t)src);
+        break;
+    case 0x10: ks_set(p, reg, KS_R_EXPR, ks_block(r)); break;
+    case 0x11: ks_set(p, reg, KS_R_OFFSET, ks_factor((uint64_t)ks_rd_sleb(r), da)); break;
+    case 0x14: ks_set(p, reg, KS_R_VAL_OFFSET, ks_factor(ks_rd_uleb(r), da)); break;
+    case 0x15: ks_set(p, reg, KS_R_VAL_OFFSET, ks_factor((uint64_t)ks_rd_sleb(r), da)); break;
+    case 0x16: ks_set(p, reg, KS_R_VAL_EXPR, ks_block(r)); break;
+    case 0x2f: ks_set(p, reg, KS_R_OFFSET, ks_factor(0 - ks_rd_uleb(r), da)); break;
+    }
+    return 1;
+}
+
 /* One instruction. Returns 1 to go on, 0 when the row for TARGET is done,
  * -1 on what it refuses. */
 static KS_CFI_SAFE int ks_insn(struct ks_prog *p)
 {
     struct ks_rd *r = &p->r;
     uint8_t op = ks_rd_u8(r);
-    uint64_t delta = 0, reg;
+    uint64_t delta = 0;
     int64_t da = p->cie->data_align;
-    switch (op & 0xc0) {
-    case 0x40: delta = op & 0x3f; goto advance;
-    case 0x80: ks_set(p, op & 0x3f, KS_R_OFFSET, (int64_t)ks_rd_uleb(r) * da); return 1;
-    case 0xc0:
-        if ((op & 0x3f) < KS_CFI_NREG)
-            p->row.r[op & 0x3f] = p->init.r[op & 0x3f];
+    if (ks_insn_rule(p, op))
         return 1;
-    }
-    switch (op) {
-    case 0x00: return 1;                                               /* nop */
+    switch (op & 0xc0 ? 0x40 : op) {
+    case 0x40: delta = op & 0x3f; break;                            /* advance_loc */
+    case 0x00: return 1;                                            /* nop */
     case 0x01: p->loc = ks_rd_enc(r, p->cie->fde_enc, 0); return p->loc <= p->target;
-    case 0x02: delta = ks_rd_u8(r); goto advance;
-    case 0x03: delta = ks_rd_u16(r); goto advance;
-    case 0x04: delta = ks_rd_u32(r); goto advance;
-    case 0x05: reg = ks_rd_uleb(r); ks_set(p, reg, KS_R_OFFSET, (int64_t)ks_rd_uleb(r) * da); return 1;
-    case 0x06:
-        reg = ks_rd_uleb(r);
-        if (reg < KS_CFI_NREG)
-            p->row.r[reg] = p->init.r[reg];
-        return 1;
-    case 0x07: ks_set(p, ks_rd_uleb(r), KS_R_UNDEF, 0); return 1;
-    case 0x08: ks_set(p, ks_rd_uleb(r), KS_R_SAME, 0); return 1;
-    case 0x09:
-        reg = ks_rd_uleb(r);
-        delta = ks_rd_uleb(r);
-        ks_set(p, reg, delta < KS_CFI_NREG ? KS_R_REG : KS_R_UNKNOWN, (int64_t)delta);
-        return 1;
-    case 0x0a:
+    case 0x02: delta = ks_rd_u8(r); break;
+    case 0x03: delta = ks_rd_u16(r); break;
+    case 0x04: delta = ks_rd_u32(r); break;
+    case 0x0a:                                                      /* remember_state */
         if (p->depth == KS_CFI_STATES)
             return -1;
         p->saved[p->depth++] = p->row;
         return 1;
-    case 0x0b:
+    case 0x0b:                                                      /* restore_state */
         /* The CFA rule comes back too: gcc's epilogues rely on it, as
          * libgcc's and libunwind's readers do. */
         if (p->depth == 0)
@@ -293,20 +321,13 @@ static KS_CFI_SAFE int ks_insn(struct ks_prog *p)
     case 0x0d: p->row.cfa = (struct ks_rule){(int64_t)ks_rd_uleb(r), KS_R_REG}; return 1;
     case 0x0e: p->row.cfa_off = (int64_t)ks_rd_uleb(r); return 1;
     case 0x0f: p->row.cfa = (struct ks_rule){ks_block(r), KS_R_EXPR}; return 1;
-    case 0x10: reg = ks_rd_uleb(r); ks_set(p, reg, KS_R_EXPR, ks_block(r)); return 1;
-    case 0x11: reg = ks_rd_uleb(r); ks_set(p, reg, KS_R_OFFSET, ks_rd_sleb(r) * da); return 1;
     case 0x12: p->row.cfa = (struct ks_rule){(int64_t)ks_rd_uleb(r), KS_R_REG};
-               p->row.cfa_off = ks_rd_sleb(r) * da; return 1;
-    case 0x13: p->row.cfa_off = ks_rd_sleb(r) * da; return 1;
-    case 0x14: reg = ks_rd_uleb(r); ks_set(p, reg, KS_R_VAL_OFFSET, (int64_t)ks_rd_uleb(r) * da); return 1;
-    case 0x15: reg = ks_rd_uleb(r); ks_set(p, reg, KS_R_VAL_OFFSET, ks_rd_sleb(r) * da); return 1;
-    case 0x16: reg = ks_rd_uleb(r); ks_set(p, reg, KS_R_VAL_EXPR, ks_block(r)); return 1;
-    case 0x2e: ks_rd_uleb(r); return 1;                                 /* GNU_args_size */
-    case 0x2f: reg = ks_rd_uleb(r); ks_set(p, reg, KS_R_OFFSET, -(int64_t)ks_rd_uleb(r) * da); return 1;
+               p->row.cfa_off = ks_factor((uint64_t)ks_rd_sleb(r), da); return 1;
+    case 0x13: p->row.cfa_off = ks_factor((uint64_t)ks_rd_sleb(r), da); return 1;
+    case 0x2e: ks_rd_uleb(r); return 1;                             /* GNU_args_size */
     default: return -1;
     }
-advance:
-    if (delta * p->cie->code_align > p->target - p->loc)
+    if (p->cie->code_align && delta > (p->target - p->loc) / p->cie->code_align)
         return 0;   /* the next row starts past TARGET */
     p->loc += delta * p->cie->code_align;
     return 1;

@@ -26,7 +26,9 @@ static const unsigned char ks_greg_of[KS_CFI_NREG] = {
  * interrupted thread's own, which no one unmaps under it. */
 static KS_CFI_SAFE int ks_load(struct ks_cfi_cursor *c, uintptr_t addr, uintptr_t *val)
 {
-    if (addr > UINTPTR_MAX - 8)
+    /* User space ends below 2^56 (2^47 without 5-level paging): the page
+     * arithmetic below cannot wrap. */
+    if (addr < KS_PAGE || addr >= ((uintptr_t)1 << 56))
         return -1;
     if (addr < c->ok_lo || addr + 8 > c->ok_hi) {
         uintptr_t lo = addr & ~(uintptr_t)(KS_PAGE - 1);
