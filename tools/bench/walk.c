@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "shim/core/blocking.h"
+#include "shim/core/ks.h"
 #include "shim/core/registry.h"
 #include "shim/safepoint/redirect.h"
 #include "shim/safepoint/safepoint.h"
