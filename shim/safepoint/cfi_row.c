@@ -363,8 +363,11 @@ int ks_cfi_row(const struct ks_cfi_env *env, uintptr_t pc, struct ks_row *row,
     out->hi = m.hdr_hi;
     if (!row)
         return 0;
-    struct ks_prog p;
-    memset(&p, 0, sizeof p);
+    struct ks_prog p;   /* saved[] is written before it is read (depth) */
+    memset(&p.row, 0, sizeof p.row);
+    memset(&p.init, 0, sizeof p.init);
+    p.depth = 0;
+    p.loc = 0;
     p.r = (struct ks_rd){0, m.hdr_lo, m.hdr_hi, 0};
     p.cie = &f.cie;
     p.target = UINTPTR_MAX;   /* a CIE's initial instructions hold no advance */
