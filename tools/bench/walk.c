@@ -17,62 +17,15 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#include "shim/core/blocking.h"
-#include "shim/core/ks.h"
 #include "shim/core/registry.h"
 #include "shim/safepoint/redirect.h"
 #include "shim/safepoint/safepoint.h"
 #include "shim/unwind/unwind.h"
+#include "tests/unit/unw_walk.h"
 #include "tools/bench/stats.h"
 
 #define KB_BATCH 200
 #define KB_RUNS 31
-
-/* The walk as it was before cfi_step.c (commit 63c8c30), for the baseline. */
-static int kb_old_walk(ucontext_t *uc)
-{
-    struct ks_thread *self = ks_self();
-    if (self->shim_depth || __atomic_load_n(&self->locks_held, __ATOMIC_RELAXED) > 0 ||
-        ks_block_self()->depth)
-        return 0;
-    unw_cursor_t cur;
-    if (!ks_unw_ready() || ks_unw.init_local2(&cur, (unw_context_t *)uc, UNW_INIT_SIGNAL_FRAME) != 0)
-        return 0;
-    uintptr_t start = ks_thread_start_addr();
-    int app_frames = 0, base_left = -1;
-    for (int n = 0; n < 512; n++) {
-        unw_word_t ip = 0;
-        ks_unw.get_reg(&cur, UNW_REG_IP, &ip);
-        if (ks_unw.is_signal_frame(&cur) > 0)
-            return 0;
-        struct ks_pc_info pi;
-        int kind = ks_safepoint_lookup(n == 0 ? ip : ip - 1, &pi);
-        int stub = n == 0 && kind == KS_MOD_LIBC &&
-                   (ks_pc_after_syscall(ip) || ks_pc_at_syscall(ip));
-        if (kind == KS_MOD_SHIM && app_frames) {
-            unw_proc_info_t proc;
-            memset(&proc, 0, sizeof proc);
-            return ks_unw.get_proc_info(&cur, &proc) == 0 && proc.start_ip == start;
-        }
-        if (stub) {
-        } else if (base_left >= 0) {
-            if (base_left-- == 0)
-                return 0;
-        } else if (kind == KS_MOD_APP) {
-            app_frames++;
-        } else if (kind == KS_MOD_LIBC && app_frames) {
-            base_left = 2;
-        } else {
-            return 0;
-        }
-        int rc = ks_unw.step(&cur);
-        if (rc == 0)
-            return app_frames > 0;
-        if (rc < 0)
-            return 0;
-    }
-    return 0;
-}
 
 static struct kb_samples kb_new, kb_old;
 static int kb_only_new;   /* "cfi" as the second argument: for a profiler */
@@ -86,7 +39,7 @@ static void kb_measure(ucontext_t *uc)
             kb_verdict_new = ks_redirect_safe(uc);
         uint64_t t1 = kb_now_ns();
         for (int i = 0; i < KB_BATCH; i++)
-            kb_verdict_old = kb_only_new ? 1 : kb_old_walk(uc);
+            kb_verdict_old = kb_only_new ? 1 : ks_unw_walk_safe(uc);
         uint64_t t2 = kb_now_ns();
         kb_add(&kb_new, (double)(t1 - t0) / KB_BATCH);
         kb_add(&kb_old, (double)(t2 - t1) / KB_BATCH);
