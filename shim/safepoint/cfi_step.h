@@ -65,8 +65,8 @@ int ks_cfi_proc_start(struct ks_cfi_cursor *c, uintptr_t *start);
 
 /* Steps C to its caller. Returns 1 (stepped), 0 (the outermost frame: its
  * CFI leaves the return address undefined, as _start and a thread's clone
- * do), or -1 (cannot step: no CFI, a rule or read it refuses; C is then
- * unchanged). */
+ * do), or -1 (cannot step: no CFI, a rule or read it refuses; C's
+ * registers are then unchanged). */
 int ks_cfi_step(struct ks_cfi_cursor *c);
 
 #ifdef __cplusplus
