@@ -14,9 +14,10 @@
 #include "shim/common/doorbell.h"
 #include "shim/core/ks.h"
 #include "shim/core/registry.h"
+#include "cfi_step.h"
 #include "safepoint.h"
 #include "shim/core/signals.h"
-#include "shim/unwind/unwind.h"
+#include "shim/unwind/unwind_mem.h"
 
 #define KS_FP_MAX 16384                 /* the largest XSAVE area (AMX) fits */
 #define KS_TRAMP_STACK (64 * 1024)
@@ -62,24 +63,29 @@ void ks_redirect_init(void)
  * program's own, at most this many frames may remain. */
 #define KS_BASE_FRAMES 3
 
+/* The walk's stepper: the module table's CFI, stack pages probed through
+ * the kernel (unwind_mem.h). No libunwind: a process nobody asked has not
+ * loaded it. */
+static const struct ks_cfi_env ks_walk_env = {ks_safepoint_cfi, ks_mem_readable};
+
 KS_SIGSAFE int ks_redirect_safe(ucontext_t *uc)
 {
     struct ks_thread *self = ks_self();
     if (self->shim_depth || __atomic_load_n(&self->locks_held, __ATOMIC_RELAXED) > 0 ||
         ks_block_self()->depth || __atomic_load_n(&ks_alloc_in_program, __ATOMIC_ACQUIRE))
         return 0;
-    unw_cursor_t cur;
-    if (!ks_unw_ready() || ks_unw.init_local2(&cur, (unw_context_t *)uc, UNW_INIT_SIGNAL_FRAME) != 0)
-        return 0;
+    struct ks_cfi_cursor cur;
+    ks_cfi_init(&cur, uc, &ks_walk_env);
     uintptr_t start = ks_thread_start_addr();
     int app_frames = 0, base_left = -1;
     for (int n = 0; n < 512; n++) {
-        unw_word_t ip = 0;
-        ks_unw.get_reg(&cur, UNW_REG_IP, &ip);
-        if (ks_unw.is_signal_frame(&cur) > 0)
+        uintptr_t ip = cur.reg[KS_CFI_RIP];
+        /* A signal frame, or a frame a signal interrupted (an exact ip past
+         * frame 0: a trampoline whose CIE says 'S'): in a handler. */
+        if (cur.signal || (n > 0 && cur.exact))
             return 0;
         struct ks_pc_info pi;
-        int kind = ks_safepoint_lookup(n == 0 ? ip : ip - 1, &pi);
+        int kind = ks_safepoint_lookup(cur.exact ? ip : ip - 1, &pi);
         /* At (or just after) a system call in one of libc's stubs, where a
          * thread that spends its time in the kernel takes signals: if the
          * program's own code called it (the next frame must be), no lock of
@@ -88,9 +94,8 @@ KS_SIGSAFE int ks_redirect_safe(ucontext_t *uc)
         int stub = n == 0 && kind == KS_MOD_LIBC &&
                    (ks_pc_after_syscall(ip) || ks_pc_at_syscall(ip));
         if (kind == KS_MOD_SHIM && app_frames) {
-            unw_proc_info_t proc;
-            memset(&proc, 0, sizeof proc);
-            return ks_unw.get_proc_info(&cur, &proc) == 0 && proc.start_ip == start;
+            uintptr_t proc = 0;
+            return ks_cfi_proc_start(&cur, &proc) == 0 && proc == start;
         }
         if (stub) {
             /* checked at the next frame */
@@ -104,7 +109,7 @@ KS_SIGSAFE int ks_redirect_safe(ucontext_t *uc)
         } else {
             return 0;
         }
-        int rc = ks_unw.step(&cur);
+        int rc = ks_cfi_step(&cur);
         if (rc == 0)
             return app_frames > 0;
         if (rc < 0)

@@ -20,6 +20,7 @@ struct ks_mod {
     int kind;
     int nseg;
     uintptr_t seg_lo[KS_SEG_MAX], seg_hi[KS_SEG_MAX];
+    uintptr_t eh_hdr;              /* PT_GNU_EH_FRAME, or 0 */
     char name[40];
 };
 
@@ -82,6 +83,8 @@ static int ks_safepoint_collect(struct dl_phdr_info *info, size_t size, void *ar
     m->lo = UINTPTR_MAX;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_GNU_EH_FRAME)
+            m->eh_hdr = info->dlpi_addr + ph->p_vaddr;
         if (ph->p_type != PT_LOAD || m->nseg >= KS_SEG_MAX)
             continue;
         uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
@@ -204,6 +207,40 @@ int ks_safepoint_lookup(uintptr_t addr, struct ks_pc_info *out)
     memset(out, 0, sizeof *out);
     out->kind = KS_MOD_NONE;
     return KS_MOD_NONE;
+}
+
+int ks_safepoint_cfi(uintptr_t pc, struct ks_cfi_module *out)
+{
+    for (int tries = 0; tries < 10000; tries++) {
+        unsigned s1 = __atomic_load_n(&ks_seq, __ATOMIC_ACQUIRE);
+        if (s1 & 1) {
+            sched_yield();
+            continue;
+        }
+        int seg = -1, hseg = -1;
+        int i = ks_find(pc, &seg);
+        struct ks_cfi_module r = {0, 0, 0, 0, 0};
+        if (i >= 0 && seg >= 0) {
+            const struct ks_mod *m = &ks_mods[i];
+            r.pc_lo = m->seg_lo[seg];
+            r.pc_hi = m->seg_hi[seg];
+            /* The table's own segment, which holds .eh_frame too (every
+             * linker puts both in one read-only segment): the FDE search
+             * never reads past it. */
+            if (m->eh_hdr && ks_find(m->eh_hdr, &hseg) == i && hseg >= 0) {
+                r.eh_hdr = m->eh_hdr;
+                r.hdr_lo = m->seg_lo[hseg];
+                r.hdr_hi = m->seg_hi[hseg];
+            }
+        }
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&ks_seq, __ATOMIC_RELAXED) == s1) {
+            *out = r;
+            return r.pc_hi ? 0 : ENOENT;
+        }
+    }
+    memset(out, 0, sizeof *out);
+    return ENOENT;
 }
 
 int ks_safepoint_readable(uintptr_t addr, size_t len)

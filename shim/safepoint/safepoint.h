@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cfi_step.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -46,6 +48,12 @@ int ks_safepoint_refresh(void);
 
 /* Fills OUT for ADDR. Async-signal-safe. Returns OUT->kind. */
 int ks_safepoint_lookup(uintptr_t addr, struct ks_pc_info *out);
+
+/* The CFI of PC's module for cfi_step.h (its env's find): the module's
+ * .eh_frame_hdr (0 if it has none) with the segment that holds it, and the
+ * segment that holds PC. Returns 0, or ENOENT if PC lies in no loaded
+ * segment of the table. Async-signal-safe. */
+int ks_safepoint_cfi(uintptr_t pc, struct ks_cfi_module *out);
 
 /* 1 if [ADDR, ADDR+LEN) lies inside one loaded segment. Async-signal-safe. */
 int ks_safepoint_readable(uintptr_t addr, size_t len);

@@ -104,6 +104,9 @@ if [ "$ONLY" = all ] || [ "$ONLY" = carry ]; then
     run "$BIN/tools/bench/bench_startup" -n 300 -r 5 plain=- \
         empty-library=LD_PRELOAD="$BIN/tools/bench/libempty.so" \
         shim-disabled=LD_PRELOAD="$SHIM",KILLSHIM_DISABLE=1 shim=LD_PRELOAD="$SHIM"
+    # The doorbell's safety walk in a signal handler's place: the shim's CFI
+    # stepper against the libunwind walk it replaced (same stack, same run).
+    run "$BIN/tools/bench/bench_walk" 8
     run "$AB" -s "$SHIM" -n "$RUNS" -u bytes -l "RSS per thread (1000 parked threads, default stacks)" \
         -- "$WORK" mem-thread 1000
     run "$AB" -s "$SHIM" -n "$RUNS" -u bytes -l "RSS per thread (1000 parked threads that used malloc once)" \
