@@ -15,6 +15,8 @@
 #include "shim/control/shim_thread.h"
 #include "shim/core/signals.h"
 #include "shim/unwind/stack_capture.h"
+#include "shim/unwind/unwind.h"
+#include "shim/unwind/unwind_abi.h"
 
 static pthread_once_t ks_once = PTHREAD_ONCE_INIT;
 
@@ -58,7 +60,9 @@ KS_FORK_PATH static void ks_after_fork_child(void)
 static void ks_at_exit(void) { ks_server_cleanup(); }
 
 /* What serving needs but a process nobody asks should not pay for: loading
- * libgcc_s, the personality lookups, priming the dump paths (docs/bench.md).
+ * libunwind (and its liblzma) and libgcc_s, the personality lookups, priming
+ * the dump paths (docs/bench.md: every exec'd child of a program under the
+ * shim inherits the preload, and most never serve).
  * Once, on the accept thread before its first accept (a fork child inherits
  * it done); never in a signal handler or a thread being stopped. */
 static pthread_once_t ks_serving_once = PTHREAD_ONCE_INIT;
@@ -66,9 +70,15 @@ static int ks_signals_ok;
 
 static void ks_init_serving_once(void)
 {
-    int rc = ks_abort_init_serving();
+    int rc = ks_unw_load();
+    if (rc)
+        ks_debug("libunwind.so.8 could not be loaded (%s): no stacks, no abort", strerror(rc));
+    rc = ks_abort_init_serving();
     if (rc)
         ks_debug("abort mode unavailable (%s)", strerror(rc));
+    /* After the abort's dlopen of libgcc_s: no unwind through the shim's
+     * frames binds its forwarders in flight from now on. */
+    ks_unwind_abi_bind();
     if (ks_signals_ok)
         ks_stack_init_serving();
 }
@@ -96,8 +106,6 @@ static void ks_init_once(void)
     if (rc)
         ks_warn("cannot install the shim's signal handlers (%s): stacks and aborts will not work",
                 strerror(rc));
-    else
-        ks_stack_init();
     ks_signals_ok = rc == 0;
     ks_signals_set_doorbell(ks_control_doorbell);
     pthread_atfork(ks_fork_prepare, ks_fork_parent, ks_after_fork_child);

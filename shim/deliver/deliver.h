@@ -120,14 +120,15 @@ void ks_abort_snapshot(const struct ks_thread *t, struct ks_abort_report *out);
 /* A short name for HOW ("frame", "call", "at-unlock"...). */
 const char *ks_abort_how_name(int how);
 
-/* At load (ks_init, before the signals are installed): loads and primes
- * libunwind and fills the module table, which the doorbell's safety walk
- * needs before control runs, and installs the SIGTRAP handler. Returns 0 or
- * an errno: the abort mode is then unavailable. */
+/* At load (ks_init, before the signals are installed): fills the module
+ * table, which the doorbell's safety walk needs before control runs, and
+ * installs the SIGTRAP handler. Returns 0 or an errno: the abort mode is
+ * then unavailable. */
 int ks_abort_init(void);
-/* When control starts, before the first request (ks_init_serving): the rest
- * of what the abort needs (libgcc_s, the personality and forced-unwind
- * lookups). Returns 0 or an errno, as above. */
+/* When control starts, before the first request (ks_init_serving), after
+ * ks_unw_load: the rest of what the abort needs (libunwind loaded, libgcc_s,
+ * the personality and forced-unwind lookups). Returns 0 or an errno, as
+ * above. */
 int ks_abort_init_serving(void);
 /* On T's way out, after it is unlinked: gives its abort block back. */
 void ks_abort_release(struct ks_thread *t);

@@ -79,13 +79,12 @@ static int ks_abort_off(const char *why)
 static int ks_abort_loaded;
 
 /* At load, what the doorbell's safety walk needs (redirect.c walks an
- * interrupted stack with ks_unw and looks its frames up in the module table)
- * before any thread of the shim exists, and the SIGTRAP handler, which a
- * program has always seen from its start (two system calls). */
+ * interrupted stack with its own CFI stepper and looks its frames up in the
+ * module table) before any thread of the shim exists, and the SIGTRAP
+ * handler, which a program has always seen from its start (two system
+ * calls). libunwind is loaded when control starts (ks_init_serving). */
 int ks_abort_init(void)
 {
-    if (ks_unw_load() != 0)
-        return ks_abort_off("libunwind.so.8 could not be loaded");
     ks_safepoint_refresh();
     ks_step_set_callback(ks_abort_on_trap);
     if (ks_step_install() != 0)
@@ -102,6 +101,8 @@ int ks_abort_init_serving(void)
     uint64_t t0 = ks_now_ns();
     if (!ks_abort_loaded)
         return ENOSYS;   /* ks_abort_init said why */
+    if (!ks_unw_ready())
+        return ks_abort_off("libunwind.so.8 could not be loaded");
     /* The unwinder glibc's pthread_exit uses, and libgcc's C personality. */
     void *gcc = dlopen("libgcc_s.so.1", RTLD_NOW);
     if (!gcc)

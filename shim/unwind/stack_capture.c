@@ -1,13 +1,11 @@
 /* Stack capture (see stack_capture.h). The handler below runs inside a
  * program thread: it only unwinds into memory the dumper allocated, and
  * flags. No allocation, no locks of its own, no formatting. */
-#define UNW_LOCAL_ONLY
 #include "stack_capture.h"
 
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
-#include <libunwind.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
@@ -27,7 +25,7 @@
 #include "shim/common/procfs.h"
 #include "shim/core/registry.h"
 #include "shim/core/signals.h"
-#include "unwind_mem.h"
+#include "unwind.h"
 
 /* Measured: a dump uses about 6.5 KiB below the interrupted frame (the
  * kernel's signal frame, the handler, libunwind's step, the loader's
@@ -53,14 +51,14 @@ static void ks_unwind(ucontext_t *uc, struct ks_dump_entry *e)
 {
     unw_cursor_t c;
     e->nframes = 0;
-    if (unw_init_local2(&c, (unw_context_t *)uc, UNW_INIT_SIGNAL_FRAME) < 0) {
+    if (!ks_unw_ready() || ks_unw.init_local2(&c, (unw_context_t *)uc, UNW_INIT_SIGNAL_FRAME) < 0) {
         e->why = KS_NOSTACK_UNWIND_FAILED;
         return;
     }
     int exact = 1;
     for (;;) {
         unw_word_t ip = 0;
-        if (unw_get_reg(&c, UNW_REG_IP, &ip) < 0 || ip == 0)
+        if (ks_unw.get_reg(&c, UNW_REG_IP, &ip) < 0 || ip == 0)
             break;
         if (e->nframes == KS_STACK_MAX) {
             e->truncated = 1;
@@ -74,12 +72,12 @@ static void ks_unwind(ucontext_t *uc, struct ks_dump_entry *e)
          * read checked, unwind_mem.h); a guess can name a caller that is not
          * one. Stop here instead and say the stack was cut. */
         unw_proc_info_t pi;
-        if (unw_get_proc_info_by_ip(unw_local_addr_space, exact ? ip : ip - 1, &pi, NULL) < 0) {
+        if (ks_unw.get_proc_info_by_ip(ks_unw.as, exact ? ip : ip - 1, &pi, NULL) < 0) {
             e->truncated = 1;
             break;
         }
-        exact = unw_is_signal_frame(&c) > 0;
-        if (unw_step(&c) <= 0)
+        exact = ks_unw.is_signal_frame(&c) > 0;
+        if (ks_unw.step(&c) <= 0)
             break;
     }
 }
@@ -409,7 +407,7 @@ static void ks_prime(void)
     if (!e)
         return;
     ucontext_t uc;
-    unw_getcontext((unw_context_t *)&uc);
+    ks_unw.getcontext((unw_context_t *)&uc);
     ks_unwind(&uc, e);
     struct ks_regs r;
     ks_save_regs(&r);
@@ -417,24 +415,16 @@ static void ks_prime(void)
     free(e);
 }
 
-void ks_stack_init(void)
-{
-    /* At load: the doorbell's safety walk (redirect.c) may run libunwind in
-     * the program's thread before control starts, and its masking must
-     * already pass through (signals.h). */
-    struct ks_find_text f = {(uintptr_t)(void *)unw_step, 0, 0};
-    if (dl_iterate_phdr(ks_find_text_cb, &f) && f.hi)
-        ks_signals_pass_mask_from(f.lo, f.hi);
-}
-
 void ks_stack_init_serving(void)
 {
-    /* Before the first unwind (ks_prime): see unwind_mem.h. */
-    if (ks_unw_mem_install(unw_get_accessors, unw_local_addr_space) != 0)
-        ks_debug("libunwind's memory accessor could not be replaced; it validates through a pipe");
-    /* No cache: nothing goes stale when the program unloads a library, and
-     * libunwind takes no lock of its own on the unwinding path. */
-    unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_NONE);
+    /* libunwind was loaded just before (ks_unw_load, with its memory
+     * accessor replaced and its cache off): its masking must pass through
+     * the shim's sigprocmask hook from now on (signals.h). */
+    if (!ks_unw_ready())
+        return;
+    struct ks_find_text f = {(uintptr_t)(void *)ks_unw.step, 0, 0};
+    if (dl_iterate_phdr(ks_find_text_cb, &f) && f.hi)
+        ks_signals_pass_mask_from(f.lo, f.hi);
     ks_prime();
     ks_find_libc_text();
     ks_signals_set_handler(KS_SIG_DUMP, ks_dump_handler);

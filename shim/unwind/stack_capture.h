@@ -77,11 +77,9 @@ struct ks_dump {
     struct ks_dump_entry e[];   /* sorted by tid */
 };
 
-/* At load (ks_init): lets libunwind's own signal masking through
- * (signals.h). */
-void ks_stack_init(void);
-/* When control starts, before the first request (ks_init_serving): primes
- * libunwind's dump paths (their one-time setup must not run inside a
+/* When control starts, before the first request (ks_init_serving), after
+ * ks_unw_load: lets libunwind's own signal masking through (signals.h),
+ * primes libunwind's dump paths (their one-time setup must not run inside a
  * signalled thread) and registers the KS_SIG_DUMP handler. */
 void ks_stack_init_serving(void);
 /* In a fork child: no dump runs there, and none is published. */

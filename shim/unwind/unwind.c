@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 
+#include "shim/core/attach.h"
 #include "shim/core/ks.h"
 #include "unwind_mem.h"
 
@@ -17,11 +18,11 @@ static void *ks_unw_sym(void *h, const char *name, int *missing)
     return p;
 }
 
-/* Runs each call the doorbell's safety walk makes (redirect.c) on a frame and
- * one step: libunwind's one-time setup and the binding of its calls into libc
- * then never happen in a signal handler. Two frames run every such path; a
- * longer walk only repeats them, at one dl_iterate_phdr and two sigprocmask
- * system calls a frame, in every process's start-up (docs/bench.md). */
+/* Runs each call the abort's walks make on a frame and one step: libunwind's
+ * one-time setup and the binding of its calls into libc then never happen in
+ * a signal handler. Two frames run every such path; a longer walk only
+ * repeats them, at one dl_iterate_phdr and two sigprocmask system calls a
+ * frame. */
 #define KS_PRIME_FRAMES 2
 
 static int ks_unw_prime(void)
@@ -48,6 +49,11 @@ int ks_unw_load(void)
     void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
     if (!h)
         return ENOENT;
+    /* Loaded with the shim by an attach, libc's pipe2 comes first in the
+     * global scope: libunwind's init must still reach the shim's
+     * (interpose_pipe.c). */
+    if (__atomic_load_n(&ks_loaded_late, __ATOMIC_ACQUIRE))
+        ks_got_patch_deps();
     struct ks_unw u;
     int missing = 0;
     u.init_local2 = (int (*)(unw_cursor_t *, unw_context_t *, int))ks_unw_sym(h, "_ULx86_64_init_local2", &missing);
@@ -74,6 +80,10 @@ int ks_unw_load(void)
     /* The global cache takes a mutex; a thread stopped while another one holds
      * it would wait in its signal handler. Uncached lookups take none. */
     set_policy(u.as, UNW_CACHE_NONE);
+    /* Published with its step last: ks_unw_ready() readers see a whole table. */
+    int (*step)(unw_cursor_t *) = u.step;
+    u.step = NULL;
     ks_unw = u;
+    __atomic_store_n(&ks_unw.step, step, __ATOMIC_RELEASE);
     return ks_unw_prime();
 }

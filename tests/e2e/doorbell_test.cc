@@ -3,10 +3,13 @@
 // process answers whatever its only thread is doing (waiting in a system
 // call, or computing in its own code), without noticing. Each test drives
 // tests/progs/guest.c, which knows nothing of killshim.
+#include <elf.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -29,6 +32,59 @@ struct Guest {
   }
   void Serve() { ASSERT_TRUE(t.WaitSocket()) << t.Stderr(); }
 };
+
+std::string Maps(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/maps");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// The shared libraries FILE names in DT_NEEDED, read from the file.
+std::vector<std::string> Needed(const std::string& file) {
+  std::ifstream f(file, std::ios::binary);
+  std::string b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::vector<std::string> out;
+  if (b.size() < sizeof(Elf64_Ehdr)) return out;
+  auto* eh = reinterpret_cast<const Elf64_Ehdr*>(b.data());
+  auto* sh = reinterpret_cast<const Elf64_Shdr*>(b.data() + eh->e_shoff);
+  for (int i = 0; i < eh->e_shnum; i++) {
+    if (sh[i].sh_type != SHT_DYNAMIC) continue;
+    const char* str = b.data() + sh[sh[i].sh_link].sh_offset;
+    auto* d = reinterpret_cast<const Elf64_Dyn*>(b.data() + sh[i].sh_offset);
+    for (size_t k = 0; k < sh[i].sh_size / sizeof *d && d[k].d_tag != DT_NULL; k++)
+      if (d[k].d_tag == DT_NEEDED) out.push_back(str + d[k].d_un.d_val);
+  }
+  return out;
+}
+
+// ---- what a process pays before anybody asks -------------------------------
+
+// A program under the shim that nobody asked maps the shim and what the shim
+// needs of libc, not the unwinders: libunwind (and its liblzma) and libgcc_s
+// are loaded when control starts (docs/robust.md), so every program a service
+// execs with the preload inherited does not load them. (The guest itself is
+// linked with libstdc++, which brings libgcc_s: the shim's own needs are read
+// from its file.) Once asked, stacks need libunwind.
+TEST(Doorbell, UntilAskedNoUnwinderIsLoaded) {
+  std::vector<std::string> needed = Needed(ks::ShimPath());
+  ASSERT_FALSE(needed.empty()) << "cannot read " << ks::ShimPath();
+  for (const std::string& lib : needed)   // libc, and a sanitizer's runtime in those builds
+    EXPECT_TRUE(lib.find("unwind") == std::string::npos && lib.find("libgcc_s") == std::string::npos &&
+                lib.find("lzma") == std::string::npos) << "the shim needs " << lib;
+  Guest g;
+  std::string before = Maps(g.t.pid());
+  ASSERT_NE(before.find("libkillshim.so"), std::string::npos) << before;
+  for (const char* lib : {"libunwind", "liblzma"})
+    EXPECT_EQ(before.find(lib), std::string::npos) << lib << " loaded before anybody asked:\n" << before;
+  g.Serve();
+  ks::Result r = ks::Inject({"--stack", std::to_string(g.t.pid())});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("main"), std::string::npos) << r.out;
+  EXPECT_NE(Maps(g.t.pid()).find("libunwind"), std::string::npos);
+  g.t.Send("quit");
+  EXPECT_EQ(g.t.Wait(), 0);
+}
 
 // ---- a process that serves when asked --------------------------------------
 
