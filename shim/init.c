@@ -107,6 +107,15 @@ static void ks_init_once(void)
         ks_warn("cannot install the shim's signal handlers (%s): stacks and aborts will not work",
                 strerror(rc));
     ks_signals_ok = rc == 0;
+#ifdef __SANITIZE_THREAD__
+    /* Under ThreadSanitizer only (a test build): libunwind loaded here, on
+     * the main thread before any other, as it was before it moved to
+     * ks_init_serving. Its state (mutexes, the signal mask it blocks with),
+     * set up by the accept thread, is used in the dump handlers of program
+     * threads that existed before; the kernel orders the two (the signal is
+     * sent after the load), TSan cannot see that and reports races. */
+    ks_unw_load();
+#endif
     ks_signals_set_doorbell(ks_control_doorbell);
     pthread_atfork(ks_fork_prepare, ks_fork_parent, ks_after_fork_child);
     atexit(ks_at_exit);

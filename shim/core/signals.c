@@ -232,12 +232,27 @@ int ks_signals_program_action(int signo, const struct sigaction *act, struct sig
     return 1;
 }
 
-const sigset_t *ks_signals_unblockable(int how, const sigset_t *set, sigset_t *copy,
-                                       uintptr_t caller)
+int ks_signals_from_pass(uintptr_t caller)
+{
+    return caller >= ks_pass_lo && caller < __atomic_load_n(&ks_pass_hi, __ATOMIC_ACQUIRE);
+}
+
+int ks_sigmask_raw(int how, const sigset_t *set, sigset_t *old)
+{
+    sigset_t copy;
+    if (set && how != SIG_UNBLOCK) {
+        copy = *set;
+        sigdelset(&copy, 32);   /* glibc's SIGCANCEL */
+        sigdelset(&copy, 33);   /* glibc's SIGSETXID */
+        set = &copy;
+    }
+    long rc = syscall(SYS_rt_sigprocmask, how, set, old, _NSIG / 8);
+    return rc == 0 ? 0 : errno;
+}
+
+const sigset_t *ks_signals_unblockable(int how, const sigset_t *set, sigset_t *copy)
 {
     if (!set || how == SIG_UNBLOCK || !__atomic_load_n(&ks_installed, __ATOMIC_ACQUIRE))
-        return set;
-    if (caller >= ks_pass_lo && caller < __atomic_load_n(&ks_pass_hi, __ATOMIC_ACQUIRE))
         return set;
     *copy = *set;
     for (int k = 0; k < KS_SIG_COUNT; k++)

@@ -79,11 +79,24 @@ void ks_signals_pass_mask_from(uintptr_t lo, uintptr_t hi);
  * returns 0 and touches nothing. */
 int ks_signals_program_action(int signo, const struct sigaction *act, struct sigaction *old);
 
+/* 1 if CALLER (a hook's return address) is in the code of
+ * ks_signals_pass_mask_from: libunwind, masking around its locks, mostly
+ * inside the shim's own signal handlers. Its calls go straight to the kernel
+ * (ks_sigmask_raw), not through whatever interposes sigprocmask after the
+ * shim: a sanitizer's interceptor would be re-entered from a handler that
+ * bypasses the sanitizer (ThreadSanitizer's reads libunwind's mask, written
+ * once by the thread that loaded libunwind, and reports a race). */
+int ks_signals_from_pass(uintptr_t caller);
+
+/* rt_sigprocmask as glibc's pthread_sigmask makes it: SET without glibc's
+ * two internal signals (cancellation, setxid) when blocking or setting.
+ * Returns 0 or an errno. Async-signal-safe. */
+int ks_sigmask_raw(int how, const sigset_t *set, sigset_t *old);
+
 /* For the program's sigprocmask and pthread_sigmask: SET, or COPY holding
- * SET without the shim's signals if SET would block them. CALLER: the
- * return address of the hook (see ks_signals_pass_mask_from). */
-const sigset_t *ks_signals_unblockable(int how, const sigset_t *set, sigset_t *copy,
-                                       uintptr_t caller);
+ * SET without the shim's signals if SET would block them (calls from the
+ * pass range do not come here: ks_signals_from_pass). */
+const sigset_t *ks_signals_unblockable(int how, const sigset_t *set, sigset_t *copy);
 
 #ifdef __cplusplus
 }

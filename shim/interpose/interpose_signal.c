@@ -50,14 +50,22 @@ KS_EXPORT sighandler_t sysv_signal(int signo, sighandler_t h)
 
 KS_EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
 {
+    uintptr_t caller = (uintptr_t)__builtin_return_address(0);
+    if (ks_signals_from_pass(caller)) {
+        int rc = ks_sigmask_raw(how, set, old);
+        return rc ? (errno = rc, -1) : 0;
+    }
     sigset_t copy;
-    const sigset_t *s = ks_signals_unblockable(how, set, &copy, (uintptr_t)__builtin_return_address(0));
+    const sigset_t *s = ks_signals_unblockable(how, set, &copy);
     return KS_CALL_OR(sigprocmask, (errno = ENOSYS, -1), (how, s, old));
 }
 
 KS_EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
 {
+    uintptr_t caller = (uintptr_t)__builtin_return_address(0);
+    if (ks_signals_from_pass(caller))
+        return ks_sigmask_raw(how, set, old);
     sigset_t copy;
-    const sigset_t *s = ks_signals_unblockable(how, set, &copy, (uintptr_t)__builtin_return_address(0));
+    const sigset_t *s = ks_signals_unblockable(how, set, &copy);
     return KS_CALL_OR(pthread_sigmask, ENOSYS, (how, s, old));
 }

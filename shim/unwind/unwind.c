@@ -44,6 +44,8 @@ static int ks_unw_prime(void)
 
 int ks_unw_load(void)
 {
+    if (ks_unw_ready())
+        return 0;   /* loaded at init under ThreadSanitizer (shim/init.c) */
     /* RTLD_LOCAL keeps its _Unwind_* out of the global scope; RTLD_NOW binds
      * everything now rather than inside a signal handler later. */
     void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);

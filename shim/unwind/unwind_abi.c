@@ -32,7 +32,7 @@ typedef _Unwind_Reason_Code ks_personality_fn(int, _Unwind_Action, _Unwind_Excep
 typedef void ks_resume_fn(struct _Unwind_Exception *);
 
 static ks_personality_fn *ks_real_personality;
-static ks_resume_fn *ks_real_resume;
+ks_resume_fn *ks_real_resume;   /* hidden; read by _Unwind_Resume below */
 
 static void *ks_abi_sym(void *h, const char *name)
 {
@@ -58,9 +58,9 @@ int ks_unwind_abi_bind(void)
     return 0;
 }
 
-/* Defined under the ABI's names below, hidden: the compiler declares
- * _Unwind_Resume itself with default visibility, and an exported one would
- * serve the program's own landing pads instead of libgcc_s's. */
+/* Defined under the ABI's names below, hidden (in assembly: the compiler
+ * declares _Unwind_Resume itself with default visibility, and an exported
+ * one would serve the program's own landing pads instead of libgcc_s's). */
 __attribute__((used)) static _Unwind_Reason_Code ks_personality(int version, _Unwind_Action actions, _Unwind_Exception_Class cls,
                      struct _Unwind_Exception *ue, struct _Unwind_Context *ctx)
 {
@@ -69,15 +69,35 @@ __attribute__((used)) static _Unwind_Reason_Code ks_personality(int version, _Un
     return ks_real_personality(version, actions, cls, ue, ctx);
 }
 
-__attribute__((used, noreturn)) static void ks_resume(struct _Unwind_Exception *ue)
+/* Called from the slow path of _Unwind_Resume below: binds, or ends the
+ * process (a cleanup ran, so an unwinder is running: not reached). */
+__attribute__((used)) ks_resume_fn *ks_resume_target(void)
 {
     if (!__atomic_load_n(&ks_real_resume, __ATOMIC_ACQUIRE) && ks_unwind_abi_bind() != 0)
-        abort();   /* a cleanup ran, so an unwinder is running: not reached */
-    ks_real_resume(ue);
-    abort();   /* _Unwind_Resume does not return */
+        abort();
+    return ks_real_resume;
 }
 
-__asm__(".globl __gcc_personality_v0\n.hidden __gcc_personality_v0\n"
+/* _Unwind_Resume jumps to libgcc_s's and leaves no frame of its own: the
+ * real one unwinds from its caller's frame, which must be the landing pad's
+ * function, not a forwarder (whose own cleanup, under ThreadSanitizer's
+ * instrumentation, would be entered again and again). */
+__asm__(".text\n"
+        ".globl __gcc_personality_v0\n.hidden __gcc_personality_v0\n"
         ".set __gcc_personality_v0, ks_personality\n"
         ".globl _Unwind_Resume\n.hidden _Unwind_Resume\n"
-        ".set _Unwind_Resume, ks_resume\n");
+        ".type _Unwind_Resume,@function\n"
+        "_Unwind_Resume:\n"
+        ".cfi_startproc\n"
+        "mov ks_real_resume(%rip), %rax\n"
+        "test %rax, %rax\n"
+        "jz 1f\n"
+        "jmp *%rax\n"
+        "1: push %rdi\n"            /* aligns the stack for the call */
+        ".cfi_adjust_cfa_offset 8\n"
+        "call ks_resume_target\n"
+        "pop %rdi\n"
+        ".cfi_adjust_cfa_offset -8\n"
+        "jmp *%rax\n"
+        ".cfi_endproc\n"
+        ".size _Unwind_Resume, .-_Unwind_Resume\n");
