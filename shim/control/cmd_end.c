@@ -11,6 +11,7 @@
 
 #include "shim/common/access.h"
 #include "shim/deliver/cancel_check.h"
+#include "cmd_preattach.h"
 #include "cmd_python.h"
 #include "cmd_view.h"
 #include "commands.h"
@@ -47,6 +48,10 @@ void ks_cmd_status(const struct ks_msg *req, struct ks_out *out)
     uint64_t id;
     if (ks_get_target(req, out, &tid, &id) != 0)
         return;
+    if (ks_preattach_target(tid, id)) {   /* no record: cmd_preattach.c */
+        ks_preattach_status(tid, out);
+        return;
+    }
     struct ks_view v;
     char why[200];
     /* Only the client whose cancel waits asks for it: anybody's look at the
@@ -338,6 +343,11 @@ void ks_cmd_end(const struct ks_msg *req, struct ks_out *out)
     q.force = (int)force;
     if (ks_no_flag_addr(req, out) != 0)
         return;
+    if (ks_preattach_target(q.tid, q.id)) {   /* no record: cmd_preattach.c */
+        ks_preattach_end(q.tid, q.mode == KS_MODE_FLAG ? KS_PRE_FLAG : q.mode == KS_MODE_CANCEL
+                         ? KS_PRE_CANCEL : KS_PRE_ABORT, q.force, out);
+        return;
+    }
     int runtime = 0;
     int pre = ks_end_precheck(&q, why, sizeof why, &runtime);
     if (pre != 0) {

@@ -211,6 +211,115 @@ TEST(Attach, ThreadsStartedAfterTheAttachCanBeEnded) {
   t.ExpectCleanExit("quit");
 }
 
+// The number after "KEY=" in LINE, or 0.
+pid_t TidAfter(const std::string& line, const std::string& key) {
+  size_t p = line.find(key + "=");
+  return p == std::string::npos ? 0 : atoi(line.c_str() + p + key.size() + 1);
+}
+
+// Waits (up to 5 s) until TID of PID is gone.
+bool TaskEnds(pid_t pid, pid_t tid) {
+  for (long end = ks::NowMs() + 5000; ks::NowMs() < end; usleep(10 * 1000))
+    if (!ks::TaskExists(pid, tid)) return true;
+  return false;
+}
+
+std::vector<std::string> EndArgs(pid_t pid, pid_t tid, std::vector<std::string> mode) {
+  mode.push_back(std::to_string(pid));
+  mode.push_back(std::to_string(tid));
+  return mode;
+}
+
+// Threads that were there before the attach (tests/progs/attach_ends.c):
+// cancelled through their pthread_t where their cancellation is enabled
+// (the cleanup handler runs), refused with the reason where it is disabled,
+// aborted only with --force; the rest of the program healthy after each.
+TEST(Attach, PreAttachThreadsEndByCancelOrForcedAbort) {
+  KS_NEED_PTRACE();
+  Target t(ks::ProgPath("attach_ends"), {}, {}, /*preload=*/false);
+  std::string ready = t.WaitFor("ready");
+  pid_t creader = TidAfter(ready, "creader"), nocancel = TidAfter(ready, "nocancel"),
+        spinner = TidAfter(ready, "spinner");
+  ASSERT_TRUE(creader && nocancel && spinner) << ready << t.Stderr();
+  ASSERT_EQ(Attach(t.pid()).code, 0);
+  ASSERT_EQ(ks::ListRows(t.pid())[creader]["role"], "pre-attach");
+
+  ks::Result c = Inject(EndArgs(t.pid(), creader, {"-m", "cancel", "-t", "5"}));
+  EXPECT_EQ(c.code, 0) << c.err << c.out;
+  EXPECT_TRUE(Has(c.out, "gone: ended (mode cancel, as far as can be seen)")) << c.out;
+  EXPECT_TRUE(Has(c.out, "left behind: not known")) << c.out;
+  EXPECT_EQ(t.WaitFor("cleanup"), "cleanup creader");
+  EXPECT_TRUE(TaskEnds(t.pid(), creader));
+
+  ks::Result d = Inject(EndArgs(t.pid(), nocancel, {"-m", "cancel", "-t", "2"}));
+  EXPECT_EQ(d.code, 9) << d.err << d.out;
+  EXPECT_TRUE(Has(d.err, "has disabled its cancellation")) << d.err;
+  ks::Result da = Inject(EndArgs(t.pid(), nocancel, {"-m", "abort", "--force", "-t", "2"}));
+  EXPECT_EQ(da.code, 9) << da.err << da.out;
+  EXPECT_TRUE(ks::TaskExists(t.pid(), nocancel));
+
+  ks::Result a = Inject(EndArgs(t.pid(), spinner, {"-m", "abort", "-t", "2"}));
+  EXPECT_EQ(a.code, 9) << a.err << a.out;
+  EXPECT_TRUE(Has(a.err, "the locks it took before the attach cannot be seen")) << a.err;
+  EXPECT_TRUE(Has(a.err, "--force")) << a.err;
+  EXPECT_TRUE(ks::TaskExists(t.pid(), spinner));
+  // A deferred cancel never reaches a CPU loop: accepted, and it runs on.
+  ks::Result sc = Inject(EndArgs(t.pid(), spinner, {"-m", "cancel", "-t", "1"}));
+  EXPECT_EQ(sc.code, 3) << sc.err << sc.out;
+  EXPECT_TRUE(Has(sc.out, "still alive")) << sc.out;
+  EXPECT_TRUE(ks::TaskExists(t.pid(), spinner));
+  ks::Result f = Inject(EndArgs(t.pid(), spinner, {"-m", "abort", "--force", "-t", "5"}));
+  EXPECT_EQ(f.code, 0) << f.err << f.out;
+  EXPECT_TRUE(Has(f.out, "gone: ended (mode abort, as far as can be seen)")) << f.out;
+  EXPECT_TRUE(Has(f.err, "the locks it took before the attach cannot be seen")) << f.err;
+  EXPECT_EQ(t.WaitFor("cleanup"), "cleanup spinner");
+  EXPECT_TRUE(TaskEnds(t.pid(), spinner));
+
+  // The main thread: never cancelled, as when it is registered.
+  ks::Result m = Inject(EndArgs(t.pid(), t.pid(), {"-m", "cancel", "-t", "1"}));
+  EXPECT_EQ(m.code, 9) << m.err;
+  EXPECT_TRUE(Has(m.err, "is the main thread")) << m.err;
+
+  t.Send("heap");
+  EXPECT_EQ(t.WaitFor("heap ok"), "heap ok 1");
+  EXPECT_TRUE(BeatsPass(t, Beats(t)));
+  t.ExpectCleanExit("quit");
+}
+
+// auto on pre-attach threads: its cancel step ends one whose cancellation is
+// enabled; on one whose cancellation is disabled both later steps are
+// refused and the report says only the program's own stop variable can end
+// it; with --force its abort step ends a CPU loop.
+TEST(Attach, AutoOnPreAttachThreads) {
+  KS_NEED_PTRACE();
+  Target t(ks::ProgPath("attach_ends"), {}, {}, /*preload=*/false);
+  std::string ready = t.WaitFor("ready");
+  pid_t creader = TidAfter(ready, "creader"), nocancel = TidAfter(ready, "nocancel"),
+        spinner = TidAfter(ready, "spinner");
+  ASSERT_TRUE(creader && nocancel && spinner) << ready << t.Stderr();
+  ASSERT_EQ(Attach(t.pid()).code, 0);
+
+  ks::Result c = Inject(EndArgs(t.pid(), creader, {"-m", "auto", "-g", "0.2", "-t", "5"}));
+  EXPECT_EQ(c.code, 0) << c.err << c.out;
+  EXPECT_TRUE(Has(c.out, "steps:       flag at 0.00 s, cancel at")) << c.out;
+  EXPECT_EQ(t.WaitFor("cleanup"), "cleanup creader");
+
+  ks::Result n = Inject(EndArgs(t.pid(), nocancel, {"-m", "auto", "-g", "0.2", "-t", "1"}));
+  EXPECT_EQ(n.code, 3) << n.err << n.out;
+  EXPECT_TRUE(Has(n.out, "only the program's own stop variable (--flag-symbol) can end it"))
+      << n.out;
+  EXPECT_TRUE(ks::TaskExists(t.pid(), nocancel));
+
+  ks::Result s = Inject(EndArgs(t.pid(), spinner,
+                                {"-m", "auto", "--force", "-g", "0.2", "-t", "5"}));
+  EXPECT_EQ(s.code, 0) << s.err << s.out;
+  EXPECT_TRUE(Has(s.out, "mode abort")) << s.out;
+  EXPECT_EQ(t.WaitFor("cleanup"), "cleanup spinner");
+  EXPECT_TRUE(TaskEnds(t.pid(), spinner));
+  EXPECT_TRUE(BeatsPass(t, Beats(t)));
+  t.ExpectCleanExit("quit");
+}
+
 // The borrowed thread sat in nanosleep(5 s): it still sleeps its 5 s, no
 // less (an early return) and not much more.
 TEST(Attach, ASleepKeepsItsTime) {

@@ -1,0 +1,122 @@
+/* A program started WITHOUT the shim whose threads are then ended after an
+ * attach (tests/e2e/attach_test, "pre-attach" threads). Prints "ready
+ * creader=TID nocancel=TID spinner=TID", then reads commands on stdin: beat
+ * (prints the heartbeat count), heap (mallocs and frees, prints "heap ok"),
+ * quit.
+ *
+ *   creader   blocked in read() of a pipe nobody writes, cancellation
+ *             enabled, a cleanup handler that prints "cleanup creader"
+ *   nocancel  blocked in read() too, cancellation disabled
+ *   spinner   a CPU loop (deferred cancellation: a cancel alone never
+ *             acts), a cleanup handler that prints "cleanup spinner"
+ *   heartbeat counts every 10 ms */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static int never[2];
+static volatile unsigned long beats, spins;
+static int started;   /* threads that noted their tid */
+static long tids[3];  /* creader, nocancel, spinner */
+static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void say(const char *fmt, long v)
+{
+    pthread_mutex_lock(&out_mu);
+    printf(fmt, v);
+    putchar('\n');
+    fflush(stdout);
+    pthread_mutex_unlock(&out_mu);
+}
+
+static void cleanup(void *name)
+{
+    /* write(2), not stdio: a cancelled thread must not take out_mu here. */
+    char line[64];
+    int n = snprintf(line, sizeof line, "cleanup %s\n", (const char *)name);
+    if (write(1, line, (size_t)n) != n)
+        abort();
+}
+
+static void *creader(void *arg)
+{
+    (void)arg;
+    tids[0] = (long)syscall(SYS_gettid);
+    __atomic_add_fetch(&started, 1, __ATOMIC_RELEASE);
+    char c;
+    pthread_cleanup_push(cleanup, "creader");
+    if (read(never[0], &c, 1) >= 0)
+        say("creader read %ld", 1);
+    pthread_cleanup_pop(0);
+    return NULL;
+}
+
+static void *nocancel(void *arg)
+{
+    (void)arg;
+    int old;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+    tids[1] = (long)syscall(SYS_gettid);
+    __atomic_add_fetch(&started, 1, __ATOMIC_RELEASE);
+    char c;
+    if (read(never[0], &c, 1) >= 0)
+        say("nocancel read %ld", 1);
+    return NULL;
+}
+
+static void *spinner(void *arg)
+{
+    (void)arg;
+    tids[2] = (long)syscall(SYS_gettid);
+    __atomic_add_fetch(&started, 1, __ATOMIC_RELEASE);
+    pthread_cleanup_push(cleanup, "spinner");
+    for (;;)
+        spins++;
+    pthread_cleanup_pop(0);
+    return NULL;
+}
+
+static void *heartbeat(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) != 0) {}
+        __atomic_add_fetch(&beats, 1, __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
+int main(void)
+{
+    void *(*fns[])(void *) = {creader, nocancel, spinner, heartbeat};
+    if (pipe(never) != 0)
+        return 1;
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, fns[i], NULL) != 0)
+            return 1;
+        pthread_detach(t);
+    }
+    while (__atomic_load_n(&started, __ATOMIC_ACQUIRE) < 3)
+        usleep(1000);
+    printf("ready creader=%ld nocancel=%ld spinner=%ld\n", tids[0], tids[1], tids[2]);
+    fflush(stdout);
+    char line[64];
+    while (fgets(line, sizeof line, stdin)) {
+        if (strncmp(line, "beat", 4) == 0) {
+            say("beats %ld", (long)__atomic_load_n(&beats, __ATOMIC_RELAXED));
+        } else if (strncmp(line, "heap", 4) == 0) {
+            for (int i = 0; i < 1000; i++)
+                free(malloc((size_t)(16 + i)));
+            say("heap ok %ld", 1);
+        } else if (strncmp(line, "quit", 4) == 0) {
+            return 0;
+        }
+    }
+    return 0;
+}
