@@ -233,7 +233,8 @@ std::vector<std::string> EndArgs(pid_t pid, pid_t tid, std::vector<std::string> 
 // Threads that were there before the attach (tests/progs/attach_ends.c):
 // cancelled through their pthread_t where their cancellation is enabled
 // (the cleanup handler runs), refused with the reason where it is disabled,
-// aborted only with --force; the rest of the program healthy after each.
+// aborted only with --force, stopped by the program's own variable (flag);
+// the rest of the program healthy after each.
 TEST(Attach, PreAttachThreadsEndByCancelOrForcedAbort) {
   KS_NEED_PTRACE();
   Target t(ks::ProgPath("attach_ends"), {}, {}, /*preload=*/false);
@@ -274,6 +275,14 @@ TEST(Attach, PreAttachThreadsEndByCancelOrForcedAbort) {
   EXPECT_TRUE(Has(f.err, "the locks it took before the attach cannot be seen")) << f.err;
   EXPECT_EQ(t.WaitFor("cleanup"), "cleanup spinner");
   EXPECT_TRUE(TaskEnds(t.pid(), spinner));
+
+  // The program's own stop variable, written by the injector.
+  pid_t polite = TidAfter(ready, "polite");
+  ks::Result p = Inject(EndArgs(t.pid(), polite,
+                                {"-m", "flag", "--flag-symbol", "stop_polite", "-t", "5"}));
+  EXPECT_EQ(p.code, 0) << p.err << p.out;
+  EXPECT_TRUE(Has(p.out, "gone: ended (mode flag, as far as can be seen)")) << p.out;
+  EXPECT_EQ(t.WaitFor("polite"), "polite stopped 1");
 
   // The main thread: never cancelled, as when it is registered.
   ks::Result m = Inject(EndArgs(t.pid(), t.pid(), {"-m", "cancel", "-t", "1"}));

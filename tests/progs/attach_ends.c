@@ -1,6 +1,6 @@
 /* A program started WITHOUT the shim whose threads are then ended after an
  * attach (tests/e2e/attach_test, "pre-attach" threads). Prints "ready
- * creader=TID nocancel=TID spinner=TID", then reads commands on stdin: beat
+ * creader=TID nocancel=TID spinner=TID polite=TID", then reads commands on stdin: beat
  * (prints the heartbeat count), heap (mallocs and frees, prints "heap ok"),
  * quit.
  *
@@ -9,6 +9,8 @@
  *   nocancel  blocked in read() too, cancellation disabled
  *   spinner   a CPU loop (deferred cancellation: a cancel alone never
  *             acts), a cleanup handler that prints "cleanup spinner"
+ *   polite    sleeps 10 ms at a time until stop_polite is set (--flag-symbol),
+ *             then prints "polite stopped" and returns
  *   heartbeat counts every 10 ms */
 #include <pthread.h>
 #include <stdio.h>
@@ -21,7 +23,8 @@
 static int never[2];
 static volatile unsigned long beats, spins;
 static int started;   /* threads that noted their tid */
-static long tids[3];  /* creader, nocancel, spinner */
+static long tids[4];  /* creader, nocancel, spinner, polite */
+volatile int stop_polite;   /* the program's own stop variable */
 static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void say(const char *fmt, long v)
@@ -80,6 +83,19 @@ static void *spinner(void *arg)
     return NULL;
 }
 
+static void *polite(void *arg)
+{
+    (void)arg;
+    tids[3] = (long)syscall(SYS_gettid);
+    __atomic_add_fetch(&started, 1, __ATOMIC_RELEASE);
+    while (!stop_polite) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    say("polite stopped %ld", 1);
+    return NULL;
+}
+
 static void *heartbeat(void *arg)
 {
     (void)arg;
@@ -93,7 +109,7 @@ static void *heartbeat(void *arg)
 
 int main(void)
 {
-    void *(*fns[])(void *) = {creader, nocancel, spinner, heartbeat};
+    void *(*fns[])(void *) = {creader, nocancel, spinner, polite, heartbeat};
     if (pipe(never) != 0)
         return 1;
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
@@ -102,9 +118,10 @@ int main(void)
             return 1;
         pthread_detach(t);
     }
-    while (__atomic_load_n(&started, __ATOMIC_ACQUIRE) < 3)
+    while (__atomic_load_n(&started, __ATOMIC_ACQUIRE) < 4)
         usleep(1000);
-    printf("ready creader=%ld nocancel=%ld spinner=%ld\n", tids[0], tids[1], tids[2]);
+    printf("ready creader=%ld nocancel=%ld spinner=%ld polite=%ld\n", tids[0], tids[1], tids[2],
+           tids[3]);
     fflush(stdout);
     char line[64];
     while (fgets(line, sizeof line, stdin)) {
