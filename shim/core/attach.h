@@ -63,6 +63,17 @@ int ks_preattach_set_async(pthread_t pd);
  * slots changed. */
 int ks_got_patch_all(void);
 
+/* After an attach: if objects were loaded or unloaded since the last walk
+ * (the loader's dlpi_adds and dlpi_subs), points the slots of the program's
+ * objects (those loaded since included; never the shim's own dependencies)
+ * at the hooks as ks_got_patch_all does. An object whose relocation is still
+ * under way is skipped and looked at by the next call. Cheap when nothing
+ * was loaded (one dl_iterate_phdr step). Called before each control
+ * request; not from the hooks (an object loaded and calling pthread_create
+ * right away, from its constructor, bypasses the shim until then). Returns
+ * the number of slots changed. */
+int ks_got_patch_later(void);
+
 /* In the shim's own dependencies (loaded with it, after it): pipe2 only,
  * which libunwind's init calls and the shim must refuse it
  * (interpose/interpose_pipe.c), as it does when preloaded. Before ks_init

@@ -329,6 +329,35 @@ TEST(Attach, AutoOnPreAttachThreads) {
   t.ExpectCleanExit("quit");
 }
 
+// An object the program dlopens after the attach: its GOT slots are patched
+// at the shim's next request (a listing here), so the thread it starts
+// after that goes through the shim's pthread_create (kind app), its mutex
+// is counted, and cancel mode ends it through its cleanup handler, which
+// releases the mutex.
+TEST(Attach, AnObjectLoadedAfterTheAttachIsPatched) {
+  KS_NEED_PTRACE();
+  Target t(ks::ProgPath("attach_ends"), {}, {}, /*preload=*/false);
+  ASSERT_FALSE(t.WaitFor("ready").empty()) << t.Stderr();
+  ASSERT_EQ(Attach(t.pid()).code, 0);
+  t.Send("load " + ks::ProgPath("liblatelib.so"));
+  ASSERT_EQ(t.WaitFor("load"), "loaded 1") << t.Stderr();
+  ASSERT_FALSE(ks::ListRows(t.pid()).empty());   // the request that patches
+  t.Send("start");
+  pid_t late = ks::TidFrom(t.WaitFor("late tid="));
+  ASSERT_NE(late, 0);
+  auto rows = ks::ListRows(t.pid());
+  EXPECT_EQ(rows[late]["role"], "app");
+  EXPECT_EQ(rows[late]["locks"], "1");
+  ks::Result c = Inject(EndArgs(t.pid(), late, {"-m", "cancel", "-t", "5"}));
+  EXPECT_EQ(c.code, 0) << c.err << c.out;
+  EXPECT_TRUE(Has(c.out, "gone: cancelled (mode cancel)")) << c.out;
+  EXPECT_TRUE(TaskEnds(t.pid(), late));
+  t.Send("try");
+  EXPECT_EQ(t.WaitFor("late free"), "late free 1");
+  EXPECT_TRUE(BeatsPass(t, Beats(t)));
+  t.ExpectCleanExit("quit");
+}
+
 // The borrowed thread sat in nanosleep(5 s): it still sleeps its 5 s, no
 // less (an early return) and not much more.
 TEST(Attach, ASleepKeepsItsTime) {

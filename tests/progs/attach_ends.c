@@ -2,7 +2,8 @@
  * attach (tests/e2e/attach_test, "pre-attach" threads). Prints "ready
  * creader=TID nocancel=TID spinner=TID polite=TID", then reads commands on stdin: beat
  * (prints the heartbeat count), heap (mallocs and frees, prints "heap ok"),
- * quit.
+ * load LIB (dlopens it: "loaded"), start (latelib_start: "late tid=N"),
+ * try (latelib_try: "late free 0|1"), quit.
  *
  *   creader   blocked in read() of a pipe nobody writes, cancellation
  *             enabled, a cleanup handler that prints "cleanup creader"
@@ -12,6 +13,7 @@
  *   polite    sleeps 10 ms at a time until stop_polite is set (--flag-symbol),
  *             then prints "polite stopped" and returns
  *   heartbeat counts every 10 ms */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,7 +125,8 @@ int main(void)
     printf("ready creader=%ld nocancel=%ld spinner=%ld polite=%ld\n", tids[0], tids[1], tids[2],
            tids[3]);
     fflush(stdout);
-    char line[64];
+    char line[4096];
+    void *lib = NULL;
     while (fgets(line, sizeof line, stdin)) {
         if (strncmp(line, "beat", 4) == 0) {
             say("beats %ld", (long)__atomic_load_n(&beats, __ATOMIC_RELAXED));
@@ -131,6 +134,16 @@ int main(void)
             for (int i = 0; i < 1000; i++)
                 free(malloc((size_t)(16 + i)));
             say("heap ok %ld", 1);
+        } else if (strncmp(line, "load ", 5) == 0) {
+            line[strcspn(line, "\n")] = '\0';
+            lib = dlopen(line + 5, RTLD_NOW);
+            say(lib ? "loaded %ld" : "load failed %ld", 1);
+        } else if (strncmp(line, "start", 5) == 0 && lib) {
+            long (*start)(void) = (long (*)(void))dlsym(lib, "latelib_start");
+            say("late tid=%ld", start ? start() : 0);
+        } else if (strncmp(line, "try", 3) == 0 && lib) {
+            int (*try)(void) = (int (*)(void))dlsym(lib, "latelib_try");
+            say("late free %ld", try ? try() : -1);
         } else if (strncmp(line, "quit", 4) == 0) {
             return 0;
         }
