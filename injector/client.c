@@ -199,7 +199,9 @@ static int ksi_connect_once(pid_t pid, struct ksi_client *c, int last)
     struct sockaddr_un addr;
     socklen_t alen;
     char where[sizeof addr.sun_path + 32];
-    ks_sockaddr_for_pid(pid, &addr, &alen, where, sizeof where);
+    /* Named with the pid it has in its own pid namespace (a container seen
+     * from the host); every /proc read and signal uses PID. */
+    ks_sockaddr_for_pid(ks_sockaddr_own_pid(pid), &addr, &alen, where, sizeof where);
     if (!ks_sockaddr_is_file() && ksi_peer_same_netns(pid, where) != KSI_EXIT_OK)
         return KSI_EXIT_ERROR;
     int rung = 0;

@@ -12,6 +12,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <string>
@@ -493,6 +494,53 @@ TEST(Attach, AnotherMountNamespaceLoadsFromAMemfd) {
   t.Send("contained");
   EXPECT_EQ(t.WaitFor("got"), "got contained");
   EXPECT_EQ(t.Wait(), 0);
+}
+
+// The process unshare --fork started (the target, pid 1 in its namespace).
+pid_t ChildOf(pid_t pid) {
+  for (long end = ks::NowMs() + 5000; ks::NowMs() < end; usleep(10 * 1000)) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) +
+                    "/children");
+    pid_t c = 0;
+    if (f >> c && c > 0) return c;
+  }
+  return 0;
+}
+
+// A program in its own pid namespace (same network namespace), attached
+// from the host with its host pid: its socket is named with the pid it sees
+// itself as (@killshim-1), which the client reads from NSpid; the listing
+// shows the tids of its own namespace, and a second attach only connects.
+TEST(Attach, AnotherPidNamespaceIsAttachedFromTheHost) {
+  KS_NEED_PTRACE();
+  if (std::string why = ks::NamespaceUnavailable("pid"); !why.empty())
+    GTEST_SKIP() << "no pid namespace here: " << why;
+  Target u("/usr/bin/unshare",
+           {"--pid", "--fork", "--kill-child", "--mount-proc", ks::ProgPath("attach_ends")}, {},
+           /*preload=*/false);
+  std::string ready = u.WaitFor("ready");
+  ASSERT_EQ(TidAfter(ready, "creader"), 2) << ready << u.Stderr();   // its own pids
+  pid_t host = ChildOf(u.pid());
+  ASSERT_NE(host, 0);
+  ASSERT_NE(host, 1);
+  ks::Result r = Attach(host, {"--json"});
+  ASSERT_EQ(r.code, 0) << r.err << r.out;
+  auto j = ks::FlatJson(r.out);
+  std::set<std::string> tids;
+  for (int i = 0, n = atoi(j["threads"].c_str()); i < n; i++)
+    if (j["threads." + std::to_string(i) + ".role"] == "pre-attach")
+      tids.insert(j["threads." + std::to_string(i) + ".tid"]);
+  EXPECT_TRUE(tids.count("1") && tids.count("2") && tids.count("4")) << r.out;
+  std::ifstream unix_socks("/proc/" + std::to_string(host) + "/net/unix");
+  std::string all((std::istreambuf_iterator<char>(unix_socks)), std::istreambuf_iterator<char>());
+  EXPECT_TRUE(Has(all, "@killshim-1\n")) << "no socket named with its own pid";
+  EXPECT_FALSE(Has(all, "@killshim-" + std::to_string(host) + "\n"));
+  ks::Result again = Attach(host);
+  EXPECT_EQ(again.code, 0) << again.err;
+  EXPECT_TRUE(Has(again.err, "already runs the shim")) << again.err;
+  u.Send("heap");
+  EXPECT_EQ(u.WaitFor("heap ok"), "heap ok 1");
+  u.ExpectCleanExit("quit");
 }
 
 TEST(Attach, ATracedProgramIsRefusedWithItsTracer) {
