@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "maps_view.h"
+
 /* The block the new thread reads (attach_stub.S: the offsets are fixed
  * there). Lives in the data page the injector maps in the target. */
 struct ksi_attach_block {
@@ -64,8 +66,8 @@ int ksi_attach(pid_t pid, const char *shim, int timeout_ms, struct ksi_attach_in
 /* attach_check.c: refuses what cannot be done safely (not glibc x86-64 and
  * dynamic, seccomp, traced, Yama) and picks the thread to borrow: one in a
  * plain blocking system call. */
-int ksi_attach_check(pid_t pid, struct ksi_attach_err *e);
-pid_t ksi_attach_pick_thread(pid_t pid, struct ksi_attach_err *e);
+int ksi_attach_check(pid_t pid, const struct ksi_maps *m, struct ksi_attach_err *e);
+pid_t ksi_attach_pick_thread(pid_t pid, const struct ksi_maps *m, struct ksi_attach_err *e);
 /* The explanation of a failed PTRACE_SEIZE (ERR), naming Yama's setting. */
 void ksi_attach_seize_error(pid_t pid, int err, struct ksi_attach_err *e);
 
@@ -74,7 +76,8 @@ void ksi_attach_seize_error(pid_t pid, int err, struct ksi_attach_err *e);
 struct ksi_libc {
     uint64_t pthread_create, pthread_detach, dlopen, dlsym, dlerror, close;
 };
-int ksi_attach_libc(pid_t pid, struct ksi_libc *out, struct ksi_attach_err *e);
+int ksi_attach_libc(pid_t pid, const struct ksi_maps *m, struct ksi_libc *out,
+                    struct ksi_attach_err *e);
 /* Fills the entries of OUT still 0 from the ELF file FD loaded at BIAS. */
 void ksi_attach_scan_file(int fd, uint64_t bias, struct ksi_libc *out);
 /* attach_lmap.c: fills OUT from the objects of PID in the loader's search

@@ -1,4 +1,5 @@
 #include "client.h"
+#include "maps_view.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -35,16 +36,8 @@ static void ksi_comm(pid_t pid, char *buf, size_t cap)
 
 int ksi_maps_shim(pid_t pid)
 {
-    char path[64], line[4096];
-    snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return 0;
-    int found = 0;
-    while (!found && fgets(line, sizeof line, f))
-        found = strstr(line, "/libkillshim.so") != NULL;   /* a path, or a memfd's name */
-    fclose(f);
-    return found;
+    struct ksi_maps m;
+    return ksi_maps_read(pid, &m) == 0 && m.shim;
 }
 
 static int ksi_read_line(struct ksi_client *c, struct ks_msg *m)
