@@ -18,6 +18,10 @@
 
 #include "maps_view.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* The block the new thread reads (attach_stub.S: the offsets are fixed
  * there). Lives in the data page the injector maps in the target. */
 struct ksi_attach_block {
@@ -70,6 +74,8 @@ int ksi_attach_check(pid_t pid, const struct ksi_maps *m, struct ksi_attach_err 
 pid_t ksi_attach_pick_thread(pid_t pid, const struct ksi_maps *m, struct ksi_attach_err *e);
 /* The explanation of a failed PTRACE_SEIZE (ERR), naming Yama's setting. */
 void ksi_attach_seize_error(pid_t pid, int err, struct ksi_attach_err *e);
+/* The same for a given ptrace_scope (-1: no Yama), for the unit test. */
+void ksi_attach_seize_msg(pid_t pid, int err, long scope, struct ksi_attach_err *e);
 
 /* attach_sym.c: the address of NAME in PID's libc, from the file's dynamic
  * symbol table and the mapping's base (0 if not found). */
@@ -106,4 +112,7 @@ int ksi_borrow_end(struct ksi_borrow *b);
 int ksi_mem_write(pid_t pid, uint64_t addr, const void *buf, size_t len);
 int ksi_mem_read(pid_t pid, uint64_t addr, void *buf, size_t len);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -110,12 +110,8 @@ int ksi_attach_check(pid_t pid, const struct ksi_maps *m, struct ksi_attach_err 
     return 0;
 }
 
-void ksi_attach_seize_error(pid_t pid, int err, struct ksi_attach_err *e)
+void ksi_attach_seize_msg(pid_t pid, int err, long scope, struct ksi_attach_err *e)
 {
-    char buf[32] = "";
-    long scope = -1;
-    if (ksi_read_small("/proc/sys/kernel/yama/ptrace_scope", buf, sizeof buf) == 0)
-        scope = strtol(buf, NULL, 10);
     e->code = err == ESRCH ? KSI_EXIT_NO_PROCESS : KSI_EXIT_PERMISSION;
     if (err == EPERM && scope >= 1)
         snprintf(e->msg, sizeof e->msg, "ptrace of %d not permitted: Yama's "
@@ -126,6 +122,15 @@ void ksi_attach_seize_error(pid_t pid, int err, struct ksi_attach_err *e)
     else
         snprintf(e->msg, sizeof e->msg, "ptrace of %d: %s (attach needs the process's "
                  "user or root)", (int)pid, strerror(err));
+}
+
+void ksi_attach_seize_error(pid_t pid, int err, struct ksi_attach_err *e)
+{
+    char buf[32] = "";
+    long scope = -1;   /* no Yama */
+    if (ksi_read_small("/proc/sys/kernel/yama/ptrace_scope", buf, sizeof buf) == 0)
+        scope = strtol(buf, NULL, 10);
+    ksi_attach_seize_msg(pid, err, scope, e);
 }
 
 /* ---- Which thread to borrow --------------------------------------------- */

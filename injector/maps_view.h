@@ -8,6 +8,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define KSI_MAPS_RANGES 16
 
 struct ksi_range { uint64_t lo, hi; };
@@ -32,4 +36,7 @@ void ksi_maps_line(struct ksi_maps *m, const char *line);
  * for M->err, the same errno). */
 int ksi_maps_read(pid_t pid, struct ksi_maps *m);
 
+#ifdef __cplusplus
+}
+#endif
 #endif
