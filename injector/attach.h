@@ -12,6 +12,7 @@
 #ifndef KSI_ATTACH_H
 #define KSI_ATTACH_H
 
+#include <assert.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -36,12 +37,12 @@ struct ksi_attach_block {
     char entry[64];                    /* "killshim_attach_start" */
 };
 
-_Static_assert(__builtin_offsetof(struct ksi_attach_block, pthread_detach) == 56, "attach_stub.S");
-_Static_assert(__builtin_offsetof(struct ksi_attach_block, close) == 64, "attach_stub.S");
-_Static_assert(__builtin_offsetof(struct ksi_attach_block, memfd) == 72, "attach_stub.S");
-_Static_assert(__builtin_offsetof(struct ksi_attach_block, path) == 80, "attach_stub.S");
-_Static_assert(__builtin_offsetof(struct ksi_attach_block, entry) == 3072, "attach_stub.S");
-_Static_assert(sizeof(struct ksi_attach_block) <= 4096, "one page");
+static_assert(__builtin_offsetof(struct ksi_attach_block, pthread_detach) == 56, "attach_stub.S");
+static_assert(__builtin_offsetof(struct ksi_attach_block, close) == 64, "attach_stub.S");
+static_assert(__builtin_offsetof(struct ksi_attach_block, memfd) == 72, "attach_stub.S");
+static_assert(__builtin_offsetof(struct ksi_attach_block, path) == 80, "attach_stub.S");
+static_assert(__builtin_offsetof(struct ksi_attach_block, entry) == 3072, "attach_stub.S");
+static_assert(sizeof(struct ksi_attach_block) <= 4096, "one page");
 
 /* Why an attach failed: a sentence for the user, and the injector's exit
  * code (injector.h). */
