@@ -17,6 +17,7 @@
 #include "commands.h"
 #include "shim/deliver/deliver.h"
 #include "shim/deliver/graveyard.h"
+#include "shim/core/attach.h"
 #include "shim/core/ks.h"
 #include "shim/safepoint/langrt.h"
 #include "shim/core/registry.h"
@@ -344,6 +345,18 @@ void ks_cmd_end(const struct ks_msg *req, struct ks_out *out)
     if (ks_no_flag_addr(req, out) != 0)
         return;
     if (ks_preattach_target(q.tid, q.id)) {   /* no record: cmd_preattach.c */
+        /* A language runtime's thread (by its start routine, from glibc's
+         * struct pthread) is refused unforced, as a registered one is. */
+        void *start = ks_preattach_start_routine(q.tid);
+        if (q.mode != KS_MODE_FLAG && !q.force &&
+            ks_refuse_langrt(q.tid, start, why, sizeof why) != 0) {
+            ks_out_word(out, "err");
+            ks_out_str(out, "code", "refused");
+            ks_out_str(out, "msg", why);
+            ks_out_str(out, "runtime", why);
+            ks_out_eol(out);
+            return;
+        }
         ks_preattach_end(q.tid, q.mode == KS_MODE_FLAG ? KS_PRE_FLAG : q.mode == KS_MODE_CANCEL
                          ? KS_PRE_CANCEL : KS_PRE_ABORT, q.force, out);
         return;

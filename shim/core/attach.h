@@ -48,6 +48,9 @@ int ks_preattach_has(pid_t tid);
  * what the caller does about it). Returns 0, ESRCH (not a pre-attach
  * thread, or gone) or ENOENT (its struct pthread was not found). */
 int ks_preattach_thread(pid_t tid, pthread_t *pd, int *cancelhandling);
+/* The start routine glibc keeps for pre-attach thread TID (what it passed
+ * to pthread_create), or NULL if unknown or gone. */
+void *ks_preattach_start_routine(pid_t tid);
 /* Makes PD's cancellation asynchronous and unmarks it as cancelled, for a
  * SIGCANCEL that glibc's handler then acts on (a forced abort of a
  * pre-attach thread; see preattach.c). PD: as ks_preattach_thread just gave

@@ -33,7 +33,7 @@ static int ks_pre_n;
  * note. 0 offsets where the descriptor is missing or of another shape: the
  * pthread_t of a pre-attach thread is then unknown, and it is not ended. */
 static struct {
-    size_t tid, cancel, list;        /* in struct pthread */
+    size_t tid, cancel, list, start; /* in struct pthread (start: 0 unknown) */
     size_t used, user;               /* list heads in _rtld_global */
     uintptr_t rtld_global;
     int ok;
@@ -77,6 +77,8 @@ static void ks_td_init(void)
     bad |= ks_td_field(lib, "_thread_db_pthread_list", 128, &ks_td.list);
     bad |= ks_td_field(lib, "_thread_db_rtld_global__dl_stack_used", 128, &ks_td.used);
     bad |= ks_td_field(lib, "_thread_db_rtld_global__dl_stack_user", 128, &ks_td.user);
+    if (ks_td_field(lib, "_thread_db_pthread_start_routine", 64, &ks_td.start) != 0)
+        ks_td.start = 0;   /* optional: only the language-runtime check uses it */
     if (!bad) {
         ks_td.rtld_global = *rg;
         ks_td.ok = ks_td.rtld_global != 0;
@@ -166,6 +168,17 @@ int ks_preattach_thread(pid_t tid, pthread_t *pd, int *cancelhandling)
     *pd = (pthread_t)p->pd;
     *cancelhandling = ch;
     return 0;
+}
+
+void *ks_preattach_start_routine(pid_t tid)
+{
+    pthread_t pd;
+    int ch;
+    void *start = NULL;
+    if (!ks_td.start || ks_preattach_thread(tid, &pd, &ch) != 0 ||
+        ks_pre_peek((uintptr_t)pd + ks_td.start, &start, sizeof start) != 0)
+        return NULL;
+    return start;
 }
 
 /* One compare-and-swap, as glibc's own updates of the word (the thread's

@@ -12,11 +12,11 @@
 
 #include <cstdlib>
 #include <fstream>
-#include <iterator>
 #include <map>
 #include <set>
 #include <string>
 
+#include "tests/e2e/attach_util.h"
 #include "tests/e2e/harness.h"
 
 namespace {
@@ -24,36 +24,7 @@ namespace {
 using ks::Has;
 using ks::Inject;
 using ks::Target;
-
-// "" if this process may ptrace a child of its own; else why not (a
-// container without CAP_SYS_PTRACE, Yama at 3, a seccomp'd sandbox). The
-// attach needs ptrace once: where the environment forbids it, the tests
-// that attach say so and skip.
-std::string PtraceUnavailable() {
-  pid_t c = fork();
-  if (c == 0) {
-    pause();
-    _exit(0);
-  }
-  std::string why;
-  if (ptrace(PTRACE_SEIZE, c, 0, 0) != 0) why = std::string("PTRACE_SEIZE: ") + strerror(errno);
-  kill(c, SIGKILL);
-  waitpid(c, nullptr, __WALL);
-  return why;
-}
-
-#define KS_NEED_PTRACE()                                                   \
-  do {                                                                     \
-    if (std::string why = PtraceUnavailable(); !why.empty())               \
-      GTEST_SKIP() << "ptrace is not allowed here, attach needs it once: " << why; \
-  } while (0)
-
-ks::Result Attach(pid_t pid, const std::vector<std::string>& more = {}) {
-  std::vector<std::string> args = {"--attach", "--shim", ks::ShimPath()};
-  args.insert(args.end(), more.begin(), more.end());
-  args.push_back(std::to_string(pid));
-  return Inject(args);
-}
+using namespace ks_attach;
 
 // The program's own target, started without the shim.
 Target Start(const std::string& scenario, const std::vector<std::string>& env = {}) {
@@ -103,26 +74,6 @@ std::set<int> Fds(pid_t pid) {
   }
   if (d) closedir(d);
   return fds;
-}
-
-// The heartbeat count the program reports ("beat" on its stdin).
-long Beats(Target& t) {
-  t.Send("beat");
-  std::string l = t.WaitFor("beats ");
-  return l.empty() ? -1 : atol(l.c_str() + 6);
-}
-
-// Waits (up to 5 s) until the heartbeat passes AFTER: the program's other
-// threads still run.
-bool BeatsPass(Target& t, long after) {
-  long end = ks::NowMs() + 5000;
-  while (ks::NowMs() < end) {
-    long b = Beats(t);
-    if (b > after) return true;
-    if (b < 0) return false;
-    usleep(20 * 1000);
-  }
-  return false;
 }
 
 // The borrowed thread and its call, from the injector's report line.
@@ -208,153 +159,6 @@ TEST(Attach, ThreadsStartedAfterTheAttachCanBeEnded) {
   EXPECT_EQ(end.code, 0) << end.err << end.out;
   EXPECT_TRUE(Has(end.out, "gone")) << end.out;
   EXPECT_FALSE(ks::TaskExists(t.pid(), late));
-  EXPECT_TRUE(BeatsPass(t, Beats(t)));
-  t.ExpectCleanExit("quit");
-}
-
-// The number after "KEY=" in LINE, or 0.
-pid_t TidAfter(const std::string& line, const std::string& key) {
-  size_t p = line.find(key + "=");
-  return p == std::string::npos ? 0 : atoi(line.c_str() + p + key.size() + 1);
-}
-
-// Waits (up to 5 s) until TID of PID is gone.
-bool TaskEnds(pid_t pid, pid_t tid) {
-  for (long end = ks::NowMs() + 5000; ks::NowMs() < end; usleep(10 * 1000))
-    if (!ks::TaskExists(pid, tid)) return true;
-  return false;
-}
-
-std::vector<std::string> EndArgs(pid_t pid, pid_t tid, std::vector<std::string> mode) {
-  mode.push_back(std::to_string(pid));
-  mode.push_back(std::to_string(tid));
-  return mode;
-}
-
-// Threads that were there before the attach (tests/progs/attach_ends.c):
-// cancelled through their pthread_t where their cancellation is enabled
-// (the cleanup handler runs), refused with the reason where it is disabled,
-// aborted only with --force, stopped by the program's own variable (flag);
-// the rest of the program healthy after each.
-TEST(Attach, PreAttachThreadsEndByCancelOrForcedAbort) {
-  KS_NEED_PTRACE();
-  Target t(ks::ProgPath("attach_ends"), {}, {}, /*preload=*/false);
-  std::string ready = t.WaitFor("ready");
-  pid_t creader = TidAfter(ready, "creader"), nocancel = TidAfter(ready, "nocancel"),
-        spinner = TidAfter(ready, "spinner");
-  ASSERT_TRUE(creader && nocancel && spinner) << ready << t.Stderr();
-  ASSERT_EQ(Attach(t.pid()).code, 0);
-  ASSERT_EQ(ks::ListRows(t.pid())[creader]["role"], "pre-attach");
-
-  ks::Result c = Inject(EndArgs(t.pid(), creader, {"-m", "cancel", "-t", "5"}));
-  EXPECT_EQ(c.code, 0) << c.err << c.out;
-  EXPECT_TRUE(Has(c.out, "gone: ended (mode cancel, as far as can be seen)")) << c.out;
-  EXPECT_TRUE(Has(c.out, "left behind: not known")) << c.out;
-  EXPECT_EQ(t.WaitFor("cleanup"), "cleanup creader");
-  EXPECT_TRUE(TaskEnds(t.pid(), creader));
-
-  ks::Result d = Inject(EndArgs(t.pid(), nocancel, {"-m", "cancel", "-t", "2"}));
-  EXPECT_EQ(d.code, 9) << d.err << d.out;
-  EXPECT_TRUE(Has(d.err, "has disabled its cancellation")) << d.err;
-  ks::Result da = Inject(EndArgs(t.pid(), nocancel, {"-m", "abort", "--force", "-t", "2"}));
-  EXPECT_EQ(da.code, 9) << da.err << da.out;
-  EXPECT_TRUE(ks::TaskExists(t.pid(), nocancel));
-
-  ks::Result a = Inject(EndArgs(t.pid(), spinner, {"-m", "abort", "-t", "2"}));
-  EXPECT_EQ(a.code, 9) << a.err << a.out;
-  EXPECT_TRUE(Has(a.err, "the locks it took before the attach cannot be seen")) << a.err;
-  EXPECT_TRUE(Has(a.err, "--force")) << a.err;
-  EXPECT_TRUE(ks::TaskExists(t.pid(), spinner));
-  // A deferred cancel never reaches a CPU loop: accepted, and it runs on.
-  ks::Result sc = Inject(EndArgs(t.pid(), spinner, {"-m", "cancel", "-t", "1"}));
-  EXPECT_EQ(sc.code, 3) << sc.err << sc.out;
-  EXPECT_TRUE(Has(sc.out, "still alive")) << sc.out;
-  EXPECT_TRUE(ks::TaskExists(t.pid(), spinner));
-  ks::Result f = Inject(EndArgs(t.pid(), spinner, {"-m", "abort", "--force", "-t", "5"}));
-  EXPECT_EQ(f.code, 0) << f.err << f.out;
-  EXPECT_TRUE(Has(f.out, "gone: ended (mode abort, as far as can be seen)")) << f.out;
-  EXPECT_TRUE(Has(f.err, "the locks it took before the attach cannot be seen")) << f.err;
-  EXPECT_EQ(t.WaitFor("cleanup"), "cleanup spinner");
-  EXPECT_TRUE(TaskEnds(t.pid(), spinner));
-
-  // The program's own stop variable, written by the injector.
-  pid_t polite = TidAfter(ready, "polite");
-  ks::Result p = Inject(EndArgs(t.pid(), polite,
-                                {"-m", "flag", "--flag-symbol", "stop_polite", "-t", "5"}));
-  EXPECT_EQ(p.code, 0) << p.err << p.out;
-  EXPECT_TRUE(Has(p.out, "gone: ended (mode flag, as far as can be seen)")) << p.out;
-  EXPECT_EQ(t.WaitFor("polite"), "polite stopped 1");
-
-  // The main thread: never cancelled, as when it is registered.
-  ks::Result m = Inject(EndArgs(t.pid(), t.pid(), {"-m", "cancel", "-t", "1"}));
-  EXPECT_EQ(m.code, 9) << m.err;
-  EXPECT_TRUE(Has(m.err, "is the main thread")) << m.err;
-
-  t.Send("heap");
-  EXPECT_EQ(t.WaitFor("heap ok"), "heap ok 1");
-  EXPECT_TRUE(BeatsPass(t, Beats(t)));
-  t.ExpectCleanExit("quit");
-}
-
-// auto on pre-attach threads: its cancel step ends one whose cancellation is
-// enabled; on one whose cancellation is disabled both later steps are
-// refused and the report says only the program's own stop variable can end
-// it; with --force its abort step ends a CPU loop.
-TEST(Attach, AutoOnPreAttachThreads) {
-  KS_NEED_PTRACE();
-  Target t(ks::ProgPath("attach_ends"), {}, {}, /*preload=*/false);
-  std::string ready = t.WaitFor("ready");
-  pid_t creader = TidAfter(ready, "creader"), nocancel = TidAfter(ready, "nocancel"),
-        spinner = TidAfter(ready, "spinner");
-  ASSERT_TRUE(creader && nocancel && spinner) << ready << t.Stderr();
-  ASSERT_EQ(Attach(t.pid()).code, 0);
-
-  ks::Result c = Inject(EndArgs(t.pid(), creader, {"-m", "auto", "-g", "0.2", "-t", "5"}));
-  EXPECT_EQ(c.code, 0) << c.err << c.out;
-  EXPECT_TRUE(Has(c.out, "steps:       flag at 0.00 s, cancel at")) << c.out;
-  EXPECT_EQ(t.WaitFor("cleanup"), "cleanup creader");
-
-  ks::Result n = Inject(EndArgs(t.pid(), nocancel, {"-m", "auto", "-g", "0.2", "-t", "1"}));
-  EXPECT_EQ(n.code, 3) << n.err << n.out;
-  EXPECT_TRUE(Has(n.out, "only the program's own stop variable (--flag-symbol) can end it"))
-      << n.out;
-  EXPECT_TRUE(ks::TaskExists(t.pid(), nocancel));
-
-  ks::Result s = Inject(EndArgs(t.pid(), spinner,
-                                {"-m", "auto", "--force", "-g", "0.2", "-t", "5"}));
-  EXPECT_EQ(s.code, 0) << s.err << s.out;
-  EXPECT_TRUE(Has(s.out, "mode abort")) << s.out;
-  EXPECT_EQ(t.WaitFor("cleanup"), "cleanup spinner");
-  EXPECT_TRUE(TaskEnds(t.pid(), spinner));
-  EXPECT_TRUE(BeatsPass(t, Beats(t)));
-  t.ExpectCleanExit("quit");
-}
-
-// An object the program dlopens after the attach: its GOT slots are patched
-// at the shim's next request (a listing here), so the thread it starts
-// after that goes through the shim's pthread_create (kind app), its mutex
-// is counted, and cancel mode ends it through its cleanup handler, which
-// releases the mutex.
-TEST(Attach, AnObjectLoadedAfterTheAttachIsPatched) {
-  KS_NEED_PTRACE();
-  Target t(ks::ProgPath("attach_ends"), {}, {}, /*preload=*/false);
-  ASSERT_FALSE(t.WaitFor("ready").empty()) << t.Stderr();
-  ASSERT_EQ(Attach(t.pid()).code, 0);
-  t.Send("load " + ks::ProgPath("liblatelib.so"));
-  ASSERT_EQ(t.WaitFor("load"), "loaded 1") << t.Stderr();
-  ASSERT_FALSE(ks::ListRows(t.pid()).empty());   // the request that patches
-  t.Send("start");
-  pid_t late = ks::TidFrom(t.WaitFor("late tid="));
-  ASSERT_NE(late, 0);
-  auto rows = ks::ListRows(t.pid());
-  EXPECT_EQ(rows[late]["role"], "app");
-  EXPECT_EQ(rows[late]["locks"], "1");
-  ks::Result c = Inject(EndArgs(t.pid(), late, {"-m", "cancel", "-t", "5"}));
-  EXPECT_EQ(c.code, 0) << c.err << c.out;
-  EXPECT_TRUE(Has(c.out, "gone: cancelled (mode cancel)")) << c.out;
-  EXPECT_TRUE(TaskEnds(t.pid(), late));
-  t.Send("try");
-  EXPECT_EQ(t.WaitFor("late free"), "late free 1");
   EXPECT_TRUE(BeatsPass(t, Beats(t)));
   t.ExpectCleanExit("quit");
 }
@@ -494,59 +298,6 @@ TEST(Attach, AnotherMountNamespaceLoadsFromAMemfd) {
   t.Send("contained");
   EXPECT_EQ(t.WaitFor("got"), "got contained");
   EXPECT_EQ(t.Wait(), 0);
-}
-
-// The process unshare --fork started (the target, pid 1 in its namespace).
-pid_t ChildOf(pid_t pid) {
-  for (long end = ks::NowMs() + 5000; ks::NowMs() < end; usleep(10 * 1000)) {
-    std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) +
-                    "/children");
-    pid_t c = 0;
-    if (f >> c && c > 0) return c;
-  }
-  return 0;
-}
-
-// A program in its own pid namespace (same network namespace), attached
-// from the host with its host pid: its socket is named with the pid it sees
-// itself as (@killshim-1), which the client reads from NSpid; the listing
-// shows the tids of its own namespace, and a second attach only connects.
-TEST(Attach, AnotherPidNamespaceIsAttachedFromTheHost) {
-  KS_NEED_PTRACE();
-  if (std::string why = ks::NamespaceUnavailable("pid"); !why.empty())
-    GTEST_SKIP() << "no pid namespace here: " << why;
-  Target u("/usr/bin/unshare",
-           {"--pid", "--fork", "--kill-child", "--mount-proc", ks::ProgPath("attach_ends")}, {},
-           /*preload=*/false);
-  std::string ready = u.WaitFor("ready");
-  pid_t creader = TidAfter(ready, "creader"), spinner = TidAfter(ready, "spinner");
-  ASSERT_TRUE(creader && spinner) << ready << u.Stderr();
-  pid_t host = ChildOf(u.pid());
-  ASSERT_NE(host, 0);
-  std::ifstream st("/proc/" + std::to_string(host) + "/status");
-  std::string line;
-  while (std::getline(st, line) && line.rfind("NSpid:", 0) != 0) {}
-  ASSERT_EQ(line, "NSpid:\t" + std::to_string(host) + "\t1") << "not pid 1 in its namespace";
-  ks::Result r = Attach(host, {"--json"});
-  ASSERT_EQ(r.code, 0) << r.err << r.out;
-  auto j = ks::FlatJson(r.out);
-  std::set<std::string> tids;
-  for (int i = 0, n = atoi(j["threads"].c_str()); i < n; i++)
-    if (j["threads." + std::to_string(i) + ".role"] == "pre-attach")
-      tids.insert(j["threads." + std::to_string(i) + ".tid"]);
-  // The tids it printed itself (its own namespace's), not the host's.
-  EXPECT_TRUE(tids.count("1") && tids.count(std::to_string(creader)) &&
-              tids.count(std::to_string(spinner))) << r.out;
-  std::ifstream unix_socks("/proc/" + std::to_string(host) + "/net/unix");
-  std::string all((std::istreambuf_iterator<char>(unix_socks)), std::istreambuf_iterator<char>());
-  EXPECT_TRUE(Has(all, "@killshim-1\n")) << "no socket named with its own pid";
-  EXPECT_FALSE(Has(all, "@killshim-" + std::to_string(host) + "\n"));
-  ks::Result again = Attach(host);
-  EXPECT_EQ(again.code, 0) << again.err;
-  EXPECT_TRUE(Has(again.err, "already runs the shim")) << again.err;
-  u.Send("heap");
-  EXPECT_EQ(u.WaitFor("heap ok"), "heap ok 1");
-  u.ExpectCleanExit("quit");
 }
 
 TEST(Attach, ATracedProgramIsRefusedWithItsTracer) {
