@@ -345,15 +345,16 @@ void ks_cmd_end(const struct ks_msg *req, struct ks_out *out)
     if (ks_no_flag_addr(req, out) != 0)
         return;
     if (ks_preattach_target(q.tid, q.id)) {   /* no record: cmd_preattach.c */
-        /* A language runtime's thread (by its start routine, from glibc's
-         * struct pthread) is refused unforced, as a registered one is. */
-        void *start = ks_preattach_start_routine(q.tid);
+        /* A language runtime's thread is refused unforced, as a registered
+         * one is (cmd_preattach.c looks at its start routine and stack). */
+        int runtime = 0;
         if (q.mode != KS_MODE_FLAG && !q.force &&
-            ks_refuse_langrt(q.tid, start, why, sizeof why) != 0) {
+            ks_preattach_runtime(q.tid, why, sizeof why, &runtime) != 0) {
             ks_out_word(out, "err");
             ks_out_str(out, "code", "refused");
             ks_out_str(out, "msg", why);
-            ks_out_str(out, "runtime", why);
+            if (runtime)
+                ks_out_str(out, "runtime", why);
             ks_out_eol(out);
             return;
         }

@@ -25,6 +25,8 @@
 #include "shim/core/ks.h"
 #include "shim/core/real.h"
 #include "shim/core/registry.h"
+#include "shim/safepoint/langrt.h"
+#include "shim/unwind/stack_capture.h"
 
 #define KS_SIGCANCEL 32   /* glibc's SIGCANCEL (__SIGRTMIN): not in a public header */
 
@@ -131,6 +133,56 @@ static int ks_pre_alive(pid_t tid)
     return ks_read_task_stat(0, tid, &st) == 0 && st.state != 'Z' && st.state != 'X';
 }
 
+/* Takes TID's stack as cancel's check does (a dump; never a signal that
+ * would cut its system call short) and scans it. Returns as
+ * ks_preattach_runtime. */
+static int ks_pre_stack_runtime(pid_t tid, char *why, size_t cap, int *runtime)
+{
+    struct ks_capture c = {.tid = tid};
+    struct ks_capture *v[1] = {&c};
+    struct ks_capture_opts o = {.answer_ns = 1000ull * 1000000, .slice_ns = 20ull * 1000000,
+                                .grace_ns = 50ull * 1000000, .read_sc = 1};
+    char module[64];
+    int rc = 0;
+    ks_dump_lock();
+    struct ks_dump *d = ks_capture_stacks(v, 1, &o);
+    if (!d) {
+        snprintf(why, cap, "cannot check the stack of thread %d (out of memory); --force "
+                 "goes without the check", (int)tid);
+        rc = EPERM;
+    } else if (c.via == KS_VIA_NONE && !c.gone) {
+        snprintf(why, cap, "cannot check the stack of thread %d for a language runtime's "
+                 "frames (%s); --force goes without the check", (int)tid,
+                 ks_nostack_words(c.why));
+        rc = EPERM;
+    } else if (!c.gone) {
+        int rt = ks_langrt_scan(c.e->ips, c.e->nframes, NULL, module, sizeof module);
+        if (rt) {
+            ks_langrt_refusal(rt, module, tid, "runs in", why, cap);
+            *runtime = 1;
+            rc = EPERM;
+        }
+    }
+    if (d)
+        ks_dump_release(d);
+    ks_dump_unlock();
+    return rc;
+}
+
+int ks_preattach_runtime(pid_t tid, char *why, size_t cap, int *runtime)
+{
+    char module[64];
+    *runtime = 0;
+    uintptr_t start = (uintptr_t)ks_preattach_start_routine(tid);
+    int rt = start ? ks_langrt_scan(&start, 1, NULL, module, sizeof module) : 0;
+    if (rt) {
+        ks_langrt_refusal(rt, module, tid, "was started by", why, cap);
+        *runtime = 1;
+        return EPERM;
+    }
+    return ks_pre_stack_runtime(tid, why, cap, runtime);
+}
+
 void ks_preattach_status(pid_t tid, struct ks_out *out)
 {
     pthread_t pd;
@@ -150,13 +202,17 @@ void ks_preattach_end(pid_t tid, int mode, int force, struct ks_out *out)
 {
     pthread_t pd;
     int ch;
+    /* The client wrote the program's variable before it sent this: the
+     * thread may have read it and ended already, and is then answered as
+     * ended after a flag. */
+    if (mode == KS_PRE_FLAG)
+        ks_pre_remember(tid, "flag");
     int rc = ks_preattach_thread(tid, &pd, &ch);
     if (rc == ESRCH || (rc == 0 && !ks_pre_alive(tid))) {
         ks_pre_gone(out, tid);
         return;
     }
-    if (mode == KS_PRE_FLAG) {   /* the client wrote the program's variable */
-        ks_pre_remember(tid, "flag");
+    if (mode == KS_PRE_FLAG) {
         ks_pre_view(out, tid, rc ? 0 : ch, "flag", "only the program's own stop variable "
                     "(--flag-symbol) reaches a thread that started before the attach");
         return;

@@ -31,30 +31,6 @@ Target Start(const std::string& scenario, const std::vector<std::string>& env = 
   return Target(ks::ProgPath("attach_target"), {scenario}, env, /*preload=*/false);
 }
 
-// Under ThreadSanitizer, TSAN_OPTIONS with a suppressions file for a stack
-// dump of a pre-attach thread: the attach's thread set libunwind up (its
-// signal mask) before the control server existed; a pre-attach thread's dump
-// handler (uninstrumented by design, shim/defs.bzl) runs libunwind, whose
-// sigprocmask reaches TSan's interceptor, which reads that mask. The order
-// is real (the server that sends the dump signal was created after the
-// set-up) but TSan gives signals no happens-before, and a thread that
-// existed before the attach had no other edge to the attach's thread.
-// Reports naming anything but libunwind still fail. Empty in other builds.
-std::vector<std::string> TsanPreAttachDumpEnv() {
-#ifdef __SANITIZE_THREAD__
-  const char* dir = getenv("TEST_TMPDIR");
-  std::string p = std::string(dir ? dir : "/tmp") + "/attach-tsan.supp";
-  FILE* f = fopen(p.c_str(), "w");
-  if (!f) return {};
-  fputs("race:libunwind.so.8\n", f);
-  if (fclose(f) != 0) return {};
-  const char* inherited = getenv("TSAN_OPTIONS");
-  return {std::string("TSAN_OPTIONS=") + (inherited ? inherited : "") + ":suppressions=" + p};
-#else
-  return {};
-#endif
-}
-
 int MapsShim(pid_t pid) {
   std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
   std::string line;
