@@ -345,10 +345,11 @@ void ks_cmd_end(const struct ks_msg *req, struct ks_out *out)
     if (ks_no_flag_addr(req, out) != 0)
         return;
     if (ks_preattach_target(q.tid, q.id)) {   /* no record: cmd_preattach.c */
-        /* A language runtime's thread is refused unforced, as a registered
-         * one is (cmd_preattach.c looks at its start routine and stack). */
+        /* A language runtime's thread is not cancelled unforced, as a
+         * registered one is not (cmd_preattach.c looks at its start routine
+         * and stack). An unforced abort is refused there anyway. */
         int runtime = 0;
-        if (q.mode != KS_MODE_FLAG && !q.force &&
+        if (q.mode == KS_MODE_CANCEL && !q.force &&
             ks_preattach_runtime(q.tid, why, sizeof why, &runtime) != 0) {
             ks_out_word(out, "err");
             ks_out_str(out, "code", "refused");

@@ -21,7 +21,7 @@ enum { KS_PRE_FLAG, KS_PRE_CANCEL, KS_PRE_ABORT };
 /* 1 if a request for TID (with id ID) is for a pre-attach thread: noted at
  * the attach, no record of it in the registry, no id asked. */
 int ks_preattach_target(pid_t tid, uint64_t id);
-/* Unforced cancel and abort: 0 if neither TID's start routine (from glibc's
+/* Unforced cancel: 0 if neither TID's start routine (from glibc's
  * struct pthread) nor a frame of its stack (a dump, as cancel's check
  * takes) lies in a language runtime's module (langrt.h); else EPERM with
  * WHY, and *RUNTIME = 1 if one does (0: the stack could not be taken, and

@@ -23,6 +23,9 @@ using ks::Inject;
 using ks::Target;
 using namespace ks_attach;
 
+// Every unforced cancel of a pre-attach thread takes its stack first (the
+// language-runtime check): the targets get TsanPreAttachDumpEnv (attach_util.h).
+
 // Threads that were there before the attach (tests/progs/attach_ends.c):
 // cancelled through their pthread_t where their cancellation is enabled
 // (the cleanup handler runs), refused with the reason where it is disabled,
@@ -30,7 +33,7 @@ using namespace ks_attach;
 // the rest of the program healthy after each.
 TEST(Attach, PreAttachThreadsEndByCancelOrForcedAbort) {
   KS_NEED_PTRACE();
-  Target t(ks::ProgPath("attach_ends"), {}, {}, /*preload=*/false);
+  Target t(ks::ProgPath("attach_ends"), {}, TsanPreAttachDumpEnv(), /*preload=*/false);
   std::string ready = t.WaitFor("ready");
   pid_t creader = TidAfter(ready, "creader"), nocancel = TidAfter(ready, "nocancel"),
         spinner = TidAfter(ready, "spinner");
@@ -94,7 +97,7 @@ TEST(Attach, PreAttachThreadsEndByCancelOrForcedAbort) {
 // it; with --force its abort step ends a CPU loop.
 TEST(Attach, AutoOnPreAttachThreads) {
   KS_NEED_PTRACE();
-  Target t(ks::ProgPath("attach_ends"), {}, {}, /*preload=*/false);
+  Target t(ks::ProgPath("attach_ends"), {}, TsanPreAttachDumpEnv(), /*preload=*/false);
   std::string ready = t.WaitFor("ready");
   pid_t creader = TidAfter(ready, "creader"), nocancel = TidAfter(ready, "nocancel"),
         spinner = TidAfter(ready, "spinner");
@@ -129,7 +132,7 @@ TEST(Attach, AutoOnPreAttachThreads) {
 // releases the mutex.
 TEST(Attach, AnObjectLoadedAfterTheAttachIsPatched) {
   KS_NEED_PTRACE();
-  Target t(ks::ProgPath("attach_ends"), {}, {}, /*preload=*/false);
+  Target t(ks::ProgPath("attach_ends"), {}, TsanPreAttachDumpEnv(), /*preload=*/false);
   ASSERT_FALSE(t.WaitFor("ready").empty()) << t.Stderr();
   ASSERT_EQ(Attach(t.pid()).code, 0);
   t.Send("load " + ks::ProgPath("liblatelib.so"));
@@ -217,7 +220,8 @@ TEST(Attach, AnotherPidNamespaceIsAttachedFromTheHost) {
                        " ]; do /bin/true; i=$((i+1)); done; " + ks::ProgPath("attach_ends") +
                        "; exit $?";
   Target u("/usr/bin/unshare",
-           {"--pid", "--fork", "--kill-child", "--mount-proc", "/bin/sh", "-c", script}, {},
+           {"--pid", "--fork", "--kill-child", "--mount-proc", "/bin/sh", "-c", script},
+           TsanPreAttachDumpEnv(),
            /*preload=*/false);
   std::string ready = u.WaitFor("ready");
   pid_t creader = TidAfter(ready, "creader"), spinner = TidAfter(ready, "spinner");
