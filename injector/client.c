@@ -323,10 +323,13 @@ int ksi_request(struct ksi_client *c, const char *line, ksi_record_fn *fn, void 
         }
         rc = ksi_exchange(c, buf, fn, ctx, final);
         explicit_bzero(buf, sizeof buf);
+        /* FINAL is filled only on success: a connection closed mid-request
+         * (the program died) leaves it as it was. */
+        if (rc != KSI_EXIT_OK)
+            return rc;
         const char *code = ks_msg_get(final, "code");
         /* Expired on the way (a stalled machine): once more, afresh. */
-        if (rc != KSI_EXIT_OK || attempt || strcmp(final->verb, "err") != 0 || !code ||
-            strcmp(code, "permission") != 0)
+        if (attempt || strcmp(final->verb, "err") != 0 || !code || strcmp(code, "permission") != 0)
             return rc;
         c->proof.level = 0;
     }
