@@ -198,6 +198,37 @@ void ks_preattach_status(pid_t tid, struct ks_out *out)
                 "(--flag-symbol) can end it" : NULL);
 }
 
+/* Cancel and abort: what is refused (RC, CH: from ks_preattach_thread).
+ * Returns 1 if it answered. */
+static int ks_pre_refused(pid_t tid, int mode, int force, int rc, int ch, struct ks_out *out)
+{
+    if (tid == ks_getpid()) {
+        ks_pre_refuse(out, "thread %d is the main thread: its tid stays a zombie until the "
+                      "process exits, so it cannot be seen to end; end the process instead, "
+                      "or ask it to stop with mode=flag", tid);
+        return 1;
+    }
+    if (rc == ENOENT) {
+        ks_pre_refuse(out, "thread %d started before the shim was attached and glibc's thread "
+                      "list did not show its pthread_t: it cannot be cancelled", tid);
+        return 1;
+    }
+    if (ch & KS_CANCELSTATE_BIT) {
+        ks_pre_refuse(out, "thread %d started before the shim was attached and has disabled "
+                      "its cancellation (pthread_setcancelstate): neither cancel nor abort "
+                      "can end it; ask it to stop with mode=flag", tid);
+        return 1;
+    }
+    if (mode == KS_PRE_ABORT && !force) {
+        ks_pre_refuse(out, "thread %d started before the shim was attached: the locks it took "
+                      "before the attach cannot be seen, so an abort cannot know what it "
+                      "leaves held; --force aborts it anyway (glibc's asynchronous "
+                      "cancellation: its cleanup handlers and destructors run)", tid);
+        return 1;
+    }
+    return 0;
+}
+
 void ks_preattach_end(pid_t tid, int mode, int force, struct ks_out *out)
 {
     pthread_t pd;
@@ -217,30 +248,8 @@ void ks_preattach_end(pid_t tid, int mode, int force, struct ks_out *out)
                     "(--flag-symbol) reaches a thread that started before the attach");
         return;
     }
-    if (tid == ks_getpid()) {
-        ks_pre_refuse(out, "thread %d is the main thread: its tid stays a zombie until the "
-                      "process exits, so it cannot be seen to end; end the process instead, "
-                      "or ask it to stop with mode=flag", tid);
+    if (ks_pre_refused(tid, mode, force, rc, ch, out))
         return;
-    }
-    if (rc == ENOENT) {
-        ks_pre_refuse(out, "thread %d started before the shim was attached and glibc's thread "
-                      "list did not show its pthread_t: it cannot be cancelled", tid);
-        return;
-    }
-    if (ch & KS_CANCELSTATE_BIT) {
-        ks_pre_refuse(out, "thread %d started before the shim was attached and has disabled "
-                      "its cancellation (pthread_setcancelstate): neither cancel nor abort "
-                      "can end it; ask it to stop with mode=flag", tid);
-        return;
-    }
-    if (mode == KS_PRE_ABORT && !force) {
-        ks_pre_refuse(out, "thread %d started before the shim was attached: the locks it took "
-                      "before the attach cannot be seen, so an abort cannot know what it "
-                      "leaves held; --force aborts it anyway (glibc's asynchronous "
-                      "cancellation: its cleanup handlers and destructors run)", tid);
-        return;
-    }
     ks_real_pthread_cancel_t *real_cancel = KS_REAL(pthread_cancel);
     if (!real_cancel) {
         ks_pre_refuse(out, "thread %d: pthread_cancel is not available in this process", tid);
