@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include "attach.h"
-#include "client.h"   /* ksi_maps_shim */
 #include "deadline.h"
 #include "injector.h"
 #include "syscalls.h"
@@ -92,11 +91,11 @@ static int ksi_plant_memfd(struct ksi_borrow *b, pid_t pid, uint64_t name_at,
     return 0;
 }
 
-static int ksi_borrow_any(pid_t pid, struct ksi_borrow **out, pid_t *tidp,
-                          struct ksi_attach_err *e)
+static int ksi_borrow_any(pid_t pid, const struct ksi_maps *m, struct ksi_borrow **out,
+                          pid_t *tidp, struct ksi_attach_err *e)
 {
     for (int i = 0; i < KSI_BORROW_TRIES; i++) {
-        pid_t tid = *tidp = ksi_attach_pick_thread(pid, e);
+        pid_t tid = *tidp = ksi_attach_pick_thread(pid, m, e);
         if (tid < 0) {
             usleep(20 * 1000);   /* threads move: a few looks before giving up */
             continue;
@@ -187,14 +186,17 @@ int ksi_attach(pid_t pid, const char *shim, int timeout_ms, struct ksi_attach_in
 {
     double t0 = ksi_now();
     memset(info, 0, sizeof *info);
-    info->already = ksi_maps_shim(pid);
+    /* One look at its maps for every question below (maps_view.h). */
+    struct ksi_maps maps;
+    ksi_maps_read(pid, &maps);
+    info->already = maps.shim;
     if (info->already)
         return 0;
     struct ksi_libc libc;
     static struct ksi_attach_block blk;
     int memfd = 0;
     memset(&blk, 0, sizeof blk);
-    if (ksi_attach_check(pid, e) != 0 || ksi_attach_libc(pid, &libc, e) != 0 ||
+    if (ksi_attach_check(pid, &maps, e) != 0 || ksi_attach_libc(pid, &maps, &libc, e) != 0 ||
         ksi_target_path(pid, shim, blk.path, sizeof blk.path, &memfd, e) != 0)
         return -1;
     blk.memfd = -1;
@@ -204,7 +206,7 @@ int ksi_attach(pid_t pid, const char *shim, int timeout_ms, struct ksi_attach_in
     snprintf(blk.entry, sizeof blk.entry, "killshim_attach_start");
     struct ksi_borrow *b = NULL;
     double tb = ksi_now();
-    if (ksi_borrow_any(pid, &b, &info->tid, e) != 0)
+    if (ksi_borrow_any(pid, &maps, &b, &info->tid, e) != 0)
         return -1;
     info->nr = ksi_borrow_nr(b);
     uint64_t data = 0, thread_rc = 0;

@@ -12,9 +12,16 @@
 #ifndef KSI_ATTACH_H
 #define KSI_ATTACH_H
 
+#include <assert.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "maps_view.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* The block the new thread reads (attach_stub.S: the offsets are fixed
  * there). Lives in the data page the injector maps in the target. */
@@ -30,12 +37,12 @@ struct ksi_attach_block {
     char entry[64];                    /* "killshim_attach_start" */
 };
 
-_Static_assert(__builtin_offsetof(struct ksi_attach_block, pthread_detach) == 56, "attach_stub.S");
-_Static_assert(__builtin_offsetof(struct ksi_attach_block, close) == 64, "attach_stub.S");
-_Static_assert(__builtin_offsetof(struct ksi_attach_block, memfd) == 72, "attach_stub.S");
-_Static_assert(__builtin_offsetof(struct ksi_attach_block, path) == 80, "attach_stub.S");
-_Static_assert(__builtin_offsetof(struct ksi_attach_block, entry) == 3072, "attach_stub.S");
-_Static_assert(sizeof(struct ksi_attach_block) <= 4096, "one page");
+static_assert(__builtin_offsetof(struct ksi_attach_block, pthread_detach) == 56, "attach_stub.S");
+static_assert(__builtin_offsetof(struct ksi_attach_block, close) == 64, "attach_stub.S");
+static_assert(__builtin_offsetof(struct ksi_attach_block, memfd) == 72, "attach_stub.S");
+static_assert(__builtin_offsetof(struct ksi_attach_block, path) == 80, "attach_stub.S");
+static_assert(__builtin_offsetof(struct ksi_attach_block, entry) == 3072, "attach_stub.S");
+static_assert(sizeof(struct ksi_attach_block) <= 4096, "one page");
 
 /* Why an attach failed: a sentence for the user, and the injector's exit
  * code (injector.h). */
@@ -64,17 +71,20 @@ int ksi_attach(pid_t pid, const char *shim, int timeout_ms, struct ksi_attach_in
 /* attach_check.c: refuses what cannot be done safely (not glibc x86-64 and
  * dynamic, seccomp, traced, Yama) and picks the thread to borrow: one in a
  * plain blocking system call. */
-int ksi_attach_check(pid_t pid, struct ksi_attach_err *e);
-pid_t ksi_attach_pick_thread(pid_t pid, struct ksi_attach_err *e);
+int ksi_attach_check(pid_t pid, const struct ksi_maps *m, struct ksi_attach_err *e);
+pid_t ksi_attach_pick_thread(pid_t pid, const struct ksi_maps *m, struct ksi_attach_err *e);
 /* The explanation of a failed PTRACE_SEIZE (ERR), naming Yama's setting. */
 void ksi_attach_seize_error(pid_t pid, int err, struct ksi_attach_err *e);
+/* The same for a given ptrace_scope (-1: no Yama), for the unit test. */
+void ksi_attach_seize_msg(pid_t pid, int err, long scope, struct ksi_attach_err *e);
 
 /* attach_sym.c: the address of NAME in PID's libc, from the file's dynamic
  * symbol table and the mapping's base (0 if not found). */
 struct ksi_libc {
     uint64_t pthread_create, pthread_detach, dlopen, dlsym, dlerror, close;
 };
-int ksi_attach_libc(pid_t pid, struct ksi_libc *out, struct ksi_attach_err *e);
+int ksi_attach_libc(pid_t pid, const struct ksi_maps *m, struct ksi_libc *out,
+                    struct ksi_attach_err *e);
 /* Fills the entries of OUT still 0 from the ELF file FD loaded at BIAS. */
 void ksi_attach_scan_file(int fd, uint64_t bias, struct ksi_libc *out);
 /* attach_lmap.c: fills OUT from the objects of PID in the loader's search
@@ -103,4 +113,7 @@ int ksi_borrow_end(struct ksi_borrow *b);
 int ksi_mem_write(pid_t pid, uint64_t addr, const void *buf, size_t len);
 int ksi_mem_read(pid_t pid, uint64_t addr, void *buf, size_t len);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

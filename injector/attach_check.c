@@ -60,7 +60,7 @@ static int ksi_refuse(struct ksi_attach_err *e, int code, const char *fmt, const
 /* x86-64 ELF, dynamically linked against glibc (its libc.so.6 and
  * ld-linux-x86-64.so.2 are mapped: a static program maps neither, a musl
  * one maps ld-musl-x86_64.so.1). */
-static int ksi_check_kind(pid_t pid, struct ksi_attach_err *e)
+static int ksi_check_kind(pid_t pid, const struct ksi_maps *m, struct ksi_attach_err *e)
 {
     char path[64];
     unsigned char h[EI_NIDENT + 4];
@@ -77,32 +77,23 @@ static int ksi_check_kind(pid_t pid, struct ksi_attach_err *e)
     if (memcmp(h, ELFMAG, SELFMAG) != 0 || h[EI_CLASS] != ELFCLASS64 || machine != EM_X86_64)
         return ksi_refuse(e, KSI_EXIT_REFUSED, "%s is not an x86-64 program: the shim is one",
                           "the program", 0);
-    snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return ksi_refuse(e, KSI_EXIT_PERMISSION, "cannot read %s", path, 0);
-    char line[4096];
-    int libc = 0, musl = 0;
-    while (fgets(line, sizeof line, f)) {
-        libc |= strstr(line, "/libc.so.6") != NULL;
-        musl |= strstr(line, "ld-musl-") != NULL;
-    }
-    fclose(f);
-    if (musl)
+    if (m->err)
+        return ksi_refuse(e, KSI_EXIT_PERMISSION, "cannot read /proc/%s%ld/maps", "", pid);
+    if (m->musl)
         return ksi_refuse(e, KSI_EXIT_REFUSED, "%s uses musl: the shim needs glibc", "it", 0);
-    if (!libc)
+    if (!m->libc)
         return ksi_refuse(e, KSI_EXIT_REFUSED, "%s is statically linked (no libc.so.6 is "
                           "mapped): there is no loader to load the shim", "it", 0);
     return 0;
 }
 
-int ksi_attach_check(pid_t pid, struct ksi_attach_err *e)
+int ksi_attach_check(pid_t pid, const struct ksi_maps *m, struct ksi_attach_err *e)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d", (int)pid);
     if (access(path, F_OK) != 0)
         return ksi_refuse(e, KSI_EXIT_NO_PROCESS, "no process %s%ld", "", pid);
-    if (ksi_check_kind(pid, e) != 0)
+    if (ksi_check_kind(pid, m, e) != 0)
         return -1;
     long tracer = ksi_status_field(pid, "TracerPid");
     if (tracer > 0)
@@ -119,12 +110,8 @@ int ksi_attach_check(pid_t pid, struct ksi_attach_err *e)
     return 0;
 }
 
-void ksi_attach_seize_error(pid_t pid, int err, struct ksi_attach_err *e)
+void ksi_attach_seize_msg(pid_t pid, int err, long scope, struct ksi_attach_err *e)
 {
-    char buf[32] = "";
-    long scope = -1;
-    if (ksi_read_small("/proc/sys/kernel/yama/ptrace_scope", buf, sizeof buf) == 0)
-        scope = strtol(buf, NULL, 10);
     e->code = err == ESRCH ? KSI_EXIT_NO_PROCESS : KSI_EXIT_PERMISSION;
     if (err == EPERM && scope >= 1)
         snprintf(e->msg, sizeof e->msg, "ptrace of %d not permitted: Yama's "
@@ -137,28 +124,16 @@ void ksi_attach_seize_error(pid_t pid, int err, struct ksi_attach_err *e)
                  "user or root)", (int)pid, strerror(err));
 }
 
-/* ---- Which thread to borrow --------------------------------------------- */
-
-struct ksi_range { uint64_t lo, hi; };
-
-/* The mappings of libc and the loader: a futex there is one of their
- * internal locks. Returns the number filled. */
-static int ksi_libc_ranges(pid_t pid, struct ksi_range *r, int cap)
+void ksi_attach_seize_error(pid_t pid, int err, struct ksi_attach_err *e)
 {
-    char path[64], line[4096];
-    snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
-    FILE *f = fopen(path, "re");
-    int n = 0;
-    while (f && n < cap && fgets(line, sizeof line, f)) {
-        unsigned long long lo, hi;
-        if ((strstr(line, "/libc.so.6") || strstr(line, "/ld-linux-x86-64.so.2")) &&
-            sscanf(line, "%llx-%llx", &lo, &hi) == 2)
-            r[n++] = (struct ksi_range){lo, hi};
-    }
-    if (f)
-        fclose(f);
-    return n;
+    char buf[32] = "";
+    long scope = -1;   /* no Yama */
+    if (ksi_read_small("/proc/sys/kernel/yama/ptrace_scope", buf, sizeof buf) == 0)
+        scope = strtol(buf, NULL, 10);
+    ksi_attach_seize_msg(pid, err, scope, e);
 }
+
+/* ---- Which thread to borrow --------------------------------------------- */
 
 /* 1: a plain blocking call (best); 2: a futex wait on the program's own
  * memory (a join, a condition, a mutex of the program); 0: never. */
@@ -199,10 +174,10 @@ static int ksi_task_rank(pid_t pid, pid_t tid, const struct ksi_range *r, int nr
     return ksi_rank(nr, a, r, nr_r);
 }
 
-pid_t ksi_attach_pick_thread(pid_t pid, struct ksi_attach_err *e)
+pid_t ksi_attach_pick_thread(pid_t pid, const struct ksi_maps *m, struct ksi_attach_err *e)
 {
-    struct ksi_range r[16];
-    int nr_r = ksi_libc_ranges(pid, r, 16);
+    const struct ksi_range *r = m->lib;
+    int nr_r = m->nlib;
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
     DIR *d = opendir(path);

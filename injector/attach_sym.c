@@ -46,33 +46,6 @@ int ksi_mem_read(pid_t pid, uint64_t addr, void *buf, size_t len)
     return ksi_mem_io(pid, addr, buf, len, 0);
 }
 
-/* libc's mapping at file offset 0: its start, end and path. */
-static int ksi_find_libc(pid_t pid, uint64_t *lo, uint64_t *hi, char *file, size_t cap)
-{
-    char path[64], line[4200];
-    snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return -1;
-    int found = 0;
-    while (!found && fgets(line, sizeof line, f)) {
-        unsigned long long a, b, off;
-        int pos = 0;
-        if (sscanf(line, "%llx-%llx %*s %llx %*s %*s %n", &a, &b, &off, &pos) < 3 || !pos)
-            continue;
-        char *name = line + pos;
-        name[strcspn(name, "\n")] = 0;
-        const char *base = strrchr(name, '/');
-        if (off == 0 && base && strcmp(base, "/libc.so.6") == 0) {
-            *lo = a, *hi = b;
-            snprintf(file, cap, "%s", name);
-            found = 1;
-        }
-    }
-    fclose(f);
-    return found ? 0 : -1;
-}
-
 static int ksi_open_libc(pid_t pid, uint64_t lo, uint64_t hi, const char *file)
 {
     char path[4200];
@@ -155,17 +128,18 @@ void ksi_attach_scan_file(int fd, uint64_t bias, struct ksi_libc *out)
         elf_end(elf);
 }
 
-int ksi_attach_libc(pid_t pid, struct ksi_libc *out, struct ksi_attach_err *e)
+int ksi_attach_libc(pid_t pid, const struct ksi_maps *m, struct ksi_libc *out,
+                    struct ksi_attach_err *e)
 {
-    uint64_t lo, hi, first;
-    char file[4096];
+    uint64_t lo = m->libc_lo, hi = m->libc_hi, first;
+    const char *file = m->libc_file;
     memset(out, 0, sizeof *out);
     e->code = KSI_EXIT_ERROR;
     /* The loader's order first: an interposer of pthread_create or dlopen
      * (a sanitizer's runtime: a thread created behind its back crashes in
      * it) is what the program itself calls. libc's fills what is left. */
     ksi_attach_link_map(pid, out);
-    if (ksi_find_libc(pid, &lo, &hi, file, sizeof file) != 0) {
+    if (!hi) {
         snprintf(e->msg, sizeof e->msg, "libc.so.6 is not mapped in %d", (int)pid);
         return -1;
     }

@@ -1,4 +1,5 @@
 #include "client.h"
+#include "maps_view.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -35,16 +36,8 @@ static void ksi_comm(pid_t pid, char *buf, size_t cap)
 
 int ksi_maps_shim(pid_t pid)
 {
-    char path[64], line[4096];
-    snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return 0;
-    int found = 0;
-    while (!found && fgets(line, sizeof line, f))
-        found = strstr(line, "/libkillshim.so") != NULL;   /* a path, or a memfd's name */
-    fclose(f);
-    return found;
+    struct ksi_maps m;
+    return ksi_maps_read(pid, &m) == 0 && m.shim;
 }
 
 static int ksi_read_line(struct ksi_client *c, struct ks_msg *m)
@@ -199,7 +192,9 @@ static int ksi_connect_once(pid_t pid, struct ksi_client *c, int last)
     struct sockaddr_un addr;
     socklen_t alen;
     char where[sizeof addr.sun_path + 32];
-    ks_sockaddr_for_pid(pid, &addr, &alen, where, sizeof where);
+    /* Named with the pid it has in its own pid namespace (a container seen
+     * from the host); every /proc read and signal uses PID. */
+    ks_sockaddr_for_pid(ks_sockaddr_own_pid(pid), &addr, &alen, where, sizeof where);
     if (!ks_sockaddr_is_file() && ksi_peer_same_netns(pid, where) != KSI_EXIT_OK)
         return KSI_EXIT_ERROR;
     int rung = 0;
@@ -328,10 +323,13 @@ int ksi_request(struct ksi_client *c, const char *line, ksi_record_fn *fn, void 
         }
         rc = ksi_exchange(c, buf, fn, ctx, final);
         explicit_bzero(buf, sizeof buf);
+        /* FINAL is filled only on success: a connection closed mid-request
+         * (the program died) leaves it as it was. */
+        if (rc != KSI_EXIT_OK)
+            return rc;
         const char *code = ks_msg_get(final, "code");
         /* Expired on the way (a stalled machine): once more, afresh. */
-        if (rc != KSI_EXIT_OK || attempt || strcmp(final->verb, "err") != 0 || !code ||
-            strcmp(code, "permission") != 0)
+        if (attempt || strcmp(final->verb, "err") != 0 || !code || strcmp(code, "permission") != 0)
             return rc;
         c->proof.level = 0;
     }

@@ -40,6 +40,8 @@ struct ksi_end_result {
     uint64_t start;           /* its start routine */
     int locks_left;
     int process_exited;
+    int pre_attach;           /* it started before the shim was attached: how it
+                                 ended and the locks it left are not known */
     /* Aborted: how it left, the frames whose cleanups ran, the locks it left
      * held (addresses) and a note (e.g. a cond's mutex the shim unlocked). */
     char abort_how[24];

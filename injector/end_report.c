@@ -13,6 +13,10 @@ const char *ksi_end_mode_that_worked(const struct ksi_end_result *r)
         return NULL;
     if (r->process_exited)
         return "none: the process exited";
+    if (r->pre_attach)   /* no grave: what was asked, and that it is gone */
+        return strstr(r->requested, "abort") ? "abort, as far as can be seen"
+             : strstr(r->requested, "cancel") ? "cancel, as far as can be seen"
+             : strstr(r->requested, "flag") ? "flag, as far as can be seen" : "unknown";
     if (strcmp(r->how, "aborted") == 0)
         return "abort";
     if (strcmp(r->how, "cancelled") == 0)
@@ -195,6 +199,9 @@ static void ksi_report_text(const struct ksi_end_result *r, const struct ksi_sit
         if (!r->steps[i].accepted)
             printf("  %s refused: %s\n", r->steps[i].mode, r->steps[i].message);
     ksi_py_report_text(r);
+    if (r->outcome == KSI_GONE && r->pre_attach)
+        printf("  left behind: not known: it started before the shim was attached, which saw "
+               "neither the locks it took before nor how it ended\n");
     if (r->outcome != KSI_GONE || r->process_exited || !r->how[0])
         return;
     char where[800];
@@ -317,6 +324,7 @@ static void ksi_report_json(const struct ksi_end_result *r, const struct ksi_sit
     json_object_object_add(root, "mode", gone ? ksi_json_str(ksi_end_mode_that_worked(r)) : NULL);
     json_object_object_add(root, "how", gone ? ksi_json_str(r->how) : NULL);
     json_object_object_add(root, "process_exited", json_object_new_boolean(r->process_exited));
+    json_object_object_add(root, "pre_attach", json_object_new_boolean(r->pre_attach));
     json_object_object_add(root, "pending", gone ? NULL : ksi_json_str(r->pending));
     json_object_object_add(root, "left_from", gone ? ksi_json_site(r, site) : NULL);
     json_object_object_add(root, "python", ksi_py_report_json(r));

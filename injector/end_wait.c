@@ -67,7 +67,8 @@ static void ksi_take_grave(struct ksi_end_result *r, const struct ks_msg *m)
  * (R filled from its grave), else 0 with R's pending reason and lock. */
 int ksi_take_state(struct ksi_end_result *r, const struct ks_msg *m)
 {
-    const char *state = ks_msg_get(m, "state");
+    const char *state = ks_msg_get(m, "state"), *role = ks_msg_get(m, "role");
+    r->pre_attach = role && strcmp(role, "pre-attach") == 0;
     if (state && strcmp(state, "ended") == 0) {
         ksi_take_grave(r, m);
         return 1;

@@ -107,8 +107,8 @@ int ks_doorbell_ring(pid_t pid)
     if (disabled)
         return ENOENT;
     int c = ks_db_catches(pid, signo);
-    if (c <= 0)
-        return c < 0 ? errno : ENOENT;
+    if (c <= 0)   /* mapped, not caught: its constructor has not run yet */
+        return c < 0 ? errno : EAGAIN;
     union sigval v = {.sival_int = KS_DOORBELL_COOKIE};
     return sigqueue(pid, signo, v) == 0 ? 0 : errno;
 }
@@ -141,12 +141,14 @@ int ks_control_connect(pid_t pid, int timeout_ms, int *rung)
             return -1;
         }
         if (now >= next_ring) {
+            /* EAGAIN: the shim is being loaded (an attach under way):
+             * rung once it catches the signal, until the deadline. */
             int r = ks_doorbell_ring(pid);
-            if (r) {
+            if (r && r != EAGAIN) {
                 errno = r == ENOENT ? e : r;
                 return -1;
             }
-            if (rung)
+            if (!r && rung)
                 *rung = 1;
             next_ring = now + KS_RING_EVERY_MS;
         }

@@ -20,9 +20,11 @@ extern "C" {
 
 /* Rings PID's doorbell if PID runs the shim with its signals installed (it
  * maps libkillshim.so, KILLSHIM_DISABLE is not set in its environment, and
- * it catches the signal). Returns 0 if rung, or ENOENT (it does not run the
- * shim, or its control is disabled), or the errno of what failed (ESRCH,
- * EACCES, EPERM...). Never sends a signal to a process that does not catch
+ * it catches the signal). Returns 0 if rung, ENOENT (it does not run the
+ * shim, or its control is disabled), EAGAIN (it maps the shim but does not
+ * catch the signal: the shim's constructor has not run yet, as while an
+ * attach loads it, or it found no signal to use), or the errno of what
+ * failed (ESRCH, EACCES, EPERM...). Never sends a signal to a process that does not catch
  * it: a real-time signal's default action would end it. */
 int ks_doorbell_ring(pid_t pid);
 

@@ -40,8 +40,37 @@ int ks_sockaddr_for_pid(pid_t pid, struct sockaddr_un *addr, socklen_t *len,
     return 0;
 }
 
+pid_t ks_sockaddr_own_pid(pid_t pid)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return pid;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return pid;
+    buf[n] = '\0';
+    const char *l = strstr(buf, "\nNSpid:");
+    if (!l)
+        return pid;
+    /* One pid per namespace, from the one /proc belongs to down to the
+     * process's own: the last is the one it sees itself as. */
+    l += 7;
+    long last = pid;
+    for (char *end;; l = end) {
+        long v = strtol(l, &end, 10);
+        if (end == l)
+            break;
+        last = v;
+    }
+    return last > 0 ? (pid_t)last : pid;
+}
+
 int ks_sockaddr_connect(int sock, pid_t pid)
 {
+    pid = ks_sockaddr_own_pid(pid);
     struct sockaddr_un addr;
     socklen_t len;
     if (ks_sockaddr_for_pid(pid, &addr, &len, NULL, 0) == 0)

@@ -27,6 +27,12 @@ int ks_sockaddr_for_pid(pid_t pid, struct sockaddr_un *addr, socklen_t *len,
  * path does not fit in sun_path, the same file through /proc/self/fd of its
  * opened directory. Returns 0, or -1 with errno. */
 int ks_sockaddr_connect(int sock, pid_t pid);
+/* The pid process PID (as the caller's /proc names it) has in its own pid
+ * namespace, which its socket's name holds: the last NSpid entry of
+ * /proc/PID/status. PID itself in the same namespace, or if unreadable.
+ * The client's side only (ks_sockaddr_connect uses it): the shim names its
+ * socket with its own getpid. */
+pid_t ks_sockaddr_own_pid(pid_t pid);
 /* 1 if the address is a file (KILLSHIM_SOCKET_DIR is set), else 0. */
 int ks_sockaddr_is_file(void);
 

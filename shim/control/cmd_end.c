@@ -11,11 +11,13 @@
 
 #include "shim/common/access.h"
 #include "shim/deliver/cancel_check.h"
+#include "cmd_preattach.h"
 #include "cmd_python.h"
 #include "cmd_view.h"
 #include "commands.h"
 #include "shim/deliver/deliver.h"
 #include "shim/deliver/graveyard.h"
+#include "shim/core/attach.h"
 #include "shim/core/ks.h"
 #include "shim/safepoint/langrt.h"
 #include "shim/core/registry.h"
@@ -47,6 +49,10 @@ void ks_cmd_status(const struct ks_msg *req, struct ks_out *out)
     uint64_t id;
     if (ks_get_target(req, out, &tid, &id) != 0)
         return;
+    if (ks_preattach_target(tid, id)) {   /* no record: cmd_preattach.c */
+        ks_preattach_status(tid, out);
+        return;
+    }
     struct ks_view v;
     char why[200];
     /* Only the client whose cancel waits asks for it: anybody's look at the
@@ -338,6 +344,25 @@ void ks_cmd_end(const struct ks_msg *req, struct ks_out *out)
     q.force = (int)force;
     if (ks_no_flag_addr(req, out) != 0)
         return;
+    if (ks_preattach_target(q.tid, q.id)) {   /* no record: cmd_preattach.c */
+        /* A language runtime's thread is not cancelled unforced, as a
+         * registered one is not (cmd_preattach.c looks at its start routine
+         * and stack). An unforced abort is refused there anyway. */
+        int runtime = 0;
+        if (q.mode == KS_MODE_CANCEL && !q.force &&
+            ks_preattach_runtime(q.tid, why, sizeof why, &runtime) != 0) {
+            ks_out_word(out, "err");
+            ks_out_str(out, "code", "refused");
+            ks_out_str(out, "msg", why);
+            if (runtime)
+                ks_out_str(out, "runtime", why);
+            ks_out_eol(out);
+            return;
+        }
+        ks_preattach_end(q.tid, q.mode == KS_MODE_FLAG ? KS_PRE_FLAG : q.mode == KS_MODE_CANCEL
+                         ? KS_PRE_CANCEL : KS_PRE_ABORT, q.force, out);
+        return;
+    }
     int runtime = 0;
     int pre = ks_end_precheck(&q, why, sizeof why, &runtime);
     if (pre != 0) {

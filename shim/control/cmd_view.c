@@ -146,9 +146,8 @@ void ks_answer_unknown(struct ks_out *out, pid_t tid, uint64_t id)
                    (unsigned long long)id, (int)ks_getpid(), KS_GRAVES);
     else if (ks_preattach_has(tid) && ks_task_exists(tid))
         ks_out_err(out, "refused", "thread %d of process %d started before the shim was "
-                   "attached: killshim did not see it start nor the locks it took, and does "
-                   "not end it (threads started after the attach can be ended; see "
-                   "docs/attach.md)", (int)tid, (int)ks_getpid());
+                   "attached: it has no id (ask without one; see docs/attach.md)", (int)tid,
+                   (int)ks_getpid());
     else if (ks_task_exists(tid))
         ks_out_err(out, "refused", "thread %d of process %d was not started through "
                    "pthread_create after the shim loaded (or is starting right now): "

@@ -17,6 +17,7 @@
 #include "shim/common/access.h"
 #include "commands.h"
 #include "shim/common/fdid.h"
+#include "shim/core/attach.h"
 #include "shim/core/ks.h"
 #include "shim/core/lock.h"
 #include "shim/common/proto.h"
@@ -122,8 +123,10 @@ static int ks_dispatch(const struct ks_msg *m, struct ks_out *o)
         ks_out_err(o, "unknown-verb", "unknown verb '%s' (try 'help')", m->verb);
     else if (ks_access_check(m, cmd->access, cmd->verb, why, sizeof why) != 0)
         ks_out_err(o, "permission", "%s", why);
-    else
+    else {
+        ks_got_patch_later();   /* objects the program loaded since an attach */
         cmd->fn(m, o);
+    }
     return 0;
 }
 

@@ -11,6 +11,7 @@
 #ifndef KS_ATTACH_H
 #define KS_ATTACH_H
 
+#include <pthread.h>
 #include <sys/types.h>
 
 #ifdef __cplusplus
@@ -29,6 +30,34 @@ void ks_preattach_note(void);
 /* 1 if TID was a thread of the process when the shim was attached. */
 int ks_preattach_has(pid_t tid);
 
+/* The cancelhandling bits of glibc's struct pthread (nptl/descr.h, the
+ * same since 2.3; libthread_db reads the word, not the bits). */
+#define KS_CANCELSTATE_BIT 0x01   /* pthread_setcancelstate(DISABLE) */
+#define KS_CANCELTYPE_BIT 0x02   /* asynchronous */
+#define KS_CANCELING_BIT 0x04
+#define KS_CANCELED_BIT 0x08      /* a cancel was asked */
+#define KS_EXITING_BIT 0x10       /* on its way out */
+
+/* The pthread_t of pre-attach thread TID (found on glibc's thread list at
+ * the attach) and its cancelhandling word now, if the struct pthread still
+ * belongs to TID: its tid field, which the kernel clears at the thread's
+ * exit and a reuse for a later thread overwrites, is read (without touching
+ * the memory: it may be unmapped) and must equal TID. Nothing is kept in
+ * the thread's own memory, so nothing needs undoing at its exit. The answer
+ * is a snapshot: the thread may exit right after (see docs/attach.md for
+ * what the caller does about it). Returns 0, ESRCH (not a pre-attach
+ * thread, or gone) or ENOENT (its struct pthread was not found). */
+int ks_preattach_thread(pid_t tid, pthread_t *pd, int *cancelhandling);
+/* The start routine glibc keeps for pre-attach thread TID (what it passed
+ * to pthread_create), or NULL if unknown or gone. */
+void *ks_preattach_start_routine(pid_t tid);
+/* Makes PD's cancellation asynchronous and unmarks it as cancelled, for a
+ * SIGCANCEL that glibc's handler then acts on (a forced abort of a
+ * pre-attach thread; see preattach.c). PD: as ks_preattach_thread just gave
+ * it, after a pthread_cancel of it (which installs glibc's handler).
+ * Returns 0 or ESRCH (the thread is exiting). */
+int ks_preattach_set_async(pthread_t pd);
+
 /* Points the GOT slots of every loaded object (but the shim, libc and the
  * loader) that bind a function the shim interposes at the shim's hook.
  * A slot is changed only if it holds libc's function (the one the hook
@@ -36,6 +65,17 @@ int ks_preattach_has(pid_t tid);
  * took, or a compatibility version, is left alone. Returns the number of
  * slots changed. */
 int ks_got_patch_all(void);
+
+/* After an attach: if objects were loaded or unloaded since the last walk
+ * (the loader's dlpi_adds and dlpi_subs), points the slots of the program's
+ * objects (those loaded since included; never the shim's own dependencies)
+ * at the hooks as ks_got_patch_all does. An object whose relocation is still
+ * under way is skipped and looked at by the next call. Cheap when nothing
+ * was loaded (one dl_iterate_phdr step). Called before each control
+ * request; not from the hooks (an object loaded and calling pthread_create
+ * right away, from its constructor, bypasses the shim until then). Returns
+ * the number of slots changed. */
+int ks_got_patch_later(void);
 
 /* In the shim's own dependencies (loaded with it, after it): pipe2 only,
  * which libunwind's init calls and the shim must refuse it

@@ -7,14 +7,31 @@
  * a call that loaded the old value just runs libc's function once more, as
  * it would have. Slots in RELRO (read-only after relocation) are made
  * writable for the store and read-only again, page by page, as the loader
- * itself does for them. Runs once, on the attach's thread, before the
- * control server starts. */
+ * itself does for them. Runs on the attach's thread before the control
+ * server starts, then (ks_got_patch_later) on the control thread when
+ * objects were loaded since.
+ *
+ * An object being loaded right now is left alone: it is on the loader's
+ * list (what dl_iterate_phdr shows) before its relocations are applied, and
+ * a store there, or a RELRO page made read-only under the loader that is
+ * still writing it, would be lost or fault. Its RELRO pages become
+ * read-only when its relocation is done: an object whose RELRO is still
+ * writable in /proc/self/maps is skipped and looked at again later. One
+ * without RELRO is patched only in slots that already hold libc's function
+ * or the object's own PLT (the loader does not write those again). The
+ * walk runs inside dl_iterate_phdr's callback, under the loader's list
+ * lock: an object cannot be unmapped (dlclose) while it is visited. */
 #include "attach.h"
 
 #include <elf.h>
 #include <link.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+
+#include "shim/common/procfs.h"
 
 #include "elf_sym.h"
 #include "ks.h"
@@ -26,10 +43,21 @@ struct ks_got_want {
     void *hook;      /* the shim's exported function of that name */
 };
 
+/* The shim's own dependencies (loaded with it, after it, in the list),
+ * noted by the walk of ks_got_patch_deps: that walk runs in the shim's
+ * constructor, under the loader's lock of the shim's own dlopen, so no
+ * object of the program's can be among them. Written once, before any
+ * other walk. */
+#define KS_GOT_DEPS_MAX 32
+static uintptr_t ks_got_deps[KS_GOT_DEPS_MAX];
+static int ks_got_ndeps = -1;   /* -1: not noted (too many, or not late) */
+
 struct ks_got_walk {
     uintptr_t self;
     int deps;        /* patch the shim's dependencies, not the program */
     int past_self;   /* visiting what was loaded after the shim */
+    const char *maps;   /* /proc/self/maps, for the RELRO check (NULL: none) */
+    int unready;     /* objects skipped because their relocation is not done */
     struct ks_got_want want[KS_FN_COUNT];
     int nwant;
     int changed;
@@ -92,13 +120,60 @@ static void ks_got_table(struct ks_got_walk *w, const struct dl_phdr_info *info,
  * calls them for itself, and their calls stay libc's but for what the shim
  * must see of them (ks_got_patch_deps). Never libc and the loader
  * themselves (their internal calls are not through the GOT). */
+static int ks_got_is_dep(uintptr_t base)
+{
+    for (int i = 0; i < ks_got_ndeps; i++)
+        if (ks_got_deps[i] == base)
+            return 1;
+    return 0;
+}
+
+/* The program's objects: those loaded before the shim, and those it loaded
+ * after the shim's own dependencies. Those dependencies (libunwind,
+ * libgcc_s...) the shim calls for itself: their calls stay libc's but for
+ * what the shim must see of them (ks_got_patch_deps). Never libc and the
+ * loader themselves (their internal calls are not through the GOT). */
 static int ks_got_skip(const struct dl_phdr_info *info, struct ks_got_walk *w)
 {
     if (ks_elf_info_contains(info, w->self)) {
         w->past_self = 1;
         return 1;
     }
-    return w->deps ? !w->past_self : w->past_self;
+    if (w->deps) {
+        if (w->past_self && ks_got_ndeps >= 0 && ks_got_ndeps < KS_GOT_DEPS_MAX)
+            ks_got_deps[ks_got_ndeps++] = info->dlpi_addr;
+        else if (w->past_self)
+            ks_got_ndeps = -1;   /* too many to tell apart: later objects stay unpatched */
+        return !w->past_self;
+    }
+    if (!w->past_self)
+        return 0;
+    return ks_got_ndeps < 0 || ks_got_is_dep(info->dlpi_addr);
+}
+
+/* 1 if ADDR's page is mapped without write permission in MAPS. */
+static int ks_maps_readonly(const char *maps, uintptr_t addr)
+{
+    for (const char *l = maps; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+        unsigned long lo, hi;
+        char perms[5];
+        if (sscanf(l, "%lx-%lx %4s", &lo, &hi, perms) == 3 && addr >= lo && addr < hi)
+            return perms[1] == '-';
+    }
+    return 0;
+}
+
+/* Relocation done (see the top of the file): its RELRO read-only already. */
+static int ks_got_ready(const struct dl_phdr_info *info, struct ks_got_walk *w)
+{
+    uintptr_t lo, hi;
+    ks_relro(info, &lo, &hi);
+    if (lo == hi || !w->maps)
+        return 1;
+    if (ks_maps_readonly(w->maps, lo))
+        return 1;
+    w->unready++;
+    return 0;
 }
 
 static int ks_got_never(const struct ks_elf_obj *o)
@@ -117,7 +192,7 @@ static int ks_got_visit(struct dl_phdr_info *info, size_t size, void *arg)
     struct ks_elf_obj o;
     if (ks_got_skip(info, w) ||
         ks_elf_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0 ||
-        ks_got_never(&o))
+        ks_got_never(&o) || !ks_got_ready(info, w))
         return 0;
     const ElfW(Dyn) *dyn = NULL;
     for (int i = 0; i < info->dlpi_phnum; i++)
@@ -183,14 +258,80 @@ static int ks_got_patch(struct ks_got_walk *w, const char *only)
     return w->changed;
 }
 
-int ks_got_patch_all(void)
+/* /proc/self/maps whole, malloc'd; NULL if unreadable. */
+static char *ks_maps_read(void)
 {
-    struct ks_got_walk w = {.deps = 0};
-    return ks_got_patch(&w, NULL);
+    for (size_t cap = 64 << 10; cap <= (8u << 20); cap *= 4) {
+        char *buf = malloc(cap);
+        if (!buf)
+            return NULL;
+        ssize_t n = ks_read_small_file("/proc/self/maps", buf, cap);
+        if (n >= 0 && (size_t)n + 1 < cap)
+            return buf;
+        free(buf);
+        if (n < 0)
+            return NULL;
+    }
+    return NULL;
+}
+
+/* The loader's counts of objects loaded and unloaded: they change with
+ * every dlopen and dlclose that maps or unmaps one. */
+static int ks_got_counts(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    unsigned long long *c = arg;
+    if (size < offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs)
+        return 1;
+    c[0] = info->dlpi_adds;
+    c[1] = info->dlpi_subs;
+    return 1;
+}
+
+/* The counts the last complete walk saw. */
+static unsigned long long ks_got_seen[2];
+static int ks_got_busy;
+
+/* One walk over the program's objects; notes the counts if none was
+ * skipped. Only one at a time (the control server may serve several
+ * clients): a second caller returns at once. */
+static int ks_got_walk_program(void)
+{
+    if (__atomic_exchange_n(&ks_got_busy, 1, __ATOMIC_ACQUIRE))
+        return 0;
+    unsigned long long c[2] = {0, 0};
+    dl_iterate_phdr(ks_got_counts, c);
+    char *maps = ks_maps_read();
+    struct ks_got_walk w = {.deps = 0, .maps = maps};
+    int n = ks_got_patch(&w, NULL);
+    free(maps);
+    /* Skipped one: counts no load gives (adds starts at the program's own
+     * objects), so that the next check walks again. */
+    __atomic_store_n(&ks_got_seen[0], w.unready ? 0 : c[0], __ATOMIC_RELAXED);
+    __atomic_store_n(&ks_got_seen[1], w.unready ? 0 : c[1], __ATOMIC_RELAXED);
+    __atomic_store_n(&ks_got_busy, 0, __ATOMIC_RELEASE);
+    return n;
+}
+
+int ks_got_patch_all(void) { return ks_got_walk_program(); }
+
+int ks_got_patch_later(void)
+{
+    if (!__atomic_load_n(&ks_loaded_late, __ATOMIC_ACQUIRE))
+        return 0;
+    unsigned long long c[2] = {0, 0};
+    dl_iterate_phdr(ks_got_counts, c);
+    if (c[0] == __atomic_load_n(&ks_got_seen[0], __ATOMIC_RELAXED) &&
+        c[1] == __atomic_load_n(&ks_got_seen[1], __ATOMIC_RELAXED))
+        return 0;
+    int n = ks_got_walk_program();
+    if (n)
+        ks_debug("objects loaded since the attach: %d more GOT slots lead to the shim's hooks", n);
+    return n;
 }
 
 int ks_got_patch_deps(void)
 {
+    ks_got_ndeps = 0;
     struct ks_got_walk w = {.deps = 1};
     return ks_got_patch(&w, "pipe2");
 }

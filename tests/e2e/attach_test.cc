@@ -16,6 +16,7 @@
 #include <set>
 #include <string>
 
+#include "tests/e2e/attach_util.h"
 #include "tests/e2e/harness.h"
 
 namespace {
@@ -23,64 +24,11 @@ namespace {
 using ks::Has;
 using ks::Inject;
 using ks::Target;
-
-// "" if this process may ptrace a child of its own; else why not (a
-// container without CAP_SYS_PTRACE, Yama at 3, a seccomp'd sandbox). The
-// attach needs ptrace once: where the environment forbids it, the tests
-// that attach say so and skip.
-std::string PtraceUnavailable() {
-  pid_t c = fork();
-  if (c == 0) {
-    pause();
-    _exit(0);
-  }
-  std::string why;
-  if (ptrace(PTRACE_SEIZE, c, 0, 0) != 0) why = std::string("PTRACE_SEIZE: ") + strerror(errno);
-  kill(c, SIGKILL);
-  waitpid(c, nullptr, __WALL);
-  return why;
-}
-
-#define KS_NEED_PTRACE()                                                   \
-  do {                                                                     \
-    if (std::string why = PtraceUnavailable(); !why.empty())               \
-      GTEST_SKIP() << "ptrace is not allowed here, attach needs it once: " << why; \
-  } while (0)
-
-ks::Result Attach(pid_t pid, const std::vector<std::string>& more = {}) {
-  std::vector<std::string> args = {"--attach", "--shim", ks::ShimPath()};
-  args.insert(args.end(), more.begin(), more.end());
-  args.push_back(std::to_string(pid));
-  return Inject(args);
-}
+using namespace ks_attach;
 
 // The program's own target, started without the shim.
 Target Start(const std::string& scenario, const std::vector<std::string>& env = {}) {
   return Target(ks::ProgPath("attach_target"), {scenario}, env, /*preload=*/false);
-}
-
-// Under ThreadSanitizer, TSAN_OPTIONS with a suppressions file for a stack
-// dump of a pre-attach thread: the attach's thread set libunwind up (its
-// signal mask) before the control server existed; a pre-attach thread's dump
-// handler (uninstrumented by design, shim/defs.bzl) runs libunwind, whose
-// sigprocmask reaches TSan's interceptor, which reads that mask. The order
-// is real (the server that sends the dump signal was created after the
-// set-up) but TSan gives signals no happens-before, and a thread that
-// existed before the attach had no other edge to the attach's thread.
-// Reports naming anything but libunwind still fail. Empty in other builds.
-std::vector<std::string> TsanPreAttachDumpEnv() {
-#ifdef __SANITIZE_THREAD__
-  const char* dir = getenv("TEST_TMPDIR");
-  std::string p = std::string(dir ? dir : "/tmp") + "/attach-tsan.supp";
-  FILE* f = fopen(p.c_str(), "w");
-  if (!f) return {};
-  fputs("race:libunwind.so.8\n", f);
-  if (fclose(f) != 0) return {};
-  const char* inherited = getenv("TSAN_OPTIONS");
-  return {std::string("TSAN_OPTIONS=") + (inherited ? inherited : "") + ":suppressions=" + p};
-#else
-  return {};
-#endif
 }
 
 int MapsShim(pid_t pid) {
@@ -102,26 +50,6 @@ std::set<int> Fds(pid_t pid) {
   }
   if (d) closedir(d);
   return fds;
-}
-
-// The heartbeat count the program reports ("beat" on its stdin).
-long Beats(Target& t) {
-  t.Send("beat");
-  std::string l = t.WaitFor("beats ");
-  return l.empty() ? -1 : atol(l.c_str() + 6);
-}
-
-// Waits (up to 5 s) until the heartbeat passes AFTER: the program's other
-// threads still run.
-bool BeatsPass(Target& t, long after) {
-  long end = ks::NowMs() + 5000;
-  while (ks::NowMs() < end) {
-    long b = Beats(t);
-    if (b > after) return true;
-    if (b < 0) return false;
-    usleep(20 * 1000);
-  }
-  return false;
 }
 
 // The borrowed thread and its call, from the injector's report line.
