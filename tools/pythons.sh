@@ -51,19 +51,21 @@ fetch() {
 
 mkdir -p "$DIR"
 
-# 3.9: built against glibc 2.31, runs on Debian 12's libc as it is.
+# 3.9: built against glibc 2.31, runs on Debian 12's libc as it is; its
+# ctypes needs Debian 11's libffi.so.7, beside it (LD_LIBRARY_PATH).
 if [ ! -f "$DIR/3.9/ok" ]; then
     mkdir -p "$DIR/apt-bullseye"
     echo "python3.9-minimal libpython3.9-minimal libpython3.9-stdlib libpython3.9-dev
-          libpython3.9 python3.9-dev python3.9" >"$DIR/apt-bullseye/want"
+          libpython3.9 python3.9-dev python3.9 libffi7" >"$DIR/apt-bullseye/want"
     fetch bullseye 3.9 -o Acquire::Languages=none
     cat >"$DIR/3.9/run" <<EOF
 #!/bin/sh
 # CPython 3.9 from Debian 11, unpacked by tools/pythons.sh.
-PYTHONHOME="$DIR/3.9/usr" exec "$DIR/3.9/usr/bin/python3.9" "\$@"
+export PYTHONHOME="$DIR/3.9/usr" LD_LIBRARY_PATH="$DIR/3.9/usr/lib/x86_64-linux-gnu"
+exec "$DIR/3.9/usr/bin/python3.9" "\$@"
 EOF
     chmod +x "$DIR/3.9/run"
-    "$DIR/3.9/run" -c 'import sys, threading, socket, queue, hashlib, re; assert sys.version_info[:2] == (3, 9)'
+    "$DIR/3.9/run" -c 'import sys, threading, socket, queue, hashlib, re, ctypes; assert sys.version_info[:2] == (3, 9)'
     : >"$DIR/3.9/ok"
 fi
 
@@ -86,6 +88,6 @@ PYTHONHOME="$DIR/3.13/usr" exec "$lib/ld-linux-x86-64.so.2" --library-path "$lib
     "$DIR/3.13/usr/bin/python3.13" "\$@"
 EOF
     chmod +x "$DIR/3.13/run"
-    "$DIR/3.13/run" -c 'import sys, threading, socket, queue, hashlib, re; assert sys.version_info[:2] == (3, 13)'
+    "$DIR/3.13/run" -c 'import sys, threading, socket, queue, hashlib, re, ctypes; assert sys.version_info[:2] == (3, 13)'
     : >"$DIR/3.13/ok"
 fi

@@ -38,6 +38,7 @@ struct ks_pyl {
     long is_threads_head;                 /* PyInterpreterState.threads.head (tstate_head) */
     long ts_next, ts_interp, ts_ident;    /* ts_ident: thread_id (pthread_self) */
     long ts_native_id;                    /* -1 before 3.11: found by ts_ident */
+    long ts_async_exc;                    /* the pending asynchronous exception */
     long ts_cframe;                       /* -1: the frame is in the thread state */
     long ts_frame;                        /* _PyCFrame.current_frame, or the state's */
     long fr_code, fr_previous, fr_size;   /* the frame, its code object, its caller */

@@ -41,6 +41,7 @@ static void ks_pyl_fill(struct ks_pyl *l)
     l->ts_next = offsetof(PyThreadState, next);
     l->ts_interp = offsetof(PyThreadState, interp);
     l->ts_ident = offsetof(PyThreadState, thread_id);
+    l->ts_async_exc = offsetof(PyThreadState, async_exc);
 #if PY_MINOR_VERSION < 11
     l->is_threads_head = offsetof(PyInterpreterState, tstate_head);
     l->ts_native_id = -1;

@@ -30,6 +30,7 @@ TEST_P(PyLayout, RowMatchesTheHeaders) {
   KS_FIELD(ts_interp);
   KS_FIELD(ts_ident);
   KS_FIELD(ts_native_id);
+  KS_FIELD(ts_async_exc);
   KS_FIELD(ts_cframe);
   KS_FIELD(ts_frame);
   KS_FIELD(fr_code);
