@@ -1,9 +1,9 @@
 // Python frames in --stack (docs/python.md): Debian's /usr/bin/python3
 // (3.11) under the shim, and (python_stack_test_39, _313) Debian 11's 3.9
-// and Debian 13's 3.13 (tests/e2e/pythons.h). The shim reads each Python thread's frames from
-// CPython's memory without the GIL; the expected functions and lines are
-// the script's own (LineOf finds them in kProgram). After each: the main
-// thread still ticks and the interpreter exits 0.
+// and Debian 13's 3.13 (tests/e2e/pythons.h). The shim reads each Python
+// thread's frames from CPython's memory without the GIL; the expected
+// functions and lines are the script's own (LineOf finds them in kProgram).
+// After each: the main thread still ticks and the interpreter exits 0.
 #include <gtest/gtest.h>
 #include <json-c/json.h>
 #include <unistd.h>
