@@ -70,6 +70,17 @@ static int ks_pyf_walk(struct ks_pyf *s, uintptr_t ts)
     return 0;
 }
 
+/* 3.13: the runtime's own offsets, at the start of _PyRuntime, must be the
+ * row's (pyframes_dbg.h). Read at every snapshot: 600 bytes. */
+static int ks_pyf_dbg(const struct ks_pyl *l, const void *runtime, char *why, size_t cap)
+{
+    struct ks_pydbg313 d;
+    if (l->minor != 13)
+        return 0;
+    int copied = ks_mem_copy(&d, runtime, sizeof d) == 0;
+    return ks_pyf_dbg_check(l, copied ? &d : NULL, why, cap);
+}
+
 int ks_pyf_open(struct ks_pyf *s, char *why, size_t cap)
 {
     memset(s, 0, sizeof *s);
@@ -83,7 +94,7 @@ int ks_pyf_open(struct ks_pyf *s, char *why, size_t cap)
     }
     const struct ks_pyl *l = s->l;
     uintptr_t rt = (uintptr_t)s->a.runtime, ts = 0;
-    if ((rc = ks_pyf_dbg_check(l, s->a.runtime, why, cap)) != 0)
+    if ((rc = ks_pyf_dbg(l, s->a.runtime, why, cap)) != 0)
         return rc;
     int locked = 0;
     if (ks_pyf_word(rt + (uintptr_t)l->rt_interp_main, &s->interp) || !s->interp ||

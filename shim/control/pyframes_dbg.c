@@ -2,14 +2,15 @@
  * uses (it also holds what the runtime does not publish: the GIL's
  * condition and mutex, the main interpreter, the str's compact size); the
  * runtime's own are the check that this process's CPython is the build
- * the row was measured on. Read once per snapshot: 600 bytes, fault-proof. */
+ * the row was measured on. Pure: the caller copies the header (pyframes.c,
+ * once per snapshot, fault-proof), so tests/unit/pyframes_layout_test
+ * checks this against fabricated headers. */
 #include "pyframes_dbg.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "shim/unwind/unwind_mem.h"
 
 /* Whether D agrees with L; the first field that does not into *BAD. */
 static int ks_pyf_dbg_agrees(const struct ks_pyl *l, const struct ks_pydbg313 *d,
@@ -50,21 +51,18 @@ static int ks_pyf_dbg_agrees(const struct ks_pyl *l, const struct ks_pydbg313 *d
     return 1;
 }
 
-int ks_pyf_dbg_check(const struct ks_pyl *l, const void *runtime, char *why, size_t cap)
+int ks_pyf_dbg_check(const struct ks_pyl *l, const struct ks_pydbg313 *d, char *why,
+                     size_t cap)
 {
-    if (l->minor < 13)
-        return 0;
-    struct ks_pydbg313 d;
     const char *bad = NULL;
-    /* The header is at the start of _PyRuntime (its first member). */
-    if (ks_mem_copy(&d, runtime, sizeof d) != 0 || memcmp(d.cookie, "xdebugpy", 8) != 0)
+    if (!d || memcmp(d->cookie, "xdebugpy", 8) != 0)
         bad = "the cookie";
-    else if (((d.version >> 16) & 0xffff) != (uint64_t)(0x0300 | l->minor))
+    else if (((d->version >> 16) & 0xffff) != (uint64_t)(0x0300 | l->minor))
         bad = "the version";
-    else if (d.free_threaded)
+    else if (d->free_threaded)
         bad = "free_threaded";
     else
-        ks_pyf_dbg_agrees(l, &d, &bad);
+        ks_pyf_dbg_agrees(l, d, &bad);
     if (!bad)
         return 0;
     snprintf(why, cap, "CPython 3.%d: its _PyRuntime.debug_offsets differ from the verified "

@@ -36,11 +36,12 @@ struct ks_pydbg313 {
     uint64_t str_size, str_state, str_length, str_asciiobject_size;
 };
 
-/* 3.13+: the offsets the runtime at RUNTIME publishes must be L's (a build
- * whose layout differs, a debug or free-threaded one, is not read).
- * Returns 0 (or before 3.13: nothing to check), or ENOTSUP with WHY filled
- * in. */
-int ks_pyf_dbg_check(const struct ks_pyl *l, const void *runtime, char *why, size_t cap);
+/* The header D (copied from the start of _PyRuntime, NULL if unreadable)
+ * must be 3.13's with L's offsets: a build whose layout differs (a debug
+ * or free-threaded one) is not read. Returns 0, or ENOTSUP with WHY
+ * naming the first field that differs. */
+int ks_pyf_dbg_check(const struct ks_pyl *l, const struct ks_pydbg313 *d, char *why,
+                     size_t cap);
 
 #ifdef __cplusplus
 }

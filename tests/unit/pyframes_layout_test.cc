@@ -4,6 +4,12 @@
 // tools/pythons.sh unpacks. Each row must match field by field.
 #include <gtest/gtest.h>
 
+#include <errno.h>
+#include <string.h>
+
+#include <string>
+
+#include "shim/control/pyframes_dbg.h"
 #include "tests/unit/pyframes_layout_c.h"
 
 namespace {
@@ -91,6 +97,78 @@ TEST(PyLayoutRows, OnlyVerifiedVersions) {
   EXPECT_NE(ks_pyl_for(11), nullptr);
   EXPECT_NE(ks_pyl_for(13), nullptr);
   for (int minor : {8, 10, 12, 14}) EXPECT_EQ(ks_pyl_for(minor), nullptr) << minor;
+}
+
+}  // namespace
+
+namespace {
+
+// A 3.13 debug offsets header that says what the 3.13 row says.
+ks_pydbg313 HeaderOfRow(const ks_pyl* l) {
+  ks_pydbg313 d;
+  memset(&d, 0, sizeof d);
+  memcpy(d.cookie, "xdebugpy", 8);
+  d.version = 0x030d05f0;  // 3.13.5 final
+  d.is_threads_head = l->is_threads_head;
+  d.is_ceval_gil = l->is_gil;
+  d.is_gil_runtime_state = 4000;
+  d.is_gil_holder = 4000 + l->gil_holder;
+  d.is_gil_locked = 4000 + l->gil_locked;
+  d.ts_next = l->ts_next;
+  d.ts_interp = l->ts_interp;
+  d.ts_current_frame = l->ts_frame;
+  d.ts_thread_id = l->ts_ident;
+  d.ts_native_thread_id = l->ts_native_id;
+  d.fr_size = l->fr_size;
+  d.fr_previous = l->fr_previous;
+  d.fr_executable = l->fr_code;
+  d.fr_instr_ptr = l->fr_instr;
+  d.fr_owner = l->fr_owner;
+  d.co_filename = l->co_filename;
+  d.co_name = l->co_name;
+  d.co_firstlineno = l->co_firstlineno;
+  d.co_linetable = l->co_linetable;
+  d.co_code_adaptive = l->co_code;
+  d.bytes_ob_size = l->bytes_size;
+  d.bytes_ob_sval = l->bytes_data;
+  d.str_state = l->str_state;
+  d.str_length = l->str_length;
+  d.str_asciiobject_size = l->str_ascii_data;
+  return d;
+}
+
+// What a 3.13 process publishes decides whether its frames are read: the
+// row's offsets, yes; any other header, cookie, version or a free-threaded
+// build, no, and the reason names the field.
+TEST(PyLayout313, PublishedOffsetsMustBeTheRows) {
+  const ks_pyl* l = ks_pyl_for(13);
+  ASSERT_NE(l, nullptr);
+  char why[256] = "";
+  ks_pydbg313 d = HeaderOfRow(l);
+  EXPECT_EQ(ks_pyf_dbg_check(l, &d, why, sizeof why), 0) << why;
+  EXPECT_EQ(ks_pyf_dbg_check(l, nullptr, why, sizeof why), ENOTSUP);
+  EXPECT_NE(std::string(why).find("(the cookie)"), std::string::npos) << why;
+  struct Bad {
+    uint64_t ks_pydbg313::*field;
+    const char* name;
+  } bad[] = {
+      {&ks_pydbg313::version, "(the version)"},
+      {&ks_pydbg313::free_threaded, "(free_threaded)"},
+      {&ks_pydbg313::ts_current_frame, "(thread_state.current_frame)"},
+      {&ks_pydbg313::fr_owner, "(interpreter_frame.owner)"},
+      {&ks_pydbg313::co_code_adaptive, "(code_object.co_code_adaptive)"},
+      {&ks_pydbg313::is_gil_holder, "(interpreter_state.gil_runtime_state_holder)"},
+      {&ks_pydbg313::str_asciiobject_size, "(unicode_object.asciiobject_size)"},
+  };
+  for (const Bad& b : bad) {
+    ks_pydbg313 e = d;
+    e.*b.field += b.field == &ks_pydbg313::version ? (1u << 16) : 8u;
+    EXPECT_EQ(ks_pyf_dbg_check(l, &e, why, sizeof why), ENOTSUP) << b.name;
+    EXPECT_NE(std::string(why).find(b.name), std::string::npos) << why;
+    EXPECT_NE(std::string(why).find("Python frames are not read"), std::string::npos) << why;
+  }
+  memcpy(d.cookie, "xdebugpz", 8);
+  EXPECT_EQ(ks_pyf_dbg_check(l, &d, why, sizeof why), ENOTSUP);
 }
 
 }  // namespace
