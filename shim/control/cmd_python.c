@@ -244,3 +244,21 @@ void ks_py_list_final(struct ks_out *out, struct ks_py_list_view *v)
         ks_pyf_close(&v->raw);
     v->raw_ok = 0;
 }
+
+/* pyrt.h: here, with the other reply fields of Python threads. */
+void ks_py_out(struct ks_out *out, const struct ks_py_thread *p)
+{
+    if (p->why[0]) {
+        ks_out_str(out, "py", "unknown");
+        ks_out_str(out, "py_why", p->why);
+        return;
+    }
+    if (!p->found) {
+        ks_out_str(out, "py", "no");
+        return;
+    }
+    ks_out_i64(out, "py_ident", (int64_t)p->ident);
+    if (p->name[0])
+        ks_out_str(out, "py_name", p->name);
+    ks_out_str(out, "py_exc", p->exc < 0 ? "unknown" : p->exc ? "set" : "none");
+}

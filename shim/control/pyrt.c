@@ -251,10 +251,6 @@ static void ks_py_name(pyobj *act, uint64_t ident, char *buf, size_t cap)
     ks_py.err_clear();
 }
 
-/* The thread states of the main interpreter are walked under the GIL: a
- * state is unlinked and freed only by a thread that holds the GIL (its own
- * exit, PyGILState_Release); one being created may be linked meanwhile, at
- * the head, and is then missed (its thread runs no Python code yet). */
 /* Before 3.11, with a verified row: whether P's state (by its ident) has
  * an asynchronous exception pending. */
 static void ks_py_exc_of(struct ks_py_thread *p)
@@ -269,6 +265,10 @@ static void ks_py_exc_of(struct ks_py_thread *p)
         }
 }
 
+/* The thread states of the main interpreter are walked under the GIL: a
+ * state is unlinked and freed only by a thread that holds the GIL (its own
+ * exit, PyGILState_Release); one being created may be linked meanwhile, at
+ * the head, and is then missed (its thread runs no Python code yet). */
 static void ks_py_find(pid_t tid, struct ks_py_thread *p)
 {
     memset(p, 0, sizeof *p);
@@ -445,21 +445,4 @@ int ks_py_raise(pid_t tid, const char *exc, struct ks_py_thread *p, int timeout_
                 size_t cap)
 {
     return ks_py_run(KS_PY_RAISE, tid, exc, p, timeout_ms, why, cap);
-}
-
-void ks_py_out(struct ks_out *out, const struct ks_py_thread *p)
-{
-    if (p->why[0]) {
-        ks_out_str(out, "py", "unknown");
-        ks_out_str(out, "py_why", p->why);
-        return;
-    }
-    if (!p->found) {
-        ks_out_str(out, "py", "no");
-        return;
-    }
-    ks_out_i64(out, "py_ident", (int64_t)p->ident);
-    if (p->name[0])
-        ks_out_str(out, "py_name", p->name);
-    ks_out_str(out, "py_exc", p->exc < 0 ? "unknown" : p->exc ? "set" : "none");
 }
