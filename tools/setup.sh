@@ -32,6 +32,11 @@ PKGS="build-essential bazel-bootstrap libunwind-dev libgtest-dev libdw-dev libel
       libpython3.11-testsuite python3.11-dev
       libdeflate-dev libc6-dbg gnuplot-nox"
 
+# CPython 3.9 and 3.13 from Debian 11's and 13's packages, unpacked under
+# /var/cache/killshim/pythons (apt's sources untouched, nothing installed):
+# the python*_test_39/_313 variants and pyframes_layout_test (tools/pythons.sh).
+if [ "$(id -u)" -eq 0 ]; then "$(dirname "$0")/pythons.sh"; else sudo "$(dirname "$0")/pythons.sh"; fi
+
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -170,6 +170,17 @@ static void ks_py_names_keep(const struct ks_py_list_view *v)
     free(old);
 }
 
+/* Before 3.11 the rows come from threading (by ident, without the thread
+ * state): each row's state from the snapshot, by ident, so that the names
+ * can be kept as for 3.11+ (a row without one keeps 0: nothing is kept). */
+static void ks_py_rows_states(struct ks_py_list_view *v)
+{
+    for (int i = 0; i < v->n; i++)
+        for (int k = 0; !v->rows[i].ts && k < v->raw.n; k++)
+            if (v->raw.v[k].ident == v->rows[i].ident && v->raw.v[k].tid == v->rows[i].tid)
+                v->rows[i].ts = v->raw.v[k].ts;
+}
+
 void ks_py_list_take(struct ks_py_list_view *v)
 {
     memset(v, 0, sizeof *v);
@@ -193,6 +204,8 @@ void ks_py_list_take(struct ks_py_list_view *v)
     } else {
         rc = ks_py_list(v->rows, KS_PY_LIST_MAX, &v->n, KS_PY_LIST_MS, v->why, sizeof v->why);
     }
+    if (rc == 0 && v->raw_ok)
+        ks_py_rows_states(v);
     if (rc == 0 && v->n > 0 && v->rows[0].ts)
         ks_py_names_keep(v);
     if (rc != 0) {
@@ -230,4 +243,22 @@ void ks_py_list_final(struct ks_out *out, struct ks_py_list_view *v)
     if (v->raw_ok)
         ks_pyf_close(&v->raw);
     v->raw_ok = 0;
+}
+
+/* pyrt.h: here, with the other reply fields of Python threads. */
+void ks_py_out(struct ks_out *out, const struct ks_py_thread *p)
+{
+    if (p->why[0]) {
+        ks_out_str(out, "py", "unknown");
+        ks_out_str(out, "py_why", p->why);
+        return;
+    }
+    if (!p->found) {
+        ks_out_str(out, "py", "no");
+        return;
+    }
+    ks_out_i64(out, "py_ident", (int64_t)p->ident);
+    if (p->name[0])
+        ks_out_str(out, "py_name", p->name);
+    ks_out_str(out, "py_exc", p->exc < 0 ? "unknown" : p->exc ? "set" : "none");
 }

@@ -9,6 +9,7 @@
 
 #include "shim/core/registry.h"
 #include "shim/unwind/unwind_mem.h"
+#include "pyframes_dbg.h"
 
 #define KS_PYF_LINETABLE_MAX 65536   /* bytes of a code object's location table */
 
@@ -17,29 +18,25 @@ static int ks_pyf_word(uintptr_t addr, uintptr_t *v)
     return ks_mem_copy(v, (const void *)addr, sizeof *v);
 }
 
-int ks_pyf_open(struct ks_pyf *s, char *why, size_t cap)
+/* Before 3.11: each state's tid from the registry, by its pthread_t (the
+ * state's thread_id). A state of a thread the registry does not know (or
+ * one that ended, its state not yet freed) keeps tid 0: never found. */
+static void ks_pyf_tids_by_handle(struct ks_pyf *s)
 {
-    memset(s, 0, sizeof *s);
-    int rc = ks_py_addrs(&s->a, why, cap);
-    if (rc)
-        return rc;
-    if (!(s->l = ks_pyl_for(s->a.minor))) {
-        snprintf(why, cap, "Python frames are not read for CPython 3.%d (only 3.11 is known)",
-                 s->a.minor);
-        return ENOTSUP;
-    }
+    ks_registry_lock();
+    for (int i = 0; i < s->n; i++)
+        for (struct ks_thread *t = ks_registry_first(); t; t = t->next)
+            if ((uint64_t)t->handle == s->v[i].ident) {
+                s->v[i].tid = t->tid;
+                break;
+            }
+    ks_registry_unlock();
+}
+
+/* The main interpreter's thread states into S->v, newest first. */
+static int ks_pyf_walk(struct ks_pyf *s, uintptr_t ts)
+{
     const struct ks_pyl *l = s->l;
-    uintptr_t rt = (uintptr_t)s->a.runtime, ts = 0;
-    int locked = 0;
-    if (ks_pyf_word(rt + (uintptr_t)l->rt_interp_main, &s->interp) || !s->interp ||
-        ks_pyf_word(s->interp + (uintptr_t)l->is_threads_head, &ts)) {
-        snprintf(why, cap, "CPython has no main interpreter (not initialized, or finalized)");
-        return ESHUTDOWN;
-    }
-    /* The GIL first, then the states: the holder then was alive. */
-    ks_pyf_word(rt + (uintptr_t)l->rt_gil_holder, &s->gil_holder);
-    ks_mem_copy(&locked, (const void *)(rt + (uintptr_t)l->rt_gil_locked), sizeof(int));
-    s->gil_locked = locked != 0;
     int cap_v = 64;
     s->v = malloc((size_t)cap_v * sizeof *s->v);
     /* Another thread links a state at the head or unlinks one and frees it
@@ -49,7 +46,7 @@ int ks_pyf_open(struct ks_pyf *s, char *why, size_t cap)
         uintptr_t interp = 0, next = 0, tid = 0, ident = 0;
         if (ks_pyf_word(ts + (uintptr_t)l->ts_interp, &interp) || interp != s->interp ||
             ks_pyf_word(ts + (uintptr_t)l->ts_next, &next) ||
-            ks_pyf_word(ts + (uintptr_t)l->ts_native_id, &tid) ||
+            (l->ts_native_id >= 0 && ks_pyf_word(ts + (uintptr_t)l->ts_native_id, &tid)) ||
             ks_pyf_word(ts + (uintptr_t)l->ts_ident, &ident)) {
             s->torn = 1;
             break;
@@ -65,11 +62,60 @@ int ks_pyf_open(struct ks_pyf *s, char *why, size_t cap)
         s->v[s->n++].ts = ts;
         ts = next;
     }
-    if (!s->v) {
+    if (!s->v)
+        return ENOMEM;
+    s->torn |= ts != 0 && s->n >= KS_PYF_THREADS_MAX;
+    if (l->ts_native_id < 0)
+        ks_pyf_tids_by_handle(s);
+    return 0;
+}
+
+/* 3.13: the runtime's own offsets, at the start of _PyRuntime, must be the
+ * row's (pyframes_dbg.h). Read at every snapshot: 600 bytes. */
+static int ks_pyf_dbg(const struct ks_pyl *l, const void *runtime, char *why, size_t cap)
+{
+    struct ks_pydbg313 d;
+    if (l->minor != 13)
+        return 0;
+    int copied = ks_mem_copy(&d, runtime, sizeof d) == 0;
+    return ks_pyf_dbg_check(l, copied ? &d : NULL, why, cap);
+}
+
+int ks_pyf_open(struct ks_pyf *s, char *why, size_t cap)
+{
+    memset(s, 0, sizeof *s);
+    int rc = ks_py_addrs(&s->a, why, cap);
+    if (rc)
+        return rc;
+    if (!(s->l = ks_pyl_for(s->a.minor))) {
+        snprintf(why, cap, "CPython 3.%d: frame layout not verified for this version (only "
+                 "3.9, 3.11 and 3.13 are), Python frames are not read", s->a.minor);
+        return ENOTSUP;
+    }
+    const struct ks_pyl *l = s->l;
+    uintptr_t rt = (uintptr_t)s->a.runtime, ts = 0;
+    if ((rc = ks_pyf_dbg(l, s->a.runtime, why, cap)) != 0)
+        return rc;
+    int locked = 0;
+    if (ks_pyf_word(rt + (uintptr_t)l->rt_interp_main, &s->interp) || !s->interp ||
+        ks_pyf_word(s->interp + (uintptr_t)l->is_threads_head, &ts)) {
+        snprintf(why, cap, "CPython has no main interpreter (not initialized, or finalized)");
+        return ESHUTDOWN;
+    }
+    /* The GIL first, then the states: the holder then was alive. 3.12+:
+     * the interpreter points to its GIL (its own, or the main one's). */
+    s->gil = l->rt_gil >= 0 ? rt + (uintptr_t)l->rt_gil : 0;
+    if (l->is_gil >= 0 && ks_pyf_word(s->interp + (uintptr_t)l->is_gil, &s->gil))
+        s->gil = 0;
+    if (s->gil) {
+        ks_pyf_word(s->gil + (uintptr_t)l->gil_holder, &s->gil_holder);
+        ks_mem_copy(&locked, (const void *)(s->gil + (uintptr_t)l->gil_locked), sizeof(int));
+    }
+    s->gil_locked = locked != 0;
+    if (ks_pyf_walk(s, ts) != 0) {
         snprintf(why, cap, "out of memory");
         return ENOMEM;
     }
-    s->torn |= ts != 0 && s->n >= KS_PYF_THREADS_MAX;
     return 0;
 }
 
@@ -90,14 +136,14 @@ int ks_pyf_find(const struct ks_pyf *s, pid_t tid)
 
 const char *ks_pyf_gil(const struct ks_pyf *s, int i, int wait_kind, const void *wait_obj)
 {
-    uintptr_t rt = (uintptr_t)s->a.runtime, o = (uintptr_t)wait_obj;
+    uintptr_t o = (uintptr_t)wait_obj;
     /* take_gil sets locked, then last_holder; drop_gil keeps last_holder
      * and clears locked: both together name the holder, but for the
      * instant between the two stores. */
     if (s->gil_locked && s->gil_holder == s->v[i].ts)
         return "held";
-    if ((wait_kind == KS_WAIT_COND && o == rt + (uintptr_t)s->l->rt_gil_cond) ||
-        (wait_kind == KS_WAIT_MUTEX && o == rt + (uintptr_t)s->l->rt_gil_mutex))
+    if (s->gil && ((wait_kind == KS_WAIT_COND && o == s->gil + (uintptr_t)s->l->gil_cond) ||
+                   (wait_kind == KS_WAIT_MUTEX && o == s->gil + (uintptr_t)s->l->gil_mutex)))
         return "waits";
     return "released";
 }
@@ -174,7 +220,7 @@ static int ks_pyf_str(const struct ks_pyf *s, uintptr_t addr, char *buf, size_t 
     return 0;
 }
 
-/* CPython 3.11's location table (Objects/locations.md): entries of a first
+/* CPython 3.11+'s location table (Objects/locations.md): entries of a first
  * byte (bit 7 set, code in bits 3-6, code units - 1 in bits 0-2) and
  * varints of 6-bit chunks (bit 6: more follow). Bounded by END. */
 static unsigned ks_pyf_varint(const unsigned char **p, const unsigned char *end)
@@ -215,8 +261,24 @@ static int ks_pyf_line(const unsigned char *t, size_t n, int first, long lasti)
     return -1;
 }
 
-/* The line of code unit LASTI of a code object whose location table is the
- * bytes object at LT and first line FIRST (FIRST if the table is unreadable). */
+/* CPython 3.9's co_lnotab: pairs of (byte offset increment, signed line
+ * increment); the line of byte offset LASTI, as 3.9's PyCode_Addr2Line. */
+static int ks_pyf_lnotab_line(const unsigned char *t, size_t n, int first, long lasti)
+{
+    int line = first;
+    long addr = 0;
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        addr += t[i];
+        if (addr > lasti)
+            break;
+        line += (signed char)t[i + 1];
+    }
+    return line;
+}
+
+/* The line of code unit (3.11+) or byte offset (co_lnotab) LASTI of a code
+ * object whose line table is the bytes object at LT and first line FIRST
+ * (FIRST if the table is unreadable). */
 static int ks_pyf_code_line(const struct ks_pyf *s, uintptr_t lt, int first, long lasti)
 {
     const struct ks_pyl *l = s->l;
@@ -233,27 +295,49 @@ static int ks_pyf_code_line(const struct ks_pyf *s, uintptr_t lt, int first, lon
     int line = first;
     unsigned char *t = malloc((size_t)n);
     if (t && !ks_mem_copy(t, (const void *)(lt + (uintptr_t)l->bytes_data), (size_t)n))
-        line = ks_pyf_line(t, (size_t)n, first, lasti);
+        line = l->co_lnotab ? ks_pyf_lnotab_line(t, (size_t)n, first, lasti)
+                            : ks_pyf_line(t, (size_t)n, first, lasti);
     free(t);
     return line;
 }
 
 /* ---- Frames ------------------------------------------------------------- */
 
-/* The frame at FR into F; *PREV the one it was called from. Returns 0 or
- * EFAULT (torn: not a frame of a live code object). */
+#define KS_PYF_SKIP (-1)   /* a frame without code (3.12+: an entry frame) */
+
+/* Where frame FB (its code object CODE) is: a code unit index (3.11+), or
+ * a byte offset into co_code (before 3.11: f_lasti). Negative: the frame
+ * is being set up, before its first instruction. */
+static long ks_pyf_lasti(const struct ks_pyl *l, const unsigned char *fb, uintptr_t code)
+{
+    if (l->fr_lasti >= 0) {
+        int lasti;
+        memcpy(&lasti, fb + l->fr_lasti, sizeof lasti);
+        return lasti;
+    }
+    /* prev_instr (3.11) / instr_ptr (3.13) point at the instruction being
+     * run (3.11: or before the first); code units are 2 bytes. */
+    uintptr_t instr;
+    memcpy(&instr, fb + l->fr_instr, sizeof instr);
+    return ((long)instr - (long)(code + (uintptr_t)l->co_code)) / 2;
+}
+
+/* The frame at FR into F; *PREV the one it was called from. Returns 0,
+ * KS_PYF_SKIP (*PREV set), or EFAULT (torn: not a frame of a live code
+ * object). */
 static int ks_pyf_frame(const struct ks_pyf *s, uintptr_t fr, struct ks_pyf_frame *f,
                         uintptr_t *prev)
 {
     const struct ks_pyl *l = s->l;
     unsigned char fb[128], cb[256];
-    uintptr_t code, instr, type, file, name, lt;
+    uintptr_t code, type, file, name, lt;
     if ((size_t)l->fr_size > sizeof fb || (size_t)l->co_size > sizeof cb ||
         ks_mem_copy(fb, (const void *)fr, (size_t)l->fr_size))
         return EFAULT;
     memcpy(&code, fb + l->fr_code, sizeof code);
     memcpy(prev, fb + l->fr_previous, sizeof *prev);
-    memcpy(&instr, fb + l->fr_instr, sizeof instr);
+    if (l->fr_owner >= 0 && (signed char)fb[l->fr_owner] == l->fr_owner_cstack)
+        return KS_PYF_SKIP;
     if (!code || ks_mem_copy(cb, (const void *)code, (size_t)l->co_size))
         return EFAULT;
     memcpy(&type, cb + 8, sizeof type);
@@ -267,9 +351,7 @@ static int ks_pyf_frame(const struct ks_pyf *s, uintptr_t fr, struct ks_pyf_fram
     if (ks_pyf_str(s, file, f->file, sizeof f->file) ||
         ks_pyf_str(s, name, f->func, sizeof f->func))
         return EFAULT;
-    /* prev_instr points at the instruction being run (or before the first:
-     * the frame is being set up); code units are 2 bytes. */
-    long lasti = ((long)instr - (long)(code + (uintptr_t)l->co_code)) / 2;
+    long lasti = ks_pyf_lasti(l, fb, code);
     f->line = lasti >= 0 ? ks_pyf_code_line(s, lt, first, lasti) : first;
     return 0;
 }
@@ -290,14 +372,16 @@ int ks_pyf_frames(const struct ks_pyf *s, int i, struct ks_pyf_frame *f, int cap
     uintptr_t top = ks_pyf_top(s, s->v[i].ts), fr = top;
     int n = 0;
     *torn = *moved = 0;
-    /* A cycle (a torn previous pointer) ends at the bound. */
-    while (fr && n < cap) {
+    /* A cycle (a torn previous pointer) ends at the bound. An entry frame
+     * (3.12+) sits under each Python frame a C function called at most. */
+    for (int steps = 0; fr && n < cap && steps < 2 * cap; steps++) {
         uintptr_t prev = 0;
-        if (ks_pyf_frame(s, fr, &f[n], &prev) != 0) {
+        int rc = ks_pyf_frame(s, fr, &f[n], &prev);
+        if (rc != 0 && rc != KS_PYF_SKIP) {
             *torn = 1;
             break;
         }
-        n++;
+        n += rc == 0;
         fr = prev;
     }
     *moved = ks_pyf_top(s, s->v[i].ts) != top;

@@ -26,18 +26,29 @@
 extern "C" {
 #endif
 
-/* Offsets into CPython's private structures, for one minor version. */
+/* Offsets into CPython's private structures, for one minor version. -1:
+ * the version has no such field. */
 struct ks_pyl {
     int minor;
     long rt_interp_main;                  /* _PyRuntimeState.interpreters.main */
-    long rt_gil_holder, rt_gil_locked;    /* .ceval.gil.last_holder, .locked */
-    long rt_gil_cond, rt_gil_mutex;       /* .ceval.gil.cond, .mutex */
-    long is_threads_head;                 /* PyInterpreterState.threads.head */
-    long ts_next, ts_interp, ts_native_id, ts_ident;   /* ts_ident: thread_id */
+    long rt_gil;                          /* .ceval.gil (before 3.12), or -1 and: */
+    long is_gil;                          /* PyInterpreterState.ceval.gil, a pointer (3.12+) */
+    long gil_holder, gil_locked;          /* in the GIL: last_holder, locked */
+    long gil_cond, gil_mutex;             /* cond, mutex */
+    long is_threads_head;                 /* PyInterpreterState.threads.head (tstate_head) */
+    long ts_next, ts_interp, ts_ident;    /* ts_ident: thread_id (pthread_self) */
+    long ts_native_id;                    /* -1 before 3.11: found by ts_ident */
+    long ts_async_exc;                    /* the pending asynchronous exception */
     long ts_cframe;                       /* -1: the frame is in the thread state */
     long ts_frame;                        /* _PyCFrame.current_frame, or the state's */
-    long fr_code, fr_previous, fr_instr, fr_size;
-    long co_filename, co_name, co_firstlineno, co_linetable, co_code, co_size;
+    long fr_code, fr_previous, fr_size;   /* the frame, its code object, its caller */
+    long fr_instr;                        /* the code unit being run (3.11+) ... */
+    long fr_lasti;                        /* ... or its byte offset, an int (before 3.11) */
+    long fr_owner;                        /* a char; a frame owned by the C stack ... */
+    int fr_owner_cstack;                  /* ... (this value) has no code: skipped */
+    int co_lnotab;                        /* 1: co_linetable is co_lnotab (before 3.10) */
+    long co_filename, co_name, co_firstlineno, co_linetable, co_size;
+    long co_code;                         /* co_code_adaptive (3.11+) */
     long str_state, str_length, str_ascii_data, str_compact_data;
     long bytes_size, bytes_data;
 };
@@ -59,7 +70,8 @@ struct ks_pyf_frame {
 struct ks_pyf {
     const struct ks_pyl *l;
     struct ks_py_addrs a;
-    uintptr_t interp, gil_holder;
+    uintptr_t interp;
+    uintptr_t gil, gil_holder;    /* the GIL's state, its last holder */
     int gil_locked;
     int n;
     int torn;                 /* the walk of the thread states stopped early */
@@ -72,7 +84,9 @@ struct ks_pyf {
 
 /* Takes the snapshot. Returns 0, or an errno with WHY filled in: ENOENT no
  * CPython, ENOTSUP no layout for its version, ESHUTDOWN no interpreter (not
- * initialized yet or finalized), ENOMEM. */
+ * initialized yet or finalized), ENOMEM. Before 3.11 a thread state has no
+ * native id: each is matched to the registry's thread of its pthread_t
+ * (ident), which takes the registry lock (the caller holds none). */
 int ks_pyf_open(struct ks_pyf *s, char *why, size_t cap);
 void ks_pyf_close(struct ks_pyf *s);
 

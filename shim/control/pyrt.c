@@ -15,6 +15,7 @@
 #include "shim/core/elf_sym.h"
 #include "shim/core/ks.h"
 #include "shim/core/lock.h"
+#include "pyframes.h"
 #include "pyrt_job.h"
 
 typedef void pyobj;
@@ -176,6 +177,11 @@ int ks_py_addrs(struct ks_py_addrs *a, char *why, size_t cap)
  * public threading module is used instead. */
 static void ks_py_learn_layout(void)
 {
+    /* Before 3.11 (no native id to learn from): a verified row's async_exc
+     * (pyframes_layout.c), the state found by its ident (ks_py_exc_of). */
+    const struct ks_pyl *l = ks_py.minor < 11 ? ks_pyl_for(ks_py.minor) : NULL;
+    if (l)
+        ks_py_off_async = l->ts_async_exc;
     if (ks_py_off_native >= 0 || ks_py.minor < 11)
         return;
     const unsigned long *w = ks_py.tstate_get();
@@ -245,6 +251,20 @@ static void ks_py_name(pyobj *act, uint64_t ident, char *buf, size_t cap)
     ks_py.err_clear();
 }
 
+/* Before 3.11, with a verified row: whether P's state (by its ident) has
+ * an asynchronous exception pending. */
+static void ks_py_exc_of(struct ks_py_thread *p)
+{
+    const struct ks_pyl *l = ks_pyl_for(ks_py.minor);
+    if (!l || ks_py_off_async < 0)
+        return;
+    for (void *ts = ks_py.thread_head(ks_py.interp_main()); ts; ts = ks_py.thread_next(ts))
+        if (ks_py_word(ts, l->ts_ident) == p->ident) {
+            p->exc = ks_py_word(ts, ks_py_off_async) != 0;
+            return;
+        }
+}
+
 /* The thread states of the main interpreter are walked under the GIL: a
  * state is unlinked and freed only by a thread that holds the GIL (its own
  * exit, PyGILState_Release); one being created may be linked meanwhile, at
@@ -267,6 +287,8 @@ static void ks_py_find(pid_t tid, struct ks_py_thread *p)
             }
     } else {
         ks_py_find_by_threading(act, tid, p);
+        if (p->found)
+            ks_py_exc_of(p);
     }
     if (p->found)
         ks_py_name(act, p->ident, p->name, sizeof p->name);
@@ -423,21 +445,4 @@ int ks_py_raise(pid_t tid, const char *exc, struct ks_py_thread *p, int timeout_
                 size_t cap)
 {
     return ks_py_run(KS_PY_RAISE, tid, exc, p, timeout_ms, why, cap);
-}
-
-void ks_py_out(struct ks_out *out, const struct ks_py_thread *p)
-{
-    if (p->why[0]) {
-        ks_out_str(out, "py", "unknown");
-        ks_out_str(out, "py_why", p->why);
-        return;
-    }
-    if (!p->found) {
-        ks_out_str(out, "py", "no");
-        return;
-    }
-    ks_out_i64(out, "py_ident", (int64_t)p->ident);
-    if (p->name[0])
-        ks_out_str(out, "py_name", p->name);
-    ks_out_str(out, "py_exc", p->exc < 0 ? "unknown" : p->exc ? "set" : "none");
 }

@@ -1,6 +1,7 @@
 // Ending a Python thread the Python way (docs/python.md): Debian's
 // /usr/bin/python3 (3.11, libpython linked statically, its C API exported)
-// under the shim; killshim-inject raises SystemExit (or --raise NAME) in
+// under the shim, and (python_test_39, _313) Debian 11's 3.9 and Debian
+// 13's 3.13 (tests/e2e/pythons.h); killshim-inject raises SystemExit (or --raise NAME) in
 // the thread with CPython's PyThreadState_SetAsyncExc, taken under the GIL
 // from a shim thread. After each: the thread is gone, its finally: ran,
 // the main thread kept ticking, and the interpreter exits 0.
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "tests/e2e/harness.h"
+#include "tests/e2e/pythons.h"
 
 namespace {
 
@@ -89,8 +91,17 @@ while True:
 print("main done", flush=True)
 )";
 
+const ks::PyCmd kPy = ks::PythonUnderTest();
+// How a thread that took SystemExit leaves: 3.9's thread bootstrap ends with
+// PyThread_exit_thread (pthread_exit), 3.11's and 3.13's return.
+const std::string kGone = kPy.minor < 11 ? "exited" : "returned";
+// The system call time.sleep waits in: select() before 3.11, then
+// clock_nanosleep.
+const std::string kSleepNr = kPy.minor < 11 ? "270" : "230";
+const std::string kSleepCall = kPy.minor < 11 ? "pselect6" : "clock_nanosleep";
+
 struct Py {
-  Target t{"/usr/bin/python3", {"-c", kProgram}};
+  Target t{kPy.prog, kPy.Args({"-c", kProgram}), kPy.env};
   Py() { EXPECT_TRUE(t.WaitSocket()); }
   pid_t Start(const std::string& kind, bool daemon = true) {
     t.Send("start " + kind + (daemon ? "" : " nd"));
@@ -139,7 +150,7 @@ TEST(Python, AutoEndsABusyThreadWithSystemExit) {
   ASSERT_NE(tid, 0);
   ks::Result r = Inject({p.Pid(), std::to_string(tid)});
   ASSERT_EQ(r.code, 0) << r.out << r.err;
-  EXPECT_TRUE(Has(r.out, ": gone: returned (mode python)")) << r.out;
+  EXPECT_TRUE(Has(r.out, ": gone: " + kGone + " (mode python)")) << r.out;
   EXPECT_TRUE(Has(r.out, "steps:       python at 0.00 s\n")) << r.out;
   EXPECT_TRUE(Has(r.out, "python:      thread 'worker-busy' (ident ")) << r.out;
   EXPECT_TRUE(Has(r.out, "SystemExit raised at 0.00 s")) << r.out;
@@ -163,7 +174,7 @@ TEST(Python, RaiseNamesTheException) {
   ASSERT_EQ(r.code, 0) << r.out << r.err;
   auto rep = ks::FlatJson(r.out);
   EXPECT_EQ(rep["mode"], "python");
-  EXPECT_EQ(rep["how"], "returned");
+  EXPECT_EQ(rep["how"], kGone);
   EXPECT_EQ(rep["python.exception"], "KeyboardInterrupt");
   EXPECT_EQ(rep["python.name"], "worker-naps");
   EXPECT_EQ(rep["python.swallowed"], "false");
@@ -215,16 +226,18 @@ TEST(Python, QueueGetSeesItWhenAnItemComes) { BlockedUntil("queue", "put"); }
 // sock.recv on a silent peer (recvfrom, 45): pending until a byte comes.
 TEST(Python, SocketRecvSeesItWhenDataComes) { BlockedUntil("recv", "send", "45", "recvfrom"); }
 
-// time.sleep(3600): pending, in clock_nanosleep; the raise stays set.
+// time.sleep(3600): pending, in clock_nanosleep (3.9: pselect6); the raise
+// stays set.
 TEST(Python, LongSleepIsReportedPending) {
   Py p;
   pid_t tid = p.Start("sleep");
-  ASSERT_TRUE(WaitSyscall(p.t.pid(), tid, "230"));
+  ASSERT_TRUE(WaitSyscall(p.t.pid(), tid, kSleepNr));
   ks::Result r = Inject({"--json", "-m", "python", "-t", "1", p.Pid(), std::to_string(tid)});
   EXPECT_EQ(r.code, 3) << r.out << r.err;
   auto rep = ks::FlatJson(r.out);
   EXPECT_EQ(rep["result"], "pending");
-  EXPECT_TRUE(Has(rep["pending"], "waits in a C call (the system call clock_nanosleep)")) << r.out;
+  EXPECT_TRUE(Has(rep["pending"], "waits in a C call (the system call " + kSleepCall + ")"))
+      << r.out;
   EXPECT_EQ(rep.count("python.taken_ms"), 0u) << r.out;
   EXPECT_TRUE(ks::TaskExists(p.t.pid(), tid));
   p.ExpectTicks();
@@ -391,7 +404,7 @@ sys.exit(3)
 )";
 
 TEST(Python, FinalizingInterpreterIsLeftAlone) {
-  Target t("/usr/bin/python3", {"-c", kFinalizing});
+  Target t(kPy.prog, kPy.Args({"-c", kFinalizing}), kPy.env);
   pid_t tid = TidFrom(t.WaitFor("worker tid="));
   ASSERT_TRUE(t.WaitSocket());
   t.Send("go");
