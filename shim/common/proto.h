@@ -45,6 +45,9 @@ int ks_msg_get_i64(const struct ks_msg *m, const char *key, int64_t min, int64_t
                    int64_t *out);
 /* Same for an unsigned 64-bit value (addresses). */
 int ks_msg_get_u64(const struct ks_msg *m, const char *key, uint64_t *out);
+/* The same for a value already found (V NULL: ENOENT). */
+int ks_val_i64(const char *v, int64_t min, int64_t max, int64_t *out);
+int ks_val_u64(const char *v, uint64_t *out);
 
 /* ---- Writing lines ---------------------------------------------------- */
 struct ks_out {
