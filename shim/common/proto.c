@@ -245,6 +245,19 @@ void ks_out_i64(struct ks_out *o, const char *key, int64_t v)
 }
 void ks_out_hex(struct ks_out *o, const char *key, uint64_t v) { ks_out_num(o, key, v, 16, 0); }
 void ks_out_eol(struct ks_out *o) { ks_out_raw(o, "\n", 1); }
+
+void ks_out_part(struct ks_out *o)
+{
+    if (!o->sink || o->oom || o->len < KS_OUT_PART)
+        return;
+    if (o->sink(o->sink_arg, o->buf, o->len) != 0) {
+        o->lost = 1;
+        o->oom = 1;
+        return;
+    }
+    o->len = 0;
+    o->buf[0] = '\0';
+}
 void ks_out_ok(struct ks_out *o) { ks_out_word(o, "ok"); ks_out_eol(o); }
 
 void ks_out_err(struct ks_out *o, const char *code, const char *fmt, ...)

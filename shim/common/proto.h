@@ -54,6 +54,13 @@ struct ks_out {
     char *buf;
     size_t len, cap;
     int oom;           /* an allocation failed: the output is incomplete */
+    /* Optional: where a long reply goes part by part (ks_out_part), so the
+     * client reads the first rows while the rest is written. SINK returns 0,
+     * or -1 when the part could not be delivered: the output is then LOST
+     * (and oom set, so nothing more is written). */
+    int (*sink)(void *arg, const char *buf, size_t len);
+    void *sink_arg;
+    int lost;
 };
 
 void ks_out_init(struct ks_out *o);
@@ -68,6 +75,10 @@ void ks_out_fmt(struct ks_out *o, const char *key, const char *fmt, ...)
 void ks_out_i64(struct ks_out *o, const char *key, int64_t v);
 void ks_out_hex(struct ks_out *o, const char *key, uint64_t v);
 void ks_out_eol(struct ks_out *o);
+/* At a line boundary: hands the lines written so far to the sink once at
+ * least KS_OUT_PART bytes wait (nothing without a sink). */
+#define KS_OUT_PART (64 * 1024)
+void ks_out_part(struct ks_out *o);
 /* A whole final line: "ok" or "err code=CODE msg=...". */
 void ks_out_ok(struct ks_out *o);
 void ks_out_err(struct ks_out *o, const char *code, const char *fmt, ...)

@@ -273,6 +273,7 @@ void ks_cmd_list(const struct ks_msg *req, struct ks_out *out)
         size_t before = out->len;
         ks_list_one(out, key.tid, s, &c);
         count += out->len != before;
+        ks_out_part(out);   /* the client parses these while we go on */
     }
     ks_task_dir_close(&c.dir);
     free(tids);

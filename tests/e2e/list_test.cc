@@ -3,6 +3,9 @@
 #include <json-c/json.h>
 #include <unistd.h>
 
+#include <ctype.h>
+
+#include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
@@ -161,6 +164,49 @@ TEST(List, ChurnWhileListing) {
   for (auto& [tid, row] : rows) app += row["role"] == "app";
   EXPECT_EQ(app, 0);
   EXPECT_TRUE(t.Alive());
+  t.Send("quit");
+  EXPECT_EQ(t.Wait(), 0);
+}
+
+// 800 threads, a quarter each in a call the shim wraps (usleep, epoll_wait),
+// in read and in pthread_cond_wait: every one is listed (the reply, over
+// 64 KiB, comes in parts), and each row's system call is the kernel's,
+// though the shim reads /proc for a wrapped call's number only until three
+// threads in it agreed (cmd_list.c). Each thread makes one blocking call
+// over and over, so the kernel's number is the one it shows whenever it
+// shows one.
+TEST(List, EveryThreadAndItsSystemCallAtScale) {
+  const int n = 800;
+  Target t(ks::ProgPath("many"), {std::to_string(n)});
+  ASSERT_EQ(t.WaitFor("ready", 60000), "ready");
+  ASSERT_TRUE(t.WaitSocket());
+  std::string final;
+  auto rows = ks::ListRows(t.pid(), &final);
+  EXPECT_EQ(final.rfind("ok ", 0), 0u) << final;
+  int app = 0, with_syscall = 0;
+  std::map<long, int> by_nr;
+  for (auto& [tid, row] : rows) {
+    if (row["role"] != "app") continue;
+    app++;
+    if (!row.count("syscall")) continue;   // running when it was read
+    with_syscall++;
+    long nr = atol(row["syscall"].c_str());
+    by_nr[nr]++;
+    long kernel = -1;
+    std::string path = "/proc/" + std::to_string(t.pid()) + "/task/" + std::to_string(tid) + "/syscall";
+    for (long deadline = ks::NowMs() + 5000; kernel < 0 && ks::NowMs() < deadline;) {
+      std::ifstream f(path);
+      std::string first;
+      f >> first;
+      if (!first.empty() && isdigit((unsigned char)first[0])) kernel = atol(first.c_str());
+    }
+    EXPECT_EQ(nr, kernel) << "thread " << tid;
+  }
+  EXPECT_EQ(app, n);
+  EXPECT_GT(with_syscall, n / 2);
+  EXPECT_GE(by_nr.size(), 4u);   // four kinds of wait, four numbers
+  t.Send("release");
+  EXPECT_EQ(t.WaitFor("released", 30000), "released " + std::to_string(n));
   t.Send("quit");
   EXPECT_EQ(t.Wait(), 0);
 }
