@@ -291,13 +291,14 @@ static void ksi_print_json(const struct ksi_opts *o, const struct ksi_rows *rs,
     json_object_put(root);
 }
 
-/* The symbolizer reads the target's whole map (two lines a thread): done
- * while the shim builds its reply, which it sends whole. */
+/* The symbolizer reads the target's whole map (two lines a thread, of
+ * which it keeps only the files' lines): done while the shim builds the
+ * first part of its reply. */
 static void ksi_open_sym(void *ctx)
 {
     struct ksi_rows *rs = ctx;
     if (!rs->sym)
-        rs->sym = ksi_sym_open(rs->pid);
+        rs->sym = ksi_sym_open_files(rs->pid);
 }
 
 int ksi_do_list(const struct ksi_opts *o)
