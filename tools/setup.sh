@@ -30,24 +30,26 @@ PKGS="build-essential bazel-bootstrap libunwind-dev libgtest-dev libdw-dev libel
       libtcmalloc-minimal4 libmimalloc2.0 redis-server redis-tools
       zstd pigz pbzip2 p7zip-full stress-ng libglib2.0-tests dbus-tests libsdl2-tests
       libpython3.11-testsuite python3.11-dev
-      libdeflate-dev libc6-dbg gnuplot-nox"
-
-# CPython 3.9 and 3.13 from Debian 11's and 13's packages, unpacked under
-# /var/cache/killshim/pythons (apt's sources untouched, nothing installed):
-# the python*_test_39/_313 variants and pyframes_layout_test (tools/pythons.sh).
-if [ "$(id -u)" -eq 0 ]; then "$(dirname "$0")/pythons.sh"; else sudo "$(dirname "$0")/pythons.sh"; fi
+      libdeflate-dev libc6-dbg gnuplot-nox libexpat1 zlib1g"
 
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
         missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
-
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-echo "killshim setup: installing$missing" >&2
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-# shellcheck disable=SC2086
-$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+if [ -n "$missing" ]; then
+    echo "killshim setup: installing$missing" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086
+    $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+# CPython 3.9 and 3.13 from Debian 11's and 13's packages, unpacked under
+# /var/cache/killshim/pythons (apt's sources untouched, nothing installed):
+# the python*_test_39/_313 variants and pyframes_layout_test (tools/pythons.sh).
+# After the packages above: Debian 11's python3.9 runs on this system's
+# libexpat1 and zlib1g.
+$SUDO "$(dirname "$0")/pythons.sh"
