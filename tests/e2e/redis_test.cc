@@ -111,7 +111,11 @@ TEST(Redis, ServesUnderLoadWhileListedAndDumpedAndShutsDownCleanly) {
   ks::Target bench(kBench, {"-h", "127.0.0.1", "-p", std::to_string(port), "-c", "20", "-n", "20000",
                             "-t", "set,get,incr,lpush,lpop", "--threads", "2", "--csv"},
                    {}, /*preload=*/false);
-  int lists = 0, dumps = 0;
+  // Known gap (docs/robust.md, "Known gaps"): under this load a dump now and
+  // then finds the event loop's thread in epoll_wait without having held it
+  // at the shim's wrapper, and says "no stack" for it rather than cut the call
+  // short. So: the event loop in nearly every dump, and a stated reason where not.
+  int lists = 0, dumps = 0, with_loop = 0;
   while (bench.Alive()) {
     ks::Result l = ks::Inject({"--json", pid});
     EXPECT_EQ(l.code, 0) << l.err;
@@ -120,9 +124,14 @@ TEST(Redis, ServesUnderLoadWhileListedAndDumpedAndShutsDownCleanly) {
     EXPECT_EQ(s.code, 0) << s.err;
     if (s.code == 0) {
       dumps++;
-      EXPECT_NE(s.out.find("aeMain"), std::string::npos) << s.out;  // the event loop
+      if (s.out.find("aeMain") != std::string::npos)
+        with_loop++;
+      else
+        EXPECT_NE(s.out.find("no stack: in a system call that a signal would cut short"), std::string::npos)
+            << s.out;
     }
   }
+  EXPECT_GE(with_loop * 10, dumps * 9) << with_loop << " of " << dumps << " dumps show aeMain";
   EXPECT_EQ(bench.Wait(), 0) << bench.Stderr();
   EXPECT_GT(lists, 0);
   EXPECT_GT(dumps, 0);
