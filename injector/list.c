@@ -1,5 +1,6 @@
 /* killshim-inject PID: one row per thread. */
 #include <json-c/json.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,12 +34,77 @@ struct ksi_rows {
     int cut;   /* over KSI_MAX_ROWS: the rest was dropped */
     struct ksi_sym *sym;
     pid_t pid;
+    unsigned long long memo_addr;   /* the last start symbolized, and its text */
+    char memo_start[256];
+    int memo_whole;
 };
 
 static int ksi_row_cmp(const void *a, const void *b)
 {
     long long x = ((const struct ksi_row *)a)->tid, y = ((const struct ksi_row *)b)->tid;
     return (x > y) - (x < y);
+}
+
+/* A row's fields, found in one pass: ten thousand rows asked for by name
+ * (ks_msg_get, a strcmp per field per key) were a tenth of a listing. The
+ * first of a repeated key counts, as with ks_msg_get. */
+struct ksi_fields {
+    const char *tid, *cpu_ms, *age_ms, *locks, *registered, *start, *wait_mutex, *wait_owner,
+        *syscall, *py_ident, *py_name, *py_gil, *name, *role, *state;
+};
+
+static void ksi_fields_of(const struct ks_msg *m, struct ksi_fields *fv)
+{
+    static const struct { const char *key; size_t off; } keys[] = {
+#define KSI_KEY(k) {#k, offsetof(struct ksi_fields, k)}
+        KSI_KEY(tid), KSI_KEY(cpu_ms), KSI_KEY(age_ms), KSI_KEY(locks), KSI_KEY(registered),
+        KSI_KEY(start), KSI_KEY(wait_mutex), KSI_KEY(wait_owner), KSI_KEY(syscall),
+        KSI_KEY(py_ident), KSI_KEY(py_name), KSI_KEY(py_gil), KSI_KEY(name), KSI_KEY(role),
+        KSI_KEY(state),
+#undef KSI_KEY
+    };
+    memset(fv, 0, sizeof *fv);
+    for (int f = 0; f < m->nfields; f++)
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+            if (strcmp(m->f[f].key, keys[k].key) == 0) {
+                const char **slot = (const char **)((char *)fv + keys[k].off);
+                if (!*slot)
+                    *slot = m->f[f].val;
+                break;
+            }
+}
+
+static void ksi_copy(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* START of row R, symbolized. Threads mostly share a few start routines:
+ * the last answer is kept (a lookup in libdwfl walks the module's whole
+ * symbol table). */
+static void ksi_row_start(struct ksi_rows *rs, struct ksi_row *r)
+{
+    if (rs->memo_addr && rs->memo_addr == r->start_addr) {
+        memcpy(r->start, rs->memo_start, sizeof r->start);
+        r->start_whole = rs->memo_whole;
+        return;
+    }
+    struct ksi_symbol sy;
+    int found = rs->sym && ksi_sym_lookup(rs->sym, r->start_addr, 0, &sy) == 0;
+    if (found)
+        snprintf(r->start, sizeof r->start, "%s", sy.name);
+    else if (rs->sym && sy.module[0]) {   /* a stripped object */
+        snprintf(r->start, sizeof r->start, "%.200s+0x%llx", sy.module,
+                 (unsigned long long)sy.module_offset);
+        r->start_whole = 1;
+    } else {
+        snprintf(r->start, sizeof r->start, "0x%llx", r->start_addr);
+    }
+    rs->memo_addr = r->start_addr;
+    memcpy(rs->memo_start, r->start, sizeof r->start);
+    rs->memo_whole = r->start_whole;
 }
 
 static int ksi_collect(const struct ks_msg *m, void *ctx)
@@ -56,47 +122,37 @@ static int ksi_collect(const struct ks_msg *m, void *ctx)
     rs->v = v;
     struct ksi_row *r = &rs->v[rs->n++];
     memset(r, 0, sizeof *r);
+    struct ksi_fields fv;
+    ksi_fields_of(m, &fv);
     int64_t x;
     uint64_t u;
-    if (ks_msg_get_i64(m, "tid", 1, 1LL << 31, &x) == 0) r->tid = x;
-    if (ks_msg_get_i64(m, "cpu_ms", 0, INT64_MAX, &x) == 0) r->cpu_ms = x;
-    if (ks_msg_get_i64(m, "age_ms", 0, INT64_MAX, &x) == 0) r->age_ms = x;
-    if (ks_msg_get_i64(m, "locks", 0, INT64_MAX, &x) == 0) r->locks = x;
-    if (ks_msg_get_i64(m, "registered", 0, 1, &x) == 0) r->registered = (int)x;
-    if (ks_msg_get_u64(m, "start", &u) == 0) r->start_addr = u;
-    if (ks_msg_get_u64(m, "wait_mutex", &u) == 0) r->wait_mutex = u;
-    if (ks_msg_get_i64(m, "wait_owner", 0, 1LL << 31, &x) == 0) r->wait_owner = x;
-    r->syscall = ks_msg_get_i64(m, "syscall", 0, 100000, &x) == 0 ? x : -1;
-    const char *s;
-    r->python = ks_msg_get(m, "py_ident") != NULL;
-    snprintf(r->py_name, sizeof r->py_name, "%s", (s = ks_msg_get(m, "py_name")) ? s : "");
-    snprintf(r->py_gil, sizeof r->py_gil, "%s", (s = ks_msg_get(m, "py_gil")) ? s : "");
-    snprintf(r->name, sizeof r->name, "%s", (s = ks_msg_get(m, "name")) ? s : "?");
-    snprintf(r->role, sizeof r->role, "%s", (s = ks_msg_get(m, "role")) ? s : "?");
-    snprintf(r->state, sizeof r->state, "%s", (s = ks_msg_get(m, "state")) ? s : "?");
+    if (ks_val_i64(fv.tid, 1, 1LL << 31, &x) == 0) r->tid = x;
+    if (ks_val_i64(fv.cpu_ms, 0, INT64_MAX, &x) == 0) r->cpu_ms = x;
+    if (ks_val_i64(fv.age_ms, 0, INT64_MAX, &x) == 0) r->age_ms = x;
+    if (ks_val_i64(fv.locks, 0, INT64_MAX, &x) == 0) r->locks = x;
+    if (ks_val_i64(fv.registered, 0, 1, &x) == 0) r->registered = (int)x;
+    if (ks_val_u64(fv.start, &u) == 0) r->start_addr = u;
+    if (ks_val_u64(fv.wait_mutex, &u) == 0) r->wait_mutex = u;
+    if (ks_val_i64(fv.wait_owner, 0, 1LL << 31, &x) == 0) r->wait_owner = x;
+    r->syscall = ks_val_i64(fv.syscall, 0, 100000, &x) == 0 ? x : -1;
+    r->python = fv.py_ident != NULL;
+    ksi_copy(r->py_name, sizeof r->py_name, fv.py_name ? fv.py_name : "");
+    ksi_copy(r->py_gil, sizeof r->py_gil, fv.py_gil ? fv.py_gil : "");
+    ksi_copy(r->name, sizeof r->name, fv.name ? fv.name : "?");
+    ksi_copy(r->role, sizeof r->role, fv.role ? fv.role : "?");
+    ksi_copy(r->state, sizeof r->state, fv.state ? fv.state : "?");
     /* A shim without /proc (a chroot) sends no /proc columns: read ours. */
     struct ks_taskstat st;
-    if (!ks_msg_get(m, "state") && ks_read_task_stat(rs->pid, (pid_t)r->tid, &st) == 0) {
+    if (!fv.state && ks_read_task_stat(rs->pid, (pid_t)r->tid, &st) == 0) {
         long hz = sysconf(_SC_CLK_TCK);
         snprintf(r->name, sizeof r->name, "%s", st.comm);
         snprintf(r->state, sizeof r->state, "%c", st.state);
         r->cpu_ms = (long long)((st.utime + st.stime) * 1000 / (unsigned long long)(hz > 0 ? hz : 100));
     }
-    if (strcmp(r->role, "main") == 0) {
+    if (strcmp(r->role, "main") == 0)
         snprintf(r->start, sizeof r->start, "main");
-    } else if (r->start_addr) {
-        struct ksi_symbol sy;
-        int found = rs->sym && ksi_sym_lookup(rs->sym, r->start_addr, 0, &sy) == 0;
-        if (found)
-            snprintf(r->start, sizeof r->start, "%s", sy.name);
-        else if (rs->sym && sy.module[0]) {   /* a stripped object */
-            snprintf(r->start, sizeof r->start, "%.200s+0x%llx", sy.module,
-                     (unsigned long long)sy.module_offset);
-            r->start_whole = 1;
-        }
-        else
-            snprintf(r->start, sizeof r->start, "0x%llx", r->start_addr);
-    }
+    else if (r->start_addr)
+        ksi_row_start(rs, r);
     return 0;
 }
 
@@ -235,13 +291,14 @@ static void ksi_print_json(const struct ksi_opts *o, const struct ksi_rows *rs,
     json_object_put(root);
 }
 
-/* The symbolizer reads the target's whole map (two lines a thread): done
- * while the shim builds its reply, which it sends whole. */
+/* The symbolizer reads the target's whole map (two lines a thread, of
+ * which it keeps only the files' lines): done while the shim builds the
+ * first part of its reply. */
 static void ksi_open_sym(void *ctx)
 {
     struct ksi_rows *rs = ctx;
     if (!rs->sym)
-        rs->sym = ksi_sym_open(rs->pid);
+        rs->sym = ksi_sym_open_files(rs->pid);
 }
 
 int ksi_do_list(const struct ksi_opts *o)

@@ -60,8 +60,9 @@ ssize_t ks_read_small_file(const char *path, char *buf, size_t cap)
     struct ks_fdid id;
     size_t len = 0;
     int rc = ks_fdid_get(fd, &id);
-    while (rc == 0 && len + 1 < cap) {
-        if (!ks_fdid_same(fd, &id)) {
+    /* The identity was just taken: the first read needs no second look. */
+    for (int first = 1; rc == 0 && len + 1 < cap; first = 0) {
+        if (!first && !ks_fdid_same(fd, &id)) {
             rc = EBADF;
             break;
         }
@@ -97,6 +98,111 @@ int ks_read_task_stat(pid_t pid, pid_t tid, struct ks_taskstat *out)
         return -1;
     }
     return 0;
+}
+
+void ks_task_dir_open(struct ks_task_dir *d)
+{
+    struct ks_fdid id;
+    d->fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d->fd >= 0 && ks_fdid_get(d->fd, &id) != 0) {
+        close(d->fd);   /* fstat failed on a number just returned: still ours */
+        d->fd = -1;
+    }
+    if (d->fd >= 0) {
+        d->dev = id.dev;
+        d->ino = id.ino;
+    }
+}
+
+void ks_task_dir_close(struct ks_task_dir *d)
+{
+    struct ks_fdid id = {d->dev, d->ino};
+    if (d->fd >= 0)
+        ks_fdid_close(d->fd, &id);
+    d->fd = -1;
+}
+
+/* REL ("TID/stat") under D into BUF: 0, or an errno (EXDEV: D's number
+ * now names something else, D is given up). The directory's fd is checked
+ * by what it yields instead of before each use: a file opened under it that
+ * is not on procfs means the program closed the number and reused it for a
+ * directory of its own (opened O_NONBLOCK, so not even a FIFO there can
+ * block the listing; nothing is read from it); a failed open looks at the
+ * directory's identity before it says the task is gone. A program directory
+ * on procfs itself (its own /proc/self/task, or /proc, where "TID/stat" is
+ * the same thread's file) yields the same records. The file's own fd is checked
+ * as in ks_read_small_file, but a read that comes back short is the whole
+ * file: these are one-record seq_files, which hand out all they have. Five
+ * system calls a file (open, fstat, read, fstat, close) instead of eight. */
+static int ks_task_dir_read(struct ks_task_dir *d, const char *rel, char *buf, size_t cap)
+{
+    int fd = openat(d->fd, rel, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+        int e = errno;
+        struct ks_fdid dir = {d->dev, d->ino};
+        if (ks_fdid_same(d->fd, &dir))
+            return e;   /* the task is gone */
+        d->fd = -1;     /* not ours any more: left alone */
+        return EXDEV;
+    }
+    struct ks_fdid id;
+    int rc = ks_fdid_get(fd, &id);
+    if (rc == 0 && id.dev != d->dev) {
+        ks_fdid_close(fd, &id);
+        ks_task_dir_close(d);
+        return EXDEV;
+    }
+    size_t len = 0;
+    for (int first = 1; rc == 0 && len + 1 < cap; first = 0) {
+        if (!first && !ks_fdid_same(fd, &id)) {
+            rc = EBADF;
+            break;
+        }
+        ssize_t r = read(fd, buf + len, cap - 1 - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            rc = errno;
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+        if ((size_t)r < cap - 1 - (len - (size_t)r))
+            break;   /* short: the whole record */
+    }
+    if (rc != EBADF)
+        ks_fdid_close(fd, &id);
+    buf[len] = '\0';
+    return rc ? rc : len ? 0 : EIO;
+}
+
+int ks_task_dir_stat(struct ks_task_dir *d, pid_t tid, struct ks_taskstat *out)
+{
+    char rel[32], buf[1024];
+    if (d->fd < 0)
+        return ks_read_task_stat(0, tid, out);
+    snprintf(rel, sizeof rel, "%d/stat", (int)tid);
+    int rc = ks_task_dir_read(d, rel, buf, sizeof buf);
+    if (rc == EXDEV)
+        return ks_read_task_stat(0, tid, out);
+    if (rc == 0 && ks_parse_stat(buf, strlen(buf), out) != 0)
+        rc = EINVAL;
+    errno = rc;
+    return rc ? -1 : 0;
+}
+
+int ks_task_dir_syscall(struct ks_task_dir *d, pid_t tid, struct ks_syscall *out)
+{
+    char rel[32], buf[256];
+    if (d->fd < 0)
+        return ks_read_task_syscall(tid, out);
+    snprintf(rel, sizeof rel, "%d/syscall", (int)tid);
+    int rc = ks_task_dir_read(d, rel, buf, sizeof buf);
+    if (rc == EXDEV)
+        return ks_read_task_syscall(tid, out);
+    if (rc == 0 && ks_parse_syscall(buf, out) != 0)
+        rc = EINVAL;
+    errno = rc;
+    return rc ? -1 : 0;
 }
 
 pid_t ks_live_task(pid_t pid)

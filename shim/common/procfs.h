@@ -57,6 +57,22 @@ int ks_parse_syscall(const char *buf, struct ks_syscall *out);
 /* Reads it for TID of the calling process. Returns 0 or -1 (errno set). */
 int ks_read_task_syscall(pid_t tid, struct ks_syscall *out);
 
+/* The calling process's /proc/self/task held open for a listing's many
+ * reads: each file is opened relative to it (one path step instead of four)
+ * and read with fewer checks (ks_task_dir_read in procfs.c). FD -1: not
+ * open, or given up (the program took its number); the readers then use
+ * the absolute paths, as ks_read_task_stat does. */
+struct ks_task_dir {
+    int fd;
+    dev_t dev;       /* procfs's st_dev: what every file opened under it has */
+    ino_t ino;
+};
+void ks_task_dir_open(struct ks_task_dir *d);
+void ks_task_dir_close(struct ks_task_dir *d);
+/* As ks_read_task_stat and ks_read_task_syscall, for the calling process. */
+int ks_task_dir_stat(struct ks_task_dir *d, pid_t tid, struct ks_taskstat *out);
+int ks_task_dir_syscall(struct ks_task_dir *d, pid_t tid, struct ks_syscall *out);
+
 /* The lines of /proc/PID/task/TID/status that the stack dump uses. */
 struct ks_taskstatus {
     char name[64];                 /* as the kernel escapes it */

@@ -119,10 +119,8 @@ const char *ks_msg_get(const struct ks_msg *m, const char *key)
     return NULL;
 }
 
-int ks_msg_get_i64(const struct ks_msg *m, const char *key, int64_t min, int64_t max,
-                   int64_t *out)
+int ks_val_i64(const char *v, int64_t min, int64_t max, int64_t *out)
 {
-    const char *v = ks_msg_get(m, key);
     if (!v) return ENOENT;
     if (!*v) return EINVAL;
     char *end;
@@ -133,9 +131,8 @@ int ks_msg_get_i64(const struct ks_msg *m, const char *key, int64_t min, int64_t
     return 0;
 }
 
-int ks_msg_get_u64(const struct ks_msg *m, const char *key, uint64_t *out)
+int ks_val_u64(const char *v, uint64_t *out)
 {
-    const char *v = ks_msg_get(m, key);
     if (!v) return ENOENT;
     if (!*v || *v == '-' || *v == '+' || *v == ' ') return EINVAL;
     char *end;
@@ -144,6 +141,17 @@ int ks_msg_get_u64(const struct ks_msg *m, const char *key, uint64_t *out)
     if (errno || *end) return EINVAL;
     *out = x;
     return 0;
+}
+
+int ks_msg_get_i64(const struct ks_msg *m, const char *key, int64_t min, int64_t max,
+                   int64_t *out)
+{
+    return ks_val_i64(ks_msg_get(m, key), min, max, out);
+}
+
+int ks_msg_get_u64(const struct ks_msg *m, const char *key, uint64_t *out)
+{
+    return ks_val_u64(ks_msg_get(m, key), out);
 }
 
 /* ---- Writer ------------------------------------------------------------ */
@@ -209,9 +217,47 @@ void ks_out_fmt(struct ks_out *o, const char *key, const char *fmt, ...)
     ks_out_str(o, key, buf);
 }
 
-void ks_out_i64(struct ks_out *o, const char *key, int64_t v) { ks_out_fmt(o, key, "%lld", (long long)v); }
-void ks_out_hex(struct ks_out *o, const char *key, uint64_t v) { ks_out_fmt(o, key, "0x%llx", (unsigned long long)v); }
+/* Numbers are always bare: written straight, without vsnprintf (a listing
+ * writes several per thread). */
+static void ks_out_num(struct ks_out *o, const char *key, uint64_t v, unsigned base, int neg)
+{
+    char buf[24];
+    char *p = buf + sizeof buf;
+    do {
+        *--p = "0123456789abcdef"[v % base];
+        v /= base;
+    } while (v);
+    if (base == 16) {
+        *--p = 'x';
+        *--p = '0';
+    }
+    if (neg)
+        *--p = '-';
+    ks_out_raw(o, " ", 1);
+    ks_out_raw(o, key, strlen(key));
+    ks_out_raw(o, "=", 1);
+    ks_out_raw(o, p, (size_t)(buf + sizeof buf - p));
+}
+
+void ks_out_i64(struct ks_out *o, const char *key, int64_t v)
+{
+    ks_out_num(o, key, v < 0 ? 0 - (uint64_t)v : (uint64_t)v, 10, v < 0);
+}
+void ks_out_hex(struct ks_out *o, const char *key, uint64_t v) { ks_out_num(o, key, v, 16, 0); }
 void ks_out_eol(struct ks_out *o) { ks_out_raw(o, "\n", 1); }
+
+void ks_out_part(struct ks_out *o)
+{
+    if (!o->sink || o->oom || o->len < KS_OUT_PART)
+        return;
+    if (o->sink(o->sink_arg, o->buf, o->len) != 0) {
+        o->lost = 1;
+        o->oom = 1;
+        return;
+    }
+    o->len = 0;
+    o->buf[0] = '\0';
+}
 void ks_out_ok(struct ks_out *o) { ks_out_word(o, "ok"); ks_out_eol(o); }
 
 void ks_out_err(struct ks_out *o, const char *code, const char *fmt, ...)

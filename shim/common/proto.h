@@ -45,12 +45,22 @@ int ks_msg_get_i64(const struct ks_msg *m, const char *key, int64_t min, int64_t
                    int64_t *out);
 /* Same for an unsigned 64-bit value (addresses). */
 int ks_msg_get_u64(const struct ks_msg *m, const char *key, uint64_t *out);
+/* The same for a value already found (V NULL: ENOENT). */
+int ks_val_i64(const char *v, int64_t min, int64_t max, int64_t *out);
+int ks_val_u64(const char *v, uint64_t *out);
 
 /* ---- Writing lines ---------------------------------------------------- */
 struct ks_out {
     char *buf;
     size_t len, cap;
     int oom;           /* an allocation failed: the output is incomplete */
+    /* Optional: where a long reply goes part by part (ks_out_part), so the
+     * client reads the first rows while the rest is written. SINK returns 0,
+     * or -1 when the part could not be delivered: the output is then LOST
+     * (and oom set, so nothing more is written). */
+    int (*sink)(void *arg, const char *buf, size_t len);
+    void *sink_arg;
+    int lost;
 };
 
 void ks_out_init(struct ks_out *o);
@@ -65,6 +75,10 @@ void ks_out_fmt(struct ks_out *o, const char *key, const char *fmt, ...)
 void ks_out_i64(struct ks_out *o, const char *key, int64_t v);
 void ks_out_hex(struct ks_out *o, const char *key, uint64_t v);
 void ks_out_eol(struct ks_out *o);
+/* At a line boundary: hands the lines written so far to the sink once at
+ * least KS_OUT_PART bytes wait (nothing without a sink). */
+#define KS_OUT_PART (64 * 1024)
+void ks_out_part(struct ks_out *o);
 /* A whole final line: "ok" or "err code=CODE msg=...". */
 void ks_out_ok(struct ks_out *o);
 void ks_out_err(struct ks_out *o, const char *code, const char *fmt, ...)

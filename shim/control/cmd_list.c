@@ -11,6 +11,7 @@
 #include "shim/common/procfs.h"
 #include "pyrt.h"
 #include "shim/core/attach.h"
+#include "shim/core/blocking.h"
 #include "shim/core/registry.h"
 #include "waitinfo.h"
 
@@ -23,6 +24,7 @@ struct ks_snap {
     uint64_t created_ns;
     void *start;
     void *wait_obj;
+    struct ks_thread *rec;   /* valid while ks_registry_unlinks() is unchanged */
 };
 
 static int ks_snap_cmp(const void *a, const void *b)
@@ -33,14 +35,16 @@ static int ks_snap_cmp(const void *a, const void *b)
 
 /* Copies the registry under its lock; nothing slow happens while it is held,
  * so pthread_create never waits on a client. */
-static struct ks_snap *ks_snapshot(int *n)
+static struct ks_snap *ks_snapshot(int *n, unsigned *unlinks)
 {
     ks_registry_lock();
+    *unlinks = ks_registry_unlinks();
     int cap = ks_registry_count();
     struct ks_snap *s = calloc((size_t)cap + 1, sizeof *s);
     int k = 0;
     for (struct ks_thread *t = ks_registry_first(); s && t && k < cap; t = t->next, k++) {
         s[k].tid = t->tid;
+        s[k].rec = t;
         s[k].role = t->role;
         s[k].id = t->id;
         s[k].start = t->start_routine;
@@ -79,27 +83,91 @@ static void ks_list_known(struct ks_out *out, const struct ks_snap *s)
     }
 }
 
+/* What one listing carries from row to row. */
+struct ks_list_ctx {
+    struct ks_task_dir dir;           /* /proc/self/task, opened once */
+    unsigned long long uptime_ms;
+    long hz;
+    const struct ks_py_list_view *py;
+    unsigned unlinks;                 /* ks_registry_unlinks() at the snapshot */
+    /* The system call each wrapped blocking call (blocking.h) was seen in,
+     * from /proc: once KS_LIST_LEARN rows in a row agreed, the other threads
+     * sitting in the same call are not asked again. */
+    struct { long nr; int agree; } call_nr[KS_CALL_COUNT];
+};
+#define KS_LIST_LEARN 3
+
+/* The wrapped blocking call that registered thread S is in right now, or
+ * KS_CALL_NONE. Its block state is read under the registry lock, where it
+ * stays valid (registry.h); the record is looked up again only if some
+ * thread left the registry since the snapshot (a lookup walks a chain of
+ * records in as many threads' TLS: at 10,000 threads it cost as much as
+ * reading the stat file). */
+static int ks_list_in_call(const struct ks_snap *s, unsigned unlinks)
+{
+    int call = KS_CALL_NONE;
+    ks_registry_lock();
+    struct ks_thread *t = s->rec && ks_registry_unlinks() == unlinks ? s->rec
+                        : ks_registry_find(s->tid);
+    if (t && t->id == s->id) {
+        struct ks_block *b = ks_block_of(t);
+        if (__atomic_load_n(&b->in_call, __ATOMIC_SEQ_CST))
+            call = __atomic_load_n(&b->call, __ATOMIC_RELAXED);
+    }
+    ks_registry_unlock();
+    return call > KS_CALL_NONE && call < KS_CALL_COUNT ? call : KS_CALL_NONE;
+}
+
+/* The system call a thread in STATE sits in: 0 and *NR, or -1 (none).
+ * A running thread shows none in /proc either. A registered thread inside
+ * one of the shim's wrapped calls gets the number its call was seen in
+ * (docs/PROTOCOL.md: a signal handler that blocks in another call while the
+ * wrapped one is interrupted is shown in the wrapped one). */
+static int ks_list_syscall(struct ks_list_ctx *c, pid_t tid, const struct ks_snap *s, char state,
+                           long *nr)
+{
+    if (state == 'R')
+        return -1;
+    int call = s ? ks_list_in_call(s, c->unlinks) : KS_CALL_NONE;
+    if (call != KS_CALL_NONE && c->call_nr[call].agree >= KS_LIST_LEARN) {
+        *nr = c->call_nr[call].nr;
+        return 0;
+    }
+    struct ks_syscall sc;
+    if (ks_task_dir_syscall(&c->dir, tid, &sc) != 0 || sc.nr < 0)
+        return -1;
+    if (call != KS_CALL_NONE) {
+        int same = c->call_nr[call].agree && c->call_nr[call].nr == sc.nr;
+        c->call_nr[call].agree = same ? c->call_nr[call].agree + 1 : 1;
+        c->call_nr[call].nr = sc.nr;
+    }
+    *nr = sc.nr;
+    return 0;
+}
+
 static void ks_list_one(struct ks_out *out, pid_t tid, const struct ks_snap *s,
-                        unsigned long long uptime_ms, long hz, const struct ks_py_list_view *py)
+                        struct ks_list_ctx *c)
 {
     struct ks_taskstat st;
-    if (ks_read_task_stat(0, tid, &st) != 0)
+    if (ks_task_dir_stat(&c->dir, tid, &st) != 0)
         return;   /* exited while we listed: not a thread any more */
+    unsigned long long hz = (unsigned long long)c->hz;
+    char state[2] = {st.state, '\0'};
     ks_out_word(out, "thread");
     ks_out_i64(out, "tid", tid);
     ks_out_str(out, "name", st.comm);
     ks_out_str(out, "role", ks_snap_role(s, tid));
     ks_out_i64(out, "registered", s && s->role != KS_ROLE_SHIM);
-    ks_out_fmt(out, "state", "%c", st.state);
-    ks_out_i64(out, "cpu_ms", (int64_t)((st.utime + st.stime) * 1000 / (unsigned long long)hz));
-    unsigned long long born = st.starttime * 1000 / (unsigned long long)hz;
-    ks_out_i64(out, "age_ms", uptime_ms > born ? (int64_t)(uptime_ms - born) : 0);
+    ks_out_str(out, "state", state);
+    ks_out_i64(out, "cpu_ms", (int64_t)((st.utime + st.stime) * 1000 / hz));
+    unsigned long long born = st.starttime * 1000 / hz;
+    ks_out_i64(out, "age_ms", c->uptime_ms > born ? (int64_t)(c->uptime_ms - born) : 0);
     if (s)
         ks_list_known(out, s);
-    struct ks_syscall sc;
-    if (ks_read_task_syscall(tid, &sc) == 0 && sc.nr >= 0)
-        ks_out_i64(out, "syscall", sc.nr);
-    ks_py_list_fields(out, py, tid, s ? s->wait_kind : 0, s ? s->wait_obj : NULL);
+    long nr;
+    if (ks_list_syscall(c, tid, s, st.state, &nr) == 0)
+        ks_out_i64(out, "syscall", nr);
+    ks_py_list_fields(out, c->py, tid, s ? s->wait_kind : 0, s ? s->wait_obj : NULL);
     ks_out_eol(out);
 }
 
@@ -140,7 +208,8 @@ static int ks_resolve_unknown(pid_t tid, struct ks_snap *out)
 static void ks_list_registry(struct ks_out *out)
 {
     int n = 0;
-    struct ks_snap *snap = ks_snapshot(&n);
+    unsigned unlinks;
+    struct ks_snap *snap = ks_snapshot(&n, &unlinks);
     if (!snap) {
         ks_out_err(out, "internal", "out of memory");
         return;
@@ -172,19 +241,25 @@ void ks_cmd_list(const struct ks_msg *req, struct ks_out *out)
         ks_list_registry(out);
         return;
     }
-    struct ks_snap *snap = ks_snapshot(&n);
+    unsigned unlinks;
+    struct ks_snap *snap = ks_snapshot(&n, &unlinks);
     if (!snap) {
         free(tids);
         ks_out_err(out, "internal", "out of memory");
         return;
     }
-    long hz = sysconf(_SC_CLK_TCK);
-    if (hz <= 0)
-        hz = 100;
-    unsigned long long up = ks_uptime_ms();
+    struct ks_list_ctx c;
+    memset(&c, 0, sizeof c);
+    c.hz = sysconf(_SC_CLK_TCK);
+    if (c.hz <= 0)
+        c.hz = 100;
+    c.uptime_ms = ks_uptime_ms();
+    c.unlinks = unlinks;
     int count = 0;
     struct ks_py_list_view py;
     ks_py_list_take(&py);   /* before the rows: what CPython knows, if it is here */
+    c.py = &py;
+    ks_task_dir_open(&c.dir);
     for (int i = 0; i < ntask; i++) {
         struct ks_snap key = {.tid = tids[i]}, late;
         const struct ks_snap *s = bsearch(&key, snap, (size_t)n, sizeof *snap, ks_snap_cmp);
@@ -196,9 +271,11 @@ void ks_cmd_list(const struct ks_msg *req, struct ks_out *out)
                 s = &late;
         }
         size_t before = out->len;
-        ks_list_one(out, key.tid, s, up, hz, &py);
+        ks_list_one(out, key.tid, s, &c);
         count += out->len != before;
+        ks_out_part(out);   /* the client parses these while we go on */
     }
+    ks_task_dir_close(&c.dir);
     free(tids);
     free(snap);
     ks_out_word(out, "ok");

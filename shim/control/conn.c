@@ -130,12 +130,20 @@ static int ks_dispatch(const struct ks_msg *m, struct ks_out *o)
     return 0;
 }
 
+/* A long reply's parts (ks_out_part: a listing's rows), sent as written. */
+static int ks_send_part(void *arg, const char *buf, size_t len)
+{
+    return ks_send_all(arg, buf, len, ks_deadline());
+}
+
 /* Runs one request line; returns 0 to go on, 1 to close the connection. */
 static int ks_serve_line(struct ks_conn *c, const char *line, size_t len)
 {
     struct ks_msg *m = malloc(sizeof *m);
     struct ks_out o;
     ks_out_init(&o);
+    o.sink = ks_send_part;
+    o.sink_arg = c;
     int quit = 0;
     const char *err = NULL;
     if (!m)
@@ -144,6 +152,10 @@ static int ks_serve_line(struct ks_conn *c, const char *line, size_t len)
         ks_out_err(&o, "bad-request", "%s", err);
     else
         quit = ks_dispatch(m, &o);
+    if (o.lost) {   /* a part was not taken: the client is gone or stuck */
+        ks_out_free(&o);
+        return 1;
+    }
     if (o.oom) {
         ks_out_free(&o);
         ks_out_init(&o);

@@ -78,6 +78,9 @@ void ks_registry_unlock(void) { ks_unlock(&ks_reg_mu); }
 
 struct ks_thread *ks_registry_first(void) { return ks_reg.head; }
 int ks_registry_count(void) { return ks_reg.count; }
+/* Only remove_self unlinks (each bumps exited_next); a fork child's reset
+ * bumps gen. Both only grow. */
+unsigned ks_registry_unlinks(void) { return ks_reg.exited_next + ks_reg.gen; }
 
 static inline struct ks_thread **ks_bucket(pid_t tid)
 {

@@ -196,6 +196,10 @@ struct ks_thread *ks_registry_first(void);
 struct ks_thread *ks_registry_find(pid_t tid);
 /* Number of linked records. Caller holds the lock. */
 int ks_registry_count(void);
+/* A number that changes whenever a record is unlinked. While it has not
+ * changed, every record seen linked before is still linked (and valid) and
+ * can be used without looking it up again. Caller holds the lock. */
+unsigned ks_registry_unlinks(void);
 
 /* 1 if TID unlinked itself in the last KS_EXITING_MS: its task may linger
  * in /proc/self/task for a moment after its exit path (even after a join

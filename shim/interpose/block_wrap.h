@@ -34,7 +34,7 @@ static inline __attribute__((always_inline)) struct ks_block *ks_block_enter(int
         return b;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     ks_save_regs(&b->regs);
-    b->call = call;
+    __atomic_store_n(&b->call, call, __ATOMIC_RELAXED);   /* a listing reads it racily (cmd_list.c) */
     __atomic_store_n(&b->in_call, 1, __ATOMIC_SEQ_CST);
     if (KS_UNLIKELY(__atomic_load_n(&b->reader, __ATOMIC_SEQ_CST)))
         ks_block_wait_reader(b);

@@ -1,7 +1,11 @@
 // /proc parsers, through their C header.
 #include "shim/common/procfs.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <string>
@@ -74,4 +78,69 @@ TEST(Procfs, ReadsOwnSyscallAndStatus) {
   // The calling thread reads its own file while running the read itself.
   ASSERT_EQ(ks_read_task_syscall(gettid(), &sc), 0);
   EXPECT_EQ(sc.nr, 0);   // read
+}
+
+// The listing's reader: the same records as the absolute-path readers, from
+// one fd of /proc/self/task.
+TEST(Procfs, TaskDirReadsWhatThePathsRead) {
+  ks_task_dir d;
+  ks_task_dir_open(&d);
+  ASSERT_GE(d.fd, 0);
+  ks_taskstat a, b;
+  ASSERT_EQ(ks_task_dir_stat(&d, gettid(), &a), 0);
+  ASSERT_EQ(ks_read_task_stat(0, gettid(), &b), 0);
+  EXPECT_STREQ(a.comm, b.comm);
+  EXPECT_EQ(a.state, 'R');
+  EXPECT_EQ(a.starttime, b.starttime);
+  ks_syscall sc;
+  ASSERT_EQ(ks_task_dir_syscall(&d, gettid(), &sc), 0);
+  EXPECT_EQ(sc.nr, 0);   // its own read
+  // A task that is not there: an error, and the directory is kept.
+  errno = 0;
+  EXPECT_EQ(ks_task_dir_stat(&d, 0x7ffffff0, &a), -1);
+  EXPECT_EQ(errno, ENOENT);
+  EXPECT_GE(d.fd, 0);
+  ks_task_dir_close(&d);
+  EXPECT_EQ(d.fd, -1);
+}
+
+// The program closes the directory's fd behind the reader and puts a
+// directory of its own on the number: the reader notices, never closes the
+// program's fd, and goes on with the absolute paths.
+TEST(Procfs, TaskDirTakenOverByTheProgram) {
+  char tmpl[] = "/tmp/ks_taskdir_XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  for (bool with_file : {false, true}) {
+    std::string sub = std::string(tmpl) + "/" + std::to_string(gettid());
+    if (with_file) {   // even "TID/stat" there: it is not procfs, so unread
+      ASSERT_EQ(mkdir(sub.c_str(), 0700), 0);
+      int f = open((sub + "/stat").c_str(), O_WRONLY | O_CREAT, 0600);
+      ASSERT_GE(f, 0);
+      ASSERT_EQ(write(f, "1 (fake) Z", 10), 10);
+      close(f);
+    }
+    ks_task_dir d;
+    ks_task_dir_open(&d);
+    ASSERT_GE(d.fd, 0);
+    int num = d.fd;
+    close(num);
+    int theirs = open(tmpl, O_RDONLY | O_DIRECTORY);
+    ASSERT_EQ(theirs, num);
+    ks_taskstat st;
+    ASSERT_EQ(ks_task_dir_stat(&d, gettid(), &st), 0);
+    EXPECT_EQ(st.state, 'R');   // the real record, through the path
+    EXPECT_EQ(d.fd, -1);        // given up
+    ks_syscall sc;
+    ASSERT_EQ(ks_task_dir_syscall(&d, gettid(), &sc), 0);
+    EXPECT_EQ(sc.nr, 0);
+    ks_task_dir_close(&d);
+    struct stat sb;
+    EXPECT_EQ(fstat(theirs, &sb), 0) << "the program's fd was closed";
+    close(theirs);
+    if (with_file) {
+      unlink((sub + "/stat").c_str());
+      rmdir(sub.c_str());
+    }
+  }
+  rmdir(tmpl);
 }
