@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <set>
 #include <string>
@@ -104,8 +106,12 @@ std::map<pid_t, PyStack> Stacks(pid_t pid, const std::string& extra = "",
                                 std::string* last = nullptr) {
   ks::RawClient c(pid);
   std::map<pid_t, PyStack> m;
-  if (!c.ok()) return m;
-  c.ReadLine();
+  if (!c.ok()) {
+    if (last) *last = "(no connection: " + std::string(strerror(errno)) + ")";
+    return m;
+  }
+  std::string hello = c.ReadLine();
+  long t0 = ks::NowMs();
   std::vector<std::string> lines = c.Request("stack" + extra, 20000);
   for (const std::string& l : lines) {
     auto f = ks::ParseLine(l);
@@ -119,7 +125,11 @@ std::map<pid_t, PyStack> Stacks(pid_t pid, const std::string& extra = "",
       m[std::stoi(f["tid"])].frames.push_back({f["func"], f["file"], std::stoi(f["line"])});
     }
   }
-  if (last) *last = lines.empty() ? "" : lines.back();
+  if (last)
+    *last = !lines.empty() ? lines.back()
+                           : "(no reply in " + std::to_string(ks::NowMs() - t0) +
+                                 " ms: connection closed or timed out; hello was \"" + hello +
+                                 "\")";
   return m;
 }
 
@@ -350,7 +360,9 @@ TEST(PythonStack, ManyStacksWhileThreadsComeAndGo) {
   for (int i = 0; i < 200; i++) {
     std::string last;
     auto m = Stacks(p.t.pid(), "", &last);
-    ASSERT_EQ(last.rfind("ok ", 0), 0u) << last;
+    ASSERT_EQ(last.rfind("ok ", 0), 0u)
+        << "dump " << i + 1 << ": " << last << "; the program "
+        << (p.t.Alive() ? "is alive" : "is gone");
     for (auto& [tid, s] : m) {
       stacks++;
       torn += s.torn;

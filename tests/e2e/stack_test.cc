@@ -630,8 +630,11 @@ TEST(Stack, ShortWaitsUnderContinuousDumps) {
   std::string result;
   long deadline = NowMs() + 120000;
   while (result.empty() && NowMs() < deadline) {
+    long t0 = NowMs();
     auto reply = c.Request("stack");
-    ASSERT_FALSE(reply.empty());
+    ASSERT_FALSE(reply.empty()) << "no reply to dump " << dumps + 1 << " in " << NowMs() - t0
+                                << " ms (connection closed or timed out); the program "
+                                << (t.Alive() ? "is alive" : "is gone");
     ASSERT_EQ(reply.back().rfind("ok threads=", 0), 0u) << reply.back();
     dumps++;
     for (auto& l : reply) in_call += l.find(" via=call ") != std::string::npos;

@@ -23,6 +23,11 @@
 
 static int rounds = 300, empty[2], semid = -1;
 static atomic_long early, errors, calls;
+/* Which calls returned early, for the report (in the order of a round). */
+static const char *const kinds[] = {"poll", "nanosleep", "usleep", "epoll_wait", "select",
+                                    "pselect", "epoll_pwait", "sigtimedwait", "sem_timedwait",
+                                    "semtimedop"};
+static atomic_long early_kind[sizeof kinds / sizeof kinds[0]];
 
 static long now_us(void)
 {
@@ -33,13 +38,15 @@ static long now_us(void)
 
 /* RC as the call returned, WANT_RC what a full wait returns; MS how long it
  * should have lasted at least. */
-static void check(long t0, long ms, int rc, int want_rc)
+static void check(int kind, long t0, long ms, int rc, int want_rc)
 {
     atomic_fetch_add(&calls, 1);
-    if (rc != want_rc)
+    if (rc != want_rc) {
         atomic_fetch_add(&errors, 1);
-    else if (now_us() - t0 < ms * 1000)
+    } else if (now_us() - t0 < ms * 1000) {
         atomic_fetch_add(&early, 1);
+        atomic_fetch_add(&early_kind[kind], 1);
+    }
 }
 
 void *sleeper_main(void *arg)
@@ -57,30 +64,34 @@ void *sleeper_main(void *arg)
     for (int i = 0; i < rounds; i++) {
         struct pollfd p = {empty[0], POLLIN, 0};
         long t0 = now_us();
-        check(t0, 4, poll(&p, 1, 4), 0);
+        check(0, t0, 4, poll(&p, 1, 4), 0);
         struct timespec ts = {0, 3000000};
         t0 = now_us();
-        check(t0, 3, nanosleep(&ts, NULL), 0);
+        check(1, t0, 3, nanosleep(&ts, NULL), 0);
         t0 = now_us();
-        check(t0, 2, usleep(2000), 0);
+        check(2, t0, 2, usleep(2000), 0);
         t0 = now_us();
-        check(t0, 4, epoll_wait(ep, &ev, 1, 4), 0);
+        check(3, t0, 4, epoll_wait(ep, &ev, 1, 4), 0);
         fd_set r;
         FD_ZERO(&r);
         FD_SET(empty[0], &r);
         struct timeval tv = {0, 3000};
         t0 = now_us();
-        check(t0, 3, select(empty[0] + 1, &r, NULL, NULL, &tv), 0);
+        check(4, t0, 3, select(empty[0] + 1, &r, NULL, NULL, &tv), 0);
         FD_ZERO(&r);
         FD_SET(empty[0], &r);
         struct timespec pts = {0, 2000000};
         t0 = now_us();
-        check(t0, 2, pselect(empty[0] + 1, &r, NULL, NULL, &pts, NULL), 0);
+        check(5, t0, 2, pselect(empty[0] + 1, &r, NULL, NULL, &pts, NULL), 0);
         t0 = now_us();
-        check(t0, 2, epoll_pwait(ep, &ev, 1, 2, NULL), 0);
+        check(6, t0, 2, epoll_pwait(ep, &ev, 1, 2, NULL), 0);
         struct timespec two = {0, 2000000};
         t0 = now_us();
-        check(t0, 2, sigtimedwait(&winch, NULL, &two) == -1 && errno == EAGAIN ? 0 : -1, 0);
+        check(7, t0, 2, sigtimedwait(&winch, NULL, &two) == -1 && errno == EAGAIN ? 0 : -1, 0);
+        /* t0 before the deadline is computed: taken after, a thread
+         * preempted between the two (TSan, a loaded machine) would see a
+         * full wait as an early one. */
+        t0 = now_us();
         struct timespec abs;
         clock_gettime(CLOCK_REALTIME, &abs);
         abs.tv_nsec += 2000000;
@@ -88,11 +99,10 @@ void *sleeper_main(void *arg)
             abs.tv_sec++;
             abs.tv_nsec -= 1000000000L;
         }
-        t0 = now_us();
-        check(t0, 2, sem_timedwait(&sem, &abs) == -1 && errno == ETIMEDOUT ? 0 : -1, 0);
+        check(8, t0, 2, sem_timedwait(&sem, &abs) == -1 && errno == ETIMEDOUT ? 0 : -1, 0);
         struct sembuf down = {0, -1, 0};
         t0 = now_us();
-        check(t0, 2, semtimedop(semid, &down, 1, &two) == -1 && errno == EAGAIN ? 0 : -1, 0);
+        check(9, t0, 2, semtimedop(semid, &down, 1, &two) == -1 && errno == EAGAIN ? 0 : -1, 0);
     }
     sem_destroy(&sem);
     close(ep);
@@ -114,8 +124,15 @@ int main(int argc, char **argv)
     for (int i = 0; i < n; i++)
         pthread_join(th[i], NULL);
     semctl(semid, 0, IPC_RMID);
-    printf("sleepers early=%ld errors=%ld calls=%ld\n", atomic_load(&early), atomic_load(&errors),
-           atomic_load(&calls));
+    printf("sleepers early=%ld errors=%ld calls=%ld early_in=", atomic_load(&early),
+           atomic_load(&errors), atomic_load(&calls));
+    const char *sep = "";
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+        if (atomic_load(&early_kind[k])) {
+            printf("%s%s:%ld", sep, kinds[k], atomic_load(&early_kind[k]));
+            sep = ",";
+        }
+    printf("%s\n", *sep ? "" : "none");
     fflush(stdout);
     char line[64];
     while (fgets(line, sizeof line, stdin))
