@@ -12,6 +12,7 @@
 #define KS_ATTACH_H
 
 #include <pthread.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #ifdef __cplusplus
@@ -82,6 +83,14 @@ int ks_got_patch_later(void);
  * (interpose/interpose_pipe.c), as it does when preloaded. Before ks_init
  * (which runs that init). Returns the number of slots changed. */
 int ks_got_patch_deps(void);
+
+/* In the one loaded object whose load bias is BASE (which must be fully
+ * relocated, and not unloaded meanwhile): every GOT slot of an undefined
+ * function or object NAME for which TO(NAME, ARG) gives an address is
+ * pointed there; TO returns NULL to leave a slot as the loader bound it.
+ * Returns the number of slots changed. For the shim's own dependencies
+ * (unwind_tsan.c). */
+int ks_got_rebind(uintptr_t base, void *(*to)(const char *name, void *arg), void *arg);
 
 #ifdef __cplusplus
 }

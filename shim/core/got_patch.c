@@ -185,15 +185,15 @@ static int ks_got_never(const struct ks_elf_obj *o)
     return 0;
 }
 
-static int ks_got_visit(struct dl_phdr_info *info, size_t size, void *arg)
+/* The relocation tables of the object INFO describes: DT_RELA and DT_JMPREL
+ * (GOT slots of data references and of the PLT), each with its length. */
+struct ks_got_rels {
+    const ElfW(Rela) *rela, *jmprel;
+    size_t nrela, njmprel;
+};
+
+static void ks_got_rels(const struct dl_phdr_info *info, struct ks_got_rels *r)
 {
-    (void)size;
-    struct ks_got_walk *w = arg;
-    struct ks_elf_obj o;
-    if (ks_got_skip(info, w) ||
-        ks_elf_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0 ||
-        ks_got_never(&o) || !ks_got_ready(info, w))
-        return 0;
     const ElfW(Dyn) *dyn = NULL;
     for (int i = 0; i < info->dlpi_phnum; i++)
         if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
@@ -211,10 +211,25 @@ static int ks_got_visit(struct dl_phdr_info *info, size_t size, void *arg)
         default: break;
         }
     }
-    if (rela)
-        ks_got_table(w, info, &o, (const ElfW(Rela) *)rela, relasz / sizeof(ElfW(Rela)));
-    if (jmprel)
-        ks_got_table(w, info, &o, (const ElfW(Rela) *)jmprel, pltsz / sizeof(ElfW(Rela)));
+    r->rela = (const ElfW(Rela) *)rela;
+    r->nrela = rela ? relasz / sizeof(ElfW(Rela)) : 0;
+    r->jmprel = (const ElfW(Rela) *)jmprel;
+    r->njmprel = jmprel ? pltsz / sizeof(ElfW(Rela)) : 0;
+}
+
+static int ks_got_visit(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    struct ks_got_walk *w = arg;
+    struct ks_elf_obj o;
+    if (ks_got_skip(info, w) ||
+        ks_elf_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0 ||
+        ks_got_never(&o) || !ks_got_ready(info, w))
+        return 0;
+    struct ks_got_rels r;
+    ks_got_rels(info, &r);
+    ks_got_table(w, info, &o, r.rela, r.nrela);
+    ks_got_table(w, info, &o, r.jmprel, r.njmprel);
     return 0;
 }
 
@@ -334,4 +349,54 @@ int ks_got_patch_deps(void)
     ks_got_ndeps = 0;
     struct ks_got_walk w = {.deps = 1};
     return ks_got_patch(&w, "pipe2");
+}
+
+/* ks_got_rebind's walk: the one object whose load bias is BASE. */
+struct ks_got_rebind {
+    uintptr_t base;
+    void *(*to)(const char *name, void *arg);
+    void *arg;
+    int changed;
+};
+
+static void ks_got_rebind_table(struct ks_got_rebind *rb, const struct dl_phdr_info *info,
+                                const struct ks_elf_obj *o, const ElfW(Rela) *rel, size_t n)
+{
+    uintptr_t rlo, rhi;
+    ks_relro(info, &rlo, &rhi);
+    for (size_t i = 0; i < n; i++) {
+        unsigned type = ELF64_R_TYPE(rel[i].r_info);
+        size_t sym = ELF64_R_SYM(rel[i].r_info);
+        if ((type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT) || !sym ||
+            o->symtab[sym].st_shndx != SHN_UNDEF)
+            continue;
+        void *to = rb->to(o->strtab + o->symtab[sym].st_name, rb->arg);
+        uintptr_t slot = info->dlpi_addr + rel[i].r_offset;
+        if (to && __atomic_load_n((void **)slot, __ATOMIC_ACQUIRE) != to) {
+            ks_got_store(slot, to, rlo, rhi);
+            rb->changed++;
+        }
+    }
+}
+
+static int ks_got_rebind_visit(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    struct ks_got_rebind *rb = arg;
+    struct ks_elf_obj o;
+    if (info->dlpi_addr != rb->base ||
+        ks_elf_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0)
+        return 0;
+    struct ks_got_rels r;
+    ks_got_rels(info, &r);
+    ks_got_rebind_table(rb, info, &o, r.rela, r.nrela);
+    ks_got_rebind_table(rb, info, &o, r.jmprel, r.njmprel);
+    return 1;
+}
+
+int ks_got_rebind(uintptr_t base, void *(*to)(const char *name, void *arg), void *arg)
+{
+    struct ks_got_rebind rb = {.base = base, .to = to, .arg = arg};
+    dl_iterate_phdr(ks_got_rebind_visit, &rb);
+    return rb.changed;
 }

@@ -120,7 +120,9 @@ static void ks_capture_here(ucontext_t *uc, struct ks_dump_entry *e)
 {
     uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
     stack_t ss;
-    if (sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK))
+    /* The system call, not libc's: a sanitizer's interceptor of sigaltstack
+     * must not run in a handler that may have interrupted its runtime. */
+    if (syscall(SYS_sigaltstack, NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK))
         e->why = KS_NOSTACK_ALTSTACK;
     else if (e->stack_lo && sp >= e->stack_lo && sp < e->stack_hi &&
              sp - e->stack_lo < KS_STACK_MARGIN)
