@@ -45,44 +45,48 @@ static int ks_unw_prime(void)
     return 0;
 }
 
-#if defined(__SANITIZE_THREAD__) || defined(KS_TSAN)
-/* Under ThreadSanitizer only (a test build). libunwind runs inside the
- * shim's signal handlers, which are installed past TSan (signals.c) so that
- * it cannot defer them: the handler may interrupt a thread inside TSan's own
- * runtime, which is not reentrant. libunwind's calls into libc bound as
- * usual would enter TSan's interceptors from there (and, for the lock
- * functions, the shim's instrumented hooks): its mempool's pthread_mutex_lock
- * takes a clock block from the same per-thread cache that the interrupted
- * MutexUnlock was taking one from. Seen: python_stack_test under TSan died
- * in DenseSlabAlloc::Refill on a corrupt free list, and reported races under
- * a mutex both threads held (a lost happens-before edge), about once in
- * 2,000 dumps of churning threads; the shim without dumps, or TSan without
- * the shim, never. So every libc function libunwind imports is bound to
- * libc's own definition (TSan sees none of its calls: it checks none of its
- * memory either, being uninstrumented), its signal mask calls to the
- * system call, and pipe/pipe2 stay the shim's (interpose_pipe.c). */
+/* libunwind runs inside the shim's dump handler, and a step takes its
+ * memory pool's mutex (twice a frame: about a hundred pthread_mutex_lock
+ * calls a dump of a Python process, counted with gdb). Bound as usual,
+ * those reach the shim's own lock hooks, which would count a lock the
+ * interrupted thread never took: they are bound to libc's functions.
+ *
+ * Under ThreadSanitizer (a test build) every libc function libunwind
+ * imports is: the handlers are installed past TSan (signals.c) so that it
+ * cannot defer them, and may interrupt a thread inside TSan's runtime, which
+ * is not reentrant. Through TSan's interceptors, the pool's mutex took a
+ * clock block from the same per-thread cache the interrupted MutexUnlock
+ * was taking one from: python_stack_test died in DenseSlabAlloc::Refill on
+ * a corrupt free list, and a loop of dumps of churning Python threads, 1 run
+ * in 10, also reported a race under a mutex both threads held (a lost
+ * happens-before edge); TSan alone or the shim without dumps, never. TSan
+ * then sees none of libunwind's calls (it checks none of its memory either,
+ * being uninstrumented). Its signal mask calls go to the system call, and
+ * pipe/pipe2 stay the shim's (interpose_pipe.c). */
 static void *ks_unw_libc_fn(const char *name, void *libc)
 {
+#if defined(__SANITIZE_THREAD__) || defined(KS_TSAN)
     if (strcmp(name, "pipe") == 0 || strcmp(name, "pipe2") == 0)
         return NULL;
     if (strcmp(name, "sigprocmask") == 0 || strcmp(name, "pthread_sigmask") == 0)
         return (void *)ks_sigmask_raw;
+#else
+    if (strcmp(name, "pthread_mutex_lock") != 0 && strcmp(name, "pthread_mutex_unlock") != 0)
+        return NULL;
+#endif
     return dlsym(libc, name);   /* libc's, or the loader's (__tls_get_addr) */
 }
 
-static void ks_unw_past_tsan(void *h)
+static void ks_unw_rebind(void *h)
 {
     struct link_map *lm = NULL;
     void *libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
     if (libc && dlinfo(h, RTLD_DI_LINKMAP, &lm) == 0 && lm)
-        ks_debug("libunwind: %d calls bound past ThreadSanitizer",
+        ks_debug("libunwind: %d of its calls bound to libc's functions",
                  ks_got_rebind(lm->l_addr, ks_unw_libc_fn, libc));
     if (libc)
         dlclose(libc);
 }
-#else
-static void ks_unw_past_tsan(void *h) { (void)h; }
-#endif
 
 int ks_unw_load(void)
 {
@@ -93,7 +97,7 @@ int ks_unw_load(void)
     void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
     if (!h)
         return ENOENT;
-    ks_unw_past_tsan(h);
+    ks_unw_rebind(h);
     /* Loaded with the shim by an attach, libc's pipe2 comes first in the
      * global scope: libunwind's init must still reach the shim's
      * (interpose_pipe.c). */
