@@ -18,8 +18,8 @@
 /* glibc's count of live threads: pthread_create adds one before the clone,
  * a thread's exit path takes one away and calls exit(0) if that made it
  * zero. NULL if not found. */
-static unsigned int *ks_nthreads;
-static int ks_alive;
+KS_HOT_DATA static unsigned int *ks_nthreads;
+KS_HOT_DATA static int ks_alive;
 
 /* libthread_db's description of the variable (glibc's db-symbols: size in
  * bits, element count, offset): checked so that a glibc whose variable

@@ -27,14 +27,14 @@ struct ks_mod {
 /* Readers (signal handlers) retry while ks_seq is odd or changed under them;
  * the one writer at a time holds ks_write_mu. */
 static struct ks_mod ks_mods[KS_MOD_MAX];
-static int ks_nmods;
-static unsigned ks_seq;
+KS_HOT_DATA static int ks_nmods;
+KS_HOT_DATA static unsigned ks_seq;
 KS_LOCK_DEFINE(static, ks_write_mu);
 
 /* The writer builds here first, so the published table is written in one
  * short burst. Under ks_write_mu. */
 static struct ks_mod ks_scratch[KS_MOD_MAX];
-static int ks_nscratch;
+KS_HOT_DATA static int ks_nscratch;
 static unsigned long long ks_seen_adds = ~0ULL, ks_seen_subs = ~0ULL;
 
 static const char *ks_basename(const char *path)
