@@ -166,8 +166,9 @@ void ks_real_resolve_all(void);
 /* 1 once ks_real_resolve_all has run to its end: no KS_REAL looks up again. */
 int ks_real_table_complete(void);
 
-/* What ks_init resolves before anything may need it without resolving
- * (KS_REAL_PEEK's users: _exit). */
+/* What ks_init resolves, in one walk: what every process calls at start
+ * (the shim's locks, the install of its signal handlers) and what must be
+ * there without resolving (KS_REAL_PEEK's users: _exit). */
 void ks_real_resolve_init(void);
 
 /* Slow path of KS_REAL: resolves and returns entry F (NULL if it does not

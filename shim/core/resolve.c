@@ -76,8 +76,9 @@ static __thread int ks_resolve_depth __attribute__((tls_model("initial-exec")));
 /* For tests/unit/resolve_test: called at each object a walk visits. */
 KS_HOT_DATA void (*ks_resolve_visit_hook)(void);
 
-/* Per entry, during one walk (on the stack: 24 bytes an entry). */
+/* Per entry, during one walk (on the stack: 32 bytes an entry). */
 struct ks_found {
+    int id;                      /* enum ks_real_id */
     void *first;                 /* the first definition after the shim, default version */
     void *exact;                 /* the first definition at the rule's version */
     uint32_t hash;               /* of the symbol's name */
@@ -85,11 +86,11 @@ struct ks_found {
     unsigned char final;         /* nothing later in load order can change it */
 };
 
-/* One walk, for the entries LO..HI-1 (found[f - lo]). */
+/* One walk, for the N entries found[0..N-1] name. */
 struct ks_walk {
     uintptr_t self;      /* an address inside the object that holds this code */
     int after_self;      /* objects before ours are not searched (RTLD_NEXT) */
-    int lo, hi;
+    int n;
     int left;            /* entries not final yet */
     struct ks_found *found;
 };
@@ -142,11 +143,11 @@ static int ks_visit(struct dl_phdr_info *info, size_t size, void *arg)
     if (ks_elf_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0)
         return 0;
     int libc = ks_is_libc(&o);
-    for (int f = w->lo; f < w->hi; f++) {
-        struct ks_found *fd = &w->found[f - w->lo];
+    for (int i = 0; i < w->n; i++) {
+        struct ks_found *fd = &w->found[i];
         if (fd->final)
             continue;
-        ks_visit_entry(fd, &o, libc, f);
+        ks_visit_entry(fd, &o, libc, fd->id);
         w->left -= fd->final;
     }
     return w->left == 0;   /* nonzero stops the walk */
@@ -161,13 +162,15 @@ static void *ks_pick(const struct ks_real_rule *r, const struct ks_found *fd)
     return fd->exact ? fd->exact : fd->first;
 }
 
-/* Resolves the entries LO..HI-1 still empty; FOUND has room for them. */
-static void ks_walk(int lo, int hi, struct ks_found *found)
+/* Resolves those of the N entries FOUND[i].id that are still empty. */
+static void ks_walk(int n, struct ks_found *found)
 {
-    struct ks_walk w = {.self = (uintptr_t)&ks_walk, .lo = lo, .hi = hi, .found = found};
-    for (int f = lo; f < hi; f++) {
-        struct ks_found *fd = &found[f - lo];
-        *fd = (struct ks_found){.final = __atomic_load_n(&ks_real_fn[f], __ATOMIC_ACQUIRE) != NULL};
+    struct ks_walk w = {.self = (uintptr_t)&ks_walk, .n = n, .found = found};
+    for (int i = 0; i < n; i++) {
+        struct ks_found *fd = &found[i];
+        int f = fd->id;
+        *fd = (struct ks_found){.id = f,
+                                .final = __atomic_load_n(&ks_real_fn[f], __ATOMIC_ACQUIRE) != NULL};
         if (!fd->final) {
             fd->hash = ks_elf_gnu_hash(ks_rules[f].symbol);
             w.left++;
@@ -186,23 +189,24 @@ static void ks_walk(int lo, int hi, struct ks_found *found)
         w.after_self = 1;
         dl_iterate_phdr(ks_visit, &w);
     }
-    for (int f = lo; f < hi; f++) {
-        void *p = ks_pick(&ks_rules[f], &found[f - lo]);
+    for (int i = 0; i < n; i++) {
+        void *p = ks_pick(&ks_rules[found[i].id], &found[i]);
         if (p)
-            __atomic_store_n(&ks_real_fn[f], p, __ATOMIC_RELEASE);
+            __atomic_store_n(&ks_real_fn[found[i].id], p, __ATOMIC_RELEASE);
     }
 }
 
-/* Walks for LO..HI-1 and marks them looked up; nothing past the depth limit. */
-static void ks_resolve_range(int lo, int hi, struct ks_found *found)
+/* Walks for the N entries FOUND[i].id and marks them looked up; nothing
+ * past the depth limit. */
+static void ks_resolve_some(int n, struct ks_found *found)
 {
     if (ks_resolve_depth >= KS_RESOLVE_MAX_DEPTH)
         return;
     ks_resolve_depth++;
-    ks_walk(lo, hi, found);
+    ks_walk(n, found);
     ks_resolve_depth--;
-    for (int f = lo; f < hi; f++)
-        __atomic_store_n(&ks_real_looked[f], 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < n; i++)
+        __atomic_store_n(&ks_real_looked[found[i].id], 1, __ATOMIC_RELEASE);
 }
 
 void ks_real_resolve_all(void)
@@ -210,15 +214,29 @@ void ks_real_resolve_all(void)
     if (__atomic_load_n(&ks_real_all_looked, __ATOMIC_ACQUIRE))
         return;
     struct ks_found found[KS_FN_COUNT];
+    for (int f = 0; f < KS_FN_COUNT; f++)
+        found[f].id = f;
     int depth = ks_resolve_depth;
-    ks_resolve_range(0, KS_FN_COUNT, found);
+    ks_resolve_some(KS_FN_COUNT, found);
     if (depth < KS_RESOLVE_MAX_DEPTH)
         __atomic_store_n(&ks_real_all_looked, 1, __ATOMIC_RELEASE);
 }
 
 int ks_real_table_complete(void) { return __atomic_load_n(&ks_real_all_looked, __ATOMIC_ACQUIRE); }
 
-void ks_real_resolve_init(void) { (void)ks_real_get(KS_FN__exit); }
+/* What every process under the shim calls at start (the shim's locks, its
+ * signal handlers' install), in one walk rather than one each; and _exit. */
+void ks_real_resolve_init(void)
+{
+    static const unsigned char ids[] = {
+        KS_FN__exit, KS_FN_pthread_mutex_lock, KS_FN_pthread_mutex_unlock,
+        KS_FN_pthread_sigmask, KS_FN_sigprocmask, KS_FN_libc_sigaction,
+    };
+    struct ks_found found[sizeof ids];
+    for (size_t i = 0; i < sizeof ids; i++)
+        found[i].id = ids[i];
+    ks_resolve_some(sizeof ids, found);
+}
 
 /* For tests/unit/resolve_test only: forgets everything, as before the first
  * resolution. Never called by the shim (a hook could read a cleared entry). */
@@ -237,8 +255,8 @@ void *ks_real_miss(enum ks_real_id f)
         if (f == KS_FN_pthread_create) {
             ks_real_resolve_all();   /* before a second thread: see the top */
         } else {
-            struct ks_found one;
-            ks_resolve_range(f, f + 1, &one);
+            struct ks_found one = {.id = f};
+            ks_resolve_some(1, &one);
         }
     }
     return __atomic_load_n(&ks_real_fn[f], __ATOMIC_ACQUIRE);
