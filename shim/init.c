@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/single_threaded.h>
 #include <unistd.h>
 
 #include "shim/control/control.h"
@@ -18,7 +19,7 @@
 #include "shim/unwind/unwind.h"
 #include "shim/unwind/unwind_abi.h"
 
-static pthread_once_t ks_once = PTHREAD_ONCE_INIT;
+KS_HOT_DATA static pthread_once_t ks_once = PTHREAD_ONCE_INIT;
 
 /* A stack dump unwinds in every program thread's signal handler, and
  * libunwind finds unwind tables through dl_iterate_phdr, whose lock glibc
@@ -30,6 +31,12 @@ static __thread int ks_fork_holds_dump __attribute__((tls_model("initial-exec"))
 
 static void ks_fork_prepare(void)
 {
+    /* Threads started around the pthread_create hook (a raw clone, a
+     * sanitizer's runtime) leave the table incomplete in a process that has
+     * threads: complete it here, in the parent, where the loader's lock is
+     * a lock like any other, so that the child never needs it (resolve.c). */
+    if (!__libc_single_threaded)
+        ks_real_resolve_all();
     if (ks_control_state() != KS_CTL_RUNNING)
         return;
     ks_dump_lock();
@@ -65,8 +72,8 @@ static void ks_at_exit(void) { ks_server_cleanup(); }
  * shim inherits the preload, and most never serve).
  * Once, on the accept thread before its first accept (a fork child inherits
  * it done); never in a signal handler or a thread being stopped. */
-static pthread_once_t ks_serving_once = PTHREAD_ONCE_INIT;
-static int ks_signals_ok;
+KS_HOT_DATA static pthread_once_t ks_serving_once = PTHREAD_ONCE_INIT;
+KS_HOT_DATA static int ks_signals_ok;
 
 static void ks_init_serving_once(void)
 {
@@ -89,8 +96,7 @@ static void ks_init_once(void)
 {
     const char *dbg = getenv("KILLSHIM_DEBUG");
     ks_debug_enabled = dbg && *dbg && strcmp(dbg, "0") != 0;
-    ks_real_resolve_all();
-    ks_shim_threads_init();
+    ks_real_resolve_init();
     if (ks_gettid() == ks_getpid())
         ks_registry_add_self(KS_ROLE_MAIN, NULL);
     const char *off = getenv("KILLSHIM_DISABLE");

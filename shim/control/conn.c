@@ -37,8 +37,13 @@ struct ks_conn {
     uint64_t waiting_since;
 };
 static struct ks_conn ks_conn_tab[KS_MAX_CONNS];
+/* Set (under ks_conn_mu) once every slot is marked free, by the first
+ * connection: a process nobody connects to never writes the table's pages
+ * (2.5 KB of .bss, a page fault at start in every process otherwise). Until
+ * then there is no connection: readers of the table check it first. */
+KS_HOT_DATA static int ks_conn_tab_ready;
 KS_LOCK_DEFINE(static, ks_conn_mu);
-static _Atomic int ks_conns;
+KS_HOT_DATA static _Atomic int ks_conns;
 static int ks_idle_ms = 10000;   /* per request line, per reply; KILLSHIM_IDLE_TIMEOUT_MS */
 
 static void ks_conn_lock(void) { ks_lock(&ks_conn_mu); }
@@ -272,6 +277,11 @@ static struct ks_conn *ks_conn_add(int fd, int privileged, const char **why)
     struct ks_conn *c = NULL;
     int others = 0;
     ks_conn_lock();
+    if (!ks_conn_tab_ready) {
+        for (int i = 0; i < KS_MAX_CONNS; i++)
+            ks_conn_tab[i].fd = -1;
+        ks_conn_tab_ready = 1;
+    }
     for (int i = 0; i < KS_MAX_CONNS; i++)
         others += ks_conn_tab[i].fd >= 0 && !ks_conn_tab[i].privileged;
     if (!privileged && others >= KS_MAX_CONNS - KS_CONN_RESERVED)
@@ -350,7 +360,7 @@ int ks_conn_room(int listen_fd)
 void ks_conn_shutdown_all(void)
 {
     ks_conn_lock();
-    for (int i = 0; i < KS_MAX_CONNS; i++)
+    for (int i = 0; i < KS_MAX_CONNS && ks_conn_tab_ready; i++)
         if (ks_conn_tab[i].fd >= 0 && ks_fdid_same(ks_conn_tab[i].fd, &ks_conn_tab[i].id))
             shutdown(ks_conn_tab[i].fd, SHUT_RDWR);
     ks_conn_unlock();
@@ -361,15 +371,13 @@ void ks_conn_init(void)
     const char *idle = getenv("KILLSHIM_IDLE_TIMEOUT_MS");
     if (idle && atoi(idle) > 0)
         ks_idle_ms = atoi(idle);
-    for (int i = 0; i < KS_MAX_CONNS; i++)
-        ks_conn_tab[i].fd = -1;
 }
 
 KS_FORK_PATH void ks_conn_after_fork_child(void)
 {
     /* ks_conn_mu was reset with every shim lock (lock.h). Written only
      * where set: each page the child writes is copied. */
-    for (int i = 0; i < KS_MAX_CONNS; i++) {
+    for (int i = 0; i < KS_MAX_CONNS && ks_conn_tab_ready; i++) {
         if (ks_conn_tab[i].fd >= 0) {
             ks_fdid_close(ks_conn_tab[i].fd, &ks_conn_tab[i].id);
             ks_conn_tab[i].fd = -1;

@@ -16,7 +16,7 @@
 #include "server.h"
 #include "shim_thread.h"
 
-int ks_control_state_v;
+KS_HOT_DATA int ks_control_state_v;
 
 int ks_control_state(void) { return __atomic_load_n(&ks_control_state_v, __ATOMIC_ACQUIRE); }
 

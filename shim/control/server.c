@@ -41,7 +41,7 @@ static uint64_t ks_generation;
 /* Set while another socket holds the process's abstract name (a squatter, or
  * a socket a process that had this pid before left to a descendant): the
  * accept thread keeps trying to bind it. */
-static int ks_squatted;
+KS_HOT_DATA static int ks_squatted;
 
 /* WHY gets who holds ADDR: its listener's SO_PEERCRED, as the injector
  * would see it. */
@@ -166,7 +166,7 @@ static void ks_accept_unblock_wake(void)
 
 /* The accept thread's tid while it runs, 0 otherwise; under ks_accept_mu,
  * so that a wake never reaches a recycled tid. */
-static pid_t ks_accept_tid;
+KS_HOT_DATA static pid_t ks_accept_tid;
 KS_LOCK_DEFINE(static, ks_accept_mu);
 
 static void ks_accept_set_tid(pid_t tid)
@@ -215,7 +215,7 @@ static void *ks_accept_loop(uint64_t gen)
     }
 }
 
-static void (*ks_prepare)(void);
+KS_HOT_DATA static void (*ks_prepare)(void);
 
 static void *ks_accept_main(void *p)
 {
@@ -302,4 +302,5 @@ KS_FORK_PATH void ks_server_after_fork_child(void)
     ks_sockdir_after_fork_child();   /* the parent's file is the parent's to remove */
 }
 
-void ks_server_cleanup(void) { ks_sockdir_cleanup(); }
+/* In KS_FORK_PATH, as is what it calls: a fork child that exits runs it. */
+KS_FORK_PATH void ks_server_cleanup(void) { ks_sockdir_cleanup(); }

@@ -18,8 +18,8 @@
 /* glibc's count of live threads: pthread_create adds one before the clone,
  * a thread's exit path takes one away and calls exit(0) if that made it
  * zero. NULL if not found. */
-static unsigned int *ks_nthreads;
-static int ks_alive;
+KS_HOT_DATA static unsigned int *ks_nthreads;
+KS_HOT_DATA static int ks_alive;
 
 /* libthread_db's description of the variable (glibc's db-symbols: size in
  * bits, element count, offset): checked so that a glibc whose variable
@@ -30,11 +30,15 @@ static int ks_nthreads_shape_ok(void *lib)
     return desc && desc[0] == 8 * sizeof(unsigned int) && desc[1] == 1;
 }
 
-void ks_shim_threads_init(void)
+/* Set once ks_find_nthreads has run (stores of the same value: two
+ * spawns at once may both look). */
+static int ks_nthreads_looked;
+
+static void ks_find_nthreads(void)
 {
     /* glibc 2.34 moved it from libpthread into libc. */
     static const char *const libs[] = {"libc.so.6", "libpthread.so.0", NULL};
-    for (int i = 0; libs[i] && !ks_nthreads; i++) {
+    for (int i = 0; libs[i] && !__atomic_load_n(&ks_nthreads, __ATOMIC_ACQUIRE); i++) {
         void *lib = dlopen(libs[i], RTLD_LAZY | RTLD_NOLOAD);
         if (!lib)
             continue;
@@ -43,11 +47,10 @@ void ks_shim_threads_init(void)
             __atomic_store_n(&ks_nthreads, p, __ATOMIC_RELEASE);
         dlclose(lib);   /* only drops the reference RTLD_NOLOAD took */
     }
-    if (!ks_nthreads)
+    if (!__atomic_load_n(&ks_nthreads, __ATOMIC_ACQUIRE))
         ks_debug("glibc's thread count not found: the shim's threads count as the program's");
 }
 
-int ks_shim_threads_uncounted(void) { return __atomic_load_n(&ks_nthreads, __ATOMIC_ACQUIRE) != NULL; }
 
 /* After a successful pthread_create of a shim thread, in its creator.
  * glibc counted it; take it out. Zero means the program's last thread ended
@@ -129,6 +132,10 @@ int ks_spawn_shim_thread(const char *name, void *(*fn)(void *), void *arg, size_
     sigset_t all;
     sigfillset(&all);
     pthread_attr_setsigmask_np(&attr, &all);
+    if (!__atomic_load_n(&ks_nthreads_looked, __ATOMIC_ACQUIRE)) {
+        ks_find_nthreads();
+        __atomic_store_n(&ks_nthreads_looked, 1, __ATOMIC_RELEASE);
+    }
     pthread_t th;
     ks_registry_starting_add(1);
     __atomic_add_fetch(&ks_alive, 1, __ATOMIC_ACQ_REL);

@@ -20,13 +20,12 @@
 extern "C" {
 #endif
 
-/* Finds glibc's thread count (once, at init). Without it (another libc, a
- * future glibc) the shim's threads count as the program's: warned with
- * KILLSHIM_DEBUG, and a process whose last thread ends only ends once the
- * shim's threads have (see ks_server_step_aside). */
-void ks_shim_threads_init(void);
-/* 1 if the shim's threads are left out of glibc's count. */
-int ks_shim_threads_uncounted(void);
+/* glibc's thread count is found before the first shim thread starts (not
+ * at init: a process that never serves does not pay the dlopen and dlsym,
+ * about 7,000 instructions). Without it (another libc, a future glibc) the
+ * shim's threads count as the program's: warned with KILLSHIM_DEBUG, and a
+ * process whose last thread ends only ends once the shim's threads have
+ * (see ks_server_step_aside). */
 
 /* Starts a shim thread running FN(ARG) on a STACK-byte stack (0: default).
  * Returns 0 or an errno. */

@@ -26,7 +26,7 @@ static struct {
     dev_t dev;
     ino_t ino;
     char name[32];
-} ks_made;
+} ks_made KS_HOT_DATA;   /* read at every exit */
 
 /* KILLSHIM_SOCKET_DIR without trailing slashes: "DIR/" would make open()
  * follow a symbolic link DIR despite O_NOFOLLOW. */
@@ -169,7 +169,7 @@ int ks_sockdir_bind(int sock, char *display, size_t dcap, char *why, size_t wcap
     return rc;
 }
 
-void ks_sockdir_cleanup(void)
+KS_FORK_PATH void ks_sockdir_cleanup(void)
 {
     if (!ks_made.owner || ks_made.owner != getpid())
         return;

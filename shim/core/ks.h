@@ -53,6 +53,14 @@ void ks_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern int ks_debug_enabled;
 
 /* ---- Time and small helpers (util.c) ------------------------------------ */
+/* Data every process under the shim writes at start (the constructor, the
+ * first lookups, the module table's counters): kept together in .data, in
+ * the page the loader has already written (it zeroes the end of .data's last
+ * page, where .bss begins), so that each does not cost a page fault of its
+ * own in every process, exec'd children included (docs/bench.md). Only for
+ * small variables: .data must stay within that page. */
+#define KS_HOT_DATA __attribute__((section(".data.ks_hot")))
+
 /* What a fork child runs: one text section, so that it touches as few
  * code pages as it can (each first touch in a child is a page fault). */
 #define KS_FORK_PATH __attribute__((section(".text.hot.ks_fork"), noinline))

@@ -8,7 +8,7 @@
 
 #include "ks.h"
 
-int ks_debug_enabled;
+KS_HOT_DATA int ks_debug_enabled;
 
 static void ks_vlog(const char *level, const char *fmt, va_list ap)
 {

@@ -15,9 +15,11 @@
  *            (ThreadSanitizer's sigaction defers asynchronous signals and
  *            hands handlers a copy of the context).
  *
- * The table is filled eagerly by ks_init, and lazily by the first hook that
- * runs before it (an allocator's initialisation, another library's
- * constructor); resolve.c says why either is safe at any moment. */
+ * Each entry is filled on its first use (KS_REAL), every entry at once by the
+ * first use of pthread_create, so that a process with threads (and its fork
+ * children) never needs to look one up again; resolve.c says why, and why a
+ * lookup is safe at any moment (an allocator's initialisation, another
+ * library's constructor, before ours). */
 #ifndef KS_REAL_H
 #define KS_REAL_H
 
@@ -154,14 +156,24 @@ KS_REAL_TABLE(KS_X)
  * resolve at once: they store the same values), read with acquire loads. */
 extern void *ks_real_fn[KS_FN_COUNT];
 
-/* Fills every entry of the table that is still empty. Safe at any moment:
- * before any constructor, inside an allocator's initialisation, re-entered
- * on the same thread (a signal handler, a resolver), from several threads.
- * Allocates nothing and calls nothing the program can interpose. */
+/* Fills every entry of the table that is still empty (once: later calls
+ * return at once). Safe at any moment: before any constructor, inside an
+ * allocator's initialisation, re-entered on the same thread (a signal
+ * handler, a resolver), from several threads. Allocates nothing and calls
+ * nothing the program can interpose. Takes the loader's list lock. */
 void ks_real_resolve_all(void);
 
+/* 1 once ks_real_resolve_all has run to its end: no KS_REAL looks up again. */
+int ks_real_table_complete(void);
+
+/* What ks_init resolves, in one walk: what every process calls at start
+ * (the shim's locks, the install of its signal handlers) and what must be
+ * there without resolving (KS_REAL_PEEK's users: _exit). */
+void ks_real_resolve_init(void);
+
 /* Slow path of KS_REAL: resolves and returns entry F (NULL if it does not
- * exist, or if resolution is re-entered too deep on this thread). */
+ * exist, or if resolution is re-entered too deep on this thread). The first
+ * miss of pthread_create resolves every entry. */
 void *ks_real_miss(enum ks_real_id f);
 
 static inline void *ks_real_get(enum ks_real_id f)
@@ -188,7 +200,7 @@ static inline void *ks_real_get(enum ks_real_id f)
 
 /* The same, never resolving: for paths that must not take the loader's lock
  * (_exit in a fork child, whose parent thread may have held it). NULL if
- * ks_init has not run. */
+ * ks_init has not run. Only for entries ks_real_resolve_init resolves. */
 #define KS_REAL_PEEK(name) \
     ((ks_real_##name##_t *)__atomic_load_n(&ks_real_fn[KS_FN_##name], __ATOMIC_ACQUIRE))
 

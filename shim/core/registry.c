@@ -31,7 +31,7 @@ static struct {
     int starting;            /* see ks_registry_starting_add */
     unsigned exited_next;    /* ring slot = next % KS_EXITED_RING */
     unsigned gen;            /* ring entries of another (a parent's) are ignored */
-} ks_reg;
+} ks_reg KS_HOT_DATA;   /* the main thread links itself at start */
 static _Atomic uint64_t ks_next_id = 1;
 
 static __thread struct ks_block ks_self_block __attribute__((tls_model("initial-exec")));

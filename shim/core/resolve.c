@@ -1,6 +1,7 @@
-/* Fills the table of real functions (real.h) with a lookup of our own: one
+/* Fills the table of real functions (real.h) with a lookup of our own: a
  * walk of the loaded objects (dl_iterate_phdr) and their dynamic symbol and
- * version tables (elf_sym.c), for every entry at once.
+ * version tables (elf_sym.c), for one entry on its first use, or for every
+ * entry still empty.
  *
  * Why not dlsym/dlvsym: they allocate (a failed lookup formats its error
  * message with malloc), and the program's allocator may be the very caller:
@@ -9,6 +10,24 @@
  * (redis-server died at start). And dladdr, which told an interposer from
  * libc, scanned libc's symbol table per call: 80% of the instructions of a
  * /bin/true under the shim.
+ *
+ * When: each entry on its first use, while the process has one thread; all
+ * of them before it has two. Resolving the whole table at start cost every
+ * process about 38,000 instructions and two page faults (docs/bench.md),
+ * and most processes under the shim (the children a build or a shell execs)
+ * use a handful of the entries. The walk takes the loader's list lock
+ * (dl_load_write_lock), which glibc does not reset in a fork child: an entry
+ * first used in the child of a multi-threaded parent could wait forever for
+ * a parent thread that held it at the fork. So the first use of
+ * pthread_create, the one way the shim and the program start a thread
+ * (interpose_thread.c, shim_thread.c, deliver_abort.c), resolves every entry
+ * (ks_real_miss): a process that has threads has a complete table, and so
+ * do its fork children. A single-threaded process's lookups cannot meet the
+ * lock held by another thread, and its fork children have none either. (A
+ * thread started around pthread_create, with a raw clone, is not covered;
+ * a program that forks from such a process and calls dl_iterate_phdr in the
+ * child has the same hazard of its own.) _exit is resolved at init
+ * (ks_real_resolve_init): a fork child calls it without resolving.
  *
  * Why this is safe at any moment:
  * - It allocates nothing and calls nothing the program can interpose:
@@ -22,8 +41,8 @@
  *   recursing until the stack overflows.
  * - Concurrent walks store the same values (release stores, one pointer
  *   each), so the first one to finish wins nothing the other would change.
- * - Only the table and a thread-local depth are written: nothing here needs
- *   a constructor to have run. */
+ * - Only the table, its looked-up marks and a thread-local depth are
+ *   written: nothing here needs a constructor to have run. */
 #include "real.h"
 
 #include <link.h>
@@ -33,7 +52,7 @@
 #include "elf_sym.h"
 #include "ks.h"
 
-void *ks_real_fn[KS_FN_COUNT];
+KS_HOT_DATA void *ks_real_fn[KS_FN_COUNT];
 
 static const struct ks_real_rule {
     const char *symbol;
@@ -45,17 +64,21 @@ static const struct ks_real_rule {
 #undef KS_X
 };
 
-/* Set once a complete walk has stored everything it found: a NULL entry is
- * then a function the process does not have, and KS_REAL stops looking. */
-static int ks_real_complete;
+/* Per entry: set once a walk for it has stored what it found (release,
+ * after the table's store): a NULL entry is then a function the process
+ * does not have, and KS_REAL stops looking. */
+KS_HOT_DATA static unsigned char ks_real_looked[KS_FN_COUNT];
+/* Set once a walk for every entry has ended (ks_real_table_complete). */
+KS_HOT_DATA static int ks_real_all_looked;
 static __thread int ks_resolve_depth __attribute__((tls_model("initial-exec")));
 #define KS_RESOLVE_MAX_DEPTH 3
 
 /* For tests/unit/resolve_test: called at each object a walk visits. */
-void (*ks_resolve_visit_hook)(void);
+KS_HOT_DATA void (*ks_resolve_visit_hook)(void);
 
-/* Per entry, during one walk (on the stack: about 1.3 KB a walk). */
+/* Per entry, during one walk (on the stack: 32 bytes an entry). */
 struct ks_found {
+    int id;                      /* enum ks_real_id */
     void *first;                 /* the first definition after the shim, default version */
     void *exact;                 /* the first definition at the rule's version */
     uint32_t hash;               /* of the symbol's name */
@@ -63,11 +86,13 @@ struct ks_found {
     unsigned char final;         /* nothing later in load order can change it */
 };
 
+/* One walk, for the N entries found[0..N-1] name. */
 struct ks_walk {
     uintptr_t self;      /* an address inside the object that holds this code */
     int after_self;      /* objects before ours are not searched (RTLD_NEXT) */
+    int n;
     int left;            /* entries not final yet */
-    struct ks_found found[KS_FN_COUNT];
+    struct ks_found *found;
 };
 
 static int ks_is_libc(const struct ks_elf_obj *o)
@@ -80,10 +105,9 @@ static int ks_is_libc(const struct ks_elf_obj *o)
 }
 
 /* Applies entry F's rule to object O, the next in load order. */
-static void ks_visit_entry(struct ks_walk *w, const struct ks_elf_obj *o, int libc, int f)
+static void ks_visit_entry(struct ks_found *fd, const struct ks_elf_obj *o, int libc, int f)
 {
     const struct ks_real_rule *r = &ks_rules[f];
-    struct ks_found *fd = &w->found[f];
     const ElfW(Sym) *s;
     if (r->where == KS_LIBC) {
         if (libc && (s = ks_elf_find(o, r->symbol, fd->hash, r->version)))
@@ -119,11 +143,12 @@ static int ks_visit(struct dl_phdr_info *info, size_t size, void *arg)
     if (ks_elf_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0)
         return 0;
     int libc = ks_is_libc(&o);
-    for (int f = 0; f < KS_FN_COUNT; f++) {
-        if (w->found[f].final)
+    for (int i = 0; i < w->n; i++) {
+        struct ks_found *fd = &w->found[i];
+        if (fd->final)
             continue;
-        ks_visit_entry(w, &o, libc, f);
-        w->left -= w->found[f].final;
+        ks_visit_entry(fd, &o, libc, fd->id);
+        w->left -= fd->final;
     }
     return w->left == 0;   /* nonzero stops the walk */
 }
@@ -137,13 +162,17 @@ static void *ks_pick(const struct ks_real_rule *r, const struct ks_found *fd)
     return fd->exact ? fd->exact : fd->first;
 }
 
-static void ks_walk(void)
+/* Resolves those of the N entries FOUND[i].id that are still empty. */
+static void ks_walk(int n, struct ks_found *found)
 {
-    struct ks_walk w = {.self = (uintptr_t)&ks_walk, .left = 0};
-    for (int f = 0; f < KS_FN_COUNT; f++) {
-        w.found[f].final = __atomic_load_n(&ks_real_fn[f], __ATOMIC_ACQUIRE) != NULL;
-        if (!w.found[f].final) {
-            w.found[f].hash = ks_elf_gnu_hash(ks_rules[f].symbol);
+    struct ks_walk w = {.self = (uintptr_t)&ks_walk, .n = n, .found = found};
+    for (int i = 0; i < n; i++) {
+        struct ks_found *fd = &found[i];
+        int f = fd->id;
+        *fd = (struct ks_found){.id = f,
+                                .final = __atomic_load_n(&ks_real_fn[f], __ATOMIC_ACQUIRE) != NULL};
+        if (!fd->final) {
+            fd->hash = ks_elf_gnu_hash(ks_rules[f].symbol);
             w.left++;
         }
     }
@@ -160,35 +189,75 @@ static void ks_walk(void)
         w.after_self = 1;
         dl_iterate_phdr(ks_visit, &w);
     }
-    for (int f = 0; f < KS_FN_COUNT; f++) {
-        void *p = ks_pick(&ks_rules[f], &w.found[f]);
+    for (int i = 0; i < n; i++) {
+        void *p = ks_pick(&ks_rules[found[i].id], &found[i]);
         if (p)
-            __atomic_store_n(&ks_real_fn[f], p, __ATOMIC_RELEASE);
+            __atomic_store_n(&ks_real_fn[found[i].id], p, __ATOMIC_RELEASE);
     }
 }
 
-void ks_real_resolve_all(void)
+/* Walks for the N entries FOUND[i].id and marks them looked up; nothing
+ * past the depth limit. */
+static void ks_resolve_some(int n, struct ks_found *found)
 {
     if (ks_resolve_depth >= KS_RESOLVE_MAX_DEPTH)
         return;
     ks_resolve_depth++;
-    ks_walk();
+    ks_walk(n, found);
     ks_resolve_depth--;
-    __atomic_store_n(&ks_real_complete, 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < n; i++)
+        __atomic_store_n(&ks_real_looked[found[i].id], 1, __ATOMIC_RELEASE);
+}
+
+void ks_real_resolve_all(void)
+{
+    if (__atomic_load_n(&ks_real_all_looked, __ATOMIC_ACQUIRE))
+        return;
+    struct ks_found found[KS_FN_COUNT];
+    for (int f = 0; f < KS_FN_COUNT; f++)
+        found[f].id = f;
+    int depth = ks_resolve_depth;
+    ks_resolve_some(KS_FN_COUNT, found);
+    if (depth < KS_RESOLVE_MAX_DEPTH)
+        __atomic_store_n(&ks_real_all_looked, 1, __ATOMIC_RELEASE);
+}
+
+int ks_real_table_complete(void) { return __atomic_load_n(&ks_real_all_looked, __ATOMIC_ACQUIRE); }
+
+/* What every process under the shim calls at start (the shim's locks, its
+ * signal handlers' install), in one walk rather than one each; and _exit. */
+void ks_real_resolve_init(void)
+{
+    static const unsigned char ids[] = {
+        KS_FN__exit, KS_FN_pthread_mutex_lock, KS_FN_pthread_mutex_unlock,
+        KS_FN_pthread_sigmask, KS_FN_sigprocmask, KS_FN_libc_sigaction,
+    };
+    struct ks_found found[sizeof ids];
+    for (size_t i = 0; i < sizeof ids; i++)
+        found[i].id = ids[i];
+    ks_resolve_some(sizeof ids, found);
 }
 
 /* For tests/unit/resolve_test only: forgets everything, as before the first
  * resolution. Never called by the shim (a hook could read a cleared entry). */
 void ks_real_forget(void)
 {
-    for (int f = 0; f < KS_FN_COUNT; f++)
+    for (int f = 0; f < KS_FN_COUNT; f++) {
         __atomic_store_n(&ks_real_fn[f], NULL, __ATOMIC_RELEASE);
-    __atomic_store_n(&ks_real_complete, 0, __ATOMIC_RELEASE);
+        __atomic_store_n(&ks_real_looked[f], 0, __ATOMIC_RELEASE);
+    }
+    __atomic_store_n(&ks_real_all_looked, 0, __ATOMIC_RELEASE);
 }
 
 void *ks_real_miss(enum ks_real_id f)
 {
-    if (!__atomic_load_n(&ks_real_complete, __ATOMIC_ACQUIRE))
-        ks_real_resolve_all();
+    if (!__atomic_load_n(&ks_real_looked[f], __ATOMIC_ACQUIRE)) {
+        if (f == KS_FN_pthread_create) {
+            ks_real_resolve_all();   /* before a second thread: see the top */
+        } else {
+            struct ks_found one = {.id = f};
+            ks_resolve_some(1, &one);
+        }
+    }
     return __atomic_load_n(&ks_real_fn[f], __ATOMIC_ACQUIRE);
 }

@@ -15,12 +15,12 @@
 
 #define KS_SIG_COOKIE 0x6b736873   /* "kshs" */
 
-static int ks_signos[KS_SIG_COUNT];
-static int ks_installed;
-static ks_sig_fn *ks_handlers[KS_SIG_COUNT];
+KS_HOT_DATA static int ks_signos[KS_SIG_COUNT];
+KS_HOT_DATA static int ks_installed;
+KS_HOT_DATA static ks_sig_fn *ks_handlers[KS_SIG_COUNT];
 /* The action the program believes it installed on our numbers. Read in
  * signal context, so updated under a lock with our signals blocked. */
-static struct sigaction ks_prog_act[KS_SIG_COUNT];
+KS_HOT_DATA static struct sigaction ks_prog_act[KS_SIG_COUNT];
 KS_LOCK_DEFINE(static, ks_act_mu);
 
 /* libc's own sigaction (real.h: libc_sigaction) is what puts the shim's
@@ -80,7 +80,7 @@ static void ks_chain(int k, int signo, siginfo_t *si, void *uc)
     a.sa_handler(signo);
 }
 
-static ks_doorbell_fn *ks_doorbell;
+KS_HOT_DATA static ks_doorbell_fn *ks_doorbell;
 
 void ks_signals_set_doorbell(ks_doorbell_fn *fn) { __atomic_store_n(&ks_doorbell, fn, __ATOMIC_RELEASE); }
 
@@ -204,7 +204,7 @@ int ks_signal_thread(pid_t tid, uint64_t id, enum ks_sig_kind k)
     return ks_registry_with_linked(tid, id, ks_signal_with, &k);
 }
 
-static uintptr_t ks_pass_lo, ks_pass_hi;
+KS_HOT_DATA static uintptr_t ks_pass_lo, ks_pass_hi;
 
 void ks_signals_pass_mask_from(uintptr_t lo, uintptr_t hi)
 {

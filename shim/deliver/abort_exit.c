@@ -29,7 +29,7 @@
 #include "shim/safepoint/x86_step.h"
 
 /* Bit K set: trampoline K (abort_tramp.h) is owned by a thread. */
-static uint64_t ks_tramp_used;
+KS_HOT_DATA static uint64_t ks_tramp_used;
 
 static int ks_tramp_alloc(void)
 {

@@ -114,7 +114,7 @@ const char *ks_abort_how_name(int how)
 
 #define KS_ABORT_POOL 128
 static struct ks_abort_info ks_pool[KS_ABORT_POOL];
-static uint64_t ks_pool_used[KS_ABORT_POOL / 64];
+KS_HOT_DATA static uint64_t ks_pool_used[KS_ABORT_POOL / 64];
 
 struct ks_abort_info *ks_abort_info_take(void)
 {

@@ -76,7 +76,7 @@ static int ks_abort_off(const char *why)
 }
 
 /* ks_abort_init succeeded: ks_abort_init_serving may finish the job. */
-static int ks_abort_loaded;
+KS_HOT_DATA static int ks_abort_loaded;
 
 /* At load, what the doorbell's safety walk needs (redirect.c walks an
  * interrupted stack with its own CFI stepper and looks its frames up in the

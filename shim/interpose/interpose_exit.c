@@ -9,7 +9,7 @@
 /* _exit runs no atexit handlers, so the socket file (file mode) is removed
  * here. Only by the process that made it: a vfork or fork child calling
  * _exit after a failed exec must not remove its parent's. */
-static __attribute__((noreturn)) void ks_exit_now(int status)
+KS_FORK_PATH static __attribute__((noreturn)) void ks_exit_now(int status)
 {
     ks_server_cleanup();
     /* Resolved at init, never here: a fork child may call _exit while the
@@ -21,5 +21,5 @@ static __attribute__((noreturn)) void ks_exit_now(int status)
         syscall(SYS_exit_group, status);
 }
 
-KS_EXPORT void _exit(int status) { ks_exit_now(status); }
+KS_EXPORT KS_FORK_PATH void _exit(int status) { ks_exit_now(status); }
 KS_EXPORT void _Exit(int status) { ks_exit_now(status); }

@@ -27,14 +27,17 @@ struct ks_mod {
 /* Readers (signal handlers) retry while ks_seq is odd or changed under them;
  * the one writer at a time holds ks_write_mu. */
 static struct ks_mod ks_mods[KS_MOD_MAX];
-static int ks_nmods;
-static unsigned ks_seq;
+KS_HOT_DATA static int ks_nmods;
+KS_HOT_DATA static unsigned ks_seq;
 KS_LOCK_DEFINE(static, ks_write_mu);
 
 /* The writer builds here first, so the published table is written in one
  * short burst. Under ks_write_mu. */
 static struct ks_mod ks_scratch[KS_MOD_MAX];
-static int ks_nscratch;
+KS_HOT_DATA static int ks_nscratch;
+/* Where ks_safepoint_collect writes: ks_scratch, or ks_mods itself for the
+ * first table (see ks_safepoint_refresh). Under ks_write_mu. */
+KS_HOT_DATA static struct ks_mod *ks_build;
 static unsigned long long ks_seen_adds = ~0ULL, ks_seen_subs = ~0ULL;
 
 static const char *ks_basename(const char *path)
@@ -77,7 +80,7 @@ static int ks_safepoint_collect(struct dl_phdr_info *info, size_t size, void *ar
     uintptr_t malloc_at = *(const uintptr_t *)arg;
     if (ks_nscratch >= KS_MOD_MAX)
         return 1;
-    struct ks_mod *m = &ks_scratch[ks_nscratch];
+    struct ks_mod *m = &ks_build[ks_nscratch];
     memset(m, 0, sizeof *m);
     m->bias = info->dlpi_addr;
     m->lo = UINTPTR_MAX;
@@ -143,11 +146,23 @@ int ks_safepoint_refresh(void)
     struct ks_elf_loaded al;
     uintptr_t malloc_at = ks_elf_find_loaded("malloc", NULL, &al) == 0
                         ? (uintptr_t)al.obj.base + al.sym->st_value : 0;
+    /* The first table (ks_seq still 0: nothing was ever published, and a
+     * reader finds no module) is built in place, under an odd ks_seq that
+     * turns readers away: it saves every process the scratch table's page.
+     * Later ones are built aside and copied in one short burst. */
+    int in_place = __atomic_load_n(&ks_seq, __ATOMIC_RELAXED) == 0;
+    ks_build = in_place ? ks_mods : ks_scratch;
     ks_nscratch = 0;
+    if (in_place) {
+        __atomic_store_n(&ks_seq, 1, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_RELEASE);
+    }
     dl_iterate_phdr(ks_safepoint_collect, &malloc_at);
-    __atomic_store_n(&ks_seq, ks_seq + 1, __ATOMIC_RELAXED);
-    __atomic_thread_fence(__ATOMIC_RELEASE);
-    memcpy(ks_mods, ks_scratch, sizeof(struct ks_mod) * (size_t)ks_nscratch);
+    if (!in_place) {
+        __atomic_store_n(&ks_seq, ks_seq + 1, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_RELEASE);
+        memcpy(ks_mods, ks_scratch, sizeof(struct ks_mod) * (size_t)ks_nscratch);
+    }
     __atomic_store_n(&ks_nmods, ks_nscratch, __ATOMIC_RELAXED);
     __atomic_store_n(&ks_seq, ks_seq + 1, __ATOMIC_RELEASE);
     ks_seen_adds = v[0];

@@ -14,12 +14,12 @@
 #include "shim/common/procfs.h"
 #include "shim/core/signals.h"
 
-static ks_step_fn *ks_step_cb;
+KS_HOT_DATA static ks_step_fn *ks_step_cb;
 /* The program's SIGTRAP action as of the last install. Written by the control
  * side with SIGTRAP blocked in that thread; read in the handler. A program
  * that changes it while a step is in flight races with the shim: its own
  * handler then sees the shim's trace traps (documented). */
-static struct sigaction ks_prev;
+KS_HOT_DATA static struct sigaction ks_prev;
 KS_LOCK_DEFINE(static, ks_install_mu);
 
 void ks_step_set_callback(ks_step_fn *fn) { __atomic_store_n(&ks_step_cb, fn, __ATOMIC_RELEASE); }

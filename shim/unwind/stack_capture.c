@@ -35,8 +35,8 @@
 _Static_assert(sizeof(unw_context_t) == sizeof(ucontext_t),
                "libunwind's x86_64 context is the kernel's ucontext");
 
-static struct ks_dump *ks_dump_cur;   /* the published table, or NULL */
-static int ks_dump_active;            /* handlers that may hold ks_dump_cur */
+KS_HOT_DATA static struct ks_dump *ks_dump_cur;   /* the published table, or NULL */
+KS_HOT_DATA static int ks_dump_active;   /* handlers that may hold ks_dump_cur */
 KS_LOCK_DEFINE(static, ks_dump_mu);
 int ks_stack_ready;
 

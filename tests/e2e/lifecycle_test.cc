@@ -183,6 +183,20 @@ TEST(Fork, ChildServesItsOwnPidWithOnlyTheForkingThread) {
   EXPECT_EQ(l.t.Wait(), 0);
 }
 
+// The shim looks a real function up on its first use through the loader's
+// list lock, which glibc does not reset in a fork child: a child forked while
+// another thread held it would hang at its first call of a hooked function
+// nobody had called yet. The first pthread_create resolves every one, so the
+// child of a process with threads never looks one up.
+TEST(Fork, ChildOfAThreadHoldingTheLoadersLockCallsHooksItNeverUsed) {
+  Life l;
+  QuiesceForFork(l.t.pid());
+  l.t.Send("forkheld");
+  EXPECT_EQ(l.t.WaitFor("forkheld", 20000), "forkheld status=0") << l.t.Stderr();
+  l.t.Send("quit");
+  EXPECT_EQ(l.t.Wait(), 0);
+}
+
 TEST(Fork, FromAWorkerTheChildsOnlyThreadIsThatWorker) {
   Life l;
   ASSERT_EQ(l.Do("threads 2", "threads"), "threads 2");

@@ -13,11 +13,18 @@
  *   dup2null       dup2 /dev/null over every socket fd -> "dup2 fds=A,B"
  *   checkfd N      what fd N is now                     -> "fd N kind=K name=X"
  *   clone          a thread made by a raw clone(2)      -> "clone tid=T"
+ *   forkheld       fork while a worker holds the loader's list lock (inside
+ *                  dl_iterate_phdr's callback); the child calls functions
+ *                  the shim hooks that nobody called before, then _exit(0)
+ *                                                      -> "forkheld status=S"
+ *                  (S -1: the child hung and was killed after 5 s)
  *   exit C | _exit C | return | threadexit C | segv | quit */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -26,7 +33,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -110,6 +119,77 @@ void *fork_from_thread(void *arg)
     return NULL;
 }
 
+/* forkheld: the worker stays inside dl_iterate_phdr's callback, which holds
+ * the loader's list lock (dl_load_write_lock, not reset in a fork child),
+ * until main has the child's status. */
+static int held_in[2], held_out[2];
+
+static int hold_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)info, (void)size, (void)arg;
+    char c = 'h';
+    if (write(held_in[1], &c, 1) != 1 || read(held_out[0], &c, 1) != 1)
+        return 1;
+    return 1;
+}
+
+void *hold_loader_lock(void *arg)
+{
+    (void)arg;
+    dl_iterate_phdr(hold_cb, NULL);
+    return NULL;
+}
+
+/* In the fork child: the first calls of hooked functions (a lookup, if the
+ * shim still had to make one, would wait for the lock forever). */
+static void __attribute__((noreturn)) first_calls(void)
+{
+    struct timespec zero = {0, 0};
+    struct timeval tv = {0, 0};
+    poll(NULL, 0, 0);
+    select(0, NULL, NULL, NULL, &tv);
+    clock_nanosleep(CLOCK_MONOTONIC, 0, &zero, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigtimedwait(&none, NULL, &zero);
+    pthread_rwlock_t rw = PTHREAD_RWLOCK_INITIALIZER;
+    if (pthread_rwlock_tryrdlock(&rw) == 0)
+        pthread_rwlock_unlock(&rw);
+    int ep = epoll_create1(0);
+    struct epoll_event ev;
+    if (ep >= 0)
+        epoll_wait(ep, &ev, 1, 0);
+    _exit(0);
+}
+
+static void fork_held(void)
+{
+    pthread_t t;
+    char c;
+    if (pipe(held_in) != 0 || pipe(held_out) != 0 ||
+        pthread_create(&t, NULL, hold_loader_lock, NULL) != 0 || read(held_in[0], &c, 1) != 1) {
+        say("forkheld failed: %s", strerror(errno));
+        return;
+    }
+    pid_t child = fork();
+    if (child == 0)
+        first_calls();
+    int st = 0, done = 0;
+    for (int i = 0; i < 500 && !done; i++) {   /* 5 s */
+        done = waitpid(child, &st, WNOHANG) == child;
+        if (!done)
+            usleep(10000);
+    }
+    if (!done) {
+        kill(child, SIGKILL);
+        waitpid(child, &st, 0);
+    }
+    if (write(held_out[1], "x", 1) != 1)
+        say("forkheld failed: %s", strerror(errno));
+    pthread_join(t, NULL);
+    say("forkheld status=%d", done && WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+}
+
 static char clone_stack[64 * 1024] __attribute__((aligned(16)));
 static volatile int clone_tid;
 
@@ -169,6 +249,8 @@ int main(int argc, char **argv)
             if (c == 0)
                 child_pause();
             say("forked child=%d", c);
+        } else if (strcmp(line, "forkheld\n") == 0) {
+            fork_held();
         } else if (strcmp(line, "forkthread\n") == 0) {
             pthread_t t;
             pthread_create(&t, NULL, fork_from_thread, NULL);

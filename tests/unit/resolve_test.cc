@@ -187,7 +187,7 @@ TEST_F(Resolve, ReenteredOnceOnTheSameThread) {
 
 // Every walk re-enters: the depth limit ends it. Only the innermost calls,
 // past the limit, get NULL (a hook then fails with its error); the rest get
-// the right pointer, and the table ends complete.
+// the right pointer, and the whole table can still be resolved after.
 TEST_F(Resolve, ReenteredWithoutEndStopsAtTheDepthLimit) {
   ResetCounters(true);
   ks_resolve_visit_hook = Reenter;
@@ -197,6 +197,40 @@ TEST_F(Resolve, ReenteredWithoutEndStopsAtTheDepthLimit) {
   EXPECT_EQ(g_wrong, 0);
   EXPECT_GT(g_nulls, 0);
   EXPECT_EQ(g_max_depth, 3);
+  ks_real_resolve_all();
+  EXPECT_EQ(ks_real_table_complete(), 1);
+  for (int f = 0; f < KS_FN_COUNT; f++) EXPECT_EQ(ks_real_fn[f], Expected(kEntries[f])) << kEntries[f].field;
+}
+
+// The first use of an entry looks up that entry alone (a process under the
+// shim that starts no thread pays for the few it uses), and only once.
+TEST_F(Resolve, FirstUseLooksUpThatEntryAlone) {
+  std::atomic<int> visits{0};
+  static std::atomic<int>* counter;
+  counter = &visits;
+  ks_resolve_visit_hook = [] { (*counter)++; };
+  void* p = reinterpret_cast<void*>(KS_REAL(nanosleep));
+  int first = visits.load();
+  void* again = reinterpret_cast<void*>(KS_REAL(nanosleep));
+  ks_resolve_visit_hook = nullptr;
+  EXPECT_EQ(p, dlsym(RTLD_NEXT, "nanosleep"));
+  EXPECT_EQ(again, p);
+  EXPECT_GT(first, 0);
+  EXPECT_EQ(visits.load(), first) << "the second use looked up again";
+  EXPECT_EQ(ks_real_table_complete(), 0);
+  for (int f = 0; f < KS_FN_COUNT; f++)
+    if (f != KS_FN_nanosleep) {
+      EXPECT_EQ(ks_real_fn[f], nullptr) << kEntries[f].field;
+    }
+}
+
+// The first use of pthread_create fills the whole table: a process with
+// threads, and every fork child of it, never looks one up again (the walk
+// takes the loader's list lock, which a fork child may find held forever).
+TEST_F(Resolve, FirstPthreadCreateResolvesEveryEntry) {
+  void* p = reinterpret_cast<void*>(KS_REAL(pthread_create));
+  EXPECT_EQ(p, Expected(kEntries[KS_FN_pthread_create]));
+  EXPECT_EQ(ks_real_table_complete(), 1);
   for (int f = 0; f < KS_FN_COUNT; f++) EXPECT_EQ(ks_real_fn[f], Expected(kEntries[f])) << kEntries[f].field;
 }
 
