@@ -29,8 +29,36 @@ KS_HOT_DATA static pthread_once_t ks_once = PTHREAD_ONCE_INIT;
  * done. A process that does not serve has none in flight: nothing taken. */
 static __thread int ks_fork_holds_dump __attribute__((tls_model("initial-exec")));
 
+/* Held by the accept thread while it loads what serving needs (dlopen of
+ * libunwind and libgcc_s: ks_init_serving_once). A fork in the middle of a
+ * dlopen copies the loader's state half done: the child found libunwind on
+ * the loader's list unrelocated and jumped to an offset (SIGSEGV), or
+ * failed ld.so's "r_state == RT_CONSISTENT" assertion (exit 127), in 3 of
+ * 200 runs of invisible_test's fork child, whose fork races the parent's
+ * first serving. So a fork waits for the load, KS_FORK_LOAD_WAIT_MS at
+ * most: a fork from a library constructor in the program's own dlopen
+ * holds the loader's lock the load waits for, and must not wait for ever.
+ * A child forked without it does not load (ks_load_torn). */
+KS_LOCK_DEFINE(static, ks_load_mu);
+#define KS_FORK_LOAD_WAIT_MS 2000
+static __thread int ks_fork_holds_load __attribute__((tls_model("initial-exec")));
+static int ks_load_torn;   /* in a child forked during the load */
+static int ks_loading;     /* 1 while ks_load_mu is held for the load */
+
+static void ks_fork_take_load(void)
+{
+    for (unsigned ms = 0; ms < KS_FORK_LOAD_WAIT_MS; ms++) {
+        if (ks_trylock(&ks_load_mu) == 0) {
+            ks_fork_holds_load = 1;
+            return;
+        }
+        ks_nap_ms(1);
+    }
+}
+
 static void ks_fork_prepare(void)
 {
+    ks_fork_take_load();
     /* Threads started around the pthread_create hook (a raw clone, a
      * sanitizer's runtime) leave the table incomplete in a process that has
      * threads: complete it here, in the parent, where the loader's lock is
@@ -45,6 +73,10 @@ static void ks_fork_prepare(void)
 
 static void ks_fork_parent(void)
 {
+    if (ks_fork_holds_load) {
+        ks_fork_holds_load = 0;
+        ks_unlock(&ks_load_mu);
+    }
     if (ks_fork_holds_dump) {
         ks_fork_holds_dump = 0;
         ks_dump_unlock();
@@ -58,6 +90,10 @@ KS_FORK_PATH static void ks_after_fork_child(void)
     ks_locks_after_fork();
     if (ks_fork_holds_dump)
         ks_fork_holds_dump = 0;
+    if (ks_fork_holds_load)
+        ks_fork_holds_load = 0;
+    else if (__atomic_load_n(&ks_loading, __ATOMIC_ACQUIRE))
+        ks_load_torn = 1;
     ks_registry_reset_after_fork();
     ks_abort_after_fork_child();
     ks_stack_after_fork_child();
@@ -75,7 +111,7 @@ static void ks_at_exit(void) { ks_server_cleanup(); }
 KS_HOT_DATA static pthread_once_t ks_serving_once = PTHREAD_ONCE_INIT;
 KS_HOT_DATA static int ks_signals_ok;
 
-static void ks_init_serving_once(void)
+static void ks_init_serving_load(void)
 {
     int rc = ks_unw_load();
     if (rc)
@@ -88,6 +124,19 @@ static void ks_init_serving_once(void)
     ks_unwind_abi_bind();
     if (ks_signals_ok)
         ks_stack_init_serving();
+}
+
+static void ks_init_serving_once(void)
+{
+    if (ks_load_torn) {
+        ks_debug("forked while the parent loaded libunwind: no stacks, no abort here");
+        return;
+    }
+    ks_lock(&ks_load_mu);
+    __atomic_store_n(&ks_loading, 1, __ATOMIC_RELEASE);
+    ks_init_serving_load();
+    __atomic_store_n(&ks_loading, 0, __ATOMIC_RELEASE);
+    ks_unlock(&ks_load_mu);
 }
 
 static void ks_init_serving(void) { pthread_once(&ks_serving_once, ks_init_serving_once); }

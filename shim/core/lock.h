@@ -8,7 +8,8 @@
  * since a parent thread that held one at fork is gone in the child and
  * would hold it for ever.
  *
- * Lock order (outermost first): conn (server.c) > dump (stack_capture.c) >
+ * Lock order (outermost first): load (init.c: serving's dlopens, and fork's
+ * prepare) > conn (server.c) > dump (stack_capture.c) >
  * registry > grave, act, step-install, safepoint-write. The last four are
  * leaves: nothing is taken while one is held. */
 #ifndef KS_LOCK_H
