@@ -9,21 +9,22 @@
 /* N bytes into DST. One that would cross HI yields the bytes before it,
  * zero-extended, and sets bad: the LSDA parser's verdict on a table cut
  * short inside a pointer has always depended on them (a value with an
- * encoding it does not know is "unsupported" only if not 0). */
-static KS_CFI_SAFE void ks_rd_take(struct ks_rd *r, void *dst, size_t n)
+ * encoding it does not know is "unsupported" only if not 0). Inlined into
+ * each fixed-size read so that every copy has a constant size: no call to
+ * memcpy (an ASan or TSan interceptor) from a signal handler. */
+static inline __attribute__((always_inline)) KS_CFI_SAFE void ks_rd_take(struct ks_rd *r,
+                                                                        void *dst, size_t n)
 {
-    __builtin_memset(dst, 0, n);
-    if (r->bad || r->p < r->lo || r->p > r->hi) {
-        r->bad = 1;
+    if (!r->bad && r->p >= r->lo && r->p <= r->hi && n <= r->hi - r->p) {
+        __builtin_memcpy(dst, (const void *)r->p, n);
+        r->p += n;
         return;
     }
-    size_t have = r->hi - r->p;
-    __builtin_memcpy(dst, (const void *)r->p, n < have ? n : have);
-    if (n > have) {
-        r->bad = 1;
-        return;
-    }
-    r->p += n;
+    size_t have = !r->bad && r->p >= r->lo && r->p <= r->hi ? r->hi - r->p : 0;
+    uint8_t *d = dst;
+    for (size_t i = 0; i < n; i++)
+        d[i] = i < have ? ((const uint8_t *)r->p)[i] : 0;
+    r->bad = 1;
 }
 
 #define KS_RD_FIXED(name, type)                                                                    \
