@@ -55,9 +55,10 @@ libs_for() {
 # Compile flags a target's sources need.
 cflags_for() {
     case "$1" in
-    # The stepper's reads are uninstrumented in the shim (they probe stack
-    # pages first, ASan's redzones included); here ASan must see each one.
-    cfi) echo "-DKS_CFI_SAFE=" ;;
+    # The stepper's and the DWARF reader's (dwarf_rd.c) reads are
+    # uninstrumented in the shim (the stepper probes stack pages first, ASan's
+    # redzones included); here ASan must see each one.
+    cfi|lsda) echo "-DKS_CFI_SAFE=" ;;
     esac
 }
 

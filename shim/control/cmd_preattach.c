@@ -77,6 +77,17 @@ static void ks_pre_asked_of(pid_t tid, char req[16])
     ks_registry_unlock();
 }
 
+/* The head of an "ok" row for pre-attach thread TID: no record, so id 0. */
+static void ks_pre_head(struct ks_out *out, pid_t tid, const char *state, const char *requested)
+{
+    ks_out_word(out, "ok");
+    ks_out_i64(out, "tid", tid);
+    ks_out_i64(out, "id", 0);
+    ks_out_str(out, "state", state);
+    ks_out_str(out, "role", "pre-attach");
+    ks_out_str(out, "requested", requested);
+}
+
 /* Gone: "ended" with what was asked if something was, else "no-thread". */
 static void ks_pre_gone(struct ks_out *out, pid_t tid)
 {
@@ -86,12 +97,7 @@ static void ks_pre_gone(struct ks_out *out, pid_t tid)
         ks_out_err(out, "no-thread", "thread %d (started before the attach) has ended", (int)tid);
         return;
     }
-    ks_out_word(out, "ok");
-    ks_out_i64(out, "tid", tid);
-    ks_out_i64(out, "id", 0);
-    ks_out_str(out, "state", "ended");
-    ks_out_str(out, "role", "pre-attach");
-    ks_out_str(out, "requested", req);
+    ks_pre_head(out, tid, "ended", req);
     ks_out_eol(out);
 }
 
@@ -108,12 +114,7 @@ static void ks_pre_refuse(struct ks_out *out, const char *fmt, pid_t tid)
 static void ks_pre_view(struct ks_out *out, pid_t tid, int ch, const char *requested,
                         const char *pending)
 {
-    ks_out_word(out, "ok");
-    ks_out_i64(out, "tid", tid);
-    ks_out_i64(out, "id", 0);
-    ks_out_str(out, "state", "alive");
-    ks_out_str(out, "role", "pre-attach");
-    ks_out_str(out, "requested", requested);
+    ks_pre_head(out, tid, "alive", requested);
     ks_out_str(out, "cancel", ch & KS_CANCELSTATE_BIT ? "disabled" : "enabled");
     if (pending)
         ks_out_str(out, "pending", pending);

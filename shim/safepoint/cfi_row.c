@@ -8,69 +8,6 @@
 #include <stddef.h>
 #include <string.h>
 
-static KS_CFI_SAFE int ks_rd_take(struct ks_rd *r, void *dst, size_t n)
-{
-    if (r->bad || r->p < r->lo || r->p > r->hi || n > r->hi - r->p) {
-        r->bad = 1;
-        memset(dst, 0, n);
-        return 0;
-    }
-    __builtin_memcpy(dst, (const void *)r->p, n);
-    r->p += n;
-    return 1;
-}
-
-#define KS_RD_FIXED(name, type)                                                                    \
-    static KS_CFI_SAFE type name(struct ks_rd *r)                                                  \
-    {                                                                                              \
-        type v;                                                                                    \
-        ks_rd_take(r, &v, sizeof v);                                                               \
-        return v;                                                                                  \
-    }
-KS_RD_FIXED(ks_rd_u16, uint16_t)
-KS_RD_FIXED(ks_rd_u32, uint32_t)
-KS_RD_FIXED(ks_rd_u64, uint64_t)
-
-KS_CFI_SAFE uint8_t ks_rd_u8(struct ks_rd *r)
-{
-    uint8_t v;
-    ks_rd_take(r, &v, 1);
-    return v;
-}
-
-KS_CFI_SAFE uint64_t ks_rd_uleb(struct ks_rd *r)
-{
-    uint64_t v = 0;
-    for (unsigned shift = 0; !r->bad; shift += 7) {
-        uint8_t b = ks_rd_u8(r);
-        if (shift < 64)
-            v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80))
-            return v;
-        if (shift > 63)
-            r->bad = 1;   /* longer than any value it could hold */
-    }
-    return 0;
-}
-
-KS_CFI_SAFE int64_t ks_rd_sleb(struct ks_rd *r)
-{
-    uint64_t v = 0;
-    for (unsigned shift = 0; !r->bad; shift += 7) {
-        uint8_t b = ks_rd_u8(r);
-        if (shift < 64)
-            v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            if (shift + 7 < 64 && (b & 0x40))
-                v |= ~(uint64_t)0 << (shift + 7);
-            return (int64_t)v;
-        }
-        if (shift > 63)
-            r->bad = 1;
-    }
-    return 0;
-}
-
 /* A pointer in encoding ENC (DW_EH_PE_*): absptr, [us]data2/4/8, [us]leb;
  * absolute, pcrel, or datarel to DATAREL (0: not allowed here). Indirect,
  * textrel, funcrel and aligned set bad. */
@@ -78,17 +15,9 @@ static KS_CFI_SAFE uintptr_t ks_rd_enc(struct ks_rd *r, uint8_t enc, uintptr_t d
 {
     uintptr_t at = r->p;
     uint64_t v;
-    switch (enc & 0x0f) {
-    case 0x00: v = ks_rd_u64(r); break;
-    case 0x01: v = ks_rd_uleb(r); break;
-    case 0x02: v = ks_rd_u16(r); break;
-    case 0x03: v = ks_rd_u32(r); break;
-    case 0x04: v = ks_rd_u64(r); break;
-    case 0x09: v = (uint64_t)ks_rd_sleb(r); break;
-    case 0x0a: v = (uint64_t)(int64_t)(int16_t)ks_rd_u16(r); break;
-    case 0x0b: v = (uint64_t)(int64_t)(int32_t)ks_rd_u32(r); break;
-    case 0x0c: v = ks_rd_u64(r); break;
-    default: r->bad = 1; return 0;
+    if (ks_rd_enc_value(r, enc, &v) != 0) {
+        r->bad = 1;
+        return 0;
     }
     switch (enc & 0xf0) {
     case 0x00: break;

@@ -7,23 +7,7 @@
 #include <stdint.h>
 
 #include "cfi_step.h"
-
-/* Not instrumented: it runs in handlers that may interrupt a sanitizer's
- * runtime, and its stack reads land in ASan's redzones (probed readable
- * first, as libunwind's accessor does, unwind_mem.c). */
-#ifndef KS_CFI_SAFE   /* tools/fuzz.sh defines it empty: ASan then sees every read */
-#define KS_CFI_SAFE __attribute__((no_sanitize("address", "undefined", "thread")))
-#endif
-
-/* A bounded cursor over CFI bytes: a read outside [lo, hi) sets bad and
- * yields 0. */
-struct ks_rd {
-    uintptr_t p, lo, hi;
-    int bad;
-};
-uint8_t ks_rd_u8(struct ks_rd *r);
-uint64_t ks_rd_uleb(struct ks_rd *r);
-int64_t ks_rd_sleb(struct ks_rd *r);
+#include "dwarf_rd.h"   /* struct ks_rd, KS_CFI_SAFE: cfi_step.c reads expressions with it */
 
 /* A register's rule. For the two expression kinds, val is the address of
  * the DWARF block (its uleb length first) in the CFI segment; for KS_R_REG

@@ -4,65 +4,25 @@
  * exception specification acts only if it is empty. */
 #include "lsda.h"
 
+#include "dwarf_rd.h"
+
 #define DW_EH_PE_omit 0xff
 #define DW_EH_PE_indirect 0x80
 
-struct ks_rd {
-    const uint8_t *buf;
-    size_t len, pos;
-    uint64_t addr;
-    int bad;
-};
-
-static uint8_t ks_rd_u8(struct ks_rd *r)
+/* Offsets into the LSDA: the reader's cursor as an offset from its start. */
+static size_t ks_pos(const struct ks_rd *r)
 {
-    if (r->pos >= r->len) {
-        r->bad = 1;
-        return 0;
-    }
-    return r->buf[r->pos++];
+    return r->p - r->lo;
 }
 
-static uint64_t ks_rd_uleb(struct ks_rd *r)
+static void ks_seek(struct ks_rd *r, size_t pos)
 {
-    uint64_t v = 0;
-    for (unsigned shift = 0;; shift += 7) {
-        uint8_t b = ks_rd_u8(r);
-        if (r->bad || shift > 63) {
-            r->bad = 1;
-            return 0;
-        }
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80))
-            return v;
-    }
+    r->p = r->lo + pos;
 }
 
-static int64_t ks_rd_sleb(struct ks_rd *r)
+static size_t ks_len(const struct ks_rd *r)
 {
-    uint64_t v = 0;
-    unsigned shift = 0;
-    uint8_t b;
-    do {
-        b = ks_rd_u8(r);
-        if (r->bad || shift > 63) {
-            r->bad = 1;
-            return 0;
-        }
-        v |= (uint64_t)(b & 0x7f) << shift;
-        shift += 7;
-    } while (b & 0x80);
-    if (shift < 64 && (b & 0x40))
-        v |= ~(uint64_t)0 << shift;
-    return (int64_t)v;
-}
-
-static uint64_t ks_rd_fixed(struct ks_rd *r, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v |= (uint64_t)ks_rd_u8(r) << (8 * i);
-    return v;
+    return r->hi - r->lo;
 }
 
 /* Size of a fixed-size encoding, 0 for leb128, -1 if unknown. */
@@ -78,25 +38,19 @@ static int ks_enc_size(uint8_t enc)
     }
 }
 
-/* Reads a value with encoding ENC. Application bits: 0 (absolute), pcrel,
- * funcrel (base FUNC); others set *UNSUP. A zero raw value stays zero (the
- * null pointer of a catch (...) entry). Returns the value before any
+/* Reads a value with encoding ENC. Application bits: 0 (absolute), pcrel
+ * (from IN's address of the value), funcrel (base IN's func_start); others
+ * set *UNSUP, as does a format it does not know. A zero raw value stays zero
+ * (the null pointer of a catch (...) entry). Returns the value before any
  * indirection; *INDIRECT says if the caller must dereference it. */
-static uint64_t ks_rd_enc(struct ks_rd *r, uint8_t enc, uint64_t func, int *indirect, int *unsup)
+static uint64_t ks_rd_enc(struct ks_rd *r, const struct ks_lsda_in *in, uint8_t enc, int *indirect,
+                          int *unsup)
 {
-    uint64_t at = r->addr + r->pos;
+    uint64_t at = in->addr + ks_pos(r);
     uint64_t v;
-    switch (enc & 0x0f) {
-    case 0x00: v = ks_rd_fixed(r, 8); break;
-    case 0x01: v = ks_rd_uleb(r); break;
-    case 0x02: v = ks_rd_fixed(r, 2); break;
-    case 0x03: v = ks_rd_fixed(r, 4); break;
-    case 0x04: v = ks_rd_fixed(r, 8); break;
-    case 0x09: v = (uint64_t)ks_rd_sleb(r); break;
-    case 0x0a: v = (uint64_t)(int64_t)(int16_t)ks_rd_fixed(r, 2); break;
-    case 0x0b: v = (uint64_t)(int64_t)(int32_t)ks_rd_fixed(r, 4); break;
-    case 0x0c: v = ks_rd_fixed(r, 8); break;
-    default: *unsup = 1; return 0;
+    if (ks_rd_enc_value(r, enc, &v) != 0) {
+        *unsup = 1;
+        return 0;
     }
     if (indirect)
         *indirect = (enc & DW_EH_PE_indirect) != 0;
@@ -105,7 +59,7 @@ static uint64_t ks_rd_enc(struct ks_rd *r, uint8_t enc, uint64_t func, int *indi
     switch (enc & 0x70) {
     case 0x00: break;
     case 0x10: v += at; break;
-    case 0x40: v += func; break;
+    case 0x40: v += in->func_start; break;
     default: *unsup = 1; return 0;
     }
     return v;
@@ -126,26 +80,26 @@ static int ks_lsda_header(const struct ks_lsda_in *in, struct ks_rd *r, struct k
     uint8_t lp_enc = ks_rd_u8(r);
     h->lpstart = in->func_start;
     if (lp_enc != DW_EH_PE_omit)
-        h->lpstart = ks_rd_enc(r, lp_enc, in->func_start, NULL, unsup);
+        h->lpstart = ks_rd_enc(r, in, lp_enc, NULL, unsup);
     h->ttype_enc = ks_rd_u8(r);
     h->ttype_pos = 0;
     if (h->ttype_enc != DW_EH_PE_omit) {
         uint64_t off = ks_rd_uleb(r);
-        if (off > r->len - r->pos)
+        if (off > r->hi - r->p)
             r->bad = 1;
         else
-            h->ttype_pos = r->pos + (size_t)off;
+            h->ttype_pos = ks_pos(r) + (size_t)off;
     }
     h->cs_enc = ks_rd_u8(r);
     uint64_t cs_len = ks_rd_uleb(r);
     if (r->bad || *unsup)
         return -1;
-    if (cs_len > r->len - r->pos) {
+    if (cs_len > r->hi - r->p) {
         r->bad = 1;
         return -1;
     }
-    h->cs_pos = r->pos;
-    h->cs_end = r->pos + (size_t)cs_len;
+    h->cs_pos = ks_pos(r);
+    h->cs_end = h->cs_pos + (size_t)cs_len;
     h->actions_pos = h->cs_end;
     return 0;
 }
@@ -154,13 +108,13 @@ static int ks_lsda_header(const struct ks_lsda_in *in, struct ks_rd *r, struct k
 static int ks_lsda_find(const struct ks_lsda_in *in, struct ks_rd *r, const struct ks_lsda_hdr *h,
                         uint64_t *lp, uint64_t *action, int *unsup)
 {
-    r->pos = h->cs_pos;
-    while (r->pos < h->cs_end && !r->bad && !*unsup) {
-        uint64_t start = ks_rd_enc(r, h->cs_enc & 0x0f, 0, NULL, unsup);
-        uint64_t len = ks_rd_enc(r, h->cs_enc & 0x0f, 0, NULL, unsup);
-        uint64_t pad = ks_rd_enc(r, h->cs_enc & 0x0f, 0, NULL, unsup);
+    ks_seek(r, h->cs_pos);
+    while (ks_pos(r) < h->cs_end && !r->bad && !*unsup) {
+        uint64_t start = ks_rd_enc(r, in, h->cs_enc & 0x0f, NULL, unsup);
+        uint64_t len = ks_rd_enc(r, in, h->cs_enc & 0x0f, NULL, unsup);
+        uint64_t pad = ks_rd_enc(r, in, h->cs_enc & 0x0f, NULL, unsup);
         uint64_t act = ks_rd_uleb(r);
-        if (r->bad || *unsup || r->pos > h->cs_end)
+        if (r->bad || *unsup || ks_pos(r) > h->cs_end)
             break;
         if (in->ip < in->func_start + start)
             return 0;   /* sorted: passed it */
@@ -170,7 +124,7 @@ static int ks_lsda_find(const struct ks_lsda_in *in, struct ks_rd *r, const stru
             return 1;
         }
     }
-    if (r->pos > h->cs_end)
+    if (ks_pos(r) > h->cs_end)
         r->bad = 1;
     return 0;
 }
@@ -180,11 +134,11 @@ static int ks_lsda_empty_spec(struct ks_rd *r, const struct ks_lsda_hdr *h, int6
 {
     /* libstdc++: e = TType - filter - 1 */
     uint64_t back = (uint64_t)(-(filter + 1));
-    if (!h->ttype_pos || back > r->len - h->ttype_pos) {
+    if (!h->ttype_pos || back > ks_len(r) - h->ttype_pos) {
         r->bad = 1;
         return 0;
     }
-    r->pos = h->ttype_pos + (size_t)back;
+    ks_seek(r, h->ttype_pos + (size_t)back);
     return ks_rd_uleb(r) == 0;
 }
 
@@ -204,9 +158,9 @@ static int ks_lsda_catch(const struct ks_lsda_in *in, struct ks_rd *r,
         r->bad = 1;
         return 0;
     }
-    r->pos = h->ttype_pos - (size_t)back;
+    ks_seek(r, h->ttype_pos - (size_t)back);
     int indirect = 0;
-    uint64_t ptr = ks_rd_enc(r, h->ttype_enc, in->func_start, &indirect, unsup);
+    uint64_t ptr = ks_rd_enc(r, in, h->ttype_enc, &indirect, unsup);
     if (r->bad || *unsup)
         return 0;
     if (ptr == 0)
@@ -222,12 +176,12 @@ static int ks_lsda_actions(const struct ks_lsda_in *in, struct ks_rd *r,
 {
     int saw_cleanup = 0;
     size_t at = h->actions_pos + (size_t)(action - 1);
-    if (action - 1 > r->len - h->actions_pos)
+    if (action - 1 > ks_len(r) - h->actions_pos)
         return KS_LSDA_MALFORMED;
     for (int guard = 0; guard < 256; guard++) {
-        r->pos = at;
+        ks_seek(r, at);
         int64_t filter = ks_rd_sleb(r);
-        size_t disp_pos = r->pos;
+        size_t disp_pos = ks_pos(r);
         int64_t disp = ks_rd_sleb(r);
         if (r->bad)
             return KS_LSDA_MALFORMED;
@@ -252,10 +206,10 @@ static int ks_lsda_actions(const struct ks_lsda_in *in, struct ks_rd *r,
             return saw_cleanup ? KS_LSDA_CLEANUP : KS_LSDA_NOTHING;
         /* Bounded before the sum: a hostile displacement must not overflow
          * it (found by tests/fuzz/lsda_fuzz.c). */
-        if (disp > (int64_t)r->len || disp < -(int64_t)r->len)
+        if (disp > (int64_t)ks_len(r) || disp < -(int64_t)ks_len(r))
             return KS_LSDA_MALFORMED;
         int64_t next = (int64_t)disp_pos + disp;
-        if (next < (int64_t)h->actions_pos || (uint64_t)next >= r->len)
+        if (next < (int64_t)h->actions_pos || (uint64_t)next >= ks_len(r))
             return KS_LSDA_MALFORMED;
         at = (size_t)next;
     }
@@ -264,7 +218,8 @@ static int ks_lsda_actions(const struct ks_lsda_in *in, struct ks_rd *r,
 
 int ks_lsda_eval(const struct ks_lsda_in *in, struct ks_lsda_out *out)
 {
-    struct ks_rd r = {.buf = in->buf, .len = in->len, .pos = 0, .addr = in->addr, .bad = 0};
+    uintptr_t lo = (uintptr_t)in->buf;
+    struct ks_rd r = {.p = lo, .lo = lo, .hi = lo + in->len, .bad = 0};
     struct ks_lsda_hdr h;
     int unsup = 0;
     out->landing_pad = 0;

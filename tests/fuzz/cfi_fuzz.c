@@ -1,5 +1,5 @@
 /* libFuzzer target: the doorbell walk's CFI stepper (shim/safepoint/
- * cfi_step.c, cfi_row.c), which reads .eh_frame_hdr, CIEs, FDEs and their
+ * cfi_step.c, cfi_row.c, dwarf_rd.c), which reads .eh_frame_hdr, CIEs, FDEs and their
  * programs out of any module mapped in the program. Input: 2 bytes of the
  * table's offset in the segment, 1 byte of the PC's offset, 2 bytes of the
  * sp's and rbp's slots, then the segment itself (an exact-size copy, which

@@ -1,8 +1,9 @@
 /* libFuzzer target: the LSDA (.gcc_except_table) evaluator of the abort
  * path (shim/safepoint/lsda.c), which reads tables out of any object mapped in the
  * program. Input: 8 bytes of IP offset, 1 byte of flags, then the table.
- * Checks: no read outside the table (ASan, exact-size copy), a verdict in
- * range and the same as the one returned. */
+ * Checks: no read outside the table (ASan, exact-size copy: tools/fuzz.sh
+ * builds the byte reader, dwarf_rd.c, instrumented with -DKS_CFI_SAFE=), a
+ * verdict in range and the same as the one returned. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,7 +1,8 @@
-/* Call chains for cfi_step_test, built at -O0 (cfi_frames_o0.c) and -O2
- * (cfi_frames_o2.c): each calls LEAF(ARG) DEPTH frames down, or from a
- * frame whose stack is realigned through a DRAP register (gcc's form for a
- * 64-byte aligned local next to a variable-length array). */
+/* Call chains for cfi_step_test, one source (cfi_frames.c) built at -O0 and
+ * at -O2, the level in each function's name: each calls LEAF(ARG) DEPTH
+ * frames down, or from a frame whose stack is realigned through a DRAP
+ * register (gcc's form for a 64-byte aligned local next to a
+ * variable-length array). */
 #ifndef KS_TEST_CFI_FRAMES_H
 #define KS_TEST_CFI_FRAMES_H
 
