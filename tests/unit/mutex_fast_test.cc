@@ -45,7 +45,16 @@ const bool kFastExpected = true;
 
 pid_t Tid() { return (pid_t)gettid(); }
 
-int Held() { return ks_self()->locks_held; }
+// This thread's record. Through an empty asm: GCC's UBSan, on a C++ access
+// to an initial-exec TLS member in the executable, tests the TLS offset
+// rather than the address and reports a null pointer that is not.
+struct ks_thread* Self() {
+  struct ks_thread* p = ks_self();
+  __asm__("" : "+r"(p));
+  return p;
+}
+
+int Held() { return Self()->locks_held; }
 
 long NowMs() {
   struct timespec ts;
@@ -85,9 +94,7 @@ void CheckAgainstGlibc(void (*init)(pthread_mutex_t*)) {
   ASSERT_EQ(pthread_mutex_lock(&m), 0);
   ASSERT_EQ(KS_REAL(pthread_mutex_lock)(&twin), 0);
   EXPECT_TRUE(IsRobust(m) ? SameWordsButList(m, twin) : SameWords(m, twin));
-  EXPECT_EQ(Held(), base + 1);
-  if (!IsRobust(m))   // glibc's destroy reads __nusers, but not a robust one's
-    EXPECT_EQ(pthread_mutex_destroy(&m), EBUSY);
+  EXPECT_EQ(Held(), base + 1);   // (__nusers, which glibc's destroy reads, compared above)
   ASSERT_EQ(pthread_mutex_unlock(&m), 0);
   ASSERT_EQ(KS_REAL(pthread_mutex_unlock)(&twin), 0);
   EXPECT_TRUE(SameWords(m, twin));
@@ -194,10 +201,14 @@ TEST(MutexFast, ErrorcheckAndRecursiveKeepTheirSemantics) {
   ASSERT_EQ(pthread_mutex_lock(&e), 0);
   EXPECT_EQ(pthread_mutex_lock(&e), EDEADLK);
   EXPECT_EQ(pthread_mutex_trylock(&e), EBUSY);
+#if !defined(__SANITIZE_THREAD__) && !defined(KS_TSAN)   // misuse TSan reports, rightly
   std::thread([&] { EXPECT_EQ(pthread_mutex_unlock(&e), EPERM); }).join();
+#endif
   EXPECT_EQ(Held(), base + 1);
   ASSERT_EQ(pthread_mutex_unlock(&e), 0);
+#if !defined(__SANITIZE_THREAD__) && !defined(KS_TSAN)
   EXPECT_EQ(pthread_mutex_unlock(&e), EPERM);
+#endif
   EXPECT_EQ(Held(), base);
 
   pthread_mutex_t r;
@@ -352,7 +363,7 @@ TEST(MutexFast, CondWaitOnAFastLockedMutex) {
 // The held count and the abort's unlock hook, through the fast path.
 TEST(MutexFast, HeldCountsAndTheLastUnlockHook) {
   ks_mutex_fast_init();
-  struct ks_thread* self = ks_self();
+  struct ks_thread* self = Self();
   ASSERT_EQ(Held(), 0);
   pthread_mutex_t a = PTHREAD_MUTEX_INITIALIZER, b = PTHREAD_MUTEX_INITIALIZER;
   ASSERT_EQ(pthread_mutex_lock(&a), 0);
