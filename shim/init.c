@@ -11,6 +11,7 @@
 #include "shim/core/attach.h"
 #include "shim/core/ks.h"
 #include "shim/core/lock.h"
+#include "shim/core/mutex_fast.h"
 #include "shim/core/registry.h"
 #include "shim/control/server.h"
 #include "shim/control/shim_thread.h"
@@ -146,6 +147,7 @@ static void ks_init_once(void)
     const char *dbg = getenv("KILLSHIM_DEBUG");
     ks_debug_enabled = dbg && *dbg && strcmp(dbg, "0") != 0;
     ks_real_resolve_init();
+    ks_mutex_fast_init();
     if (ks_gettid() == ks_getpid())
         ks_registry_add_self(KS_ROLE_MAIN, NULL);
     const char *off = getenv("KILLSHIM_DISABLE");

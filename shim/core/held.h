@@ -38,13 +38,18 @@ static inline int ks_held_take(struct ks_thread *self, void *obj, ks_lock_mark *
      * counted: never go below zero. */
     if (n <= 0)
         return -1;
-    int lim = n < KS_HELD_MAX ? n : KS_HELD_MAX;
+    /* From the newest remembered down: locks are mostly released in the
+     * reverse order of taking, and of a lock taken twice (recursive, or
+     * read-locked twice) the newer goes first. */
+    int top = (n < KS_HELD_MAX ? n : KS_HELD_MAX) - 1;
     *mark = ks_mark(0, KS_CDEPTH_UNKNOWN);
-    for (int i = 0; i < lim; i++)
+    for (int i = top; i >= 0; i--)
         if (self->held[i] == obj) {
             *mark = self->held_mark[i];
-            self->held[i] = self->held[lim - 1];
-            self->held_mark[i] = self->held_mark[lim - 1];
+            if (i != top) {
+                self->held[i] = self->held[top];
+                self->held_mark[i] = self->held_mark[top];
+            }
             break;
         }
     __atomic_store_n(&self->locks_held, n - 1, __ATOMIC_RELAXED);

@@ -53,7 +53,11 @@ typedef uint64_t ks_lock_mark;
 #define KS_MARK_RA_BITS 48
 static inline ks_lock_mark ks_mark(uintptr_t ra, int cdepth)
 {
-    uint64_t d = cdepth < 0 ? 0 : cdepth >= KS_CDEPTH_UNKNOWN ? KS_CDEPTH_UNKNOWN : (uint64_t)cdepth;
+    /* One compare on the lock hooks' path (a depth in range); saturated
+     * (negative: 0) otherwise. */
+    uint64_t d = __builtin_expect((unsigned int)cdepth < KS_CDEPTH_UNKNOWN, 1) ? (unsigned int)cdepth
+                 : cdepth < 0                                                  ? 0
+                                                                               : KS_CDEPTH_UNKNOWN;
     return ((uint64_t)ra & ((1ull << KS_MARK_RA_BITS) - 1)) | d << KS_MARK_RA_BITS;
 }
 static inline uintptr_t ks_mark_ra(ks_lock_mark m) { return m & ((1ull << KS_MARK_RA_BITS) - 1); }

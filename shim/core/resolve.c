@@ -230,6 +230,7 @@ void ks_real_resolve_init(void)
 {
     static const unsigned char ids[] = {
         KS_FN__exit, KS_FN_pthread_mutex_lock, KS_FN_pthread_mutex_unlock,
+        KS_FN_pthread_mutex_trylock,   /* the mutex fast path's probe (mutex_fast.c) */
         KS_FN_pthread_sigmask, KS_FN_sigprocmask, KS_FN_libc_sigaction,
     };
     struct ks_found found[sizeof ids];

@@ -2,7 +2,10 @@
  * holds, and remembers the first few (an abort never fires while the count is
  * above zero, and --force reports which it left locked), and records what a
  * thread is blocked on (for the wait-for graph). The hot path adds a few TLS
- * stores and one increment to the real call.
+ * stores and one increment to the real call. A default mutex's uncontended
+ * lock and unlock are done here, inline, the way glibc does them
+ * (core/mutex_fast.h): no call to glibc at all then, and no wait record
+ * (the thread never waited).
  *
  * Only locks taken through the dynamic symbols are seen: libc's internal
  * locks are not, which is right, since an abort never fires inside libc.
@@ -15,6 +18,7 @@
 #include "shim/deliver/deliver.h"
 #include "shim/core/held.h"
 #include "shim/core/ks.h"
+#include "shim/core/mutex_fast.h"
 #include "shim/core/registry.h"
 
 /* ks_on_locks_released (deliver.h) is called by the owner thread when its
@@ -23,13 +27,23 @@
  * call alone cost 1.4 ns of an 11 ns lock+unlock pair (docs/bench.md); the
  * hook re-checks it with the rest. */
 
-static inline void ks_held_remove(struct ks_thread *self, void *obj)
+/* Out of line, and reached by a tail call: the unlock hooks' fast path then
+ * needs no frame of its own. Returns 0 (the unlock's result). */
+static __attribute__((noinline, cold)) int ks_last_lock_released(struct ks_thread *self)
+{
+    ks_on_locks_released(self);
+    return 0;
+}
+
+/* Takes OBJ out of SELF's count after its real unlock returned 0; returns 0. */
+static inline int ks_held_remove(struct ks_thread *self, void *obj)
 {
     int n = self->locks_held;
     ks_lock_mark mark;
     if (ks_held_take(self, obj, &mark) == 0 && n == 1 &&
         KS_UNLIKELY(__atomic_load_n(&self->abort.state, __ATOMIC_ACQUIRE) == KS_ABORT_PENDING))
-        ks_on_locks_released(self);
+        return ks_last_lock_released(self);
+    return 0;
 }
 
 /* What the thread waited for before this lock call: a program signal
@@ -78,16 +92,40 @@ static inline int ks_released(void *obj, int rc)
 {
     struct ks_thread *self = ks_self();
     if (rc == 0 && !self->shim_depth)
-        ks_held_remove(self, obj);
+        return ks_held_remove(self, obj);
     return rc;
 }
 
 /* ---- Mutexes ---------------------------------------------------------- */
 
-KS_EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
+/* The slow paths of the three mutex hooks that have a fast one, out of
+ * line: the fast path then needs no saved register and no frame. RA is the
+ * hook's return address. */
+static __attribute__((noinline)) int ks_mutex_lock_slow(pthread_mutex_t *m, void *ra)
 {
     struct ks_wait w = ks_wait_begin(KS_WAIT_MUTEX, m);
-    return ks_acquired(w, m, __builtin_return_address(0), KS_CALL_OR(pthread_mutex_lock, EAGAIN, (m)));
+    return ks_acquired(w, m, ra, KS_CALL_OR(pthread_mutex_lock, EAGAIN, (m)));
+}
+
+static __attribute__((noinline)) int ks_mutex_trylock_slow(pthread_mutex_t *m, void *ra)
+{
+    return ks_tried(m, ra, KS_CALL_OR(pthread_mutex_trylock, EAGAIN, (m)));
+}
+
+static __attribute__((noinline)) int ks_mutex_unlock_slow(pthread_mutex_t *m, int fast)
+{
+    if (fast == KS_MUTEX_RELEASED_WAKE) {
+        ks_mutex_wake(&m->__data.__lock);
+        return ks_released(m, 0);
+    }
+    return ks_released(m, KS_CALL_OR(pthread_mutex_unlock, EAGAIN, (m)));
+}
+
+KS_EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
+{
+    if (KS_LIKELY(ks_mutex_fast_lock(m)))
+        return ks_tried(m, __builtin_return_address(0), 0);
+    return ks_mutex_lock_slow(m, __builtin_return_address(0));
 }
 
 KS_EXPORT int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *abstime)
@@ -104,12 +142,17 @@ KS_EXPORT int pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t clk, const s
 
 KS_EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
 {
-    return ks_tried(m, __builtin_return_address(0), KS_CALL_OR(pthread_mutex_trylock, EAGAIN, (m)));
+    if (ks_mutex_fast_trylock(m))
+        return ks_tried(m, __builtin_return_address(0), 0);
+    return ks_mutex_trylock_slow(m, __builtin_return_address(0));
 }
 
 KS_EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
 {
-    return ks_released(m, KS_CALL_OR(pthread_mutex_unlock, EAGAIN, (m)));
+    int fast = ks_mutex_fast_unlock(m);
+    if (KS_LIKELY(fast == KS_MUTEX_RELEASED))
+        return ks_released(m, 0);
+    return ks_mutex_unlock_slow(m, fast);
 }
 
 /* ---- Read-write locks (each read lock counts: they nest) ------------- */

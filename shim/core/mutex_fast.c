@@ -1,0 +1,119 @@
+/* See mutex_fast.h. The probe: the fast path is turned on only where glibc
+ * is seen doing exactly what it replicates, on this machine, in this
+ * process, with whatever tunables it was started with. */
+#include "mutex_fast.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "elf_sym.h"
+#include "ks.h"
+#include "real.h"
+
+int ks_mutex_fast_on;
+unsigned long ks_mutex_tid_off;
+
+void ks_mutex_wake(int *lock)
+{
+    int e = errno;
+    syscall(SYS_futex, lock, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    errno = e;
+}
+
+/* ADDR is libc's own definition of NAME (default version), the one the
+ * program would bind to without the shim and without any other interposer.
+ * LIBC: libc.so.6's object (one walk of the loader's list finds it for all
+ * the probe's lookups: each walk costs about 2,400 instructions at start). */
+static int ks_is_libc_def(const struct ks_elf_obj *libc, const char *name, void *addr)
+{
+    const ElfW(Sym) *s = addr ? ks_elf_find(libc, name, ks_elf_gnu_hash(name), NULL) : NULL;
+    return s && ks_elf_addr(libc, s) == addr;
+}
+
+/* struct pthread's tid offset, from the descriptor glibc keeps for
+ * libthread_db: {bits, elements, offset}; also libc's object into LIBC.
+ * 0 if absent or implausible. */
+static unsigned long ks_find_tid_off(struct ks_elf_obj *libc)
+{
+    struct ks_elf_loaded l;
+    if (ks_elf_find_loaded("_thread_db_pthread_tid", "libc.so.6", &l) != 0)
+        return 0;
+    *libc = l.obj;
+    const uint32_t *d = ks_elf_addr(&l.obj, l.sym);
+    if (!d || d[0] != 32 || d[1] != 1 || d[2] == 0 || d[2] % 4 != 0 || d[2] > 4096)
+        return 0;
+    return d[2];
+}
+
+struct ks_mutex_words {
+    int lock;
+    unsigned int count;
+    int owner;
+    unsigned int nusers;
+    int kind;
+};
+
+static int ks_words_are(const pthread_mutex_t *m, struct ks_mutex_words w)
+{
+    return m->__data.__lock == w.lock && m->__data.__count == w.count &&
+           m->__data.__owner == w.owner && m->__data.__nusers == w.nusers &&
+           m->__data.__kind == w.kind;
+}
+
+/* glibc's own lock, trylock and unlock on a default mutex leave exactly the
+ * words the fast path would, and never mark __kind (forced elision does). */
+static int ks_glibc_agrees(pid_t tid)
+{
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    const struct ks_mutex_words held = {1, 0, tid, 1, 0}, free = {0, 0, 0, 0, 0};
+    if (KS_REAL(pthread_mutex_lock)(&m) != 0)
+        return 0;
+    int ok = ks_words_are(&m, held);
+    if (KS_REAL(pthread_mutex_trylock)(&m) != EBUSY)   /* held: glibc says busy */
+        ok = 0;
+    ok &= ks_words_are(&m, held);
+    if (KS_REAL(pthread_mutex_unlock)(&m) != 0)
+        return 0;
+    ok &= ks_words_are(&m, free);
+    if (KS_REAL(pthread_mutex_trylock)(&m) != 0)
+        return 0;
+    ok &= ks_words_are(&m, held);
+    if (KS_REAL(pthread_mutex_unlock)(&m) != 0)
+        return 0;
+    return ok && ks_words_are(&m, free);
+}
+
+void ks_mutex_fast_init(void)
+{
+#if defined(__SANITIZE_THREAD__) || defined(KS_TSAN)
+    /* ThreadSanitizer must see every lock: its interceptors are the next
+     * definitions anyway (the check below), but say so here too. */
+    ks_debug("mutex fast path off: ThreadSanitizer build");
+    return;
+#else
+    struct ks_elf_obj libc;
+    unsigned long off = ks_find_tid_off(&libc);
+    pid_t tid = ks_gettid();
+    if (off == 0 || ks_mutex_tp_pid(off) != tid) {
+        ks_debug("mutex fast path off: glibc's thread id not found");
+        return;
+    }
+    if (!ks_is_libc_def(&libc, "pthread_mutex_lock", (void *)KS_REAL(pthread_mutex_lock)) ||
+        !ks_is_libc_def(&libc, "pthread_mutex_trylock", (void *)KS_REAL(pthread_mutex_trylock)) ||
+        !ks_is_libc_def(&libc, "pthread_mutex_unlock", (void *)KS_REAL(pthread_mutex_unlock))) {
+        ks_debug("mutex fast path off: the lock functions are not libc's own");
+        return;
+    }
+    ks_mutex_tid_off = off;
+    if (!ks_glibc_agrees(tid)) {
+        ks_debug("mutex fast path off: glibc's default mutex is not the expected one "
+                 "(elision forced?)");
+        return;
+    }
+    __atomic_store_n(&ks_mutex_fast_on, 1, __ATOMIC_RELEASE);
+    ks_debug("mutex fast path on (tid at +%lu)", off);
+#endif
+}
