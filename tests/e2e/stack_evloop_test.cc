@@ -5,11 +5,12 @@
 // never "no stack: in a system call a signal would cut short". And no
 // epoll_wait of the loop returns early or fails meanwhile.
 //
-// The gap this pins down (docs/robust.md, "Stacks under load"): the stack
-// verb read each thread's system call from /proc before it held the
-// threads. A loop seen blocked in epoll_wait then, and back in its own code
-// by the hold, was taken for one still blocked there and not dumped: about
-// 1 dump in 15 here, 1 in tens for redis under redis-benchmark.
+// The gap this pins down (docs/robust.md, "Stacks of threads that come and
+// go from a wrapped call"): the stack verb read each thread's system call
+// from /proc before it held the threads. A loop seen blocked in epoll_wait
+// then, and back in its own code by the hold, was taken for one still
+// blocked there and not dumped: 1 dump in 20 to 50 here, about 1 in 10 for
+// redis under a light load.
 #include <gtest/gtest.h>
 #include <json-c/json.h>
 
