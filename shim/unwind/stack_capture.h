@@ -144,7 +144,7 @@ int ks_dump_why_not_signal(pid_t tid, const struct ks_syscall *sc, struct ks_tas
  * signal would cut short is a call the shim does not wrap. A read from
  * before the hold proves nothing: the thread may have left its wrapped call
  * since, and would be taken for one still blocked in it (a dump of redis
- * under load missed its event loop's stack so, about once in a hundred). */
+ * under a light load missed its event loop's stack so, 1 time in 10). */
 enum ks_via { KS_VIA_NONE, KS_VIA_CALL, KS_VIA_SIGNAL };
 
 struct ks_capture {
