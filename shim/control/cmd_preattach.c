@@ -142,7 +142,7 @@ static int ks_pre_stack_runtime(pid_t tid, char *why, size_t cap, int *runtime)
     struct ks_capture c = {.tid = tid};
     struct ks_capture *v[1] = {&c};
     struct ks_capture_opts o = {.answer_ns = 1000ull * 1000000, .slice_ns = 20ull * 1000000,
-                                .grace_ns = 50ull * 1000000, .read_sc = 1};
+                                .grace_ns = 50ull * 1000000};
     char module[64];
     int rc = 0;
     ks_dump_lock();

@@ -46,10 +46,10 @@ struct ks_target {
                                         * the shim did not see start) */
     void *wait_obj;
     pid_t owner;
-    /* From /proc: stat for every thread; the system call, in CAP, for the
-     * selected ones. */
-    struct ks_taskstat stat;
-    struct ks_capture cap;      /* tid, rec, id, gone; the capture (stack_capture.h) */
+    struct ks_taskstat stat;    /* from /proc, for every thread */
+    struct ks_capture cap;      /* tid, rec, id, gone; the capture, with the system
+                                 * call it read once the thread was held
+                                 * (stack_capture.h) */
 };
 
 struct ks_targets {
@@ -225,20 +225,15 @@ static void ks_out_target(struct ks_out *out, const struct ks_target *t)
     ks_out_eol(out);
 }
 
-/* Reads /proc for every thread; one whose stat is gone has exited since the
- * directory was read. */
+/* Reads every thread's stat; one whose stat is gone has exited since the
+ * directory was read. (Not its system call: the capture reads that once the
+ * thread is held; a read from here would be stale by then.) */
 static void ks_read_proc(struct ks_targets *ts)
 {
     for (int i = 0; i < ts->n && !ts->no_proc; i++) {
         struct ks_target *t = &ts->v[i];
-        if (t->cap.gone)
-            continue;
-        if (ks_read_task_stat(0, t->cap.tid, &t->stat) != 0) {
+        if (!t->cap.gone && ks_read_task_stat(0, t->cap.tid, &t->stat) != 0)
             t->cap.gone = 1;
-            continue;
-        }
-        if (t->selected)
-            t->cap.have_sc = ks_read_task_syscall(t->cap.tid, &t->cap.sc) == 0;
     }
 }
 

@@ -143,7 +143,6 @@ static void ks_check_take(struct ks_cancel_check *c, struct ks_capture *cap)
         .answer_ns = KS_CHECK_ANSWER_NS,
         .slice_ns = KS_CHECK_SLICE_NS,
         .grace_ns = KS_CHECK_GRACE_NS,
-        .read_sc = 1,
         .keep_call_held = 1,   /* until ks_cancel_check_done: the cancel acts in that call */
         .on_hold = ks_check_on_hold,
         .arg = &deferred,

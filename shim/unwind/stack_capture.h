@@ -136,7 +136,15 @@ int ks_dump_why_not_signal(pid_t tid, const struct ks_syscall *sc, struct ks_tas
  * registered thread (reader flag); unwind those held in a wrapped call from
  * their saved registers; signal the others where that is invisible; wait
  * for their answers, noticing those that exit; abandon the rest; let the
- * held threads go. Runs on the control side with the dump lock held. */
+ * held threads go. Runs on the control side with the dump lock held.
+ *
+ * Each thread's system call is read from /proc only once it is held: a
+ * thread held outside any wrapped call cannot enter one until it has
+ * answered (blocking.h), so a read after the hold that shows a call a
+ * signal would cut short is a call the shim does not wrap. A read from
+ * before the hold proves nothing: the thread may have left its wrapped call
+ * since, and would be taken for one still blocked in it (a dump of redis
+ * under a light load missed its event loop's stack so, 1 time in 10). */
 enum ks_via { KS_VIA_NONE, KS_VIA_CALL, KS_VIA_SIGNAL };
 
 struct ks_capture {
@@ -147,9 +155,10 @@ struct ks_capture {
                                  * checking it is still linked with ID, or while held */
     uint64_t id;
     int gone;                   /* in: known gone (skipped); out: exited meanwhile */
-    int have_sc;                /* SC known (read by the caller, or here: read_sc) */
-    struct ks_syscall sc;       /* its system call from /proc, before signalling */
     /* Filled. */
+    int have_sc;                /* SC was read */
+    struct ks_syscall sc;       /* its system call from /proc, read once it was held
+                                 * (see ks_capture_stacks) */
     struct ks_dump_entry *e;    /* its entry in the table returned */
     int via;                    /* enum ks_via; NONE: no stack, WHY says why */
     int why;                    /* enum ks_nostack */
@@ -164,8 +173,6 @@ struct ks_capture_opts {
     uint64_t slice_ns;          /* how often meanwhile an unanswered tid is checked alive */
     uint64_t grace_ns;          /* for a handler caught mid-answer */
     int no_proc;                /* /proc unreadable: never signal (NO_PROCFS) */
-    int read_sc;                /* read each thread's system call just before it
-                                 * would be signalled (else the caller's, if any) */
     int keep_call_held;         /* a thread unwound from its wrapped call stays held
                                  * (held = 1): the caller lets it go (ks_reader_release) */
     /* If set: called for each thread as it is held, under the registry lock

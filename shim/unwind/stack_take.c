@@ -87,6 +87,10 @@ static void ks_cap_unwind_calls(struct ks_capture *const *v, int n, const struct
         struct ks_capture *c = v[i];
         if (c->via != KS_VIA_CALL)
             continue;
+        /* Held: the call it is in, or the wrapper around it (for the
+         * report only; nothing is decided on it). */
+        if (!o->no_proc)
+            c->have_sc = ks_read_task_syscall(c->tid, &c->sc) == 0;
         ks_unwind_regs(&c->regs, c->e);
         c->e->state = KS_ENTRY_DONE;
         if (!o->keep_call_held)
@@ -94,7 +98,9 @@ static void ks_cap_unwind_calls(struct ks_capture *const *v, int n, const struct
     }
 }
 
-/* Why C may not be signalled (reads /proc: not under the registry lock). */
+/* Why C may not be signalled (reads /proc: not under the registry lock).
+ * C is held (if registered): the system call read here is not one it left
+ * since (stack_capture.h). */
 static void ks_cap_look(struct ks_capture *c, const struct ks_capture_opts *o)
 {
     /* Without /proc nothing says whether a signal would cut a system call
@@ -103,8 +109,7 @@ static void ks_cap_look(struct ks_capture *c, const struct ks_capture_opts *o)
         c->why = KS_NOSTACK_NO_PROCFS;
         return;
     }
-    if (o->read_sc)
-        c->have_sc = ks_read_task_syscall(c->tid, &c->sc) == 0;
+    c->have_sc = ks_read_task_syscall(c->tid, &c->sc) == 0;
     c->why = ks_dump_why_not_signal(c->tid, c->have_sc ? &c->sc : NULL, &c->st);
     if (c->why == KS_NOSTACK_EXITED && c->st.state != 'Z')
         c->gone = 1;   /* its status vanished: it has exited since it was listed */

@@ -1,13 +1,16 @@
 // Debian's redis-server (linked with jemalloc) under the shim (issue 11,
 // section 2): it used to die with SIGSEGV before printing a line. Started on
-// a free loopback port with I/O threads, loaded with redis-benchmark,
-// listed and dumped meanwhile (the dumps must not disturb it), then shut
-// down with SHUTDOWN NOSAVE: it exits 0. The throughput comparison with and
+// a free loopback port with I/O threads, loaded with redis-benchmark (20
+// clients, then 2), listed and dumped meanwhile (the dumps must not disturb
+// it, and each has the event loop's stack), then shut down with SHUTDOWN
+// NOSAVE: it exits 0. The throughput comparison with and
 // without the shim is tools/bench/redis.sh, not a timed test.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -64,6 +67,17 @@ std::string Slurp(const std::string& path) {
   return ss.str();
 }
 
+// A dump of PID (redis-server) has its event loop's stack: held in its
+// wrapped epoll_wait, or signalled between calls. (A loop seen in epoll_wait
+// before the dump held it, and out of it by then, was once refused both:
+// docs/robust.md, "Stacks of threads that come and go from a wrapped call";
+// stack_evloop_test pins it down without redis.)
+void ExpectLoopIn(const std::string& pid, const char* load, int n) {
+  ks::Result s = ks::Inject({"--stack", pid});
+  EXPECT_EQ(s.code, 0) << s.err;
+  EXPECT_NE(s.out.find("aeMain"), std::string::npos) << load << " load, dump " << n << "\n" << s.out;
+}
+
 TEST(Redis, ServesUnderLoadWhileListedAndDumpedAndShutsDownCleanly) {
   for (const char* p : {kServer, kCli, kBench})
     ASSERT_EQ(access(p, X_OK), 0) << p << " missing: tools/setup.sh installs redis-server, redis-tools";
@@ -111,29 +125,13 @@ TEST(Redis, ServesUnderLoadWhileListedAndDumpedAndShutsDownCleanly) {
   ks::Target bench(kBench, {"-h", "127.0.0.1", "-p", std::to_string(port), "-c", "20", "-n", "20000",
                             "-t", "set,get,incr,lpush,lpop", "--threads", "2", "--csv"},
                    {}, /*preload=*/false);
-  // Known gap (docs/robust.md, "Known gaps"): under this load a dump now and
-  // then finds the event loop's thread in epoll_wait without having held it
-  // at the shim's wrapper, and says "no stack" for it rather than cut the call
-  // short. So: the event loop in nearly every dump, and a stated reason where not.
-  int lists = 0, dumps = 0, with_loop = 0;
+  int dumps = 0;
   while (bench.Alive()) {
     ks::Result l = ks::Inject({"--json", pid});
     EXPECT_EQ(l.code, 0) << l.err;
-    lists += l.code == 0;
-    ks::Result s = ks::Inject({"--stack", pid});
-    EXPECT_EQ(s.code, 0) << s.err;
-    if (s.code == 0) {
-      dumps++;
-      if (s.out.find("aeMain") != std::string::npos)
-        with_loop++;
-      else
-        EXPECT_NE(s.out.find("no stack: in a system call that a signal would cut short"), std::string::npos)
-            << s.out;
-    }
+    ExpectLoopIn(pid, "heavy", ++dumps);
   }
-  EXPECT_GE(with_loop * 10, dumps * 9) << with_loop << " of " << dumps << " dumps show aeMain";
   EXPECT_EQ(bench.Wait(), 0) << bench.Stderr();
-  EXPECT_GT(lists, 0);
   EXPECT_GT(dumps, 0);
   std::string out;
   for (std::string l; !(l = bench.ReadLine(2000)).empty();) out += l + "\n";
@@ -141,12 +139,26 @@ TEST(Redis, ServesUnderLoadWhileListedAndDumpedAndShutsDownCleanly) {
     EXPECT_NE(out.find(test), std::string::npos) << test << " missing from\n" << out << bench.Stderr();
   EXPECT_EQ(out.find("rror"), std::string::npos) << out;
 
+  // Two clients, one request each at a time: the loop sleeps in epoll_wait
+  // between requests and is woken for each, the pattern that lost its stack
+  // (9 in 100 dumps before the fix, redis-benchmark -c 2: docs/robust.md).
+  ks::Target light(kBench, {"-h", "127.0.0.1", "-p", std::to_string(port), "-c", "2", "-l", "-t",
+                            "set,get", "--csv"},
+                   {}, /*preload=*/false);
+  long end = ks::NowMs() + 60000;
+  for (int i = 1; i <= 40 && ks::NowMs() < end && light.Alive(); i++) ExpectLoopIn(pid, "light", i);
+  EXPECT_TRUE(light.Alive()) << light.Stderr();
+  kill(light.pid(), SIGTERM);
+  int lst = light.Wait(20000);
+  EXPECT_TRUE(WIFSIGNALED(lst) && WTERMSIG(lst) == SIGTERM) << "status " << lst << light.Stderr();
+
   // Still serving, its data intact.
   EXPECT_EQ(Cli(port, {"set", "killshim", "still-here"}).out, "OK\n");
   EXPECT_EQ(Cli(port, {"get", "killshim"}).out, "still-here\n");
   EXPECT_EQ(Cli(port, {"get", "counter:__rand_int__"}).code, 0);
   ks::Result stack = ks::Inject({"--stack", pid});
   EXPECT_EQ(stack.code, 0) << stack.err;
+  EXPECT_NE(stack.out.find("aeMain"), std::string::npos) << stack.out;
 
   Cli(port, {"shutdown", "nosave"});
   int st = t.Wait(20000);
