@@ -87,31 +87,37 @@ static void ks_got_store(uintptr_t slot, void *hook, uintptr_t relro_lo, uintptr
         mprotect(page, 4096, PROT_READ);
 }
 
-/* One relocation table (DT_RELA or DT_JMPREL) of an object. */
-static void ks_got_table(struct ks_got_walk *w, const struct dl_phdr_info *info,
-                         const struct ks_elf_obj *o, const ElfW(Rela) *rel, size_t n)
+/* Every GOT slot of a named symbol in an object's relocation tables
+ * (DT_RELA and DT_JMPREL, ks_got_rels): FN(ARG, symbol, its name, slot,
+ * RELRO range) for each. */
+typedef void ks_got_slot_fn(void *arg, const ElfW(Sym) *sym, const char *name, uintptr_t slot,
+                            uintptr_t relro_lo, uintptr_t relro_hi);
+static void ks_got_slots(const struct dl_phdr_info *info, const struct ks_elf_obj *o,
+                         ks_got_slot_fn *fn, void *arg);
+
+/* One slot for ks_got_visit: the shim's hook if the slot binds a function
+ * the shim interposes to libc's, or is not bound yet (lazy: it still points
+ * into the object's own PLT). */
+struct ks_got_visit_arg {
+    struct ks_got_walk *w;
+    const struct dl_phdr_info *info;
+};
+
+static void ks_got_want_slot(void *arg, const ElfW(Sym) *sym, const char *name, uintptr_t slot,
+                             uintptr_t rlo, uintptr_t rhi)
 {
-    uintptr_t rlo, rhi;
-    ks_relro(info, &rlo, &rhi);
-    for (size_t i = 0; i < n; i++) {
-        unsigned type = ELF64_R_TYPE(rel[i].r_info);
-        size_t sym = ELF64_R_SYM(rel[i].r_info);
-        if ((type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT) || !sym)
+    (void)sym;
+    struct ks_got_visit_arg *v = arg;
+    struct ks_got_walk *w = v->w;
+    for (int f = 0; f < w->nwant; f++) {
+        if (strcmp(name, w->want[f].name) != 0)
             continue;
-        const char *name = o->strtab + o->symtab[sym].st_name;
-        uintptr_t slot = info->dlpi_addr + rel[i].r_offset;
-        for (int f = 0; f < w->nwant; f++) {
-            if (strcmp(name, w->want[f].name) != 0)
-                continue;
-            void *cur = __atomic_load_n((void **)slot, __ATOMIC_ACQUIRE);
-            /* Bound to libc's, or not bound yet (lazy: it still points
-             * into the object's own PLT). */
-            if (cur == w->want[f].real || ks_elf_info_contains(info, (uintptr_t)cur)) {
-                ks_got_store(slot, w->want[f].hook, rlo, rhi);
-                w->changed++;
-            }
-            break;
+        void *cur = __atomic_load_n((void **)slot, __ATOMIC_ACQUIRE);
+        if (cur == w->want[f].real || ks_elf_info_contains(v->info, (uintptr_t)cur)) {
+            ks_got_store(slot, w->want[f].hook, rlo, rhi);
+            w->changed++;
         }
+        return;
     }
 }
 
@@ -217,6 +223,26 @@ static void ks_got_rels(const struct dl_phdr_info *info, struct ks_got_rels *r)
     r->njmprel = jmprel ? pltsz / sizeof(ElfW(Rela)) : 0;
 }
 
+static void ks_got_slots(const struct dl_phdr_info *info, const struct ks_elf_obj *o,
+                         ks_got_slot_fn *fn, void *arg)
+{
+    uintptr_t rlo, rhi;
+    ks_relro(info, &rlo, &rhi);
+    struct ks_got_rels r;
+    ks_got_rels(info, &r);
+    const ElfW(Rela) *tab[2] = {r.rela, r.jmprel};
+    size_t len[2] = {r.nrela, r.njmprel};
+    for (int t = 0; t < 2; t++)
+        for (size_t i = 0; i < len[t]; i++) {
+            unsigned type = ELF64_R_TYPE(tab[t][i].r_info);
+            size_t sym = ELF64_R_SYM(tab[t][i].r_info);
+            if ((type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT) || !sym)
+                continue;
+            fn(arg, &o->symtab[sym], o->strtab + o->symtab[sym].st_name,
+               info->dlpi_addr + tab[t][i].r_offset, rlo, rhi);
+        }
+}
+
 static int ks_got_visit(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
@@ -226,10 +252,8 @@ static int ks_got_visit(struct dl_phdr_info *info, size_t size, void *arg)
         ks_elf_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0 ||
         ks_got_never(&o) || !ks_got_ready(info, w))
         return 0;
-    struct ks_got_rels r;
-    ks_got_rels(info, &r);
-    ks_got_table(w, info, &o, r.rela, r.nrela);
-    ks_got_table(w, info, &o, r.jmprel, r.njmprel);
+    struct ks_got_visit_arg v = {w, info};
+    ks_got_slots(info, &o, ks_got_want_slot, &v);
     return 0;
 }
 
@@ -359,23 +383,14 @@ struct ks_got_rebind {
     int changed;
 };
 
-static void ks_got_rebind_table(struct ks_got_rebind *rb, const struct dl_phdr_info *info,
-                                const struct ks_elf_obj *o, const ElfW(Rela) *rel, size_t n)
+static void ks_got_rebind_slot(void *arg, const ElfW(Sym) *sym, const char *name, uintptr_t slot,
+                               uintptr_t rlo, uintptr_t rhi)
 {
-    uintptr_t rlo, rhi;
-    ks_relro(info, &rlo, &rhi);
-    for (size_t i = 0; i < n; i++) {
-        unsigned type = ELF64_R_TYPE(rel[i].r_info);
-        size_t sym = ELF64_R_SYM(rel[i].r_info);
-        if ((type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT) || !sym ||
-            o->symtab[sym].st_shndx != SHN_UNDEF)
-            continue;
-        void *to = rb->to(o->strtab + o->symtab[sym].st_name, rb->arg);
-        uintptr_t slot = info->dlpi_addr + rel[i].r_offset;
-        if (to && __atomic_load_n((void **)slot, __ATOMIC_ACQUIRE) != to) {
-            ks_got_store(slot, to, rlo, rhi);
-            rb->changed++;
-        }
+    struct ks_got_rebind *rb = arg;
+    void *to = sym->st_shndx == SHN_UNDEF ? rb->to(name, rb->arg) : NULL;
+    if (to && __atomic_load_n((void **)slot, __ATOMIC_ACQUIRE) != to) {
+        ks_got_store(slot, to, rlo, rhi);
+        rb->changed++;
     }
 }
 
@@ -387,10 +402,7 @@ static int ks_got_rebind_visit(struct dl_phdr_info *info, size_t size, void *arg
     if (info->dlpi_addr != rb->base ||
         ks_elf_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0)
         return 0;
-    struct ks_got_rels r;
-    ks_got_rels(info, &r);
-    ks_got_rebind_table(rb, info, &o, r.rela, r.nrela);
-    ks_got_rebind_table(rb, info, &o, r.jmprel, r.njmprel);
+    ks_got_slots(info, &o, ks_got_rebind_slot, rb);
     return 1;
 }
 
