@@ -230,13 +230,40 @@ int Target::Wait(int timeout_ms) {
 
 bool Target::Alive() { return Wait(0) == -1; }
 
+static std::string FirstLine(const std::string& path) {
+  std::ifstream f(path);
+  std::string l;
+  std::getline(f, l);
+  return l;
+}
+
 bool Target::WaitSocket(int timeout_ms) {
   long deadline = NowMs() + timeout_ms;
+  int connected = 0;
   while (NowMs() < deadline) {
     RawClient c(pid_);
+    connected += c.ok();
     if (c.ok() && c.ReadLine(1000).rfind("killshim", 0) == 0) return true;
     usleep(10000);
   }
+  // What the program was doing, for the failure's report: its tasks, each
+  // with its name and system call, and what it wrote to stderr.
+  std::string proc = "/proc/" + std::to_string(pid_);
+  std::string state;
+  std::ifstream st(proc + "/status");
+  for (std::string l; std::getline(st, l);)
+    if (l.rfind("State:", 0) == 0) state = l;
+  fprintf(stderr, "[harness] no banner from pid %d in %d ms (%d connects); %s\n", pid_,
+          timeout_ms, connected, state.empty() ? "gone" : state.c_str());
+  for (pid_t t : Tasks(pid_)) {
+    std::string task = proc + "/task/" + std::to_string(t);
+    fprintf(stderr, "[harness]   task %d %s: syscall %s; wchan %s\n", t,
+            FirstLine(task + "/comm").c_str(), FirstLine(task + "/syscall").c_str(),
+            FirstLine(task + "/wchan").c_str());
+  }
+  std::string err = Stderr();
+  if (err.size() > 2000) err = err.substr(err.size() - 2000);
+  fprintf(stderr, "[harness]   its stderr: %s\n", err.empty() ? "(empty)" : err.c_str());
   return false;
 }
 
