@@ -84,17 +84,25 @@ static void ks_fork_parent(void)
     }
 }
 
-/* Only the forking thread lives on in the child. Every shim lock first: a
- * parent thread may have held one at fork, and the rest take them. */
+/* Only the forking thread lives on in the child. The shim's locks first:
+ * those this thread took in prepare are unlocked, then every other is reset
+ * (a parent thread may have held one at fork), and the rest take them. */
 KS_FORK_PATH static void ks_after_fork_child(void)
 {
-    ks_locks_after_fork();
-    if (ks_fork_holds_dump)
-        ks_fork_holds_dump = 0;
-    if (ks_fork_holds_load)
+    /* Unlocked, not reset: the same thread holds them in the child
+     * (ThreadSanitizer, which cannot see a reset, reported a double lock at
+     * the child's load). */
+    if (ks_fork_holds_load) {
         ks_fork_holds_load = 0;
-    else if (__atomic_load_n(&ks_loading, __ATOMIC_ACQUIRE))
+        ks_unlock(&ks_load_mu);
+    } else if (__atomic_load_n(&ks_loading, __ATOMIC_ACQUIRE)) {
         ks_load_torn = 1;
+    }
+    if (ks_fork_holds_dump) {
+        ks_fork_holds_dump = 0;
+        ks_dump_unlock();
+    }
+    ks_locks_after_fork();
     ks_registry_reset_after_fork();
     ks_abort_after_fork_child();
     ks_stack_after_fork_child();
