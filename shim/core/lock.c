@@ -15,7 +15,9 @@ void ks_lock(struct ks_lock *l)
     KS_TSAN_ACQUIRE(&l->mu);
 }
 
-void ks_unlock(struct ks_lock *l)
+/* In the fork path's text: a fork child unlocks what its thread took in
+ * the fork's prepare (init.c), and touches one code page less. */
+KS_FORK_PATH void ks_unlock(struct ks_lock *l)
 {
     KS_TSAN_RELEASE(&l->mu);
     KS_REAL(pthread_mutex_unlock)(&l->mu);
