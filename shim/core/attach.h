@@ -88,8 +88,9 @@ int ks_got_patch_deps(void);
  * relocated, and not unloaded meanwhile): every GOT slot of an undefined
  * function or object NAME for which TO(NAME, ARG) gives an address is
  * pointed there; TO returns NULL to leave a slot as the loader bound it.
- * Returns the number of slots changed. For the shim's own dependencies
- * (unwind_tsan.c). */
+ * TO is called after the walk of the loader's list, not under its lock (it
+ * may call dlsym). Up to 256 slots. Returns the number of slots changed.
+ * For the shim's own dependencies (libunwind: shim/unwind/unwind.c). */
 int ks_got_rebind(uintptr_t base, void *(*to)(const char *name, void *arg), void *arg);
 
 #ifdef __cplusplus

@@ -375,23 +375,34 @@ int ks_got_patch_deps(void)
     return ks_got_patch(&w, "pipe2");
 }
 
-/* ks_got_rebind's walk: the one object whose load bias is BASE. */
+/* ks_got_rebind's walk: the one object whose load bias is BASE. Its slots
+ * are only noted inside dl_iterate_phdr's callback, and TO is asked after
+ * the walk: the callback runs under the loader's list lock, and TO may call
+ * dlsym, which takes the loader's load lock. A dlopen in another thread
+ * takes the two the other way round: a Python starting up (its imports)
+ * and the shim's accept thread rebinding libunwind deadlocked, each in a
+ * futex on one of the two locks, 2 runs in 9 of the Python tests. */
+#define KS_REBIND_MAX 256
 struct ks_got_rebind {
     uintptr_t base;
-    void *(*to)(const char *name, void *arg);
-    void *arg;
-    int changed;
+    int n;
+    struct {
+        const char *name;   /* in the object's string table: it stays loaded */
+        uintptr_t slot, relro_lo, relro_hi;
+    } s[KS_REBIND_MAX];
 };
 
 static void ks_got_rebind_slot(void *arg, const ElfW(Sym) *sym, const char *name, uintptr_t slot,
                                uintptr_t rlo, uintptr_t rhi)
 {
     struct ks_got_rebind *rb = arg;
-    void *to = sym->st_shndx == SHN_UNDEF ? rb->to(name, rb->arg) : NULL;
-    if (to && __atomic_load_n((void **)slot, __ATOMIC_ACQUIRE) != to) {
-        ks_got_store(slot, to, rlo, rhi);
-        rb->changed++;
-    }
+    if (sym->st_shndx != SHN_UNDEF || rb->n == KS_REBIND_MAX)
+        return;
+    rb->s[rb->n].name = name;
+    rb->s[rb->n].slot = slot;
+    rb->s[rb->n].relro_lo = rlo;
+    rb->s[rb->n].relro_hi = rhi;
+    rb->n++;
 }
 
 static int ks_got_rebind_visit(struct dl_phdr_info *info, size_t size, void *arg)
@@ -408,7 +419,19 @@ static int ks_got_rebind_visit(struct dl_phdr_info *info, size_t size, void *arg
 
 int ks_got_rebind(uintptr_t base, void *(*to)(const char *name, void *arg), void *arg)
 {
-    struct ks_got_rebind rb = {.base = base, .to = to, .arg = arg};
-    dl_iterate_phdr(ks_got_rebind_visit, &rb);
-    return rb.changed;
+    struct ks_got_rebind *rb = calloc(1, sizeof *rb);
+    if (!rb)
+        return 0;
+    rb->base = base;
+    dl_iterate_phdr(ks_got_rebind_visit, rb);
+    int changed = 0;
+    for (int i = 0; i < rb->n; i++) {
+        void *fn = to(rb->s[i].name, arg);
+        if (fn && __atomic_load_n((void **)rb->s[i].slot, __ATOMIC_ACQUIRE) != fn) {
+            ks_got_store(rb->s[i].slot, fn, rb->s[i].relro_lo, rb->s[i].relro_hi);
+            changed++;
+        }
+    }
+    free(rb);
+    return changed;
 }
