@@ -44,10 +44,16 @@ KS_LOCK_DEFINE(static, ks_load_mu);
 #define KS_FORK_LOAD_WAIT_MS 2000
 static __thread int ks_fork_holds_load __attribute__((tls_model("initial-exec")));
 static int ks_load_torn;   /* in a child forked during the load */
-static int ks_loading;     /* 1 while ks_load_mu is held for the load */
+/* The load: not begun, under way (ks_load_mu held), done. Once done it
+ * never runs again (a fork child inherits it done), so a fork stops
+ * waiting for it. */
+enum { KS_LOAD_NONE, KS_LOAD_RUNNING, KS_LOAD_DONE };
+static int ks_load_state;
 
 static void ks_fork_take_load(void)
 {
+    if (__atomic_load_n(&ks_load_state, __ATOMIC_ACQUIRE) == KS_LOAD_DONE)
+        return;
     for (unsigned ms = 0; ms < KS_FORK_LOAD_WAIT_MS; ms++) {
         if (ks_trylock(&ks_load_mu) == 0) {
             ks_fork_holds_load = 1;
@@ -72,7 +78,10 @@ static void ks_fork_prepare(void)
     ks_fork_holds_dump = 1;
 }
 
-static void ks_fork_parent(void)
+/* Unlocks what ks_fork_prepare took, in the parent and in the child: there
+ * the same thread holds them (unlocked, not reset: ThreadSanitizer, which
+ * cannot see a reset, reported a double lock at the child's load). */
+KS_FORK_PATH static void ks_fork_release(void)
 {
     if (ks_fork_holds_load) {
         ks_fork_holds_load = 0;
@@ -84,24 +93,17 @@ static void ks_fork_parent(void)
     }
 }
 
+static void ks_fork_parent(void) { ks_fork_release(); }
+
 /* Only the forking thread lives on in the child. The shim's locks first:
  * those this thread took in prepare are unlocked, then every other is reset
  * (a parent thread may have held one at fork), and the rest take them. */
 KS_FORK_PATH static void ks_after_fork_child(void)
 {
-    /* Unlocked, not reset: the same thread holds them in the child
-     * (ThreadSanitizer, which cannot see a reset, reported a double lock at
-     * the child's load). */
-    if (ks_fork_holds_load) {
-        ks_fork_holds_load = 0;
-        ks_unlock(&ks_load_mu);
-    } else if (__atomic_load_n(&ks_loading, __ATOMIC_ACQUIRE)) {
+    if (!ks_fork_holds_load &&
+        __atomic_load_n(&ks_load_state, __ATOMIC_ACQUIRE) == KS_LOAD_RUNNING)
         ks_load_torn = 1;
-    }
-    if (ks_fork_holds_dump) {
-        ks_fork_holds_dump = 0;
-        ks_dump_unlock();
-    }
+    ks_fork_release();
     ks_locks_after_fork();
     ks_registry_reset_after_fork();
     ks_abort_after_fork_child();
@@ -142,9 +144,9 @@ static void ks_init_serving_once(void)
         return;
     }
     ks_lock(&ks_load_mu);
-    __atomic_store_n(&ks_loading, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&ks_load_state, KS_LOAD_RUNNING, __ATOMIC_RELEASE);
     ks_init_serving_load();
-    __atomic_store_n(&ks_loading, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&ks_load_state, KS_LOAD_DONE, __ATOMIC_RELEASE);
     ks_unlock(&ks_load_mu);
 }
 
