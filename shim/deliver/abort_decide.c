@@ -228,7 +228,10 @@ static int ks_decide(struct ks_thread *t, ucontext_t *uc, int from_signal)
             ks_abort_redirect(t, uc, pc, sp, &w, KS_ABORT_HOW_RETURN, 0);
             return KS_DONE;
         }
-        return ks_walk_failed(t, uc, &w);
+        int r = ks_walk_failed(t, uc, &w);
+        if (w.obstacle == KS_OBST_NOTHROW_CALL && w.transient_sp == sp)
+            ks_ai()->transient_sp = 0;   /* it returned from that call already */
+        return r;
     }
     if (ks_ai()->transient_sp && sp < ks_ai()->transient_sp)
         return KS_GO_ON;   /* still deeper than the runtime frame in the way */

@@ -223,6 +223,7 @@ int ks_lsda_eval(const struct ks_lsda_in *in, struct ks_lsda_out *out)
     struct ks_lsda_hdr h;
     int unsup = 0;
     out->landing_pad = 0;
+    out->nothrow_site = 0;
     out->verdict = KS_LSDA_MALFORMED;
     if (!in->buf || ks_lsda_header(in, &r, &h, &unsup) != 0) {
         out->verdict = unsup ? KS_LSDA_UNSUPPORTED : KS_LSDA_MALFORMED;
@@ -236,6 +237,7 @@ int ks_lsda_eval(const struct ks_lsda_in *in, struct ks_lsda_out *out)
     }
     if (!found) {
         out->verdict = in->c_personality ? KS_LSDA_NOTHING : KS_LSDA_TERMINATE;
+        out->nothrow_site = !in->c_personality && h.cs_end > h.cs_pos;
         return out->verdict;
     }
     out->landing_pad = lp;

@@ -47,6 +47,12 @@ struct ks_lsda_in {
 struct ks_lsda_out {
     int verdict;           /* enum ks_lsda_verdict */
     uint64_t landing_pad;  /* 0 if none */
+    /* TERMINATE at this IP only: the call-site table has entries but none
+     * covers IP, a call the compiler knew cannot throw (memcpy) or noexcept
+     * code inlined here. The function's other call sites let an unwind
+     * through. 0 for an empty table (GCC's noexcept function: terminate
+     * anywhere in it) and an empty throw() specification. */
+    int nothrow_site;
 };
 
 /* Evaluates IN; returns OUT->verdict. */

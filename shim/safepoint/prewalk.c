@@ -92,8 +92,9 @@ static void ks_walk_langrt(struct ks_walk *w, uintptr_t ip, int rt)
 }
 
 /* The verdict of the LSDA of frame PI at LOOKUP (the exact pc, or return
- * address - 1): KS_LSDA_*, or -1 if the table lies outside every module. */
-static int ks_frame_lsda(const unw_proc_info_t *pi, uintptr_t lookup)
+ * address - 1): KS_LSDA_*, or -1 if the table lies outside every module.
+ * OUT: the evaluator's whole answer. */
+static int ks_frame_lsda(const unw_proc_info_t *pi, uintptr_t lookup, struct ks_lsda_out *out)
 {
     struct ks_pc_info seg;
     ks_safepoint_lookup(pi->lsda, &seg);
@@ -108,18 +109,30 @@ static int ks_frame_lsda(const unw_proc_info_t *pi, uintptr_t lookup)
         .c_personality = ks_gcc_personality && pi->handler == ks_gcc_personality,
         .is_forced_unwind = ks_is_forced_unwind,
     };
-    struct ks_lsda_out out;
-    return ks_lsda_eval(&in, &out);
+    return ks_lsda_eval(&in, out);
 }
 
-/* Evaluates one frame's LSDA. Returns 0 or sets a verdict in W. FIRST: the
- * frame it would leave from. Leaving there would call std::terminate, but
- * the thread is inside that function and will return from it (a destructor,
- * a noexcept helper): not now rather than never. */
-static int ks_walk_lsda(struct ks_walk *w, const unw_proc_info_t *pi, uintptr_t ip, int exact,
-                        int first)
+/* Where ks_prewalk is: the cursor on the current frame and what the walk
+ * knows of it. */
+struct ks_pw {
+    unw_cursor_t cur;
+    int exact;                /* the frame's IP is an interrupted pc */
+    int flags;
+    int top;                  /* no application frame seen yet */
+    uintptr_t start;          /* the shim's thread start: the walk's end */
+    unw_word_t ip, sp;
+    /* The shallowest frame inside a call that cannot throw (see
+     * ks_walk_lsda): the walk is TRANSIENT unless a deeper frame refuses. */
+    uintptr_t nothrow_ip, nothrow_sp;
+};
+
+/* Evaluates the LSDA of P's frame. Returns 0 or sets a verdict in W. FIRST:
+ * the frame it would leave from. */
+static int ks_walk_lsda(struct ks_walk *w, struct ks_pw *p, const unw_proc_info_t *pi, int first)
 {
-    int v = ks_frame_lsda(pi, exact ? ip : ip - 1);
+    uintptr_t ip = p->ip;
+    struct ks_lsda_out out;
+    int v = ks_frame_lsda(pi, p->exact ? ip : ip - 1, &out);
     if (v < 0) {
         ks_walk_set(w, KS_WALK_REFUSED, ip, "exception table outside any module for", "");
         return -1;
@@ -137,6 +150,22 @@ static int ks_walk_lsda(struct ks_walk *w, const unw_proc_info_t *pi, uintptr_t 
                     " would catch the unwind (the process aborts unless it rethrows)");
         return -1;
     case KS_LSDA_TERMINATE:
+        if (out.nothrow_site) {
+            /* The frame is in a call its compiler knew cannot throw (memcpy),
+             * or in noexcept code inlined into it: std::terminate from this
+             * IP only, wherever the frame is in the stack. Once that call
+             * returned (the thread's SP back at this frame's), its next call
+             * site may let the unwind through: not now rather than never. A
+             * deeper frame may still refuse, so the walk goes on. */
+            if (!p->nothrow_ip) {
+                p->nothrow_ip = ip;
+                p->nothrow_sp = p->sp;
+            }
+            return 0;
+        }
+        /* A noexcept function. FIRST: the thread is inside it and will
+         * return from it (a destructor, a noexcept helper): not now rather
+         * than never. Deeper: every way out of the frames above crosses it. */
         if (first) {
             ks_walk_set(w, KS_WALK_TRANSIENT, ip, "inside noexcept code at",
                         "; leaving there would call std::terminate, waits for it to return");
@@ -152,17 +181,6 @@ static int ks_walk_lsda(struct ks_walk *w, const unw_proc_info_t *pi, uintptr_t 
     }
 }
 
-/* Where ks_prewalk is: the cursor on the current frame and what the walk
- * knows of it. */
-struct ks_pw {
-    unw_cursor_t cur;
-    int exact;                /* the frame's IP is an interrupted pc */
-    int flags;
-    int top;                  /* no application frame seen yet */
-    uintptr_t start;          /* the shim's thread start: the walk's end */
-    unw_word_t ip, sp;
-};
-
 /* An application (or C++ runtime) frame, PI its procedure (PIRC: how
  * get_proc_info went). Returns 1 once W holds the verdict, 0 to step on. */
 static int ks_prewalk_app(struct ks_walk *w, struct ks_pw *p, const unw_proc_info_t *pi, int pirc)
@@ -176,7 +194,7 @@ static int ks_prewalk_app(struct ks_walk *w, struct ks_pw *p, const unw_proc_inf
         p->top = 0;
         w->exit_ip = p->ip;
     }
-    if (!pi->lsda || ks_walk_lsda(w, pi, p->ip, p->exact, first) == 0)
+    if (!pi->lsda || ks_walk_lsda(w, p, pi, first) == 0)
         return 0;
     /* Not before that function returned: its CFA is the caller's SP. */
     unw_word_t csp = 0;
@@ -223,6 +241,19 @@ static int ks_prewalk_frame(struct ks_walk *w, struct ks_pw *p)
     return 1;
 }
 
+/* The walk ended with W's verdict: a frame inside a call that cannot throw
+ * makes it TRANSIENT, unless it refused (a transient obstacle deeper is met
+ * again once that call returned). */
+static void ks_walk_nothrow(struct ks_walk *w, const struct ks_pw *p)
+{
+    if (!p->nothrow_ip || w->verdict == KS_WALK_REFUSED)
+        return;
+    ks_walk_set(w, KS_WALK_TRANSIENT, p->nothrow_ip, "in a call that cannot throw, from",
+                " (leaving would call std::terminate); waits for it to return");
+    w->obstacle = KS_OBST_NOTHROW_CALL;
+    w->transient_sp = p->nothrow_sp;
+}
+
 void ks_prewalk(ucontext_t *ctx, int exact, int flags, struct ks_walk *w)
 {
     memset(w, 0, sizeof *w);
@@ -235,8 +266,10 @@ void ks_prewalk(ucontext_t *ctx, int exact, int flags, struct ks_walk *w)
     p.start = ks_thread_start_addr();
     for (int n = 0; n < KS_WALK_MAX_FRAMES; n++, p.exact = 0) {
         w->frames = n + 1;
-        if (ks_prewalk_frame(w, &p))
+        if (ks_prewalk_frame(w, &p)) {
+            ks_walk_nothrow(w, &p);
             return;
+        }
         int rc = ks_unw.step(&p.cur);
         if (rc == 0) {
             ks_walk_set(w, KS_WALK_REFUSED, p.ip, "the stack ends at", " before the thread's start");
@@ -256,7 +289,8 @@ static int ks_frames_one(struct ks_walk *w, uintptr_t lookup, const unw_proc_inf
 {
     if (!pi->lsda)
         return 0;
-    switch (ks_frame_lsda(pi, lookup)) {
+    struct ks_lsda_out out;
+    switch (ks_frame_lsda(pi, lookup, &out)) {
     case KS_LSDA_NOTHING:
         return 0;
     case KS_LSDA_CLEANUP:

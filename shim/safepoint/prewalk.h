@@ -39,7 +39,10 @@ enum ks_walk_obstacle {
     KS_OBST_NONE = 0,
     KS_OBST_RUNTIME,     /* a runtime frame: the thread runs a callback of libc... */
     KS_OBST_SIGNAL,      /* a signal frame: it runs a signal handler */
-    KS_OBST_NOEXCEPT,    /* the frame it would leave from is noexcept there */
+    KS_OBST_NOEXCEPT,    /* the frame it would leave from is a noexcept function */
+    KS_OBST_NOTHROW_CALL,/* a frame is inside a call that cannot throw (no call-site
+                            entry for it): not before that call returns, at
+                            transient_sp */
 };
 
 struct ks_walk {

@@ -351,6 +351,29 @@ TEST(AbortCxx, DestructorsRunInEveryFrame) {
   p.ExpectHealthy();
 }
 
+// The thread is nearly always inside a call with no handler entry in its
+// caller's exception table (a function the compiler knew cannot throw, as
+// memcpy), in a frame with a destructor. Leaving from there would call
+// std::terminate, but only there: the abort waits for the call to return and
+// leaves at the caller's next call site, never refuses. Three victims in a row
+// (the bug this guards, a refusal, came for nearly every one).
+TEST(AbortCxx, InsideACallThatCannotThrowWaitsForItsReturn) {
+  Prog p("abort_cxx");
+  for (int i = 0; i < 3; i++) {
+    pid_t tid = StartInside(p, "nothrow");
+    Report r = InjectAbort(p.t().pid(), tid);
+    ASSERT_EQ(r.code, 0) << r.raw;
+    EXPECT_EQ(r.top["how"], "aborted") << r.raw;
+    EXPECT_TRUE(r.abort["how"] == "call" || r.abort["how"] == "frame") << r.raw;
+    std::string cl;
+    for (auto& c : r.cleanups) cl += c + "\n";
+    EXPECT_NE(cl.find("RunNothrow"), std::string::npos) << cl;
+    EXPECT_EQ(p.WaitFor("dtor"), "dtor nothrow " + std::to_string(i));
+    EXPECT_EQ(p.Join(i), "joined " + std::to_string(i));
+  }
+  p.ExpectHealthy();
+}
+
 TEST(AbortCxx, ForcedUnwindCanBeCaughtAndRethrown) {
   Prog p("abort_cxx");
   pid_t tid = StartInside(p, "rethrow");

@@ -9,7 +9,7 @@
 //         "throw": the qsort victim's comparator throws once, after checking
 //         that a backtrace from inside qsort reaches the victim's frame
 //         ("backtrace-ok" or "backtrace-broken", then "caught I").
-// KINDs: raii nocall noexcept catchall rethrow cv qsort
+// KINDs: raii nothrow nocall noexcept catchall rethrow cv qsort
 #include <cxxabi.h>
 #include <unistd.h>
 #include <unwind.h>
@@ -81,6 +81,37 @@ __attribute__((noinline)) void RunRaii(Victim* v) {
   Guard g("outer", v->idx);
   Announce(v);
   Inner(v);
+}
+
+// Cannot throw, and the compiler knows it: a call to it gets no entry in the
+// caller's exception table (as memcpy's does), so an unwind from that call's
+// return address would call std::terminate. A leaf of the program without an
+// exception table of its own, a few thousand instructions long.
+__attribute__((noinline)) unsigned long Mix(unsigned long x) noexcept {
+  for (int i = 0; i < 1000; i++) {
+    x = x * 6364136223846793005ul + 1;
+    asm volatile("" : "+r"(x));
+  }
+  return x;
+}
+
+// Nearly always inside Mix, called where leaving would call std::terminate;
+// Work's call, a few instructions later, runs the Guard's destructor. (Work's
+// own handler keeps its call-site range apart from Announce's: GCC's range
+// for two calls with one landing pad would cover the call to Mix between
+// them.)
+__attribute__((noinline)) void RunNothrow(Victim* v) {
+  Guard g("nothrow", v->idx);
+  Announce(v);
+  for (;;) {
+    sink = Mix(sink);
+    try {
+      sink = Work(sink);
+    } catch (const std::runtime_error&) {
+      sink = 0;
+    }
+    v->progress++;
+  }
 }
 
 // A frame with a destructor and a loop without calls: no call boundary.
@@ -193,6 +224,7 @@ void RunCv(Victim* v) {
 void VictimMain(Victim* v) {
   const std::string& k = v->kind;
   if (k == "raii") RunRaii(v);
+  else if (k == "nothrow") RunNothrow(v);
   else if (k == "nocall") RunNocall(v);
   else if (k == "noexcept") RunNoexcept(v);
   else if (k == "catchall") RunCatchAll(v);
