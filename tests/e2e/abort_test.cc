@@ -11,6 +11,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -369,6 +370,33 @@ TEST(AbortCxx, InsideACallThatCannotThrowWaitsForItsReturn) {
     for (auto& c : r.cleanups) cl += c + "\n";
     EXPECT_NE(cl.find("RunNothrow"), std::string::npos) << cl;
     EXPECT_EQ(p.WaitFor("dtor"), "dtor nothrow " + std::to_string(i));
+    EXPECT_EQ(p.Join(i), "joined " + std::to_string(i));
+  }
+  p.ExpectHealthy();
+}
+
+// The same inside memcpy (libc): the thread steps out of it and, once it
+// returned, on to the next call site with a handler entry, in one stepping
+// run. It used to wait there for the whole frame to return, which this one
+// never does: pending past the stepping budget ("no call boundary", "still
+// inside libc") until a retry caught it outside memcpy, seconds later.
+TEST(AbortCxx, InsideANothrowLibraryCallLeavesAtTheNextCallSite) {
+  Prog p("abort_cxx");
+  for (int i = 0; i < 3; i++) {
+    pid_t tid = StartInside(p, "memcpy");
+    std::set<std::string> seen;
+    auto gone = [](Fields& f) {
+      return f["state"] == "ended" || (f["verb"] == "err" && f["code"] == "no-thread");
+    };
+    Fields f = p.AbortUntil(tid, [&seen, &gone](Fields& f) {
+      seen.insert(f["abort_how"] + ": " + f["pending"]);
+      return gone(f) || f["abort"] == "refused" || f["abort_how"] == "no-call-boundary" ||
+             f["pending"].find("after the stepping budget") != std::string::npos;
+    });
+    std::string all;
+    for (auto& s : seen) all += s + "\n";
+    ASSERT_TRUE(gone(f)) << all << p.History();
+    EXPECT_EQ(p.WaitFor("dtor"), "dtor memcpy " + std::to_string(i));
     EXPECT_EQ(p.Join(i), "joined " + std::to_string(i));
   }
   p.ExpectHealthy();
