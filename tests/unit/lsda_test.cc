@@ -79,6 +79,16 @@ KS_SAMPLE void ForcedThenAll() {
 KS_SAMPLE void TypedThenAll() {
   try { Probe(1); } catch (std::runtime_error&) { g_sink = 7; } catch (...) { g_sink = 8; }
 }
+KS_SAMPLE void NothrowProbe() noexcept { Probe(1); }
+// The call to NothrowProbe gets no call-site entry (it cannot throw); the
+// typed handler keeps the last call's range apart from the first's, which
+// would otherwise cover it.
+KS_SAMPLE void AtNothrowCall() {
+  Noisy n;
+  Probe(2);
+  NothrowProbe();
+  try { Probe(3); } catch (std::runtime_error&) { g_sink = 9; }
+}
 KS_SAMPLE void Mixed() {
   Probe(1);   // nothing live yet
   Noisy n;
@@ -132,17 +142,22 @@ Captured RunUntil(void (*fn)(), uintptr_t start, int which) {
   for (; n < (1u << 16); n++) {
     in.len = n;
     ks_lsda_eval(&in, &o);
-    if (o.verdict == full.verdict && o.landing_pad == full.landing_pad) break;
+    if (o.verdict == full.verdict && o.landing_pad == full.landing_pad &&
+        o.nothrow_site == full.nothrow_site)
+      break;
   }
   c.bytes.assign(g_cap.lsda, g_cap.lsda + n);
   return c;
 }
 
-int Verdict(const Captured& c) {
+ks_lsda_out Eval(const Captured& c) {
   ks_lsda_in in = In(c.bytes.data(), c.bytes.size(), c.addr, c.start, c.ip);
   ks_lsda_out o{};
-  return ks_lsda_eval(&in, &o);
+  ks_lsda_eval(&in, &o);
+  return o;
 }
+
+int Verdict(const Captured& c) { return Eval(c).verdict; }
 
 uintptr_t A(void (*fn)()) { return reinterpret_cast<uintptr_t>(fn); }
 
@@ -152,13 +167,32 @@ TEST(Lsda, CleanupWhereAnObjectIsLive) {
   EXPECT_EQ(Verdict(c), KS_LSDA_CLEANUP);
 }
 
+// A noexcept function terminates anywhere in it (GCC: an empty call-site
+// table), not only at this call.
 TEST(Lsda, NoexceptAndThrowSpecTerminate) {
   Captured c = RunUntil(Noexcept, A(Noexcept), 1);
   ASSERT_FALSE(c.bytes.empty());
   EXPECT_EQ(Verdict(c), KS_LSDA_TERMINATE);
+  EXPECT_EQ(Eval(c).nothrow_site, 0);
   Captured t = RunUntil(ThrowSpec, A(ThrowSpec), 1);
   ASSERT_FALSE(t.bytes.empty());
   EXPECT_EQ(Verdict(t), KS_LSDA_TERMINATE);
+  EXPECT_EQ(Eval(t).nothrow_site, 0);
+}
+
+// At a call the compiler knew cannot throw, in a function whose other calls
+// have entries: terminate at that IP only.
+TEST(Lsda, ACallThatCannotThrowTerminatesThereOnly) {
+  Captured c = RunUntil(AtNothrowCall, A(AtNothrowCall), 1);
+  ASSERT_FALSE(c.bytes.empty());
+  ks_lsda_out o = Eval(c);
+  EXPECT_EQ(o.verdict, KS_LSDA_TERMINATE);
+  EXPECT_EQ(o.nothrow_site, 1);
+  Captured before = RunUntil(AtNothrowCall, A(AtNothrowCall), 2);
+  Captured after = RunUntil(AtNothrowCall, A(AtNothrowCall), 3);
+  EXPECT_EQ(Verdict(before), KS_LSDA_CLEANUP);
+  EXPECT_EQ(Verdict(after), KS_LSDA_CLEANUP);
+  EXPECT_EQ(Eval(after).nothrow_site, 0);
 }
 
 TEST(Lsda, CatchClauses) {
@@ -182,8 +216,10 @@ TEST(Lsda, CallSitesInOneFunctionDiffer) {
   ks_lsda_in in = In(after.bytes.data(), after.bytes.size(), after.addr, after.start, after.start);
   ks_lsda_out o{};
   EXPECT_EQ(ks_lsda_eval(&in, &o), KS_LSDA_TERMINATE);
+  EXPECT_EQ(o.nothrow_site, 1);   // the other call has an entry
   in.c_personality = 1;
   EXPECT_EQ(ks_lsda_eval(&in, &o), KS_LSDA_NOTHING);
+  EXPECT_EQ(o.nothrow_site, 0);
 }
 
 void CSampleProbe() { Probe(1); }
