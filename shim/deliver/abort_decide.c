@@ -367,6 +367,22 @@ void ks_abort_on_signal(struct ks_thread *t, siginfo_t *si, ucontext_t *uc)
     t->shim_depth--;
 }
 
+/* The budget ran out inside a call that a walk said the thread must return
+ * from first (ks_walk_failed kept its frame's SP): no frame inside it is a
+ * way out, not even --force's. Says so, rather than "no call boundary";
+ * returns 1 if it did. */
+static int ks_pending_inside_call(struct ks_thread *t, ucontext_t *uc)
+{
+    if (!ks_ai()->transient_sp || ks_sp(uc) >= ks_ai()->transient_sp)
+        return 0;
+    struct ks_walk w;
+    ks_prewalk(uc, 1, ks_walk_flags(t, 0), &w);
+    if (w.verdict != KS_WALK_TRANSIENT)
+        return 0;
+    ks_slot_set(t, KS_ABORT_PENDING, KS_ABORT_HOW_NO_BOUNDARY, w.where, w.reason);
+    return 1;
+}
+
 /* The budget ran out. */
 static void ks_out_of_budget(struct ks_thread *t, ucontext_t *uc)
 {
@@ -379,9 +395,11 @@ static void ks_out_of_budget(struct ks_thread *t, ucontext_t *uc)
             ks_pending(t, KS_ABORT_HOW_INSIDE_RUNTIME, pc, "still inside", " after the stepping budget");
         return;
     }
+    ks_ai()->retry_ns = ks_now_ns() + KS_RETRY_NS;
+    if (ks_pending_inside_call(t, uc))
+        return;
     if (ks_forced(t) && ks_abort_discard_frame(t, uc) == 0)
         return;
-    ks_ai()->retry_ns = ks_now_ns() + KS_RETRY_NS;
     char msg[120];
     struct ks_sb b;
     ks_sb_init(&b, msg, sizeof msg);

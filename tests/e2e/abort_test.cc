@@ -375,6 +375,28 @@ TEST(AbortCxx, InsideACallThatCannotThrowWaitsForItsReturn) {
   p.ExpectHealthy();
 }
 
+// A call that cannot throw and outlasts every stepping run: the abort waits
+// (pending, retried every 2 s, with the reason) and never refuses. It used
+// to be refused at once: "would call std::terminate: ... is noexcept".
+TEST(AbortCxx, InsideALongCallThatCannotThrowIsPendingNotRefused) {
+  Prog p("abort_cxx");
+  pid_t tid = StartInside(p, "nothrowlong");
+  Fields f = p.AbortUntil(tid, [](Fields& f) {
+    return f["abort"] == "refused" || f["state"] == "ended" ||
+           f["pending"].find("in a call that cannot throw") != std::string::npos;
+  });
+  EXPECT_EQ(f["abort"], "pending") << f["pending"] << "\n" << p.History();
+  EXPECT_NE(f["pending"].find("in a call that cannot throw, from abort_cxx+0x"), std::string::npos)
+      << f["pending"];
+  EXPECT_NE(f["pending"].find("waits for it to return"), std::string::npos) << f["pending"];
+  // Unharmed: it runs on, and the program with it.
+  long n0 = Progress(p, 0);
+  for (int i = 0; i < 1000 && Progress(p, 0) == n0; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_GT(Progress(p, 0), n0) << "the thread stopped making progress";
+  p.ExpectHealthy();
+}
+
 // The same inside memcpy (libc): the thread steps out of it and, once it
 // returned, on to the next call site with a handler entry, in one stepping
 // run. It used to wait there for the whole frame to return, which this one

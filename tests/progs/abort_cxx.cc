@@ -9,7 +9,7 @@
 //         "throw": the qsort victim's comparator throws once, after checking
 //         that a backtrace from inside qsort reaches the victim's frame
 //         ("backtrace-ok" or "backtrace-broken", then "caught I").
-// KINDs: raii nothrow memcpy nocall noexcept catchall rethrow cv qsort
+// KINDs: raii nothrow nothrowlong memcpy nocall noexcept catchall rethrow cv qsort
 #include <cxxabi.h>
 #include <unistd.h>
 #include <unwind.h>
@@ -86,26 +86,27 @@ __attribute__((noinline)) void RunRaii(Victim* v) {
 // Cannot throw, and the compiler knows it: a call to it gets no entry in the
 // caller's exception table (as memcpy's does), so an unwind from that call's
 // return address would call std::terminate. A leaf of the program without an
-// exception table of its own, about 1,000 instructions long (stepped through
-// in one run: the abort's time budget is checked every 1,024 steps).
-__attribute__((noinline)) unsigned long Mix(unsigned long x) noexcept {
-  for (int i = 0; i < 250; i++) {
+// exception table of its own, 4 instructions an iteration.
+__attribute__((noinline)) unsigned long Mix(unsigned long x, int n) noexcept {
+  for (int i = 0; i < n; i++) {
     x = x * 6364136223846793005ul + 1;
     asm volatile("" : "+r"(x));
   }
   return x;
 }
 
-// Nearly always inside Mix, called where leaving would call std::terminate;
-// Work's call, a few instructions later, runs the Guard's destructor. (Work's
-// own handler keeps its call-site range apart from Announce's: GCC's range
-// for two calls with one landing pad would cover the call to Mix between
-// them.)
-__attribute__((noinline)) void RunNothrow(Victim* v) {
+// Nearly always inside Mix (N iterations), called where leaving would call
+// std::terminate; Work's call, a few instructions later, runs the Guard's
+// destructor. (Work's own handler keeps its call-site range apart from
+// Announce's: GCC's range for two calls with one landing pad would cover the
+// call to Mix between them.) "nothrow": 250 iterations, stepped through in
+// one run (the abort's time budget is checked every 1,024 steps);
+// "nothrowlong": 10 million, longer than any stepping run.
+__attribute__((noinline)) void RunNothrow(Victim* v, int n) {
   Guard g("nothrow", v->idx);
   Announce(v);
   for (;;) {
-    sink = Mix(sink);
+    sink = Mix(sink, n);
     try {
       sink = Work(sink);
     } catch (const std::runtime_error&) {
@@ -241,7 +242,8 @@ void RunCv(Victim* v) {
 void VictimMain(Victim* v) {
   const std::string& k = v->kind;
   if (k == "raii") RunRaii(v);
-  else if (k == "nothrow") RunNothrow(v);
+  else if (k == "nothrow") RunNothrow(v, 250);
+  else if (k == "nothrowlong") RunNothrow(v, 10000000);
   else if (k == "memcpy") RunMemcpy(v);
   else if (k == "nocall") RunNocall(v);
   else if (k == "noexcept") RunNoexcept(v);
