@@ -367,10 +367,8 @@ void ks_abort_on_signal(struct ks_thread *t, siginfo_t *si, ucontext_t *uc)
     t->shim_depth--;
 }
 
-/* The budget ran out inside a call that a walk said the thread must return
- * from first (ks_walk_failed kept its frame's SP): no frame inside it is a
- * way out, not even --force's. Says so, rather than "no call boundary";
- * returns 1 if it did. */
+/* Out of budget inside a call a walk said to return from first (transient_sp):
+ * no frame in it is a way out, --force's neither. 1 if the slot says so. */
 static int ks_pending_inside_call(struct ks_thread *t, ucontext_t *uc)
 {
     if (!ks_ai()->transient_sp || ks_sp(uc) >= ks_ai()->transient_sp)
