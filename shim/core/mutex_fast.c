@@ -13,7 +13,7 @@
 #include "ks.h"
 #include "real.h"
 
-int ks_mutex_fast_on;
+int ks_mutex_fast_off = 1;
 unsigned long ks_mutex_tid_off;
 
 void ks_mutex_wake(int *lock)
@@ -113,7 +113,7 @@ void ks_mutex_fast_init(void)
                  "(elision forced?)");
         return;
     }
-    __atomic_store_n(&ks_mutex_fast_on, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&ks_mutex_fast_off, 0, __ATOMIC_RELEASE);
     ks_debug("mutex fast path on (tid at +%lu)", off);
 #endif
 }

@@ -17,7 +17,7 @@
  * Everything else returns 0 here and the hook calls glibc, which then does
  * the whole call: any other __kind (every other type, robust, PI,
  * process-shared, elision), a lock that is taken (the wait is glibc's), and
- * everything while ks_mutex_fast_on is 0. The two are one protocol on the
+ * everything while ks_mutex_fast_off is 1. The two are one protocol on the
  * same words, so a mutex locked by one may be unlocked by the other, and
  * pthread_cond_wait (glibc's, on the mutex's words) is unaffected.
  *
@@ -40,9 +40,11 @@
 extern "C" {
 #endif
 
-/* Set once, by ks_mutex_fast_init, before or while hooks run: either value
- * is correct at any moment (the two paths share the protocol). */
-extern int ks_mutex_fast_on __attribute__((visibility("hidden")));
+/* 1 until ks_mutex_fast_init turns the fast path on (0), once, before or
+ * while hooks run: either value is correct at any moment (the two paths
+ * share the protocol). Or'ed into the mutex's __kind, so that one compare
+ * with 0 tests both. */
+extern int ks_mutex_fast_off __attribute__((visibility("hidden")));
 /* Offset of struct pthread's tid from the thread pointer (glibc's
  * _thread_db_pthread_tid, checked by the probe): the value glibc writes to
  * __owner, also right in a fork child before any atfork handler ran. */
@@ -71,8 +73,8 @@ static inline pid_t ks_mutex_glibc_tid(void) { return ks_mutex_tp_pid(ks_mutex_t
 
 static inline int ks_mutex_fast_eligible(pthread_mutex_t *m)
 {
-    return __atomic_load_n(&ks_mutex_fast_on, __ATOMIC_RELAXED) &&
-           __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED) == 0;
+    return (__atomic_load_n(&ks_mutex_fast_off, __ATOMIC_RELAXED) |
+            __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED)) == 0;
 }
 
 /* 1 if M was taken here (the caller then holds it), 0 if glibc must do the
@@ -82,7 +84,7 @@ static inline int ks_mutex_fast_lock(pthread_mutex_t *m)
     if (!ks_mutex_fast_eligible(m))
         return 0;
     int *lock = &m->__data.__lock;
-    if (__libc_single_threaded) {
+    if (KS_LIKELY(__libc_single_threaded)) {
         /* Only this thread exists, and only it could create another. A
          * taken lock is glibc's business (a normal mutex relocked hangs). */
         if (__atomic_load_n(lock, __ATOMIC_RELAXED) != 0)
@@ -126,7 +128,7 @@ static inline int ks_mutex_fast_unlock(pthread_mutex_t *m)
     int *lock = &m->__data.__lock;
     m->__data.__owner = 0;
     --m->__data.__nusers;
-    if (__libc_single_threaded) {
+    if (KS_LIKELY(__libc_single_threaded)) {
         __atomic_store_n(lock, 0, __ATOMIC_RELEASE);
         return KS_MUTEX_RELEASED;
     }

@@ -35,12 +35,25 @@ static __attribute__((noinline, cold)) int ks_last_lock_released(struct ks_threa
     return 0;
 }
 
-/* Takes OBJ out of SELF's count after its real unlock returned 0; returns 0. */
-static inline int ks_held_remove(struct ks_thread *self, void *obj)
+/* ks_held_remove when OBJ is not the newest lock remembered (or more are
+ * held than remembered): the search, out of line, reached by a tail call. */
+static __attribute__((noinline)) int ks_held_remove_any(struct ks_thread *self, void *obj)
 {
     int n = self->locks_held;
     ks_lock_mark mark;
     if (ks_held_take(self, obj, &mark) == 0 && n == 1 &&
+        KS_UNLIKELY(__atomic_load_n(&self->abort.state, __ATOMIC_ACQUIRE) == KS_ABORT_PENDING))
+        return ks_last_lock_released(self);
+    return 0;
+}
+
+/* Takes OBJ out of SELF's count after its real unlock returned 0; returns 0. */
+static inline int ks_held_remove(struct ks_thread *self, void *obj)
+{
+    int n = ks_held_pop(self, obj);
+    if (KS_UNLIKELY(n == 0))
+        return ks_held_remove_any(self, obj);
+    if (n == 1 &&
         KS_UNLIKELY(__atomic_load_n(&self->abort.state, __ATOMIC_ACQUIRE) == KS_ABORT_PENDING))
         return ks_last_lock_released(self);
     return 0;
@@ -83,7 +96,7 @@ static inline int ks_acquired(struct ks_wait w, void *obj, void *ra, int rc)
 static inline int ks_tried(void *obj, void *ra, int rc)
 {
     struct ks_thread *self = ks_self();
-    if (rc == 0 && !self->shim_depth)
+    if (KS_LIKELY(rc == 0) && KS_LIKELY(!self->shim_depth))
         ks_held_add(self, obj, ra);
     return rc;
 }
@@ -91,7 +104,7 @@ static inline int ks_tried(void *obj, void *ra, int rc)
 static inline int ks_released(void *obj, int rc)
 {
     struct ks_thread *self = ks_self();
-    if (rc == 0 && !self->shim_depth)
+    if (KS_LIKELY(rc == 0) && KS_LIKELY(!self->shim_depth))
         return ks_held_remove(self, obj);
     return rc;
 }
