@@ -95,7 +95,7 @@ struct ks_spawn {
 static void ks_shim_thread_done(void *arg)
 {
     (void)arg;
-    ks_registry_remove_self();
+    ks_registry_remove_self(ks_now_ns());
     ks_recount();
     __atomic_sub_fetch(&ks_alive, 1, __ATOMIC_RELEASE);
 }

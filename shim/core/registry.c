@@ -144,7 +144,7 @@ static void ks_unlink(struct ks_thread *t)
     ks_reg.count--;
 }
 
-void ks_registry_remove_self(void)
+void ks_registry_remove_self(uint64_t now)
 {
     struct ks_thread *t = &ks_self_rec;
     if (!t->linked)
@@ -152,7 +152,7 @@ void ks_registry_remove_self(void)
     ks_registry_lock();
     ks_unlink(t);
     ks_exited[ks_reg.exited_next % KS_EXITED_RING].tid = t->tid;
-    ks_exited[ks_reg.exited_next % KS_EXITED_RING].ns = ks_now_ns();
+    ks_exited[ks_reg.exited_next % KS_EXITED_RING].ns = now;
     ks_exited[ks_reg.exited_next % KS_EXITED_RING].gen = ks_reg.gen;
     ks_reg.exited_next++;
     ks_registry_unlock();

@@ -187,8 +187,9 @@ static inline uintptr_t ks_thread_start_addr(void)
 
 /* Links the calling thread's record with ROLE and START. Idempotent. */
 void ks_registry_add_self(enum ks_role role, void *start);
-/* Unlinks the calling thread's record. Idempotent. */
-void ks_registry_remove_self(void);
+/* Unlinks the calling thread's record, NOW (ks_now_ns) its time of exit:
+ * the caller's one clock read for its grave and this. Idempotent. */
+void ks_registry_remove_self(uint64_t now);
 /* Unlinks every record but the caller's (after fork, in the child). */
 void ks_registry_reset_after_fork(void);
 

@@ -50,8 +50,11 @@ struct ks_grave {
 
 /* Called by T itself on its way out, before it unlinks. SITE: the caller
  * of pthread_exit, the abort's site, the blocked call that was cancelled or
- * the start routine it returned from. */
-void ks_grave_bury(const struct ks_thread *t, int how, uintptr_t site);
+ * the start routine it returned from; ENDED_NS: ks_now_ns() then. Of the
+ * arrays, only the entries their counts name are written: those past them
+ * (and the cleanups and note of a grave not aborted) may be an older
+ * grave's, and are never read. */
+void ks_grave_bury(const struct ks_thread *t, int how, uintptr_t site, uint64_t ended_ns);
 /* The grave of (TID, ID), or with ID 0 the most recent grave of TID. Returns
  * 0 and fills OUT, or ENOENT. */
 int ks_grave_find(pid_t tid, uint64_t id, struct ks_grave *out);

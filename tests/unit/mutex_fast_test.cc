@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "shim/core/held.h"
+#include "shim/core/lock.h"
 #include "shim/core/mutex_fast.h"
 #include "shim/core/real.h"
 #include "shim/core/registry.h"
@@ -307,6 +308,45 @@ TEST(MutexFast, WaiterInGlibcIsWokenByTheFastUnlock) {
   EXPECT_EQ(phase.load(), 2);
   const pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
   EXPECT_TRUE(SameWords(m, fresh));
+}
+
+// The shim's own locks (core/lock.c) take the same inline path, uncounted:
+// glibc's words after ks_lock and ks_unlock, and a thread blocked in
+// ks_lock (in glibc's wait) is woken by the fast ks_unlock.
+KS_LOCK_DEFINE(static, g_shim_mu);
+
+TEST(MutexFast, ShimLocksAreGlibcsAndWakeTheirWaiter) {
+  ks_mutex_fast_init();
+  pthread_mutex_t twin = PTHREAD_MUTEX_INITIALIZER;
+  int base = Held();
+  ks_lock(&g_shim_mu);
+  ASSERT_EQ(KS_REAL(pthread_mutex_lock)(&twin), 0);
+  EXPECT_TRUE(SameWords(g_shim_mu.mu, twin));
+  EXPECT_EQ(Held(), base);   // the shim's locking is not the program's
+  ks_unlock(&g_shim_mu);
+  ASSERT_EQ(KS_REAL(pthread_mutex_unlock)(&twin), 0);
+  EXPECT_TRUE(SameWords(g_shim_mu.mu, twin));
+
+  ks_lock(&g_shim_mu);
+  std::atomic<int> phase{0};
+  std::atomic<pid_t> tid{0};
+  std::thread t([&] {
+    tid = Tid();
+    phase = 1;
+    ks_lock(&g_shim_mu);   // blocks in glibc
+    EXPECT_EQ(g_shim_mu.mu.__data.__owner, Tid());
+    phase = 2;
+    ks_unlock(&g_shim_mu);
+  });
+  long deadline = NowMs() + 10000;
+  while (!(phase.load() == 1 && InFutexWait(tid.load())) && NowMs() < deadline) usleep(1000);
+  ASSERT_TRUE(phase.load() == 1 && InFutexWait(tid.load())) << "the waiter never blocked";
+  EXPECT_EQ(__atomic_load_n(&g_shim_mu.mu.__data.__lock, __ATOMIC_ACQUIRE), 2);
+  ks_unlock(&g_shim_mu);   // must wake it: no other unlock comes
+  t.join();
+  EXPECT_EQ(phase.load(), 2);
+  const pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+  EXPECT_TRUE(SameWords(g_shim_mu.mu, fresh));
 }
 
 TEST(MutexFast, ContendedCounterIsExact) {

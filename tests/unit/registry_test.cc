@@ -45,8 +45,8 @@ TEST(Registry, AddAndRemoveSelf) {
     EXPECT_EQ(r->role, KS_ROLE_APP);
     EXPECT_EQ(r->start_routine, (void*)&LinkedCount);
     ks_registry_unlock();
-    ks_registry_remove_self();
-    ks_registry_remove_self();  // idempotent
+    ks_registry_remove_self(ks_now_ns());
+    ks_registry_remove_self(ks_now_ns());  // idempotent
     EXPECT_EQ(LinkedCount(), before);
   });
   t.join();
@@ -61,7 +61,7 @@ TEST(Registry, IdsAreUniqueAcrossThreads) {
     ts.emplace_back([&] {
       ks_registry_add_self(KS_ROLE_APP, nullptr);
       uint64_t id = ks_self()->id;
-      ks_registry_remove_self();
+      ks_registry_remove_self(ks_now_ns());
       std::lock_guard<std::mutex> g(mu);
       ids.insert(id);
     });
@@ -86,7 +86,7 @@ TEST(Registry, SignalOnlyLinkedThreadWithMatchingId) {
     tid = (pid_t)syscall(SYS_gettid);
     id = ks_self()->id;
     while (!go) usleep(1000);
-    ks_registry_remove_self();
+    ks_registry_remove_self(ks_now_ns());
     done = true;
     while (go) usleep(1000);
   });
@@ -120,7 +120,7 @@ TEST(Registry, UnregisteredThreadIsExitingForAWhile) {
   std::thread t([&] {
     ks_registry_add_self(KS_ROLE_APP, nullptr);
     gone = (pid_t)syscall(SYS_gettid);
-    ks_registry_remove_self();
+    ks_registry_remove_self(ks_now_ns());
   });
   t.join();
   ks_registry_lock();
