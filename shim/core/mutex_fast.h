@@ -84,6 +84,10 @@ static inline int ks_mutex_fast_lock(pthread_mutex_t *m)
     if (!ks_mutex_fast_eligible(m))
         return 0;
     int *lock = &m->__data.__lock;
+    /* The single-threaded branch is the fall-through here and in the
+     * unlock: without an atomic, a pair is a few ns and each taken jump
+     * showed (docs/bench.md, branch mutexst); the multithreaded pair's two
+     * atomics dwarf the two jumps it takes instead. */
     if (KS_LIKELY(__libc_single_threaded)) {
         /* Only this thread exists, and only it could create another. A
          * taken lock is glibc's business (a normal mutex relocked hangs). */
