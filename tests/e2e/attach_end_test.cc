@@ -214,7 +214,8 @@ pid_t ChildOf(pid_t pid) {
 // A program in its own pid namespace (same network namespace), attached
 // from the host with its host pid: its socket is named with the pid it sees
 // itself as (which the client reads from NSpid); the listing shows the tids
-// of its own namespace, and a second attach only connects. Its own pid is
+// of its own namespace, a second attach only connects, and the report of an
+// end names the thread. Its own pid is
 // made to differ from run to run (a shell starts a few processes first):
 // two targets with the same own pid in one network namespace would want the
 // same name (docs/attach.md), as parallel runs of this test would.
@@ -264,6 +265,13 @@ TEST(Attach, AnotherPidNamespaceIsAttachedFromTheHost) {
   ks::Result again = Attach(host);
   EXPECT_EQ(again.code, 0) << again.err;
   EXPECT_TRUE(Has(again.err, "already runs the shim")) << again.err;
+  // The report names the thread: its name read from the host's /proc under
+  // its host tid (nspid.c), not under its own ("?" then).
+  ks::Result c = Inject(EndArgs(host, creader, {"-m", "cancel", "-t", "5"}));
+  EXPECT_EQ(c.code, 0) << c.err << c.out;
+  EXPECT_TRUE(Has(c.out, "thread " + std::to_string(creader) + " (attach_ends) of process " +
+                             std::to_string(host))) << c.out;
+  EXPECT_EQ(u.WaitFor("cleanup"), "cleanup creader");
   u.Send("heap");
   EXPECT_EQ(u.WaitFor("heap ok"), "heap ok 1");
   u.ExpectCleanExit("quit");
