@@ -76,8 +76,8 @@ int ks_got_patch_all(void);
  * under way is skipped and looked at by the next call. Cheap when nothing
  * was loaded (one dl_iterate_phdr step). Called before each control
  * request. Objects loaded after the attach bind to the hooks already
- * (ks_defs_patch): this catches what that could not change (a definition
- * in an executable segment) and objects whose load raced the attach.
+ * (ks_defs_patch): this catches what that could not change (a policy that
+ * refuses a writable page of code) and objects whose load raced the attach.
  * Returns the number of slots changed. */
 int ks_got_patch_later(void);
 

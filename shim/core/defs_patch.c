@@ -19,9 +19,13 @@
  *   function, as before the attach) or the new one, never a mix.
  * - The table lies in a read-only segment of the object: its page is made
  *   writable for the store (the private file mapping takes a copy of it) and
- *   read-only again. A table in an executable segment is left alone (an
- *   object linked without separate code pages): making it writable would
- *   take its code's execute permission away under running threads.
+ *   read-only again. In an object linked without separate code pages (gold,
+ *   or ld -z noseparate-code: Bazel's own builds) that segment is also
+ *   executable, and keeps its execute permission throughout: a thread
+ *   running code on the page runs the copy, whose instructions are the
+ *   same bytes. Where a policy refuses writable code (SELinux execmod, PaX),
+ *   mprotect fails and the definition is left alone; the GOT walk before
+ *   each request (got_patch.c) still catches what loads later.
  * - Only a definition whose address is the function the hook calls is
  *   changed: never an indirect function (its value is its resolver), never
  *   an absolute one, never a compatibility version of other behaviour
@@ -86,15 +90,16 @@ static int ks_defs_one(const ElfW(Sym) *sym, void *arg)
         return 0;
     uintptr_t at = (uintptr_t)&sym->st_value;
     const ElfW(Phdr) *seg = ks_defs_seg(d->info, at, PT_LOAD);
-    if (!seg || (seg->p_flags & PF_X) || (at & 7) || ks_ndefs == KS_DEFS_MAX)
+    if (!seg || (at & 7) || ks_ndefs == KS_DEFS_MAX)
         return 0;
     int ro = !(seg->p_flags & PF_W) || ks_defs_seg(d->info, at, PT_GNU_RELRO);
+    int x = seg->p_flags & PF_X ? PROT_EXEC : 0;
     void *page = (void *)(at & ~(uintptr_t)4095);
-    if (ro && mprotect(page, 4096, PROT_READ | PROT_WRITE) != 0)
+    if (ro && mprotect(page, 4096, PROT_READ | PROT_WRITE | x) != 0)
         return 0;
     __atomic_store_n((ElfW(Addr) *)at, (ElfW(Addr))(d->hook - d->o->base), __ATOMIC_RELEASE);
     if (ro)
-        mprotect(page, 4096, PROT_READ);
+        mprotect(page, 4096, PROT_READ | x);
     ks_defs[ks_ndefs].name = d->name;
     ks_defs[ks_ndefs].orig = (void *)d->real;
     ks_defs[ks_ndefs].hook = (void *)d->hook;
