@@ -63,6 +63,7 @@ struct ks_got_walk {
     int nwant;
     int changed;
     int ndefs;       /* definitions changed */
+    uint64_t defs_ns;   /* time that took */
 };
 
 /* The RELRO range of an object, page-rounded as the loader protects it. */
@@ -297,8 +298,10 @@ static int ks_got_patch(struct ks_got_walk *w, const char *only)
     }
     /* The definitions first: an object another thread is loading right now
      * binds to the hooks if its relocation comes after this. */
+    uint64_t t0 = ks_now_ns();
     for (int f = 0; w->defs && f < w->nwant; f++)
         w->ndefs += ks_defs_patch(w->want[f].name, w->want[f].real, w->want[f].hook);
+    w->defs_ns = ks_now_ns() - t0;
     dl_iterate_phdr(ks_got_visit, w);
     return w->changed;
 }
@@ -349,7 +352,8 @@ static int ks_got_walk_program(int defs)
     struct ks_got_walk w = {.deps = 0, .defs = defs, .maps = maps};
     int n = ks_got_patch(&w, NULL);
     if (defs)
-        ks_debug("attached: %d definitions lead later loads to the shim's hooks", w.ndefs);
+        ks_debug("attached: %d definitions lead later loads to the shim's hooks (%llu us)",
+                 w.ndefs, (unsigned long long)(w.defs_ns / 1000));
     free(maps);
     /* Skipped one: counts no load gives (adds starts at the program's own
      * objects), so that the next check walks again. */
