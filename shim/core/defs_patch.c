@@ -80,6 +80,34 @@ static const ElfW(Phdr) *ks_defs_seg(const struct dl_phdr_info *info, uintptr_t 
     return NULL;
 }
 
+/* The pages whose protection changes for a store at AT in SEG: all of the
+ * segment's, changed and put back as one (a page at a time split libc's
+ * first mapping in eight: the copied pages could not merge back with the
+ * others), but a first or last page another segment reaches into (none in
+ * the usual layouts); AT's page alone if that is one of them. */
+static void ks_defs_pages(const struct dl_phdr_info *info, const ElfW(Phdr) *seg, uintptr_t at,
+                          uintptr_t *lo, uintptr_t *hi)
+{
+    const uintptr_t pg = 4096;
+    *lo = (info->dlpi_addr + seg->p_vaddr) & ~(pg - 1);
+    *hi = (info->dlpi_addr + seg->p_vaddr + seg->p_memsz + pg - 1) & ~(pg - 1);
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph == seg || ph->p_type != PT_LOAD || ph->p_memsz == 0)
+            continue;
+        uintptr_t a = (info->dlpi_addr + ph->p_vaddr) & ~(pg - 1);
+        uintptr_t b = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz + pg - 1) & ~(pg - 1);
+        if (a < *lo + pg && b > *lo)
+            *lo += pg;
+        if (a < *hi && b > *hi - pg)
+            *hi -= pg;
+    }
+    if (at < *lo || at >= *hi) {
+        *lo = at & ~(pg - 1);
+        *hi = *lo + pg;
+    }
+}
+
 /* One definition of the name (ks_elf_each): led to the hook if it gives
  * the real function. Returns 1 if changed. */
 static int ks_defs_one(const ElfW(Sym) *sym, void *arg)
@@ -94,12 +122,13 @@ static int ks_defs_one(const ElfW(Sym) *sym, void *arg)
         return 0;
     int ro = !(seg->p_flags & PF_W) || ks_defs_seg(d->info, at, PT_GNU_RELRO);
     int x = seg->p_flags & PF_X ? PROT_EXEC : 0;
-    void *page = (void *)(at & ~(uintptr_t)4095);
-    if (ro && mprotect(page, 4096, PROT_READ | PROT_WRITE | x) != 0)
+    uintptr_t lo, hi;
+    ks_defs_pages(d->info, seg, at, &lo, &hi);
+    if (ro && mprotect((void *)lo, hi - lo, PROT_READ | PROT_WRITE | x) != 0)
         return 0;
     __atomic_store_n((ElfW(Addr) *)at, (ElfW(Addr))(d->hook - d->o->base), __ATOMIC_RELEASE);
     if (ro)
-        mprotect(page, 4096, PROT_READ | x);
+        mprotect((void *)lo, hi - lo, PROT_READ | x);
     ks_defs[ks_ndefs].name = d->name;
     ks_defs[ks_ndefs].orig = (void *)d->real;
     ks_defs[ks_ndefs].hook = (void *)d->hook;
