@@ -17,9 +17,9 @@
  * - One aligned 8-byte store per definition (st_value is at offset 8 of a
  *   24-byte, 8-aligned entry): a lookup racing it reads the old value (libc's
  *   function, as before the attach) or the new one, never a mix.
- * - The table lies in a read-only segment of the object: its page is made
- *   writable for the store (the private file mapping takes a copy of it) and
- *   read-only again. In an object linked without separate code pages (gold,
+ * - The table lies in a read-only segment of the object: its pages are made
+ *   writable for the store (the private file mapping takes a copy of the one
+ *   written) and read-only again (ks_defs_pages). In an object linked without separate code pages (gold,
  *   or ld -z noseparate-code: Bazel's own builds) that segment is also
  *   executable, and keeps its execute permission throughout: a thread
  *   running code on the page runs the copy, whose instructions are the
