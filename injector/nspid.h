@@ -7,7 +7,7 @@
 #include <sys/types.h>
 
 /* The tid, in the injector's pid namespace, of the thread of process PID
- * (the injector's pid) that calls itself TID in its own namespace: the
+ * (as the injector sees it) that calls itself TID in its own namespace: the
  * task under /proc/PID/task whose NSpid line ends in TID. TID itself when
  * PID shares the injector's namespace, or no task matches (it has ended). */
 pid_t ksi_host_tid(pid_t pid, pid_t tid);
