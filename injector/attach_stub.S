@@ -23,7 +23,7 @@ ksi_attach_thread:
     mov %fs:0x10, %rdi           /* pthread_self(): the TCB's self pointer */
     call *56(%rbx)               /* b->pthread_detach: nobody joins this thread */
     lea 80(%rbx), %rdi           /* b->path */
-    mov $2, %esi                 /* RTLD_NOW */
+    mov $0x1002, %esi            /* RTLD_NOW | RTLD_NODELETE: hooks outlive any dlclose */
     call *0(%rbx)                /* b->dlopen */
     mov %rax, 32(%rbx)           /* b->handle */
     mov 72(%rbx), %rdi           /* b->memfd: loaded from a memfd? */

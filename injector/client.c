@@ -15,6 +15,7 @@
 #include "deadline.h"
 #include "injector.h"
 #include "shim/common/doorbell.h"
+#include "netns.h"
 #include "peer.h"
 #include "shim/common/access.h"
 #include "shim/common/procfs.h"
@@ -195,13 +196,17 @@ static int ksi_connect_once(pid_t pid, struct ksi_client *c, int last)
     /* Named with the pid it has in its own pid namespace (a container seen
      * from the host); every /proc read and signal uses PID. */
     ks_sockaddr_for_pid(ks_sockaddr_own_pid(pid), &addr, &alen, where, sizeof where);
-    if (!ks_sockaddr_is_file() && ksi_peer_same_netns(pid, where) != KSI_EXIT_OK)
-        return KSI_EXIT_ERROR;
+    /* In another network namespace the name is only reachable from inside
+     * it: the connection and the peer check are made there. */
+    int back = -1, rc;
+    if (!ks_sockaddr_is_file() && (rc = ksi_netns_enter(pid, where, &back)) != KSI_EXIT_OK)
+        return rc;
     int rung = 0;
     c->fd = ks_control_connect(pid, KSI_START_TIMEOUT_MS, &rung);
-    if (c->fd < 0)
-        return ksi_connect_failed(pid, comm, where, rung, errno);
-    return ksi_greet(c, pid, where, last);
+    int e = errno;
+    rc = c->fd < 0 ? -2 : ksi_greet(c, pid, where, last);
+    ksi_netns_leave(back);
+    return rc == -2 ? ksi_connect_failed(pid, comm, where, rung, e) : rc;
 }
 
 int ksi_connect(pid_t pid, struct ksi_client *c)

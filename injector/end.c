@@ -16,6 +16,7 @@
 #include "end.h"
 #include "flagvar.h"
 #include "injector.h"
+#include "nspid.h"
 #include "shim/common/procfs.h"
 #include "symbolize.h"
 
@@ -137,7 +138,10 @@ static int ksi_find_thread(struct ksi_end *e)
         ksi_err("malformed status reply from process %d (no id)", (int)e->r.pid);
         return KSI_EXIT_PROTOCOL;
     }
-    snprintf(path, sizeof path, "/proc/%d/task/%d/comm", (int)e->r.pid, (int)e->r.tid);
+    /* The tid is the target's own (another pid namespace): /proc here knows
+     * the thread by the injector's. */
+    e->r.host_tid = ksi_host_tid(e->r.pid, e->r.tid);
+    snprintf(path, sizeof path, "/proc/%d/task/%d/comm", (int)e->r.pid, (int)e->r.host_tid);
     if (ks_read_small_file(path, e->r.name, sizeof e->r.name) <= 0)
         ksi_copy(e->r.name, sizeof e->r.name, "?");
     e->r.name[strcspn(e->r.name, "\n")] = '\0';
@@ -275,6 +279,7 @@ int ksi_do_end(const struct ksi_opts *o)
     e->r.py.raised_at = e->r.py.taken_at = e->r.py.polled_at = -1;
     e->r.pid = o->pid;
     e->r.tid = o->tid;
+    e->r.host_tid = o->tid;
     rc = ksi_connect(o->pid, &e->c);
     if (rc != KSI_EXIT_OK)
         goto out;

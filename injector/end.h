@@ -27,6 +27,7 @@ enum ksi_outcome {
 
 struct ksi_end_result {
     pid_t pid, tid;
+    pid_t host_tid;           /* TID in the injector's pid namespace, for /proc */
     uint64_t id;
     char name[64];            /* its comm, read before anything was asked */
     enum ksi_outcome outcome;

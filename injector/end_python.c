@@ -47,7 +47,7 @@ static void ksi_py_in(const struct ksi_end_result *r, char *buf, size_t cap)
 {
     char path[96], sc[256];
     buf[0] = '\0';
-    snprintf(path, sizeof path, "/proc/%d/task/%d/syscall", (int)r->pid, (int)r->tid);
+    snprintf(path, sizeof path, "/proc/%d/task/%d/syscall", (int)r->pid, (int)r->host_tid);
     if (ks_read_small_file(path, sc, sizeof sc) <= 0 || strncmp(sc, "running", 7) == 0)
         return;
     long nr = strtol(sc, NULL, 10);

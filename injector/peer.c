@@ -204,18 +204,3 @@ int ksi_peer_check(int fd, pid_t pid, const char *where)
     }
     return ksi_impostor(fd, pid, where, ino);
 }
-
-int ksi_peer_same_netns(pid_t pid, const char *where)
-{
-    char path[64];
-    struct stat me, it;
-    snprintf(path, sizeof path, "/proc/%d/ns/net", (int)pid);
-    if (stat("/proc/self/ns/net", &me) != 0 || stat(path, &it) != 0)
-        return KSI_EXIT_OK;   /* cannot tell: the peer check decides */
-    if (me.st_ino == it.st_ino && me.st_dev == it.st_dev)
-        return KSI_EXIT_OK;
-    ksi_err("process %d is in another network namespace, where %s is another name: run the "
-            "injector in its namespace (nsenter --target %d --net --pid ...) or set "
-            "KILLSHIM_SOCKET_DIR on both sides", (int)pid, where, (int)pid);
-    return KSI_EXIT_ERROR;
-}

@@ -15,9 +15,4 @@
  * and pid) or why it cannot be checked. */
 int ksi_peer_check(int fd, pid_t pid, const char *where);
 
-/* In abstract mode only: 0 if PID shares the injector's network namespace
- * (or it cannot be told), else prints why the name is out of reach and
- * returns an exit code. */
-int ksi_peer_same_netns(pid_t pid, const char *where);
-
 #endif

@@ -60,7 +60,9 @@ void *ks_preattach_start_routine(pid_t tid);
 int ks_preattach_set_async(pthread_t pd);
 
 /* Points the GOT slots of every loaded object (but the shim, libc and the
- * loader) that bind a function the shim interposes at the shim's hook.
+ * loader) that bind a function the shim interposes at the shim's hook, and
+ * first (ks_defs_patch) the definitions those slots were bound to, so that
+ * objects loaded later bind to the hooks themselves.
  * A slot is changed only if it holds libc's function (the one the hook
  * calls) or is still unresolved (lazy binding): a slot another interposer
  * took, or a compatibility version, is left alone. Returns the number of
@@ -73,10 +75,24 @@ int ks_got_patch_all(void);
  * at the hooks as ks_got_patch_all does. An object whose relocation is still
  * under way is skipped and looked at by the next call. Cheap when nothing
  * was loaded (one dl_iterate_phdr step). Called before each control
- * request; not from the hooks (an object loaded and calling pthread_create
- * right away, from its constructor, bypasses the shim until then). Returns
- * the number of slots changed. */
+ * request. Objects loaded after the attach bind to the hooks already
+ * (ks_defs_patch): this catches what that could not change (a policy that
+ * refuses a writable page of code) and objects whose load raced the attach.
+ * Returns the number of slots changed. */
 int ks_got_patch_later(void);
+
+/* Leads every definition of NAME, of any version, in the loaded object
+ * that holds REAL (libc's function, or a sanitizer runtime's) and whose
+ * address is REAL, to HOOK: its dynamic symbol's value is changed, so that
+ * every later lookup of NAME (an object dlopened later, before its
+ * constructors run; a lazy binding; dlsym) gives HOOK. See defs_patch.c for
+ * why it is safe and what it changes. Once, at the attach, before the
+ * control server starts. Returns the number of definitions changed. */
+int ks_defs_patch(const char *name, void *real, void *hook);
+/* What a definition ks_defs_patch changed gave before: REAL if ADDR is the
+ * HOOK it put under NAME, else ADDR. For the shim's lookups that want
+ * libc's function itself (dlsym now gives the hook). */
+void *ks_defs_original(const char *name, void *addr);
 
 /* In the shim's own dependencies (loaded with it, after it): pipe2 only,
  * which libunwind's init calls and the shim must refuse it

@@ -189,6 +189,45 @@ const ElfW(Sym) *ks_elf_find(const struct ks_elf_obj *o, const char *name, uint3
     return maybe;
 }
 
+/* Defined and exported under NAME, whatever its version. */
+static int ks_named(const struct ks_elf_obj *o, uint32_t i, const char *name)
+{
+    const char *s = ks_str(o, o->symtab[i].st_name);
+    return s && ks_usable(&o->symtab[i]) && ks_streq(s, name);
+}
+
+int ks_elf_each(const struct ks_elf_obj *o, const char *name, uint32_t hash,
+                int (*fn)(const ElfW(Sym) *sym, void *arg), void *arg)
+{
+    int n = 0;
+    if (o->gnu_hash) {
+        const uint32_t *h = o->gnu_hash;
+        uint32_t nbuckets = h[0], symoffset = h[1], bloom_size = h[2];
+        if (nbuckets == 0 || bloom_size == 0)
+            return 0;
+        const uint32_t *buckets = (const uint32_t *)((const ElfW(Addr) *)(h + 4) + bloom_size);
+        const uint32_t *chain = buckets + nbuckets;
+        for (uint32_t i = buckets[hash % nbuckets]; i >= symoffset; i++) {
+            uint32_t h2 = chain[i - symoffset];
+            if (((h2 ^ hash) >> 1) == 0 && ks_named(o, i, name))
+                n += fn(&o->symtab[i], arg);
+            if (h2 & 1)
+                break;
+        }
+        return n;
+    }
+    const uint32_t *h = o->sysv_hash;
+    uint32_t nbucket = h[0], nchain = h[1], steps = 0;
+    if (nbucket == 0)
+        return 0;
+    const uint32_t *bucket = h + 2, *chain = bucket + nbucket;
+    for (uint32_t i = bucket[ks_sysv_hash(name) % nbucket]; i != STN_UNDEF && i < nchain &&
+                                                           steps++ < nchain; i = chain[i])
+        if (ks_named(o, i, name))
+            n += fn(&o->symtab[i], arg);
+    return n;
+}
+
 void *ks_elf_addr(const struct ks_elf_obj *o, const ElfW(Sym) *sym)
 {
     uintptr_t a = (sym->st_shndx == SHN_ABS ? 0 : o->base) + sym->st_value;

@@ -47,6 +47,12 @@ uint32_t ks_elf_gnu_hash(const char *name);
 const ElfW(Sym) *ks_elf_find(const struct ks_elf_obj *o, const char *name, uint32_t gnu_hash,
                              const char *version);
 
+/* FN(symbol, ARG) for every definition of NAME in O, of any version (the
+ * compatibility ones too), in the hash chain's order. Returns the sum of
+ * what FN returned. GNU_HASH: ks_elf_gnu_hash(NAME). */
+int ks_elf_each(const struct ks_elf_obj *o, const char *name, uint32_t gnu_hash,
+                int (*fn)(const ElfW(Sym) *sym, void *arg), void *arg);
+
 /* The address SYM of O stands for: its value, or what its resolver returns
  * for an indirect function (STT_GNU_IFUNC), as the loader would bind it. */
 void *ks_elf_addr(const struct ks_elf_obj *o, const ElfW(Sym) *sym);

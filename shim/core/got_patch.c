@@ -55,12 +55,15 @@ static int ks_got_ndeps = -1;   /* -1: not noted (too many, or not late) */
 struct ks_got_walk {
     uintptr_t self;
     int deps;        /* patch the shim's dependencies, not the program */
+    int defs;        /* also lead the definitions to the hooks (defs_patch.c) */
     int past_self;   /* visiting what was loaded after the shim */
     const char *maps;   /* /proc/self/maps, for the RELRO check (NULL: none) */
     int unready;     /* objects skipped because their relocation is not done */
     struct ks_got_want want[KS_FN_COUNT];
     int nwant;
     int changed;
+    int ndefs;       /* definitions changed */
+    uint64_t defs_ns;   /* time that took */
 };
 
 /* The RELRO range of an object, page-rounded as the loader protects it. */
@@ -293,6 +296,12 @@ static int ks_got_patch(struct ks_got_walk *w, const char *only)
             continue;
         w->want[w->nwant++] = (struct ks_got_want){name, real, ks_elf_addr(&self, s)};
     }
+    /* The definitions first: an object another thread is loading right now
+     * binds to the hooks if its relocation comes after this. */
+    uint64_t t0 = ks_now_ns();
+    for (int f = 0; w->defs && f < w->nwant; f++)
+        w->ndefs += ks_defs_patch(w->want[f].name, w->want[f].real, w->want[f].hook);
+    w->defs_ns = ks_now_ns() - t0;
     dl_iterate_phdr(ks_got_visit, w);
     return w->changed;
 }
@@ -333,15 +342,18 @@ static int ks_got_busy;
 /* One walk over the program's objects; notes the counts if none was
  * skipped. Only one at a time (the control server may serve several
  * clients): a second caller returns at once. */
-static int ks_got_walk_program(void)
+static int ks_got_walk_program(int defs)
 {
     if (__atomic_exchange_n(&ks_got_busy, 1, __ATOMIC_ACQUIRE))
         return 0;
     unsigned long long c[2] = {0, 0};
     dl_iterate_phdr(ks_got_counts, c);
     char *maps = ks_maps_read();
-    struct ks_got_walk w = {.deps = 0, .maps = maps};
+    struct ks_got_walk w = {.deps = 0, .defs = defs, .maps = maps};
     int n = ks_got_patch(&w, NULL);
+    if (defs)
+        ks_debug("attached: %d definitions lead later loads to the shim's hooks (%llu us)",
+                 w.ndefs, (unsigned long long)(w.defs_ns / 1000));
     free(maps);
     /* Skipped one: counts no load gives (adds starts at the program's own
      * objects), so that the next check walks again. */
@@ -351,7 +363,7 @@ static int ks_got_walk_program(void)
     return n;
 }
 
-int ks_got_patch_all(void) { return ks_got_walk_program(); }
+int ks_got_patch_all(void) { return ks_got_walk_program(1); }
 
 int ks_got_patch_later(void)
 {
@@ -362,7 +374,7 @@ int ks_got_patch_later(void)
     if (c[0] == __atomic_load_n(&ks_got_seen[0], __ATOMIC_RELAXED) &&
         c[1] == __atomic_load_n(&ks_got_seen[1], __ATOMIC_RELAXED))
         return 0;
-    int n = ks_got_walk_program();
+    int n = ks_got_walk_program(0);
     if (n)
         ks_debug("objects loaded since the attach: %d more GOT slots lead to the shim's hooks", n);
     return n;

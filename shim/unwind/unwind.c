@@ -74,7 +74,9 @@ static void *ks_unw_libc_fn(const char *name, void *libc)
     if (strcmp(name, "pthread_mutex_lock") != 0 && strcmp(name, "pthread_mutex_unlock") != 0)
         return NULL;
 #endif
-    return dlsym(libc, name);   /* libc's, or the loader's (__tls_get_addr) */
+    /* libc's, or the loader's (__tls_get_addr); after an attach dlsym gives
+     * the hook for what the shim interposes (defs_patch.c): its original. */
+    return ks_defs_original(name, dlsym(libc, name));
 }
 
 static void ks_unw_rebind(void *h)

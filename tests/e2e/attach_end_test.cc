@@ -125,31 +125,37 @@ TEST(Attach, AutoOnPreAttachThreads) {
   t.ExpectCleanExit("quit");
 }
 
-// An object the program dlopens after the attach: its GOT slots are patched
-// at the shim's next request (a listing here), so the thread it starts
-// after that goes through the shim's pthread_create (kind app), its mutex
-// is counted, and cancel mode ends it through its cleanup handler, which
-// releases the mutex.
-TEST(Attach, AnObjectLoadedAfterTheAttachIsPatched) {
+// An object the program dlopens after the attach binds to the shim's hooks
+// while it is loaded (defs_patch.c), with no request of a client in
+// between: the thread its constructor starts inside the dlopen, and the one
+// a function of it starts right after, are both app with their mutex
+// counted, and cancel mode ends each through its cleanup handler, which
+// releases the mutex. Without the definitions patched both are foreign.
+TEST(Attach, AnObjectLoadedAfterTheAttachBindsToTheHooks) {
   KS_NEED_PTRACE();
   Target t(ks::ProgPath("attach_ends"), {}, TsanPreAttachDumpEnv(), /*preload=*/false);
   ASSERT_FALSE(t.WaitFor("ready").empty()) << t.Stderr();
   ASSERT_EQ(Attach(t.pid()).code, 0);
   t.Send("load " + ks::ProgPath("liblatelib.so"));
   ASSERT_EQ(t.WaitFor("load"), "loaded 1") << t.Stderr();
-  ASSERT_FALSE(ks::ListRows(t.pid()).empty());   // the request that patches
+  pid_t ctor = ks::TidFrom(t.WaitFor("ctor tid="));
+  ASSERT_NE(ctor, 0) << t.Stderr();
   t.Send("start");
   pid_t late = ks::TidFrom(t.WaitFor("late tid="));
-  ASSERT_NE(late, 0);
+  ASSERT_NE(late, 0) << t.Stderr();
   auto rows = ks::ListRows(t.pid());
-  EXPECT_EQ(rows[late]["role"], "app");
-  EXPECT_EQ(rows[late]["locks"], "1");
-  ks::Result c = Inject(EndArgs(t.pid(), late, {"-m", "cancel", "-t", "5"}));
-  EXPECT_EQ(c.code, 0) << c.err << c.out;
-  EXPECT_TRUE(Has(c.out, "gone: cancelled (mode cancel)")) << c.out;
-  EXPECT_TRUE(TaskEnds(t.pid(), late));
+  for (pid_t tid : {ctor, late}) {
+    EXPECT_EQ(rows[tid]["role"], "app") << tid;
+    EXPECT_EQ(rows[tid]["locks"], "1") << tid;
+    ks::Result c = Inject(EndArgs(t.pid(), tid, {"-m", "cancel", "-t", "5"}));
+    EXPECT_EQ(c.code, 0) << c.err << c.out;
+    EXPECT_TRUE(Has(c.out, "gone: cancelled (mode cancel)")) << c.out;
+    EXPECT_TRUE(TaskEnds(t.pid(), tid));
+  }
   t.Send("try");
   EXPECT_EQ(t.WaitFor("late free"), "late free 1");
+  t.Send("heap");
+  EXPECT_EQ(t.WaitFor("heap ok"), "heap ok 1");
   EXPECT_TRUE(BeatsPass(t, Beats(t)));
   t.ExpectCleanExit("quit");
 }
@@ -208,7 +214,8 @@ pid_t ChildOf(pid_t pid) {
 // A program in its own pid namespace (same network namespace), attached
 // from the host with its host pid: its socket is named with the pid it sees
 // itself as (which the client reads from NSpid); the listing shows the tids
-// of its own namespace, and a second attach only connects. Its own pid is
+// of its own namespace, a second attach only connects, and the report of an
+// end names the thread. Its own pid is
 // made to differ from run to run (a shell starts a few processes first):
 // two targets with the same own pid in one network namespace would want the
 // same name (docs/attach.md), as parallel runs of this test would.
@@ -258,6 +265,13 @@ TEST(Attach, AnotherPidNamespaceIsAttachedFromTheHost) {
   ks::Result again = Attach(host);
   EXPECT_EQ(again.code, 0) << again.err;
   EXPECT_TRUE(Has(again.err, "already runs the shim")) << again.err;
+  // The report names the thread: its name read from the host's /proc under
+  // its host tid (nspid.c), not under its own ("?" then).
+  ks::Result c = Inject(EndArgs(host, creader, {"-m", "cancel", "-t", "5"}));
+  EXPECT_EQ(c.code, 0) << c.err << c.out;
+  EXPECT_TRUE(Has(c.out, "thread " + std::to_string(creader) + " (attach_ends) of process " +
+                             std::to_string(host))) << c.out;
+  EXPECT_EQ(u.WaitFor("cleanup"), "cleanup creader");
   u.Send("heap");
   EXPECT_EQ(u.WaitFor("heap ok"), "heap ok 1");
   u.ExpectCleanExit("quit");

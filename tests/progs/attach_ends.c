@@ -2,7 +2,8 @@
  * attach (tests/e2e/attach_test, "pre-attach" threads). Prints "ready
  * creader=TID nocancel=TID spinner=TID polite=TID", then reads commands on stdin: beat
  * (prints the heartbeat count), heap (mallocs and frees, prints "heap ok"),
- * load LIB (dlopens it: "loaded"), start (latelib_start: "late tid=N"),
+ * load LIB (dlopens it: "loaded", then "ctor tid=N" for latelib's constructor's
+ * thread), start (latelib_start: "late tid=N"),
  * try (latelib_try: "late free 0|1"), quit.
  *
  *   creader   blocked in read() of a pipe nobody writes, cancellation
@@ -138,6 +139,9 @@ int main(void)
             line[strcspn(line, "\n")] = '\0';
             lib = dlopen(line + 5, RTLD_NOW);
             say(lib ? "loaded %ld" : "load failed %ld", 1);
+            long (*ctor)(void) = lib ? (long (*)(void))dlsym(lib, "latelib_ctor_tid") : NULL;
+            if (ctor)
+                say("ctor tid=%ld", ctor());
         } else if (strncmp(line, "start", 5) == 0 && lib) {
             long (*start)(void) = (long (*)(void))dlsym(lib, "latelib_start");
             say("late tid=%ld", start ? start() : 0);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <atomic>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -360,6 +361,46 @@ TEST(ElfSym, AgreesWithTheLoaderOnEveryLibcSymbol) {
   EXPECT_EQ(ks_elf_find(&o, "pthread_create", ks_elf_gnu_hash("pthread_create"), "GLIBC_9.99"), nullptr);
   EXPECT_EQ(ks_elf_find(&o, "no_such_function_here", ks_elf_gnu_hash("no_such_function_here"), nullptr),
             nullptr);
+}
+
+// ks_elf_each visits every definition of a name, of any version: as many as
+// a scan of the whole table finds (pthread_cond_wait has two in glibc 2.36,
+// the old condition ABI and the current one).
+int CountOne(const ElfW(Sym)*, void* arg) {
+  ++*static_cast<int*>(arg);
+  return 1;
+}
+
+TEST(ElfSym, EachVisitsEveryVersionOfAName) {
+  Found lc;
+  dl_iterate_phdr(FindLibc, &lc);
+  ASSERT_NE(lc.phdr, nullptr);
+  ks_elf_obj o;
+  ASSERT_EQ(ks_elf_open(&o, lc.base, lc.phdr, lc.phnum), 0);
+  std::map<std::string, int> scan;
+  size_t n = SymbolCount(o);
+  for (size_t i = 1; i < n; i++) {
+    const ElfW(Sym)& s = o.symtab[i];
+    unsigned bind = ELF64_ST_BIND(s.st_info);
+    if (s.st_shndx == SHN_UNDEF || s.st_value == 0 || ELF64_ST_TYPE(s.st_info) == STT_TLS ||
+        bind == STB_LOCAL)
+      continue;
+    scan[o.strtab + s.st_name]++;
+  }
+  ASSERT_GT(scan.size(), 1000u);
+  int multi = 0;
+  for (const auto& [name, count] : scan) {
+    int visits = 0;
+    int sum = ks_elf_each(&o, name.c_str(), ks_elf_gnu_hash(name.c_str()), CountOne, &visits);
+    EXPECT_EQ(visits, count) << name;
+    EXPECT_EQ(sum, count) << name;
+    multi += count > 1;
+  }
+  EXPECT_GT(multi, 10);
+  EXPECT_EQ(scan["pthread_cond_wait"], 2);
+  int none = 0;
+  EXPECT_EQ(ks_elf_each(&o, "no_such_function_here", ks_elf_gnu_hash("no_such_function_here"),
+                        CountOne, &none), 0);
 }
 
 }  // namespace
