@@ -5,8 +5,8 @@
  * interpose. It runs in the constructor and where control starts, which
  * may be the doorbell's signal handler on a thread waiting in a system
  * call (control.c says why that thread holds none of libc's or the
- * loader's locks); so everything it keeps is in static storage, not on
- * that thread's stack.
+ * loader's locks); so what it keeps for all ~110 imports is in pages of
+ * its own, not on that thread's stack.
  *
  * A slot is bound with one aligned 8-byte store of the address the loader's
  * resolver would store: a thread calling through it meanwhile runs the
@@ -17,6 +17,9 @@
 #include <elf.h>
 #include <link.h>
 #include <stdint.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "elf_sym.h"
 #include "ks.h"
@@ -204,16 +207,27 @@ void ks_selfbind_init(void)
         ks_selfbind(ks_debug_imports, b, 16);
 }
 
-/* The shim imports about 110 functions: room for them all. */
+/* The shim imports about 110 functions: room for them all, in pages of
+ * their own for the moment (not in .bss, where 10 KB moved the variables
+ * every process touches at start across one more page: a page fault more
+ * in every exec'd child). The system call itself: syscall() is bound at
+ * init, mmap may not be yet. */
 #define KS_SELFBIND_MAX 256
-static struct ks_bind ks_all[KS_SELFBIND_MAX];
-static int ks_all_done;
+KS_HOT_DATA static int ks_all_done;
 
 KS_SIGSAFE void ks_selfbind_all(void)
 {
     if (__atomic_load_n(&ks_all_done, __ATOMIC_ACQUIRE))
         return;
-    ks_selfbind(NULL, ks_all, KS_SELFBIND_MAX);
+    size_t len = KS_SELFBIND_MAX * sizeof(struct ks_bind);
+    void *m = (void *)syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {   /* what is left unbound the loader binds on use */
+        ks_debug("cannot bind the shim's imports: mmap failed");
+        return;
+    }
+    ks_selfbind(NULL, m, KS_SELFBIND_MAX);
+    syscall(SYS_munmap, m, len);
     __atomic_store_n(&ks_all_done, 1, __ATOMIC_RELEASE);
 }
 
