@@ -43,6 +43,14 @@ struct ks_selfbind_walk {
     int n, cap, left;
 };
 
+static KS_SIGSAFE size_t ks_len(const char *s)
+{
+    size_t n = 0;
+    while (s[n])
+        n++;
+    return n;
+}
+
 static KS_SIGSAFE int ks_same(const char *a, const char *b)
 {
     while (*a && *a == *b) {
@@ -79,7 +87,8 @@ static KS_SIGSAFE const char *ks_needed_version(const struct ks_selfbind_walk *w
     return NULL;
 }
 
-static KS_SIGSAFE void ks_self_tables(struct ks_selfbind_walk *w, const struct dl_phdr_info *info)
+static KS_SIGSAFE void ks_self_tables(struct ks_selfbind_walk *w,
+                                      const struct dl_phdr_info *info)
 {
     const ElfW(Dyn) *dyn = NULL;
     for (int i = 0; i < info->dlpi_phnum; i++)
@@ -99,18 +108,31 @@ static KS_SIGSAFE void ks_self_tables(struct ks_selfbind_walk *w, const struct d
     w->njmprel = w->jmprel ? pltsz / sizeof(ElfW(Rela)) : 0;
 }
 
+/* 1 if NAME begins with PREFIX. */
+static KS_SIGSAFE int ks_starts(const char *name, const char *prefix)
+{
+    while (*prefix && *name == *prefix) {
+        name++;
+        prefix++;
+    }
+    return !*prefix;
+}
+
 /* Notes the shim's slots to bind: those named in ONLY (NULL: all; up to 16
- * names) whose
- * value still lies in the shim (the lazy resolver's stub, or one of the
- * shim's own hooks, which a lookup finds again). */
+ * entries; one ending in '_' names every import it begins) whose value
+ * still lies in the shim (the lazy resolver's stub, or one of the shim's
+ * own hooks, which a lookup finds again). */
 static KS_SIGSAFE void ks_self_slots(struct ks_selfbind_walk *w, const struct dl_phdr_info *info,
-                          const char *const *only)
+                                     const char *const *only)
 {
     uint32_t pre[16];
+    unsigned char family[16];
     uint64_t bloom = 0;   /* one bit per prefix: most names miss it at once */
     int nonly = 0;
     for (; only && only[nonly] && nonly < 16; nonly++) {
-        pre[nonly] = ks_prefix(only[nonly]);
+        const char *o = only[nonly];
+        pre[nonly] = ks_prefix(o);
+        family[nonly] = o[0] && o[1] && o[2] && o[3] && o[ks_len(o) - 1] == '_';
         bloom |= 1ull << ((pre[nonly] * 0x9e3779b1u) >> 26);
     }
     for (size_t i = 0; i < w->njmprel && w->n < w->cap; i++) {
@@ -124,7 +146,8 @@ static KS_SIGSAFE void ks_self_slots(struct ks_selfbind_walk *w, const struct dl
         if (!want && !(bloom & 1ull << ((p * 0x9e3779b1u) >> 26)))
             continue;
         for (int k = 0; k < nonly && !want; k++)
-            want = p == pre[k] && ks_same(name, only[k]);
+            want = p == pre[k] &&
+                   (family[k] ? ks_starts(name, only[k]) : ks_same(name, only[k]));
         uintptr_t slot = info->dlpi_addr + r->r_offset;
         if (!want || !ks_elf_info_contains(info, *(uintptr_t *)slot))
             continue;
@@ -156,13 +179,18 @@ static KS_SIGSAFE int ks_find_self(struct dl_phdr_info *info, size_t size, void 
 
 /* Every object in load order, the shim included (its references see its own
  * exported hooks, as the loader's global scope does): the first definition
- * of each name wins. */
+ * of each name wins. Not the vDSO, which is on the loader's list but not in
+ * its scope: a sanitizer's build binds getrandom unversioned (libasan's),
+ * and the kernel's vDSO defines one too. (An object the program dlopened
+ * RTLD_LOCAL is not in the scope either; it comes after libc, which defines
+ * every name the shim imports.) */
 static KS_SIGSAFE int ks_find_defs(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
     struct ks_selfbind_walk *w = arg;
     struct ks_elf_obj o;
-    if (ks_elf_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0)
+    if (ks_elf_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0 ||
+        ks_same(o.soname, "linux-vdso.so.1"))
         return 0;
     for (int i = 0; i < w->n; i++) {
         struct ks_bind *b = &w->b[i];
@@ -183,10 +211,15 @@ static KS_SIGSAFE void ks_selfbind(const char *const *only, struct ks_bind *b, i
     if (!dl_iterate_phdr(ks_find_self, &a) || w.n == 0)
         return;
     dl_iterate_phdr(ks_find_defs, &w);
+    /* Not found: left to the loader, which reports it. Already right (one of
+     * the shim's own hooks): not written, so that a slot of a shim linked
+     * -z now, read-only after relocation, is never stored to. */
     for (int i = 0; i < w.n; i++)
-        if (b[i].to)   /* not found: left to the loader, which reports it */
+        if (b[i].to && __atomic_load_n((void **)b[i].slot, __ATOMIC_RELAXED) != b[i].to)
             __atomic_store_n((void **)b[i].slot, b[i].to, __ATOMIC_RELEASE);
 }
+
+#define KS_SELFBIND_INIT_MAX 64
 
 /* What runs in the shim's signal handler before control starts, and what
  * a fork child runs (found with objdump from ks_sig_entry and
@@ -195,24 +228,30 @@ static KS_SIGSAFE void ks_selfbind(const char *const *only, struct ks_bind *b, i
  * table's wait, the walk this file makes; the debug log's if it is on. */
 static const char *const ks_sigctx_imports[] = {
     "__errno_location", "getpid", "syscall", "memcpy", "sched_yield", "sigdelset",
-    "sigfillset", "dl_iterate_phdr", "__stack_chk_fail", NULL,
+    "sigfillset", "dl_iterate_phdr", "__stack_chk_fail",
+    /* A sanitizer's instrumentation calls its runtime from any function,
+     * the handler's included (ASan's stack poisoning, its reports): every
+     * one of those, in the test builds that have them (the shim has none
+     * otherwise, and the four cost nothing then). */
+    "__asan_", "__ubsan_", "__tsan_", "__sanitizer_", NULL,
 };
 static const char *const ks_debug_imports[] = {"snprintf", "vsnprintf", "strlen", "write", NULL};
 
 void ks_selfbind_init(void)
 {
-    struct ks_bind b[16];
-    ks_selfbind(ks_sigctx_imports, b, 16);
+    struct ks_bind b[KS_SELFBIND_INIT_MAX];
+    ks_selfbind(ks_sigctx_imports, b, KS_SELFBIND_INIT_MAX);
     if (ks_debug_enabled)
-        ks_selfbind(ks_debug_imports, b, 16);
+        ks_selfbind(ks_debug_imports, b, KS_SELFBIND_INIT_MAX);
 }
 
-/* The shim imports about 110 functions: room for them all, in pages of
+/* The shim imports about 110 functions (more in a sanitizer's build): room
+ * for them all, in pages of
  * their own for the moment (not in .bss, where 10 KB moved the variables
  * every process touches at start across one more page: a page fault more
  * in every exec'd child). The system call itself: syscall() is bound at
  * init, mmap may not be yet. */
-#define KS_SELFBIND_MAX 256
+#define KS_SELFBIND_MAX 2048
 KS_HOT_DATA static int ks_all_done;
 
 KS_SIGSAFE void ks_selfbind_all(void)
