@@ -13,6 +13,7 @@
 #include "shim/core/lock.h"
 #include "shim/core/mutex_fast.h"
 #include "shim/core/registry.h"
+#include "shim/core/selfbind.h"
 #include "shim/control/server.h"
 #include "shim/control/shim_thread.h"
 #include "shim/core/signals.h"
@@ -165,6 +166,7 @@ static void ks_init_once(void)
         ks_debug("KILLSHIM_DISABLE is set: no control socket");
         return;
     }
+    ks_selfbind_init();   /* before the handlers: what they call is bound */
     ks_deliver_init();
     int rc = ks_abort_init();
     if (rc)

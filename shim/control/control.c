@@ -13,6 +13,7 @@
 #include "shim/common/procfs.h"
 #include "shim/safepoint/redirect.h"
 #include "shim/core/registry.h"
+#include "shim/core/selfbind.h"
 #include "server.h"
 #include "shim_thread.h"
 
@@ -27,9 +28,12 @@ static int ks_cas_state(int from, int to)
 }
 
 /* From STARTING: listen and run, then RUNNING, or OFF on failure (reported
- * by the server). */
+ * by the server). First every import of the shim is bound (selfbind.h):
+ * what serves (the dumps' and aborts' handlers included) never meets the
+ * loader's lazy resolver. */
 static void ks_control_begin(void)
 {
+    ks_selfbind_all();
     int rc = ks_server_listen();
     if (!rc)
         rc = ks_server_run();

@@ -228,6 +228,21 @@ int ks_elf_each(const struct ks_elf_obj *o, const char *name, uint32_t hash,
     return n;
 }
 
+const ElfW(Sym) *ks_elf_find_ref(const struct ks_elf_obj *o, const char *name, uint32_t hash,
+                                 const char *version)
+{
+    const ElfW(Sym) *s = ks_elf_find(o, name, hash, version);
+    if (s || !version)
+        return s;
+    /* check_match: a reference's version (never hidden) also takes a
+     * definition whose index has no version (0 or 1) and is not hidden. */
+    s = ks_elf_find(o, name, hash, NULL);
+    if (!s || !o->versym)
+        return s;
+    ElfW(Half) v = o->versym[s - o->symtab];
+    return (v & 0x7fff) <= 1 && !(v & 0x8000) ? s : NULL;
+}
+
 void *ks_elf_addr(const struct ks_elf_obj *o, const ElfW(Sym) *sym)
 {
     uintptr_t a = (sym->st_shndx == SHN_ABS ? 0 : o->base) + sym->st_value;

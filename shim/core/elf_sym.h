@@ -53,6 +53,13 @@ const ElfW(Sym) *ks_elf_find(const struct ks_elf_obj *o, const char *name, uint3
 int ks_elf_each(const struct ks_elf_obj *o, const char *name, uint32_t gnu_hash,
                 int (*fn)(const ElfW(Sym) *sym, void *arg), void *arg);
 
+/* NAME's definition in O as the loader binds a reference to it (glibc's
+ * check_match for a relocation): VERSION NULL as ks_elf_find; otherwise
+ * exactly VERSION, or else a definition without a version (a program's own
+ * malloc, which a reference to malloc@GLIBC_2.2.5 binds to). */
+const ElfW(Sym) *ks_elf_find_ref(const struct ks_elf_obj *o, const char *name, uint32_t gnu_hash,
+                                 const char *version);
+
 /* The address SYM of O stands for: its value, or what its resolver returns
  * for an indirect function (STT_GNU_IFUNC), as the loader would bind it. */
 void *ks_elf_addr(const struct ks_elf_obj *o, const ElfW(Sym) *sym);

@@ -6,8 +6,12 @@
 #include <elf.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <map>
+
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -160,6 +164,134 @@ TEST(Doorbell, DisabledProcessIsNeverSignalled) {
   EXPECT_EQ(g.Do("ids", "ids").rfind("ids umask=", 0), 0u) << "the process did not survive";
   g.t.Send("quit");
   EXPECT_EQ(g.t.Wait(), 0);
+}
+
+
+// ---- the shim's imports: bound by the shim, never lazily where it works ----
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Where each of the shim's PLT slots in process PID leads: "file+offset" of
+// the mapping its value falls in, or "lazy" if it is still the shim's own
+// PLT stub (the loader's lazy resolver on the next call). Read from the
+// shim's file (its .rela.plt, symbols and PLT sections) and the process's
+// memory; keyed by symbol name.
+std::map<std::string, std::string> SlotTargets(pid_t pid) {
+  std::map<std::string, std::string> out;
+  std::string b = ReadAll(ks::ShimPath());
+  if (b.size() < sizeof(Elf64_Ehdr)) return out;
+  auto* eh = reinterpret_cast<const Elf64_Ehdr*>(b.data());
+  auto* sh = reinterpret_cast<const Elf64_Shdr*>(b.data() + eh->e_shoff);
+  const char* shstr = b.data() + sh[eh->e_shstrndx].sh_offset;
+  const Elf64_Shdr *rela = nullptr, *dynsym = nullptr;
+  std::vector<std::pair<uint64_t, uint64_t>> plt;   // .plt, .plt.sec: [lo, hi)
+  for (int i = 0; i < eh->e_shnum; i++) {
+    std::string name = shstr + sh[i].sh_name;
+    if (name == ".rela.plt") rela = &sh[i];
+    if (name == ".dynsym") dynsym = &sh[i];
+    if (name == ".plt" || name == ".plt.sec") plt.push_back({sh[i].sh_addr, sh[i].sh_addr + sh[i].sh_size});
+  }
+  if (!rela || !dynsym) return out;
+  const char* dynstr = b.data() + sh[dynsym->sh_link].sh_offset;
+  auto* syms = reinterpret_cast<const Elf64_Sym*>(b.data() + dynsym->sh_offset);
+  struct Map { uint64_t lo, hi, off; std::string file; };
+  std::vector<Map> maps;
+  uint64_t base = 0;
+  std::istringstream ms(Maps(pid));
+  for (std::string l; std::getline(ms, l);) {
+    Map m;
+    char perms[8], path[4096] = "";
+    unsigned long lo, hi, off;
+    if (sscanf(l.c_str(), "%lx-%lx %7s %lx %*s %*s %4095s", &lo, &hi, perms, &off, path) < 4) continue;
+    m = {lo, hi, off, path};
+    if (!base && m.file.find("libkillshim.so") != std::string::npos && off == 0) base = lo;
+    maps.push_back(m);
+  }
+  if (!base) return out;
+  auto* r = reinterpret_cast<const Elf64_Rela*>(b.data() + rela->sh_offset);
+  for (size_t i = 0; i < rela->sh_size / sizeof *r; i++) {
+    if (ELF64_R_TYPE(r[i].r_info) != R_X86_64_JUMP_SLOT) continue;
+    std::string name = dynstr + syms[ELF64_R_SYM(r[i].r_info)].st_name;
+    uint64_t v = 0;
+    struct iovec local = {&v, sizeof v}, remote = {reinterpret_cast<void*>(base + r[i].r_offset), sizeof v};
+    if (process_vm_readv(pid, &local, 1, &remote, 1, 0) != sizeof v) {
+      out[name] = "unreadable";
+      continue;
+    }
+    std::string where = "unmapped";
+    for (auto& p : plt)
+      if (v - base >= p.first && v - base < p.second) where = "lazy";
+    for (const Map& m : maps)
+      if (where == "unmapped" && v >= m.lo && v < m.hi)
+        where = m.file + "+" + std::to_string(v - m.lo + m.off);
+    out[name] = where;
+  }
+  return out;
+}
+
+// LD_DEBUG=bindings lines that bind one of the shim's PLT slots (IMPORTS):
+// the lazy resolver's work. (The shim's own dlsym calls log the same way,
+// for names it does not import.)
+std::vector<std::string> ShimBindings(const std::string& log,
+                                      const std::map<std::string, std::string>& imports) {
+  std::vector<std::string> out;
+  std::istringstream ls(log);
+  for (std::string l; std::getline(ls, l);) {
+    size_t q = l.find("normal symbol `");
+    if (l.find("libkillshim.so [0] to ") == std::string::npos || q == std::string::npos) continue;
+    std::string name = l.substr(q + 15, l.find('\'', q + 15) - (q + 15));
+    if (imports.count(name)) out.push_back(l);
+  }
+  return out;
+}
+
+// The shim links lazily and binds its imports itself (shim/core/selfbind.h).
+// Rung while it spins (the trampoline starts control) or while it waits in
+// read() (control starts inside the signal handler): from the ring on, the
+// loader binds nothing of the shim's (no lazy resolution in the handler, in
+// the server, in the dump's handlers), every PLT slot of the shim is bound,
+// and each leads exactly where the loader's own binding (LD_BIND_NOW) leads.
+TEST(Doorbell, ControlStartsWithEveryImportOfTheShimBoundAndNoneBindsLazily) {
+  std::map<std::string, std::string> eager;
+  {
+    Guest g({"LD_BIND_NOW=1"});
+    eager = SlotTargets(g.t.pid());
+    g.t.Send("quit");
+    EXPECT_EQ(g.t.Wait(), 0);
+  }
+  ASSERT_GT(eager.size(), 50u) << "cannot read the shim's PLT slots";
+  for (auto& [name, where] : eager) EXPECT_NE(where.find('+'), std::string::npos) << name << ": " << where;
+  for (bool spin : {true, false}) {
+    SCOPED_TRACE(spin ? "spinning" : "waiting in read");
+    const char* tmp = getenv("TEST_TMPDIR");
+    std::string prefix = std::string(tmp ? tmp : "/tmp") + "/ks_lddebug_" + std::to_string(getpid()) +
+                         (spin ? "_s" : "_r");
+    Guest g({"LD_DEBUG=bindings", "LD_DEBUG_OUTPUT=" + prefix});
+    std::string log = prefix + "." + std::to_string(g.t.pid());
+    std::map<std::string, std::string> before = SlotTargets(g.t.pid());
+    EXPECT_GT(std::count_if(before.begin(), before.end(), [](auto& e) { return e.second == "lazy"; }), 20)
+        << "the shim is not linked lazily: nothing to prove";
+    if (spin) ASSERT_EQ(g.Do("spin 3000", "spinning"), "spinning");
+    size_t seen = ReadAll(log).size();
+    ASSERT_GT(seen, 0u) << "no LD_DEBUG output in " << log;
+    ks::Result r = ks::Inject({"--stack", std::to_string(g.t.pid())});
+    EXPECT_EQ(r.code, 0) << r.err;
+    if (spin) EXPECT_EQ(g.t.WaitFor("spun", 15000), "spun consistent=1 errno=1234");
+    std::map<std::string, std::string> after = SlotTargets(g.t.pid());
+    EXPECT_EQ(after.size(), eager.size());
+    for (auto& [name, where] : eager)
+      EXPECT_EQ(after[name], where) << name << " is not bound where the loader binds it";
+    std::string late = ReadAll(log).substr(seen);
+    for (const std::string& l : ShimBindings(late, eager)) ADD_FAILURE() << "bound lazily after the ring: " << l;
+    g.t.Send("quit");
+    EXPECT_EQ(g.t.Wait(), 0);
+    unlink(log.c_str());
+  }
 }
 
 }  // namespace

@@ -1,0 +1,273 @@
+/* See selfbind.h. Reads the shim's own dynamic section (DT_JMPREL, its
+ * symbols and the versions its references need) and looks each name up in
+ * the loaded objects with elf_sym.c: no allocation, no lock but the
+ * loader's list lock of dl_iterate_phdr, nothing the program can
+ * interpose. It runs in the constructor and where control starts, which
+ * may be the doorbell's signal handler on a thread waiting in a system
+ * call (control.c says why that thread holds none of libc's or the
+ * loader's locks); so what it keeps for all ~110 imports is in pages of
+ * its own, not on that thread's stack.
+ *
+ * A slot is bound with one aligned 8-byte store of the address the loader's
+ * resolver would store: a thread calling through it meanwhile runs the
+ * resolver or the function, either is right. .got.plt of a lazily linked
+ * object is not in RELRO: it stays writable. */
+#include "selfbind.h"
+
+#include <elf.h>
+#include <link.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "elf_sym.h"
+#include "ks.h"
+
+/* One import to bind. */
+struct ks_bind {
+    const char *name;
+    const char *version;   /* the reference's version; NULL: none */
+    uint32_t hash;
+    uintptr_t slot;
+    void *to;              /* its definition, once found */
+};
+
+struct ks_selfbind_walk {
+    uintptr_t self;
+    struct ks_elf_obj o;     /* the shim */
+    const ElfW(Rela) *jmprel;
+    size_t njmprel;
+    const ElfW(Verneed) *verneed;
+    struct ks_bind *b;
+    int n, cap, left;
+};
+
+static KS_SIGSAFE size_t ks_len(const char *s)
+{
+    size_t n = 0;
+    while (s[n])
+        n++;
+    return n;
+}
+
+static KS_SIGSAFE int ks_same(const char *a, const char *b)
+{
+    while (*a && *a == *b) {
+        a++;
+        b++;
+    }
+    return *a == *b;
+}
+
+/* A name's first four bytes, to tell most names apart in one compare: every
+ * name the shim imports has four characters or more, and a shorter one is
+ * read into the string table's next string (mapped), then compared whole. */
+static KS_SIGSAFE uint32_t ks_prefix(const char *name)
+{
+    const unsigned char *p = (const unsigned char *)name;
+    return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The name of the version a reference with index NDX needs, or NULL. */
+static KS_SIGSAFE const char *ks_needed_version(const struct ks_selfbind_walk *w, unsigned ndx)
+{
+    const ElfW(Verneed) *n = w->verneed;
+    for (int guard = 0; n && ndx > 1 && guard < 64; guard++) {
+        const ElfW(Vernaux) *a = (const ElfW(Vernaux) *)((const char *)n + n->vn_aux);
+        for (unsigned i = 0; i < n->vn_cnt; i++) {
+            if ((a->vna_other & 0x7fff) == ndx)
+                return a->vna_name < w->o.strsz ? w->o.strtab + a->vna_name : NULL;
+            a = (const ElfW(Vernaux) *)((const char *)a + a->vna_next);
+        }
+        if (!n->vn_next)
+            break;
+        n = (const ElfW(Verneed) *)((const char *)n + n->vn_next);
+    }
+    return NULL;
+}
+
+static KS_SIGSAFE void ks_self_tables(struct ks_selfbind_walk *w,
+                                      const struct dl_phdr_info *info)
+{
+    const ElfW(Dyn) *dyn = NULL;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+            dyn = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    size_t pltsz = 0;
+    for (; dyn && dyn->d_tag != DT_NULL; dyn++) {
+        uintptr_t p = dyn->d_un.d_ptr < info->dlpi_addr ? dyn->d_un.d_ptr + info->dlpi_addr
+                                                         : dyn->d_un.d_ptr;
+        if (dyn->d_tag == DT_JMPREL)
+            w->jmprel = (const ElfW(Rela) *)p;
+        else if (dyn->d_tag == DT_PLTRELSZ)
+            pltsz = dyn->d_un.d_val;
+        else if (dyn->d_tag == DT_VERNEED)
+            w->verneed = (const ElfW(Verneed) *)p;
+    }
+    w->njmprel = w->jmprel ? pltsz / sizeof(ElfW(Rela)) : 0;
+}
+
+/* 1 if NAME begins with PREFIX. */
+static KS_SIGSAFE int ks_starts(const char *name, const char *prefix)
+{
+    while (*prefix && *name == *prefix) {
+        name++;
+        prefix++;
+    }
+    return !*prefix;
+}
+
+/* Notes the shim's slots to bind: those named in ONLY (NULL: all; up to 16
+ * entries; one ending in '_' names every import it begins) whose value
+ * still lies in the shim (the lazy resolver's stub, or one of the shim's
+ * own hooks, which a lookup finds again). */
+static KS_SIGSAFE void ks_self_slots(struct ks_selfbind_walk *w, const struct dl_phdr_info *info,
+                                     const char *const *only)
+{
+    uint32_t pre[16];
+    unsigned char family[16];
+    uint64_t bloom = 0;   /* one bit per prefix: most names miss it at once */
+    int nonly = 0;
+    for (; only && only[nonly] && nonly < 16; nonly++) {
+        const char *o = only[nonly];
+        pre[nonly] = ks_prefix(o);
+        family[nonly] = o[0] && o[1] && o[2] && o[3] && o[ks_len(o) - 1] == '_';
+        bloom |= 1ull << ((pre[nonly] * 0x9e3779b1u) >> 26);
+    }
+    for (size_t i = 0; i < w->njmprel && w->n < w->cap; i++) {
+        const ElfW(Rela) *r = &w->jmprel[i];
+        size_t sym = ELF64_R_SYM(r->r_info);
+        if (ELF64_R_TYPE(r->r_info) != R_X86_64_JUMP_SLOT || !sym)
+            continue;
+        const char *name = w->o.strtab + w->o.symtab[sym].st_name;
+        int want = !only;
+        uint32_t p = ks_prefix(name);
+        if (!want && !(bloom & 1ull << ((p * 0x9e3779b1u) >> 26)))
+            continue;
+        for (int k = 0; k < nonly && !want; k++)
+            want = p == pre[k] &&
+                   (family[k] ? ks_starts(name, only[k]) : ks_same(name, only[k]));
+        uintptr_t slot = info->dlpi_addr + r->r_offset;
+        if (!want || !ks_elf_info_contains(info, *(uintptr_t *)slot))
+            continue;
+        unsigned ndx = w->o.versym ? w->o.versym[sym] & 0x7fff : 0;
+        w->b[w->n++] = (struct ks_bind){
+            .name = name, .version = ks_needed_version(w, ndx),
+            .hash = ks_elf_gnu_hash(name), .slot = slot};
+    }
+    w->left = w->n;
+}
+
+struct ks_selfbind_arg {
+    struct ks_selfbind_walk *w;
+    const char *const *only;
+};
+
+static KS_SIGSAFE int ks_find_self(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    struct ks_selfbind_arg *a = arg;
+    struct ks_selfbind_walk *w = a->w;
+    if (!ks_elf_info_contains(info, w->self) ||
+        ks_elf_open(&w->o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0)
+        return 0;
+    ks_self_tables(w, info);
+    ks_self_slots(w, info, a->only);
+    return 1;
+}
+
+/* Every object in load order, the shim included (its references see its own
+ * exported hooks, as the loader's global scope does): the first definition
+ * of each name wins. Not the vDSO, which is on the loader's list but not in
+ * its scope: a sanitizer's build binds getrandom unversioned (libasan's),
+ * and the kernel's vDSO defines one too. (An object the program dlopened
+ * RTLD_LOCAL is not in the scope either; it comes after libc, which defines
+ * every name the shim imports.) */
+static KS_SIGSAFE int ks_find_defs(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    struct ks_selfbind_walk *w = arg;
+    struct ks_elf_obj o;
+    if (ks_elf_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0 ||
+        ks_same(o.soname, "linux-vdso.so.1"))
+        return 0;
+    for (int i = 0; i < w->n; i++) {
+        struct ks_bind *b = &w->b[i];
+        const ElfW(Sym) *s;
+        if (b->to || !(s = ks_elf_find_ref(&o, b->name, b->hash, b->version)))
+            continue;
+        b->to = ks_elf_addr(&o, s);
+        w->left--;
+    }
+    return w->left == 0;
+}
+
+/* Binds the slots ONLY names (NULL: all) with up to CAP entries of B. */
+static KS_SIGSAFE void ks_selfbind(const char *const *only, struct ks_bind *b, int cap)
+{
+    struct ks_selfbind_walk w = {.self = (uintptr_t)&ks_selfbind, .b = b, .cap = cap};
+    struct ks_selfbind_arg a = {&w, only};
+    if (!dl_iterate_phdr(ks_find_self, &a) || w.n == 0)
+        return;
+    dl_iterate_phdr(ks_find_defs, &w);
+    /* Not found: left to the loader, which reports it. Already right (one of
+     * the shim's own hooks): not written, so that a slot of a shim linked
+     * -z now, read-only after relocation, is never stored to. */
+    for (int i = 0; i < w.n; i++)
+        if (b[i].to && __atomic_load_n((void **)b[i].slot, __ATOMIC_RELAXED) != b[i].to)
+            __atomic_store_n((void **)b[i].slot, b[i].to, __ATOMIC_RELEASE);
+}
+
+#define KS_SELFBIND_INIT_MAX 64
+
+/* What runs in the shim's signal handler before control starts, and what
+ * a fork child runs (found with objdump from ks_sig_entry and
+ * ks_control_doorbell to ks_control_begin, and from the fork handlers):
+ * errno, the system calls, the redirect's copies and masks, the safepoint
+ * table's wait, the walk this file makes; the debug log's if it is on. */
+static const char *const ks_sigctx_imports[] = {
+    "__errno_location", "getpid", "syscall", "memcpy", "sched_yield", "sigdelset",
+    "sigfillset", "dl_iterate_phdr", "__stack_chk_fail",
+    /* A sanitizer's instrumentation calls its runtime from any function,
+     * the handler's included (ASan's stack poisoning, its reports): every
+     * one of those, in the test builds that have them (the shim has none
+     * otherwise, and the four cost nothing then). */
+    "__asan_", "__ubsan_", "__tsan_", "__sanitizer_", NULL,
+};
+static const char *const ks_debug_imports[] = {"snprintf", "vsnprintf", "strlen", "write", NULL};
+
+void ks_selfbind_init(void)
+{
+    struct ks_bind b[KS_SELFBIND_INIT_MAX];
+    ks_selfbind(ks_sigctx_imports, b, KS_SELFBIND_INIT_MAX);
+    if (ks_debug_enabled)
+        ks_selfbind(ks_debug_imports, b, KS_SELFBIND_INIT_MAX);
+}
+
+/* The shim imports about 110 functions (more in a sanitizer's build): room
+ * for them all, in pages of
+ * their own for the moment (not in .bss, where 10 KB moved the variables
+ * every process touches at start across one more page: a page fault more
+ * in every exec'd child). The system call itself: syscall() is bound at
+ * init, mmap may not be yet. */
+#define KS_SELFBIND_MAX 2048
+KS_HOT_DATA static int ks_all_done;
+
+KS_SIGSAFE void ks_selfbind_all(void)
+{
+    if (__atomic_load_n(&ks_all_done, __ATOMIC_ACQUIRE))
+        return;
+    size_t len = KS_SELFBIND_MAX * sizeof(struct ks_bind);
+    void *m = (void *)syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {   /* what is left unbound the loader binds on use */
+        ks_debug("cannot bind the shim's imports: mmap failed");
+        return;
+    }
+    ks_selfbind(NULL, m, KS_SELFBIND_MAX);
+    syscall(SYS_munmap, m, len);
+    __atomic_store_n(&ks_all_done, 1, __ATOMIC_RELEASE);
+}
+
+int ks_selfbind_done(void) { return __atomic_load_n(&ks_all_done, __ATOMIC_ACQUIRE); }
