@@ -51,9 +51,13 @@ static int ks_load_torn;   /* in a child forked during the load */
 enum { KS_LOAD_NONE, KS_LOAD_RUNNING, KS_LOAD_DONE };
 static int ks_load_state;
 
+/* Single-threaded, no other thread can be loading or start to: the lock is
+ * not taken (a fork + exec of a single-threaded program, the common case,
+ * then writes none of the parent's pages that fork made copy-on-write). */
 static void ks_fork_take_load(void)
 {
-    if (__atomic_load_n(&ks_load_state, __ATOMIC_ACQUIRE) == KS_LOAD_DONE)
+    if (__libc_single_threaded ||
+        __atomic_load_n(&ks_load_state, __ATOMIC_ACQUIRE) == KS_LOAD_DONE)
         return;
     for (unsigned ms = 0; ms < KS_FORK_LOAD_WAIT_MS; ms++) {
         if (ks_trylock(&ks_load_mu) == 0) {

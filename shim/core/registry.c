@@ -21,17 +21,20 @@ KS_LOCK_DEFINE(static, ks_reg_mu);
 /* The list and the counters, together: a fork child rewrites them, and
  * each page it writes is copied. The buckets index the list by tid: a
  * dump of N threads looks each up (stack_take.c), which a list walk made
- * N^2/2 steps (10,000 threads: 50 million, seconds). 256 of them (2 KiB)
- * keep the fork child's rewrite within a page or two. */
-#define KS_REG_BUCKETS 256
+ * N^2/2 steps (10,000 threads: 50 million, seconds). 248 of them, so that
+ * the whole is under 2 KiB, aligned to 2 KiB: never across a page
+ * boundary, so the fork child copies one page for it (it crossed one:
+ * two faults a fork, docs/bench.md). */
+#define KS_REG_BUCKETS 248
 static struct {
     struct ks_thread *head;
-    struct ks_thread *bucket[KS_REG_BUCKETS];
     int count;
     int starting;            /* see ks_registry_starting_add */
     unsigned exited_next;    /* ring slot = next % KS_EXITED_RING */
     unsigned gen;            /* ring entries of another (a parent's) are ignored */
-} ks_reg KS_HOT_DATA;   /* the main thread links itself at start */
+    struct ks_thread *bucket[KS_REG_BUCKETS];
+} ks_reg KS_HOT_DATA __attribute__((aligned(2048)));   /* the main thread links itself at start */
+_Static_assert(sizeof ks_reg <= 2048, "ks_reg must fit its 2 KiB alignment");
 static _Atomic uint64_t ks_next_id = 1;
 
 static __thread struct ks_block ks_self_block __attribute__((tls_model("initial-exec")));
@@ -167,7 +170,8 @@ KS_FORK_PATH void ks_registry_reset_after_fork(void)
     int was_linked = self->linked;
     ks_reg.head = NULL;
     for (int i = 0; i < KS_REG_BUCKETS; i++)
-        ks_reg.bucket[i] = NULL;
+        if (ks_reg.bucket[i])   /* a read copies nothing */
+            ks_reg.bucket[i] = NULL;
     ks_reg.count = 0;
     ks_reg.starting = 0;   /* creations in flight were the parent's threads' */
     ks_reg.gen++;   /* the parent's exits are not the child's (no clock read: see ks.h) */
