@@ -56,6 +56,7 @@ struct ks_targets {
     struct ks_target *v;
     int n, cap, nsel;
     int no_proc;                /* /proc unreadable (a chroot): the registry's threads only */
+    struct ks_task_dir dir;     /* /proc/self/task, open for the dump's reads */
 };
 
 static int ks_target_cmp(const void *a, const void *b)
@@ -232,7 +233,7 @@ static void ks_read_proc(struct ks_targets *ts)
 {
     for (int i = 0; i < ts->n && !ts->no_proc; i++) {
         struct ks_target *t = &ts->v[i];
-        if (!t->cap.gone && ks_read_task_stat(0, t->cap.tid, &t->stat) != 0)
+        if (!t->cap.gone && ks_task_dir_stat(&ts->dir, t->cap.tid, &t->stat) != 0)
             t->cap.gone = 1;
     }
 }
@@ -256,6 +257,7 @@ static void ks_dump_into(struct ks_targets *ts, int answer_ms, uint64_t t0, stru
         .slice_ns = KS_LIVENESS_NS,
         .grace_ns = KS_CAPTURE_GRACE_NS,
         .no_proc = ts->no_proc,
+        .dir = &ts->dir,
     };
     uint64_t t1 = ks_now_ns();
     struct ks_dump *d = sel ? ks_capture_stacks(sel, ts->nsel, &o) : NULL;
@@ -311,6 +313,7 @@ void ks_cmd_stack(const struct ks_msg *req, struct ks_out *out)
     uint64_t t0 = ks_now_ns();
     struct ks_targets ts = {0};
     ks_dump_lock();
+    ks_task_dir_open(&ts.dir);
     rc = ks_stack_targets(&ts, (pid_t)only);
     if (rc == 0) {
         ks_read_proc(&ts);
@@ -327,6 +330,7 @@ void ks_cmd_stack(const struct ks_msg *req, struct ks_out *out)
         ks_out_err(out, "internal", "cannot list threads: %s", strerror(rc));
     else
         ks_dump_into(&ts, (int)answer_ms, t0, out);
+    ks_task_dir_close(&ts.dir);
     ks_dump_unlock();
     free(ts.v);
 }

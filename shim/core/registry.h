@@ -81,6 +81,9 @@ struct ks_thread {
     /* Identity: set before linking, immutable while linked. */
     pid_t tid;
     uint8_t role;
+    uint8_t sig_batch;        /* owner only, linked or not: inside a batch of
+                                 ks_sigmask_batch_begin (signals.h); in the
+                                 padding before handle, so free */
     pthread_t handle;
     void *start_routine;      /* NULL for the main thread */
     uint64_t id;              /* unique in this process; never reused */

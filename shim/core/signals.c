@@ -250,6 +250,64 @@ int ks_sigmask_raw(int how, const sigset_t *set, sigset_t *old)
     return rc == 0 ? 0 : errno;
 }
 
+/* M of ks_sigmask_batch_begin: what the kernel keeps of "block all" (every
+ * signal but SIGKILL, SIGSTOP and glibc's two). The same for every thread;
+ * written by each batch with the value the kernel gave. */
+static uint64_t ks_batch_mask;
+
+static uint64_t ks_set64(const sigset_t *s)
+{
+    uint64_t v;
+    __builtin_memcpy(&v, s, sizeof v);   /* the kernel's set: the first 8 bytes */
+    return v;
+}
+
+/* The mask the kernel would leave after HOW with SET from M, as
+ * ks_sigmask_raw asks it (glibc's two never blocked). */
+static uint64_t ks_mask_after(int how, uint64_t m, uint64_t s)
+{
+    const uint64_t never = 1ull << (SIGKILL - 1) | 1ull << (SIGSTOP - 1) | 1ull << 31 | 1ull << 32;
+    switch (how) {
+    case SIG_BLOCK: return (m | s) & ~never;
+    case SIG_UNBLOCK: return m & ~s;
+    case SIG_SETMASK: return s & ~never;
+    default: return ~m;   /* EINVAL: never "unchanged" */
+    }
+}
+
+int ks_sigmask_pass(int how, const sigset_t *set, sigset_t *old)
+{
+    struct ks_thread *me = ks_self();
+    if (!me->sig_batch)
+        return ks_sigmask_raw(how, set, old);
+    uint64_t m = __atomic_load_n(&ks_batch_mask, __ATOMIC_RELAXED);
+    if (set && ks_mask_after(how, m, ks_set64(set)) != m) {
+        me->sig_batch = 0;   /* the mask changes: no longer M */
+        return ks_sigmask_raw(how, set, old);
+    }
+    if (old)
+        __builtin_memcpy(old, &m, sizeof m);   /* as the kernel: 8 bytes written */
+    return 0;
+}
+
+void ks_sigmask_batch_begin(sigset_t *saved)
+{
+    sigset_t all, now;
+    sigfillset(&all);
+    sigemptyset(&now);
+    ks_sigmask_raw(SIG_BLOCK, &all, saved);
+    if (ks_sigmask_raw(SIG_BLOCK, NULL, &now) != 0)
+        return;
+    __atomic_store_n(&ks_batch_mask, ks_set64(&now), __ATOMIC_RELAXED);
+    ks_self()->sig_batch = 1;
+}
+
+void ks_sigmask_batch_end(const sigset_t *saved)
+{
+    ks_self()->sig_batch = 0;
+    ks_sigmask_raw(SIG_SETMASK, saved, NULL);
+}
+
 const sigset_t *ks_signals_unblockable(int how, const sigset_t *set, sigset_t *copy)
 {
     if (!set || how == SIG_UNBLOCK || !__atomic_load_n(&ks_installed, __ATOMIC_ACQUIRE))

@@ -52,7 +52,7 @@ KS_EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
 {
     uintptr_t caller = (uintptr_t)__builtin_return_address(0);
     if (ks_signals_from_pass(caller)) {
-        int rc = ks_sigmask_raw(how, set, old);
+        int rc = ks_sigmask_pass(how, set, old);
         return rc ? (errno = rc, -1) : 0;
     }
     sigset_t copy;
@@ -64,7 +64,7 @@ KS_EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
 {
     uintptr_t caller = (uintptr_t)__builtin_return_address(0);
     if (ks_signals_from_pass(caller))
-        return ks_sigmask_raw(how, set, old);
+        return ks_sigmask_pass(how, set, old);
     sigset_t copy;
     const sigset_t *s = ks_signals_unblockable(how, set, &copy);
     return KS_CALL_OR(pthread_sigmask, ENOSYS, (how, s, old));

@@ -173,6 +173,8 @@ struct ks_capture_opts {
     uint64_t slice_ns;          /* how often meanwhile an unanswered tid is checked alive */
     uint64_t grace_ns;          /* for a handler caught mid-answer */
     int no_proc;                /* /proc unreadable: never signal (NO_PROCFS) */
+    struct ks_task_dir *dir;    /* if set: /proc/self/task held open, for the system
+                                 * calls' reads (procfs.h); else absolute paths */
     int keep_call_held;         /* a thread unwound from its wrapped call stays held
                                  * (held = 1): the caller lets it go (ks_reader_release) */
     /* If set: called for each thread as it is held, under the registry lock

@@ -6,6 +6,7 @@
  * holds it only while it links a library into the list): a held thread may
  * be in a signal handler that interrupted malloc with the arena lock taken. */
 #include <errno.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -78,11 +79,20 @@ static void ks_cap_hold(struct ks_capture *const *v, int n, const struct ks_capt
     ks_registry_unlock();
 }
 
+static int ks_cap_syscall(pid_t tid, struct ks_syscall *sc, const struct ks_capture_opts *o)
+{
+    return o->dir ? ks_task_dir_syscall(o->dir, tid, sc) : ks_read_task_syscall(tid, sc);
+}
+
 /* Unwinds the threads held in wrapped calls and, unless the caller keeps
  * them, lets them go. Their records stay valid while they are held: a held
  * thread cannot leave its wrapper. */
 static void ks_cap_unwind_calls(struct ks_capture *const *v, int n, const struct ks_capture_opts *o)
 {
+    /* libunwind blocks every signal around each frame's lookup: done once
+     * for the whole loop instead (signals.h). */
+    sigset_t saved;
+    ks_sigmask_batch_begin(&saved);
     for (int i = 0; i < n; i++) {
         struct ks_capture *c = v[i];
         if (c->via != KS_VIA_CALL)
@@ -90,12 +100,13 @@ static void ks_cap_unwind_calls(struct ks_capture *const *v, int n, const struct
         /* Held: the call it is in, or the wrapper around it (for the
          * report only; nothing is decided on it). */
         if (!o->no_proc)
-            c->have_sc = ks_read_task_syscall(c->tid, &c->sc) == 0;
+            c->have_sc = ks_cap_syscall(c->tid, &c->sc, o) == 0;
         ks_unwind_regs(&c->regs, c->e);
         c->e->state = KS_ENTRY_DONE;
         if (!o->keep_call_held)
             ks_cap_let_go(c, c->rec);
     }
+    ks_sigmask_batch_end(&saved);
 }
 
 /* Why C may not be signalled (reads /proc: not under the registry lock).
@@ -109,7 +120,7 @@ static void ks_cap_look(struct ks_capture *c, const struct ks_capture_opts *o)
         c->why = KS_NOSTACK_NO_PROCFS;
         return;
     }
-    c->have_sc = ks_read_task_syscall(c->tid, &c->sc) == 0;
+    c->have_sc = ks_cap_syscall(c->tid, &c->sc, o) == 0;
     c->why = ks_dump_why_not_signal(c->tid, c->have_sc ? &c->sc : NULL, &c->st);
     if (c->why == KS_NOSTACK_EXITED && c->st.state != 'Z')
         c->gone = 1;   /* its status vanished: it has exited since it was listed */

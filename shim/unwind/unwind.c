@@ -69,7 +69,7 @@ static void *ks_unw_libc_fn(const char *name, void *libc)
     if (strcmp(name, "pipe") == 0 || strcmp(name, "pipe2") == 0)
         return NULL;
     if (strcmp(name, "sigprocmask") == 0 || strcmp(name, "pthread_sigmask") == 0)
-        return (void *)ks_sigmask_raw;
+        return (void *)ks_sigmask_pass;
 #else
     if (strcmp(name, "pthread_mutex_lock") != 0 && strcmp(name, "pthread_mutex_unlock") != 0)
         return NULL;
