@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <string.h>
+
 #include <string>
 
 TEST(Procfs, ParsesStatWithTrickyComm) {
@@ -29,6 +31,78 @@ TEST(Procfs, RejectsTruncatedStat) {
     ks_taskstat st;
     EXPECT_EQ(ks_parse_stat(b, strlen(b), &st), -1) << b;
   }
+}
+
+// The stat parser as it was (strtok_r and strtoull on a copy), kept here as
+// the reference the in-place scanner must agree with.
+static int RefParseStat(const char* buf, size_t len, ks_taskstat* out) {
+  memset(out, 0, sizeof *out);
+  const char* open = static_cast<const char*>(memchr(buf, '(', len));
+  const char* close = nullptr;
+  for (size_t i = len; i > 0; i--)
+    if (buf[i - 1] == ')') { close = buf + i - 1; break; }
+  if (!open || !close || close < open) return -1;
+  size_t n = static_cast<size_t>(close - open - 1);
+  if (n >= sizeof out->comm) n = sizeof out->comm - 1;
+  memcpy(out->comm, open + 1, n);
+  out->comm[n] = '\0';
+  char rest[512];
+  size_t rl = len - static_cast<size_t>(close + 1 - buf);
+  if (rl >= sizeof rest) rl = sizeof rest - 1;
+  memcpy(rest, close + 1, rl);
+  rest[rl] = '\0';
+  char* save = nullptr;
+  int field = 2;
+  for (char* tok = strtok_r(rest, " \n", &save); tok; tok = strtok_r(nullptr, " \n", &save)) {
+    field++;
+    switch (field) {
+      case 3: if (tok[1] != '\0') return -1; out->state = tok[0]; break;
+      case 14: out->utime = strtoull(tok, nullptr, 10); break;
+      case 15: out->stime = strtoull(tok, nullptr, 10); break;
+      case 22: out->starttime = strtoull(tok, nullptr, 10); return 0;
+      default: break;
+    }
+  }
+  return -1;
+}
+
+// 20,000 generated lines: tricky names, one or more blanks or newlines
+// between fields, numbers up to 2^64-1, lines cut anywhere, a NUL inside;
+// the scanner gives what the reference gives, field for field.
+TEST(Procfs, StatScannerAgreesWithStrtokReference) {
+  unsigned seed = 15;
+  auto rnd = [&seed](unsigned m) { return (seed = seed * 1103515245u + 12345u) / 65536u % m; };
+  const char* names[] = {"a", "a) b (c", "x y", "((", "))", "", "worker 1", "0123456789abcde"};
+  int parsed = 0;
+  for (int iter = 0; iter < 20000; iter++) {
+    std::string s = std::to_string(rnd(100000)) + " (" + names[rnd(8)] + ")";
+    int fields = 18 + static_cast<int>(rnd(40));
+    for (int f = 3; f < 3 + fields; f++) {
+      int seps = 1 + static_cast<int>(rnd(3));
+      for (int k = 0; k < seps; k++) s += rnd(5) == 0 ? '\n' : ' ';
+      if (f == 3) {
+        s += rnd(20) == 0 ? "SS" : "S";
+      } else {
+        unsigned long long v = rnd(4) == 0 ? ~0ull - rnd(1000) : rnd(1000000);
+        s += std::to_string(v);
+      }
+    }
+    s += "\n";
+    if (rnd(4) == 0) s.resize(rnd(static_cast<unsigned>(s.size()) + 1));
+    if (rnd(50) == 0 && !s.empty()) s[rnd(static_cast<unsigned>(s.size()))] = '\0';
+    ks_taskstat got, want;
+    int rg = ks_parse_stat(s.data(), s.size(), &got);
+    int rw = RefParseStat(s.data(), s.size(), &want);
+    ASSERT_EQ(rg, rw) << s;
+    if (rw != 0) continue;
+    parsed++;
+    EXPECT_STREQ(got.comm, want.comm);
+    EXPECT_EQ(got.state, want.state);
+    EXPECT_EQ(got.utime, want.utime);
+    EXPECT_EQ(got.stime, want.stime);
+    EXPECT_EQ(got.starttime, want.starttime);
+  }
+  EXPECT_GT(parsed, 10000);  // most lines are whole: the agreement is not only on failures
 }
 
 TEST(Procfs, ReadsOwnMainThread) {
