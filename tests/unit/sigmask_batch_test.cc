@@ -1,0 +1,117 @@
+// ks_sigmask_pass inside a batch (signals.h): each call it answers without
+// the kernel gives what the kernel gives, a call that changes the mask goes
+// to the kernel and ends the shortcut, and the batch's end restores the mask.
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "shim/core/registry.h"
+#include "shim/core/signals.h"
+
+namespace {
+
+uint64_t KernelMask() {
+  uint64_t m = 0;
+  syscall(SYS_rt_sigprocmask, SIG_BLOCK, nullptr, &m, sizeof m);
+  return m;
+}
+
+uint64_t Bits(const sigset_t& s) {
+  uint64_t v;
+  memcpy(&v, &s, sizeof v);
+  return v;
+}
+
+sigset_t Set(std::initializer_list<int> sigs, bool full = false) {
+  sigset_t s;
+  if (full) sigfillset(&s); else sigemptyset(&s);
+  for (int n : sigs) sigaddset(&s, n);
+  return s;
+}
+
+struct Result {
+  int rc;
+  uint64_t old, after;
+};
+
+// HOW with SET (nullptr: a query) through ks_sigmask_pass, in a batch or
+// straight to the kernel from the batch's mask.
+Result Call(bool batch, int how, const sigset_t* set) {
+  Result r{};
+  std::thread([&] {
+    sigset_t start = Set({SIGUSR1}), saved;
+    ks_sigmask_raw(SIG_SETMASK, &start, nullptr);
+    if (batch) {
+      ks_sigmask_batch_begin(&saved);
+    } else {
+      sigset_t all = Set({}, true);
+      ks_sigmask_raw(SIG_BLOCK, &all, &saved);
+    }
+    sigset_t old;
+    memset(&old, 0xa5, sizeof old);
+    r.rc = ks_sigmask_pass(how, set, &old);
+    r.old = Bits(old);
+    r.after = KernelMask();
+    if (batch) ks_sigmask_batch_end(&saved);
+  }).join();
+  return r;
+}
+
+TEST(SigmaskBatch, AnswersAsTheKernelWould) {
+  sigset_t full = Set({}, true), usr2 = Set({SIGUSR2}), none = Set({});
+  sigset_t m = Set({});  // what the kernel keeps of "block all" (M)
+  std::thread([&] {
+    sigset_t saved;
+    ks_sigmask_batch_begin(&saved);
+    uint64_t k = KernelMask();
+    memcpy(&m, &k, sizeof k);
+    ks_sigmask_batch_end(&saved);
+  }).join();
+  struct { int how; const sigset_t* set; } cases[] = {
+      {SIG_SETMASK, &full}, {SIG_SETMASK, &m}, {SIG_BLOCK, &full}, {SIG_BLOCK, &usr2},
+      {SIG_UNBLOCK, &none}, {SIG_BLOCK, nullptr}, {SIG_UNBLOCK, &usr2}, {SIG_SETMASK, &usr2},
+      {SIG_SETMASK, &none}, {42, &full},
+  };
+  for (auto& c : cases) {
+    Result b = Call(true, c.how, c.set), k = Call(false, c.how, c.set);
+    EXPECT_EQ(b.rc, k.rc) << c.how;
+    EXPECT_EQ(b.old, k.old) << c.how;
+    EXPECT_EQ(b.after, k.after) << c.how;
+  }
+}
+
+TEST(SigmaskBatch, ShortcutEndsWhenTheMaskChangesAndEndRestores) {
+  std::thread([] {
+    sigset_t start = Set({SIGUSR1, SIGTERM}), saved, full = Set({}, true), usr2 = Set({SIGUSR2});
+    ks_sigmask_raw(SIG_SETMASK, &start, nullptr);
+    uint64_t before = KernelMask();
+    EXPECT_EQ(ks_self()->sig_batch, 0);
+    ks_sigmask_batch_begin(&saved);
+    EXPECT_EQ(Bits(saved), before);
+    uint64_t all = KernelMask();
+    EXPECT_EQ(ks_self()->sig_batch, 1);
+    // What libunwind does around each lookup: answered, mask unchanged.
+    sigset_t old;
+    EXPECT_EQ(ks_sigmask_pass(SIG_SETMASK, &full, &old), 0);
+    EXPECT_EQ(Bits(old), all);
+    EXPECT_EQ(ks_sigmask_pass(SIG_SETMASK, &old, nullptr), 0);
+    EXPECT_EQ(ks_self()->sig_batch, 1);
+    EXPECT_EQ(KernelMask(), all);
+    // A real change: done by the kernel, and the shortcut is over.
+    EXPECT_EQ(ks_sigmask_pass(SIG_UNBLOCK, &usr2, nullptr), 0);
+    EXPECT_EQ(ks_self()->sig_batch, 0);
+    EXPECT_EQ(KernelMask(), all & ~(1ull << (SIGUSR2 - 1)));
+    EXPECT_EQ(ks_sigmask_pass(SIG_BLOCK, nullptr, &old), 0);
+    EXPECT_EQ(Bits(old), KernelMask());
+    ks_sigmask_batch_end(&saved);
+    EXPECT_EQ(ks_self()->sig_batch, 0);
+    EXPECT_EQ(KernelMask(), before);
+  }).join();
+}
+
+}  // namespace
