@@ -130,6 +130,8 @@ static int ksi_collect(const struct ks_msg *m, void *ctx)
 /* Many threads share frames: each address is looked up once. */
 struct ksi_symcache {
     struct ksi_sym *sym;
+    pid_t pid;
+    int early;                /* SYM was opened before the reply came */
     struct ksi_symslot {
         unsigned long long key;   /* lookup address + 1 (0: empty) */
         int found;
@@ -192,13 +194,14 @@ static int ksi_build_graph(const struct ksi_dump *d, struct ksi_graph *g)
 
 /* ---- The action ------------------------------------------------------- */
 
-static void ksi_symbolize(struct ksi_dump *d, struct ksi_symcache *c)
+/* Returns how many frames no module holds. */
+static size_t ksi_symbolize(struct ksi_dump *d, struct ksi_symcache *c)
 {
-    size_t total = 0;
+    size_t total = 0, missed = 0;
     for (size_t i = 0; i < d->n; i++)
         total += (size_t)d->v[i].nframes + 1;
     if (ksi_cache_init(c, total) != 0)
-        return;   /* addresses without names */
+        return 0;   /* addresses without names */
     for (size_t i = 0; i < d->n; i++) {
         struct ksi_thr *t = &d->v[i];
         if (strcmp(t->via, "none") == 0 && t->has_syscall && t->spc) {
@@ -209,9 +212,40 @@ static void ksi_symbolize(struct ksi_dump *d, struct ksi_symcache *c)
             if (t->frames)
                 t->frames[0] = (struct ksi_frame){t->spc, 1, NULL};
         }
-        for (int k = 0; k < t->nframes; k++)
+        for (int k = 0; k < t->nframes; k++) {
             t->frames[k].sym = ksi_lookup(c, t->frames[k].pc, t->frames[k].exact);
+            missed += !t->frames[k].sym;
+        }
     }
+    return missed;
+}
+
+/* The symbolizer reads the target's whole map (two lines a thread) and
+ * reports every module to libdwfl: done while the shim takes the stacks.
+ * A frame in a module mapped after that read is not found in it; the dump
+ * is then symbolized again from a fresh read (ksi_symbolize_all). */
+static void ksi_stack_open_sym(void *ctx)
+{
+    struct ksi_symcache *c = ctx;
+    if (!c->sym) {
+        c->sym = ksi_sym_open(c->pid);
+        c->early = 1;
+    }
+}
+
+static void ksi_symbolize_all(struct ksi_dump *d, struct ksi_symcache *c)
+{
+    if (!c->sym)
+        c->sym = ksi_sym_open(c->pid);
+    if (ksi_symbolize(d, c) == 0 || !c->early)
+        return;
+    ksi_sym_close(c->sym);
+    free(c->slots);
+    c->slots = NULL;
+    c->cap = c->used = 0;
+    c->early = 0;
+    c->sym = ksi_sym_open(c->pid);
+    ksi_symbolize(d, c);
 }
 
 int ksi_do_stack(const struct ksi_opts *o)
@@ -229,6 +263,9 @@ int ksi_do_stack(const struct ksi_opts *o)
                  o->timeout_s * 1000 < 1 ? 1 : (int)(o->timeout_s * 1000));
     struct ksi_dump d = {0};
     struct ks_msg final;
+    struct ksi_symcache cache = {.pid = o->pid};
+    c.on_sent = ksi_stack_open_sym;
+    c.on_sent_ctx = &cache;
     rc = ksi_request(&c, req, ksi_collect, &d, &final);
     ksi_close(&c);
     if (rc == KSI_EXIT_OK && strcmp(final.verb, "err") == 0)
@@ -240,13 +277,11 @@ int ksi_do_stack(const struct ksi_opts *o)
     if (d.cut)
         ksi_err("process %d sent more than %d threads or %d frames: the rest is not shown",
                 (int)o->pid, KSI_MAX_THREADS, KSI_MAX_FRAMES);
-    struct ksi_symcache cache = {0};
     struct ksi_graph g = {0};
     if (rc == KSI_EXIT_OK) {
         int64_t us = 0;
         ks_msg_get_i64(&final, "us", 0, INT64_MAX, &us);
-        cache.sym = ksi_sym_open(o->pid);
-        ksi_symbolize(&d, &cache);
+        ksi_symbolize_all(&d, &cache);
         if (ksi_build_graph(&d, &g) != 0) {
             ksi_err("out of memory building the wait-for graph");
             rc = KSI_EXIT_ERROR;
