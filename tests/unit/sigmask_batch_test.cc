@@ -34,6 +34,14 @@ sigset_t Set(std::initializer_list<int> sigs, bool full = false) {
   return s;
 }
 
+// This thread's shortcut flag, through an empty asm (see held_list_test:
+// GCC's UBSan misreads a C++ access to an initial-exec TLS member).
+int Batch() {
+  struct ks_thread* p = ks_self();
+  __asm__("" : "+r"(p));
+  return p->sig_batch;
+}
+
 struct Result {
   int rc;
   uint64_t old, after;
@@ -90,26 +98,26 @@ TEST(SigmaskBatch, ShortcutEndsWhenTheMaskChangesAndEndRestores) {
     sigset_t start = Set({SIGUSR1, SIGTERM}), saved, full = Set({}, true), usr2 = Set({SIGUSR2});
     ks_sigmask_raw(SIG_SETMASK, &start, nullptr);
     uint64_t before = KernelMask();
-    EXPECT_EQ(ks_self()->sig_batch, 0);
+    EXPECT_EQ(Batch(), 0);
     ks_sigmask_batch_begin(&saved);
     EXPECT_EQ(Bits(saved), before);
     uint64_t all = KernelMask();
-    EXPECT_EQ(ks_self()->sig_batch, 1);
+    EXPECT_EQ(Batch(), 1);
     // What libunwind does around each lookup: answered, mask unchanged.
     sigset_t old;
     EXPECT_EQ(ks_sigmask_pass(SIG_SETMASK, &full, &old), 0);
     EXPECT_EQ(Bits(old), all);
     EXPECT_EQ(ks_sigmask_pass(SIG_SETMASK, &old, nullptr), 0);
-    EXPECT_EQ(ks_self()->sig_batch, 1);
+    EXPECT_EQ(Batch(), 1);
     EXPECT_EQ(KernelMask(), all);
     // A real change: done by the kernel, and the shortcut is over.
     EXPECT_EQ(ks_sigmask_pass(SIG_UNBLOCK, &usr2, nullptr), 0);
-    EXPECT_EQ(ks_self()->sig_batch, 0);
+    EXPECT_EQ(Batch(), 0);
     EXPECT_EQ(KernelMask(), all & ~(1ull << (SIGUSR2 - 1)));
     EXPECT_EQ(ks_sigmask_pass(SIG_BLOCK, nullptr, &old), 0);
     EXPECT_EQ(Bits(old), KernelMask());
     ks_sigmask_batch_end(&saved);
-    EXPECT_EQ(ks_self()->sig_batch, 0);
+    EXPECT_EQ(Batch(), 0);
     EXPECT_EQ(KernelMask(), before);
   }).join();
 }
