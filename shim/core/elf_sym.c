@@ -25,7 +25,7 @@ int ks_elf_open(struct ks_elf_obj *o, uintptr_t base, const ElfW(Phdr) *phdr, si
     *o = (struct ks_elf_obj){.base = base, .soname = ""};
     if (!dyn)
         return ENOENT;
-    size_t soname = (size_t)-1;
+    size_t soname = (size_t)-1, relasz = 0, pltsz = 0;
     for (; dyn->d_tag != DT_NULL; dyn++) {
         uintptr_t p = ks_dyn_ptr(dyn->d_un.d_ptr, base);
         switch (dyn->d_tag) {
@@ -37,9 +37,16 @@ int ks_elf_open(struct ks_elf_obj *o, uintptr_t base, const ElfW(Phdr) *phdr, si
         case DT_VERSYM: o->versym = (const ElfW(Half) *)p; break;
         case DT_VERDEF: o->verdef = (const ElfW(Verdef) *)p; break;
         case DT_SONAME: soname = dyn->d_un.d_val; break;
+        case DT_VERNEED: o->verneed = (const ElfW(Verneed) *)p; break;
+        case DT_RELA: o->rela = (const ElfW(Rela) *)p; break;
+        case DT_RELASZ: relasz = dyn->d_un.d_val; break;
+        case DT_JMPREL: o->jmprel = (const ElfW(Rela) *)p; break;
+        case DT_PLTRELSZ: pltsz = dyn->d_un.d_val; break;
         default: break;
         }
     }
+    o->nrela = o->rela ? relasz / sizeof(ElfW(Rela)) : 0;
+    o->njmprel = o->jmprel ? pltsz / sizeof(ElfW(Rela)) : 0;
     if (!o->symtab || !o->strtab || (!o->gnu_hash && !o->sysv_hash))
         return ENOENT;
     if (soname < o->strsz)

@@ -31,6 +31,11 @@ struct ks_elf_obj {
     const ElfW(Half) *versym;        /* DT_VERSYM, or NULL: unversioned object */
     const ElfW(Verdef) *verdef;      /* DT_VERDEF, or NULL */
     const char *soname;              /* DT_SONAME, or "" */
+    const ElfW(Verneed) *verneed;    /* DT_VERNEED, or NULL */
+    const ElfW(Rela) *rela;          /* DT_RELA (GOT slots of data references) */
+    size_t nrela;
+    const ElfW(Rela) *jmprel;        /* DT_JMPREL (the PLT's slots) */
+    size_t njmprel;
 };
 
 /* Fills O from the program headers of a loaded object (BASE: its load bias).

@@ -91,7 +91,7 @@ static void ks_got_store(uintptr_t slot, void *hook, uintptr_t relro_lo, uintptr
 }
 
 /* Every GOT slot of a named symbol in an object's relocation tables
- * (DT_RELA and DT_JMPREL, ks_got_rels): FN(ARG, symbol, its name, slot,
+ * (DT_RELA and DT_JMPREL, as ks_elf_open found them): FN(ARG, symbol, its name, slot,
  * RELRO range) for each. */
 typedef void ks_got_slot_fn(void *arg, const ElfW(Sym) *sym, const char *name, uintptr_t slot,
                             uintptr_t relro_lo, uintptr_t relro_hi);
@@ -194,47 +194,13 @@ static int ks_got_never(const struct ks_elf_obj *o)
     return 0;
 }
 
-/* The relocation tables of the object INFO describes: DT_RELA and DT_JMPREL
- * (GOT slots of data references and of the PLT), each with its length. */
-struct ks_got_rels {
-    const ElfW(Rela) *rela, *jmprel;
-    size_t nrela, njmprel;
-};
-
-static void ks_got_rels(const struct dl_phdr_info *info, struct ks_got_rels *r)
-{
-    const ElfW(Dyn) *dyn = NULL;
-    for (int i = 0; i < info->dlpi_phnum; i++)
-        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
-            dyn = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
-    uintptr_t rela = 0, jmprel = 0;
-    size_t relasz = 0, pltsz = 0;
-    for (; dyn && dyn->d_tag != DT_NULL; dyn++) {
-        uintptr_t p = dyn->d_un.d_ptr < info->dlpi_addr ? dyn->d_un.d_ptr + info->dlpi_addr
-                                                         : dyn->d_un.d_ptr;
-        switch (dyn->d_tag) {
-        case DT_RELA: rela = p; break;
-        case DT_RELASZ: relasz = dyn->d_un.d_val; break;
-        case DT_JMPREL: jmprel = p; break;
-        case DT_PLTRELSZ: pltsz = dyn->d_un.d_val; break;
-        default: break;
-        }
-    }
-    r->rela = (const ElfW(Rela) *)rela;
-    r->nrela = rela ? relasz / sizeof(ElfW(Rela)) : 0;
-    r->jmprel = (const ElfW(Rela) *)jmprel;
-    r->njmprel = jmprel ? pltsz / sizeof(ElfW(Rela)) : 0;
-}
-
 static void ks_got_slots(const struct dl_phdr_info *info, const struct ks_elf_obj *o,
                          ks_got_slot_fn *fn, void *arg)
 {
     uintptr_t rlo, rhi;
     ks_relro(info, &rlo, &rhi);
-    struct ks_got_rels r;
-    ks_got_rels(info, &r);
-    const ElfW(Rela) *tab[2] = {r.rela, r.jmprel};
-    size_t len[2] = {r.nrela, r.njmprel};
+    const ElfW(Rela) *tab[2] = {o->rela, o->jmprel};
+    size_t len[2] = {o->nrela, o->njmprel};
     for (int t = 0; t < 2; t++)
         for (size_t i = 0; i < len[t]; i++) {
             unsigned type = ELF64_R_TYPE(tab[t][i].r_info);

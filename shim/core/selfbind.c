@@ -36,9 +36,6 @@ struct ks_bind {
 struct ks_selfbind_walk {
     uintptr_t self;
     struct ks_elf_obj o;     /* the shim */
-    const ElfW(Rela) *jmprel;
-    size_t njmprel;
-    const ElfW(Verneed) *verneed;
     struct ks_bind *b;
     int n, cap, left;
 };
@@ -72,7 +69,7 @@ static KS_SIGSAFE uint32_t ks_prefix(const char *name)
 /* The name of the version a reference with index NDX needs, or NULL. */
 static KS_SIGSAFE const char *ks_needed_version(const struct ks_selfbind_walk *w, unsigned ndx)
 {
-    const ElfW(Verneed) *n = w->verneed;
+    const ElfW(Verneed) *n = w->o.verneed;
     for (int guard = 0; n && ndx > 1 && guard < 64; guard++) {
         const ElfW(Vernaux) *a = (const ElfW(Vernaux) *)((const char *)n + n->vn_aux);
         for (unsigned i = 0; i < n->vn_cnt; i++) {
@@ -85,27 +82,6 @@ static KS_SIGSAFE const char *ks_needed_version(const struct ks_selfbind_walk *w
         n = (const ElfW(Verneed) *)((const char *)n + n->vn_next);
     }
     return NULL;
-}
-
-static KS_SIGSAFE void ks_self_tables(struct ks_selfbind_walk *w,
-                                      const struct dl_phdr_info *info)
-{
-    const ElfW(Dyn) *dyn = NULL;
-    for (int i = 0; i < info->dlpi_phnum; i++)
-        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
-            dyn = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
-    size_t pltsz = 0;
-    for (; dyn && dyn->d_tag != DT_NULL; dyn++) {
-        uintptr_t p = dyn->d_un.d_ptr < info->dlpi_addr ? dyn->d_un.d_ptr + info->dlpi_addr
-                                                         : dyn->d_un.d_ptr;
-        if (dyn->d_tag == DT_JMPREL)
-            w->jmprel = (const ElfW(Rela) *)p;
-        else if (dyn->d_tag == DT_PLTRELSZ)
-            pltsz = dyn->d_un.d_val;
-        else if (dyn->d_tag == DT_VERNEED)
-            w->verneed = (const ElfW(Verneed) *)p;
-    }
-    w->njmprel = w->jmprel ? pltsz / sizeof(ElfW(Rela)) : 0;
 }
 
 /* 1 if NAME begins with PREFIX. */
@@ -135,8 +111,8 @@ static KS_SIGSAFE void ks_self_slots(struct ks_selfbind_walk *w, const struct dl
         family[nonly] = o[0] && o[1] && o[2] && o[3] && o[ks_len(o) - 1] == '_';
         bloom |= 1ull << ((pre[nonly] * 0x9e3779b1u) >> 26);
     }
-    for (size_t i = 0; i < w->njmprel && w->n < w->cap; i++) {
-        const ElfW(Rela) *r = &w->jmprel[i];
+    for (size_t i = 0; i < w->o.njmprel && w->n < w->cap; i++) {
+        const ElfW(Rela) *r = &w->o.jmprel[i];
         size_t sym = ELF64_R_SYM(r->r_info);
         if (ELF64_R_TYPE(r->r_info) != R_X86_64_JUMP_SLOT || !sym)
             continue;
@@ -172,7 +148,6 @@ static KS_SIGSAFE int ks_find_self(struct dl_phdr_info *info, size_t size, void 
     if (!ks_elf_info_contains(info, w->self) ||
         ks_elf_open(&w->o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0)
         return 0;
-    ks_self_tables(w, info);
     ks_self_slots(w, info, a->only);
     return 1;
 }
