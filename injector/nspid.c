@@ -22,16 +22,7 @@ static long ksi_own_tid(pid_t pid, const char *task, int *levels)
     *levels = 0;
     if (ks_read_small_file(path, buf, sizeof buf) <= 0)
         return -1;
-    const char *l = strstr(buf, "\nNSpid:");
-    long last = -1;
-    for (char *end, *p = l ? (char *)l + 7 : NULL; p; p = end) {
-        long v = strtol(p, &end, 10);
-        if (end == p)
-            break;
-        last = v;
-        (*levels)++;
-    }
-    return last;
+    return ks_parse_nspid(buf, levels);
 }
 
 pid_t ksi_host_tid(pid_t pid, pid_t tid)

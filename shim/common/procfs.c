@@ -330,6 +330,21 @@ static const char *ks_status_field(const char *buf, const char *key)
     return NULL;
 }
 
+long ks_parse_nspid(const char *buf, int *levels)
+{
+    const char *l = strstr(buf, "\nNSpid:");
+    long last = -1;
+    *levels = 0;
+    for (char *end, *p = l ? (char *)l + 7 : NULL; p; p = end) {
+        long v = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        last = v;
+        (*levels)++;
+    }
+    return last;
+}
+
 int ks_parse_status(const char *buf, struct ks_taskstatus *out)
 {
     memset(out, 0, sizeof *out);

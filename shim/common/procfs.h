@@ -85,6 +85,12 @@ int ks_parse_status(const char *buf, struct ks_taskstatus *out);
 /* Reads it for TID of the calling process. Returns 0 or -1 (errno set). */
 int ks_read_task_status(pid_t tid, struct ks_taskstatus *out);
 
+/* The "NSpid:" line of a status file's contents BUF: one id per pid
+ * namespace, from the one the /proc belongs to down to the task's own.
+ * Returns the last (the id the task sees itself as) and their count in
+ * *LEVELS, or -1 (and 0) if the line is missing (a kernel before 4.1). */
+long ks_parse_nspid(const char *buf, int *levels);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "procfs.h"
+
 static const char *ks_socket_dir(void)
 {
     const char *d = getenv("KILLSHIM_SOCKET_DIR");
@@ -52,19 +54,8 @@ pid_t ks_sockaddr_own_pid(pid_t pid)
     if (n <= 0)
         return pid;
     buf[n] = '\0';
-    const char *l = strstr(buf, "\nNSpid:");
-    if (!l)
-        return pid;
-    /* One pid per namespace, from the one /proc belongs to down to the
-     * process's own: the last is the one it sees itself as. */
-    l += 7;
-    long last = pid;
-    for (char *end;; l = end) {
-        long v = strtol(l, &end, 10);
-        if (end == l)
-            break;
-        last = v;
-    }
+    int levels;
+    long last = ks_parse_nspid(buf, &levels);   /* the pid it sees itself as */
     return last > 0 ? (pid_t)last : pid;
 }
 

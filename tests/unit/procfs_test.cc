@@ -144,6 +144,20 @@ TEST(Procfs, ParsesStatusMasks) {
   EXPECT_EQ(ks_parse_status("Name:\tx\nState:\tR (running)\n", &st), -1);
 }
 
+TEST(Procfs, NspidGivesTheLastIdAndTheLevels) {
+  int levels = -1;
+  EXPECT_EQ(ks_parse_nspid("Name:\tx\nNSpid:\t4242\t17\t1\nNStgid:\t4242\n", &levels), 1);
+  EXPECT_EQ(levels, 3);
+  EXPECT_EQ(ks_parse_nspid("Name:\tx\nNSpid:\t4242\n", &levels), 4242);
+  EXPECT_EQ(levels, 1);
+  EXPECT_EQ(ks_parse_nspid("Name:\tx\nPid:\t4242\n", &levels), -1);  // a kernel before 4.1
+  EXPECT_EQ(levels, 0);
+  char own[4096];
+  ASSERT_GT(ks_read_small_file("/proc/self/status", own, sizeof own), 0);
+  EXPECT_GE(ks_parse_nspid(own, &levels), 1);
+  EXPECT_GE(levels, 1);
+}
+
 TEST(Procfs, ReadsOwnSyscallAndStatus) {
   ks_taskstatus st;
   ASSERT_EQ(ks_read_task_status(gettid(), &st), 0);
