@@ -53,6 +53,14 @@ struct ks_lsda_out {
      * through. 0 for an empty table (GCC's noexcept function: terminate
      * anywhere in it) and an empty throw() specification. */
     int nothrow_site;
+    /* The selector the personality passes the landing pad (%rdx): 0 for a
+     * cleanup, the catch clause's filter for RETHROWS and CATCH_ALL. The
+     * pad's code decides what runs (lpad.h): GCC's cleanup in a noexcept
+     * function that holds a try block calls std::terminate. */
+    int64_t selector;
+    /* Set by the caller (prewalk.c), never by ks_lsda_eval: the verdict was
+     * turned into TERMINATE because the landing pad calls std::terminate. */
+    int pad_terminates;
 };
 
 /* Evaluates IN; returns OUT->verdict. */

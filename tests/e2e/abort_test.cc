@@ -463,14 +463,17 @@ TEST(AbortCxx, ExceptionsAndBacktracesPassAPatchedReturn) {
 }
 
 // Refused before anything was done: the thread runs on, unharmed.
-void ExpectRefusedAndUnharmed(const std::string& kind, const std::string& why) {
-  Prog p("abort_cxx");
+// FN: the function the reason names, if not "".
+void ExpectRefusedAndUnharmed(const std::string& kind, const std::string& why,
+                              const std::string& fn = "", const std::string& prog = "abort_cxx") {
+  Prog p(prog);
   pid_t tid = StartInside(p, kind);
   Report r = InjectAbort(p.t().pid(), tid);
   EXPECT_EQ(r.code, 9) << r.raw;   // refused
   EXPECT_EQ(r.top["result"], "refused") << r.raw;
   EXPECT_NE(r.raw.find(why), std::string::npos) << r.raw;
-  EXPECT_NE(r.raw.find("abort_cxx+0x"), std::string::npos) << r.raw;
+  EXPECT_NE(r.raw.find(prog + "+0x"), std::string::npos) << r.raw;
+  EXPECT_NE(r.raw.find(fn), std::string::npos) << r.raw;
   long n0 = Progress(p, 0);
   for (int i = 0; i < 1000 && Progress(p, 0) == n0; i++)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -485,6 +488,34 @@ void ExpectRefusedAndUnharmed(const std::string& kind, const std::string& why) {
 TEST(AbortCxx, NoexceptFrameIsRefused) { ExpectRefusedAndUnharmed("noexcept", "std::terminate"); }
 
 TEST(AbortCxx, CatchAllIsRefused) { ExpectRefusedAndUnharmed("catchall", "catch (...)"); }
+
+// void F() noexcept { try { Loop(); } catch (const std::runtime_error&) {} }
+// with the thread in Loop: the call's handler entry is "catch runtime_error,
+// else cleanup", and that cleanup's code calls std::terminate (the process
+// died of "terminate called without an active exception" before the walk
+// read the landing pad's code). GCC at -O2 (the dispatch in F's .cold part)
+// and at -O0 (cmp $1,%rdx in F itself).
+TEST(AbortCxx, NoexceptFunctionHoldingATryBlockIsRefused) {
+  ExpectRefusedAndUnharmed("trycatch", "would call std::terminate: abort_cxx+0x", "NoexceptTry(");
+}
+
+TEST(AbortCxx, NoexceptFunctionHoldingATryBlockAtO0IsRefused) {
+  ExpectRefusedAndUnharmed("trycatch0", "is noexcept (its handler for this call calls it)",
+                           "NoexceptTryO0(");
+}
+
+// With a catch (...) after the typed catch, the forced unwind is caught
+// there (and glibc would abort the process at the handler's end).
+TEST(AbortCxx, NoexceptFunctionWithCatchAllIsRefused) {
+  ExpectRefusedAndUnharmed("trycatchall", "catch (...)", "NoexceptTryAll(");
+}
+
+// Clang writes the noexcept region as a catch (...) clause whose handler
+// calls __clang_call_terminate: refused as std::terminate, not catch (...).
+TEST(AbortCxx, NoexceptFunctionHoldingATryBlockBuiltByClangIsRefused) {
+  ExpectRefusedAndUnharmed("trycatch", "is noexcept (its handler for this call calls it)",
+                           "NoexceptTry(", "abort_cxx_clang");
+}
 
 TEST(AbortCxx, NoCallBoundaryIsPendingThenForceSkipsThatFrame) {
   Prog p("abort_cxx");

@@ -9,7 +9,8 @@
 //         "throw": the qsort victim's comparator throws once, after checking
 //         that a backtrace from inside qsort reaches the victim's frame
 //         ("backtrace-ok" or "backtrace-broken", then "caught I").
-// KINDs: raii nothrow nothrowlong memcpy nocall noexcept catchall rethrow cv qsort
+// KINDs: raii nothrow nothrowlong memcpy nocall noexcept catchall trycatch trycatch0
+//        trycatchall rethrow cv qsort
 #include <cxxabi.h>
 #include <unistd.h>
 #include <unwind.h>
@@ -162,6 +163,41 @@ void RunNoexcept(Victim* v) {
   NoexceptFrame(v);
 }
 
+// A noexcept function that holds a try block, the thread looping in Loop (a
+// frame without an exception table). GCC writes the call's handler entry as
+// "catch runtime_error, else cleanup" and the landing pad calls
+// std::terminate when the catch does not match: a forced unwind through it
+// kills the process ("terminate called without an active exception").
+// Clang writes a catch (...) clause whose handler calls
+// __clang_call_terminate. "trycatch" as the build compiles (-O2),
+// "trycatch0" at -O0 (its pad compares %rdx itself), "trycatchall" with a
+// catch (...) after the typed one.
+__attribute__((noinline)) void NoexceptTry(Victim* v) noexcept {
+  try {
+    Loop(v);
+  } catch (const std::runtime_error&) {
+    Say("caught " + std::to_string(v->idx));
+  }
+}
+
+__attribute__((noinline, optimize("O0"))) void NoexceptTryO0(Victim* v) noexcept {
+  try {
+    Loop(v);
+  } catch (const std::runtime_error&) {
+    Say("caught " + std::to_string(v->idx));
+  }
+}
+
+__attribute__((noinline)) void NoexceptTryAll(Victim* v) noexcept {
+  try {
+    Loop(v);
+  } catch (const std::runtime_error&) {
+    Say("caught " + std::to_string(v->idx));
+  } catch (...) {
+    Say("caught all " + std::to_string(v->idx));
+  }
+}
+
 void RunCatchAll(Victim* v) {
   Announce(v);
   try {
@@ -251,6 +287,9 @@ void VictimMain(Victim* v) {
   else if (k == "nocall") RunNocall(v);
   else if (k == "noexcept") RunNoexcept(v);
   else if (k == "catchall") RunCatchAll(v);
+  else if (k == "trycatch") Announce(v), NoexceptTry(v);
+  else if (k == "trycatch0") Announce(v), NoexceptTryO0(v);
+  else if (k == "trycatchall") Announce(v), NoexceptTryAll(v);
   else if (k == "rethrow") RunRethrow(v);
   else if (k == "cv") RunCv(v);
   else if (k == "qsort") SortLoop(v);

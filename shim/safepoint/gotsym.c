@@ -1,0 +1,83 @@
+/* See gotsym.h. */
+#include "gotsym.h"
+
+#include <string.h>
+
+#include "lpad.h"
+
+int ks_gotsym_kind_of_name(const char *name)
+{
+    static const char *const term[] = {"_ZSt9terminatev", "__cxa_call_terminate",
+                                       "__clang_call_terminate", NULL};
+    static const char *const noret[] = {"_Unwind_Resume", "__cxa_throw", "__cxa_rethrow",
+                                        "_Unwind_Resume_or_Rethrow", NULL};
+    for (int i = 0; term[i]; i++)
+        if (strcmp(name, term[i]) == 0)
+            return KS_LP_TERMINATE;
+    for (int i = 0; noret[i]; i++)
+        if (strcmp(name, noret[i]) == 0)
+            return KS_LP_NORETURN;
+    return KS_LP_OTHER;
+}
+
+struct ks_dyn {
+    const ElfW(Sym) *symtab;
+    const char *strtab;
+    size_t strsz;
+    const ElfW(Rela) *rel[2];
+    size_t relsz[2];
+};
+
+/* The loader has relocated d_ptr entries of a loaded object, except in the
+ * vDSO and a few odd objects: a value below the bias is an offset. */
+static uintptr_t ks_dptr(uintptr_t v, uintptr_t bias) { return v < bias ? v + bias : v; }
+
+static void ks_dyn_read(const struct dl_phdr_info *info, const ElfW(Dyn) *d, struct ks_dyn *o)
+{
+    uintptr_t b = info->dlpi_addr;
+    for (int guard = 0; d->d_tag != DT_NULL && guard < 512; d++, guard++) {
+        switch (d->d_tag) {
+        case DT_SYMTAB: o->symtab = (const ElfW(Sym) *)ks_dptr(d->d_un.d_ptr, b); break;
+        case DT_STRTAB: o->strtab = (const char *)ks_dptr(d->d_un.d_ptr, b); break;
+        case DT_STRSZ: o->strsz = d->d_un.d_val; break;
+        case DT_JMPREL: o->rel[0] = (const ElfW(Rela) *)ks_dptr(d->d_un.d_ptr, b); break;
+        case DT_PLTRELSZ: o->relsz[0] = d->d_un.d_val; break;
+        case DT_RELA: o->rel[1] = (const ElfW(Rela) *)ks_dptr(d->d_un.d_ptr, b); break;
+        case DT_RELASZ: o->relsz[1] = d->d_un.d_val; break;
+        default: break;
+        }
+    }
+}
+
+void ks_gotsym_collect(const struct dl_phdr_info *info, struct ks_gotsym *out)
+{
+    memset(out, 0, sizeof *out);
+    const ElfW(Dyn) *dyn = NULL;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+            dyn = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    if (!dyn || !info->dlpi_name || (*info->dlpi_name && strstr(info->dlpi_name, "vdso")))
+        return;
+    struct ks_dyn d;
+    memset(&d, 0, sizeof d);
+    ks_dyn_read(info, dyn, &d);
+    if (!d.symtab || !d.strtab)
+        return;
+    for (int t = 0; t < 2; t++) {
+        size_t n = d.rel[t] ? d.relsz[t] / sizeof(ElfW(Rela)) : 0;
+        for (size_t i = 0; i < n && out->n < KS_GOTSYM_MAX; i++) {
+            const ElfW(Rela) *r = &d.rel[t][i];
+            unsigned type = ELF64_R_TYPE(r->r_info);
+            if (type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT)
+                continue;
+            size_t nm = d.symtab[ELF64_R_SYM(r->r_info)].st_name;
+            if (!ELF64_R_SYM(r->r_info) || nm >= d.strsz)
+                continue;
+            int kind = ks_gotsym_kind_of_name(d.strtab + nm);
+            if (kind == KS_LP_OTHER)
+                continue;
+            out->slot[out->n] = info->dlpi_addr + r->r_offset;
+            out->kind[out->n++] = kind;
+        }
+    }
+}
