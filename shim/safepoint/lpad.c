@@ -7,6 +7,8 @@
 
 #include <string.h>
 
+#include "x86_decode.h"
+
 #define KS_LP_BUDGET 2048   /* instructions over all paths */
 #define KS_LP_PENDING 16    /* branches whose other side is still to follow */
 #define KS_LP_VISITED 64    /* branch targets already followed */
@@ -37,63 +39,9 @@ struct ks_lp_run {
     int unknown;
 };
 
-/* One decoded instruction: its prefixes and operand. */
-struct ks_insn {
-    const uint8_t *b;
-    int len, op, rex, opsize, wide;
-    int mod, reg, rm, base;         /* ModRM, with REX applied; base -1: not [reg+disp] */
-    int32_t disp;
-    int riprel;
-};
-
 static uint64_t ks_mask(int wide, uint64_t v) { return wide ? v : (uint32_t)v; }
 
-/* Parses ModRM at I->b[at]; returns the offset after it, or -1. */
-static int ks_modrm(struct ks_insn *in, int at, int avail)
-{
-    if (at >= avail)
-        return -1;
-    uint8_t m = in->b[at++];
-    in->mod = m >> 6;
-    in->reg = ((m >> 3) & 7) | (in->rex & 4 ? 8 : 0);
-    in->rm = (m & 7) | (in->rex & 1 ? 8 : 0);
-    in->base = -1;
-    in->disp = 0;
-    in->riprel = 0;
-    if (in->mod == 3)
-        return at;
-    int simple = 1;
-    if ((m & 7) == 4) {
-        if (at >= avail)
-            return -1;
-        uint8_t sib = in->b[at++];
-        simple = ((sib >> 3) & 7) == 4 && !(in->rex & 2);   /* no index */
-        in->rm = (sib & 7) | (in->rex & 1 ? 8 : 0);
-        if (in->mod == 0 && (sib & 7) == 5) {
-            simple = 0;
-            at += 4;
-        }
-    } else if (in->mod == 0 && (m & 7) == 5) {
-        in->riprel = 1;
-        simple = 0;
-        if (at + 4 > avail)
-            return -1;
-        memcpy(&in->disp, in->b + at, 4);
-        return at + 4;
-    }
-    int dl = in->mod == 1 ? 1 : in->mod == 2 ? 4 : 0;
-    if (at + dl > avail)
-        return -1;
-    if (dl == 1)
-        in->disp = (int8_t)in->b[at];
-    else if (dl == 4)
-        memcpy(&in->disp, in->b + at, 4);
-    if (simple)
-        in->base = in->rm;
-    return at + dl;
-}
-
-static int ks_slot_find(const struct ks_lp_state *s, const struct ks_insn *in)
+static int ks_slot_find(const struct ks_lp_state *s, const struct ks_x86_insn *in)
 {
     for (int i = 0; i < s->nslot; i++)
         if (s->slot_base[i] == in->base && s->slot_disp[i] == in->disp)
@@ -102,7 +50,7 @@ static int ks_slot_find(const struct ks_lp_state *s, const struct ks_insn *in)
 }
 
 /* A write of V (KNOWN) to the memory operand of IN. */
-static void ks_slot_store(struct ks_lp_state *s, const struct ks_insn *in, int known, uint64_t v)
+static void ks_slot_store(struct ks_lp_state *s, const struct ks_x86_insn *in, int known, uint64_t v)
 {
     if (in->base != KS_RBP && in->base != KS_RSP)
         return;   /* not the frame: cannot alias a spilled selector we track */
@@ -141,7 +89,7 @@ static int ks_get(const struct ks_lp_state *s, int r, uint64_t *v)
 }
 
 /* Reads operand rm of IN (register or tracked slot). */
-static int ks_get_rm(const struct ks_lp_state *s, const struct ks_insn *in, uint64_t *v)
+static int ks_get_rm(const struct ks_lp_state *s, const struct ks_x86_insn *in, uint64_t *v)
 {
     if (in->mod == 3)
         return ks_get(s, in->rm, v);
@@ -226,34 +174,6 @@ static void ks_after_call(struct ks_lp_state *s)
     s->fop = KS_F_NONE;
 }
 
-/* Decodes prefixes and the opcode at IN->b (AVAIL bytes). Returns the
- * offset after the opcode byte (IN->op; 0x0f xx as 0x100 | xx), or -1. */
-static int ks_lp_opcode(struct ks_insn *in, int avail)
-{
-    int i = 0;
-    in->rex = 0;
-    in->opsize = 0;
-    for (; i < avail && i < 8; i++) {
-        uint8_t b = in->b[i];
-        if (b == 0x66)
-            in->opsize = 1;
-        else if (!(b == 0xf2 || b == 0xf3 || b == 0x2e || b == 0x3e))
-            break;
-    }
-    if (i < avail && (in->b[i] & 0xf0) == 0x40)
-        in->rex = in->b[i++] & 0xf;
-    if (i >= avail)
-        return -1;
-    in->op = in->b[i++];
-    if (in->op == 0x0f) {
-        if (i >= avail)
-            return -1;
-        in->op = 0x100 | in->b[i++];
-    }
-    in->wide = (in->rex & 8) != 0;
-    return i;
-}
-
 enum { KS_STEP_NEXT, KS_STEP_END, KS_STEP_TERM, KS_STEP_UNKNOWN };
 
 /* A call or jump to ADDR (SLOT: through a pointer at ADDR). */
@@ -281,7 +201,7 @@ static int ks_lp_branch(struct ks_lp_run *run, struct ks_lp_state *s, int cc, ui
 
 /* ALU operation OP on a register or slot: 0x01-0x3b (op r/m,r; DIR: op
  * r,r/m), 0x81/0x83 (op r/m,imm: HAVE_IMM), 0x85 (test). */
-static int ks_lp_alu(struct ks_lp_state *s, struct ks_insn *in, int op, int dir, int have_imm,
+static int ks_lp_alu(struct ks_lp_state *s, struct ks_x86_insn *in, int op, int dir, int have_imm,
                      int64_t imm)
 {
     uint64_t a = 0, b = 0;
@@ -318,7 +238,7 @@ static int ks_lp_alu(struct ks_lp_state *s, struct ks_insn *in, int op, int dir,
 }
 
 /* Moves: 0x89, 0x8b, 0xc7, 0xb8+r, 0x8d. */
-static int ks_lp_mov(struct ks_lp_state *s, struct ks_insn *in, int64_t imm)
+static int ks_lp_mov(struct ks_lp_state *s, struct ks_x86_insn *in, int64_t imm)
 {
     uint64_t v = 0;
     int ok;
@@ -359,9 +279,9 @@ static int ks_lp_step(struct ks_lp_run *run, struct ks_lp_state *s)
 {
     uint8_t buf[16];
     size_t got = run->env->read(s->pc, buf, sizeof buf, run->env->arg);
-    struct ks_insn in = {.b = buf};
+    struct ks_x86_insn in = {.b = buf};
     int avail = (int)got;
-    int n = ks_lp_opcode(&in, avail);
+    int n = ks_x86_opcode(&in, avail);
     if (n < 0)
         return KS_STEP_UNKNOWN;
     int op = in.op;
@@ -428,7 +348,7 @@ static int ks_lp_step(struct ks_lp_run *run, struct ks_lp_state *s)
           op == 0x8d || op == 0xc7 || op == 0xff || op == 0x11f) ||
         (alu_rr && !(op & 1)))
         return KS_STEP_UNKNOWN;
-    int m = ks_modrm(&in, n, avail);
+    int m = ks_x86_modrm(&in, n, avail);
     int isz = op == 0x83 ? 1 : (op == 0x81 || op == 0xc7) ? (in.opsize ? 2 : 4) : 0;
     if (m < 0 || m + isz > avail)
         return KS_STEP_UNKNOWN;
