@@ -10,7 +10,7 @@ int ks_gotsym_kind_of_name(const char *name)
     static const char *const term[] = {"_ZSt9terminatev", "__cxa_call_terminate",
                                        "__clang_call_terminate", NULL};
     static const char *const noret[] = {"_Unwind_Resume", "__cxa_throw", "__cxa_rethrow",
-                                        "_Unwind_Resume_or_Rethrow", NULL};
+                                        "_Unwind_Resume_or_Rethrow", "__stack_chk_fail", NULL};
     for (int i = 0; term[i]; i++)
         if (strcmp(name, term[i]) == 0)
             return KS_LP_TERMINATE;

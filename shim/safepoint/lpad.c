@@ -10,7 +10,8 @@
 #include "x86_decode.h"
 
 #define KS_LP_BUDGET 2048   /* instructions over all paths */
-#define KS_LP_PENDING 16    /* branches whose other side is still to follow */
+#define KS_LP_PENDING 32    /* branches whose other side is still to follow (some
+                               220 bytes each, on the signal handler's stack) */
 #define KS_LP_VISITED 64    /* branch targets already followed */
 #define KS_LP_SLOTS 4       /* stack slots remembered */
 
@@ -21,10 +22,10 @@ struct ks_lp_state {
     uintptr_t pc;
     uint16_t known;                 /* bit r: val[r] holds register r */
     uint64_t val[16];
-    int fop, fwide;                 /* the last flag-setting operation */
+    int8_t fop, fwide;              /* the last flag-setting operation */
     uint64_t fa, fb;
     int nslot;
-    int slot_base[KS_LP_SLOTS];
+    int8_t slot_base[KS_LP_SLOTS];
     int32_t slot_disp[KS_LP_SLOTS];
     uint64_t slot_val[KS_LP_SLOTS];
 };
@@ -62,7 +63,7 @@ static void ks_slot_store(struct ks_lp_state *s, const struct ks_x86_insn *in, i
     }
     if (i < 0) {
         i = s->nslot < KS_LP_SLOTS ? s->nslot++ : 0;
-        s->slot_base[i] = in->base;
+        s->slot_base[i] = (int8_t)in->base;
         s->slot_disp[i] = in->disp;
     }
     s->slot_val[i] = ks_mask(in->wide, v);
@@ -118,7 +119,7 @@ static uint64_t ks_alu(struct ks_lp_state *s, int op, int ok, uint64_t a, uint64
     }
     s->fa = ks_mask(wide, a);
     s->fb = ks_mask(wide, b);
-    s->fwide = wide;
+    s->fwide = (int8_t)wide;
     if (s->fop == KS_F_LOGIC)
         s->fa = ks_mask(wide, r);
     return ks_mask(wide, r);
@@ -274,6 +275,154 @@ static int32_t ks_imm32(const uint8_t *p)
     return v;
 }
 
+/* Jumps and direct calls at S->pc (opcode OP, N bytes of prefix and
+ * opcode): KS_STEP_*, or -1 if OP is none of them. */
+static int ks_lp_flow(struct ks_lp_run *run, struct ks_lp_state *s, const uint8_t *buf, int op,
+                      int n, int avail)
+{
+    int rel8 = (op >= 0x70 && op <= 0x7f) || op == 0xeb;
+    if (!rel8 && !((op >= 0x180 && op <= 0x18f) || op == 0xe9 || op == 0xe8))
+        return -1;
+    int dl = rel8 ? 1 : 4;
+    if (n + dl > avail)
+        return KS_STEP_UNKNOWN;
+    uintptr_t next = s->pc + (uintptr_t)(n + dl);
+    uintptr_t to = next + (uintptr_t)(intptr_t)(rel8 ? (int8_t)buf[n] : ks_imm32(buf + n));
+    s->pc = next;
+    if (op == 0xe8) {
+        int t = ks_lp_transfer(run, to, 0);
+        ks_after_call(s);
+        return t;
+    }
+    if (op == 0xe9 || op == 0xeb) {
+        int t = op == 0xe9 ? ks_lp_transfer(run, to, 0) : KS_STEP_NEXT;   /* a tail call? */
+        if (t != KS_STEP_NEXT)
+            return t;
+        s->pc = to;
+        return ks_visited(run, to) ? KS_STEP_END : KS_STEP_NEXT;
+    }
+    return ks_lp_branch(run, s, op & 0xf, to);
+}
+
+/* ModRM instructions the scan steps over without following their values:
+ * what they write (their operands; rdx:rax for mul and div, rax for
+ * cmpxchg) becomes
+ * unknown, and so do the flags. Returns the immediate's size, -1 if OP is
+ * not one of them. */
+static int ks_lp_opaque(int op, int reg, int opsize)
+{
+    int imm = opsize ? 2 : 4;
+    if (op < 0x40 && (op & 7) <= 3)
+        return 0;   /* 8-bit ALU forms, adc, sbb */
+    if ((op >= 0x140 && op <= 0x14f) || (op >= 0x190 && op <= 0x19f))
+        return 0;   /* cmovcc, setcc */
+    if ((op >= 0x110 && op <= 0x117) || (op >= 0x128 && op <= 0x12f) ||
+        (op >= 0x150 && op <= 0x16f) || op == 0x17e || op == 0x17f || op >= 0x1d0)
+        return 0;   /* SSE moves, arithmetic, conversions */
+    if ((op >= 0x170 && op <= 0x173) || op == 0x1c2 || op == 0x1c6)
+        return 1;   /* pshufd, the shifts by an immediate, cmpps, shufps */
+    switch (op) {
+    case 0x63: case 0x84: case 0x86: case 0x87: case 0x88: case 0x8a:
+    case 0xd0: case 0xd1: case 0xd2: case 0xd3: case 0xfe:
+    case 0x1af: case 0x1b1: case 0x1b6: case 0x1b7: case 0x1be: case 0x1bf: case 0x1c1:
+        return 0;
+    case 0x6b: case 0x80: case 0xc0: case 0xc1: case 0xc6:
+        return 1;
+    case 0x69:
+        return imm;
+    case 0x81: case 0xc7:
+        return opsize ? 2 : -1;   /* 16-bit: not followed */
+    case 0xf6:
+        return (reg & 7) <= 1 ? 1 : 0;
+    case 0xf7:
+        return (reg & 7) <= 1 ? imm : 0;
+    default:
+        return -1;
+    }
+}
+
+static void ks_lp_clobber(struct ks_lp_state *s, const struct ks_x86_insn *in)
+{
+    ks_set(s, in->reg, 0, 0, 1);
+    if (in->mod == 3)
+        ks_set(s, in->rm, 0, 0, 1);
+    else
+        ks_slot_store(s, in, 0, 0);
+    if (((in->op == 0xf6 || in->op == 0xf7) && (in->reg & 7) >= 4) || in->op == 0x1b1) {
+        ks_set(s, 0, 0, 0, 1);
+        ks_set(s, 2, 0, 0, 1);
+    }
+    s->fop = KS_F_NONE;
+}
+
+/* The instructions with a ModRM operand at BUF[N]. */
+static int ks_lp_modrm_op(struct ks_lp_run *run, struct ks_lp_state *s, struct ks_x86_insn *in,
+                          int n, int avail)
+{
+    int op = in->op;
+    int alu = op < 0x40 && (op & 7) <= 3 && (op & 1) && (op >> 3) != 2 && (op >> 3) != 3;
+    int known = alu || op == 0x85 || op == 0x89 || op == 0x8b || op == 0x8d || op == 0xff ||
+                op == 0x11f || ((op == 0x81 || op == 0xc7) && !in->opsize) || op == 0x83;
+    int m = ks_x86_modrm(in, n, avail);
+    int isz = op == 0x83 ? 1 : (op == 0x81 || op == 0xc7) && !in->opsize ? 4 : 0;
+    if (!known && m >= 0)
+        isz = ks_lp_opaque(op, in->reg, in->opsize);
+    if (m < 0 || isz < 0 || m + isz > avail)
+        return KS_STEP_UNKNOWN;
+    int64_t imm = isz == 1 ? (int8_t)in->b[m] : isz == 4 ? ks_imm32(in->b + m) : 0;
+    uintptr_t next = s->pc + (uintptr_t)(m + isz);
+    uintptr_t slot = in->riprel ? next + (uintptr_t)(intptr_t)in->disp : 0;
+    s->pc = next;
+    if (!known) {
+        ks_lp_clobber(s, in);
+        return KS_STEP_NEXT;
+    }
+    if (op == 0x11f)
+        return KS_STEP_NEXT;   /* nop r/m */
+    if (op == 0xff) {
+        int sub = in->reg & 7;
+        if (sub == 2 || sub == 4) {   /* call, jmp indirect */
+            int t = slot ? ks_lp_transfer(run, slot, 1) : KS_STEP_NEXT;
+            ks_after_call(s);
+            return sub == 4 && t == KS_STEP_NEXT ? KS_STEP_END : t;
+        }
+        if (sub == 6)
+            s->nslot = 0;   /* push r/m */
+        else
+            ks_lp_clobber(s, in);   /* inc, dec */
+        return sub <= 1 || sub == 6 ? KS_STEP_NEXT : KS_STEP_UNKNOWN;
+    }
+    if (op == 0x85)
+        return ks_lp_alu(s, in, 8, 0, 0, 0);   /* test: and, flags only */
+    if (op == 0x81 || op == 0x83)
+        return ks_lp_alu(s, in, in->reg & 7, 0, 1, imm);
+    if (alu)
+        return ks_lp_alu(s, in, op >> 3, (op & 2) != 0, 0, 0);
+    return ks_lp_mov(s, in, imm);
+}
+
+/* The accumulator forms: op al/eax/rax, imm (04/05 ... 3c/3d; a8/a9 test). */
+static int ks_lp_acc(struct ks_lp_state *s, struct ks_x86_insn *in, int n, int avail)
+{
+    int byte = in->op == 0xa8 || (in->op != 0xa9 && (in->op & 7) == 4);
+    int isz = byte ? 1 : in->opsize ? 2 : 4;
+    if (n + isz > avail)
+        return KS_STEP_UNKNOWN;
+    s->pc += (uintptr_t)(n + isz);
+    int op = in->op >= 0xa8 ? 8 : in->op >> 3;
+    if (byte || isz == 2 || op == 2 || op == 3) {   /* not followed: al, ax, adc, sbb */
+        ks_set(s, 0, 0, 0, 1);
+        s->fop = KS_F_NONE;
+        return KS_STEP_NEXT;
+    }
+    uint64_t a = 0;
+    int ok = ks_get(s, 0, &a);
+    uint64_t r = ks_alu(s, op, ok, a, (uint64_t)(int64_t)ks_imm32(in->b + n), in->wide);
+    if (op != 7 && op != 8)
+        ks_set(s, 0, ok && s->fop != KS_F_NONE, r, in->wide);
+    return KS_STEP_NEXT;
+}
+
 /* Executes the instruction at S->pc; moves S->pc past it. */
 static int ks_lp_step(struct ks_lp_run *run, struct ks_lp_state *s)
 {
@@ -285,12 +434,10 @@ static int ks_lp_step(struct ks_lp_run *run, struct ks_lp_state *s)
     if (n < 0)
         return KS_STEP_UNKNOWN;
     int op = in.op;
-    uintptr_t next;
     if (op == 0xc3 || op == 0xc2 || op == 0xcc || op == 0xf4 || op == 0x10b)
         return KS_STEP_END;   /* ret, int3, hlt, ud2 */
     if (op == 0x90 || op == 0x11e) {   /* nop, endbr64 (f3 0f 1e fa) */
-        if (op == 0x11e)
-            n++;
+        n += op == 0x11e;
         s->pc += (uintptr_t)n;
         return n <= avail ? KS_STEP_NEXT : KS_STEP_UNKNOWN;
     }
@@ -301,39 +448,12 @@ static int ks_lp_step(struct ks_lp_run *run, struct ks_lp_state *s)
         s->pc += (uintptr_t)n;
         return KS_STEP_NEXT;
     }
-    if ((op >= 0x70 && op <= 0x7f) || op == 0xeb) {
-        if (n + 1 > avail)
-            return KS_STEP_UNKNOWN;
-        next = s->pc + (uintptr_t)n + 1;
-        uintptr_t to = next + (uintptr_t)(intptr_t)(int8_t)buf[n];
-        s->pc = next;
-        if (op == 0xeb) {
-            s->pc = to;
-            return ks_visited(run, to) ? KS_STEP_END : KS_STEP_NEXT;
-        }
-        return ks_lp_branch(run, s, op & 0xf, to);
-    }
-    if ((op >= 0x180 && op <= 0x18f) || op == 0xe9 || op == 0xe8) {
-        if (n + 4 > avail)
-            return KS_STEP_UNKNOWN;
-        next = s->pc + (uintptr_t)n + 4;
-        uintptr_t to = next + (uintptr_t)(intptr_t)ks_imm32(buf + n);
-        s->pc = next;
-        if (op == 0xe8) {
-            int t = ks_lp_transfer(run, to, 0);
-            ks_after_call(s);
-            return t;
-        }
-        if (op == 0xe9) {
-            int t = ks_lp_transfer(run, to, 0);
-            if (t != KS_STEP_NEXT)
-                return t;
-            s->pc = to;
-            return ks_visited(run, to) ? KS_STEP_END : KS_STEP_NEXT;
-        }
-        return ks_lp_branch(run, s, op & 0xf, to);
-    }
-    if (op == 0xb8 + (op & 7) && op >= 0xb8 && op <= 0xbf) {
+    int f = ks_lp_flow(run, s, buf, op, n, avail);
+    if (f >= 0)
+        return f;
+    if ((op < 0x40 && ((op & 7) == 4 || (op & 7) == 5)) || op == 0xa8 || op == 0xa9)
+        return ks_lp_acc(s, &in, n, avail);
+    if (op >= 0xb8 && op <= 0xbf) {   /* mov imm, r */
         int isz = in.wide ? 8 : 4;
         if (n + isz > avail)
             return KS_STEP_UNKNOWN;
@@ -343,39 +463,7 @@ static int ks_lp_step(struct ks_lp_run *run, struct ks_lp_state *s)
         s->pc += (uintptr_t)(n + isz);
         return KS_STEP_NEXT;
     }
-    int alu_rr = op < 0x40 && (op & 7) <= 3;   /* 00-3b */
-    if (!(alu_rr || op == 0x81 || op == 0x83 || op == 0x85 || op == 0x89 || op == 0x8b ||
-          op == 0x8d || op == 0xc7 || op == 0xff || op == 0x11f) ||
-        (alu_rr && !(op & 1)))
-        return KS_STEP_UNKNOWN;
-    int m = ks_x86_modrm(&in, n, avail);
-    int isz = op == 0x83 ? 1 : (op == 0x81 || op == 0xc7) ? (in.opsize ? 2 : 4) : 0;
-    if (m < 0 || m + isz > avail)
-        return KS_STEP_UNKNOWN;
-    int64_t imm = isz == 1 ? (int8_t)buf[m] : isz == 4 ? ks_imm32(buf + m) : 0;
-    if (isz == 2)
-        return KS_STEP_UNKNOWN;
-    next = s->pc + (uintptr_t)(m + isz);
-    uintptr_t slot = in.riprel ? next + (uintptr_t)(intptr_t)in.disp : 0;
-    s->pc = next;
-    if (op == 0x11f)
-        return KS_STEP_NEXT;   /* nop r/m */
-    if (op == 0xff) {
-        int sub = in.reg & 7;
-        if (sub == 2 || sub == 4) {   /* call, jmp indirect */
-            int t = slot ? ks_lp_transfer(run, slot, 1) : KS_STEP_NEXT;
-            ks_after_call(s);
-            return sub == 4 && t == KS_STEP_NEXT ? KS_STEP_END : t;
-        }
-        return KS_STEP_UNKNOWN;
-    }
-    if (op == 0x85)
-        return ks_lp_alu(s, &in, 8, 0, 0, 0);   /* test: and, flags only */
-    if (op == 0x81 || op == 0x83)
-        return ks_lp_alu(s, &in, in.reg & 7, 0, 1, imm);
-    if (alu_rr)
-        return ks_lp_alu(s, &in, op >> 3, (op & 2) != 0, 0, 0);
-    return ks_lp_mov(s, &in, imm);
+    return ks_lp_modrm_op(run, s, &in, n, avail);
 }
 
 /* Follows one path from S to its end. */

@@ -228,7 +228,6 @@ int ks_lsda_eval(const struct ks_lsda_in *in, struct ks_lsda_out *out)
     out->landing_pad = 0;
     out->nothrow_site = 0;
     out->selector = 0;
-    out->pad_terminates = 0;
     out->verdict = KS_LSDA_MALFORMED;
     if (!in->buf || ks_lsda_header(in, &r, &h, &unsup) != 0) {
         out->verdict = unsup ? KS_LSDA_UNSUPPORTED : KS_LSDA_MALFORMED;

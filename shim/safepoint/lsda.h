@@ -58,9 +58,6 @@ struct ks_lsda_out {
      * pad's code decides what runs (lpad.h): GCC's cleanup in a noexcept
      * function that holds a try block calls std::terminate. */
     int64_t selector;
-    /* Set by the caller (prewalk.c), never by ks_lsda_eval: the verdict was
-     * turned into TERMINATE because the landing pad calls std::terminate. */
-    int pad_terminates;
 };
 
 /* Evaluates IN; returns OUT->verdict. */

@@ -4,20 +4,21 @@
 #include <dlfcn.h>
 #include <string.h>
 
+#include "gotsym.h"
 #include "lpad.h"
 #include "safepoint.h"
 
 /* Functions a landing pad may call, by address (a program linked with them
  * statically, or a GOT slot already bound), and their enum ks_lp_target. */
-static const char *const ks_lp_names[] = {"_ZSt9terminatev", "__cxa_call_terminate",
-                                          "_Unwind_Resume", "__cxa_throw", "__cxa_rethrow"};
-static const int ks_lp_kinds[] = {KS_LP_TERMINATE, KS_LP_TERMINATE, KS_LP_NORETURN,
-                                  KS_LP_NORETURN, KS_LP_NORETURN};
-static uintptr_t ks_lp_addrs[5];
+#define KS_LP_KNOWN 6
+static const char *const ks_lp_names[KS_LP_KNOWN] = {
+    "_ZSt9terminatev", "__cxa_call_terminate", "_Unwind_Resume", "__cxa_throw",
+    "__cxa_rethrow",   "__stack_chk_fail"};
+static uintptr_t ks_lp_addrs[KS_LP_KNOWN];
 
 void ks_padcheck_init(void)
 {
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < KS_LP_KNOWN; i++)
         ks_lp_addrs[i] = (uintptr_t)dlsym(RTLD_DEFAULT, ks_lp_names[i]);
 }
 
@@ -36,9 +37,9 @@ static size_t ks_lp_read(uintptr_t addr, uint8_t *buf, size_t n, void *arg)
 
 static int ks_lp_kind_of_addr(uintptr_t addr)
 {
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < KS_LP_KNOWN; i++)
         if (addr && addr == ks_lp_addrs[i])
-            return ks_lp_kinds[i];
+            return ks_gotsym_kind_of_name(ks_lp_names[i]);
     return KS_LP_OTHER;
 }
 
@@ -92,12 +93,12 @@ static int ks_lp_target(uintptr_t addr, int slot, void *arg)
     return slot ? ks_lp_slot_kind(addr) : ks_lp_code_kind(addr, 0);
 }
 
-int ks_pad_terminates(const struct ks_lsda_out *out)
+int ks_pad_check(const struct ks_lsda_out *out)
 {
     if (!out->landing_pad ||
         (out->verdict != KS_LSDA_CLEANUP && out->verdict != KS_LSDA_CATCH_ALL &&
          out->verdict != KS_LSDA_RETHROWS))
-        return 0;
+        return KS_LP_CLEAN;
     static const struct ks_lp_env env = {ks_lp_read, ks_lp_target, NULL};
-    return ks_lp_scan(&env, out->landing_pad, out->selector) == KS_LP_TERMINATES;
+    return ks_lp_scan(&env, out->landing_pad, out->selector);
 }

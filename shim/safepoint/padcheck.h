@@ -17,11 +17,10 @@ extern "C" {
  * signal context. */
 void ks_padcheck_init(void);
 
-/* 1 if OUT (a verdict of ks_lsda_eval: CLEANUP, RETHROWS or CATCH_ALL with
- * a landing pad) enters a pad that, with OUT's selector, calls
- * std::terminate; 0 otherwise, and when the scan cannot follow the pad's
- * code (lpad.h's KS_LP_UNKNOWN: the frame is judged by its LSDA alone). */
-int ks_pad_terminates(const struct ks_lsda_out *out);
+/* What the landing pad of OUT (a verdict of ks_lsda_eval) does with OUT's
+ * selector: enum ks_lp_result. KS_LP_CLEAN for verdicts that enter no pad
+ * (NOTHING, TERMINATE...). */
+int ks_pad_check(const struct ks_lsda_out *out);
 
 #ifdef __cplusplus
 }

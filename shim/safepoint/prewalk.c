@@ -7,6 +7,7 @@
 #include "shim/core/asfmt.h"
 #include "shim/core/ks.h"
 #include "langrt.h"
+#include "lpad.h"
 #include "lsda.h"
 #include "padcheck.h"
 #include "shim/core/registry.h"
@@ -94,9 +95,12 @@ static void ks_walk_langrt(struct ks_walk *w, uintptr_t ip, int rt)
 
 /* The verdict of the LSDA of frame PI at LOOKUP (the exact pc, or return
  * address - 1): KS_LSDA_*, or -1 if the table lies outside every module.
- * OUT: the evaluator's whole answer. */
-static int ks_frame_lsda(const unw_proc_info_t *pi, uintptr_t lookup, struct ks_lsda_out *out)
+ * OUT: the evaluator's whole answer. *PAD: what the landing pad it enters
+ * does (padcheck.h): TERMINATE when it calls std::terminate. */
+static int ks_frame_lsda(const unw_proc_info_t *pi, uintptr_t lookup, struct ks_lsda_out *out,
+                         int *pad)
 {
+    *pad = KS_LP_CLEAN;
     struct ks_pc_info seg;
     ks_safepoint_lookup(pi->lsda, &seg);
     if (seg.seg_hi <= pi->lsda)
@@ -111,10 +115,10 @@ static int ks_frame_lsda(const unw_proc_info_t *pi, uintptr_t lookup, struct ks_
         .is_forced_unwind = ks_is_forced_unwind,
     };
     ks_lsda_eval(&in, out);
-    if (ks_pad_terminates(out)) {
+    *pad = ks_pad_check(out);
+    if (*pad == KS_LP_TERMINATES) {
         out->verdict = KS_LSDA_TERMINATE;
         out->nothrow_site = 0;
-        out->pad_terminates = 1;
     }
     return out->verdict;
 }
@@ -139,9 +143,15 @@ static int ks_walk_lsda(struct ks_walk *w, struct ks_pw *p, const unw_proc_info_
 {
     uintptr_t ip = p->ip;
     struct ks_lsda_out out;
-    int v = ks_frame_lsda(pi, p->exact ? ip : ip - 1, &out);
+    int pad;
+    int v = ks_frame_lsda(pi, p->exact ? ip : ip - 1, &out, &pad);
     if (v < 0) {
         ks_walk_set(w, KS_WALK_REFUSED, ip, "exception table outside any module for", "");
+        return -1;
+    }
+    if (pad == KS_LP_UNKNOWN) {
+        ks_walk_set(w, KS_WALK_REFUSED, ip, "cannot tell if the landing pad for",
+                    " calls std::terminate (code the check does not follow)");
         return -1;
     }
     switch (v) {
@@ -180,8 +190,9 @@ static int ks_walk_lsda(struct ks_walk *w, struct ks_pw *p, const unw_proc_info_
         }
         else
             ks_walk_set(w, KS_WALK_REFUSED, ip, "would call std::terminate:",
-                        out.pad_terminates ? " is noexcept (its handler for this call calls it)"
-                                           : " is noexcept (no handler entry for this call)");
+                        pad == KS_LP_TERMINATES
+                            ? " is noexcept (its handler for this call calls it)"
+                            : " is noexcept (no handler entry for this call)");
         return -1;
     default:
         ks_walk_set(w, KS_WALK_REFUSED, ip, "unreadable exception table in", "");
@@ -298,7 +309,14 @@ static int ks_frames_one(struct ks_walk *w, uintptr_t lookup, const unw_proc_inf
     if (!pi->lsda)
         return 0;
     struct ks_lsda_out out;
-    switch (ks_frame_lsda(pi, lookup, &out)) {
+    int pad;
+    int v = ks_frame_lsda(pi, lookup, &out, &pad);
+    if (pad == KS_LP_UNKNOWN) {
+        ks_walk_set(w, KS_WALK_UNKNOWN, lookup, "cannot check: the landing pad for",
+                    " runs code this shim does not follow (does it call std::terminate?)");
+        return -1;
+    }
+    switch (v) {
     case KS_LSDA_NOTHING:
         return 0;
     case KS_LSDA_CLEANUP:
@@ -317,7 +335,9 @@ static int ks_frames_one(struct ks_walk *w, uintptr_t lookup, const unw_proc_inf
         return -1;
     case KS_LSDA_TERMINATE:
         ks_walk_set(w, KS_WALK_REFUSED, lookup, "",
-                    " is noexcept: unwinding through it would call std::terminate");
+                    pad == KS_LP_TERMINATES
+                        ? " is noexcept: its handler for this call would call std::terminate"
+                        : " is noexcept: unwinding through it would call std::terminate");
         return -1;
     case KS_LSDA_UNSUPPORTED:
         ks_walk_set(w, KS_WALK_UNKNOWN, lookup, "cannot check: the exception table of",

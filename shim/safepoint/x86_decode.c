@@ -131,7 +131,8 @@ int ks_x86_opcode(struct ks_x86_insn *in, int avail)
         uint8_t b = in->b[i];
         if (b == 0x66)
             in->opsize = 1;
-        else if (!(b == 0xf2 || b == 0xf3 || b == 0x2e || b == 0x3e))
+        else if (!(b == 0xf0 || b == 0xf2 || b == 0xf3 || b == 0x2e || b == 0x3e || b == 0x64 ||
+                   b == 0x65))
             break;
     }
     if (i < avail && (in->b[i] & 0xf0) == 0x40)

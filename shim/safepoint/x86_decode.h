@@ -36,7 +36,7 @@ struct ks_x86_insn {
     int riprel;                     /* [rip + disp] */
 };
 
-/* Reads the prefixes (66 f2 f3 2e 3e, one REX) and the opcode at IN->b,
+/* Reads the prefixes (66 f0 f2 f3 2e 3e 64 65, one REX) and the opcode at IN->b,
  * AVAIL bytes. Returns the offset after the opcode, or -1. */
 int ks_x86_opcode(struct ks_x86_insn *in, int avail);
 

@@ -211,7 +211,6 @@ TEST(Lsda, ATryBlockInANoexceptFunctionReadsAsACleanup) {
   EXPECT_NE(o.landing_pad, 0u);
   EXPECT_EQ(o.selector, 0);
   EXPECT_EQ(o.nothrow_site, 0);
-  EXPECT_EQ(o.pad_terminates, 0);   // the caller's to set
 }
 
 // A handler's pad is entered with its catch clause's filter.
