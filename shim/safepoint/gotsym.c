@@ -9,15 +9,15 @@ int ks_gotsym_kind_of_name(const char *name)
 {
     static const char *const term[] = {"_ZSt9terminatev", "__cxa_call_terminate",
                                        "__clang_call_terminate", NULL};
-    static const char *const noret[] = {"_Unwind_Resume", "__cxa_throw", "__cxa_rethrow",
-                                        "_Unwind_Resume_or_Rethrow", "__stack_chk_fail", NULL};
+    static const char *const unwinds[] = {"_Unwind_Resume", "__cxa_throw", "__cxa_rethrow",
+                                          "_Unwind_Resume_or_Rethrow", NULL};
     for (int i = 0; term[i]; i++)
         if (strcmp(name, term[i]) == 0)
             return KS_LP_TERMINATE;
-    for (int i = 0; noret[i]; i++)
-        if (strcmp(name, noret[i]) == 0)
-            return KS_LP_NORETURN;
-    return KS_LP_OTHER;
+    for (int i = 0; unwinds[i]; i++)
+        if (strcmp(name, unwinds[i]) == 0)
+            return KS_LP_UNWINDS;
+    return strcmp(name, "__stack_chk_fail") == 0 ? KS_LP_NORETURN : KS_LP_OTHER;
 }
 
 struct ks_dyn {

@@ -41,11 +41,18 @@ static int ks_visited(struct ks_lp_run *run, uintptr_t pc)
 
 enum { KS_STEP_NEXT, KS_STEP_END, KS_STEP_TERM, KS_STEP_UNKNOWN };
 
-/* A call or jump to ADDR (SLOT: through a pointer at ADDR). */
-static int ks_lp_transfer(struct ks_lp_run *run, uintptr_t addr, int slot)
+/* A call (returning to RET) or a tail jump (RET 0) to ADDR (SLOT: through
+ * a pointer at ADDR). A rethrow from a call goes on in this frame; from a
+ * tail jump, in its caller, which the walk checks itself. */
+static int ks_lp_transfer(struct ks_lp_run *run, uintptr_t addr, int slot, uintptr_t ret)
 {
     int t = run->env->target(addr, slot, run->env->arg);
-    return t == KS_LP_TERMINATE ? KS_STEP_TERM : t == KS_LP_NORETURN ? KS_STEP_END : KS_STEP_NEXT;
+    if (t == KS_LP_UNWINDS && ret) {
+        int r = run->env->unwinds(ret, run->env->arg);
+        return r == KS_LP_TERMINATES ? KS_STEP_TERM : r == KS_LP_UNKNOWN ? KS_STEP_UNKNOWN
+                                                                         : KS_STEP_END;
+    }
+    return t == KS_LP_TERMINATE ? KS_STEP_TERM : t == KS_LP_OTHER ? KS_STEP_NEXT : KS_STEP_END;
 }
 
 /* A conditional branch to TO: follows the side the flags decide, both if
@@ -86,12 +93,12 @@ static int ks_lp_flow(struct ks_lp_run *run, struct ks_lp_state *s, const uint8_
     uintptr_t to = next + (uintptr_t)(intptr_t)(rel8 ? (int8_t)buf[n] : ks_imm32(buf + n));
     s->pc = next;
     if (op == 0xe8) {
-        int t = ks_lp_transfer(run, to, 0);
+        int t = ks_lp_transfer(run, to, 0, next);
         ks_lps_after_call(s);
         return t;
     }
     if (op == 0xe9 || op == 0xeb) {
-        int t = op == 0xe9 ? ks_lp_transfer(run, to, 0) : KS_STEP_NEXT;   /* a tail call? */
+        int t = op == 0xe9 ? ks_lp_transfer(run, to, 0, 0) : KS_STEP_NEXT;   /* a tail call? */
         if (t != KS_STEP_NEXT)
             return t;
         s->pc = to;
@@ -127,7 +134,7 @@ static int ks_lp_modrm_op(struct ks_lp_run *run, struct ks_lp_state *s, struct k
     if (op == 0xff) {
         int sub = in->reg & 7;
         if (sub == 2 || sub == 4) {   /* call, jmp indirect */
-            int t = slot ? ks_lp_transfer(run, slot, 1) : KS_STEP_NEXT;
+            int t = slot ? ks_lp_transfer(run, slot, 1, sub == 2 ? next : 0) : KS_STEP_NEXT;
             ks_lps_after_call(s);
             return sub == 4 && t == KS_STEP_NEXT ? KS_STEP_END : t;
         }

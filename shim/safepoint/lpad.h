@@ -32,7 +32,9 @@ extern "C" {
 enum ks_lp_target {
     KS_LP_OTHER = 0,      /* a function that returns (a destructor...) */
     KS_LP_TERMINATE,      /* std::terminate, __cxa_call_terminate, __clang_call_terminate */
-    KS_LP_NORETURN,       /* _Unwind_Resume, __cxa_throw, __cxa_rethrow: the path ends */
+    KS_LP_NORETURN,       /* __stack_chk_fail...: the path ends */
+    KS_LP_UNWINDS,        /* __cxa_rethrow, _Unwind_Resume, __cxa_throw: the unwind
+                             goes on from this call, in this frame (env->unwinds) */
 };
 
 struct ks_lp_env {
@@ -42,6 +44,9 @@ struct ks_lp_env {
     /* What a call or jump to ADDR is (enum ks_lp_target). SLOT: ADDR is a
      * pointer slot the instruction goes through (call *x(%rip), -fno-plt). */
     int (*target)(uintptr_t addr, int slot, void *arg);
+    /* The unwind goes on from the call that returns to RET: what the
+     * frame's LSDA does there (enum ks_lp_result). */
+    int (*unwinds)(uintptr_t ret, void *arg);
     void *arg;
 };
 

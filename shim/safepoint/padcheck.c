@@ -7,6 +7,7 @@
 #include "gotsym.h"
 #include "lpad.h"
 #include "safepoint.h"
+#include "shim/unwind/unwind.h"
 
 /* Functions a landing pad may call, by address (a program linked with them
  * statically, or a GOT slot already bound), and their enum ks_lp_target. */
@@ -16,10 +17,41 @@ static const char *const ks_lp_names[KS_LP_KNOWN] = {
     "__cxa_rethrow",   "__stack_chk_fail"};
 static uintptr_t ks_lp_addrs[KS_LP_KNOWN];
 
-void ks_padcheck_init(void)
+static uintptr_t ks_gcc_personality;
+static uintptr_t ks_forced_unwind_ti;
+
+void ks_padcheck_init(void *libgcc)
 {
+    if (libgcc)
+        ks_gcc_personality = (uintptr_t)dlsym(libgcc, "__gcc_personality_v0");
+    ks_forced_unwind_ti = (uintptr_t)dlsym(RTLD_DEFAULT, "_ZTIN10__cxxabiv115__forced_unwindE");
     for (int i = 0; i < KS_LP_KNOWN; i++)
         ks_lp_addrs[i] = (uintptr_t)dlsym(RTLD_DEFAULT, ks_lp_names[i]);
+}
+
+/* The LSDA's catch-type callback: is it abi::__forced_unwind? Every pointer
+ * is checked to lie in a loaded segment before it is read. */
+static int ks_is_forced_unwind(uint64_t ptr, int indirect, void *arg)
+{
+    (void)arg;
+    if (indirect) {
+        if (!ks_safepoint_readable(ptr, sizeof(uintptr_t)))
+            return 0;
+        ptr = *(const uintptr_t *)ptr;
+    }
+    if (ks_forced_unwind_ti && ptr == ks_forced_unwind_ti)
+        return 1;
+    /* A copy of the type_info in a statically linked runtime: compare names.
+     * Itanium ABI: { vtable, const char *name }. */
+    if (!ks_safepoint_readable(ptr, 2 * sizeof(uintptr_t)))
+        return 0;
+    const char *name = ((const char *const *)ptr)[1];
+    static const char want[] = "N10__cxxabiv115__forced_unwindE";
+    if (!ks_safepoint_readable((uintptr_t)name, sizeof want + 1))
+        return 0;
+    if (*name == '*')
+        name++;
+    return memcmp(name, want, sizeof want) == 0;
 }
 
 static size_t ks_lp_read(uintptr_t addr, uint8_t *buf, size_t n, void *arg)
@@ -93,12 +125,87 @@ static int ks_lp_target(uintptr_t addr, int slot, void *arg)
     return slot ? ks_lp_slot_kind(addr) : ks_lp_code_kind(addr, 0);
 }
 
-int ks_pad_check(const struct ks_lsda_out *out)
+/* How deep ks_lp_unwinds may follow a rethrow into another pad. */
+#define KS_PAD_DEPTH 2
+
+struct ks_pad_ctx {
+    int depth;
+};
+
+static int ks_pad_check(const struct ks_lsda_out *out, int depth);
+static int ks_frame_eval(const unw_proc_info_t *pi, uintptr_t lookup, struct ks_lsda_out *out,
+                         int depth);
+
+/* The unwind goes on from the call that returns to RET (a rethrow, or
+ * _Unwind_Resume from a pad): in the frame of that call, its own LSDA
+ * decides, as the personality will. A terminate there, or in the pad it
+ * enters, is the pad's terminate. */
+static int ks_lp_unwinds(uintptr_t ret, void *arg)
+{
+    const struct ks_pad_ctx *c = arg;
+    unw_proc_info_t pi;
+    memset(&pi, 0, sizeof pi);
+    if (c->depth >= KS_PAD_DEPTH ||
+        ks_unw.get_proc_info_by_ip(ks_unw.as, ret - 1, &pi, NULL) != 0)
+        return KS_LP_UNKNOWN;
+    if (!pi.lsda)
+        return KS_LP_CLEAN;
+    struct ks_lsda_out out;
+    int pad = ks_frame_eval(&pi, ret - 1, &out, c->depth + 1);
+    switch (out.verdict) {
+    case KS_LSDA_NOTHING: return KS_LP_CLEAN;
+    case KS_LSDA_TERMINATE: return KS_LP_TERMINATES;
+    case KS_LSDA_CLEANUP: case KS_LSDA_RETHROWS: return pad;
+    default: return KS_LP_UNKNOWN;   /* catch (...), a table it cannot read */
+    }
+}
+
+static int ks_pad_check(const struct ks_lsda_out *out, int depth)
 {
     if (!out->landing_pad ||
         (out->verdict != KS_LSDA_CLEANUP && out->verdict != KS_LSDA_CATCH_ALL &&
          out->verdict != KS_LSDA_RETHROWS))
         return KS_LP_CLEAN;
-    static const struct ks_lp_env env = {ks_lp_read, ks_lp_target, NULL};
+    struct ks_pad_ctx ctx = {depth};
+    const struct ks_lp_env env = {ks_lp_read, ks_lp_target, ks_lp_unwinds, &ctx};
     return ks_lp_scan(&env, out->landing_pad, out->selector);
+}
+
+/* Evaluates the LSDA of frame PI at LOOKUP into OUT (OUT->verdict -1 if
+ * the table lies outside every module) and scans the pad it enters (DEPTH:
+ * rethrows followed so far). Returns the scan's enum ks_lp_result; a pad
+ * that calls std::terminate turns the verdict into KS_LSDA_TERMINATE. */
+static int ks_frame_eval(const unw_proc_info_t *pi, uintptr_t lookup, struct ks_lsda_out *out,
+                         int depth)
+{
+    struct ks_pc_info seg;
+    ks_safepoint_lookup(pi->lsda, &seg);
+    if (seg.seg_hi <= pi->lsda) {
+        memset(out, 0, sizeof *out);
+        out->verdict = -1;
+        return KS_LP_CLEAN;
+    }
+    struct ks_lsda_in in = {
+        .buf = (const uint8_t *)pi->lsda,
+        .len = seg.seg_hi - pi->lsda,
+        .addr = pi->lsda,
+        .func_start = pi->start_ip,
+        .ip = lookup,
+        .c_personality = ks_gcc_personality && pi->handler == ks_gcc_personality,
+        .is_forced_unwind = ks_is_forced_unwind,
+    };
+    ks_lsda_eval(&in, out);
+    int pad = ks_pad_check(out, depth);
+    if (pad == KS_LP_TERMINATES) {
+        out->verdict = KS_LSDA_TERMINATE;
+        out->nothrow_site = 0;
+    }
+    return pad;
+}
+
+int ks_frame_verdict(const unw_proc_info_t *pi, uintptr_t lookup, struct ks_lsda_out *out,
+                     int *pad)
+{
+    *pad = ks_frame_eval(pi, lookup, out, 0);
+    return out->verdict;
 }

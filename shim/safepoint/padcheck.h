@@ -1,26 +1,37 @@
-/* Does the landing pad a forced unwind would enter call std::terminate?
- * (lpad.h says why the LSDA cannot tell.) Runs lpad.c's scan over the
- * process's own code, naming call targets by address (std::terminate and
- * friends, looked up at init), by the relocation of the GOT slot a PLT stub
- * jumps through (gotsym.h: bound or not), or, for clang's hidden
- * __clang_call_terminate, by its first instructions. Async-signal-safe. */
+/* What a forced unwind (the abort's pthread_exit, cancellation) does in one
+ * frame: its LSDA (lsda.h) and, when the LSDA sends it into a landing pad,
+ * what that pad's code does (lpad.h says why the LSDA cannot always tell: a
+ * noexcept function that holds a try block calls std::terminate there).
+ * Runs lpad.c's scan over the process's own code, naming call targets by
+ * address (std::terminate and friends, looked up at init), by the
+ * relocation of the GOT slot a PLT stub jumps through (gotsym.h: bound or
+ * not), or, for clang's hidden __clang_call_terminate, by its first
+ * instructions; a rethrow in the pad is followed into the LSDA of its call.
+ * Async-signal-safe. */
 #ifndef KS_PADCHECK_H
 #define KS_PADCHECK_H
 
+#include <stdint.h>
+
 #include "lsda.h"
+#include "shim/unwind/unwind.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Looks up the addresses it compares against (dlsym). At init, not in
- * signal context. */
-void ks_padcheck_init(void);
+/* Looks up what it compares against (libgcc's C personality in LIBGCC, the
+ * type abi::__forced_unwind, std::terminate...). At init, not in signal
+ * context. */
+void ks_padcheck_init(void *libgcc);
 
-/* What the landing pad of OUT (a verdict of ks_lsda_eval) does with OUT's
- * selector: enum ks_lp_result. KS_LP_CLEAN for verdicts that enter no pad
- * (NOTHING, TERMINATE...). */
-int ks_pad_check(const struct ks_lsda_out *out);
+/* The verdict for frame PI at LOOKUP (the exact pc, or return address - 1):
+ * KS_LSDA_*, or -1 if the table lies outside every module. OUT: the
+ * evaluator's whole answer. *PAD: what its landing pad does (enum
+ * ks_lp_result): KS_LP_TERMINATES turned the verdict into
+ * KS_LSDA_TERMINATE; KS_LP_UNKNOWN, the scan could not follow it. */
+int ks_frame_verdict(const unw_proc_info_t *pi, uintptr_t lookup, struct ks_lsda_out *out,
+                     int *pad);
 
 #ifdef __cplusplus
 }

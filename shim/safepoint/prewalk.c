@@ -1,7 +1,6 @@
 /* See prewalk.h. */
 #include "prewalk.h"
 
-#include <dlfcn.h>
 #include <string.h>
 
 #include "shim/core/asfmt.h"
@@ -16,14 +15,9 @@
 
 #define KS_WALK_MAX_FRAMES 1024
 
-static uintptr_t ks_gcc_personality;
-static uintptr_t ks_forced_unwind_ti;
 void ks_prewalk_init(void *libgcc)
 {
-    if (libgcc)
-        ks_gcc_personality = (uintptr_t)dlsym(libgcc, "__gcc_personality_v0");
-    ks_forced_unwind_ti = (uintptr_t)dlsym(RTLD_DEFAULT, "_ZTIN10__cxxabiv115__forced_unwindE");
-    ks_padcheck_init();
+    ks_padcheck_init(libgcc);
 }
 
 void ks_sb_where(struct ks_sb *b, uintptr_t addr)
@@ -36,31 +30,6 @@ void ks_sb_where(struct ks_sb *b, uintptr_t addr)
     ks_sb_str(b, pi.name);
     ks_sb_ch(b, '+');
     ks_sb_hex(b, addr - pi.bias);
-}
-
-/* The LSDA's catch-type callback: is it abi::__forced_unwind? Every pointer
- * is checked to lie in a loaded segment before it is read. */
-static int ks_is_forced_unwind(uint64_t ptr, int indirect, void *arg)
-{
-    (void)arg;
-    if (indirect) {
-        if (!ks_safepoint_readable(ptr, sizeof(uintptr_t)))
-            return 0;
-        ptr = *(const uintptr_t *)ptr;
-    }
-    if (ks_forced_unwind_ti && ptr == ks_forced_unwind_ti)
-        return 1;
-    /* A copy of the type_info in a statically linked runtime: compare names.
-     * Itanium ABI: { vtable, const char *name }. */
-    if (!ks_safepoint_readable(ptr, 2 * sizeof(uintptr_t)))
-        return 0;
-    const char *name = ((const char *const *)ptr)[1];
-    static const char want[] = "N10__cxxabiv115__forced_unwindE";
-    if (!ks_safepoint_readable((uintptr_t)name, sizeof want + 1))
-        return 0;
-    if (*name == '*')
-        name++;
-    return memcmp(name, want, sizeof want) == 0;
 }
 
 static void ks_walk_set(struct ks_walk *w, int verdict, uintptr_t where, const char *what,
@@ -93,36 +62,6 @@ static void ks_walk_langrt(struct ks_walk *w, uintptr_t ip, int rt)
     ks_sb_str(&b, ": leaving would strand the runtime's state for it (--force leaves)");
 }
 
-/* The verdict of the LSDA of frame PI at LOOKUP (the exact pc, or return
- * address - 1): KS_LSDA_*, or -1 if the table lies outside every module.
- * OUT: the evaluator's whole answer. *PAD: what the landing pad it enters
- * does (padcheck.h): TERMINATE when it calls std::terminate. */
-static int ks_frame_lsda(const unw_proc_info_t *pi, uintptr_t lookup, struct ks_lsda_out *out,
-                         int *pad)
-{
-    *pad = KS_LP_CLEAN;
-    struct ks_pc_info seg;
-    ks_safepoint_lookup(pi->lsda, &seg);
-    if (seg.seg_hi <= pi->lsda)
-        return -1;
-    struct ks_lsda_in in = {
-        .buf = (const uint8_t *)pi->lsda,
-        .len = seg.seg_hi - pi->lsda,
-        .addr = pi->lsda,
-        .func_start = pi->start_ip,
-        .ip = lookup,
-        .c_personality = ks_gcc_personality && pi->handler == ks_gcc_personality,
-        .is_forced_unwind = ks_is_forced_unwind,
-    };
-    ks_lsda_eval(&in, out);
-    *pad = ks_pad_check(out);
-    if (*pad == KS_LP_TERMINATES) {
-        out->verdict = KS_LSDA_TERMINATE;
-        out->nothrow_site = 0;
-    }
-    return out->verdict;
-}
-
 /* Where ks_prewalk is: the cursor on the current frame and what the walk
  * knows of it. */
 struct ks_pw {
@@ -144,7 +83,7 @@ static int ks_walk_lsda(struct ks_walk *w, struct ks_pw *p, const unw_proc_info_
     uintptr_t ip = p->ip;
     struct ks_lsda_out out;
     int pad;
-    int v = ks_frame_lsda(pi, p->exact ? ip : ip - 1, &out, &pad);
+    int v = ks_frame_verdict(pi, p->exact ? ip : ip - 1, &out, &pad);
     if (v < 0) {
         ks_walk_set(w, KS_WALK_REFUSED, ip, "exception table outside any module for", "");
         return -1;
@@ -310,7 +249,7 @@ static int ks_frames_one(struct ks_walk *w, uintptr_t lookup, const unw_proc_inf
         return 0;
     struct ks_lsda_out out;
     int pad;
-    int v = ks_frame_lsda(pi, lookup, &out, &pad);
+    int v = ks_frame_verdict(pi, lookup, &out, &pad);
     if (pad == KS_LP_UNKNOWN) {
         ks_walk_set(w, KS_WALK_UNKNOWN, lookup, "cannot check: the landing pad for",
                     " runs code this shim does not follow (does it call std::terminate?)");

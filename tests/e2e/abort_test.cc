@@ -394,6 +394,7 @@ TEST(AbortCxx, InsideALongCallThatCannotThrowIsPendingNotRefused) {
   for (int i = 0; i < 1000 && Progress(p, 0) == n0; i++)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_GT(Progress(p, 0), n0) << "the thread stopped making progress";
+  EXPECT_EQ(p.History().find("forced-unwind"), std::string::npos);   // no handler ran
   p.ExpectHealthy();
 }
 
@@ -478,6 +479,7 @@ void ExpectRefusedAndUnharmed(const std::string& kind, const std::string& why,
   for (int i = 0; i < 1000 && Progress(p, 0) == n0; i++)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_GT(Progress(p, 0), n0) << "the thread stopped making progress";
+  EXPECT_EQ(p.History().find("forced-unwind"), std::string::npos);   // no handler ran
   p.ExpectHealthy();
   p.t().Send("stop");
   EXPECT_EQ(p.WaitFor("returned"), "returned 0");
@@ -508,6 +510,14 @@ TEST(AbortCxx, NoexceptFunctionHoldingATryBlockAtO0IsRefused) {
 // there (and glibc would abort the process at the handler's end).
 TEST(AbortCxx, NoexceptFunctionWithCatchAllIsRefused) {
   ExpectRefusedAndUnharmed("trycatchall", "catch (...)", "NoexceptTryAll(");
+}
+
+// catch (abi::__forced_unwind&) { ...; throw; } in a noexcept function: the
+// handler runs, and its rethrow calls std::terminate (the walk follows the
+// rethrow into the LSDA of its call). Refused before the handler runs.
+TEST(AbortCxx, RethrowInsideANoexceptFunctionIsRefused) {
+  ExpectRefusedAndUnharmed("rethrownoexcept", "is noexcept (its handler for this call calls it)",
+                           "NoexceptRethrow(");
 }
 
 // Clang writes the noexcept region as a catch (...) clause whose handler

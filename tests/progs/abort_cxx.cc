@@ -10,7 +10,7 @@
 //         that a backtrace from inside qsort reaches the victim's frame
 //         ("backtrace-ok" or "backtrace-broken", then "caught I").
 // KINDs: raii nothrow nothrowlong memcpy nocall noexcept catchall trycatch trycatch0
-//        trycatchall rethrow cv qsort
+//        trycatchall rethrownoexcept rethrow cv qsort
 #include <cxxabi.h>
 #include <unistd.h>
 #include <unwind.h>
@@ -198,6 +198,25 @@ __attribute__((noinline)) void NoexceptTryAll(Victim* v) noexcept {
   }
 }
 
+// The documented idiom, catch (abi::__forced_unwind&) { ...; throw; }, in a
+// noexcept function: the rethrow cannot leave it (GCC: "'throw' will always
+// call 'terminate'"). The handler runs, then std::terminate.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wterminate"
+#endif
+__attribute__((noinline, no_sanitize("null"))) void NoexceptRethrow(Victim* v) noexcept {
+  try {
+    Loop(v);
+  } catch (abi::__forced_unwind&) {
+    Say("forced-unwind " + std::to_string(v->idx));
+    throw;
+  }
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
 void RunCatchAll(Victim* v) {
   Announce(v);
   try {
@@ -290,6 +309,7 @@ void VictimMain(Victim* v) {
   else if (k == "trycatch") Announce(v), NoexceptTry(v);
   else if (k == "trycatch0") Announce(v), NoexceptTryO0(v);
   else if (k == "trycatchall") Announce(v), NoexceptTryAll(v);
+  else if (k == "rethrownoexcept") Announce(v), NoexceptRethrow(v);
   else if (k == "rethrow") RunRethrow(v);
   else if (k == "cv") RunCv(v);
   else if (k == "qsort") SortLoop(v);

@@ -131,6 +131,14 @@ int TargetSelf(uintptr_t addr, int slot, void*) {
   return KS_LP_OTHER;
 }
 
+// The unwind goes on from a rethrow or _Unwind_Resume: counted; what the
+// frame's LSDA does there is padcheck.c's (abort_test's rethrow kinds).
+int g_unwinds;
+int UnwindsSelf(uintptr_t, void*) {
+  g_unwinds++;
+  return KS_LP_CLEAN;
+}
+
 struct Pad {
   ks_lsda_out out{};
   int scan = -1;
@@ -151,7 +159,7 @@ Pad PadOf(void (*fn)()) {
   in.func_start = g_cap.start;
   in.ip = g_cap.ip;
   ks_lsda_eval(&in, &p.out);
-  static const ks_lp_env env = {ReadSelf, TargetSelf, nullptr};
+  static const ks_lp_env env = {ReadSelf, TargetSelf, UnwindsSelf, nullptr};
   if (p.out.landing_pad) p.scan = ks_lp_scan(&env, p.out.landing_pad, p.out.selector);
   return p;
 }
@@ -161,13 +169,15 @@ TEST(LpadGot, TheExecutablesSlotsAreNamedByRelocation) {
   bool term = false, resume = false;
   for (int i = 0; i < g_got.n; i++) {
     term |= g_got.kind[i] == KS_LP_TERMINATE;
-    resume |= g_got.kind[i] == KS_LP_NORETURN;
+    resume |= g_got.kind[i] == KS_LP_UNWINDS;
   }
   EXPECT_TRUE(term) << "no GOT slot for std::terminate";
   EXPECT_TRUE(resume) << "no GOT slot for _Unwind_Resume";
   EXPECT_EQ(ks_gotsym_kind_of_name("_ZSt9terminatev"), KS_LP_TERMINATE);
   EXPECT_EQ(ks_gotsym_kind_of_name("__cxa_call_terminate"), KS_LP_TERMINATE);
-  EXPECT_EQ(ks_gotsym_kind_of_name("_Unwind_Resume"), KS_LP_NORETURN);
+  EXPECT_EQ(ks_gotsym_kind_of_name("_Unwind_Resume"), KS_LP_UNWINDS);
+  EXPECT_EQ(ks_gotsym_kind_of_name("__cxa_rethrow"), KS_LP_UNWINDS);
+  EXPECT_EQ(ks_gotsym_kind_of_name("__stack_chk_fail"), KS_LP_NORETURN);
   EXPECT_EQ(ks_gotsym_kind_of_name("free"), KS_LP_OTHER);
 }
 
@@ -193,18 +203,21 @@ TEST(LpadReal, DestructorThenTerminateInANoexceptFunction) {
 }
 
 TEST(LpadReal, DestructorsThatResumeAreClean) {
+  g_unwinds = 0;
   Pad a = PadOf(DtorAndTry);
   EXPECT_EQ(a.out.verdict, KS_LSDA_CLEANUP);
   EXPECT_EQ(a.scan, KS_LP_CLEAN);
   Pad b = PadOf(WithDtor);
   EXPECT_EQ(b.out.verdict, KS_LSDA_CLEANUP);
   EXPECT_EQ(b.scan, KS_LP_CLEAN);
+  EXPECT_EQ(g_unwinds, 2);   // each ends in _Unwind_Resume, asked about
 }
 
 // ---- Pads copied from objdump -----------------------------------------
 
 constexpr uintptr_t kBase = 0x10000;
-constexpr uintptr_t kTerminate = 0x90000, kOther = 0x91000, kResume = 0x92000;
+constexpr uintptr_t kTerminate = 0x90000, kOther = 0x91000, kResume = 0x92000,
+                    kNoreturn = 0x93000;
 
 struct Code {
   std::vector<uint8_t> b;
@@ -221,7 +234,17 @@ size_t ReadCode(uintptr_t addr, uint8_t* buf, size_t n, void* arg) {
 
 int TargetCode(uintptr_t addr, int slot, void*) {
   if (slot) return KS_LP_OTHER;
-  return addr == kTerminate ? KS_LP_TERMINATE : addr == kResume ? KS_LP_NORETURN : KS_LP_OTHER;
+  if (addr == kTerminate) return KS_LP_TERMINATE;
+  if (addr == kNoreturn) return KS_LP_NORETURN;
+  return addr == kResume ? KS_LP_UNWINDS : KS_LP_OTHER;
+}
+
+// What the LSDA says where the unwind goes on (set per test) and where.
+int g_unwinds_to = KS_LP_CLEAN;
+uintptr_t g_unwinds_ret;
+int UnwindsCode(uintptr_t ret, void*) {
+  g_unwinds_ret = ret;
+  return g_unwinds_to;
 }
 
 // Points the call (e8) at OFF to TARGET.
@@ -232,7 +255,7 @@ void Call(Code& c, size_t off, uintptr_t target) {
 }
 
 int Scan(Code& c, size_t pad, int64_t selector) {
-  ks_lp_env env = {ReadCode, TargetCode, &c};
+  ks_lp_env env = {ReadCode, TargetCode, UnwindsCode, &c};
   return ks_lp_scan(&env, kBase + pad, selector);
 }
 
@@ -299,7 +322,20 @@ TEST(LpadBytes, ResumeUnknownBranchesAndLimits) {
                0xe8, 0, 0, 0, 0}};             // call _Unwind_Resume
   Call(resume, 3, kOther);
   Call(resume, 11, kResume);
+  g_unwinds_to = KS_LP_CLEAN;
   EXPECT_EQ(Scan(resume, 0, 0), KS_LP_CLEAN);
+  EXPECT_EQ(g_unwinds_ret, kBase + 16);   // asked about the call's return address
+  // A rethrow into a place where the frame's LSDA calls std::terminate
+  // (catch (abi::__forced_unwind&) { throw; } in a noexcept function).
+  g_unwinds_to = KS_LP_TERMINATES;
+  EXPECT_EQ(Scan(resume, 0, 0), KS_LP_TERMINATES);
+  g_unwinds_to = KS_LP_UNKNOWN;
+  EXPECT_EQ(Scan(resume, 0, 0), KS_LP_UNKNOWN);
+  g_unwinds_to = KS_LP_CLEAN;
+  Code noret{{0xe8, 0, 0, 0, 0,                // call __stack_chk_fail
+              0x0f, 0xa2}};                    // what follows is not followed
+  Call(noret, 0, kNoreturn);
+  EXPECT_EQ(Scan(noret, 0, 0), KS_LP_CLEAN);
 
   Code both{{0x48, 0x85, 0xff,                 // test %rdi,%rdi (unknown)
              0x74, 0x01,                       // je 6
