@@ -49,6 +49,30 @@ static void ks_dyn_read(const struct dl_phdr_info *info, const ElfW(Dyn) *d, str
     }
 }
 
+/* Adds the slots of relocations whose symbol is of kind WANT (TERMINATE
+ * first: a module with many named slots never loses those). */
+static void ks_gotsym_pass(const struct dl_phdr_info *info, const struct ks_dyn *d, int want,
+                           struct ks_gotsym *out)
+{
+    for (int t = 0; t < 2; t++) {
+        size_t n = d->rel[t] ? d->relsz[t] / sizeof(ElfW(Rela)) : 0;
+        for (size_t i = 0; i < n && out->n < KS_GOTSYM_MAX; i++) {
+            const ElfW(Rela) *r = &d->rel[t][i];
+            unsigned type = ELF64_R_TYPE(r->r_info);
+            if (type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT)
+                continue;
+            size_t nm = d->symtab[ELF64_R_SYM(r->r_info)].st_name;
+            if (!ELF64_R_SYM(r->r_info) || nm >= d->strsz)
+                continue;
+            int kind = ks_gotsym_kind_of_name(d->strtab + nm);
+            if (kind != want)
+                continue;
+            out->slot[out->n] = info->dlpi_addr + r->r_offset;
+            out->kind[out->n++] = kind;
+        }
+    }
+}
+
 void ks_gotsym_collect(const struct dl_phdr_info *info, struct ks_gotsym *out)
 {
     memset(out, 0, sizeof *out);
@@ -63,21 +87,7 @@ void ks_gotsym_collect(const struct dl_phdr_info *info, struct ks_gotsym *out)
     ks_dyn_read(info, dyn, &d);
     if (!d.symtab || !d.strtab)
         return;
-    for (int t = 0; t < 2; t++) {
-        size_t n = d.rel[t] ? d.relsz[t] / sizeof(ElfW(Rela)) : 0;
-        for (size_t i = 0; i < n && out->n < KS_GOTSYM_MAX; i++) {
-            const ElfW(Rela) *r = &d.rel[t][i];
-            unsigned type = ELF64_R_TYPE(r->r_info);
-            if (type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT)
-                continue;
-            size_t nm = d.symtab[ELF64_R_SYM(r->r_info)].st_name;
-            if (!ELF64_R_SYM(r->r_info) || nm >= d.strsz)
-                continue;
-            int kind = ks_gotsym_kind_of_name(d.strtab + nm);
-            if (kind == KS_LP_OTHER)
-                continue;
-            out->slot[out->n] = info->dlpi_addr + r->r_offset;
-            out->kind[out->n++] = kind;
-        }
-    }
+    ks_gotsym_pass(info, &d, KS_LP_TERMINATE, out);
+    ks_gotsym_pass(info, &d, KS_LP_UNWINDS, out);
+    ks_gotsym_pass(info, &d, KS_LP_NORETURN, out);
 }

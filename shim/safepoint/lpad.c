@@ -14,7 +14,7 @@
 #include "lpad_state.h"
 #include "x86_decode.h"
 
-#define KS_LP_BUDGET 2048   /* instructions over all paths */
+#define KS_LP_BUDGET 4096   /* instructions over all paths */
 #define KS_LP_PENDING 32    /* branches whose other side is still to follow (some
                                220 bytes each, on the signal handler's stack) */
 #define KS_LP_VISITED 64    /* branch targets already followed */

@@ -11,10 +11,18 @@
 
 /* Functions a landing pad may call, by address (a program linked with them
  * statically, or a GOT slot already bound), and their enum ks_lp_target. */
-#define KS_LP_KNOWN 6
+/* Functions a landing pad may call, by address: linked statically, called
+ * directly, or through a GOT slot already bound. AddressSanitizer's report
+ * functions do not return (-fno-sanitize-recover, the default): a path
+ * ends there instead of running into the code after the call. */
+#define KS_LP_KNOWN 18
 static const char *const ks_lp_names[KS_LP_KNOWN] = {
-    "_ZSt9terminatev", "__cxa_call_terminate", "_Unwind_Resume", "__cxa_throw",
-    "__cxa_rethrow",   "__stack_chk_fail"};
+    "_ZSt9terminatev",       "__cxa_call_terminate",    "_Unwind_Resume",
+    "__cxa_throw",           "__cxa_rethrow",           "__stack_chk_fail",
+    "__asan_report_load1",   "__asan_report_load2",     "__asan_report_load4",
+    "__asan_report_load8",   "__asan_report_load16",    "__asan_report_load_n",
+    "__asan_report_store1",  "__asan_report_store2",    "__asan_report_store4",
+    "__asan_report_store8",  "__asan_report_store16",   "__asan_report_store_n"};
 static uintptr_t ks_lp_addrs[KS_LP_KNOWN];
 
 static uintptr_t ks_gcc_personality;
@@ -71,7 +79,8 @@ static int ks_lp_kind_of_addr(uintptr_t addr)
 {
     for (int i = 0; i < KS_LP_KNOWN; i++)
         if (addr && addr == ks_lp_addrs[i])
-            return ks_gotsym_kind_of_name(ks_lp_names[i]);
+            return i >= 6 ? KS_LP_NORETURN   /* the report functions */
+                          : ks_gotsym_kind_of_name(ks_lp_names[i]);
     return KS_LP_OTHER;
 }
 
@@ -200,6 +209,10 @@ static int ks_frame_eval(const unw_proc_info_t *pi, uintptr_t lookup, struct ks_
         out->verdict = KS_LSDA_TERMINATE;
         out->nothrow_site = 0;
     }
+    /* catch (...) is refused whatever its pad does; the scan only names a
+     * terminate there (clang's noexcept) as what it is. */
+    if (pad == KS_LP_UNKNOWN && out->verdict == KS_LSDA_CATCH_ALL)
+        pad = KS_LP_CLEAN;
     return pad;
 }
 
