@@ -5,6 +5,12 @@
 
 #include "lpad.h"
 
+static int ks_suffix(const char *s, const char *suf)
+{
+    size_t n = strlen(s), k = strlen(suf);
+    return n >= k && strcmp(s + n - k, suf) == 0;
+}
+
 int ks_gotsym_kind_of_name(const char *name)
 {
     static const char *const term[] = {"_ZSt9terminatev", "__cxa_call_terminate",
@@ -17,7 +23,24 @@ int ks_gotsym_kind_of_name(const char *name)
     for (int i = 0; unwinds[i]; i++)
         if (strcmp(name, unwinds[i]) == 0)
             return KS_LP_UNWINDS;
-    return strcmp(name, "__stack_chk_fail") == 0 ? KS_LP_NORETURN : KS_LP_OTHER;
+    /* std::__throw_length_error() and friends throw from the call. */
+    if (strncmp(name, "_ZSt", 4) == 0 && strstr(name, "__throw_"))
+        return KS_LP_UNWINDS;
+    /* Do not return: __stack_chk_fail, AddressSanitizer's reports (not the
+     * _noabort ones of -fsanitize-recover), UBSan's _abort handlers. */
+    if (strcmp(name, "__stack_chk_fail") == 0 ||
+        (strncmp(name, "__asan_report_", 14) == 0 && !ks_suffix(name, "_noabort")) ||
+        (strncmp(name, "__ubsan_handle_", 15) == 0 && ks_suffix(name, "_abort")))
+        return KS_LP_NORETURN;
+    return KS_LP_OTHER;
+}
+
+int ks_gotsym_kind(const struct ks_gotsym *g, uintptr_t slot)
+{
+    for (int k = 0; k < g->n && k < KS_GOTSYM_MAX; k++)
+        if (g->base + g->off[k] == slot)
+            return g->kind[k];
+    return KS_LP_OTHER;
 }
 
 struct ks_dyn {
@@ -51,8 +74,7 @@ static void ks_dyn_read(const struct dl_phdr_info *info, const ElfW(Dyn) *d, str
 
 /* Adds the slots of relocations whose symbol is of kind WANT (TERMINATE
  * first: a module with many named slots never loses those). */
-static void ks_gotsym_pass(const struct dl_phdr_info *info, const struct ks_dyn *d, int want,
-                           struct ks_gotsym *out)
+static void ks_gotsym_pass(const struct ks_dyn *d, int want, struct ks_gotsym *out)
 {
     for (int t = 0; t < 2; t++) {
         size_t n = d->rel[t] ? d->relsz[t] / sizeof(ElfW(Rela)) : 0;
@@ -64,11 +86,10 @@ static void ks_gotsym_pass(const struct dl_phdr_info *info, const struct ks_dyn 
             size_t nm = d->symtab[ELF64_R_SYM(r->r_info)].st_name;
             if (!ELF64_R_SYM(r->r_info) || nm >= d->strsz)
                 continue;
-            int kind = ks_gotsym_kind_of_name(d->strtab + nm);
-            if (kind != want)
+            if (r->r_offset > UINT32_MAX || ks_gotsym_kind_of_name(d->strtab + nm) != want)
                 continue;
-            out->slot[out->n] = info->dlpi_addr + r->r_offset;
-            out->kind[out->n++] = kind;
+            out->off[out->n] = (uint32_t)r->r_offset;
+            out->kind[out->n++] = (uint8_t)want;
         }
     }
 }
@@ -76,6 +97,7 @@ static void ks_gotsym_pass(const struct dl_phdr_info *info, const struct ks_dyn 
 void ks_gotsym_collect(const struct dl_phdr_info *info, struct ks_gotsym *out)
 {
     memset(out, 0, sizeof *out);
+    out->base = info->dlpi_addr;
     const ElfW(Dyn) *dyn = NULL;
     for (int i = 0; i < info->dlpi_phnum; i++)
         if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
@@ -87,7 +109,7 @@ void ks_gotsym_collect(const struct dl_phdr_info *info, struct ks_gotsym *out)
     ks_dyn_read(info, dyn, &d);
     if (!d.symtab || !d.strtab)
         return;
-    ks_gotsym_pass(info, &d, KS_LP_TERMINATE, out);
-    ks_gotsym_pass(info, &d, KS_LP_UNWINDS, out);
-    ks_gotsym_pass(info, &d, KS_LP_NORETURN, out);
+    ks_gotsym_pass(&d, KS_LP_TERMINATE, out);
+    ks_gotsym_pass(&d, KS_LP_UNWINDS, out);
+    ks_gotsym_pass(&d, KS_LP_NORETURN, out);
 }

@@ -79,8 +79,7 @@ static int ks_lp_kind_of_addr(uintptr_t addr)
 {
     for (int i = 0; i < KS_LP_KNOWN; i++)
         if (addr && addr == ks_lp_addrs[i])
-            return i >= 6 ? KS_LP_NORETURN   /* the report functions */
-                          : ks_gotsym_kind_of_name(ks_lp_names[i]);
+            return ks_gotsym_kind_of_name(ks_lp_names[i]);
     return KS_LP_OTHER;
 }
 

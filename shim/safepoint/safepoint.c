@@ -274,10 +274,7 @@ int ks_safepoint_got_kind(uintptr_t slot)
         int seg = -1, kind = KS_LP_OTHER;
         int i = ks_find(slot, &seg);
         if (i >= 0) {
-            const struct ks_gotsym *g = &ks_mods[i].got;
-            for (int k = 0; k < g->n && k < KS_GOTSYM_MAX; k++)
-                if (g->slot[k] == slot)
-                    kind = g->kind[k];
+            kind = ks_gotsym_kind(&ks_mods[i].got, slot);
         }
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (__atomic_load_n(&ks_seq, __ATOMIC_RELAXED) == s1)

@@ -110,11 +110,7 @@ size_t ReadSelf(uintptr_t addr, uint8_t* buf, size_t n, void*) {
   return n;
 }
 
-int SlotKind(uintptr_t slot) {
-  for (int i = 0; i < g_got.n; i++)
-    if (g_got.slot[i] == slot) return g_got.kind[i];
-  return KS_LP_OTHER;
-}
+int SlotKind(uintptr_t slot) { return ks_gotsym_kind(&g_got, slot); }
 
 // A PLT stub ([endbr64] [bnd] jmp *slot(%rip)) is named by its slot.
 int TargetSelf(uintptr_t addr, int slot, void*) {
@@ -178,6 +174,11 @@ TEST(LpadGot, TheExecutablesSlotsAreNamedByRelocation) {
   EXPECT_EQ(ks_gotsym_kind_of_name("_Unwind_Resume"), KS_LP_UNWINDS);
   EXPECT_EQ(ks_gotsym_kind_of_name("__cxa_rethrow"), KS_LP_UNWINDS);
   EXPECT_EQ(ks_gotsym_kind_of_name("__stack_chk_fail"), KS_LP_NORETURN);
+  EXPECT_EQ(ks_gotsym_kind_of_name("_ZSt20__throw_length_errorPKc"), KS_LP_UNWINDS);
+  EXPECT_EQ(ks_gotsym_kind_of_name("__asan_report_load8"), KS_LP_NORETURN);
+  EXPECT_EQ(ks_gotsym_kind_of_name("__asan_report_load8_noabort"), KS_LP_OTHER);
+  EXPECT_EQ(ks_gotsym_kind_of_name("__ubsan_handle_type_mismatch_v1_abort"), KS_LP_NORETURN);
+  EXPECT_EQ(ks_gotsym_kind_of_name("__ubsan_handle_type_mismatch_v1"), KS_LP_OTHER);
   EXPECT_EQ(ks_gotsym_kind_of_name("free"), KS_LP_OTHER);
 }
 
