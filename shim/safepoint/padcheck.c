@@ -9,20 +9,14 @@
 #include "safepoint.h"
 #include "shim/unwind/unwind.h"
 
-/* Functions a landing pad may call, by address (a program linked with them
- * statically, or a GOT slot already bound), and their enum ks_lp_target. */
-/* Functions a landing pad may call, by address: linked statically, called
- * directly, or through a GOT slot already bound. AddressSanitizer's report
- * functions do not return (-fno-sanitize-recover, the default): a path
- * ends there instead of running into the code after the call. */
-#define KS_LP_KNOWN 18
+/* Functions a landing pad may call, by address: linked statically, or
+ * called directly. Through the PLT, gotsym.c names them (and the sanitizers'
+ * report functions, and __stack_chk_fail) by relocation; those are not
+ * looked up here: the shim imports them itself, and a lookup after start
+ * would bind them lazily, which doorbell_test forbids. */
+#define KS_LP_KNOWN 5
 static const char *const ks_lp_names[KS_LP_KNOWN] = {
-    "_ZSt9terminatev",       "__cxa_call_terminate",    "_Unwind_Resume",
-    "__cxa_throw",           "__cxa_rethrow",           "__stack_chk_fail",
-    "__asan_report_load1",   "__asan_report_load2",     "__asan_report_load4",
-    "__asan_report_load8",   "__asan_report_load16",    "__asan_report_load_n",
-    "__asan_report_store1",  "__asan_report_store2",    "__asan_report_store4",
-    "__asan_report_store8",  "__asan_report_store16",   "__asan_report_store_n"};
+    "_ZSt9terminatev", "__cxa_call_terminate", "_Unwind_Resume", "__cxa_throw", "__cxa_rethrow"};
 static uintptr_t ks_lp_addrs[KS_LP_KNOWN];
 
 static uintptr_t ks_gcc_personality;
