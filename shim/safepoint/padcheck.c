@@ -127,7 +127,11 @@ static int ks_lp_target(uintptr_t addr, int slot, void *arg)
     return slot ? ks_lp_slot_kind(addr) : ks_lp_code_kind(addr, 0);
 }
 
-/* How deep ks_lp_unwinds may follow a rethrow into another pad. */
+/* How deep ks_lp_unwinds may follow a rethrow into another pad; each scan
+ * takes some 7.5 KB of the signal handler's stack (lpad.c). Two: the
+ * documented idiom, catch (abi::__forced_unwind&) { throw; } with a
+ * destructor around it, rethrows into a cleanup that resumes (depth 1),
+ * whose _Unwind_Resume is asked about once more (abort_test's rethrow). */
 #define KS_PAD_DEPTH 2
 
 struct ks_pad_ctx {
