@@ -15,21 +15,8 @@
 #include "x86_decode.h"
 
 #define KS_LP_BUDGET 4096   /* instructions over all paths */
-#define KS_LP_PENDING 32    /* branches whose other side is still to follow (some
-                               220 bytes each, on the signal handler's stack) */
-#define KS_LP_VISITED 64    /* branch targets already followed */
 
-struct ks_lp_run {
-    const struct ks_lp_env *env;
-    struct ks_lp_state pend[KS_LP_PENDING];
-    int npend;
-    uintptr_t visited[KS_LP_VISITED];
-    int nvisited;
-    int budget;
-    int unknown;
-};
-
-static int ks_visited(struct ks_lp_run *run, uintptr_t pc)
+static int ks_visited(struct ks_lp_work *run, uintptr_t pc)
 {
     for (int i = 0; i < run->nvisited; i++)
         if (run->visited[i] == pc)
@@ -44,7 +31,7 @@ enum { KS_STEP_NEXT, KS_STEP_END, KS_STEP_TERM, KS_STEP_UNKNOWN };
 /* A call (returning to RET) or a tail jump (RET 0) to ADDR (SLOT: through
  * a pointer at ADDR). A rethrow from a call goes on in this frame; from a
  * tail jump, in its caller, which the walk checks itself. */
-static int ks_lp_transfer(struct ks_lp_run *run, uintptr_t addr, int slot, uintptr_t ret)
+static int ks_lp_transfer(struct ks_lp_work *run, uintptr_t addr, int slot, uintptr_t ret)
 {
     int t = run->env->target(addr, slot, run->env->arg);
     if (t == KS_LP_UNWINDS && ret) {
@@ -57,7 +44,7 @@ static int ks_lp_transfer(struct ks_lp_run *run, uintptr_t addr, int slot, uintp
 
 /* A conditional branch to TO: follows the side the flags decide, both if
  * they do not. */
-static int ks_lp_branch(struct ks_lp_run *run, struct ks_lp_state *s, int cc, uintptr_t to)
+static int ks_lp_branch(struct ks_lp_work *run, struct ks_lp_state *s, int cc, uintptr_t to)
 {
     int c = ks_lps_cond(s, cc);
     if (c == 1) {
@@ -80,7 +67,7 @@ static int32_t ks_imm32(const uint8_t *p)
 
 /* Jumps and direct calls at S->pc (opcode OP, N bytes of prefix and
  * opcode): KS_STEP_*, or -1 if OP is none of them. */
-static int ks_lp_flow(struct ks_lp_run *run, struct ks_lp_state *s, const uint8_t *buf, int op,
+static int ks_lp_flow(struct ks_lp_work *run, struct ks_lp_state *s, const uint8_t *buf, int op,
                       int n, int avail)
 {
     int rel8 = (op >= 0x70 && op <= 0x7f) || op == 0xeb;
@@ -108,7 +95,7 @@ static int ks_lp_flow(struct ks_lp_run *run, struct ks_lp_state *s, const uint8_
 }
 
 /* The instructions with a ModRM operand at BUF[N]. */
-static int ks_lp_modrm_op(struct ks_lp_run *run, struct ks_lp_state *s, struct ks_x86_insn *in,
+static int ks_lp_modrm_op(struct ks_lp_work *run, struct ks_lp_state *s, struct ks_x86_insn *in,
                           int n, int avail)
 {
     int op = in->op;
@@ -178,7 +165,7 @@ static int ks_lp_acc(struct ks_lp_state *s, struct ks_x86_insn *in, int n, int a
 }
 
 /* Executes the instruction at S->pc; moves S->pc past it. */
-static int ks_lp_step(struct ks_lp_run *run, struct ks_lp_state *s)
+static int ks_lp_step(struct ks_lp_work *run, struct ks_lp_state *s)
 {
     uint8_t buf[16];
     size_t got = run->env->read(s->pc, buf, sizeof buf, run->env->arg);
@@ -221,7 +208,7 @@ static int ks_lp_step(struct ks_lp_run *run, struct ks_lp_state *s)
 }
 
 /* Follows one path from S to its end. */
-static int ks_lp_path(struct ks_lp_run *run, struct ks_lp_state *s)
+static int ks_lp_path(struct ks_lp_work *run, struct ks_lp_state *s)
 {
     while (run->budget-- > 0) {
         switch (ks_lp_step(run, s)) {
@@ -235,22 +222,25 @@ static int ks_lp_path(struct ks_lp_run *run, struct ks_lp_state *s)
     return KS_LP_UNKNOWN;
 }
 
-int ks_lp_scan(const struct ks_lp_env *env, uintptr_t pad, int64_t selector)
+int ks_lp_scan(const struct ks_lp_env *env, uintptr_t pad, int64_t selector,
+               struct ks_lp_work *run)
 {
-    struct ks_lp_run run;
-    memset(&run, 0, sizeof run);
-    run.env = env;
-    run.budget = KS_LP_BUDGET;
-    struct ks_lp_state *s = &run.pend[0];
+    run->env = env;
+    run->npend = 0;
+    run->nvisited = 0;
+    run->budget = KS_LP_BUDGET;
+    run->unknown = 0;
+    struct ks_lp_state *s = &run->pend[0];
+    memset(s, 0, sizeof *s);
     s->pc = pad;
     ks_lps_set(s, 2, 1, (uint64_t)selector, 1);   /* %rdx: the selector */
-    run.npend = 1;
-    ks_visited(&run, pad);
-    while (run.npend > 0) {
-        struct ks_lp_state cur = run.pend[--run.npend];
-        int r = ks_lp_path(&run, &cur);
+    run->npend = 1;
+    ks_visited(run, pad);
+    while (run->npend > 0) {
+        run->cur = run->pend[--run->npend];   /* in WORK too: off the stack */
+        int r = ks_lp_path(run, &run->cur);
         if (r == KS_LP_TERMINATES)
             return r;
     }
-    return run.unknown ? KS_LP_UNKNOWN : KS_LP_CLEAN;
+    return run->unknown ? KS_LP_UNKNOWN : KS_LP_CLEAN;
 }

@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lpad_state.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -56,9 +58,30 @@ enum ks_lp_result {
     KS_LP_UNKNOWN,        /* an instruction it cannot follow, or out of budget */
 };
 
+#define KS_LP_PENDING 32    /* branches whose other side is still to follow */
+#define KS_LP_VISITED 64    /* branch targets already followed */
+
+/* A scan's working state, some 8 KB: given by the caller, never on the
+ * stack of the scan (the abort's runs in a signal handler on the target
+ * thread's own stack, as small as PTHREAD_STACK_MIN: padcheck.h). Only
+ * lpad.c reads its fields. */
+struct ks_lp_work {
+    const struct ks_lp_env *env;
+    struct ks_lp_state pend[KS_LP_PENDING];
+    struct ks_lp_state cur;   /* the path being followed */
+    int npend;
+    uintptr_t visited[KS_LP_VISITED];
+    int nvisited;
+    int budget;
+    int unknown;
+};
+
 /* Follows the landing pad at PAD entered with SELECTOR (0 for a cleanup,
- * the catch clause's filter for a handler). */
-int ks_lp_scan(const struct ks_lp_env *env, uintptr_t pad, int64_t selector);
+ * the catch clause's filter for a handler), in WORK (overwritten; not in
+ * use by a scan still running: a nested scan, from ENV->unwinds, needs
+ * its own). */
+int ks_lp_scan(const struct ks_lp_env *env, uintptr_t pad, int64_t selector,
+               struct ks_lp_work *work);
 
 #ifdef __cplusplus
 }

@@ -2,7 +2,8 @@
  * and frame slots hold a known value, and the operands of the last
  * flag-setting instruction, which decide a conditional branch. What each
  * instruction it interprets does to that knowledge; anything it does not
- * follow becomes unknown. Internal to lpad.c. */
+ * follow becomes unknown. Internal to lpad.c (lpad.h includes it for the
+ * size of struct ks_lp_work). */
 #ifndef KS_LPAD_STATE_H
 #define KS_LPAD_STATE_H
 

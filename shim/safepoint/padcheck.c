@@ -127,20 +127,47 @@ static int ks_lp_target(uintptr_t addr, int slot, void *arg)
     return slot ? ks_lp_slot_kind(addr) : ks_lp_code_kind(addr, 0);
 }
 
-/* How deep ks_lp_unwinds may follow a rethrow into another pad; each scan
- * takes some 7.5 KB of the signal handler's stack (lpad.c). Two: the
- * documented idiom, catch (abi::__forced_unwind&) { throw; } with a
- * destructor around it, rethrows into a cleanup that resumes (depth 1),
- * whose _Unwind_Resume is asked about once more (abort_test's rethrow). */
-#define KS_PAD_DEPTH 2
-
+/* A scan at DEPTH of a pad of frame FRAME. */
 struct ks_pad_ctx {
     int depth;
+    const unw_proc_info_t *frame;
+    struct ks_pad_work *work;
 };
 
-static int ks_pad_check(const struct ks_lsda_out *out, int depth);
+static int ks_pad_check(const struct ks_lsda_out *out, const unw_proc_info_t *frame, int depth,
+                        struct ks_pad_work *work);
 static int ks_frame_eval(const unw_proc_info_t *pi, uintptr_t lookup, struct ks_lsda_out *out,
-                         int depth);
+                         int depth, struct ks_pad_work *work);
+
+static int ks_pi_has(const unw_proc_info_t *pi, uintptr_t ip)
+{
+    return ip >= pi->start_ip && ip < pi->end_ip;
+}
+
+/* The procedure holding IP: the frame's own (a pad in the function's body),
+ * the one looked up last (GCC's F.cold, which has an FDE and call-site
+ * table of its own, holds F's pads: every _Unwind_Resume of F's pads
+ * returns there), else libunwind's lookup into C->work. NULL if none. The
+ * lookup is the deepest the scan goes on the stack; the two others spare
+ * it. */
+static const unw_proc_info_t *ks_pad_proc(const struct ks_pad_ctx *c, uintptr_t ip)
+{
+    struct ks_pad_work *w = c->work;
+    if (ks_pi_has(c->frame, ip))
+        return c->frame;
+    /* A copy: a deeper level may replace OTHER while this one's is used. */
+    unw_proc_info_t *pi = &w->pi[c->depth];
+    if (w->have_other && ks_pi_has(&w->other, ip)) {
+        *pi = w->other;
+        return pi;
+    }
+    memset(pi, 0, sizeof *pi);
+    if (ks_unw.get_proc_info_by_ip(ks_unw.as, ip, pi, NULL) != 0)
+        return NULL;
+    w->other = *pi;
+    w->have_other = 1;
+    return pi;
+}
 
 /* The unwind goes on from the call that returns to RET (a rethrow, or
  * _Unwind_Resume from a pad): in the frame of that call, its own LSDA
@@ -149,16 +176,16 @@ static int ks_frame_eval(const unw_proc_info_t *pi, uintptr_t lookup, struct ks_
 static int ks_lp_unwinds(uintptr_t ret, void *arg)
 {
     const struct ks_pad_ctx *c = arg;
-    unw_proc_info_t pi;
-    memset(&pi, 0, sizeof pi);
-    if (c->depth >= KS_PAD_DEPTH ||
-        ks_unw.get_proc_info_by_ip(ks_unw.as, ret - 1, &pi, NULL) != 0)
+    if (c->depth >= KS_PAD_DEPTH)
         return KS_LP_UNKNOWN;
-    if (!pi.lsda)
+    const unw_proc_info_t *pi = ks_pad_proc(c, ret - 1);
+    if (!pi)
+        return KS_LP_UNKNOWN;
+    if (!pi->lsda)
         return KS_LP_CLEAN;
-    struct ks_lsda_out out;
-    int pad = ks_frame_eval(&pi, ret - 1, &out, c->depth + 1);
-    switch (out.verdict) {
+    struct ks_lsda_out *out = &c->work->out[c->depth];
+    int pad = ks_frame_eval(pi, ret - 1, out, c->depth + 1, c->work);
+    switch (out->verdict) {
     case KS_LSDA_NOTHING: return KS_LP_CLEAN;
     case KS_LSDA_TERMINATE: return KS_LP_TERMINATES;
     case KS_LSDA_CLEANUP: case KS_LSDA_RETHROWS: return pad;
@@ -166,15 +193,16 @@ static int ks_lp_unwinds(uintptr_t ret, void *arg)
     }
 }
 
-static int ks_pad_check(const struct ks_lsda_out *out, int depth)
+static int ks_pad_check(const struct ks_lsda_out *out, const unw_proc_info_t *frame, int depth,
+                        struct ks_pad_work *work)
 {
     if (!out->landing_pad ||
         (out->verdict != KS_LSDA_CLEANUP && out->verdict != KS_LSDA_CATCH_ALL &&
          out->verdict != KS_LSDA_RETHROWS))
         return KS_LP_CLEAN;
-    struct ks_pad_ctx ctx = {depth};
+    struct ks_pad_ctx ctx = {depth, frame, work};
     const struct ks_lp_env env = {ks_lp_read, ks_lp_target, ks_lp_unwinds, &ctx};
-    return ks_lp_scan(&env, out->landing_pad, out->selector);
+    return ks_lp_scan(&env, out->landing_pad, out->selector, &work->scan[depth]);
 }
 
 /* Evaluates the LSDA of frame PI at LOOKUP into OUT (OUT->verdict -1 if
@@ -182,7 +210,7 @@ static int ks_pad_check(const struct ks_lsda_out *out, int depth)
  * rethrows followed so far). Returns the scan's enum ks_lp_result; a pad
  * that calls std::terminate turns the verdict into KS_LSDA_TERMINATE. */
 static int ks_frame_eval(const unw_proc_info_t *pi, uintptr_t lookup, struct ks_lsda_out *out,
-                         int depth)
+                         int depth, struct ks_pad_work *work)
 {
     struct ks_pc_info seg;
     ks_safepoint_lookup(pi->lsda, &seg);
@@ -201,7 +229,7 @@ static int ks_frame_eval(const unw_proc_info_t *pi, uintptr_t lookup, struct ks_
         .is_forced_unwind = ks_is_forced_unwind,
     };
     ks_lsda_eval(&in, out);
-    int pad = ks_pad_check(out, depth);
+    int pad = ks_pad_check(out, pi, depth, work);
     if (pad == KS_LP_TERMINATES) {
         out->verdict = KS_LSDA_TERMINATE;
         out->nothrow_site = 0;
@@ -214,8 +242,9 @@ static int ks_frame_eval(const unw_proc_info_t *pi, uintptr_t lookup, struct ks_
 }
 
 int ks_frame_verdict(const unw_proc_info_t *pi, uintptr_t lookup, struct ks_lsda_out *out,
-                     int *pad)
+                     int *pad, struct ks_pad_work *work)
 {
-    *pad = ks_frame_eval(pi, lookup, out, 0);
+    work->have_other = 0;
+    *pad = ks_frame_eval(pi, lookup, out, 0, work);
     return out->verdict;
 }

@@ -74,6 +74,7 @@ struct ks_pw {
     /* The shallowest frame inside a call that cannot throw (see
      * ks_walk_lsda): the walk is TRANSIENT unless a deeper frame refuses. */
     uintptr_t nothrow_ip, nothrow_sp;
+    struct ks_pad_work *work;
 };
 
 /* Evaluates the LSDA of P's frame. Returns 0 or sets a verdict in W. FIRST:
@@ -83,7 +84,7 @@ static int ks_walk_lsda(struct ks_walk *w, struct ks_pw *p, const unw_proc_info_
     uintptr_t ip = p->ip;
     struct ks_lsda_out out;
     int pad;
-    int v = ks_frame_verdict(pi, p->exact ? ip : ip - 1, &out, &pad);
+    int v = ks_frame_verdict(pi, p->exact ? ip : ip - 1, &out, &pad, p->work);
     if (v < 0) {
         ks_walk_set(w, KS_WALK_REFUSED, ip, "exception table outside any module for", "");
         return -1;
@@ -212,10 +213,11 @@ static void ks_walk_nothrow(struct ks_walk *w, const struct ks_pw *p)
     w->transient_sp = p->nothrow_sp;
 }
 
-void ks_prewalk(ucontext_t *ctx, int exact, int flags, struct ks_walk *w)
+void ks_prewalk(ucontext_t *ctx, int exact, int flags, struct ks_walk *w,
+                struct ks_pad_work *work)
 {
     memset(w, 0, sizeof *w);
-    struct ks_pw p = {.exact = exact, .flags = flags, .top = 1};
+    struct ks_pw p = {.exact = exact, .flags = flags, .top = 1, .work = work};
     if (!ks_unw_ready() ||
         ks_unw.init_local2(&p.cur, (unw_context_t *)ctx, exact ? UNW_INIT_SIGNAL_FRAME : 0) != 0) {
         ks_walk_set(w, KS_WALK_REFUSED, 0, "cannot start unwinding", "");
@@ -243,13 +245,14 @@ void ks_prewalk(ucontext_t *ctx, int exact, int flags, struct ks_walk *w)
 
 /* One frame of a cancellation unwind (KIND: its module's). Returns 0 to go
  * on, or sets W. */
-static int ks_frames_one(struct ks_walk *w, uintptr_t lookup, const unw_proc_info_t *pi, int kind)
+static int ks_frames_one(struct ks_walk *w, uintptr_t lookup, const unw_proc_info_t *pi, int kind,
+                         struct ks_pad_work *work)
 {
     if (!pi->lsda)
         return 0;
     struct ks_lsda_out out;
     int pad;
-    int v = ks_frame_verdict(pi, lookup, &out, &pad);
+    int v = ks_frame_verdict(pi, lookup, &out, &pad, work);
     if (pad == KS_LP_UNKNOWN) {
         ks_walk_set(w, KS_WALK_UNKNOWN, lookup, "cannot check: the landing pad for",
                     " runs code this shim does not follow (does it call std::terminate?)");
@@ -289,7 +292,7 @@ static int ks_frames_one(struct ks_walk *w, uintptr_t lookup, const unw_proc_inf
 }
 
 void ks_prewalk_frames(const uintptr_t *ips, const uint64_t *exact, int n, int flags,
-                       struct ks_walk *w)
+                       struct ks_walk *w, struct ks_pad_work *work)
 {
     memset(w, 0, sizeof *w);
     if (!ks_unw_ready()) {
@@ -317,7 +320,7 @@ void ks_prewalk_frames(const uintptr_t *ips, const uint64_t *exact, int n, int f
             w->verdict = KS_WALK_OK;
             return;
         }
-        if ((i > 0 || !(flags & KS_FRAMES_SKIP_TOP)) && ks_frames_one(w, lookup, &pi, kind) != 0)
+        if ((i > 0 || !(flags & KS_FRAMES_SKIP_TOP)) && ks_frames_one(w, lookup, &pi, kind, work) != 0)
             return;
     }
     ks_walk_set(w, KS_WALK_UNKNOWN, 0, "cannot check: the stack taken ends before the thread's "

@@ -156,7 +156,8 @@ Pad PadOf(void (*fn)()) {
   in.ip = g_cap.ip;
   ks_lsda_eval(&in, &p.out);
   static const ks_lp_env env = {ReadSelf, TargetSelf, UnwindsSelf, nullptr};
-  if (p.out.landing_pad) p.scan = ks_lp_scan(&env, p.out.landing_pad, p.out.selector);
+  static ks_lp_work work;
+  if (p.out.landing_pad) p.scan = ks_lp_scan(&env, p.out.landing_pad, p.out.selector, &work);
   return p;
 }
 
@@ -257,7 +258,8 @@ void Call(Code& c, size_t off, uintptr_t target) {
 
 int Scan(Code& c, size_t pad, int64_t selector) {
   ks_lp_env env = {ReadCode, TargetCode, UnwindsCode, &c};
-  return ks_lp_scan(&env, kBase + pad, selector);
+  static ks_lp_work work;
+  return ks_lp_scan(&env, kBase + pad, selector, &work);
 }
 
 // clang++-14 -O2: F() noexcept { try { Loop(); } catch (const E&) {} }.
