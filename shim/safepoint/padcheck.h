@@ -33,8 +33,8 @@ void ks_padcheck_init(void *libgcc);
  * whose _Unwind_Resume is asked about once more (abort_test's rethrow). */
 #define KS_PAD_DEPTH 2
 
-/* Everything ks_frame_verdict works in beyond a few hundred bytes of
- * stack, some 25 KB: owned by the caller and used by one verdict at a
+/* Everything ks_frame_verdict (and ks_prewalk, for its cursor) works in
+ * beyond a few hundred bytes of stack, some 25 KB: owned by the caller and used by one verdict at a
  * time. The abort's walk runs on the target thread's own stack, in a
  * signal handler, and that stack may be PTHREAD_STACK_MIN (16 KiB) with
  * the program's frames on it: the abort keeps one in the thread's abort
@@ -45,6 +45,7 @@ struct ks_pad_work {
     unw_proc_info_t pi[KS_PAD_DEPTH];           /* its procedure, if looked up */
     unw_proc_info_t other;   /* the last procedure looked up (GCC's F.cold for F) */
     int have_other;
+    unw_cursor_t cursor;     /* ks_prewalk's cursor (prewalk.c), 1 KB */
 };
 
 /* The verdict for frame PI at LOOKUP (the exact pc, or return address - 1):

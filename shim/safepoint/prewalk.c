@@ -65,7 +65,7 @@ static void ks_walk_langrt(struct ks_walk *w, uintptr_t ip, int rt)
 /* Where ks_prewalk is: the cursor on the current frame and what the walk
  * knows of it. */
 struct ks_pw {
-    unw_cursor_t cur;
+    unw_cursor_t *cur;        /* in the caller's work block (1 KB): off the stack */
     int exact;                /* the frame's IP is an interrupted pc */
     int flags;
     int top;                  /* no application frame seen yet */
@@ -157,8 +157,8 @@ static int ks_prewalk_app(struct ks_walk *w, struct ks_pw *p, const unw_proc_inf
         return 0;
     /* Not before that function returned: its CFA is the caller's SP. */
     unw_word_t csp = 0;
-    if (w->verdict == KS_WALK_TRANSIENT && ks_unw.step(&p->cur) > 0 &&
-        ks_unw.get_reg(&p->cur, UNW_REG_SP, &csp) == 0)
+    if (w->verdict == KS_WALK_TRANSIENT && ks_unw.step(p->cur) > 0 &&
+        ks_unw.get_reg(p->cur, UNW_REG_SP, &csp) == 0)
         w->transient_sp = csp;
     return 1;
 }
@@ -166,9 +166,9 @@ static int ks_prewalk_app(struct ks_walk *w, struct ks_pw *p, const unw_proc_inf
 /* The frame at P's cursor. Returns 1 once W holds the verdict, 0 to step on. */
 static int ks_prewalk_frame(struct ks_walk *w, struct ks_pw *p)
 {
-    ks_unw.get_reg(&p->cur, UNW_REG_IP, &p->ip);
-    ks_unw.get_reg(&p->cur, UNW_REG_SP, &p->sp);
-    if (ks_unw.is_signal_frame(&p->cur) > 0) {
+    ks_unw.get_reg(p->cur, UNW_REG_IP, &p->ip);
+    ks_unw.get_reg(p->cur, UNW_REG_SP, &p->sp);
+    if (ks_unw.is_signal_frame(p->cur) > 0) {
         ks_walk_set(w, KS_WALK_TRANSIENT, 0, "running a signal handler", "");
         w->obstacle = KS_OBST_SIGNAL;
         w->transient_sp = p->sp;
@@ -183,7 +183,7 @@ static int ks_prewalk_frame(struct ks_walk *w, struct ks_pw *p)
     }
     unw_proc_info_t pi;
     memset(&pi, 0, sizeof pi);
-    int pirc = ks_unw.get_proc_info(&p->cur, &pi);
+    int pirc = ks_unw.get_proc_info(p->cur, &pi);
     if (kind == KS_MOD_SHIM && pirc == 0 && pi.start_ip == p->start) {
         w->verdict = KS_WALK_OK;
         return 1;
@@ -217,9 +217,10 @@ void ks_prewalk(ucontext_t *ctx, int exact, int flags, struct ks_walk *w,
                 struct ks_pad_work *work)
 {
     memset(w, 0, sizeof *w);
-    struct ks_pw p = {.exact = exact, .flags = flags, .top = 1, .work = work};
+    struct ks_pw p = {.exact = exact, .flags = flags, .top = 1, .work = work,
+                      .cur = &work->cursor};
     if (!ks_unw_ready() ||
-        ks_unw.init_local2(&p.cur, (unw_context_t *)ctx, exact ? UNW_INIT_SIGNAL_FRAME : 0) != 0) {
+        ks_unw.init_local2(p.cur, (unw_context_t *)ctx, exact ? UNW_INIT_SIGNAL_FRAME : 0) != 0) {
         ks_walk_set(w, KS_WALK_REFUSED, 0, "cannot start unwinding", "");
         return;
     }
@@ -230,7 +231,7 @@ void ks_prewalk(ucontext_t *ctx, int exact, int flags, struct ks_walk *w,
             ks_walk_nothrow(w, &p);
             return;
         }
-        int rc = ks_unw.step(&p.cur);
+        int rc = ks_unw.step(p.cur);
         if (rc == 0) {
             ks_walk_set(w, KS_WALK_REFUSED, p.ip, "the stack ends at", " before the thread's start");
             return;

@@ -435,6 +435,33 @@ TEST(AbortCxx, ForcedUnwindCanBeCaughtAndRethrown) {
   p.ExpectHealthy();
 }
 
+// The abort's walk runs in a signal handler on the thread's own stack, here
+// the smallest one (16 KiB, PTHREAD_STACK_MIN), with 20 frames with
+// destructors and a rethrowing catch (abi::__forced_unwind&) on it: the
+// landing pad check works off that stack (the branch that added it first
+// put some 8 KB a pad scan there, and the thread died of SIGSEGV with the
+// whole process).
+TEST(AbortCxx, AThreadWithTheSmallestStackIsAborted) {
+  Prog p("abort_cxx");
+  pid_t tid = StartInside(p, "smallstack");
+  Report r = InjectAbort(p.t().pid(), tid);
+  ASSERT_EQ(r.code, 0) << r.raw << p.History();
+  EXPECT_EQ(r.top["how"], "aborted") << r.raw;
+  EXPECT_EQ(p.WaitFor("forced-unwind"), "forced-unwind 0") << p.History();
+  EXPECT_EQ(p.WaitFor("small-ended"), "small-ended 0 canceled") << p.History();
+  // Every destructor ran before the handler (the lines read so far).
+  std::string h = p.History();
+  auto count = [&h](const std::string& line) {
+    int n = 0;
+    for (size_t at = h.find(line); at != std::string::npos; at = h.find(line, at + 1)) n++;
+    return n;
+  };
+  EXPECT_EQ(count("< dtor inner 0\n"), 1) << h;
+  EXPECT_EQ(count("< dtor nest 0\n"), 20) << h;
+  EXPECT_EQ(p.Join(0), "joined 0");
+  p.ExpectHealthy();
+}
+
 TEST(AbortCxx, ConditionVariableWaitLeavesAndUnlocks) {
   Prog p("abort_cxx");
   pid_t tid = p.Start("cv");

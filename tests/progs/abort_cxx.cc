@@ -10,8 +10,15 @@
 //         that a backtrace from inside qsort reaches the victim's frame
 //         ("backtrace-ok" or "backtrace-broken", then "caught I").
 // KINDs: raii nothrow nothrowlong memcpy nocall noexcept catchall trycatch trycatch0
-//        trycatchall rethrownoexcept rethrow cv qsort
+//        trycatchall rethrownoexcept rethrow cv qsort smallstack
+//         "smallstack": the victim is a pthread with the smallest stack
+//         (PTHREAD_STACK_MIN, 16 KiB), 20 frames with destructors ("dtor nest
+//         I" each) inside a rethrowing catch (abi::__forced_unwind&) and a
+//         catch (const std::runtime_error&); "small-ended I canceled" once
+//         it ended, before "returned I".
 #include <cxxabi.h>
+#include <limits.h>
+#include <pthread.h>
 #include <unistd.h>
 #include <unwind.h>
 
@@ -239,6 +246,51 @@ __attribute__((noinline, no_sanitize("null"))) void RunRethrow(Victim* v) {
   }
 }
 
+// "smallstack": nested frames with destructors on a thread whose stack is
+// PTHREAD_STACK_MIN; the sanitizers' runtimes need more of their own.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+const size_t kSmallStack = 256 * 1024;
+#else
+const size_t kSmallStack = PTHREAD_STACK_MIN;   // 16 KiB (a sysconf call in glibc 2.34+)
+#endif
+
+__attribute__((noinline)) void Nest(Victim* v, int depth) {
+  Guard g("nest", v->idx);
+  if (depth > 0)
+    Nest(v, depth - 1);
+  else
+    Inner(v);
+}
+
+__attribute__((noinline, no_sanitize("null"))) void* SmallStackMain(void* arg) {
+  Victim* v = static_cast<Victim*>(arg);
+  Announce(v);
+  try {
+    Nest(v, 19);
+  } catch (abi::__forced_unwind&) {
+    Say("forced-unwind " + std::to_string(v->idx));
+    throw;
+  } catch (const std::runtime_error&) {
+  }
+  return nullptr;
+}
+
+void RunSmallStack(Victim* v) {
+  pthread_attr_t a;
+  pthread_attr_init(&a);
+  pthread_t th;
+  int rc = pthread_attr_setstacksize(&a, kSmallStack);
+  if (rc == 0) rc = pthread_create(&th, &a, SmallStackMain, v);
+  pthread_attr_destroy(&a);
+  if (rc != 0) {
+    Say("small-create-failed " + std::to_string(rc));
+    return;
+  }
+  void* r = nullptr;
+  pthread_join(th, &r);
+  Say("small-ended " + std::to_string(v->idx) + (r == PTHREAD_CANCELED ? " canceled" : " value"));
+}
+
 std::atomic<bool> throw_now{false};
 
 __attribute__((noinline)) void SortLoop(Victim* v);
@@ -313,6 +365,7 @@ void VictimMain(Victim* v) {
   else if (k == "rethrow") RunRethrow(v);
   else if (k == "cv") RunCv(v);
   else if (k == "qsort") SortLoop(v);
+  else if (k == "smallstack") RunSmallStack(v);
   Say("returned " + std::to_string(v->idx));
 }
 
