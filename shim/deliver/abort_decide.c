@@ -155,7 +155,7 @@ static int ks_check_locks(struct ks_thread *t, ucontext_t *uc, int from_signal)
         /* The cond wrapper leaves by itself once woken (ks_on_cond_wait). */
         if (force && from_signal) {
             struct ks_walk w;
-            ks_prewalk(uc, 1, ks_walk_flags(t, KS_WALK_RUNTIME_TOP), &w);
+            ks_abort_walk(uc, 1, ks_walk_flags(t, KS_WALK_RUNTIME_TOP), &w);
             if (w.verdict == KS_WALK_OK)
                 ks_abort_leave_from_signal(t, uc, &w, KS_ABORT_HOW_FORCED);
         }
@@ -171,7 +171,7 @@ static int ks_check_locks(struct ks_thread *t, ucontext_t *uc, int from_signal)
         ks_interrupted_syscall(uc, &pi)) {
         if (force) {
             struct ks_walk w;
-            ks_prewalk(uc, 1, ks_walk_flags(t, KS_WALK_RUNTIME_TOP), &w);
+            ks_abort_walk(uc, 1, ks_walk_flags(t, KS_WALK_RUNTIME_TOP), &w);
             if (w.verdict == KS_WALK_OK)
                 ks_abort_leave_from_signal(t, uc, &w, KS_ABORT_HOW_FORCED);
             ks_stop(uc);
@@ -215,7 +215,7 @@ static int ks_decide(struct ks_thread *t, ucontext_t *uc, int from_signal)
         if (ks_forced(t) && from_signal && ks_ai()->stepping && ks_interrupted_syscall(uc, &pi)) {
             /* --force, and it went back to sleep in the runtime after the
              * last signal: leave from the system call, through the runtime. */
-            ks_prewalk(uc, 1, ks_walk_flags(t, KS_WALK_RUNTIME_TOP), &w);
+            ks_abort_walk(uc, 1, ks_walk_flags(t, KS_WALK_RUNTIME_TOP), &w);
             if (w.verdict == KS_WALK_OK)
                 ks_abort_leave_from_signal(t, uc, &w, KS_ABORT_HOW_FORCED);
         }
@@ -223,7 +223,7 @@ static int ks_decide(struct ks_thread *t, ucontext_t *uc, int from_signal)
     }
     if (!from_signal && ks_ai()->last_ret && ks_mod_is_runtime(ks_ai()->prev_kind)) {
         /* A runtime call just returned here: [sp - 8] still holds PC. */
-        ks_prewalk(uc, 0, ks_walk_flags(t, 0), &w);
+        ks_abort_walk(uc, 0, ks_walk_flags(t, 0), &w);
         if (w.verdict == KS_WALK_OK) {
             ks_abort_redirect(t, uc, pc, sp, &w, KS_ABORT_HOW_RETURN, 0);
             return KS_DONE;
@@ -240,7 +240,7 @@ static int ks_decide(struct ks_thread *t, ucontext_t *uc, int from_signal)
     if (lsda < 0)
         return KS_GO_ON;   /* no unwind info here: keep going */
     if (lsda == 0) {
-        ks_prewalk(uc, 1, ks_walk_flags(t, 0), &w);
+        ks_abort_walk(uc, 1, ks_walk_flags(t, 0), &w);
         if (w.verdict == KS_WALK_OK)
             ks_abort_leave_from_signal(t, uc, &w, ks_forced(t) && t->locks_held ? KS_ABORT_HOW_FORCED
                                                                                : KS_ABORT_HOW_FRAME);
@@ -250,7 +250,7 @@ static int ks_decide(struct ks_thread *t, ucontext_t *uc, int from_signal)
     if (clen > 0) {
         ucontext_t ctx = *uc;
         ctx.uc_mcontext.gregs[REG_RIP] = (greg_t)(pc + (uintptr_t)clen);
-        ks_prewalk(&ctx, 0, ks_walk_flags(t, 0), &w);
+        ks_abort_walk(&ctx, 0, ks_walk_flags(t, 0), &w);
         if (w.verdict == KS_WALK_OK) {
             ks_abort_redirect(t, uc, pc + (uintptr_t)clen, sp, &w, KS_ABORT_HOW_CALL, pc);
             return KS_DONE;
@@ -330,7 +330,7 @@ static int ks_armed_again(struct ks_thread *t, ucontext_t *uc)
         if (ks_forced(t)) {
             /* --force, and the runtime call still blocks: leave from it. */
             struct ks_walk w;
-            ks_prewalk(uc, 1, ks_walk_flags(t, KS_WALK_RUNTIME_TOP), &w);
+            ks_abort_walk(uc, 1, ks_walk_flags(t, KS_WALK_RUNTIME_TOP), &w);
             if (w.verdict == KS_WALK_OK) {
                 ks_abort_disarm(1);
                 ks_abort_leave_from_signal(t, uc, &w, KS_ABORT_HOW_FORCED);
@@ -345,8 +345,9 @@ void ks_abort_on_signal(struct ks_thread *t, siginfo_t *si, ucontext_t *uc)
 {
     (void)si;
     if (!t || !t->linked || t->tid != ks_gettid() || !t->abort.info ||
-        __atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) != KS_ABORT_PENDING)
-        return;
+        __atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) != KS_ABORT_PENDING ||
+        ks_ai()->walking)
+        return;   /* walking: a wrapper's walk decides, and signals again if not now */
     t->shim_depth++;
     if (ks_ai()->stepping && !ks_step_is_on(uc))
         ks_ai()->stepping = 0;   /* lost: a handler of the program jumped out */
@@ -374,7 +375,7 @@ static int ks_pending_inside_call(struct ks_thread *t, ucontext_t *uc)
     if (!ks_ai()->transient_sp || ks_sp(uc) >= ks_ai()->transient_sp)
         return 0;
     struct ks_walk w;
-    ks_prewalk(uc, 1, ks_walk_flags(t, 0), &w);
+    ks_abort_walk(uc, 1, ks_walk_flags(t, 0), &w);
     if (w.verdict != KS_WALK_TRANSIENT)
         return 0;
     ks_slot_set(t, KS_ABORT_PENDING, KS_ABORT_HOW_NO_BOUNDARY, w.where, w.reason);
@@ -414,6 +415,8 @@ int ks_abort_on_trap(siginfo_t *si, ucontext_t *uc)
     (void)si;
     if (!ks_ai() || !ks_ai()->stepping)
         return 0;
+    if (ks_ai()->walking)
+        return 1;   /* inside a wrapper's walk, which decides */
     struct ks_thread *t = ks_self();
     if (t->tid != ks_gettid()) {
         /* A child of fork or vfork inherited the trap flag and this memory. */

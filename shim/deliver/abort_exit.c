@@ -139,7 +139,7 @@ void ks_abort_from_wrapper(struct ks_thread *t, int how)
     t->shim_depth++;
     struct ks_walk w;
     int flags = KS_WALK_SKIP_SHIM_TOP;
-    ks_prewalk((ucontext_t *)&ctx, 0, ks_walk_flags(t, flags), &w);
+    ks_abort_walk((ucontext_t *)&ctx, 0, ks_walk_flags(t, flags), &w);
     if (w.verdict == KS_WALK_OK) {
         ks_abort_fired(t, how, w.exit_ip, 0, &w);
         ks_abort_exit();
@@ -235,7 +235,7 @@ int ks_abort_arm_return(struct ks_thread *t, ucontext_t *uc)
     if (slot <= (uintptr_t)uc->uc_mcontext.gregs[REG_RSP] || *(uintptr_t *)slot != ip)
         return KS_ARM_STEP;
     struct ks_walk *w = &ks_ai()->armed_walk;
-    ks_prewalk(&ctx, 0, ks_walk_flags(t, 0), w);
+    ks_abort_walk(&ctx, 0, ks_walk_flags(t, 0), w);
     if (w->verdict == KS_WALK_REFUSED) {
         ks_slot_set(t, KS_ABORT_REFUSED, KS_ABORT_HOW_INSIDE_RUNTIME, w->where, w->reason);
         return KS_ARM_REFUSED;
@@ -317,7 +317,7 @@ int ks_abort_discard_frame(struct ks_thread *t, ucontext_t *uc)
     ucontext_t ctx = *uc;
     ks_ctx_from_cursor(&ctx, &cur);
     struct ks_walk w;
-    ks_prewalk(&ctx, 0, ks_walk_flags(t, 0), &w);
+    ks_abort_walk(&ctx, 0, ks_walk_flags(t, 0), &w);
     if (w.verdict != KS_WALK_OK) {
         ks_slot_set(t, w.verdict == KS_WALK_REFUSED ? KS_ABORT_REFUSED : KS_ABORT_PENDING,
                     KS_ABORT_HOW_NO_BOUNDARY, w.where, w.reason);

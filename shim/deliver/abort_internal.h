@@ -7,9 +7,11 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <string.h>
 #include <ucontext.h>
 
 #include "deliver.h"
+#include "shim/safepoint/padcheck.h"
 #include "shim/safepoint/prewalk.h"
 
 _Static_assert(KS_WALK_CLEANUPS == KS_ABORT_MAX_CLEANUP,
@@ -55,10 +57,39 @@ struct ks_abort_info {
     uintptr_t armed_slot;      /* the patched slot */
     struct ks_walk armed_walk; /* the walk made when arming */
     pthread_mutex_t *cond_mutex;   /* left from a cond wait holding this */
+    /* A walk (ks_abort_walk) is under way: set by the thread around it. A
+     * shim wrapper's walk (normal context) may be interrupted by the
+     * abort's signal or a trap; their handlers then return at once, the
+     * wrapper's walk deciding. Handlers block every signal: they never
+     * interrupt each other. */
+    int walking;
+    /* The walks' landing pad check works here, not on the thread's stack
+     * (some 25 KB: the thread may have 16 KiB in all). Last: the block's
+     * hot fields above share their cache lines with nothing of it. */
+    struct ks_pad_work pad_work;
 };
 
 /* The calling thread's block, NULL if it was never asked to abort. */
 static inline struct ks_abort_info *ks_ai(void) { return ks_self()->abort.info; }
+
+/* The walk (prewalk.h: ks_prewalk) of the calling thread's abort, in its
+ * block's pad_work. */
+static inline void ks_abort_walk(ucontext_t *ctx, int exact, int flags, struct ks_walk *w)
+{
+    struct ks_abort_info *a = ks_ai();
+    if (a->walking) {
+        /* Not reached: the handlers that could nest return first. */
+        memset(w, 0, sizeof *w);
+        w->verdict = KS_WALK_TRANSIENT;
+        strcpy(w->reason, "the thread's own walk is under way; retried");
+        return;
+    }
+    a->walking = 1;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    ks_prewalk(ctx, exact, flags, w, &a->pad_work);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    a->walking = 0;
+}
 
 /* ---- The pool and the slot (abort_slot.c) ----------------------------- */
 /* A zeroed block from the pool, or NULL if every one is in use. Taken by

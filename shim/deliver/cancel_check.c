@@ -16,6 +16,7 @@
 #include "shim/core/blocking.h"
 #include "shim/core/ks.h"
 #include "shim/safepoint/langrt.h"
+#include "shim/safepoint/padcheck.h"
 #include "shim/core/lock.h"
 #include "shim/safepoint/prewalk.h"
 #include "shim/core/registry.h"
@@ -83,7 +84,10 @@ static void ks_check_walk(struct ks_cancel_check *c, const struct ks_dump_entry 
     }
     ks_check_langrt(c, e);
     struct ks_walk w;
-    ks_prewalk_frames(e->ips, e->exact, e->nframes, flags, &w);
+    /* On this connection thread's own stack (256 KiB): the walk reads the
+     * target's stack as addresses, it does not run on it. */
+    struct ks_pad_work work;
+    ks_prewalk_frames(e->ips, e->exact, e->nframes, flags, &w, &work);
     if (w.verdict == KS_WALK_OK) {
         c->verdict = KS_CHECK_OK;
         c->napp_cleanup = w.napp_cleanup;

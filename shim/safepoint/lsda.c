@@ -172,7 +172,8 @@ static int ks_lsda_catch(const struct ks_lsda_in *in, struct ks_rd *r,
 
 /* Walks the action chain at ACTION (1-based offset into the action table). */
 static int ks_lsda_actions(const struct ks_lsda_in *in, struct ks_rd *r,
-                           const struct ks_lsda_hdr *h, uint64_t action, int *unsup)
+                           const struct ks_lsda_hdr *h, uint64_t action, int *unsup,
+                           int64_t *selector)
 {
     int saw_cleanup = 0;
     size_t at = h->actions_pos + (size_t)(action - 1);
@@ -193,8 +194,10 @@ static int ks_lsda_actions(const struct ks_lsda_in *in, struct ks_rd *r,
                 return KS_LSDA_UNSUPPORTED;
             if (r->bad)
                 return KS_LSDA_MALFORMED;
-            if (v)
+            if (v) {
+                *selector = filter;
                 return v;
+            }
         } else {
             int empty = ks_lsda_empty_spec(r, h, filter);
             if (r->bad)
@@ -224,6 +227,7 @@ int ks_lsda_eval(const struct ks_lsda_in *in, struct ks_lsda_out *out)
     int unsup = 0;
     out->landing_pad = 0;
     out->nothrow_site = 0;
+    out->selector = 0;
     out->verdict = KS_LSDA_MALFORMED;
     if (!in->buf || ks_lsda_header(in, &r, &h, &unsup) != 0) {
         out->verdict = unsup ? KS_LSDA_UNSUPPORTED : KS_LSDA_MALFORMED;
@@ -246,7 +250,7 @@ int ks_lsda_eval(const struct ks_lsda_in *in, struct ks_lsda_out *out)
     else if (action == 0 || in->c_personality)
         out->verdict = KS_LSDA_CLEANUP;
     else
-        out->verdict = ks_lsda_actions(in, &r, &h, action, &unsup);
+        out->verdict = ks_lsda_actions(in, &r, &h, action, &unsup, &out->selector);
     return out->verdict;
 }
 

@@ -53,6 +53,11 @@ struct ks_lsda_out {
      * through. 0 for an empty table (GCC's noexcept function: terminate
      * anywhere in it) and an empty throw() specification. */
     int nothrow_site;
+    /* The selector the personality passes the landing pad (%rdx): 0 for a
+     * cleanup, the catch clause's filter for RETHROWS and CATCH_ALL. The
+     * pad's code decides what runs (lpad.h): GCC's cleanup in a noexcept
+     * function that holds a try block calls std::terminate. */
+    int64_t selector;
 };
 
 /* Evaluates IN; returns OUT->verdict. */

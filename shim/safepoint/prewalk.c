@@ -1,27 +1,23 @@
 /* See prewalk.h. */
 #include "prewalk.h"
 
-#include <dlfcn.h>
 #include <string.h>
 
 #include "shim/core/asfmt.h"
 #include "shim/core/ks.h"
 #include "langrt.h"
+#include "lpad.h"
 #include "lsda.h"
+#include "padcheck.h"
 #include "shim/core/registry.h"
 #include "safepoint.h"
 #include "shim/unwind/unwind.h"
 
 #define KS_WALK_MAX_FRAMES 1024
 
-static uintptr_t ks_gcc_personality;
-static uintptr_t ks_forced_unwind_ti;
-
 void ks_prewalk_init(void *libgcc)
 {
-    if (libgcc)
-        ks_gcc_personality = (uintptr_t)dlsym(libgcc, "__gcc_personality_v0");
-    ks_forced_unwind_ti = (uintptr_t)dlsym(RTLD_DEFAULT, "_ZTIN10__cxxabiv115__forced_unwindE");
+    ks_padcheck_init(libgcc);
 }
 
 void ks_sb_where(struct ks_sb *b, uintptr_t addr)
@@ -34,31 +30,6 @@ void ks_sb_where(struct ks_sb *b, uintptr_t addr)
     ks_sb_str(b, pi.name);
     ks_sb_ch(b, '+');
     ks_sb_hex(b, addr - pi.bias);
-}
-
-/* The LSDA's catch-type callback: is it abi::__forced_unwind? Every pointer
- * is checked to lie in a loaded segment before it is read. */
-static int ks_is_forced_unwind(uint64_t ptr, int indirect, void *arg)
-{
-    (void)arg;
-    if (indirect) {
-        if (!ks_safepoint_readable(ptr, sizeof(uintptr_t)))
-            return 0;
-        ptr = *(const uintptr_t *)ptr;
-    }
-    if (ks_forced_unwind_ti && ptr == ks_forced_unwind_ti)
-        return 1;
-    /* A copy of the type_info in a statically linked runtime: compare names.
-     * Itanium ABI: { vtable, const char *name }. */
-    if (!ks_safepoint_readable(ptr, 2 * sizeof(uintptr_t)))
-        return 0;
-    const char *name = ((const char *const *)ptr)[1];
-    static const char want[] = "N10__cxxabiv115__forced_unwindE";
-    if (!ks_safepoint_readable((uintptr_t)name, sizeof want + 1))
-        return 0;
-    if (*name == '*')
-        name++;
-    return memcmp(name, want, sizeof want) == 0;
 }
 
 static void ks_walk_set(struct ks_walk *w, int verdict, uintptr_t where, const char *what,
@@ -91,31 +62,10 @@ static void ks_walk_langrt(struct ks_walk *w, uintptr_t ip, int rt)
     ks_sb_str(&b, ": leaving would strand the runtime's state for it (--force leaves)");
 }
 
-/* The verdict of the LSDA of frame PI at LOOKUP (the exact pc, or return
- * address - 1): KS_LSDA_*, or -1 if the table lies outside every module.
- * OUT: the evaluator's whole answer. */
-static int ks_frame_lsda(const unw_proc_info_t *pi, uintptr_t lookup, struct ks_lsda_out *out)
-{
-    struct ks_pc_info seg;
-    ks_safepoint_lookup(pi->lsda, &seg);
-    if (seg.seg_hi <= pi->lsda)
-        return -1;
-    struct ks_lsda_in in = {
-        .buf = (const uint8_t *)pi->lsda,
-        .len = seg.seg_hi - pi->lsda,
-        .addr = pi->lsda,
-        .func_start = pi->start_ip,
-        .ip = lookup,
-        .c_personality = ks_gcc_personality && pi->handler == ks_gcc_personality,
-        .is_forced_unwind = ks_is_forced_unwind,
-    };
-    return ks_lsda_eval(&in, out);
-}
-
 /* Where ks_prewalk is: the cursor on the current frame and what the walk
  * knows of it. */
 struct ks_pw {
-    unw_cursor_t cur;
+    unw_cursor_t *cur;        /* in the caller's work block (1 KB): off the stack */
     int exact;                /* the frame's IP is an interrupted pc */
     int flags;
     int top;                  /* no application frame seen yet */
@@ -124,6 +74,7 @@ struct ks_pw {
     /* The shallowest frame inside a call that cannot throw (see
      * ks_walk_lsda): the walk is TRANSIENT unless a deeper frame refuses. */
     uintptr_t nothrow_ip, nothrow_sp;
+    struct ks_pad_work *work;
 };
 
 /* Evaluates the LSDA of P's frame. Returns 0 or sets a verdict in W. FIRST:
@@ -132,9 +83,15 @@ static int ks_walk_lsda(struct ks_walk *w, struct ks_pw *p, const unw_proc_info_
 {
     uintptr_t ip = p->ip;
     struct ks_lsda_out out;
-    int v = ks_frame_lsda(pi, p->exact ? ip : ip - 1, &out);
+    int pad;
+    int v = ks_frame_verdict(pi, p->exact ? ip : ip - 1, &out, &pad, p->work);
     if (v < 0) {
         ks_walk_set(w, KS_WALK_REFUSED, ip, "exception table outside any module for", "");
+        return -1;
+    }
+    if (pad == KS_LP_UNKNOWN) {
+        ks_walk_set(w, KS_WALK_REFUSED, ip, "cannot tell if the landing pad for",
+                    " calls std::terminate (code the check does not follow)");
         return -1;
     }
     switch (v) {
@@ -173,7 +130,9 @@ static int ks_walk_lsda(struct ks_walk *w, struct ks_pw *p, const unw_proc_info_
         }
         else
             ks_walk_set(w, KS_WALK_REFUSED, ip, "would call std::terminate:",
-                        " is noexcept (no handler entry for this call)");
+                        pad == KS_LP_TERMINATES
+                            ? " is noexcept (its handler for this call calls it)"
+                            : " is noexcept (no handler entry for this call)");
         return -1;
     default:
         ks_walk_set(w, KS_WALK_REFUSED, ip, "unreadable exception table in", "");
@@ -198,8 +157,8 @@ static int ks_prewalk_app(struct ks_walk *w, struct ks_pw *p, const unw_proc_inf
         return 0;
     /* Not before that function returned: its CFA is the caller's SP. */
     unw_word_t csp = 0;
-    if (w->verdict == KS_WALK_TRANSIENT && ks_unw.step(&p->cur) > 0 &&
-        ks_unw.get_reg(&p->cur, UNW_REG_SP, &csp) == 0)
+    if (w->verdict == KS_WALK_TRANSIENT && ks_unw.step(p->cur) > 0 &&
+        ks_unw.get_reg(p->cur, UNW_REG_SP, &csp) == 0)
         w->transient_sp = csp;
     return 1;
 }
@@ -207,9 +166,9 @@ static int ks_prewalk_app(struct ks_walk *w, struct ks_pw *p, const unw_proc_inf
 /* The frame at P's cursor. Returns 1 once W holds the verdict, 0 to step on. */
 static int ks_prewalk_frame(struct ks_walk *w, struct ks_pw *p)
 {
-    ks_unw.get_reg(&p->cur, UNW_REG_IP, &p->ip);
-    ks_unw.get_reg(&p->cur, UNW_REG_SP, &p->sp);
-    if (ks_unw.is_signal_frame(&p->cur) > 0) {
+    ks_unw.get_reg(p->cur, UNW_REG_IP, &p->ip);
+    ks_unw.get_reg(p->cur, UNW_REG_SP, &p->sp);
+    if (ks_unw.is_signal_frame(p->cur) > 0) {
         ks_walk_set(w, KS_WALK_TRANSIENT, 0, "running a signal handler", "");
         w->obstacle = KS_OBST_SIGNAL;
         w->transient_sp = p->sp;
@@ -224,7 +183,7 @@ static int ks_prewalk_frame(struct ks_walk *w, struct ks_pw *p)
     }
     unw_proc_info_t pi;
     memset(&pi, 0, sizeof pi);
-    int pirc = ks_unw.get_proc_info(&p->cur, &pi);
+    int pirc = ks_unw.get_proc_info(p->cur, &pi);
     if (kind == KS_MOD_SHIM && pirc == 0 && pi.start_ip == p->start) {
         w->verdict = KS_WALK_OK;
         return 1;
@@ -254,12 +213,14 @@ static void ks_walk_nothrow(struct ks_walk *w, const struct ks_pw *p)
     w->transient_sp = p->nothrow_sp;
 }
 
-void ks_prewalk(ucontext_t *ctx, int exact, int flags, struct ks_walk *w)
+void ks_prewalk(ucontext_t *ctx, int exact, int flags, struct ks_walk *w,
+                struct ks_pad_work *work)
 {
     memset(w, 0, sizeof *w);
-    struct ks_pw p = {.exact = exact, .flags = flags, .top = 1};
+    struct ks_pw p = {.exact = exact, .flags = flags, .top = 1, .work = work,
+                      .cur = &work->cursor};
     if (!ks_unw_ready() ||
-        ks_unw.init_local2(&p.cur, (unw_context_t *)ctx, exact ? UNW_INIT_SIGNAL_FRAME : 0) != 0) {
+        ks_unw.init_local2(p.cur, (unw_context_t *)ctx, exact ? UNW_INIT_SIGNAL_FRAME : 0) != 0) {
         ks_walk_set(w, KS_WALK_REFUSED, 0, "cannot start unwinding", "");
         return;
     }
@@ -270,7 +231,7 @@ void ks_prewalk(ucontext_t *ctx, int exact, int flags, struct ks_walk *w)
             ks_walk_nothrow(w, &p);
             return;
         }
-        int rc = ks_unw.step(&p.cur);
+        int rc = ks_unw.step(p.cur);
         if (rc == 0) {
             ks_walk_set(w, KS_WALK_REFUSED, p.ip, "the stack ends at", " before the thread's start");
             return;
@@ -285,12 +246,20 @@ void ks_prewalk(ucontext_t *ctx, int exact, int flags, struct ks_walk *w)
 
 /* One frame of a cancellation unwind (KIND: its module's). Returns 0 to go
  * on, or sets W. */
-static int ks_frames_one(struct ks_walk *w, uintptr_t lookup, const unw_proc_info_t *pi, int kind)
+static int ks_frames_one(struct ks_walk *w, uintptr_t lookup, const unw_proc_info_t *pi, int kind,
+                         struct ks_pad_work *work)
 {
     if (!pi->lsda)
         return 0;
     struct ks_lsda_out out;
-    switch (ks_frame_lsda(pi, lookup, &out)) {
+    int pad;
+    int v = ks_frame_verdict(pi, lookup, &out, &pad, work);
+    if (pad == KS_LP_UNKNOWN) {
+        ks_walk_set(w, KS_WALK_UNKNOWN, lookup, "cannot check: the landing pad for",
+                    " runs code this shim does not follow (does it call std::terminate?)");
+        return -1;
+    }
+    switch (v) {
     case KS_LSDA_NOTHING:
         return 0;
     case KS_LSDA_CLEANUP:
@@ -309,7 +278,9 @@ static int ks_frames_one(struct ks_walk *w, uintptr_t lookup, const unw_proc_inf
         return -1;
     case KS_LSDA_TERMINATE:
         ks_walk_set(w, KS_WALK_REFUSED, lookup, "",
-                    " is noexcept: unwinding through it would call std::terminate");
+                    pad == KS_LP_TERMINATES
+                        ? " is noexcept: its handler for this call would call std::terminate"
+                        : " is noexcept: unwinding through it would call std::terminate");
         return -1;
     case KS_LSDA_UNSUPPORTED:
         ks_walk_set(w, KS_WALK_UNKNOWN, lookup, "cannot check: the exception table of",
@@ -322,7 +293,7 @@ static int ks_frames_one(struct ks_walk *w, uintptr_t lookup, const unw_proc_inf
 }
 
 void ks_prewalk_frames(const uintptr_t *ips, const uint64_t *exact, int n, int flags,
-                       struct ks_walk *w)
+                       struct ks_walk *w, struct ks_pad_work *work)
 {
     memset(w, 0, sizeof *w);
     if (!ks_unw_ready()) {
@@ -350,7 +321,7 @@ void ks_prewalk_frames(const uintptr_t *ips, const uint64_t *exact, int n, int f
             w->verdict = KS_WALK_OK;
             return;
         }
-        if ((i > 0 || !(flags & KS_FRAMES_SKIP_TOP)) && ks_frames_one(w, lookup, &pi, kind) != 0)
+        if ((i > 0 || !(flags & KS_FRAMES_SKIP_TOP)) && ks_frames_one(w, lookup, &pi, kind, work) != 0)
             return;
     }
     ks_walk_set(w, KS_WALK_UNKNOWN, 0, "cannot check: the stack taken ends before the thread's "

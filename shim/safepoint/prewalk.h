@@ -62,9 +62,15 @@ struct ks_walk {
     char reason[120];
 };
 
+/* The landing pad check's working state (padcheck.h: struct ks_pad_work),
+ * some 25 KB: the caller's, kept off the walking thread's stack. */
+struct ks_pad_work;
+
 /* Walks from CTX. EXACT: CTX is a context interrupted by a signal (its IP is
- * the next instruction, not a return address). Never writes to CTX. */
-void ks_prewalk(ucontext_t *ctx, int exact, int flags, struct ks_walk *w);
+ * the next instruction, not a return address). Never writes to CTX. WORK:
+ * used by this walk alone until it returns. */
+void ks_prewalk(ucontext_t *ctx, int exact, int flags, struct ks_walk *w,
+                struct ks_pad_work *work);
 
 /* For cancel mode (cancel_check.c): walks a stack taken as addresses
  * (stack_capture.h: IPS innermost first, N of them; bit i of EXACT set when
@@ -79,7 +85,7 @@ void ks_prewalk(ucontext_t *ctx, int exact, int flags, struct ks_walk *w);
 #define KS_FRAMES_SKIP_TOP 1   /* ips[0] is where a running thread happens to be, not
                                   where its unwind will start: not evaluated */
 void ks_prewalk_frames(const uintptr_t *ips, const uint64_t *exact, int n, int flags,
-                       struct ks_walk *w);
+                       struct ks_walk *w, struct ks_pad_work *work);
 
 /* Resolves what the walk compares against (libgcc's C personality, the type
  * abi::__forced_unwind, the shim's thread start). At init. */

@@ -10,6 +10,8 @@
 #include "shim/core/elf_sym.h"
 #include "shim/core/ks.h"
 #include "shim/core/lock.h"
+#include "gotsym.h"
+#include "lpad.h"
 
 #define KS_MOD_MAX 512
 #define KS_SEG_MAX 6
@@ -21,6 +23,7 @@ struct ks_mod {
     int nseg;
     uintptr_t seg_lo[KS_SEG_MAX], seg_hi[KS_SEG_MAX];
     uintptr_t eh_hdr;              /* PT_GNU_EH_FRAME, or 0 */
+    struct ks_gotsym got;          /* its slots for std::terminate... (lpad.h) */
     char name[40];
 };
 
@@ -118,6 +121,8 @@ static int ks_safepoint_collect(struct dl_phdr_info *info, size_t size, void *ar
      * stays application code. */
     if (m->kind == KS_MOD_APP && ks_nscratch > 0 && ks_elf_info_contains(info, malloc_at))
         m->kind = KS_MOD_ALLOC;
+    if (m->kind == KS_MOD_APP)
+        ks_gotsym_collect(info, &m->got);
     ks_nscratch++;
     return 0;
 }
@@ -256,6 +261,26 @@ int ks_safepoint_cfi(uintptr_t pc, struct ks_cfi_module *out)
     }
     memset(out, 0, sizeof *out);
     return ENOENT;
+}
+
+int ks_safepoint_got_kind(uintptr_t slot)
+{
+    for (int tries = 0; tries < 10000; tries++) {
+        unsigned s1 = __atomic_load_n(&ks_seq, __ATOMIC_ACQUIRE);
+        if (s1 & 1) {
+            sched_yield();
+            continue;
+        }
+        int seg = -1, kind = KS_LP_OTHER;
+        int i = ks_find(slot, &seg);
+        if (i >= 0) {
+            kind = ks_gotsym_kind(&ks_mods[i].got, slot);
+        }
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&ks_seq, __ATOMIC_RELAXED) == s1)
+            return kind;
+    }
+    return KS_LP_OTHER;
 }
 
 int ks_safepoint_readable(uintptr_t addr, size_t len)

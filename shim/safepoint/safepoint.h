@@ -55,6 +55,10 @@ int ks_safepoint_lookup(uintptr_t addr, struct ks_pc_info *out);
  * segment of the table. Async-signal-safe. */
 int ks_safepoint_cfi(uintptr_t pc, struct ks_cfi_module *out);
 
+/* What the function whose GOT slot is SLOT is, for the landing pad scan:
+ * enum ks_lp_target (gotsym.h names them). Async-signal-safe. */
+int ks_safepoint_got_kind(uintptr_t slot);
+
 /* 1 if [ADDR, ADDR+LEN) lies inside one loaded segment. Async-signal-safe. */
 int ks_safepoint_readable(uintptr_t addr, size_t len);
 

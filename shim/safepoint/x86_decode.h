@@ -1,6 +1,7 @@
 /* Just enough x86-64 decoding for the abort's single-stepping: is the next
  * instruction a near call (and how long is it, to know its return address),
- * or a near return. Pure functions over bytes, unit-tested. */
+ * or a near return; and for the landing pad scan (lpad.h), an instruction's
+ * opcode and operand. Pure functions over bytes, unit-tested. */
 #ifndef KS_X86_DECODE_H
 #define KS_X86_DECODE_H
 
@@ -22,6 +23,26 @@ int ks_x86_is_ret(const uint8_t *code, size_t avail);
 /* 1 if CODE[-2..-1] is a syscall instruction (0F 05). BEFORE bytes of CODE's
  * past are readable. */
 int ks_x86_after_syscall(const uint8_t *code, size_t before);
+
+/* One instruction, decoded as far as the landing pad scan (lpad.h) needs:
+ * its prefixes, opcode and ModRM operand. */
+struct ks_x86_insn {
+    const uint8_t *b;               /* its bytes */
+    int op;                         /* the opcode; 0f xx as 0x100 | xx */
+    int rex, opsize, wide;          /* REX's low nibble, a 0x66 prefix, REX.W */
+    int mod, reg, rm;               /* ModRM, with REX applied */
+    int base;                       /* [base + disp] without index, else -1 */
+    int32_t disp;
+    int riprel;                     /* [rip + disp] */
+};
+
+/* Reads the prefixes (66 f0 f2 f3 2e 3e 64 65, one REX) and the opcode at IN->b,
+ * AVAIL bytes. Returns the offset after the opcode, or -1. */
+int ks_x86_opcode(struct ks_x86_insn *in, int avail);
+
+/* Reads the ModRM operand (SIB, displacement) at IN->b[AT]. Returns the
+ * offset after it (may exceed AVAIL only if the caller checks), or -1. */
+int ks_x86_modrm(struct ks_x86_insn *in, int at, int avail);
 
 #ifdef __cplusplus
 }

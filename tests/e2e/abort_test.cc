@@ -394,6 +394,7 @@ TEST(AbortCxx, InsideALongCallThatCannotThrowIsPendingNotRefused) {
   for (int i = 0; i < 1000 && Progress(p, 0) == n0; i++)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_GT(Progress(p, 0), n0) << "the thread stopped making progress";
+  EXPECT_EQ(p.History().find("forced-unwind"), std::string::npos);   // no handler ran
   p.ExpectHealthy();
 }
 
@@ -434,6 +435,33 @@ TEST(AbortCxx, ForcedUnwindCanBeCaughtAndRethrown) {
   p.ExpectHealthy();
 }
 
+// The abort's walk runs in a signal handler on the thread's own stack, here
+// the smallest one (16 KiB, PTHREAD_STACK_MIN), with 20 frames with
+// destructors and a rethrowing catch (abi::__forced_unwind&) on it: the
+// landing pad check works off that stack (the branch that added it first
+// put some 8 KB a pad scan there, and the thread died of SIGSEGV with the
+// whole process).
+TEST(AbortCxx, AThreadWithTheSmallestStackIsAborted) {
+  Prog p("abort_cxx");
+  pid_t tid = StartInside(p, "smallstack");
+  Report r = InjectAbort(p.t().pid(), tid);
+  ASSERT_EQ(r.code, 0) << r.raw << p.History();
+  EXPECT_EQ(r.top["how"], "aborted") << r.raw;
+  EXPECT_EQ(p.WaitFor("forced-unwind"), "forced-unwind 0") << p.History();
+  EXPECT_EQ(p.WaitFor("small-ended"), "small-ended 0 canceled") << p.History();
+  // Every destructor ran before the handler (the lines read so far).
+  std::string h = p.History();
+  auto count = [&h](const std::string& line) {
+    int n = 0;
+    for (size_t at = h.find(line); at != std::string::npos; at = h.find(line, at + 1)) n++;
+    return n;
+  };
+  EXPECT_EQ(count("< dtor inner 0\n"), 1) << h;
+  EXPECT_EQ(count("< dtor nest 0\n"), 20) << h;
+  EXPECT_EQ(p.Join(0), "joined 0");
+  p.ExpectHealthy();
+}
+
 TEST(AbortCxx, ConditionVariableWaitLeavesAndUnlocks) {
   Prog p("abort_cxx");
   pid_t tid = p.Start("cv");
@@ -463,18 +491,22 @@ TEST(AbortCxx, ExceptionsAndBacktracesPassAPatchedReturn) {
 }
 
 // Refused before anything was done: the thread runs on, unharmed.
-void ExpectRefusedAndUnharmed(const std::string& kind, const std::string& why) {
-  Prog p("abort_cxx");
+// FN: the function the reason names, if not "".
+void ExpectRefusedAndUnharmed(const std::string& kind, const std::string& why,
+                              const std::string& fn = "", const std::string& prog = "abort_cxx") {
+  Prog p(prog);
   pid_t tid = StartInside(p, kind);
   Report r = InjectAbort(p.t().pid(), tid);
   EXPECT_EQ(r.code, 9) << r.raw;   // refused
   EXPECT_EQ(r.top["result"], "refused") << r.raw;
   EXPECT_NE(r.raw.find(why), std::string::npos) << r.raw;
-  EXPECT_NE(r.raw.find("abort_cxx+0x"), std::string::npos) << r.raw;
+  EXPECT_NE(r.raw.find(prog + "+0x"), std::string::npos) << r.raw;
+  EXPECT_NE(r.raw.find(fn), std::string::npos) << r.raw;
   long n0 = Progress(p, 0);
   for (int i = 0; i < 1000 && Progress(p, 0) == n0; i++)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_GT(Progress(p, 0), n0) << "the thread stopped making progress";
+  EXPECT_EQ(p.History().find("forced-unwind"), std::string::npos);   // no handler ran
   p.ExpectHealthy();
   p.t().Send("stop");
   EXPECT_EQ(p.WaitFor("returned"), "returned 0");
@@ -485,6 +517,42 @@ void ExpectRefusedAndUnharmed(const std::string& kind, const std::string& why) {
 TEST(AbortCxx, NoexceptFrameIsRefused) { ExpectRefusedAndUnharmed("noexcept", "std::terminate"); }
 
 TEST(AbortCxx, CatchAllIsRefused) { ExpectRefusedAndUnharmed("catchall", "catch (...)"); }
+
+// void F() noexcept { try { Loop(); } catch (const std::runtime_error&) {} }
+// with the thread in Loop: the call's handler entry is "catch runtime_error,
+// else cleanup", and that cleanup's code calls std::terminate (the process
+// died of "terminate called without an active exception" before the walk
+// read the landing pad's code). GCC at -O2 (the dispatch in F's .cold part)
+// and at -O0 (cmp $1,%rdx in F itself).
+TEST(AbortCxx, NoexceptFunctionHoldingATryBlockIsRefused) {
+  ExpectRefusedAndUnharmed("trycatch", "would call std::terminate: abort_cxx+0x", "NoexceptTry(");
+}
+
+TEST(AbortCxx, NoexceptFunctionHoldingATryBlockAtO0IsRefused) {
+  ExpectRefusedAndUnharmed("trycatch0", "is noexcept (its handler for this call calls it)",
+                           "NoexceptTryO0(");
+}
+
+// With a catch (...) after the typed catch, the forced unwind is caught
+// there (and glibc would abort the process at the handler's end).
+TEST(AbortCxx, NoexceptFunctionWithCatchAllIsRefused) {
+  ExpectRefusedAndUnharmed("trycatchall", "catch (...)", "NoexceptTryAll(");
+}
+
+// catch (abi::__forced_unwind&) { ...; throw; } in a noexcept function: the
+// handler runs, and its rethrow calls std::terminate (the walk follows the
+// rethrow into the LSDA of its call). Refused before the handler runs.
+TEST(AbortCxx, RethrowInsideANoexceptFunctionIsRefused) {
+  ExpectRefusedAndUnharmed("rethrownoexcept", "is noexcept (its handler for this call calls it)",
+                           "NoexceptRethrow(");
+}
+
+// Clang writes the noexcept region as a catch (...) clause whose handler
+// calls __clang_call_terminate: refused as std::terminate, not catch (...).
+TEST(AbortCxx, NoexceptFunctionHoldingATryBlockBuiltByClangIsRefused) {
+  ExpectRefusedAndUnharmed("trycatch", "is noexcept (its handler for this call calls it)",
+                           "NoexceptTry(", "abort_cxx_clang");
+}
 
 TEST(AbortCxx, NoCallBoundaryIsPendingThenForceSkipsThatFrame) {
   Prog p("abort_cxx");

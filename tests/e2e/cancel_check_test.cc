@@ -114,6 +114,15 @@ TEST(CancelCheck, NoexceptAboveAWrappedPollIsRefused) {
   ExpectRefusedThenFlagEndsIt("noexcept-poll", "poll", kServeNoexcept, kTerminate);
 }
 
+// noexcept around a try block: its handler entry reads as a cleanup, and the
+// landing pad calls std::terminate (the cancel killed the program before the
+// check read the pad's code).
+TEST(CancelCheck, NoexceptWithATryBlockAboveABlockedReadIsRefused) {
+  ExpectRefusedThenFlagEndsIt("noexcepttry-read", "read",
+                              "(anonymous namespace)::ServeNoexceptTry(int, int)",
+                              " is noexcept: its handler for this call would call std::terminate");
+}
+
 TEST(CancelCheck, CatchAllAboveABlockedReadIsRefused) {
   ExpectRefusedThenFlagEndsIt("catchall-read", "read",
                               "(anonymous namespace)::ServeCatchAll(int, int)",

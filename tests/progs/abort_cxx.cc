@@ -9,8 +9,16 @@
 //         "throw": the qsort victim's comparator throws once, after checking
 //         that a backtrace from inside qsort reaches the victim's frame
 //         ("backtrace-ok" or "backtrace-broken", then "caught I").
-// KINDs: raii nothrow nothrowlong memcpy nocall noexcept catchall rethrow cv qsort
+// KINDs: raii nothrow nothrowlong memcpy nocall noexcept catchall trycatch trycatch0
+//        trycatchall rethrownoexcept rethrow cv qsort smallstack
+//         "smallstack": the victim is a pthread with the smallest stack
+//         (PTHREAD_STACK_MIN, 16 KiB), 20 frames with destructors ("dtor nest
+//         I" each) inside a rethrowing catch (abi::__forced_unwind&) and a
+//         catch (const std::runtime_error&); "small-ended I canceled" once
+//         it ended, before "returned I".
 #include <cxxabi.h>
+#include <limits.h>
+#include <pthread.h>
 #include <unistd.h>
 #include <unwind.h>
 
@@ -162,6 +170,60 @@ void RunNoexcept(Victim* v) {
   NoexceptFrame(v);
 }
 
+// A noexcept function that holds a try block, the thread looping in Loop (a
+// frame without an exception table). GCC writes the call's handler entry as
+// "catch runtime_error, else cleanup" and the landing pad calls
+// std::terminate when the catch does not match: a forced unwind through it
+// kills the process ("terminate called without an active exception").
+// Clang writes a catch (...) clause whose handler calls
+// __clang_call_terminate. "trycatch" as the build compiles (-O2),
+// "trycatch0" at -O0 (its pad compares %rdx itself), "trycatchall" with a
+// catch (...) after the typed one.
+__attribute__((noinline)) void NoexceptTry(Victim* v) noexcept {
+  try {
+    Loop(v);
+  } catch (const std::runtime_error&) {
+    Say("caught " + std::to_string(v->idx));
+  }
+}
+
+__attribute__((noinline, optimize("O0"))) void NoexceptTryO0(Victim* v) noexcept {
+  try {
+    Loop(v);
+  } catch (const std::runtime_error&) {
+    Say("caught " + std::to_string(v->idx));
+  }
+}
+
+__attribute__((noinline)) void NoexceptTryAll(Victim* v) noexcept {
+  try {
+    Loop(v);
+  } catch (const std::runtime_error&) {
+    Say("caught " + std::to_string(v->idx));
+  } catch (...) {
+    Say("caught all " + std::to_string(v->idx));
+  }
+}
+
+// The documented idiom, catch (abi::__forced_unwind&) { ...; throw; }, in a
+// noexcept function: the rethrow cannot leave it (GCC: "'throw' will always
+// call 'terminate'"). The handler runs, then std::terminate.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wterminate"
+#endif
+__attribute__((noinline, no_sanitize("null"))) void NoexceptRethrow(Victim* v) noexcept {
+  try {
+    Loop(v);
+  } catch (abi::__forced_unwind&) {
+    Say("forced-unwind " + std::to_string(v->idx));
+    throw;
+  }
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
 void RunCatchAll(Victim* v) {
   Announce(v);
   try {
@@ -182,6 +244,51 @@ __attribute__((noinline, no_sanitize("null"))) void RunRethrow(Victim* v) {
     Say("forced-unwind " + std::to_string(v->idx));
     throw;
   }
+}
+
+// "smallstack": nested frames with destructors on a thread whose stack is
+// PTHREAD_STACK_MIN; the sanitizers' runtimes need more of their own.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+const size_t kSmallStack = 256 * 1024;
+#else
+const size_t kSmallStack = PTHREAD_STACK_MIN;   // 16 KiB (a sysconf call in glibc 2.34+)
+#endif
+
+__attribute__((noinline)) void Nest(Victim* v, int depth) {
+  Guard g("nest", v->idx);
+  if (depth > 0)
+    Nest(v, depth - 1);
+  else if (v)   // a way out, to GCC: Inner never returns (-Winfinite-recursion)
+    Inner(v);
+}
+
+__attribute__((noinline, no_sanitize("null"))) void* SmallStackMain(void* arg) {
+  Victim* v = static_cast<Victim*>(arg);
+  Announce(v);
+  try {
+    Nest(v, 19);
+  } catch (abi::__forced_unwind&) {
+    Say("forced-unwind " + std::to_string(v->idx));
+    throw;
+  } catch (const std::runtime_error&) {
+  }
+  return nullptr;
+}
+
+void RunSmallStack(Victim* v) {
+  pthread_attr_t a;
+  pthread_attr_init(&a);
+  pthread_t th;
+  int rc = pthread_attr_setstacksize(&a, kSmallStack);
+  if (rc == 0) rc = pthread_create(&th, &a, SmallStackMain, v);
+  pthread_attr_destroy(&a);
+  if (rc != 0) {
+    Say("small-create-failed " + std::to_string(rc));
+    return;
+  }
+  void* r = nullptr;
+  pthread_join(th, &r);
+  Say("small-ended " + std::to_string(v->idx) + (r == PTHREAD_CANCELED ? " canceled" : " value"));
 }
 
 std::atomic<bool> throw_now{false};
@@ -251,9 +358,14 @@ void VictimMain(Victim* v) {
   else if (k == "nocall") RunNocall(v);
   else if (k == "noexcept") RunNoexcept(v);
   else if (k == "catchall") RunCatchAll(v);
+  else if (k == "trycatch") Announce(v), NoexceptTry(v);
+  else if (k == "trycatch0") Announce(v), NoexceptTryO0(v);
+  else if (k == "trycatchall") Announce(v), NoexceptTryAll(v);
+  else if (k == "rethrownoexcept") Announce(v), NoexceptRethrow(v);
   else if (k == "rethrow") RunRethrow(v);
   else if (k == "cv") RunCv(v);
   else if (k == "qsort") SortLoop(v);
+  else if (k == "smallstack") RunSmallStack(v);
   Say("returned " + std::to_string(v->idx));
 }
 

@@ -15,6 +15,8 @@
 //                 a cancellation's unwind must never cross; reads the bytes
 //                 poke sends (EINTR is retried) and returns after a byte if
 //                 killshim_stop_requested()
+//         noexcepttry-read  the same below a noexcept function that holds a
+//                 try block (catch (const std::runtime_error&))
 //         catchall-read  the same below a catch (...) that does not rethrow
 //         cvwait  std::condition_variable::wait forever, its std::unique_lock
 //                 on cv_mu (whose destructor releases cv_mu on the way out)
@@ -32,6 +34,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -95,6 +98,17 @@ __attribute__((noinline)) void ServeNoexcept(int idx, int fd, bool use_poll) noe
   Serve(idx, fd, use_poll);
 }
 
+// noexcept around a try block: the handler entry for the call reads as a
+// cleanup, whose landing pad calls std::terminate once the catch does not
+// match (a cancellation's unwind never does).
+__attribute__((noinline)) void ServeNoexceptTry(int idx, int fd) noexcept {
+  try {
+    Serve(idx, fd, false);
+  } catch (const std::runtime_error&) {
+    Say("caught " + std::to_string(idx));
+  }
+}
+
 // Catches a cancellation's unwind and does not rethrow: glibc aborts.
 __attribute__((noinline)) void ServeCatchAll(int idx, int fd) {
   try {
@@ -146,6 +160,12 @@ void Victim(int idx, std::string kind, int fd) {
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1000));
   } else if (kind == "noexcept-read" || kind == "noexcept-poll") {
     ServeNoexcept(idx, fd, kind == "noexcept-poll");
+  } else if (kind == "noexcepttry-read") {
+    // Through a pointer of a type that may throw: this frame gets a handler
+    // entry for the call, so only ServeNoexceptTry's own pad stands in the
+    // way of the cancellation.
+    void (*volatile serve)(int, int) = ServeNoexceptTry;
+    serve(idx, fd);
   } else if (kind == "catchall-read") {
     ServeCatchAll(idx, fd);
   } else if (kind == "cvwait") {

@@ -79,6 +79,11 @@ KS_SAMPLE void ForcedThenAll() {
 KS_SAMPLE void TypedThenAll() {
   try { Probe(1); } catch (std::runtime_error&) { g_sink = 7; } catch (...) { g_sink = 8; }
 }
+// GCC: "catch runtime_error, else cleanup", the cleanup standing for the
+// noexcept around the try block; its landing pad calls std::terminate.
+KS_SAMPLE void TryInNoexcept() noexcept {
+  try { Probe(1); } catch (std::runtime_error&) { g_sink = 10; }
+}
 KS_SAMPLE void NothrowProbe() noexcept { Probe(1); }
 // The call to NothrowProbe gets no call-site entry (it cannot throw); the
 // typed handler keeps the last call's range apart from the first's, which
@@ -143,7 +148,7 @@ Captured RunUntil(void (*fn)(), uintptr_t start, int which) {
     in.len = n;
     ks_lsda_eval(&in, &o);
     if (o.verdict == full.verdict && o.landing_pad == full.landing_pad &&
-        o.nothrow_site == full.nothrow_site)
+        o.nothrow_site == full.nothrow_site && o.selector == full.selector)
       break;
   }
   c.bytes.assign(g_cap.lsda, g_cap.lsda + n);
@@ -193,6 +198,34 @@ TEST(Lsda, ACallThatCannotThrowTerminatesThereOnly) {
   EXPECT_EQ(Verdict(before), KS_LSDA_CLEANUP);
   EXPECT_EQ(Verdict(after), KS_LSDA_CLEANUP);
   EXPECT_EQ(Eval(after).nothrow_site, 0);
+}
+
+// The table alone reads a try block in a noexcept function as a cleanup,
+// like a destructor's: only the landing pad's code (lpad_test) tells that it
+// calls std::terminate. The pad is entered with selector 0.
+TEST(Lsda, ATryBlockInANoexceptFunctionReadsAsACleanup) {
+  Captured c = RunUntil(TryInNoexcept, A(TryInNoexcept), 1);
+  ASSERT_FALSE(c.bytes.empty());
+  ks_lsda_out o = Eval(c);
+  EXPECT_EQ(o.verdict, KS_LSDA_CLEANUP);
+  EXPECT_NE(o.landing_pad, 0u);
+  EXPECT_EQ(o.selector, 0);
+  EXPECT_EQ(o.nothrow_site, 0);
+}
+
+// A handler's pad is entered with its catch clause's filter.
+TEST(Lsda, TheSelectorIsTheMatchingClausesFilter) {
+  ks_lsda_out all = Eval(RunUntil(CatchAll, A(CatchAll), 1));
+  EXPECT_EQ(all.verdict, KS_LSDA_CATCH_ALL);
+  EXPECT_EQ(all.selector, 1);
+  ks_lsda_out forced = Eval(RunUntil(CatchForced, A(CatchForced), 1));
+  EXPECT_EQ(forced.verdict, KS_LSDA_RETHROWS);
+  EXPECT_EQ(forced.selector, 1);
+  // Two clauses: the catch (...) is not the first type in the table.
+  ks_lsda_out two = Eval(RunUntil(TypedThenAll, A(TypedThenAll), 1));
+  EXPECT_EQ(two.verdict, KS_LSDA_CATCH_ALL);
+  EXPECT_EQ(two.selector, 2);
+  EXPECT_EQ(Eval(RunUntil(WithDtor, A(WithDtor), 1)).selector, 0);
 }
 
 TEST(Lsda, CatchClauses) {
