@@ -244,10 +244,24 @@ void ks_prewalk(ucontext_t *ctx, int exact, int flags, struct ks_walk *w,
     ks_walk_set(w, KS_WALK_REFUSED, 0, "stack deeper than 1024 frames", "");
 }
 
-/* One frame of a cancellation unwind (KIND: its module's). Returns 0 to go
- * on, or sets W. */
+/* A running thread caught inside a function its caller's compiler knew
+ * cannot throw, in glibc (memcpy, strlen: declared __THROW, which glibc
+ * never does for a cancellation point), the loader (__tls_get_addr), the
+ * vDSO or a sanitizer's runtime (its memcpy, then libc's): the call returns
+ * before the thread reaches any cancellation point, so the first caller's
+ * missing handler entry for it is no std::terminate on the cancellation's
+ * way. */
+static int ks_frames_callee_returns(int kind)
+{
+    return kind == KS_MOD_LIBC || kind == KS_MOD_LOADER || kind == KS_MOD_VDSO ||
+           kind == KS_MOD_SANRT;
+}
+
+/* One frame of a cancellation unwind (KIND: its module's). NOTHROW_OK: a
+ * call site without a handler entry is the callee's, which returns first
+ * (ks_frames_callee_returns). Returns 0 to go on, or sets W. */
 static int ks_frames_one(struct ks_walk *w, uintptr_t lookup, const unw_proc_info_t *pi, int kind,
-                         struct ks_pad_work *work)
+                         int nothrow_ok, struct ks_pad_work *work)
 {
     if (!pi->lsda)
         return 0;
@@ -277,6 +291,8 @@ static int ks_frames_one(struct ks_walk *w, uintptr_t lookup, const unw_proc_inf
                     "unless the handler rethrows)");
         return -1;
     case KS_LSDA_TERMINATE:
+        if (nothrow_ok && out.nothrow_site)
+            return 0;
         ks_walk_set(w, KS_WALK_REFUSED, lookup, "",
                     pad == KS_LP_TERMINATES
                         ? " is noexcept: its handler for this call would call std::terminate"
@@ -302,6 +318,7 @@ void ks_prewalk_frames(const uintptr_t *ips, const uint64_t *exact, int n, int f
         return;
     }
     uintptr_t start = ks_thread_start_addr();
+    int below_returns = 1;   /* frames 0..i-1 all return before a cancellation point */
     for (int i = 0; i < n; i++) {
         int ex = (exact[i / 64] >> (i % 64)) & 1;
         uintptr_t lookup = ex ? ips[i] : ips[i] - 1;
@@ -321,8 +338,11 @@ void ks_prewalk_frames(const uintptr_t *ips, const uint64_t *exact, int n, int f
             w->verdict = KS_WALK_OK;
             return;
         }
-        if ((i > 0 || !(flags & KS_FRAMES_SKIP_TOP)) && ks_frames_one(w, lookup, &pi, kind, work) != 0)
+        int skip_top = flags & KS_FRAMES_SKIP_TOP;
+        if ((i > 0 || !skip_top) &&
+            ks_frames_one(w, lookup, &pi, kind, skip_top && below_returns, work) != 0)
             return;
+        below_returns = below_returns && ks_frames_callee_returns(kind);
     }
     ks_walk_set(w, KS_WALK_UNKNOWN, 0, "cannot check: the stack taken ends before the thread's "
                 "start (deeper than the frames kept, or a frame the unwinder cannot step past)",

@@ -186,6 +186,31 @@ TEST(CancelCheck, RunningThreadUnderANoexceptFrameIsRefused) {
   p.ExpectHealthy();
 }
 
+// A running thread inside memcpy, called from a frame with a destructor:
+// the caller's exception table has no entry for that call (GCC knows memcpy
+// cannot throw), yet the cancellation, which acts only at a later
+// cancellation point, never unwinds from there: the cancel waits ("it is
+// running"), it is not refused as noexcept. Each try samples the thread
+// afresh (it is inside its 4 MiB copies nearly all the time); a waiting
+// cancel lapses once the injector stops asking, so nothing is left behind.
+TEST(CancelCheck, RunningThreadInsideMemcpyWaitsAndIsNotRefusedAsNoexcept) {
+  Prog p("abort_cxx");
+  pid_t tid = p.Start("bigcopy");
+  ASSERT_TRUE(WaitSettled(p.t().pid(), tid, ""));
+  for (int i = 0; i < 8; i++) {
+    ks::Result r = ks::Inject({"-m", "cancel", "-t", "0.1", std::to_string(p.t().pid()),
+                               std::to_string(tid)});
+    EXPECT_EQ(r.code, 3) << "try " << i << ": " << r.out << r.err;
+    EXPECT_FALSE(Has(r.out, "noexcept")) << r.out;
+    EXPECT_TRUE(Has(r.out, "it is running")) << r.out;
+  }
+  p.t().Send("stop");
+  EXPECT_EQ(p.WaitFor("returned"), "returned 0");
+  EXPECT_EQ(p.Join(0), "joined 0");
+  EXPECT_TRUE(Has(p.History(), "dtor bigcopy 0")) << p.History();
+  p.ExpectHealthy();
+}
+
 // Blocked in write, which a signal would cut short: the stack is not taken,
 // so cancel is refused ("cannot check") unless --force, which cancels.
 TEST(CancelCheck, UncheckableStackIsRefusedUnlessForced) {

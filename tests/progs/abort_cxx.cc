@@ -9,7 +9,7 @@
 //         "throw": the qsort victim's comparator throws once, after checking
 //         that a backtrace from inside qsort reaches the victim's frame
 //         ("backtrace-ok" or "backtrace-broken", then "caught I").
-// KINDs: raii nothrow nothrowlong memcpy nocall noexcept catchall trycatch trycatch0
+// KINDs: raii nothrow nothrowlong memcpy bigcopy nocall noexcept catchall trycatch trycatch0
 //        trycatchall rethrownoexcept rethrow cv qsort smallstack
 //         "smallstack": the victim is a pthread with the smallest stack
 //         (PTHREAD_STACK_MIN, 16 KiB), 20 frames with destructors ("dtor nest
@@ -124,15 +124,16 @@ __attribute__((noinline)) void RunNothrow(Victim* v, int n) {
   }
 }
 
-// The same with memcpy (libc), which GCC knows cannot throw. Short enough to
-// be stepped through in one run under ThreadSanitizer too, whose memcpy
-// checks the shadow of every 8 bytes (the time budget is checked every 1,024
-// steps).
-__attribute__((noinline)) void RunMemcpy(Victim* v) {
-  Guard g("memcpy", v->idx);
-  std::vector<char> a(64, 'a'), b(a.size());
+// The same with memcpy (libc), which GCC knows cannot throw. "memcpy": 64
+// bytes, short enough to be stepped through in one run under
+// ThreadSanitizer too, whose memcpy checks the shadow of every 8 bytes (the
+// time budget is checked every 1,024 steps). "bigcopy": 4 MiB, so that the
+// thread is nearly always inside memcpy; it polls "stop".
+__attribute__((noinline)) void RunMemcpy(Victim* v, size_t size, bool polls) {
+  Guard g(size > 64 ? "bigcopy" : "memcpy", v->idx);
+  std::vector<char> a(size, 'a'), b(a.size());
   Announce(v);
-  for (;;) {
+  while (!polls || !stop.load(std::memory_order_relaxed)) {
     std::memcpy(b.data(), a.data(), a.size());
     try {
       sink = Work(sink + static_cast<unsigned char>(b[sink % b.size()]));
@@ -354,7 +355,8 @@ void VictimMain(Victim* v) {
   if (k == "raii") RunRaii(v);
   else if (k == "nothrow") RunNothrow(v, 250);
   else if (k == "nothrowlong") RunNothrow(v, 10000000);
-  else if (k == "memcpy") RunMemcpy(v);
+  else if (k == "memcpy") RunMemcpy(v, 64, false);
+  else if (k == "bigcopy") RunMemcpy(v, 4 << 20, true);
   else if (k == "nocall") RunNocall(v);
   else if (k == "noexcept") RunNoexcept(v);
   else if (k == "catchall") RunCatchAll(v);
