@@ -30,6 +30,16 @@ long Progress(Prog& p, int idx) {
   return atol(l.c_str() + l.rfind(' ') + 1);
 }
 
+// Victim 0, asked to end and not ended, runs on (its progress grows within
+// 5 s) and no handler of the unwind ran in it.
+void ExpectRunsOnUntouched(Prog& p) {
+  long n0 = Progress(p, 0);
+  for (int i = 0; i < 1000 && Progress(p, 0) == n0; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_GT(Progress(p, 0), n0) << "the thread stopped making progress";
+  EXPECT_EQ(p.History().find("forced-unwind"), std::string::npos);   // no handler ran
+}
+
 // Starts KIND and waits until it is inside its loop (before, an abort rightly
 // fires elsewhere: in its first output line, say).
 pid_t StartInside(Prog& p, const std::string& kind) {
@@ -98,11 +108,7 @@ TEST(AbortCxx, InsideALongCallThatCannotThrowIsPendingNotRefused) {
       << f["pending"];
   EXPECT_NE(f["pending"].find("waits for it to return"), std::string::npos) << f["pending"];
   // Unharmed: it runs on, and the program with it.
-  long n0 = Progress(p, 0);
-  for (int i = 0; i < 1000 && Progress(p, 0) == n0; i++)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  EXPECT_GT(Progress(p, 0), n0) << "the thread stopped making progress";
-  EXPECT_EQ(p.History().find("forced-unwind"), std::string::npos);   // no handler ran
+  ExpectRunsOnUntouched(p);
   p.ExpectHealthy();
 }
 
@@ -210,11 +216,7 @@ void ExpectRefusedAndUnharmed(const std::string& kind, const std::string& why,
   EXPECT_NE(r.raw.find(why), std::string::npos) << r.raw;
   EXPECT_NE(r.raw.find(prog + "+0x"), std::string::npos) << r.raw;
   EXPECT_NE(r.raw.find(fn), std::string::npos) << r.raw;
-  long n0 = Progress(p, 0);
-  for (int i = 0; i < 1000 && Progress(p, 0) == n0; i++)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  EXPECT_GT(Progress(p, 0), n0) << "the thread stopped making progress";
-  EXPECT_EQ(p.History().find("forced-unwind"), std::string::npos);   // no handler ran
+  ExpectRunsOnUntouched(p);
   p.ExpectHealthy();
   p.t().Send("stop");
   EXPECT_EQ(p.WaitFor("returned"), "returned 0");

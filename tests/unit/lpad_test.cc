@@ -16,30 +16,16 @@
 
 #include "shim/safepoint/gotsym.h"
 #include "shim/safepoint/lsda.h"
+#include "tests/unit/lsda_capture.h"
 
 namespace {
 
 // ---- Pads of real functions -------------------------------------------
 
-struct Capture {
-  uintptr_t want_start = 0;
-  bool found = false;
-  const uint8_t* lsda = nullptr;
-  uintptr_t start = 0, ip = 0;
-};
-Capture g_cap;
+using ks::lsda_capture::Capture;
+using ks::lsda_capture::g_cap;
+using ks::lsda_capture::Trace;
 volatile int g_sink;
-
-_Unwind_Reason_Code Trace(struct _Unwind_Context* ctx, void*) {
-  if (_Unwind_GetRegionStart(ctx) != g_cap.want_start) return _URC_NO_REASON;
-  int before = 0;
-  uintptr_t ip = _Unwind_GetIPInfo(ctx, &before);
-  g_cap.found = true;
-  g_cap.lsda = static_cast<const uint8_t*>(_Unwind_GetLanguageSpecificData(ctx));
-  g_cap.start = _Unwind_GetRegionStart(ctx);
-  g_cap.ip = before ? ip : ip - 1;
-  return _URC_END_OF_STACK;
-}
 
 // Without ThreadSanitizer's instrumentation, which gives every function a
 // cleanup of its own (see lsda_test.cc).
