@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -231,6 +232,8 @@ void ksi_close(struct ksi_client *c)
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
+    free(c->maps);
+    c->maps = NULL;
 }
 
 /* Sends LINE and reads the reply (see ksi_request), as it is. */
@@ -307,7 +310,10 @@ static int ksi_fresh_proof(struct ksi_client *c)
         return KSI_EXIT_PROTOCOL;
     }
     double t0 = ksi_now();
-    ks_proof_make(c->pid, (uint64_t)gen, &c->proof);
+    free(c->maps);
+    c->maps = NULL;
+    ks_proof_make_maps(c->pid, (uint64_t)gen, &c->proof, c->keep_maps ? &c->maps : NULL,
+                       &c->maps_len);
     /* A margin for the trip and a slow machine: renewed early, never late. */
     c->proof_until = t0 + (double)valid_ms / 1000.0 * 0.6;
     return KSI_EXIT_OK;

@@ -33,6 +33,7 @@ struct ksi_rows {
     size_t n, cap;
     int cut;   /* over KSI_MAX_ROWS: the rest was dropped */
     struct ksi_sym *sym;
+    struct ksi_client *client;   /* whose proof's map text the symbolizer takes */
     pid_t pid;
     unsigned long long memo_addr;   /* the last start symbolized, and its text */
     char memo_start[256];
@@ -64,9 +65,11 @@ static void ksi_fields_of(const struct ks_msg *m, struct ksi_fields *fv)
 #undef KSI_KEY
     };
     memset(fv, 0, sizeof *fv);
+    /* First bytes first: strcmp of every field with every key was a tenth
+     * of the injector's time at 10,000 rows. */
     for (int f = 0; f < m->nfields; f++)
         for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
-            if (strcmp(m->f[f].key, keys[k].key) == 0) {
+            if (m->f[f].key[0] == keys[k].key[0] && strcmp(m->f[f].key, keys[k].key) == 0) {
                 const char **slot = (const char **)((char *)fv + keys[k].off);
                 if (!*slot)
                     *slot = m->f[f].val;
@@ -291,14 +294,20 @@ static void ksi_print_json(const struct ksi_opts *o, const struct ksi_rows *rs,
     json_object_put(root);
 }
 
-/* The symbolizer reads the target's whole map (two lines a thread, of
- * which it keeps only the files' lines): done while the shim builds the
- * first part of its reply. */
+/* The symbolizer takes the target's whole map (two lines a thread, of
+ * which it keeps only the files' lines) as the access proof read it a
+ * moment before (one read of 1 MB at 10,000 threads, not two), or reads
+ * it if there is none: done while the shim builds the first part of its
+ * reply. */
 static void ksi_open_sym(void *ctx)
 {
     struct ksi_rows *rs = ctx;
-    if (!rs->sym)
-        rs->sym = ksi_sym_open_files(rs->pid);
+    if (rs->sym)
+        return;
+    char *maps = rs->client->maps;
+    rs->client->maps = NULL;
+    rs->sym = ksi_sym_open_files(rs->pid, maps, rs->client->maps_len);
+    free(maps);
 }
 
 int ksi_do_list(const struct ksi_opts *o)
@@ -309,6 +318,8 @@ int ksi_do_list(const struct ksi_opts *o)
         return rc;
     struct ksi_rows rs = {0};
     rs.pid = o->pid;
+    rs.client = &c;
+    c.keep_maps = 1;
     c.on_sent = ksi_open_sym;
     c.on_sent_ctx = &rs;
     struct ks_msg final;

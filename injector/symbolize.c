@@ -13,6 +13,7 @@
 #include "dwline.h"
 #include "findfiles.h"
 #include "safefile.h"
+#include "shim/common/proof.h"
 
 /* libstdc++'s demangler: C++ frames read as the user wrote them. Loaded at
  * the first mangled name, not linked: libstdc++ (2 MB, with libm) cost
@@ -68,41 +69,16 @@ static void ksi_enter(struct ksi_sym *s)
 
 static void ksi_leave(struct ksi_sym *s) { ksi_tf_leave(&s->tf); }
 
-/* PID's map, only the lines that can name a file (a '/' in them), in a
- * malloc'd buffer of *LEN bytes. libdwfl skips every other line (anonymous
- * memory, stacks, the heap: a path not starting with '/') but runs sscanf
- * on each first, and a process of 10,000 threads has 20,000 of them (a
- * stack and its guard page each): 15 ms of a 90 ms listing. */
-static char *ksi_file_maps(pid_t pid, size_t *len)
+/* Keeps, of the map text BUF (N bytes), only the lines that can name a
+ * file (a '/' in them), moved to its start; returns their length. libdwfl
+ * skips every other line (anonymous memory, stacks, the heap: a path not
+ * starting with '/') but runs sscanf on each first, and a process of
+ * 10,000 threads has 20,000 of them (a stack and its guard page each): 15
+ * ms of a 90 ms listing. */
+static size_t ksi_file_lines(char *buf, size_t n)
 {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    for (ssize_t r = 1; buf && r > 0;) {
-        if (cap - n < 4096) {
-            char *b = realloc(buf, cap *= 2);
-            if (!b) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = b;
-        }
-        r = read(fd, buf + n, cap - n);
-        if (r < 0) {   /* refused (the kernel checks at read), or gone */
-            free(buf);
-            buf = NULL;
-        } else {
-            n += (size_t)r;
-        }
-    }
-    close(fd);
     size_t kept = 0;
-    for (size_t at = 0; buf && at < n;) {
+    for (size_t at = 0; at < n;) {
         char *nl = memchr(buf + at, '\n', n - at);
         size_t ll = nl ? (size_t)(nl - (buf + at)) + 1 : n - at;
         if (memchr(buf + at, '/', ll)) {
@@ -111,31 +87,32 @@ static char *ksi_file_maps(pid_t pid, size_t *len)
         }
         at += ll;
     }
-    *len = kept;
-    return buf;
+    return kept;
 }
 
 /* Reports PID's modules: all of them, or (FILES_ONLY) those of its files
- * alone, from the map's file lines, without the vdso (which libdwfl finds
- * through the auxiliary vector): a listing's start routines are never in
- * it. Returns 0 or -1. */
-static int ksi_report(Dwfl *dwfl, pid_t pid, int files_only)
+ * alone, from the file lines of the map text MAPS (LEN bytes; read here,
+ * as the target, if NULL), without the vdso (which libdwfl finds through
+ * the auxiliary vector): a listing's start routines are never in it.
+ * Returns 0 or -1. */
+static int ksi_report(Dwfl *dwfl, pid_t pid, int files_only, char *maps, size_t len)
 {
     if (!files_only)
         return dwfl_linux_proc_report(dwfl, pid);
-    size_t len = 0;
-    char *maps = ksi_file_maps(pid, &len);
-    if (!maps)
+    char *own = maps ? NULL : ks_maps_read(pid, &len);
+    if (!maps && !own)
         return -1;
-    FILE *f = len ? fmemopen(maps, len, "r") : NULL;
+    char *text = maps ? maps : own;
+    len = ksi_file_lines(text, len);
+    FILE *f = len ? fmemopen(text, len, "r") : NULL;
     int rc = len && !f ? -1 : f ? dwfl_linux_proc_maps_report(dwfl, f) : 0;
     if (f)
         fclose(f);
-    free(maps);
+    free(own);
     return rc != 0 ? -1 : 0;
 }
 
-static struct ksi_sym *ksi_sym_open_how(pid_t pid, int files_only)
+static struct ksi_sym *ksi_sym_open_how(pid_t pid, int files_only, char *maps, size_t len)
 {
     struct ksi_sym *s = calloc(1, sizeof *s);
     if (!s)
@@ -143,7 +120,7 @@ static struct ksi_sym *ksi_sym_open_how(pid_t pid, int files_only)
     ksi_tf_begin(&s->tf, pid);
     ksi_enter(s);
     s->dwfl = dwfl_begin(&ksi_callbacks);
-    int rc = !s->dwfl || ksi_report(s->dwfl, pid, files_only) != 0 ||
+    int rc = !s->dwfl || ksi_report(s->dwfl, pid, files_only, maps, len) != 0 ||
              dwfl_report_end(s->dwfl, NULL, NULL) != 0;
     ksi_leave(s);
     if (rc) {
@@ -153,8 +130,12 @@ static struct ksi_sym *ksi_sym_open_how(pid_t pid, int files_only)
     return s;
 }
 
-struct ksi_sym *ksi_sym_open(pid_t pid) { return ksi_sym_open_how(pid, 0); }
-struct ksi_sym *ksi_sym_open_files(pid_t pid) { return ksi_sym_open_how(pid, 1); }
+struct ksi_sym *ksi_sym_open(pid_t pid) { return ksi_sym_open_how(pid, 0, NULL, 0); }
+
+struct ksi_sym *ksi_sym_open_files(pid_t pid, char *maps, size_t len)
+{
+    return ksi_sym_open_how(pid, 1, maps, len);
+}
 
 void ksi_sym_close(struct ksi_sym *s)
 {

@@ -24,8 +24,10 @@ struct ksi_symbol {
 /* Reads PID's memory map. Returns NULL if the process cannot be read. */
 struct ksi_sym *ksi_sym_open(pid_t pid);
 /* The same for the modules of PID's files only (no vdso), read faster
- * from a map of many anonymous mappings (thread stacks): the listing's. */
-struct ksi_sym *ksi_sym_open_files(pid_t pid);
+ * from a map of many anonymous mappings (thread stacks): the listing's.
+ * MAPS: PID's map text of LEN bytes, already read (the access proof's,
+ * client.h), which this overwrites; NULL: read it here. */
+struct ksi_sym *ksi_sym_open_files(pid_t pid, char *maps, size_t len);
 void ksi_sym_close(struct ksi_sym *s);
 /* Fills OUT for ADDR (fields are "" / 0 where unknown). Returns 0 if a symbol
  * was found; the module is filled in whenever ADDR lies in one, symbol or

@@ -5,6 +5,7 @@
 #ifndef KS_PROOF_H
 #define KS_PROOF_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -24,6 +25,16 @@ struct ks_proof {
  * gen= of the answer to "challenge"). Fills *P; returns P->level (0: none,
  * the errnos say why). */
 int ks_proof_make(pid_t pid, uint64_t gen, struct ks_proof *p);
+/* The same, and if MAPS is not NULL and the map could be read, the map
+ * text it was proven from in *MAPS (malloc'd, NUL-terminated, *MAPS_LEN
+ * bytes; the caller frees it): a caller that needs the map anyway (the
+ * listing's symbolizer) reads it once. *MAPS is NULL otherwise. */
+int ks_proof_make_maps(pid_t pid, uint64_t gen, struct ks_proof *p, char **maps,
+                       size_t *maps_len);
+
+/* /proc/PID/maps whole, in a malloc'd NUL-terminated buffer of *LEN bytes
+ * (read in 64 KiB calls). NULL and errno if it cannot be opened or read. */
+char *ks_maps_read(pid_t pid, size_t *len);
 
 #ifdef __cplusplus
 }
