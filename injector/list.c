@@ -7,23 +7,12 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "list.h"
 #include "shim/common/procfs.h"
 #include "injector.h"
 #include "symbolize.h"
 #include "syscalls.h"
 #include "deadlock.h"
-
-struct ksi_row {
-    long long tid, cpu_ms, age_ms, locks;
-    char name[64], role[16], state[4], start[256];
-    unsigned long long start_addr, wait_mutex;
-    long long wait_owner, syscall;   /* 0 / -1: none */
-    int registered;
-    int python;               /* CPython has a thread state for it (py_ident) */
-    char py_name[64];         /* its threading.Thread name */
-    char py_gil[12];          /* held, waits, released; "" not known */
-    int start_whole;          /* START is module+offset: never cut (addr2line takes it) */
-};
 
 /* The reply is the target's to write: at most this many rows are kept. */
 #define KSI_MAX_ROWS (1 << 16)
@@ -159,16 +148,6 @@ static int ksi_collect(const struct ks_msg *m, void *ctx)
     return 0;
 }
 
-static void ksi_fmt_secs(char *buf, size_t cap, long long ms)
-{
-    if (ms < 60 * 1000)
-        snprintf(buf, cap, "%.2fs", (double)ms / 1000.0);
-    else if (ms < 3600 * 1000)
-        snprintf(buf, cap, "%lldm%02llds", ms / 60000, ms / 1000 % 60);
-    else
-        snprintf(buf, cap, "%lldh%02lldm", ms / 3600000, ms / 60000 % 60);
-}
-
 /* The deadlock cycles among the rows' mutex waits. Returns 0, or -1 out
  * of memory. */
 static int ksi_list_graph(const struct ksi_rows *rs, struct ksi_graph *g)
@@ -212,40 +191,9 @@ static void ksi_print_table(const struct ksi_opts *o, const struct ksi_rows *rs,
         const struct ksi_row *r = &rs->v[i];
         if (!o->all && strcmp(r->role, "shim") == 0)
             continue;
-        char cpu[32], age[32], note[128] = "";
-        ksi_fmt_secs(cpu, sizeof cpu, r->cpu_ms);
-        ksi_fmt_secs(age, sizeof age, r->age_ms);
-        /* Parts of the note, "; "-separated. */
-        size_t nl = 0;
-#define KSI_NOTE(...)                                                               \
-    do {                                                                            \
-        if (nl < sizeof note)                                                       \
-            nl += (size_t)snprintf(note + nl, sizeof note - nl, "%s", nl ? "; " : ""); \
-        if (nl < sizeof note)                                                       \
-            nl += (size_t)snprintf(note + nl, sizeof note - nl, __VA_ARGS__);       \
-    } while (0)
-        if (r->py_name[0])
-            KSI_NOTE("'%s'", r->py_name);
-        if (strcmp(r->py_gil, "held") == 0)
-            KSI_NOTE("holds the GIL");
-        else if (strcmp(r->py_gil, "waits") == 0)
-            KSI_NOTE("waits for the GIL");
-        if (strcmp(r->role, "pre-attach") == 0)
-            KSI_NOTE("locks unknown");
-        else if (r->locks)
-            KSI_NOTE("holds %lld lock%s", r->locks, r->locks == 1 ? "" : "s");
-        if (r->wait_mutex && r->wait_owner > 0)
-            KSI_NOTE("waits for mutex 0x%llx held by %lld", r->wait_mutex, r->wait_owner);
-        else if (r->wait_mutex)
-            KSI_NOTE("waits for mutex 0x%llx", r->wait_mutex);
-        else if (r->syscall >= 0 && ksi_syscall_name(r->syscall))
-            KSI_NOTE("in %s", ksi_syscall_name(r->syscall));
-#undef KSI_NOTE
-        const char *kind = strcmp(r->role, "foreign") == 0 ? "unregistered"
-                         : r->python && strcmp(r->role, "app") == 0 ? "python" : r->role;
-        printf("%-8lld %-16s %-24.*s %-5s %9s %9s  %-10s %s\n", r->tid, r->name,
-               r->start_whole ? (int)strlen(r->start) : 24, r->start[0] ? r->start : "?",
-               r->state, cpu, age, kind, note);
+        struct ksi_line l;
+        ksi_row_text(r, &l);
+        fwrite(l.b, 1, l.n, stdout);
     }
     ksi_print_preattach_note(rs);
     for (int i = 0; i < g->ncycles; i++) {
