@@ -42,9 +42,7 @@ int ks_parse_stat(const char *buf, size_t len, struct ks_taskstat *out)
 {
     memset(out, 0, sizeof *out);
     const char *open = memchr(buf, '(', len);
-    const char *close = NULL;
-    for (size_t i = len; i > 0; i--)
-        if (buf[i - 1] == ')') { close = buf + i - 1; break; }
+    const char *close = memrchr(buf, ')', len);
     if (!open || !close || close < open)
         return -1;
     size_t n = (size_t)(close - open - 1);
