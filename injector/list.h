@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include "textline.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -18,15 +20,6 @@ struct ksi_row {
     char py_name[64];         /* its threading.Thread name */
     char py_gil[12];          /* held, waits, released; "" not known */
     int start_whole;          /* START is module+offset: never cut (addr2line takes it) */
-};
-
-/* One line of the table, built byte by byte: 10,000 rows through printf
- * (and snprintf for each time and note) were a fifth of the injector's
- * time in a listing, all of it after the last row had come. The longest
- * row (a whole START, a full note) is well under the size. */
-struct ksi_line {
-    char b[1024];
-    size_t n;
 };
 
 /* Row R as the table shows it, ended by a newline, into L (overwritten):

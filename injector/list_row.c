@@ -7,44 +7,6 @@
 
 #include "syscalls.h"
 
-static void ksi_put(struct ksi_line *l, const char *s, size_t n)
-{
-    if (n > sizeof l->b - 1 - l->n)
-        n = sizeof l->b - 1 - l->n;
-    memcpy(l->b + l->n, s, n);
-    l->n += n;
-}
-
-static void ksi_pad(struct ksi_line *l, size_t w, size_t n)
-{
-    for (; n < w && l->n < sizeof l->b - 1; n++)
-        l->b[l->n++] = ' ';
-}
-
-/* %-Ws and %Ws. */
-static void ksi_left(struct ksi_line *l, const char *s, size_t w)
-{
-    size_t n = strlen(s);
-    ksi_put(l, s, n);
-    ksi_pad(l, w, n);
-}
-
-static void ksi_right(struct ksi_line *l, const char *s, size_t w)
-{
-    size_t n = strlen(s);
-    ksi_pad(l, w, n);
-    ksi_put(l, s, n);
-}
-
-/* The decimal digits of V (>= 0) ending at END; returns where they start. */
-static char *ksi_digits(char *end, unsigned long long v)
-{
-    do
-        *--end = (char)('0' + v % 10);
-    while (v /= 10);
-    return end;
-}
-
 void ksi_fmt_secs(char *buf, size_t cap, long long ms)
 {
     char d[32], *p;
@@ -73,7 +35,7 @@ void ksi_fmt_secs(char *buf, size_t cap, long long ms)
         a = (unsigned long long)ms / 3600000, b = (unsigned long long)ms / 60000 % 60;
         unit1 = 'h', unit2 = 'm';
     }
-    p = ksi_digits(d + sizeof d, a);
+    p = ksi_line_digits(d + sizeof d, a);
     size_t n = (size_t)(d + sizeof d - p);
     memcpy(buf, p, n);
     buf[n++] = unit1;
@@ -152,30 +114,30 @@ void ksi_row_text(const struct ksi_row *r, struct ksi_line *l)
     const char *kind = strcmp(r->role, "foreign") == 0 ? "unregistered"
                      : r->python && strcmp(r->role, "app") == 0 ? "python" : r->role;
     l->n = 0;
-    char *t = ksi_digits(num + sizeof num - 1, (unsigned long long)(r->tid < 0 ? -r->tid : r->tid));
+    char *t = ksi_line_digits(num + sizeof num - 1, (unsigned long long)(r->tid < 0 ? -r->tid : r->tid));
     if (r->tid < 0)
         *--t = '-';
     num[sizeof num - 1] = '\0';
-    ksi_left(l, t, 8);
-    ksi_put(l, " ", 1);
-    ksi_left(l, r->name, 16);
-    ksi_put(l, " ", 1);
+    ksi_line_left(l, t, 8);
+    ksi_line_put(l, " ", 1);
+    ksi_line_left(l, r->name, 16);
+    ksi_line_put(l, " ", 1);
     /* %-24.*s: cut at 24 bytes unless the start is whole. */
     const char *start = r->start[0] ? r->start : "?";
     size_t sn = strlen(start), prec = r->start_whole ? strlen(r->start) : 24;
     if (sn > prec)
         sn = prec;
-    ksi_put(l, start, sn);
-    ksi_pad(l, 24, sn);
-    ksi_put(l, " ", 1);
-    ksi_left(l, r->state, 5);
-    ksi_put(l, " ", 1);
-    ksi_right(l, cpu, 9);
-    ksi_put(l, " ", 1);
-    ksi_right(l, age, 9);
-    ksi_put(l, "  ", 2);
-    ksi_left(l, kind, 10);
-    ksi_put(l, " ", 1);
-    ksi_put(l, nt.b, nt.n);
-    ksi_put(l, "\n", 1);
+    ksi_line_put(l, start, sn);
+    ksi_line_pad(l, 24, sn);
+    ksi_line_put(l, " ", 1);
+    ksi_line_left(l, r->state, 5);
+    ksi_line_put(l, " ", 1);
+    ksi_line_right(l, cpu, 9);
+    ksi_line_put(l, " ", 1);
+    ksi_line_right(l, age, 9);
+    ksi_line_put(l, "  ", 2);
+    ksi_line_left(l, kind, 10);
+    ksi_line_put(l, " ", 1);
+    ksi_line_put(l, nt.b, nt.n);
+    ksi_line_put(l, "\n", 1);
 }

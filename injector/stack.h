@@ -9,6 +9,7 @@
 #include "injector.h"
 #include "stack_py.h"
 #include "symbolize.h"
+#include "textline.h"
 
 struct ksi_frame {
     unsigned long long pc;
@@ -39,5 +40,10 @@ void ksi_stack_print_text(const struct ksi_opts *o, const struct ksi_dump *d,
                           const struct ksi_graph *g, long long us);
 void ksi_stack_print_json(const struct ksi_opts *o, const struct ksi_dump *d,
                           const struct ksi_graph *g, long long us);
+
+/* Frame I of a thread as the text dump shows it, ended by a newline, into
+ * L (overwritten): the bytes of printf("  #%-2d 0x%016llx", ...) and the
+ * symbol, module and file:line parts (stack_print.c). */
+void ksi_frame_text(int i, const struct ksi_frame *f, struct ksi_line *l);
 
 #endif

@@ -67,23 +67,52 @@ static int ksi_known_tid(const struct ksi_dump *d, long tid)
 
 /* ---- Text ------------------------------------------------------------- */
 
-static void ksi_print_frame(int i, const struct ksi_frame *f)
+void ksi_frame_text(int i, const struct ksi_frame *f, struct ksi_line *l)
 {
     const struct ksi_symbol *s = f->sym;
-    printf("  #%-2d 0x%016llx", i, f->pc);
+    l->n = 0;
+    /* "  #%-2d 0x%016llx" */
+    char d[24], *p = ksi_line_digits(d + sizeof d, (unsigned long long)(i < 0 ? -(long long)i : i));
+    if (i < 0)
+        *--p = '-';
+    size_t dn = (size_t)(d + sizeof d - p);
+    ksi_line_put(l, "  #", 3);
+    ksi_line_put(l, p, dn);
+    ksi_line_pad(l, 2, dn);
+    ksi_line_put(l, " 0x", 3);
+    ksi_line_hex(l, f->pc, 16);
     /* Without a symbol (a stripped library, no debug file), the module and
      * the address as the object's own: what addr2line -e takes. */
-    if (s && s->name[0])
-        printf(" %s+0x%llx", s->name, (unsigned long long)s->offset);
-    else if (s && s->module[0])
-        printf(" %s+0x%llx", s->module, (unsigned long long)s->module_offset);
-    else
-        printf(" ??");
-    if (s && s->name[0] && s->module[0])
-        printf(" (%s)", s->module);
-    if (s && s->file[0])
-        printf(" %s:%d", s->file, s->line);
-    putchar('\n');
+    if (s && (s->name[0] || s->module[0])) {
+        ksi_line_put(l, " ", 1);
+        ksi_line_str(l, s->name[0] ? s->name : s->module);
+        ksi_line_put(l, "+0x", 3);
+        ksi_line_hex(l, s->name[0] ? (unsigned long long)s->offset
+                                   : (unsigned long long)s->module_offset, 0);
+    } else {
+        ksi_line_put(l, " ??", 3);
+    }
+    if (s && s->name[0] && s->module[0]) {
+        ksi_line_put(l, " (", 2);
+        ksi_line_str(l, s->module);
+        ksi_line_put(l, ")", 1);
+    }
+    if (s && s->file[0]) {
+        ksi_line_put(l, " ", 1);
+        ksi_line_str(l, s->file);
+        ksi_line_put(l, ":", 1);
+        ksi_line_dec(l, s->line);
+    }
+    ksi_line_put(l, "\n", 1);
+}
+
+/* A dump of 1,000 threads prints about 12,000 frames: built by hand, not
+ * with five printf calls each (ksi_frame_text; stack_frame_test compares). */
+static void ksi_print_frame(int i, const struct ksi_frame *f)
+{
+    struct ksi_line l;
+    ksi_frame_text(i, f, &l);
+    fwrite(l.b, 1, l.n, stdout);
 }
 
 static void ksi_print_thread(const struct ksi_opts *o, const struct ksi_dump *d,
