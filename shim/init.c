@@ -159,14 +159,12 @@ static void ks_init_serving(void) { pthread_once(&ks_serving_once, ks_init_servi
 
 static void ks_init_once(void)
 {
-    const char *dbg = getenv("KILLSHIM_DEBUG");
-    ks_debug_enabled = dbg && *dbg && strcmp(dbg, "0") != 0;
+    ks_debug_enabled = ks_env_on("KILLSHIM_DEBUG");
     ks_real_resolve_init();
     ks_mutex_fast_init();
     if (ks_gettid() == ks_getpid())
         ks_registry_add_self(KS_ROLE_MAIN, NULL);
-    const char *off = getenv("KILLSHIM_DISABLE");
-    if (off && *off && strcmp(off, "0") != 0) {
+    if (ks_env_on("KILLSHIM_DISABLE")) {
         ks_debug("KILLSHIM_DISABLE is set: no control socket");
         return;
     }
@@ -204,12 +202,12 @@ __attribute__((constructor)) static void ks_constructor(void)
 {
     /* A preload's constructor runs on the main thread before main; a dlopen
      * by killshim-inject --attach runs it on a thread of its own (attach.c). */
-    if (ks_gettid() != getpid()) {
+    if (ks_gettid() != ks_getpid()) {
         __atomic_store_n(&ks_loaded_late, 1, __ATOMIC_RELEASE);
         ks_got_patch_deps();
     }
     ks_init();
-    if (ks_gettid() == getpid())
+    if (ks_gettid() == ks_getpid())
         ks_registry_add_self(KS_ROLE_MAIN, NULL);
 }
 

@@ -368,7 +368,7 @@ void ks_conn_shutdown_all(void)
 
 void ks_conn_init(void)
 {
-    const char *idle = getenv("KILLSHIM_IDLE_TIMEOUT_MS");
+    const char *idle = ks_env("KILLSHIM_IDLE_TIMEOUT_MS");   /* at start: util.c */
     if (idle && atoi(idle) > 0)
         ks_idle_ms = atoi(idle);
 }

@@ -269,8 +269,11 @@ static int ks_loaded_cb(struct dl_phdr_info *info, size_t size, void *arg)
     (void)size;
     struct ks_loaded_find *f = arg;
     if (f->file) {
-        const char *slash = info->dlpi_name ? strrchr(info->dlpi_name, '/') : NULL;
-        if (!slash || strcmp(slash + 1, f->file) != 0)
+        const char *base = NULL;   /* after the path's last '/' (ks_streq's reason) */
+        for (const char *p = info->dlpi_name; p && *p; p++)
+            if (*p == '/')
+                base = p + 1;
+        if (!base || !ks_streq(base, f->file))
             return 0;
     }
     struct ks_elf_loaded *l = f->l;

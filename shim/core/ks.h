@@ -66,6 +66,8 @@ extern int ks_debug_enabled;
 #define KS_FORK_PATH __attribute__((section(".text.hot.ks_fork"), noinline))
 
 uint64_t ks_now_ns(void);           /* CLOCK_MONOTONIC */
+const char *ks_env(const char *name);   /* getenv(NAME), without libc's */
+int ks_env_on(const char *name);        /* NAME set, not empty, not "0" */
 pid_t ks_gettid(void);
 
 /* Where an interrupted thread's PC is against x86-64's `syscall`

@@ -14,7 +14,7 @@
 #include "real.h"
 
 int ks_mutex_fast_off = 1;
-unsigned long ks_mutex_tid_off;
+KS_HOT_DATA unsigned long ks_mutex_tid_off;   /* written at start: not a .bss page of its own */
 
 void ks_mutex_wake(int *lock)
 {

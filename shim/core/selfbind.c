@@ -40,12 +40,14 @@ struct ks_selfbind_walk {
     int n, cap, left;
 };
 
-static KS_SIGSAFE size_t ks_len(const char *s)
+/* 1 if S ends in C. Not through a length: GCC makes a length loop a call
+ * to strlen, bound lazily in the constructor (an import it need not have). */
+static KS_SIGSAFE int ks_ends_in(const char *s, char c)
 {
-    size_t n = 0;
-    while (s[n])
-        n++;
-    return n;
+    char last = 0;
+    for (; *s; s++)
+        last = *s;
+    return last == c;
 }
 
 static KS_SIGSAFE int ks_same(const char *a, const char *b)
@@ -108,7 +110,7 @@ static KS_SIGSAFE void ks_self_slots(struct ks_selfbind_walk *w, const struct dl
     for (; only && only[nonly] && nonly < 16; nonly++) {
         const char *o = only[nonly];
         pre[nonly] = ks_prefix(o);
-        family[nonly] = o[0] && o[1] && o[2] && o[3] && o[ks_len(o) - 1] == '_';
+        family[nonly] = o[0] && o[1] && o[2] && o[3] && ks_ends_in(o, '_');
         bloom |= 1ull << ((pre[nonly] * 0x9e3779b1u) >> 26);
     }
     for (size_t i = 0; i < w->o.njmprel && w->n < w->cap; i++) {

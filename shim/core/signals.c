@@ -110,7 +110,7 @@ static void ks_sig_entry(int signo, siginfo_t *si, void *uc)
 static int ks_pick_signals(void)
 {
     int base = SIGRTMAX - 3;
-    const char *env = getenv("KILLSHIM_SIGNAL");
+    const char *env = ks_env("KILLSHIM_SIGNAL");
     if (env && *env) {
         /* The whole value, as a number in range: "34junk" or 4294967330
          * (34 once truncated to int) is a mistake to report, not a 34. */

@@ -4,6 +4,33 @@
 
 #include "ks.h"
 
+extern char **environ;
+
+/* getenv's scan, in the shim: the constructor reads its variables with it,
+ * so that starting does not bind getenv and strcmp lazily and fault in
+ * libc's code page that holds getenv, in every exec'd child (docs/bench.md).
+ * Read only on the main thread before main, and by control: the program's
+ * setenv may replace the array meanwhile, as it may under getenv. */
+const char *ks_env(const char *name)
+{
+    for (char **e = environ; e && *e; e++) {
+        const char *a = *e, *b = name;
+        while (*b && *a == *b) {
+            a++;
+            b++;
+        }
+        if (!*b && *a == '=')
+            return a + 1;
+    }
+    return NULL;
+}
+
+int ks_env_on(const char *name)
+{
+    const char *v = ks_env(name);
+    return v && *v && !(v[0] == '0' && !v[1]);
+}
+
 KS_SIGSAFE uint64_t ks_now_ns(void)
 {
     struct timespec ts;

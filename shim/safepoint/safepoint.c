@@ -43,13 +43,34 @@ KS_HOT_DATA static int ks_nscratch;
 KS_HOT_DATA static struct ks_mod *ks_build;
 static unsigned long long ks_seen_adds = ~0ULL, ks_seen_subs = ~0ULL;
 
+/* The three string helpers below are the shim's own, not libc's strrchr,
+ * strncmp, strlen and strncpy: the first table is built in every process at
+ * start, and those would be bound lazily there and fault in libc code pages
+ * that a program like /bin/true never touches (docs/bench.md). */
 static const char *ks_basename(const char *path)
 {
-    const char *s = strrchr(path, '/');
-    return s ? s + 1 : path;
+    const char *base = path;
+    for (const char *p = path; *p; p++)
+        if (*p == '/')
+            base = p + 1;
+    return base;
 }
 
-static int ks_prefix(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
+static int ks_prefix(const char *s, const char *p)
+{
+    while (*p && *s == *p) {
+        s++;
+        p++;
+    }
+    return !*p;
+}
+
+/* NAME into OUT (CAP bytes), cut and terminated; OUT is zeroed. */
+static void ks_copy_name(char *out, size_t cap, const char *name)
+{
+    for (size_t i = 0; i + 1 < cap && name[i]; i++)
+        out[i] = name[i];
+}
 
 static int ks_kind_of_name(const char *base)
 {
@@ -108,7 +129,7 @@ static int ks_safepoint_collect(struct dl_phdr_info *info, size_t size, void *ar
     const char *name = info->dlpi_name && *info->dlpi_name ? info->dlpi_name
                                                             : program_invocation_short_name;
     const char *base = ks_basename(name ? name : "?");
-    strncpy(m->name, base, sizeof m->name - 1);
+    ks_copy_name(m->name, sizeof m->name, base);
     m->kind = ks_nscratch == 0 && !(info->dlpi_name && *info->dlpi_name) ? KS_MOD_APP
                                                                           : ks_kind_of_name(base);
     uintptr_t self = (uintptr_t)&ks_safepoint_refresh;
