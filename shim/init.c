@@ -157,7 +157,7 @@ static void ks_init_serving_once(void)
 
 static void ks_init_serving(void) { pthread_once(&ks_serving_once, ks_init_serving_once); }
 
-static void ks_init_once(void)
+KS_START_PATH static void ks_init_once(void)
 {
     ks_debug_enabled = ks_env_on("KILLSHIM_DEBUG");
     ks_real_resolve_init();
@@ -193,7 +193,7 @@ static void ks_init_once(void)
     ks_control_init(ks_init_serving);
 }
 
-void ks_init(void) { pthread_once(&ks_once, ks_init_once); }
+KS_START_PATH void ks_init(void) { pthread_once(&ks_once, ks_init_once); }
 
 /* ks_init may first run on a thread that is not the main one (a thread a
  * library started before our constructor, calling pthread_create): the

@@ -366,7 +366,7 @@ void ks_conn_shutdown_all(void)
     ks_conn_unlock();
 }
 
-void ks_conn_init(void)
+KS_START_PATH void ks_conn_init(void)
 {
     const char *idle = ks_env("KILLSHIM_IDLE_TIMEOUT_MS");   /* at start: util.c */
     if (idle && atoi(idle) > 0)

@@ -42,7 +42,7 @@ static void ks_control_begin(void)
     __atomic_store_n(&ks_control_state_v, rc ? KS_CTL_OFF : KS_CTL_RUNNING, __ATOMIC_RELEASE);
 }
 
-void ks_control_init(void (*prepare)(void))
+KS_START_PATH void ks_control_init(void (*prepare)(void))
 {
     ks_server_init(prepare);
     ks_redirect_init();

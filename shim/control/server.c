@@ -227,7 +227,7 @@ static void *ks_accept_main(void *p)
     return r;
 }
 
-void ks_server_init(void (*prepare)(void))
+KS_START_PATH void ks_server_init(void (*prepare)(void))
 {
     ks_prepare = prepare;
     ks_conn_init();

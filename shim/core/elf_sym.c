@@ -7,16 +7,18 @@
 #include <errno.h>
 #include <string.h>
 
+#include "ks.h"
+
 /* A d_ptr of PT_DYNAMIC. glibc relocates them in place when it loads an
  * object, except where the section is read-only (the vDSO): there the value
  * is still an offset from the load bias. A relocated pointer is never below
  * the bias, an offset is (unless the bias is 0, when both are the same). */
-static uintptr_t ks_dyn_ptr(uintptr_t v, uintptr_t base)
+KS_START_PATH static uintptr_t ks_dyn_ptr(uintptr_t v, uintptr_t base)
 {
     return v < base ? v + base : v;
 }
 
-int ks_elf_open(struct ks_elf_obj *o, uintptr_t base, const ElfW(Phdr) *phdr, size_t phnum)
+KS_START_PATH int ks_elf_open(struct ks_elf_obj *o, uintptr_t base, const ElfW(Phdr) *phdr, size_t phnum)
 {
     const ElfW(Dyn) *dyn = NULL;
     for (size_t i = 0; i < phnum; i++)
@@ -54,7 +56,7 @@ int ks_elf_open(struct ks_elf_obj *o, uintptr_t base, const ElfW(Phdr) *phdr, si
     return 0;
 }
 
-uint32_t ks_elf_gnu_hash(const char *name)
+KS_START_PATH uint32_t ks_elf_gnu_hash(const char *name)
 {
     uint32_t h = 5381;
     for (const unsigned char *p = (const unsigned char *)name; *p; p++)
@@ -62,7 +64,7 @@ uint32_t ks_elf_gnu_hash(const char *name)
     return h;
 }
 
-static uint32_t ks_sysv_hash(const char *name)
+KS_START_PATH static uint32_t ks_sysv_hash(const char *name)
 {
     uint32_t h = 0;
     for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
@@ -77,7 +79,7 @@ static uint32_t ks_sysv_hash(const char *name)
 
 /* strcmp of our own: libc's is an interposable name (a sanitizer's runtime
  * intercepts it) and this runs before anything is initialised. */
-static int ks_streq(const char *a, const char *b)
+KS_START_PATH static int ks_streq(const char *a, const char *b)
 {
     while (*a && *a == *b) {
         a++;
@@ -86,13 +88,13 @@ static int ks_streq(const char *a, const char *b)
     return *a == *b;
 }
 
-static const char *ks_str(const struct ks_elf_obj *o, size_t off)
+KS_START_PATH static const char *ks_str(const struct ks_elf_obj *o, size_t off)
 {
     return off < o->strsz ? o->strtab + off : NULL;
 }
 
 /* The name of version index NDX among O's definitions, or NULL. */
-static const char *ks_version_name(const struct ks_elf_obj *o, unsigned ndx)
+KS_START_PATH static const char *ks_version_name(const struct ks_elf_obj *o, unsigned ndx)
 {
     const ElfW(Verdef) *d = o->verdef;
     for (int guard = 0; d && guard < 0x8000; guard++) {
@@ -109,7 +111,7 @@ static const char *ks_version_name(const struct ks_elf_obj *o, unsigned ndx)
 
 /* A defined, exported symbol that can stand for a function or object: what
  * glibc's check_match lets through before it looks at versions. */
-static int ks_usable(const ElfW(Sym) *s)
+KS_START_PATH static int ks_usable(const ElfW(Sym) *s)
 {
     unsigned type = ELF64_ST_TYPE(s->st_info), bind = ELF64_ST_BIND(s->st_info);
     if (s->st_shndx == SHN_UNDEF || s->st_value == 0 || type == STT_TLS)
@@ -125,7 +127,7 @@ enum { KS_NO = 0, KS_YES = 1, KS_MAYBE = 2 };
 /* Does symbol I match NAME at VERSION? KS_MAYBE: a versioned default
  * definition, which an unversioned lookup takes only if it finds no
  * unversioned one (glibc does the same). */
-static int ks_match(const struct ks_elf_obj *o, uint32_t i, const char *name, const char *version)
+KS_START_PATH static int ks_match(const struct ks_elf_obj *o, uint32_t i, const char *name, const char *version)
 {
     const ElfW(Sym) *s = &o->symtab[i];
     const char *sname = ks_str(o, s->st_name);
@@ -146,7 +148,7 @@ static int ks_match(const struct ks_elf_obj *o, uint32_t i, const char *name, co
 /* Visits the chain of symbols whose hash matches: the GNU table when there
  * is one, else the System V one. Returns the first KS_YES, else the first
  * KS_MAYBE, else NULL. */
-const ElfW(Sym) *ks_elf_find(const struct ks_elf_obj *o, const char *name, uint32_t hash,
+KS_START_PATH const ElfW(Sym) *ks_elf_find(const struct ks_elf_obj *o, const char *name, uint32_t hash,
                              const char *version)
 {
     const ElfW(Sym) *maybe = NULL;
@@ -197,13 +199,13 @@ const ElfW(Sym) *ks_elf_find(const struct ks_elf_obj *o, const char *name, uint3
 }
 
 /* Defined and exported under NAME, whatever its version. */
-static int ks_named(const struct ks_elf_obj *o, uint32_t i, const char *name)
+KS_START_PATH static int ks_named(const struct ks_elf_obj *o, uint32_t i, const char *name)
 {
     const char *s = ks_str(o, o->symtab[i].st_name);
     return s && ks_usable(&o->symtab[i]) && ks_streq(s, name);
 }
 
-int ks_elf_each(const struct ks_elf_obj *o, const char *name, uint32_t hash,
+KS_START_PATH int ks_elf_each(const struct ks_elf_obj *o, const char *name, uint32_t hash,
                 int (*fn)(const ElfW(Sym) *sym, void *arg), void *arg)
 {
     int n = 0;
@@ -235,7 +237,7 @@ int ks_elf_each(const struct ks_elf_obj *o, const char *name, uint32_t hash,
     return n;
 }
 
-const ElfW(Sym) *ks_elf_find_ref(const struct ks_elf_obj *o, const char *name, uint32_t hash,
+KS_START_PATH const ElfW(Sym) *ks_elf_find_ref(const struct ks_elf_obj *o, const char *name, uint32_t hash,
                                  const char *version)
 {
     const ElfW(Sym) *s = ks_elf_find(o, name, hash, version);
@@ -250,7 +252,7 @@ const ElfW(Sym) *ks_elf_find_ref(const struct ks_elf_obj *o, const char *name, u
     return (v & 0x7fff) <= 1 && !(v & 0x8000) ? s : NULL;
 }
 
-void *ks_elf_addr(const struct ks_elf_obj *o, const ElfW(Sym) *sym)
+KS_START_PATH void *ks_elf_addr(const struct ks_elf_obj *o, const ElfW(Sym) *sym)
 {
     uintptr_t a = (sym->st_shndx == SHN_ABS ? 0 : o->base) + sym->st_value;
     if (ELF64_ST_TYPE(sym->st_info) == STT_GNU_IFUNC)
@@ -264,7 +266,7 @@ struct ks_loaded_find {
     struct ks_elf_loaded *l;
 };
 
-static int ks_loaded_cb(struct dl_phdr_info *info, size_t size, void *arg)
+KS_START_PATH static int ks_loaded_cb(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
     struct ks_loaded_find *f = arg;
@@ -285,13 +287,13 @@ static int ks_loaded_cb(struct dl_phdr_info *info, size_t size, void *arg)
     return 1;
 }
 
-int ks_elf_find_loaded(const char *name, const char *file, struct ks_elf_loaded *l)
+KS_START_PATH int ks_elf_find_loaded(const char *name, const char *file, struct ks_elf_loaded *l)
 {
     struct ks_loaded_find f = {name, file, ks_elf_gnu_hash(name), l};
     return dl_iterate_phdr(ks_loaded_cb, &f) ? 0 : ENOENT;
 }
 
-int ks_elf_info_contains(const struct dl_phdr_info *info, uintptr_t addr)
+KS_START_PATH int ks_elf_info_contains(const struct dl_phdr_info *info, uintptr_t addr)
 {
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];

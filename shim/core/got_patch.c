@@ -237,12 +237,6 @@ static int ks_got_find_self(struct dl_phdr_info *info, size_t size, void *arg)
     return ks_elf_open(self, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) == 0;
 }
 
-static const struct { const char *name; enum ks_real_where where; } ks_got_names[] = {
-#define KS_X(field, sym, ver, wh, ret, params) [KS_FN_##field] = {sym, wh},
-    KS_REAL_TABLE(KS_X)
-#undef KS_X
-};
-
 /* Patches, as W says, the slots of the functions ONLY names (NULL: every
  * function the shim interposes). */
 static int ks_got_patch(struct ks_got_walk *w, const char *only)
@@ -253,12 +247,12 @@ static int ks_got_patch(struct ks_got_walk *w, const char *only)
     w->self = (uintptr_t)&ks_got_patch;
     ks_real_resolve_all();
     for (int f = 0; f < KS_FN_COUNT; f++) {
-        const char *name = ks_got_names[f].name;
+        const char *name = ks_real_symbol(f);
         if (only && strcmp(name, only) != 0)
             continue;
         void *real = __atomic_load_n(&ks_real_fn[f], __ATOMIC_ACQUIRE);
         const ElfW(Sym) *s = ks_elf_find(&self, name, ks_elf_gnu_hash(name), NULL);
-        if (ks_got_names[f].where != KS_NEXT || !real || !s)
+        if (ks_real_where_of(f) != KS_NEXT || !real || !s)
             continue;
         w->want[w->nwant++] = (struct ks_got_want){name, real, ks_elf_addr(&self, s)};
     }

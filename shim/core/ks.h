@@ -65,6 +65,13 @@ extern int ks_debug_enabled;
  * code pages as it can (each first touch in a child is a page fault). */
 #define KS_FORK_PATH __attribute__((section(".text.hot.ks_fork"), noinline))
 
+/* What every process runs at start (the constructor, the first lookups, the
+ * module table): one text section beside the fork path's at the start of
+ * .text, whose page the loader reads anyway, so that starting faults in one
+ * or two 64 KB windows of the shim's code (the kernel's fault-around) instead
+ * of one for each place that code was spread over (docs/bench.md). */
+#define KS_START_PATH __attribute__((section(".text.hot.ks_start")))
+
 uint64_t ks_now_ns(void);           /* CLOCK_MONOTONIC */
 const char *ks_env(const char *name);   /* getenv(NAME), without libc's */
 int ks_env_on(const char *name);        /* NAME set, not empty, not "0" */

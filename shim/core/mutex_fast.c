@@ -27,7 +27,7 @@ void ks_mutex_wake(int *lock)
  * program would bind to without the shim and without any other interposer.
  * LIBC: libc.so.6's object (one walk of the loader's list finds it for all
  * the probe's lookups: each walk costs about 2,400 instructions at start). */
-static int ks_is_libc_def(const struct ks_elf_obj *libc, const char *name, void *addr)
+KS_START_PATH static int ks_is_libc_def(const struct ks_elf_obj *libc, const char *name, void *addr)
 {
     const ElfW(Sym) *s = addr ? ks_elf_find(libc, name, ks_elf_gnu_hash(name), NULL) : NULL;
     return s && ks_elf_addr(libc, s) == addr;
@@ -36,7 +36,7 @@ static int ks_is_libc_def(const struct ks_elf_obj *libc, const char *name, void 
 /* struct pthread's tid offset, from the descriptor glibc keeps for
  * libthread_db: {bits, elements, offset}; also libc's object into LIBC.
  * 0 if absent or implausible. */
-static unsigned long ks_find_tid_off(struct ks_elf_obj *libc)
+KS_START_PATH static unsigned long ks_find_tid_off(struct ks_elf_obj *libc)
 {
     struct ks_elf_loaded l;
     if (ks_elf_find_loaded("_thread_db_pthread_tid", "libc.so.6", &l) != 0)
@@ -56,7 +56,7 @@ struct ks_mutex_words {
     int kind;
 };
 
-static int ks_words_are(const pthread_mutex_t *m, struct ks_mutex_words w)
+KS_START_PATH static int ks_words_are(const pthread_mutex_t *m, struct ks_mutex_words w)
 {
     return m->__data.__lock == w.lock && m->__data.__count == w.count &&
            m->__data.__owner == w.owner && m->__data.__nusers == w.nusers &&
@@ -65,7 +65,7 @@ static int ks_words_are(const pthread_mutex_t *m, struct ks_mutex_words w)
 
 /* glibc's own lock, trylock and unlock on a default mutex leave exactly the
  * words the fast path would, and never mark __kind (forced elision does). */
-static int ks_glibc_agrees(pid_t tid)
+KS_START_PATH static int ks_glibc_agrees(pid_t tid)
 {
     pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
     const struct ks_mutex_words held = {1, 0, tid, 1, 0}, free = {0, 0, 0, 0, 0};
@@ -86,7 +86,7 @@ static int ks_glibc_agrees(pid_t tid)
     return ok && ks_words_are(&m, free);
 }
 
-void ks_mutex_fast_init(void)
+KS_START_PATH void ks_mutex_fast_init(void)
 {
 #if defined(__SANITIZE_THREAD__) || defined(KS_TSAN)
     /* ThreadSanitizer must see every lock: its interceptors are the next

@@ -171,6 +171,11 @@ int ks_real_table_complete(void);
  * there without resolving (KS_REAL_PEEK's users: _exit). */
 void ks_real_resolve_init(void);
 
+/* Entry F's symbol name and where it is looked up (ks_rules, resolve.c: one
+ * table of the names, each a relocation the loader applies at start). */
+const char *ks_real_symbol(enum ks_real_id f);
+enum ks_real_where ks_real_where_of(enum ks_real_id f);
+
 /* Slow path of KS_REAL: resolves and returns entry F (NULL if it does not
  * exist, or if resolution is re-entered too deep on this thread). The first
  * miss of pthread_create resolves every entry. */

@@ -113,7 +113,7 @@ KS_FORK_PATH static void ks_link(struct ks_thread *t)
     t->linked = 1;
 }
 
-void ks_registry_add_self(enum ks_role role, void *start)
+KS_START_PATH void ks_registry_add_self(enum ks_role role, void *start)
 {
     struct ks_thread *t = &ks_self_rec;
     if (t->linked)

@@ -64,6 +64,9 @@ static const struct ks_real_rule {
 #undef KS_X
 };
 
+const char *ks_real_symbol(enum ks_real_id f) { return ks_rules[f].symbol; }
+enum ks_real_where ks_real_where_of(enum ks_real_id f) { return ks_rules[f].where; }
+
 /* Per entry: set once a walk for it has stored what it found (release,
  * after the table's store): a NULL entry is then a function the process
  * does not have, and KS_REAL stops looking. */
@@ -95,7 +98,7 @@ struct ks_walk {
     struct ks_found *found;
 };
 
-static int ks_is_libc(const struct ks_elf_obj *o)
+KS_START_PATH static int ks_is_libc(const struct ks_elf_obj *o)
 {
     static const char want[] = "libc.so.6";
     for (size_t i = 0; i < sizeof want; i++)
@@ -105,7 +108,7 @@ static int ks_is_libc(const struct ks_elf_obj *o)
 }
 
 /* Applies entry F's rule to object O, the next in load order. */
-static void ks_visit_entry(struct ks_found *fd, const struct ks_elf_obj *o, int libc, int f)
+KS_START_PATH static void ks_visit_entry(struct ks_found *fd, const struct ks_elf_obj *o, int libc, int f)
 {
     const struct ks_real_rule *r = &ks_rules[f];
     const ElfW(Sym) *s;
@@ -126,7 +129,7 @@ static void ks_visit_entry(struct ks_found *fd, const struct ks_elf_obj *o, int 
     fd->final = fd->first && (!fd->first_is_libc || !r->version || fd->exact);
 }
 
-static int ks_visit(struct dl_phdr_info *info, size_t size, void *arg)
+KS_START_PATH static int ks_visit(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
     struct ks_walk *w = arg;
@@ -153,7 +156,7 @@ static int ks_visit(struct dl_phdr_info *info, size_t size, void *arg)
     return w->left == 0;   /* nonzero stops the walk */
 }
 
-static void *ks_pick(const struct ks_real_rule *r, const struct ks_found *fd)
+KS_START_PATH static void *ks_pick(const struct ks_real_rule *r, const struct ks_found *fd)
 {
     if (r->where == KS_LIBC)
         return fd->exact;
@@ -163,7 +166,7 @@ static void *ks_pick(const struct ks_real_rule *r, const struct ks_found *fd)
 }
 
 /* Resolves those of the N entries FOUND[i].id that are still empty. */
-static void ks_walk(int n, struct ks_found *found)
+KS_START_PATH static void ks_walk(int n, struct ks_found *found)
 {
     struct ks_walk w = {.self = (uintptr_t)&ks_walk, .n = n, .found = found};
     for (int i = 0; i < n; i++) {
@@ -198,7 +201,7 @@ static void ks_walk(int n, struct ks_found *found)
 
 /* Walks for the N entries FOUND[i].id and marks them looked up; nothing
  * past the depth limit. */
-static void ks_resolve_some(int n, struct ks_found *found)
+KS_START_PATH static void ks_resolve_some(int n, struct ks_found *found)
 {
     if (ks_resolve_depth >= KS_RESOLVE_MAX_DEPTH)
         return;
@@ -226,7 +229,7 @@ int ks_real_table_complete(void) { return __atomic_load_n(&ks_real_all_looked, _
 
 /* What every process under the shim calls at start (the shim's locks, its
  * signal handlers' install), in one walk rather than one each; and _exit. */
-void ks_real_resolve_init(void)
+KS_START_PATH void ks_real_resolve_init(void)
 {
     static const unsigned char ids[] = {
         KS_FN__exit, KS_FN_pthread_mutex_lock, KS_FN_pthread_mutex_unlock,

@@ -42,7 +42,7 @@ struct ks_selfbind_walk {
 
 /* 1 if S ends in C. Not through a length: GCC makes a length loop a call
  * to strlen, bound lazily in the constructor (an import it need not have). */
-static KS_SIGSAFE int ks_ends_in(const char *s, char c)
+KS_START_PATH static KS_SIGSAFE int ks_ends_in(const char *s, char c)
 {
     char last = 0;
     for (; *s; s++)
@@ -50,7 +50,7 @@ static KS_SIGSAFE int ks_ends_in(const char *s, char c)
     return last == c;
 }
 
-static KS_SIGSAFE int ks_same(const char *a, const char *b)
+KS_START_PATH static KS_SIGSAFE int ks_same(const char *a, const char *b)
 {
     while (*a && *a == *b) {
         a++;
@@ -62,14 +62,14 @@ static KS_SIGSAFE int ks_same(const char *a, const char *b)
 /* A name's first four bytes, to tell most names apart in one compare: every
  * name the shim imports has four characters or more, and a shorter one is
  * read into the string table's next string (mapped), then compared whole. */
-static KS_SIGSAFE uint32_t ks_prefix(const char *name)
+KS_START_PATH static KS_SIGSAFE uint32_t ks_prefix(const char *name)
 {
     const unsigned char *p = (const unsigned char *)name;
     return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 /* The name of the version a reference with index NDX needs, or NULL. */
-static KS_SIGSAFE const char *ks_needed_version(const struct ks_selfbind_walk *w, unsigned ndx)
+KS_START_PATH static KS_SIGSAFE const char *ks_needed_version(const struct ks_selfbind_walk *w, unsigned ndx)
 {
     const ElfW(Verneed) *n = w->o.verneed;
     for (int guard = 0; n && ndx > 1 && guard < 64; guard++) {
@@ -87,7 +87,7 @@ static KS_SIGSAFE const char *ks_needed_version(const struct ks_selfbind_walk *w
 }
 
 /* 1 if NAME begins with PREFIX. */
-static KS_SIGSAFE int ks_starts(const char *name, const char *prefix)
+KS_START_PATH static KS_SIGSAFE int ks_starts(const char *name, const char *prefix)
 {
     while (*prefix && *name == *prefix) {
         name++;
@@ -100,7 +100,7 @@ static KS_SIGSAFE int ks_starts(const char *name, const char *prefix)
  * entries; one ending in '_' names every import it begins) whose value
  * still lies in the shim (the lazy resolver's stub, or one of the shim's
  * own hooks, which a lookup finds again). */
-static KS_SIGSAFE void ks_self_slots(struct ks_selfbind_walk *w, const struct dl_phdr_info *info,
+KS_START_PATH static KS_SIGSAFE void ks_self_slots(struct ks_selfbind_walk *w, const struct dl_phdr_info *info,
                                      const char *const *only)
 {
     uint32_t pre[16];
@@ -142,7 +142,7 @@ struct ks_selfbind_arg {
     const char *const *only;
 };
 
-static KS_SIGSAFE int ks_find_self(struct dl_phdr_info *info, size_t size, void *arg)
+KS_START_PATH static KS_SIGSAFE int ks_find_self(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
     struct ks_selfbind_arg *a = arg;
@@ -161,7 +161,7 @@ static KS_SIGSAFE int ks_find_self(struct dl_phdr_info *info, size_t size, void 
  * and the kernel's vDSO defines one too. (An object the program dlopened
  * RTLD_LOCAL is not in the scope either; it comes after libc, which defines
  * every name the shim imports.) */
-static KS_SIGSAFE int ks_find_defs(struct dl_phdr_info *info, size_t size, void *arg)
+KS_START_PATH static KS_SIGSAFE int ks_find_defs(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
     struct ks_selfbind_walk *w = arg;
@@ -181,7 +181,7 @@ static KS_SIGSAFE int ks_find_defs(struct dl_phdr_info *info, size_t size, void 
 }
 
 /* Binds the slots ONLY names (NULL: all) with up to CAP entries of B. */
-static KS_SIGSAFE void ks_selfbind(const char *const *only, struct ks_bind *b, int cap)
+KS_START_PATH static KS_SIGSAFE void ks_selfbind(const char *const *only, struct ks_bind *b, int cap)
 {
     struct ks_selfbind_walk w = {.self = (uintptr_t)&ks_selfbind, .b = b, .cap = cap};
     struct ks_selfbind_arg a = {&w, only};
@@ -214,7 +214,7 @@ static const char *const ks_sigctx_imports[] = {
 };
 static const char *const ks_debug_imports[] = {"snprintf", "vsnprintf", "strlen", "write", NULL};
 
-void ks_selfbind_init(void)
+KS_START_PATH void ks_selfbind_init(void)
 {
     struct ks_bind b[KS_SELFBIND_INIT_MAX];
     ks_selfbind(ks_sigctx_imports, b, KS_SELFBIND_INIT_MAX);

@@ -107,7 +107,7 @@ static void ks_sig_entry(int signo, siginfo_t *si, void *uc)
     errno = saved;
 }
 
-static int ks_pick_signals(void)
+KS_START_PATH static int ks_pick_signals(void)
 {
     int base = SIGRTMAX - 3;
     const char *env = ks_env("KILLSHIM_SIGNAL");
@@ -128,7 +128,7 @@ static int ks_pick_signals(void)
     return 0;
 }
 
-int ks_signals_install(void)
+KS_START_PATH int ks_signals_install(void)
 {
     if (!KS_REAL(sigaction) || !KS_REAL(libc_sigaction))
         return ENOSYS;

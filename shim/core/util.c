@@ -11,7 +11,7 @@ extern char **environ;
  * libc's code page that holds getenv, in every exec'd child (docs/bench.md).
  * Read only on the main thread before main, and by control: the program's
  * setenv may replace the array meanwhile, as it may under getenv. */
-const char *ks_env(const char *name)
+KS_START_PATH const char *ks_env(const char *name)
 {
     for (char **e = environ; e && *e; e++) {
         const char *a = *e, *b = name;
@@ -25,7 +25,7 @@ const char *ks_env(const char *name)
     return NULL;
 }
 
-int ks_env_on(const char *name)
+KS_START_PATH int ks_env_on(const char *name)
 {
     const char *v = ks_env(name);
     return v && *v && !(v[0] == '0' && !v[1]);

@@ -20,7 +20,7 @@ static void ks_act_dispatch(int signo, siginfo_t *si, ucontext_t *uc)
         ks_abort_on_signal(t, si, uc);
 }
 
-void ks_deliver_init(void) { ks_signals_set_handler(KS_SIG_ACT, ks_act_dispatch); }
+KS_START_PATH void ks_deliver_init(void) { ks_signals_set_handler(KS_SIG_ACT, ks_act_dispatch); }
 
 void ks_pending_reason(const struct ks_thread *t, char *buf, size_t cap)
 {

@@ -83,7 +83,7 @@ KS_HOT_DATA static int ks_abort_loaded;
  * module table) before any thread of the shim exists, and the SIGTRAP
  * handler, which a program has always seen from its start (two system
  * calls). libunwind is loaded when control starts (ks_init_serving). */
-int ks_abort_init(void)
+KS_START_PATH int ks_abort_init(void)
 {
     ks_safepoint_refresh();
     ks_step_set_callback(ks_abort_on_trap);

@@ -40,14 +40,14 @@ static unsigned char ks_tramp_stack[KS_TRAMP_STACK] __attribute__((aligned(16)))
  * the allocator is a runtime module (KS_MOD_ALLOC): the walk refuses it. */
 static int ks_alloc_in_program;
 
-static int ks_first_module(struct dl_phdr_info *info, size_t size, void *arg)
+KS_START_PATH static int ks_first_module(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
     *(uintptr_t *)arg = info->dlpi_addr;
     return 1;
 }
 
-void ks_redirect_init(void)
+KS_START_PATH void ks_redirect_init(void)
 {
     void *calloc_addr = dlsym(RTLD_DEFAULT, "calloc");
     struct ks_pc_info pi;

@@ -47,7 +47,7 @@ static unsigned long long ks_seen_adds = ~0ULL, ks_seen_subs = ~0ULL;
  * strncmp, strlen and strncpy: the first table is built in every process at
  * start, and those would be bound lazily there and fault in libc code pages
  * that a program like /bin/true never touches (docs/bench.md). */
-static const char *ks_basename(const char *path)
+KS_START_PATH static const char *ks_basename(const char *path)
 {
     const char *base = path;
     for (const char *p = path; *p; p++)
@@ -56,7 +56,7 @@ static const char *ks_basename(const char *path)
     return base;
 }
 
-static int ks_prefix(const char *s, const char *p)
+KS_START_PATH static int ks_prefix(const char *s, const char *p)
 {
     while (*p && *s == *p) {
         s++;
@@ -66,13 +66,13 @@ static int ks_prefix(const char *s, const char *p)
 }
 
 /* NAME into OUT (CAP bytes), cut and terminated; OUT is zeroed. */
-static void ks_copy_name(char *out, size_t cap, const char *name)
+KS_START_PATH static void ks_copy_name(char *out, size_t cap, const char *name)
 {
     for (size_t i = 0; i + 1 < cap && name[i]; i++)
         out[i] = name[i];
 }
 
-static int ks_kind_of_name(const char *base)
+KS_START_PATH static int ks_kind_of_name(const char *base)
 {
     static const char *const glibc[] = {"libc.so", "libm.so", "libmvec.so", "libpthread.so",
                                         "libdl.so", "librt.so", "libresolv.so", "libanl.so",
@@ -98,7 +98,7 @@ static int ks_kind_of_name(const char *base)
     return KS_MOD_APP;
 }
 
-static int ks_safepoint_collect(struct dl_phdr_info *info, size_t size, void *arg)
+KS_START_PATH static int ks_safepoint_collect(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
     uintptr_t malloc_at = *(const uintptr_t *)arg;
@@ -148,7 +148,7 @@ static int ks_safepoint_collect(struct dl_phdr_info *info, size_t size, void *ar
     return 0;
 }
 
-static int ks_count_changes(struct dl_phdr_info *info, size_t size, void *arg)
+KS_START_PATH static int ks_count_changes(struct dl_phdr_info *info, size_t size, void *arg)
 {
     unsigned long long *v = arg;
     if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs) {
@@ -158,7 +158,7 @@ static int ks_count_changes(struct dl_phdr_info *info, size_t size, void *arg)
     return 1;   /* the counters are the same in every entry */
 }
 
-int ks_safepoint_refresh(void)
+KS_START_PATH int ks_safepoint_refresh(void)
 {
     ks_lock(&ks_write_mu);
     unsigned long long v[2] = {0, 0};
