@@ -252,6 +252,22 @@ KS_START_PATH const ElfW(Sym) *ks_elf_find_ref(const struct ks_elf_obj *o, const
     return (v & 0x7fff) <= 1 && !(v & 0x8000) ? s : NULL;
 }
 
+KS_START_PATH uint32_t ks_elf_ref_index(const struct ks_elf_obj *o, const char *name)
+{
+    const uint32_t *h = o->sysv_hash;
+    if (!h || h[0] == 0)
+        return 0;
+    uint32_t nbucket = h[0], nchain = h[1], steps = 0;
+    const uint32_t *bucket = h + 2, *chain = bucket + nbucket;
+    for (uint32_t i = bucket[ks_sysv_hash(name) % nbucket]; i != STN_UNDEF && i < nchain &&
+                                                           steps++ < nchain; i = chain[i]) {
+        const char *s = ks_str(o, o->symtab[i].st_name);
+        if (o->symtab[i].st_shndx == SHN_UNDEF && s && ks_streq(s, name))
+            return i;
+    }
+    return 0;
+}
+
 KS_START_PATH void *ks_elf_addr(const struct ks_elf_obj *o, const ElfW(Sym) *sym)
 {
     uintptr_t a = (sym->st_shndx == SHN_ABS ? 0 : o->base) + sym->st_value;

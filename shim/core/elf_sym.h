@@ -65,6 +65,11 @@ int ks_elf_each(const struct ks_elf_obj *o, const char *name, uint32_t gnu_hash,
 const ElfW(Sym) *ks_elf_find_ref(const struct ks_elf_obj *o, const char *name, uint32_t gnu_hash,
                                  const char *version);
 
+/* The index in O's symbol table of its reference to NAME (an undefined
+ * symbol), through DT_HASH, which lists every dynamic symbol (DT_GNU_HASH
+ * only the definitions); 0 if there is none, or O has no DT_HASH. */
+uint32_t ks_elf_ref_index(const struct ks_elf_obj *o, const char *name);
+
 /* The address SYM of O stands for: its value, or what its resolver returns
  * for an indirect function (STT_GNU_IFUNC), as the loader would bind it. */
 void *ks_elf_addr(const struct ks_elf_obj *o, const ElfW(Sym) *sym);

@@ -96,39 +96,83 @@ KS_START_PATH static KS_SIGSAFE int ks_starts(const char *name, const char *pref
     return !*prefix;
 }
 
-/* Notes the shim's slots to bind: those named in ONLY (NULL: all; up to 16
- * entries; one ending in '_' names every import it begins) whose value
- * still lies in the shim (the lazy resolver's stub, or one of the shim's
- * own hooks, which a lookup finds again). */
-KS_START_PATH static KS_SIGSAFE void ks_self_slots(struct ks_selfbind_walk *w, const struct dl_phdr_info *info,
-                                     const char *const *only)
-{
+#define KS_WANT_SYMS 1024   /* the shim has about 190 dynamic symbols */
+
+/* Which imports a walk binds: ONLY's names (NULL: all; up to 16 entries;
+ * one ending in '_' names every import it begins). */
+struct ks_want {
+    const char *const *only;
+    int n;
+    int by_index;          /* set: a bit per wanted symbol index */
+    uint64_t set[KS_WANT_SYMS / 64];
     uint32_t pre[16];
     unsigned char family[16];
-    uint64_t bloom = 0;   /* one bit per prefix: most names miss it at once */
-    int nonly = 0;
-    for (; only && only[nonly] && nonly < 16; nonly++) {
-        const char *o = only[nonly];
-        pre[nonly] = ks_prefix(o);
-        family[nonly] = o[0] && o[1] && o[2] && o[3] && ks_ends_in(o, '_');
-        bloom |= 1ull << ((pre[nonly] * 0x9e3779b1u) >> 26);
+    uint64_t bloom;        /* one bit per prefix: most names miss it at once */
+};
+
+/* With the shim's DT_HASH (it is linked with --hash-style=both for this;
+ * DT_GNU_HASH lists only definitions) each name's reference is found by
+ * its hash, and a relocation is told by its symbol index in one compare
+ * (a bit in SET) instead of by its name: reading every relocation's name
+ * was 11,800 instructions of every start (docs/bench.md). A family (a prefix, the
+ * sanitizer builds') can only be matched by the names. */
+KS_START_PATH static KS_SIGSAFE void ks_want_init(struct ks_want *m, const struct ks_elf_obj *o,
+                                                  const char *const *only)
+{
+    *m = (struct ks_want){.only = only, .by_index = o->sysv_hash != NULL};
+    for (; only && only[m->n] && m->n < 16; m->n++) {
+        const char *n = only[m->n];
+        m->pre[m->n] = ks_prefix(n);
+        m->family[m->n] = n[0] && n[1] && n[2] && n[3] && ks_ends_in(n, '_');
+        m->bloom |= 1ull << ((m->pre[m->n] * 0x9e3779b1u) >> 26);
+        m->by_index &= !m->family[m->n];
     }
+    for (int k = 0; m->by_index && k < m->n; k++) {
+        uint32_t i = ks_elf_ref_index(o, only[k]);
+        if (i >= KS_WANT_SYMS)
+            m->by_index = 0;   /* never in the shim: by the names then */
+        else if (i)
+            m->set[i / 64] |= 1ull << (i % 64);
+    }
+}
+
+/* 1 if the import SYM (named NAME) is one M wants. */
+KS_START_PATH static KS_SIGSAFE int ks_wanted(const struct ks_want *m, uint32_t sym,
+                                             const char *name)
+{
+    if (!m->only)
+        return 1;
+    if (m->by_index)
+        return sym < KS_WANT_SYMS && (m->set[sym / 64] >> (sym % 64) & 1);
+    int want = 0;
+    uint32_t p = ks_prefix(name);
+    if (!(m->bloom & 1ull << ((p * 0x9e3779b1u) >> 26)))
+        return 0;
+    for (int k = 0; k < m->n && !want; k++)
+        want = p == m->pre[k] &&
+               (m->family[k] ? ks_starts(name, m->only[k]) : ks_same(name, m->only[k]));
+    return want;
+}
+
+/* Notes the shim's slots to bind: those ONLY names (ks_want) whose value
+ * still lies in the shim (the lazy resolver's stub, or one of the shim's
+ * own hooks, which a lookup finds again). */
+KS_START_PATH static KS_SIGSAFE void ks_self_slots(struct ks_selfbind_walk *w,
+                                                   const struct dl_phdr_info *info,
+                                                   const char *const *only)
+{
+    struct ks_want m;
+    ks_want_init(&m, &w->o, only);
     for (size_t i = 0; i < w->o.njmprel && w->n < w->cap; i++) {
         const ElfW(Rela) *r = &w->o.jmprel[i];
-        size_t sym = ELF64_R_SYM(r->r_info);
+        uint32_t sym = (uint32_t)ELF64_R_SYM(r->r_info);
         if (ELF64_R_TYPE(r->r_info) != R_X86_64_JUMP_SLOT || !sym)
             continue;
-        const char *name = w->o.strtab + w->o.symtab[sym].st_name;
-        int want = !only;
-        uint32_t p = ks_prefix(name);
-        if (!want && !(bloom & 1ull << ((p * 0x9e3779b1u) >> 26)))
-            continue;
-        for (int k = 0; k < nonly && !want; k++)
-            want = p == pre[k] &&
-                   (family[k] ? ks_starts(name, only[k]) : ks_same(name, only[k]));
+        const char *name = m.by_index ? NULL : w->o.strtab + w->o.symtab[sym].st_name;
         uintptr_t slot = info->dlpi_addr + r->r_offset;
-        if (!want || !ks_elf_info_contains(info, *(uintptr_t *)slot))
+        if (!ks_wanted(&m, sym, name) || !ks_elf_info_contains(info, *(uintptr_t *)slot))
             continue;
+        name = w->o.strtab + w->o.symtab[sym].st_name;
         unsigned ndx = w->o.versym ? w->o.versym[sym] & 0x7fff : 0;
         w->b[w->n++] = (struct ks_bind){
             .name = name, .version = ks_needed_version(w, ndx),
@@ -206,11 +250,14 @@ KS_START_PATH static KS_SIGSAFE void ks_selfbind(const char *const *only, struct
 static const char *const ks_sigctx_imports[] = {
     "__errno_location", "getpid", "syscall", "memcpy", "sched_yield", "sigdelset",
     "sigfillset", "dl_iterate_phdr", "__stack_chk_fail",
+#if defined(KS_SANITIZER) || defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
     /* A sanitizer's instrumentation calls its runtime from any function,
      * the handler's included (ASan's stack poisoning, its reports): every
      * one of those, in the test builds that have them (the shim has none
-     * otherwise, and the four cost nothing then). */
-    "__asan_", "__ubsan_", "__tsan_", "__sanitizer_", NULL,
+     * otherwise; there they would make the walk match by names). */
+    "__asan_", "__ubsan_", "__tsan_", "__sanitizer_",
+#endif
+    NULL,
 };
 static const char *const ks_debug_imports[] = {"snprintf", "vsnprintf", "strlen", "write", NULL};
 

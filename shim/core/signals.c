@@ -232,7 +232,7 @@ int ks_signals_program_action(int signo, const struct sigaction *act, struct sig
     return 1;
 }
 
-int ks_signals_from_pass(uintptr_t caller)
+KS_START_PATH int ks_signals_from_pass(uintptr_t caller)
 {
     return caller >= ks_pass_lo && caller < __atomic_load_n(&ks_pass_hi, __ATOMIC_ACQUIRE);
 }
@@ -308,7 +308,7 @@ void ks_sigmask_batch_end(const sigset_t *saved)
     ks_sigmask_raw(SIG_SETMASK, saved, NULL);
 }
 
-const sigset_t *ks_signals_unblockable(int how, const sigset_t *set, sigset_t *copy)
+KS_START_PATH const sigset_t *ks_signals_unblockable(int how, const sigset_t *set, sigset_t *copy)
 {
     if (!set || how == SIG_UNBLOCK || !__atomic_load_n(&ks_installed, __ATOMIC_ACQUIRE))
         return set;

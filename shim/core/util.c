@@ -48,6 +48,23 @@ static KS_SIGSAFE long ks_syscall0(long nr)
     return ret;
 }
 
+/* The same clock through the system call: the main thread's registration
+ * at start reads it once, and the vDSO's clock_gettime would fault in its
+ * data page (vvar) and bind clock_gettime in every process, /bin/true
+ * included, that never reads a clock itself (docs/bench.md). */
+KS_START_PATH uint64_t ks_now_ns_sys(void)
+{
+    struct timespec ts;
+    long rc;
+    __asm__ volatile("syscall"
+                     : "=a"(rc)
+                     : "0"((long)SYS_clock_gettime), "D"((long)CLOCK_MONOTONIC), "S"(&ts)
+                     : "rcx", "r11", "memory");
+    if (rc != 0)
+        return ks_now_ns();
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 KS_FORK_PATH KS_SIGSAFE pid_t ks_gettid(void) { return (pid_t)ks_syscall0(SYS_gettid); }
 
 KS_FORK_PATH KS_SIGSAFE pid_t ks_getpid(void) { return (pid_t)ks_syscall0(SYS_getpid); }

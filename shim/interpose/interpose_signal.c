@@ -60,7 +60,8 @@ KS_EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
     return KS_CALL_OR(sigprocmask, (errno = ENOSYS, -1), (how, s, old));
 }
 
-KS_EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
+/* Called at start (ks_step_install): with the start path's code. */
+KS_START_PATH KS_EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
 {
     uintptr_t caller = (uintptr_t)__builtin_return_address(0);
     if (ks_signals_from_pass(caller))
