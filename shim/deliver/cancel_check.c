@@ -179,8 +179,9 @@ void ks_cancel_check(pid_t tid, uint64_t id, struct ks_cancel_check *c)
     c->id = id;
     ks_dump_lock();
     /* The walk classifies frames by module: a library dlopened since the
-     * last look must be in the table. Takes the loader's lock. */
-    ks_safepoint_refresh();
+     * last look must be in the table, with its GOT for the landing pad
+     * scan. Takes the loader's lock. */
+    ks_safepoint_refresh_pads();
     ks_check_settle(tid);
     struct ks_capture cap = {.tid = tid};
     ks_registry_lock();

@@ -141,7 +141,7 @@ void ks_abort_prepare(void)
         ks_abort_ok = 0;
         return;
     }
-    ks_safepoint_refresh();
+    ks_safepoint_refresh_pads();
     int no_step = ks_step_install() != 0 || ks_step_tracer() != 0;
     __atomic_store_n(&ks_no_step, no_step, __ATOMIC_RELAXED);
 }

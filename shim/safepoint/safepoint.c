@@ -24,6 +24,7 @@ struct ks_mod {
     uintptr_t seg_lo[KS_SEG_MAX], seg_hi[KS_SEG_MAX];
     uintptr_t eh_hdr;              /* PT_GNU_EH_FRAME, or 0 */
     struct ks_gotsym got;          /* its slots for std::terminate... (lpad.h) */
+    int got_done;                  /* GOT read (ks_safepoint_refresh_pads) */
     char name[40];
 };
 
@@ -98,6 +99,20 @@ KS_START_PATH static int ks_kind_of_name(const char *base)
     return KS_MOD_APP;
 }
 
+/* M (being built aside) takes the GOT already read for the same object in
+ * the published table. Under ks_write_mu, the only writer. */
+static void ks_carry_got(struct ks_mod *m)
+{
+    for (int i = 0; i < ks_nmods; i++) {
+        const struct ks_mod *o = &ks_mods[i];
+        if (o->got_done && o->bias == m->bias && o->lo == m->lo && o->hi == m->hi) {
+            m->got = o->got;
+            m->got_done = 1;
+            return;
+        }
+    }
+}
+
 KS_START_PATH static int ks_safepoint_collect(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
@@ -142,8 +157,11 @@ KS_START_PATH static int ks_safepoint_collect(struct dl_phdr_info *info, size_t 
      * stays application code. */
     if (m->kind == KS_MOD_APP && ks_nscratch > 0 && ks_elf_info_contains(info, malloc_at))
         m->kind = KS_MOD_ALLOC;
-    if (m->kind == KS_MOD_APP)
-        ks_gotsym_collect(info, &m->got);
+    /* An application module's GOT is read only for an abort or a cancel
+     * check (ks_safepoint_refresh_pads), not in every process at start:
+     * here it is carried over from the table being replaced. */
+    if (m->kind == KS_MOD_APP && ks_build != ks_mods)
+        ks_carry_got(m);
     ks_nscratch++;
     return 0;
 }
@@ -195,6 +213,42 @@ KS_START_PATH int ks_safepoint_refresh(void)
     ks_seen_subs = v[1];
     ks_unlock(&ks_write_mu);
     return 0;
+}
+
+/* Reads the GOT of each application module of the published table that
+ * has not had it read, publishing each under an odd ks_seq. Under
+ * ks_write_mu. */
+static int ks_read_gots(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    (void)arg;
+    for (int i = 0; i < ks_nmods; i++) {
+        struct ks_mod *m = &ks_mods[i];
+        if (m->kind != KS_MOD_APP || m->got_done || m->bias != info->dlpi_addr)
+            continue;
+        struct ks_gotsym g;
+        ks_gotsym_collect(info, &g);
+        __atomic_store_n(&ks_seq, ks_seq + 1, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_RELEASE);
+        m->got = g;
+        m->got_done = 1;
+        __atomic_store_n(&ks_seq, ks_seq + 1, __ATOMIC_RELEASE);
+        break;
+    }
+    return 0;
+}
+
+int ks_safepoint_refresh_pads(void)
+{
+    int rc = ks_safepoint_refresh();
+    ks_lock(&ks_write_mu);
+    int missing = 0;
+    for (int i = 0; i < ks_nmods; i++)
+        missing |= ks_mods[i].kind == KS_MOD_APP && !ks_mods[i].got_done;
+    if (missing)
+        dl_iterate_phdr(ks_read_gots, NULL);
+    ks_unlock(&ks_write_mu);
+    return rc;
 }
 
 /* Finds ADDR's module and segment in the published table. Returns the
@@ -294,9 +348,11 @@ int ks_safepoint_got_kind(uintptr_t slot)
         }
         int seg = -1, kind = KS_LP_OTHER;
         int i = ks_find(slot, &seg);
-        if (i >= 0) {
-            kind = ks_gotsym_kind(&ks_mods[i].got, slot);
-        }
+        /* A GOT not read (no ks_safepoint_refresh_pads before this scan):
+         * any slot could be std::terminate's, and the scan must refuse. */
+        if (i >= 0)
+            kind = ks_mods[i].got_done ? ks_gotsym_kind(&ks_mods[i].got, slot)
+                 : ks_mods[i].kind == KS_MOD_APP ? KS_LP_TERMINATE : KS_LP_OTHER;
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (__atomic_load_n(&ks_seq, __ATOMIC_RELAXED) == s1)
             return kind;

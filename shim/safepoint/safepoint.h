@@ -46,6 +46,12 @@ struct ks_pc_info {
  * Not in signal context. Returns 0 or an errno. */
 int ks_safepoint_refresh(void);
 
+/* ks_safepoint_refresh, then each application module's GOT slots for the
+ * landing pad scan (ks_safepoint_got_kind), which every process would
+ * otherwise pay for at start: before an abort or a cancel check. Not in
+ * signal context. Returns 0 or an errno. */
+int ks_safepoint_refresh_pads(void);
+
 /* Fills OUT for ADDR. Async-signal-safe. Returns OUT->kind. */
 int ks_safepoint_lookup(uintptr_t addr, struct ks_pc_info *out);
 
