@@ -24,21 +24,26 @@
 #   servers   redis, nginx (thread pool), mariadb, haproxy, squid, unbound,
 #             named, varnish, memcached, rsyslogd: started, served, listed
 #             and dumped while serving, shut down
+#   ends      the servers and the interp programs (--serve) under the shim,
+#             one worker thread of each ended (auto; cancel and abort on
+#             memcached and mariadbd too): alive after, answers, stops
+#             cleanly; a refusal with its reason is no harm (a table of
+#             its own; tools/realprogs/ends.sh)
 # --quick: smaller inputs and the shorter test lists. --ci: what CI runs
 # (.ci/run, a few minutes): --quick with compress sort glib dbus sdl cpython
 # stress. --install: apt-get install what the chosen groups need first
 # (without it, a missing program is reported MISSING and fails the run; CI's
 # packages come from tools/setup.sh). --timeout: seconds one program may run
 # (default 300). --keep: keep the runs' files (their directory is named).
-# PY_TESTS / PY_QUICK / SERVERS in the environment choose CPython's tests
-# and the servers. Needs a plain build of the shim and the injector (done
+# PY_TESTS / PY_QUICK / SERVERS / ENDS in the environment choose CPython's
+# tests, the servers and the programs ends ends a thread of. Needs a plain build of the shim and the injector (done
 # here with bazel).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 REALPROGS_DIR=$PWD/tools/realprogs
 
 SIZE_MB=64 QUICK=0 INSTALL=0 TIMEOUT=300 KEEP=0 SEL=()
-ALL="compress sort git ffmpeg build interp stress ns glib dbus sdl cpython servers"
+ALL="compress sort git ffmpeg build interp stress ns glib dbus sdl cpython servers ends"
 while [ $# -gt 0 ]; do
     case "$1" in
         --size) SIZE_MB=$2; shift 2 ;;
@@ -47,7 +52,7 @@ while [ $# -gt 0 ]; do
         --install) INSTALL=1; shift ;;
         --keep) KEEP=1; shift ;;
         --timeout) TIMEOUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
         -*) echo "realprogs: unknown option $1" >&2; exit 2 ;;
         *) [[ " $ALL " == *" $1 "* ]] || { echo "realprogs: unknown group $1 (groups: $ALL)" >&2; exit 2; }
            SEL+=("$1"); shift ;;
@@ -62,6 +67,9 @@ declare -A PKGS=(
     [interp]="perl python3 ruby nodejs default-jdk-headless" [stress]="stress-ng" [ns]="util-linux"
     [glib]="libglib2.0-tests" [dbus]="dbus-tests" [sdl]="libsdl2-tests"
     [cpython]="python3 libpython3.11-testsuite"
+    [ends]="redis-server redis-tools nginx mariadb-server mariadb-client haproxy squid unbound
+            bind9 bind9-dnsutils varnish memcached rsyslog curl socat jq perl python3 nodejs
+            default-jdk-headless"
     [servers]="redis-server redis-tools nginx mariadb-server mariadb-client haproxy squid unbound
                bind9 bind9-dnsutils varnish memcached rsyslog curl socat"
 )
@@ -106,6 +114,8 @@ trap 'exit 130' INT TERM
 . "$REALPROGS_DIR/suites.sh"
 # shellcheck source=tools/realprogs/servers.sh
 . "$REALPROGS_DIR/servers.sh"
+# shellcheck source=tools/realprogs/ends.sh
+. "$REALPROGS_DIR/ends.sh"
 
 t0=$(now)
 for g in "${SEL[@]}"; do

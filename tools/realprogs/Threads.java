@@ -9,6 +9,22 @@ public class Threads {
 
     public static void main(String[] args) throws Exception {
         Object lock = new Object();
+        if (args.length == 2 && args[0].equals("--serve")) {
+            // The ends group: workers that run until the file args[1] exists,
+            // and a main thread that prints a beat every 0.1 s meanwhile.
+            java.io.File stop = new java.io.File(args[1]);
+            for (int k = 1; k <= 4; k++) {
+                final int kk = k;
+                new Thread(() -> {
+                    while (!stop.exists()) {
+                        synchronized (lock) { total += kk; }
+                        try { Thread.sleep(10); } catch (InterruptedException e) { return; }
+                    }
+                }, "worker" + k).start();
+            }
+            while (!stop.exists()) { System.out.println("beat"); Thread.sleep(100); }
+            System.exit(0);
+        }
         CountDownLatch done = new CountDownLatch(8);
         for (int k = 1; k <= 8; k++) {
             final int kk = k;

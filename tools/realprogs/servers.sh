@@ -325,24 +325,30 @@ srv_rsyslog_stop() { kill -TERM "$3"; }
 
 SERVERS=${SERVERS:-"redis nginx memcached haproxy squid varnish unbound named mariadb rsyslog"}
 
+# What each server needs (the ends group too).
+declare -A SRV_NEED=([redis]="redis-server redis-cli redis-benchmark" [nginx]="nginx curl"
+    [memcached]="memcached socat" [haproxy]="haproxy curl" [squid]="squid curl"
+    [varnish]="varnishd curl" [unbound]="unbound dig" [named]="named dig"
+    [mariadb]="mariadbd mariadb-install-db mariadb mariadb-admin" [rsyslog]="rsyslogd logger")
+
+# mariadb_template GROUP: the data directory every mariadbd run copies.
+mariadb_template() {
+    [ ! -d "$WORK/mariadb-template" ] || return 0
+    mariadb-install-db --no-defaults --datadir="$WORK/mariadb-template" --user=root \
+        --auth-root-authentication-method=normal >"$WORK/mariadb-install.log" 2>&1 ||
+        { record DIFF "$1" mariadb - - "mariadb-install-db failed"; return 1; }
+}
+
 group_servers() {
     local s bins
-    declare -A need=([redis]="redis-server redis-cli redis-benchmark" [nginx]="nginx curl"
-        [memcached]="memcached socat" [haproxy]="haproxy curl" [squid]="squid curl"
-        [varnish]="varnishd curl" [unbound]="unbound dig" [named]="named dig"
-        [mariadb]="mariadbd mariadb-install-db mariadb mariadb-admin" [rsyslog]="rsyslogd logger")
     # Servers that drop root (squid) reach their files through $WORK.
     chmod 755 "$WORK"
     origin_start || record DIFF servers origin - - "the python3 origin server did not start"
     for s in $SERVERS; do
-        bins=${need[$s]}
+        bins=${SRV_NEED[$s]}
         # shellcheck disable=SC2086
         need_bin servers "$s" $bins || continue
-        if [ "$s" = mariadb ] && [ ! -d "$WORK/mariadb-template" ]; then
-            mariadb-install-db --no-defaults --datadir="$WORK/mariadb-template" --user=root \
-                --auth-root-authentication-method=normal >"$WORK/mariadb-install.log" 2>&1 ||
-                { record DIFF servers mariadb - - "mariadb-install-db failed"; continue; }
-        fi
+        [ "$s" != mariadb ] || mariadb_template servers || continue
         server_pair "$s"
         [ "$s" != redis ] || record INFO servers "redis-benchmark SET/GET requests/s" \
             "$(redis_rates "$WORK/srv.redis.plain/bench")" "$(redis_rates "$WORK/srv.redis.shim/bench")" \
