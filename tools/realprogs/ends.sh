@@ -50,22 +50,23 @@ unset _i
 bounded() {
     local s=$1
     shift
+    # shellcheck disable=SC2016 # $0 and $@ are the inner shell's.
     timeout -k 2 "$s" bash -c '. "$0"; "$@"' "$WORK/ends.funcs" "$@" >/dev/null 2>&1
 }
 
 # pick_thread PID NAME: from the listings of PID and its children, the
 # process that runs app threads and the worker to end. Sets TPID, TTID,
-# TNAME, OTHERS (the other app threads' tids); fails if there is none.
+# TNAME, TSTART (its start routine), OTHERS (the other app threads' tids); fails if there is none.
 pick_thread() {
     local pid=$1 pat=${END_PICK[$2]} p rows
-    TPID="" TTID="" TNAME="" OTHERS=""
+    TPID="" TTID="" TNAME="" TSTART="" OTHERS=""
     for p in $(tree_pids "$pid"); do
         rows=$("$INJECT" --json "$p" 2>/dev/null |
-            jq -r '.threads[] | select(.role == "app") | "\(.tid)\t\(.python_name // .name)"') || continue
+            jq -r '.threads[] | select(.role == "app") | "\(.tid)\t\(.python_name // .name)\t\(.start // "-")"') || continue
         [ -n "$rows" ] || continue
         TPID=$p
-        read -r TTID TNAME < <(awk -F'\t' -v p="$pat" '$2 ~ p { print $1 "\t" $2; exit }' <<<"$rows")
-        [ -n "$TTID" ] || read -r TTID TNAME <<<"$(head -1 <<<"$rows")"
+        IFS=$'\t' read -r TTID TNAME TSTART < <(awk -F'\t' -v p="$pat" '$2 ~ p { print; exit }' <<<"$rows")
+        [ -n "$TTID" ] || IFS=$'\t' read -r TTID TNAME TSTART <<<"$(head -1 <<<"$rows")"
         OTHERS=$(awk -F'\t' -v t="$TTID" '$1 != t { print $1 }' <<<"$rows" | tr '\n' ' ')
         return 0
     done
@@ -85,6 +86,7 @@ end_summary() {
 end_one() {
     local name=$1 mode=$2 dir pid rc=0 d="" res alive others=0 nothere=0 t ans=0 i stop
     local tag=$name.$mode
+    END_FAILED=0
     dir=$WORK/end.$tag
     rm -rf "$dir"
     mkdir -p "$dir"
@@ -97,7 +99,9 @@ end_one() {
         record DIFF ends "$name $mode" - - "did not start under the shim ($(tail -c 200 "$dir/stderr" | tr '\n' ' '))"
         return
     fi
-    if ! pick_thread "$pid" "$name"; then
+    if [ "$mode" = none ]; then
+        TNAME="(none ended)" TTID="" res="control: nothing ended" alive=yes
+    elif ! pick_thread "$pid" "$name"; then
         d="no app thread listed;"
     else
         local m=()
@@ -126,19 +130,26 @@ end_one() {
     [ "$ans" -gt 0 ] || d="$d answers its client no more;"
     "srv_${name}_stop" "$dir" "$PORT" "$pid" >/dev/null 2>&1
     stop=0
-    wait_until 60 gone "$pid" || { kill -KILL "$pid" 2>/dev/null; stop="did not stop in 60 s"; }
+    if ! wait_until 60 gone "$pid"; then
+        # What it waits on, for the report: every process's stacks.
+        for t in $(tree_pids "$pid"); do "$INJECT" --stack "$t" 2>&1; done >"$dir/stuck.stack"
+        kill -KILL "$pid" 2>/dev/null
+        stop="did not stop in 60 s"
+    fi
     local src=0
     wait "$pid" || src=$?
     [ "$stop" = 0 ] && stop="exit $src"
     [ "$src" -eq 0 ] || d="$d stop: $stop;"
     if [ "$src" -gt 128 ] && [ "$src" -lt 160 ]; then d="$d killed by signal $((src - 128));"; fi
     grep -q 'terminate called' "$dir/stderr" && d="$d terminate called;"
+    [ -z "$TTID" ] || [ "$TPID" = "$pid" ] || TNAME="$TNAME (child $TPID)"
     local row="$TNAME $TTID|$mode|exit $rc; ${res:--}|${alive:-no}, others $((others - nothere))/$others|$ans/4|$stop"
     printf '%s|%s\n' "$name" "$row" >>"$WORK/ends.table"
     if [ -z "$d" ]; then
-        record same ends "$name $mode" - - "$TNAME ($TTID): exit $rc; $res; answers $ans/4; $stop"
+        record same ends "$name $mode" - - "$TNAME ($TTID, ${TSTART:--}): exit $rc; $res; answers $ans/4; $stop"
     else
-        record DIFF ends "$name $mode" - - "$TNAME ($TTID): exit $rc; $res;${d%;}"
+        record DIFF ends "$name $mode" - - "$TNAME ($TTID, ${TSTART:--}): exit $rc; $res;${d%;}"
+        END_FAILED=1
     fi
 }
 
@@ -158,6 +169,8 @@ group_ends() {
         need_bin ends "$s" ${SRV_NEED[$s]:-${need[$s]}} || continue
         [ "$s" != mariadb ] || mariadb_template ends || continue
         end_one "$s" auto
+        # Harm: the same program, nothing ended, as a control in this run.
+        [ "$END_FAILED" -eq 0 ] || end_one "$s" none
         if [ "$s" = memcached ] || [ "$s" = mariadb ]; then
             end_one "$s" cancel
             end_one "$s" abort
@@ -166,6 +179,6 @@ group_ends() {
     origin_stop
     echo
     echo "ends: one worker thread ended, then: alive, answers (of 4 tries), its normal stop"
-    awk -F'|' '{ printf "%-10s %-24s %-7s %-62s %-16s %-7s %s\n", $1, $2, $3, $4, $5, $6, $7 }' \
+    awk -F'|' '{ printf "%-10s %-32s %-7s %-62s %-16s %-7s %s\n", $1, $2, $3, $4, $5, $6, $7 }' \
         <(echo "program|thread|mode|injector exit; result|alive, others|answers|stop"; cat "$WORK/ends.table")
 }
