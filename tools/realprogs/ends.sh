@@ -132,12 +132,16 @@ end_one() {
     stop=0
     if ! wait_until 60 gone "$pid"; then
         # What it waits on, for the report: every process's stacks.
+        # Its children go too (nginx's worker would spin on, orphaned).
+        local kids
+        kids=$(pgrep -P "$pid")
         for t in $(tree_pids "$pid"); do "$INJECT" --stack "$t" 2>&1; done >"$dir/stuck.stack"
-        kill -KILL "$pid" 2>/dev/null
+        # shellcheck disable=SC2086
+        kill -KILL "$pid" $kids 2>/dev/null
         stop="did not stop in 60 s"
     fi
     local src=0
-    wait "$pid" || src=$?
+    { wait "$pid" || src=$?; } 2>/dev/null
     [ "$stop" = 0 ] && stop="exit $src"
     [ "$src" -eq 0 ] || d="$d stop: $stop;"
     if [ "$src" -gt 128 ] && [ "$src" -lt 160 ]; then d="$d killed by signal $((src - 128));"; fi
