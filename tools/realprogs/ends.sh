@@ -78,7 +78,7 @@ end_summary() {
     jq -r 'if .result == "gone" then "gone: \(.how // "exited") by \(.mode // "-")" +
              (if (.locks_left // 0) > 0 then ", \(.locks_left) lock(s) left" else "" end)
            elif .result == "refused" then "refused: \([.steps[] | select(.accepted | not) | .message] | last // .pending)"
-           else "pending: \(.pending)" end' "$1" 2>/dev/null | tr '\n\t' '  ' | sed 's/ *$//' | cut -c1-160
+           else "pending: \(.pending)" end' "$1" 2>/dev/null | tr '\n\t' '  ' | sed 's/[ ;]*$//' | cut -c1-300
 }
 
 # end_one NAME MODE: starts NAME under the shim, ends a worker with MODE
@@ -100,7 +100,7 @@ end_one() {
         return
     fi
     if [ "$mode" = none ]; then
-        TNAME="(none ended)" TTID="" res="control: nothing ended" alive=yes
+        TNAME="(none ended)" TTID="" TSTART="" res="control: nothing ended" alive=yes
     elif ! pick_thread "$pid" "$name"; then
         d="no app thread listed;"
     else
@@ -147,7 +147,9 @@ end_one() {
     if [ "$src" -gt 128 ] && [ "$src" -lt 160 ]; then d="$d killed by signal $((src - 128));"; fi
     grep -q 'terminate called' "$dir/stderr" && d="$d terminate called;"
     [ -z "$TTID" ] || [ "$TPID" = "$pid" ] || TNAME="$TNAME (child $TPID)"
-    local row="$TNAME $TTID|$mode|exit $rc; ${res:--}|${alive:-no}, others $((others - nothere))/$others|$ans/4|$stop"
+    local short=${res:--}
+    [ ${#short} -le 80 ] || short="${short:0:77}..."
+    local row="$TNAME $TTID|$mode|exit $rc; $short|${alive:-no}, others $((others - nothere))/$others|$ans/4|$stop"
     printf '%s|%s\n' "$name" "$row" >>"$WORK/ends.table"
     if [ -z "$d" ]; then
         record same ends "$name $mode" - - "$TNAME ($TTID, ${TSTART:--}): exit $rc; $res; answers $ans/4; $stop"
@@ -183,6 +185,6 @@ group_ends() {
     origin_stop
     echo
     echo "ends: one worker thread ended, then: alive, answers (of 4 tries), its normal stop"
-    awk -F'|' '{ printf "%-10s %-32s %-7s %-62s %-16s %-7s %s\n", $1, $2, $3, $4, $5, $6, $7 }' \
+    awk -F'|' '{ printf "%-10s %-32s %-7s %-88s %-16s %-7s %s\n", $1, $2, $3, $4, $5, $6, $7 }' \
         <(echo "program|thread|mode|injector exit; result|alive, others|answers|stop"; cat "$WORK/ends.table")
 }
