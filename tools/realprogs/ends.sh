@@ -56,7 +56,8 @@ bounded() {
 
 # pick_thread PID NAME: from the listings of PID and its children, the
 # process that runs app threads and the worker to end. Sets TPID, TTID,
-# TNAME, TSTART (its start routine), OTHERS (the other app threads' tids); fails if there is none.
+# TNAME, TSTART (its start routine), OTHERS (the other app threads' tids);
+# fails if there is none.
 pick_thread() {
     local pid=$1 pat=${END_PICK[$2]} p rows
     TPID="" TTID="" TNAME="" TSTART="" OTHERS=""
@@ -93,7 +94,13 @@ end_one() {
     next_port
     LD_PRELOAD=$SHIM "srv_${name}_start" "$dir" "$PORT" >"$dir/stdout" 2>"$dir/stderr" &
     pid=$!
-    if ! wait_until 90 bounded 10 "srv_${name}_ready" "$dir" "$PORT" || gone "$pid"; then
+    # Ready within 90 s of wall clock (each try bounded: one may hang).
+    local until=$((SECONDS + 90)) up=no
+    while [ "$SECONDS" -lt "$until" ] && ! gone "$pid"; do
+        bounded 10 "srv_${name}_ready" "$dir" "$PORT" && { up=yes; break; }
+        sleep 0.1
+    done
+    if [ "$up" = no ] || gone "$pid"; then
         kill -KILL "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null
         record DIFF ends "$name $mode" - - "did not start under the shim ($(tail -c 200 "$dir/stderr" | tr '\n' ' '))"
