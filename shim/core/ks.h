@@ -61,6 +61,16 @@ extern int ks_debug_enabled;
  * small variables: .data must stay within that page. */
 #define KS_HOT_DATA __attribute__((section(".data.ks_hot")))
 
+/* What every thread the program creates runs on its way in and out (the
+ * pthread_create hook, the start trampoline, registering, the grave):
+ * together with the fork path in .text.hot, so that a create+join touches
+ * two or three of the shim's code pages, not nine. Between a thread's
+ * start and its end the kernel's clone and exit have run, and on a VM each
+ * page touched again is likely a TLB miss (a nested page walk) and each
+ * line a cache miss: measured, they cost more than the path's 690
+ * instructions (docs/bench.md). */
+#define KS_THREAD_PATH __attribute__((section(".text.hot.ks_thread")))
+
 /* What a fork child runs: one text section, so that it touches as few
  * code pages as it can (each first touch in a child is a page fault). */
 #define KS_FORK_PATH __attribute__((section(".text.hot.ks_fork"), noinline))

@@ -15,7 +15,7 @@
  * off where glibc was not seen doing exactly that, and under TSan); taken,
  * or with the fast path off, glibc does it. Each real call was about 40
  * instructions, and a create+join takes three shim locks. */
-void ks_lock(struct ks_lock *l)
+KS_THREAD_PATH void ks_lock(struct ks_lock *l)
 {
     if (!ks_mutex_fast_lock(&l->mu))
         KS_REAL(pthread_mutex_lock)(&l->mu);

@@ -11,6 +11,7 @@
 #include "blocking.h"
 #include "ks.h"
 #include "lock.h"
+#include "mutex_fast.h"
 
 __thread struct ks_thread ks_self_rec __attribute__((tls_model("initial-exec")));
 
@@ -67,7 +68,7 @@ KS_SIGSAFE struct ks_block *ks_block_of(struct ks_thread *t)
     return (struct ks_block *)((char *)t + (blk - rec));
 }
 
-void ks_registry_starting_add(int delta) { __atomic_add_fetch(&ks_reg.starting, delta, __ATOMIC_RELEASE); }
+KS_THREAD_PATH void ks_registry_starting_add(int delta) { __atomic_add_fetch(&ks_reg.starting, delta, __ATOMIC_RELEASE); }
 int ks_registry_starting(void) { return __atomic_load_n(&ks_reg.starting, __ATOMIC_ACQUIRE); }
 
 int ks_registry_exiting(pid_t tid)
@@ -121,12 +122,25 @@ KS_FORK_PATH static void ks_link(struct ks_thread *t)
     t->linked = 1;
 }
 
+/* The caller's tid: glibc's own copy in struct pthread where the mutex
+ * probe found it (mutex_fast.h), else the system call. The kernel writes
+ * that copy (CLONE_PARENT_SETTID) before the new thread first runs, and
+ * glibc's own mutexes read it from the thread's first instruction on. A
+ * gettid was a system call in every create+join (90 ns here). */
+static pid_t ks_self_tid(void)
+{
+    unsigned long off = __atomic_load_n(&ks_mutex_tid_off, __ATOMIC_RELAXED);
+    return off ? ks_mutex_tp_pid(off) : ks_gettid();
+}
+
+/* In the start path's text (the main thread registers at start), which is
+ * in .text.hot beside the thread path's. */
 KS_START_PATH void ks_registry_add_self(enum ks_role role, void *start)
 {
     struct ks_thread *t = &ks_self_rec;
     if (t->linked)
         return;
-    t->tid = ks_gettid();
+    t->tid = ks_self_tid();
     t->role = (uint8_t)role;
     t->handle = pthread_self();
     t->start_routine = start;
@@ -137,7 +151,7 @@ KS_START_PATH void ks_registry_add_self(enum ks_role role, void *start)
     ks_registry_unlock();
 }
 
-static void ks_unlink(struct ks_thread *t)
+KS_THREAD_PATH static void ks_unlink(struct ks_thread *t)
 {
     if (t->prev)
         t->prev->next = t->next;
@@ -155,7 +169,7 @@ static void ks_unlink(struct ks_thread *t)
     ks_reg.count--;
 }
 
-void ks_registry_remove_self(uint64_t now)
+KS_THREAD_PATH void ks_registry_remove_self(uint64_t now)
 {
     struct ks_thread *t = &ks_self_rec;
     if (!t->linked)

@@ -31,7 +31,7 @@ KS_START_PATH int ks_env_on(const char *name)
     return v && *v && !(v[0] == '0' && !v[1]);
 }
 
-KS_SIGSAFE uint64_t ks_now_ns(void)
+KS_THREAD_PATH KS_SIGSAFE uint64_t ks_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -373,7 +373,7 @@ void ks_on_cond_wait(struct ks_thread *self, pthread_mutex_t *m)
 /* At the end of an aborted thread, after every cleanup ran: if it left from
  * a cond wait and the cleanups did not unlock that mutex, unlock it. The data
  * it guards is as consistent as at any return from pthread_cond_wait. */
-void ks_abort_on_exit(struct ks_thread *self)
+KS_THREAD_PATH void ks_abort_on_exit(struct ks_thread *self)
 {
     if (!self->abort.info)
         return;

@@ -145,7 +145,7 @@ KS_FORK_PATH void ks_abort_pool_after_fork(const struct ks_abort_info *keep)
     }
 }
 
-void ks_abort_release(struct ks_thread *t)
+KS_THREAD_PATH void ks_abort_release(struct ks_thread *t)
 {
     struct ks_abort_info *a = t->abort.info;
     if (!a)

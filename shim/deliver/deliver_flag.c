@@ -49,7 +49,7 @@ KS_EXPORT int killshim_stop_fd_v1(void)
     return fd;
 }
 
-void ks_flag_release(struct ks_thread *t)
+KS_THREAD_PATH void ks_flag_release(struct ks_thread *t)
 {
     /* T is unlinked: no control thread can reach its fd any more. The raw
      * system call, because close() is a cancellation point: a cancel that

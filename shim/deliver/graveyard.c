@@ -13,13 +13,16 @@
 /* Taken through the real function: the shim's own locking is not the
  * program's (interpose_lock.c counts only the program's). */
 KS_LOCK_DEFINE(static, ks_grave_mu);
-static struct ks_grave ks_graves[KS_GRAVES];
+/* A slot per grave, each on a cache line's start (graveyard.h). */
+static struct ks_grave_slot {
+    struct ks_grave g;
+} __attribute__((aligned(64))) ks_graves[KS_GRAVES];
 static uint64_t ks_grave_next;   /* total buried; ring slot = next % KS_GRAVES */
 
 static void ks_grave_lock(void) { ks_lock(&ks_grave_mu); }
 static void ks_grave_unlock(void) { ks_unlock(&ks_grave_mu); }
 
-int ks_requested_bits(const struct ks_thread *t)
+KS_THREAD_PATH int ks_requested_bits(const struct ks_thread *t)
 {
     int bits = 0;
     if (__atomic_load_n(&t->stop_requested, __ATOMIC_ACQUIRE))
@@ -35,7 +38,8 @@ int ks_requested_bits(const struct ks_thread *t)
  * building a whole zeroed struct and copying it in (296 bytes, twice) was
  * 167 instructions of every create+join. What is not written is past a
  * count (graveyard.h), and the readers copy whole graves under the lock. */
-void ks_grave_bury(const struct ks_thread *t, int how, uintptr_t site, uint64_t ended_ns)
+KS_THREAD_PATH void ks_grave_bury(const struct ks_thread *t, int how, uintptr_t site,
+                                  uint64_t ended_ns)
 {
     struct ks_abort_report ab;
     if (how == KS_END_ABORTED)
@@ -43,7 +47,7 @@ void ks_grave_bury(const struct ks_thread *t, int how, uintptr_t site, uint64_t 
     int requested = ks_requested_bits(t);
     int held = t->locks_held;
     ks_grave_lock();
-    struct ks_grave *g = &ks_graves[ks_grave_next % KS_GRAVES];
+    struct ks_grave *g = &ks_graves[ks_grave_next % KS_GRAVES].g;
     g->tid = t->tid;
     g->id = t->id;
     g->how = how;
@@ -65,11 +69,10 @@ void ks_grave_bury(const struct ks_thread *t, int how, uintptr_t site, uint64_t 
         memcpy(g->cleanup, ab.cleanup, sizeof g->cleanup);
         _Static_assert(sizeof g->abort_note == sizeof ab.reason, "the note is the reason, whole");
         memcpy(g->abort_note, ab.reason, sizeof g->abort_note);   /* NUL-ended by the snapshot */
-    } else {
-        g->abort_how = 0;
-        g->ncleanup = 0;
-        g->abort_note[0] = '\0';
     }
+    /* Not aborted: abort_how, the cleanups and the note are never read
+     * (cmd_view.c reads them for an aborted grave only), and are left
+     * unwritten: a grave then writes its first cache line only. */
     ks_grave_next++;
     ks_grave_unlock();
 }
@@ -80,7 +83,7 @@ int ks_grave_find(pid_t tid, uint64_t id, struct ks_grave *out)
     ks_grave_lock();
     uint64_t n = ks_grave_next < KS_GRAVES ? ks_grave_next : KS_GRAVES;
     for (uint64_t k = 1; k <= n; k++) {   /* newest first */
-        const struct ks_grave *g = &ks_graves[(ks_grave_next - k) % KS_GRAVES];
+        const struct ks_grave *g = &ks_graves[(ks_grave_next - k) % KS_GRAVES].g;
         if (g->tid == tid && (id == 0 || g->id == id)) {
             *out = *g;
             rc = 0;

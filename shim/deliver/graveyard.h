@@ -28,25 +28,32 @@ enum ks_req_bits { KS_REQ_FLAG = 1, KS_REQ_CANCEL = 2, KS_REQ_ABORT = 4 };
  * registry lock, or is the calling thread. */
 int ks_requested_bits(const struct ks_thread *t);
 
+/* What every ending writes comes first, in one cache line (the ring's
+ * slots are aligned to it, graveyard.c): a grave costs a create+join one
+ * line that is likely cold by then, not three. The rest is an abort's, or a
+ * lock left held. */
 struct ks_grave {
     pid_t tid;
-    uint64_t id;
     int how;                  /* enum ks_end_how */
     int requested;            /* enum ks_req_bits */
     int locks_held;           /* pthread mutexes/rwlocks it still held */
     int role;                 /* enum ks_role */
+    int nleft;
+    uint64_t id;
     uintptr_t site;           /* where it left (see ks_grave_bury); 0 unknown */
     void *start_routine;
     uint64_t created_ns, ended_ns;   /* CLOCK_MONOTONIC */
     /* Aborted: how it left and what ran (deliver.h). */
     int abort_how;            /* enum ks_abort_how; 0 if not aborted */
-    int ncleanup, nleft;
+    int ncleanup;
     uintptr_t cleanup[KS_ABORT_MAX_CLEANUP];   /* frames whose cleanups ran */
     uintptr_t left[KS_ABORT_MAX_LEFT];         /* locks it left held (the first few
                                                   of locks_held, however it ended) */
     char abort_note[KS_ABORT_REASON_MAX];   /* the abort's last reason, whole: e.g. the
                                                shim unlocked a cond's mutex */
 };
+_Static_assert(__builtin_offsetof(struct ks_grave, abort_how) <= 64,
+               "what every ending writes fits the grave's first cache line");
 
 /* Called by T itself on its way out, before it unlinks. SITE: the caller
  * of pthread_exit, the abort's site, the blocked call that was cancelled or

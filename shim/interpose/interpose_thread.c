@@ -60,7 +60,7 @@ static void ks_start_give(struct ks_start *s)
 /* The grave goes in before the record goes out (graveyard.h), and the
  * eventfd is closed only once no control thread can find the record. One
  * clock read for both (each was 40 instructions of a create+join). */
-static void ks_thread_ended(struct ks_thread *t, int how, uintptr_t site)
+KS_THREAD_PATH static void ks_thread_ended(struct ks_thread *t, int how, uintptr_t site)
 {
     t->end_how = how;
     ks_abort_on_exit(t);
@@ -88,7 +88,7 @@ static KS_NO_ASAN void ks_thread_unwound(void *stack_lo)
         ks_thread_ended(t, KS_END_CANCELLED, __atomic_load_n(&t->cancel_site, __ATOMIC_RELAXED));
 }
 
-static KS_NO_ASAN void *ks_thread_start(void *p)
+KS_THREAD_PATH static KS_NO_ASAN void *ks_thread_start(void *p)
 {
     struct ks_start s = *(struct ks_start *)p;
     ks_start_give(p);
@@ -102,8 +102,8 @@ static KS_NO_ASAN void *ks_thread_start(void *p)
     return ret;
 }
 
-KS_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
-                             void *(*fn)(void *), void *arg)
+KS_EXPORT KS_THREAD_PATH int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
+                                            void *(*fn)(void *), void *arg)
 {
     ks_init();   /* a constructor that runs before ours may create threads */
     ks_thread_start_set((uintptr_t)ks_thread_start);   /* before the thread exists */

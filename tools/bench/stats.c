@@ -40,7 +40,7 @@ static int kb_cmp(const void *a, const void *b)
 }
 
 /* Linear interpolation between order statistics (type 7, as R and numpy). */
-static double kb_quantile(const double *v, size_t n, double q)
+double kb_quantile(const double *v, size_t n, double q)
 {
     double pos = q * (double)(n - 1);
     size_t i = (size_t)pos;
@@ -77,6 +77,9 @@ void kb_fmt(char *buf, size_t cap, double v, enum kb_unit unit)
         if (a < 1024) snprintf(buf, cap, "%.0f B", v);
         else if (a < 1024 * 1024) snprintf(buf, cap, "%.1f KiB", v / 1024);
         else snprintf(buf, cap, "%.2f MiB", v / (1024 * 1024));
+        break;
+    case KB_RATIO:
+        snprintf(buf, cap, "%.3fx", v);
         break;
     default:
         snprintf(buf, cap, "%.3g", v);

@@ -22,7 +22,7 @@ struct kb_summary {
 };
 
 /* Units the values are kept in; printing picks a readable scale. */
-enum kb_unit { KB_NS, KB_BYTES, KB_PLAIN };
+enum kb_unit { KB_NS, KB_BYTES, KB_PLAIN, KB_RATIO };
 
 /* What a row's "met?" compares. */
 enum kb_goal {
@@ -41,6 +41,9 @@ struct kb_target {
 /* Appends X. Returns 0, or -1 out of memory (the sample is lost). */
 int kb_add(struct kb_samples *s, double x);
 void kb_free(struct kb_samples *s);
+/* The Q-quantile of the N sorted values V (linear interpolation, as R's
+ * type 7); N > 0. */
+double kb_quantile(const double *v, size_t n, double q);
 /* Summarizes S (sorts it in place). n == 0 if S is empty. */
 void kb_summarize(struct kb_samples *s, struct kb_summary *out);
 /* Formats V in UNIT with a readable scale into BUF. */
