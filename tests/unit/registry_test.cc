@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "shim/core/ks.h"
+#include "shim/core/mutex_fast.h"
 
 namespace {
 
@@ -102,6 +103,38 @@ TEST(Registry, SignalOnlyLinkedThreadWithMatchingId) {
   go = false;
   t.join();
   EXPECT_EQ(hits.load(), 1);
+}
+
+// A thread's record takes its tid from glibc's struct pthread where the
+// mutex probe found it there (no system call per thread), from the first
+// instruction of the thread's start routine on: the kernel wrote it before
+// the thread first ran (CLONE_PARENT_SETTID). Elsewhere (sanitizers, whose
+// runtimes define the lock functions) the system call: the same number.
+TEST(Registry, TidIsTheKernelsFromTheThreadsStart) {
+  ks_mutex_fast_init();
+#if defined(__SANITIZE_THREAD__) || defined(KS_TSAN) || defined(__SANITIZE_ADDRESS__)
+  EXPECT_EQ(ks_mutex_tid_off, 0u);
+#else
+  EXPECT_NE(ks_mutex_tid_off, 0u);
+#endif
+  for (int i = 0; i < 64; i++) {
+    pthread_t th;
+    pid_t got[2] = {0, 0};
+    ASSERT_EQ(pthread_create(
+                  &th, nullptr,
+                  [](void* p) -> void* {
+                    ks_registry_add_self(KS_ROLE_APP, nullptr);
+                    static_cast<pid_t*>(p)[0] = ks_self()->tid;
+                    static_cast<pid_t*>(p)[1] = (pid_t)syscall(SYS_gettid);
+                    ks_registry_remove_self(ks_now_ns());
+                    return nullptr;
+                  },
+                  got),
+              0);
+    pthread_join(th, nullptr);
+    ASSERT_GT(got[1], 0);
+    EXPECT_EQ(got[0], got[1]) << "thread " << i;
+  }
 }
 
 TEST(Registry, RecordIsSmall) {

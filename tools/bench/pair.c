@@ -8,11 +8,13 @@
  * a batch per byte on stdin, its value per line on stdout), the baseline
  * without LD_PRELOAD and one per shim given, all pinned to the same CPUs
  * (-c: the driver pins itself and they inherit it). A round asks each side
- * for one batch of a few milliseconds, in an order that reverses every
- * round (ABBA, ABCCBA), and the value that counts is each side's batch
- * over the baseline's batch of the same round: the two met the same load.
+ * for one batch of a few milliseconds (after one thrown away, -p), in an
+ * order shuffled every round (kp_order says why not ABBA), and the value
+ * that counts is each side's batch over the baseline's batch of the same
+ * round: the two met about the same load.
  * Printed per side: its batches (median, IQR, range) beside the baseline's,
- * and the per-round ratios as a row of their own (median, IQR, range). */
+ * the per-round ratios as a row of their own (median, IQR, range; the
+ * target, -r, is the first side's), and the ratio of the fastest tenths. */
 #include <getopt.h>
 #include <sched.h>
 #include <signal.h>
@@ -177,7 +179,7 @@ int main(int argc, char **argv)
         snprintf(label, sizeof label, "%s: %s", what, side[i].name);
         kb_row(label, KB_NS, side[i].name, &side[i].v, side[0].name, &side[0].v, NULL);
         snprintf(rl, sizeof rl, "%s: %s, per-round ratio to the baseline", what, side[i].name);
-        kb_row(rl, KB_RATIO, "ratio", &side[i].ratio, NULL, NULL, &t);
+        kb_row(rl, KB_RATIO, "ratio", &side[i].ratio, NULL, NULL, i == 1 ? &t : NULL);
         /* The fastest tenth of each side's batches (sorted by kb_row): the
          * batches the other tenants hit least, if they only ever add. */
         double lo = kb_quantile(side[i].v.v, side[i].v.n, 0.1),
