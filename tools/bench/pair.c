@@ -30,7 +30,8 @@
 #define KP_MAX 4   /* sides besides the baseline */
 
 static const char kp_usage[] =
-    "usage: bench_pair -s [NAME=]SHIM [-s ...] -l WHAT [-n ROUNDS] [-W WARMUP] [-p PRIME]\n"
+    "usage: bench_pair -s [NAME=]SHIM [-s ...] -l WHAT [-n ROUNDS] [-e EPOCHS] [-W WARMUP]\n"
+    "                  [-p PRIME]\n"
     "                  [-c CPU,...]\n"
     "                  [-T TARGET_TEXT -r MAX_RATIO] -- CMD [ARGS...]\n";
 
@@ -99,13 +100,13 @@ static void kp_order(int *o, int n, unsigned *seed)
 /* Rounds; returns 0, or -1 if a side failed. Each side's turn is PRIME
  * batches thrown away, then the one that counts: what it measures is the
  * program running, not the program coming back after another one ran. */
-static int kp_rounds(struct kp_side *s, int n, int rounds, int warmup, int prime)
+static int kp_rounds(struct kp_side *s, int n, int rounds, int warmup, int prime,
+                     unsigned *seed)
 {
     double v[KP_MAX + 1], junk;
     int o[KP_MAX + 1];
-    unsigned seed = 1;
     for (int r = -warmup; r < rounds; r++) {
-        kp_order(o, n, &seed);
+        kp_order(o, n, seed);
         for (int k = 0; k < n; k++) {
             int i = o[k], bad = 0;
             for (int p = 0; p < prime; p++)
@@ -126,13 +127,34 @@ static int kp_rounds(struct kp_side *s, int n, int rounds, int warmup, int prime
     return 0;
 }
 
+/* One epoch: every side a fresh process, ROUNDS rounds, then they leave.
+ * A process's own layout (where ASLR put its stacks, heap and libraries,
+ * which cache sets they share) makes it a few percent faster or slower than
+ * its twin for its whole life: the empty library came out 0.975x in one
+ * run and 1.027x in the next. Over several epochs that averages out. */
+static int kp_epoch(struct kp_side *side, int n, char **argv, int rounds, int warmup,
+                    int prime, unsigned *seed)
+{
+    for (int i = 0; i < n; i++) {
+        side[i].pid = kb_start(argv, side[i].preload, &side[i].to, &side[i].from);
+        if (side[i].pid < 0) {
+            fprintf(stderr, "bench_pair: cannot start %s\n", argv[0]);
+            kp_stop(side, i);
+            return -1;
+        }
+    }
+    int rc = kp_rounds(side, n, rounds, warmup, prime, seed);
+    kp_stop(side, n);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct kp_side side[KP_MAX + 1] = {{.name = "without shim"}};
-    int n = 1, rounds = 200, warmup = 5, prime = 1, c;
+    int n = 1, rounds = 200, warmup = 5, prime = 1, epochs = 10, c;
     const char *what = NULL, *cpus = NULL;
     struct kb_target t = {.goal = KB_GOAL_NONE};
-    while ((c = getopt(argc, argv, "s:l:n:W:p:c:T:r:")) != -1) {
+    while ((c = getopt(argc, argv, "s:l:n:e:W:p:c:T:r:")) != -1) {
         switch (c) {
         case 's': {
             if (n > KP_MAX) { fputs(kp_usage, stderr); return 2; }
@@ -143,6 +165,7 @@ int main(int argc, char **argv)
         }
         case 'l': what = optarg; break;
         case 'n': rounds = atoi(optarg); break;
+        case 'e': epochs = atoi(optarg); break;
         case 'W': warmup = atoi(optarg); break;
         case 'p': prime = atoi(optarg); break;
         case 'c': cpus = optarg; break;
@@ -151,7 +174,8 @@ int main(int argc, char **argv)
         default: fputs(kp_usage, stderr); return 2;
         }
     }
-    if (n < 2 || !what || optind >= argc || rounds < 1 || warmup < 0 || prime < 0) {
+    if (n < 2 || !what || optind >= argc || rounds < 1 || warmup < 0 || prime < 0 ||
+        epochs < 1 || epochs > rounds) {
         fputs(kp_usage, stderr);
         return 2;
     }
@@ -160,20 +184,14 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    for (int i = 0; i < n; i++) {
-        side[i].pid = kb_start(argv + optind, side[i].preload, &side[i].to, &side[i].from);
-        if (side[i].pid < 0) {
-            fprintf(stderr, "bench_pair: cannot start %s\n", argv[optind]);
-            kp_stop(side, i);
+    unsigned seed = 1;
+    for (int e = 0; e < epochs; e++)
+        if (kp_epoch(side, n, argv + optind, rounds / epochs + (e < rounds % epochs), warmup,
+                     prime, &seed) != 0)
             return 1;
-        }
-    }
-    int rc = kp_rounds(side, n, rounds, warmup, prime);
-    kp_stop(side, n);
-    if (rc != 0)
-        return 1;
-    printf("  (pinned to CPUs %s; %d rounds, each side's turn in a shuffled order, its batch "
-           "after %d thrown away)\n", cpus ? cpus : "any", rounds, prime);
+    printf("  (pinned to CPUs %s; %d rounds in %d sets of fresh processes, each side's turn "
+           "in a shuffled order, its batch after %d thrown away)\n",
+           cpus ? cpus : "any", rounds, epochs, prime);
     for (int i = 1; i < n; i++) {
         char label[256], rl[256];
         snprintf(label, sizeof label, "%s: %s", what, side[i].name);
