@@ -92,7 +92,8 @@ static inline void ks_abort_walk(ucontext_t *ctx, int exact, int flags, struct k
 }
 
 /* ---- The pool and the slot (abort_slot.c) ----------------------------- */
-/* A zeroed block from the pool, or NULL if every one is in use. Taken by
+/* A zeroed block from the pool, or NULL if every one is in use (or the pool,
+ * mapped at the first take, cannot be mapped). Taken by
  * the control side under the registry lock; given back by
  * ks_abort_release. */
 struct ks_abort_info *ks_abort_info_take(void);

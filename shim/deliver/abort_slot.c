@@ -4,6 +4,7 @@
  * calls back into either. See abort_internal.h for the block. */
 #include <sched.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "abort_internal.h"
 #include "shim/core/asfmt.h"
@@ -113,18 +114,45 @@ const char *ks_abort_how_name(int how)
 /* ---- The pool of blocks ------------------------------------------------ */
 
 #define KS_ABORT_POOL 128
-static struct ks_abort_info ks_pool[KS_ABORT_POOL];
+/* The blocks (3.3 MB in all) are mapped at the first abort, not kept in
+ * .bss: there they made the shim's .bss 4 MB, spread over three page-table
+ * pages (its hot variables at both ends), which every fork of every process
+ * under the shim copied and every exit freed, aborting or not (docs/bench.md:
+ * fork). Mapped once, never unmapped (a block's address is kept by its
+ * thread and by a fork child); a fork child inherits the mapping. */
+static struct ks_abort_info *ks_pool;
 KS_HOT_DATA static uint64_t ks_pool_used[KS_ABORT_POOL / 64];
+
+/* The pool, mapped on first use; NULL if it cannot be. Two first takers may
+ * both map: one wins, the other unmaps its own. */
+static struct ks_abort_info *ks_pool_get(void)
+{
+    struct ks_abort_info *p = __atomic_load_n(&ks_pool, __ATOMIC_ACQUIRE);
+    if (p)
+        return p;
+    size_t len = sizeof *p * KS_ABORT_POOL;
+    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return NULL;
+    if (__atomic_compare_exchange_n(&ks_pool, &p, (struct ks_abort_info *)m, 0,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return m;
+    munmap(m, len);
+    return p;
+}
 
 struct ks_abort_info *ks_abort_info_take(void)
 {
+    struct ks_abort_info *pool = ks_pool_get();
+    if (!pool)
+        return NULL;
     for (int w = 0; w < KS_ABORT_POOL / 64; w++) {
         uint64_t u = __atomic_load_n(&ks_pool_used[w], __ATOMIC_RELAXED);
         while (~u) {
             int b = __builtin_ctzll(~u);
             if (__atomic_compare_exchange_n(&ks_pool_used[w], &u, u | (1ull << b), 0,
                                             __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
-                struct ks_abort_info *a = &ks_pool[w * 64 + b];
+                struct ks_abort_info *a = &pool[w * 64 + b];
                 memset(a, 0, sizeof *a);
                 return a;
             }

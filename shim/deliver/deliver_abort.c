@@ -218,7 +218,9 @@ int ks_abort_request(struct ks_thread *t, int force, char *why, size_t cap)
     if (t->role != KS_ROLE_APP)
         return ks_abort_refuse(why, cap, EPERM, "not an application thread");
     if (!t->abort.info && !(t->abort.info = ks_abort_info_take()))
-        return ks_abort_refuse(why, cap, EBUSY, "too many aborts in flight in this process");
+        return ks_abort_refuse(why, cap, EBUSY,
+                               "too many aborts in flight in this process (or no memory for "
+                               "their blocks)");
     int no_step = __atomic_load_n(&ks_no_step, __ATOMIC_RELAXED);
     uint64_t now = ks_now_ns();
     struct ks_abort_info *a = t->abort.info;
