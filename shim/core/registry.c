@@ -200,7 +200,11 @@ KS_FORK_PATH void ks_registry_reset_after_fork(void)
     self->next = self->prev = self->hnext = NULL;
     self->linked = 0;
     if (was_linked) {   /* its id stays: ids are unique within a process */
-        self->tid = ks_gettid();
+        /* The kernel wrote the child's tid into glibc's thread descriptor at
+         * the fork, before any atfork handler (mutex_fast.h): read there, it
+         * costs no system call; gettid where that offset was not found. */
+        pid_t tid = ks_mutex_tid_off ? ks_mutex_glibc_tid() : 0;
+        self->tid = tid > 0 ? tid : ks_gettid();
         ks_link(self);
     }
 }
