@@ -124,13 +124,15 @@ KS_FORK_PATH static void ks_link(struct ks_thread *t)
 
 /* The caller's tid: glibc's own copy in struct pthread where the mutex
  * probe found it (mutex_fast.h), else the system call. The kernel writes
- * that copy (CLONE_PARENT_SETTID) before the new thread first runs, and
- * glibc's own mutexes read it from the thread's first instruction on. A
- * gettid was a system call in every create+join (90 ns here). */
-static pid_t ks_self_tid(void)
+ * that copy before the thread first runs (CLONE_PARENT_SETTID), and in a
+ * fork child before any atfork handler; glibc's own mutexes read it from
+ * the thread's first instruction on. A gettid was a system call in every
+ * create+join (90 ns here) and every fork. */
+static inline pid_t ks_self_tid(void)
 {
     unsigned long off = __atomic_load_n(&ks_mutex_tid_off, __ATOMIC_RELAXED);
-    return off ? ks_mutex_tp_pid(off) : ks_gettid();
+    pid_t tid = off ? ks_mutex_tp_pid(off) : 0;
+    return tid > 0 ? tid : ks_gettid();
 }
 
 /* In the start path's text (the main thread registers at start), which is
@@ -200,11 +202,7 @@ KS_FORK_PATH void ks_registry_reset_after_fork(void)
     self->next = self->prev = self->hnext = NULL;
     self->linked = 0;
     if (was_linked) {   /* its id stays: ids are unique within a process */
-        /* The kernel wrote the child's tid into glibc's thread descriptor at
-         * the fork, before any atfork handler (mutex_fast.h): read there, it
-         * costs no system call; gettid where that offset was not found. */
-        pid_t tid = ks_mutex_tid_off ? ks_mutex_glibc_tid() : 0;
-        self->tid = tid > 0 ? tid : ks_gettid();
+        self->tid = ks_self_tid();
         ks_link(self);
     }
 }
