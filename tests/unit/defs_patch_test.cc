@@ -12,22 +12,14 @@
 #include <string>
 
 #include "shim/core/attach.h"
+#include "tests/unit/beside.h"
 
 namespace {
 
 extern "C" int defs_hook(void) { return 2; }
 
-std::string Here(const char* name) {
-  char self[4096];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n <= 0) return name;
-  self[n] = '\0';
-  std::string dir(self);
-  return dir.substr(0, dir.rfind('/') + 1) + name;
-}
-
 TEST(DefsPatch, LaterLookupsAndLoadsGetTheHook) {
-  void* a = dlopen(Here("libdefs_lib_a.so").c_str(), RTLD_NOW | RTLD_GLOBAL);
+  void* a = dlopen(ks::test::Beside("libdefs_lib_a.so").c_str(), RTLD_NOW | RTLD_GLOBAL);
   ASSERT_NE(a, nullptr) << dlerror();
   void* real = dlsym(a, "defs_value");
   ASSERT_NE(real, nullptr);
@@ -45,7 +37,7 @@ TEST(DefsPatch, LaterLookupsAndLoadsGetTheHook) {
   // Again: the definition no longer gives REAL, so nothing is changed twice.
   EXPECT_EQ(ks_defs_patch("defs_value", real, reinterpret_cast<void*>(&defs_hook)), 0);
 
-  void* b = dlopen(Here("libdefs_lib_b.so").c_str(), RTLD_NOW);
+  void* b = dlopen(ks::test::Beside("libdefs_lib_b.so").c_str(), RTLD_NOW);
   ASSERT_NE(b, nullptr) << dlerror();
   auto* saw = static_cast<int*>(dlsym(b, "defs_ctor_saw"));
   auto call = reinterpret_cast<int (*)(void)>(dlsym(b, "defs_call"));

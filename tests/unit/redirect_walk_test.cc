@@ -12,8 +12,6 @@
 // threads the shim created: the walk ends there.
 #include <dlfcn.h>
 #include <gtest/gtest.h>
-#include <libgen.h>
-#include <limits.h>
 #include <signal.h>
 #include <time.h>
 #include <ucontext.h>
@@ -29,6 +27,7 @@
 #include "shim/safepoint/redirect.h"
 #include "shim/safepoint/safepoint.h"
 #include "shim/unwind/unwind.h"
+#include "tests/unit/beside.h"
 #include "tests/unit/unw_walk.h"
 
 namespace {
@@ -111,11 +110,7 @@ void Sample() {
 }
 
 TEST(RedirectWalk, NeedsNoLibunwindAndGivesItsVerdicts) {
-  char exe[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  ASSERT_GT(n, 0);
-  exe[n] = 0;
-  std::string lib = std::string(dirname(exe)) + "/libwalk_spin.so";
+  std::string lib = ks::test::Beside("libwalk_spin.so");
   void *h = dlopen(lib.c_str(), RTLD_NOW);
   ASSERT_NE(h, nullptr) << dlerror();
   g_spin = reinterpret_cast<void (*)(volatile int *)>(dlsym(h, "kw_spin"));

@@ -14,6 +14,7 @@
 
 #include "shim/safepoint/gotsym.h"
 #include "shim/safepoint/lpad.h"
+#include "tests/unit/beside.h"
 
 namespace {
 
@@ -45,19 +46,10 @@ uintptr_t SlotOf(void* fn, int kind) {
   return f.slot;
 }
 
-std::string Here(const char* name) {
-  char self[4096];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n <= 0) return name;
-  self[n] = '\0';
-  std::string dir(self);
-  return dir.substr(0, dir.rfind('/') + 1) + name;
-}
-
 // The library is application code (the test's executable holds the shim's
 // own code here, so it is the shim's module).
 TEST(SafepointGot, ReadOnlyWhenAskedAndKeptAcrossARebuild) {
-  void* lib = dlopen(Here("libgot_lib.so").c_str(), RTLD_NOW);
+  void* lib = dlopen(ks::test::Beside("libgot_lib.so").c_str(), RTLD_NOW);
   ASSERT_NE(lib, nullptr) << dlerror();
   void* fn = dlsym(lib, "got_lib_throw");
   ASSERT_NE(fn, nullptr);
@@ -72,7 +64,7 @@ TEST(SafepointGot, ReadOnlyWhenAskedAndKeptAcrossARebuild) {
   EXPECT_EQ(ks_safepoint_got_kind(resume + sizeof(uintptr_t) * 4096), KS_LP_OTHER);
   // Another library loaded since: the next refresh builds the table anew;
   // the first library's GOT comes along.
-  void* other = dlopen(Here("libdefs_lib_a.so").c_str(), RTLD_NOW);
+  void* other = dlopen(ks::test::Beside("libdefs_lib_a.so").c_str(), RTLD_NOW);
   ASSERT_NE(other, nullptr) << dlerror();
   ASSERT_EQ(ks_safepoint_refresh(), 0);
   EXPECT_EQ(ks_safepoint_got_kind(resume), KS_LP_UNWINDS);
