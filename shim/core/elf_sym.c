@@ -77,17 +77,6 @@ KS_START_PATH static uint32_t ks_sysv_hash(const char *name)
     return h;
 }
 
-/* strcmp of our own: libc's is an interposable name (a sanitizer's runtime
- * intercepts it) and this runs before anything is initialised. */
-KS_START_PATH static int ks_streq(const char *a, const char *b)
-{
-    while (*a && *a == *b) {
-        a++;
-        b++;
-    }
-    return *a == *b;
-}
-
 KS_START_PATH static const char *ks_str(const struct ks_elf_obj *o, size_t off)
 {
     return off < o->strsz ? o->strtab + off : NULL;
@@ -287,11 +276,10 @@ KS_START_PATH static int ks_loaded_cb(struct dl_phdr_info *info, size_t size, vo
     (void)size;
     struct ks_loaded_find *f = arg;
     if (f->file) {
-        const char *base = NULL;   /* after the path's last '/' (ks_streq's reason) */
-        for (const char *p = info->dlpi_name; p && *p; p++)
-            if (*p == '/')
-                base = p + 1;
-        if (!base || !ks_streq(base, f->file))
+        /* A path's last component (a name without '/' is none). */
+        const char *path = info->dlpi_name ? info->dlpi_name : "";
+        const char *base = ks_basename(path);
+        if (base == path || !ks_streq(base, f->file))
             return 0;
     }
     struct ks_elf_loaded *l = f->l;

@@ -88,6 +88,38 @@ const char *ks_env(const char *name);   /* getenv(NAME), without libc's */
 int ks_env_on(const char *name);        /* NAME set, not empty, not "0" */
 pid_t ks_gettid(void);
 
+/* strcmp(A, B) == 0, a prefix test and the part after a path's last '/',
+ * without libc's: the start path and the loader-side lookups call them
+ * before anything is bound (libc's names are interposable: a sanitizer's
+ * runtime intercepts them). Inline: they sit in the start's inner loops.
+ * Async-signal-safe. */
+static inline KS_SIGSAFE int ks_streq(const char *a, const char *b)
+{
+    while (*a && *a == *b) {
+        a++;
+        b++;
+    }
+    return *a == *b;
+}
+
+static inline KS_SIGSAFE int ks_starts(const char *s, const char *prefix)
+{
+    while (*prefix && *s == *prefix) {
+        s++;
+        prefix++;
+    }
+    return !*prefix;
+}
+
+static inline KS_SIGSAFE const char *ks_basename(const char *path)
+{
+    const char *base = path;
+    for (const char *p = path; *p; p++)
+        if (*p == '/')
+            base = p + 1;
+    return base;
+}
+
 /* Where an interrupted thread's PC is against x86-64's `syscall`
  * instruction (0f 05). At one: the kernel restarts the call there after a
  * handler (SA_RESTART, a call it restarts). Just after one: the call

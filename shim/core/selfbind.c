@@ -50,15 +50,6 @@ KS_START_PATH static KS_SIGSAFE int ks_ends_in(const char *s, char c)
     return last == c;
 }
 
-KS_START_PATH static KS_SIGSAFE int ks_same(const char *a, const char *b)
-{
-    while (*a && *a == *b) {
-        a++;
-        b++;
-    }
-    return *a == *b;
-}
-
 /* A name's first four bytes, to tell most names apart in one compare: every
  * name the shim imports has four characters or more, and a shorter one is
  * read into the string table's next string (mapped), then compared whole. */
@@ -84,16 +75,6 @@ KS_START_PATH static KS_SIGSAFE const char *ks_needed_version(const struct ks_se
         n = (const ElfW(Verneed) *)((const char *)n + n->vn_next);
     }
     return NULL;
-}
-
-/* 1 if NAME begins with PREFIX. */
-KS_START_PATH static KS_SIGSAFE int ks_starts(const char *name, const char *prefix)
-{
-    while (*prefix && *name == *prefix) {
-        name++;
-        prefix++;
-    }
-    return !*prefix;
 }
 
 #define KS_WANT_SYMS 1024   /* the shim has about 190 dynamic symbols */
@@ -150,7 +131,7 @@ KS_START_PATH static KS_SIGSAFE int ks_wanted(const struct ks_want *m, uint32_t 
         return 0;
     for (int k = 0; k < m->n && !want; k++)
         want = p == m->pre[k] &&
-               (m->family[k] ? ks_starts(name, m->only[k]) : ks_same(name, m->only[k]));
+               (m->family[k] ? ks_starts(name, m->only[k]) : ks_streq(name, m->only[k]));
     return want;
 }
 
@@ -211,7 +192,7 @@ KS_START_PATH static KS_SIGSAFE int ks_find_defs(struct dl_phdr_info *info, size
     struct ks_selfbind_walk *w = arg;
     struct ks_elf_obj o;
     if (ks_elf_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0 ||
-        ks_same(o.soname, "linux-vdso.so.1"))
+        ks_streq(o.soname, "linux-vdso.so.1"))
         return 0;
     for (int i = 0; i < w->n; i++) {
         struct ks_bind *b = &w->b[i];

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "shim/core/elf_sym.h"
+#include "shim/core/ks.h"
 
 struct ks_langrt {
     const char *name;
@@ -33,12 +34,10 @@ static const struct ks_langrt ks_langrts[] = {
 };
 #define KS_NLANGRT ((int)(sizeof ks_langrts / sizeof ks_langrts[0]))
 
-static int ks_prefix(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
-
 /* STEM followed by a version at most: "python", "python3.11", "python3.11d". */
 static int ks_exe_is(const char *base, const char *stem)
 {
-    if (!ks_prefix(base, stem))
+    if (!ks_starts(base, stem))
         return 0;
     const char *s = base + strlen(stem);
     while ((*s >= '0' && *s <= '9') || *s == '.')
@@ -53,7 +52,7 @@ int ks_langrt_of_name(const char *base)
     for (int rt = 1; rt < KS_NLANGRT; rt++) {
         const struct ks_langrt *r = &ks_langrts[rt];
         for (int i = 0; i < 2; i++)
-            if ((r->libs[i] && ks_prefix(base, r->libs[i])) ||
+            if ((r->libs[i] && ks_starts(base, r->libs[i])) ||
                 (r->exes[i] && ks_exe_is(base, r->exes[i])))
                 return rt;
     }
@@ -76,9 +75,8 @@ static int ks_module_of(uintptr_t addr, void **base, const char **name, char *bu
             path = buf;
         }
     }
-    const char *slash = strrchr(path, '/');
     *base = di.dli_fbase;
-    *name = slash ? slash + 1 : path;
+    *name = ks_basename(path);
     return 0;
 }
 

@@ -44,29 +44,12 @@ KS_HOT_DATA static int ks_nscratch;
 KS_HOT_DATA static struct ks_mod *ks_build;
 static unsigned long long ks_seen_adds = ~0ULL, ks_seen_subs = ~0ULL;
 
-/* The three string helpers below are the shim's own, not libc's strrchr,
- * strncmp, strlen and strncpy: the first table is built in every process at
- * start, and those would be bound lazily there and fault in libc code pages
- * that a program like /bin/true never touches (docs/bench.md). */
-KS_START_PATH static const char *ks_basename(const char *path)
-{
-    const char *base = path;
-    for (const char *p = path; *p; p++)
-        if (*p == '/')
-            base = p + 1;
-    return base;
-}
-
-KS_START_PATH static int ks_prefix(const char *s, const char *p)
-{
-    while (*p && *s == *p) {
-        s++;
-        p++;
-    }
-    return !*p;
-}
-
-/* NAME into OUT (CAP bytes), cut and terminated; OUT is zeroed. */
+/* The string helpers here are the shim's own (ks_basename, ks_starts,
+ * ks_copy_name), not libc's strrchr, strncmp, strlen and strncpy: the first
+ * table is built in every process at start, and those would be bound lazily
+ * there and fault in libc code pages that a program like /bin/true never
+ * touches (docs/bench.md). NAME into OUT (CAP bytes), cut and terminated;
+ * OUT is zeroed. */
 KS_START_PATH static void ks_copy_name(char *out, size_t cap, const char *name)
 {
     for (size_t i = 0; i + 1 < cap && name[i]; i++)
@@ -80,21 +63,21 @@ KS_START_PATH static int ks_kind_of_name(const char *base)
                                         "libutil.so", "libnss_", "libthread_db", "libBrokenLocale",
                                         NULL};
     for (int i = 0; glibc[i]; i++)
-        if (ks_prefix(base, glibc[i]))
+        if (ks_starts(base, glibc[i]))
             return KS_MOD_LIBC;
-    if (ks_prefix(base, "ld-linux") || ks_prefix(base, "ld.so") || ks_prefix(base, "ld64.so"))
+    if (ks_starts(base, "ld-linux") || ks_starts(base, "ld.so") || ks_starts(base, "ld64.so"))
         return KS_MOD_LOADER;
-    if (ks_prefix(base, "libgcc_s.so") || ks_prefix(base, "libunwind"))
+    if (ks_starts(base, "libgcc_s.so") || ks_starts(base, "libunwind"))
         return KS_MOD_UNWINDER;
-    if (ks_prefix(base, "libstdc++.so"))
+    if (ks_starts(base, "libstdc++.so"))
         return KS_MOD_CXXRT;
-    if (ks_prefix(base, "linux-vdso.so") || ks_prefix(base, "linux-gate.so"))
+    if (ks_starts(base, "linux-vdso.so") || ks_starts(base, "linux-gate.so"))
         return KS_MOD_VDSO;
     static const char *const sanitizers[] = {"libasan.so", "libtsan.so", "libubsan.so",
                                              "liblsan.so", "libhwasan.so", "libclang_rt.",
                                              NULL};
     for (int i = 0; sanitizers[i]; i++)
-        if (ks_prefix(base, sanitizers[i]))
+        if (ks_starts(base, sanitizers[i]))
             return KS_MOD_SANRT;
     return KS_MOD_APP;
 }
