@@ -147,6 +147,9 @@ int ConnThreads(pid_t pid) {
 // ASan allocator does not (a lock a connection thread held at fork time,
 // freeing its buffer, stays held in the child; seen with gdb). The plain
 // build forks at once, possibly while one is still finishing: the harder case.
+// The same held for the program's own workers: one still in ASan's thread
+// start (which callocs) at fork time left a size class locked in the child;
+// "threads N" now answers only once its workers wait (tests/progs/lifecycle.c).
 #ifdef __SANITIZE_ADDRESS__
 constexpr bool kQuietBeforeFork = true;
 #else

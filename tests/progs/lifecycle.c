@@ -46,6 +46,7 @@
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static int exit_code = -1;      /* threadexit: the worker that sees it exits */
+static int parked;              /* workers waiting on cv: "threads N" answers once all are */
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
@@ -62,6 +63,8 @@ void *life_worker(void *arg)
 {
     (void)arg;
     pthread_mutex_lock(&mu);
+    parked++;
+    pthread_cond_broadcast(&cv);
     while (exit_code < 0)
         pthread_cond_wait(&cv, &mu);
     int c = exit_code;
@@ -236,6 +239,7 @@ int main(int argc, char **argv)
         report_fds();
     say("ready pid=%d", getpid());
     char line[256];
+    int want = 0;
     while (fgets(line, sizeof line, stdin)) {
         int n = 0;
         if (sscanf(line, "threads %d", &n) == 1) {
@@ -243,6 +247,15 @@ int main(int argc, char **argv)
                 pthread_t t;
                 pthread_create(&t, NULL, life_worker, NULL);
             }
+            /* Answer once the workers wait: a fork right after must not
+             * find one still starting (under ASan its start allocates, and
+             * GCC 12's ASan leaves an allocator lock held at fork locked in
+             * the child, where the shim's control thread then allocates). */
+            pthread_mutex_lock(&mu);
+            want += n;
+            while (parked < want)
+                pthread_cond_wait(&cv, &mu);
+            pthread_mutex_unlock(&mu);
             say("threads %d", n);
         } else if (strcmp(line, "fork\n") == 0) {
             pid_t c = fork();
