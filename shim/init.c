@@ -116,6 +116,45 @@ KS_FORK_PATH static void ks_after_fork_child(void)
     ks_control_after_fork_child();
 }
 
+/* ---- When the fork handlers are registered ------------------------------
+ * A fork child runs its handlers in the shim's text, which fork does not
+ * map in the child (each first touch of a code page is a fault) and which
+ * write the registry's page (a copy): two page faults and a fifth of a
+ * fork+_exit+wait in a program that forks and never started a thread, a
+ * shell or make, whose children have nothing to reset (docs/bench.md:
+ * fork). So the handlers are registered when the process first needs
+ * them: before its first thread (the pthread_create hook) and before
+ * control starts (ks_control_begin), whichever comes first; a fork child
+ * inherits them registered. Until then a fork's child runs no shim code;
+ * its registry (the forking thread's record, with the parent's tid) is the
+ * parent's, and is reset when the child registers them (ks_fork_arm_once:
+ * its pid is not the one that loaded the shim). The doorbell's check for a
+ * vfork child compares glibc's tid, not the record's (control.c). Without
+ * glibc's tid (the probe off: sanitizers) they are registered at start, as
+ * always. 1: registered, or never to be (KILLSHIM_DISABLE). */
+KS_HOT_DATA int ks_fork_armed = 1;
+KS_HOT_DATA static pthread_once_t ks_fork_once = PTHREAD_ONCE_INIT;
+KS_HOT_DATA static pid_t ks_start_pid;   /* the process that ran ks_init */
+/* This thread is inside ks_fork_arm_once: the doorbell must not start
+ * control here (its ks_fork_arm would wait for this same once). */
+static __thread int ks_arming __attribute__((tls_model("initial-exec")));
+
+static void ks_fork_arm_once(void)
+{
+    ks_arming = 1;
+    if (ks_getpid() != ks_start_pid)   /* a child of a fork before this */
+        ks_registry_reset_after_fork();
+    pthread_atfork(ks_fork_prepare, ks_fork_parent, ks_after_fork_child);
+    __atomic_store_n(&ks_fork_armed, 1, __ATOMIC_RELEASE);
+    ks_arming = 0;
+}
+
+KS_SIGSAFE int ks_fork_arming(void) { return ks_arming; }
+
+/* Not in a signal handler except the doorbell's (control.c says why
+ * pthread_create, and so pthread_atfork, is safe where it starts control). */
+void ks_fork_arm(void) { pthread_once(&ks_fork_once, ks_fork_arm_once); }
+
 static void ks_at_exit(void) { ks_server_cleanup(); }
 
 /* What serving needs but a process nobody asks should not pay for: loading
@@ -162,7 +201,8 @@ KS_START_PATH static void ks_init_once(void)
     ks_debug_enabled = ks_env_on("KILLSHIM_DEBUG");
     ks_real_resolve_init();
     ks_mutex_fast_init();
-    if (ks_gettid() == ks_getpid())
+    ks_start_pid = ks_getpid();
+    if (ks_gettid() == ks_start_pid)
         ks_registry_add_self(KS_ROLE_MAIN, NULL);
     if (ks_env_on("KILLSHIM_DISABLE")) {
         ks_debug("KILLSHIM_DISABLE is set: no control socket");
@@ -188,7 +228,10 @@ KS_START_PATH static void ks_init_once(void)
     ks_unw_load();
 #endif
     ks_signals_set_doorbell(ks_control_doorbell);
-    pthread_atfork(ks_fork_prepare, ks_fork_parent, ks_after_fork_child);
+    if (ks_mutex_tid_off)
+        __atomic_store_n(&ks_fork_armed, 0, __ATOMIC_RELEASE);   /* at first need */
+    else
+        ks_fork_arm();
     atexit(ks_at_exit);
     ks_control_init(ks_init_serving);
 }
@@ -207,7 +250,8 @@ __attribute__((constructor)) static void ks_constructor(void)
         ks_got_patch_deps();
     }
     ks_init();
-    if (ks_gettid() == ks_getpid())
+    ks_start_pid = ks_getpid();
+    if (ks_gettid() == ks_start_pid)
         ks_registry_add_self(KS_ROLE_MAIN, NULL);
 }
 

@@ -10,6 +10,7 @@
 #include "shim/core/blocking.h"
 #include "shim/common/doorbell.h"
 #include "shim/core/lock.h"
+#include "shim/core/mutex_fast.h"
 #include "shim/common/procfs.h"
 #include "shim/safepoint/redirect.h"
 #include "shim/core/registry.h"
@@ -33,6 +34,7 @@ static int ks_cas_state(int from, int to)
  * loader's lazy resolver. */
 static void ks_control_begin(void)
 {
+    ks_fork_arm();   /* before the shim's threads exist (init.c) */
     ks_selfbind_all();
     int rc = ks_server_listen();
     if (!rc)
@@ -169,11 +171,17 @@ static void ks_control_begin_redirected(void) { ks_control_begin(); }
 KS_SIGSAFE void ks_control_doorbell(siginfo_t *si, ucontext_t *uc, int *err)
 {
     if (ks_redirect_resume(si, uc, err) || si->si_value.sival_int != KS_DOORBELL_COOKIE ||
-        ks_control_state() != KS_CTL_LAZY)
+        ks_control_state() != KS_CTL_LAZY || ks_fork_arming())
         return;
     /* A vfork child (or a raw clone sharing this thread's TLS) runs in its
-     * parent's memory until it execs: nothing may start there. */
-    pid_t self = ks_self()->tid;
+     * parent's memory until it execs: nothing may start there. Its thread
+     * descriptor is its parent's, whose tid glibc's copy still holds; a
+     * fork child's is its own (the kernel wrote it at the fork), while its
+     * record may still hold the parent's tid (init.c: a fork before the
+     * fork handlers were registered). Without glibc's copy (the probe off)
+     * the handlers were registered at start and the record is right. */
+    unsigned long off = __atomic_load_n(&ks_mutex_tid_off, __ATOMIC_RELAXED);
+    pid_t self = off ? ks_mutex_tp_pid(off) : ks_self()->tid;
     if (self && self != (pid_t)syscall(SYS_gettid))
         return;
     if (ks_waits_in_syscall(uc)) {

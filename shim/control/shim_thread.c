@@ -107,6 +107,9 @@ static void *ks_shim_thread_main(void *p)
     /* Named from inside: a detached thread may be gone before its creator
      * could name it, and its handle with it. */
     pthread_setname_np(pthread_self(), s.name);
+    /* Here, not in the creator: control may start from the doorbell's
+     * signal handler (control.c), where nothing maps. */
+    ks_registry_prepare_exits();
     ks_registry_add_self(KS_ROLE_SHIM, NULL);
     ks_registry_starting_add(-1);
     void *r;

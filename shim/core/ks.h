@@ -137,8 +137,45 @@ static inline KS_SIGSAFE int ks_pc_after_syscall(uintptr_t ip)
     return p[-2] == 0x0f && p[-1] == 0x05;
 }
 
+/* ---- Arrays mapped on first use (util.c) --------------------------------
+ * A large array the shim needs only once something happened (a thread
+ * ended, the module table was rebuilt) is an anonymous map made then, not
+ * .bss: every fork copies the page tables over the span of the shim's
+ * written pages, and .bss's far end is written in every process
+ * (docs/bench.md: fork). One map wins when two threads race to make it (the
+ * other is unmapped); it is never unmapped (readers keep its address; a fork
+ * child inherits it). Maps with mmap: never from a signal handler, so each
+ * user maps at a moment it knows is safe and its writers only peek. */
+struct ks_lazy {
+    void *p;            /* the map, once published (acquire/release) */
+    size_t len;
+    const char *what;   /* for the warning if it cannot be mapped */
+    int warned;
+};
+#define KS_LAZY(LEN, WHAT) {.p = NULL, .len = (LEN), .what = (WHAT), .warned = 0}
+/* The map, made now if it is not yet; NULL, with a warning the first time,
+ * if it cannot be made (the user does without: it must never fail the
+ * program's call). */
+void *ks_lazy_get(struct ks_lazy *l);
+/* The map if it was made, else NULL: async-signal-safe. */
+static inline KS_SIGSAFE void *ks_lazy_peek(struct ks_lazy *l)
+{
+    return __atomic_load_n(&l->p, __ATOMIC_ACQUIRE);
+}
+
 /* ---- Life cycle (init.c) ------------------------------------------------ */
 void ks_init(void);                 /* runs once; safe to call from any hook */
+/* Registers the shim's fork handlers if they are not yet (init.c says
+ * when): before the process's first thread and before control starts. */
+void ks_fork_arm(void);
+extern int ks_fork_armed __attribute__((visibility("hidden")));
+/* 1 while the calling thread registers them (async-signal-safe). */
+int ks_fork_arming(void);
+static inline void ks_fork_need(void)
+{
+    if (KS_UNLIKELY(!__atomic_load_n(&ks_fork_armed, __ATOMIC_ACQUIRE)))
+        ks_fork_arm();
+}
 /* getpid(), through the system call: right in a fork child without any
  * after-fork update (a global updated there would cost the child a page
  * copy), and async-signal-safe. */

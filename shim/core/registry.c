@@ -46,11 +46,15 @@ static __thread struct ks_block ks_self_block __attribute__((tls_model("initial-
 /* Tids that unlinked themselves lately (see ks_registry_exiting), under
  * ks_reg_mu. A ring: the oldest are forgotten first. */
 #define KS_EXITED_RING 4096   /* about 4 s of exits at 1,000 threads/s */
-static struct {
+struct ks_exited {
     pid_t tid;
     unsigned gen;   /* ks_reg.gen when written */
     uint64_t ns;
-} ks_exited[KS_EXITED_RING];
+};
+/* 64 KiB, mapped before the first thread that may end exists
+ * (ks_registry_prepare_exits), not in .bss (ks.h: ks_lazy). */
+KS_HOT_DATA static struct ks_lazy ks_exited_map =
+    KS_LAZY(sizeof(struct ks_exited) * KS_EXITED_RING, "the ring of exited threads");
 
 KS_FORK_PATH KS_SIGSAFE struct ks_block *ks_block_self(void) { return &ks_self_block; }
 
@@ -71,8 +75,17 @@ KS_SIGSAFE struct ks_block *ks_block_of(struct ks_thread *t)
 KS_THREAD_PATH void ks_registry_starting_add(int delta) { __atomic_add_fetch(&ks_reg.starting, delta, __ATOMIC_RELEASE); }
 int ks_registry_starting(void) { return __atomic_load_n(&ks_reg.starting, __ATOMIC_ACQUIRE); }
 
+KS_THREAD_PATH void ks_registry_prepare_exits(void)
+{
+    if (KS_UNLIKELY(!ks_lazy_peek(&ks_exited_map)))
+        ks_lazy_get(&ks_exited_map);
+}
+
 int ks_registry_exiting(pid_t tid)
 {
+    const struct ks_exited *ks_exited = ks_lazy_peek(&ks_exited_map);
+    if (!ks_exited)
+        return 0;
     uint64_t now = ks_now_ns();
     for (unsigned i = 0; i < KS_EXITED_RING; i++)
         if (ks_exited[i].tid == tid && ks_exited[i].gen == ks_reg.gen &&
@@ -176,12 +189,16 @@ KS_THREAD_PATH void ks_registry_remove_self(uint64_t now)
     struct ks_thread *t = &ks_self_rec;
     if (!t->linked)
         return;
+    struct ks_exited *ring = ks_lazy_peek(&ks_exited_map);   /* NULL: not kept */
     ks_registry_lock();
     ks_unlink(t);
-    ks_exited[ks_reg.exited_next % KS_EXITED_RING].tid = t->tid;
-    ks_exited[ks_reg.exited_next % KS_EXITED_RING].ns = now;
-    ks_exited[ks_reg.exited_next % KS_EXITED_RING].gen = ks_reg.gen;
-    ks_reg.exited_next++;
+    if (ring) {
+        struct ks_exited *e = &ring[ks_reg.exited_next % KS_EXITED_RING];
+        e->tid = t->tid;
+        e->ns = now;
+        e->gen = ks_reg.gen;
+        ks_reg.exited_next++;
+    }
     ks_registry_unlock();
 }
 

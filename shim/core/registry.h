@@ -193,6 +193,12 @@ void ks_registry_add_self(enum ks_role role, void *start);
 /* Unlinks the calling thread's record, NOW (ks_now_ns) its time of exit:
  * the caller's one clock read for its grave and this. Idempotent. */
 void ks_registry_remove_self(uint64_t now);
+/* Maps the ring of exited threads (64 KiB, ks.h: ks_lazy) if it is not
+ * yet: called before a thread that may end exists (the pthread_create hook,
+ * a shim thread's start, the main thread's pthread_exit), never from a
+ * signal handler. ks_registry_remove_self never maps: without the ring an
+ * exit is not remembered (ks_registry_exiting). */
+void ks_registry_prepare_exits(void);
 /* Unlinks every record but the caller's (after fork, in the child). */
 void ks_registry_reset_after_fork(void);
 

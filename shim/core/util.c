@@ -1,3 +1,6 @@
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -68,3 +71,24 @@ KS_START_PATH uint64_t ks_now_ns_sys(void)
 KS_FORK_PATH KS_SIGSAFE pid_t ks_gettid(void) { return (pid_t)ks_syscall0(SYS_gettid); }
 
 KS_FORK_PATH KS_SIGSAFE pid_t ks_getpid(void) { return (pid_t)ks_syscall0(SYS_getpid); }
+
+/* Not inline: the path that maps runs once a process (and its failure,
+ * once a map that cannot be made is asked for again, warns only once). */
+void *ks_lazy_get(struct ks_lazy *l)
+{
+    void *p = ks_lazy_peek(l);
+    if (KS_LIKELY(p != NULL))
+        return p;
+    void *m = mmap(NULL, l->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+        int e = errno;
+        if (!__atomic_exchange_n(&l->warned, 1, __ATOMIC_RELAXED))
+            ks_warn("cannot map %zu KiB for %s (%s): the shim goes on without it", l->len >> 10,
+                    l->what, strerror(e));
+        return NULL;
+    }
+    if (__atomic_compare_exchange_n(&l->p, &p, m, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return m;
+    munmap(m, l->len);   /* another thread's map won: P is it */
+    return p;
+}

@@ -13,11 +13,21 @@
 /* Taken through the real function: the shim's own locking is not the
  * program's (interpose_lock.c counts only the program's). */
 KS_LOCK_DEFINE(static, ks_grave_mu);
-/* A slot per grave, each on a cache line's start (graveyard.h). */
-static struct ks_grave_slot {
+/* A slot per grave, each on a cache line's start (graveyard.h; mmap's
+ * pages are). Mapped before the first thread that may end exists
+ * (ks_grave_prepare), not in .bss (ks.h: ks_lazy). */
+struct ks_grave_slot {
     struct ks_grave g;
-} __attribute__((aligned(64))) ks_graves[KS_GRAVES];
+} __attribute__((aligned(64)));
+KS_HOT_DATA static struct ks_lazy ks_graves_map =
+    KS_LAZY(sizeof(struct ks_grave_slot) * KS_GRAVES, "the graves of ended threads");
 static uint64_t ks_grave_next;   /* total buried; ring slot = next % KS_GRAVES */
+
+KS_THREAD_PATH void ks_grave_prepare(void)
+{
+    if (KS_UNLIKELY(!ks_lazy_peek(&ks_graves_map)))
+        ks_lazy_get(&ks_graves_map);
+}
 
 static void ks_grave_lock(void) { ks_lock(&ks_grave_mu); }
 static void ks_grave_unlock(void) { ks_unlock(&ks_grave_mu); }
@@ -46,8 +56,11 @@ KS_THREAD_PATH void ks_grave_bury(const struct ks_thread *t, int how, uintptr_t 
         ks_abort_snapshot(t, &ab);
     int requested = ks_requested_bits(t);
     int held = t->locks_held;
+    struct ks_grave_slot *graves = ks_lazy_peek(&ks_graves_map);
+    if (!graves)   /* not mapped (ks_grave_prepare warned): no grave kept */
+        return;
     ks_grave_lock();
-    struct ks_grave *g = &ks_graves[ks_grave_next % KS_GRAVES].g;
+    struct ks_grave *g = &graves[ks_grave_next % KS_GRAVES].g;
     g->tid = t->tid;
     g->id = t->id;
     g->how = how;
@@ -80,10 +93,13 @@ KS_THREAD_PATH void ks_grave_bury(const struct ks_thread *t, int how, uintptr_t 
 int ks_grave_find(pid_t tid, uint64_t id, struct ks_grave *out)
 {
     int rc = ENOENT;
+    const struct ks_grave_slot *graves = ks_lazy_peek(&ks_graves_map);
+    if (!graves)
+        return rc;
     ks_grave_lock();
     uint64_t n = ks_grave_next < KS_GRAVES ? ks_grave_next : KS_GRAVES;
     for (uint64_t k = 1; k <= n; k++) {   /* newest first */
-        const struct ks_grave *g = &ks_graves[(ks_grave_next - k) % KS_GRAVES].g;
+        const struct ks_grave *g = &graves[(ks_grave_next - k) % KS_GRAVES].g;
         if (g->tid == tid && (id == 0 || g->id == id)) {
             *out = *g;
             rc = 0;

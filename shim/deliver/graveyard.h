@@ -62,6 +62,11 @@ _Static_assert(__builtin_offsetof(struct ks_grave, abort_how) <= 64,
  * (and the cleanups and note of a grave not aborted) may be an older
  * grave's, and are never read. */
 void ks_grave_bury(const struct ks_thread *t, int how, uintptr_t site, uint64_t ended_ns);
+/* Maps the ring (160 KiB, ks.h: ks_lazy) if it is not yet: called before a
+ * thread that may end exists (the pthread_create hook, a shim thread's
+ * start, the main thread's pthread_exit), never from a signal handler. A
+ * grave finds the ring mapped or is not kept: ks_grave_bury never maps. */
+void ks_grave_prepare(void);
 /* The grave of (TID, ID), or with ID 0 the most recent grave of TID. Returns
  * 0 and fills OUT, or ENOENT. */
 int ks_grave_find(pid_t tid, uint64_t id, struct ks_grave *out);

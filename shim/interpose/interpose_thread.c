@@ -107,7 +107,10 @@ KS_EXPORT KS_THREAD_PATH int pthread_create(pthread_t *thread, const pthread_att
 {
     ks_init();   /* a constructor that runs before ours may create threads */
     ks_thread_start_set((uintptr_t)ks_thread_start);   /* before the thread exists */
+    ks_fork_need();      /* before the process has a second thread (init.c) */
     ks_control_need();   /* a fork child serves once it is multi-threaded */
+    ks_grave_prepare();   /* where the new thread's end is written, mapped once */
+    ks_registry_prepare_exits();
     ks_real_pthread_create_t *real = KS_REAL(pthread_create);
     if (KS_UNLIKELY(!real))
         return EAGAIN;
@@ -135,8 +138,11 @@ KS_EXPORT void pthread_exit(void *ret)
     if (__atomic_load_n(&t->abort.state, __ATOMIC_ACQUIRE) != KS_ABORT_FIRING) {
         t->end_how = KS_END_EXITED;
         t->exit_site = (uintptr_t)__builtin_return_address(0) - 1;   /* inside the call */
-        if (t->linked && t->role == KS_ROLE_MAIN)
+        if (t->linked && t->role == KS_ROLE_MAIN) {
+            ks_grave_prepare();   /* a program that never created a thread */
+            ks_registry_prepare_exits();
             ks_thread_ended(t, KS_END_EXITED, t->exit_site);
+        }
     }
     ks_real_pthread_exit_t *real = KS_REAL(pthread_exit);
     if (real)

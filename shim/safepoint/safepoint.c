@@ -36,11 +36,15 @@ KS_HOT_DATA static unsigned ks_seq;
 KS_LOCK_DEFINE(static, ks_write_mu);
 
 /* The writer builds here first, so the published table is written in one
- * short burst. Under ks_write_mu. */
-static struct ks_mod ks_scratch[KS_MOD_MAX];
+ * short burst. Mapped at the first rebuild (200 KiB, ks.h: ks_lazy; every
+ * refresh runs outside signal handlers): most processes build only the
+ * first table, in place. Under ks_write_mu. */
+KS_HOT_DATA static struct ks_lazy ks_scratch_map =
+    KS_LAZY(sizeof(struct ks_mod) * KS_MOD_MAX, "the module table's rebuild");
 KS_HOT_DATA static int ks_nscratch;
-/* Where ks_safepoint_collect writes: ks_scratch, or ks_mods itself for the
- * first table (see ks_safepoint_refresh). Under ks_write_mu. */
+/* Where ks_safepoint_collect writes: the scratch table, or ks_mods itself
+ * for the first table and when the scratch cannot be mapped (see
+ * ks_safepoint_refresh). Under ks_write_mu. */
 KS_HOT_DATA static struct ks_mod *ks_build;
 static unsigned long long ks_seen_adds = ~0ULL, ks_seen_subs = ~0ULL;
 
@@ -175,20 +179,24 @@ KS_START_PATH int ks_safepoint_refresh(void)
                         ? (uintptr_t)al.obj.base + al.sym->st_value : 0;
     /* The first table (ks_seq still 0: nothing was ever published, and a
      * reader finds no module) is built in place, under an odd ks_seq that
-     * turns readers away: it saves every process the scratch table's page.
-     * Later ones are built aside and copied in one short burst. */
-    int in_place = __atomic_load_n(&ks_seq, __ATOMIC_RELAXED) == 0;
-    ks_build = in_place ? ks_mods : ks_scratch;
+     * turns readers away: it saves every process the scratch table.
+     * Later ones are built aside and copied in one short burst; in place
+     * too if the scratch cannot be mapped (readers are turned away for the
+     * whole build then, and GOTs are read again: ks_carry_got is skipped). */
+    struct ks_mod *aside = __atomic_load_n(&ks_seq, __ATOMIC_RELAXED) == 0
+                         ? NULL : ks_lazy_get(&ks_scratch_map);
+    int in_place = aside == NULL;
+    ks_build = in_place ? ks_mods : aside;
     ks_nscratch = 0;
     if (in_place) {
-        __atomic_store_n(&ks_seq, 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&ks_seq, ks_seq + 1, __ATOMIC_RELAXED);
         __atomic_thread_fence(__ATOMIC_RELEASE);
     }
     dl_iterate_phdr(ks_safepoint_collect, &malloc_at);
     if (!in_place) {
         __atomic_store_n(&ks_seq, ks_seq + 1, __ATOMIC_RELAXED);
         __atomic_thread_fence(__ATOMIC_RELEASE);
-        memcpy(ks_mods, ks_scratch, sizeof(struct ks_mod) * (size_t)ks_nscratch);
+        memcpy(ks_mods, aside, sizeof(struct ks_mod) * (size_t)ks_nscratch);
     }
     __atomic_store_n(&ks_nmods, ks_nscratch, __ATOMIC_RELAXED);
     __atomic_store_n(&ks_seq, ks_seq + 1, __ATOMIC_RELEASE);
