@@ -34,8 +34,8 @@ static int ks_cas_state(int from, int to)
  * loader's lazy resolver. */
 static void ks_control_begin(void)
 {
-    ks_fork_arm();   /* before the shim's threads exist (init.c) */
     ks_selfbind_all();
+    ks_fork_arm();   /* before the shim's threads exist (init.c); bound above */
     int rc = ks_server_listen();
     if (!rc)
         rc = ks_server_run();

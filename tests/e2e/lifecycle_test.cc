@@ -216,6 +216,49 @@ TEST(Fork, FromAWorkerTheChildsOnlyThreadIsThatWorker) {
   EXPECT_EQ(ks::ProgramRows(l.t.pid()).size(), 3u);
 }
 
+// A process that never served nor started a thread has not registered the
+// shim's fork handlers (shim/init.c): its fork children run no shim code at
+// the fork and keep the parent's registry, with the parent's tid in the
+// forking thread's record, until they first need it. One child starts a
+// thread (the first use of the graves and the exited ring, mapped in the
+// child), one is only rung by the injector (the doorbell takes it for a
+// vfork child unless it reads glibc's tid): each lists itself alone, under
+// its own tid, and the ended thread is in the first one's graveyard.
+TEST(Fork, ChildOfAProcessThatNeverServedNorStartedAThread) {
+  Target t(ks::ProgPath("lifecycle"), {}, {});
+  ASSERT_EQ(t.WaitFor("ready").rfind("ready pid=", 0), 0u);
+  t.Send("forkend");
+  std::string e = t.WaitFor("forkend child=");
+  pid_t ender = FieldInt(e, "child");
+  int thread = FieldInt(e, "thread");
+  ASSERT_GT(ender, 0) << e << t.Stderr();
+  ASSERT_GT(thread, 0) << e;
+  t.Send("fork");
+  pid_t plain = FieldInt(t.WaitFor("forked child="), "child");
+  ASSERT_GT(plain, 0) << t.Stderr();
+  for (pid_t child : {ender, plain}) {
+    ASSERT_TRUE(WaitServes(child)) << child << t.Stderr();
+    auto rows = ks::ProgramRows(child);
+    ASSERT_EQ(rows.size(), 1u) << child;
+    EXPECT_EQ(rows.begin()->first, child);
+    EXPECT_EQ(rows.begin()->second["role"], "main");
+  }
+  RawClient c(ender);
+  c.ReadLine();
+  auto st = ks::ParseLine(c.Request("status tid=" + std::to_string(thread)).back());
+  EXPECT_EQ(st["state"], "ended") << st["verb"];
+  EXPECT_EQ(st["how"], "returned");
+  kill(ender, SIGKILL);
+  kill(plain, SIGKILL);
+  // The parent, listed only now, is itself: one thread, its own pid.
+  ASSERT_TRUE(WaitServes(t.pid()));
+  auto parent = ks::ProgramRows(t.pid());
+  ASSERT_EQ(parent.size(), 1u);
+  EXPECT_EQ(parent.begin()->first, t.pid());
+  t.Send("quit");
+  EXPECT_EQ(t.Wait(), 0);
+}
+
 TEST(Fork, FileModeChildGetsItsOwnFileAndForkExecLeavesNone) {
   TempDir d;
   std::string env = "KILLSHIM_SOCKET_DIR=" + d.path;

@@ -8,6 +8,9 @@
  *   forkexec       fork; the child execs /bin/true (no
  *                  LD_PRELOAD)                        -> "forkexec status=S"
  *   forkthread     fork from a worker thread           -> "forked child=C"
+ *   forkend        fork; the child starts a thread, joins it, says
+ *                  "forkend child=C thread=T" (T: that thread's tid) and
+ *                  pauses until killed; the parent says nothing
  *   exec           re-exec itself with --fds
  *   closefrom | closerange | closeloop                 -> "closed"
  *   dup2null       dup2 /dev/null over every socket fd -> "dup2 fds=A,B"
@@ -108,6 +111,26 @@ static void report_fds(void)
 static void child_pause(void)
 {
     say("child pid=%d", getpid());
+    for (;;)
+        pause();
+}
+
+static void *say_tid(void *arg)
+{
+    *(pid_t *)arg = gettid();
+    return NULL;
+}
+
+static void fork_end(void)
+{
+    if (fork() != 0)
+        return;
+    pid_t tid = 0;
+    pthread_t t;
+    if (pthread_create(&t, NULL, say_tid, &tid) != 0)
+        _exit(1);
+    pthread_join(t, NULL);
+    say("forkend child=%d thread=%d", getpid(), tid);
     for (;;)
         pause();
 }
@@ -262,6 +285,8 @@ int main(int argc, char **argv)
             if (c == 0)
                 child_pause();
             say("forked child=%d", c);
+        } else if (strcmp(line, "forkend\n") == 0) {
+            fork_end();
         } else if (strcmp(line, "forkheld\n") == 0) {
             fork_held();
         } else if (strcmp(line, "forkthread\n") == 0) {

@@ -149,6 +149,7 @@ namespace {
 // A thread that unregistered is "exiting" for a while (its task may linger
 // in /proc); one that never registered is not.
 TEST(Registry, UnregisteredThreadIsExitingForAWhile) {
+  ks_registry_prepare_exits();  // as the pthread_create hook does
   pid_t gone = 0;
   std::thread t([&] {
     ks_registry_add_self(KS_ROLE_APP, nullptr);
