@@ -132,7 +132,6 @@ KS_FORK_PATH static void ks_after_fork_child(void)
  * vfork child compares glibc's tid, not the record's (control.c). Without
  * glibc's tid (the probe off: sanitizers) they are registered at start, as
  * always. 1: registered, or never to be (KILLSHIM_DISABLE). */
-KS_HOT_DATA int ks_fork_armed = 1;
 KS_HOT_DATA static pthread_once_t ks_fork_once = PTHREAD_ONCE_INIT;
 KS_HOT_DATA static pid_t ks_start_pid;   /* the process that ran ks_init */
 /* This thread is inside ks_fork_arm_once: the doorbell must not start
@@ -151,9 +150,10 @@ static void ks_fork_arm_once(void)
 
 KS_SIGSAFE int ks_fork_arming(void) { return ks_arming; }
 
-/* Not in a signal handler except the doorbell's (control.c says why
- * pthread_create, and so pthread_atfork, is safe where it starts control). */
-void ks_fork_arm(void) { pthread_once(&ks_fork_once, ks_fork_arm_once); }
+/* ks_fork_arm (util.c) calls it. Not in a signal handler except the
+ * doorbell's (control.c says why pthread_create, and so pthread_atfork, is
+ * safe where it starts control). */
+static void ks_fork_arm_now(void) { pthread_once(&ks_fork_once, ks_fork_arm_once); }
 
 static void ks_at_exit(void) { ks_server_cleanup(); }
 
@@ -228,10 +228,11 @@ KS_START_PATH static void ks_init_once(void)
     ks_unw_load();
 #endif
     ks_signals_set_doorbell(ks_control_doorbell);
+    ks_fork_arm_fn = ks_fork_arm_now;
     if (ks_mutex_tid_off)
         __atomic_store_n(&ks_fork_armed, 0, __ATOMIC_RELEASE);   /* at first need */
     else
-        ks_fork_arm();
+        ks_fork_arm_now();
     atexit(ks_at_exit);
     ks_control_init(ks_init_serving);
 }

@@ -166,8 +166,11 @@ static inline KS_SIGSAFE void *ks_lazy_peek(struct ks_lazy *l)
 /* ---- Life cycle (init.c) ------------------------------------------------ */
 void ks_init(void);                 /* runs once; safe to call from any hook */
 /* Registers the shim's fork handlers if they are not yet (init.c says
- * when): before the process's first thread and before control starts. */
+ * when): before the process's first thread and before control starts.
+ * Through ks_fork_arm_fn, which init.c sets (util.c: the libraries the unit
+ * tests link have no init.c; there ks_fork_armed stays 1). */
 void ks_fork_arm(void);
+extern void (*ks_fork_arm_fn)(void) __attribute__((visibility("hidden")));
 extern int ks_fork_armed __attribute__((visibility("hidden")));
 /* 1 while the calling thread registers them (async-signal-safe). */
 int ks_fork_arming(void);

@@ -47,6 +47,7 @@
 
 #include <link.h>
 #include <stdint.h>
+#include <sys/single_threaded.h>
 
 #include "attach.h"
 #include "elf_sym.h"
@@ -255,6 +256,13 @@ void ks_real_forget(void)
 
 void *ks_real_miss(enum ks_real_id f)
 {
+    /* A thread started around the hook (glibc's own helper threads, a
+     * sanitizer's runtime): the fork handlers, whose prepare completes the
+     * table in the parent and whose child resets the shim's locks, are
+     * registered from here on (init.c: they are registered at a process's
+     * first need). */
+    if (!__libc_single_threaded)
+        ks_fork_need();
     if (!__atomic_load_n(&ks_real_looked[f], __ATOMIC_ACQUIRE)) {
         if (f == KS_FN_pthread_create) {
             ks_real_resolve_all();   /* before a second thread: see the top */

@@ -92,3 +92,15 @@ void *ks_lazy_get(struct ks_lazy *l)
     munmap(m, l->len);   /* another thread's map won: P is it */
     return p;
 }
+
+/* See ks.h: 1 (nothing to do) until init.c chooses to register the fork
+ * handlers at the first need. */
+KS_HOT_DATA int ks_fork_armed = 1;
+KS_HOT_DATA void (*ks_fork_arm_fn)(void);
+
+void ks_fork_arm(void)
+{
+    void (*fn)(void) = ks_fork_arm_fn;
+    if (fn)
+        fn();
+}
