@@ -130,8 +130,9 @@ KS_FORK_PATH static void ks_after_fork_child(void)
  * parent's, and is reset when the child registers them (ks_fork_arm_once:
  * its pid is not the one that loaded the shim). The doorbell's check for a
  * vfork child compares glibc's tid, not the record's (control.c). Without
- * glibc's tid (the probe off: sanitizers) they are registered at start, as
- * always. 1: registered, or never to be (KILLSHIM_DISABLE). */
+ * glibc's tid (the mutex probe off: ThreadSanitizer and AddressSanitizer
+ * builds, lock functions that are not libc's) they are registered at start,
+ * as always. 1: registered, or never to be (KILLSHIM_DISABLE). */
 KS_HOT_DATA static pthread_once_t ks_fork_once = PTHREAD_ONCE_INIT;
 KS_HOT_DATA static pid_t ks_start_pid;   /* the process that ran ks_init */
 /* This thread is inside ks_fork_arm_once: the doorbell must not start
