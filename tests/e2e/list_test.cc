@@ -1,10 +1,13 @@
 // killshim-inject PID: the listing, end to end.
 #include <gtest/gtest.h>
+#include <dirent.h>
 #include <json-c/json.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <ctype.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <set>
@@ -221,6 +224,63 @@ TEST(List, EveryThreadAndItsSystemCallAtScale) {
   EXPECT_EQ(t.WaitFor("released", 30000), "released " + std::to_string(n));
   t.Send("quit");
   EXPECT_EQ(t.Wait(), 0);
+}
+
+// The tids in /proc/PID/task.
+static std::set<pid_t> TaskIds(pid_t pid) {
+  std::set<pid_t> ids;
+  DIR* d = opendir(("/proc/" + std::to_string(pid) + "/task").c_str());
+  for (struct dirent* e; d && (e = readdir(d));)
+    if (isdigit((unsigned char)e->d_name[0])) ids.insert(atoi(e->d_name));
+  if (d) closedir(d);
+  return ids;
+}
+
+// A listing of 1,000 tasks or more is walked by two threads where the
+// process may use two CPUs (cmd_list.c): every task of /proc is one row,
+// once, in /proc's order (the second walker's rows follow the first's), the
+// count says so, and each row's state is the kernel's for a parked thread.
+TEST(List, TwoWalkersListEveryTaskOnceInProcOrder) {
+  const int n = 1200;
+  Target t(ks::ProgPath("many"), {std::to_string(n)}, {"KILLSHIM_DEBUG=1"});
+  ASSERT_EQ(t.WaitFor("ready", 60000), "ready");
+  ASSERT_TRUE(t.WaitSocket());
+  ks::RawClient c(t.pid());
+  ASSERT_TRUE(c.ok());
+  ASSERT_EQ(c.ReadLine().rfind("killshim", 0), 0u);
+  // The tasks before and after the listing: parked, none come or go but
+  // the shim's own (the connection thread and the second walker).
+  std::set<pid_t> before = TaskIds(t.pid());
+  auto reply = c.Request("list", 60000);
+  std::set<pid_t> after = TaskIds(t.pid());
+  ASSERT_FALSE(reply.empty());
+  ks::Row final = ks::ParseLine(reply.back());
+  ASSERT_EQ(final["verb"], "ok") << reply.back();
+  std::vector<pid_t> order;
+  int app = 0, sleeping = 0;
+  for (const auto& l : reply) {
+    ks::Row r = ks::ParseLine(l);
+    if (r["verb"] != "thread") continue;
+    order.push_back(atoi(r["tid"].c_str()));
+    if (r["role"] != "app") continue;
+    app++;
+    sleeping += r["state"] == "S";
+  }
+  EXPECT_EQ(atoi(final["count"].c_str()), (int)order.size());
+  EXPECT_TRUE(std::is_sorted(order.begin(), order.end()));   // /proc's order: ascending tids
+  EXPECT_EQ(std::set<pid_t>(order.begin(), order.end()).size(), order.size()) << "a row twice";
+  for (pid_t tid : before)
+    if (after.count(tid)) EXPECT_TRUE(std::count(order.begin(), order.end(), tid)) << tid;
+  EXPECT_EQ(app, n);
+  EXPECT_GT(sleeping, n / 2);   // parked in four kinds of wait; a few may be on their way
+  t.Send("release");
+  EXPECT_EQ(t.WaitFor("released", 30000), "released " + std::to_string(n));
+  t.Send("quit");
+  EXPECT_EQ(t.Wait(), 0);
+  cpu_set_t cpus;
+  if (sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) >= 2)
+    EXPECT_NE(t.Stderr().find("list: a second walker lists tasks"), std::string::npos)
+        << "the listing was not split";
 }
 
 TEST(List, ErrorsHaveDistinctExitCodes) {
