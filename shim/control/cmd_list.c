@@ -311,6 +311,7 @@ static int ks_list_range(struct ks_out *out, const struct ks_list_in *in, int fr
 struct ks_list_job {
     int refs;                  /* the caller and the walker: the last frees it */
     int done;                  /* 1 once the rows are written (a futex word) */
+    int joined;                /* 1 once the caller's own rows are written (a futex word) */
     const struct ks_list_in *in;
     int from, to, count;
     struct ks_list_ctx c;      /* its own /proc/self/task fd and learned numbers */
@@ -333,6 +334,11 @@ static void *ks_list_walker(void *arg)
     ks_task_dir_close(&j->c.dir);
     __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
     syscall(SYS_futex, &j->done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    /* Not gone before the caller's rows are: a thread's end unlinks it from
+     * the registry, and ks_list_in_call would then look each of the
+     * caller's remaining rows up again (ks_registry_unlinks). */
+    while (!__atomic_load_n(&j->joined, __ATOMIC_ACQUIRE))
+        syscall(SYS_futex, &j->joined, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
     ks_list_job_put(j);
     return NULL;
 }
@@ -368,6 +374,8 @@ static struct ks_list_job *ks_list_split(const struct ks_list_in *in, int from, 
  * for the caller's own rows), hands its rows on in parts, lets go of it. */
 static int ks_list_join(struct ks_out *out, struct ks_list_job *j)
 {
+    __atomic_store_n(&j->joined, 1, __ATOMIC_RELEASE);
+    syscall(SYS_futex, &j->joined, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
     while (!__atomic_load_n(&j->done, __ATOMIC_ACQUIRE))
         syscall(SYS_futex, &j->done, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
     if (j->out.oom)
