@@ -7,7 +7,6 @@
 
 #include <ctype.h>
 
-#include <algorithm>
 #include <fstream>
 #include <map>
 #include <set>
@@ -226,12 +225,13 @@ TEST(List, EveryThreadAndItsSystemCallAtScale) {
   EXPECT_EQ(t.Wait(), 0);
 }
 
-// The tids in /proc/PID/task.
-static std::set<pid_t> TaskIds(pid_t pid) {
-  std::set<pid_t> ids;
+// The tids in /proc/PID/task, in its order (the kernel's list of the
+// process's threads: creation order, not sorted once tids wrap around).
+static std::vector<pid_t> TaskIds(pid_t pid) {
+  std::vector<pid_t> ids;
   DIR* d = opendir(("/proc/" + std::to_string(pid) + "/task").c_str());
   for (struct dirent* e; d && (e = readdir(d));)
-    if (isdigit((unsigned char)e->d_name[0])) ids.insert(atoi(e->d_name));
+    if (isdigit((unsigned char)e->d_name[0])) ids.push_back(atoi(e->d_name));
   if (d) closedir(d);
   return ids;
 }
@@ -239,7 +239,7 @@ static std::set<pid_t> TaskIds(pid_t pid) {
 // A listing of 1,000 tasks or more is walked by two threads where the
 // process may use two CPUs (cmd_list.c): every task of /proc is one row,
 // once, in /proc's order (the second walker's rows follow the first's), the
-// count says so, and each row's state is the kernel's for a parked thread.
+// count says so, and the parked threads show as sleeping.
 TEST(List, TwoWalkersListEveryTaskOnceInProcOrder) {
   const int n = 1200;
   Target t(ks::ProgPath("many"), {std::to_string(n)}, {"KILLSHIM_DEBUG=1"});
@@ -250,9 +250,10 @@ TEST(List, TwoWalkersListEveryTaskOnceInProcOrder) {
   ASSERT_EQ(c.ReadLine().rfind("killshim", 0), 0u);
   // The tasks before and after the listing: parked, none come or go but
   // the shim's own (the connection thread and the second walker).
-  std::set<pid_t> before = TaskIds(t.pid());
+  std::vector<pid_t> before = TaskIds(t.pid());
   auto reply = c.Request("list", 60000);
-  std::set<pid_t> after = TaskIds(t.pid());
+  std::vector<pid_t> after_v = TaskIds(t.pid());
+  std::set<pid_t> after(after_v.begin(), after_v.end());
   ASSERT_FALSE(reply.empty());
   ks::Row final = ks::ParseLine(reply.back());
   ASSERT_EQ(final["verb"], "ok") << reply.back();
@@ -267,10 +268,15 @@ TEST(List, TwoWalkersListEveryTaskOnceInProcOrder) {
     sleeping += r["state"] == "S";
   }
   EXPECT_EQ(atoi(final["count"].c_str()), (int)order.size());
-  EXPECT_TRUE(std::is_sorted(order.begin(), order.end()));   // /proc's order: ascending tids
   EXPECT_EQ(std::set<pid_t>(order.begin(), order.end()).size(), order.size()) << "a row twice";
+  // The tasks there before and after, in /proc's order, are the rows' order.
+  std::vector<pid_t> stayed, listed;
   for (pid_t tid : before)
-    if (after.count(tid)) EXPECT_TRUE(std::count(order.begin(), order.end(), tid)) << tid;
+    if (after.count(tid)) stayed.push_back(tid);
+  std::set<pid_t> stayed_set(stayed.begin(), stayed.end());
+  for (pid_t tid : order)
+    if (stayed_set.count(tid)) listed.push_back(tid);
+  EXPECT_EQ(listed, stayed) << "rows missing or out of /proc's order";
   EXPECT_EQ(app, n);
   EXPECT_GT(sleeping, n / 2);   // parked in four kinds of wait; a few may be on their way
   t.Send("release");
