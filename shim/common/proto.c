@@ -184,12 +184,22 @@ void ks_out_word(struct ks_out *o, const char *word) { ks_out_raw(o, word, strle
 
 void ks_out_str(struct ks_out *o, const char *key, const char *val)
 {
-    ks_out_raw(o, " ", 1);
-    ks_out_raw(o, key, strlen(key));
-    ks_out_raw(o, "=", 1);
+    size_t kl = strlen(key), vl = 0;
     int bare = *val != '\0';
-    for (const char *p = val; *p && bare; p++)
+    for (const char *p = val; *p && bare; p++, vl++)
         bare = ks_is_bare((unsigned char)*p);
+    char buf[128];
+    if (bare && kl + vl + 2 <= sizeof buf) {   /* the usual field: in one piece */
+        buf[0] = ' ';
+        memcpy(buf + 1, key, kl);
+        buf[1 + kl] = '=';
+        memcpy(buf + 2 + kl, val, vl);
+        ks_out_raw(o, buf, kl + vl + 2);
+        return;
+    }
+    ks_out_raw(o, " ", 1);
+    ks_out_raw(o, key, kl);
+    ks_out_raw(o, "=", 1);
     if (bare) { ks_out_raw(o, val, strlen(val)); return; }
     ks_out_raw(o, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)val; *p; p++) {
@@ -222,11 +232,11 @@ void ks_out_fmt(struct ks_out *o, const char *key, const char *fmt, ...)
     ks_out_str(o, key, buf);
 }
 
-/* Numbers are always bare: written straight, without vsnprintf (a listing
- * writes several per thread). */
+/* Numbers are always bare: written straight, without vsnprintf, and " KEY="
+ * with them in one piece (a listing writes several per thread). */
 static void ks_out_num(struct ks_out *o, const char *key, uint64_t v, unsigned base, int neg)
 {
-    char buf[24];
+    char buf[64];
     char *p = buf + sizeof buf;
     do {
         *--p = "0123456789abcdef"[v % base];
@@ -238,9 +248,17 @@ static void ks_out_num(struct ks_out *o, const char *key, uint64_t v, unsigned b
     }
     if (neg)
         *--p = '-';
-    ks_out_raw(o, " ", 1);
-    ks_out_raw(o, key, strlen(key));
-    ks_out_raw(o, "=", 1);
+    size_t kl = strlen(key);
+    if (kl + 2 <= (size_t)(p - buf)) {
+        *--p = '=';
+        p -= kl;
+        memcpy(p, key, kl);
+        *--p = ' ';
+    } else {
+        ks_out_raw(o, " ", 1);
+        ks_out_raw(o, key, kl);
+        ks_out_raw(o, "=", 1);
+    }
     ks_out_raw(o, p, (size_t)(buf + sizeof buf - p));
 }
 
