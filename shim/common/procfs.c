@@ -160,10 +160,8 @@ void ks_task_dir_close(struct ks_task_dir *d)
  * system calls a file (open, fstat, read, fstat, close) instead of eight. */
 static int ks_task_dir_read(struct ks_task_dir *d, const char *rel, char *buf, size_t cap)
 {
-    /* openat and read as raw system calls: glibc's are cancellation
-     * points, and each call's switch of the caller's cancel type (two
-     * atomic updates of its thread's flags) was a twentieth of a listing's
-     * time in the shim; nothing here is to be cancelled. */
+    /* Raw openat and read: glibc's, cancellation points, switch the cancel
+     * type around each call (a twentieth of a listing's time in the shim). */
     int fd = (int)syscall(SYS_openat, d->fd, rel, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         int e = errno;
