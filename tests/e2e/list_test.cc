@@ -7,6 +7,8 @@
 
 #include <ctype.h>
 
+#include <atomic>
+#include <chrono>
 #include <fstream>
 #include <map>
 #include <set>
@@ -287,6 +289,59 @@ TEST(List, TwoWalkersListEveryTaskOnceInProcOrder) {
   if (sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) >= 2)
     EXPECT_NE(t.Stderr().find("list: a second walker lists tasks"), std::string::npos)
         << "the listing was not split";
+}
+
+// Listings of 1,200 threads in a loop while they are all released: every
+// listing is whole (its final line, the count of its rows, no unknown role),
+// the program's threads all return, and it exits 0.
+TEST(List, TwoWalkersWhileThreadsEnd) {
+  const int n = 1200;
+  Target t(ks::ProgPath("many"), {std::to_string(n)}, {"KILLSHIM_DEBUG=1"});
+  ASSERT_EQ(t.WaitFor("ready", 60000), "ready");
+  ASSERT_TRUE(t.WaitSocket());
+  std::atomic<bool> done{false};
+  std::atomic<int> listings{0}, big{0}, failures{0};
+  std::string bad;
+  std::thread lister([&] {
+    while (!done) {
+      std::string final;
+      auto rows = ks::ListRows(t.pid(), &final);
+      listings++;
+      ks::Row f = ks::ParseLine(final);
+      if (f["verb"] != "ok" || atoi(f["count"].c_str()) != (int)rows.size()) {
+        failures++;
+        bad = final;
+        continue;
+      }
+      big += rows.size() >= 1000;
+      for (auto& [tid, row] : rows)
+        if (row["role"] != "app" && row["role"] != "main" && row["role"] != "shim" &&
+            !(row["role"] == "foreign" && ks::SanitizerThread(t.pid(), tid))) {
+          failures++;
+          bad = "thread " + std::to_string(tid) + " role " + row["role"];
+        }
+    }
+  });
+  // Released while the listings run: wait for one big listing first.
+  for (long dl = ks::NowMs() + 30000; big == 0 && ks::NowMs() < dl;)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  t.Send("release");
+  std::string released = t.WaitFor("released", 60000);
+  int after_release = listings;
+  for (long dl = ks::NowMs() + 10000; listings < after_release + 2 && ks::NowMs() < dl;)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  done = true;
+  lister.join();
+  EXPECT_EQ(released, "released " + std::to_string(n));
+  EXPECT_GT(big.load(), 0);
+  EXPECT_GE(listings.load(), after_release + 2);
+  EXPECT_EQ(failures.load(), 0) << bad;
+  EXPECT_TRUE(t.Alive());
+  t.Send("quit");
+  EXPECT_EQ(t.Wait(), 0);
+  cpu_set_t cpus;
+  if (sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) >= 2)
+    EXPECT_NE(t.Stderr().find("list: a second walker lists tasks"), std::string::npos);
 }
 
 TEST(List, ErrorsHaveDistinctExitCodes) {
