@@ -1,11 +1,8 @@
 /* "list": every thread of the process, merged from /proc/self/task (all
  * threads, however created) and the registry (what the shim knows). */
-#include <linux/futex.h>
-#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "cmd_python.h"
@@ -16,11 +13,8 @@
 #include "shim/core/attach.h"
 #include "shim/core/blocking.h"
 #include "shim/core/registry.h"
-#include "shim_thread.h"
+#include "list_walk.h"
 #include "waitinfo.h"
-
-/* The second walker's stack (ks_list_split): a row needs about 2 KiB. */
-#define KS_LIST_STACK (128 * 1024)
 
 struct ks_snap {
     pid_t tid;
@@ -299,101 +293,23 @@ static int ks_list_range(struct ks_out *out, const struct ks_list_in *in, int fr
     return count;
 }
 
-/* A listing of at least this many tasks is walked by two threads when the
- * process may run on two CPUs or more: nearly all of its time is the
- * kernel's, one open and read of a /proc file a task (about 5 us), which a
- * second thread halves on an idle core; a thread's start costs about
- * 0.1 ms, a listing of 1,000 about 10. */
-#define KS_LIST_SPLIT_MIN 1000
-
-/* The second walker's share, shared by reference count with the
- * connection thread, which waits for it: IN and PY stay valid until done. */
-struct ks_list_job {
-    int refs;                  /* the caller and the walker: the last frees it */
-    int done;                  /* 1 once the rows are written (a futex word) */
-    int joined;                /* 1 once the caller's own rows are written (a futex word) */
-    const struct ks_list_in *in;
-    int from, to, count;
-    struct ks_list_ctx c;      /* its own /proc/self/task fd and learned numbers */
-    struct ks_out out;         /* its rows, no sink: handed on by the caller */
+/* Both walkers of one listing (list_walk.h): what they share, and each
+ * one's own /proc/self/task fd and learned system call numbers, its fd
+ * opened at its first chunk. */
+struct ks_list_walkers {
+    struct ks_list_in in;
+    struct ks_list_ctx c[2];
+    int opened[2];
 };
 
-static void ks_list_job_put(struct ks_list_job *j)
+static int ks_list_walk(void *arg, int who, struct ks_out *out, int from, int to)
 {
-    if (__atomic_sub_fetch(&j->refs, 1, __ATOMIC_ACQ_REL) == 0) {
-        ks_out_free(&j->out);
-        free(j);
+    struct ks_list_walkers *w = arg;
+    if (!w->opened[who]) {
+        ks_task_dir_open(&w->c[who].dir);
+        w->opened[who] = 1;
     }
-}
-
-static void *ks_list_walker(void *arg)
-{
-    struct ks_list_job *j = arg;
-    ks_task_dir_open(&j->c.dir);
-    j->count = ks_list_range(&j->out, j->in, j->from, j->to, &j->c);
-    ks_task_dir_close(&j->c.dir);
-    __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
-    syscall(SYS_futex, &j->done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-    /* Not gone before the caller's rows are: a thread's end unlinks it from
-     * the registry, and ks_list_in_call would then look each of the
-     * caller's remaining rows up again (ks_registry_unlinks). */
-    while (!__atomic_load_n(&j->joined, __ATOMIC_ACQUIRE))
-        syscall(SYS_futex, &j->joined, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
-    ks_list_job_put(j);
-    return NULL;
-}
-
-/* A second walker for the rows from FROM on, or NULL (too few tasks, one
- * CPU, no memory or no thread): the caller then walks them itself. */
-static struct ks_list_job *ks_list_split(const struct ks_list_in *in, int from, int to,
-                                         const struct ks_list_ctx *c)
-{
-    cpu_set_t cpus;
-    if (to - from < KS_LIST_SPLIT_MIN / 2 ||
-        sched_getaffinity(0, sizeof cpus, &cpus) != 0 || CPU_COUNT(&cpus) < 2)
-        return NULL;
-    struct ks_list_job *j = calloc(1, sizeof *j);
-    if (!j)
-        return NULL;
-    j->refs = 2;
-    j->in = in;
-    j->from = from;
-    j->to = to;
-    j->c = *c;
-    memset(j->c.call_nr, 0, sizeof j->c.call_nr);
-    ks_out_init(&j->out);
-    if (ks_spawn_shim_thread("killshim-list", ks_list_walker, j, KS_LIST_STACK) != 0) {
-        free(j);
-        return NULL;
-    }
-    ks_debug("list: a second walker lists tasks %d to %d of %d", from, to - 1, to);
-    return j;
-}
-
-/* Waits for J (its /proc reads end: there is no deadline, as there is none
- * for the caller's own rows), hands its rows on in parts, lets go of it. */
-static int ks_list_join(struct ks_out *out, struct ks_list_job *j)
-{
-    __atomic_store_n(&j->joined, 1, __ATOMIC_RELEASE);
-    syscall(SYS_futex, &j->joined, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-    while (!__atomic_load_n(&j->done, __ATOMIC_ACQUIRE))
-        syscall(SYS_futex, &j->done, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
-    if (j->out.oom)
-        out->oom = 1;   /* rows lost: the reply must not claim to be whole */
-    size_t at = 0;
-    while (at < j->out.len && !out->oom) {
-        size_t n = j->out.len - at;
-        if (n > KS_OUT_PART) {
-            const char *eol = memrchr(j->out.buf + at, '\n', KS_OUT_PART);
-            n = eol ? (size_t)(eol - (j->out.buf + at)) + 1 : n;
-        }
-        ks_out_raw(out, j->out.buf + at, n);
-        ks_out_part(out);
-        at += n;
-    }
-    int count = j->count;
-    ks_list_job_put(j);
-    return count;
+    return ks_list_range(out, &w->in, from, to, &w->c[who]);
 }
 
 void ks_cmd_list(const struct ks_msg *req, struct ks_out *out)
@@ -429,16 +345,11 @@ void ks_cmd_list(const struct ks_msg *req, struct ks_out *out)
     const struct ks_snap **of = malloc((size_t)ntask * sizeof *of + 1);
     for (int i = 0; of && i < ntask; i++)
         of[i] = ks_snap_find(snap, n, tids[i]);
-    struct ks_list_in in = {tids, snap, of, n};
-    /* The second half to a second walker, if one starts: its rows follow
-     * ours, so the order is /proc's either way. */
-    int half = ntask / 2;
-    struct ks_list_job *second = ks_list_split(&in, half, ntask, &c);
-    ks_task_dir_open(&c.dir);
-    int count = ks_list_range(out, &in, 0, second ? half : ntask, &c);
-    ks_task_dir_close(&c.dir);
-    if (second)
-        count += ks_list_join(out, second);
+    struct ks_list_walkers w = {.in = {tids, snap, of, n}, .c = {c, c}};
+    int count = ks_walk_ordered(out, ntask, ks_list_walk, &w);
+    for (int who = 0; who < 2; who++)   /* both walkers are through */
+        if (w.opened[who])
+            ks_task_dir_close(&w.c[who].dir);
     free(of);
     free(tids);
     free(snap);

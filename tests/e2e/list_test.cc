@@ -239,8 +239,8 @@ static std::vector<pid_t> TaskIds(pid_t pid) {
 }
 
 // A listing of 1,000 tasks or more is walked by two threads where the
-// process may use two CPUs (cmd_list.c): every task of /proc is one row,
-// once, in /proc's order (the second walker's rows follow the first's), the
+// process may use two CPUs (list_walk.c): every task of /proc is one row,
+// once, in /proc's order (the two walkers' chunks are handed on in order), the
 // count says so, and the parked threads show as sleeping.
 TEST(List, TwoWalkersListEveryTaskOnceInProcOrder) {
   const int n = 1200;
@@ -287,7 +287,7 @@ TEST(List, TwoWalkersListEveryTaskOnceInProcOrder) {
   EXPECT_EQ(t.Wait(), 0);
   cpu_set_t cpus;
   if (sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) >= 2)
-    EXPECT_NE(t.Stderr().find("list: a second walker lists tasks"), std::string::npos)
+    EXPECT_NE(t.Stderr().find("list: a second walker shares"), std::string::npos)
         << "the listing was not split";
 }
 
@@ -341,7 +341,7 @@ TEST(List, TwoWalkersWhileThreadsEnd) {
   EXPECT_EQ(t.Wait(), 0);
   cpu_set_t cpus;
   if (sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) >= 2)
-    EXPECT_NE(t.Stderr().find("list: a second walker lists tasks"), std::string::npos);
+    EXPECT_NE(t.Stderr().find("list: a second walker shares"), std::string::npos);
 }
 
 TEST(List, ErrorsHaveDistinctExitCodes) {
