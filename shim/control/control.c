@@ -57,6 +57,34 @@ void ks_control_start_lazy(void)
         ks_control_begin();
 }
 
+/* How long the program's first pthread_create waits for the accept
+ * thread's PREPARE. It takes well under a millisecond (loading libunwind,
+ * liblzma and libgcc_s, priming); the bound is for a PREPARE that cannot
+ * go on while the creator holds what it needs: a pthread_create from a
+ * library constructor holds the loader's lock its dlopen waits for. Past
+ * it the thread is created anyway: the order costs speed, never
+ * correctness. */
+#define KS_PREPARED_WAIT_MS 20
+
+/* The accept thread's PREPARE maps libraries (and its malloc arena) into
+ * the process. Mappings made after a thread's stack exists made every
+ * later create+join of that (cached) stack about 2% slower, for good:
+ * measured outside the shim with a thread that mmaps five 64 KiB blocks
+ * 50 ms after the first pthread_create (1.022-1.028x against 1.005x for
+ * the same thread without them, docs/bench.md); the same mappings made
+ * before it cost nothing measurable. So the program's first thread waits
+ * until they are made. */
+void ks_control_start_for_create(void)
+{
+    if (!ks_cas_state(KS_CTL_LAZY, KS_CTL_STARTING))
+        return;
+    ks_control_begin();
+    if (ks_control_state() == KS_CTL_RUNNING &&
+        ks_server_wait_prepared((uint64_t)KS_PREPARED_WAIT_MS * 1000000u) != 0)
+        ks_debug("the control thread's start took over %d ms; the program's first thread "
+                 "did not wait for it", KS_PREPARED_WAIT_MS);
+}
+
 KS_FORK_PATH void ks_control_after_fork_child(void)
 {
     ks_shim_threads_after_fork();

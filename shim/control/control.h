@@ -39,13 +39,18 @@ enum ks_control_state {
 void ks_control_init(void (*prepare)(void));
 /* A LAZY process starts serving (no-op in any other state). */
 void ks_control_start_lazy(void);
+/* The same from pthread_create, before the real one: also waits (a bounded
+ * time) until the accept thread has loaded what serving needs, so that
+ * the program's first thread stack is mapped after those libraries
+ * (control.c says why). */
+void ks_control_start_for_create(void);
 extern int ks_control_state_v __attribute__((visibility("hidden")));
 /* Called where a LAZY process needs control (pthread_create). One load when
  * it does not. */
 static inline void ks_control_need(void)
 {
     if (KS_UNLIKELY(__atomic_load_n(&ks_control_state_v, __ATOMIC_ACQUIRE) == KS_CTL_LAZY))
-        ks_control_start_lazy();
+        ks_control_start_for_create();
 }
 int ks_control_state(void);
 

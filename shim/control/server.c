@@ -2,6 +2,8 @@
 #include "server.h"
 
 #include <errno.h>
+#include <linux/futex.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -14,6 +16,7 @@
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -217,11 +220,42 @@ static void *ks_accept_loop(uint64_t gen)
 
 KS_HOT_DATA static void (*ks_prepare)(void);
 
+/* 1 once PREPARE has run to its end on an accept thread of this process
+ * image (a fork child inherits it: its load is done, or torn and never
+ * done, shim/init.c); a futex word for ks_server_wait_prepared. Stays 1:
+ * PREPARE is once per process image (the restarts after a step aside find
+ * it done). */
+static int ks_prepared;
+
+static void ks_set_prepared(void)
+{
+    if (__atomic_load_n(&ks_prepared, __ATOMIC_ACQUIRE))
+        return;
+    __atomic_store_n(&ks_prepared, 1, __ATOMIC_RELEASE);
+    syscall(SYS_futex, &ks_prepared, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+int ks_server_wait_prepared(uint64_t max_ns)
+{
+    uint64_t end = ks_now_ns() + max_ns;
+    while (!__atomic_load_n(&ks_prepared, __ATOMIC_ACQUIRE)) {
+        uint64_t now = ks_now_ns();
+        if (now >= end)
+            return ETIMEDOUT;
+        struct timespec left = {(time_t)((end - now) / 1000000000u),
+                                (long)((end - now) % 1000000000u)};
+        /* EAGAIN (set meanwhile), EINTR, ETIMEDOUT: the loop decides. */
+        syscall(SYS_futex, &ks_prepared, FUTEX_WAIT_PRIVATE, 0, &left, NULL, 0);
+    }
+    return 0;
+}
+
 static void *ks_accept_main(void *p)
 {
     ks_accept_set_tid(ks_gettid());
     if (ks_prepare)
         ks_prepare();
+    ks_set_prepared();
     void *r = ks_accept_loop((uint64_t)(uintptr_t)p);
     ks_accept_set_tid(0);
     return r;

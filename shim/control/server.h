@@ -7,6 +7,7 @@
 #define KS_SERVER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Once, at init: reads the environment, empties the connection table.
  * PREPARE (may be NULL) runs on the accept thread each time it starts,
@@ -20,6 +21,10 @@ int ks_server_listen(void);
 /* Starts the accept thread (ks_server_listen first). Returns 0 or an errno
  * (reported). */
 int ks_server_run(void);
+/* Waits, MAX_NS at most, until an accept thread has run PREPARE (once per
+ * process image: at once if it has). Returns 0, or ETIMEDOUT. Not in a
+ * signal handler. */
+int ks_server_wait_prepared(uint64_t max_ns);
 /* Makes every shim thread of the server leave soon: the accept thread is
  * woken and quits, each connection's socket is shut down so its thread's
  * read ends. The listening socket stays: clients wait in its backlog until

@@ -468,6 +468,46 @@ TEST_P(ClosesFds, ControlSocketComesBackWithOneWarning) {
 INSTANTIATE_TEST_SUITE_P(AllWays, ClosesFds,
                          ::testing::Values("closefrom", "closerange", "closeloop", "dup2null"));
 
+// ---- the control thread's start --------------------------------------------
+
+// A process started under the shim starts serving at its first
+// pthread_create, and that call returns only once the accept thread has
+// mapped what serving needs (libunwind): the program's first thread stack
+// is mapped after those libraries, which keeps every later create+join of
+// it at full speed (shim/control/control.c, docs/bench.md). Checked in the
+// program right after its first pthread_create returns, before anything
+// else runs there.
+TEST(ControlStart, FirstThreadIsCreatedAfterServingsLibrariesAreMapped) {
+  Target t(ks::ProgPath("lifecycle"));
+  ASSERT_EQ(t.WaitFor("ready").rfind("ready pid=", 0), 0u) << t.Stderr();
+  t.Send("firstthread libunwind.so");
+  EXPECT_EQ(t.WaitFor("firstthread"), "firstthread mapped=1") << t.Stderr();
+  EXPECT_TRUE(WaitServes(t.pid()));
+  t.Send("quit");
+  EXPECT_EQ(t.Wait(), 0);
+}
+
+// The program's first thread created by a library constructor inside
+// dlopen: the creator holds the loader's lock the accept thread's dlopen
+// waits for, so the creator's wait must give up (it is bounded) rather than
+// deadlock; the load then runs once the program's dlopen returns, and the
+// process serves, the constructor's thread tracked.
+TEST(ControlStart, FirstThreadFromAConstructorInsideDlopenDoesNotDeadlock) {
+  Target t(ks::ProgPath("lifecycle"));
+  ASSERT_EQ(t.WaitFor("ready").rfind("ready pid=", 0), 0u) << t.Stderr();
+  t.Send("load " + ks::ProgPath("liblatelib.so"));
+  std::string r = t.WaitFor("load");
+  ASSERT_EQ(r.rfind("load ok=1", 0), 0u) << r << t.Stderr();
+  EXPECT_LT(FieldInt(r, "ms"), 2000) << r;
+  ASSERT_TRUE(WaitServes(t.pid()));
+  EXPECT_EQ(ks::ProgramRows(t.pid()).size(), 2u);   // main, the constructor's thread
+  ks::Result st = ks::Inject({"--stack", std::to_string(t.pid())});
+  EXPECT_EQ(st.code, 0) << st.err;
+  EXPECT_NE(st.out.find("late_worker"), std::string::npos) << st.out;
+  t.Send("quit");
+  EXPECT_EQ(t.Wait(), 0);
+}
+
 // ---- threads the shim did not see start ------------------------------------
 
 TEST(Foreign, RawCloneThreadIsListedAsForeign) {

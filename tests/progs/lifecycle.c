@@ -21,6 +21,11 @@
  *                  the shim hooks that nobody called before, then _exit(0)
  *                                                      -> "forkheld status=S"
  *                  (S -1: the child hung and was killed after 5 s)
+ *   firstthread LIB  start one worker; right after pthread_create returns,
+ *                  whether a library whose path contains LIB is mapped
+ *                                                      -> "firstthread mapped=0|1"
+ *   load PATH      dlopen PATH (RTLD_NOW), with the time it took
+ *                                                      -> "load ok=0|1 ms=M"
  *   exit C | _exit C | return | threadexit C | segv | quit */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -44,6 +49,7 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -106,6 +112,26 @@ static void report_fds(void)
     for (int fd = 3; fd < 1024; fd++)
         if (fcntl(fd, F_GETFD) >= 0)
             describe_fd(fd);
+}
+
+/* 1 if /proc/self/maps names a file whose path contains LIB. */
+static int mapped(const char *lib)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    int found = 0;
+    while (f && !found && fgets(line, sizeof line, f))
+        found = strstr(line, lib) != NULL;
+    if (f)
+        fclose(f);
+    return found;
+}
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
 static void child_pause(void)
@@ -280,6 +306,17 @@ int main(int argc, char **argv)
                 pthread_cond_wait(&cv, &mu);
             pthread_mutex_unlock(&mu);
             say("threads %d", n);
+        } else if (strncmp(line, "firstthread ", 12) == 0) {
+            line[strcspn(line, "\n")] = '\0';
+            pthread_t t;
+            int rc = pthread_create(&t, NULL, life_worker, NULL);
+            int m = mapped(line + 12);   /* before anything else runs here */
+            say(rc == 0 ? "firstthread mapped=%d" : "firstthread failed", m);
+        } else if (strncmp(line, "load ", 5) == 0) {
+            line[strcspn(line, "\n")] = '\0';
+            long t0 = now_ms();
+            void *lib = dlopen(line + 5, RTLD_NOW);
+            say("load ok=%d ms=%ld", lib != NULL, now_ms() - t0);
         } else if (strcmp(line, "fork\n") == 0) {
             pid_t c = fork();
             if (c == 0)
