@@ -64,7 +64,7 @@ void ks_control_start_lazy(void)
  * library constructor holds the loader's lock its dlopen waits for. Past
  * it the thread is created anyway: the order costs speed, never
  * correctness. */
-#define KS_PREPARED_WAIT_MS 20
+#define KS_PREPARED_WAIT_MS 50
 
 /* The accept thread's PREPARE maps libraries (and its malloc arena) into
  * the process. Mappings made after a thread's stack exists made every
