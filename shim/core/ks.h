@@ -183,6 +183,11 @@ static inline void ks_fork_need(void)
  * after-fork update (a global updated there would cost the child a page
  * copy), and async-signal-safe. */
 pid_t ks_getpid(void);
+/* sched_yield(), through the system call: the safepoint table's and the
+ * abort slots' waits run in signal handlers before control starts, where
+ * no import of the shim may be bound lazily (selfbind.h), and libc's would
+ * be one more import to bind at start. */
+void ks_sched_yield(void);
 
 #ifdef __cplusplus
 }

@@ -15,8 +15,11 @@
 #include "selfbind.h"
 
 #include <elf.h>
+#include <errno.h>
 #include <link.h>
+#include <signal.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -223,31 +226,61 @@ KS_START_PATH static KS_SIGSAFE void ks_selfbind(const char *const *only, struct
 
 #define KS_SELFBIND_INIT_MAX 64
 
+/* A sanitizer's instrumentation calls its runtime from any function, the
+ * handler's included (ASan's stack poisoning, its reports): every one of
+ * those, in the test builds that have them (the shim has none otherwise),
+ * bound by the walk, which matches these families by their names. */
+#if defined(KS_SANITIZER) || defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+static const char *const ks_sanitizer_imports[] = {
+    "__asan_", "__ubsan_", "__tsan_", "__sanitizer_", NULL,
+};
+#endif
+static const char *const ks_debug_imports[] = {"snprintf", "vsnprintf", "strlen", "write", NULL};
+
+KS_START_PATH static int ks_first_object(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)info, (void)size, (void)arg;
+    return 1;
+}
+
 /* What runs in the shim's signal handler before control starts, and what
  * a fork child runs (found with objdump from ks_sig_entry and
  * ks_control_doorbell to ks_control_begin, and from the fork handlers):
- * errno, the system calls, the redirect's copies and masks, the safepoint
- * table's wait, the walk this file makes; the debug log's if it is on. */
-static const char *const ks_sigctx_imports[] = {
-    "__errno_location", "getpid", "syscall", "memcpy", "sched_yield", "sigdelset",
-    "sigfillset", "dl_iterate_phdr", "__stack_chk_fail",
-#if defined(KS_SANITIZER) || defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-    /* A sanitizer's instrumentation calls its runtime from any function,
-     * the handler's included (ASan's stack poisoning, its reports): every
-     * one of those, in the test builds that have them (the shim has none
-     * otherwise; there they would make the walk match by names). */
-    "__asan_", "__ubsan_", "__tsan_", "__sanitizer_",
-#endif
-    NULL,
-};
-static const char *const ks_debug_imports[] = {"snprintf", "vsnprintf", "strlen", "write", NULL};
-
+ * errno, getpid, syscall, memcpy, sigfillset, sigdelset, dl_iterate_phdr.
+ * Each is called once here, through its PLT slot, so that the loader's
+ * lazy resolver binds it: on the main thread, in the constructor, as any
+ * program's first call of a function is bound, and by construction where
+ * LD_BIND_NOW binds it (doorbell_test compares). One lookup each, about
+ * 600 instructions; finding them and their definitions with the walk below
+ * cost 20,000 instructions of every start (docs/bench.md). Each call is
+ * made so that GCC keeps it (a volatile length, a copy it must assume read,
+ * errno read and written).
+ * The waits the handler may make are system calls of the shim's own
+ * (ks_sched_yield). Not __stack_chk_fail, which runs only where a stack is
+ * already smashed and the process ends: ks_selfbind_all binds it with the
+ * rest when control starts. */
 KS_START_PATH void ks_selfbind_init(void)
 {
+    int saved = errno;
+    volatile size_t one = 1;
+    char from = 0, to;
+    sigset_t set;
+    sigfillset(&set);
+    sigdelset(&set, SIGINT);
+    memcpy(&to, &from, one);
+    __asm__ volatile("" : : "m"(to));   /* a copy nobody reads is removed */
+    (void)getpid();
+    (void)syscall(SYS_getpid);
+    dl_iterate_phdr(ks_first_object, NULL);
+    errno = saved;
+#if defined(KS_SANITIZER) || defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
     struct ks_bind b[KS_SELFBIND_INIT_MAX];
-    ks_selfbind(ks_sigctx_imports, b, KS_SELFBIND_INIT_MAX);
-    if (ks_debug_enabled)
-        ks_selfbind(ks_debug_imports, b, KS_SELFBIND_INIT_MAX);
+    ks_selfbind(ks_sanitizer_imports, b, KS_SELFBIND_INIT_MAX);
+#endif
+    if (ks_debug_enabled) {
+        struct ks_bind d[KS_SELFBIND_INIT_MAX];
+        ks_selfbind(ks_debug_imports, d, KS_SELFBIND_INIT_MAX);
+    }
 }
 
 /* The shim imports about 110 functions (more in a sanitizer's build): room

@@ -11,8 +11,9 @@
  * not its own: it saves the whole vector state on the stack (a signal
  * handler on a small stack), and a thread the abort single-steps would step
  * through the loader. So:
- * - ks_selfbind_init, in the constructor: binds what the doorbell's signal
- *   handler calls before control starts (the one handler that runs before);
+ * - ks_selfbind_init, in the constructor: has the loader bind what the
+ *   doorbell's signal handler calls before control starts (the one handler
+ *   that runs before), by calling each once there;
  * - ks_selfbind_all, the first step of control starting (control.c, from
  *   the doorbell's handler or a thread's first pthread_create): binds every
  *   import still unbound. Dumps, aborts and their handlers exist only once

@@ -72,6 +72,8 @@ KS_FORK_PATH KS_SIGSAFE pid_t ks_gettid(void) { return (pid_t)ks_syscall0(SYS_ge
 
 KS_FORK_PATH KS_SIGSAFE pid_t ks_getpid(void) { return (pid_t)ks_syscall0(SYS_getpid); }
 
+KS_SIGSAFE void ks_sched_yield(void) { (void)ks_syscall0(SYS_sched_yield); }
+
 /* Not inline: the path that maps runs once a process (and its failure,
  * once a map that cannot be made is asked for again, warns only once). */
 void *ks_lazy_get(struct ks_lazy *l)

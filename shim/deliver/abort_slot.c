@@ -77,7 +77,7 @@ static void ks_slot_copy(const struct ks_abort_info *a, struct ks_abort_report *
             if (__atomic_load_n(&a->seq, __ATOMIC_RELAXED) == s)
                 break;
         }
-        sched_yield();
+        ks_sched_yield();
     }
 }
 

@@ -267,7 +267,7 @@ int ks_safepoint_lookup(uintptr_t addr, struct ks_pc_info *out)
     for (int tries = 0; tries < 10000; tries++) {
         unsigned s1 = __atomic_load_n(&ks_seq, __ATOMIC_ACQUIRE);
         if (s1 & 1) {
-            sched_yield();   /* the writer is another thread: let it finish */
+            ks_sched_yield();   /* the writer is another thread: let it finish */
             continue;
         }
         int seg = -1;
@@ -300,7 +300,7 @@ int ks_safepoint_cfi(uintptr_t pc, struct ks_cfi_module *out)
     for (int tries = 0; tries < 10000; tries++) {
         unsigned s1 = __atomic_load_n(&ks_seq, __ATOMIC_ACQUIRE);
         if (s1 & 1) {
-            sched_yield();
+            ks_sched_yield();
             continue;
         }
         int seg = -1, hseg = -1;
@@ -334,7 +334,7 @@ int ks_safepoint_got_kind(uintptr_t slot)
     for (int tries = 0; tries < 10000; tries++) {
         unsigned s1 = __atomic_load_n(&ks_seq, __ATOMIC_ACQUIRE);
         if (s1 & 1) {
-            sched_yield();
+            ks_sched_yield();
             continue;
         }
         int seg = -1, kind = KS_LP_OTHER;
