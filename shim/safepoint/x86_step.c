@@ -62,7 +62,7 @@ KS_START_PATH int ks_step_install(void)
     int rc = 0;
     sigset_t all, old;
     sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
+    KS_REAL(pthread_sigmask)(SIG_BLOCK, &all, &old);   /* not the hook: resolved at init */
     ks_lock(&ks_install_mu);
     struct sigaction cur;
     if (ks_sigaction_kernel(SIGTRAP, NULL, &cur) != 0) {
@@ -78,7 +78,7 @@ KS_START_PATH int ks_step_install(void)
             rc = errno;
     }
     ks_unlock(&ks_install_mu);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    KS_REAL(pthread_sigmask)(SIG_SETMASK, &old, NULL);
     return rc;
 }
 
