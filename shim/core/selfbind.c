@@ -246,7 +246,8 @@ KS_START_PATH static int ks_first_object(struct dl_phdr_info *info, size_t size,
 /* What runs in the shim's signal handler before control starts, and what
  * a fork child runs (found with objdump from ks_sig_entry and
  * ks_control_doorbell to ks_control_begin, and from the fork handlers):
- * errno, getpid, syscall, memcpy, sigfillset, sigdelset, dl_iterate_phdr.
+ * errno, syscall, memcpy, sigfillset, sigdelset, dl_iterate_phdr (the pid
+ * is ks_getpid's system call there: one binding less).
  * Each is called once here, through its PLT slot, so that the loader's
  * lazy resolver binds it: on the main thread, in the constructor, as any
  * program's first call of a function is bound, and by construction where
@@ -269,7 +270,6 @@ KS_START_PATH void ks_selfbind_init(void)
     sigdelset(&set, SIGINT);
     memcpy(&to, &from, one);
     __asm__ volatile("" : : "m"(to));   /* a copy nobody reads is removed */
-    (void)getpid();
     (void)syscall(SYS_getpid);
     dl_iterate_phdr(ks_first_object, NULL);
     errno = saved;

@@ -74,7 +74,7 @@ static void ks_chain(int k, int signo, siginfo_t *si, void *uc)
          * exactly that, as the program would without the shim. */
         struct sigaction dfl = {.sa_handler = SIG_DFL};
         KS_REAL(libc_sigaction)(signo, &dfl, NULL);
-        syscall(SYS_tgkill, getpid(), ks_gettid(), signo);
+        syscall(SYS_tgkill, ks_getpid(), ks_gettid(), signo);
         return;
     }
     a.sa_handler(signo);

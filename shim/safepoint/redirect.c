@@ -154,7 +154,7 @@ __attribute__((used, noreturn)) void ks_redirect_run(void)
     /* Delivered before the call returns: the handler restores the saved
      * context, and the thread never comes back here. */
     for (;;)
-        syscall(SYS_rt_tgsigqueueinfo, getpid(), ks_gettid(), si.si_signo, &si);
+        syscall(SYS_rt_tgsigqueueinfo, ks_getpid(), ks_gettid(), si.si_signo, &si);
 }
 
 KS_SIGSAFE int ks_redirect(ucontext_t *uc, void (*fn)(void), int err)

@@ -37,7 +37,7 @@ static void ks_trap_default(int signo, siginfo_t *si, ucontext_t *uc)
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
     ks_sigaction_kernel(signo, &dfl, NULL);
-    syscall(SYS_tgkill, getpid(), ks_gettid(), signo);
+    syscall(SYS_tgkill, ks_getpid(), ks_gettid(), signo);
 }
 
 static void ks_trap_entry(int signo, siginfo_t *si, void *ucv)

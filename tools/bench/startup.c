@@ -4,7 +4,9 @@
  * N times back to back, the variants' order rotating from round to round, so
  * drift in the machine's load falls on all alike. A round's value is the
  * mean time per spawn+exit+reap; the row gives the best round (the least
- * disturbed), the median round and the spread.
+ * disturbed), the median round with its IQR, the spread, and the median of
+ * the rounds' ratios to the baseline's same round (with their IQR: the
+ * figure a drift in the machine's load moves least).
  *
  *   bench_startup [-n N] [-r ROUNDS] [-c CMD] NAME=ENV[,ENV...] ...
  *
@@ -32,6 +34,8 @@ struct kb_variant {
     char **env;
     struct kb_samples rounds;   /* ns per run, one value per round */
     struct kb_samples cpu;      /* the child's user+sys ns per run, per round */
+    struct kb_samples ratio;    /* per round: rounds / the baseline's same round */
+    struct kb_samples cpu_ratio;
 };
 
 static int kb_inherited(const char *e)
@@ -99,34 +103,50 @@ out:
     return ret;
 }
 
-/* One row: the best round (the least disturbed), the median round, the
- * spread; against BASE's best. */
-static void kb_print_one(const char *name, const struct kb_samples *vs, const struct kb_samples *bs,
-                         const char *base_name)
+/* RATIO gets each round of VS over the same round of BS (both still in
+ * the order the rounds ran: before any kb_summarize sorts them). */
+static void kb_ratios(const struct kb_samples *vs, const struct kb_samples *bs,
+                      struct kb_samples *ratio)
 {
-    struct kb_summary s, b;
+    for (size_t r = 0; r < vs->n && r < bs->n; r++)
+        kb_add(ratio, vs->v[r] / bs->v[r]);
+}
+
+/* One row: the best round (the least disturbed), the median round and its
+ * IQR, the spread; against BASE's best, and the median of the rounds'
+ * ratios to BASE's (RATIO) with its IQR. */
+static void kb_print_one(const char *name, const struct kb_samples *vs, const struct kb_samples *bs,
+                         struct kb_samples *ratio, const char *base_name)
+{
+    struct kb_summary s, b, q;
     kb_summarize((struct kb_samples *)vs, &s);
     kb_summarize((struct kb_samples *)bs, &b);
-    char best[32], med[32], lo[32], hi[32], diff[32];
+    char best[32], med[32], q1[32], q3[32], lo[32], hi[32], diff[32];
     kb_fmt(best, sizeof best, s.min, KB_NS);
     kb_fmt(med, sizeof med, s.median, KB_NS);
+    kb_fmt(q1, sizeof q1, s.q1, KB_NS);
+    kb_fmt(q3, sizeof q3, s.q3, KB_NS);
     kb_fmt(lo, sizeof lo, s.min, KB_NS);
     kb_fmt(hi, sizeof hi, s.max, KB_NS);
     kb_fmt(diff, sizeof diff, s.min - b.min, KB_NS);
-    printf("%-28s best %10s  median %10s  rounds %s - %s (n=%zu)", name, best, med, lo, hi, s.n);
-    if (base_name)
-        printf("  vs %s: %.3fx best (%s%s)", base_name, s.min / b.min, s.min >= b.min ? "+" : "", diff);
+    printf("%-14s best %10s  median %10s [IQR %s - %s]  rounds %s - %s (n=%zu)", name, best, med,
+           q1, q3, lo, hi, s.n);
+    if (base_name) {
+        kb_summarize(ratio, &q);
+        printf("\n%-14s vs %s: %.3fx best (%s%s); per round %.3fx [IQR %.3f - %.3f]", "", base_name,
+               s.min / b.min, s.min >= b.min ? "+" : "", diff, q.median, q.q1, q.q3);
+    }
     printf("\n");
 }
 
-static void kb_print(const struct kb_variant *v, const struct kb_variant *base)
+static void kb_print(struct kb_variant *v, const struct kb_variant *base)
 {
-    kb_print_one(v->name, &v->rounds, &base->rounds, v != base ? base->name : NULL);
+    kb_print_one(v->name, &v->rounds, &base->rounds, &v->ratio, v != base ? base->name : NULL);
 }
 
-static void kb_print_cpu(const struct kb_variant *v, const struct kb_variant *base)
+static void kb_print_cpu(struct kb_variant *v, const struct kb_variant *base)
 {
-    kb_print_one(v->name, &v->cpu, &base->cpu, v != base ? base->name : NULL);
+    kb_print_one(v->name, &v->cpu, &base->cpu, &v->cpu_ratio, v != base ? base->name : NULL);
 }
 
 int main(int argc, char **argv)
@@ -160,6 +180,10 @@ int main(int argc, char **argv)
             kb_add(&x->rounds, ns);
             kb_add(&x->cpu, cpu);
         }
+    for (int i = 1; i < nv; i++) {
+        kb_ratios(&v[i].rounds, &v[0].rounds, &v[i].ratio);
+        kb_ratios(&v[i].cpu, &v[0].cpu, &v[i].cpu_ratio);
+    }
     printf("posix_spawn+exit+waitpid of %s, %d rounds x %d runs, mean per run of each round:\n",
            cmd, rounds, n);
     for (int i = 0; i < nv; i++)
