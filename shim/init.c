@@ -23,6 +23,16 @@
 
 KS_HOT_DATA static pthread_once_t ks_once = PTHREAD_ONCE_INIT;
 
+/* What libc_nonshared.a's pthread_atfork and atexit call, with the shim's
+ * own handle (as they pass it): those two stubs are linked into the end of
+ * the shim's .text, a 64 KB window of code that nothing else of the start
+ * touches (atexit's runs at every start, pthread_atfork's where the fork
+ * handlers are registered then): a page fault and 16 page mappings. */
+extern void *__dso_handle __attribute__((visibility("hidden")));
+extern int __register_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void),
+                             void *dso);
+extern int __cxa_atexit(void (*fn)(void *), void *arg, void *dso);
+
 /* A stack dump unwinds in every program thread's signal handler, and
  * libunwind finds unwind tables through dl_iterate_phdr, whose lock glibc
  * does not reset in a fork child: a fork in the middle of a dump could
@@ -144,7 +154,7 @@ static void ks_fork_arm_once(void)
     ks_arming = 1;
     if (ks_getpid() != ks_start_pid)   /* a child of a fork before this */
         ks_registry_reset_after_fork();
-    pthread_atfork(ks_fork_prepare, ks_fork_parent, ks_after_fork_child);
+    __register_atfork(ks_fork_prepare, ks_fork_parent, ks_after_fork_child, __dso_handle);
     __atomic_store_n(&ks_fork_armed, 1, __ATOMIC_RELEASE);
     ks_arming = 0;
 }
@@ -156,7 +166,11 @@ KS_SIGSAFE int ks_fork_arming(void) { return ks_arming; }
  * safe where it starts control). */
 static void ks_fork_arm_now(void) { pthread_once(&ks_fork_once, ks_fork_arm_once); }
 
-static void ks_at_exit(void) { ks_server_cleanup(); }
+static void ks_at_exit(void *unused)
+{
+    (void)unused;
+    ks_server_cleanup();
+}
 
 /* What serving needs but a process nobody asks should not pay for: loading
  * libunwind (and its liblzma) and libgcc_s, the personality lookups, priming
@@ -234,7 +248,7 @@ KS_START_PATH static void ks_init_once(void)
         __atomic_store_n(&ks_fork_armed, 0, __ATOMIC_RELEASE);   /* at first need */
     else
         ks_fork_arm_now();
-    atexit(ks_at_exit);
+    __cxa_atexit(ks_at_exit, NULL, __dso_handle);
     ks_control_init(ks_init_serving);
 }
 
@@ -258,3 +272,11 @@ __attribute__((constructor)) static void ks_constructor(void)
 }
 
 __attribute__((destructor)) static void ks_destructor(void) { ks_server_cleanup(); }
+
+/* The shim's DT_FINI (shim/BUILD: -Wl,-fini=ks_fini), which the loader
+ * calls at exit after the destructors. The default, crti.o's _fini, does
+ * nothing on x86-64 (destructors run from .fini_array) and lies after the
+ * end of .text: its call was the one touch of that 64 KB window of code at
+ * exit, a page fault and 16 page mappings in every process. */
+KS_START_PATH void ks_fini(void);
+KS_START_PATH void ks_fini(void) {}

@@ -26,7 +26,9 @@ static void ks_vlog(const char *level, const char *fmt, va_list ap)
     (void)w;
 }
 
-void ks_debug(const char *fmt, ...)
+/* In the start path: the constructor calls it (and it returns at once
+ * unless KILLSHIM_DEBUG is set). */
+KS_START_PATH void ks_debug(const char *fmt, ...)
 {
     if (!ks_debug_enabled)
         return;

@@ -254,7 +254,7 @@ void ks_real_forget(void)
     __atomic_store_n(&ks_real_all_looked, 0, __ATOMIC_RELEASE);
 }
 
-void *ks_real_miss(enum ks_real_id f)
+KS_START_PATH void *ks_real_miss(enum ks_real_id f)
 {
     /* A thread started around the hook (glibc's own helper threads, a
      * sanitizer's runtime): the fork handlers, whose prepare completes the

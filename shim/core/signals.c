@@ -29,7 +29,7 @@ KS_LOCK_DEFINE(static, ks_act_mu);
  * call into its runtime (a thread spinning in the program's code would never
  * take ours) and hands the handler a copy of the context (the abort's
  * redirect would be lost). */
-int ks_sigaction_kernel(int signo, const struct sigaction *act, struct sigaction *old)
+KS_START_PATH int ks_sigaction_kernel(int signo, const struct sigaction *act, struct sigaction *old)
 {
     ks_real_libc_sigaction_t *real = KS_REAL(libc_sigaction);
     if (!real) {
@@ -53,7 +53,7 @@ static int ks_kind_of(int signo)
 
 int ks_is_shim_signal(int signo) { return ks_kind_of(signo) >= 0; }
 
-void ks_signals_set_handler(enum ks_sig_kind k, ks_sig_fn *fn)
+KS_START_PATH void ks_signals_set_handler(enum ks_sig_kind k, ks_sig_fn *fn)
 {
     __atomic_store_n(&ks_handlers[k], fn, __ATOMIC_RELEASE);
 }
@@ -82,7 +82,7 @@ static void ks_chain(int k, int signo, siginfo_t *si, void *uc)
 
 KS_HOT_DATA static ks_doorbell_fn *ks_doorbell;
 
-void ks_signals_set_doorbell(ks_doorbell_fn *fn) { __atomic_store_n(&ks_doorbell, fn, __ATOMIC_RELEASE); }
+KS_START_PATH void ks_signals_set_doorbell(ks_doorbell_fn *fn) { __atomic_store_n(&ks_doorbell, fn, __ATOMIC_RELEASE); }
 
 static void ks_sig_entry(int signo, siginfo_t *si, void *uc)
 {

@@ -244,7 +244,7 @@ int ks_safepoint_refresh_pads(void)
 
 /* Finds ADDR's module and segment in the published table. Returns the
  * module's index or -1; *SEG the segment's. Caller validates with ks_seq. */
-static int ks_find(uintptr_t addr, int *seg)
+KS_START_PATH static int ks_find(uintptr_t addr, int *seg)
 {
     int n = __atomic_load_n(&ks_nmods, __ATOMIC_RELAXED);
     for (int i = 0; i < n && i < KS_MOD_MAX; i++) {
@@ -262,7 +262,7 @@ static int ks_find(uintptr_t addr, int *seg)
     return -1;
 }
 
-int ks_safepoint_lookup(uintptr_t addr, struct ks_pc_info *out)
+KS_START_PATH int ks_safepoint_lookup(uintptr_t addr, struct ks_pc_info *out)
 {
     for (int tries = 0; tries < 10000; tries++) {
         unsigned s1 = __atomic_load_n(&ks_seq, __ATOMIC_ACQUIRE);

@@ -22,7 +22,7 @@ KS_HOT_DATA static ks_step_fn *ks_step_cb;
 KS_HOT_DATA static struct sigaction ks_prev;
 KS_LOCK_DEFINE(static, ks_install_mu);
 
-void ks_step_set_callback(ks_step_fn *fn) { __atomic_store_n(&ks_step_cb, fn, __ATOMIC_RELEASE); }
+KS_START_PATH void ks_step_set_callback(ks_step_fn *fn) { __atomic_store_n(&ks_step_cb, fn, __ATOMIC_RELEASE); }
 
 static void ks_trap_default(int signo, siginfo_t *si, ucontext_t *uc)
 {
