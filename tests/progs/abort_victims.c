@@ -34,6 +34,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/lsan_interface.h>
+#endif
 
 #include "tests/progs/abort_victims.h"
 
@@ -111,6 +114,15 @@ static void run_printf(struct victim *v)
 
 static void run_malloc(struct victim *v)
 {
+#ifdef __SANITIZE_ADDRESS__
+    /* An abort caught inside malloc fires when it returns (its return
+     * address is the abort's trampoline): the block it returns is dropped
+     * with the thread, as an exception thrown on the next line would drop
+     * it; the loop has no cleanup for it. That block is the program's,
+     * not a leak of the shim's: LeakSanitizer reported it at exit about
+     * once in 80 runs. This thread's blocks are not checked. */
+    __lsan_disable();
+#endif
     announce(v);
     for (unsigned long i = 0;; i++) {
         char *p = malloc(16 + (i * 7919) % 4000);
