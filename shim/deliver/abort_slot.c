@@ -4,7 +4,6 @@
  * calls back into either. See abort_internal.h for the block. */
 #include <sched.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "abort_internal.h"
 #include "shim/core/asfmt.h"
@@ -120,30 +119,19 @@ const char *ks_abort_how_name(int how)
  * under the shim copied and every exit freed, aborting or not (docs/bench.md:
  * fork). Mapped once, never unmapped (a block's address is kept by its
  * thread and by a fork child); a fork child inherits the mapping. */
-static struct ks_abort_info *ks_pool;
+KS_HOT_DATA static struct ks_lazy ks_pool_map =
+    KS_LAZY(sizeof(struct ks_abort_info) * KS_ABORT_POOL, "the abort blocks");
 KS_HOT_DATA static uint64_t ks_pool_used[KS_ABORT_POOL / 64];
 
-/* The pool, mapped on first use; NULL if it cannot be. Two first takers may
- * both map: one wins, the other unmaps its own. */
-static struct ks_abort_info *ks_pool_get(void)
+/* A's place in the pool (which exists: A was taken from it). */
+static inline size_t ks_pool_index(const struct ks_abort_info *a)
 {
-    struct ks_abort_info *p = __atomic_load_n(&ks_pool, __ATOMIC_ACQUIRE);
-    if (p)
-        return p;
-    size_t len = sizeof *p * KS_ABORT_POOL;
-    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED)
-        return NULL;
-    if (__atomic_compare_exchange_n(&ks_pool, &p, (struct ks_abort_info *)m, 0,
-                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-        return m;
-    munmap(m, len);
-    return p;
+    return (size_t)(a - (const struct ks_abort_info *)ks_lazy_peek(&ks_pool_map));
 }
 
 struct ks_abort_info *ks_abort_info_take(void)
 {
-    struct ks_abort_info *pool = ks_pool_get();
+    struct ks_abort_info *pool = ks_lazy_get(&ks_pool_map);
     if (!pool)
         return NULL;
     for (int w = 0; w < KS_ABORT_POOL / 64; w++) {
@@ -168,7 +156,7 @@ KS_FORK_PATH void ks_abort_pool_after_fork(const struct ks_abort_info *keep)
         if (ks_pool_used[i])
             ks_pool_used[i] = 0;
     if (keep) {
-        size_t i = (size_t)(keep - ks_pool);
+        size_t i = ks_pool_index(keep);
         ks_pool_used[i / 64] |= 1ull << (i % 64);
     }
 }
@@ -179,6 +167,6 @@ KS_THREAD_PATH void ks_abort_release(struct ks_thread *t)
     if (!a)
         return;
     t->abort.info = NULL;
-    size_t i = (size_t)(a - ks_pool);
+    size_t i = ks_pool_index(a);
     __atomic_fetch_and(&ks_pool_used[i / 64], ~(1ull << (i % 64)), __ATOMIC_RELEASE);
 }
