@@ -208,8 +208,9 @@ KS_SIGSAFE void ks_control_doorbell(siginfo_t *si, ucontext_t *uc, int *err)
      * record may still hold the parent's tid (init.c: a fork before the
      * fork handlers were registered). Without glibc's copy (the probe off)
      * the handlers were registered at start and the record is right. */
-    unsigned long off = __atomic_load_n(&ks_mutex_tid_off, __ATOMIC_RELAXED);
-    pid_t self = off ? ks_mutex_tp_pid(off) : ks_self()->tid;
+    pid_t self = ks_mutex_self_tid();
+    if (!self)
+        self = ks_self()->tid;
     if (self && self != (pid_t)syscall(SYS_gettid))
         return;
     if (ks_waits_in_syscall(uc)) {

@@ -71,6 +71,16 @@ static inline pid_t ks_mutex_tp_pid(unsigned long off)
 
 static inline pid_t ks_mutex_glibc_tid(void) { return ks_mutex_tp_pid(ks_mutex_tid_off); }
 
+/* The caller's tid from glibc's copy where the probe found it, else 0 (the
+ * probe off, or not run yet): readable where ks_mutex_tid_off is set, in a
+ * new thread from its first instruction and in a fork child before any
+ * atfork handler (the kernel writes it), async-signal-safe. */
+static inline pid_t ks_mutex_self_tid(void)
+{
+    unsigned long off = __atomic_load_n(&ks_mutex_tid_off, __ATOMIC_RELAXED);
+    return off ? ks_mutex_tp_pid(off) : 0;
+}
+
 static inline int ks_mutex_fast_eligible(pthread_mutex_t *m)
 {
     return (__atomic_load_n(&ks_mutex_fast_off, __ATOMIC_RELAXED) |

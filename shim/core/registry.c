@@ -143,8 +143,7 @@ KS_FORK_PATH static void ks_link(struct ks_thread *t)
  * create+join (90 ns here) and every fork. */
 static inline pid_t ks_self_tid(void)
 {
-    unsigned long off = __atomic_load_n(&ks_mutex_tid_off, __ATOMIC_RELAXED);
-    pid_t tid = off ? ks_mutex_tp_pid(off) : 0;
+    pid_t tid = ks_mutex_self_tid();
     return tid > 0 ? tid : ks_gettid();
 }
 
