@@ -211,14 +211,21 @@ static void ks_init_serving_once(void)
 
 static void ks_init_serving(void) { pthread_once(&ks_serving_once, ks_init_serving_once); }
 
+/* Notes the process that loads the shim and registers the main thread if
+ * the caller is it (ks_registry_add_self does nothing the second time). */
+KS_START_PATH static void ks_register_main(void)
+{
+    ks_start_pid = ks_getpid();
+    if (ks_gettid() == ks_start_pid)
+        ks_registry_add_self(KS_ROLE_MAIN, NULL);
+}
+
 KS_START_PATH static void ks_init_once(void)
 {
     ks_debug_enabled = ks_env_on("KILLSHIM_DEBUG");
     ks_real_resolve_init();
     ks_mutex_fast_init();
-    ks_start_pid = ks_getpid();
-    if (ks_gettid() == ks_start_pid)
-        ks_registry_add_self(KS_ROLE_MAIN, NULL);
+    ks_register_main();
     if (ks_env_on("KILLSHIM_DISABLE")) {
         ks_debug("KILLSHIM_DISABLE is set: no control socket");
         return;
@@ -266,9 +273,7 @@ __attribute__((constructor)) static void ks_constructor(void)
         ks_got_patch_deps();
     }
     ks_init();
-    ks_start_pid = ks_getpid();
-    if (ks_gettid() == ks_start_pid)
-        ks_registry_add_self(KS_ROLE_MAIN, NULL);
+    ks_register_main();
 }
 
 __attribute__((destructor)) static void ks_destructor(void) { ks_server_cleanup(); }

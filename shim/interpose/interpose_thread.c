@@ -60,6 +60,14 @@ static void ks_start_give(struct ks_start *s)
 /* The grave goes in before the record goes out (graveyard.h), and the
  * eventfd is closed only once no control thread can find the record. One
  * clock read for both (each was 40 instructions of a create+join). */
+/* Maps where a thread's end is written (its grave, the ring of exits),
+ * once, before a thread that may end needs it: ks_thread_ended never maps. */
+KS_THREAD_PATH static inline void ks_prepare_ends(void)
+{
+    ks_grave_prepare();
+    ks_registry_prepare_exits();
+}
+
 KS_THREAD_PATH static void ks_thread_ended(struct ks_thread *t, int how, uintptr_t site)
 {
     t->end_how = how;
@@ -109,8 +117,7 @@ KS_EXPORT KS_THREAD_PATH int pthread_create(pthread_t *thread, const pthread_att
     ks_thread_start_set((uintptr_t)ks_thread_start);   /* before the thread exists */
     ks_fork_need();      /* before the process has a second thread (init.c) */
     ks_control_need();   /* a fork child serves once it is multi-threaded */
-    ks_grave_prepare();   /* where the new thread's end is written, mapped once */
-    ks_registry_prepare_exits();
+    ks_prepare_ends();
     ks_real_pthread_create_t *real = KS_REAL(pthread_create);
     if (KS_UNLIKELY(!real))
         return EAGAIN;
@@ -139,8 +146,7 @@ KS_EXPORT void pthread_exit(void *ret)
         t->end_how = KS_END_EXITED;
         t->exit_site = (uintptr_t)__builtin_return_address(0) - 1;   /* inside the call */
         if (t->linked && t->role == KS_ROLE_MAIN) {
-            ks_grave_prepare();   /* a program that never created a thread */
-            ks_registry_prepare_exits();
+            ks_prepare_ends();   /* a program that never created a thread */
             ks_thread_ended(t, KS_END_EXITED, t->exit_site);
         }
     }
