@@ -182,14 +182,12 @@ void ks_out_raw(struct ks_out *o, const char *s, size_t n)
 
 void ks_out_word(struct ks_out *o, const char *word) { ks_out_raw(o, word, strlen(word)); }
 
-void ks_out_str(struct ks_out *o, const char *key, const char *val)
+/* " KEY=VAL", VAL bare: in one piece where it fits (the usual field; a
+ * listing writes about ten a thread), else in parts. */
+static void ks_out_bare(struct ks_out *o, const char *key, size_t kl, const char *val, size_t vl)
 {
-    size_t kl = strlen(key), vl = 0;
-    int bare = *val != '\0';
-    for (const char *p = val; *p && bare; p++, vl++)
-        bare = ks_is_bare((unsigned char)*p);
     char buf[128];
-    if (bare && kl + vl + 2 <= sizeof buf) {   /* the usual field: in one piece */
+    if (kl + vl + 2 <= sizeof buf) {
         buf[0] = ' ';
         memcpy(buf + 1, key, kl);
         buf[1 + kl] = '=';
@@ -200,7 +198,22 @@ void ks_out_str(struct ks_out *o, const char *key, const char *val)
     ks_out_raw(o, " ", 1);
     ks_out_raw(o, key, kl);
     ks_out_raw(o, "=", 1);
-    if (bare) { ks_out_raw(o, val, strlen(val)); return; }
+    ks_out_raw(o, val, vl);
+}
+
+void ks_out_str(struct ks_out *o, const char *key, const char *val)
+{
+    size_t kl = strlen(key), vl = 0;
+    int bare = *val != '\0';
+    for (const char *p = val; *p && bare; p++, vl++)
+        bare = ks_is_bare((unsigned char)*p);
+    if (bare) {
+        ks_out_bare(o, key, kl, val, vl);
+        return;
+    }
+    ks_out_raw(o, " ", 1);
+    ks_out_raw(o, key, kl);
+    ks_out_raw(o, "=", 1);
     ks_out_raw(o, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)val; *p; p++) {
         char esc[5];
@@ -232,11 +245,11 @@ void ks_out_fmt(struct ks_out *o, const char *key, const char *fmt, ...)
     ks_out_str(o, key, buf);
 }
 
-/* Numbers are always bare: written straight, without vsnprintf, and " KEY="
- * with them in one piece (a listing writes several per thread). */
+/* Numbers are always bare: written straight, without vsnprintf (a listing
+ * writes several per thread). */
 static void ks_out_num(struct ks_out *o, const char *key, uint64_t v, unsigned base, int neg)
 {
-    char buf[64];
+    char buf[24];
     char *p = buf + sizeof buf;
     do {
         *--p = "0123456789abcdef"[v % base];
@@ -248,18 +261,7 @@ static void ks_out_num(struct ks_out *o, const char *key, uint64_t v, unsigned b
     }
     if (neg)
         *--p = '-';
-    size_t kl = strlen(key);
-    if (kl + 2 <= (size_t)(p - buf)) {
-        *--p = '=';
-        p -= kl;
-        memcpy(p, key, kl);
-        *--p = ' ';
-    } else {
-        ks_out_raw(o, " ", 1);
-        ks_out_raw(o, key, kl);
-        ks_out_raw(o, "=", 1);
-    }
-    ks_out_raw(o, p, (size_t)(buf + sizeof buf - p));
+    ks_out_bare(o, key, strlen(key), p, (size_t)(buf + sizeof buf - p));
 }
 
 void ks_out_i64(struct ks_out *o, const char *key, int64_t v)
