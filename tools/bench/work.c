@@ -43,6 +43,20 @@ static uint64_t now_ns(void)
 
 static void *noop(void *arg) { return arg; }
 
+/* N threads created and joined one after the other: 0, or 1 (said why). */
+static int create_join(long n)
+{
+    for (long i = 0; i < n; i++) {
+        pthread_t th;
+        if (pthread_create(&th, NULL, noop, NULL) != 0) {
+            perror("pthread_create");
+            return 1;
+        }
+        pthread_join(th, NULL);
+    }
+    return 0;
+}
+
 /* The best of BATCHES batches, as for the mutex below: see there. */
 #define BATCHES 20
 static int bench_threads(long n)
@@ -51,14 +65,8 @@ static int bench_threads(long n)
     double best = 1e30;
     for (int b = -1; b < BATCHES; b++) {   /* batch -1 fills glibc's stack cache */
         uint64_t t0 = now_ns();
-        for (long i = 0; i < per; i++) {
-            pthread_t th;
-            if (pthread_create(&th, NULL, noop, NULL) != 0) {
-                perror("pthread_create");
-                return 1;
-            }
-            pthread_join(th, NULL);
-        }
+        if (create_join(per) != 0)
+            return 1;
         double ns = (double)(now_ns() - t0) / (double)per;
         if (b >= 0 && ns < best)
             best = ns;
@@ -83,14 +91,8 @@ static int serve_threads(long n, uint64_t (*clock)(void))
     char c;
     while (read(0, &c, 1) == 1) {
         uint64_t t0 = clock();
-        for (long i = 0; i < n; i++) {
-            pthread_t th;
-            if (pthread_create(&th, NULL, noop, NULL) != 0) {
-                perror("pthread_create");
-                return 1;
-            }
-            pthread_join(th, NULL);
-        }
+        if (create_join(n) != 0)
+            return 1;
         printf("%.1f\n", (double)(clock() - t0) / (double)n);
         fflush(stdout);
     }
