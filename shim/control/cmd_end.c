@@ -160,6 +160,11 @@ static int ks_cancel_checked(struct ks_end_req *q, struct ks_thread *t, int last
      * this tid (reused since). */
     int same = c->verdict != KS_CHECK_GONE && t->id == c->id;
     int moved = !same || (c->verdict == KS_CHECK_OK && !ks_cancel_check_current(c, t));
+    /* Cancellation disabled: the cancel waits until the thread re-enables it,
+     * wherever the thread is now, so a stack that moved since it was checked
+     * changes nothing (ks_cancel_must_wait says so). */
+    if (same && !q->force && __atomic_load_n(&t->cancel_disabled, __ATOMIC_RELAXED))
+        moved = 0;
     if (moved && !last_try)
         return EAGAIN;
     if (!same || (moved && !q->force)) {

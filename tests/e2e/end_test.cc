@@ -279,6 +279,28 @@ TEST(Cancel, DisabledCancellationWaitsAndActsOnceReenabled) {
 // Blocked in read holding held_mu, no cleanup handler: a cancel would leave
 // held_mu locked, so it waits; --force cancels, and the report (exit 10)
 // says what was left.
+// Where a thread with cancellation disabled sits does not matter: the cancel
+// waits until it re-enables. So a thread that never stays in one system call
+// long enough for its stack check to be current (20 us naps) is answered
+// "cancellation disabled", never "kept moving". Seen in CI with the 2 ms
+// reporter on a loaded machine.
+TEST(Cancel, DisabledCancellationWaitsHoweverTheThreadMoves) {
+  Victims v;
+  for (int i = 0; i < 5; i++) {
+    SCOPED_TRACE(i);
+    pid_t tid = v.Spawn("fidget");
+    ks::Result r = v.End(tid, {"-m", "cancel", "-t", "0.2"});
+    EXPECT_EQ(r.code, 3) << r.out << r.err;
+    EXPECT_NE(r.out.find("cancellation disabled by the thread"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("kept moving"), std::string::npos) << r.out;
+    r = v.End(tid, {"-m", "flag", "--flag-symbol", "stop_reporting", "-t", "30"});
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_EQ(v.Join(i), "joined " + std::to_string(i) + " value=0x7e");
+    v.t.Send("reset-reporting");
+  }
+  v.ExpectHealthy();
+}
+
 TEST(Cancel, ALockHeldAtCancellationWaitsUnlessForced) {
   Victims v;
   pid_t tid = v.Spawn("holder");

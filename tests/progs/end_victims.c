@@ -34,6 +34,8 @@
  *             then sleeps in a loop
  *   reporter  cancellation disabled; loops until `static volatile int
  *             stop_reporting`; returns 0x7e
+ *   fidget    a reporter that naps 20 us at a time: it is never in the same
+ *             system call for long
  *   holder    locks held_mu, then blocks in read: leaves a lock behind
  *   racer     waits for "release I", then returns
  *   dyntls    dlopens $KS_DYNTLS_LIB, loops until its thread-local dyn_stop */
@@ -254,6 +256,13 @@ static void *victim_main(void *p)
         started(a);
         while (!stop_reporting)
             nap_ms(2);
+        ret = (void *)0x7e;
+    } else if (strcmp(a->kind, "fidget") == 0) {
+        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+        started(a);
+        struct timespec ts = {0, 20000};
+        while (!stop_reporting)
+            nanosleep(&ts, NULL);
         ret = (void *)0x7e;
     } else if (strcmp(a->kind, "dyntls") == 0) {
         const char *lib = getenv("KS_DYNTLS_LIB");
