@@ -167,11 +167,19 @@ static int ks_cancel_checked(struct ks_end_req *q, struct ks_thread *t, int last
         moved = 0;
     if (moved && !last_try)
         return EAGAIN;
-    if (!same || (moved && !q->force)) {
-        snprintf(why, cap, "cannot check the stack of thread %d (it kept "
-                 "moving between system calls while it was checked); --force cancels "
-                 "without the check", (int)t->tid);
+    if (!same) {
+        snprintf(why, cap, "cannot check the stack of thread %d (it ended or its tid was "
+                 "reused while it was checked)", (int)t->tid);
         return EPERM;
+    }
+    /* A thread that keeps moving runs between short system calls (a loop of
+     * short naps): like a running thread, it waits, and is checked again as
+     * its client polls (a moment when it stays put long enough). */
+    if (moved && !q->force) {
+        ks_cancel_wait_set(t->tid, t->id, "it kept moving between system calls while its "
+                           "stack was checked; checked again while the injector waits "
+                           "(--force cancels without the check)", 0);
+        return 0;
     }
     if (c->langrt[0] && !q->force) {
         snprintf(why, cap, "%s", c->langrt);

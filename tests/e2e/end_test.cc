@@ -276,9 +276,6 @@ TEST(Cancel, DisabledCancellationWaitsAndActsOnceReenabled) {
   v.ExpectHealthy();
 }
 
-// Blocked in read holding held_mu, no cleanup handler: a cancel would leave
-// held_mu locked, so it waits; --force cancels, and the report (exit 10)
-// says what was left.
 // Where a thread with cancellation disabled sits does not matter: the cancel
 // waits until it re-enables. So a thread that never stays in one system call
 // long enough for its stack check to be current (20 us naps) is answered
@@ -301,6 +298,23 @@ TEST(Cancel, DisabledCancellationWaitsHoweverTheThreadMoves) {
   v.ExpectHealthy();
 }
 
+// A thread that never stays in one system call long enough for its stack
+// check to be current (20 us naps, cancellation enabled) is not refused: the
+// cancel waits, like a running thread's, is checked again as the injector
+// polls, and acts once a check holds.
+TEST(Cancel, AThreadThatKeepsMovingIsCheckedAgainUntilTheCheckHolds) {
+  Victims v;
+  pid_t tid = v.Spawn("fidget-on");
+  ks::Result r = v.End(tid, {"--json", "-m", "cancel", "-t", "30"});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_EQ(ks::FlatJson(r.out)["how"], "cancelled") << r.out;
+  EXPECT_EQ(v.Join(0), "joined 0 canceled");
+  v.ExpectHealthy();
+}
+
+// Blocked in read holding held_mu, no cleanup handler: a cancel would leave
+// held_mu locked, so it waits; --force cancels, and the report (exit 10)
+// says what was left.
 TEST(Cancel, ALockHeldAtCancellationWaitsUnlessForced) {
   Victims v;
   pid_t tid = v.Spawn("holder");

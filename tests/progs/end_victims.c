@@ -36,6 +36,7 @@
  *             stop_reporting`; returns 0x7e
  *   fidget    a reporter that naps 20 us at a time: it is never in the same
  *             system call for long
+ *   fidget-on the same with cancellation enabled
  *   holder    locks held_mu, then blocks in read: leaves a lock behind
  *   racer     waits for "release I", then returns
  *   dyntls    dlopens $KS_DYNTLS_LIB, loops until its thread-local dyn_stop */
@@ -257,8 +258,9 @@ static void *victim_main(void *p)
         while (!stop_reporting)
             nap_ms(2);
         ret = (void *)0x7e;
-    } else if (strcmp(a->kind, "fidget") == 0) {
-        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    } else if (strncmp(a->kind, "fidget", 6) == 0) {
+        if (strcmp(a->kind, "fidget") == 0)
+            pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
         started(a);
         struct timespec ts = {0, 20000};
         while (!stop_reporting)
