@@ -34,13 +34,20 @@ KS_START_PATH static int ks_is_libc_def(const struct ks_elf_obj *libc, const cha
 }
 
 /* struct pthread's tid offset, from the descriptor glibc keeps for
- * libthread_db: {bits, elements, offset}; also libc's object into LIBC.
- * 0 if absent or implausible. */
+ * libthread_db: {bits, elements, offset}; also libc's object into LIBC (as
+ * ks_real_resolve_init's walk read it, or from a walk of its own). 0 if
+ * absent or implausible. */
 KS_START_PATH static unsigned long ks_find_tid_off(struct ks_elf_obj *libc)
 {
+    static const char name[] = "_thread_db_pthread_tid";
     struct ks_elf_loaded l;
-    if (ks_elf_find_loaded("_thread_db_pthread_tid", "libc.so.6", &l) != 0)
+    if (ks_real_libc(&l.obj) == 0) {
+        l.sym = ks_elf_find(&l.obj, name, ks_elf_gnu_hash(name), NULL);
+        if (!l.sym)
+            return 0;
+    } else if (ks_elf_find_loaded(name, "libc.so.6", &l) != 0) {
         return 0;
+    }
     *libc = l.obj;
     const uint32_t *d = ks_elf_addr(&l.obj, l.sym);
     if (!d || d[0] != 32 || d[1] != 1 || d[2] == 0 || d[2] % 4 != 0 || d[2] > 4096)

@@ -171,6 +171,12 @@ int ks_real_table_complete(void);
  * there without resolving (KS_REAL_PEEK's users: _exit). */
 void ks_real_resolve_init(void);
 
+/* libc.so.6's lookup tables into OUT, as the first walk that reached libc
+ * (ks_real_resolve_init's, at start) read them. 0, or ENOENT if no walk
+ * has reached it yet. */
+struct ks_elf_obj;
+int ks_real_libc(struct ks_elf_obj *out);
+
 /* Entry F's symbol name and where it is looked up (ks_rules, resolve.c: one
  * table of the names, each a relocation the loader applies at start). */
 const char *ks_real_symbol(enum ks_real_id f);

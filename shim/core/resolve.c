@@ -45,6 +45,7 @@
  *   written: nothing here needs a constructor to have run. */
 #include "real.h"
 
+#include <errno.h>
 #include <link.h>
 #include <stdint.h>
 #include <sys/single_threaded.h>
@@ -76,6 +77,21 @@ KS_HOT_DATA static unsigned char ks_real_looked[KS_FN_COUNT];
 KS_HOT_DATA static int ks_real_all_looked;
 static __thread int ks_resolve_depth __attribute__((tls_model("initial-exec")));
 #define KS_RESOLVE_MAX_DEPTH 3
+
+/* libc's lookup tables as the first walk to reach libc read them, for the
+ * mutex probe (ks_real_libc), which would otherwise walk the loader's list
+ * again at every start for the same object (about 1,900 instructions).
+ * Published by the flag (release); walks at once store the same values. */
+KS_HOT_DATA static struct ks_elf_obj ks_libc_obj;
+KS_HOT_DATA static int ks_libc_obj_set;
+
+KS_START_PATH int ks_real_libc(struct ks_elf_obj *out)
+{
+    if (!__atomic_load_n(&ks_libc_obj_set, __ATOMIC_ACQUIRE))
+        return ENOENT;
+    *out = ks_libc_obj;
+    return 0;
+}
 
 /* For tests/unit/resolve_test: called at each object a walk visits. */
 KS_HOT_DATA void (*ks_resolve_visit_hook)(void);
@@ -147,6 +163,10 @@ KS_START_PATH static int ks_visit(struct dl_phdr_info *info, size_t size, void *
     if (ks_elf_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0)
         return 0;
     int libc = ks_is_libc(&o);
+    if (libc && !__atomic_load_n(&ks_libc_obj_set, __ATOMIC_ACQUIRE)) {
+        ks_libc_obj = o;
+        __atomic_store_n(&ks_libc_obj_set, 1, __ATOMIC_RELEASE);
+    }
     for (int i = 0; i < w->n; i++) {
         struct ks_found *fd = &w->found[i];
         if (fd->final)
