@@ -81,13 +81,13 @@ static __thread int ks_resolve_depth __attribute__((tls_model("initial-exec")));
 /* libc's lookup tables as the first walk to reach libc read them, for the
  * mutex probe (ks_real_libc), which would otherwise walk the loader's list
  * again at every start for the same object (about 1,900 instructions).
- * Published by the flag (release); walks at once store the same values. */
+ * One walk claims the slot (0 -> 1), writes it, then publishes it (2). */
 KS_HOT_DATA static struct ks_elf_obj ks_libc_obj;
 KS_HOT_DATA static int ks_libc_obj_set;
 
 KS_START_PATH int ks_real_libc(struct ks_elf_obj *out)
 {
-    if (!__atomic_load_n(&ks_libc_obj_set, __ATOMIC_ACQUIRE))
+    if (__atomic_load_n(&ks_libc_obj_set, __ATOMIC_ACQUIRE) != 2)
         return ENOENT;
     *out = ks_libc_obj;
     return 0;
@@ -163,9 +163,12 @@ KS_START_PATH static int ks_visit(struct dl_phdr_info *info, size_t size, void *
     if (ks_elf_open(&o, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum) != 0)
         return 0;
     int libc = ks_is_libc(&o);
-    if (libc && !__atomic_load_n(&ks_libc_obj_set, __ATOMIC_ACQUIRE)) {
+    int unclaimed = 0;
+    if (libc && __atomic_load_n(&ks_libc_obj_set, __ATOMIC_RELAXED) == 0 &&
+        __atomic_compare_exchange_n(&ks_libc_obj_set, &unclaimed, 1, 0, __ATOMIC_ACQUIRE,
+                                    __ATOMIC_RELAXED)) {
         ks_libc_obj = o;
-        __atomic_store_n(&ks_libc_obj_set, 1, __ATOMIC_RELEASE);
+        __atomic_store_n(&ks_libc_obj_set, 2, __ATOMIC_RELEASE);
     }
     for (int i = 0; i < w->n; i++) {
         struct ks_found *fd = &w->found[i];
