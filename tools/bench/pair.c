@@ -27,7 +27,7 @@
 #include "spawn.h"
 #include "stats.h"
 
-#define KP_MAX 4   /* sides besides the baseline */
+#define KP_MAX 6   /* sides besides the baseline */
 
 static const char kp_usage[] =
     "usage: bench_pair -s [NAME=]SHIM [-s ...] -l WHAT [-n ROUNDS] [-e EPOCHS] [-W WARMUP]\n"
