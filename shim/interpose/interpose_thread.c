@@ -57,9 +57,6 @@ static void ks_start_give(struct ks_start *s)
         free(s);
 }
 
-/* The grave goes in before the record goes out (graveyard.h), and the
- * eventfd is closed only once no control thread can find the record. One
- * clock read for both (each was 40 instructions of a create+join). */
 /* Maps where a thread's end is written (its grave, the ring of exits),
  * once, before a thread that may end needs it: ks_thread_ended never maps. */
 KS_THREAD_PATH static inline void ks_prepare_ends(void)
@@ -68,6 +65,9 @@ KS_THREAD_PATH static inline void ks_prepare_ends(void)
     ks_registry_prepare_exits();
 }
 
+/* The grave goes in before the record goes out (graveyard.h), and the
+ * eventfd is closed only once no control thread can find the record. One
+ * clock read for both (each was 40 instructions of a create+join). */
 KS_THREAD_PATH static void ks_thread_ended(struct ks_thread *t, int how, uintptr_t site)
 {
     t->end_how = how;
