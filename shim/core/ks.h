@@ -153,14 +153,20 @@ struct ks_lazy {
     int warned;
 };
 #define KS_LAZY(LEN, WHAT) {.p = NULL, .len = (LEN), .what = (WHAT), .warned = 0}
-/* The map, made now if it is not yet; NULL, with a warning the first time,
- * if it cannot be made (the user does without: it must never fail the
- * program's call). */
-void *ks_lazy_get(struct ks_lazy *l);
 /* The map if it was made, else NULL: async-signal-safe. */
 static inline KS_SIGSAFE void *ks_lazy_peek(struct ks_lazy *l)
 {
     return __atomic_load_n(&l->p, __ATOMIC_ACQUIRE);
+}
+/* Makes the map (util.c; out of line: it runs once a process). */
+void *ks_lazy_map(struct ks_lazy *l);
+/* The map, made now if it is not yet; NULL, with a warning the first time,
+ * if it cannot be made (the user does without: it must never fail the
+ * program's call). Once made, one load. */
+static inline void *ks_lazy_get(struct ks_lazy *l)
+{
+    void *p = ks_lazy_peek(l);
+    return KS_LIKELY(p != NULL) ? p : ks_lazy_map(l);
 }
 
 /* ---- Life cycle (init.c) ------------------------------------------------ */

@@ -75,11 +75,7 @@ KS_SIGSAFE struct ks_block *ks_block_of(struct ks_thread *t)
 KS_THREAD_PATH void ks_registry_starting_add(int delta) { __atomic_add_fetch(&ks_reg.starting, delta, __ATOMIC_RELEASE); }
 int ks_registry_starting(void) { return __atomic_load_n(&ks_reg.starting, __ATOMIC_ACQUIRE); }
 
-KS_THREAD_PATH void ks_registry_prepare_exits(void)
-{
-    if (KS_UNLIKELY(!ks_lazy_peek(&ks_exited_map)))
-        ks_lazy_get(&ks_exited_map);
-}
+KS_THREAD_PATH void ks_registry_prepare_exits(void) { (void)ks_lazy_get(&ks_exited_map); }
 
 int ks_registry_exiting(pid_t tid)
 {

@@ -74,12 +74,11 @@ KS_FORK_PATH KS_SIGSAFE pid_t ks_getpid(void) { return (pid_t)ks_syscall0(SYS_ge
 
 KS_SIGSAFE void ks_sched_yield(void) { (void)ks_syscall0(SYS_sched_yield); }
 
-/* Not inline: the path that maps runs once a process (and its failure,
- * once a map that cannot be made is asked for again, warns only once). */
-void *ks_lazy_get(struct ks_lazy *l)
+/* A map that cannot be made warns once, however often it is asked for. */
+void *ks_lazy_map(struct ks_lazy *l)
 {
     void *p = ks_lazy_peek(l);
-    if (KS_LIKELY(p != NULL))
+    if (p)   /* made since the caller looked */
         return p;
     void *m = mmap(NULL, l->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) {

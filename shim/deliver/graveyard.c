@@ -23,11 +23,7 @@ KS_HOT_DATA static struct ks_lazy ks_graves_map =
     KS_LAZY(sizeof(struct ks_grave_slot) * KS_GRAVES, "the graves of ended threads");
 static uint64_t ks_grave_next;   /* total buried; ring slot = next % KS_GRAVES */
 
-KS_THREAD_PATH void ks_grave_prepare(void)
-{
-    if (KS_UNLIKELY(!ks_lazy_peek(&ks_graves_map)))
-        ks_lazy_get(&ks_graves_map);
-}
+KS_THREAD_PATH void ks_grave_prepare(void) { (void)ks_lazy_get(&ks_graves_map); }
 
 static void ks_grave_lock(void) { ks_lock(&ks_grave_mu); }
 static void ks_grave_unlock(void) { ks_unlock(&ks_grave_mu); }
