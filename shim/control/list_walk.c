@@ -9,12 +9,9 @@
  * again (cmd_list.c's ks_list_in_call). */
 #include "list_walk.h"
 
-#include <linux/futex.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "shim/core/ks.h"
 #include "shim_thread.h"
@@ -50,11 +47,6 @@ static void ks_walk_put(struct ks_walk_job *j)
     free(j);
 }
 
-static void ks_futex(int *word, int op, int val)
-{
-    syscall(SYS_futex, word, op, val, NULL, NULL, 0);
-}
-
 /* Takes the next free chunk and writes it for WHO: 0 if none was left. */
 static int ks_walk_take(struct ks_walk_job *j, int who)
 {
@@ -65,7 +57,7 @@ static int ks_walk_take(struct ks_walk_job *j, int who)
     int from = k * KS_WALK_CHUNK, to = from + KS_WALK_CHUNK < j->n ? from + KS_WALK_CHUNK : j->n;
     c->count = j->fn(j->arg, who, &c->out, from, to);
     __atomic_store_n(&c->state, 2, __ATOMIC_RELEASE);
-    ks_futex(&c->state, FUTEX_WAKE_PRIVATE, 1);
+    ks_futex_wake(&c->state, 1);
     return 1;
 }
 
@@ -75,7 +67,7 @@ static void *ks_walk_second(void *arg)
     while (ks_walk_take(j, 1))
         ;
     while (!__atomic_load_n(&j->joined, __ATOMIC_ACQUIRE))
-        ks_futex(&j->joined, FUTEX_WAIT_PRIVATE, 0);
+        ks_futex_wait(&j->joined, 0);
     ks_walk_put(j);
     return NULL;
 }
@@ -133,13 +125,13 @@ int ks_walk_ordered(struct ks_out *out, int n, ks_walk_fn *fn, void *arg)
             if (__atomic_load_n(&c->state, __ATOMIC_ACQUIRE) == 2)
                 break;
             if (!ks_walk_take(j, 0))   /* all taken: the second walker writes this one */
-                ks_futex(&c->state, FUTEX_WAIT_PRIVATE, 0);
+                ks_futex_wait(&c->state, 0);
         }
         count += c->count;
         ks_walk_emit(out, c);
     }
     __atomic_store_n(&j->joined, 1, __ATOMIC_RELEASE);
-    ks_futex(&j->joined, FUTEX_WAKE_PRIVATE, 1);
+    ks_futex_wake(&j->joined, 1);
     ks_walk_put(j);
     return count;
 }

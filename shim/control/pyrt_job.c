@@ -6,14 +6,11 @@
 #include "pyrt_job.h"
 
 #include <errno.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "shim/core/ks.h"
@@ -44,7 +41,7 @@ static void ks_py_finish(void *arg)
                                      __ATOMIC_ACQUIRE) && waiting == 2)
         __atomic_sub_fetch(&ks_py_nabandoned, 1, __ATOMIC_ACQ_REL);
     __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
-    syscall(SYS_futex, &j->done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    ks_futex_wake(&j->done, 1);
     ks_py_put(j);
 }
 
@@ -58,17 +55,7 @@ static void *ks_py_worker(void *arg)
 }
 
 /* Waits until J is done or the deadline DL (CLOCK_MONOTONIC ns) passes. */
-static int ks_py_wait(struct ks_py_job *j, uint64_t dl)
-{
-    while (!__atomic_load_n(&j->done, __ATOMIC_ACQUIRE)) {
-        uint64_t now = ks_now_ns();
-        if (now >= dl)
-            return 0;
-        struct timespec ts = {(time_t)((dl - now) / 1000000000u), (long)((dl - now) % 1000000000u)};
-        syscall(SYS_futex, &j->done, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
-    }
-    return 1;
-}
+static int ks_py_wait(struct ks_py_job *j, uint64_t dl) { return ks_futex_wait_set(&j->done, dl); }
 
 #define KS_PY_RUN_MS 5000   /* once started under the GIL: Python code may yield it */
 

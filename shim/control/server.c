@@ -2,7 +2,6 @@
 #include "server.h"
 
 #include <errno.h>
-#include <linux/futex.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -16,7 +15,6 @@
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -232,22 +230,12 @@ static void ks_set_prepared(void)
     if (__atomic_load_n(&ks_prepared, __ATOMIC_ACQUIRE))
         return;
     __atomic_store_n(&ks_prepared, 1, __ATOMIC_RELEASE);
-    syscall(SYS_futex, &ks_prepared, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+    ks_futex_wake(&ks_prepared, INT_MAX);
 }
 
 int ks_server_wait_prepared(uint64_t max_ns)
 {
-    uint64_t end = ks_now_ns() + max_ns;
-    while (!__atomic_load_n(&ks_prepared, __ATOMIC_ACQUIRE)) {
-        uint64_t now = ks_now_ns();
-        if (now >= end)
-            return ETIMEDOUT;
-        struct timespec left = {(time_t)((end - now) / 1000000000u),
-                                (long)((end - now) % 1000000000u)};
-        /* EAGAIN (set meanwhile), EINTR, ETIMEDOUT: the loop decides. */
-        syscall(SYS_futex, &ks_prepared, FUTEX_WAIT_PRIVATE, 0, &left, NULL, 0);
-    }
-    return 0;
+    return ks_futex_wait_set(&ks_prepared, ks_now_ns() + max_ns) ? 0 : ETIMEDOUT;
 }
 
 static void *ks_accept_main(void *p)

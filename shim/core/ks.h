@@ -137,6 +137,18 @@ static inline KS_SIGSAFE int ks_pc_after_syscall(uintptr_t ip)
     return p[-2] == 0x0f && p[-1] == 0x05;
 }
 
+/* ---- Futex words (util.c) -----------------------------------------------
+ * A process-private word that one thread sets from 0 (with release) and
+ * others sleep on until it is set. Not for signal handlers. */
+void ks_futex_wake(int *word, int n);   /* wakes up to N sleepers */
+/* Sleeps while *WORD is VAL; returns on any wake-up or signal (or at once if
+ * it is not VAL): the caller looks again. */
+void ks_futex_wait(int *word, int val);
+/* Sleeps until *WORD is not 0 (read with acquire) or CLOCK_MONOTONIC time
+ * DEADLINE (ns) has come. Returns 1 if it is set, 0 if the deadline came
+ * first. */
+int ks_futex_wait_set(int *word, uint64_t deadline);
+
 /* ---- Arrays mapped on first use (util.c) --------------------------------
  * A large array the shim needs only once something happened (a thread
  * ended, the module table was rebuilt) is an anonymous map made then, not

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <linux/futex.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -73,6 +74,30 @@ KS_FORK_PATH KS_SIGSAFE pid_t ks_gettid(void) { return (pid_t)ks_syscall0(SYS_ge
 KS_FORK_PATH KS_SIGSAFE pid_t ks_getpid(void) { return (pid_t)ks_syscall0(SYS_getpid); }
 
 KS_SIGSAFE void ks_sched_yield(void) { (void)ks_syscall0(SYS_sched_yield); }
+
+void ks_futex_wake(int *word, int n)
+{
+    (void)syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+}
+
+void ks_futex_wait(int *word, int val)
+{
+    (void)syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+int ks_futex_wait_set(int *word, uint64_t deadline)
+{
+    while (!__atomic_load_n(word, __ATOMIC_ACQUIRE)) {
+        uint64_t now = ks_now_ns();
+        if (now >= deadline)
+            return 0;
+        struct timespec left = {(time_t)((deadline - now) / 1000000000u),
+                                (long)((deadline - now) % 1000000000u)};
+        /* EAGAIN (set meanwhile), EINTR, ETIMEDOUT: the loop decides. */
+        (void)syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, 0, &left, NULL, 0);
+    }
+    return 1;
+}
 
 /* A map that cannot be made warns once, however often it is asked for. */
 void *ks_lazy_map(struct ks_lazy *l)
