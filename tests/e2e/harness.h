@@ -158,7 +158,8 @@ std::map<pid_t, Row> ProgramRows(pid_t pid);
 // length) and "KEY.N.SUB". Null values are absent; {} if OUT is not JSON.
 std::map<std::string, std::string> FlatJson(const std::string& out);
 
-// Tids of PID from /proc/PID/task.
+// Tids of PID from /proc/PID/task, in its order (the kernel's list of the
+// process's threads: creation order, not sorted once tids wrap around).
 std::vector<pid_t> Tasks(pid_t pid);
 bool TaskExists(pid_t pid, pid_t tid);
 // How many tasks of PID are not the shim's own (named "killshim-..."), once

@@ -1,6 +1,5 @@
 // killshim-inject PID: the listing, end to end.
 #include <gtest/gtest.h>
-#include <dirent.h>
 #include <json-c/json.h>
 #include <sched.h>
 #include <unistd.h>
@@ -227,17 +226,6 @@ TEST(List, EveryThreadAndItsSystemCallAtScale) {
   EXPECT_EQ(t.Wait(), 0);
 }
 
-// The tids in /proc/PID/task, in its order (the kernel's list of the
-// process's threads: creation order, not sorted once tids wrap around).
-static std::vector<pid_t> TaskIds(pid_t pid) {
-  std::vector<pid_t> ids;
-  DIR* d = opendir(("/proc/" + std::to_string(pid) + "/task").c_str());
-  for (struct dirent* e; d && (e = readdir(d));)
-    if (isdigit((unsigned char)e->d_name[0])) ids.push_back(atoi(e->d_name));
-  if (d) closedir(d);
-  return ids;
-}
-
 // A listing of 1,000 tasks or more is walked by two threads where the
 // process may use two CPUs (list_walk.c): every task of /proc is one row,
 // once, in /proc's order (the two walkers' chunks are handed on in order), the
@@ -252,9 +240,9 @@ TEST(List, TwoWalkersListEveryTaskOnceInProcOrder) {
   ASSERT_EQ(c.ReadLine().rfind("killshim", 0), 0u);
   // The tasks before and after the listing: parked, none come or go but
   // the shim's own (the connection thread and the second walker).
-  std::vector<pid_t> before = TaskIds(t.pid());
+  std::vector<pid_t> before = ks::Tasks(t.pid());
   auto reply = c.Request("list", 60000);
-  std::vector<pid_t> after_v = TaskIds(t.pid());
+  std::vector<pid_t> after_v = ks::Tasks(t.pid());
   std::set<pid_t> after(after_v.begin(), after_v.end());
   ASSERT_FALSE(reply.empty());
   ks::Row final = ks::ParseLine(reply.back());
