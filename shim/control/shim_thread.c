@@ -133,7 +133,7 @@ int ks_spawn_shim_thread(const char *name, void *(*fn)(void *), void *arg, size_
     if (stack)
         pthread_attr_setstacksize(&attr, stack);
     sigset_t all;
-    sigfillset(&all);
+    ks_sigfill(&all);
     pthread_attr_setsigmask_np(&attr, &all);
     if (!__atomic_load_n(&ks_nthreads_looked, __ATOMIC_ACQUIRE)) {
         ks_find_nthreads();

@@ -7,6 +7,7 @@
 #define KS_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -135,6 +136,46 @@ static inline KS_SIGSAFE int ks_pc_after_syscall(uintptr_t ip)
 {
     const uint8_t *p = (const uint8_t *)ip;
     return p[-2] == 0x0f && p[-1] == 0x05;
+}
+
+/* ---- Signal sets and copies, without libc's ------------------------------
+ * glibc's sigfillset, sigdelset, sigaddset and memcpy, inline: the start
+ * and the doorbell's handler (which runs before control has bound the
+ * shim's imports) use them, and each libc function the start calls is a
+ * lazy binding and often a page of libc's code that a program such as
+ * /bin/true never touches: three page faults in every exec'd process
+ * (docs/bench.md: exec). Same semantics as glibc's: a full set leaves out
+ * glibc's two internal signals (32, SIGCANCEL; 33, SIGSETXID), which
+ * sigaddset refuses and sigdelset takes. Async-signal-safe. */
+static inline KS_SIGSAFE int ks_sig_internal(int signo) { return signo == 32 || signo == 33; }
+
+static inline KS_SIGSAFE void ks_sigdel(sigset_t *s, int signo)
+{
+    unsigned long *w = (unsigned long *)s;
+    w[(signo - 1) / 64] &= ~(1ul << ((signo - 1) % 64));
+}
+
+static inline KS_SIGSAFE void ks_sigadd(sigset_t *s, int signo)
+{
+    if (!ks_sig_internal(signo))
+        ((unsigned long *)s)[(signo - 1) / 64] |= 1ul << ((signo - 1) % 64);
+}
+
+static inline KS_SIGSAFE void ks_sigfill(sigset_t *s)
+{
+    __builtin_memset(s, 0xff, sizeof *s);   /* a constant size: stores, no call */
+    ks_sigdel(s, 32);
+    ks_sigdel(s, 33);
+}
+
+static inline KS_SIGSAFE void ks_sigempty(sigset_t *s) { __builtin_memset(s, 0, sizeof *s); }
+
+/* memcpy(DST, SRC, N) for a length known only at run time (GCC calls
+ * libc's for those), by the string instruction: the direction flag is
+ * clear in a signal handler as at any call (the ABI, the kernel). */
+static inline KS_SIGSAFE void ks_copy(void *dst, const void *src, size_t n)
+{
+    __asm__ volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(n) : : "memory");
 }
 
 /* ---- Futex words (util.c) -----------------------------------------------

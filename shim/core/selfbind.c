@@ -246,16 +246,16 @@ KS_START_PATH static int ks_first_object(struct dl_phdr_info *info, size_t size,
 /* What runs in the shim's signal handler before control starts, and what
  * a fork child runs (found with objdump from ks_sig_entry and
  * ks_control_doorbell to ks_control_begin, and from the fork handlers):
- * errno, syscall, memcpy, sigfillset, sigdelset, dl_iterate_phdr (the pid
- * is ks_getpid's system call there: one binding less).
+ * errno, syscall, dl_iterate_phdr (the pid is ks_getpid's system call
+ * there, signal sets and copies are ks.h's own: no binding, and no page of
+ * libc's code that the program may never touch).
  * Each is called once here, through its PLT slot, so that the loader's
  * lazy resolver binds it: on the main thread, in the constructor, as any
  * program's first call of a function is bound, and by construction where
  * LD_BIND_NOW binds it (doorbell_test compares). One lookup each, about
  * 600 instructions; finding them and their definitions with the walk below
  * cost 20,000 instructions of every start (docs/bench.md). Each call is
- * made so that GCC keeps it (a volatile length, a copy it must assume read,
- * errno read and written).
+ * made so that GCC keeps it (errno read and written).
  * The waits the handler may make are system calls of the shim's own
  * (ks_sched_yield). Not __stack_chk_fail, which runs only where a stack is
  * already smashed and the process ends: ks_selfbind_all binds it with the
@@ -263,13 +263,6 @@ KS_START_PATH static int ks_first_object(struct dl_phdr_info *info, size_t size,
 KS_START_PATH void ks_selfbind_init(void)
 {
     int saved = errno;
-    volatile size_t one = 1;
-    char from = 0, to;
-    sigset_t set;
-    sigfillset(&set);
-    sigdelset(&set, SIGINT);
-    memcpy(&to, &from, one);
-    __asm__ volatile("" : : "m"(to));   /* a copy nobody reads is removed */
     (void)syscall(SYS_getpid);
     dl_iterate_phdr(ks_first_object, NULL);
     errno = saved;

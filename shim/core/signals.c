@@ -138,7 +138,7 @@ KS_START_PATH int ks_signals_install(void)
         memset(&sa, 0, sizeof sa);
         sa.sa_sigaction = ks_sig_entry;
         sa.sa_flags = SA_SIGINFO | (k == KS_SIG_DUMP ? SA_RESTART : 0);
-        sigfillset(&sa.sa_mask);   /* nothing of the program's runs inside ours */
+        ks_sigfill(&sa.sa_mask);   /* nothing of the program's runs inside ours */
         /* Keep what the program (or a library) had there, to chain to it. */
         if (KS_REAL(libc_sigaction)(ks_signos[k], &sa, &ks_prog_act[k]) != 0)
             return errno;
@@ -220,7 +220,7 @@ int ks_signals_program_action(int signo, const struct sigaction *act, struct sig
     if (k < 0)
         return 0;
     sigset_t all, prev;
-    sigfillset(&all);
+    ks_sigfill(&all);
     KS_REAL(pthread_sigmask)(SIG_BLOCK, &all, &prev);
     ks_lock(&ks_act_mu);
     if (old)
@@ -242,8 +242,8 @@ int ks_sigmask_raw(int how, const sigset_t *set, sigset_t *old)
     sigset_t copy;
     if (set && how != SIG_UNBLOCK) {
         copy = *set;
-        sigdelset(&copy, 32);   /* glibc's SIGCANCEL */
-        sigdelset(&copy, 33);   /* glibc's SIGSETXID */
+        ks_sigdel(&copy, 32);   /* glibc's SIGCANCEL */
+        ks_sigdel(&copy, 33);   /* glibc's SIGSETXID */
         set = &copy;
     }
     long rc = syscall(SYS_rt_sigprocmask, how, set, old, _NSIG / 8);
@@ -293,8 +293,8 @@ int ks_sigmask_pass(int how, const sigset_t *set, sigset_t *old)
 void ks_sigmask_batch_begin(sigset_t *saved)
 {
     sigset_t all, now;
-    sigfillset(&all);
-    sigemptyset(&now);
+    ks_sigfill(&all);
+    ks_sigempty(&now);
     ks_sigmask_raw(SIG_BLOCK, &all, saved);
     if (ks_sigmask_raw(SIG_BLOCK, NULL, &now) != 0)
         return;
@@ -314,6 +314,6 @@ KS_START_PATH const sigset_t *ks_signals_unblockable(int how, const sigset_t *se
         return set;
     *copy = *set;
     for (int k = 0; k < KS_SIG_COUNT; k++)
-        sigdelset(copy, ks_signos[k]);
+        ks_sigdel(copy, ks_signos[k]);
     return copy;
 }

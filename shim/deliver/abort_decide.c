@@ -276,7 +276,7 @@ static void ks_start_stepping(struct ks_thread *t, ucontext_t *uc)
         return;
     }
     ks_ai()->trap_was_blocked = sigismember(&uc->uc_sigmask, SIGTRAP) == 1;
-    sigdelset(&uc->uc_sigmask, SIGTRAP);
+    ks_sigdel(&uc->uc_sigmask, SIGTRAP);
     ks_ai()->stepping = 1;
     /* steps is also read by the control thread's snapshot (relaxed: a count). */
     __atomic_store_n(&ks_ai()->steps, 0, __ATOMIC_RELAXED);

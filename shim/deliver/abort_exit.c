@@ -56,7 +56,7 @@ void ks_abort_step_done(ucontext_t *uc)
 {
     ks_step_off(uc);
     if (ks_ai()->stepping && ks_ai()->trap_was_blocked)
-        sigaddset(&uc->uc_sigmask, SIGTRAP);
+        ks_sigadd(&uc->uc_sigmask, SIGTRAP);
     ks_ai()->trap_was_blocked = 0;
     ks_ai()->stepping = 0;
 }

@@ -167,18 +167,18 @@ KS_SIGSAFE int ks_redirect(ucontext_t *uc, void (*fn)(void), int err)
                                      __ATOMIC_RELAXED))
         return EBUSY;
     ks_saved.fn = fn;
-    memcpy(ks_saved.gregs, uc->uc_mcontext.gregs, sizeof ks_saved.gregs);
+    ks_copy(ks_saved.gregs, uc->uc_mcontext.gregs, sizeof ks_saved.gregs);
     ks_saved.mask = uc->uc_sigmask;
     ks_saved.err = err;
     ks_saved.fp_len = len;
-    memcpy(ks_saved.fp, uc->uc_mcontext.fpregs, len);
+    ks_copy(ks_saved.fp, uc->uc_mcontext.fpregs, len);
     /* 16-aligned at the trampoline's call, as the ABI wants at a call. */
     uintptr_t sp = ((uintptr_t)ks_tramp_stack + sizeof ks_tramp_stack) & ~(uintptr_t)15;
     uc->uc_mcontext.gregs[REG_RSP] = (greg_t)sp;
     uc->uc_mcontext.gregs[REG_RIP] = (greg_t)(uintptr_t)ks_redirect_tramp;
     uc->uc_mcontext.gregs[REG_EFL] &= ~(greg_t)0x400;   /* DF clear, as the ABI wants */
-    sigfillset(&uc->uc_sigmask);
-    sigdelset(&uc->uc_sigmask, ks_signo(KS_SIG_DUMP));
+    ks_sigfill(&uc->uc_sigmask);
+    ks_sigdel(&uc->uc_sigmask, ks_signo(KS_SIG_DUMP));
     return 0;
 }
 
@@ -188,10 +188,10 @@ KS_SIGSAFE int ks_redirect_resume(const siginfo_t *si, ucontext_t *uc, int *err)
         si->si_value.sival_int != KS_RESUME_COOKIE ||
         __atomic_load_n(&ks_saved.tid, __ATOMIC_ACQUIRE) != ks_gettid())
         return 0;
-    memcpy(uc->uc_mcontext.gregs, ks_saved.gregs, sizeof ks_saved.gregs);
+    ks_copy(uc->uc_mcontext.gregs, ks_saved.gregs, sizeof ks_saved.gregs);
     uc->uc_sigmask = ks_saved.mask;
     if (ks_fp_len(uc) == ks_saved.fp_len)
-        memcpy(uc->uc_mcontext.fpregs, ks_saved.fp, ks_saved.fp_len);
+        ks_copy(uc->uc_mcontext.fpregs, ks_saved.fp, ks_saved.fp_len);
     *err = ks_saved.err;
     __atomic_store_n(&ks_saved.tid, 0, __ATOMIC_RELEASE);
     return 1;

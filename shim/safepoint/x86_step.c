@@ -61,7 +61,7 @@ KS_START_PATH int ks_step_install(void)
 {
     int rc = 0;
     sigset_t all, old;
-    sigfillset(&all);
+    ks_sigfill(&all);
     KS_REAL(pthread_sigmask)(SIG_BLOCK, &all, &old);   /* not the hook: resolved at init */
     ks_lock(&ks_install_mu);
     struct sigaction cur;
@@ -72,7 +72,7 @@ KS_START_PATH int ks_step_install(void)
         memset(&sa, 0, sizeof sa);
         sa.sa_sigaction = ks_trap_entry;
         sa.sa_flags = SA_SIGINFO | SA_RESTART;
-        sigfillset(&sa.sa_mask);
+        ks_sigfill(&sa.sa_mask);
         ks_prev = cur;
         if (ks_sigaction_kernel(SIGTRAP, &sa, NULL) != 0)
             rc = errno;

@@ -1,6 +1,7 @@
 // ks_sigmask_pass inside a batch (signals.h): each call it answers without
 // the kernel gives what the kernel gives, a call that changes the mask goes
 // to the kernel and ends the shortcut, and the batch's end restores the mask.
+// And the shim's own signal-set functions (ks.h) give glibc's sets.
 #include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -10,6 +11,7 @@
 
 #include <thread>
 
+#include "shim/core/ks.h"
 #include "shim/core/registry.h"
 #include "shim/core/signals.h"
 
@@ -120,6 +122,49 @@ TEST(SigmaskBatch, ShortcutEndsWhenTheMaskChangesAndEndRestores) {
     EXPECT_EQ(Batch(), 0);
     EXPECT_EQ(KernelMask(), before);
   }).join();
+}
+
+// ks_sigfill, ks_sigdel, ks_sigadd and ks_sigempty replace libc's in the
+// shim's start and handlers: every signal, in every combination of the
+// three, gives the set glibc's would (glibc's two internal signals left out
+// of a full set and refused by sigaddset), in the 64 bits the kernel reads
+// (glibc's functions write no more of the 128-byte type).
+TEST(SignalSets, TheShimsOwnSetsAreGlibcs) {
+  sigset_t mine, libc;
+  ks_sigfill(&mine);
+  sigfillset(&libc);
+  EXPECT_EQ(Bits(mine), Bits(libc));
+  for (int sig = 1; sig < _NSIG; sig++) {
+    ks_sigfill(&mine);
+    sigfillset(&libc);
+    ks_sigdel(&mine, sig);
+    sigdelset(&libc, sig);
+    EXPECT_EQ(Bits(mine), Bits(libc)) << "del " << sig;
+    ks_sigempty(&mine);
+    sigemptyset(&libc);
+    EXPECT_EQ(Bits(mine), Bits(libc));
+    ks_sigadd(&mine, sig);
+    sigaddset(&libc, sig);
+    EXPECT_EQ(Bits(mine), Bits(libc)) << "add " << sig;
+    EXPECT_EQ(sigismember(&mine, sig), sig != 32 && sig != 33) << sig;
+  }
+}
+
+// ks_copy copies exactly N bytes, whatever their alignment: the redirect
+// saves and restores an interrupted thread's registers and vector state
+// with it.
+TEST(SignalSets, TheShimsCopyCopiesExactlyItsLength) {
+  unsigned char src[600], dst[600];
+  for (size_t i = 0; i < sizeof src; i++) src[i] = (unsigned char)(i * 7 + 1);
+  for (size_t off : {0, 1, 3, 8}) {
+    for (size_t n : {0, 1, 7, 184, 512, 583}) {
+      memset(dst, 0xee, sizeof dst);
+      ks_copy(dst + off, src + 3, n);
+      EXPECT_EQ(memcmp(dst + off, src + 3, n), 0) << off << " " << n;
+      for (size_t i = 0; i < off; i++) ASSERT_EQ(dst[i], 0xee);
+      for (size_t i = off + n; i < sizeof dst; i++) ASSERT_EQ(dst[i], 0xee);
+    }
+  }
 }
 
 }  // namespace
