@@ -47,7 +47,6 @@ static void ks_control_begin(void)
 KS_START_PATH void ks_control_init(void (*prepare)(void))
 {
     ks_server_init(prepare);
-    ks_redirect_init();
     ks_cas_state(KS_CTL_OFF, KS_CTL_LAZY);
 }
 

@@ -1,7 +1,6 @@
 /* See redirect.h. */
 #include "redirect.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
 #include <signal.h>
@@ -35,29 +34,6 @@ static struct {
 } ks_saved;
 static unsigned char ks_tramp_stack[KS_TRAMP_STACK] __attribute__((aligned(16)));
 
-/* malloc is the executable's own: no redirects (its locks are not the
- * shim's to see, and its frames are the program's). A library that brings
- * the allocator is a runtime module (KS_MOD_ALLOC): the walk refuses it. */
-static int ks_alloc_in_program;
-
-KS_START_PATH static int ks_first_module(struct dl_phdr_info *info, size_t size, void *arg)
-{
-    (void)size;
-    *(uintptr_t *)arg = info->dlpi_addr;
-    return 1;
-}
-
-KS_START_PATH void ks_redirect_init(void)
-{
-    void *calloc_addr = dlsym(RTLD_DEFAULT, "calloc");
-    struct ks_pc_info pi;
-    if (!calloc_addr || ks_safepoint_lookup((uintptr_t)calloc_addr, &pi) != KS_MOD_APP)
-        return;   /* libc's, a sanitizer's or an allocator library's: runtime */
-    uintptr_t program = 0;
-    dl_iterate_phdr(ks_first_module, &program);
-    __atomic_store_n(&ks_alloc_in_program, pi.bias == program, __ATOMIC_RELEASE);
-}
-
 /* The frames below main on the main thread (__libc_start_call_main,
  * __libc_start_main, _start): after the first runtime frame that follows the
  * program's own, at most this many frames may remain. */
@@ -68,11 +44,17 @@ KS_START_PATH void ks_redirect_init(void)
  * loaded it. */
 static const struct ks_cfi_env ks_walk_env = {ks_safepoint_cfi, ks_mem_readable};
 
+/* malloc is the executable's own (ks_safepoint_own_malloc): no redirects.
+ * Control's start allocates, and a thread interrupted in the program's own
+ * code may be inside that allocator, holding its locks, which are not the
+ * shim's to see (its frames are the program's). Such a process starts
+ * serving when a thread waits in a system call. A library that brings the
+ * allocator is a runtime module (KS_MOD_ALLOC): the walk refuses it. */
 KS_SIGSAFE int ks_redirect_safe(ucontext_t *uc)
 {
     struct ks_thread *self = ks_self();
     if (self->shim_depth || __atomic_load_n(&self->locks_held, __ATOMIC_RELAXED) > 0 ||
-        ks_block_self()->depth || __atomic_load_n(&ks_alloc_in_program, __ATOMIC_ACQUIRE))
+        ks_block_self()->depth || ks_safepoint_own_malloc())
         return 0;
     struct ks_cfi_cursor cur;
     ks_cfi_init(&cur, uc, &ks_walk_env);

@@ -28,10 +28,6 @@
 extern "C" {
 #endif
 
-/* Once, at init (not in signal context): finds whether the program's
- * allocator is the executable's own. */
-void ks_redirect_init(void);
-
 /* In signal context: 1 if the thread that took the signal, interrupted at
  * UC, may call into libc right there (see above). */
 int ks_redirect_safe(ucontext_t *uc);

@@ -47,6 +47,9 @@ KS_HOT_DATA static int ks_nscratch;
  * ks_safepoint_refresh). Under ks_write_mu. */
 KS_HOT_DATA static struct ks_mod *ks_build;
 static unsigned long long ks_seen_adds = ~0ULL, ks_seen_subs = ~0ULL;
+/* The executable itself defines the first malloc in the loader's order (a
+ * program with its own allocator): set by the first table's build. */
+KS_HOT_DATA static int ks_own_malloc;
 
 /* The string helpers here are the shim's own (ks_basename, ks_starts,
  * ks_copy_name), not libc's strrchr, strncmp, strlen and strncpy: the first
@@ -142,8 +145,12 @@ KS_START_PATH static int ks_safepoint_collect(struct dl_phdr_info *info, size_t 
      * (tcmalloc's free list crashed at the thread's exit), so it is a
      * runtime the thread must leave first. The executable's own malloc
      * stays application code. */
-    if (m->kind == KS_MOD_APP && ks_nscratch > 0 && ks_elf_info_contains(info, malloc_at))
-        m->kind = KS_MOD_ALLOC;
+    if (m->kind == KS_MOD_APP && ks_elf_info_contains(info, malloc_at)) {
+        if (ks_nscratch > 0)
+            m->kind = KS_MOD_ALLOC;
+        else
+            __atomic_store_n(&ks_own_malloc, 1, __ATOMIC_RELEASE);
+    }
     /* An application module's GOT is read only for an abort or a cancel
      * check (ks_safepoint_refresh_pads), not in every process at start:
      * here it is carried over from the table being replaced. */
@@ -365,4 +372,9 @@ const char *ks_mod_kind_name(int kind)
                                         "the vDSO", "a sanitizer runtime",
                                         "the program's allocator", "unknown code"};
     return kind >= 0 && kind <= KS_MOD_NONE ? names[kind] : "?";
+}
+
+KS_SIGSAFE int ks_safepoint_own_malloc(void)
+{
+    return __atomic_load_n(&ks_own_malloc, __ATOMIC_ACQUIRE);
 }

@@ -68,6 +68,11 @@ int ks_safepoint_got_kind(uintptr_t slot);
 /* 1 if [ADDR, ADDR+LEN) lies inside one loaded segment. Async-signal-safe. */
 int ks_safepoint_readable(uintptr_t addr, size_t len);
 
+/* 1 if the executable defines the program's malloc (the first definition in
+ * the loader's order, as found by the first table's build): its allocator
+ * is its own code. Async-signal-safe. */
+int ks_safepoint_own_malloc(void);
+
 /* 1 for the kinds an abort never fires in. */
 static inline int ks_mod_is_runtime(int kind) { return kind != KS_MOD_APP; }
 

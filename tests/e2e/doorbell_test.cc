@@ -27,7 +27,8 @@ using ks::Target;
 
 struct Guest {
   Target t;
-  explicit Guest(const std::vector<std::string>& env = {}) : t(ks::ProgPath("guest"), {}, env) {
+  explicit Guest(const std::vector<std::string>& env = {}, const char* prog = "guest")
+      : t(ks::ProgPath(prog), {}, env) {
     EXPECT_EQ(t.WaitFor("ready").rfind("ready pid=", 0), 0u) << t.Stderr();
   }
   std::string Do(const std::string& cmd, const std::string& expect, int timeout_ms = 10000) {
@@ -105,6 +106,50 @@ TEST(Doorbell, SingleThreadedSpinnerServesAndKeepsItsRegisters) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("guest_spin"), std::string::npos) << r.out;
   EXPECT_EQ(g.t.WaitFor("spun", 15000), "spun consistent=1 errno=1234");
+  g.t.Send("quit");
+  EXPECT_EQ(g.t.Wait(), 0);
+}
+
+// Whether FILE's dynamic symbol table defines NAME (a function).
+bool DefinesFunction(const std::string& file, const std::string& name) {
+  std::ifstream f(file, std::ios::binary);
+  std::string b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (b.size() < sizeof(Elf64_Ehdr)) return false;
+  auto* eh = reinterpret_cast<const Elf64_Ehdr*>(b.data());
+  auto* sh = reinterpret_cast<const Elf64_Shdr*>(b.data() + eh->e_shoff);
+  for (int i = 0; i < eh->e_shnum; i++) {
+    if (sh[i].sh_type != SHT_DYNSYM) continue;
+    const char* str = b.data() + sh[sh[i].sh_link].sh_offset;
+    auto* sym = reinterpret_cast<const Elf64_Sym*>(b.data() + sh[i].sh_offset);
+    for (size_t k = 0; k < sh[i].sh_size / sizeof *sym; k++)
+      if (sym[k].st_shndx != SHN_UNDEF && ELF64_ST_TYPE(sym[k].st_info) == STT_FUNC &&
+          name == str + sym[k].st_name)
+        return true;
+  }
+  return false;
+}
+
+// A program whose allocator is its own code (tests/progs/ownalloc.c, in the
+// executable): its only thread computes, and the doorbell must not send it
+// through the trampoline, since starting control allocates and the thread
+// may be inside that allocator, holding its lock (shim/safepoint/redirect.c).
+// The injector says the process did not start serving, the computation is
+// untouched; once the thread waits in a system call (reading its commands),
+// the process serves. (With the rule gone, the first --stack is answered.)
+TEST(Doorbell, AProgramWithItsOwnAllocatorIsNeverSentThroughTheTrampoline) {
+  const std::string prog = ks::ProgPath("guest_ownalloc");
+  for (const char* fn : {"malloc", "calloc", "realloc", "free"})
+    ASSERT_TRUE(DefinesFunction(prog, fn)) << prog << " does not export its own " << fn;
+  Guest g({}, "guest_ownalloc");
+  ASSERT_EQ(g.Do("spin 4000", "spinning"), "spinning");
+  usleep(50000);
+  ks::Result r = ks::Inject({"--stack", std::to_string(g.t.pid())});
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.err.find("did not start serving"), std::string::npos) << r.err;
+  EXPECT_EQ(g.t.WaitFor("spun", 15000), "spun consistent=1 errno=1234");
+  r = ks::Inject({"--stack", std::to_string(g.t.pid())});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("main"), std::string::npos) << r.out;
   g.t.Send("quit");
   EXPECT_EQ(g.t.Wait(), 0);
 }
