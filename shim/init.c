@@ -1,5 +1,6 @@
 /* The one place that starts the shim, once per process (and again in a fork
  * child). */
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,19 @@
 #include "shim/unwind/unwind.h"
 #include "shim/unwind/unwind_abi.h"
 
-KS_HOT_DATA static pthread_once_t ks_once = PTHREAD_ONCE_INIT;
+/* ks_init's once, the shim's own rather than pthread_once, which wakes the
+ * futex of every once it completes, a system call in every process at start
+ * (docs/bench.md). 0: not begun; KS_INIT_DONE; else the pid of the process
+ * whose thread runs it, shifted left, with bit 0 set when a thread waits.
+ * The pid keeps what pthread_once's fork generation gave: a fork child of a
+ * process whose other thread was inside the init runs it again (that thread
+ * is not in the child to end it). ks_init_tid is the thread that runs it: a
+ * hook it calls (a pthread_create from inside the init, an allocator's
+ * background thread) returns at once on that thread, where pthread_once
+ * waited for itself for ever. */
+#define KS_INIT_DONE (-1)
+KS_HOT_DATA static int ks_init_word;
+KS_HOT_DATA static pid_t ks_init_tid;
 
 /* What libc_nonshared.a's pthread_atfork and atexit call, with the shim's
  * own handle (as they pass it): those two stubs are linked into the end of
@@ -212,20 +225,22 @@ static void ks_init_serving_once(void)
 static void ks_init_serving(void) { pthread_once(&ks_serving_once, ks_init_serving_once); }
 
 /* Notes the process that loads the shim and registers the main thread if
- * the caller is it (ks_registry_add_self does nothing the second time). */
-KS_START_PATH static void ks_register_main(void)
+ * the caller is it (ks_registry_add_self does nothing the second time).
+ * PID and TID are the caller's, asked of the kernel once by ks_init's
+ * caller (each was asked for three times at start). */
+KS_START_PATH static void ks_register_main(pid_t pid, pid_t tid)
 {
-    ks_start_pid = ks_getpid();
-    if (ks_gettid() == ks_start_pid)
+    ks_start_pid = pid;
+    if (tid == pid)
         ks_registry_add_self(KS_ROLE_MAIN, NULL);
 }
 
-KS_START_PATH static void ks_init_once(void)
+KS_START_PATH static void ks_init_once(pid_t pid, pid_t tid)
 {
     ks_debug_enabled = ks_env_on("KILLSHIM_DEBUG");
     ks_real_resolve_init();
-    ks_mutex_fast_init();
-    ks_register_main();
+    ks_mutex_fast_init_as(tid);
+    ks_register_main(pid, tid);
     if (ks_env_on("KILLSHIM_DISABLE")) {
         ks_debug("KILLSHIM_DISABLE is set: no control socket");
         return;
@@ -259,7 +274,40 @@ KS_START_PATH static void ks_init_once(void)
     ks_control_init(ks_init_serving);
 }
 
-KS_START_PATH void ks_init(void) { pthread_once(&ks_once, ks_init_once); }
+/* Runs ks_init_once once (see ks_init_word); PID and TID are the caller's.
+ * Uncontended, no system call; a thread that finds another inside the init
+ * waits on the futex. */
+KS_START_PATH static void ks_init_as(pid_t pid, pid_t tid)
+{
+    int s = __atomic_load_n(&ks_init_word, __ATOMIC_ACQUIRE);
+    while (s != KS_INIT_DONE) {
+        if (s == 0 || (s >> 1) != pid) {   /* not begun, or begun in a parent */
+            if (!__atomic_compare_exchange_n(&ks_init_word, &s, (pid << 1) | (s & 1), 0,
+                                             __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE))
+                continue;
+            __atomic_store_n(&ks_init_tid, tid, __ATOMIC_RELAXED);
+            ks_init_once(pid, tid);
+            if (__atomic_exchange_n(&ks_init_word, KS_INIT_DONE, __ATOMIC_RELEASE) & 1)
+                ks_futex_wake(&ks_init_word, INT_MAX);
+            return;
+        }
+        if (__atomic_load_n(&ks_init_tid, __ATOMIC_RELAXED) == tid)
+            return;   /* a hook called from inside the init, on its thread */
+        if (!(s & 1) && !__atomic_compare_exchange_n(&ks_init_word, &s, s | 1, 0,
+                                                     __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE))
+            continue;
+        ks_futex_wait(&ks_init_word, s | 1);
+        s = __atomic_load_n(&ks_init_word, __ATOMIC_ACQUIRE);
+    }
+}
+
+/* From the hooks (a thread created before our constructor) and attach.c:
+ * the system calls only until the init is done. */
+KS_START_PATH void ks_init(void)
+{
+    if (__atomic_load_n(&ks_init_word, __ATOMIC_ACQUIRE) != KS_INIT_DONE)
+        ks_init_as(ks_getpid(), ks_gettid());
+}
 
 /* ks_init may first run on a thread that is not the main one (a thread a
  * library started before our constructor, calling pthread_create): the
@@ -268,12 +316,13 @@ __attribute__((constructor)) static void ks_constructor(void)
 {
     /* A preload's constructor runs on the main thread before main; a dlopen
      * by killshim-inject --attach runs it on a thread of its own (attach.c). */
-    if (ks_gettid() != ks_getpid()) {
+    pid_t pid = ks_getpid(), tid = ks_gettid();
+    if (tid != pid) {
         __atomic_store_n(&ks_loaded_late, 1, __ATOMIC_RELEASE);
         ks_got_patch_deps();
     }
-    ks_init();
-    ks_register_main();
+    ks_init_as(pid, tid);
+    ks_register_main(pid, tid);
 }
 
 __attribute__((destructor)) static void ks_destructor(void) { ks_server_cleanup(); }

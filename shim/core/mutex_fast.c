@@ -93,17 +93,19 @@ KS_START_PATH static int ks_glibc_agrees(pid_t tid)
     return ok && ks_words_are(&m, free);
 }
 
-KS_START_PATH void ks_mutex_fast_init(void)
+KS_START_PATH void ks_mutex_fast_init(void) { ks_mutex_fast_init_as(ks_gettid()); }
+
+KS_START_PATH void ks_mutex_fast_init_as(pid_t tid)
 {
 #if defined(__SANITIZE_THREAD__) || defined(KS_TSAN)
     /* ThreadSanitizer must see every lock: its interceptors are the next
      * definitions anyway (the check below), but say so here too. */
+    (void)tid;
     ks_debug("mutex fast path off: ThreadSanitizer build");
     return;
 #else
     struct ks_elf_obj libc;
     unsigned long off = ks_find_tid_off(&libc);
-    pid_t tid = ks_gettid();
     if (off == 0 || ks_mutex_tp_pid(off) != tid) {
         ks_debug("mutex fast path off: glibc's thread id not found");
         return;

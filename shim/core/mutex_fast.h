@@ -53,6 +53,7 @@ extern unsigned long ks_mutex_tid_off __attribute__((visibility("hidden")));
 /* Probes glibc and turns the fast path on if it is safe (see above). Once,
  * from ks_init, after the real functions are resolved. */
 void ks_mutex_fast_init(void);
+void ks_mutex_fast_init_as(pid_t tid);   /* TID: the caller's, already asked for */
 
 /* Wakes one waiter of LOCK, as glibc's __lll_lock_wake does
  * (FUTEX_WAKE_PRIVATE, 1); errno is left as it was. LOCK may be freed

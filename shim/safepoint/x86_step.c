@@ -57,7 +57,7 @@ static void ks_trap_entry(int signo, siginfo_t *si, void *ucv)
     errno = saved;
 }
 
-KS_START_PATH int ks_step_install(void)
+int ks_step_install(void)
 {
     int rc = 0;
     sigset_t all, old;
