@@ -139,6 +139,31 @@ TEST(AbortCxx, InsideANothrowLibraryCallLeavesAtTheNextCallSite) {
   p.ExpectHealthy();
 }
 
+// SIGTRAP is the program's until its first abort, which installs the shim's
+// handler (at load it cost every process four system calls): the program
+// finds it at its default at start and sets its own; the abort, which
+// single-steps the thread out of memcpy, keeps its trace traps to itself
+// (none reaches the program's handler) and hands the program its own
+// breakpoint afterwards.
+TEST(AbortCxx, SigtrapIsTheProgramsUntilAnAbortThenShared) {
+  Prog p("abort_cxx");
+  p.t().Send("trap-install");
+  EXPECT_EQ(p.WaitFor("trap-installed"), "trap-installed start=dfl");
+  pid_t tid = StartInside(p, "memcpy");
+  auto gone = [](Fields& f) {
+    return f["state"] == "ended" || (f["verb"] == "err" && f["code"] == "no-thread");
+  };
+  Fields f = p.AbortUntil(tid, [&gone](Fields& f) {
+    return gone(f) || f["abort"] == "refused" || f["abort_how"] == "no-call-boundary";
+  });
+  ASSERT_TRUE(gone(f)) << f["pending"] << "\n" << p.History();
+  EXPECT_EQ(p.WaitFor("dtor"), "dtor memcpy 0");
+  EXPECT_EQ(p.Join(0), "joined 0");
+  p.t().Send("trap-raise");
+  EXPECT_EQ(p.WaitFor("trapped"), "trapped 1 trace=0");
+  p.ExpectHealthy();
+}
+
 TEST(AbortCxx, ForcedUnwindCanBeCaughtAndRethrown) {
   Prog p("abort_cxx");
   pid_t tid = StartInside(p, "rethrow");

@@ -4,6 +4,11 @@
 // stdin:  "start KIND" -> "victim I tid=T kind=KIND"; "join I" -> "joined I";
 //         "stop" (loops that poll it finish), "progress I" -> "progress I N",
 //         "check" -> "healthy beats=N" or "unhealthy: why", "quit".
+//         "trap-install" -> "trap-installed start=dfl|caught": installs the
+//         program's own SIGTRAP handler and says how main found SIGTRAP
+//         before any command; "trap-raise" -> "trapped N trace=M": an int3
+//         on this thread, then how many SIGTRAPs the program's handler got
+//         (M of them trace traps, the single-stepping's, never its own).
 // stdout: "dtor NAME I" from destructors, "forced-unwind I" from a handler
 //         that rethrows abi::__forced_unwind.
 //         "throw": the qsort victim's comparator throws once, after checking
@@ -19,6 +24,7 @@
 #include <cxxabi.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 #include <unwind.h>
 
@@ -371,6 +377,29 @@ void VictimMain(Victim* v) {
   Say("returned " + std::to_string(v->idx));
 }
 
+bool trap_dfl_at_start = false;
+std::atomic<int> own_traps{0}, own_trace_traps{0};
+
+void OwnTrap(int, siginfo_t* si, void*) {
+  own_traps++;
+  if (si->si_code == TRAP_TRACE) own_trace_traps++;
+}
+
+void TrapInstall() {
+  struct sigaction sa {};
+  sa.sa_sigaction = OwnTrap;
+  sa.sa_flags = SA_SIGINFO;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTRAP, &sa, nullptr);
+  Say(std::string("trap-installed start=") + (trap_dfl_at_start ? "dfl" : "caught"));
+}
+
+void TrapRaise() {
+  __asm__ volatile("int3");   // the program's own breakpoint: SIGTRAP, SI_KERNEL
+  Say("trapped " + std::to_string(own_traps.load()) + " trace=" +
+      std::to_string(own_trace_traps.load()));
+}
+
 void Check() {
   unsigned long b0 = beats;
   std::vector<std::thread> ts;
@@ -402,6 +431,9 @@ void Check() {
 }  // namespace
 
 int main() {
+  struct sigaction cur {};
+  sigaction(SIGTRAP, nullptr, &cur);
+  trap_dfl_at_start = !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL;
   std::thread hb([] {
     for (;;) {
       beats++;
@@ -433,6 +465,10 @@ int main() {
       cv.notify_all();
     } else if (line == "throw") {
       throw_now = true;
+    } else if (line == "trap-install") {
+      TrapInstall();
+    } else if (line == "trap-raise") {
+      TrapRaise();
     } else if (line == "check") {
       Check();
     } else if (line == "quit") {
