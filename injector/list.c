@@ -140,6 +140,11 @@ static int ksi_collect(const struct ks_msg *m, void *ctx)
         snprintf(r->name, sizeof r->name, "%s", st.comm);
         snprintf(r->state, sizeof r->state, "%c", st.state);
         r->cpu_ms = (long long)((st.utime + st.stime) * 1000 / (unsigned long long)(hz > 0 ? hz : 100));
+        /* The main thread's age is the process's, which only /proc knows. */
+        unsigned long long born = st.starttime * 1000 / (unsigned long long)(hz > 0 ? hz : 100);
+        unsigned long long up = ks_uptime_ms();
+        if (!fv.age_ms && up > born)
+            r->age_ms = (long long)(up - born);
     }
     if (strcmp(r->role, "main") == 0)
         snprintf(r->start, sizeof r->start, "main");

@@ -124,7 +124,8 @@ void ks_answer_view(struct ks_out *out, const struct ks_view *v)
             if (g->abort_note[0])
                 ks_out_str(out, "abort_note", g->abort_note);
         }
-        ks_out_i64(out, "lived_ms", (int64_t)((g->ended_ns - g->created_ns) / 1000000));
+        if (g->created_ns)   /* 0: a main thread whose start /proc did not show */
+            ks_out_i64(out, "lived_ms", (int64_t)((g->ended_ns - g->created_ns) / 1000000));
         ks_out_i64(out, "ended_ms_ago", (int64_t)((now - g->ended_ns) / 1000000));
     }
     ks_out_eol(out);

@@ -84,7 +84,7 @@ extern int ks_debug_enabled;
 #define KS_START_PATH __attribute__((section(".text.hot.ks_start")))
 
 uint64_t ks_now_ns(void);           /* CLOCK_MONOTONIC */
-uint64_t ks_now_ns_sys(void);       /* the same, by the system call (no vDSO) */
+uint64_t ks_process_started_ns(void);   /* CLOCK_MONOTONIC, from /proc; 0: unknown */
 const char *ks_env(const char *name);   /* getenv(NAME), without libc's */
 int ks_env_on(const char *name);        /* NAME set, not empty, not "0" */
 pid_t ks_gettid(void);

@@ -155,7 +155,10 @@ KS_START_PATH void ks_registry_add_self(enum ks_role role, void *start)
     t->handle = pthread_self();
     t->start_routine = start;
     t->id = atomic_fetch_add(&ks_next_id, 1);
-    t->created_ns = role == KS_ROLE_MAIN ? ks_now_ns_sys() : ks_now_ns();
+    /* The main thread's start is the process's, which /proc shows
+     * (ks_process_started_ns) to whoever needs it: a clock read here was a
+     * system call at every start (the vDSO's would fault its page in). */
+    t->created_ns = role == KS_ROLE_MAIN ? 0 : ks_now_ns();
     ks_registry_lock();
     ks_link(t);
     ks_registry_unlock();

@@ -87,7 +87,8 @@ struct ks_thread {
     pthread_t handle;
     void *start_routine;      /* NULL for the main thread */
     uint64_t id;              /* unique in this process; never reused */
-    uint64_t created_ns;      /* CLOCK_MONOTONIC at registration */
+    uint64_t created_ns;      /* CLOCK_MONOTONIC at registration; 0: the main
+                               * thread's, the process's start (/proc) */
 
     /* Lock tracking (owner writes; see interpose_lock.c). Fields shared
      * between threads are accessed with __atomic builtins (the header is

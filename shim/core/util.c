@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "ks.h"
+#include "shim/common/procfs.h"
 
 extern char **environ;
 
@@ -52,21 +53,20 @@ static KS_SIGSAFE long ks_syscall0(long nr)
     return ret;
 }
 
-/* The same clock through the system call: the main thread's registration
- * at start reads it once, and the vDSO's clock_gettime would fault in its
- * data page (vvar) and bind clock_gettime in every process, /bin/true
- * included, that never reads a clock itself (docs/bench.md). */
-KS_START_PATH uint64_t ks_now_ns_sys(void)
+/* When the process started, on CLOCK_MONOTONIC: /proc's start time of the
+ * main thread (clock ticks since boot: 10 ms steps) taken from the uptime.
+ * The main thread's registration time, which this stands for, was a
+ * system call in every process at start (registry.c). */
+uint64_t ks_process_started_ns(void)
 {
-    struct timespec ts;
-    long rc;
-    __asm__ volatile("syscall"
-                     : "=a"(rc)
-                     : "0"((long)SYS_clock_gettime), "D"((long)CLOCK_MONOTONIC), "S"(&ts)
-                     : "rcx", "r11", "memory");
-    if (rc != 0)
-        return ks_now_ns();
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    struct ks_taskstat st;
+    unsigned long long up = ks_uptime_ms();
+    if (!up || ks_read_task_stat(0, ks_getpid(), &st) != 0)
+        return 0;
+    long hz = sysconf(_SC_CLK_TCK);
+    unsigned long long born = st.starttime * 1000 / (unsigned long long)(hz > 0 ? hz : 100);
+    uint64_t age_ns = up > born ? (up - born) * 1000000ull : 0, now = ks_now_ns();
+    return now > age_ns ? now - age_ns : 1;
 }
 
 KS_FORK_PATH KS_SIGSAFE pid_t ks_gettid(void) { return (pid_t)ks_syscall0(SYS_gettid); }

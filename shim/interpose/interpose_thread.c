@@ -147,6 +147,8 @@ KS_EXPORT void pthread_exit(void *ret)
         t->exit_site = (uintptr_t)__builtin_return_address(0) - 1;   /* inside the call */
         if (t->linked && t->role == KS_ROLE_MAIN) {
             ks_prepare_ends();   /* a program that never created a thread */
+            if (!t->created_ns)   /* its grave's lived_ms (registry.h) */
+                t->created_ns = ks_process_started_ns();
             ks_thread_ended(t, KS_END_EXITED, t->exit_site);
         }
     }
