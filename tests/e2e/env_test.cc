@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <string>
 
 #include "tests/e2e/harness.h"
@@ -53,10 +55,12 @@ TEST(Env, BadSignalNumberIsReportedAndTheDefaultUsed) {
 TEST(Env, WithoutProcTheRegistryAnswers) {
   if (std::string why = ks::NamespaceUnavailable("mount"); !why.empty())
     GTEST_SKIP() << "no mount namespace to take /proc away in: " << why;
+  auto spawned = std::chrono::steady_clock::now();
   Target t("/usr/bin/unshare", {"-m", "--propagation", "private", "/usr/bin/env",
                                 "LD_PRELOAD=" + ks::Preload(), ks::ProgPath("sleepers")},
            {}, /*preload=*/false);
   ASSERT_EQ(t.WaitFor("ready"), "ready") << t.Stderr();
+  auto ready = std::chrono::steady_clock::now();
   ASSERT_TRUE(t.WaitSocket());
   ks::Result um = ks::Run({"/usr/bin/nsenter", "--target", std::to_string(t.pid()), "--mount",
                            "/bin/umount", "-l", "/proc"});
@@ -72,6 +76,24 @@ TEST(Env, WithoutProcTheRegistryAnswers) {
   ks::Result r = ks::Inject({std::to_string(t.pid())});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out.find(" ? "), std::string::npos) << r.out;   // filled in by the injector
+  // The main thread's age is the process's, which the shim keeps no clock
+  // for (its /proc is gone): the injector's /proc gives it, between the
+  // time since "ready" and the time since the spawn (10 ms ticks).
+  auto ms = [](std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+    return (long long)std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
+  };
+  usleep(200 * 1000);   // an age the 0 of "unknown" cannot pass for
+  auto before = std::chrono::steady_clock::now();
+  ks::Result js = ks::Inject({"--json", std::to_string(t.pid())});
+  auto after = std::chrono::steady_clock::now();
+  auto j = ks::FlatJson(js.out);
+  std::string main_age;
+  for (int i = 0, n = atoi(j["threads"].c_str()); i < n; i++)
+    if (j["threads." + std::to_string(i) + ".tid"] == std::to_string(t.pid()))
+      main_age = j["threads." + std::to_string(i) + ".age_ms"];
+  ASSERT_FALSE(main_age.empty()) << js.out;
+  EXPECT_GE(atoll(main_age.c_str()), ms(ready, before) - 10) << js.out;
+  EXPECT_LE(atoll(main_age.c_str()), ms(spawned, after) + 10) << js.out;
 
   // "ready" comes before the sleepers start: on a loaded machine none may
   // sit in a call yet at the first look. They wait 99% of their 9 s.
