@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <stdint.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -37,7 +38,7 @@ KS_START_PATH static int ks_is_libc_def(const struct ks_elf_obj *libc, const cha
  * libthread_db: {bits, elements, offset}; also libc's object into LIBC (as
  * ks_real_resolve_init's walk read it, or from a walk of its own). 0 if
  * absent or implausible. */
-KS_START_PATH static unsigned long ks_find_tid_off(struct ks_elf_obj *libc)
+KS_START_PATH static unsigned long ks_tid_off_of_libc(struct ks_elf_obj *libc)
 {
     static const char name[] = "_thread_db_pthread_tid";
     struct ks_elf_loaded l;
@@ -53,6 +54,48 @@ KS_START_PATH static unsigned long ks_find_tid_off(struct ks_elf_obj *libc)
     if (!d || d[0] != 32 || d[1] != 1 || d[2] == 0 || d[2] % 4 != 0 || d[2] > 4096)
         return 0;
     return d[2];
+}
+
+/* The same offset from the kernel, without reading libc's descriptor:
+ * that is a page of libc's data that a program like /bin/true never
+ * touches, a page fault in every process at start (about 3 us here; the
+ * system call is about 0.6, docs/bench.md). The kernel's clear_child_tid
+ * of the calling thread (PR_GET_TID_ADDRESS) is where glibc asked the
+ * kernel to keep the thread's tid: &pd->tid, by set_tid_address at start
+ * for the main thread (__tls_init_tp, 2.34 on; the same call in
+ * __pthread_initialize_minimal before), by clone's CLONE_CHILD_CLEARTID for
+ * a thread of pthread_create and for a fork child; glibc sets it nowhere
+ * else. The caller then checks that the word there holds the tid (as the
+ * descriptor's answer is checked). 0 where the kernel cannot tell (built
+ * without CONFIG_CHECKPOINT_RESTORE: EINVAL) or the address is not in the
+ * first 4 KiB of the thread's descriptor (the program moved it with a
+ * set_tid_address of its own). A system call of its own, not libc's
+ * prctl: binding that would fault in a page of libc's code. */
+KS_START_PATH static unsigned long ks_tid_off_of_kernel(void)
+{
+    uintptr_t addr = 0, tp;
+    long rc;
+    __asm__ volatile("syscall"
+                     : "=a"(rc)
+                     : "0"((long)SYS_prctl), "D"((long)PR_GET_TID_ADDRESS), "S"(&addr),
+                       "d"(0L)
+                     : "rcx", "r11", "memory");
+    __asm__("movq %%fs:0, %0" : "=r"(tp));   /* x86-64: the descriptor's own address */
+    if (rc != 0 || addr <= tp || addr - tp > 4096 || (addr - tp) % 4 != 0)
+        return 0;
+    return addr - tp;
+}
+
+/* The kernel's answer, or libc's descriptor's where the kernel gives none
+ * or its word does not hold TID; libc's object into LIBC either way (the
+ * descriptor's path finds it by a walk of its own if the init's is not
+ * there). */
+KS_START_PATH static unsigned long ks_find_tid_off(struct ks_elf_obj *libc, pid_t tid)
+{
+    unsigned long off = ks_tid_off_of_kernel();
+    if (off != 0 && ks_mutex_tp_pid(off) == tid && ks_real_libc(libc) == 0)
+        return off;
+    return ks_tid_off_of_libc(libc);
 }
 
 struct ks_mutex_words {
@@ -105,7 +148,7 @@ KS_START_PATH void ks_mutex_fast_init_as(pid_t tid)
     return;
 #else
     struct ks_elf_obj libc;
-    unsigned long off = ks_find_tid_off(&libc);
+    unsigned long off = ks_find_tid_off(&libc, tid);
     if (off == 0 || ks_mutex_tp_pid(off) != tid) {
         ks_debug("mutex fast path off: glibc's thread id not found");
         return;

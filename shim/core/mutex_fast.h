@@ -45,9 +45,10 @@ extern "C" {
  * share the protocol). Or'ed into the mutex's __kind, so that one compare
  * with 0 tests both. */
 extern int ks_mutex_fast_off __attribute__((visibility("hidden")));
-/* Offset of struct pthread's tid from the thread pointer (glibc's
- * _thread_db_pthread_tid, checked by the probe): the value glibc writes to
- * __owner, also right in a fork child before any atfork handler ran. */
+/* Offset of struct pthread's tid from the thread pointer (where the kernel
+ * keeps the thread's clear_child_tid, or glibc's _thread_db_pthread_tid;
+ * checked by the probe): the value glibc writes to __owner, also right in
+ * a fork child before any atfork handler ran. */
 extern unsigned long ks_mutex_tid_off __attribute__((visibility("hidden")));
 
 /* Probes glibc and turns the fast path on if it is safe (see above). Once,

@@ -19,27 +19,37 @@ __thread struct ks_thread ks_self_rec __attribute__((tls_model("initial-exec")))
  * not be counted as the program's (interpose_lock.c). Static initializer, so
  * it works before ks_init. */
 KS_LOCK_DEFINE(static, ks_reg_mu);
-/* The list and the counters, together: a fork child rewrites them, and
- * each page it writes is copied. The buckets index the list by tid: a
- * dump of N threads looks each up (stack_take.c), which a list walk made
- * N^2/2 steps (10,000 threads: 50 million, seconds). 248 of them, so that
- * the whole is under 2 KiB, aligned to 2 KiB: never across a page
- * boundary, so the fork child copies one page for it (it crossed one:
- * two faults a fork, docs/bench.md). Zero-filled, in a section of its
- * own that the linker places after .bss (.lbss, which the small code model
- * addresses as any other): in .data its alignment padded .data by up to
- * 4 KiB, two written pages more in every process at start, and in .bss it
- * aligned .bss's start to a page of its own that the exit then touched. */
-#define KS_REG_BUCKETS 248
-static struct {
+/* The list and the counters, in the hot data (ks.h): the main thread's
+ * registration at start writes them, and that page is written at start
+ * anyway. A fork child's reset writes them too (one page copied, as the
+ * table's own was). */
+KS_HOT_DATA static struct {
     struct ks_thread *head;
     int count;
     int starting;            /* see ks_registry_starting_add */
     unsigned exited_next;    /* ring slot = next % KS_EXITED_RING */
     unsigned gen;            /* ring entries of another (a parent's) are ignored */
-    struct ks_thread *bucket[KS_REG_BUCKETS];
-} ks_reg __attribute__((section(".lbss.ks_reg"), aligned(2048)));
-_Static_assert(sizeof ks_reg <= 2048, "ks_reg must fit its 2 KiB alignment");
+    int hashed;              /* the buckets index every linked record */
+} ks_reg;
+/* The buckets index the list by tid: a dump of N threads looks each up
+ * (stack_take.c), which a list walk made N^2/2 steps (10,000 threads: 50
+ * million, seconds). Filled when a second record is linked (ks_hash_all),
+ * so that a process that never starts a thread never touches their page:
+ * the main thread's registration was a page fault of its own in every
+ * process, exec'd children included (docs/bench.md). Until then, and in a
+ * fork child until it links a second record, ks_registry_find walks the
+ * list of one; buckets left from before (the parent's) are cleared then.
+ * 248 of them, under 2 KiB, aligned to 2 KiB: never across a page boundary,
+ * so that a fork child writes one page for them (it crossed one: two faults
+ * a fork, docs/bench.md). Zero-filled, in a section of its own that the
+ * linker places after .bss (.lbss, which the small code model addresses as
+ * any other): in .data their alignment padded .data by up to 4 KiB, and in
+ * .bss it aligned .bss's start to a page of its own that the exit then
+ * touched. */
+#define KS_REG_BUCKETS 248
+static struct ks_thread *ks_reg_bucket[KS_REG_BUCKETS]
+    __attribute__((section(".lbss.ks_reg"), aligned(2048)));
+_Static_assert(sizeof ks_reg_bucket <= 2048, "the buckets must fit their 2 KiB alignment");
 static _Atomic uint64_t ks_next_id = 1;
 
 static __thread struct ks_block ks_self_block __attribute__((tls_model("initial-exec")));
@@ -101,33 +111,51 @@ unsigned ks_registry_unlinks(void) { return ks_reg.exited_next + ks_reg.gen; }
 
 static inline struct ks_thread **ks_bucket(pid_t tid)
 {
-    return &ks_reg.bucket[(unsigned)tid % KS_REG_BUCKETS];
+    return &ks_reg_bucket[(unsigned)tid % KS_REG_BUCKETS];
 }
 
 struct ks_thread *ks_registry_find(pid_t tid)
 {
-    for (struct ks_thread *t = *ks_bucket(tid); t; t = t->hnext)
+    for (struct ks_thread *t = ks_reg.hashed ? *ks_bucket(tid) : ks_reg.head; t;
+         t = ks_reg.hashed ? t->hnext : t->next)
         if (t->tid == tid)
             return t;
     return NULL;
 }
 
+/* Lock held: the buckets start indexing the list (a second record is being
+ * linked). Those still set are a fork parent's: cleared, read first (a read
+ * copies nothing in a fork child). */
+KS_THREAD_PATH static void ks_hash_all(void)
+{
+    for (int i = 0; i < KS_REG_BUCKETS; i++)
+        if (ks_reg_bucket[i])
+            ks_reg_bucket[i] = NULL;
+    for (struct ks_thread *t = ks_reg.head; t; t = t->next) {
+        struct ks_thread **b = ks_bucket(t->tid);
+        t->hnext = *b;
+        *b = t;
+    }
+    ks_reg.hashed = 1;
+}
+
 /* Lock held; T->tid set. */
 KS_FORK_PATH static void ks_link(struct ks_thread *t)
 {
-    /* A write first: the table's zero-filled page is faulted in once, for
-     * writing, at the main thread's link at start, not once to read and
-     * again to write (docs/bench.md). */
+    if (!ks_reg.hashed && ks_reg.head)
+        ks_hash_all();
     ks_reg.count++;
-    __asm__ volatile("" ::: "memory");
     t->prev = NULL;
     t->next = ks_reg.head;
     if (ks_reg.head)
         ks_reg.head->prev = t;
     ks_reg.head = t;
-    struct ks_thread **b = ks_bucket(t->tid);
-    t->hnext = *b;
-    *b = t;
+    t->hnext = NULL;
+    if (ks_reg.hashed) {
+        struct ks_thread **b = ks_bucket(t->tid);
+        t->hnext = *b;
+        *b = t;
+    }
     t->linked = 1;
 }
 
@@ -172,7 +200,7 @@ KS_THREAD_PATH static void ks_unlink(struct ks_thread *t)
         ks_reg.head = t->next;
     if (t->next)
         t->next->prev = t->prev;
-    for (struct ks_thread **p = ks_bucket(t->tid); *p; p = &(*p)->hnext)
+    for (struct ks_thread **p = ks_bucket(t->tid); ks_reg.hashed && *p; p = &(*p)->hnext)
         if (*p == t) {
             *p = t->hnext;
             break;
@@ -212,9 +240,7 @@ KS_FORK_PATH void ks_registry_reset_after_fork(void)
     struct ks_thread *self = &ks_self_rec;
     int was_linked = self->linked;
     ks_reg.head = NULL;
-    for (int i = 0; i < KS_REG_BUCKETS; i++)
-        if (ks_reg.bucket[i])   /* a read copies nothing */
-            ks_reg.bucket[i] = NULL;
+    ks_reg.hashed = 0;   /* the parent's buckets: cleared when a second record links */
     ks_reg.count = 0;
     ks_reg.starting = 0;   /* creations in flight were the parent's threads' */
     ks_reg.gen++;   /* the parent's exits are not the child's (no clock read: see ks.h) */
