@@ -15,6 +15,7 @@
 #include "real.h"
 
 int ks_mutex_fast_off = 1;
+int ks_mutex_fast_try_off = KS_MUTEX_TRY_UNPROBED;
 KS_HOT_DATA unsigned long ks_mutex_tid_off;   /* written at start: not a .bss page of its own */
 
 void ks_mutex_wake(int *lock)
@@ -113,8 +114,8 @@ KS_START_PATH static int ks_words_are(const pthread_mutex_t *m, struct ks_mutex_
            m->__data.__kind == w.kind;
 }
 
-/* glibc's own lock, trylock and unlock on a default mutex leave exactly the
- * words the fast path would, and never mark __kind (forced elision does). */
+/* glibc's own lock and unlock on a default mutex leave exactly the words
+ * the fast path would, and never mark __kind (forced elision does). */
 KS_START_PATH static int ks_glibc_agrees(pid_t tid)
 {
     pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
@@ -122,18 +123,44 @@ KS_START_PATH static int ks_glibc_agrees(pid_t tid)
     if (KS_REAL(pthread_mutex_lock)(&m) != 0)
         return 0;
     int ok = ks_words_are(&m, held);
-    if (KS_REAL(pthread_mutex_trylock)(&m) != EBUSY)   /* held: glibc says busy */
-        ok = 0;
+    if (KS_REAL(pthread_mutex_unlock)(&m) != 0)
+        return 0;
+    return ok && ks_words_are(&m, free);
+}
+
+/* The same for glibc's trylock, on a held and on a free mutex. Not at
+ * start: glibc 2.36's trylock reads a switch table in libc's .rodata, a
+ * page that a program like /bin/true never touches (it is the page of
+ * _thread_db_pthread_tid too), one page fault in every process that never
+ * calls trylock (docs/bench.md). */
+static int ks_glibc_trylock_agrees(pid_t tid)
+{
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    const struct ks_mutex_words held = {1, 0, tid, 1, 0}, free = {0, 0, 0, 0, 0};
+    if (KS_REAL(pthread_mutex_lock)(&m) != 0)
+        return 0;
+    int ok = KS_REAL(pthread_mutex_trylock)(&m) == EBUSY;   /* held: glibc says busy */
     ok &= ks_words_are(&m, held);
     if (KS_REAL(pthread_mutex_unlock)(&m) != 0)
         return 0;
-    ok &= ks_words_are(&m, free);
     if (KS_REAL(pthread_mutex_trylock)(&m) != 0)
         return 0;
     ok &= ks_words_are(&m, held);
     if (KS_REAL(pthread_mutex_unlock)(&m) != 0)
         return 0;
     return ok && ks_words_are(&m, free);
+}
+
+void ks_mutex_fast_try_probe(void)
+{
+    if (__atomic_load_n(&ks_mutex_fast_off, __ATOMIC_ACQUIRE) != 0 ||
+        __atomic_load_n(&ks_mutex_fast_try_off, __ATOMIC_RELAXED) != KS_MUTEX_TRY_UNPROBED)
+        return;
+    /* Racing callers each probe a mutex of their own and agree. */
+    int ok = ks_glibc_trylock_agrees(ks_mutex_glibc_tid());
+    __atomic_store_n(&ks_mutex_fast_try_off, ok ? 0 : KS_MUTEX_TRY_REFUSED, __ATOMIC_RELAXED);
+    if (!ok)
+        ks_debug("mutex fast path's trylock off: glibc's trylock is not the expected one");
 }
 
 KS_START_PATH void ks_mutex_fast_init(void) { ks_mutex_fast_init_as(ks_gettid()); }

@@ -22,7 +22,8 @@
  * pthread_cond_wait (glibc's, on the mutex's words) is unaffected.
  *
  * ks_mutex_fast_init turns it on only after a probe shows that glibc does
- * exactly this here (mutex_fast.c): the lock hooks' next definitions are
+ * exactly this here (mutex_fast.c; the trylock's part at the first trylock,
+ * ks_mutex_fast_try_probe): the lock hooks' next definitions are
  * libc's own (not a sanitizer's or another interposer's, which must see
  * every lock), glibc writes the tid the fast path would and leaves __kind
  * alone (it marks __kind when elision is forced, glibc.elision.enable=1:
@@ -45,6 +46,13 @@ extern "C" {
  * share the protocol). Or'ed into the mutex's __kind, so that one compare
  * with 0 tests both. */
 extern int ks_mutex_fast_off __attribute__((visibility("hidden")));
+/* The trylock's own switch, or'ed into the test of ks_mutex_fast_trylock:
+ * KS_MUTEX_TRY_UNPROBED until the first trylock through the hooks once the
+ * fast path is on, which checks glibc's own trylock
+ * (ks_mutex_fast_try_probe), then 0 if it agreed, KS_MUTEX_TRY_REFUSED if
+ * not. As ks_mutex_fast_off, either value is correct at any moment. */
+enum { KS_MUTEX_TRY_UNPROBED = 1, KS_MUTEX_TRY_REFUSED = 2 };
+extern int ks_mutex_fast_try_off __attribute__((visibility("hidden")));
 /* Offset of struct pthread's tid from the thread pointer (where the kernel
  * keeps the thread's clear_child_tid, or glibc's _thread_db_pthread_tid;
  * checked by the probe): the value glibc writes to __owner, also right in
@@ -55,6 +63,10 @@ extern unsigned long ks_mutex_tid_off __attribute__((visibility("hidden")));
  * from ks_init, after the real functions are resolved. */
 void ks_mutex_fast_init(void);
 void ks_mutex_fast_init_as(pid_t tid);   /* TID: the caller's, already asked for */
+/* The trylock's half of the probe, out of line: the trylock hook calls it
+ * while ks_mutex_fast_try_off is KS_MUTEX_TRY_UNPROBED (it does nothing
+ * while the fast path is off). Any thread, any number of times. */
+void ks_mutex_fast_try_probe(void);
 
 /* Wakes one waiter of LOCK, as glibc's __lll_lock_wake does
  * (FUTEX_WAKE_PRIVATE, 1); errno is left as it was. LOCK may be freed
@@ -118,7 +130,7 @@ static inline int ks_mutex_fast_lock(pthread_mutex_t *m)
 
 static inline int ks_mutex_fast_trylock(pthread_mutex_t *m)
 {
-    if (!ks_mutex_fast_eligible(m))
+    if (!ks_mutex_fast_eligible(m) || __atomic_load_n(&ks_mutex_fast_try_off, __ATOMIC_RELAXED))
         return 0;
     int free = 0;
     if (!__atomic_compare_exchange_n(&m->__data.__lock, &free, 1, 0, __ATOMIC_ACQUIRE,

@@ -122,6 +122,8 @@ static __attribute__((noinline)) int ks_mutex_lock_slow(pthread_mutex_t *m, void
 
 static __attribute__((noinline)) int ks_mutex_trylock_slow(pthread_mutex_t *m, void *ra)
 {
+    if (__atomic_load_n(&ks_mutex_fast_try_off, __ATOMIC_RELAXED) == KS_MUTEX_TRY_UNPROBED)
+        ks_mutex_fast_try_probe();   /* this call is glibc's either way */
     return ks_tried(m, ra, KS_CALL_OR(pthread_mutex_trylock, EAGAIN, (m)));
 }
 

@@ -173,6 +173,27 @@ TEST(MutexFast, A_SingleThreadedDefaultMutexIsGlibcs) {
   CheckAgainstGlibc(InitType<PTHREAD_MUTEX_NORMAL>);
 }
 
+// The trylock's half of the probe runs at the first trylock through the
+// hooks, not at start (glibc's trylock reads a page of libc's .rodata that a
+// program which never calls it would not touch): until then every trylock
+// is glibc's, then the fast one, with the same words either way.
+TEST(MutexFast, TrylockIsProbedAtTheFirstTrylockNotAtStart) {
+  ks_mutex_fast_try_off = KS_MUTEX_TRY_UNPROBED;
+  ks_mutex_fast_init();
+  EXPECT_EQ(ks_mutex_fast_try_off, KS_MUTEX_TRY_UNPROBED) << "the start probed trylock";
+  pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER, twin = PTHREAD_MUTEX_INITIALIZER;
+  ASSERT_EQ(pthread_mutex_trylock(&m), 0);
+  ASSERT_EQ(KS_REAL(pthread_mutex_trylock)(&twin), 0);
+  EXPECT_EQ(memcmp(&m, &twin, sizeof m), 0);
+  EXPECT_EQ(ks_mutex_fast_try_off, kFastExpected ? 0 : KS_MUTEX_TRY_UNPROBED);
+  EXPECT_EQ(pthread_mutex_trylock(&m), EBUSY);
+  EXPECT_EQ(memcmp(&m, &twin, sizeof m), 0);
+  ASSERT_EQ(pthread_mutex_unlock(&m), 0);
+  ASSERT_EQ(KS_REAL(pthread_mutex_unlock)(&twin), 0);
+  EXPECT_EQ(memcmp(&m, &twin, sizeof m), 0);
+  CheckAgainstGlibc(InitStatic);
+}
+
 TEST(MutexFast, MultithreadedDefaultMutexIsGlibcs) {
   ks_mutex_fast_init();
   OtherThread other;

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -135,6 +136,75 @@ TEST(Registry, TidIsTheKernelsFromTheThreadsStart) {
     ASSERT_GT(got[1], 0);
     EXPECT_EQ(got[0], got[1]) << "thread " << i;
   }
+}
+
+// The registry indexes its records by tid only from the second one linked
+// on (the main thread's registration at start leaves the buckets' page
+// untouched); a fork child's reset leaves the parent's buckets in place and
+// clears them when it links a second record. Every lookup must find exactly
+// the linked records: in the parent (buckets), in the child with one record
+// (the list), and in the child after a thread of its own linked, where a
+// bucket still holding a parent's record would find a thread the child
+// does not have.
+TEST(Registry, FindsTheLinkedBeforeAndAfterTheBucketsAndNoParentsAfterFork) {
+  ks_registry_add_self(KS_ROLE_MAIN, nullptr);
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+  std::vector<pid_t> tids(8);
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 8; i++)
+    ts.emplace_back([&, i] {
+      ks_registry_add_self(KS_ROLE_APP, nullptr);
+      tids[i] = ks_self()->tid;
+      ready++;
+      while (!go) usleep(1000);
+      ks_registry_remove_self(ks_now_ns());
+    });
+  while (ready < 8) usleep(1000);
+  ks_registry_lock();
+  for (pid_t t : tids) EXPECT_NE(ks_registry_find(t), nullptr) << t;
+  ks_registry_unlock();
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ks_registry_reset_after_fork();
+    pid_t self = (pid_t)syscall(SYS_gettid);
+    int bad = 0;
+    ks_registry_lock();
+    bad |= ks_registry_count() != 1;
+    bad |= ks_registry_find(self) != ks_self() ? 2 : 0;
+    for (pid_t t : tids) bad |= ks_registry_find(t) != nullptr ? 4 : 0;
+    ks_registry_unlock();
+    pid_t other = 0;
+    std::atomic<bool> linked{false}, leave{false};
+    std::thread th([&] {
+      ks_registry_add_self(KS_ROLE_APP, nullptr);
+      other = ks_self()->tid;
+      linked = true;
+      while (!leave) usleep(1000);
+      ks_registry_remove_self(ks_now_ns());
+    });
+    while (!linked) usleep(1000);
+    ks_registry_lock();
+    bad |= ks_registry_count() != 2 ? 8 : 0;
+    bad |= ks_registry_find(self) != ks_self() ? 16 : 0;
+    bad |= ks_registry_find(other) == nullptr ? 32 : 0;
+    for (pid_t t : tids) bad |= ks_registry_find(t) != nullptr ? 64 : 0;
+    ks_registry_unlock();
+    leave = true;
+    th.join();
+    ks_registry_lock();
+    bad |= ks_registry_find(other) != nullptr || ks_registry_find(self) != ks_self() ? 128 : 0;
+    ks_registry_unlock();
+    _exit(bad);
+  }
+  int st = 0;
+  ASSERT_EQ(waitpid(child, &st, 0), child);
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 0) << "bits: 1 count, 2/16 self, 4/64 a parent's thread, 8 count "
+                                   "after, 32 the child's thread, 128 after its exit";
+  go = true;
+  for (auto& t : ts) t.join();
 }
 
 TEST(Registry, RecordIsSmall) {
