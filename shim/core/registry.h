@@ -130,7 +130,8 @@ struct ks_thread {
                                  cancel mode was asked; 0 if it was not blocked */
     uintptr_t exit_site;      /* owner: the call to pthread_exit, if it made one */
     /* Registry links, under ks_registry_lock: the list, and the chain of
-     * its tid's bucket (ks_registry_find is O(threads / buckets)). */
+     * its tid's bucket once a second record was linked (ks_registry_find is
+     * O(threads / buckets); with one record, the list). */
     struct ks_thread *next, *prev;
     struct ks_thread *hnext;
     int linked;
