@@ -115,34 +115,28 @@ KS_START_PATH static int ks_words_are(const pthread_mutex_t *m, struct ks_mutex_
 }
 
 /* glibc's own lock and unlock on a default mutex leave exactly the words
- * the fast path would, and never mark __kind (forced elision does). */
-KS_START_PATH static int ks_glibc_agrees(pid_t tid)
+ * the fast path would, and never mark __kind (forced elision does); with
+ * WITH_TRY, its trylock too, on a held and on a free mutex. The trylock is
+ * not checked at start: glibc 2.36's reads a switch table in libc's
+ * .rodata, a page that a program like /bin/true never touches (it is the
+ * page of _thread_db_pthread_tid too), one page fault in every process
+ * that never calls trylock (docs/bench.md). */
+KS_START_PATH __attribute__((noinline)) static int ks_glibc_agrees(pid_t tid, int with_try)
 {
     pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
     const struct ks_mutex_words held = {1, 0, tid, 1, 0}, free = {0, 0, 0, 0, 0};
     if (KS_REAL(pthread_mutex_lock)(&m) != 0)
         return 0;
     int ok = ks_words_are(&m, held);
+    if (with_try) {
+        ok &= KS_REAL(pthread_mutex_trylock)(&m) == EBUSY;   /* held: glibc says busy */
+        ok &= ks_words_are(&m, held);
+    }
     if (KS_REAL(pthread_mutex_unlock)(&m) != 0)
         return 0;
-    return ok && ks_words_are(&m, free);
-}
-
-/* The same for glibc's trylock, on a held and on a free mutex. Not at
- * start: glibc 2.36's trylock reads a switch table in libc's .rodata, a
- * page that a program like /bin/true never touches (it is the page of
- * _thread_db_pthread_tid too), one page fault in every process that never
- * calls trylock (docs/bench.md). */
-static int ks_glibc_trylock_agrees(pid_t tid)
-{
-    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
-    const struct ks_mutex_words held = {1, 0, tid, 1, 0}, free = {0, 0, 0, 0, 0};
-    if (KS_REAL(pthread_mutex_lock)(&m) != 0)
-        return 0;
-    int ok = KS_REAL(pthread_mutex_trylock)(&m) == EBUSY;   /* held: glibc says busy */
-    ok &= ks_words_are(&m, held);
-    if (KS_REAL(pthread_mutex_unlock)(&m) != 0)
-        return 0;
+    ok &= ks_words_are(&m, free);
+    if (!with_try)
+        return ok;
     if (KS_REAL(pthread_mutex_trylock)(&m) != 0)
         return 0;
     ok &= ks_words_are(&m, held);
@@ -157,7 +151,7 @@ void ks_mutex_fast_try_probe(void)
         __atomic_load_n(&ks_mutex_fast_try_off, __ATOMIC_RELAXED) != KS_MUTEX_TRY_UNPROBED)
         return;
     /* Racing callers each probe a mutex of their own and agree. */
-    int ok = ks_glibc_trylock_agrees(ks_mutex_glibc_tid());
+    int ok = ks_glibc_agrees(ks_mutex_glibc_tid(), 1);
     __atomic_store_n(&ks_mutex_fast_try_off, ok ? 0 : KS_MUTEX_TRY_REFUSED, __ATOMIC_RELAXED);
     if (!ok)
         ks_debug("mutex fast path's trylock off: glibc's trylock is not the expected one");
@@ -187,7 +181,7 @@ KS_START_PATH void ks_mutex_fast_init_as(pid_t tid)
         return;
     }
     ks_mutex_tid_off = off;
-    if (!ks_glibc_agrees(tid)) {
+    if (!ks_glibc_agrees(tid, 0)) {
         ks_debug("mutex fast path off: glibc's default mutex is not the expected one "
                  "(elision forced?)");
         return;

@@ -126,7 +126,7 @@ struct ks_thread *ks_registry_find(pid_t tid)
 /* Lock held: the buckets start indexing the list (a second record is being
  * linked). Those still set are a fork parent's: cleared, read first (a read
  * copies nothing in a fork child). */
-KS_THREAD_PATH static void ks_hash_all(void)
+KS_THREAD_PATH __attribute__((noinline)) static void ks_hash_all(void)
 {
     for (int i = 0; i < KS_REG_BUCKETS; i++)
         if (ks_reg_bucket[i])
