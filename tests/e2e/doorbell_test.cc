@@ -45,21 +45,28 @@ std::string Maps(pid_t pid) {
   return ss.str();
 }
 
-// The shared libraries FILE names in DT_NEEDED, read from the file.
-std::vector<std::string> Needed(const std::string& file) {
+// Calls FN(entries, count, strings) for each section of TYPE in the ELF
+// file FILE (read whole), with the section's string table.
+template <typename Entry, typename Fn>
+void EachSection(const std::string& file, uint32_t type, Fn fn) {
   std::ifstream f(file, std::ios::binary);
   std::string b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  std::vector<std::string> out;
-  if (b.size() < sizeof(Elf64_Ehdr)) return out;
+  if (b.size() < sizeof(Elf64_Ehdr)) return;
   auto* eh = reinterpret_cast<const Elf64_Ehdr*>(b.data());
   auto* sh = reinterpret_cast<const Elf64_Shdr*>(b.data() + eh->e_shoff);
-  for (int i = 0; i < eh->e_shnum; i++) {
-    if (sh[i].sh_type != SHT_DYNAMIC) continue;
-    const char* str = b.data() + sh[sh[i].sh_link].sh_offset;
-    auto* d = reinterpret_cast<const Elf64_Dyn*>(b.data() + sh[i].sh_offset);
-    for (size_t k = 0; k < sh[i].sh_size / sizeof *d && d[k].d_tag != DT_NULL; k++)
+  for (int i = 0; i < eh->e_shnum; i++)
+    if (sh[i].sh_type == type)
+      fn(reinterpret_cast<const Entry*>(b.data() + sh[i].sh_offset), sh[i].sh_size / sizeof(Entry),
+         b.data() + sh[sh[i].sh_link].sh_offset);
+}
+
+// The shared libraries FILE names in DT_NEEDED, read from the file.
+std::vector<std::string> Needed(const std::string& file) {
+  std::vector<std::string> out;
+  EachSection<Elf64_Dyn>(file, SHT_DYNAMIC, [&](const Elf64_Dyn* d, size_t n, const char* str) {
+    for (size_t k = 0; k < n && d[k].d_tag != DT_NULL; k++)
       if (d[k].d_tag == DT_NEEDED) out.push_back(str + d[k].d_un.d_val);
-  }
+  });
   return out;
 }
 
@@ -142,21 +149,13 @@ TEST(Doorbell, SingleThreadedSpinnerServesAndKeepsItsRegisters) {
 
 // Whether FILE's dynamic symbol table defines NAME (a function).
 bool DefinesFunction(const std::string& file, const std::string& name) {
-  std::ifstream f(file, std::ios::binary);
-  std::string b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  if (b.size() < sizeof(Elf64_Ehdr)) return false;
-  auto* eh = reinterpret_cast<const Elf64_Ehdr*>(b.data());
-  auto* sh = reinterpret_cast<const Elf64_Shdr*>(b.data() + eh->e_shoff);
-  for (int i = 0; i < eh->e_shnum; i++) {
-    if (sh[i].sh_type != SHT_DYNSYM) continue;
-    const char* str = b.data() + sh[sh[i].sh_link].sh_offset;
-    auto* sym = reinterpret_cast<const Elf64_Sym*>(b.data() + sh[i].sh_offset);
-    for (size_t k = 0; k < sh[i].sh_size / sizeof *sym; k++)
-      if (sym[k].st_shndx != SHN_UNDEF && ELF64_ST_TYPE(sym[k].st_info) == STT_FUNC &&
-          name == str + sym[k].st_name)
-        return true;
-  }
-  return false;
+  bool found = false;
+  EachSection<Elf64_Sym>(file, SHT_DYNSYM, [&](const Elf64_Sym* sym, size_t n, const char* str) {
+    for (size_t k = 0; k < n; k++)
+      found |= sym[k].st_shndx != SHN_UNDEF && ELF64_ST_TYPE(sym[k].st_info) == STT_FUNC &&
+               name == str + sym[k].st_name;
+  });
+  return found;
 }
 
 // A program whose allocator is its own code (tests/progs/ownalloc.c, in the
