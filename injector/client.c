@@ -124,7 +124,8 @@ static int ksi_connect_failed(pid_t pid, const char *comm, const char *where, in
     if (rung)
         ksi_err("process %d (%s) runs the shim but did not start serving %s within %d ms: "
                 "it starts when one of its threads waits in a system call or runs the "
-                "program's own code, and none did (or it blocks the shim's signals)",
+                "program's own code (only the former if the program brings its own malloc), "
+                "and none did (or it blocks the shim's signals)",
                 (int)pid, comm, where, KSI_START_TIMEOUT_MS);
     else if (ksi_maps_shim(pid))
         ksi_err("process %d (%s) loaded libkillshim.so but does not serve %s "
