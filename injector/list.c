@@ -141,10 +141,9 @@ static int ksi_collect(const struct ks_msg *m, void *ctx)
         snprintf(r->state, sizeof r->state, "%c", st.state);
         r->cpu_ms = (long long)((st.utime + st.stime) * 1000 / (unsigned long long)(hz > 0 ? hz : 100));
         /* The main thread's age is the process's, which only /proc knows. */
-        unsigned long long born = st.starttime * 1000 / (unsigned long long)(hz > 0 ? hz : 100);
-        unsigned long long up = ks_uptime_ms();
-        if (!fv.age_ms && up > born)
-            r->age_ms = (long long)(up - born);
+        unsigned long long age = ks_age_ms(st.starttime, hz, ks_uptime_ms());
+        if (!fv.age_ms && age)
+            r->age_ms = (long long)age;
     }
     if (strcmp(r->role, "main") == 0)
         snprintf(r->start, sizeof r->start, "main");

@@ -378,17 +378,20 @@ int ks_read_task_status(pid_t tid, struct ks_taskstatus *out)
     return 0;
 }
 
+unsigned long long ks_age_ms(unsigned long long starttime, long hz, unsigned long long uptime_ms)
+{
+    unsigned long long born = starttime * 1000 / (unsigned long long)(hz > 0 ? hz : 100);
+    return uptime_ms > born ? uptime_ms - born : 0;
+}
+
 unsigned long long ks_task_age_ms(pid_t tid)
 {
     struct ks_taskstat st;
     long hz = sysconf(_SC_CLK_TCK);
-    if (hz <= 0)
-        hz = 100;
     unsigned long long up = ks_uptime_ms();
     if (ks_read_task_stat(0, tid, &st) != 0)
         return 0;
-    unsigned long long born = st.starttime * 1000 / (unsigned long long)hz;
-    return up > born ? up - born : 0;
+    return ks_age_ms(st.starttime, hz, up);
 }
 
 /* The numeric names of one getdents64 batch, appended to *V. */

@@ -43,6 +43,10 @@ unsigned long long ks_uptime_ms(void);
 /* How long ago thread TID of the calling process started, in ms (10 ms
  * resolution); 0 if unknown. */
 unsigned long long ks_task_age_ms(pid_t tid);
+/* The same from a stat line's STARTTIME (clock ticks since boot), HZ ticks
+ * a second (100 if not positive) and UPTIME_MS (ks_uptime_ms); 0 if the
+ * task seems to start after now. */
+unsigned long long ks_age_ms(unsigned long long starttime, long hz, unsigned long long uptime_ms);
 
 /* /proc/PID/task/TID/syscall: the system call a blocked thread is in. */
 #define KS_SYSCALL_NONE (-1L)      /* blocked, but not in a system call */

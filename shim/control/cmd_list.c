@@ -185,8 +185,7 @@ static void ks_list_one(struct ks_out *out, pid_t tid, const struct ks_snap *s,
     ks_out_i64(out, "registered", s && s->role != KS_ROLE_SHIM);
     ks_out_str(out, "state", state);
     ks_out_i64(out, "cpu_ms", (int64_t)((st.utime + st.stime) * 1000 / hz));
-    unsigned long long born = st.starttime * 1000 / hz;
-    ks_out_i64(out, "age_ms", c->uptime_ms > born ? (int64_t)(c->uptime_ms - born) : 0);
+    ks_out_i64(out, "age_ms", (int64_t)ks_age_ms(st.starttime, c->hz, c->uptime_ms));
     if (s)
         ks_list_known(out, s);
     long nr;

@@ -161,11 +161,17 @@ static inline KS_SIGSAFE void ks_sigadd(sigset_t *s, int signo)
         ((unsigned long *)s)[(signo - 1) / 64] |= 1ul << ((signo - 1) % 64);
 }
 
+/* Takes glibc's two out of S, as its sigfillset and sigprocmask do. */
+static inline KS_SIGSAFE void ks_sigdel_internal(sigset_t *s)
+{
+    ks_sigdel(s, 32);   /* SIGCANCEL */
+    ks_sigdel(s, 33);   /* SIGSETXID */
+}
+
 static inline KS_SIGSAFE void ks_sigfill(sigset_t *s)
 {
     __builtin_memset(s, 0xff, sizeof *s);   /* a constant size: stores, no call */
-    ks_sigdel(s, 32);
-    ks_sigdel(s, 33);
+    ks_sigdel_internal(s);
 }
 
 static inline KS_SIGSAFE void ks_sigempty(sigset_t *s) { __builtin_memset(s, 0, sizeof *s); }

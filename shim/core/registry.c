@@ -123,6 +123,14 @@ struct ks_thread *ks_registry_find(pid_t tid)
     return NULL;
 }
 
+/* Lock held: T joins its tid's bucket. */
+static inline void ks_hash_in(struct ks_thread *t)
+{
+    struct ks_thread **b = ks_bucket(t->tid);
+    t->hnext = *b;
+    *b = t;
+}
+
 /* Lock held: the buckets start indexing the list (a second record is being
  * linked). Those still set are a fork parent's: cleared, read first (a read
  * copies nothing in a fork child). */
@@ -131,11 +139,8 @@ KS_THREAD_PATH __attribute__((noinline)) static void ks_hash_all(void)
     for (int i = 0; i < KS_REG_BUCKETS; i++)
         if (ks_reg_bucket[i])
             ks_reg_bucket[i] = NULL;
-    for (struct ks_thread *t = ks_reg.head; t; t = t->next) {
-        struct ks_thread **b = ks_bucket(t->tid);
-        t->hnext = *b;
-        *b = t;
-    }
+    for (struct ks_thread *t = ks_reg.head; t; t = t->next)
+        ks_hash_in(t);
     ks_reg.hashed = 1;
 }
 
@@ -151,11 +156,8 @@ KS_FORK_PATH static void ks_link(struct ks_thread *t)
         ks_reg.head->prev = t;
     ks_reg.head = t;
     t->hnext = NULL;
-    if (ks_reg.hashed) {
-        struct ks_thread **b = ks_bucket(t->tid);
-        t->hnext = *b;
-        *b = t;
-    }
+    if (ks_reg.hashed)
+        ks_hash_in(t);
     t->linked = 1;
 }
 

@@ -242,8 +242,7 @@ int ks_sigmask_raw(int how, const sigset_t *set, sigset_t *old)
     sigset_t copy;
     if (set && how != SIG_UNBLOCK) {
         copy = *set;
-        ks_sigdel(&copy, 32);   /* glibc's SIGCANCEL */
-        ks_sigdel(&copy, 33);   /* glibc's SIGSETXID */
+        ks_sigdel_internal(&copy);
         set = &copy;
     }
     long rc = syscall(SYS_rt_sigprocmask, how, set, old, _NSIG / 8);

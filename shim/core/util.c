@@ -63,9 +63,8 @@ uint64_t ks_process_started_ns(void)
     unsigned long long up = ks_uptime_ms();
     if (!up || ks_read_task_stat(0, ks_getpid(), &st) != 0)
         return 0;
-    long hz = sysconf(_SC_CLK_TCK);
-    unsigned long long born = st.starttime * 1000 / (unsigned long long)(hz > 0 ? hz : 100);
-    uint64_t age_ns = up > born ? (up - born) * 1000000ull : 0, now = ks_now_ns();
+    uint64_t age_ns = ks_age_ms(st.starttime, sysconf(_SC_CLK_TCK), up) * 1000000ull;
+    uint64_t now = ks_now_ns();
     return now > age_ns ? now - age_ns : 1;
 }
 
