@@ -18,6 +18,7 @@
 #include "shim/control/server.h"
 #include "shim/control/shim_thread.h"
 #include "shim/core/signals.h"
+#include "shim/safepoint/safepoint.h"
 #include "shim/unwind/stack_capture.h"
 #include "shim/unwind/unwind.h"
 #include "shim/unwind/unwind_abi.h"
@@ -205,6 +206,10 @@ static void ks_init_serving_load(void)
     /* After the abort's dlopen of libgcc_s: no unwind through the shim's
      * frames binds its forwarders in flight from now on. */
     ks_unwind_abi_bind();
+    /* The module table, built here if neither the doorbell nor the abort's
+     * start (which stops early without its libraries) built it: the dumps
+     * and the abort's checks look frames up in it. */
+    ks_safepoint_refresh();
     if (ks_signals_ok)
         ks_stack_init_serving();
 }

@@ -259,6 +259,7 @@ KS_START_PATH void ks_real_resolve_init(void)
         KS_FN__exit, KS_FN_pthread_mutex_lock, KS_FN_pthread_mutex_unlock,
         KS_FN_pthread_mutex_trylock,   /* the mutex fast path's probe (mutex_fast.c) */
         KS_FN_pthread_sigmask, KS_FN_sigprocmask, KS_FN_libc_sigaction,
+        KS_FN_sigaction,   /* checked by the install (signals.c): a walk of its own */
     };
     struct ks_found found[sizeof ids];
     for (size_t i = 0; i < sizeof ids; i++)

@@ -14,6 +14,7 @@
  * object is not in RELRO: it stays writable. */
 #include "selfbind.h"
 
+#include <dlfcn.h>
 #include <elf.h>
 #include <errno.h>
 #include <link.h>
@@ -246,9 +247,10 @@ KS_START_PATH static int ks_first_object(struct dl_phdr_info *info, size_t size,
 /* What runs in the shim's signal handler before control starts, and what
  * a fork child runs (found with objdump from ks_sig_entry and
  * ks_control_doorbell to ks_control_begin, and from the fork handlers):
- * errno, syscall, dl_iterate_phdr (the pid is ks_getpid's system call
- * there, signal sets and copies are ks.h's own: no binding, and no page of
- * libc's code that the program may never touch).
+ * errno, syscall, dl_iterate_phdr and _dl_find_object (the first module
+ * table's build, safepoint.c) (the pid is ks_getpid's system call there,
+ * signal sets and copies are ks.h's own: no binding, and no page of libc's
+ * code that the program may never touch).
  * Each is called once here, through its PLT slot, so that the loader's
  * lazy resolver binds it: on the main thread, in the constructor, as any
  * program's first call of a function is bound, and by construction where
@@ -265,6 +267,8 @@ KS_START_PATH void ks_selfbind_init(void)
     int saved = errno;
     (void)syscall(SYS_getpid);
     dl_iterate_phdr(ks_first_object, NULL);
+    struct dl_find_object fo;
+    (void)_dl_find_object((void *)&ks_first_object, &fo);
     errno = saved;
 #if defined(KS_SANITIZER) || defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
     struct ks_bind b[KS_SELFBIND_INIT_MAX];

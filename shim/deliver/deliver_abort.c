@@ -78,17 +78,18 @@ static int ks_abort_off(const char *why)
 /* ks_abort_init succeeded: ks_abort_init_serving may finish the job. */
 KS_HOT_DATA static int ks_abort_loaded;
 
-/* At load, what the doorbell's safety walk needs (redirect.c walks an
- * interrupted stack with its own CFI stepper and looks its frames up in the
- * module table) before any thread of the shim exists. libunwind is loaded
- * when control starts (ks_init_serving). The SIGTRAP handler is installed
- * by each ks_abort_prepare, before the request that may step a thread: at
- * load it cost every process four system calls (two sigactions between two
- * sigprocmasks) for an abort that most never see, and the program saw
- * SIGTRAP caught from its start, not only from its first abort. */
+/* At load: the stepper's callback. The module table the doorbell's safety
+ * walk needs (redirect.c walks an interrupted stack with its own CFI
+ * stepper and looks its frames up in it) is built at the doorbell's first
+ * ring (ks_safepoint_first), not here: most processes are never asked.
+ * libunwind is loaded when control starts (ks_init_serving). The SIGTRAP
+ * handler is installed by each ks_abort_prepare, before the request that
+ * may step a thread: at load it cost every process four system calls (two
+ * sigactions between two sigprocmasks) for an abort that most never see,
+ * and the program saw SIGTRAP caught from its start, not only from its
+ * first abort. */
 KS_START_PATH int ks_abort_init(void)
 {
-    ks_safepoint_refresh();
     ks_step_set_callback(ks_abort_on_trap);
     ks_abort_loaded = 1;
     return 0;

@@ -1,6 +1,7 @@
 /* See safepoint.h. */
 #include "safepoint.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
 #include <pthread.h>
@@ -53,17 +54,16 @@ KS_HOT_DATA static int ks_own_malloc;
 
 /* The string helpers here are the shim's own (ks_basename, ks_starts,
  * ks_copy_name), not libc's strrchr, strncmp, strlen and strncpy: the first
- * table is built in every process at start, and those would be bound lazily
- * there and fault in libc code pages that a program like /bin/true never
- * touches (docs/bench.md). NAME into OUT (CAP bytes), cut and terminated;
- * OUT is zeroed. */
-KS_START_PATH static void ks_copy_name(char *out, size_t cap, const char *name)
+ * table may be built in the doorbell's signal handler (ks_safepoint_first),
+ * where nothing is bound lazily that need not be. NAME into OUT (CAP
+ * bytes), cut and terminated; OUT is zeroed. */
+static void ks_copy_name(char *out, size_t cap, const char *name)
 {
     for (size_t i = 0; i + 1 < cap && name[i]; i++)
         out[i] = name[i];
 }
 
-KS_START_PATH static int ks_kind_of_name(const char *base)
+static int ks_kind_of_name(const char *base)
 {
     static const char *const glibc[] = {"libc.so", "libm.so", "libmvec.so", "libpthread.so",
                                         "libdl.so", "librt.so", "libresolv.so", "libanl.so",
@@ -103,7 +103,7 @@ static void ks_carry_got(struct ks_mod *m)
     }
 }
 
-KS_START_PATH static int ks_safepoint_collect(struct dl_phdr_info *info, size_t size, void *arg)
+static int ks_safepoint_collect(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
     uintptr_t malloc_at = *(const uintptr_t *)arg;
@@ -160,7 +160,7 @@ KS_START_PATH static int ks_safepoint_collect(struct dl_phdr_info *info, size_t 
     return 0;
 }
 
-KS_START_PATH static int ks_count_changes(struct dl_phdr_info *info, size_t size, void *arg)
+static int ks_count_changes(struct dl_phdr_info *info, size_t size, void *arg)
 {
     unsigned long long *v = arg;
     if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs) {
@@ -170,7 +170,7 @@ KS_START_PATH static int ks_count_changes(struct dl_phdr_info *info, size_t size
     return 1;   /* the counters are the same in every entry */
 }
 
-KS_START_PATH int ks_safepoint_refresh(void)
+int ks_safepoint_refresh(void)
 {
     ks_lock(&ks_write_mu);
     unsigned long long v[2] = {0, 0};
@@ -251,7 +251,7 @@ int ks_safepoint_refresh_pads(void)
 
 /* Finds ADDR's module and segment in the published table. Returns the
  * module's index or -1; *SEG the segment's. Caller validates with ks_seq. */
-KS_START_PATH static int ks_find(uintptr_t addr, int *seg)
+static int ks_find(uintptr_t addr, int *seg)
 {
     int n = __atomic_load_n(&ks_nmods, __ATOMIC_RELAXED);
     for (int i = 0; i < n && i < KS_MOD_MAX; i++) {
@@ -269,7 +269,7 @@ KS_START_PATH static int ks_find(uintptr_t addr, int *seg)
     return -1;
 }
 
-KS_START_PATH int ks_safepoint_lookup(uintptr_t addr, struct ks_pc_info *out)
+int ks_safepoint_lookup(uintptr_t addr, struct ks_pc_info *out)
 {
     for (int tries = 0; tries < 10000; tries++) {
         unsigned s1 = __atomic_load_n(&ks_seq, __ATOMIC_ACQUIRE);
@@ -363,6 +363,41 @@ int ks_safepoint_readable(uintptr_t addr, size_t len)
     struct ks_pc_info pi;
     ks_safepoint_lookup(addr, &pi);
     return pi.seg_hi > pi.seg_lo && addr >= pi.seg_lo && len <= pi.seg_hi - addr;
+}
+
+/* The first table, when no control thread exists yet to build it: see
+ * safepoint.h. The loader links and unlinks objects with its list lock
+ * held, in its own code (ld.so), and takes and drops that lock in libc's
+ * mutex code: a thread interrupted in either could be in the middle of
+ * the list or of the lock that dl_iterate_phdr would walk or take again
+ * (it is recursive). A thread interrupted in the application's code is in
+ * neither: at most inside a dl_iterate_phdr callback, where the list is
+ * whole and the lock is its own to take again. _dl_find_object, which
+ * tells where PC is, reads the loader's lock-free copy of its list: it is
+ * made for unwinders, which run in signal handlers. */
+KS_SIGSAFE int ks_safepoint_first(uintptr_t pc)
+{
+    unsigned s = __atomic_load_n(&ks_seq, __ATOMIC_ACQUIRE);
+    if (s != 0 && !(s & 1))
+        return 0;
+    struct dl_find_object fo;
+    if (_dl_find_object((void *)pc, &fo) != 0 || !fo.dlfo_link_map)
+        return EAGAIN;   /* in no object: generated code, or a stub */
+    uintptr_t self = (uintptr_t)&ks_safepoint_first;
+    if (self >= (uintptr_t)fo.dlfo_map_start && self < (uintptr_t)fo.dlfo_map_end)
+        return EAGAIN;   /* the shim's own code */
+    const char *name = fo.dlfo_link_map->l_name;
+    int kind = name && *name ? ks_kind_of_name(ks_basename(name)) : KS_MOD_APP;
+    /* In libc, at (or just after) a system call: a thread that waits there
+     * is in none of those changes either (the loader's list lock is taken
+     * and dropped in libc, but its waits are futex calls made by a thread
+     * that does not hold it yet, and its wake follows the unlock). */
+    if (kind == KS_MOD_LIBC && (ks_pc_at_syscall(pc) || ks_pc_after_syscall(pc)))
+        kind = KS_MOD_APP;
+    if (kind != KS_MOD_APP)
+        return EAGAIN;   /* libc, the loader, the vDSO, a runtime */
+    ks_safepoint_refresh();
+    return 0;
 }
 
 const char *ks_mod_kind_name(int kind)

@@ -1,7 +1,10 @@
-/* Where a PC is: the modules of the process, classified once at init and
- * refreshed on demand by the control side (dl_iterate_phdr takes the loader's
- * lock, so never in a signal handler); looked up from signal handlers through
- * a sequence lock, without locking or allocating.
+/* Where a PC is: the modules of the process, classified when first needed
+ * (the doorbell's start of control, ks_safepoint_first, or control's own)
+ * and refreshed on demand by the control side (dl_iterate_phdr takes the
+ * loader's lock, so not in a signal handler but for that first table);
+ * looked up from signal handlers through a sequence lock, without locking
+ * or allocating. Until the first table exists every lookup finds no module
+ * (KS_MOD_NONE).
  *
  * "Runtime" modules are where an abort never fires: libc and the rest of
  * glibc, the dynamic loader, libgcc_s and libunwind, the C++ runtime, the
@@ -45,6 +48,16 @@ struct ks_pc_info {
 /* Rebuilds the table if a module was loaded or unloaded since the last time.
  * Not in signal context. Returns 0 or an errno. */
 int ks_safepoint_refresh(void);
+
+/* From a signal handler that interrupted its thread at PC (the doorbell's,
+ * for a thread that runs): builds the first table, unless PC lies outside
+ * the application's code (libc, the loader, the shim, the vDSO, a runtime,
+ * no object at all), where the thread could hold the loader's list half
+ * changed. A process that never serves never builds it: at start it cost
+ * every process (every exec'd child of a program under the shim) about
+ * 7,700 instructions and a page fault (docs/bench.md). Returns 0 once a
+ * table exists, EAGAIN if not now (the injector rings again). */
+int ks_safepoint_first(uintptr_t pc);
 
 /* ks_safepoint_refresh, then each application module's GOT slots for the
  * landing pad scan (ks_safepoint_got_kind), which every process would

@@ -1,0 +1,146 @@
+// The module table is not built at start: the doorbell builds the first one
+// in its signal handler (ks_safepoint_first), and only when the handler
+// interrupted the application's own code. Anywhere else (libc, the loader,
+// the shim, the vDSO, no object at all) the thread could hold the loader's
+// list half changed, and the handler must refuse and leave no table.
+//
+// The application is a library of its own (walk_spin.c): this binary links
+// the shim's rooms, so its own code is the shim's.
+#include <dlfcn.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/auxv.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "shim/core/ks.h"
+#include "shim/safepoint/safepoint.h"
+#include "tests/unit/beside.h"
+
+namespace {
+
+volatile int g_stop;
+std::atomic<uintptr_t> g_built_ip;
+std::atomic<int> g_refused, g_after;
+constexpr int kMaxRefused = 256;
+uintptr_t g_refused_ip[kMaxRefused];
+
+// The doorbell's use, at every tick of a timer aimed at the spinning thread.
+extern "C" void OnProf(int, siginfo_t *, void *ctx) {
+  int saved = errno;
+  auto *uc = static_cast<ucontext_t *>(ctx);
+  auto ip = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
+  if (g_built_ip == 0) {
+    if (ks_safepoint_first(ip) == 0) {
+      g_built_ip = ip;
+    } else {
+      int k = g_refused++;
+      if (k < kMaxRefused) g_refused_ip[k] = ip;
+    }
+  } else if (++g_after >= 200) {
+    g_stop = 1;
+  }
+  errno = saved;
+}
+
+int KindOf(uintptr_t addr) {
+  struct ks_pc_info pi;
+  return ks_safepoint_lookup(addr, &pi);
+}
+
+uintptr_t Sym(const char *lib, const char *name) {
+  void *h = dlopen(lib, RTLD_NOW | RTLD_NOLOAD);
+  return h ? reinterpret_cast<uintptr_t>(dlsym(h, name)) : 0;
+}
+
+TEST(SafepointFirst, BuiltOnlyWhereTheApplicationWasInterrupted) {
+  std::string lib = ks::test::Beside("libwalk_spin.so");
+  void *h = dlopen(lib.c_str(), RTLD_NOW);
+  ASSERT_NE(h, nullptr) << dlerror();
+  auto spin = reinterpret_cast<void (*)(volatile int *)>(dlsym(h, "kw_spin"));
+  ASSERT_NE(spin, nullptr);
+  auto app = reinterpret_cast<uintptr_t>(spin);
+  uintptr_t in_libc = Sym("libc.so.6", "memset");
+  uintptr_t in_loader = getauxval(AT_BASE);   // its ELF header, in its first segment
+  uintptr_t vdso = getauxval(AT_SYSINFO_EHDR);
+  ASSERT_NE(in_libc, 0u);
+  ASSERT_NE(in_loader, 0u);
+  int on_stack = 0;
+
+  // Nothing built at start: no module is known.
+  EXPECT_EQ(KindOf(app), KS_MOD_NONE);
+  EXPECT_EQ(KindOf(in_libc), KS_MOD_NONE);
+
+  // Refused, and still nothing built, wherever the thread could be inside
+  // the loader's list or lock.
+  EXPECT_EQ(ks_safepoint_first(in_libc), EAGAIN);
+  EXPECT_EQ(ks_safepoint_first(in_loader), EAGAIN);
+  EXPECT_EQ(ks_safepoint_first(reinterpret_cast<uintptr_t>(&ks_safepoint_first)), EAGAIN);
+  EXPECT_EQ(ks_safepoint_first(reinterpret_cast<uintptr_t>(&on_stack)), EAGAIN);
+  if (vdso) EXPECT_EQ(ks_safepoint_first(vdso + 0x400), EAGAIN);
+  EXPECT_EQ(KindOf(app), KS_MOD_NONE);
+
+  // In a signal handler, at every tick of a timer aimed at this thread:
+  // first while it runs only the shim's code (this binary's) and libc's
+  // (memset), where every tick is refused; then while it runs the
+  // application (computing, qsort calling back, memset, strlen, system
+  // calls), where the first tick that lands in its own code builds it.
+  struct sigaction sa = {}, old = {};
+  sa.sa_sigaction = OnProf;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  ASSERT_EQ(sigaction(SIGPROF, &sa, &old), 0);
+  struct sigevent sev = {};
+  sev.sigev_notify = SIGEV_THREAD_ID;
+  sev.sigev_signo = SIGPROF;
+  sev._sigev_un._tid = gettid();
+  timer_t timer;
+  ASSERT_EQ(timer_create(CLOCK_MONOTONIC, &sev, &timer), 0);
+  struct itimerspec it = {{0, 100000}, {0, 100000}};
+  ASSERT_EQ(timer_settime(timer, 0, &it, nullptr), 0);
+  std::thread guard([&] {
+    for (int i = 0; i < 500 && !g_stop; i++) usleep(10000);   // 5 s at most
+    g_stop = 1;
+  });
+  static char buf[1 << 16];
+  for (unsigned i = 0; g_refused < 50 && !g_stop; i++) memset(buf, static_cast<int>(i), sizeof buf);
+  int refused_alone = g_refused;
+  EXPECT_EQ(g_built_ip.load(), 0u) << "built in the shim's or libc's code";
+  spin(&g_stop);
+  guard.join();
+  timer_delete(timer);
+  sigaction(SIGPROF, &old, nullptr);
+
+  EXPECT_EQ(refused_alone, 50);
+  ASSERT_NE(g_built_ip.load(), 0u) << "no tick built the table";
+  printf("built at the tick %d, after %d refusals\n", g_refused.load() + 1, g_refused.load());
+  // The application's code, or libc's at a system call (getppid's).
+  uintptr_t b = g_built_ip;
+  EXPECT_TRUE(KindOf(b) == KS_MOD_APP ||
+              (KindOf(b) == KS_MOD_LIBC && (ks_pc_at_syscall(b) || ks_pc_after_syscall(b))))
+      << std::hex << b;
+  for (int i = 0; i < std::min(g_refused.load(), kMaxRefused); i++)
+    EXPECT_NE(KindOf(g_refused_ip[i]), KS_MOD_APP) << "refused in the application at " << std::hex
+                                                   << g_refused_ip[i];
+  // The table is whole: every kind of module is where it belongs, and the
+  // program's malloc is libc's.
+  EXPECT_EQ(KindOf(app), KS_MOD_APP);
+  EXPECT_EQ(KindOf(in_libc), KS_MOD_LIBC);
+  EXPECT_EQ(KindOf(in_loader), KS_MOD_LOADER);
+  EXPECT_EQ(KindOf(reinterpret_cast<uintptr_t>(&ks_safepoint_first)), KS_MOD_SHIM);
+  EXPECT_EQ(ks_safepoint_own_malloc(), 0);
+  // Once built, any place will do: nothing more to build.
+  EXPECT_EQ(ks_safepoint_first(in_libc), 0);
+}
+
+}  // namespace
