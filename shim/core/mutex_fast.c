@@ -25,16 +25,6 @@ void ks_mutex_wake(int *lock)
     errno = e;
 }
 
-/* ADDR is libc's own definition of NAME (default version), the one the
- * program would bind to without the shim and without any other interposer.
- * LIBC: libc.so.6's object (one walk of the loader's list finds it for all
- * the probe's lookups: each walk costs about 2,400 instructions at start). */
-KS_START_PATH static int ks_is_libc_def(const struct ks_elf_obj *libc, const char *name, void *addr)
-{
-    const ElfW(Sym) *s = addr ? ks_elf_find(libc, name, ks_elf_gnu_hash(name), NULL) : NULL;
-    return s && ks_elf_addr(libc, s) == addr;
-}
-
 /* struct pthread's tid offset, from the descriptor glibc keeps for
  * libthread_db: {bits, elements, offset}; also libc's object into LIBC (as
  * ks_real_resolve_init's walk read it, or from a walk of its own). 0 if
@@ -174,9 +164,9 @@ KS_START_PATH void ks_mutex_fast_init_as(pid_t tid)
         ks_debug("mutex fast path off: glibc's thread id not found");
         return;
     }
-    if (!ks_is_libc_def(&libc, "pthread_mutex_lock", (void *)KS_REAL(pthread_mutex_lock)) ||
-        !ks_is_libc_def(&libc, "pthread_mutex_trylock", (void *)KS_REAL(pthread_mutex_trylock)) ||
-        !ks_is_libc_def(&libc, "pthread_mutex_unlock", (void *)KS_REAL(pthread_mutex_unlock))) {
+    if (!ks_real_is_libcs(KS_FN_pthread_mutex_lock) ||
+        !ks_real_is_libcs(KS_FN_pthread_mutex_trylock) ||
+        !ks_real_is_libcs(KS_FN_pthread_mutex_unlock)) {
         ks_debug("mutex fast path off: the lock functions are not libc's own");
         return;
     }

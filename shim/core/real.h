@@ -177,6 +177,11 @@ void ks_real_resolve_init(void);
 struct ks_elf_obj;
 int ks_real_libc(struct ks_elf_obj *out);
 
+/* 1 if entry F, once resolved, is libc.so.6's own definition (not an
+ * interposer's, not another object's): what the walk that resolved it saw,
+ * so that no caller looks the name up in libc again to compare. */
+int ks_real_is_libcs(enum ks_real_id f);
+
 /* Entry F's symbol name and where it is looked up (ks_rules, resolve.c: one
  * table of the names, each a relocation the loader applies at start). */
 const char *ks_real_symbol(enum ks_real_id f);

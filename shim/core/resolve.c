@@ -73,6 +73,9 @@ enum ks_real_where ks_real_where_of(enum ks_real_id f) { return ks_rules[f].wher
  * after the table's store): a NULL entry is then a function the process
  * does not have, and KS_REAL stops looking. */
 KS_HOT_DATA static unsigned char ks_real_looked[KS_FN_COUNT];
+/* Per entry: its definition is libc's (ks_real_is_libcs), stored before
+ * the entry itself. */
+KS_HOT_DATA static unsigned char ks_real_libcs[KS_FN_COUNT];
 /* Set once a walk for every entry has ended (ks_real_table_complete). */
 KS_HOT_DATA static int ks_real_all_looked;
 static __thread int ks_resolve_depth __attribute__((tls_model("initial-exec")));
@@ -103,6 +106,7 @@ struct ks_found {
     void *exact;                 /* the first definition at the rule's version */
     uint32_t hash;               /* of the symbol's name */
     unsigned char first_is_libc;
+    unsigned char exact_is_libc;
     unsigned char final;         /* nothing later in load order can change it */
 };
 
@@ -130,8 +134,10 @@ KS_START_PATH static void ks_visit_entry(struct ks_found *fd, const struct ks_el
     const struct ks_real_rule *r = &ks_rules[f];
     const ElfW(Sym) *s;
     if (r->where == KS_LIBC) {
-        if (libc && (s = ks_elf_find(o, r->symbol, fd->hash, r->version)))
+        if (libc && (s = ks_elf_find(o, r->symbol, fd->hash, r->version))) {
             fd->exact = ks_elf_addr(o, s);
+            fd->exact_is_libc = 1;
+        }
         fd->final = libc;   /* only libc's own counts, found or not */
         return;
     }
@@ -139,8 +145,10 @@ KS_START_PATH static void ks_visit_entry(struct ks_found *fd, const struct ks_el
         fd->first = ks_elf_addr(o, s);
         fd->first_is_libc = libc;
     }
-    if (r->version && !fd->exact && (s = ks_elf_find(o, r->symbol, fd->hash, r->version)))
+    if (r->version && !fd->exact && (s = ks_elf_find(o, r->symbol, fd->hash, r->version))) {
         fd->exact = ks_elf_addr(o, s);
+        fd->exact_is_libc = (unsigned char)libc;
+    }
     /* An interposer's definition is taken as it is; libc's needs the
      * rule's version, if it has one. */
     fd->final = fd->first && (!fd->first_is_libc || !r->version || fd->exact);
@@ -180,12 +188,19 @@ KS_START_PATH static int ks_visit(struct dl_phdr_info *info, size_t size, void *
     return w->left == 0;   /* nonzero stops the walk */
 }
 
-KS_START_PATH static void *ks_pick(const struct ks_real_rule *r, const struct ks_found *fd)
+/* The definition entry FD stands for; *LIBCS: it is libc's. */
+KS_START_PATH static void *ks_pick(const struct ks_real_rule *r, const struct ks_found *fd,
+                                   int *libcs)
 {
-    if (r->where == KS_LIBC)
+    if (r->where == KS_LIBC) {
+        *libcs = fd->exact_is_libc;
         return fd->exact;
-    if (fd->first && !fd->first_is_libc)
+    }
+    if (fd->first && !fd->first_is_libc) {
+        *libcs = 0;
         return fd->first;   /* an interposer */
+    }
+    *libcs = fd->exact ? fd->exact_is_libc : fd->first_is_libc;
     return fd->exact ? fd->exact : fd->first;
 }
 
@@ -217,9 +232,12 @@ KS_START_PATH static void ks_walk(int n, struct ks_found *found)
         dl_iterate_phdr(ks_visit, &w);
     }
     for (int i = 0; i < n; i++) {
-        void *p = ks_pick(&ks_rules[found[i].id], &found[i]);
-        if (p)
-            __atomic_store_n(&ks_real_fn[found[i].id], p, __ATOMIC_RELEASE);
+        int libcs = 0;
+        void *p = ks_pick(&ks_rules[found[i].id], &found[i], &libcs);
+        if (!p)
+            continue;
+        __atomic_store_n(&ks_real_libcs[found[i].id], (unsigned char)libcs, __ATOMIC_RELAXED);
+        __atomic_store_n(&ks_real_fn[found[i].id], p, __ATOMIC_RELEASE);
     }
 }
 
@@ -249,6 +267,11 @@ void ks_real_resolve_all(void)
         __atomic_store_n(&ks_real_all_looked, 1, __ATOMIC_RELEASE);
 }
 
+KS_START_PATH int ks_real_is_libcs(enum ks_real_id f)
+{
+    return ks_real_get(f) && __atomic_load_n(&ks_real_libcs[f], __ATOMIC_RELAXED);
+}
+
 int ks_real_table_complete(void) { return __atomic_load_n(&ks_real_all_looked, __ATOMIC_ACQUIRE); }
 
 /* What every process under the shim calls at start (the shim's locks, its
@@ -274,6 +297,7 @@ void ks_real_forget(void)
     for (int f = 0; f < KS_FN_COUNT; f++) {
         __atomic_store_n(&ks_real_fn[f], NULL, __ATOMIC_RELEASE);
         __atomic_store_n(&ks_real_looked[f], 0, __ATOMIC_RELEASE);
+        __atomic_store_n(&ks_real_libcs[f], 0, __ATOMIC_RELAXED);
     }
     __atomic_store_n(&ks_real_all_looked, 0, __ATOMIC_RELEASE);
 }

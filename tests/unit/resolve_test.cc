@@ -113,6 +113,12 @@ TEST_F(Resolve, AnInterposerBeforeLibcIsHonoured) {
   void* libc_sa = reinterpret_cast<void*>(KS_REAL(libc_sigaction));
   EXPECT_TRUE(InLibc(libc_sa)) << ObjectOf(libc_sa);
   EXPECT_EQ(libc_sa, dlsym(Libc(), "sigaction"));
+  // What the walk says of each (the mutex probe's check that the lock
+  // functions are glibc's): the interposers' are not libc's, libc's is.
+  EXPECT_FALSE(ks_real_is_libcs(KS_FN_semtimedop));
+  EXPECT_FALSE(ks_real_is_libcs(KS_FN_sigaction));
+  EXPECT_FALSE(ks_real_is_libcs(KS_FN_pthread_cond_timedwait));
+  EXPECT_TRUE(ks_real_is_libcs(KS_FN_libc_sigaction));
 }
 
 // pthread_create & co: the newest version, the one a program linked today
@@ -127,12 +133,16 @@ TEST_F(Resolve, VersionPolicy) {
   ASSERT_NE(new_wait, old_wait);
   struct {
     void* got;
+    enum ks_real_id id;
     const char* symbol;
     const char* version;
   } cases[] = {
-      {reinterpret_cast<void*>(KS_REAL(pthread_create)), "pthread_create", "GLIBC_2.34"},
-      {reinterpret_cast<void*>(KS_REAL(pthread_cond_wait)), "pthread_cond_wait", "GLIBC_2.3.2"},
-      {reinterpret_cast<void*>(KS_REAL(pthread_mutex_clocklock)), "pthread_mutex_clocklock", "GLIBC_2.34"},
+      {reinterpret_cast<void*>(KS_REAL(pthread_create)), KS_FN_pthread_create, "pthread_create",
+       "GLIBC_2.34"},
+      {reinterpret_cast<void*>(KS_REAL(pthread_cond_wait)), KS_FN_pthread_cond_wait,
+       "pthread_cond_wait", "GLIBC_2.3.2"},
+      {reinterpret_cast<void*>(KS_REAL(pthread_mutex_clocklock)), KS_FN_pthread_mutex_clocklock,
+       "pthread_mutex_clocklock", "GLIBC_2.34"},
   };
   int in_libc = 0;
   for (const auto& c : cases) {
@@ -144,6 +154,7 @@ TEST_F(Resolve, VersionPolicy) {
     }
     in_libc++;
     EXPECT_EQ(c.got, dlvsym(RTLD_NEXT, c.symbol, c.version)) << c.symbol << "@" << c.version;
+    EXPECT_TRUE(ks_real_is_libcs(c.id)) << c.symbol;
   }
   EXPECT_GT(in_libc, 0);
 }
