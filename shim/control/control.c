@@ -13,7 +13,6 @@
 #include "shim/core/mutex_fast.h"
 #include "shim/common/procfs.h"
 #include "shim/safepoint/redirect.h"
-#include "shim/safepoint/safepoint.h"
 #include "shim/core/registry.h"
 #include "shim/core/selfbind.h"
 #include "server.h"
@@ -222,8 +221,8 @@ KS_SIGSAFE void ks_control_doorbell(siginfo_t *si, ucontext_t *uc, int *err)
     /* Running: only if what it runs is the program's own code, from a
      * trampoline once this handler has returned. The walk that tells looks
      * frames up in the module table, whose first is built here. */
-    if (ks_safepoint_first((uintptr_t)uc->uc_mcontext.gregs[REG_RIP]) != 0 ||
-        !ks_redirect_safe(uc) || !ks_cas_state(KS_CTL_LAZY, KS_CTL_STARTING))
+    if (ks_redirect_table(uc) != 0 || !ks_redirect_safe(uc) ||
+        !ks_cas_state(KS_CTL_LAZY, KS_CTL_STARTING))
         return;
     if (ks_redirect(uc, ks_control_begin_redirected, *err) != 0)
         __atomic_store_n(&ks_control_state_v, KS_CTL_LAZY, __ATOMIC_RELEASE);

@@ -81,7 +81,7 @@ KS_HOT_DATA static int ks_abort_loaded;
 /* At load: the stepper's callback. The module table the doorbell's safety
  * walk needs (redirect.c walks an interrupted stack with its own CFI
  * stepper and looks its frames up in it) is built at the doorbell's first
- * ring (ks_safepoint_first), not here: most processes are never asked.
+ * ring (ks_redirect_table), not here: most processes are never asked.
  * libunwind is loaded when control starts (ks_init_serving). The SIGTRAP
  * handler is installed by each ks_abort_prepare, before the request that
  * may step a thread: at load it cost every process four system calls (two

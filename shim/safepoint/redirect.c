@@ -100,6 +100,40 @@ KS_SIGSAFE int ks_redirect_safe(ucontext_t *uc)
     return 0;
 }
 
+/* Before the first table: where the CFI is, found without it. */
+static KS_SIGSAFE int ks_find_now(uintptr_t pc, struct ks_cfi_module *out)
+{
+    return ks_safepoint_kind_now(pc, out) == KS_MOD_NONE ? ENOENT : 0;
+}
+
+static const struct ks_cfi_env ks_first_env = {ks_find_now, ks_mem_readable};
+
+/* The loader links and unlinks objects with its list lock held, in its own
+ * code (ld.so), and takes and drops that lock in libc's mutex code: a
+ * thread interrupted in either could be in the middle of the list or of the
+ * lock that dl_iterate_phdr would walk or take again (it is recursive).
+ * Interrupted in the application's code, it is in neither: at most inside
+ * a dl_iterate_phdr callback, where the list is whole and the lock its own
+ * to take again. Nor in a libc stub the application called. */
+KS_SIGSAFE int ks_redirect_table(ucontext_t *uc)
+{
+    if (ks_safepoint_built())
+        return 0;
+    uintptr_t ip = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+    int kind = ks_safepoint_kind_now(ip, NULL);
+    if (kind == KS_MOD_LIBC && (ks_pc_at_syscall(ip) || ks_pc_after_syscall(ip))) {
+        struct ks_cfi_cursor cur;
+        ks_cfi_init(&cur, uc, &ks_first_env);
+        if (ks_cfi_step(&cur) != 1 || cur.signal)
+            return EAGAIN;
+        kind = ks_safepoint_kind_now(cur.reg[KS_CFI_RIP] - 1, NULL);
+    }
+    if (kind != KS_MOD_APP)
+        return EAGAIN;
+    ks_safepoint_refresh();
+    return 0;
+}
+
 /* The fp state in a signal frame: FXSAVE's 512 bytes, or the XSAVE area
  * whose size the kernel wrote into the software-reserved bytes. */
 static KS_SIGSAFE size_t ks_fp_len(const ucontext_t *uc)

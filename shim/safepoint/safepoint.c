@@ -54,7 +54,7 @@ KS_HOT_DATA static int ks_own_malloc;
 
 /* The string helpers here are the shim's own (ks_basename, ks_starts,
  * ks_copy_name), not libc's strrchr, strncmp, strlen and strncpy: the first
- * table may be built in the doorbell's signal handler (ks_safepoint_first),
+ * table may be built in the doorbell's signal handler (redirect.c),
  * where nothing is bound lazily that need not be. NAME into OUT (CAP
  * bytes), cut and terminated; OUT is zeroed. */
 static void ks_copy_name(char *out, size_t cap, const char *name)
@@ -365,39 +365,28 @@ int ks_safepoint_readable(uintptr_t addr, size_t len)
     return pi.seg_hi > pi.seg_lo && addr >= pi.seg_lo && len <= pi.seg_hi - addr;
 }
 
-/* The first table, when no control thread exists yet to build it: see
- * safepoint.h. The loader links and unlinks objects with its list lock
- * held, in its own code (ld.so), and takes and drops that lock in libc's
- * mutex code: a thread interrupted in either could be in the middle of
- * the list or of the lock that dl_iterate_phdr would walk or take again
- * (it is recursive). A thread interrupted in the application's code is in
- * neither: at most inside a dl_iterate_phdr callback, where the list is
- * whole and the lock is its own to take again. _dl_find_object, which
- * tells where PC is, reads the loader's lock-free copy of its list: it is
- * made for unwinders, which run in signal handlers. */
-KS_SIGSAFE int ks_safepoint_first(uintptr_t pc)
+KS_SIGSAFE int ks_safepoint_built(void)
 {
     unsigned s = __atomic_load_n(&ks_seq, __ATOMIC_ACQUIRE);
-    if (s != 0 && !(s & 1))
-        return 0;
+    return s != 0 && !(s & 1);
+}
+
+/* _dl_find_object reads the loader's lock-free copy of its list, made for
+ * unwinders, which run in signal handlers. */
+KS_SIGSAFE int ks_safepoint_kind_now(uintptr_t pc, struct ks_cfi_module *cfi)
+{
     struct dl_find_object fo;
     if (_dl_find_object((void *)pc, &fo) != 0 || !fo.dlfo_link_map)
-        return EAGAIN;   /* in no object: generated code, or a stub */
-    uintptr_t self = (uintptr_t)&ks_safepoint_first;
-    if (self >= (uintptr_t)fo.dlfo_map_start && self < (uintptr_t)fo.dlfo_map_end)
-        return EAGAIN;   /* the shim's own code */
+        return KS_MOD_NONE;
+    uintptr_t lo = (uintptr_t)fo.dlfo_map_start, hi = (uintptr_t)fo.dlfo_map_end;
+    if (cfi)
+        *cfi = (struct ks_cfi_module){.eh_hdr = (uintptr_t)fo.dlfo_eh_frame,
+                                      .hdr_lo = lo, .hdr_hi = hi, .pc_lo = lo, .pc_hi = hi};
+    uintptr_t self = (uintptr_t)&ks_safepoint_kind_now;
+    if (self >= lo && self < hi)
+        return KS_MOD_SHIM;
     const char *name = fo.dlfo_link_map->l_name;
-    int kind = name && *name ? ks_kind_of_name(ks_basename(name)) : KS_MOD_APP;
-    /* In libc, at (or just after) a system call: a thread that waits there
-     * is in none of those changes either (the loader's list lock is taken
-     * and dropped in libc, but its waits are futex calls made by a thread
-     * that does not hold it yet, and its wake follows the unlock). */
-    if (kind == KS_MOD_LIBC && (ks_pc_at_syscall(pc) || ks_pc_after_syscall(pc)))
-        kind = KS_MOD_APP;
-    if (kind != KS_MOD_APP)
-        return EAGAIN;   /* libc, the loader, the vDSO, a runtime */
-    ks_safepoint_refresh();
-    return 0;
+    return name && *name ? ks_kind_of_name(ks_basename(name)) : KS_MOD_APP;
 }
 
 const char *ks_mod_kind_name(int kind)

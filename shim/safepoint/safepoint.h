@@ -1,5 +1,5 @@
 /* Where a PC is: the modules of the process, classified when first needed
- * (the doorbell's start of control, ks_safepoint_first, or control's own)
+ * (the doorbell's start of control, redirect.h, or control's own)
  * and refreshed on demand by the control side (dl_iterate_phdr takes the
  * loader's lock, so not in a signal handler but for that first table);
  * looked up from signal handlers through a sequence lock, without locking
@@ -49,15 +49,20 @@ struct ks_pc_info {
  * Not in signal context. Returns 0 or an errno. */
 int ks_safepoint_refresh(void);
 
-/* From a signal handler that interrupted its thread at PC (the doorbell's,
- * for a thread that runs): builds the first table, unless PC lies outside
- * the application's code (libc, the loader, the shim, the vDSO, a runtime,
- * no object at all), where the thread could hold the loader's list half
- * changed. A process that never serves never builds it: at start it cost
- * every process (every exec'd child of a program under the shim) about
- * 7,700 instructions and a page fault (docs/bench.md). Returns 0 once a
- * table exists, EAGAIN if not now (the injector rings again). */
-int ks_safepoint_first(uintptr_t pc);
+/* 1 once a table is published (ks_safepoint_refresh has run). A process
+ * that never serves never builds one: at start it cost every process (every
+ * exec'd child of a program under the shim) about 7,700 instructions
+ * (docs/bench.md); the doorbell builds the first in its handler where that
+ * is safe (redirect.h), control's start otherwise. Async-signal-safe. */
+int ks_safepoint_built(void);
+
+/* Where PC is, without the table: its module's kind by name (or
+ * KS_MOD_SHIM, or KS_MOD_NONE outside every object), and, if CFI is not
+ * NULL, that module's .eh_frame_hdr and the mapping that holds both (all
+ * its segments, gaps included) for cfi_step.h. Lock-free: glibc's
+ * _dl_find_object. Never KS_MOD_ALLOC (that needs the table's malloc
+ * lookup). Async-signal-safe. */
+int ks_safepoint_kind_now(uintptr_t pc, struct ks_cfi_module *cfi);
 
 /* ks_safepoint_refresh, then each application module's GOT slots for the
  * landing pad scan (ks_safepoint_got_kind), which every process would

@@ -1,8 +1,9 @@
 // The module table is not built at start: the doorbell builds the first one
-// in its signal handler (ks_safepoint_first), and only when the handler
-// interrupted the application's own code. Anywhere else (libc, the loader,
-// the shim, the vDSO, no object at all) the thread could hold the loader's
-// list half changed, and the handler must refuse and leave no table.
+// in its signal handler (ks_redirect_table), and only where the handler
+// interrupted the application's own code, or a libc system-call stub the
+// application called. Anywhere else (libc's other code, the loader, the
+// shim, the vDSO, no object at all) the thread could hold the loader's list
+// half changed, and the handler must refuse and leave no table.
 //
 // The application is a library of its own (walk_spin.c): this binary links
 // the shim's rooms, so its own code is the shim's.
@@ -24,12 +25,14 @@
 #include <thread>
 
 #include "shim/core/ks.h"
+#include "shim/safepoint/redirect.h"
 #include "shim/safepoint/safepoint.h"
 #include "tests/unit/beside.h"
 
 namespace {
 
-volatile int g_stop;
+volatile int g_stop;             // written by the handler, on the spinning thread
+std::atomic<int> g_give_up;      // the guard's timeout
 std::atomic<uintptr_t> g_built_ip;
 std::atomic<int> g_refused, g_after;
 constexpr int kMaxRefused = 256;
@@ -41,7 +44,7 @@ extern "C" void OnProf(int, siginfo_t *, void *ctx) {
   auto *uc = static_cast<ucontext_t *>(ctx);
   auto ip = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
   if (g_built_ip == 0) {
-    if (ks_safepoint_first(ip) == 0) {
+    if (ks_redirect_table(uc) == 0) {
       g_built_ip = ip;
     } else {
       int k = g_refused++;
@@ -50,12 +53,21 @@ extern "C" void OnProf(int, siginfo_t *, void *ctx) {
   } else if (++g_after >= 200) {
     g_stop = 1;
   }
+  if (g_give_up) g_stop = 1;
   errno = saved;
 }
 
 int KindOf(uintptr_t addr) {
   struct ks_pc_info pi;
   return ks_safepoint_lookup(addr, &pi);
+}
+
+// A thread interrupted at IP (no stack to step: none of these is a stub).
+int TableAt(uintptr_t ip) {
+  ucontext_t uc;
+  memset(&uc, 0, sizeof uc);
+  uc.uc_mcontext.gregs[REG_RIP] = static_cast<greg_t>(ip);
+  return ks_redirect_table(&uc);
 }
 
 uintptr_t Sym(const char *lib, const char *name) {
@@ -73,28 +85,41 @@ TEST(SafepointFirst, BuiltOnlyWhereTheApplicationWasInterrupted) {
   uintptr_t in_libc = Sym("libc.so.6", "memset");
   uintptr_t in_loader = getauxval(AT_BASE);   // its ELF header, in its first segment
   uintptr_t vdso = getauxval(AT_SYSINFO_EHDR);
+  uintptr_t in_shim = reinterpret_cast<uintptr_t>(&ks_redirect_table);
   ASSERT_NE(in_libc, 0u);
   ASSERT_NE(in_loader, 0u);
   int on_stack = 0;
+  auto stack = reinterpret_cast<uintptr_t>(&on_stack);
 
   // Nothing built at start: no module is known.
+  EXPECT_FALSE(ks_safepoint_built());
   EXPECT_EQ(KindOf(app), KS_MOD_NONE);
   EXPECT_EQ(KindOf(in_libc), KS_MOD_NONE);
 
+  // Without the table, each place is told by the loader's lock-free lookup.
+  EXPECT_EQ(ks_safepoint_kind_now(app, nullptr), KS_MOD_APP);
+  EXPECT_EQ(ks_safepoint_kind_now(in_libc, nullptr), KS_MOD_LIBC);
+  EXPECT_EQ(ks_safepoint_kind_now(in_loader, nullptr), KS_MOD_LOADER);
+  EXPECT_EQ(ks_safepoint_kind_now(in_shim, nullptr), KS_MOD_SHIM);
+  EXPECT_EQ(ks_safepoint_kind_now(stack, nullptr), KS_MOD_NONE);
+  if (vdso) EXPECT_EQ(ks_safepoint_kind_now(vdso + 0x400, nullptr), KS_MOD_VDSO);
+
   // Refused, and still nothing built, wherever the thread could be inside
   // the loader's list or lock.
-  EXPECT_EQ(ks_safepoint_first(in_libc), EAGAIN);
-  EXPECT_EQ(ks_safepoint_first(in_loader), EAGAIN);
-  EXPECT_EQ(ks_safepoint_first(reinterpret_cast<uintptr_t>(&ks_safepoint_first)), EAGAIN);
-  EXPECT_EQ(ks_safepoint_first(reinterpret_cast<uintptr_t>(&on_stack)), EAGAIN);
-  if (vdso) EXPECT_EQ(ks_safepoint_first(vdso + 0x400), EAGAIN);
+  EXPECT_EQ(TableAt(in_libc), EAGAIN);
+  EXPECT_EQ(TableAt(in_loader), EAGAIN);
+  EXPECT_EQ(TableAt(in_shim), EAGAIN);
+  EXPECT_EQ(TableAt(stack), EAGAIN);
+  if (vdso) EXPECT_EQ(TableAt(vdso + 0x400), EAGAIN);
+  EXPECT_FALSE(ks_safepoint_built());
   EXPECT_EQ(KindOf(app), KS_MOD_NONE);
 
   // In a signal handler, at every tick of a timer aimed at this thread:
   // first while it runs only the shim's code (this binary's) and libc's
   // (memset), where every tick is refused; then while it runs the
   // application (computing, qsort calling back, memset, strlen, system
-  // calls), where the first tick that lands in its own code builds it.
+  // calls), where the first tick in its own code, or in a stub it called,
+  // builds it.
   struct sigaction sa = {}, old = {};
   sa.sa_sigaction = OnProf;
   sa.sa_flags = SA_SIGINFO | SA_RESTART;
@@ -108,15 +133,17 @@ TEST(SafepointFirst, BuiltOnlyWhereTheApplicationWasInterrupted) {
   ASSERT_EQ(timer_create(CLOCK_MONOTONIC, &sev, &timer), 0);
   struct itimerspec it = {{0, 100000}, {0, 100000}};
   ASSERT_EQ(timer_settime(timer, 0, &it, nullptr), 0);
+  std::atomic<int> done{0};
   std::thread guard([&] {
-    for (int i = 0; i < 500 && !g_stop; i++) usleep(10000);   // 5 s at most
-    g_stop = 1;
+    for (int i = 0; i < 500 && !done; i++) usleep(10000);   // 5 s at most
+    g_give_up = 1;
   });
   static char buf[1 << 16];
   for (unsigned i = 0; g_refused < 50 && !g_stop; i++) memset(buf, static_cast<int>(i), sizeof buf);
   int refused_alone = g_refused;
   EXPECT_EQ(g_built_ip.load(), 0u) << "built in the shim's or libc's code";
   spin(&g_stop);
+  done = 1;
   guard.join();
   timer_delete(timer);
   sigaction(SIGPROF, &old, nullptr);
@@ -134,13 +161,14 @@ TEST(SafepointFirst, BuiltOnlyWhereTheApplicationWasInterrupted) {
                                                    << g_refused_ip[i];
   // The table is whole: every kind of module is where it belongs, and the
   // program's malloc is libc's.
+  EXPECT_TRUE(ks_safepoint_built());
   EXPECT_EQ(KindOf(app), KS_MOD_APP);
   EXPECT_EQ(KindOf(in_libc), KS_MOD_LIBC);
   EXPECT_EQ(KindOf(in_loader), KS_MOD_LOADER);
-  EXPECT_EQ(KindOf(reinterpret_cast<uintptr_t>(&ks_safepoint_first)), KS_MOD_SHIM);
+  EXPECT_EQ(KindOf(in_shim), KS_MOD_SHIM);
   EXPECT_EQ(ks_safepoint_own_malloc(), 0);
   // Once built, any place will do: nothing more to build.
-  EXPECT_EQ(ks_safepoint_first(in_libc), 0);
+  EXPECT_EQ(TableAt(in_libc), 0);
 }
 
 }  // namespace
