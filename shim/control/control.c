@@ -188,9 +188,11 @@ static KS_SIGSAFE int ks_waits_in_syscall(const ucontext_t *uc)
         return 1;
     uintptr_t ip = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
     long ax = (long)uc->uc_mcontext.gregs[REG_RAX];
-    if (ks_pc_at_syscall(ip) && ks_restartable_wait(ax))
-        return 1;
-    return ax == -EINTR && ks_pc_after_syscall(ip);
+    if (!ks_uc_at_syscall(uc))
+        return 0;
+    if (ks_pc_at_syscall(ip))
+        return ks_restartable_wait(ax);
+    return ax == -EINTR;
 }
 
 static void ks_control_begin_redirected(void) { ks_control_begin(); }

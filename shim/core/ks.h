@@ -138,6 +138,21 @@ static inline KS_SIGSAFE int ks_pc_after_syscall(uintptr_t ip)
     return p[-2] == 0x0f && p[-1] == 0x05;
 }
 
+/* The thread a signal interrupted at UC is returning from a system call,
+ * or about to make it again (the kernel restarts it there): its pc is just
+ * after a `syscall` instruction, or at one, and rcx holds what that
+ * instruction left there, the address after it (the kernel's entry saves
+ * rcx and the signal frame keeps it). Bytes 0f 05 that merely end another
+ * instruction before the pc do not pass: a thread computing in libc's
+ * memset matched those by chance (safepoint_first_test, in the sanitizer
+ * builds), and rcx is then whatever that code put there. */
+static inline KS_SIGSAFE int ks_uc_at_syscall(const ucontext_t *uc)
+{
+    uintptr_t ip = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+    uintptr_t cx = (uintptr_t)uc->uc_mcontext.gregs[REG_RCX];
+    return (cx == ip && ks_pc_after_syscall(ip)) || (cx == ip + 2 && ks_pc_at_syscall(ip));
+}
+
 /* ---- Signal sets and copies, without libc's ------------------------------
  * glibc's sigfillset, sigdelset, sigaddset and memcpy, inline: the start
  * and the doorbell's handler (which runs before control has bound the

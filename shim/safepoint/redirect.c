@@ -73,8 +73,7 @@ KS_SIGSAFE int ks_redirect_safe(ucontext_t *uc)
          * program's own code called it (the next frame must be), no lock of
          * libc's is held (a call from inside libc, where one could be,
          * fails the walk at the next frame). */
-        int stub = n == 0 && kind == KS_MOD_LIBC &&
-                   (ks_pc_after_syscall(ip) || ks_pc_at_syscall(ip));
+        int stub = n == 0 && kind == KS_MOD_LIBC && ks_uc_at_syscall(uc);
         if (kind == KS_MOD_SHIM && app_frames) {
             uintptr_t proc = 0;
             return ks_cfi_proc_start(&cur, &proc) == 0 && proc == start;
@@ -121,7 +120,7 @@ KS_SIGSAFE int ks_redirect_table(ucontext_t *uc)
         return 0;
     uintptr_t ip = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
     int kind = ks_safepoint_kind_now(ip, NULL);
-    if (kind == KS_MOD_LIBC && (ks_pc_at_syscall(ip) || ks_pc_after_syscall(ip))) {
+    if (kind == KS_MOD_LIBC && ks_uc_at_syscall(uc)) {
         struct ks_cfi_cursor cur;
         ks_cfi_init(&cur, uc, &ks_first_env);
         if (ks_cfi_step(&cur) != 1 || cur.signal)

@@ -9,8 +9,10 @@
 // the shim's rooms, so its own code is the shim's.
 #include <dlfcn.h>
 #include <gtest/gtest.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/auxv.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -169,6 +171,107 @@ TEST(SafepointFirst, BuiltOnlyWhereTheApplicationWasInterrupted) {
   EXPECT_EQ(ks_safepoint_own_malloc(), 0);
   // Once built, any place will do: nothing more to build.
   EXPECT_EQ(TableAt(in_libc), 0);
+}
+
+
+// The stub rule's test of a system call (ks_uc_at_syscall): on a real
+// kernel, a thread blocked in read and signalled is found at the call (to
+// be restarted, SA_RESTART) or just after it (EINTR), with rcx telling so;
+// and bytes 0f 05 before a pc are not enough without rcx.
+std::atomic<int> g_seen;
+ucontext_t g_seen_uc;
+std::atomic<int> g_seen_at_syscall;
+
+extern "C" void OnUsr(int, siginfo_t *, void *ctx) {
+  auto *uc = static_cast<ucontext_t *>(ctx);
+  g_seen_uc = *uc;
+  g_seen_at_syscall = ks_uc_at_syscall(uc);
+  g_seen++;
+}
+
+bool InRead(pid_t tid) {
+  if (!tid) return false;
+  std::string path = "/proc/self/task/" + std::to_string(tid) + "/syscall";
+  FILE *f = fopen(path.c_str(), "re");
+  if (!f) return false;
+  long nr = -1;
+  int n = fscanf(f, "%ld", &nr);
+  fclose(f);
+  return n == 1 && nr == SYS_read;
+}
+
+void BlockedReadSignalled(bool restart) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  struct sigaction sa = {}, old = {};
+  sa.sa_sigaction = OnUsr;
+  sa.sa_flags = SA_SIGINFO | (restart ? SA_RESTART : 0);
+  sigemptyset(&sa.sa_mask);
+  ASSERT_EQ(sigaction(SIGUSR1, &sa, &old), 0);
+  g_seen = 0;
+  std::atomic<long> got{-2};
+  std::atomic<int> err{0};
+  std::atomic<pid_t> tid{0};
+  std::thread reader([&] {
+    tid = gettid();
+    char c;
+    long n = read(fds[0], &c, 1);
+    err = errno;
+    got = n;
+  });
+  // Blocked in read (/proc's syscall file names the call a thread is in).
+  for (int i = 0; i < 5000 && !InRead(tid); i++) usleep(1000);
+  ASSERT_TRUE(InRead(tid));
+  ASSERT_EQ(pthread_kill(reader.native_handle(), SIGUSR1), 0);
+  for (int i = 0; i < 2000 && !g_seen; i++) usleep(1000);
+  ASSERT_EQ(g_seen.load(), 1);
+  if (restart) ASSERT_EQ(write(fds[1], "x", 1), 1);
+  reader.join();
+  sigaction(SIGUSR1, &old, nullptr);
+  close(fds[0]);
+  close(fds[1]);
+
+  auto ip = static_cast<uintptr_t>(g_seen_uc.uc_mcontext.gregs[REG_RIP]);
+  auto cx = static_cast<uintptr_t>(g_seen_uc.uc_mcontext.gregs[REG_RCX]);
+  EXPECT_EQ(g_seen_at_syscall.load(), 1) << std::hex << ip << " rcx " << cx;
+  if (restart) {
+    EXPECT_TRUE(ks_pc_at_syscall(ip));
+    EXPECT_EQ(cx, ip + 2);
+    EXPECT_EQ(got.load(), 1);
+  } else {
+    EXPECT_TRUE(ks_pc_after_syscall(ip));
+    EXPECT_EQ(cx, ip);
+    EXPECT_EQ(static_cast<long>(g_seen_uc.uc_mcontext.gregs[REG_RAX]), -EINTR);
+    EXPECT_EQ(got.load(), -1);
+    EXPECT_EQ(err.load(), EINTR);
+  }
+}
+
+TEST(SafepointFirst, ASystemCallIsToldByRcxNotByTheBytesAlone) {
+#if !defined(__SANITIZE_THREAD__)
+  // (ThreadSanitizer's runtime takes the signal itself and runs the
+  // handler later, from its read interceptor, with a context of its own.)
+  BlockedReadSignalled(true);
+  BlockedReadSignalled(false);
+#endif
+
+  // Code whose bytes before the pc are 0f 05 without being a syscall (here
+  // the end of a mov's immediate): only an rcx left by a syscall passes.
+  static const uint8_t code[] = {0xb8, 0x00, 0x00, 0x0f, 0x05, 0x90, 0x90};
+  ucontext_t uc;
+  memset(&uc, 0, sizeof uc);
+  auto pc = reinterpret_cast<uintptr_t>(code + 5);
+  uc.uc_mcontext.gregs[REG_RIP] = static_cast<greg_t>(pc);
+  uc.uc_mcontext.gregs[REG_RCX] = 0x1234;
+  EXPECT_TRUE(ks_pc_after_syscall(pc));
+  EXPECT_FALSE(ks_uc_at_syscall(&uc));
+  uc.uc_mcontext.gregs[REG_RCX] = static_cast<greg_t>(pc);
+  EXPECT_TRUE(ks_uc_at_syscall(&uc));
+  uc.uc_mcontext.gregs[REG_RIP] = static_cast<greg_t>(pc - 2);
+  uc.uc_mcontext.gregs[REG_RCX] = static_cast<greg_t>(pc);
+  EXPECT_TRUE(ks_uc_at_syscall(&uc));
+  uc.uc_mcontext.gregs[REG_RCX] = static_cast<greg_t>(pc - 2);
+  EXPECT_FALSE(ks_uc_at_syscall(&uc));
 }
 
 }  // namespace

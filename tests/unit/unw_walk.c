@@ -27,8 +27,7 @@ int ks_unw_walk_safe(ucontext_t *uc)
             return 0;
         struct ks_pc_info pi;
         int kind = ks_safepoint_lookup(n == 0 ? ip : ip - 1, &pi);
-        int stub = n == 0 && kind == KS_MOD_LIBC &&
-                   (ks_pc_after_syscall(ip) || ks_pc_at_syscall(ip));
+        int stub = n == 0 && kind == KS_MOD_LIBC && ks_uc_at_syscall(uc);
         if (kind == KS_MOD_SHIM && app_frames) {
             unw_proc_info_t proc;
             memset(&proc, 0, sizeof proc);
