@@ -8,9 +8,9 @@
  *            libc, it is an interposer (a sanitizer's runtime, a profiler)
  *            and is taken as it is: threads created behind its back are
  *            unknown to it (ASan then reports stale stack poison, TSan races
- *            that are none). Otherwise libc's VERSION; NULL: its default,
+ *            that are none). Otherwise libc's VERSION; "": its default,
  *            which glibc makes the newest (pthread_create@@GLIBC_2.34).
- *   KS_LIBC  libc's own VERSION (NULL: default), around every interposer:
+ *   KS_LIBC  libc's own VERSION ("": default), around every interposer:
  *            the kernel-facing install of the shim's signal handlers
  *            (ThreadSanitizer's sigaction defers asynchronous signals and
  *            hands handlers a copy of the context).
@@ -45,100 +45,100 @@ enum ks_real_where { KS_NEXT, KS_LIBC };
 /* X(field, symbol, version, where, return type, parameters) */
 #define KS_REAL_TABLE(X)                                                                      \
     /* Threads (interpose_thread.c, interpose_cancel.c, deliver_*.c) */                      \
-    X(pthread_create, "pthread_create", NULL, KS_NEXT, int,                                   \
+    X(pthread_create, "pthread_create", "", KS_NEXT, int,                                      \
       (pthread_t *, const pthread_attr_t *, void *(*)(void *), void *))                       \
-    X(pthread_exit, "pthread_exit", NULL, KS_NEXT, void, (void *))                            \
-    X(pthread_cancel, "pthread_cancel", NULL, KS_NEXT, int, (pthread_t))                      \
-    X(pthread_setcancelstate, "pthread_setcancelstate", NULL, KS_NEXT, int, (int, int *))     \
-    X(pthread_setcanceltype, "pthread_setcanceltype", NULL, KS_NEXT, int, (int, int *))       \
-    X(_exit, "_exit", NULL, KS_NEXT, void, (int))                                             \
+    X(pthread_exit, "pthread_exit", "", KS_NEXT, void, (void *))                               \
+    X(pthread_cancel, "pthread_cancel", "", KS_NEXT, int, (pthread_t))                         \
+    X(pthread_setcancelstate, "pthread_setcancelstate", "", KS_NEXT, int, (int, int *))        \
+    X(pthread_setcanceltype, "pthread_setcanceltype", "", KS_NEXT, int, (int, int *))          \
+    X(_exit, "_exit", "", KS_NEXT, void, (int))                                                \
     /* Namespaces that need a lone thread (interpose_ns.c) */                                \
-    X(unshare, "unshare", NULL, KS_NEXT, int, (int))                                          \
-    X(setns, "setns", NULL, KS_NEXT, int, (int, int))                                         \
+    X(unshare, "unshare", "", KS_NEXT, int, (int))                                             \
+    X(setns, "setns", "", KS_NEXT, int, (int, int))                                            \
     /* Cleanup registration of code built without -fexceptions (interpose_cleanup.c) */       \
-    X(__pthread_register_cancel, "__pthread_register_cancel", NULL, KS_NEXT, void,            \
+    X(__pthread_register_cancel, "__pthread_register_cancel", "", KS_NEXT, void,               \
       (__pthread_unwind_buf_t *))                                                             \
-    X(__pthread_unregister_cancel, "__pthread_unregister_cancel", NULL, KS_NEXT, void,        \
+    X(__pthread_unregister_cancel, "__pthread_unregister_cancel", "", KS_NEXT, void,           \
       (__pthread_unwind_buf_t *))                                                             \
-    X(__pthread_register_cancel_defer, "__pthread_register_cancel_defer", NULL, KS_NEXT, void, \
+    X(__pthread_register_cancel_defer, "__pthread_register_cancel_defer", "", KS_NEXT, void,   \
       (__pthread_unwind_buf_t *))                                                             \
-    X(__pthread_unregister_cancel_restore, "__pthread_unregister_cancel_restore", NULL,       \
+    X(__pthread_unregister_cancel_restore, "__pthread_unregister_cancel_restore", "",          \
       KS_NEXT, void, (__pthread_unwind_buf_t *))                                              \
     /* Locks (interpose_lock.c) */                                                            \
-    X(pthread_mutex_lock, "pthread_mutex_lock", NULL, KS_NEXT, int, (pthread_mutex_t *))      \
-    X(pthread_mutex_trylock, "pthread_mutex_trylock", NULL, KS_NEXT, int, (pthread_mutex_t *)) \
-    X(pthread_mutex_timedlock, "pthread_mutex_timedlock", NULL, KS_NEXT, int,                 \
+    X(pthread_mutex_lock, "pthread_mutex_lock", "", KS_NEXT, int, (pthread_mutex_t *))         \
+    X(pthread_mutex_trylock, "pthread_mutex_trylock", "", KS_NEXT, int, (pthread_mutex_t *))   \
+    X(pthread_mutex_timedlock, "pthread_mutex_timedlock", "", KS_NEXT, int,                    \
       (pthread_mutex_t *, const struct timespec *))                                           \
-    X(pthread_mutex_clocklock, "pthread_mutex_clocklock", NULL, KS_NEXT, int,                 \
+    X(pthread_mutex_clocklock, "pthread_mutex_clocklock", "", KS_NEXT, int,                    \
       (pthread_mutex_t *, clockid_t, const struct timespec *))                                \
-    X(pthread_mutex_unlock, "pthread_mutex_unlock", NULL, KS_NEXT, int, (pthread_mutex_t *))  \
-    X(pthread_rwlock_rdlock, "pthread_rwlock_rdlock", NULL, KS_NEXT, int, (pthread_rwlock_t *)) \
-    X(pthread_rwlock_wrlock, "pthread_rwlock_wrlock", NULL, KS_NEXT, int, (pthread_rwlock_t *)) \
-    X(pthread_rwlock_tryrdlock, "pthread_rwlock_tryrdlock", NULL, KS_NEXT, int,               \
+    X(pthread_mutex_unlock, "pthread_mutex_unlock", "", KS_NEXT, int, (pthread_mutex_t *))     \
+    X(pthread_rwlock_rdlock, "pthread_rwlock_rdlock", "", KS_NEXT, int, (pthread_rwlock_t *))  \
+    X(pthread_rwlock_wrlock, "pthread_rwlock_wrlock", "", KS_NEXT, int, (pthread_rwlock_t *))  \
+    X(pthread_rwlock_tryrdlock, "pthread_rwlock_tryrdlock", "", KS_NEXT, int,                  \
       (pthread_rwlock_t *))                                                                   \
-    X(pthread_rwlock_trywrlock, "pthread_rwlock_trywrlock", NULL, KS_NEXT, int,               \
+    X(pthread_rwlock_trywrlock, "pthread_rwlock_trywrlock", "", KS_NEXT, int,                  \
       (pthread_rwlock_t *))                                                                   \
-    X(pthread_rwlock_timedrdlock, "pthread_rwlock_timedrdlock", NULL, KS_NEXT, int,           \
+    X(pthread_rwlock_timedrdlock, "pthread_rwlock_timedrdlock", "", KS_NEXT, int,              \
       (pthread_rwlock_t *, const struct timespec *))                                          \
-    X(pthread_rwlock_timedwrlock, "pthread_rwlock_timedwrlock", NULL, KS_NEXT, int,           \
+    X(pthread_rwlock_timedwrlock, "pthread_rwlock_timedwrlock", "", KS_NEXT, int,              \
       (pthread_rwlock_t *, const struct timespec *))                                          \
-    X(pthread_rwlock_clockrdlock, "pthread_rwlock_clockrdlock", NULL, KS_NEXT, int,           \
+    X(pthread_rwlock_clockrdlock, "pthread_rwlock_clockrdlock", "", KS_NEXT, int,              \
       (pthread_rwlock_t *, clockid_t, const struct timespec *))                               \
-    X(pthread_rwlock_clockwrlock, "pthread_rwlock_clockwrlock", NULL, KS_NEXT, int,           \
+    X(pthread_rwlock_clockwrlock, "pthread_rwlock_clockwrlock", "", KS_NEXT, int,              \
       (pthread_rwlock_t *, clockid_t, const struct timespec *))                               \
-    X(pthread_rwlock_unlock, "pthread_rwlock_unlock", NULL, KS_NEXT, int, (pthread_rwlock_t *)) \
+    X(pthread_rwlock_unlock, "pthread_rwlock_unlock", "", KS_NEXT, int, (pthread_rwlock_t *))  \
     /* Condition waits (interpose_cond.c): the GLIBC_2.3.2 implementation, not     \
      * the GLIBC_2.2.5 compatibility one, whatever the program was linked against. */        \
     X(pthread_cond_wait, "pthread_cond_wait", "GLIBC_2.3.2", KS_NEXT, int,                    \
       (pthread_cond_t *, pthread_mutex_t *))                                                  \
     X(pthread_cond_timedwait, "pthread_cond_timedwait", "GLIBC_2.3.2", KS_NEXT, int,          \
       (pthread_cond_t *, pthread_mutex_t *, const struct timespec *))                         \
-    X(pthread_cond_clockwait, "pthread_cond_clockwait", NULL, KS_NEXT, int,                   \
+    X(pthread_cond_clockwait, "pthread_cond_clockwait", "", KS_NEXT, int,                      \
       (pthread_cond_t *, pthread_mutex_t *, clockid_t, const struct timespec *))              \
     /* Signals (interpose_signal.c, signals.c) */                                            \
-    X(sigaction, "sigaction", NULL, KS_NEXT, int,                                             \
+    X(sigaction, "sigaction", "", KS_NEXT, int,                                                \
       (int, const struct sigaction *, struct sigaction *))                                    \
-    X(libc_sigaction, "sigaction", NULL, KS_LIBC, int,                                        \
+    X(libc_sigaction, "sigaction", "", KS_LIBC, int,                                           \
       (int, const struct sigaction *, struct sigaction *))                                    \
-    X(sigprocmask, "sigprocmask", NULL, KS_NEXT, int, (int, const sigset_t *, sigset_t *))    \
-    X(pthread_sigmask, "pthread_sigmask", NULL, KS_NEXT, int, (int, const sigset_t *, sigset_t *)) \
+    X(sigprocmask, "sigprocmask", "", KS_NEXT, int, (int, const sigset_t *, sigset_t *))       \
+    X(pthread_sigmask, "pthread_sigmask", "", KS_NEXT, int, (int, const sigset_t *, sigset_t *)) \
     /* Blocking calls (interpose_block.c) */                                                 \
-    X(nanosleep, "nanosleep", NULL, KS_NEXT, int, (const struct timespec *, struct timespec *)) \
-    X(clock_nanosleep, "clock_nanosleep", NULL, KS_NEXT, int,                                 \
+    X(nanosleep, "nanosleep", "", KS_NEXT, int, (const struct timespec *, struct timespec *))  \
+    X(clock_nanosleep, "clock_nanosleep", "", KS_NEXT, int,                                    \
       (clockid_t, int, const struct timespec *, struct timespec *))                           \
-    X(poll, "poll", NULL, KS_NEXT, int, (struct pollfd *, nfds_t, int))                       \
-    X(poll_chk, "__poll_chk", NULL, KS_NEXT, int, (struct pollfd *, nfds_t, int, size_t))     \
-    X(ppoll, "ppoll", NULL, KS_NEXT, int,                                                     \
+    X(poll, "poll", "", KS_NEXT, int, (struct pollfd *, nfds_t, int))                          \
+    X(poll_chk, "__poll_chk", "", KS_NEXT, int, (struct pollfd *, nfds_t, int, size_t))        \
+    X(ppoll, "ppoll", "", KS_NEXT, int,                                                        \
       (struct pollfd *, nfds_t, const struct timespec *, const sigset_t *))                   \
-    X(ppoll_chk, "__ppoll_chk", NULL, KS_NEXT, int,                                           \
+    X(ppoll_chk, "__ppoll_chk", "", KS_NEXT, int,                                              \
       (struct pollfd *, nfds_t, const struct timespec *, const sigset_t *, size_t))           \
-    X(select, "select", NULL, KS_NEXT, int, (int, fd_set *, fd_set *, fd_set *, struct timeval *)) \
-    X(pselect, "pselect", NULL, KS_NEXT, int,                                                 \
+    X(select, "select", "", KS_NEXT, int, (int, fd_set *, fd_set *, fd_set *, struct timeval *)) \
+    X(pselect, "pselect", "", KS_NEXT, int,                                                    \
       (int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *))         \
-    X(epoll_wait, "epoll_wait", NULL, KS_NEXT, int, (int, struct epoll_event *, int, int))    \
-    X(epoll_pwait, "epoll_pwait", NULL, KS_NEXT, int,                                         \
+    X(epoll_wait, "epoll_wait", "", KS_NEXT, int, (int, struct epoll_event *, int, int))       \
+    X(epoll_pwait, "epoll_pwait", "", KS_NEXT, int,                                            \
       (int, struct epoll_event *, int, int, const sigset_t *))                                \
-    X(epoll_pwait2, "epoll_pwait2", NULL, KS_NEXT, int,                                       \
+    X(epoll_pwait2, "epoll_pwait2", "", KS_NEXT, int,                                          \
       (int, struct epoll_event *, int, const struct timespec *, const sigset_t *))            \
-    X(pause, "pause", NULL, KS_NEXT, int, (void))                                             \
-    X(sigsuspend, "sigsuspend", NULL, KS_NEXT, int, (const sigset_t *))                       \
-    X(sigtimedwait, "sigtimedwait", NULL, KS_NEXT, int,                                       \
+    X(pause, "pause", "", KS_NEXT, int, (void))                                                \
+    X(sigsuspend, "sigsuspend", "", KS_NEXT, int, (const sigset_t *))                          \
+    X(sigtimedwait, "sigtimedwait", "", KS_NEXT, int,                                          \
       (const sigset_t *, siginfo_t *, const struct timespec *))                               \
-    X(sigwaitinfo, "sigwaitinfo", NULL, KS_NEXT, int, (const sigset_t *, siginfo_t *))        \
-    X(sem_timedwait, "sem_timedwait", NULL, KS_NEXT, int, (sem_t *, const struct timespec *)) \
-    X(sem_clockwait, "sem_clockwait", NULL, KS_NEXT, int,                                     \
+    X(sigwaitinfo, "sigwaitinfo", "", KS_NEXT, int, (const sigset_t *, siginfo_t *))           \
+    X(sem_timedwait, "sem_timedwait", "", KS_NEXT, int, (sem_t *, const struct timespec *))    \
+    X(sem_clockwait, "sem_clockwait", "", KS_NEXT, int,                                        \
       (sem_t *, clockid_t, const struct timespec *))                                          \
-    X(msgrcv, "msgrcv", NULL, KS_NEXT, ssize_t, (int, void *, size_t, long, int))             \
-    X(msgsnd, "msgsnd", NULL, KS_NEXT, int, (int, const void *, size_t, int))                 \
-    X(semop, "semop", NULL, KS_NEXT, int, (int, struct sembuf *, size_t))                     \
-    X(semtimedop, "semtimedop", NULL, KS_NEXT, int,                                           \
+    X(msgrcv, "msgrcv", "", KS_NEXT, ssize_t, (int, void *, size_t, long, int))                \
+    X(msgsnd, "msgsnd", "", KS_NEXT, int, (int, const void *, size_t, int))                    \
+    X(semop, "semop", "", KS_NEXT, int, (int, struct sembuf *, size_t))                        \
+    X(semtimedop, "semtimedop", "", KS_NEXT, int,                                              \
       (int, struct sembuf *, size_t, const struct timespec *))                                \
-    X(longjmp, "longjmp", NULL, KS_NEXT, void, (struct __jmp_buf_tag *, int))                 \
-    X(siglongjmp, "siglongjmp", NULL, KS_NEXT, void, (struct __jmp_buf_tag *, int))           \
-    X(longjmp_chk, "__longjmp_chk", NULL, KS_NEXT, void, (struct __jmp_buf_tag *, int))       \
-    X(setcontext, "setcontext", NULL, KS_NEXT, int, (const ucontext_t *))                    \
+    X(longjmp, "longjmp", "", KS_NEXT, void, (struct __jmp_buf_tag *, int))                    \
+    X(siglongjmp, "siglongjmp", "", KS_NEXT, void, (struct __jmp_buf_tag *, int))              \
+    X(longjmp_chk, "__longjmp_chk", "", KS_NEXT, void, (struct __jmp_buf_tag *, int))          \
+    X(setcontext, "setcontext", "", KS_NEXT, int, (const ucontext_t *))                        \
     /* libunwind's init must open no pipe (interpose_pipe.c, unwind_mem.h) */                \
-    X(pipe2, "pipe2", NULL, KS_NEXT, int, (int *, int))
+    X(pipe2, "pipe2", "", KS_NEXT, int, (int *, int))
 
 enum ks_real_id {
 #define KS_X(field, sym, ver, where, ret, params) KS_FN_##field,

@@ -47,6 +47,7 @@
 
 #include <errno.h>
 #include <link.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/single_threaded.h>
 
@@ -56,17 +57,46 @@
 
 KS_HOT_DATA void *ks_real_fn[KS_FN_COUNT];
 
-static const struct ks_real_rule {
-    const char *symbol;
-    const char *version;
-    enum ks_real_where where;
-} ks_rules[KS_FN_COUNT] = {
-#define KS_X(field, sym, ver, wh, ret, params) [KS_FN_##field] = {sym, ver, wh},
+/* Every entry's symbol and version, in one block of characters, and the
+ * rules as offsets into it: a table of pointers to them was 1,416 bytes of
+ * data the loader relocates at every start (61 relocations), which with
+ * the rest of RELRO spread it over two pages, two page faults in every
+ * process (docs/bench.md). */
+static const struct ks_real_strings {
+#define KS_X(field, sym, ver, wh, ret, params) char field[sizeof sym]; char field##_v[sizeof ver];
+    KS_REAL_TABLE(KS_X)
+#undef KS_X
+} ks_strings = {
+#define KS_X(field, sym, ver, wh, ret, params) sym, ver,
     KS_REAL_TABLE(KS_X)
 #undef KS_X
 };
 
-const char *ks_real_symbol(enum ks_real_id f) { return ks_rules[f].symbol; }
+static const struct ks_real_rule {
+    uint16_t symbol, version;   /* offsets into ks_strings */
+    unsigned char where;        /* enum ks_real_where */
+} ks_rules[KS_FN_COUNT] = {
+#define KS_X(field, sym, ver, wh, ret, params)                                                \
+    [KS_FN_##field] = {offsetof(struct ks_real_strings, field),                              \
+                       offsetof(struct ks_real_strings, field##_v), wh},
+    KS_REAL_TABLE(KS_X)
+#undef KS_X
+};
+_Static_assert(sizeof ks_strings <= UINT16_MAX, "the rules' offsets are 16 bits");
+
+KS_START_PATH static const char *ks_rule_symbol(const struct ks_real_rule *r)
+{
+    return (const char *)&ks_strings + r->symbol;
+}
+
+/* NULL for the default version (written "" in the table). */
+KS_START_PATH static const char *ks_rule_version(const struct ks_real_rule *r)
+{
+    const char *v = (const char *)&ks_strings + r->version;
+    return *v ? v : NULL;
+}
+
+const char *ks_real_symbol(enum ks_real_id f) { return ks_rule_symbol(&ks_rules[f]); }
 enum ks_real_where ks_real_where_of(enum ks_real_id f) { return ks_rules[f].where; }
 
 /* Per entry: set once a walk for it has stored what it found (release,
@@ -134,24 +164,25 @@ KS_START_PATH static void ks_visit_entry(struct ks_found *fd, const struct ks_el
     const struct ks_real_rule *r = &ks_rules[f];
     const ElfW(Sym) *s;
     if (r->where == KS_LIBC) {
-        if (libc && (s = ks_elf_find(o, r->symbol, fd->hash, r->version))) {
+        if (libc && (s = ks_elf_find(o, ks_rule_symbol(r), fd->hash, ks_rule_version(r)))) {
             fd->exact = ks_elf_addr(o, s);
             fd->exact_is_libc = 1;
         }
         fd->final = libc;   /* only libc's own counts, found or not */
         return;
     }
-    if (!fd->first && (s = ks_elf_find(o, r->symbol, fd->hash, NULL))) {
+    const char *sym = ks_rule_symbol(r), *ver = ks_rule_version(r);
+    if (!fd->first && (s = ks_elf_find(o, sym, fd->hash, NULL))) {
         fd->first = ks_elf_addr(o, s);
         fd->first_is_libc = libc;
     }
-    if (r->version && !fd->exact && (s = ks_elf_find(o, r->symbol, fd->hash, r->version))) {
+    if (ver && !fd->exact && (s = ks_elf_find(o, sym, fd->hash, ver))) {
         fd->exact = ks_elf_addr(o, s);
         fd->exact_is_libc = (unsigned char)libc;
     }
     /* An interposer's definition is taken as it is; libc's needs the
      * rule's version, if it has one. */
-    fd->final = fd->first && (!fd->first_is_libc || !r->version || fd->exact);
+    fd->final = fd->first && (!fd->first_is_libc || !ver || fd->exact);
 }
 
 KS_START_PATH static int ks_visit(struct dl_phdr_info *info, size_t size, void *arg)
@@ -214,7 +245,7 @@ KS_START_PATH static void ks_walk(int n, struct ks_found *found)
         *fd = (struct ks_found){.id = f,
                                 .final = __atomic_load_n(&ks_real_fn[f], __ATOMIC_ACQUIRE) != NULL};
         if (!fd->final) {
-            fd->hash = ks_elf_gnu_hash(ks_rules[f].symbol);
+            fd->hash = ks_elf_gnu_hash(ks_rule_symbol(&ks_rules[f]));
             w.left++;
         }
     }

@@ -57,10 +57,10 @@ bool InLibc(void* p) { return ObjectOf(p).find("/libc.so.6") != std::string::npo
 // What the shim's rules were, spelled with the loader's own functions.
 void* Expected(const Entry& e) {
   if (e.where == KS_LIBC)
-    return e.version ? dlvsym(Libc(), e.symbol, e.version) : dlsym(Libc(), e.symbol);
+    return *e.version ? dlvsym(Libc(), e.symbol, e.version) : dlsym(Libc(), e.symbol);
   void* first = dlsym(RTLD_NEXT, e.symbol);
   if (first && !InLibc(first)) return first;  // an interposer
-  if (e.version) {
+  if (*e.version) {  // "": the default version
     void* p = dlvsym(RTLD_NEXT, e.symbol, e.version);
     if (p) return p;
   }
