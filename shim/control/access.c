@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "commands.h"
@@ -88,9 +89,9 @@ static void *ks_named_page(const struct ks_gen *g)
     char name[64], hex[2 * KS_SECRET_LEN + 1];
     ks_hex(g->rsec, KS_SECRET_LEN, hex);
     snprintf(name, sizeof name, "killshim-proof-%" PRIu64 "-%s", g->gen, hex);
-    explicit_bzero(hex, sizeof hex);
-    int fd = memfd_create(name, MFD_CLOEXEC);
-    explicit_bzero(name, sizeof name);
+    ks_wipe(hex, sizeof hex);
+    int fd = (int)syscall(SYS_memfd_create, name, (unsigned long)MFD_CLOEXEC);   /* ks.h */
+    ks_wipe(name, sizeof name);
     struct ks_fdid id;
     if (fd < 0 || ks_fdid_get(fd, &id) != 0)
         return NULL;
@@ -118,11 +119,11 @@ static int ks_gen_make(struct ks_vault *v, uint64_t n)
     memset(g, 0, sizeof *g);
     g->gen = n;
     unsigned char r[2 * KS_SECRET_LEN];
-    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+    if (syscall(SYS_getrandom, r, sizeof r, 0UL) != (long)sizeof r)   /* ks.h */
         return errno ? errno : EIO;
     memcpy(g->rsec, r, KS_SECRET_LEN);
     memcpy(g->asec, r + KS_SECRET_LEN, KS_SECRET_LEN);
-    explicit_bzero(r, sizeof r);
+    ks_wipe(r, sizeof r);
     g->page = ks_named_page(g);
     if (!g->page) {
         int e = errno;
@@ -204,7 +205,7 @@ static enum ks_access ks_proof_level(const char *proof, int *stale)
         *stale = !live && gen && gen <= v->last;
         ks_vault_unlock(v);
     }
-    explicit_bzero(sec, sizeof sec);
+    ks_wipe(sec, sizeof sec);
     return level;
 }
 

@@ -167,7 +167,7 @@ static int ks_serve_line(struct ks_conn *c, const char *line, size_t len)
         ks_out_err(&o, "internal", "out of memory while answering");
     }
     if (m) {
-        explicit_bzero(m, sizeof *m);   /* a proof, copied by the parser */
+        ks_wipe(m, sizeof *m);   /* a proof, copied by the parser */
         free(m);
     }
     int rc = ks_send_all(c, o.buf, o.len, ks_deadline()) != 0 || quit;
@@ -205,7 +205,7 @@ static void ks_conn_loop(struct ks_conn *c, char *buf)
             ks_set_waiting(c, 0);
             if (ks_serve_line(c, buf, len))
                 return;
-            explicit_bzero(buf, len + 1);
+            ks_wipe(buf, len + 1);
             have -= len + 1;
             memmove(buf, nl + 1, have);
             deadline = ks_deadline();
@@ -250,7 +250,7 @@ static void *ks_conn_main(void *p)
     if (buf && ks_send_all(c, banner, (size_t)bn, ks_deadline()) == 0)
         ks_conn_loop(c, buf);
     if (buf) {
-        explicit_bzero(buf, KS_PROTO_MAX_LINE + 2);
+        ks_wipe(buf, KS_PROTO_MAX_LINE + 2);
         free(buf);
     }
     ks_conn_drop(c);

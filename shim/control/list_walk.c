@@ -12,6 +12,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 
 #include "shim/core/ks.h"
 #include "shim_thread.h"
@@ -72,10 +73,27 @@ static void *ks_walk_second(void *arg)
     return NULL;
 }
 
+/* How many CPUs this thread may run on; 0 if unknown. sched_getaffinity and
+ * CPU_COUNT as the system call and a popcount: glibc's need two symbol
+ * versions of their own (shim/core/ks.h). The kernel returns the bytes it
+ * wrote (its mask's size), not 0; the rest of the set is zeroed, as glibc's
+ * wrapper does. */
+static int ks_cpus_allowed(void)
+{
+    unsigned long set[sizeof(cpu_set_t) / sizeof(unsigned long)];
+    long got = syscall(SYS_sched_getaffinity, 0L, sizeof set, set);
+    if (got < 0)
+        return 0;
+    memset((char *)set + got, 0, sizeof set - (size_t)got);
+    int n = 0;
+    for (size_t i = 0; i < sizeof set / sizeof set[0]; i++)
+        n += __builtin_popcountl(set[i]);
+    return n;
+}
+
 static struct ks_walk_job *ks_walk_start(int n, ks_walk_fn *fn, void *arg)
 {
-    cpu_set_t cpus;
-    if (n < KS_WALK_MIN || sched_getaffinity(0, sizeof cpus, &cpus) != 0 || CPU_COUNT(&cpus) < 2)
+    if (n < KS_WALK_MIN || ks_cpus_allowed() < 2)
         return NULL;
     int nchunks = (n + KS_WALK_CHUNK - 1) / KS_WALK_CHUNK;
     struct ks_walk_job *j = calloc(1, sizeof *j + (size_t)nchunks * sizeof j->chunk[0]);

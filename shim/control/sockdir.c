@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -97,7 +98,7 @@ static int ks_make_private(char *sub, size_t cap)
 {
     for (int tries = 0; tries < 16; tries++) {
         unsigned long long r;
-        if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+        if (syscall(SYS_getrandom, &r, sizeof r, (unsigned long)GRND_NONBLOCK) != (long)sizeof r)
             r = ks_now_ns() ^ ((unsigned long long)ks_gettid() << 32);
         snprintf(sub, cap, ".killshim-%016llx", r);
         if (mkdirat(ks_dir_fd, sub, 0700) == 0)

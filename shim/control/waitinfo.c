@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -17,7 +18,7 @@
 static int ks_peek(const void *addr, void *buf, size_t len)
 {
     struct iovec local = {buf, len}, remote = {(void *)addr, len};
-    ssize_t n = process_vm_readv(ks_getpid(), &local, 1, &remote, 1, 0);
+    ssize_t n = syscall(SYS_process_vm_readv, ks_getpid(), &local, 1UL, &remote, 1UL, 0UL);
     if (n == (ssize_t)len)
         return 0;
     if (n < 0 && errno != ENOSYS && errno != EPERM)

@@ -199,6 +199,28 @@ static inline KS_SIGSAFE void ks_copy(void *dst, const void *src, size_t n)
     __asm__ volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(n) : : "memory");
 }
 
+/* ---- glibc's newer wrappers, avoided --------------------------------------
+ * Each libc symbol version the shim needs is checked by the loader in every
+ * process the shim is preloaded into, exec'd children included: about 300
+ * instructions a version (docs/bench.md). Calls that alone needed a version
+ * (process_vm_readv GLIBC_2.15, getrandom and explicit_bzero 2.25,
+ * memfd_create 2.27, sched_getaffinity 2.3.4 and CPU_COUNT's
+ * __sched_cpucount 2.6, getdents64 2.30) are made through syscall()
+ * (GLIBC_2.2.5, -1 and errno as the wrappers give), or here. Not the
+ * fd-creating calls ThreadSanitizer intercepts to order threads (accept4,
+ * eventfd). */
+
+/* explicit_bzero(P, N): a memset the compiler may not drop as a dead store
+ * (before free, or of a buffer that goes out of scope): the empty asm takes
+ * P and clobbers memory, so GCC must assume it reads the N bytes just
+ * written. glibc's explicit_bzero and Linux's memzero_explicit do the same;
+ * a memset, unlike a loop of volatile byte stores, keeps its wide stores. */
+static inline void ks_wipe(void *p, size_t n)
+{
+    __builtin_memset(p, 0, n);
+    __asm__ volatile("" : : "r"(p) : "memory");
+}
+
 /* ---- Futex words (util.c) -----------------------------------------------
  * A process-private word that one thread sets from 0 (with release) and
  * others sleep on until it is set. Not for signal handlers. */

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 
 #include "shim/common/procfs.h"
@@ -51,7 +52,7 @@ static int ks_pre_cmp(const void *a, const void *b)
 static int ks_pre_peek(uintptr_t addr, void *buf, size_t len)
 {
     struct iovec local = {buf, len}, remote = {(void *)addr, len};
-    ssize_t n = process_vm_readv(ks_getpid(), &local, 1, &remote, 1, 0);
+    ssize_t n = syscall(SYS_process_vm_readv, ks_getpid(), &local, 1UL, &remote, 1UL, 0UL);
     return n == (ssize_t)len ? 0 : n < 0 ? errno : EFAULT;
 }
 
