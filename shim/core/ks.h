@@ -153,6 +153,18 @@ static inline KS_SIGSAFE int ks_uc_at_syscall(const ucontext_t *uc)
     return (cx == ip && ks_pc_after_syscall(ip)) || (cx == ip + 2 && ks_pc_at_syscall(ip));
 }
 
+/* pthread_self(), inline: glibc's thread pointer (%fs:0) is its struct
+ * pthread, which begins with the x86-64 TLS ABI's tcbhead_t, whose third
+ * word (header.self, %fs:16) is the pointer pthread_self returns. The call
+ * was a lazy binding in every process at start, the main thread's
+ * registration (docs/bench.md). registry_test compares the two. */
+static inline pthread_t ks_pthread_self(void)
+{
+    pthread_t t;
+    __asm__("movq %%fs:16, %0" : "=r"(t));
+    return t;
+}
+
 /* ---- Signal sets and copies, without libc's ------------------------------
  * glibc's sigfillset, sigdelset, sigaddset and memcpy, inline: the start
  * and the doorbell's handler (which runs before control has bound the

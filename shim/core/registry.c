@@ -182,7 +182,7 @@ KS_START_PATH void ks_registry_add_self(enum ks_role role, void *start)
         return;
     t->tid = ks_self_tid();
     t->role = (uint8_t)role;
-    t->handle = pthread_self();
+    t->handle = ks_pthread_self();
     t->start_routine = start;
     t->id = atomic_fetch_add(&ks_next_id, 1);
     /* The main thread's start is the process's, which /proc shows

@@ -46,6 +46,8 @@ TEST(Registry, AddAndRemoveSelf) {
     EXPECT_EQ(r, ks_self());
     EXPECT_EQ(r->role, KS_ROLE_APP);
     EXPECT_EQ(r->start_routine, (void*)&LinkedCount);
+    EXPECT_TRUE(pthread_equal(r->handle, pthread_self()));
+    EXPECT_TRUE(pthread_equal(ks_pthread_self(), pthread_self()));
     ks_registry_unlock();
     ks_registry_remove_self(ks_now_ns());
     ks_registry_remove_self(ks_now_ns());  // idempotent
@@ -53,6 +55,7 @@ TEST(Registry, AddAndRemoveSelf) {
   });
   t.join();
   EXPECT_EQ(LinkedCount(), before);
+  EXPECT_TRUE(pthread_equal(ks_pthread_self(), pthread_self()));   // the main thread's
 }
 
 TEST(Registry, IdsAreUniqueAcrossThreads) {
