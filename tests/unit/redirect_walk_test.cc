@@ -28,6 +28,7 @@
 #include "shim/safepoint/safepoint.h"
 #include "shim/unwind/unwind.h"
 #include "tests/unit/beside.h"
+#include "tests/unit/thread_ticker.h"
 #include "tests/unit/unw_walk.h"
 
 namespace {
@@ -85,28 +86,12 @@ std::string Where(uintptr_t ip) {
 // Runs the spinner under a timer signal that walks at each interruption,
 // until OnProf sets g_stop.
 void Sample() {
-  struct sigaction sa, old;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_sigaction = OnProf;
-  sa.sa_flags = SA_SIGINFO | SA_RESTART;
-  ASSERT_EQ(sigaction(SIGPROF, &sa, &old), 0);
   clock_gettime(CLOCK_MONOTONIC, &g_deadline);
   g_deadline.tv_sec += 60;
-  // Every 200 us of wall time, to this thread (a CPU-time timer ticks with
-  // the scheduler's clock, a few ms).
-  struct sigevent sev;
-  memset(&sev, 0, sizeof sev);
-  sev.sigev_notify = SIGEV_THREAD_ID;
-  sev.sigev_signo = SIGPROF;
-  sev._sigev_un._tid = gettid();
-  timer_t timer;
-  ASSERT_EQ(timer_create(CLOCK_MONOTONIC, &sev, &timer), 0);
-  struct itimerspec it = {{0, 200000}, {0, 200000}};
-  ASSERT_EQ(timer_settime(timer, 0, &it, nullptr), 0);
+  // Every 200 us of wall time, to this thread.
+  ks::test::ThreadTicker ticker(SIGPROF, OnProf, 200000);
+  ASSERT_TRUE(ticker.ok());
   RunSpin();
-  timer_delete(timer);
-  sigaction(SIGPROF, &old, nullptr);
-
 }
 
 TEST(RedirectWalk, NeedsNoLibunwindAndGivesItsVerdicts) {

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -30,6 +31,7 @@
 #include "shim/safepoint/redirect.h"
 #include "shim/safepoint/safepoint.h"
 #include "tests/unit/beside.h"
+#include "tests/unit/thread_ticker.h"
 
 namespace {
 
@@ -122,19 +124,8 @@ TEST(SafepointFirst, BuiltOnlyWhereTheApplicationWasInterrupted) {
   // application (computing, qsort calling back, memset, strlen, system
   // calls), where the first tick in its own code, or in a stub it called,
   // builds it.
-  struct sigaction sa = {}, old = {};
-  sa.sa_sigaction = OnProf;
-  sa.sa_flags = SA_SIGINFO | SA_RESTART;
-  sigemptyset(&sa.sa_mask);
-  ASSERT_EQ(sigaction(SIGPROF, &sa, &old), 0);
-  struct sigevent sev = {};
-  sev.sigev_notify = SIGEV_THREAD_ID;
-  sev.sigev_signo = SIGPROF;
-  sev._sigev_un._tid = gettid();
-  timer_t timer;
-  ASSERT_EQ(timer_create(CLOCK_MONOTONIC, &sev, &timer), 0);
-  struct itimerspec it = {{0, 100000}, {0, 100000}};
-  ASSERT_EQ(timer_settime(timer, 0, &it, nullptr), 0);
+  auto ticker = std::make_unique<ks::test::ThreadTicker>(SIGPROF, OnProf, 100000);
+  ASSERT_TRUE(ticker->ok());
   std::atomic<int> done{0};
   std::thread guard([&] {
     for (int i = 0; i < 500 && !done; i++) usleep(10000);   // 5 s at most
@@ -147,8 +138,7 @@ TEST(SafepointFirst, BuiltOnlyWhereTheApplicationWasInterrupted) {
   spin(&g_stop);
   done = 1;
   guard.join();
-  timer_delete(timer);
-  sigaction(SIGPROF, &old, nullptr);
+  ticker.reset();
 
   EXPECT_EQ(refused_alone, 50);
   ASSERT_NE(g_built_ip.load(), 0u) << "no tick built the table";
