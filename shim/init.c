@@ -37,13 +37,15 @@
 KS_HOT_DATA static int ks_init_word;
 KS_HOT_DATA static pid_t ks_init_tid;
 
-/* What libc_nonshared.a's pthread_atfork calls, with the shim's own handle
- * (as it passes it): that stub is linked into the end of the shim's .text,
- * a 64 KB window of code that nothing else touches where the fork handlers
- * are registered: a page fault and 16 page mappings. */
+/* What libc_nonshared.a's pthread_atfork and atexit call, with the shim's
+ * own handle (as they pass it): those two stubs are linked into the end of
+ * the shim's .text, a 64 KB window of code that nothing else of the start
+ * touches (atexit's runs at every start, pthread_atfork's where the fork
+ * handlers are registered then): a page fault and 16 page mappings. */
 extern void *__dso_handle __attribute__((visibility("hidden")));
 extern int __register_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void),
                              void *dso);
+extern int __cxa_atexit(void (*fn)(void *), void *arg, void *dso);
 
 /* A stack dump unwinds in every program thread's signal handler, and
  * libunwind finds unwind tables through dl_iterate_phdr, whose lock glibc
@@ -178,6 +180,20 @@ KS_SIGSAFE int ks_fork_arming(void) { return ks_arming; }
  * safe where it starts control). */
 static void ks_fork_arm_now(void) { pthread_once(&ks_fork_once, ks_fork_arm_once); }
 
+/* At exit, the socket file (file mode), as the destructor also does: not
+ * redundant. glibc 2.36 runs the exit handlers in every thread that calls
+ * exit at once, each taking the next entry, and the first to run out calls
+ * _exit: a thread inside the loader's destructors (_dl_fini, an entry of
+ * its own) may not reach the shim's before the process is gone. This entry
+ * (the list's last, registered before the loader's) is a second chance:
+ * without it lifecycle_test's threadexit, three threads calling exit(5),
+ * left the file on a fresh machine. */
+static void ks_at_exit(void *unused)
+{
+    (void)unused;
+    ks_server_cleanup();
+}
+
 /* What serving needs but a process nobody asks should not pay for: loading
  * libunwind (and its liblzma) and libgcc_s, the personality lookups, priming
  * the dump paths (docs/bench.md: every exec'd child of a program under the
@@ -267,6 +283,7 @@ KS_START_PATH static void ks_init_once(pid_t pid, pid_t tid)
         __atomic_store_n(&ks_fork_armed, 0, __ATOMIC_RELEASE);   /* at first need */
     else
         ks_fork_arm_now();
+    __cxa_atexit(ks_at_exit, NULL, __dso_handle);
     ks_control_init(ks_init_serving);
 }
 
@@ -321,11 +338,6 @@ __attribute__((constructor)) static void ks_constructor(void)
     ks_register_main(pid, tid);
 }
 
-/* At exit (and at the dlclose of an attached shim): the socket file, in
- * file mode. A destructor, not an atexit handler as well: a handler the
- * constructor registered ran after this (the loader's destructors are an
- * atexit handler registered after every preload's constructor) and did the
- * same again, for a lazy binding of __cxa_atexit in every process. */
 __attribute__((destructor)) static void ks_destructor(void) { ks_server_cleanup(); }
 
 /* The shim's DT_FINI (shim/BUILD: -Wl,-fini=ks_fini), which the loader
