@@ -113,22 +113,35 @@ static const struct ks_cfi_env ks_first_env = {ks_find_now, ks_mem_readable};
  * lock that dl_iterate_phdr would walk or take again (it is recursive).
  * Interrupted in the application's code, it is in neither: at most inside
  * a dl_iterate_phdr callback, where the list is whole and the lock its own
- * to take again. Nor in a libc stub the application called. */
+ * to take again. Nor in a libc stub the application called. Unless that
+ * code is a signal handler, which may have interrupted the loader itself,
+ * or was called by the loader (a constructor, an auditor): so every frame
+ * down to the thread's start is stepped, and a signal frame or a frame of
+ * the loader's refuses, as does a frame the stepper cannot step. */
 KS_SIGSAFE int ks_redirect_table(ucontext_t *uc)
 {
     if (ks_safepoint_built())
         return 0;
-    uintptr_t ip = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
-    int kind = ks_safepoint_kind_now(ip, NULL);
-    if (kind == KS_MOD_LIBC && ks_uc_at_syscall(uc)) {
-        struct ks_cfi_cursor cur;
-        ks_cfi_init(&cur, uc, &ks_first_env);
-        if (ks_cfi_step(&cur) != 1 || cur.signal)
+    struct ks_cfi_cursor cur;
+    ks_cfi_init(&cur, uc, &ks_first_env);
+    int stub = 0;
+    for (int n = 0; n < 512; n++) {
+        if (cur.signal || (n > 0 && cur.exact))
             return EAGAIN;
-        kind = ks_safepoint_kind_now(cur.reg[KS_CFI_RIP] - 1, NULL);
+        uintptr_t ip = cur.reg[KS_CFI_RIP];
+        int kind = ks_safepoint_kind_now(cur.exact ? ip : ip - 1, NULL);
+        if (n == 0 && kind == KS_MOD_LIBC && ks_uc_at_syscall(uc))
+            stub = 1;   /* its caller decides */
+        else if ((n == 0 || (n == 1 && stub)) && kind != KS_MOD_APP)
+            return EAGAIN;
+        if (kind == KS_MOD_LOADER)
+            return EAGAIN;
+        int rc = ks_cfi_step(&cur);
+        if (rc == 0)
+            break;
+        if (rc < 0)
+            return EAGAIN;
     }
-    if (kind != KS_MOD_APP)
-        return EAGAIN;
     ks_safepoint_refresh();
     return 0;
 }

@@ -36,11 +36,19 @@
 namespace {
 
 volatile int g_stop;             // written by the handler, on the spinning thread
+volatile int g_stop_in_handler;  // the same, for the spin inside a handler of the program's
 std::atomic<int> g_give_up;      // the guard's timeout
 std::atomic<uintptr_t> g_built_ip;
 std::atomic<int> g_refused, g_after;
 constexpr int kMaxRefused = 256;
 uintptr_t g_refused_ip[kMaxRefused];
+int g_refused_in_handler;        // g_refused_ip[] from here on: the application's code
+void (*g_spin)(volatile int *);
+
+// A signal handler of the program's that computes in the application's code
+// until 50 more ticks were refused: a handler may have interrupted the
+// loader in the middle of its list, so no tick may build there.
+extern "C" void OnUsr2(int) { g_spin(&g_stop_in_handler); }
 
 // The doorbell's use, at every tick of a timer aimed at the spinning thread.
 extern "C" void OnProf(int, siginfo_t *, void *ctx) {
@@ -57,7 +65,8 @@ extern "C" void OnProf(int, siginfo_t *, void *ctx) {
   } else if (++g_after >= 200) {
     g_stop = 1;
   }
-  if (g_give_up) g_stop = 1;
+  if (g_refused >= 100) g_stop_in_handler = 1;
+  if (g_give_up) g_stop = g_stop_in_handler = 1;
   errno = saved;
 }
 
@@ -121,9 +130,10 @@ TEST(SafepointFirst, BuiltOnlyWhereTheApplicationWasInterrupted) {
   // In a signal handler, at every tick of a timer aimed at this thread:
   // first while it runs only the shim's code (this binary's) and libc's
   // (memset), where every tick is refused; then while it runs the
-  // application (computing, qsort calling back, memset, strlen, system
-  // calls), where the first tick in its own code, or in a stub it called,
-  // builds it.
+  // application's code inside a signal handler of the program's, refused
+  // too; then while it runs the application (computing, qsort calling
+  // back, memset, strlen, system calls), where the first tick in its own
+  // code, or in a stub it called, builds it.
   auto ticker = std::make_unique<ks::test::ThreadTicker>(SIGPROF, OnProf, 100000);
   ASSERT_TRUE(ticker->ok());
   std::atomic<int> done{0};
@@ -135,12 +145,23 @@ TEST(SafepointFirst, BuiltOnlyWhereTheApplicationWasInterrupted) {
   for (unsigned i = 0; g_refused < 50 && !g_stop; i++) memset(buf, static_cast<int>(i), sizeof buf);
   int refused_alone = g_refused;
   EXPECT_EQ(g_built_ip.load(), 0u) << "built in the shim's or libc's code";
+  g_refused_in_handler = g_refused;
+  g_spin = spin;
+  struct sigaction usr2 = {}, old_usr2 = {};
+  usr2.sa_handler = OnUsr2;
+  sigemptyset(&usr2.sa_mask);
+  ASSERT_EQ(sigaction(SIGUSR2, &usr2, &old_usr2), 0);
+  raise(SIGUSR2);
+  sigaction(SIGUSR2, &old_usr2, nullptr);
+  int refused_in_handler = g_refused - g_refused_in_handler;
+  EXPECT_EQ(g_built_ip.load(), 0u) << "built in a signal handler of the program's";
   spin(&g_stop);
   done = 1;
   guard.join();
   ticker.reset();
 
   EXPECT_EQ(refused_alone, 50);
+  EXPECT_EQ(refused_in_handler, 50);
   ASSERT_NE(g_built_ip.load(), 0u) << "no tick built the table";
   printf("built at the tick %d, after %d refusals\n", g_refused.load() + 1, g_refused.load());
   // The application's code, or libc's at a system call (getppid's).
@@ -148,9 +169,18 @@ TEST(SafepointFirst, BuiltOnlyWhereTheApplicationWasInterrupted) {
   EXPECT_TRUE(KindOf(b) == KS_MOD_APP ||
               (KindOf(b) == KS_MOD_LIBC && (ks_pc_at_syscall(b) || ks_pc_after_syscall(b))))
       << std::hex << b;
-  for (int i = 0; i < std::min(g_refused.load(), kMaxRefused); i++)
-    EXPECT_NE(KindOf(g_refused_ip[i]), KS_MOD_APP) << "refused in the application at " << std::hex
-                                                   << g_refused_ip[i];
+  for (int i = 0; i < std::min(g_refused.load(), kMaxRefused); i++) {
+    bool in_handler = i >= g_refused_in_handler && i < g_refused_in_handler + refused_in_handler;
+    if (!in_handler)
+      EXPECT_NE(KindOf(g_refused_ip[i]), KS_MOD_APP)
+          << "refused in the application at " << std::hex << g_refused_ip[i];
+  }
+  // Inside the program's handler, the ticks that were refused there for
+  // that reason alone: in the application's own code.
+  int app_in_handler = 0;
+  for (int i = g_refused_in_handler; i < g_refused_in_handler + refused_in_handler; i++)
+    app_in_handler += i < kMaxRefused && KindOf(g_refused_ip[i]) == KS_MOD_APP;
+  EXPECT_GT(app_in_handler, 0);
   // The table is whole: every kind of module is where it belongs, and the
   // program's malloc is libc's.
   EXPECT_TRUE(ks_safepoint_built());
