@@ -65,7 +65,7 @@ extern "C" void OnProf(int, siginfo_t *, void *ctx) {
   } else if (++g_after >= 200) {
     g_stop = 1;
   }
-  if (g_refused >= 100) g_stop_in_handler = 1;
+  if (g_refused >= 100) g_stop_in_handler = 1;   // 50 alone, then 50 in the handler
   if (g_give_up) g_stop = g_stop_in_handler = 1;
   errno = saved;
 }
@@ -146,6 +146,12 @@ TEST(SafepointFirst, BuiltOnlyWhereTheApplicationWasInterrupted) {
   int refused_alone = g_refused;
   EXPECT_EQ(g_built_ip.load(), 0u) << "built in the shim's or libc's code";
   g_refused_in_handler = g_refused;
+#if defined(__SANITIZE_THREAD__)
+  // ThreadSanitizer's runtime holds asynchronous signals back while a
+  // handler runs: no tick would reach the spin inside the handler.
+  const int kInHandler = 0;
+#else
+  const int kInHandler = 50;
   g_spin = spin;
   struct sigaction usr2 = {}, old_usr2 = {};
   usr2.sa_handler = OnUsr2;
@@ -153,6 +159,7 @@ TEST(SafepointFirst, BuiltOnlyWhereTheApplicationWasInterrupted) {
   ASSERT_EQ(sigaction(SIGUSR2, &usr2, &old_usr2), 0);
   raise(SIGUSR2);
   sigaction(SIGUSR2, &old_usr2, nullptr);
+#endif
   int refused_in_handler = g_refused - g_refused_in_handler;
   EXPECT_EQ(g_built_ip.load(), 0u) << "built in a signal handler of the program's";
   spin(&g_stop);
@@ -160,8 +167,9 @@ TEST(SafepointFirst, BuiltOnlyWhereTheApplicationWasInterrupted) {
   guard.join();
   ticker.reset();
 
-  EXPECT_EQ(refused_alone, 50);
-  EXPECT_EQ(refused_in_handler, 50);
+  // (A tick may land between a phase's end and its count: at least.)
+  EXPECT_GE(refused_alone, 50);
+  EXPECT_GE(refused_in_handler, kInHandler);
   ASSERT_NE(g_built_ip.load(), 0u) << "no tick built the table";
   printf("built at the tick %d, after %d refusals\n", g_refused.load() + 1, g_refused.load());
   // The application's code, or libc's at a system call (getppid's).
@@ -180,7 +188,7 @@ TEST(SafepointFirst, BuiltOnlyWhereTheApplicationWasInterrupted) {
   int app_in_handler = 0;
   for (int i = g_refused_in_handler; i < g_refused_in_handler + refused_in_handler; i++)
     app_in_handler += i < kMaxRefused && KindOf(g_refused_ip[i]) == KS_MOD_APP;
-  EXPECT_GT(app_in_handler, 0);
+  if (kInHandler) EXPECT_GT(app_in_handler, 0);
   // The table is whole: every kind of module is where it belongs, and the
   // program's malloc is libc's.
   EXPECT_TRUE(ks_safepoint_built());
