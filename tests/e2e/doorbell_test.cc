@@ -108,6 +108,12 @@ TEST(Doorbell, UntilAskedNoUnwinderIsLoaded) {
 // faults fewer"). A change that crosses it fails here: trim the text or the
 // relocated data until it passes. The sanitizers' builds have a layout of
 // their own, not the one a user carries.
+// The rule, with P the page, T the end of the text segment (readelf -lW: the
+// first LOAD's MemSiz) and R the size of GNU_RELRO: no gap while
+// (T mod P) + (R mod P) <= P. It comes back each page: growing the text by
+// P - (T mod P) more puts the end past the next boundary and the gap goes
+// again; shrinking RELRO's remainder widens the room. At db0ff70 (stop 26)
+// T = 0x3e258 and R = 0xc40: 360 bytes of room.
 TEST(Doorbell, TheShimIsMappedWithoutAGapPage) {
 #ifdef KS_SANITIZER
   GTEST_SKIP() << "a sanitizer's build of the shim is laid out differently from the one users carry";
