@@ -182,8 +182,8 @@ int ks_real_libc(struct ks_elf_obj *out);
  * so that no caller looks the name up in libc again to compare. */
 int ks_real_is_libcs(enum ks_real_id f);
 
-/* Entry F's symbol name and where it is looked up (ks_rules, resolve.c: one
- * table of the names, each a relocation the loader applies at start). */
+/* Entry F's symbol name and where it is looked up (ks_rules, resolve.c:
+ * offsets into one block of the names, nothing the loader relocates). */
 const char *ks_real_symbol(enum ks_real_id f);
 enum ks_real_where ks_real_where_of(enum ks_real_id f);
 
