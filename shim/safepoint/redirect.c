@@ -44,19 +44,6 @@ static unsigned char ks_tramp_stack[KS_TRAMP_STACK] __attribute__((aligned(16)))
  * loaded it. */
 static const struct ks_cfi_env ks_walk_env = {ks_safepoint_cfi, ks_mem_readable};
 
-static KS_SIGSAFE int ks_walk_safe(ucontext_t *uc, const struct ks_cfi_env *env,
-                                   int (*kind_of)(uintptr_t pc));
-
-/* Where PC is, by the module table; before the first, by the loader's
- * lock-free lookup (ks_redirect_table). */
-static KS_SIGSAFE int ks_kind_table(uintptr_t pc)
-{
-    struct ks_pc_info pi;
-    return ks_safepoint_lookup(pc, &pi);
-}
-
-static KS_SIGSAFE int ks_kind_now(uintptr_t pc) { return ks_safepoint_kind_now(pc, NULL); }
-
 /* malloc is the executable's own (ks_safepoint_own_malloc): no redirects.
  * Control's start allocates, and a thread interrupted in the program's own
  * code may be inside that allocator, holding its locks, which are not the
@@ -69,17 +56,8 @@ KS_SIGSAFE int ks_redirect_safe(ucontext_t *uc)
     if (self->shim_depth || __atomic_load_n(&self->locks_held, __ATOMIC_RELAXED) > 0 ||
         ks_block_self()->depth || ks_safepoint_own_malloc())
         return 0;
-    return ks_walk_safe(uc, &ks_walk_env, ks_kind_table);
-}
-
-/* The walk itself: every frame of UC's stack, stepped with ENV, placed by
- * KIND, is the program's own down to main's or the thread's start, no
- * signal frame among them. */
-static KS_SIGSAFE int ks_walk_safe(ucontext_t *uc, const struct ks_cfi_env *env,
-                                   int (*kind_of)(uintptr_t pc))
-{
     struct ks_cfi_cursor cur;
-    ks_cfi_init(&cur, uc, env);
+    ks_cfi_init(&cur, uc, &ks_walk_env);
     uintptr_t start = ks_thread_start_addr();
     int app_frames = 0, base_left = -1;
     for (int n = 0; n < 512; n++) {
@@ -88,7 +66,8 @@ static KS_SIGSAFE int ks_walk_safe(ucontext_t *uc, const struct ks_cfi_env *env,
          * frame 0: a trampoline whose CIE says 'S'): in a handler. */
         if (cur.signal || (n > 0 && cur.exact))
             return 0;
-        int kind = kind_of(cur.exact ? ip : ip - 1);
+        struct ks_pc_info pi;
+        int kind = ks_safepoint_lookup(cur.exact ? ip : ip - 1, &pi);
         /* At (or just after) a system call in one of libc's stubs, where a
          * thread that spends its time in the kernel takes signals: if the
          * program's own code called it (the next frame must be), no lock of
@@ -131,21 +110,38 @@ static const struct ks_cfi_env ks_first_env = {ks_find_now, ks_mem_readable};
 /* The loader links and unlinks objects with its list lock held, in its own
  * code (ld.so), and takes and drops that lock in libc's mutex code: a
  * thread interrupted in either could be in the middle of the list or of the
- * lock that dl_iterate_phdr would walk or take again (it is recursive). A
- * thread the redirect walk finds safe is in neither: its frames are the
- * program's own (at most inside a dl_iterate_phdr callback, where the list
- * is whole and the lock its own to take again), or a libc stub it called,
- * with no signal frame (a handler may have interrupted the loader) and no
- * frame of the loader's (a constructor, an auditor) among them. So the
- * first table is built exactly where that walk, run with the loader's
- * lock-free lookup, says so; a place it refuses would refuse the redirect
- * anyway. */
+ * lock that dl_iterate_phdr would walk or take again (it is recursive).
+ * Interrupted in the application's code, it is in neither: at most inside
+ * a dl_iterate_phdr callback, where the list is whole and the lock its own
+ * to take again. Nor in a libc stub the application called. Unless that
+ * code is a signal handler, which may have interrupted the loader itself,
+ * or was called by the loader (a constructor, an auditor): so every frame
+ * down to the thread's start is stepped, and a signal frame or a frame of
+ * the loader's refuses, as does a frame the stepper cannot step. */
 KS_SIGSAFE int ks_redirect_table(ucontext_t *uc)
 {
     if (ks_safepoint_built())
         return 0;
-    if (!ks_walk_safe(uc, &ks_first_env, ks_kind_now))
-        return EAGAIN;
+    struct ks_cfi_cursor cur;
+    ks_cfi_init(&cur, uc, &ks_first_env);
+    int stub = 0;
+    for (int n = 0; n < 512; n++) {
+        if (cur.signal || (n > 0 && cur.exact))
+            return EAGAIN;
+        uintptr_t ip = cur.reg[KS_CFI_RIP];
+        int kind = ks_safepoint_kind_now(cur.exact ? ip : ip - 1, NULL);
+        if (n == 0 && kind == KS_MOD_LIBC && ks_uc_at_syscall(uc))
+            stub = 1;   /* its caller decides */
+        else if ((n == 0 || (n == 1 && stub)) && kind != KS_MOD_APP)
+            return EAGAIN;
+        if (kind == KS_MOD_LOADER)
+            return EAGAIN;
+        int rc = ks_cfi_step(&cur);
+        if (rc == 0)
+            break;
+        if (rc < 0)
+            return EAGAIN;
+    }
     ks_safepoint_refresh();
     return 0;
 }

@@ -35,12 +35,14 @@ int ks_redirect_safe(ucontext_t *uc);
 
 /* In signal context, before ks_redirect_safe: builds the module table if
  * none was built yet (a process's first ring), there in the handler, but
- * only where ks_redirect_safe's walk, run without the table (each frame
- * placed by glibc's lock-free _dl_find_object), finds the thread safe: the
- * program's own frames, or a libc stub they called, no signal frame, no
- * loader frame. Anywhere else the thread could hold the loader's list half
- * changed, which the build walks (dl_iterate_phdr). Returns 0 once a table
- * exists, EAGAIN if not now (the injector rings again). */
+ * only where the thread was interrupted in the application's own code, or
+ * in one of libc's system call stubs that the application's code called,
+ * and no frame below is a signal frame or the loader's (a CFI walk, each
+ * frame placed by glibc's lock-free _dl_find_object): anywhere else (the
+ * loader, libc's other code, the vDSO, the shim, no object, a handler that
+ * may have interrupted the loader) the thread could hold the loader's list
+ * half changed, which the build walks (dl_iterate_phdr). Returns 0 once a
+ * table exists, EAGAIN if not now (the injector rings again). */
 int ks_redirect_table(ucontext_t *uc);
 
 /* In signal context: saves UC (and ERR, the interrupted code's errno) and

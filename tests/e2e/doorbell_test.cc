@@ -112,8 +112,8 @@ TEST(Doorbell, UntilAskedNoUnwinderIsLoaded) {
 // first LOAD's MemSiz) and R the size of GNU_RELRO: no gap while
 // (T mod P) + (R mod P) <= P. It comes back each page: growing the text by
 // P - (T mod P) more puts the end past the next boundary and the gap goes
-// again; shrinking RELRO's remainder widens the room. At the end of stop 26
-// T = 0x3e0f0 and R = 0xc40: 720 bytes of room.
+// again; shrinking RELRO's remainder widens the room. At db0ff70 (stop 26)
+// T = 0x3e258 and R = 0xc40: 360 bytes of room.
 TEST(Doorbell, TheShimIsMappedWithoutAGapPage) {
 #ifdef KS_SANITIZER
   GTEST_SKIP() << "a sanitizer's build of the shim is laid out differently from the one users carry";

@@ -1,7 +1,7 @@
 // The module table is not built at start: the doorbell builds the first one
-// in its signal handler (ks_redirect_table), and only where the redirect's
-// safety walk, run without the table, finds the thread in the application's
-// own code (or a libc system-call stub it called), no signal frame below. Anywhere else (libc's other code, the loader, the
+// in its signal handler (ks_redirect_table), and only where the handler
+// interrupted the application's own code, or a libc system-call stub the
+// application called. Anywhere else (libc's other code, the loader, the
 // shim, the vDSO, no object at all) the thread could hold the loader's list
 // half changed, and the handler must refuse and leave no table.
 //
@@ -28,7 +28,6 @@
 #include <thread>
 
 #include "shim/core/ks.h"
-#include "shim/core/registry.h"
 #include "shim/safepoint/redirect.h"
 #include "shim/safepoint/safepoint.h"
 #include "tests/unit/beside.h"
@@ -45,14 +44,6 @@ constexpr int kMaxRefused = 256;
 uintptr_t g_refused_ip[kMaxRefused];
 int g_refused_in_handler;        // g_refused_ip[] from here on: the application's code
 void (*g_spin)(volatile int *);
-
-// The application's spin, called from here: this binary's code is the
-// shim's, so this caller is registered as the thread's start, as the shim's
-// thread start is on the threads it created, and the walk ends here.
-__attribute__((noinline)) void RunSpin() {
-  g_spin(&g_stop);
-  __asm__ volatile("" ::: "memory");
-}
 
 // A signal handler of the program's that computes in the application's code
 // until 50 more ticks were refused: a handler may have interrupted the
@@ -155,13 +146,13 @@ TEST(SafepointFirst, BuiltOnlyWhereTheApplicationWasInterrupted) {
   int refused_alone = g_refused;
   EXPECT_EQ(g_built_ip.load(), 0u) << "built in the shim's or libc's code";
   g_refused_in_handler = g_refused;
-  g_spin = spin;
 #if defined(__SANITIZE_THREAD__)
   // ThreadSanitizer's runtime holds asynchronous signals back while a
   // handler runs: no tick would reach the spin inside the handler.
   const int kInHandler = 0;
 #else
   const int kInHandler = 50;
+  g_spin = spin;
   struct sigaction usr2 = {}, old_usr2 = {};
   usr2.sa_handler = OnUsr2;
   sigemptyset(&usr2.sa_mask);
@@ -171,8 +162,7 @@ TEST(SafepointFirst, BuiltOnlyWhereTheApplicationWasInterrupted) {
 #endif
   int refused_in_handler = g_refused - g_refused_in_handler;
   EXPECT_EQ(g_built_ip.load(), 0u) << "built in a signal handler of the program's";
-  ks_thread_start_set(reinterpret_cast<uintptr_t>(RunSpin));
-  RunSpin();
+  spin(&g_stop);
   done = 1;
   guard.join();
   ticker.reset();
