@@ -248,10 +248,12 @@ TEST(Demo, TheFinalListingLacksTheEndedThreads) {
   std::vector<std::string> rows = d.Table(last, &count);
   EXPECT_EQ(count, 3) << d.lines[last + 1];
   ASSERT_EQ(rows.size(), 3u) << d.r.out;
-  EXPECT_TRUE(std::regex_search(rows[0], std::regex(" main +S ")));
-  EXPECT_TRUE(std::regex_search(rows[1], std::regex(" http +http_main ")));
+  // main's state is whatever it is at that instant: it wakes every 100 ms to
+  // join finished workers (a fresh machine's run once listed it awake).
+  EXPECT_TRUE(std::regex_search(rows[0], std::regex(" main +[RS] "))) << rows[0];
+  EXPECT_TRUE(std::regex_search(rows[1], std::regex(" http +http_main "))) << rows[1];
   // ledger-b no longer waits: the deadlock is gone with ledger-a.
-  EXPECT_TRUE(std::regex_search(rows[2], std::regex(" ledger-b +ledger_main ")));
+  EXPECT_TRUE(std::regex_search(rows[2], std::regex(" ledger-b +ledger_main "))) << rows[2];
   EXPECT_FALSE(Contains(rows[2], "waits for")) << rows[2];
   for (size_t i = (size_t)last + 1; i < d.lines.size() && d.lines[i].rfind("$ ", 0) != 0; i++)
     EXPECT_EQ(d.lines[i].rfind("deadlock:", 0), std::string::npos) << d.lines[i];
