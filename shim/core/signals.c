@@ -128,19 +128,40 @@ KS_START_PATH static int ks_pick_signals(void)
     return 0;
 }
 
+/* 1 while the kernel runs ks_sig_entry for K on the alternate signal stack. */
+KS_HOT_DATA static int ks_onstack[KS_SIG_COUNT];
+
+/* Puts ks_sig_entry into the kernel for K, with every signal blocked (nothing
+ * of the program's runs inside ours), and SA_ONSTACK when ONSTACK: the
+ * program asked for it on this number, the sign of threads that run on
+ * stacks too small for a signal frame. Go's runtime installs every handler
+ * with SA_ONSTACK and runs goroutines on stacks of 2 KiB and up, with an
+ * alternate stack of 32 KiB on each thread: a dump's frame and unwind (6.5
+ * KiB) on a goroutine's stack wrote over its neighbour's, and the program
+ * died ("fatal error: unknown caller pc"). */
+KS_START_PATH static int ks_install_kernel(int k, int onstack, struct sigaction *old)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = ks_sig_entry;
+    sa.sa_flags = SA_SIGINFO | (k == KS_SIG_DUMP ? SA_RESTART : 0) | (onstack ? SA_ONSTACK : 0);
+    ks_sigfill(&sa.sa_mask);
+    if (KS_REAL(libc_sigaction)(ks_signos[k], &sa, old) != 0)
+        return -1;
+    __atomic_store_n(&ks_onstack[k], onstack, __ATOMIC_RELAXED);
+    return 0;
+}
+
 KS_START_PATH int ks_signals_install(void)
 {
     if (!KS_REAL(sigaction) || !KS_REAL(libc_sigaction))
         return ENOSYS;
     ks_pick_signals();
     for (int k = 0; k < KS_SIG_COUNT; k++) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_sigaction = ks_sig_entry;
-        sa.sa_flags = SA_SIGINFO | (k == KS_SIG_DUMP ? SA_RESTART : 0);
-        ks_sigfill(&sa.sa_mask);   /* nothing of the program's runs inside ours */
         /* Keep what the program (or a library) had there, to chain to it. */
-        if (KS_REAL(libc_sigaction)(ks_signos[k], &sa, &ks_prog_act[k]) != 0)
+        if (ks_install_kernel(k, 0, &ks_prog_act[k]) != 0)
+            return errno;
+        if ((ks_prog_act[k].sa_flags & SA_ONSTACK) && ks_install_kernel(k, 1, NULL) != 0)
             return errno;
     }
     __atomic_store_n(&ks_installed, 1, __ATOMIC_RELEASE);
@@ -225,8 +246,13 @@ int ks_signals_program_action(int signo, const struct sigaction *act, struct sig
     ks_lock(&ks_act_mu);
     if (old)
         *old = ks_prog_act[k];
-    if (act)
+    if (act) {
         ks_prog_act[k] = *act;
+        /* The program's SA_ONSTACK is the kernel's too (ks_install_kernel). */
+        int want = (act->sa_flags & SA_ONSTACK) != 0;
+        if (want != __atomic_load_n(&ks_onstack[k], __ATOMIC_RELAXED))
+            ks_install_kernel(k, want, NULL);
+    }
     ks_unlock(&ks_act_mu);
     KS_REAL(pthread_sigmask)(SIG_SETMASK, &prev, NULL);
     return 1;

@@ -113,6 +113,19 @@ static struct ks_dump_entry *ks_dump_find(struct ks_dump *d, pid_t tid)
     return NULL;
 }
 
+/* 1 if the thread was interrupted on the alternate signal stack SS (in a
+ * handler of its own), or this handler has less than the margin left on it.
+ * A handler the kernel moved onto it (SA_ONSTACK: signals.c) from the
+ * thread's own stack unwinds there when the room allows (Go's are 32 KiB). */
+static int ks_altstack_too_small(const stack_t *ss, const ucontext_t *uc, uintptr_t sp)
+{
+    uintptr_t lo = (uintptr_t)ss->ss_sp, hi = lo + ss->ss_size;
+    uintptr_t was = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+    if (was >= lo && was < hi)
+        return 1;
+    return !(sp >= lo && sp < hi && sp - lo >= KS_STACK_MARGIN);
+}
+
 /* Unwinds here unless the stack could overflow: on the thread's alternate
  * signal stack (often a few KiB), or near the end of its own. Any other stack
  * (a coroutine's, or a thread whose bounds are unknown) is unwound. */
@@ -122,7 +135,8 @@ static void ks_capture_here(ucontext_t *uc, struct ks_dump_entry *e)
     stack_t ss;
     /* The system call, not libc's: a sanitizer's interceptor of sigaltstack
      * must not run in a handler that may have interrupted its runtime. */
-    if (syscall(SYS_sigaltstack, NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK))
+    if (syscall(SYS_sigaltstack, NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK) &&
+        ks_altstack_too_small(&ss, uc, sp))
         e->why = KS_NOSTACK_ALTSTACK;
     else if (e->stack_lo && sp >= e->stack_lo && sp < e->stack_hi &&
              sp - e->stack_lo < KS_STACK_MARGIN)

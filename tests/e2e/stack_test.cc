@@ -329,6 +329,33 @@ TEST(Stack, ThreadOnItsAlternateStackIsReported) {
   p.ReleaseAndQuit();
 }
 
+// A thread on a small stack of its own, whose program installs every
+// real-time handler with SA_ONSTACK and gives each thread an alternate stack,
+// as Go's runtime does for goroutines (2 KiB stacks): the dump's signal is
+// taken on the alternate stack, never on the small one, and the thread is
+// still unwound there. Taken on the small stack, it wrote over the memory
+// below it (tests/progs/smallstack.c's canary); in a cgo program under the
+// shim, 30 dumps killed it every time ("fatal error: unknown caller pc").
+TEST(Stack, SmallStackOfAProgramThatAsksForSaOnstackIsNotWrittenBelow) {
+  Target t(ks::ProgPath("smallstack"));
+  pid_t tid = atoi(Fields(t.WaitFor("ready "))["tid"].c_str());
+  ASSERT_GT(tid, 0);
+  for (int i = 0; i < 20; i++) {
+    Dump d = StackJson(t.pid());
+    const Thr& s = d.threads[tid];
+    EXPECT_EQ(s.captured, "signal") << i << " " << s.reason;
+    EXPECT_TRUE(HasFrame(s, "small_spin")) << i << " " << Frames(s);
+  }
+  t.Send("check");
+  EXPECT_EQ(t.ReadLine(), "canary intact");
+  t.Send("progress");
+  long before = atol(Fields(t.WaitFor("progress "))["spin"].c_str());
+  usleep(20 * 1000);
+  t.Send("progress");
+  EXPECT_GT(atol(Fields(t.WaitFor("progress "))["spin"].c_str()), before);
+  t.ExpectCleanExit();
+}
+
 // A thread that blocks every signal must not make the dump wait, whatever
 // the answer timeout: with 30 s allowed, the run finishes long before the
 // harness's 20 s limit.
