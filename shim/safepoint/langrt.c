@@ -31,6 +31,12 @@ static const struct ks_langrt ks_langrts[] = {
     {"Node.js", "its isolate and event loop", {"libnode.so", NULL}, {"node", "nodejs"},
      "napi_module_register"},
     {".NET", "its managed thread", {"libcoreclr.so", NULL}, {NULL}, "coreclr_initialize"},
+    /* OTP 24+ on x86-64 runs Erlang code with rsp on the Erlang process's
+     * own stack, inside its heap block: an abort that single-stepped a
+     * scheduler from libc into that code wrote its trap frames there, and
+     * the VM died in its garbage collector (5 of 5 runs of OTP 25). */
+    {"Erlang's BEAM", "its scheduler and the Erlang processes it runs", {NULL},
+     {"beam.smp", "beam"}, "erts_schedule"},
 };
 #define KS_NLANGRT ((int)(sizeof ks_langrts / sizeof ks_langrts[0]))
 
