@@ -37,6 +37,12 @@ static const struct ks_langrt ks_langrts[] = {
      * the VM died in its garbage collector (5 of 5 runs of OTP 25). */
     {"Erlang's BEAM", "its scheduler and the Erlang processes it runs", {NULL},
      {"beam.smp", "beam"}, "erts_schedule"},
+    /* A Go program with cgo, or a Go c-shared library: any name; its runtime
+     * exports _cgo_topofstack. Goroutines run on 2 KiB stacks that Go moves
+     * and reads return addresses from: an abort that stepped into one wrote
+     * over a goroutine's stack and the program died ("unexpected return pc
+     * ... called from 0x0"). */
+    {"Go", "its scheduler and the goroutines it runs", {NULL}, {NULL}, "_cgo_topofstack"},
 };
 #define KS_NLANGRT ((int)(sizeof ks_langrts / sizeof ks_langrts[0]))
 

@@ -1,7 +1,7 @@
 /* Language runtimes that keep their own state for each of their threads:
  * CPython (the thread state, the GIL), a Java VM, Ruby (the GVL), Perl
  * (an interpreter per thread), Node.js (an isolate and an event loop), .NET,
- * Erlang's BEAM (schedulers running Erlang processes).
+ * Erlang's BEAM (schedulers running Erlang processes), Go (goroutines).
  * Ending such a thread natively (cancel, abort) unwinds through the
  * runtime's frames and leaves that state behind: the runtime's other
  * threads then wait for a lock or a handshake that never comes, or it

@@ -469,6 +469,29 @@ TEST(Runtime, ErlangSchedulersAreRefusedNamingBeam) {
   t.ExpectCleanExit();
 }
 
+// Go's runtime (cgo programs, c-shared libraries) is known by the symbol it
+// exports, _cgo_topofstack, whatever the program's name (Go is not on CI:
+// tests/progs/go_like is threads_basic exporting it). Goroutines run on
+// 2 KiB stacks whose return addresses Go reads: an abort of a Go thread
+// stepped into one and the program died ("unexpected return pc ... called
+// from 0x0"). Now every mode is refused, naming Go, before any signal.
+TEST(Runtime, GoThreadsAreRefusedNamingGo) {
+  Target t(ks::ProgPath("go_like"), {"1"});
+  pid_t worker = TidFrom(t.WaitFor("worker 0 "));
+  t.WaitFor("ready");
+  ASSERT_NE(worker, 0);
+  for (const char* mode : {"auto", "cancel", "abort"}) {
+    SCOPED_TRACE(mode);
+    ks::Result r = Inject({"-m", mode, "-t", "10", std::to_string(t.pid()), std::to_string(worker)});
+    EXPECT_EQ(r.code, 9) << r.out << r.err;
+    EXPECT_TRUE(Has(r.out, "was started by Go (go_like")) << r.out;
+    EXPECT_TRUE(ks::TaskExists(t.pid(), worker));
+  }
+  t.Send("exit 0");
+  EXPECT_EQ(t.WaitFor("exited 0"), "exited 0");
+  t.ExpectCleanExit();
+}
+
 // --force overrides: the sleeping thread (it released the GIL and holds no
 // pthread lock) is cancelled in clock_nanosleep, and the interpreter runs on.
 TEST(Runtime, ForceEndsAPythonThreadAnyway) {
