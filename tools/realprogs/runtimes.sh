@@ -2,7 +2,7 @@
 # Language runtimes that tools/realprogs.sh does not cover, with and without
 # the shim: a cgo program, a pure Go one (static: the shim cannot load, it
 # must simply run), a Go c-shared library in a C program, Guile threads
-# (Boehm GC), Erlang schedulers. Each runs the same workload without and
+# (Boehm GC), Erlang schedulers, Mono threads (SGen GC). Each runs the same workload without and
 # under the shim (exit status and output compared); under the shim a client
 # lists it and dumps its stacks DUMPS times while it runs, then a second run
 # has one worker thread ended with the default mode, which must end it or
@@ -10,8 +10,8 @@
 #
 #   tools/realprogs/runtimes.sh [--install] [--dumps N] [NAME...]
 #
-# Names: cgo gopure goshared guile erlang (default: all). --install:
-# apt-get install golang-go guile-3.0 erlang-base gcc first. Needs a plain
+# Names: cgo gopure goshared guile erlang mono (default: all). --install:
+# apt-get install golang-go guile-3.0 erlang-base mono-mcs mono-runtime gcc. Needs a plain
 # build (bazel build //shim:libkillshim.so //injector:killshim-inject).
 # Prints one row per program; exits 1 if any row differs.
 # Known (docs/robust.md): goshared dies under dumps (Go installs no handler on
@@ -31,10 +31,10 @@ while [ $# -gt 0 ]; do
         *) SEL+=("$1"); shift ;;
     esac
 done
-[ ${#SEL[@]} -gt 0 ] || SEL=(cgo gopure goshared guile erlang)
+[ ${#SEL[@]} -gt 0 ] || SEL=(cgo gopure goshared guile erlang mono)
 if [ $INSTALL = 1 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        golang-go guile-3.0 erlang-base gcc libc6-dev >/dev/null || exit 1
+        golang-go guile-3.0 erlang-base mono-mcs mono-runtime gcc libc6-dev >/dev/null || exit 1
 fi
 for f in "$SHIM" "$INJECT"; do
     [ -x "$f" ] || { echo "runtimes: $f missing: bazel build //shim:libkillshim.so //injector:killshim-inject" >&2; exit 2; }
@@ -61,6 +61,7 @@ build() {
         guile) cp "$SRC/threads.scm" "$d/" && CMD=(guile --no-auto-compile "$d/threads.scm") ;;
         erlang) cp "$SRC/work.erl" "$d/" && (cd "$d" && erlc work.erl) &&
                 CMD=(erl -noshell -pa "$d" +S 4 -run work main) ;;
+        mono) mcs -out:"$d/work.exe" "$SRC/work.cs" && CMD=(mono "$d/work.exe") ;;
     esac
 }
 
