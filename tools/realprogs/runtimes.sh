@@ -40,7 +40,8 @@ for f in "$SHIM" "$INJECT"; do
     [ -x "$f" ] || { echo "runtimes: $f missing: bazel build //shim:libkillshim.so //injector:killshim-inject" >&2; exit 2; }
 done
 WORK=$(mktemp -d /tmp/killshim-runtimes.XXXXXX)
-export PATH=$PATH:$(ls -d /usr/lib/go-*/bin 2>/dev/null | tail -1) GOCACHE=$WORK/gocache GOFLAGS=-mod=mod
+GOBIN_DIR=$(ls -d /usr/lib/go-*/bin 2>/dev/null | tail -1)
+export PATH=$PATH:$GOBIN_DIR GOCACHE=$WORK/gocache GOFLAGS=-mod=mod
 FAIL=0
 
 # build NAME: the program's command line in CMD (an array); 1 if it cannot.
