@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,39 +13,80 @@
 #include "shim/core/elf_sym.h"
 #include "shim/core/ks.h"
 
-struct ks_langrt {
-    const char *name;
-    const char *state;            /* what ending a thread would leave behind */
-    const char *libs[2];          /* basename prefixes of its libraries */
-    const char *exes[2];          /* program names: STEM, STEM3, STEM3.11, STEM3.11d... */
-    const char *marker;           /* a symbol only the runtime defines */
+/* X(id, name, state, lib, lib, exe, exe, marker), "" where there is none:
+ *   name    what the refusal calls it
+ *   state   what ending a thread would leave behind
+ *   lib     a basename prefix of its libraries
+ *   exe     a program name: STEM, STEM3, STEM3.11, STEM3.11d...
+ *   marker  a symbol only the runtime defines */
+#define KS_LANGRT_TABLE(X)                                                                    \
+    X(cpython, "CPython", "its thread state and the GIL", "libpython", "", "python", "",      \
+      "PyEval_SaveThread")                                                                    \
+    X(java, "a Java VM", "its VM thread state", "libjvm.so", "libjli.so", "java", "",         \
+      "JNI_CreateJavaVM")                                                                     \
+    X(ruby, "Ruby", "its thread and the GVL", "libruby", "", "ruby", "", "ruby_init")         \
+    X(perl, "Perl", "its interpreter", "libperl.so", "", "perl", "", "perl_construct")        \
+    X(node, "Node.js", "its isolate and event loop", "libnode.so", "", "node", "nodejs",      \
+      "napi_module_register")                                                                 \
+    X(dotnet, ".NET", "its managed thread", "libcoreclr.so", "", "", "", "coreclr_initialize") \
+    /* OTP 24+ on x86-64 runs Erlang code with rsp on the Erlang process's    \
+     * own stack, inside its heap block: an abort that single-stepped a       \
+     * scheduler from libc into that code wrote its trap frames there, and    \
+     * the VM died in its garbage collector (5 of 5 runs of OTP 25). */       \
+    X(beam, "Erlang's BEAM", "its scheduler and the Erlang processes it runs", "", "",        \
+      "beam.smp", "beam", "erts_schedule")                                                    \
+    /* A Go program with cgo, or a Go c-shared library: any name; its runtime \
+     * exports _cgo_topofstack. Goroutines run on 2 KiB stacks that Go moves  \
+     * and reads return addresses from: an abort that stepped into one wrote  \
+     * over a goroutine's stack and the program died ("unexpected return pc   \
+     * ... called from 0x0"). */                                              \
+    X(go, "Go", "its scheduler and the goroutines it runs", "", "", "", "", "_cgo_topofstack")
+
+static const struct ks_langrt_strings {
+    char none[1];                 /* offset 0: "", every field of row 0 */
+#define KS_X(id, name, state, l0, l1, e0, e1, marker)                                         \
+    char id##_name[sizeof name], id##_state[sizeof state], id##_l0[sizeof l0],               \
+        id##_l1[sizeof l1], id##_e0[sizeof e0], id##_e1[sizeof e1], id##_marker[sizeof marker];
+    KS_LANGRT_TABLE(KS_X)
+#undef KS_X
+} ks_rt_strings = {
+    "",
+#define KS_X(id, name, state, l0, l1, e0, e1, marker) name, state, l0, l1, e0, e1, marker,
+    KS_LANGRT_TABLE(KS_X)
+#undef KS_X
 };
 
-static const struct ks_langrt ks_langrts[] = {
-    {NULL, NULL, {NULL}, {NULL}, NULL},
-    {"CPython", "its thread state and the GIL", {"libpython", NULL}, {"python", NULL},
-     "PyEval_SaveThread"},
-    {"a Java VM", "its VM thread state",
-     {"libjvm.so", "libjli.so"}, {"java", NULL}, "JNI_CreateJavaVM"},
-    {"Ruby", "its thread and the GVL", {"libruby", NULL}, {"ruby", NULL}, "ruby_init"},
-    {"Perl", "its interpreter", {"libperl.so", NULL}, {"perl", NULL}, "perl_construct"},
-    {"Node.js", "its isolate and event loop", {"libnode.so", NULL}, {"node", "nodejs"},
-     "napi_module_register"},
-    {".NET", "its managed thread", {"libcoreclr.so", NULL}, {NULL}, "coreclr_initialize"},
-    /* OTP 24+ on x86-64 runs Erlang code with rsp on the Erlang process's
-     * own stack, inside its heap block: an abort that single-stepped a
-     * scheduler from libc into that code wrote its trap frames there, and
-     * the VM died in its garbage collector (5 of 5 runs of OTP 25). */
-    {"Erlang's BEAM", "its scheduler and the Erlang processes it runs", {NULL},
-     {"beam.smp", "beam"}, "erts_schedule"},
-    /* A Go program with cgo, or a Go c-shared library: any name; its runtime
-     * exports _cgo_topofstack. Goroutines run on 2 KiB stacks that Go moves
-     * and reads return addresses from: an abort that stepped into one wrote
-     * over a goroutine's stack and the program died ("unexpected return pc
-     * ... called from 0x0"). */
-    {"Go", "its scheduler and the goroutines it runs", {NULL}, {NULL}, "_cgo_topofstack"},
+enum {
+    KS_RT_NONE,
+#define KS_X(id, name, state, l0, l1, e0, e1, marker) KS_RT_##id,
+    KS_LANGRT_TABLE(KS_X)
+#undef KS_X
+    KS_NLANGRT
 };
-#define KS_NLANGRT ((int)(sizeof ks_langrts / sizeof ks_langrts[0]))
+
+/* Offsets into ks_rt_strings, not pointers (as resolve.c's rules): as
+ * pointers the table was 504 bytes of RELRO and 39 relocations, and RELRO
+ * is what decides whether gold puts a gap page between the shim's text and
+ * data (doorbell_test's TheShimIsMappedWithoutAGapPage). */
+static const struct ks_langrt {
+    uint16_t name, state, libs[2], exes[2], marker;
+} ks_langrts[KS_NLANGRT] = {
+#define KS_O(f) offsetof(struct ks_langrt_strings, f)
+#define KS_X(id, name, state, l0, l1, e0, e1, marker)                                         \
+    [KS_RT_##id] = {KS_O(id##_name), KS_O(id##_state), {KS_O(id##_l0), KS_O(id##_l1)},       \
+                    {KS_O(id##_e0), KS_O(id##_e1)}, KS_O(id##_marker)},
+    KS_LANGRT_TABLE(KS_X)
+#undef KS_X
+#undef KS_O
+};
+_Static_assert(sizeof ks_rt_strings <= UINT16_MAX, "the table's offsets are 16 bits");
+
+/* Field OFF of the table, or NULL where the runtime has none (""). */
+static const char *ks_rt_str(uint16_t off)
+{
+    const char *s = (const char *)&ks_rt_strings + off;
+    return *s ? s : NULL;
+}
 
 /* STEM followed by a version at most: "python", "python3.11", "python3.11d". */
 static int ks_exe_is(const char *base, const char *stem)
@@ -63,10 +105,11 @@ int ks_langrt_of_name(const char *base)
 {
     for (int rt = 1; rt < KS_NLANGRT; rt++) {
         const struct ks_langrt *r = &ks_langrts[rt];
-        for (int i = 0; i < 2; i++)
-            if ((r->libs[i] && ks_starts(base, r->libs[i])) ||
-                (r->exes[i] && ks_exe_is(base, r->exes[i])))
+        for (int i = 0; i < 2; i++) {
+            const char *lib = ks_rt_str(r->libs[i]), *exe = ks_rt_str(r->exes[i]);
+            if ((lib && ks_starts(base, lib)) || (exe && ks_exe_is(base, exe)))
                 return rt;
+        }
     }
     return 0;
 }
@@ -99,7 +142,7 @@ static int ks_module_of(uintptr_t addr, void **base, const char **name, char *bu
 static void *ks_marker_base(const char *marker)
 {
     struct ks_elf_loaded l;
-    if (ks_elf_find_loaded(marker, NULL, &l) != 0)
+    if (!marker || ks_elf_find_loaded(marker, NULL, &l) != 0)
         return NULL;
     uintptr_t lo = UINTPTR_MAX;
     for (size_t i = 0; i < l.phnum; i++)
@@ -114,7 +157,7 @@ int ks_langrt_scan(const uintptr_t *addrs, int n, uintptr_t *at, char *module, s
      * exported is known by its name). */
     void *marked[KS_NLANGRT] = {NULL};
     for (int rt = 1; rt < KS_NLANGRT; rt++)
-        marked[rt] = ks_marker_base(ks_langrts[rt].marker);
+        marked[rt] = ks_marker_base(ks_rt_str(ks_langrts[rt].marker));
     void *last = NULL;
     for (int i = 0; i < n; i++) {
         void *base;
@@ -137,15 +180,19 @@ int ks_langrt_scan(const uintptr_t *addrs, int n, uintptr_t *at, char *module, s
     return 0;
 }
 
-const char *ks_langrt_name(int rt) { return rt > 0 && rt < KS_NLANGRT ? ks_langrts[rt].name : "?"; }
+const char *ks_langrt_name(int rt)
+{
+    return rt > 0 && rt < KS_NLANGRT ? ks_rt_str(ks_langrts[rt].name) : "?";
+}
 
 void ks_langrt_refusal(int rt, const char *module, pid_t tid, const char *what, char *why,
                        size_t cap)
 {
     const struct ks_langrt *r = &ks_langrts[rt > 0 && rt < KS_NLANGRT ? rt : 0];
+    const char *name = ks_rt_str(r->name), *state = ks_rt_str(r->state);
     snprintf(why, cap, "thread %d %s %s (%s): ending it natively would strand %s, and the "
              "rest of the program would hang or break; killshim does not cancel or abort a "
              "language runtime's threads (--force does)%s", (int)tid, what,
-             r->name ? r->name : "a language runtime", module, r->state ? r->state : "its state",
-             rt == 1 ? "; -m python raises SystemExit in it instead" : "");
+             name ? name : "a language runtime", module, state ? state : "its state",
+             rt == KS_RT_cpython ? "; -m python raises SystemExit in it instead" : "");
 }

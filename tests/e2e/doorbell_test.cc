@@ -112,8 +112,9 @@ TEST(Doorbell, UntilAskedNoUnwinderIsLoaded) {
 // first LOAD's MemSiz) and R the size of GNU_RELRO: no gap while
 // (T mod P) + (R mod P) <= P. It comes back each page: growing the text by
 // P - (T mod P) more puts the end past the next boundary and the gap goes
-// again; shrinking RELRO's remainder widens the room. At db0ff70 (stop 26)
-// T = 0x3e258 and R = 0xc40: 360 bytes of room.
+// again; shrinking RELRO's remainder widens the room. With the language
+// runtimes' table as offsets (langrt.c), T = 0x3e150 and R = 0xaa0:
+// 1,040 bytes of room (8 before it, at T = 0x3e358, R = 0xca0).
 TEST(Doorbell, TheShimIsMappedWithoutAGapPage) {
 #ifdef KS_SANITIZER
   GTEST_SKIP() << "a sanitizer's build of the shim is laid out differently from the one users carry";
