@@ -40,7 +40,18 @@
      * and reads return addresses from: an abort that stepped into one wrote  \
      * over a goroutine's stack and the program died ("unexpected return pc   \
      * ... called from 0x0"). */                                              \
-    X(go, "Go", "its scheduler and the goroutines it runs", "", "", "", "", "_cgo_topofstack")
+    X(go, "Go", "its scheduler and the goroutines it runs", "", "", "", "", "_cgo_topofstack") \
+    /* Debian's mono-sgen has the runtime linked in; embedders load           \
+     * libmonosgen-2.0.so. The sweep (tools/realprogs/runtimes.sh, Mono 6.8)  \
+     * saw auto cancel Mono's own Finalizer thread, blocked in a futex, after \
+     * 1 s: its finalizer queue then has no one to serve it. */               \
+    X(mono, "Mono", "its managed thread (the Finalizer thread: the finalizer queue)",         \
+      "libmonosgen-2.0.so", "libmono-2.0.so", "mono", "mono-sgen", "mono_jit_init")          \
+    /* Guile 3.0 (Boehm GC) runs Scheme in JIT code without unwind          \
+     * information: the sweep saw cancel of a worker refused only for that,   \
+     * and an abort single-step it out of libc and stay pending. */           \
+    X(guile, "Guile", "its thread state (scm_i_thread) and the Scheme code it runs",          \
+      "libguile-3.0.so", "libguile-2.2.so", "guile", "", "scm_with_guile")
 
 static const struct ks_langrt_strings {
     char none[1];                 /* offset 0: "", every field of row 0 */
