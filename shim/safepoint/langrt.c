@@ -45,7 +45,7 @@
      * libmonosgen-2.0.so. The sweep (tools/realprogs/runtimes.sh, Mono 6.8)  \
      * saw auto cancel Mono's own Finalizer thread, blocked in a futex, after \
      * 1 s: its finalizer queue then has no one to serve it. */               \
-    X(mono, "Mono", "its managed thread (the Finalizer thread: the finalizer queue)",         \
+    X(mono, "Mono", "its managed thread (or, for its Finalizer thread, the finalizer queue)", \
       "libmonosgen-2.0.so", "libmono-2.0.so", "mono", "mono-sgen", "mono_jit_init")          \
     /* Guile 3.0 (Boehm GC) runs Scheme in JIT code without unwind          \
      * information: the sweep saw cancel of a worker refused only for that,   \
