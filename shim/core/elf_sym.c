@@ -1,8 +1,10 @@
 /* See elf_sym.h. Reads only memory the loader mapped and relocated; calls
  * nothing outside this file but an indirect function's resolver and, for
- * ks_elf_find_loaded, dl_iterate_phdr. */
+ * ks_elf_find_loaded, dl_iterate_phdr (_dl_find_object for
+ * ks_elf_defined_beside). */
 #include "elf_sym.h"
 
+#include <dlfcn.h>
 #include <elf.h>
 #include <errno.h>
 #include <string.h>
@@ -306,4 +308,17 @@ KS_START_PATH int ks_elf_info_contains(const struct dl_phdr_info *info, uintptr_
             return 1;
     }
     return 0;
+}
+
+int ks_elf_defined_beside(uintptr_t pc, const char *name)
+{
+    struct dl_find_object fo;
+    if (_dl_find_object((void *)pc, &fo) != 0 || !fo.dlfo_link_map || !fo.dlfo_link_map->l_ld)
+        return 0;
+    /* ks_elf_open wants only PT_DYNAMIC: the loader's l_ld. */
+    const struct link_map *m = fo.dlfo_link_map;
+    ElfW(Phdr) dyn = {.p_type = PT_DYNAMIC, .p_vaddr = (uintptr_t)m->l_ld - m->l_addr};
+    struct ks_elf_obj o;
+    return ks_elf_open(&o, m->l_addr, &dyn, 1) == 0 &&
+           ks_elf_find(&o, name, ks_elf_gnu_hash(name), NULL) != NULL;
 }

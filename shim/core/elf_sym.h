@@ -78,6 +78,11 @@ void *ks_elf_addr(const struct ks_elf_obj *o, const ElfW(Sym) *sym);
  * describes (a dl_iterate_phdr entry), else 0. */
 int ks_elf_info_contains(const struct dl_phdr_info *info, uintptr_t addr);
 
+/* 1 if the loaded object whose code holds PC defines NAME (as ks_elf_find
+ * with VERSION NULL), else 0. Through glibc's lock-free _dl_find_object,
+ * without allocating: callable in a signal handler. */
+int ks_elf_defined_beside(uintptr_t pc, const char *name);
+
 /* A loaded object found by ks_elf_find_loaded. Points into the object's own
  * mapping and the loader's list: valid while the object stays loaded. */
 struct ks_elf_loaded {

@@ -8,6 +8,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "elf_sym.h"
 #include "ks.h"
 #include "lock.h"
 #include "registry.h"
@@ -152,6 +153,17 @@ KS_START_PATH static int ks_install_kernel(int k, int onstack, struct sigaction 
     return 0;
 }
 
+/* 1 once a Go runtime is in the process (ks_signals_onstack_if_go): the
+ * shim's handlers then take SA_ONSTACK on every number, for good. */
+KS_HOT_DATA static int ks_onstack_go;
+
+/* SA_ONSTACK for both: ks_signals_program_action puts it into the kernel. */
+static void ks_onstack_all(void)
+{
+    for (int k = 0; k < KS_SIG_COUNT; k++)
+        ks_signals_program_action(ks_signos[k], NULL, NULL);
+}
+
 KS_START_PATH int ks_signals_install(void)
 {
     if (!KS_REAL(sigaction) || !KS_REAL(libc_sigaction))
@@ -164,8 +176,23 @@ KS_START_PATH int ks_signals_install(void)
         if ((ks_prog_act[k].sa_flags & SA_ONSTACK) && ks_install_kernel(k, 1, NULL) != 0)
             return errno;
     }
-    __atomic_store_n(&ks_installed, 1, __ATOMIC_RELEASE);
+    /* Sequentially consistent, as in ks_signals_onstack_if_go: one of the
+     * two sees the other's store. Go's runtime in a library the program
+     * links asks before this constructor runs. */
+    __atomic_store_n(&ks_installed, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&ks_onstack_go, __ATOMIC_SEQ_CST))
+        ks_onstack_all();
     return 0;
+}
+
+void ks_signals_onstack_if_go(uintptr_t caller)
+{
+    if (__atomic_load_n(&ks_onstack_go, __ATOMIC_RELAXED) ||
+        !ks_elf_defined_beside(caller, "_cgo_topofstack"))
+        return;
+    __atomic_store_n(&ks_onstack_go, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&ks_installed, __ATOMIC_SEQ_CST))
+        ks_onstack_all();
 }
 
 /* The kernel's struct for rt_sigaction. */
@@ -246,13 +273,13 @@ int ks_signals_program_action(int signo, const struct sigaction *act, struct sig
     ks_lock(&ks_act_mu);
     if (old)
         *old = ks_prog_act[k];
-    if (act) {
+    if (act)
         ks_prog_act[k] = *act;
-        /* The program's SA_ONSTACK is the kernel's too (ks_install_kernel). */
-        int want = (act->sa_flags & SA_ONSTACK) != 0;
-        if (want != __atomic_load_n(&ks_onstack[k], __ATOMIC_RELAXED))
-            ks_install_kernel(k, want, NULL);
-    }
+    /* The program's SA_ONSTACK is the kernel's too (ks_install_kernel), and
+     * always once Go is in (ks_onstack_all). */
+    int want = (ks_prog_act[k].sa_flags & SA_ONSTACK) || __atomic_load_n(&ks_onstack_go, __ATOMIC_RELAXED);
+    if (want != __atomic_load_n(&ks_onstack[k], __ATOMIC_RELAXED))
+        ks_install_kernel(k, want, NULL);
     ks_unlock(&ks_act_mu);
     KS_REAL(pthread_sigmask)(SIG_SETMASK, &prev, NULL);
     return 1;

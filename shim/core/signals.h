@@ -79,6 +79,18 @@ void ks_signals_pass_mask_from(uintptr_t lo, uintptr_t hi);
  * returns 0 and touches nothing. */
 int ks_signals_program_action(int signo, const struct sigaction *act, struct sigaction *old);
 
+/* For the program's sigaction when it asks for SA_ONSTACK (CALLER: its
+ * return address): if CALLER's object is a Go runtime (it defines
+ * _cgo_topofstack), the shim's handlers take SA_ONSTACK from now on, on
+ * both numbers. Go runs goroutines on stacks of 2 KiB and gives each of its
+ * threads an alternate stack of 32 KiB; as a c-shared library it installs
+ * no handler on the shim's numbers (those that have one it leaves alone),
+ * so the per-number rule of ks_signals_program_action never applies, and a
+ * dump on a goroutine's stack killed the program ("fatal error: fault").
+ * Not for any SA_ONSTACK: Rust's runtime asks for it on SIGSEGV with
+ * alternate stacks of 8 KiB, too small to unwind on. */
+void ks_signals_onstack_if_go(uintptr_t caller);
+
 /* 1 if CALLER (a hook's return address) is in the code of
  * ks_signals_pass_mask_from: libunwind, masking around its locks, mostly
  * inside the shim's own signal handlers. Its calls go straight to the kernel

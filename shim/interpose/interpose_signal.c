@@ -12,6 +12,9 @@
 
 KS_EXPORT int sigaction(int signo, const struct sigaction *act, struct sigaction *old)
 {
+    /* Go's runtime installs its own handlers so (signals.h). */
+    if (act && (act->sa_flags & SA_ONSTACK))
+        ks_signals_onstack_if_go((uintptr_t)__builtin_return_address(0));
     if (ks_signals_program_action(signo, act, old))
         return 0;
     return KS_CALL_OR(sigaction, (errno = ENOSYS, -1), (signo, act, old));

@@ -5,11 +5,15 @@
  * stacks start at 2 KiB). Below the small stack lies a canary region, filled
  * with a pattern, then an inaccessible page: a signal handled on the small
  * stack writes over the canary (what a goroutine's neighbour would suffer).
+ * argv: "lib [PATH]": the program installs no handler itself (a C program
+ * with a Go c-shared library: gort_lib.c stands in for it, preloaded, or
+ * loaded from PATH with dlopen before the thread starts).
  * stdout: "ready tid=T" (T runs small_spin on the small stack).
  * stdin:
  *   "check"     prints "canary intact" or "canary overwritten N bytes"
  *   "progress"  prints "progress spin=N"
  *   "quit"      stops the thread, joins it, exits 0 */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -28,6 +32,7 @@ static atomic_int stop;
 static atomic_long spins;
 static atomic_int tid;
 static long page;
+static int lib;   /* "lib" mode: no handler of the program's */
 
 static void on_rt(int s, siginfo_t *si, void *uc)
 {
@@ -69,7 +74,7 @@ static void *worker(void *a)
     sa.sa_sigaction = on_rt;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
     sigfillset(&sa.sa_mask);
-    for (int s = SIGRTMIN; s <= SIGRTMAX; s++)
+    for (int s = SIGRTMIN; s <= SIGRTMAX && !lib; s++)
         sigaction(s, &sa, NULL);
     atomic_store(&tid, gettid());
     run_on(region + page + CANARY + SMALL);
@@ -88,9 +93,14 @@ static size_t canary_damage(void)
     return bad;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
+    lib = argc > 1 && strcmp(argv[1], "lib") == 0;
+    if (lib && argc > 2 && !dlopen(argv[2], RTLD_NOW)) {
+        fprintf(stderr, "dlopen: %s\n", dlerror());
+        return 1;
+    }
     page = sysconf(_SC_PAGESIZE);
     region = mmap(NULL, page + CANARY + SMALL, PROT_READ | PROT_WRITE,
                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
