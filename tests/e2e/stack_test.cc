@@ -386,6 +386,23 @@ TEST(Stack, SmallStackBesideAGoLibraryIsNotWrittenBelow) {
   }
 }
 
+// Only Go's SA_ONSTACK moves the shim's handlers: Rust's runtime asks for it
+// on SIGSEGV with alternate stacks of 8 KiB, where a dump is refused
+// (stack_capture.c), and its threads run on stacks of their own that a dump
+// fits on.
+TEST(Stack, SaOnstackOfAnotherRuntimeLeavesTheShimOnTheThreadsStack) {
+  Target t(ks::ProgPath("smallstack"), {"rust"});
+  pid_t tid = atoi(Fields(t.WaitFor("ready "))["tid"].c_str());
+  ASSERT_GT(tid, 0);
+  for (int i = 0; i < 3; i++) {
+    Dump d = StackJson(t.pid());
+    const Thr& s = d.threads[tid];
+    EXPECT_EQ(s.captured, "signal") << i << " " << s.reason;
+    EXPECT_TRUE(HasFrame(s, "small_spin")) << i << " " << Frames(s);
+  }
+  t.ExpectCleanExit();
+}
+
 // A thread that blocks every signal must not make the dump wait, whatever
 // the answer timeout: with 30 s allowed, the run finishes long before the
 // harness's 20 s limit.

@@ -7,7 +7,9 @@
  * stack writes over the canary (what a goroutine's neighbour would suffer).
  * argv: "lib [PATH]": the program installs no handler itself (a C program
  * with a Go c-shared library: gort_lib.c stands in for it, preloaded, or
- * loaded from PATH with dlopen before the thread starts).
+ * loaded from PATH with dlopen before the thread starts). "rust": as a
+ * Rust program, SIGSEGV's handler with SA_ONSTACK and alternate stacks of
+ * 8 KiB, too small to unwind on; the thread spins on its own stack.
  * stdout: "ready tid=T" (T runs small_spin on the small stack).
  * stdin:
  *   "check"     prints "canary intact" or "canary overwritten N bytes"
@@ -32,7 +34,8 @@ static atomic_int stop;
 static atomic_long spins;
 static atomic_int tid;
 static long page;
-static int lib;   /* "lib" mode: no handler of the program's */
+static int lib;    /* "lib" mode: no handler of the program's */
+static int rust;   /* "rust" mode */
 
 static void on_rt(int s, siginfo_t *si, void *uc)
 {
@@ -64,7 +67,8 @@ __attribute__((noinline)) static void run_on(void *top)
 static void *worker(void *a)
 {
     (void)a;
-    stack_t ss = {.ss_sp = malloc(32 * 1024), .ss_size = 32 * 1024};
+    size_t alt = rust ? 8 * 1024 : 32 * 1024;
+    stack_t ss = {.ss_sp = malloc(alt), .ss_size = alt};
     if (!ss.ss_sp || sigaltstack(&ss, NULL) != 0) {
         perror("sigaltstack");
         exit(1);
@@ -74,10 +78,15 @@ static void *worker(void *a)
     sa.sa_sigaction = on_rt;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
     sigfillset(&sa.sa_mask);
-    for (int s = SIGRTMIN; s <= SIGRTMAX && !lib; s++)
+    for (int s = SIGRTMIN; s <= SIGRTMAX && !lib && !rust; s++)
         sigaction(s, &sa, NULL);
+    if (rust)
+        sigaction(SIGSEGV, &sa, NULL);
     atomic_store(&tid, gettid());
-    run_on(region + page + CANARY + SMALL);
+    if (rust)
+        small_spin();
+    else
+        run_on(region + page + CANARY + SMALL);
     /* Back on the thread's own stack: the alternate stack may go. */
     stack_t off = {.ss_flags = SS_DISABLE};
     sigaltstack(&off, NULL);
@@ -97,6 +106,7 @@ int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     lib = argc > 1 && strcmp(argv[1], "lib") == 0;
+    rust = argc > 1 && strcmp(argv[1], "rust") == 0;
     if (lib && argc > 2 && !dlopen(argv[2], RTLD_NOW)) {
         fprintf(stderr, "dlopen: %s\n", dlerror());
         return 1;
