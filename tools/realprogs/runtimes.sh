@@ -14,8 +14,6 @@
 # apt-get install golang-go guile-3.0 erlang-base mono-mcs mono-runtime gcc. Needs a plain
 # build (bazel build //shim:libkillshim.so //injector:killshim-inject).
 # Prints one row per program; exits 1 if any row differs.
-# Known (docs/robust.md): goshared dies under dumps (Go installs no handler on
-# the shim's signals in a c-shared library, so they run on goroutine stacks).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 SRC=$PWD/tools/realprogs/runtimes
@@ -26,7 +24,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --install) INSTALL=1; shift ;;
         --dumps) DUMPS=$2; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         -*) echo "runtimes: unknown option $1" >&2; exit 2 ;;
         *) SEL+=("$1"); shift ;;
     esac
