@@ -58,6 +58,14 @@ std::string ShimPath() { return Runfile("shim/libkillshim.so"); }
 std::string InjectorPath() { return Runfile("injector/killshim-inject"); }
 std::string ProgPath(const std::string& name) { return Runfile("tests/progs/" + name); }
 
+void CopyFile(const std::string& from, const std::string& to, mode_t mode) {
+  std::ifstream in(from, std::ios::binary);
+  std::ofstream out(to, std::ios::binary);
+  out << in.rdbuf();
+  out.close();
+  ASSERT_EQ(chmod(to.c_str(), mode), 0) << to;
+}
+
 static std::vector<char*> CStrings(const std::vector<std::string>& v) {
   std::vector<char*> out;
   for (const auto& s : v) out.push_back(const_cast<char*>(s.c_str()));

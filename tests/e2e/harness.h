@@ -33,6 +33,9 @@ enum class AllocAt { kNoShim, kBeforeShim, kAfterShim };
 std::string AllocatorPreload(const std::string& lib, AllocAt at);
 std::string InjectorPath();
 std::string ProgPath(const std::string& name);  // tests/progs/NAME
+// Copies FROM to TO with MODE (a program under a name of the test's
+// choosing); a fatal failure of the calling test if the mode cannot be set.
+void CopyFile(const std::string& from, const std::string& to, mode_t mode);
 
 // A program started under LD_PRELOAD=libkillshim.so, with pipes on its
 // stdin and stdout; stderr goes to a file (Stderr() reads it).

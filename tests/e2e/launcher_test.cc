@@ -16,6 +16,7 @@
 namespace {
 
 using ks::Contains;
+using ks::CopyFile;
 using ks::LauncherPath;
 using ks::Result;
 using ks::Run;
@@ -34,14 +35,6 @@ std::string Real(const std::string& p) {
 std::string Trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
   return s;
-}
-
-void CopyFile(const std::string& from, const std::string& to, mode_t mode) {
-  std::ifstream in(from, std::ios::binary);
-  std::ofstream out(to, std::ios::binary);
-  out << in.rdbuf();
-  out.close();
-  ASSERT_EQ(chmod(to.c_str(), mode), 0) << to;
 }
 
 TEST(Launcher, LibPrintsTheAbsolutePathOfThisBuildsShim) {

@@ -7,11 +7,9 @@
 // that blocks every signal is refused at once. And the listing's lock count
 // during a condition wait, and stripped programs' addresses.
 #include <gtest/gtest.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <fstream>
 #include <map>
 #include <regex>
 #include <string>
@@ -442,12 +440,8 @@ std::string ThreadsBasicNamed(const std::string& name) {
   const char* tmp = getenv("TEST_TMPDIR");
   if (!tmp) return "";
   std::string path = std::string(tmp) + "/" + name;
-  {
-    std::ifstream in(ks::ProgPath("threads_basic"), std::ios::binary);
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out << in.rdbuf();
-  }
-  return chmod(path.c_str(), 0755) == 0 ? path : "";
+  ks::CopyFile(ks::ProgPath("threads_basic"), path, 0755);
+  return ::testing::Test::HasFatalFailure() ? "" : path;
 }
 
 // Runs PROG with one worker and asks auto, cancel and abort to end it: each

@@ -329,6 +329,17 @@ TEST(Stack, ThreadOnItsAlternateStackIsReported) {
   p.ReleaseAndQuit();
 }
 
+// N dumps of smallstack's thread TID: each one taken by its signal, with
+// small_spin, the function it runs on the small stack, among its frames.
+void ExpectSmallSpinDumped(pid_t pid, pid_t tid, int n) {
+  for (int i = 0; i < n; i++) {
+    Dump d = StackJson(pid);
+    const Thr& s = d.threads[tid];
+    EXPECT_EQ(s.captured, "signal") << i << " " << s.reason;
+    EXPECT_TRUE(HasFrame(s, "small_spin")) << i << " " << Frames(s);
+  }
+}
+
 // A thread on a small stack of its own, whose program installs every
 // real-time handler with SA_ONSTACK and gives each thread an alternate stack,
 // as Go's runtime does for goroutines (2 KiB stacks): the dump's signal is
@@ -340,12 +351,7 @@ TEST(Stack, SmallStackOfAProgramThatAsksForSaOnstackIsNotWrittenBelow) {
   Target t(ks::ProgPath("smallstack"));
   pid_t tid = atoi(Fields(t.WaitFor("ready "))["tid"].c_str());
   ASSERT_GT(tid, 0);
-  for (int i = 0; i < 20; i++) {
-    Dump d = StackJson(t.pid());
-    const Thr& s = d.threads[tid];
-    EXPECT_EQ(s.captured, "signal") << i << " " << s.reason;
-    EXPECT_TRUE(HasFrame(s, "small_spin")) << i << " " << Frames(s);
-  }
+  ExpectSmallSpinDumped(t.pid(), tid, 20);
   t.Send("check");
   EXPECT_EQ(t.ReadLine(), "canary intact");
   t.Send("progress");
@@ -374,12 +380,8 @@ TEST(Stack, SmallStackBesideAGoLibraryIsNotWrittenBelow) {
     Target t(ks::ProgPath("smallstack"), args, env, /*preload=*/!preloaded);
     pid_t tid = atoi(Fields(t.WaitFor("ready "))["tid"].c_str());
     ASSERT_GT(tid, 0) << preloaded;
-    for (int i = 0; i < 10; i++) {
-      Dump d = StackJson(t.pid());
-      const Thr& s = d.threads[tid];
-      EXPECT_EQ(s.captured, "signal") << preloaded << " " << i << " " << s.reason;
-      EXPECT_TRUE(HasFrame(s, "small_spin")) << preloaded << " " << i << " " << Frames(s);
-    }
+    SCOPED_TRACE(preloaded ? "preloaded" : "dlopened");
+    ExpectSmallSpinDumped(t.pid(), tid, 10);
     t.Send("check");
     EXPECT_EQ(t.ReadLine(), "canary intact") << preloaded;
     t.ExpectCleanExit();
@@ -394,12 +396,7 @@ TEST(Stack, SaOnstackOfAnotherRuntimeLeavesTheShimOnTheThreadsStack) {
   Target t(ks::ProgPath("smallstack"), {"rust"});
   pid_t tid = atoi(Fields(t.WaitFor("ready "))["tid"].c_str());
   ASSERT_GT(tid, 0);
-  for (int i = 0; i < 3; i++) {
-    Dump d = StackJson(t.pid());
-    const Thr& s = d.threads[tid];
-    EXPECT_EQ(s.captured, "signal") << i << " " << s.reason;
-    EXPECT_TRUE(HasFrame(s, "small_spin")) << i << " " << Frames(s);
-  }
+  ExpectSmallSpinDumped(t.pid(), tid, 3);
   t.ExpectCleanExit();
 }
 
