@@ -204,6 +204,13 @@ void ks_py_list_take(struct ks_py_list_view *v)
     } else {
         rc = ks_py_list(v->rows, KS_PY_LIST_MAX, &v->n, KS_PY_LIST_MS, v->why, sizeof v->why);
     }
+    if (rc != 0 && v->raw_ok) {
+        /* The GIL was not free: read again who keeps it. The first
+         * snapshot may have caught it between two holders (a thread just
+         * entering the C call that then kept it). */
+        ks_pyf_close(&v->raw);
+        v->raw_ok = ks_pyf_open(&v->raw, v->raw_why, sizeof v->raw_why) == 0;
+    }
     if (rc == 0 && v->raw_ok)
         ks_py_rows_states(v);
     if (rc == 0 && v->n > 0 && v->rows[0].ts)
