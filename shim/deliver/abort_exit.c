@@ -252,7 +252,7 @@ int ks_abort_arm_return(struct ks_thread *t, ucontext_t *uc)
     ks_ai()->armed_slot = slot;
     /* The slot is written last: from here on the return leaves. */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    *(volatile uintptr_t *)slot = ks_tramp_table[k];
+    *(volatile uintptr_t *)slot = ks_tramp_addr(k);
     ks_sb_str(&b, "inside ");
     ks_sb_where(&b, pc);
     ks_sb_str(&b, "; leaves when it returns to ");
@@ -266,7 +266,7 @@ void ks_abort_disarm(int restore)
     if (!ks_ai()->armed)
         return;
     int k = ks_ai()->armed_k;
-    if (restore && *(volatile uintptr_t *)ks_ai()->armed_slot == ks_tramp_table[k])
+    if (restore && *(volatile uintptr_t *)ks_ai()->armed_slot == ks_tramp_addr(k))
         *(volatile uintptr_t *)ks_ai()->armed_slot = ks_tramp_slots[k];
     ks_ai()->armed = 0;
     ks_tramp_free(k);
@@ -277,7 +277,8 @@ int ks_abort_armed_stale(const ucontext_t *uc)
     if (!ks_ai()->armed)
         return 0;
     uintptr_t sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
-    if (sp <= ks_ai()->armed_slot && *(volatile uintptr_t *)ks_ai()->armed_slot == ks_tramp_table[ks_ai()->armed_k])
+    if (sp <= ks_ai()->armed_slot &&
+        *(volatile uintptr_t *)ks_ai()->armed_slot == ks_tramp_addr(ks_ai()->armed_k))
         return 0;
     ks_abort_disarm(0);
     return 1;

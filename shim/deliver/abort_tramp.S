@@ -40,7 +40,7 @@ ks_tramp_base:
 
     .altmacro
     .macro KS_TRAMP k
-    .p2align 4
+    .p2align 4                         /* abort_tramp.h's ks_tramp_addr: 16 bytes apart */
 .Lpre\k:
     nop                                /* return address - 1 lands here, inside the FDE */
 .Ltramp\k:
@@ -79,21 +79,6 @@ ks_tramp_common:                       /* [rsp] = K, in the return-address slot 
     popq    %rax                       /* pop leaves the flags alone */
     jnz     ks_abort_entry
     ret
-
-/* The address of ks_tramp_K, for K in 0..KS_TRAMP_N-1. */
-    .section .data.rel.ro, "aw"
-    .p2align 3
-    .globl  ks_tramp_table
-    .hidden ks_tramp_table
-ks_tramp_table:
-    .macro KS_TABLE_ENTRY k
-    .quad   .Ltramp\k
-    .endm
-    .set i, 0
-    .rept KS_TRAMP_N
-    KS_TABLE_ENTRY %i
-    .set i, i + 1
-    .endr
 
 /* The original return addresses, and the same minus 1 for the unwinder. */
     .bss

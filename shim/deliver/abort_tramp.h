@@ -17,7 +17,16 @@ extern char ks_abort_entry[];
  * replaced. A slot K is owned by the thread whose bit is set in
  * abort_exit.c's ks_tramp_used. */
 #define KS_TRAMP_N 64
-extern const uintptr_t ks_tramp_table[KS_TRAMP_N];
+#define KS_TRAMP_STRIDE 16
+extern char ks_tramp_base[];
+/* The address of ks_tramp_K: each is 16 bytes after the one before, behind
+ * a nop (tramp_test checks it). Computed, not a table: a table of 64
+ * pointers was 64 relocations in every process at load and 512 bytes of
+ * RELRO (doorbell_test's TheShimIsMappedWithoutAGapPage). */
+static inline uintptr_t ks_tramp_addr(int k)
+{
+    return (uintptr_t)ks_tramp_base + KS_TRAMP_STRIDE * (unsigned)k + 1;
+}
 extern uintptr_t ks_tramp_slots[KS_TRAMP_N];
 extern uintptr_t ks_tramp_ips[KS_TRAMP_N];   /* the same minus 1, for unwinders */
 /* The common part of the trampolines calls ks_abort_trampoline_fire(K)

@@ -76,9 +76,8 @@ enum {
 };
 
 /* Offsets into ks_rt_strings, not pointers (as resolve.c's rules): as
- * pointers the table was 504 bytes of RELRO and 39 relocations, and RELRO
- * is what decides whether gold puts a gap page between the shim's text and
- * data (doorbell_test's TheShimIsMappedWithoutAGapPage). */
+ * pointers the table was 504 bytes of RELRO and 39 relocations, each one
+ * applied in every process at load. */
 static const struct ks_langrt {
     uint16_t name, state, libs[2], exes[2], marker;
 } ks_langrts[KS_NLANGRT] = {

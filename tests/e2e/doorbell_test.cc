@@ -100,25 +100,17 @@ TEST(Doorbell, UntilAskedNoUnwinderIsLoaded) {
   EXPECT_EQ(g.t.Wait(), 0);
 }
 
-// The shim's segments follow each other without a gap. gold starts the data
-// segment where its RELRO part ends on a page boundary; past a threshold of
-// the text's size that leaves a page between text and data, which the loader
-// maps PROT_NONE: one mprotect more in every process at load, and one
-// mapping more that every fork copies (docs/bench.md, "two of the shim's page
-// faults fewer"). A change that crosses it fails here: trim the text or the
-// relocated data until it passes. The sanitizers' builds have a layout of
-// their own, not the one a user carries.
-// The rule, with P the page, T the end of the text segment (readelf -lW: the
-// first LOAD's MemSiz) and R the size of GNU_RELRO: no gap while
-// (T mod P) + (R mod P) <= P. It comes back each page: growing the text by
-// P - (T mod P) more puts the end past the next boundary and the gap goes
-// again; shrinking RELRO's remainder widens the room. With the language
-// runtimes' table as offsets (langrt.c) and Mono and Guile in it,
-// T = 0x3e298 and R = 0xaa0: 712 bytes of room (8 before the table was
-// converted, at T = 0x3e358, R = 0xca0). Shrinking the text across a
-// boundary brings the gap back too ((T mod P) jumps to nearly P): T is 664
-// bytes above one (converting ks_call_names and ks_nostack_names to offsets
-// as well put it at 0x3df18, R = 0x900: a gap, this test failed).
+// The shim's segments follow each other without a gap: a page between text
+// and data is mapped PROT_NONE by the loader, one mprotect more in every
+// process at load and one mapping more that every fork copies (docs/bench.md,
+// "two of the shim's page faults fewer"). gold, which Bazel's toolchain picks,
+// starts the data segment one page above its file offset and pads it so that
+// RELRO ends on a page boundary: with P the page, T the text's end and R
+// RELRO's size, it leaves that page whenever (T mod P) + (R mod P) > P, which
+// most sizes meet (the shim sat 8 bytes from it). GNU ld pads the file
+// instead and has no such size: shim/BUILD links the shim with it. This
+// guards that choice. The sanitizers' builds have a layout of their own, not
+// the one a user carries.
 TEST(Doorbell, TheShimIsMappedWithoutAGapPage) {
 #ifdef KS_SANITIZER
   GTEST_SKIP() << "a sanitizer's build of the shim is laid out differently from the one users carry";

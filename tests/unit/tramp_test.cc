@@ -53,7 +53,7 @@ void Patch(uintptr_t caller, int k) {
   auto* slot = reinterpret_cast<uintptr_t*>(f.cfa - 8);
   ks_tramp_slots[k] = *slot;
   ks_tramp_ips[k] = *slot - 1;
-  *slot = ks_tramp_table[k];
+  *slot = ks_tramp_addr(k);
 }
 
 struct Pair { long a, b; };        // returned in rax:rdx
@@ -91,6 +91,32 @@ TEST(Tramp, AReturnThroughItKeepsTheReturnRegisters) {
   EXPECT_EQ(g_fired_k, 7);
   EXPECT_EQ(g_dpair.x, 1.25);
   EXPECT_EQ(g_dpair.y, -3.5);
+}
+
+// ks_tramp_addr computes where trampoline K starts (no table of them): each
+// is a push of K behind a nop, and a return through each one fires K.
+int g_k;
+__attribute__((noinline)) void CallerAnyK();
+__attribute__((noinline)) Pair CalleeAnyK() {
+  Patch(reinterpret_cast<uintptr_t>(&CallerAnyK), g_k);
+  return Pair{g_k, -g_k};
+}
+__attribute__((noinline)) void CallerAnyK() { g_pair = CalleeAnyK(); }
+
+TEST(Tramp, EachTrampolineIsWhereItsAddressSays) {
+  for (int k = 0; k < KS_TRAMP_N; k++) {
+    const auto* at = reinterpret_cast<const unsigned char*>(ks_tramp_addr(k));
+    EXPECT_EQ(at[-1], 0x90) << k;                         // nop
+    EXPECT_EQ(at[0], 0x6a) << k;                          // push imm8
+    EXPECT_EQ(at[1], k) << k;
+    g_fired = 0;
+    g_k = k;
+    CallerAnyK();
+    EXPECT_EQ(g_fired, 1) << k;
+    EXPECT_EQ(g_fired_k, k);
+    EXPECT_EQ(g_pair.a, k);
+    EXPECT_EQ(g_pair.b, -k);
+  }
 }
 
 // qsort (libc) calls back into the program; the comparator patches qsort's
