@@ -51,7 +51,18 @@
      * information: the sweep saw cancel of a worker refused only for that,   \
      * and an abort single-step it out of libc and stay pending. */           \
     X(guile, "Guile", "its thread state (scm_i_thread) and the Scheme code it runs",          \
-      "libguile-3.0.so", "libguile-2.2.so", "guile", "", "scm_with_guile")
+      "libguile-3.0.so", "libguile-2.2.so", "guile", "", "scm_with_guile")                     \
+    /* Boehm's collector (libgc: Guile, w3m, ECL, Inkscape...) starts its     \
+     * marker threads, and with GC_THREADS the program's own threads, through \
+     * libgc. A marker aborted while it helped a collection left the          \
+     * collector waiting for it: the program hung (1 of 6 runs of a C         \
+     * program that allocates in a loop, libgc 8.2). Threads registered with  \
+     * it are refused too (a stack with a frame of libgc's start routine):    \
+     * cancel is what libgc supports for them, and --force does it. No        \
+     * marker symbol: a program linked with libgc statically is not taken for \
+     * a runtime as a whole. */                                               \
+    X(boehm, "the Boehm GC", "its collector (a marker's share of a collection, or the "       \
+      "collection under way)", "libgc.so", "", "", "", "")
 
 static const struct ks_langrt_strings {
     char none[1];                 /* offset 0: "", every field of row 0 */

@@ -2,7 +2,8 @@
  * CPython (the thread state, the GIL), a Java VM, Ruby (the GVL), Perl
  * (an interpreter per thread), Node.js (an isolate and an event loop), .NET,
  * Erlang's BEAM (schedulers running Erlang processes), Go (goroutines),
- * Mono (a managed thread, its finalizer thread), Guile (scm_i_thread).
+ * Mono (a managed thread, its finalizer thread), Guile (scm_i_thread),
+ * Boehm's collector (its marker threads, the threads registered with it).
  * Ending such a thread natively (cancel, abort) unwinds through the
  * runtime's frames and leaves that state behind: the runtime's other
  * threads then wait for a lock or a handshake that never comes, or it

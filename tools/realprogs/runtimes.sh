@@ -2,7 +2,8 @@
 # Language runtimes that tools/realprogs.sh does not cover, with and without
 # the shim: a cgo program, a pure Go one (static: the shim cannot load, it
 # must simply run), a Go c-shared library in a C program, Guile threads
-# (Boehm GC), Erlang schedulers, Mono threads (SGen GC). Each runs the same workload without and
+# (Boehm GC), a C program on Boehm's collector with parallel marking, Erlang
+# schedulers, Mono threads (SGen GC). Each runs the same workload without and
 # under the shim (exit status and output compared); under the shim a client
 # lists it and dumps its stacks DUMPS times while it runs, then a second run
 # has one worker thread ended with the default mode, which must end it or
@@ -10,8 +11,8 @@
 #
 #   tools/realprogs/runtimes.sh [--install] [--dumps N] [NAME...]
 #
-# Names: cgo gopure goshared guile erlang mono (default: all). --install:
-# apt-get install golang-go guile-3.0 erlang-base mono-mcs mono-runtime gcc. Needs a plain
+# Names: cgo gopure goshared guile boehm erlang mono (default: all). --install:
+# apt-get install golang-go guile-3.0 libgc1 erlang-base mono-mcs mono-runtime gcc. Needs a plain
 # build (bazel build //shim:libkillshim.so //injector:killshim-inject).
 # Prints one row per program; exits 1 if any row differs.
 set -uo pipefail
@@ -24,15 +25,15 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --install) INSTALL=1; shift ;;
         --dumps) DUMPS=$2; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         -*) echo "runtimes: unknown option $1" >&2; exit 2 ;;
         *) SEL+=("$1"); shift ;;
     esac
 done
-[ ${#SEL[@]} -gt 0 ] || SEL=(cgo gopure goshared guile erlang mono)
+[ ${#SEL[@]} -gt 0 ] || SEL=(cgo gopure goshared guile boehm erlang mono)
 if [ $INSTALL = 1 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        golang-go guile-3.0 erlang-base mono-mcs mono-runtime gcc libc6-dev >/dev/null || exit 1
+        golang-go guile-3.0 libgc1 erlang-base mono-mcs mono-runtime gcc libc6-dev >/dev/null || exit 1
 fi
 for f in "$SHIM" "$INJECT"; do
     [ -x "$f" ] || { echo "runtimes: $f missing: bazel build //shim:libkillshim.so //injector:killshim-inject" >&2; exit 2; }
@@ -58,6 +59,8 @@ build() {
                   gcc -O2 -o "$d/prog" "$SRC/goshared_main.c" -L"$d" -l:libgs.so -Wl,-rpath,"$d" &&
                   CMD=("$d/prog") ;;
         guile) cp "$SRC/threads.scm" "$d/" && CMD=(guile --no-auto-compile "$d/threads.scm") ;;
+        boehm) gcc -O2 -o "$d/prog" "$SRC/boehm.c" "$(ls /usr/lib/*/libgc.so.1 | head -1)" -pthread &&
+               CMD=("$d/prog") ;;
         erlang) cp "$SRC/work.erl" "$d/" && (cd "$d" && erlc work.erl) &&
                 CMD=(erl -noshell -pa "$d" +S 4 -run work main) ;;
         mono) mcs -out:"$d/work.exe" "$SRC/work.cs" && CMD=(mono "$d/work.exe") ;;
