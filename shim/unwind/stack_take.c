@@ -175,8 +175,59 @@ static int ks_cap_signal(struct ks_capture *const *v, int n, const struct ks_cap
     return sent;
 }
 
+/* A signalled thread that has not answered but entered a wrapped call
+ * since: it waits at the wrapper's entry for the reader flag (blocking.h),
+ * with the dump signal blocked (a handler of the program's runs: Boehm's
+ * collector stops the world with one that waits in sigsuspend). It would
+ * answer only after the dump gave up, and the program's other threads
+ * waited with it (the collector for its acknowledgement: 1 s for every
+ * thread, each dump). Its registers are saved and it cannot move while
+ * held: it is unwound from them, as a thread found in a call. Its signal,
+ * once unblocked, finds the entry taken and does nothing (a wrapped call
+ * it cuts short resumes, interpose_block.c). Returns how many. */
+static int ks_cap_take_parked(struct ks_capture *const *v, int n, struct ks_dump *d,
+                              const struct ks_capture_opts *o)
+{
+    int taken = 0;
+    for (int i = 0; i < n; i++) {
+        struct ks_capture *c = v[i];
+        if (c->via != KS_VIA_SIGNAL || c->gone || !c->held ||
+            __atomic_load_n(&c->e->state, __ATOMIC_ACQUIRE) != KS_ENTRY_WAITING)
+            continue;
+        ks_registry_lock();
+        struct ks_thread *r = ks_cap_live(c);
+        struct ks_block *b = r ? ks_block_of(r) : NULL;
+        int expect = KS_ENTRY_WAITING;
+        if (b && __atomic_load_n(&b->in_call, __ATOMIC_SEQ_CST) &&
+            __atomic_compare_exchange_n(&c->e->state, &expect, KS_ENTRY_CAPTURING, 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+            c->via = KS_VIA_CALL;
+            c->call = b->call;
+            c->regs = b->regs;
+            c->have_sc = 0;   /* read before it entered: not the call it is in */
+        }
+        ks_registry_unlock();
+        if (c->via != KS_VIA_CALL)
+            continue;
+        sigset_t saved;
+        ks_sigmask_batch_begin(&saved);
+        ks_unwind_regs(&c->regs, c->e);
+        ks_sigmask_batch_end(&saved);
+        __atomic_store_n(&c->e->state, KS_ENTRY_DONE, __ATOMIC_RELEASE);
+        __atomic_add_fetch(&d->answered, 1, __ATOMIC_SEQ_CST);
+        if (!o->keep_call_held) {
+            ks_registry_lock();
+            ks_cap_let_go(c, ks_cap_live(c));
+            ks_registry_unlock();
+        }
+        taken++;
+    }
+    return taken;
+}
+
 /* Waits for the signalled threads, noticing those that exit meanwhile (a
- * thread on its way out blocks every signal and never answers). */
+ * thread on its way out blocks every signal and never answers) and taking
+ * those that entered a wrapped call instead of answering. */
 static void ks_cap_wait(struct ks_capture *const *v, int n, struct ks_dump *d, int sent,
                         const struct ks_capture_opts *o)
 {
@@ -184,6 +235,8 @@ static void ks_cap_wait(struct ks_capture *const *v, int n, struct ks_dump *d, i
     int gone = 0;
     while (ks_dump_wait(d, sent - gone, deadline, o->slice_ns) < sent - gone &&
            ks_now_ns() < deadline) {
+        if (ks_cap_take_parked(v, n, d, o))
+            continue;
         gone = 0;
         for (int i = 0; i < n; i++) {
             struct ks_capture *c = v[i];
