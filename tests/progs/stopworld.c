@@ -12,6 +12,7 @@
  * stdout: "worker tid=T", "ready"; after "stop" on stdin: "stopworld
  * stops=N slowest_ms=M errors=E" (errors: a sigsuspend that returned for
  * a signal other than SIGUSR2); exits 0 after "quit". */
+#include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -39,9 +40,12 @@ static void on_restart(int sig)
     restarted = 1;
 }
 
+/* As every handler should, and ThreadSanitizer checks: errno as it was. */
+
 static void on_suspend(int sig)
 {
     (void)sig;
+    int saved = errno;
     sigset_t wait_mask;
     sigfillset(&wait_mask);
     sigdelset(&wait_mask, SIGUSR2);
@@ -51,6 +55,7 @@ static void on_suspend(int sig)
     if (!restarted)
         errors++;
     sem_post(&ack);
+    errno = saved;
 }
 
 static void *worker_main(void *arg)
