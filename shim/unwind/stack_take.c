@@ -189,39 +189,41 @@ static int ks_cap_take_parked(struct ks_capture *const *v, int n, struct ks_dump
                               const struct ks_capture_opts *o)
 {
     int taken = 0;
+    ks_registry_lock();
     for (int i = 0; i < n; i++) {
         struct ks_capture *c = v[i];
         if (c->via != KS_VIA_SIGNAL || c->gone || !c->held ||
             __atomic_load_n(&c->e->state, __ATOMIC_ACQUIRE) != KS_ENTRY_WAITING)
             continue;
-        ks_registry_lock();
         struct ks_thread *r = ks_cap_live(c);
         struct ks_block *b = r ? ks_block_of(r) : NULL;
         int expect = KS_ENTRY_WAITING;
         if (b && __atomic_load_n(&b->in_call, __ATOMIC_SEQ_CST) &&
             __atomic_compare_exchange_n(&c->e->state, &expect, KS_ENTRY_CAPTURING, 0,
                                         __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
-            c->via = KS_VIA_CALL;
+            c->via = KS_VIA_CALL;   /* and CAPTURING: claimed here */
             c->call = b->call;
             c->regs = b->regs;
             c->have_sc = 0;   /* read before it entered: not the call it is in */
+            taken++;
         }
-        ks_registry_unlock();
-        if (c->via != KS_VIA_CALL)
-            continue;
-        sigset_t saved;
-        ks_sigmask_batch_begin(&saved);
-        ks_unwind_regs(&c->regs, c->e);
-        ks_sigmask_batch_end(&saved);
-        __atomic_store_n(&c->e->state, KS_ENTRY_DONE, __ATOMIC_RELEASE);
-        __atomic_add_fetch(&d->answered, 1, __ATOMIC_SEQ_CST);
-        if (!o->keep_call_held) {
-            ks_registry_lock();
-            ks_cap_let_go(c, ks_cap_live(c));
-            ks_registry_unlock();
-        }
-        taken++;
     }
+    ks_registry_unlock();
+    if (!taken)
+        return 0;
+    sigset_t saved;
+    ks_sigmask_batch_begin(&saved);
+    for (int i = 0; i < n; i++)
+        if (v[i]->via == KS_VIA_CALL &&
+            __atomic_load_n(&v[i]->e->state, __ATOMIC_ACQUIRE) == KS_ENTRY_CAPTURING) {
+            ks_unwind_regs(&v[i]->regs, v[i]->e);
+            __atomic_store_n(&v[i]->e->state, KS_ENTRY_DONE, __ATOMIC_RELEASE);
+            __atomic_add_fetch(&d->answered, 1, __ATOMIC_SEQ_CST);
+            /* Held: it cannot leave its wrapper's entry, nor exit. */
+            if (!o->keep_call_held)
+                ks_cap_let_go(v[i], v[i]->rec);
+        }
+    ks_sigmask_batch_end(&saved);
     return taken;
 }
 
