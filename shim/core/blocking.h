@@ -89,6 +89,14 @@ struct ks_block {
 void ks_block_wait_reader(struct ks_block *b);
 void ks_block_drop(struct ks_block *b);
 
+/* What a dump waiting for answers sleeps on (stack_capture.c): bumped and
+ * woken by each answer, and by a thread that starts waiting for its reader
+ * (a thread the dump signalled may enter a wrapped call instead of
+ * answering, its signal blocked: the dump then takes it from its registers,
+ * stack_take.c, at once rather than at its next look). */
+extern int ks_dump_bell;
+void ks_dump_bell_ring(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -168,7 +168,7 @@ static void ks_dump_handler(int signo, siginfo_t *si, ucontext_t *uc)
         ks_capture_here(uc, e);
         __atomic_store_n(&e->state, KS_ENTRY_DONE, __ATOMIC_RELEASE);
         __atomic_add_fetch(&d->answered, 1, __ATOMIC_SEQ_CST);
-        ks_futex(&d->answered, FUTEX_WAKE_PRIVATE, 1, NULL);
+        ks_dump_bell_ring();
         /* The dump set our reader flag before it signalled us (it saw us
          * outside any wrapped call); answered, we may now enter one. If this
          * handler interrupted that very wait, the wrapper re-checks the flag
@@ -192,13 +192,14 @@ void ks_dump_publish(struct ks_dump *d) { __atomic_store_n(&ks_dump_cur, d, __AT
 
 int ks_dump_wait(struct ks_dump *d, int want, uint64_t deadline_ns, uint64_t slice_ns)
 {
+    int bell = __atomic_load_n(&ks_dump_bell, __ATOMIC_SEQ_CST);
     int got = __atomic_load_n(&d->answered, __ATOMIC_SEQ_CST);
     uint64_t now = ks_now_ns();
     if (got >= want || now >= deadline_ns)
         return got;
     uint64_t left = deadline_ns - now < slice_ns ? deadline_ns - now : slice_ns;
     struct timespec ts = {(time_t)(left / 1000000000u), (long)(left % 1000000000u)};
-    ks_futex(&d->answered, FUTEX_WAIT_PRIVATE, got, &ts);
+    ks_futex(&ks_dump_bell, FUTEX_WAIT_PRIVATE, bell, &ts);
     return __atomic_load_n(&d->answered, __ATOMIC_SEQ_CST);
 }
 

@@ -96,7 +96,8 @@ struct ks_dump *ks_dump_alloc(int n);
 /* Makes D the table that handlers answer into. */
 void ks_dump_publish(struct ks_dump *d);
 /* Waits until D->answered reaches WANT, or until DEADLINE_NS (monotonic), or
- * for at most SLICE_NS; returns D->answered. */
+ * for at most SLICE_NS, or until the bell rings (blocking.h: an answer, or a
+ * thread that started waiting for its reader); returns D->answered. */
 int ks_dump_wait(struct ks_dump *d, int want, uint64_t deadline_ns, uint64_t slice_ns);
 /* Marks E abandoned if its thread has not started answering; if it is
  * answering right now, waits up to GRACE_NS for it. Returns E's final state. */
