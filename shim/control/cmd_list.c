@@ -101,8 +101,10 @@ static void ks_list_known(struct ks_out *out, const struct ks_snap *s)
         ks_out_hex(out, "start", (uint64_t)(uintptr_t)s->start);
     ks_out_i64(out, "locks", s->locks_held);
     if (s->wait_kind == KS_WAIT_MUTEX && s->wait_obj) {
-        ks_out_hex(out, "wait_mutex", (uint64_t)(uintptr_t)s->wait_obj);
         pid_t owner = ks_wait_owner(s->wait_kind, s->wait_obj);
+        if (ks_wait_is_over(s->tid, owner))
+            return;
+        ks_out_hex(out, "wait_mutex", (uint64_t)(uintptr_t)s->wait_obj);
         if (owner != KS_OWNER_UNKNOWN)
             ks_out_i64(out, "wait_owner", owner);
     }

@@ -274,8 +274,13 @@ static void ks_dump_into(struct ks_targets *ts, int answer_ms, uint64_t t0, stru
         struct ks_target *t = &ts->v[i];
         if (t->cap.gone)
             continue;
-        if (t->wait_kind != KS_WAIT_NONE && t->wait_obj)
+        if (t->wait_kind != KS_WAIT_NONE && t->wait_obj) {
             t->owner = ks_wait_owner(t->wait_kind, t->wait_obj);
+            if (ks_wait_is_over(t->cap.tid, t->owner)) {
+                t->wait_kind = KS_WAIT_NONE;
+                t->wait_obj = NULL;
+            }
+        }
         ks_out_target(out, t);
         if (t->selected)
             ks_pystack_out(out, &py, t->cap.tid, t->wait_kind, t->wait_obj);

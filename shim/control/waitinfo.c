@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "shim/common/fdid.h"
+#include "shim/common/procfs.h"
 #include "shim/core/ks.h"
 #include "shim/core/registry.h"
 
@@ -60,6 +61,12 @@ pid_t ks_wait_owner(int kind, const void *obj)
         return KS_OWNER_UNKNOWN;   /* readers hold it: glibc does not name them */
     }
     return KS_OWNER_UNKNOWN;
+}
+
+int ks_wait_is_over(pid_t tid, pid_t owner)
+{
+    struct ks_syscall sc;
+    return owner == tid && ks_read_task_syscall(tid, &sc) == 0 && sc.nr != SYS_futex;
 }
 
 const char *ks_wait_kind_name(int kind)

@@ -20,6 +20,14 @@ extern "C" {
  * KS_OWNER_FREE or KS_OWNER_UNKNOWN; KS_OWNER_UNKNOWN if OBJ is unreadable. */
 pid_t ks_wait_owner(int kind, const void *obj);
 
+/* Whether TID, whose record says it waits for a lock OWNER holds, took it
+ * already: OWNER is TID itself and TID is not blocked in a futex (its hook
+ * has yet to clear the record; a thread stopped there by a handler, as
+ * Boehm's collector stops them, was listed waiting for itself). A normal
+ * mutex TID locked twice keeps it blocked in futex: that self-deadlock is
+ * still one. Reads /proc only when OWNER is TID. */
+int ks_wait_is_over(pid_t tid, pid_t owner);
+
 /* "mutex", "rwlock" or NULL for KIND. */
 const char *ks_wait_kind_name(int kind);
 
