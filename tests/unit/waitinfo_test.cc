@@ -20,8 +20,8 @@ pthread_mutex_t g_self = PTHREAD_MUTEX_INITIALIZER;
 pid_t g_self_tid;
 
 void* LockTwice(void*) {
-  g_self_tid = static_cast<pid_t>(syscall(SYS_gettid));
   pthread_mutex_lock(&g_self);
+  __atomic_store_n(&g_self_tid, static_cast<pid_t>(syscall(SYS_gettid)), __ATOMIC_SEQ_CST);
   pthread_mutex_lock(&g_self);   // a normal mutex: blocks for good
   return nullptr;
 }
@@ -48,14 +48,15 @@ TEST(WaitInfo, AWaitOnALockTheThreadHoldsIsOverUnlessItBlocks) {
   ASSERT_EQ(pthread_create(&t, nullptr, LockTwice, nullptr), 0);
   // Until it blocks in the second lock's futex.
   struct ks_syscall sc = {};
+  pid_t tid = 0;
   for (int i = 0; i < 500; i++) {
-    pid_t tid = __atomic_load_n(&g_self_tid, __ATOMIC_SEQ_CST);
+    tid = __atomic_load_n(&g_self_tid, __ATOMIC_SEQ_CST);
     if (tid && ks_read_task_syscall(tid, &sc) == 0 && sc.nr == SYS_futex) break;
     usleep(10000);
   }
   ASSERT_EQ(sc.nr, SYS_futex);
-  EXPECT_EQ(ks_wait_owner(KS_WAIT_MUTEX, &g_self), g_self_tid);
-  EXPECT_EQ(ks_wait_is_over(g_self_tid, g_self_tid), 0) << "a deadlock of one stays one";
+  EXPECT_EQ(ks_wait_owner(KS_WAIT_MUTEX, &g_self), tid);
+  EXPECT_EQ(ks_wait_is_over(tid, tid), 0) << "a deadlock of one stays one";
   pthread_detach(t);   // blocked for good; the process's exit ends it
 }
 
