@@ -62,20 +62,16 @@ const char *ks_call_name(int call)
     return call > 0 && call < KS_CALL_COUNT ? ks_call_names[call] : "?";
 }
 
-/* Waits while a dump holds this thread. Keeps errno: the wrapped call's
- * result must reach the caller untouched. */
 int ks_dump_bell;
 
-void ks_dump_bell_ring(void)
-{
-    __atomic_add_fetch(&ks_dump_bell, 1, __ATOMIC_SEQ_CST);
-    ks_futex_wake(&ks_dump_bell, 1);
-}
-
+/* Waits while a dump holds this thread, ringing the dump's bell first (the
+ * dump may be waiting for this thread's answer: blocking.h). Keeps errno:
+ * the wrapped call's result must reach the caller untouched. */
 __attribute__((noinline)) void ks_block_wait_reader(struct ks_block *b)
 {
     int saved = errno;
-    ks_dump_bell_ring();
+    __atomic_add_fetch(&ks_dump_bell, 1, __ATOMIC_SEQ_CST);
+    ks_futex_wake(&ks_dump_bell, 1);
     while (__atomic_load_n(&b->reader, __ATOMIC_SEQ_CST))
         syscall(SYS_futex, &b->reader, FUTEX_WAIT_PRIVATE, 1, NULL, NULL, 0);
     errno = saved;

@@ -95,7 +95,6 @@ void ks_block_drop(struct ks_block *b);
  * answering, its signal blocked: the dump then takes it from its registers,
  * stack_take.c, at once rather than at its next look). */
 extern int ks_dump_bell;
-void ks_dump_bell_ring(void);
 
 #ifdef __cplusplus
 }

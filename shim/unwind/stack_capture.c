@@ -168,10 +168,11 @@ static void ks_dump_handler(int signo, siginfo_t *si, ucontext_t *uc)
         ks_capture_here(uc, e);
         __atomic_store_n(&e->state, KS_ENTRY_DONE, __ATOMIC_RELEASE);
         __atomic_add_fetch(&d->answered, 1, __ATOMIC_SEQ_CST);
-        /* ks_dump_bell_ring's work, here: this file is built without a
-         * sanitizer's instrumentation (SIGCTX_COPTS), blocking.c is not, and
-         * instrumented code in a thread ThreadSanitizer does not know (a
-         * foreign thread: a raw clone) crashes it. */
+        /* The bell (blocking.h) rung here, not by a call into blocking.c:
+         * this file is built without a sanitizer's instrumentation
+         * (SIGCTX_COPTS), blocking.c is not, and instrumented code in a
+         * thread ThreadSanitizer does not know (a foreign thread: a raw
+         * clone) crashes it. */
         __atomic_add_fetch(&ks_dump_bell, 1, __ATOMIC_SEQ_CST);
         ks_futex(&ks_dump_bell, FUTEX_WAKE_PRIVATE, 1, NULL);
         /* The dump set our reader flag before it signalled us (it saw us
