@@ -102,7 +102,7 @@ static void ks_list_known(struct ks_out *out, const struct ks_snap *s)
     ks_out_i64(out, "locks", s->locks_held);
     if (s->wait_kind == KS_WAIT_MUTEX && s->wait_obj) {
         pid_t owner = ks_wait_owner(s->wait_kind, s->wait_obj);
-        if (ks_wait_is_over(s->tid, owner))
+        if (ks_wait_is_over(s->tid, owner, NULL))
             return;
         ks_out_hex(out, "wait_mutex", (uint64_t)(uintptr_t)s->wait_obj);
         if (owner != KS_OWNER_UNKNOWN)

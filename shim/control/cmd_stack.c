@@ -276,7 +276,7 @@ static void ks_dump_into(struct ks_targets *ts, int answer_ms, uint64_t t0, stru
             continue;
         if (t->wait_kind != KS_WAIT_NONE && t->wait_obj) {
             t->owner = ks_wait_owner(t->wait_kind, t->wait_obj);
-            if (ks_wait_is_over(t->cap.tid, t->owner)) {
+            if (ks_wait_is_over(t->cap.tid, t->owner, t->cap.have_sc ? &t->cap.sc : NULL)) {
                 t->wait_kind = KS_WAIT_NONE;
                 t->wait_obj = NULL;
             }

@@ -63,10 +63,14 @@ pid_t ks_wait_owner(int kind, const void *obj)
     return KS_OWNER_UNKNOWN;
 }
 
-int ks_wait_is_over(pid_t tid, pid_t owner)
+int ks_wait_is_over(pid_t tid, pid_t owner, const struct ks_syscall *seen)
 {
     struct ks_syscall sc;
-    return owner == tid && ks_read_task_syscall(tid, &sc) == 0 && sc.nr != SYS_futex;
+    if (owner != tid)
+        return 0;
+    if (!seen && ks_read_task_syscall(tid, &sc) == 0)
+        seen = &sc;
+    return seen && seen->nr != SYS_futex;
 }
 
 const char *ks_wait_kind_name(int kind)

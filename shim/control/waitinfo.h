@@ -25,8 +25,11 @@ pid_t ks_wait_owner(int kind, const void *obj);
  * has yet to clear the record; a thread stopped there by a handler, as
  * Boehm's collector stops them, was listed waiting for itself). A normal
  * mutex TID locked twice keeps it blocked in futex: that self-deadlock is
- * still one. Reads /proc only when OWNER is TID. */
-int ks_wait_is_over(pid_t tid, pid_t owner);
+ * still one. SEEN: TID's system call as read before anything signalled it
+ * (a dump's signal takes it out of the futex for a moment), or NULL to read
+ * /proc now; read only when OWNER is TID. */
+struct ks_syscall;
+int ks_wait_is_over(pid_t tid, pid_t owner, const struct ks_syscall *seen);
 
 /* "mutex", "rwlock" or NULL for KIND. */
 const char *ks_wait_kind_name(int kind);
