@@ -1,14 +1,11 @@
 /* See redirect.h. */
 #include "redirect.h"
 
-#include <dlfcn.h>
-#include <elf.h>
 #include <errno.h>
 #include <link.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/auxv.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -102,52 +99,10 @@ KS_SIGSAFE int ks_redirect_safe(ucontext_t *uc)
     return 0;
 }
 
-/* The program headers of the object LM: the main program's from the
- * auxiliary vector, a library's behind its ELF header (at its load bias:
- * the loader maps its first page there). Returns them, or NULL. */
-static KS_SIGSAFE const ElfW(Phdr) *ks_phdrs_of(const struct link_map *lm, size_t *n)
-{
-    if (!lm->l_name || !*lm->l_name) {
-        *n = getauxval(AT_PHNUM);
-        return (const ElfW(Phdr) *)getauxval(AT_PHDR);
-    }
-    const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)lm->l_addr;
-    if (!ks_mem_readable((uintptr_t)eh) || eh->e_ident[EI_MAG0] != ELFMAG0 ||
-        eh->e_ident[EI_MAG1] != ELFMAG1 || eh->e_ident[EI_MAG2] != ELFMAG2 ||
-        eh->e_ident[EI_MAG3] != ELFMAG3 || eh->e_phentsize != sizeof(ElfW(Phdr)))
-        return NULL;
-    const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(lm->l_addr + eh->e_phoff);
-    *n = eh->e_phnum;
-    if (!*n || !ks_mem_readable((uintptr_t)ph) || !ks_mem_readable((uintptr_t)(ph + *n) - 1))
-        return NULL;
-    return ph;
-}
-
-/* Before the first table: where the CFI is, found without it. For an
- * object whose segments are not contiguous (a code section aligned past a
- * page gets a segment of its own after a gap: stress-ng's), glibc's
- * _dl_find_object gives the bounds of its first code segment only, and its
- * .eh_frame_hdr and .eh_frame lie in a read-only segment after them: the
- * header is read within the segment that holds it. */
+/* Before the first table: where the CFI is, found without it. */
 static KS_SIGSAFE int ks_find_now(uintptr_t pc, struct ks_cfi_module *out)
 {
-    if (ks_safepoint_kind_now(pc, out) == KS_MOD_NONE)
-        return ENOENT;
-    if (!out->eh_hdr || (out->eh_hdr >= out->hdr_lo && out->eh_hdr < out->hdr_hi))
-        return 0;
-    struct dl_find_object fo;
-    size_t n = 0;
-    const ElfW(Phdr) *ph = _dl_find_object((void *)pc, &fo) == 0 && fo.dlfo_link_map
-                               ? ks_phdrs_of(fo.dlfo_link_map, &n) : NULL;
-    for (size_t i = 0; ph && i < n; i++) {
-        uintptr_t lo = fo.dlfo_link_map->l_addr + ph[i].p_vaddr, hi = lo + ph[i].p_memsz;
-        if (ph[i].p_type == PT_LOAD && out->eh_hdr >= lo && out->eh_hdr < hi) {
-            out->hdr_lo = lo;
-            out->hdr_hi = hi;
-            return 0;
-        }
-    }
-    return 0;   /* the reads stay within the first bounds, and fail */
+    return ks_safepoint_kind_now(pc, out) == KS_MOD_NONE ? ENOENT : 0;
 }
 
 static const struct ks_cfi_env ks_first_env = {ks_find_now, ks_mem_readable};

@@ -7,10 +7,12 @@
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/auxv.h>
 
 #include "shim/core/elf_sym.h"
 #include "shim/core/ks.h"
 #include "shim/core/lock.h"
+#include "shim/unwind/unwind_mem.h"
 #include "gotsym.h"
 #include "lpad.h"
 
@@ -371,6 +373,50 @@ KS_SIGSAFE int ks_safepoint_built(void)
     return s != 0 && !(s & 1);
 }
 
+/* The program headers of the object LM: the main program's from the
+ * auxiliary vector, a library's behind its ELF header (at its load bias:
+ * the loader maps its first page there). Returns them, or NULL. */
+static KS_SIGSAFE const ElfW(Phdr) *ks_phdrs_of(const struct link_map *lm, size_t *n)
+{
+    if (!lm->l_name || !*lm->l_name) {
+        *n = getauxval(AT_PHNUM);
+        return (const ElfW(Phdr) *)getauxval(AT_PHDR);
+    }
+    const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)lm->l_addr;
+    if (!ks_mem_readable((uintptr_t)eh) || eh->e_ident[EI_MAG0] != ELFMAG0 ||
+        eh->e_ident[EI_MAG1] != ELFMAG1 || eh->e_ident[EI_MAG2] != ELFMAG2 ||
+        eh->e_ident[EI_MAG3] != ELFMAG3 || eh->e_phentsize != sizeof(ElfW(Phdr)))
+        return NULL;
+    const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(lm->l_addr + eh->e_phoff);
+    *n = eh->e_phnum;
+    if (!*n || !ks_mem_readable((uintptr_t)ph) || !ks_mem_readable((uintptr_t)(ph + *n) - 1))
+        return NULL;
+    return ph;
+}
+
+/* For an object whose segments are not contiguous (a code section aligned
+ * past a page gets a segment of its own after a gap: stress-ng's), glibc's
+ * _dl_find_object gives the bounds of its first code segment only, and its
+ * .eh_frame_hdr and .eh_frame lie in a read-only segment after them: CFI's
+ * reads are bounded by the segment that holds the header. M's bounds stay
+ * as they are if it is inside them already or no segment holds it (the
+ * reads then fail). */
+static KS_SIGSAFE void ks_hdr_segment(const struct link_map *lm, struct ks_cfi_module *m)
+{
+    if (!m->eh_hdr || (m->eh_hdr >= m->hdr_lo && m->eh_hdr < m->hdr_hi))
+        return;
+    size_t n = 0;
+    const ElfW(Phdr) *ph = ks_phdrs_of(lm, &n);
+    for (size_t i = 0; ph && i < n; i++) {
+        uintptr_t lo = lm->l_addr + ph[i].p_vaddr, hi = lo + ph[i].p_memsz;
+        if (ph[i].p_type == PT_LOAD && m->eh_hdr >= lo && m->eh_hdr < hi) {
+            m->hdr_lo = lo;
+            m->hdr_hi = hi;
+            return;
+        }
+    }
+}
+
 /* _dl_find_object reads the loader's lock-free copy of its list, made for
  * unwinders, which run in signal handlers. */
 KS_SIGSAFE int ks_safepoint_kind_now(uintptr_t pc, struct ks_cfi_module *cfi)
@@ -379,9 +425,11 @@ KS_SIGSAFE int ks_safepoint_kind_now(uintptr_t pc, struct ks_cfi_module *cfi)
     if (_dl_find_object((void *)pc, &fo) != 0 || !fo.dlfo_link_map)
         return KS_MOD_NONE;
     uintptr_t lo = (uintptr_t)fo.dlfo_map_start, hi = (uintptr_t)fo.dlfo_map_end;
-    if (cfi)
+    if (cfi) {
         *cfi = (struct ks_cfi_module){.eh_hdr = (uintptr_t)fo.dlfo_eh_frame,
                                       .hdr_lo = lo, .hdr_hi = hi, .pc_lo = lo, .pc_hi = hi};
+        ks_hdr_segment(fo.dlfo_link_map, cfi);
+    }
     uintptr_t self = (uintptr_t)&ks_safepoint_kind_now;
     if (self >= lo && self < hi)
         return KS_MOD_SHIM;

@@ -58,8 +58,11 @@ int ks_safepoint_built(void);
 
 /* Where PC is, without the table: its module's kind by name (or
  * KS_MOD_SHIM, or KS_MOD_NONE outside every object), and, if CFI is not
- * NULL, that module's .eh_frame_hdr and the mapping that holds both (all
- * its segments, gaps included) for cfi_step.h. Lock-free: glibc's
+ * NULL, that module's .eh_frame_hdr and the bounds for cfi_step.h: the
+ * object's range as _dl_find_object gives it (all its segments, or for an
+ * object whose segments are not contiguous its first code segment only),
+ * and for the reads of the CFI the segment that holds the header where that
+ * range leaves it out. Lock-free: glibc's
  * _dl_find_object. Never KS_MOD_ALLOC (that needs the table's malloc
  * lookup). Async-signal-safe. */
 int ks_safepoint_kind_now(uintptr_t pc, struct ks_cfi_module *cfi);
