@@ -135,19 +135,29 @@ TEST(Doorbell, TheShimIsMappedWithoutAGapPage) {
 
 // ---- a process that serves when asked --------------------------------------
 
+// Has the guest G run CMD (it answers STARTED), dumps its stack meanwhile:
+// the dump succeeds with FRAME among its frames (the doorbell started
+// serving), and the guest ends CMD with DONE (its first word is what it
+// prints first) and exits 0 when told.
+void ExpectDumpedWhileItRuns(Guest& g, const std::string& cmd, const std::string& started,
+                             const std::string& frame, const std::string& done) {
+  ASSERT_EQ(g.Do(cmd, started), started);
+  usleep(50000);
+  ks::Result r = ks::Inject({"--stack", std::to_string(g.t.pid())});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find(frame), std::string::npos) << r.out;
+  EXPECT_EQ(g.t.WaitFor(done.substr(0, done.find(' ')), 15000), done);
+  g.t.Send("quit");
+  EXPECT_EQ(g.t.Wait(), 0);
+}
+
 // Its only thread computes without a system call: the doorbell's signal
 // sends it through the shim's trampoline, which starts serving and gives it
 // back every register (AVX, SSE, integer) and its errno.
 TEST(Doorbell, SingleThreadedSpinnerServesAndKeepsItsRegisters) {
   Guest g;
-  ASSERT_EQ(g.Do("spin 3000", "spinning"), "spinning");
-  usleep(50000);
-  ks::Result r = ks::Inject({"--stack", std::to_string(g.t.pid())});
-  EXPECT_EQ(r.code, 0) << r.err;
-  EXPECT_NE(r.out.find("guest_spin"), std::string::npos) << r.out;
-  EXPECT_EQ(g.t.WaitFor("spun", 15000), "spun consistent=1 errno=1234");
-  g.t.Send("quit");
-  EXPECT_EQ(g.t.Wait(), 0);
+  ExpectDumpedWhileItRuns(g, "spin 3000", "spinning", "guest_spin",
+                          "spun consistent=1 errno=1234");
 }
 
 // Whether FILE's dynamic symbol table defines NAME (a function).
@@ -198,14 +208,7 @@ TEST(Doorbell, AProgramWithItsOwnAllocatorIsNeverSentThroughTheTrampoline) {
 // libc" and the injector gave up after 2 s.)
 TEST(Doorbell, ALoopOfSystemCallsServes) {
   Guest g;
-  ASSERT_EQ(g.Do("syscalls 4000", "syscalling"), "syscalling");
-  usleep(50000);
-  ks::Result r = ks::Inject({"--stack", std::to_string(g.t.pid())});
-  EXPECT_EQ(r.code, 0) << r.err;
-  EXPECT_NE(r.out.find("guest_syscalls"), std::string::npos) << r.out;
-  EXPECT_EQ(g.t.WaitFor("syscalled", 15000), "syscalled ok=1");
-  g.t.Send("quit");
-  EXPECT_EQ(g.t.Wait(), 0);
+  ExpectDumpedWhileItRuns(g, "syscalls 4000", "syscalling", "guest_syscalls", "syscalled ok=1");
 }
 
 // The same loop in a program whose segments are not contiguous (a code
@@ -217,14 +220,7 @@ TEST(Doorbell, ALoopOfSystemCallsServes) {
 // segment that holds it.
 TEST(Doorbell, ALoopOfSystemCallsServesInAProgramInPieces) {
   Guest g({}, "guest_split");
-  ASSERT_EQ(g.Do("syscalls 4000", "syscalling"), "syscalling");
-  usleep(50000);
-  ks::Result r = ks::Inject({"--stack", std::to_string(g.t.pid())});
-  EXPECT_EQ(r.code, 0) << r.err;
-  EXPECT_NE(r.out.find("guest_syscalls"), std::string::npos) << r.out;
-  EXPECT_EQ(g.t.WaitFor("syscalled", 15000), "syscalled ok=1");
-  g.t.Send("quit");
-  EXPECT_EQ(g.t.Wait(), 0);
+  ExpectDumpedWhileItRuns(g, "syscalls 4000", "syscalling", "guest_syscalls", "syscalled ok=1");
 }
 
 // Its only thread waits in read() (not one of the shim's wrapped calls): the
