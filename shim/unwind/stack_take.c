@@ -84,9 +84,18 @@ static int ks_cap_syscall(pid_t tid, struct ks_syscall *sc, const struct ks_capt
     return o->dir ? ks_task_dir_syscall(o->dir, tid, sc) : ks_read_task_syscall(tid, sc);
 }
 
-/* Unwinds the threads held in wrapped calls and, unless the caller keeps
- * them, lets them go. Their records stay valid while they are held: a held
- * thread cannot leave its wrapper. */
+/* Unwinds C, held in a wrapped call (or at its entry), from the registers
+ * its wrapper saved, and unless the caller keeps it, lets it go. Its record
+ * stays valid while it is held: a held thread cannot leave its wrapper. */
+static void ks_cap_unwind_one(struct ks_capture *c, const struct ks_capture_opts *o)
+{
+    ks_unwind_regs(&c->regs, c->e);
+    __atomic_store_n(&c->e->state, KS_ENTRY_DONE, __ATOMIC_RELEASE);
+    if (!o->keep_call_held)
+        ks_cap_let_go(c, c->rec);
+}
+
+/* Unwinds the threads held in wrapped calls (ks_cap_unwind_one). */
 static void ks_cap_unwind_calls(struct ks_capture *const *v, int n, const struct ks_capture_opts *o)
 {
     /* libunwind blocks every signal around each frame's lookup: done once
@@ -101,10 +110,7 @@ static void ks_cap_unwind_calls(struct ks_capture *const *v, int n, const struct
          * report only; nothing is decided on it). */
         if (!o->no_proc)
             c->have_sc = ks_cap_syscall(c->tid, &c->sc, o) == 0;
-        ks_unwind_regs(&c->regs, c->e);
-        c->e->state = KS_ENTRY_DONE;
-        if (!o->keep_call_held)
-            ks_cap_let_go(c, c->rec);
+        ks_cap_unwind_one(c, o);
     }
     ks_sigmask_batch_end(&saved);
 }
@@ -216,12 +222,8 @@ static int ks_cap_take_parked(struct ks_capture *const *v, int n, struct ks_dump
     for (int i = 0; i < n; i++)
         if (v[i]->via == KS_VIA_CALL &&
             __atomic_load_n(&v[i]->e->state, __ATOMIC_ACQUIRE) == KS_ENTRY_CAPTURING) {
-            ks_unwind_regs(&v[i]->regs, v[i]->e);
-            __atomic_store_n(&v[i]->e->state, KS_ENTRY_DONE, __ATOMIC_RELEASE);
+            ks_cap_unwind_one(v[i], o);
             __atomic_add_fetch(&d->answered, 1, __ATOMIC_SEQ_CST);
-            /* Held: it cannot leave its wrapper's entry, nor exit. */
-            if (!o->keep_call_held)
-                ks_cap_let_go(v[i], v[i]->rec);
         }
     ks_sigmask_batch_end(&saved);
     return taken;
