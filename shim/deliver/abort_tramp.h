@@ -22,7 +22,7 @@ extern char ks_tramp_base[];
 /* The address of ks_tramp_K: each is 16 bytes after the one before, behind
  * a nop (tramp_test checks it). Computed, not a table: a table of 64
  * pointers was 64 relocations in every process at load and 512 bytes of
- * RELRO (doorbell_test's TheShimIsMappedWithoutAGapPage). */
+ * RELRO. */
 static inline uintptr_t ks_tramp_addr(int k)
 {
     return (uintptr_t)ks_tramp_base + KS_TRAMP_STRIDE * (unsigned)k + 1;
